@@ -1,0 +1,28 @@
+# `make demo` sets up and opens the dashboard with a built-in CPU demo; `make test` sets up and tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test bench lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned (the CPU wheel); a GPU user installs their own torch into the venv first.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/nexus demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/engine_speed.py
+
+lint: setup
+	$(VENV)/bin/ruff check engine nexus_tui tests bench

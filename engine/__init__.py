@@ -1,0 +1,1 @@
+"""The Nexus training engine: torch lives here, textual never does."""

@@ -1,0 +1,325 @@
+"""Run configuration: dataclasses, TOML presets, `section.key=value` overrides, validation.
+
+Every value a run depends on lives here, so `config.toml` in a run folder (every default written out)
+is enough to rebuild the run. Validation happens before any tensor is made, so a bad value costs a
+one-line error instead of a crash minutes into training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from engine.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class ModelConfig:
+    """The network. `family` picks the model module; the other fields are shared or family options."""
+
+    family: str = "transformer"
+    """transformer | hybrid | engram | lstm"""
+    vocab_size: int = 0
+    """0 = take it from the tokenizer (256 for bytes, data.bpe_vocab for BPE)."""
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    """Grouped-query attention: each KV head serves n_heads / n_kv_heads query heads."""
+    d_ff: int = 0
+    """SwiGLU hidden width; 0 = 8/3 * d_model rounded up to a multiple of 32."""
+    seq_len: int = 128
+    dropout: float = 0.0
+    tie_embeddings: bool = True
+    rope_base: float = 10000.0
+    mtp_heads: int = 0
+    """Extra multi-token-prediction heads (head k predicts token t+1+k); 0 = off."""
+    mtp_weight: float = 0.3
+    """lambda in L = CE_main + (lambda / D) * sum_k CE_k."""
+    # Family options (hybrid / engram / lstm / transformer variants).
+    attn_every: int = 8
+    """hybrid: layer i is attention when i % attn_every == attn_offset, else SSM."""
+    attn_offset: int = 4
+    ssm_state: int = 16
+    ssm_expand: int = 2
+    ssm_conv: int = 4
+    ssm_chunk: int = 32
+    engram_layers: list[int] = field(default_factory=lambda: [1])
+    engram_orders: list[int] = field(default_factory=lambda: [2, 3])
+    engram_table_mult: int = 8
+    """Each hashed n-gram table has about table_mult * vocab_size rows."""
+    lstm_levels: list[int] = field(default_factory=lambda: [1, 16, 256])
+    """Update period (in steps) of each nested level."""
+    surprise_weight: float = 0.0
+    hc_streams: int = 0
+    """mHC-lite residual streams; 0 = plain residual."""
+    loop_count: int = 1
+    """Repeat the block stack this many times with shared weights."""
+    wavelet_layers: list[int] = field(default_factory=list)
+    """Layers whose token mixing is a causal Haar-wavelet layer instead of attention."""
+
+    def resolved_d_ff(self) -> int:
+        if self.d_ff > 0:
+            return self.d_ff
+        return ((8 * self.d_model // 3) + 31) // 32 * 32
+
+
+@dataclass
+class DataConfig:
+    """Where the text comes from and how it becomes tokens."""
+
+    source: str = "stdlib"
+    """'stdlib' (the Python standard library's own .py files) or a path to a text file or folder."""
+    tokenizer: str = "byte"
+    """byte (vocab 256) | bpe (trained with `tokenizers`, saved in the run folder)."""
+    bpe_vocab: int = 2048
+    val_fraction: float = 0.05
+    """Fraction of files (file-level split, deterministic) held out for evaluation."""
+    max_bytes: int = 0
+    """Cap on corpus bytes read (0 = all); keeps CPU presets quick to start."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer. Muon takes 2-D hidden weights; `fallback` takes the rest."""
+
+    name: str = "adamw"
+    """adamw | muon | lion"""
+    lr: float = 3e-3
+    """Peak LR of the AdamW/Lion groups; the schedule multiplies every group's LR alike."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    muon_lr: float = 0.02
+    muon_momentum: float = 0.95
+    muon_ns_steps: int = 5
+    fallback: str = "adamw"
+    """Optimizer for non-Muon params when name = muon: adamw | lion."""
+    grad_clip: float = 1.0
+    """Clip the global grad norm to this (0 = off); the reported gnorm is before clipping."""
+
+
+@dataclass
+class ScheduleConfig:
+    """LR schedule, as a multiplier on each group's peak LR."""
+
+    name: str = "cosine"
+    """cosine | wsd | constant"""
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    decay_fraction: float = 0.2
+    """wsd: fraction of the run spent decaying at the end."""
+    decay_shape: str = "linear"
+    """wsd: linear | sqrt (1 - sqrt) | exp"""
+
+
+@dataclass
+class TrainConfig:
+    """The loop: length, batch, device, and how often to eval, sample and checkpoint."""
+
+    steps: int = 200
+    """Total steps of the schedule."""
+    batch_size: int = 16
+    grad_accum: int = 1
+    label_smoothing: float = 0.0
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N | mps"""
+    threads: int = 0
+    """CPU threads for torch (0 = torch's default); lets two CPU runs share a machine."""
+    dtype: str = "auto"
+    """auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16"""
+    compile: bool = False
+    seed: int = 1337
+    eval_every: int = 50
+    eval_batches: int = 8
+    sample_every: int = 100
+    sample_prompt: str = "def "
+    sample_tokens: int = 80
+    sample_temperature: float = 0.8
+    sample_top_k: int = 40
+    ckpt_every: int = 100
+    keep_last: int = 3
+    nan_policy: str = "pause"
+    """What a NaN/inf loss does: pause | skip | rollback."""
+
+
+@dataclass
+class Config:
+    """A whole run's configuration."""
+
+    name: str = "run"
+    preset: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def validate(self) -> Config:
+        """Raise ConfigError with one line that says what to fix; return self when fine."""
+        m, d, o, s, t = self.model, self.data, self.optim, self.schedule, self.train
+        _choice("model.family", m.family, ("transformer", "hybrid", "engram", "lstm"))
+        _choice("data.tokenizer", d.tokenizer, ("byte", "bpe"))
+        _choice("optim.name", o.name, ("adamw", "muon", "lion"))
+        _choice("optim.fallback", o.fallback, ("adamw", "lion"))
+        _choice("schedule.name", s.name, ("cosine", "wsd", "constant"))
+        _choice("schedule.decay_shape", s.decay_shape, ("linear", "sqrt", "exp"))
+        _choice("train.nan_policy", t.nan_policy, ("pause", "skip", "rollback"))
+        _choice("train.dtype", t.dtype, ("auto", "fp32", "bf16"))
+        for name, value in (
+            ("model.d_model", m.d_model), ("model.n_layers", m.n_layers), ("model.n_heads", m.n_heads),
+            ("model.n_kv_heads", m.n_kv_heads), ("model.seq_len", m.seq_len), ("model.loop_count", m.loop_count),
+            ("train.steps", t.steps), ("train.batch_size", t.batch_size), ("train.grad_accum", t.grad_accum),
+            ("train.eval_batches", t.eval_batches), ("train.keep_last", t.keep_last),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if m.n_heads % m.n_kv_heads:
+            raise ConfigError(
+                f"model.n_heads ({m.n_heads}) must be divisible by model.n_kv_heads ({m.n_kv_heads})"
+            )
+        if m.d_model % m.n_heads:
+            raise ConfigError(f"model.d_model ({m.d_model}) must be divisible by model.n_heads ({m.n_heads})")
+        if (m.d_model // m.n_heads) % 2:
+            raise ConfigError(f"head size d_model/n_heads = {m.d_model // m.n_heads} must be even (rotary)")
+        if m.mtp_heads < 0:
+            raise ConfigError(f"model.mtp_heads must be 0 or more, got {m.mtp_heads}")
+        if d.tokenizer == "byte" and m.vocab_size not in (0, 256):
+            raise ConfigError(f"model.vocab_size is {m.vocab_size} but the byte tokenizer has 256 symbols")
+        if d.tokenizer == "bpe" and not 260 <= d.bpe_vocab <= 65536:
+            raise ConfigError(f"data.bpe_vocab must be between 260 and 65536, got {d.bpe_vocab}")
+        if d.tokenizer == "bpe" and m.vocab_size not in (0, d.bpe_vocab):
+            raise ConfigError(f"model.vocab_size ({m.vocab_size}) must equal data.bpe_vocab ({d.bpe_vocab})")
+        if not 0.0 < d.val_fraction < 0.5:
+            raise ConfigError(f"data.val_fraction must be in (0, 0.5), got {d.val_fraction}")
+        if d.max_bytes < 0:
+            raise ConfigError(f"data.max_bytes must be 0 (all) or positive, got {d.max_bytes}")
+        if o.lr <= 0 or o.muon_lr <= 0:
+            raise ConfigError("optim.lr and optim.muon_lr must be positive")
+        if not 0.0 <= t.label_smoothing < 1.0:
+            raise ConfigError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
+        if not 0.0 <= s.min_lr_ratio <= 1.0:
+            raise ConfigError(f"schedule.min_lr_ratio must be in [0, 1], got {s.min_lr_ratio}")
+        if not 0.0 < s.decay_fraction <= 1.0:
+            raise ConfigError(f"schedule.decay_fraction must be in (0, 1], got {s.decay_fraction}")
+        if s.warmup_steps < 0:
+            raise ConfigError(f"schedule.warmup_steps must be 0 or more, got {s.warmup_steps}")
+        if t.threads < 0:
+            raise ConfigError(f"train.threads must be 0 (default) or more, got {t.threads}")
+        dev = t.device
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
+        if not self.name or "/" in self.name or self.name in (".", "..") or "\x00" in self.name:
+            raise ConfigError(f"run name {self.name!r} must be a plain folder name (no '/', not '..')")
+        return self
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+SECTIONS = ("model", "data", "optim", "schedule", "train")
+
+
+def preset_names() -> list[str]:
+    """Names of the TOML presets shipped in engine/presets."""
+    folder = resources.files("engine") / "presets"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> Config:
+    """The defaults with a shipped preset applied."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
+    text = (resources.files("engine") / "presets" / f"{name}.toml").read_text()
+    cfg = from_mapping(tomllib.loads(text), origin=f"preset {name}")
+    cfg.preset = name
+    return cfg
+
+
+def load_toml(path: str | Path) -> Config:
+    """A config file: any subset of the sections; missing values take the defaults."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    return from_mapping(data, origin=str(p))
+
+
+def from_mapping(data: dict[str, Any], origin: str = "config", base: Config | None = None) -> Config:
+    """Apply a nested mapping (as read from TOML) over `base` (or the defaults), checking every key."""
+    cfg = base if base is not None else Config()
+    for key, value in data.items():
+        if key in ("name", "preset"):
+            if not isinstance(value, str):
+                raise ConfigError(f"{origin}: {key} must be a string")
+            setattr(cfg, key, value)
+        elif key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{origin}: [{key}] must be a table")
+            section = getattr(cfg, key)
+            for k, v in value.items():
+                _set_field(section, key, k, v, origin)
+        else:
+            raise ConfigError(f"{origin}: unknown section {key!r}; sections are {', '.join(SECTIONS)}")
+    return cfg
+
+
+def apply_override(cfg: Config, text: str) -> Config:
+    """Apply one `section.key=value` override; the value is parsed as a TOML value, or taken as a string."""
+    if "=" not in text or "." not in text.split("=", 1)[0]:
+        raise ConfigError(f"override {text!r} must look like section.key=value, e.g. optim.lr=1e-3")
+    path, raw = text.split("=", 1)
+    section_name, key = path.strip().split(".", 1)
+    if section_name not in SECTIONS:
+        raise ConfigError(f"override {text!r}: unknown section {section_name!r}; sections are {', '.join(SECTIONS)}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    _set_field(getattr(cfg, section_name), section_name, key.strip(), value, f"override {text!r}")
+    return cfg
+
+
+def _set_field(section: Any, section_name: str, key: str, value: Any, origin: str) -> None:
+    types = {f.name: f.type for f in fields(section)}
+    if key not in types:
+        raise ConfigError(
+            f"{origin}: unknown key {section_name}.{key}; known keys: {', '.join(sorted(types))}"
+        )
+    current = getattr(section, key)
+    want = type(current)
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    elif want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if want is list and isinstance(value, list):
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+            raise ConfigError(f"{origin}: {section_name}.{key} must be a list of integers")
+    elif not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{origin}: {section_name}.{key} must be {want.__name__}, got {type(value).__name__} {value!r}"
+        )
+    setattr(section, key, value)

@@ -1,0 +1,50 @@
+"""The hard border: nexus_tui never imports torch, engine never imports textual.
+
+Each check runs in a fresh interpreter so nothing imported by other tests can hide a leak.
+"""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import engine
+import nexus_tui
+
+
+def _modules(pkg) -> list[str]:
+    return [m.name for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".")]
+
+
+def _leaks(modules: list[str], forbidden: str) -> str:
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}:\n"
+        "    importlib.import_module(m)\n"
+        f"print(','.join(sorted(k for k in sys.modules if k == {forbidden!r} or k.startswith({forbidden!r} + '.'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_dashboard_never_imports_torch() -> None:
+    mods = _modules(nexus_tui)
+    assert "nexus_tui.__main__" in mods or mods, "nexus_tui has modules to check"
+    assert _leaks(mods, "torch") == ""
+
+
+def test_engine_never_imports_textual() -> None:
+    mods = [m for m in _modules(engine) if m != "engine.__main__"]
+    assert _leaks(mods, "textual") == ""
+
+
+def test_dashboard_reaches_engine_only_through_protocol() -> None:
+    code = (
+        "import importlib, pkgutil, sys, nexus_tui\n"
+        "for m in pkgutil.walk_packages(nexus_tui.__path__, 'nexus_tui.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print(','.join(sorted(k for k in sys.modules if k.startswith('engine') and k not in ('engine', 'engine.protocol'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
