@@ -1,0 +1,52 @@
+"""`nexus`: the dashboard, the demo, and the engine's headless commands under one console script.
+
+The dashboard never imports torch, so the engine's commands (train, resume, generate, eval) replace
+this process with `python -m engine ...` instead of importing the engine here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+ENGINE_COMMANDS = ("train", "resume", "generate", "eval", "lr-preview")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ENGINE_COMMANDS:
+        os.execv(sys.executable, [sys.executable, "-m", "engine", *argv])
+
+    parser = argparse.ArgumentParser(
+        prog="nexus",
+        description="Train small language models and watch and steer them live in the terminal.",
+        epilog="Headless engine commands: nexus train|resume|generate|eval --help",
+    )
+    parser.add_argument("--root", default="runs", help="folder holding one folder per run (default: ./runs)")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
+    demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
+    demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
+    sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    for name in ENGINE_COMMANDS:
+        sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+
+    if args.command == "runs":
+        from nexus_tui.runs_index import format_runs_table, scan_runs
+
+        print(format_runs_table(scan_runs(root)))
+        return 0
+
+    from nexus_tui.app import make_app
+
+    app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
+    app.run()
+    return app.return_code or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
