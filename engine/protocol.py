@@ -137,9 +137,9 @@ class RecordDecoder:
             try:
                 obj = self._unpacker.unpack()
             except msgpack.OutOfData:
-                if len(self._pending) <= 2 * MAX_RECORD_BYTES:
+                if len(self._pending) <= 2 * MAX_RECORD_BYTES and not self._whole_record_after_head():
                     break
-                self._resync()  # no record is this long: it is garbage
+                self._resync()  # a head that never ends, or one that a later whole record proves garbage
                 continue
             except Exception:  # noqa: BLE001 - any decode failure means garbage here
                 self._resync()
@@ -169,23 +169,38 @@ class RecordDecoder:
                 ))
         return True
 
-    def _resync(self) -> None:
-        """Skip to the next place a record could start: a map header before the key "type"
-        (writers put "type" first). Linear in the garbage, however long it is."""
+    def _record_starts(self) -> Iterator[int]:
+        """Offsets after the head where a record could start: a map header before the key "type"."""
         buf = self._pending
-        start = 0
         at = buf.find(_TYPE_KEY, 1)
         while at != -1:
-            if at >= 1 and 0x80 <= buf[at - 1] <= 0x8F and at - 1 >= 1:
-                start = at - 1
-                break
-            if at >= 3 and buf[at - 3] == 0xDE and at - 3 >= 1:
-                start = at - 3
-                break
+            if at >= 2 and 0x80 <= buf[at - 1] <= 0x8F:
+                yield at - 1
+            elif at >= 4 and buf[at - 3] == 0xDE:
+                yield at - 3
             at = buf.find(_TYPE_KEY, at + 1)
-        if not start:
-            start = max(1, len(buf) - len(_TYPE_KEY) - 2)
-        del buf[:start]
+
+    def _whole_record_after_head(self) -> bool:
+        """A stream writes records in order, so if a whole record sits after an unfinished head,
+        the head is garbage (say, a length header claiming megabytes) and waiting for it would stall."""
+        for tries, start in enumerate(self._record_starts()):
+            if tries >= 3:
+                break
+            probe = msgpack.Unpacker(raw=False, strict_map_key=False, **_UNPACK_LIMITS)
+            probe.feed(bytes(self._pending[start:]))
+            try:
+                obj = probe.unpack()
+            except Exception:  # noqa: BLE001 - not a record there
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+                return True
+        return False
+
+    def _resync(self) -> None:
+        """Skip to the next place a record could start (writers put "type" first), or all but the
+        last few bytes. Linear in the garbage, however long it is."""
+        start = next(self._record_starts(), 0) or max(1, len(self._pending) - len(_TYPE_KEY) - 2)
+        del self._pending[:start]
         self._garbage += start
         self._fresh()
 
