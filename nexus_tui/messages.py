@@ -1,0 +1,68 @@
+"""App-wide messages, named for what happened.
+
+Service threads (the supervisor's pipe readers, the runs watcher, the telemetry sampler) never touch
+widgets: they post one of these to the app, whose handlers run on the event loop. Widget-local
+messages live on their widgets instead (e.g. `RunTable.RunSelected`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from textual.message import Message
+
+
+class RecordsReceived(Message):
+    """A batch of records arrived from one run (pipe or metrics file)."""
+
+    def __init__(self, run_name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+        self.records = records
+
+
+class RunExited(Message):
+    """An engine process the app launched has exited."""
+
+    def __init__(self, run_name: str, exit_code: int | None, log_tail: str = "") -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.exit_code = exit_code
+        self.log_tail = log_tail
+
+
+class RunDiscovered(Message):
+    """A run folder appeared (started elsewhere, or found on start-up)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__()
+        self.run_dir = Path(run_dir)
+
+
+class WarningRaised(Message):
+    """A service met something the person should read (garbage in a stream, a dead socket...)."""
+
+    def __init__(self, run_name: str | None, text: str) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.text = text
+
+
+class TelemetrySampled(Message):
+    """The telemetry sampler took a fresh snapshot."""
+
+    def __init__(self, snapshot: Any) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class CommandFinished(Message):
+    """A command sent to a run came back: `error` is '' when the engine took it."""
+
+    def __init__(self, run_name: str, cmd: str, error: str = "") -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.cmd = cmd
+        self.error = error

@@ -1,0 +1,85 @@
+"""What the dashboard remembers between sessions: the theme and the chart options.
+
+Stored as JSON in $XDG_CONFIG_HOME/nexus/settings.json (or ~/.config/nexus). A missing or unreadable
+file gives the defaults (and a one-line reason), never a crash; unknown keys are ignored so an older
+Nexus reads a newer file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+X_AXES = ("step", "tokens", "time")
+
+
+@dataclass
+class Settings:
+    """Remembered dashboard preferences."""
+
+    theme: str = "nexus-dark"
+    """Textual theme name (the three Nexus themes, or any built-in one)."""
+    ema: float = 0.6
+    """EMA smoothing weight for the loss curves, 0 (raw) to 0.99."""
+    x_axis: str = "step"
+    """step | tokens | time (seconds since the run's first record)."""
+    log_scale: bool = False
+    """Log-scale y axis for loss/H/val loss."""
+    window: int = 0
+    """Show only the last N steps (0 = the whole run)."""
+
+    def clean(self) -> Settings:
+        """Clamp values read from a hand-edited file into range."""
+        self.ema = min(max(float(self.ema), 0.0), 0.99)
+        if self.x_axis not in X_AXES:
+            self.x_axis = "step"
+        self.window = max(int(self.window), 0)
+        self.log_scale = bool(self.log_scale)
+        return self
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "nexus"
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+def load_settings(path: Path | None = None) -> tuple[Settings, str]:
+    """The saved settings and '' — or the defaults and why the file could not be used."""
+    path = path or settings_path()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return Settings(), ""
+    except (OSError, ValueError) as e:
+        return Settings(), f"settings file {path} is unreadable ({e}); using defaults"
+    if not isinstance(data, dict):
+        return Settings(), f"settings file {path} is not a JSON object; using defaults"
+    known = {f.name for f in fields(Settings)}
+    try:
+        return Settings(**{k: v for k, v in data.items() if k in known}).clean(), ""
+    except (TypeError, ValueError) as e:
+        return Settings(), f"settings file {path} has a bad value ({e}); using defaults"
+
+
+def save_settings(settings: Settings, path: Path | None = None) -> str:
+    """Write atomically; return '' or a one-line reason it could not be saved."""
+    path = path or settings_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".settings.", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(asdict(settings), f, indent=1)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError, UnboundLocalError):
+            os.unlink(tmp)
+        return f"could not save settings to {path}: {e}"
+    return ""
