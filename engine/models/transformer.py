@@ -1,0 +1,83 @@
+"""The baseline: a pre-norm GQA transformer with rotary positions and SwiGLU MLPs (Llama-style, small).
+
+Options on top of the plain model:
+- Multi-token prediction (`mtp_heads = D > 0`), the parallel-heads variant of Gloeckle et al.
+  (arXiv 2404.19737): D extra heads branch from the trunk's final hidden state; head k (1..D) is one
+  more Block followed by the shared final norm and the shared unembedding, and predicts token t+1+k.
+  L = CE_main + (mtp_weight / D) * sum_k CE_k. The main path is exactly the model without MTP, so
+  `ce` (main head only) and sampling (which never runs the extra heads) compare across settings.
+- Looped layers (`loop_count = n`): the block stack runs n times with shared weights, a deeper
+  computation for the same parameter count.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.models.base import LanguageModel, ModelOutput, register
+from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
+
+
+@register("transformer")
+class Transformer(LanguageModel):
+    """Token embedding -> n_layers Blocks (x loop_count) -> RMSNorm -> LM head (tied by default)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.mtp_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.mtp_heads))
+        self.norm = RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        init_weights_(self, depth=cfg.n_layers * cfg.loop_count)
+        if cfg.tie_embeddings:
+            # After init, so both names point at the embedding's N(0, 0.02) draw.
+            self.head.weight = self.embed.weight
+
+    def trunk(self, idx: torch.Tensor) -> torch.Tensor:
+        """Hidden states [B, T, d] after the (looped) block stack, before the final norm."""
+        x = self.drop(self.embed(idx))
+        for _ in range(self.config.loop_count):
+            for block in self.blocks:
+                x = block(x)
+        return x
+
+    def forward(  # type: ignore[override]
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
+    ) -> ModelOutput:
+        """Logits for every position; with targets [B, T] (targets[t] = token t+1) also loss and ce."""
+        h = self.trunk(idx)
+        logits = self.head(self.norm(h))
+        if targets is None:
+            return ModelOutput(logits=logits)
+        loss, ce = lm_losses(logits, targets, label_smoothing)
+        if self.mtp_blocks:
+            loss = loss + self.config.mtp_weight / len(self.mtp_blocks) * self._mtp_loss(h, targets, label_smoothing)
+        return ModelOutput(logits=logits, loss=loss, ce=ce)
+
+    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k.
+
+        Positions whose token t+1+k lies past the window are dropped (a window of T tokens offers
+        T-k such pairs); a head with no pair left (k >= T) adds nothing.
+        """
+        total = h.new_zeros((), dtype=torch.float32)
+        for k, block in enumerate(self.mtp_blocks, start=1):
+            if k >= targets.shape[1]:
+                break
+            logits_k = self.head(self.norm(block(h[:, :-k])))
+            loss_k, _ = lm_losses(logits_k, targets[:, k:], label_smoothing)
+            total = total + loss_k
+        return total
+
+    def muon_params(self) -> list[tuple[str, nn.Parameter]]:
+        """The 2-D matrices inside the blocks (q/k/v/o, MLP, MTP blocks); never embedding, head, norms."""
+        return [
+            (name, p)
+            for name, p in self.named_parameters()
+            if p.ndim == 2 and name.startswith(("blocks.", "mtp_blocks."))
+        ]
