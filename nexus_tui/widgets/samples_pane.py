@@ -1,0 +1,44 @@
+"""Every text sample the runs produced, with its step, newest last.
+
+Samples are how a person sees a model learn ("To beUouri tiem" -> "To bere whisthid"), so each one
+is shown whole: a header line in the run's colour (run, step, requested or scheduled), then the prompt
+in bold followed by the generated text. It is a RichLog so it scrolls and caps its own memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+
+class SamplesPane(RichLog):
+    """Append-only view of `sample` records."""
+
+    DEFAULT_CSS = """
+    SamplesPane { height: 1fr; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(wrap=True, markup=False, highlight=False, max_lines=4000, **kwargs)
+        self.count = 0
+        """How many samples have been shown (tests and the tab label read it)."""
+        self.texts: list[str] = []
+        """The generated texts in arrival order (the last is what a person just asked for)."""
+
+    def add_sample(self, run_name: str, color: str, record: dict[str, Any]) -> None:
+        """Show one `sample` record; `color` is the run's colour as #rrggbb."""
+        prompt = str(record.get("prompt") or "")
+        text = str(record.get("text") or "")
+        how = "asked" if record.get("requested") else "scheduled"
+        header = Text(f"▍{run_name} · step {record.get('step', '?')} · {how}", style=f"bold {color}")
+        body = Text()
+        body.append(prompt, style="bold")
+        # Generated text may start with the prompt or not, depending on the engine; show it once.
+        body.append(text[len(prompt):] if prompt and text.startswith(prompt) else text)
+        self.write(header)
+        self.write(body)
+        self.write(Text(""))
+        self.count += 1
+        self.texts.append(text)
