@@ -1,0 +1,94 @@
+"""Shrink a series to what a terminal chart can show, and smooth it the way TensorBoard does.
+
+plotext costs about 8 µs per point per series, so a 1e6-step run would take seconds to draw. A chart
+a few hundred cells wide cannot show more than a couple of points per sub-column anyway, so we keep
+the minimum and the maximum of each x-bucket (a loss spike or a NaN-guard dip stays visible, unlike
+with striding or averaging) and always the last point (the number the user is watching).
+Both functions are numpy-vectorised: the dashboard calls them several times a second per chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+_EMA_BLOCK = 128
+"""Block length of the vectorised EMA: weight**-k for k < block must stay inside float64."""
+
+
+def downsample(xs: Sequence[float], ys: Sequence[float], buckets: int) -> tuple[list[float], list[float]]:
+    """At most about 2 * `buckets` + 1 points: per equal x-range, the min and max of y (in x order),
+    plus the last point. Short inputs come back unchanged (as lists); NaN values are never chosen as
+    a bucket's min/max but a bucket holding only NaNs is dropped, so the chart shows a gap."""
+    n = min(len(xs), len(ys))
+    if n == 0:
+        return [], []
+    x = np.array(xs[:n], dtype=np.float64)
+    y = np.array(ys[:n], dtype=np.float64)
+    buckets = max(1, int(buckets))
+    if n <= 2 * buckets + 1:
+        return x.tolist(), y.tolist()
+    if np.any(x[1:] < x[:-1]):  # not sorted by x: sort (stable, so equal x keep arrival order)
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], y[order]
+    lo, hi = x[0], x[-1]
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi <= lo:
+        bucket = np.zeros(n, dtype=np.int64)
+    else:
+        bucket = np.minimum(((x - lo) * (buckets / (hi - lo))).astype(np.int64), buckets - 1)
+    # x is sorted, so each bucket is one contiguous run of indices starting at `starts`.
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    seg = np.cumsum(np.r_[False, bucket[1:] != bucket[:-1]])  # segment number of each point
+    with np.errstate(invalid="ignore"):
+        seg_min = np.fmin.reduceat(y, starts)
+        seg_max = np.fmax.reduceat(y, starts)
+    keep = np.zeros(n, dtype=bool)
+    keep[-1] = True
+    for extreme in (seg_min, seg_max):
+        hits = np.flatnonzero(y == extreme[seg])  # NaN == NaN is False: all-NaN buckets vanish
+        if hits.size:
+            first = hits[np.r_[True, seg[hits][1:] != seg[hits][:-1]]]  # first hit per segment
+            keep[first] = True
+    idx = np.flatnonzero(keep)
+    return x[idx].tolist(), y[idx].tolist()
+
+
+def ema(ys: Sequence[float], weight: float) -> list[float]:
+    """Debiased exponential moving average, as TensorBoard's smoothing slider computes it:
+    s_n = w*s_{n-1} + (1-w)*y_n, shown as s_n / (1 - w**n). The debiasing keeps the first points on
+    the data instead of dragged towards 0. Non-finite values are passed through and skipped, so one
+    NaN does not poison the rest of the curve. `weight` is clamped to [0, 0.999]."""
+    y = np.array(ys, dtype=np.float64)
+    if y.size == 0:
+        return []
+    w = min(max(float(weight), 0.0), 0.999)
+    if w == 0.0:
+        return y.tolist()
+    out = y.copy()
+    finite = np.isfinite(y)
+    v = y[finite]
+    if v.size:
+        out[finite] = _ema_debiased(v, w)
+    return out.tolist()
+
+
+def _ema_debiased(v: np.ndarray, w: float) -> np.ndarray:
+    """The recurrence in closed form per block: inside a block of length B starting from state s,
+    s_k = w**(k+1) * s + (1-w) * w**k * cumsum(w**-j * y_j). Blocks are short enough that w**-j stays
+    finite (a block shrinks for tiny w), so this is exact to rounding and O(n) in numpy."""
+    block = _EMA_BLOCK if w >= 0.01 else max(1, int(250 / -np.log10(w)))
+    k = np.arange(block, dtype=np.float64)
+    pow_k = w**k
+    inv_pow = w**-k
+    smoothed = np.empty_like(v)
+    state = 0.0
+    for start in range(0, v.size, block):
+        chunk = v[start : start + block]
+        m = chunk.size
+        acc = np.cumsum(chunk * inv_pow[:m]) * (1.0 - w) * pow_k[:m]
+        vals = acc + state * w * pow_k[:m]
+        smoothed[start : start + m] = vals
+        state = vals[-1]
+    n = np.arange(1, v.size + 1, dtype=np.float64)
+    return smoothed / (1.0 - np.power(w, n))
