@@ -1,0 +1,391 @@
+"""The corpus and the batches: text files -> train/val token tensors -> reproducible [B, T] batches.
+
+The built-in corpus is the Python standard library's own source, present on every machine, so a run
+needs no download. Any text file or folder can be given instead. The train/val split is decided per
+file by a stable hash of its relative path, so it never changes between runs or machines; the byte cap
+is applied in a hash order too, so a capped corpus still samples the whole library instead of the
+first few folders alphabetically.
+
+Batches are a pure function of (tokens, seed, position): a resumed run that restores its position
+draws exactly the batches the uninterrupted run would have drawn. The global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.config import DataConfig
+from engine.errors import DataError
+from engine.tokenizer import Tokenizer, load_or_train
+
+EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
+"""Folder names never read: the stdlib's own test suites (lib2to3/tests, idlelib/idle_test, ...)
+hold deliberately broken files, and installed packages are not the standard library."""
+BPE_TRAIN_CHARS = 8_000_000
+"""BPE merges are learned from at most this many characters of the train split (seconds, not minutes)."""
+TOKEN_CACHE = ("tokens_train.npy", "tokens_val.npy", "tokens_meta.json")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One corpus file: `rel` (its path relative to the corpus root) decides its split."""
+
+    rel: str
+    path: Path
+
+    @property
+    def key(self) -> float:
+        """A stable uniform number in [0, 1) from the relative path: same split on every machine."""
+        digest = hashlib.blake2b(self.rel.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+        return int.from_bytes(digest, "little") / 2**64
+
+
+@dataclass
+class Corpus:
+    """Token ids of both splits plus what a report needs to describe them."""
+
+    train: torch.Tensor
+    """1-D int32 token ids of the training split."""
+    val: torch.Tensor
+    """1-D int32 token ids of the held-out split."""
+    tokenizer: Tokenizer
+    description: str
+    """One line for logs and the dashboard, e.g. 'stdlib: 412 files (391 train, 21 val), 3.9 MB, byte tokens'."""
+    train_files: int
+    val_files: int
+    train_bytes: int
+    """Bytes read from disk for each split (after the max_bytes cap)."""
+    val_bytes: int
+    skipped_files: int
+    """Binary (NUL-containing), empty or unreadable files left out."""
+    unigram_entropy: float
+    """Entropy in nats/token of the train split's token frequencies: the CE of a model that learned
+    only how often each token occurs. Held-out CE below it means the model learned context."""
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Held-out bytes per token: bits/byte = ce / ln 2 / bytes_per_token, comparable across tokenizers."""
+        return self.val_bytes / max(1, len(self.val))
+
+
+def load_corpus(cfg: DataConfig, run_dir: Path, seq_len: int) -> Corpus:
+    """Read, split and tokenize the corpus `cfg` names; the BPE tokenizer and token cache live in run_dir."""
+    files, label = list_source(cfg.source)
+    texts, nbytes, counts, skipped = _read_splits(files, cfg.val_fraction, cfg.max_bytes)
+    if not texts["train"] and not texts["val"]:
+        raise DataError(
+            f"data.source {label} has no readable text ({skipped} binary or empty files skipped); "
+            "point data.source at text files"
+        )
+    tok = load_or_train(cfg, Path(run_dir), lambda: _capped(texts["train"], BPE_TRAIN_CHARS))
+    train, val = _tokenize(tok, texts["train"], texts["val"], Path(run_dir))
+    for split, ids in (("train", train), ("val", val)):
+        if len(ids) < seq_len + 1:
+            raise DataError(
+                f"the {split} split has {len(ids)} tokens but model.seq_len={seq_len} needs at least "
+                f"{seq_len + 1}; use more text, raise data.max_bytes or data.val_fraction, or lower model.seq_len"
+            )
+    n_files = counts["train"] + counts["val"] if len(files) > 1 else 1
+    desc = (
+        f"{label}: {n_files} files ({counts['train']} train, {counts['val']} val), "
+        f"{(nbytes['train'] + nbytes['val']) / 1e6:.1f} MB, "
+        + ("byte tokens" if tok.kind == "byte" else f"bpe {tok.vocab_size} vocab, {len(train) + len(val):,} tokens")
+    )
+    return Corpus(
+        train=torch.from_numpy(train), val=torch.from_numpy(val), tokenizer=tok, description=desc,
+        train_files=counts["train"], val_files=counts["val"], train_bytes=nbytes["train"],
+        val_bytes=nbytes["val"], skipped_files=skipped, unigram_entropy=unigram_entropy(train, tok.vocab_size),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- sources
+
+
+def stdlib_root() -> Path:
+    """The folder of this interpreter's standard library sources."""
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def list_source(source: str) -> tuple[list[SourceFile], str]:
+    """The corpus files in sorted order and a short label: 'stdlib', or a path to a file or folder."""
+    if source == "stdlib":
+        root = stdlib_root()
+        files = _walk(root, suffix=".py")
+        if not files:
+            raise DataError(
+                f"no Python standard library sources found under {root}; set data.source to a text file or folder"
+            )
+        return files, "stdlib"
+    path = Path(source).expanduser()
+    if path.is_file():
+        return [SourceFile(path.name, path)], str(path)
+    if path.is_dir():
+        return _walk(path, suffix=""), str(path)
+    if not source.strip():
+        raise DataError("data.source is empty; give 'stdlib', a text file, or a folder of text files")
+    raise DataError(f"data.source {source!r} does not exist; give 'stdlib', a text file, or a folder of text files")
+
+
+def _walk(root: Path, suffix: str) -> list[SourceFile]:
+    """Files under root (symlinked folders not followed), skipping hidden and excluded folders."""
+    out = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in EXCLUDED_DIRS and not d.startswith("."))
+        for name in names:
+            if name.startswith(".") or not name.endswith(suffix):
+                continue
+            path = Path(folder) / name
+            if path.is_file():
+                out.append(SourceFile(path.relative_to(root).as_posix(), path))
+    return sorted(out, key=lambda f: f.rel)
+
+
+def split_files(files: list[SourceFile], val_fraction: float) -> tuple[list[SourceFile], list[SourceFile]]:
+    """Deterministic file-level split (key < val_fraction -> val); with two or more files both sides
+    are non-empty. Each side comes back in key order, the order it is read under a byte cap."""
+    ordered = sorted(files, key=lambda f: (f.key, f.rel))
+    n_val = sum(1 for f in ordered if f.key < val_fraction)
+    if len(ordered) >= 2:
+        n_val = min(max(n_val, 1), len(ordered) - 1)
+    return ordered[n_val:], ordered[:n_val]
+
+
+def _read_splits(
+    files: list[SourceFile], val_fraction: float, max_bytes: int
+) -> tuple[dict[str, list[str]], dict[str, int], dict[str, int], int]:
+    """Texts, bytes read, and file counts per split, plus the number of files skipped.
+
+    Several files: split by file; the val side reads first with its share of the cap, the train side
+    takes the rest. One file: the last val_fraction of its (capped) bytes is the val split."""
+    if len(files) == 1:
+        data = _read_bytes(files[0].path, max_bytes or None)
+        if data is None:
+            raise DataError(f"{files[0].path} is binary or empty; point data.source at a text file")
+        if max_bytes:
+            data = _trim_partial_char(data)
+        cut = _char_boundary(data, len(data) - max(1, int(len(data) * val_fraction)))
+        texts = {"train": [_decode(data[:cut])], "val": [_decode(data[cut:])]}
+        return texts, {"train": cut, "val": len(data) - cut}, {"train": 1, "val": 1}, 0
+    train_files, val_files = split_files(files, val_fraction)
+    val_budget = math.ceil(max_bytes * val_fraction) if max_bytes else 0
+    val, val_bytes, val_skipped = _read_many(val_files, val_budget)
+    train_budget = max(1, max_bytes - val_bytes) if max_bytes else 0
+    train, train_bytes, train_skipped = _read_many(train_files, train_budget)
+    texts = {"train": train, "val": val}
+    return texts, {"train": train_bytes, "val": val_bytes}, {"train": len(train), "val": len(val)}, (
+        train_skipped + val_skipped
+    )
+
+
+def _read_many(files: list[SourceFile], budget: int) -> tuple[list[str], int, int]:
+    """Read files in order until `budget` bytes (0 = no cap); the last one is cut to fit."""
+    texts, total, skipped = [], 0, 0
+    for f in files:
+        if budget and total >= budget:
+            break
+        data = _read_bytes(f.path, budget - total if budget else None)
+        if data is None:
+            skipped += 1
+            continue
+        if budget and total + len(data) >= budget:
+            data = _trim_partial_char(data)
+        texts.append(_decode(data))
+        total += len(data)
+    return texts, total, skipped
+
+
+def _read_bytes(path: Path, limit: int | None) -> bytes | None:
+    """Up to `limit` bytes of a file, or None when it is empty, binary (has a NUL) or unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(-1 if limit is None else limit)
+    except OSError:
+        return None
+    if not data or b"\x00" in data:
+        return None
+    return data
+
+
+def _char_boundary(data: bytes, cut: int) -> int:
+    """Move a byte cut back to the start of a UTF-8 character, so no split ends in half a character."""
+    cut = max(0, min(cut, len(data)))
+    back = 0
+    while 0 < cut < len(data) and back < 3 and (data[cut] & 0xC0) == 0x80:
+        cut -= 1
+        back += 1
+    return cut
+
+
+def _trim_partial_char(data: bytes) -> bytes:
+    """Drop a UTF-8 character the byte cap cut in half (it would otherwise decode as U+FFFD)."""
+    for back in range(1, min(4, len(data)) + 1):
+        lead = data[-back]
+        if lead & 0xC0 != 0x80:  # not a continuation byte: the last character starts here
+            need = 1 if lead < 0x80 else 2 if lead >> 5 == 0b110 else 3 if lead >> 4 == 0b1110 else 4
+            return data[:-back] if back < need else data
+    return data
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _capped(texts: list[str], limit: int) -> Iterator[str]:
+    """Texts in order until about `limit` characters."""
+    total = 0
+    for t in texts:
+        if total >= limit:
+            return
+        yield t
+        total += len(t)
+
+
+# ---------------------------------------------------------------------------------------------- tokens
+
+
+def _tokenize(tok: Tokenizer, train: list[str], val: list[str], run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of both splits. BPE ids are cached in run_dir keyed by a fingerprint of the texts and
+    the tokenizer, so a resume does not spend seconds re-tokenizing; bytes are faster than the cache."""
+    if tok.kind == "byte":
+        return tok.encode_many(train), tok.encode_many(val)
+    h = hashlib.blake2b(digest_size=16)
+    h.update((run_dir / "tokenizer.json").read_bytes() if (run_dir / "tokenizer.json").exists() else b"")
+    for split in (train, val):
+        h.update(struct.pack("<q", len(split)))
+        for t in split:
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+    fingerprint = h.hexdigest()
+    cached = _load_token_cache(run_dir, fingerprint, tok.vocab_size)
+    if cached is not None:
+        return cached
+    arrays = tok.encode_many(train), tok.encode_many(val)
+    _save_token_cache(run_dir, fingerprint, arrays)
+    return arrays
+
+
+def _load_token_cache(run_dir: Path, fingerprint: str, vocab: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays when they match; any doubt (missing, stale, torn) means re-tokenize."""
+    train_p, val_p, meta_p = (run_dir / n for n in TOKEN_CACHE)
+    try:
+        meta = json.loads(meta_p.read_text())
+        if meta.get("fingerprint") != fingerprint:
+            return None
+        arrays = tuple(np.load(p, allow_pickle=False) for p in (train_p, val_p))
+    except (OSError, ValueError):
+        return None
+    for a in arrays:
+        if a.ndim != 1 or a.dtype != np.int32 or (len(a) and (a.min() < 0 or a.max() >= vocab)):
+            return None
+    return arrays[0], arrays[1]
+
+
+def _save_token_cache(run_dir: Path, fingerprint: str, arrays: tuple[np.ndarray, np.ndarray]) -> None:
+    """Write the arrays, then the meta file that vouches for them (so a crash leaves no false match)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name, a in zip(TOKEN_CACHE[:2], arrays, strict=True):
+        tmp = run_dir / (name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, a, allow_pickle=False)
+        tmp.replace(run_dir / name)
+    meta = run_dir / TOKEN_CACHE[2]
+    tmp = run_dir / (TOKEN_CACHE[2] + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}))
+    tmp.replace(meta)
+
+
+def unigram_entropy(ids: np.ndarray | torch.Tensor, vocab_size: int) -> float:
+    """Entropy (nats/token) of the empirical token distribution of `ids`."""
+    arr = ids.numpy() if isinstance(ids, torch.Tensor) else np.asarray(ids)
+    if len(arr) == 0:
+        return 0.0
+    counts = np.bincount(arr.astype(np.int64, copy=False), minlength=vocab_size)
+    p = counts[counts > 0] / len(arr)
+    return float(-(p * np.log(p)).sum())
+
+
+# ---------------------------------------------------------------------------------------------- batches
+
+
+def get_batch(
+    tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int, position: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random windows: x, y int64 [B, T] with y = x shifted by one. The offsets come from a generator
+    seeded by (seed, position) alone, so batch `position` is the same whenever it is drawn."""
+    n = _windows(tokens, seq_len)
+    offsets = torch.randint(0, n, (batch_size,), generator=_generator(seed, position, 0))
+    return _gather(tokens, offsets, seq_len, device)
+
+
+def eval_batches(
+    tokens: torch.Tensor, batch_size: int, seq_len: int, n_batches: int, seed: int, device: str | torch.device = "cpu"
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Held-out batches, identical at every eval (a stream of their own, apart from training's)."""
+    n = _windows(tokens, seq_len)
+    g = _generator(seed, 0, 1)
+    return [
+        _gather(tokens, torch.randint(0, n, (batch_size,), generator=g), seq_len, device) for _ in range(n_batches)
+    ]
+
+
+def contiguous_streams(
+    tokens: torch.Tensor, batch_size: int, seq_len: int, position: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch `position` of B contiguous streams: the corpus is cut into B equal parts and row b of
+    batch s+1 starts where row b of batch s ended, so a stateful model's carried state stays valid.
+    After `stream_period` batches the streams wrap around to their starts."""
+    stream_len = len(tokens) // batch_size
+    period = stream_period(tokens, batch_size, seq_len)
+    starts = torch.arange(batch_size) * stream_len + (position % period) * seq_len
+    return _gather(tokens, starts, seq_len, device)
+
+
+def stream_period(tokens: torch.Tensor, batch_size: int, seq_len: int) -> int:
+    """How many `contiguous_streams` batches pass before the streams wrap (the trainer may reset state then)."""
+    stream_len = len(tokens) // batch_size
+    if stream_len < seq_len + 1:
+        raise DataError(
+            f"{len(tokens)} tokens cannot make {batch_size} streams of {seq_len + 1}; "
+            "lower train.batch_size or model.seq_len, or use more text"
+        )
+    return (stream_len - 1) // seq_len
+
+
+def _windows(tokens: torch.Tensor, seq_len: int) -> int:
+    n = len(tokens) - seq_len
+    if n < 1:
+        raise DataError(f"{len(tokens)} tokens are too few for model.seq_len={seq_len}; use more text or a shorter seq_len")
+    return n
+
+
+def _gather(tokens: torch.Tensor, offsets: torch.Tensor, seq_len: int, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = offsets[:, None] + torch.arange(seq_len + 1)
+    chunk = tokens[idx].long()
+    x, y = chunk[:, :-1], chunk[:, 1:]
+    if torch.device(device).type != "cpu":
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return x, y
+
+
+def _generator(seed: int, position: int, stream: int) -> torch.Generator:
+    """A generator whose seed mixes (seed, position, stream) through a hash, so nearby positions get
+    unrelated draws."""
+    digest = hashlib.blake2b(struct.pack("<qqq", seed, position, stream), digest_size=8).digest()
+    g = torch.Generator()
+    g.manual_seed(int.from_bytes(digest, "little") >> 1)
+    return g
