@@ -1,0 +1,1 @@
+"""Dialogs and full screens: launch, generate, LR-ramped resume, compare, confirmations."""

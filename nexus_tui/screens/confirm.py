@@ -1,0 +1,80 @@
+"""Small yes/no and three-way questions: stopping a run, and what to do with live runs on quit.
+
+Stopping a run and quitting are the two keys that can cost hours of training, so both ask first and
+both default to the harmless answer (Escape cancels).
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label
+
+DIALOG_CSS = """
+ModalScreen { align: center middle; }
+ModalScreen > Vertical {
+    width: auto; max-width: 90%; min-width: 40; height: auto; max-height: 90%;
+    border: thick $primary; background: $surface; padding: 1 2;
+}
+ModalScreen .buttons { height: auto; margin-top: 1; align-horizontal: right; }
+ModalScreen .buttons Button { margin-left: 1; }
+ModalScreen .error { color: $error; height: auto; }
+ModalScreen .title { text-style: bold; margin-bottom: 1; }
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask a yes/no question; dismisses with True only on the confirming button or key y."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
+
+    def __init__(self, question: str, yes: str = "Yes") -> None:
+        super().__init__()
+        self.question = question
+        self.yes = yes
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="title")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="no")
+                yield Button(self.yes, id="yes", variant="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class QuitScreen(ModalScreen[str | None]):
+    """On quit with live runs: 'leave' them training, 'stop' them (checkpoint first), or cancel."""
+
+    DEFAULT_CSS = DIALOG_CSS
+    BINDINGS = [
+        Binding("escape", "answer(None)", "Cancel"),
+        Binding("l", "answer('leave')", "Leave training"),
+        Binding("s", "answer('stop')", "Stop runs"),
+    ]
+
+    def __init__(self, live: list[str]) -> None:
+        super().__init__()
+        self.live = live
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{len(self.live)} run(s) still training: {', '.join(self.live)}", classes="title")
+            yield Label("Leave them training (re-attach later with nexus), or stop them (each checkpoints first)?")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Stop runs", id="stop", variant="error")
+                yield Button("Leave training", id="leave", variant="primary")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
+
+    def action_answer(self, answer: str | None) -> None:
+        self.dismiss(answer)

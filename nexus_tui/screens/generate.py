@@ -1,0 +1,89 @@
+"""The generate dialog: prompt, tokens, temperature, top-k -> a `generate` command.
+
+Values are checked here, before anything is sent, so a typo costs one red line in the dialog rather
+than a refused command; the limits match what the engine accepts (protocol.check_command).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+from nexus_tui.screens.confirm import DIALOG_CSS
+
+
+def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
+    """The command's arguments, or None and a one-line reason."""
+    try:
+        n = int(tokens)
+    except ValueError:
+        return None, f"tokens must be a whole number, got {tokens!r}"
+    if not 1 <= n <= 4096:
+        return None, f"tokens must be between 1 and 4096, got {n}"
+    try:
+        temp = float(temperature)
+    except ValueError:
+        return None, f"temperature must be a number, got {temperature!r}"
+    if not 0 <= temp <= 5:
+        return None, f"temperature must be between 0 and 5, got {temp:g}"
+    try:
+        k = int(top_k)
+    except ValueError:
+        return None, f"top-k must be a whole number (0 = off), got {top_k!r}"
+    if k < 0:
+        return None, f"top-k must be 0 (off) or more, got {k}"
+    return {"prompt": prompt, "tokens": n, "temperature": temp, "top_k": k}, ""
+
+
+class GenerateScreen(ModalScreen[dict[str, Any] | None]):
+    """Ask for sampling settings; dismiss with the `generate` arguments, or None."""
+
+    DEFAULT_CSS = DIALOG_CSS + """
+    GenerateScreen Input { width: 60; }
+    GenerateScreen .row { height: auto; }
+    GenerateScreen .row Input { width: 19; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_name: str, prompt: str = "def ") -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.default_prompt = prompt
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Sample from {self.run_name} (between steps; training is untouched)", classes="title")
+            yield Input(self.default_prompt, placeholder="prompt", id="prompt")
+            with Horizontal(classes="row"):
+                yield Input("100", placeholder="tokens", id="tokens", tooltip="tokens to generate")
+                yield Input("0.8", placeholder="temperature", id="temperature", tooltip="temperature")
+                yield Input("40", placeholder="top-k", id="top_k", tooltip="top-k (0 = off)")
+            yield Static("", classes="error", id="error", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Generate", id="go", variant="primary")
+
+    def _submit(self) -> None:
+        values = {w.id: w.value for w in self.query(Input)}
+        args, error = parse_generate(values["prompt"], values["tokens"], values["temperature"], values["top_k"])
+        if args is None:
+            self.query_one("#error", Static).update(error)
+            return
+        self.dismiss(args)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

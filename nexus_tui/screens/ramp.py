@@ -1,0 +1,173 @@
+"""LR-ramped resume: pick a checkpoint, a target LR, ramp steps and a new total, see the schedule.
+
+A converged run resumed straight at a high LR can be ruined for good; a linear ramp from where the LR
+is to the target is the safe way. The dialog shows the run's checkpoints and a live preview of the LR
+the engine will follow (computed by the engine's own schedule code via `preview`, off the event loop),
+so the person sees the ramp before committing to it. On a live run the ramp is sent as a command; on a
+stopped or finished run the app restarts it from the chosen checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.worker import get_current_worker
+
+from nexus_tui.screens.confirm import DIALOG_CSS
+from nexus_tui.widgets import format as fmt
+from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+
+Preview = Callable[[float, int, int], tuple[list[float], list[float]]]
+"""(target_lr, ramp_steps, total_steps) -> (steps, lrs); may block (it can run the engine)."""
+
+
+def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[str, Any] | None, str]:
+    """The ramp arguments, or None and what to fix. total 0 = keep the run's total."""
+    try:
+        lr = float(target)
+    except ValueError:
+        return None, f"target LR must be a number like 3e-4, got {target!r}"
+    if not 0 < lr < 10:
+        return None, f"target LR must be between 0 and 10, got {lr:g}"
+    try:
+        steps = int(ramp)
+    except ValueError:
+        return None, f"ramp steps must be a whole number, got {ramp!r}"
+    if steps < 0:
+        return None, f"ramp steps must be 0 or more, got {steps}"
+    n = 0
+    if total.strip():
+        try:
+            n = int(total)
+        except ValueError:
+            return None, f"total steps must be a whole number (blank = keep), got {total!r}"
+        if n <= at_step:
+            return None, f"total steps ({n}) must be past the resume step ({at_step})"
+    return {"target_lr": lr, "ramp_steps": steps, "total_steps": n}, ""
+
+
+class RampScreen(ModalScreen[dict[str, Any] | None]):
+    """Dismisses with target_lr, ramp_steps, total_steps (0 = keep) and from_ckpt (path or None)."""
+
+    DEFAULT_CSS = DIALOG_CSS + """
+    RampScreen > Vertical { width: 90; }
+    RampScreen DataTable { height: auto; max-height: 8; }
+    RampScreen .row { height: auto; }
+    RampScreen .row Input { width: 1fr; }
+    RampScreen MetricChart { height: 12; min-height: 8; }
+    """
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(
+        self, run_name: str, live: bool, checkpoints: list[dict[str, Any]], step: int, current_lr: float | None,
+        total_steps: int, preview: Preview,
+    ) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.live = live
+        self.checkpoints = checkpoints
+        self.step = step
+        self.current_lr = current_lr
+        self.total_steps = total_steps
+        self.preview = preview
+        self.preview_points = 0
+        """Points in the last drawn preview (0 until the engine answered)."""
+
+    def compose(self) -> ComposeResult:
+        how = "ramp the live run from its current LR" if self.live else "restart from the chosen checkpoint"
+        with Vertical():
+            yield Label(f"Resume {self.run_name} with an LR ramp — {how}", classes="title")
+            table: DataTable = DataTable(cursor_type="row", id="ckpts")
+            table.add_columns("step", "loss", "val loss", "best", "saved")
+            for c in self.checkpoints:
+                saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
+                table.add_row(
+                    str(c.get("step", "?")), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
+                    "★" if c.get("best") else "", saved, key=str(c.get("path", c.get("step"))),
+                )
+            if not self.checkpoints:
+                yield Label("No checkpoints yet" + (" (the live run is ramped from where it is)" if self.live else ""))
+            yield table
+            with Horizontal(classes="row"):
+                yield Input(f"{(self.current_lr or 1e-3):.2e}", id="target", tooltip="target LR")
+                yield Input("100", id="ramp", tooltip="ramp steps")
+                yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
+            yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
+            yield MetricChart("LR preview", id="preview")
+            yield Static("", classes="error", id="error", markup=False)
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+                yield Button("Apply ramp" if self.live else "Resume", id="go", variant="primary")
+
+    def on_mount(self) -> None:
+        self._update_preview()
+
+    def _resume_step(self) -> int:
+        ckpt = self._chosen()
+        return int(ckpt["step"]) if ckpt and not self.live else self.step
+
+    def _chosen(self) -> dict[str, Any] | None:
+        if not self.checkpoints:
+            return None
+        table = self.query_one("#ckpts", DataTable)
+        return self.checkpoints[min(table.cursor_row, len(self.checkpoints) - 1)]
+
+    def _args(self) -> tuple[dict[str, Any] | None, str]:
+        v = {w.id: w.value for w in self.query(Input)}
+        return parse_ramp(v["target"], v["ramp"], v["total"], self._resume_step())
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self._update_preview()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._update_preview()
+
+    def _update_preview(self) -> None:
+        args, error = self._args()
+        self.query_one("#error", Static).update(error)
+        if args is not None:
+            self._compute_preview(args["target_lr"], args["ramp_steps"], args["total_steps"] or self.total_steps)
+
+    @work(thread=True, exclusive=True, group="lr-preview")
+    def _compute_preview(self, target: float, ramp: int, total: int) -> None:
+        time.sleep(0.15)  # debounce typing: an exclusive newer call cancels this one first
+        if get_current_worker().is_cancelled:
+            return
+        try:
+            steps, lrs = self.preview(target, ramp, total)
+        except Exception as e:  # noqa: BLE001 - any failure is shown as one line, the dialog stays usable
+            self.app.call_from_thread(self.query_one("#error", Static).update, f"preview failed: {e}")
+            return
+        if not get_current_worker().is_cancelled:
+            self.app.call_from_thread(self._draw_preview, list(steps), list(lrs))
+
+    def _draw_preview(self, steps: list[float], lrs: list[float]) -> None:
+        chart = self.query_one("#preview", MetricChart)
+        color = (244, 162, 89)
+        spec = ChartSpec(title=f"LR preview: {fmt.lr(lrs[0] if lrs else None)} → …", xlabel="step")
+        spec.curves.append(Curve(steps, lrs, color))
+        chart.show(spec)
+        self.preview_points = len(steps)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "go":
+            self.dismiss(None)
+            return
+        args, error = self._args()
+        if args is None:
+            self.query_one("#error", Static).update(error)
+            return
+        ckpt = self._chosen()
+        args["from_ckpt"] = None if self.live or ckpt is None else ckpt.get("path")
+        self.dismiss(args)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
