@@ -1,0 +1,447 @@
+"""Every run's history as the widgets see it, built from engine records. No screen, no threads.
+
+The same run can be fed twice (its pipe and its metrics.msgpack file, or a re-scan after the app
+restarts), records can arrive with gaps (a full pipe drops records; the file backfills them later),
+and a resumed run appends to the same file with steps that may go backwards. So the store
+deduplicates by each record's "seq" (its index in the file), inserts late backfills where they
+belong, and cuts a series back when a newer record restarts it from an earlier step. Records come
+from another process and maybe another version: every field is read with a type check and garbage
+is skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import threading
+from array import array
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+
+SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
+METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
+EVAL_KEYS = ("val_loss", "val_ppl")
+X_AXES = ("step", "tokens", "time")
+MAX_SAMPLES = 500
+MAX_LOGS = 2000
+MAX_ALERTS = 500
+_RATE_WINDOW = 50
+"""Metric records used for the steps/s behind the ETA: recent enough to follow a pause or a slower phase."""
+_SEQ_SET_LIMIT = 100_000
+"""Out-of-order seqs remembered above the contiguous mark before the oldest gap is given up on."""
+
+
+def _num(value: Any) -> float | None:
+    """A real number from a record field, or None for anything else (bools, strings, None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+class Series:
+    """One metric over a run: append-only columns (step, tokens, time, value) in compact arrays,
+    ordered by step. 8 bytes per number: a million-step run costs 32 MB per series, not 200."""
+
+    __slots__ = ("step", "tokens", "time", "value")
+
+    def __init__(self) -> None:
+        self.step = array("d")
+        self.tokens = array("d")
+        self.time = array("d")
+        self.value = array("d")
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def append(self, step: float, tokens: float, time: float, value: float) -> None:
+        self.step.append(step)
+        self.tokens.append(tokens)
+        self.time.append(time)
+        self.value.append(value)
+
+    def insert_sorted(self, step: float, tokens: float, time: float, value: float) -> None:
+        """A late point (a backfill from the file): put it where its step belongs."""
+        at = bisect.bisect_right(self.step, step)
+        if at and self.step[at - 1] == step:
+            return  # that step is already there
+        for column, v in ((self.step, step), (self.tokens, tokens), (self.time, time), (self.value, value)):
+            column.insert(at, v)
+
+    def cut_from(self, step: float) -> None:
+        """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
+        at = bisect.bisect_left(self.step, step)
+        for column in (self.step, self.tokens, self.time, self.value):
+            del column[at:]
+
+    def column(self, x: str) -> array:
+        return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
+
+    @property
+    def last(self) -> float | None:
+        return self.value[-1] if self.value else None
+
+
+@dataclass
+class RunView:
+    """One run as the widgets see it. Plain attributes, updated by MetricStore.ingest."""
+
+    name: str
+    run_dir: Path | None
+    color: int
+    """Stable index of this run (order first seen): pick its palette colour with color % len(palette)."""
+    hello: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    device: str = ""
+    pid: int | None = None
+    params: int | None = None
+    state: str = STARTING
+    reason: str = ""
+    step: int = 0
+    start_step: int = 0
+    total_steps: int = 0
+    tokens: int = 0
+    metric: dict[str, Any] = field(default_factory=dict)
+    """The last metric record as received."""
+    loss: float | None = None
+    ce: float | None = None
+    lr: float | None = None
+    best_val_loss: float | None = None
+    val_loss: float | None = None
+    tok_s: float | None = None
+    started: float | None = None
+    updated: float | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    ckpts: list[dict[str, Any]] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    logs: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
+    """log records (level, text, time); the store's own warnings arrive here too with level 'warning'."""
+    exit_code: int | None = None
+    crash_tail: str = ""
+    """The last lines of engine.log when the process died badly."""
+    series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})
+    _rate: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW), repr=False)
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def steps_per_s(self) -> float | None:
+        """Recent training speed from the metric records' own timestamps (works for replayed files too)."""
+        if len(self._rate) < 2:
+            return None
+        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
+        if t1 <= t0 or s1 <= s0:
+            return None
+        return (s1 - s0) / (t1 - t0)
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds to total_steps at the recent speed; None when not training or not known."""
+        if self.state not in LIVE_STATES or self.total_steps <= 0:
+            return None
+        rate = self.steps_per_s
+        if rate is None:
+            return None
+        return max(0.0, (self.total_steps - self.step) / rate)
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps > 0 else 0.0
+
+
+class _SeqFilter:
+    """Which seqs of one run were already ingested, in O(gaps) memory: everything below `mark` plus
+    the few seen above it (a pipe that dropped records leaves gaps until the file fills them)."""
+
+    __slots__ = ("mark", "above", "max_seen")
+
+    def __init__(self) -> None:
+        self.mark = 0
+        self.above: set[int] = set()
+        self.max_seen = -1
+
+    def first_time(self, seq: int) -> bool:
+        if seq < self.mark or seq in self.above:
+            return False
+        self.above.add(seq)
+        self.max_seen = max(self.max_seen, seq)
+        while self.mark in self.above:
+            self.above.discard(self.mark)
+            self.mark += 1
+        if len(self.above) > _SEQ_SET_LIMIT:  # a gap nobody will fill: stop remembering it
+            self.mark = min(self.above)
+            while self.mark in self.above:
+                self.above.discard(self.mark)
+                self.mark += 1
+        return True
+
+
+class MetricStore:
+    """All runs' views. `ingest` is the only writer; it returns what changed so the app redraws only
+    that. A lock makes it safe to call from reader threads, though the app normally calls it on its
+    own thread (callbacks are forwarded as messages)."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, RunView] = {}
+        self._seqs: dict[str, _SeqFilter] = {}
+        self._cuts: dict[tuple[str, str], tuple[int, float]] = {}
+        """(run, series) -> (seq, step) of the last resume cut: older backfills past it are stale."""
+        self._lock = threading.RLock()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def runs(self) -> list[RunView]:
+        with self._lock:
+            return list(self._runs.values())
+
+    def get(self, name: str) -> RunView | None:
+        return self._runs.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._runs
+
+    def series(self, name: str, key: str, x: str = "step") -> tuple[array, array]:
+        """Copies of (x column, values) of one series; empty if the run or series is unknown.
+        Copies, so a worker thread can downsample them while new records keep arriving."""
+        with self._lock:
+            run = self._runs.get(name)
+            s = run.series.get(key) if run else None
+            if s is None or x not in X_AXES:
+                return array("d"), array("d")
+            return s.column(x)[:], s.value[:]
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _view(self, name: str, run_dir: str | Path | None = None) -> RunView:
+        run = self._runs.get(name)
+        if run is None:
+            run = RunView(name=name, run_dir=Path(run_dir) if run_dir else None, color=len(self._runs))
+            self._runs[name] = run
+            self._seqs[name] = _SeqFilter()
+        elif run.run_dir is None and run_dir:
+            run.run_dir = Path(run_dir)
+        return run
+
+    def ingest(self, run_name: str, run_dir: str | Path | None, records: list[Any]) -> set[str]:
+        """Fold records into the run's view; returns the kinds that changed (empty if all were seen)."""
+        changed: set[str] = set()
+        with self._lock:
+            run = self._view(run_name, run_dir)
+            seqs = self._seqs[run_name]
+            for rec in records if isinstance(records, list) else ():
+                if not isinstance(rec, dict):
+                    continue
+                seq = _int(rec.get("seq"))
+                late = False
+                if seq is not None:
+                    if not seqs.first_time(seq):
+                        continue
+                    late = seq < seqs.max_seen
+                rtype = rec.get("type")
+                handler = _HANDLERS.get(rtype) if isinstance(rtype, str) else None
+                if handler is None:
+                    continue
+                t = _num(rec.get("time"))
+                if t is not None:
+                    run.updated = t if run.updated is None else max(run.updated, t)
+                kind = handler(self, run, rec, seq, late)
+                if kind:
+                    changed.add(kind)
+        return changed
+
+    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> set[str]:
+        """The run's process ended (exit_code None: it vanished and nobody saw its status). A run that
+        had not said it finished becomes crashed, with the tail of its log to show why."""
+        with self._lock:
+            run = self._view(name)
+            run.exit_code = exit_code
+            if exit_code == 0 and run.state in LIVE_STATES:
+                done = run.total_steps > 0 and run.step >= run.total_steps
+                run.state, run.reason = (FINISHED if done else STOPPED), "process exited"
+            elif exit_code != 0 and (run.state in LIVE_STATES or exit_code is not None):
+                was_live = run.state in LIVE_STATES
+                run.state = CRASHED
+                run.reason = _exit_text(exit_code)
+                run.crash_tail = log_tail
+                if was_live or not any(a.get("kind") == "crash" for a in run.alerts[-3:]):
+                    self._add_alert(run, {"type": "alert", "kind": "crash", "step": run.step, "text": run.reason})
+                return {"state", "alerts"}
+            return {"state"}
+
+    def warn(self, name: str, text: str) -> set[str]:
+        """A problem the dashboard found about a run (garbage in its stream, a failed command)."""
+        with self._lock:
+            run = self._view(name)
+            run.logs.append({"type": "log", "level": "warning", "text": str(text), "time": None})
+            return {"logs"}
+
+    # -- one handler per record type -------------------------------------------------------------
+
+    def _on_hello(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if late:
+            return ""  # an old hello backfilled after a newer one: the newer describes the run
+        run.hello = rec
+        if isinstance(rec.get("config"), dict):
+            run.config = rec["config"]
+        for attr, value in (("model", rec.get("model")), ("device", rec.get("device"))):
+            if isinstance(value, str):
+                setattr(run, attr, value)
+        run.pid = _int(rec.get("pid"))
+        run.params = _int(rec.get("params"))
+        total = _int(rec.get("total_steps"))
+        if total is not None and total > 0:
+            run.total_steps = total
+        run.start_step = max(0, _int(rec.get("start_step")) or 0)
+        run.state, run.reason, run.exit_code, run.crash_tail = STARTING, "", None, ""
+        run._rate.clear()
+        t = _num(rec.get("time"))
+        if run.started is None and t is not None:
+            run.started = t
+        return "hello"
+
+    def _on_metric(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        step = _num(rec.get("step"))
+        if step is None:
+            return ""
+        tokens = _num(rec.get("tokens")) or 0.0
+        t = _num(rec.get("time")) or 0.0
+        added = False
+        for key in METRIC_KEYS:
+            value = _num(rec.get(key))
+            if value is not None:
+                added |= self._add_point(run, key, seq, late, step, tokens, t, value)
+        if late:
+            return "metrics" if added else ""
+        run.metric = rec
+        run.step, run.tokens = int(step), int(tokens)
+        run.loss, run.ce, run.lr = _num(rec.get("loss")), _num(rec.get("ce")), _num(rec.get("lr"))
+        run.tok_s = _num(rec.get("tok_s"))
+        if run._rate and step < run._rate[-1][1]:
+            run._rate.clear()  # resumed from an earlier step: the old speed does not apply
+        if t:
+            run._rate.append((t, step))
+        if run.state not in LIVE_STATES and run.exit_code is None:
+            run.state = "running"  # a metric after a final state: the run was resumed
+        elif run.state == STARTING:
+            run.state = "running"
+        return "metrics"
+
+    def _on_eval(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        step = _num(rec.get("step"))
+        if step is None:
+            return ""
+        tokens = _num(rec.get("tokens")) or 0.0
+        t = _num(rec.get("time")) or 0.0
+        for key in EVAL_KEYS:
+            value = _num(rec.get(key))
+            if value is not None:
+                self._add_point(run, key, seq, late, step, tokens, t, value)
+        val = _num(rec.get("val_loss"))
+        if val is not None and math.isfinite(val):
+            if not late:
+                run.val_loss = val
+            if run.best_val_loss is None or val < run.best_val_loss:
+                run.best_val_loss = val
+        return "eval"
+
+    def _on_sample(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if not isinstance(rec.get("text"), str):
+            return ""
+        _bounded_append(run.samples, rec, MAX_SAMPLES, late)
+        return "samples"
+
+    def _on_ckpt(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if not isinstance(rec.get("path"), str):
+            return ""
+        _bounded_append(run.ckpts, rec, 10_000, late)
+        return "ckpt"
+
+    def _on_state(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        state = rec.get("state")
+        if late or state not in STATES:
+            return ""
+        run.state = state
+        run.reason = rec.get("reason") if isinstance(rec.get("reason"), str) else ""
+        step = _int(rec.get("step"))
+        if step is not None:
+            run.step = step
+        code = _int(rec.get("exit_code"))
+        if code is not None:
+            run.exit_code = code
+        return "state"
+
+    def _on_log(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if not isinstance(rec.get("text"), str):
+            return ""
+        run.logs.append(rec)
+        return "logs"
+
+    def _on_alert(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if not isinstance(rec.get("text"), str) and not isinstance(rec.get("kind"), str):
+            return ""
+        self._add_alert(run, rec)
+        return "alerts"
+
+    def _add_alert(self, run: RunView, rec: dict[str, Any]) -> None:
+        run.alerts.append(rec)
+        del run.alerts[:-MAX_ALERTS]
+
+    def _add_point(
+        self, run: RunView, key: str, seq: int | None, late: bool, step: float, tokens: float, t: float, value: float
+    ) -> bool:
+        """Append in order; a record newer than the series' last one with a step at or before its last
+        step means a resume re-drawing that stretch, so the old points from there on are dropped."""
+        s = run.series[key]
+        if late:
+            cut = self._cuts.get((run.name, key))
+            if cut is not None and seq is not None and seq < cut[0] and step >= cut[1]:
+                return False  # a backfilled point of a stretch that a resume has since replaced
+            s.insert_sorted(step, tokens, t, value)
+            return True
+        if s.step and step <= s.step[-1]:
+            s.cut_from(step)
+            if seq is not None:
+                self._cuts[(run.name, key)] = (seq, step)
+        s.append(step, tokens, t, value)
+        return True
+
+
+def _bounded_append(items: list[dict[str, Any]], rec: dict[str, Any], limit: int, late: bool) -> None:
+    if late:
+        steps = [_num(r.get("step")) or 0.0 for r in items]
+        items.insert(bisect.bisect_right(steps, _num(rec.get("step")) or 0.0), rec)
+    else:
+        items.append(rec)
+    del items[:-limit]
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "the process is gone (killed, or the machine restarted)"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+_HANDLERS = {
+    "hello": MetricStore._on_hello,
+    "metric": MetricStore._on_metric,
+    "eval": MetricStore._on_eval,
+    "sample": MetricStore._on_sample,
+    "ckpt": MetricStore._on_ckpt,
+    "state": MetricStore._on_state,
+    "log": MetricStore._on_log,
+    "alert": MetricStore._on_alert,
+}
