@@ -1,0 +1,276 @@
+"""`python -m engine train|resume|generate|eval|lr-preview`: parse, validate, then hand over.
+
+Torch is imported only inside the commands that need it, after the arguments and config are
+checked: a typo costs a 0.1 s one-line error instead of a 2 s import first, and `lr-preview` (which the
+dashboard's ramp dialog calls on every keystroke) never imports torch at all. Every error a user can
+cause is an engine.errors.NexusError, printed as one `error: ...` line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from engine import checkpoint as ckpt
+from engine import config as C
+from engine import protocol as P
+from engine.errors import ConfigError, NexusError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is our one-line `error: ...` too."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message} (see: python -m engine {self.prog.split()[-1]} --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m engine", description="The Nexus training engine (headless).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = sub.add_parser("train", help="start a new run")
+    train.add_argument("--preset", help=f"a shipped preset: {', '.join(C.preset_names())} (default tiny)")
+    train.add_argument("--config", help="a TOML config file, applied over the preset")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one value, e.g. --set optim.lr=1e-3 (repeatable)")
+    train.add_argument("--steps", type=int, help="total steps of the schedule (train.steps)")
+    train.add_argument("--name", help="run name (default: the run folder's name)")
+    train.add_argument("--run-dir", help="run folder (default: runs/NAME)")
+    _common(train)
+
+    resume = sub.add_parser("resume", help="continue a run from a checkpoint")
+    resume.add_argument("--run-dir", required=True)
+    resume.add_argument("--from", dest="ckpt", help="checkpoint: latest (default), best, step_000200, 200 or a path")
+    resume.add_argument("--steps", type=int, help="new total steps (extends the schedule)")
+    resume.add_argument("--lr", type=float, help="target LR, reached linearly over --ramp-steps")
+    resume.add_argument("--ramp-steps", type=int, help="steps of the linear LR ramp (0 = jump)")
+    _common(resume)
+
+    gen = sub.add_parser("generate", help="print a sample from a checkpoint")
+    gen.add_argument("--run-dir", required=True)
+    gen.add_argument("--prompt", default="")
+    gen.add_argument("--tokens", type=int, default=200)
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top-k", type=int, default=40)
+    gen.add_argument("--seed", type=int, help="repeatable sample (default: a fresh one)")
+    gen.add_argument("--from", dest="ckpt")
+    gen.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: cpu)")
+
+    ev = sub.add_parser("eval", help="print held-out CE loss and perplexity of a checkpoint")
+    ev.add_argument("--run-dir", required=True)
+    ev.add_argument("--from", dest="ckpt")
+    ev.add_argument("--batches", type=int, help="eval batches (default: the run's train.eval_batches)")
+    ev.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: cpu)")
+
+    prev = sub.add_parser("lr-preview", help="print the LR a resume with a ramp would follow, as JSON")
+    prev.add_argument("--run-dir", required=True)
+    prev.add_argument("--from", dest="ckpt")
+    prev.add_argument("--lr", type=float, required=True)
+    prev.add_argument("--ramp-steps", type=int, required=True)
+    prev.add_argument("--steps", type=int, help="new total steps (default: the run's total)")
+    prev.add_argument("--points", type=int, default=200)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
+    p.add_argument("--stop-at", type=int, help="train only up to this step of the schedule, then checkpoint and exit")
+    p.add_argument("--metrics-fd", type=int, help="also stream records to this inherited pipe fd")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = None
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except NexusError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        _tell_pipe(args, str(e))
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
+    """A launcher reading the pipe learns why the run never started (there is no metrics file)."""
+    fd = getattr(args, "metrics_fd", None)
+    if fd is None:
+        return
+    record = {"type": P.STATE, "state": P.CRASHED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
+              "seq": -1, "time": time.time()}
+    with contextlib.suppress(OSError):
+        os.write(fd, P.pack(record))
+
+
+# -- train and resume ----------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = C.load_preset(args.preset or "tiny") if args.preset or not args.config else C.Config()
+    if args.config:
+        cfg = C.from_mapping(_read_toml(args.config), origin=args.config, base=cfg)
+    for text in args.set:
+        C.apply_override(cfg, text)
+    if args.steps is not None:
+        cfg.train.steps = args.steps
+    _apply_common(cfg, args)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or _default_name(cfg))
+    cfg.name = args.name or run_dir.name
+    cfg.validate()
+    _check_source(cfg)
+    metrics = run_dir / P.METRICS_FILE
+    if metrics.exists() and metrics.stat().st_size > 0:
+        raise ConfigError(f"run folder {run_dir} already has metrics: use `python -m engine resume "
+                          f"--run-dir {run_dir}`, or another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(run_dir, cfg)
+
+    from engine.trainer import Trainer
+
+    trainer = Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at)
+    _write_config(run_dir, cfg)  # again: the tokenizer resolved model.vocab_size
+    return trainer.run()
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run_dir = _existing_run(args.run_dir)
+    cfg = _run_config(run_dir)
+    _apply_common(cfg, args)
+    cfg.validate()
+    if args.lr is not None and args.ramp_steps is None:
+        raise ConfigError("--lr needs --ramp-steps K (the steps to reach it; 0 jumps straight there)")
+    if args.ramp_steps is not None and args.lr is None:
+        raise ConfigError("--ramp-steps needs --lr TARGET")
+    if args.lr is not None and args.lr <= 0:
+        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
+    ckpt.read_meta(path)  # a corrupt checkpoint fails here, before torch loads
+
+    from engine.trainer import ResumeSpec, Trainer
+
+    spec = ResumeSpec(path, args.steps, args.lr, args.ramp_steps or 0)
+    return Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run()
+
+
+def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
+    if args.device:
+        cfg.train.device = args.device
+    if args.threads is not None:
+        cfg.train.threads = args.threads
+
+
+def _default_name(cfg: C.Config) -> str:
+    return f"{cfg.preset or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _read_toml(path: str) -> dict:
+    import tomllib
+
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def _check_source(cfg: C.Config) -> None:
+    """A missing corpus path is caught before torch is imported."""
+    src = cfg.data.source
+    if src != "stdlib" and not Path(src).expanduser().exists():
+        from engine.errors import DataError
+
+        raise DataError(f"data.source {src!r} does not exist; give 'stdlib', a text file, or a folder of text files")
+
+
+def _write_config(run_dir: Path, cfg: C.Config) -> None:
+    tmp = run_dir / (P.CONFIG_FILE + ".tmp")
+    tmp.write_text(cfg.to_toml())
+    tmp.replace(run_dir / P.CONFIG_FILE)
+
+
+def _existing_run(run_dir: str) -> Path:
+    path = Path(run_dir)
+    if not (path / P.CONFIG_FILE).exists():
+        raise ConfigError(f"{path} is not a run folder (no {P.CONFIG_FILE}); check --run-dir")
+    return path
+
+
+def _run_config(run_dir: Path) -> C.Config:
+    return C.load_toml(run_dir / P.CONFIG_FILE)
+
+
+# -- using a checkpoint --------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    run_dir = _existing_run(args.run_dir)
+    cfg = _run_config(run_dir)
+    path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
+    from engine.sampling import generate
+
+    model, tokenizer, device = ckpt.load_for_inference(cfg, run_dir, path, args.device or "cpu")
+    text = generate(model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, device, args.seed)
+    print(args.prompt + text)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    run_dir = _existing_run(args.run_dir)
+    cfg = _run_config(run_dir)
+    path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
+    import math
+
+    from engine.data import eval_batches, load_corpus
+    from engine.device import autocast_dtype
+    from engine.trainer import held_out_ce
+
+    model, _, device = ckpt.load_for_inference(cfg, run_dir, path, args.device or "cpu")
+    corpus = load_corpus(cfg.data, run_dir, cfg.model.seq_len)
+    n = args.batches or cfg.train.eval_batches
+    if n < 1:
+        raise ConfigError(f"--batches must be at least 1, got {n}")
+    batches = eval_batches(corpus.val, cfg.train.batch_size, cfg.model.seq_len, n, cfg.train.seed, device)
+    ce = held_out_ce(model, batches, device, autocast_dtype(device, cfg.train.dtype))
+    print(f"{path.name}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
+          f"(pure CE over {n} batches of {cfg.train.batch_size}x{cfg.model.seq_len} tokens; "
+          f"unigram entropy {corpus.unigram_entropy:.3f})")
+    return 0
+
+
+def cmd_lr_preview(args: argparse.Namespace) -> int:
+    """JSON of the LR a ramped resume would follow. Torch-free: config + meta.json + schedule only."""
+    from engine.schedule import Schedule, preview
+
+    run_dir = _existing_run(args.run_dir)
+    cfg = _run_config(run_dir)
+    meta = ckpt.read_meta(ckpt.resolve_checkpoint(run_dir, args.ckpt))
+    step = int(meta["step"])
+    scale = float(meta.get("lr_scale", 1.0))
+    sched = Schedule.from_dict(meta["schedule"])
+    if args.lr <= 0:
+        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    total = args.steps or sched.total_steps
+    peak = cfg.optim.lr * scale
+    sched = sched.with_ramp(step, sched.multiplier(step), args.lr / peak, args.ramp_steps, total)
+    points = preview(sched, step, total, max(2, args.points))
+    print(json.dumps({"step": [s for s, _ in points], "lr": [m * peak for _, m in points], "start_step": step}))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "resume": cmd_resume,
+    "generate": cmd_generate,
+    "eval": cmd_eval,
+    "lr-preview": cmd_lr_preview,
+}

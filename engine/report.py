@@ -1,0 +1,151 @@
+"""Where a run's events go: records (file + pipe), the status file, and human lines in engine.log.
+
+Like torchtitan's metric loggers, the trainer calls one method per event and never cares who listens.
+The records file is the truth; the pipe is best effort (RecordWriter never lets a dead dashboard slow
+training); the status file is rewritten at most about once a second, and at once on state changes;
+stdout (engine.log) gets a readable line now and then, never the data channel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from engine import protocol as P
+
+STATUS_EVERY_S = 1.0
+PRINT_EVERY_S = 2.0
+
+
+class Reporter:
+    """Fans events out to the sinks. `status` fields: pid, state, step, total_steps, device, model,
+    run, best_val_loss, socket, tokens."""
+
+    def __init__(self, run_dir: str | Path, pipe_fd: int | None = None, **status: Any) -> None:
+        self.run_dir = Path(run_dir)
+        self.writer = P.RecordWriter(self.run_dir / P.METRICS_FILE, pipe_fd)
+        self._status: dict[str, Any] = {"pid": os.getpid(), "state": P.STARTING, **status}
+        self._status_at = 0.0
+        self._printed_at = 0.0
+        self._write_failed = False
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """Write one record; a full disk becomes a line on stderr, not a dead run."""
+        record = {"type": kind, **fields}
+        try:
+            return self.writer.write(record)
+        except OSError as e:
+            if not self._write_failed:
+                self._write_failed = True
+                print(f"cannot write {P.METRICS_FILE}: {e}; records are being lost", file=sys.stderr, flush=True)
+            return record
+
+    def hello(self, **fields: Any) -> None:
+        self.emit(P.HELLO, protocol=P.PROTOCOL_VERSION, pid=os.getpid(), **fields)
+        self._print(f"hello: run {fields.get('run')} on {fields.get('device')}, {fields.get('params'):,} params, "
+                    f"steps {fields.get('start_step')}..{fields.get('total_steps')}")
+
+    def metric(self, **fields: Any) -> None:
+        self.emit(P.METRIC, **fields)
+        self.status(step=fields["step"], tokens=fields["tokens"])
+        now = time.monotonic()
+        if now - self._printed_at >= PRINT_EVERY_S:
+            self._printed_at = now
+            self._print(f"step {fields['step']}: loss {fields['loss']:.4f} ce {fields['ce']:.4f} "
+                        f"lr {fields['lr']:.3g} gnorm {fields['gnorm']:.3g} {fields['tok_s']:.0f} tok/s")
+
+    def eval(self, **fields: Any) -> None:
+        self.emit(P.EVAL, **fields)
+        if fields.get("best"):
+            self.status(best_val_loss=fields["val_loss"], force=True)
+        self._print(f"eval step {fields['step']}: val_loss {fields['val_loss']:.4f} "
+                    f"ppl {fields['val_ppl']:.2f}{' (best)' if fields.get('best') else ''}")
+
+    def sample(self, **fields: Any) -> None:
+        self.emit(P.SAMPLE, **fields)
+        self._print(f"sample step {fields['step']}: {fields['prompt']!r} -> {fields['text'][:200]!r}")
+
+    def ckpt(self, **fields: Any) -> None:
+        self.emit(P.CKPT, **fields)
+        self._print(f"checkpoint step {fields['step']}: {fields['path']}{' (best)' if fields.get('best') else ''}")
+
+    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None) -> None:
+        fields: dict[str, Any] = {"state": state, "step": step, "reason": reason}
+        if exit_code is not None:
+            fields["exit_code"] = exit_code
+        self.emit(P.STATE, **fields)
+        self.status(state=state, step=step, force=True)
+        self._print(f"state {state} at step {step}{': ' + reason if reason else ''}")
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.emit(P.LOG, level=level, text=text)
+        self._print(f"{level}: {text}")
+
+    def alert(self, kind: str, step: int, text: str) -> None:
+        self.emit(P.ALERT, kind=kind, step=step, text=text)
+        self._print(f"ALERT {kind} at step {step}: {text}")
+
+    # -- status file and log lines ---------------------------------------------------------------
+
+    def status(self, force: bool = False, **changes: Any) -> None:
+        """Update the status; rewrite the file if forced or a second has passed."""
+        self._status.update(changes)
+        now = time.monotonic()
+        if force or now - self._status_at >= STATUS_EVERY_S:
+            self._status_at = now
+            try:
+                P.write_status(self.run_dir, self._status)
+            except OSError as e:
+                print(f"cannot write status: {e}", file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _print(line: str) -> None:
+        print(time.strftime("%H:%M:%S ") + line, flush=True)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class HealthWatch:
+    """Spots trouble in the loss and grad-norm series: a spike (loss above mean + k·std of a recent
+    window) and grad-norm escalation (gnorm above `gnorm_factor` × the window's median).
+
+    One alert per kind per `cooldown` steps, so a rough patch is one line, not a flood.
+    """
+
+    def __init__(self, window: int = 50, k: float = 4.0, gnorm_factor: float = 10.0,
+                 min_samples: int = 20, cooldown: int = 50) -> None:
+        self.losses: deque[float] = deque(maxlen=window)
+        self.gnorms: deque[float] = deque(maxlen=window)
+        self.k, self.gnorm_factor, self.min_samples, self.cooldown = k, gnorm_factor, min_samples, cooldown
+        self._last: dict[str, int] = {}
+
+    def check(self, step: int, loss: float, gnorm: float) -> list[tuple[str, str]]:
+        """(kind, text) alerts for this step's finite loss and gnorm, then remember them."""
+        out = []
+        if len(self.losses) >= self.min_samples:
+            mean, std = statistics.fmean(self.losses), statistics.pstdev(self.losses)
+            limit = mean + self.k * max(std, 1e-3 * abs(mean))
+            if loss > limit and self._ready("spike", step):
+                out.append(("spike", f"loss {loss:.4f} above recent mean {mean:.4f} + {self.k:g} std ({limit:.4f})"))
+            median = statistics.median(self.gnorms)
+            if median > 0 and gnorm > self.gnorm_factor * median and self._ready("gnorm", step):
+                out.append(("gnorm", f"grad norm {gnorm:.3g} is {gnorm / median:.0f}x the recent median {median:.3g}"))
+        if math.isfinite(loss) and math.isfinite(gnorm):
+            self.losses.append(loss)
+            self.gnorms.append(gnorm)
+        return out
+
+    def _ready(self, kind: str, step: int) -> bool:
+        if step - self._last.get(kind, -10**9) < self.cooldown:
+            return False
+        self._last[kind] = step
+        return True
