@@ -1,0 +1,160 @@
+"""The charts area: loss & H with val loss overlaid, LR, grad norm, tokens/s for the selected runs.
+
+The app calls `redraw` from a timer a few times a second (inside `batch_update`), never per record:
+records can arrive thousands a second, a human reads a chart a few times a second. Each series is
+smoothed (EMA, raw kept faint behind), windowed, then bucketed to ~2x the chart's width before
+plotext sees it, so a 1M-step run draws as fast as a 100-step one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.containers import Grid, Vertical
+from textual.reactive import reactive
+from textual.widgets import Static
+
+from nexus_tui.downsample import downsample, ema
+from nexus_tui.forecast import forecast_final
+from nexus_tui.settings import Settings
+from nexus_tui.themes import ChartPalette
+from nexus_tui.widgets import format as fmt
+from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+
+if TYPE_CHECKING:
+    from nexus_tui.store import MetricStore
+
+CHARTS = (("loss", "loss · H"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
+X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
+
+
+def window_series(
+    steps: Sequence[float], xs: Sequence[float], ys: Sequence[float], last_n: int
+) -> tuple[list[float], list[float]]:
+    """Keep the points within the last `last_n` steps (0 = all), whatever the x axis is."""
+    xs, ys = list(xs), list(ys)
+    if not last_n or not steps:
+        return xs, ys
+    cut = steps[-1] - last_n
+    start = next((i for i, s in enumerate(steps) if s >= cut), len(steps))
+    return xs[start:], ys[start:]
+
+
+class ChartsPanel(Vertical):
+    """Four charts plus a line that says how they are drawn (EMA, x axis, scale, window)."""
+
+    DEFAULT_CSS = """
+    ChartsPanel { height: 1fr; }
+    ChartsPanel #chart-options { height: 1; color: $text-muted; padding: 0 1; }
+    ChartsPanel #chart-grid { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
+    ChartsPanel.-narrow #chart-grid { grid-size: 1 1; }
+    ChartsPanel.-narrow MetricChart { display: none; }
+    ChartsPanel.-narrow MetricChart.-shown { display: block; }
+    """
+
+    shown: reactive[int] = reactive(0)
+    """In narrow mode, the index of the one chart shown (key v cycles)."""
+
+    def __init__(self, options: Settings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.options = options
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="chart-options")
+        with Grid(id="chart-grid"):
+            for i, (key, title) in enumerate(CHARTS):
+                yield MetricChart(title, id=f"chart-{key}", classes="-shown" if i == 0 else "")
+
+    def on_mount(self) -> None:
+        self.query_one("#chart-options", Static).update(self.options_text())
+
+    def watch_shown(self, shown: int) -> None:
+        for i, chart in enumerate(self.query(MetricChart)):
+            chart.set_class(i == shown % len(CHARTS), "-shown")
+
+    def cycle_chart(self) -> None:
+        self.shown = (self.shown + 1) % len(CHARTS)
+
+    def chart(self, key: str) -> MetricChart:
+        return self.query_one(f"#chart-{key}", MetricChart)
+
+    def options_text(self) -> str:
+        o = self.options
+        window = f"last {o.window} steps" if o.window else "whole run"
+        return (
+            f"EMA {o.ema:.2f} \\[ ]  ·  x: {o.x_axis} (x)  ·  {'log' if o.log_scale else 'linear'} (l)"
+            f"  ·  {window} (w)"
+        )
+
+    def _series(self, store: MetricStore, name: str, key: str) -> tuple[list[float], list[float]]:
+        steps, ys = store.series(name, key, x="step")
+        if self.options.x_axis == "step":
+            xs = steps
+        else:
+            xs, ys = store.series(name, key, x=self.options.x_axis)
+            if self.options.x_axis == "time" and len(xs):
+                t0 = xs[0]
+                xs = [x - t0 for x in xs]
+        return window_series(list(steps), xs, ys, self.options.window)
+
+    def _curves(
+        self, store: MetricStore, name: str, key: str, color: tuple[int, int, int], palette: ChartPalette,
+        buckets: int, smooth: bool, marker: str = "braille",
+    ) -> list[Curve]:
+        xs, ys = self._series(store, name, key)
+        if not xs:
+            return []
+        curves = []
+        if smooth and self.options.ema > 0:
+            rx, ry = downsample(xs, ys, buckets)
+            curves.append(Curve(rx, ry, palette.faint, marker))
+            ys = ema(ys, self.options.ema)
+        sx, sy = downsample(xs, ys, buckets)
+        curves.append(Curve(sx, sy, color, marker))
+        return curves
+
+    def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette) -> None:
+        """Redraw all charts for these runs (colours from each run's index in `palette`)."""
+        self.query_one("#chart-options", Static).update(self.options_text())
+        runs = [r for r in (store.get(n) for n in names) if r is not None]
+        xlabel = X_LABELS.get(self.options.x_axis, "")
+        specs = {key: ChartSpec(title=title, xlabel=xlabel) for key, title in CHARTS}
+        specs["loss"].log_y = self.options.log_scale
+        for run in runs:
+            color = palette.run(run.color)
+            for key in ("lr", "gnorm", "tok_s"):
+                buckets = self.chart(key).buckets
+                specs[key].curves += self._curves(store, run.name, key, color, palette, buckets, key != "lr")
+            buckets = self.chart("loss").buckets
+            specs["loss"].curves += self._curves(store, run.name, "ce", color, palette, buckets, True)
+            if self._loss_differs(store, run.name):
+                specs["loss"].curves += self._curves(store, run.name, "loss", color, palette, buckets, False, "dot")
+            vx, vy = self._series(store, run.name, "val_loss")
+            if vx:
+                specs["loss"].curves.append(Curve(vx, vy, color, "◆", scatter=True))
+        if len(runs) == 1:
+            specs["loss"].title, forecast = self._forecast_title(store, runs[0])
+            if forecast is not None:
+                specs["loss"].hlines.append((forecast, palette.forecast))
+        for key, spec in specs.items():
+            self.chart(key).show(spec)
+
+    def _loss_differs(self, store: MetricStore, name: str) -> bool:
+        """Show `loss` beside H only when it is not the same number (label smoothing, MTP, aux)."""
+        _, loss = store.series(name, "loss", x="step")
+        _, ce = store.series(name, "ce", x="step")
+        tail = list(zip(list(loss)[-20:], list(ce)[-20:], strict=False))
+        return any(abs(a - b) > 1e-6 for a, b in tail if a is not None and b is not None)
+
+    def _forecast_title(self, store: MetricStore, run) -> tuple[str, float | None]:
+        """The loss chart's title for one run: last values, plus the projected final val loss."""
+        title = f"H {fmt.loss(run.ce)} · val ◆ {fmt.loss(run.best_val_loss)}"
+        steps, vals = store.series(run.name, "val_loss", x="step")
+        guess = forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
+        if guess is None:
+            return title, None
+        value, low, high = guess
+        eta = f" · ETA {fmt.duration(run.eta_s)}" if run.eta_s else ""
+        return f"{title} · final ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value
