@@ -1,0 +1,168 @@
+"""`nexus runs`: one line per run folder, from its status file (cheap) or its metrics file (complete).
+
+The status file says what a run *claimed* last; a run killed with SIGKILL or lost with its machine
+still claims "running". So a live-looking state whose pid is gone (or now belongs to some other
+program) is reported as "crashed", the same word the dashboard uses for it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import (
+    CRASHED,
+    LIVE_STATES,
+    METRICS_FILE,
+    STATES,
+    STATUS_FILE,
+    pid_alive,
+    read_records,
+    read_status,
+)
+
+
+@dataclass
+class RunSummary:
+    """What `nexus runs` and the dashboard's run picker show about one run folder."""
+
+    name: str
+    run_dir: Path
+    state: str = "unknown"
+    step: int = 0
+    total_steps: int = 0
+    best_val_loss: float | None = None
+    device: str = ""
+    pid: int | None = None
+    model: str = ""
+    updated: float | None = None
+    """Unix time of the last status write or record."""
+    note: str = ""
+    """Why the state was overridden, or what could not be read."""
+
+
+def _num(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def engine_pid_alive(pid: Any) -> bool:
+    """pid_alive, and (where /proc tells) the process is a Python engine, not a recycled pid."""
+    if not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"engine" in cmdline or b"nexus" in cmdline or b"python" in cmdline
+
+
+def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
+    state = status.get("state")
+    if isinstance(state, str) and state in STATES:
+        s.state = state
+    s.step = _int(status.get("step")) or s.step
+    s.total_steps = _int(status.get("total_steps")) or s.total_steps
+    s.best_val_loss = _num(status.get("best_val_loss"))
+    s.device = status.get("device") if isinstance(status.get("device"), str) else s.device
+    s.model = status.get("model") if isinstance(status.get("model"), str) else s.model
+    s.pid = _int(status.get("pid"))
+    s.updated = _num(status.get("updated"))
+
+
+def _from_metrics(s: RunSummary, path: Path) -> None:
+    """Fold the records: the last hello, metric and state, and the best eval."""
+    try:
+        result = read_records(path)
+    except OSError as e:
+        s.note = f"cannot read {METRICS_FILE}: {e.strerror}"
+        return
+    for r in result.records:
+        kind = r.get("type")
+        if kind == "hello":
+            s.pid = _int(r.get("pid"))
+            s.total_steps = _int(r.get("total_steps")) or s.total_steps
+            s.device = r.get("device") if isinstance(r.get("device"), str) else s.device
+            s.model = r.get("model") if isinstance(r.get("model"), str) else s.model
+            if s.state not in LIVE_STATES:
+                s.state = "starting"
+        elif kind in ("metric", "state") and _int(r.get("step")) is not None:
+            s.step = r["step"]
+            if kind == "metric" and s.state == "starting":
+                s.state = "running"
+        elif kind == "eval":
+            v = _num(r.get("val_loss"))
+            if v is not None and (s.best_val_loss is None or v < s.best_val_loss):
+                s.best_val_loss = v
+        if kind == "state" and r.get("state") in STATES:
+            s.state = r["state"]
+        s.updated = _num(r.get("time")) or s.updated
+
+
+def summarize_run(run_dir: Path) -> RunSummary:
+    """One run folder's summary; never raises for a damaged folder (says so in `note`)."""
+    s = RunSummary(name=run_dir.name, run_dir=run_dir)
+    status = read_status(run_dir)
+    metrics = run_dir / METRICS_FILE
+    if status is not None:
+        _from_status(s, status)
+    if metrics.exists() and (status is None or not s.model or not s.total_steps or s.best_val_loss is None):
+        keep_state = (s.state, s.pid, s.updated) if status is not None else None
+        _from_metrics(s, metrics)
+        if keep_state is not None:  # the status file is newer than the last record about these
+            s.state, s.pid, s.updated = keep_state
+    if s.state in LIVE_STATES and not engine_pid_alive(s.pid):
+        s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
+        s.state = CRASHED
+    return s
+
+
+def scan_runs(root: str | Path) -> list[RunSummary]:
+    """Every run folder under `root` (a folder with a status or metrics file), most recent first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in root.iterdir():
+        if d.is_dir() and ((d / STATUS_FILE).exists() or (d / METRICS_FILE).exists()):
+            out.append(summarize_run(d))
+    out.sort(key=lambda s: (-(s.updated or 0.0), s.name))
+    return out
+
+
+def _ago(t: float | None, now: float) -> str:
+    if t is None:
+        return "-"
+    d = max(0.0, now - t)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if d >= size:
+            return f"{d / size:.0f}{unit} ago"
+    return f"{d:.0f}s ago"
+
+
+def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> str:
+    """Aligned columns for a terminal; a friendly line when there is nothing to list."""
+    if not summaries:
+        return "no runs yet: start one with `nexus demo`, or `nexus train --preset tiny --run-dir runs/first`"
+    now = time.time() if now is None else now
+    header = ("NAME", "STATE", "STEP", "BEST VAL", "DEVICE", "PID", "MODEL", "UPDATED")
+    rows = [header]
+    for s in summaries:
+        step = f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step)
+        best = f"{s.best_val_loss:.4f}" if s.best_val_loss is not None else "-"
+        rows.append((s.name, s.state, step, best, s.device or "-", str(s.pid) if s.pid else "-",
+                     s.model or "-", _ago(s.updated, now)))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    right = {2, 3, 5}
+    lines = []
+    for r in rows:
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    notes = [f"  {s.name}: {s.note}" for s in summaries if s.note]
+    return "\n".join(lines + (["", "notes:", *notes] if notes else []))
