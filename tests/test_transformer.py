@@ -191,3 +191,22 @@ def test_a_few_adamw_steps_on_a_fixed_batch_reduce_the_loss(opts: dict) -> None:
     last = model(idx, tgt).ce.item()
     assert first == pytest.approx(math.log(64), abs=0.3)  # a fresh model is close to uniform
     assert last < 0.7 * first
+
+
+def test_rotary_scores_depend_only_on_relative_position_and_tables_stay_out_of_checkpoints() -> None:
+    from engine.models.layers import Rotary
+
+    torch.manual_seed(10)
+    rot = Rotary(8, seq_len=4)  # shorter than used below: the tables grow on demand
+    q, k = torch.randn(8), torch.randn(8)
+    seq = torch.zeros(1, 1, 12, 8)
+
+    def at(v: torch.Tensor, pos: int) -> torch.Tensor:
+        x = seq.clone()
+        x[0, 0, pos] = v
+        return rot(x)[0, 0, pos]
+
+    assert (at(q, 5) @ at(k, 2)).item() == pytest.approx((at(q, 9) @ at(k, 6)).item(), abs=1e-5)
+    assert (at(q, 5) @ at(k, 2)).item() != pytest.approx((at(q, 5) @ at(k, 4)).item(), abs=1e-5)
+    assert torch.allclose(rot(seq + 1)[..., :4, :], Rotary(8, seq_len=4)(seq[..., :4, :] + 1))
+    assert not any("rotary" in key for key in Transformer(small()).state_dict())
