@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
@@ -68,7 +69,18 @@ class MetricChart(PlotextPlot):
         return max(2 * (self.size.width or 40), 32)
 
     def show(self, spec: ChartSpec) -> None:
+        """Draw `spec` on the next refresh."""
         self.spec = spec
+        self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
+        self.refresh()
+
+    def render(self) -> RenderResult:
+        # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
+        # building twice from the same data breaks; rebuild the figure from the spec on every render.
+        self._plot_spec(self.spec)
+        return super().render()
+
+    def _plot_spec(self, spec: ChartSpec) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -77,14 +89,12 @@ class MetricChart(PlotextPlot):
             plt.xlabel(spec.xlabel)
         if spec.log_y:
             plt.yscale("log")
-        drawn = 0
         has_data = False
         for curve in spec.curves:
             xs, ys = _finite(curve.xs, curve.ys, spec.log_y)
             if not xs:
                 continue
             has_data = True
-            drawn += len(xs)
             if curve.scatter:
                 plt.scatter(xs, ys, color=curve.color, marker=curve.marker)
             else:
@@ -93,5 +103,3 @@ class MetricChart(PlotextPlot):
             for y, color in spec.hlines:
                 if math.isfinite(y) and (y > 0 or not spec.log_y):
                     plt.hline(y, color)
-        self.points_drawn = drawn
-        self.refresh()

@@ -72,6 +72,8 @@ class RunTable(DataTable):
         self.marked: set[str] = set()
         self._runs: dict[str, RunView] = {}
         self._palette: ChartPalette | None = None
+
+    def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 

@@ -132,8 +132,8 @@ class TelemetryPane(VerticalScroll):
         for gpu in self.view.gpus:
             blocks += [
                 Static("", id=f"gpu-{gpu.index}-text", classes="gpu-block", markup=False),
-                Sparkline([], id=f"gpu-{gpu.index}-util", classes="gpu-block", tooltip="GPU util"),
-                Sparkline([], id=f"gpu-{gpu.index}-mem", classes="gpu-block", tooltip="GPU memory"),
+                Sparkline([], id=f"gpu-{gpu.index}-util", classes="gpu-block"),
+                Sparkline([], id=f"gpu-{gpu.index}-mem", classes="gpu-block"),
             ]
         if blocks:
             self.mount_all(blocks, before="#host")

@@ -1,0 +1,189 @@
+"""Widgets drawn from hand-made records fed through a real MetricStore; no engine needed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from textual.app import App, ComposeResult
+
+from nexus_tui.settings import Settings, load_settings, save_settings
+from nexus_tui.store import MetricStore
+from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
+from nexus_tui.widgets import format as fmt
+from nexus_tui.widgets.alert_bar import AlertBar
+from nexus_tui.widgets.charts_panel import ChartsPanel, window_series
+from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.run_table import RunTable
+from nexus_tui.widgets.samples_pane import SamplesPane
+from nexus_tui.widgets.telemetry_pane import GpuView, TelemetryPane, TelemetryView
+
+PALETTE = PALETTES["nexus-dark"]
+
+
+def records(name: str, steps: int, total: int = 100, nan_at: int | None = None) -> list[dict]:
+    """A hello, `steps` metric records with a falling loss, and an eval every 10 steps."""
+    out: list[dict] = [{"type": "hello", "seq": 0, "time": 1000.0, "run": name, "model": "transformer",
+                        "device": "cpu", "pid": 1, "total_steps": total, "config": {"optim": {"lr": 1e-3}}}]
+    for s in range(1, steps + 1):
+        loss = 5.0 / math.sqrt(s) if s != nan_at else float("nan")
+        out.append({"type": "metric", "seq": len(out), "time": 1000.0 + s, "step": s, "tokens": s * 512,
+                    "loss": loss, "ce": loss, "lr": 1e-3 * min(1, s / 10), "gnorm": 1.0 + 1 / s,
+                    "tok_s": 4000.0 + s, "step_s": 0.1, "mem": 1e8})
+        if s % 10 == 0:
+            out.append({"type": "eval", "seq": len(out), "time": 1000.0 + s, "step": s, "tokens": s * 512,
+                        "val_loss": loss + 0.1, "val_ppl": math.exp(loss + 0.1), "best": True})
+    return out
+
+
+class Host(App[None]):
+    """A bare app holding one widget under test."""
+
+    def __init__(self, widget) -> None:
+        super().__init__()
+        self.widget = widget
+
+    def compose(self) -> ComposeResult:
+        yield self.widget
+
+
+async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
+    store = MetricStore()
+    store.ingest("alpha", None, records("alpha", 30, total=40))
+    store.ingest("beta", None, records("beta", 5, total=40))
+    table = RunTable()
+    async with Host(table).run_test(size=(120, 20)) as pilot:
+        table.show_runs(store.runs(), PALETTE)
+        await pilot.pause()
+        assert table.row_count == 2
+        assert str(table.get_cell("alpha", "step")) == "30/40"
+        assert table.get_cell("alpha", "loss") == fmt.loss(5.0 / math.sqrt(30))
+        assert table.get_cell("beta", "model") == "transformer"
+        table.move_cursor(row=1)
+        store.ingest("alpha", None, [{"type": "metric", "seq": 999, "time": 2000.0, "step": 31, "tokens": 1,
+                                       "loss": 0.5, "ce": 0.5}])
+        table.show_runs(store.runs(), PALETTE)
+        assert table.row_count == 2 and table.cursor_row == 1  # updated, not rebuilt
+        assert str(table.get_cell("alpha", "step")) == "31/40"
+        assert table.selected == ["beta"]
+        await pilot.press("space")
+        table.move_cursor(row=0)
+        await pilot.press("space")
+        assert table.selected == ["alpha", "beta"]
+        assert str(table.get_cell("alpha", "name")).startswith("●")
+
+
+async def test_charts_downsample_smooth_and_window() -> None:
+    store = MetricStore()
+    store.ingest("big", None, records("big", 5000, total=6000, nan_at=2500))
+    settings = Settings(ema=0.9)
+    panel = ChartsPanel(settings)
+    async with Host(panel).run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        panel.redraw(store, ["big"], PALETTE)
+        loss = panel.chart("loss")
+        # EMA line + faint raw line + val scatter, each bucketed to ~2x the width
+        assert len(loss.spec.curves) == 3
+        assert loss.spec.curves[0].color == PALETTE.faint
+        assert loss.spec.curves[1].color == PALETTE.run(0)
+        assert loss.spec.curves[2].scatter and len(loss.spec.curves[2].xs) == 500
+        assert len(loss.spec.curves[1].xs) <= 2 * loss.buckets + 1
+        assert loss.points_drawn < 5000  # not every raw point
+        raw_last = store.series("big", "ce")[1][-1]
+        assert loss.spec.curves[1].ys[-1] != raw_last  # smoothed, not raw
+        assert "final ≈" in loss.spec.title  # forecast from the val losses
+        assert loss.spec.hlines
+        settings.x_axis, settings.window = "tokens", 100
+        panel.redraw(store, ["big"], PALETTE)
+        xs = panel.chart("lr").spec.curves[0].xs
+        assert min(xs) >= (5000 - 100) * 512 and max(xs) == 5000 * 512
+        settings.log_scale = True
+        panel.redraw(store, ["big"], PALETTE)  # the NaN step must not break a log axis
+        assert panel.chart("loss").spec.log_y
+        await pilot.pause()
+        rendered = loss.render()
+        assert len(str(rendered)) > 100
+
+
+def test_window_series_keeps_last_steps() -> None:
+    steps = list(range(1, 11))
+    xs, ys = window_series(steps, [s * 2 for s in steps], steps, 3)
+    assert xs == [14, 16, 18, 20] and ys == [7, 8, 9, 10]
+    assert window_series(steps, steps, steps, 0)[0] == steps
+
+
+async def test_samples_logs_and_alert_bar() -> None:
+    class Panes(App[None]):
+        def compose(self) -> ComposeResult:
+            yield AlertBar()
+            yield SamplesPane()
+            yield LogPane()
+
+    app = Panes()
+    async with app.run_test(size=(100, 30)) as pilot:
+        samples, log, bar = app.query_one(SamplesPane), app.query_one(LogPane), app.query_one(AlertBar)
+        samples.add_sample("alpha", "#ff0000", {"step": 50, "prompt": "To be", "text": "To beUouri tiem"})
+        samples.add_sample("alpha", "#ff0000", {"step": 100, "prompt": "To be", "text": "To bere whisthid"})
+        assert samples.count == 2 and samples.texts[-1] == "To bere whisthid"
+        log.add_line("alpha", "loss spike at [step 3]", "warning")
+        assert log.lines_written == ["alpha warning loss spike at [step 3]"]
+        assert not bar.has_class("-active")
+        bar.raise_alert("alpha: nan at step 7")
+        bar.raise_alert("beta: crash: exited with status 1")
+        await pilot.pause()
+        assert bar.has_class("-active") and bar.display
+        assert "beta: crash" in str(bar.render()) and "+1 more" in str(bar.render())
+        bar.dismiss()
+        await pilot.pause()
+        assert not bar.has_class("-active")
+
+
+async def test_telemetry_pane_without_and_with_gpus() -> None:
+    pane = TelemetryPane()
+    async with Host(pane).run_test(size=(60, 40)) as pilot:
+        pane.show(TelemetryView(gpu_error="no NVIDIA GPU/driver: GPU telemetry off", cpu=12.0,
+                                ram_used=2 * 2**30, ram_total=8 * 2**30, cpu_history=[1, 5, 12],
+                                runs=[("alpha", "#ff0000", 99.0, 300 * 2**20)]))
+        await pilot.pause()
+        assert "GPU telemetry off" in str(pane.query_one("#gpu-error").render())
+        host = str(pane.query_one("#host").render())
+        assert "CPU 12%" in host and "2.0/8.0 GiB" in host and "alpha" in host and "300MiB" in host
+        gpu = GpuView(index=0, name="H100", util=87.0, mem_used=30 * 2**30, mem_total=80 * 2**30, temp=65.0,
+                      power=310.0, power_limit=700.0, sm_clock=1980.0, mem_clock=2619.0,
+                      processes=[(4242, "alpha", 29 * 2**30)], util_history=[10, 87], mem_history=[1, 30])
+        pane.show(TelemetryView(gpus=[gpu, GpuView(index=1, temp=float("nan"))]))
+        await pilot.pause()
+        text = str(pane.query_one("#gpu-0-text").render())
+        assert "util 87%" in text and "30.0/80.0 GiB" in text and "65°C" in text and "4242 alpha" in text
+        assert "N/A" in str(pane.query_one("#gpu-1-text").render())
+        assert not pane.query_one("#gpu-error").display
+
+
+def test_format_never_prints_none_or_nan() -> None:
+    assert fmt.loss(None) == fmt.DASH and fmt.loss(float("nan")) == "NaN" and fmt.loss(1.23456) == "1.2346"
+    assert fmt.count(1234) == "1.2k" and fmt.count(3.4e6) == "3.4M" and fmt.count(None) == fmt.DASH
+    assert fmt.duration(75) == "1m15s" and fmt.duration(4000) == "1h06m" and fmt.duration(None) == fmt.DASH
+    assert fmt.ppl(0.0) == "1.00" and fmt.ppl(float("inf")) == fmt.DASH
+
+
+def test_settings_round_trip_and_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "nexus" / "settings.json"
+    assert load_settings(path) == (Settings(), "")
+    assert save_settings(Settings(theme="nexus-light", ema=0.3, x_axis="tokens", window=500), path) == ""
+    loaded, err = load_settings(path)
+    assert err == "" and loaded.theme == "nexus-light" and loaded.x_axis == "tokens" and loaded.window == 500
+    path.write_text(json.dumps({"ema": 7, "x_axis": "bogus", "future_key": 1}))
+    loaded, err = load_settings(path)
+    assert err == "" and loaded.ema == 0.99 and loaded.x_axis == "step"
+    path.write_text("{not json")
+    loaded, err = load_settings(path)
+    assert loaded == Settings() and "unreadable" in err and "\n" not in err
+
+
+def test_themes_have_palettes_and_cycle() -> None:
+    names = [t.name for t in THEMES]
+    assert len(names) >= 3 and all(n in PALETTES for n in names)
+    assert [next_theme(n) for n in names] == names[1:] + names[:1]
+    assert palette_for("textual-light") is PALETTES["nexus-light"]
+    assert PALETTE.hex(0) == "#4ea8de" and PALETTE.run(len(PALETTE.runs)) == PALETTE.run(0)
