@@ -13,7 +13,6 @@ draws exactly the batches the uninterrupted run would have drawn. The global RNG
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import struct
@@ -27,14 +26,13 @@ import torch
 
 from engine.config import DataConfig
 from engine.errors import DataError
-from engine.tokenizer import Tokenizer, load_or_train
+from engine.tokenizer import Tokenizer, encode_splits, load_or_train
 
 EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 """Folder names never read: the stdlib's own test suites (lib2to3/tests, idlelib/idle_test, ...)
 hold deliberately broken files, and installed packages are not the standard library."""
 BPE_TRAIN_CHARS = 8_000_000
 """BPE merges are learned from at most this many characters of the train split (seconds, not minutes)."""
-TOKEN_CACHE = ("tokens_train.npy", "tokens_val.npy", "tokens_meta.json")
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,8 @@ class Corpus:
     """1-D int32 token ids of the held-out split."""
     tokenizer: Tokenizer
     description: str
-    """One line for logs and the dashboard, e.g. 'stdlib: 412 files (391 train, 21 val), 3.9 MB, byte tokens'."""
+    """One line for logs and the dashboard, e.g.
+    'stdlib: 261 files (249 train, 12 val), 4.0 MB, byte tokens'."""
     train_files: int
     val_files: int
     train_bytes: int
@@ -86,30 +85,43 @@ class Corpus:
 def load_corpus(cfg: DataConfig, run_dir: Path, seq_len: int) -> Corpus:
     """Read, split and tokenize the corpus `cfg` names; the BPE tokenizer and token cache live in run_dir."""
     files, label = list_source(cfg.source)
-    texts, nbytes, counts, skipped = _read_splits(files, cfg.val_fraction, cfg.max_bytes)
-    if not texts["train"] and not texts["val"]:
+    train_part, val_part = _read_splits(files, cfg.val_fraction, cfg.max_bytes)
+    if not train_part.texts and not val_part.texts:
         raise DataError(
-            f"data.source {label} has no readable text ({skipped} binary or empty files skipped); "
-            "point data.source at text files"
+            f"data.source {label} has no readable text ({train_part.skipped + val_part.skipped} binary "
+            "or empty files skipped); point data.source at text files"
         )
-    tok = load_or_train(cfg, Path(run_dir), lambda: _capped(texts["train"], BPE_TRAIN_CHARS))
-    train, val = _tokenize(tok, texts["train"], texts["val"], Path(run_dir))
+    tok = load_or_train(cfg, Path(run_dir), lambda: _capped(train_part.texts, BPE_TRAIN_CHARS))
+    train, val = encode_splits(tok, train_part.texts, val_part.texts, Path(run_dir))
     for split, ids in (("train", train), ("val", val)):
         if len(ids) < seq_len + 1:
             raise DataError(
                 f"the {split} split has {len(ids)} tokens but model.seq_len={seq_len} needs at least "
-                f"{seq_len + 1}; use more text, raise data.max_bytes or data.val_fraction, or lower model.seq_len"
+                f"{seq_len + 1}; use more text, raise data.max_bytes or data.val_fraction, or lower seq_len"
             )
-    n_files = counts["train"] + counts["val"] if len(files) > 1 else 1
-    desc = (
-        f"{label}: {n_files} files ({counts['train']} train, {counts['val']} val), "
-        f"{(nbytes['train'] + nbytes['val']) / 1e6:.1f} MB, "
-        + ("byte tokens" if tok.kind == "byte" else f"bpe {tok.vocab_size} vocab, {len(train) + len(val):,} tokens")
+    n_train, n_val = len(train_part.texts), len(val_part.texts)
+    mb = (train_part.nbytes + val_part.nbytes) / 1e6
+    split = (
+        "1 file split by bytes"
+        if len(files) == 1
+        else f"{n_train + n_val} files ({n_train} train, {n_val} val)"
+    )
+    kind = (
+        "byte tokens"
+        if tok.kind == "byte"
+        else f"bpe {tok.vocab_size} vocab, {len(train) + len(val):,} tokens"
     )
     return Corpus(
-        train=torch.from_numpy(train), val=torch.from_numpy(val), tokenizer=tok, description=desc,
-        train_files=counts["train"], val_files=counts["val"], train_bytes=nbytes["train"],
-        val_bytes=nbytes["val"], skipped_files=skipped, unigram_entropy=unigram_entropy(train, tok.vocab_size),
+        train=torch.from_numpy(train),
+        val=torch.from_numpy(val),
+        tokenizer=tok,
+        description=f"{label}: {split}, {mb:.1f} MB, {kind}",
+        train_files=n_train,
+        val_files=n_val,
+        train_bytes=train_part.nbytes,
+        val_bytes=val_part.nbytes,
+        skipped_files=train_part.skipped + val_part.skipped,
+        unigram_entropy=unigram_entropy(train, tok.vocab_size),
     )
 
 
@@ -128,7 +140,8 @@ def list_source(source: str) -> tuple[list[SourceFile], str]:
         files = _walk(root, suffix=".py")
         if not files:
             raise DataError(
-                f"no Python standard library sources found under {root}; set data.source to a text file or folder"
+                f"no Python standard library sources found under {root}; "
+                "set data.source to a text file or folder"
             )
         return files, "stdlib"
     path = Path(source).expanduser()
@@ -138,7 +151,9 @@ def list_source(source: str) -> tuple[list[SourceFile], str]:
         return _walk(path, suffix=""), str(path)
     if not source.strip():
         raise DataError("data.source is empty; give 'stdlib', a text file, or a folder of text files")
-    raise DataError(f"data.source {source!r} does not exist; give 'stdlib', a text file, or a folder of text files")
+    raise DataError(
+        f"data.source {source!r} does not exist; give 'stdlib', a text file, or a folder of text files"
+    )
 
 
 def _walk(root: Path, suffix: str) -> list[SourceFile]:
@@ -165,13 +180,18 @@ def split_files(files: list[SourceFile], val_fraction: float) -> tuple[list[Sour
     return ordered[n_val:], ordered[:n_val]
 
 
-def _read_splits(
-    files: list[SourceFile], val_fraction: float, max_bytes: int
-) -> tuple[dict[str, list[str]], dict[str, int], dict[str, int], int]:
-    """Texts, bytes read, and file counts per split, plus the number of files skipped.
+@dataclass
+class _Part:
+    """The texts of one split as read from disk."""
 
-    Several files: split by file; the val side reads first with its share of the cap, the train side
-    takes the rest. One file: the last val_fraction of its (capped) bytes is the val split."""
+    texts: list[str]
+    nbytes: int
+    skipped: int = 0
+
+
+def _read_splits(files: list[SourceFile], val_fraction: float, max_bytes: int) -> tuple[_Part, _Part]:
+    """Train and val texts. Several files: split by file; val reads first with its share of the cap
+    and train takes the rest. One file: the last val_fraction of its (capped) bytes is val."""
     if len(files) == 1:
         data = _read_bytes(files[0].path, max_bytes or None)
         if data is None:
@@ -179,34 +199,27 @@ def _read_splits(
         if max_bytes:
             data = _trim_partial_char(data)
         cut = _char_boundary(data, len(data) - max(1, int(len(data) * val_fraction)))
-        texts = {"train": [_decode(data[:cut])], "val": [_decode(data[cut:])]}
-        return texts, {"train": cut, "val": len(data) - cut}, {"train": 1, "val": 1}, 0
+        return _Part([_decode(data[:cut])], cut), _Part([_decode(data[cut:])], len(data) - cut)
     train_files, val_files = split_files(files, val_fraction)
-    val_budget = math.ceil(max_bytes * val_fraction) if max_bytes else 0
-    val, val_bytes, val_skipped = _read_many(val_files, val_budget)
-    train_budget = max(1, max_bytes - val_bytes) if max_bytes else 0
-    train, train_bytes, train_skipped = _read_many(train_files, train_budget)
-    texts = {"train": train, "val": val}
-    return texts, {"train": train_bytes, "val": val_bytes}, {"train": len(train), "val": len(val)}, (
-        train_skipped + val_skipped
-    )
+    val = _read_many(val_files, math.ceil(max_bytes * val_fraction) if max_bytes else 0)
+    return _read_many(train_files, max(1, max_bytes - val.nbytes) if max_bytes else 0), val
 
 
-def _read_many(files: list[SourceFile], budget: int) -> tuple[list[str], int, int]:
+def _read_many(files: list[SourceFile], budget: int) -> _Part:
     """Read files in order until `budget` bytes (0 = no cap); the last one is cut to fit."""
-    texts, total, skipped = [], 0, 0
+    part = _Part([], 0)
     for f in files:
-        if budget and total >= budget:
+        if budget and part.nbytes >= budget:
             break
-        data = _read_bytes(f.path, budget - total if budget else None)
+        data = _read_bytes(f.path, budget - part.nbytes if budget else None)
         if data is None:
-            skipped += 1
+            part.skipped += 1
             continue
-        if budget and total + len(data) >= budget:
+        if budget and part.nbytes + len(data) >= budget:
             data = _trim_partial_char(data)
-        texts.append(_decode(data))
-        total += len(data)
-    return texts, total, skipped
+        part.texts.append(_decode(data))
+        part.nbytes += len(data)
+    return part
 
 
 def _read_bytes(path: Path, limit: int | None) -> bytes | None:
@@ -255,58 +268,7 @@ def _capped(texts: list[str], limit: int) -> Iterator[str]:
         total += len(t)
 
 
-# ---------------------------------------------------------------------------------------------- tokens
-
-
-def _tokenize(tok: Tokenizer, train: list[str], val: list[str], run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Token ids of both splits. BPE ids are cached in run_dir keyed by a fingerprint of the texts and
-    the tokenizer, so a resume does not spend seconds re-tokenizing; bytes are faster than the cache."""
-    if tok.kind == "byte":
-        return tok.encode_many(train), tok.encode_many(val)
-    h = hashlib.blake2b(digest_size=16)
-    h.update((run_dir / "tokenizer.json").read_bytes() if (run_dir / "tokenizer.json").exists() else b"")
-    for split in (train, val):
-        h.update(struct.pack("<q", len(split)))
-        for t in split:
-            h.update(t.encode("utf-8", "surrogatepass"))
-            h.update(b"\x00")
-    fingerprint = h.hexdigest()
-    cached = _load_token_cache(run_dir, fingerprint, tok.vocab_size)
-    if cached is not None:
-        return cached
-    arrays = tok.encode_many(train), tok.encode_many(val)
-    _save_token_cache(run_dir, fingerprint, arrays)
-    return arrays
-
-
-def _load_token_cache(run_dir: Path, fingerprint: str, vocab: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached arrays when they match; any doubt (missing, stale, torn) means re-tokenize."""
-    train_p, val_p, meta_p = (run_dir / n for n in TOKEN_CACHE)
-    try:
-        meta = json.loads(meta_p.read_text())
-        if meta.get("fingerprint") != fingerprint:
-            return None
-        arrays = tuple(np.load(p, allow_pickle=False) for p in (train_p, val_p))
-    except (OSError, ValueError):
-        return None
-    for a in arrays:
-        if a.ndim != 1 or a.dtype != np.int32 or (len(a) and (a.min() < 0 or a.max() >= vocab)):
-            return None
-    return arrays[0], arrays[1]
-
-
-def _save_token_cache(run_dir: Path, fingerprint: str, arrays: tuple[np.ndarray, np.ndarray]) -> None:
-    """Write the arrays, then the meta file that vouches for them (so a crash leaves no false match)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for name, a in zip(TOKEN_CACHE[:2], arrays, strict=True):
-        tmp = run_dir / (name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, a, allow_pickle=False)
-        tmp.replace(run_dir / name)
-    meta = run_dir / TOKEN_CACHE[2]
-    tmp = run_dir / (TOKEN_CACHE[2] + ".tmp")
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}))
-    tmp.replace(meta)
+# ---------------------------------------------------------------------------------------------- statistics
 
 
 def unigram_entropy(ids: np.ndarray | torch.Tensor, vocab_size: int) -> float:
@@ -323,7 +285,12 @@ def unigram_entropy(ids: np.ndarray | torch.Tensor, vocab_size: int) -> float:
 
 
 def get_batch(
-    tokens: torch.Tensor, batch_size: int, seq_len: int, seed: int, position: int, device: str | torch.device = "cpu"
+    tokens: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    seed: int,
+    position: int,
+    device: str | torch.device = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: x, y int64 [B, T] with y = x shifted by one. The offsets come from a generator
     seeded by (seed, position) alone, so batch `position` is the same whenever it is drawn."""
@@ -333,13 +300,19 @@ def get_batch(
 
 
 def eval_batches(
-    tokens: torch.Tensor, batch_size: int, seq_len: int, n_batches: int, seed: int, device: str | torch.device = "cpu"
+    tokens: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    n_batches: int,
+    seed: int,
+    device: str | torch.device = "cpu",
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Held-out batches, identical at every eval (a stream of their own, apart from training's)."""
     n = _windows(tokens, seq_len)
     g = _generator(seed, 0, 1)
     return [
-        _gather(tokens, torch.randint(0, n, (batch_size,), generator=g), seq_len, device) for _ in range(n_batches)
+        _gather(tokens, torch.randint(0, n, (batch_size,), generator=g), seq_len, device)
+        for _ in range(n_batches)
     ]
 
 
@@ -356,7 +329,8 @@ def contiguous_streams(
 
 
 def stream_period(tokens: torch.Tensor, batch_size: int, seq_len: int) -> int:
-    """How many `contiguous_streams` batches pass before the streams wrap (the trainer may reset state then)."""
+    """How many `contiguous_streams` batches pass before the streams wrap (the trainer may reset
+    state then)."""
     stream_len = len(tokens) // batch_size
     if stream_len < seq_len + 1:
         raise DataError(
@@ -369,11 +343,16 @@ def stream_period(tokens: torch.Tensor, batch_size: int, seq_len: int) -> int:
 def _windows(tokens: torch.Tensor, seq_len: int) -> int:
     n = len(tokens) - seq_len
     if n < 1:
-        raise DataError(f"{len(tokens)} tokens are too few for model.seq_len={seq_len}; use more text or a shorter seq_len")
+        raise DataError(
+            f"{len(tokens)} tokens are too few for model.seq_len={seq_len}; "
+            "use more text or a shorter seq_len"
+        )
     return n
 
 
-def _gather(tokens: torch.Tensor, offsets: torch.Tensor, seq_len: int, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _gather(
+    tokens: torch.Tensor, offsets: torch.Tensor, seq_len: int, device: str | torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     idx = offsets[:, None] + torch.arange(seq_len + 1)
     chunk = tokens[idx].long()
     x, y = chunk[:, :-1], chunk[:, 1:]

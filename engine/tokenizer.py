@@ -3,12 +3,15 @@
 Both map any text to ids and back without loss (byte-level BPE starts from all 256 byte symbols, so
 no character can fall outside the vocabulary). A BPE tokenizer is saved in the run folder as
 `tokenizer.json`; a resumed run must reload that file rather than retrain, because a retrained
-tokenizer would give the checkpoint's embedding rows different meanings.
+tokenizer would give the checkpoint's embedding rows different meanings. BPE ids of a corpus are
+cached beside it (`tokens_*.npy`, plain arrays) so a resume does not re-tokenize either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -21,6 +24,8 @@ from engine.config import DataConfig
 from engine.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
+TOKEN_CACHE = ("tokens_train.npy", "tokens_val.npy", "tokens_meta.json")
+"""Cached BPE ids of the train and val splits, and the fingerprint that vouches for them."""
 
 
 @runtime_checkable
@@ -99,13 +104,19 @@ class BpeTokenizer:
             spec = json.loads(path.read_text(encoding="utf-8"))
             tok = HFTokenizer.from_file(str(path))
         except (OSError, ValueError, UnicodeDecodeError) as e:
-            raise DataError(f"{path} is not a readable tokenizer file ({_first_line(e)}); delete it to retrain") from None
+            raise DataError(
+                f"{path} is not a readable tokenizer file ({_first_line(e)}); delete it to retrain"
+            ) from None
         except Exception as e:  # the Rust side raises a bare Exception for a malformed file
-            raise DataError(f"{path} is not a valid tokenizer file ({_first_line(e)}); delete it to retrain") from None
+            raise DataError(
+                f"{path} is not a valid tokenizer file ({_first_line(e)}); delete it to retrain"
+            ) from None
         model_type = (spec.get("model") or {}).get("type") if isinstance(spec, dict) else None
         pre = (spec.get("pre_tokenizer") or {}).get("type") if isinstance(spec, dict) else None
         if model_type != "BPE" or pre != "ByteLevel":
-            raise DataError(f"{path} is a {model_type}/{pre} tokenizer, not byte-level BPE; delete it to retrain")
+            raise DataError(
+                f"{path} is a {model_type}/{pre} tokenizer, not byte-level BPE; delete it to retrain"
+            )
         if tok.get_vocab_size() > vocab_size:
             raise DataError(
                 f"{path} has {tok.get_vocab_size()} tokens but data.bpe_vocab is {vocab_size}; "
@@ -155,6 +166,64 @@ def load_or_train(cfg: DataConfig, run_dir: Path, texts: Callable[[], Iterable[s
     tok = BpeTokenizer.train(texts(), cfg.bpe_vocab)
     tok.save(Path(run_dir))
     return tok
+
+
+def encode_splits(
+    tok: Tokenizer, train: list[str], val: list[str], run_dir: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of both splits. BPE ids are cached in run_dir keyed by a fingerprint of the texts and
+    the tokenizer, so a resume does not spend seconds re-tokenizing; bytes are faster than the cache."""
+    if not isinstance(tok, BpeTokenizer):
+        return tok.encode_many(train), tok.encode_many(val)
+    h = hashlib.blake2b(tok.tok.to_str().encode("utf-8"), digest_size=16)
+    for split in (train, val):
+        h.update(struct.pack("<q", len(split)))
+        for t in split:
+            h.update(t.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+    fingerprint = h.hexdigest()
+    cached = _load_token_cache(run_dir, fingerprint, tok.vocab_size)
+    if cached is not None:
+        return cached
+    arrays = tok.encode_many(train), tok.encode_many(val)
+    _save_token_cache(run_dir, fingerprint, arrays)
+    return arrays
+
+
+def _load_token_cache(run_dir: Path, fingerprint: str, vocab: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached arrays when they match; any doubt (missing, stale, torn) means re-tokenize."""
+    train_p, val_p, meta_p = (run_dir / n for n in TOKEN_CACHE)
+    try:
+        meta = json.loads(meta_p.read_text())
+        if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
+            return None
+        arrays = tuple(np.load(p, allow_pickle=False) for p in (train_p, val_p))
+    except (OSError, ValueError):
+        return None
+    for a, n in zip(arrays, (meta.get("train"), meta.get("val")), strict=True):
+        if (
+            len(a) != n
+            or a.ndim != 1
+            or a.dtype != np.int32
+            or (len(a) and (a.min() < 0 or a.max() >= vocab))
+        ):
+            return None
+    return arrays[0], arrays[1]
+
+
+def _save_token_cache(run_dir: Path, fingerprint: str, arrays: tuple[np.ndarray, np.ndarray]) -> None:
+    """Write the arrays, then the meta file that vouches for them (so a crash leaves no false match)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / TOKEN_CACHE[2]).unlink(missing_ok=True)  # no stale vouching while arrays are replaced
+    for name, a in zip(TOKEN_CACHE[:2], arrays, strict=True):
+        tmp = run_dir / (name + ".tmp")
+        with open(tmp, "wb") as fh:
+            np.save(fh, a, allow_pickle=False)
+        tmp.replace(run_dir / name)
+    meta = run_dir / TOKEN_CACHE[2]
+    tmp = run_dir / (TOKEN_CACHE[2] + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}))
+    tmp.replace(meta)
 
 
 def _first_line(e: BaseException) -> str:

@@ -198,7 +198,9 @@ def test_unigram_entropy_of_toy_texts(tmp_path: Path) -> None:
     c = load_corpus(DataConfig(source=str(tmp_path / "ab.txt"), val_fraction=0.1), tmp_path / "run", 16)
     assert c.unigram_entropy == pytest.approx(math.log(2), abs=1e-3)
     assert unigram_entropy(np.array([0, 1, 2, 3] * 5), 256) == pytest.approx(math.log(4))
-    assert unigram_entropy(np.array([7, 7, 7, 9]), 16) == pytest.approx(-(0.75 * math.log(0.75) + 0.25 * math.log(0.25)))
+    assert unigram_entropy(np.array([7, 7, 7, 9]), 16) == pytest.approx(
+        -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    )
     assert unigram_entropy(torch.tensor([5] * 10, dtype=torch.int32), 16) == 0.0
 
 
@@ -247,7 +249,9 @@ def test_contiguous_streams_continue_and_wrap() -> None:
         assert torch.equal(torch.cat([x0, x1], 1), x0[:, :1] + torch.arange(2 * seq))
     rows = contiguous_streams(tokens, batch, seq, 0)[0][:, 0]
     assert torch.equal(rows, torch.arange(batch) * (1000 // batch))  # B disjoint parts of the corpus
-    assert torch.equal(contiguous_streams(tokens, batch, seq, period)[0], contiguous_streams(tokens, batch, seq, 0)[0])
+    assert torch.equal(
+        contiguous_streams(tokens, batch, seq, period)[0], contiguous_streams(tokens, batch, seq, 0)[0]
+    )
 
 
 def test_batches_refuse_too_few_tokens() -> None:
