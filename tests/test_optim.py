@@ -277,3 +277,31 @@ def test_same_inputs_give_bit_identical_params() -> None:
         _train(model, build_optimizer(model, CONFIGS["muon+lion"]), 4)
         runs.append(model.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(runs[0].values(), runs[1].values(), strict=True))
+
+
+def test_real_model_families_route_hidden_matrices_to_muon_only() -> None:
+    """Every family registered so far: Muon gets only 2-D hidden matrices, never embeddings or heads."""
+    from engine.models.base import _REGISTRY, _import_families, build_model
+
+    _import_families()
+    assert "transformer" in _REGISTRY
+    for family in sorted(_REGISTRY):
+        torch.manual_seed(0)
+        cfg = ModelConfig(family=family, vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, seq_len=16)
+        model = build_model(cfg)
+        opt = build_optimizer(model, OptimConfig(name="muon"))
+        names = {id(p): n for n, p in model.named_parameters()}
+        seen = [id(p) for g in opt.param_groups for p in g["params"]]
+        assert sorted(seen) == sorted(names) and len(seen) == len(set(seen)), family
+        muon = [names[id(p)] for g in opt.param_groups if g["kind"] == "muon" for p in g["params"]]
+        assert muon, family
+        assert not any(w in n for n in muon for w in ("embed", "head", "norm", "table")), (family, muon)
+        idx = torch.randint(0, 256, (2, 16), generator=torch.Generator().manual_seed(0))
+        losses = []
+        for _ in range(5):
+            opt.zero_grad(set_to_none=True)
+            loss = model(idx[:, :-1], idx[:, 1:]).loss
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < losses[0], (family, losses)
