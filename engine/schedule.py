@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from engine.config import ScheduleConfig
 
 NAMES = ("cosine", "wsd", "constant")
 SHAPES = ("linear", "sqrt", "exp")
@@ -76,8 +79,8 @@ class Schedule:
         )
 
     @classmethod
-    def from_config(cls, cfg: Any, total_steps: int) -> Schedule:
-        """Build from an `engine.config.ScheduleConfig` (duck-typed so this module stays light)."""
+    def from_config(cls, cfg: ScheduleConfig, total_steps: int) -> Schedule:
+        """Build from the run's schedule config; `total_steps` is train.steps."""
         return cls(
             name=cfg.name,
             warmup_steps=cfg.warmup_steps,
