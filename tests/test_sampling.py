@@ -81,9 +81,9 @@ def test_greedy_is_deterministic_and_equals_top_k_one() -> None:
 
 def test_the_seed_makes_sampling_repeatable() -> None:
     model = tiny_model()
-    runs = {sample(model, n=24, temperature=1.5, top_k=0, seed=s) for s in (7, 7, 8, 9)}
-    assert sample(model, n=24, temperature=1.5, top_k=0, seed=7) in runs
-    assert len(runs) >= 2  # 24 draws near-uniform over 256 bytes: different seeds differ
+    a, b, c = (sample(model, n=24, temperature=1.5, top_k=0, seed=s) for s in (7, 7, 8))
+    assert a == b
+    assert a != c  # 24 near-uniform draws over 256 bytes: another seed gives another text
 
 
 def test_empty_and_over_long_prompts_work() -> None:
