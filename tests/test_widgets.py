@@ -92,7 +92,7 @@ async def test_charts_downsample_smooth_and_window() -> None:
         assert loss.points_drawn < 5000  # not every raw point
         raw_last = store.series("big", "ce")[1][-1]
         assert loss.spec.curves[1].ys[-1] != raw_last  # smoothed, not raw
-        assert "final ≈" in loss.spec.title  # forecast from the val losses
+        assert "forecast final val ≈" in panel.forecast_text  # from the val losses
         assert loss.spec.hlines
         settings.x_axis, settings.window = "tokens", 100
         panel.redraw(store, ["big"], PALETTE)

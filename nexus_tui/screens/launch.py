@@ -79,11 +79,12 @@ class LaunchScreen(ModalScreen[dict[str, Any] | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, root: Path, presets: list[str], devices: list[str]) -> None:
+    def __init__(self, root: Path, presets: list[str], devices: list[tuple[str, str]]) -> None:
         super().__init__()
         self.root = root
         self.presets = presets or ["tiny"]
-        self.devices = devices or ["cpu"]
+        self.devices = devices or [("cpu", "cpu")]
+        """(value, label) pairs, e.g. ("cuda:0", "cuda:0 H100 (70.1/80.0 GiB free)")."""
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -91,7 +92,10 @@ class LaunchScreen(ModalScreen[dict[str, Any] | None]):
             yield Label("Preset")
             yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
             yield Label("Device")
-            yield Select([(d, d) for d in self.devices], value=self.devices[0], allow_blank=False, id="device")
+            yield Select(
+                [(label, value) for value, label in self.devices], value=self.devices[0][0], allow_blank=False,
+                id="device",
+            )
             yield Label("Name")
             yield Input(next_free_name(self.root, self.presets[0]), id="name")
             yield Label("Steps (blank = the preset's)")

@@ -9,6 +9,7 @@ stopped or finished run the app restarts it from the chosen checkpoint.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -171,3 +172,15 @@ class RampScreen(ModalScreen[dict[str, Any] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def checkpoint_rows(store: Any, run: Any) -> list[dict[str, Any]]:
+    """The run's checkpoints, newest first, each with the training loss at its step (from the store)."""
+    steps, losses = store.series(run.name, "ce", x="step")
+    steps, losses = list(steps), list(losses)
+    rows = []
+    for ckpt in reversed(run.ckpts):
+        step = ckpt.get("step")
+        at = bisect.bisect_right(steps, step) - 1 if isinstance(step, (int, float)) else -1
+        rows.append({**ckpt, "loss": losses[at] if at >= 0 else None})
+    return rows

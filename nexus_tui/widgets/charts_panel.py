@@ -26,7 +26,7 @@ from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 if TYPE_CHECKING:
     from nexus_tui.store import MetricStore
 
-CHARTS = (("loss", "loss · H"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
+CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
 X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
 
 
@@ -48,6 +48,7 @@ class ChartsPanel(Vertical):
     DEFAULT_CSS = """
     ChartsPanel { height: 1fr; }
     ChartsPanel #chart-options { height: 1; color: $text-muted; padding: 0 1; }
+    ChartsPanel #chart-forecast { height: 1; padding: 0 1; }
     ChartsPanel #chart-grid { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
     ChartsPanel.-narrow #chart-grid { grid-size: 1 1; }
     ChartsPanel.-narrow MetricChart { display: none; }
@@ -60,9 +61,12 @@ class ChartsPanel(Vertical):
     def __init__(self, options: Settings, **kwargs) -> None:
         super().__init__(**kwargs)
         self.options = options
+        self.forecast_text = ""
+        """The run summary / forecast line as last drawn."""
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
+        yield Static(id="chart-forecast", markup=False)
         with Grid(id="chart-grid"):
             for i, (key, title) in enumerate(CHARTS):
                 yield MetricChart(title, id=f"chart-{key}", classes="-shown" if i == 0 else "")
@@ -134,10 +138,15 @@ class ChartsPanel(Vertical):
             vx, vy = self._series(store, run.name, "val_loss")
             if vx:
                 specs["loss"].curves.append(Curve(vx, vy, color, "◆", scatter=True))
+        forecast_text = ""
         if len(runs) == 1:
-            specs["loss"].title, forecast = self._forecast_title(store, runs[0])
+            forecast_text, forecast = self._forecast(store, runs[0])
             if forecast is not None:
                 specs["loss"].hlines.append((forecast, palette.forecast))
+        elif len(runs) > 1:
+            forecast_text = f"{len(runs)} runs marked (space marks/unmarks)"
+        self.forecast_text = forecast_text
+        self.query_one("#chart-forecast", Static).update(forecast_text)
         for key, spec in specs.items():
             self.chart(key).show(spec)
 
@@ -148,13 +157,14 @@ class ChartsPanel(Vertical):
         tail = list(zip(list(loss)[-20:], list(ce)[-20:], strict=False))
         return any(abs(a - b) > 1e-6 for a, b in tail if a is not None and b is not None)
 
-    def _forecast_title(self, store: MetricStore, run) -> tuple[str, float | None]:
-        """The loss chart's title for one run: last values, plus the projected final val loss."""
-        title = f"H {fmt.loss(run.ce)} · val ◆ {fmt.loss(run.best_val_loss)}"
+    def _forecast(self, store: MetricStore, run) -> tuple[str, float | None]:
+        """A line under the options for one run: H, best val, the projected final val loss, ETA.
+        (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
+        title = f"{run.name}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
         steps, vals = store.series(run.name, "val_loss", x="step")
         guess = forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
         if guess is None:
             return title, None
         value, low, high = guess
         eta = f" · ETA {fmt.duration(run.eta_s)}" if run.eta_s else ""
-        return f"{title} · final ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value
+        return f"{title} · forecast final val ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value
