@@ -244,6 +244,8 @@ class MetricStore:
                 if not isinstance(rec, dict):
                     continue
                 seq = _int(rec.get("seq"))
+                if seq is not None and seq < 0:
+                    seq = None  # not from the file (the engine's "never started" note): no dedup
                 late = False
                 if seq is not None:
                     if not seqs.first_time(seq):

@@ -1,0 +1,492 @@
+"""Start, follow, steer and stop engine processes. No screen: the app turns the callbacks into messages.
+
+Each launched run is `python -m engine train|resume ... --metrics-fd N` in its own session (so it
+keeps training when the dashboard quits, dies, or its terminal closes), with stdout/stderr appended to
+the run's engine.log (a stray print can never corrupt the records) and the write end of an os.pipe()
+as its metrics channel. One reader thread per run decodes the pipe, merges bursts into one
+`on_records` call per ~50 ms, and reports the process's exit with the tail of its log. Runs this
+dashboard did not start (a terminal, a previous dashboard) are attached: their history is read from
+metrics.msgpack, the watcher follows the file, and a poller notices within a second when their pid
+dies. Commands go over each run's control socket, so they work the same for both kinds.
+
+Callbacks are called from threads; they must be quick and must not block on the UI thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import (
+    CHECKPOINT,
+    CRASHED,
+    EVAL_NOW,
+    FINISHED,
+    GENERATE,
+    LIVE_STATES,
+    LOG_FILE,
+    METRICS_FILE,
+    PAUSE,
+    RAMP,
+    RESUME,
+    STOP,
+    STOPPED,
+    ControlError,
+    RecordDecoder,
+    read_records,
+    read_status,
+    send_command,
+)
+from nexus_tui.runs_index import engine_pid_alive
+
+OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
+OnExit = Callable[[str, "int | None", str], None]
+OnWarning = Callable[[str, str], None]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BATCH_WINDOW_S = 0.05
+"""Records arriving within this long of the first one are handed over together."""
+POLL_S = 1.0
+"""How often attached runs' pids are checked."""
+TAIL_LINES = 40
+HISTORY_CHUNK = 20_000
+"""Records per on_records call when replaying a file, so the UI thread gets breathing room."""
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class LaunchError(Exception):
+    """A run could not be started or resumed; the message is one line that says what to fix."""
+
+
+@dataclass
+class ManagedRun:
+    """A run this supervisor follows: launched here (proc set) or attached (pid from its status)."""
+
+    name: str
+    run_dir: Path
+    device: str
+    pid: int | None
+    proc: subprocess.Popen[bytes] | None = None
+    reader: threading.Thread | None = None
+    exited: bool = False
+    exit_code: int | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def is_cpu(self) -> bool:
+        return not self.device.startswith(("cuda", "mps"))
+
+
+def log_tail(run_dir: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a run's engine.log (what a crash said), or '' if there is none."""
+    try:
+        with open(run_dir / LOG_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def last_state(run_dir: Path) -> dict[str, Any] | None:
+    """The last state record in a run's metrics file, reading only its tail."""
+    try:
+        with open(run_dir / METRICS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            data = f.read()
+    except OSError:
+        return None
+    states = [r for r in RecordDecoder().feed(data) if r.get("type") == "state"]
+    return states[-1] if states else None
+
+
+class Supervisor:
+    """Owns the engine processes of one runs folder (`root`)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        on_records: OnRecords,
+        on_exit: OnExit,
+        on_warning: OnWarning,
+        python: str = sys.executable,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.on_records = on_records
+        self.on_exit = on_exit
+        self.on_warning = on_warning
+        self.python = python
+        self._runs: dict[str, ManagedRun] = {}
+        self._lock = threading.RLock()
+        self._detach = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- launching -------------------------------------------------------------------------------
+
+    def launch(
+        self,
+        preset: str,
+        name: str | None = None,
+        device: str = "cpu",
+        steps: int | None = None,
+        overrides: list[str] | None = None,
+    ) -> Path:
+        """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
+        Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
+        name = name.strip() if name else self._free_name(preset)
+        if not _NAME_OK.match(name):
+            raise LaunchError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/')")
+        run_dir = self.root / name
+        metrics = run_dir / METRICS_FILE
+        if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
+            raise LaunchError(f"a run named {name!r} already exists: resume it, or pick another name")
+        if steps is not None and steps < 1:
+            raise LaunchError(f"steps must be at least 1, got {steps}")
+        args = ["train", "--preset", preset, "--run-dir", str(run_dir), "--device", device]
+        if steps is not None:
+            args += ["--steps", str(steps)]
+        for text in overrides or []:
+            args += ["--set", text]
+        self._spawn(name, run_dir, args, device)
+        return run_dir
+
+    def resume(
+        self,
+        run_dir: str | Path,
+        lr: float | None = None,
+        ramp_steps: int | None = None,
+        steps: int | None = None,
+        from_ckpt: str | None = None,
+        device: str | None = None,
+    ) -> None:
+        """Start `python -m engine resume` on an existing run (latest checkpoint unless `from_ckpt`).
+        With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total."""
+        run_dir = self._resolve(run_dir)
+        name = run_dir.name
+        status = read_status(run_dir) or {}
+        if name in self.live_runs() or (status.get("state") in LIVE_STATES and engine_pid_alive(status.get("pid"))):
+            raise LaunchError(f"run {name!r} is still running: stop it before resuming it")
+        if (lr is None) != (ramp_steps is None):
+            raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
+        args = ["resume", "--run-dir", str(run_dir)]
+        if from_ckpt:
+            args += ["--from", str(from_ckpt)]
+        if steps is not None:
+            args += ["--steps", str(steps)]
+        if lr is not None:
+            args += ["--lr", repr(float(lr)), "--ramp-steps", str(int(ramp_steps or 0))]
+        if device:
+            args += ["--device", device]
+        run_device = device or (status.get("device") if isinstance(status.get("device"), str) else "cpu")
+        self._spawn(name, run_dir, args, run_device)
+
+    def _free_name(self, preset: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9._-]", "-", preset) or "run"
+        for i in range(1, 10_000):
+            if not (self.root / f"{base}-{i}").exists() and f"{base}-{i}" not in self._runs:
+                return f"{base}-{i}"
+        raise LaunchError(f"no free run name for preset {preset!r}")
+
+    def _threads(self) -> int:
+        """CPU runs share the cores: each new one gets cores // (live CPU runs, itself included)."""
+        live_cpu = sum(1 for r in self._runs.values() if not r.exited and r.is_cpu)
+        return max(1, (os.cpu_count() or 1) // (live_cpu + 1))
+
+    def _env(self, threads: int | None) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        if (REPO_ROOT / "engine" / "__init__.py").exists():
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+        if threads:
+            env["OMP_NUM_THREADS"] = str(threads)
+        return env
+
+    def _spawn(self, name: str, run_dir: Path, args: list[str], device: str) -> None:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LaunchError(f"cannot create run folder {run_dir}: {e.strerror}") from None
+        cpu = not device.startswith(("cuda", "mps"))
+        with self._lock:
+            threads = self._threads() if cpu else None
+            if threads:
+                args = [*args, "--threads", str(threads)]
+            read_fd, write_fd = os.pipe()
+            try:
+                with open(run_dir / LOG_FILE, "ab") as log:
+                    proc = subprocess.Popen(
+                        [self.python, "-m", "engine", *args, "--metrics-fd", str(write_fd)],
+                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        pass_fds=(write_fd,), start_new_session=True, cwd=self.root.parent,
+                        env=self._env(threads),
+                    )
+            except OSError as e:
+                os.close(read_fd)
+                raise LaunchError(f"cannot start the engine ({self.python}): {e.strerror or e}") from None
+            finally:
+                os.close(write_fd)  # the child has its copy; ours would hide the child's EOF
+            run = ManagedRun(name, run_dir, device, proc.pid, proc)
+            run.reader = threading.Thread(target=self._read_pipe, args=(run, read_fd), name=f"nexus-read-{name}",
+                                          daemon=True)
+            self._runs[name] = run
+            run.reader.start()
+
+    # -- following -------------------------------------------------------------------------------
+
+    def _deliver(self, run: ManagedRun, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        try:
+            self.on_records(run.name, run.run_dir, records)
+        except Exception as e:  # noqa: BLE001 - a broken handler must not stop the reader
+            self._warn(run.name, f"the dashboard failed to handle records: {e!r}")
+
+    def _warn(self, name: str, text: str) -> None:
+        with contextlib.suppress(Exception):
+            self.on_warning(name, text)
+
+    def _read_pipe(self, run: ManagedRun, fd: int) -> None:
+        """Reader thread: decode, batch, deliver; on EOF or process exit, report how it ended."""
+        decoder = RecordDecoder()
+        batch: list[dict[str, Any]] = []
+        first_at = 0.0
+        assert run.proc is not None
+        try:
+            while not self._detach.is_set():
+                wait = max(0.0, BATCH_WINDOW_S - (time.monotonic() - first_at)) if batch else 0.25
+                ready, _, _ = select.select([fd], [], [], wait)
+                if not ready:
+                    self._deliver(run, batch)
+                    batch = []
+                    if run.proc.poll() is not None:  # exited; a grandchild may still hold the pipe
+                        batch += decoder.feed(_drain(fd))
+                        break
+                    continue
+                data = os.read(fd, 1 << 16)
+                if not data:
+                    break
+                if not batch:
+                    first_at = time.monotonic()
+                batch += decoder.feed(data)
+                for w in decoder.warnings:
+                    self._warn(run.name, f"metrics pipe: {w.text}")
+                decoder.warnings.clear()
+                if batch and time.monotonic() - first_at >= BATCH_WINDOW_S:
+                    self._deliver(run, batch)
+                    batch = []
+        finally:
+            self._deliver(run, batch)
+            if decoder.finish():
+                self._warn(run.name, f"metrics pipe ended inside a record ({decoder.pending} bytes lost)")
+            os.close(fd)
+        if self._detach.is_set() and run.proc.poll() is None:
+            return  # the dashboard is leaving the run to train on its own
+        code = run.proc.wait()
+        self._finish(run, code)
+
+    def _finish(self, run: ManagedRun, code: int | None) -> None:
+        with self._lock:
+            if run.exited:
+                return
+            run.exited, run.exit_code = True, code
+        try:
+            self.on_exit(run.name, code, log_tail(run.run_dir))
+        except Exception as e:  # noqa: BLE001
+            self._warn(run.name, f"the dashboard failed to handle the run's exit: {e!r}")
+
+    def attach(self, run_dir: str | Path, feed_history: bool = True) -> bool:
+        """Follow a run this dashboard did not launch. Its history (if `feed_history`) goes to
+        on_records now; new records come from the watcher. Returns whether its process is alive;
+        a dead run that still claims to be running is reported through on_exit at once."""
+        run_dir = self._resolve(run_dir)
+        name = run_dir.name
+        with self._lock:
+            known = self._runs.get(name)
+            if known is not None and not known.exited:
+                return True
+        status = read_status(run_dir) or {}
+        if feed_history and (run_dir / METRICS_FILE).exists():
+            result = read_records(run_dir / METRICS_FILE)
+            run = ManagedRun(name, run_dir, "", None)
+            for i in range(0, len(result.records), HISTORY_CHUNK):
+                self._deliver(run, result.records[i : i + HISTORY_CHUNK])
+            for w in result.warnings:
+                self._warn(name, f"{METRICS_FILE}: {w.text}")
+        pid = status.get("pid") if isinstance(status.get("pid"), int) else None
+        device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
+        run = ManagedRun(name, run_dir, device, pid)
+        if status.get("state") in LIVE_STATES and engine_pid_alive(pid):
+            with self._lock:
+                self._runs[name] = run
+                if self._poller is None:
+                    self._poller = threading.Thread(target=self._poll_attached, name="nexus-poll", daemon=True)
+                    self._poller.start()
+            return True
+        if status.get("state") in LIVE_STATES:
+            self._finish(run, self._exit_code_of(run_dir))
+        return False
+
+    def attach_all(self, feed_history: bool = False) -> list[str]:
+        """Attach every run under root whose engine is still alive; returns their names."""
+        if not self.root.is_dir():
+            return []
+        return [d.name for d in sorted(self.root.iterdir()) if d.is_dir() and self.attach(d, feed_history)]
+
+    def _exit_code_of(self, run_dir: Path) -> int | None:
+        """A dead attached run's exit status as its last state record tells it (None: it never said)."""
+        state = last_state(run_dir)
+        if not state or state.get("state") not in (FINISHED, STOPPED, CRASHED):
+            return None
+        code = state.get("exit_code")
+        if isinstance(code, int):
+            return code
+        return 0 if state.get("state") in (FINISHED, STOPPED) else 1
+
+    def _poll_attached(self) -> None:
+        while not self._detach.wait(POLL_S):
+            with self._lock:
+                attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
+            for run in attached:
+                if not engine_pid_alive(run.pid):
+                    time.sleep(0.05)  # let its last state record reach the file
+                    self._finish(run, self._exit_code_of(run.run_dir))
+
+    # -- commands --------------------------------------------------------------------------------
+
+    def _resolve(self, name_or_dir: str | Path) -> Path:
+        with self._lock:
+            run = self._runs.get(str(name_or_dir))
+        if run is not None:
+            return run.run_dir
+        if isinstance(name_or_dir, str) and "/" not in name_or_dir and (self.root / name_or_dir).is_dir():
+            return self.root / name_or_dir
+        path = Path(name_or_dir)
+        if path.is_dir():
+            return path.resolve()
+        raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
+
+    def command(self, name_or_dir: str | Path, cmd: str, **args: Any) -> dict[str, Any]:
+        """Send one control command; raises ControlError with a one-line reason if the run refuses."""
+        return send_command(self._resolve(name_or_dir), cmd, **args)
+
+    def pause(self, name: str) -> dict[str, Any]:
+        return self.command(name, PAUSE)
+
+    def resume_run(self, name: str) -> dict[str, Any]:
+        return self.command(name, RESUME)
+
+    def checkpoint(self, name: str) -> dict[str, Any]:
+        return self.command(name, CHECKPOINT)
+
+    def stop(self, name: str) -> dict[str, Any]:
+        return self.command(name, STOP)
+
+    def eval_now(self, name: str) -> dict[str, Any]:
+        return self.command(name, EVAL_NOW)
+
+    def generate(
+        self, name: str, prompt: str = "", tokens: int = 100, temperature: float = 0.8, top_k: int = 40
+    ) -> dict[str, Any]:
+        """Ask for a sample; the text arrives later as a `sample` record with requested=True."""
+        return self.command(name, GENERATE, prompt=prompt, tokens=int(tokens), temperature=float(temperature),
+                            top_k=int(top_k))
+
+    def ramp(self, name: str, target_lr: float, ramp_steps: int, total_steps: int | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {"target_lr": float(target_lr), "ramp_steps": int(ramp_steps)}
+        if total_steps is not None:
+            args["total_steps"] = int(total_steps)
+        return self.command(name, RAMP, **args)
+
+    def lr_preview(
+        self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
+        from_ckpt: str | None = None,
+    ) -> tuple[list[int], list[float]]:
+        """The LR a ramped resume would follow, from `python -m engine lr-preview` (torch-free, fast)."""
+        args = ["lr-preview", "--run-dir", str(self._resolve(run_dir)), "--lr", repr(float(target_lr)),
+                "--ramp-steps", str(int(ramp_steps))]
+        if steps is not None:
+            args += ["--steps", str(int(steps))]
+        if from_ckpt:
+            args += ["--from", str(from_ckpt)]
+        try:
+            out = subprocess.run([self.python, "-m", "engine", *args], capture_output=True, text=True, timeout=60,
+                                 cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise LaunchError(f"lr-preview did not run: {e}") from None
+        if out.returncode != 0:
+            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+            raise LaunchError(said.removeprefix("error:").strip() or f"lr-preview failed ({out.returncode})")
+        try:
+            data = json.loads(out.stdout)
+            return [int(s) for s in data["step"]], [float(v) for v in data["lr"]]
+        except (ValueError, KeyError, TypeError):
+            raise LaunchError("lr-preview printed something that is not its JSON") from None
+
+    # -- the whole fleet -------------------------------------------------------------------------
+
+    def live_runs(self) -> list[str]:
+        with self._lock:
+            return [n for n, r in self._runs.items() if not r.exited]
+
+    def processes(self) -> dict[str, int]:
+        """Live runs' engine pids, for the telemetry."""
+        with self._lock:
+            return {n: r.pid for n, r in self._runs.items() if not r.exited and r.pid}
+
+    def run_dir(self, name: str) -> Path | None:
+        with self._lock:
+            run = self._runs.get(name)
+        return run.run_dir if run else None
+
+    def shutdown(self, stop_runs: bool, timeout: float = 30.0) -> list[str]:
+        """Leave. stop_runs=True asks every live run to checkpoint and exit and waits up to `timeout`
+        s for them; False leaves them training (the next dashboard re-attaches them). Returns the
+        runs still alive when it gave up waiting (or all live runs, when leaving them)."""
+        if stop_runs:
+            for name in self.live_runs():
+                try:
+                    self.stop(name)
+                except ControlError as e:
+                    self._warn(name, f"could not stop: {e}")
+            deadline = time.monotonic() + timeout
+            while self.live_runs() and time.monotonic() < deadline:
+                with self._lock:
+                    attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
+                for run in attached:
+                    if not engine_pid_alive(run.pid):
+                        self._finish(run, self._exit_code_of(run.run_dir))
+                time.sleep(0.05)
+        left = self.live_runs()
+        self._detach.set()
+        with self._lock:
+            readers = [r.reader for r in self._runs.values() if r.reader is not None]
+        for t in readers:
+            t.join(timeout=2.0)
+        if self._poller is not None:
+            self._poller.join(timeout=2 * POLL_S)
+        return left
+
+
+def _drain(fd: int) -> bytes:
+    """Whatever is in the pipe right now, without blocking."""
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)

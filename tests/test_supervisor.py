@@ -1,0 +1,195 @@
+"""Supervisor against the REAL engine (`python -m engine train --preset tiny`, shrunk by overrides):
+records through a real pipe, commands over the real socket, a SIGKILLed engine reported crashed,
+a run started from a terminal attached and followed, lr-preview, and resume appending to the file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.protocol import METRICS_FILE, ControlError, read_records
+from nexus_tui.store import MetricStore
+from nexus_tui.supervisor import LaunchError, Supervisor
+
+TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
+        "train.batch_size=4", "train.eval_every=5", "train.eval_batches=2", "train.sample_every=1000",
+        "train.ckpt_every=1000", "data.max_bytes=200000"]
+
+
+class Feed:
+    """Collects the supervisor's callbacks (from its threads) into a MetricStore, like the app."""
+
+    def __init__(self) -> None:
+        self.store = MetricStore()
+        self.lock = threading.Lock()
+        self.calls: list[tuple[str, int]] = []
+        self.exits: dict[str, tuple[int | None, str, float]] = {}
+        self.warnings: list[tuple[str, str]] = []
+
+    def on_records(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.calls.append((name, len(records)))
+            self.store.ingest(name, run_dir, records)
+
+    def on_exit(self, name: str, code: int | None, tail: str) -> None:
+        with self.lock:
+            self.exits[name] = (code, tail, time.monotonic())
+            self.store.mark_exited(name, code, tail)
+
+    def on_warning(self, name: str, text: str) -> None:
+        with self.lock:
+            self.warnings.append((name, text))
+
+    def wait(self, what, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if what():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out; exits={self.exits} warnings={self.warnings}")
+
+    def step(self, name: str) -> int:
+        run = self.store.get(name)
+        return run.step if run else -1
+
+
+@pytest.fixture
+def feed() -> Feed:
+    return Feed()
+
+
+@pytest.fixture
+def sup(runs_root: Path, feed: Feed):
+    s = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    yield s
+    for name in s.live_runs():  # never leave engines behind
+        pid = s.processes().get(name)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+    s.shutdown(stop_runs=False)
+
+
+def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, feed: Feed, runs_root: Path) -> None:
+    run_dir = sup.launch("tiny", name="a", steps=10, overrides=TINY)
+    assert run_dir == runs_root.resolve() / "a"
+    assert sup.live_runs() == ["a"] and sup.processes()["a"] > 0
+    with pytest.raises(LaunchError, match="already exists"):
+        sup.launch("tiny", name="a", overrides=TINY)
+    feed.wait(lambda: "a" in feed.exits)
+    code, _, _ = feed.exits["a"]
+    assert code == 0, feed.exits["a"][1]
+    run = feed.store.get("a")
+    assert run.state == "finished" and run.step == 10 and run.total_steps == 10
+    assert list(feed.store.series("a", "loss")[0]) == list(range(1, 11))
+    assert len(feed.store.series("a", "val_loss")[0]) == 2
+    # Everything the pipe delivered is what the file holds, in fewer calls than records.
+    on_file = read_records(run_dir / METRICS_FILE).records
+    assert sum(n for _, n in feed.calls) == len(on_file) and len(feed.calls) < len(on_file)
+    assert "hello" in (run_dir / "engine.log").read_text()
+    assert sup.live_runs() == [] and sup.processes() == {}
+
+    steps, lrs = sup.lr_preview("a", target_lr=1e-3, ramp_steps=4, steps=16)
+    assert steps[0] == 10 and steps[-1] == 16 and len(steps) == len(lrs)
+    assert min(lrs) > 0
+    with pytest.raises(LaunchError, match="lr"):
+        sup.lr_preview("a", target_lr=-1.0, ramp_steps=4, steps=16)
+
+    sup.resume("a", lr=1e-3, ramp_steps=4, steps=16)
+    feed.wait(lambda: feed.exits["a"][0] is not None and feed.store.get("a").state == "finished"
+              and feed.store.get("a").step == 16)
+    xs, _ = feed.store.series("a", "loss")
+    assert list(xs) == list(range(1, 17))
+    assert feed.store.get("a").start_step == 10 and feed.warnings == []
+
+
+def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed) -> None:
+    sup.launch("tiny", name="p", steps=100_000, overrides=TINY)
+    feed.wait(lambda: feed.step("p") >= 3)
+    sup.pause("p")
+    feed.wait(lambda: feed.store.get("p").state == "paused", timeout=30)
+    held = feed.step("p")
+    time.sleep(1.5)
+    assert feed.step("p") == held  # paused: no steps
+    sup.generate("p", prompt="def ", tokens=8, temperature=0.0)
+    feed.wait(lambda: any(s.get("requested") for s in feed.store.get("p").samples), timeout=30)
+    sup.resume_run("p")
+    feed.wait(lambda: feed.step("p") > held + 2, timeout=30)
+    left = sup.shutdown(stop_runs=True, timeout=60)
+    assert left == []
+    code, _, _ = feed.exits["p"]
+    assert code == 0 and feed.store.get("p").state == "stopped"
+    with pytest.raises(ControlError, match="not listening"):
+        sup.pause("p")
+
+
+def test_a_killed_engine_is_reported_crashed_within_a_second(sup: Supervisor, feed: Feed) -> None:
+    sup.launch("tiny", name="k", steps=100_000, overrides=TINY)
+    feed.wait(lambda: feed.step("k") >= 2)
+    pid = sup.processes()["k"]
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    feed.wait(lambda: "k" in feed.exits, timeout=10)
+    code, tail, at = feed.exits["k"]
+    assert code == -signal.SIGKILL and at - killed_at < 1.0
+    assert "hello" in tail  # the engine.log tail
+    run = feed.store.get("k")
+    assert run.state == "crashed" and "signal 9" in run.reason and run.alerts[-1]["kind"] == "crash"
+    assert sup.live_runs() == []
+
+
+def test_bad_input_is_one_clear_line(sup: Supervisor, feed: Feed) -> None:
+    with pytest.raises(LaunchError, match="run name"):
+        sup.launch("tiny", name="../escape")
+    sup.launch("tiny", name="bad", steps=5, overrides=["model.n_heads=3"])
+    feed.wait(lambda: "bad" in feed.exits, timeout=60)
+    code, tail, _ = feed.exits["bad"]
+    assert code not in (0, None) and "error:" in tail and "Traceback" not in tail
+    assert feed.store.get("bad").state == "crashed"
+    with pytest.raises(ControlError, match="no run named"):
+        sup.pause("nobody")
+
+
+def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Feed, runs_root: Path,
+                                                      engine_env: dict[str, str]) -> None:
+    run_dir = runs_root / "outside"
+    args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
+            "--device", "cpu", "--steps", "100000", "--threads", "1"]
+    for o in TINY:
+        args += ["--set", o]
+    proc = subprocess.Popen(args, env=engine_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            recs = read_records(run_dir / METRICS_FILE).records if (run_dir / METRICS_FILE).exists() else []
+            if sum(r["type"] == "metric" for r in recs) >= 2 and (run_dir / "status").exists():
+                break
+            time.sleep(0.2)
+        assert sup.attach(run_dir) is True
+        assert feed.step("outside") >= 2 and sup.processes() == {"outside": proc.pid}
+        sup.pause("outside")  # commands work for runs this supervisor did not launch
+        feed_state = read_records(run_dir / METRICS_FILE).records
+        deadline = time.monotonic() + 30
+        while not any(r["type"] == "state" and r.get("state") == "paused" for r in feed_state):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+            feed_state = read_records(run_dir / METRICS_FILE).records
+        proc.kill()
+        proc.wait()
+        killed_at = time.monotonic()
+        feed.wait(lambda: "outside" in feed.exits, timeout=10)
+        code, tail, at = feed.exits["outside"]
+        assert code is None and at - killed_at < 2.5  # polled about once a second
+        assert feed.store.get("outside").state == "crashed"
+    finally:
+        proc.kill()
+        proc.wait()
