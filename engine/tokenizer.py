@@ -135,7 +135,9 @@ class BpeTokenizer:
     def encode_many(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros(0, dtype=np.int32)
-        encs = self.tok.encode_batch(texts)
+        # encode_batch_fast (tokenizers >= 0.21) skips the character offsets we never use.
+        encode = getattr(self.tok, "encode_batch_fast", self.tok.encode_batch)
+        encs = encode(texts)
         return np.concatenate([np.asarray(e.ids, dtype=np.int32) for e in encs])
 
     def save(self, run_dir: Path) -> None:
