@@ -85,6 +85,9 @@ class Corpus:
 def load_corpus(cfg: DataConfig, run_dir: Path, seq_len: int) -> Corpus:
     """Read, split and tokenize the corpus `cfg` names; the BPE tokenizer and token cache live in run_dir."""
     files, label = list_source(cfg.source)
+    # A folder source that holds this run's own folder must not read the run's changing log files.
+    here = Path(run_dir).resolve()
+    files = [f for f in files if here not in f.path.resolve().parents] or files
     train_part, val_part = _read_splits(files, cfg.val_fraction, cfg.max_bytes)
     if not train_part.texts and not val_part.texts:
         raise DataError(
@@ -353,10 +356,12 @@ def _windows(tokens: torch.Tensor, seq_len: int) -> int:
 def _gather(
     tokens: torch.Tensor, offsets: torch.Tensor, seq_len: int, device: str | torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    idx = offsets[:, None] + torch.arange(seq_len + 1)
+    # Offsets are drawn on the CPU (a CPU generator is the same on every machine); the gather runs
+    # wherever the tokens live, so a corpus kept on the GPU costs no host round trip.
+    idx = offsets.to(tokens.device)[:, None] + torch.arange(seq_len + 1, device=tokens.device)
     chunk = tokens[idx].long()
     x, y = chunk[:, :-1], chunk[:, 1:]
-    if torch.device(device).type != "cpu":
+    if x.device != torch.device(device):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     return x, y
 

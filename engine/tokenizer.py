@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -142,10 +143,10 @@ class BpeTokenizer:
 
     def save(self, run_dir: Path) -> None:
         """Write run_dir/tokenizer.json atomically (a crash mid-write must not leave a torn file that
-        a resume would then refuse)."""
+        a resume would then refuse); the temp name carries the pid so DDP ranks never share one."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / (TOKENIZER_FILE + ".tmp")
+        tmp = run_dir / f"{TOKENIZER_FILE}.{os.getpid()}.tmp"
         self.tok.save(str(tmp))
         tmp.replace(run_dir / TOKENIZER_FILE)
 
@@ -218,12 +219,12 @@ def _save_token_cache(run_dir: Path, fingerprint: str, arrays: tuple[np.ndarray,
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / TOKEN_CACHE[2]).unlink(missing_ok=True)  # no stale vouching while arrays are replaced
     for name, a in zip(TOKEN_CACHE[:2], arrays, strict=True):
-        tmp = run_dir / (name + ".tmp")
+        tmp = run_dir / f"{name}.{os.getpid()}.tmp"
         with open(tmp, "wb") as fh:
             np.save(fh, a, allow_pickle=False)
         tmp.replace(run_dir / name)
     meta = run_dir / TOKEN_CACHE[2]
-    tmp = run_dir / (TOKEN_CACHE[2] + ".tmp")
+    tmp = run_dir / f"{TOKEN_CACHE[2]}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps({"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}))
     tmp.replace(meta)
 

@@ -93,6 +93,17 @@ def test_single_file_is_split_by_bytes_at_the_end(tmp_path: Path) -> None:
     assert len(val) == int(len(text) * 0.1)
 
 
+def test_run_folder_inside_the_source_is_not_read(tmp_path: Path) -> None:
+    src = _folder(tmp_path / "c", n=10)
+    run = src / "runs" / "r1"
+    cfg = DataConfig(source=str(src), val_fraction=0.2)
+    before = load_corpus(cfg, run, 16)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "engine.log").write_text("a log that grows while the run trains\n" * 100)
+    after = load_corpus(cfg, run, 16)  # a resume must see the same corpus
+    assert torch.equal(before.train, after.train) and torch.equal(before.val, after.val)
+
+
 # ------------------------------------------------------------------------------------------ byte cap
 
 
