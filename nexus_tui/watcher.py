@@ -1,0 +1,204 @@
+"""Follow the runs folder: new run folders, and records appended to each run's metrics.msgpack.
+
+This is how the dashboard sees runs it did not launch (started from a terminal, or by a dashboard that
+quit) and how it backfills records a full pipe dropped: the file is the source of truth. watchdog
+(inotify on Linux) wakes us on each append; we read from the last offset with one RecordDecoder per
+file, so a record cut in half by a concurrent write waits for its other half. A slow poll runs beside
+it because inotify can miss files created inside a folder before its watch existed, and some
+filesystems (NFS, some containers) report nothing at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from engine.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder
+
+OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
+OnNewRun = Callable[[Path], None]
+OnWarning = Callable[[str, str], None]
+
+RUN_FILES = frozenset({CONFIG_FILE, METRICS_FILE, STATUS_FILE, LOG_FILE})
+"""A folder under the root becomes a run when one of these appears in it."""
+POLL_S = 2.0
+READ_CHUNK = 4 << 20
+DELIVER_CHUNK = 20_000
+
+
+@dataclass
+class _Tail:
+    """Where we are in one metrics file."""
+
+    offset: int = 0
+    decoder: RecordDecoder = field(default_factory=RecordDecoder)
+
+
+class RunsWatcher:
+    """Calls `on_new_run(run_dir)` once per run folder and `on_records(name, run_dir, records)` for
+    every new whole record, from the observer or poll thread. Warnings (garbage in a file, a file
+    that shrank, no file events) go to `on_warning(name, text)`, name '' for the folder itself."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        on_records: OnRecords,
+        on_new_run: OnNewRun,
+        on_warning: OnWarning,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.on_records = on_records
+        self.on_new_run = on_new_run
+        self.on_warning = on_warning
+        self.poll_s = poll_s
+        self._tails: dict[str, _Tail] = {}
+        self._known: set[str] = set()
+        self._lock = threading.RLock()
+        self._observer: Any = None
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Watch the root (created if missing) until stop()."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._stop.clear()
+        observer = Observer()
+        observer.daemon = True
+        observer.schedule(_Handler(self), str(self.root), recursive=True)
+        try:
+            observer.start()
+            self._observer = observer
+        except OSError as e:  # e.g. the inotify watch limit: the poll still works, just slower
+            self._warn("", f"file events unavailable ({e}); checking the runs folder every {self.poll_s:g} s")
+        self._poller = threading.Thread(target=self._poll_loop, name="nexus-watch-poll", daemon=True)
+        self._poller.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            with contextlib.suppress(Exception):
+                self._observer.stop()
+                self._observer.join(timeout=2.0)
+            self._observer = None
+        if self._poller is not None:
+            self._poller.join(timeout=self.poll_s + 1.0)
+            self._poller = None
+
+    def scan_existing(self) -> list[Path]:
+        """Report every run folder already there and deliver its whole history; returns the folders."""
+        if not self.root.is_dir():
+            return []
+        found = [d for d in sorted(self.root.iterdir()) if d.is_dir() and _is_run(d)]
+        for d in found:
+            self._discover(d)
+            self.read(d)
+        return found
+
+    # -- work ------------------------------------------------------------------------------------
+
+    def _warn(self, name: str, text: str) -> None:
+        with contextlib.suppress(Exception):
+            self.on_warning(name, text)
+
+    def _discover(self, run_dir: Path) -> None:
+        with self._lock:
+            if run_dir.name in self._known:
+                return
+            self._known.add(run_dir.name)
+        try:
+            self.on_new_run(run_dir)
+        except Exception as e:  # noqa: BLE001 - a broken handler must not stop the watcher
+            self._warn(run_dir.name, f"the dashboard failed to handle a new run: {e!r}")
+
+    def read(self, run_dir: Path) -> int:
+        """Deliver whatever whole records were appended to run_dir's metrics file since last time;
+        returns how many. Safe to call from any thread at any moment."""
+        path = run_dir / METRICS_FILE
+        name = run_dir.name
+        delivered = 0
+        with self._lock:
+            tail = self._tails.setdefault(name, _Tail())
+            try:
+                size = path.stat().st_size
+            except OSError:
+                return 0
+            if size < tail.offset:
+                self._warn(name, f"{METRICS_FILE} shrank from {tail.offset} to {size} bytes: reading it again")
+                tail = self._tails[name] = _Tail()
+            if size == tail.offset:
+                return 0
+            try:
+                with open(path, "rb") as f:
+                    f.seek(tail.offset)
+                    while tail.offset < size and (chunk := f.read(min(READ_CHUNK, size - tail.offset))):
+                        tail.offset += len(chunk)
+                        records = tail.decoder.feed(chunk)
+                        for w in tail.decoder.warnings:
+                            self._warn(name, f"{METRICS_FILE}: {w.text}")
+                        tail.decoder.warnings.clear()
+                        for i in range(0, len(records), DELIVER_CHUNK):
+                            self._deliver(name, run_dir, records[i : i + DELIVER_CHUNK])
+                        delivered += len(records)
+            except OSError as e:
+                self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
+        return delivered
+
+    def _deliver(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        try:
+            self.on_records(name, run_dir, records)
+        except Exception as e:  # noqa: BLE001
+            self._warn(name, f"the dashboard failed to handle records: {e!r}")
+
+    def _event(self, path_text: str) -> None:
+        """A file event anywhere under the root: find its run and see what is new there."""
+        try:
+            rel = Path(path_text).resolve().relative_to(self.root)
+        except (ValueError, OSError):
+            return
+        if len(rel.parts) != 2 or rel.parts[1] not in RUN_FILES:
+            return  # checkpoints, temp files: the records say what happened to them
+        run_dir = self.root / rel.parts[0]
+        self._discover(run_dir)
+        if rel.parts[1] == METRICS_FILE:
+            self.read(run_dir)
+
+    def _poll_loop(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                dirs = [d for d in self.root.iterdir() if d.is_dir()]
+            except OSError:
+                continue
+            for d in dirs:
+                if d.name in self._known or _is_run(d):
+                    self._discover(d)
+                    self.read(d)
+
+
+def _is_run(d: Path) -> bool:
+    return any((d / f).exists() for f in RUN_FILES)
+
+
+class _Handler(FileSystemEventHandler):
+    """watchdog callbacks (observer thread) -> RunsWatcher._event."""
+
+    def __init__(self, watcher: RunsWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write", "deleted"):
+            return
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            if p:
+                self.watcher._event(p if isinstance(p, str) else p.decode(errors="replace"))
