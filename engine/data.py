@@ -369,7 +369,10 @@ def _gather(
 def _generator(seed: int, position: int, stream: int) -> torch.Generator:
     """A generator whose seed mixes (seed, position, stream) through a hash, so nearby positions get
     unrelated draws."""
-    digest = hashlib.blake2b(struct.pack("<qqq", seed, position, stream), digest_size=8).digest()
+    mask = (1 << 64) - 1  # any Python int seed (negative or huge) packs; distinct small ones stay distinct
+    digest = hashlib.blake2b(
+        struct.pack("<QQQ", seed & mask, position & mask, stream), digest_size=8
+    ).digest()
     g = torch.Generator()
     g.manual_seed(int.from_bytes(digest, "little") >> 1)
     return g
