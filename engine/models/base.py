@@ -6,7 +6,8 @@ family plugs in by subclassing `LanguageModel` and calling `register`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,20 @@ class LanguageModel(nn.Module):
 
     def load_state_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
         """Restore what `state_tensors` returned."""
+
+    wants_streams: bool = False
+    """True when carried state needs contiguous streams (row b of batch s+1 continues row b of batch s)
+    instead of random windows; the trainer then feeds `data.contiguous_streams`."""
+
+    @contextmanager
+    def hold_gradients(self, step: int) -> Iterator[None]:
+        """Wrap `optimizer.step()` for optimizer step number `step` (1-based: the trainer's step + 1).
+
+        A family whose parameter groups update on slower clocks (the nested LSTM) sets `.grad = None`
+        on the groups not due, so every optimizer skips them, and keeps their gradients itself until
+        they are. The default holds nothing, so stateless families step every parameter every time.
+        """
+        yield
 
 
 _REGISTRY: dict[str, Callable[[ModelConfig], LanguageModel]] = {}
