@@ -35,6 +35,10 @@ _SEQ_SET_LIMIT = 100_000
 """Out-of-order seqs remembered above the contiguous mark before the oldest gap is given up on."""
 
 
+_REAL = (int, float)
+"""type(x) in _REAL: a real number and not a bool (type(True) is bool)."""
+
+
 def _num(value: Any) -> float | None:
     """A real number from a record field, or None for anything else (bools, strings, None)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -173,6 +177,10 @@ class _SeqFilter:
         self.max_seen = -1
 
     def first_time(self, seq: int) -> bool:
+        if seq == self.mark and not self.above:  # the usual case: the next record, in order
+            self.mark += 1
+            self.max_seen = max(self.max_seen, seq)
+            return True
         if seq < self.mark or seq in self.above:
             return False
         self.above.add(seq)
@@ -314,26 +322,36 @@ class MetricStore:
         return "hello"
 
     def _on_metric(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        step = _num(rec.get("step"))
-        if step is None:
+        # The hot path (a million-step replay): plain type() checks instead of helper calls.
+        step = rec.get("step")
+        if type(step) not in _REAL:
             return ""
-        tokens = _num(rec.get("tokens")) or 0.0
-        t = _num(rec.get("time")) or 0.0
-        added = False
-        for key in METRIC_KEYS:
-            value = _num(rec.get(key))
-            if value is not None:
-                added |= self._add_point(run, key, seq, late, step, tokens, t, value)
+        step = float(step)
+        tokens = rec.get("tokens")
+        tokens = float(tokens) if type(tokens) in _REAL else 0.0
+        t = rec.get("time")
+        t = float(t) if type(t) in _REAL else 0.0
+        values = [(k, float(v)) for k in METRIC_KEYS if type(v := rec.get(k)) in _REAL]
         if late:
+            added = False
+            for key, value in values:
+                added |= self._add_point(run, key, seq, late, step, tokens, t, value)
             return "metrics" if added else ""
+        for key, value in values:
+            s = run.series[key]
+            if s.step and step <= s.step[-1]:
+                self._add_point(run, key, seq, late, step, tokens, t, value)
+            else:
+                s.append(step, tokens, t, value)
+        got = dict(values)
         run.metric = rec
         run.step, run.tokens = int(step), int(tokens)
-        run.loss, run.ce, run.lr = _num(rec.get("loss")), _num(rec.get("ce")), _num(rec.get("lr"))
-        run.tok_s = _num(rec.get("tok_s"))
-        if run._rate and step < run._rate[-1][1]:
-            run._rate.clear()  # resumed from an earlier step: the old speed does not apply
+        run.loss, run.ce, run.lr, run.tok_s = got.get("loss"), got.get("ce"), got.get("lr"), got.get("tok_s")
+        rate = run._rate
+        if rate and step < rate[-1][1]:
+            rate.clear()  # resumed from an earlier step: the old speed does not apply
         if t:
-            run._rate.append((t, step))
+            rate.append((t, step))
         if run.state not in LIVE_STATES and run.exit_code is None:
             run.state = "running"  # a metric after a final state: the run was resumed
         elif run.state == STARTING:
