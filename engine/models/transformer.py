@@ -8,6 +8,9 @@ Options on top of the plain model:
   `ce` (main head only) and sampling (which never runs the extra heads) compare across settings.
 - Looped layers (`loop_count = n`): the block stack runs n times with shared weights, a deeper
   computation for the same parameter count.
+- Causal Haar-wavelet token mixing (`wavelet_layers`, engine/models/wavelet.py) instead of attention
+  in the listed layers, and mHC-lite residual streams (`hc_streams = n > 0`, engine/models/hyper.py).
+  With both off the model is exactly the plain one.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from torch import nn
 
 from engine.config import ModelConfig
 from engine.models.base import LanguageModel, ModelOutput, register
+from engine.models.hyper import HyperStreams
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
+from engine.models.wavelet import wavelet_mixer_for
 
 
 @register("transformer")
@@ -29,7 +34,7 @@ class Transformer(LanguageModel):
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, mixer=wavelet_mixer_for(cfg, i)) for i in range(cfg.n_layers))
         self.mtp_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.mtp_heads))
         self.norm = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -37,10 +42,14 @@ class Transformer(LanguageModel):
         if cfg.tie_embeddings:
             # After init, so both names point at the embedding's N(0, 0.02) draw.
             self.head.weight = self.embed.weight
+        # Built after init_weights_ (it sets its own init), so hc_streams=0 draws the same weights.
+        self.hc = HyperStreams(cfg) if cfg.hc_streams > 0 else None
 
     def trunk(self, idx: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, T, d] after the (looped) block stack, before the final norm."""
         x = self.drop(self.embed(idx))
+        if self.hc is not None:
+            return self.hc(x, self.blocks, self.config.loop_count)
         for _ in range(self.config.loop_count):
             for block in self.blocks:
                 x = block(x)
