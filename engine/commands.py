@@ -19,6 +19,7 @@ class Steerable(Protocol):
     """What the controller needs from the trainer."""
 
     paused: bool
+    step: int
 
     def pause(self, reason: str) -> None: ...
     def unpause(self, reason: str) -> None: ...
@@ -80,5 +81,6 @@ def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
         )
     elif name == P.RAMP:
         total = cmd.get("total_steps")
-        return {"text": trainer.ramp(float(cmd["target_lr"]), int(cmd["ramp_steps"]), total)}
+        text = trainer.ramp(float(cmd["target_lr"]), int(cmd["ramp_steps"]), total)
+        return {"text": text, "step": trainer.step}
     return {}

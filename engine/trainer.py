@@ -195,6 +195,7 @@ class Trainer:
         t, seq_len = self.cfg.train, self.cfg.model.seq_len
         t0 = time.perf_counter()
         self.model.train()
+        lr = self._lr()
         set_lr_multiplier(self.optimizer, self._multiplier())
         loss_sum = torch.zeros((), device=self.device)
         ce_sum = torch.zeros((), device=self.device)
@@ -225,7 +226,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         step_s = time.perf_counter() - t0
-        self.report.metric(step=self.step, tokens=self.tokens, loss=loss, ce=ce, lr=self._lr(), gnorm=gnorm,
+        self.report.metric(step=self.step, tokens=self.tokens, loss=loss, ce=ce, lr=lr, gnorm=gnorm,
                            tok_s=self.tokens_per_step / step_s, step_s=step_s,
                            mem=memory_bytes(self.device, self._process))
         for kind, text in self.health.check(self.step, loss, gnorm):
@@ -236,7 +237,7 @@ class Trainer:
         return self.schedule.multiplier(self.step if step is None else step) * self.lr_scale
 
     def _lr(self) -> float:
-        """The peak-group LR the next step uses (what the records and ramps speak in)."""
+        """The peak-group LR the next step uses (what the records, ramps and checkpoints speak in)."""
         return self.cfg.optim.lr * self._multiplier()
 
     def _on_nan(self, loss: float, gnorm: float) -> bool:

@@ -1,0 +1,216 @@
+"""A real `python -m engine train` process on a real pipe: records, commands over the control socket,
+SIGTERM, --stop-at, and learning on the built-in corpus."""
+
+from __future__ import annotations
+
+import math
+import os
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import protocol as P
+
+TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
+        "--set", "data.max_bytes=100000", "--threads", "1"]
+
+
+class Engine:
+    """A child engine whose metrics pipe this test reads with protocol.RecordDecoder."""
+
+    def __init__(self, python: str, env: dict[str, str], run_dir: Path, *args: str) -> None:
+        self.run_dir = run_dir
+        read_fd, write_fd = os.pipe()
+        self.log = open(run_dir.parent / f"{run_dir.name}.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [python, "-m", "engine", "train", "--run-dir", str(run_dir), "--metrics-fd", str(write_fd), *args],
+            env=env, pass_fds=(write_fd,), stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        os.close(write_fd)
+        self.fd = read_fd
+        self.decoder = P.RecordDecoder()
+        self.records: list[dict] = []
+        self.eof = False
+
+    def pump(self, timeout: float) -> None:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        if ready:
+            data = os.read(self.fd, 1 << 16)
+            if not data:
+                self.eof = True
+            self.records.extend(self.decoder.feed(data))
+
+    def wait_for(self, pred, timeout: float = 60.0) -> dict:
+        """The first record (already read or arriving) that satisfies pred."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for r in self.records[seen:]:
+                if pred(r):
+                    return r
+            seen = len(self.records)
+            if self.eof or time.monotonic() > deadline:
+                raise AssertionError(f"no matching record; last: {self.records[-3:]}; log: {self.tail()}")
+            self.pump(0.2)
+
+    def of(self, kind: str) -> list[dict]:
+        return [r for r in self.records if r["type"] == kind]
+
+    def finish(self, timeout: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self.pump(0.2)
+        rc = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        os.close(self.fd)
+        self.log.close()
+        return rc
+
+    def tail(self) -> str:
+        self.log.flush()
+        return (self.run_dir.parent / f"{self.run_dir.name}.log").read_text()[-2000:]
+
+
+def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "piped"
+    eng = Engine(python, engine_env, run, "--steps", "12", *TINY, "--set", "train.eval_every=6",
+                 "--set", "train.sample_every=6", "--set", "train.ckpt_every=6", "--set", "train.sample_tokens=8")
+    assert eng.finish() == 0, eng.tail()
+
+    kinds = [r["type"] for r in eng.records]
+    for kind in ("hello", "metric", "eval", "sample", "ckpt", "state"):
+        assert kind in kinds, kind
+    hello = eng.records[0]
+    assert hello["type"] == "hello" and hello["total_steps"] == 12 and hello["start_step"] == 0
+    assert hello["params"] > 0 and hello["config"]["model"]["d_model"] == 32 and hello["pid"] == eng.proc.pid
+    assert [r["step"] for r in eng.of("metric")] == list(range(1, 13))
+    assert all(math.isfinite(r["loss"]) and r["tok_s"] > 0 and r["mem"] > 0 for r in eng.of("metric"))
+    assert [r["step"] for r in eng.of("eval")] == [6, 12]
+    assert all(abs(r["val_ppl"] - math.exp(r["val_loss"])) < 1e-6 * r["val_ppl"] for r in eng.of("eval"))
+    assert [r["step"] for r in eng.of("sample")] == [6, 12] and not any(r["requested"] for r in eng.of("sample"))
+    assert [r["path"] for r in eng.of("ckpt")] == ["checkpoints/step_000006", "checkpoints/step_000012"]
+    states = [r["state"] for r in eng.of("state")]
+    assert states[0] == "running" and states[-1] == "finished" and "checkpointing" in states
+
+    on_disk = P.read_records(run / P.METRICS_FILE)
+    assert on_disk.torn_bytes == 0
+    assert on_disk.records == eng.records, "the pipe and metrics.msgpack carry the same records"
+    status = P.read_status(run)
+    assert status["state"] == "finished" and status["step"] == 12 and status["total_steps"] == 12
+    config = (run / P.CONFIG_FILE).read_text()
+    assert "vocab_size = 256" in config and "nan_policy" in config, "every default written out"
+
+
+def test_commands_pause_resume_generate_ramp_stop(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "steered"
+    eng = Engine(python, engine_env, run, "--steps", "100000", *TINY, "--set", "train.eval_every=100000",
+                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=0",
+                 "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0")
+    try:
+        eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 3)
+
+        P.send_command(run, "pause")
+        paused = eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused")
+        time.sleep(1.0)
+        eng.pump(0.1)
+        assert max(r["step"] for r in eng.of("metric")) == paused["step"], "no steps while paused"
+        assert P.read_status(run)["state"] == "paused"
+
+        before = [r["step"] for r in eng.of("metric")]
+        P.send_command(run, "generate", prompt="def ", tokens=12, temperature=0.0, top_k=0)
+        sample = eng.wait_for(lambda r: r["type"] == "sample" and r["requested"])
+        assert sample["prompt"] == "def " and sample["step"] == paused["step"] and len(sample["text"]) > 0
+        assert [r["step"] for r in eng.of("metric")] == before, "generating took no training step"
+
+        P.send_command(run, "resume")
+        eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "running" and r["step"] == paused["step"])
+        eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3)
+
+        lr0 = eng.of("metric")[-1]["lr"]
+        answer = P.send_command(run, "ramp", target_lr=lr0 * 10, ramp_steps=10)
+        start = answer["step"]
+        eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= start + 14)
+        lrs = {r["step"]: r["lr"] for r in eng.of("metric")}
+        for k in range(11):  # metric step start+1+k used the LR k steps into the ramp
+            want = lr0 + (lr0 * 10 - lr0) * k / 10
+            assert lrs[start + 1 + k] == pytest.approx(want, rel=1e-9), k
+        assert lrs[start + 14] == pytest.approx(lr0 * 10, rel=1e-9), "constant schedule holds the target"
+
+        with pytest.raises(P.ControlError, match="ramp needs target_lr"):
+            P.send_command(run, "ramp", target_lr=-1, ramp_steps=10)
+
+        P.send_command(run, "stop")
+        assert eng.finish() == 0, eng.tail()
+    finally:
+        if eng.proc.poll() is None:
+            eng.proc.kill()
+    ckpts = eng.of("ckpt")
+    last_step = eng.of("metric")[-1]["step"]
+    assert ckpts and ckpts[-1]["step"] == last_step
+    assert (run / ckpts[-1]["path"] / "meta.json").exists()
+    final = eng.of("state")[-1]
+    assert final["state"] == "stopped" and final["exit_code"] == 0
+    assert not P.control_socket_path(run).exists(), "socket closed on exit"
+
+
+def test_sigterm_checkpoints_and_exits_zero(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "terminated"
+    eng = Engine(python, engine_env, run, "--steps", "100000", *TINY, "--set", "train.ckpt_every=0")
+    eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 2)
+    eng.proc.send_signal(signal.SIGTERM)
+    assert eng.finish(timeout=30) == 0, eng.tail()
+    final = eng.of("state")[-1]
+    assert final["state"] == "stopped" and "SIGTERM" in final["reason"]
+    step = eng.of("metric")[-1]["step"]
+    assert eng.of("ckpt")[-1]["step"] == step
+    assert (run / "checkpoints" / f"step_{step:06d}" / "model.safetensors").exists()
+
+
+def test_stop_at_trains_part_of_a_longer_schedule(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "partial"
+    eng = Engine(python, engine_env, run, "--steps", "20", "--stop-at", "5", *TINY)
+    assert eng.finish() == 0, eng.tail()
+    assert eng.records[0]["total_steps"] == 20
+    assert [r["step"] for r in eng.of("metric")] == [1, 2, 3, 4, 5]
+    assert eng.of("state")[-1]["state"] == "stopped"
+    assert (run / "checkpoints" / "step_000005" / "meta.json").exists()
+
+
+def test_dead_reader_does_not_stop_training(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "orphan"
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        [python, "-m", "engine", "train", "--run-dir", str(run), "--metrics-fd", str(write_fd),
+         "--steps", "30", *TINY], env=engine_env, pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    os.close(write_fd)
+    os.close(read_fd)  # the dashboard died before the first record
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    steps = [r["step"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({"metric"}))]
+    assert steps == list(range(1, 31))
+
+
+@pytest.mark.slow
+def test_tiny_preset_learns_context(runs_root: Path, python: str, engine_env: dict) -> None:
+    """Held-out CE well below the unigram entropy means the model uses context, not just byte counts."""
+    run = runs_root / "learner"
+    t0 = time.monotonic()
+    done = subprocess.run(
+        [python, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run), "--steps", "150",
+         "--set", "train.eval_every=150", "--set", "train.sample_every=0", "--set", "train.ckpt_every=0",
+         "--set", "train.batch_size=8"],
+        env=engine_env, capture_output=True, text=True, timeout=600,
+    )
+    seconds = time.monotonic() - t0
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = P.read_records(run / P.METRICS_FILE).records
+    entropy = next(r for r in records if r["type"] == "hello")["unigram_entropy"]
+    val = [r for r in records if r["type"] == "eval"][-1]["val_loss"]
+    print(f"tiny preset, 150 steps in {seconds:.0f} s: held-out CE {val:.3f} vs unigram entropy {entropy:.3f}")
+    assert val < entropy - 0.5
