@@ -1,0 +1,404 @@
+"""The Nexus dashboard app: compose, key bindings and routing, nothing else.
+
+Services (store, supervisor, watcher, telemetry) do the work without a screen; widgets draw. Service
+callbacks arrive on threads, so they only post messages (`messages.py`); the handlers here fold them
+into the store and mark the view dirty. A timer redraws dirty charts and the table a few times a
+second inside `batch_update()`: records can arrive thousands a second, a person reads a few frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, TabbedContent, TabPane
+
+from engine.protocol import ControlError
+from nexus_tui import messages as msg
+from nexus_tui.screens.compare import CompareScreen
+from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
+from nexus_tui.screens.generate import GenerateScreen
+from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_name
+from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
+from nexus_tui.services import Services
+from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
+from nexus_tui.themes import next_theme, palette_for, register_themes
+from nexus_tui.widgets.alert_bar import AlertBar
+from nexus_tui.widgets.charts_panel import ChartsPanel
+from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.run_table import RunTable
+from nexus_tui.widgets.samples_pane import SamplesPane
+from nexus_tui.widgets.telemetry_pane import TelemetryPane
+
+NARROW = 120
+WINDOWS = (0, 100, 500, 2000, 10000)
+REDRAW_S = 0.25
+
+
+class NexusApp(App[None]):
+    """Watch and steer training runs."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Nexus"
+    BINDINGS = [
+        Binding("n", "new_run", "New"),
+        Binding("p", "pause", "Pause/resume"),
+        Binding("c", "checkpoint", "Ckpt"),
+        Binding("e", "eval_now", "Eval"),
+        Binding("g", "generate", "Generate"),
+        Binding("r", "ramp", "Ramp"),
+        Binding("s", "stop", "Stop"),
+        Binding("m", "compare", "Compare"),
+        Binding("t", "cycle_theme", "Theme"),
+        Binding("q", "quit", "Quit"),
+        Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
+        Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
+        Binding("right_square_bracket", "ema(0.1)", "EMA+", show=False),
+        Binding("x", "cycle_x", "x axis", show=False),
+        Binding("l", "toggle_log", "Log scale", show=False),
+        Binding("w", "cycle_window", "Window", show=False),
+        Binding("v", "cycle_chart", "Next chart", show=False),
+    ]
+
+    def __init__(
+        self, root: Path, demo: bool = False, demo_steps: int = 0, settings_path: Path | None = None,
+        services: Services | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        self.demo = demo
+        self.demo_steps = demo_steps
+        self.demo_overrides: list[str] = []
+        """Extra overrides for both demo runs (tests shrink the model with these)."""
+        self.settings_path = settings_path
+        self.settings, self._settings_error = load_settings(settings_path)
+        self.services = services or Services(self.root, self)
+        self.store = self.services.store
+        self._dirty = True
+        self._shown: dict[tuple[str, str], Any] = {}
+        """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
+        register_themes(self)
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield AlertBar(id="alerts")
+        yield RunTable(id="runs")
+        with Horizontal(id="body"):
+            yield ChartsPanel(self.settings, id="charts")
+            with TabbedContent(id="side"):
+                with TabPane("Telemetry", id="tab-telemetry"):
+                    yield TelemetryPane(id="telemetry")
+                with TabPane("Samples", id="tab-samples"):
+                    yield SamplesPane(id="samples")
+                with TabPane("Log", id="tab-log"):
+                    yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme = self.settings.theme if self.settings.theme in self.available_themes else "nexus-dark"
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        if self._settings_error:
+            self.log_line("nexus", self._settings_error, "warning")
+        self.services.start()
+        self.set_interval(REDRAW_S, self._redraw)
+        self.set_interval(1.0, self._sample_telemetry)
+        self._sample_telemetry()
+        if self.demo:
+            self._launch_demo()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW
+        self.screen.set_class(narrow, "-narrow")
+        self.query_one(ChartsPanel).set_class(narrow, "-narrow")
+
+    # -- routing of service messages -------------------------------------------------------------
+
+    @on(msg.RecordsReceived)
+    def _records(self, event: msg.RecordsReceived) -> None:
+        changed = self.store.ingest(event.run_name, event.run_dir, event.records)
+        if changed:
+            self._dirty = True
+            self._show_new(event.run_name)
+            if "hello" in changed:
+                self.services.track(event.run_name)
+
+    @on(msg.RunExited)
+    def _exited(self, event: msg.RunExited) -> None:
+        self.store.mark_exited(event.run_name, event.exit_code, event.log_tail)
+        run = self.store.get(event.run_name)
+        if run is not None and run.crash_tail:
+            self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
+        self._dirty = True
+        self._show_new(event.run_name)
+
+    @on(msg.RunDiscovered)
+    def _discovered(self, event: msg.RunDiscovered) -> None:
+        self.log_line("nexus", f"found run {event.run_dir.name}")
+
+    @on(msg.WarningRaised)
+    def _warned(self, event: msg.WarningRaised) -> None:
+        self.log_line(event.run_name or "nexus", event.text, "warning")
+
+    @on(msg.CommandFinished)
+    def _command_done(self, event: msg.CommandFinished) -> None:
+        if event.error:
+            self.notify(f"{event.run_name}: {event.cmd} failed: {event.error}", severity="error")
+            self.log_line(event.run_name, f"{event.cmd} failed: {event.error}", "error")
+        else:
+            self.notify(f"{event.run_name}: {event.cmd} sent", timeout=2)
+
+    @on(RunTable.SelectionChanged)
+    def _selection(self, event: RunTable.SelectionChanged) -> None:
+        self._dirty = True
+
+    def _show_new(self, name: str) -> None:
+        """Push the run's samples, logs and alerts that arrived since last time into their panes."""
+        run = self.store.get(name)
+        if run is None:
+            return
+        color = self._color(name)
+        for record in self._new(name, "samples", run.samples):
+            self.query_one(SamplesPane).add_sample(name, color, record)
+        for record in self._new(name, "logs", run.logs):
+            self.log_line(name, str(record.get("text", "")), str(record.get("level", "info")), record.get("time"))
+        for record in self._new(name, "alerts", run.alerts):
+            text = f"{name}: {record.get('kind', 'alert')} at step {record.get('step', '?')}: {record.get('text', '')}"
+            self.query_one(AlertBar).raise_alert(text)
+            self.notify(text, title="Alert", severity="error", timeout=15)
+            self.log_line(name, text, "error")
+
+    def _new(self, name: str, kind: str, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        items = list(items)
+        last = self._shown.get((name, kind))
+        start = 0
+        if last is not None:
+            start = next((len(items) - i for i, r in enumerate(reversed(items)) if r is last), 0)
+        if items:
+            self._shown[(name, kind)] = items[-1]
+        return items[start:]
+
+    def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None:
+        self.query_one(LogPane).add_line(source, text, level, self._color(source), when)
+
+    def _color(self, name: str) -> str:
+        run = self.store.get(name)
+        return palette_for(self.theme).hex(run.color) if run is not None else ""
+
+    # -- drawing ---------------------------------------------------------------------------------
+
+    def _redraw(self) -> None:
+        if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
+            return
+        self._dirty = False
+        palette = palette_for(self.theme)
+        table = self.query_one(RunTable)
+        with self.batch_update():
+            table.show_runs(self.store.runs(), palette)
+            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette)
+
+    def _sample_telemetry(self) -> None:
+        self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
+
+    def _theme_changed(self, theme: Any) -> None:
+        self.settings.theme = theme.name
+        self._save_settings()
+        self._dirty = True
+
+    def _save_settings(self) -> None:
+        error = save_settings(self.settings, self.settings_path)
+        if error:
+            self.log_line("nexus", error, "warning")
+
+    # -- run actions -----------------------------------------------------------------------------
+
+    def _current(self) -> str | None:
+        name = self.query_one(RunTable).highlighted
+        if name is None:
+            self.notify("No run selected: press n to start one", severity="warning")
+        return name
+
+    @work(thread=True, group="commands")
+    def send(self, name: str, cmd: str, **args: Any) -> None:
+        """Send a command off the event loop (a busy engine may take seconds to answer)."""
+        try:
+            self.services.supervisor.command(name, cmd, **args)
+        except (ControlError, OSError, ValueError, KeyError) as e:
+            self.post_message(msg.CommandFinished(name, cmd, str(e) or type(e).__name__))
+            return
+        self.post_message(msg.CommandFinished(name, cmd))
+
+    def action_pause(self) -> None:
+        name = self._current()
+        run = self.store.get(name) if name else None
+        if run is not None:
+            self.send(name, "resume" if run.state == "paused" else "pause")
+
+    def action_checkpoint(self) -> None:
+        if name := self._current():
+            self.send(name, "checkpoint")
+
+    def action_eval_now(self) -> None:
+        if name := self._current():
+            self.send(name, "eval")
+
+    def action_stop(self) -> None:
+        name = self._current()
+        if name is None:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send(name, "stop")
+
+        self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
+
+    def action_generate(self) -> None:
+        name = self._current()
+        if name is None:
+            return
+        run = self.store.get(name)
+        prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if args:
+                self.send(name, "generate", **args)
+                self.query_one("#side", TabbedContent).active = "tab-samples"
+
+        self.push_screen(GenerateScreen(name, prompt), answered)
+
+    def action_ramp(self) -> None:
+        name = self._current()
+        run = self.store.get(name) if name else None
+        if run is None or run.run_dir is None:
+            return
+        sup = self.services.supervisor
+
+        def preview(target: float, ramp: int, total: int) -> tuple[list[float], list[float]]:
+            return sup.lr_preview(run.run_dir, target, ramp, total)
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if not args:
+                return
+            if run.live:
+                self.send(name, "ramp", target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
+                          **({"total_steps": args["total_steps"]} if args["total_steps"] else {}))
+            else:
+                self._resume(run.run_dir, args)
+
+        screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
+                            run.total_steps, preview)
+        self.push_screen(screen, answered)
+
+    @work(thread=True, group="launch")
+    def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+        try:
+            self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
+                                            args["total_steps"] or None, args["from_ckpt"])
+        except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
+            self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
+
+    def action_new_run(self) -> None:
+        devices = self.services.devices()
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if args:
+                self.launch(**args)
+
+        self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
+
+    @work(thread=True, group="launch")
+    def launch(self, preset: str, name: str, device: str, steps: int, overrides: list[str]) -> None:
+        """Start an engine (spawning takes a moment; the UI keeps drawing)."""
+        try:
+            self.services.supervisor.launch(preset, name, device, steps or None, overrides)
+        except Exception as e:  # noqa: BLE001 - a refused launch is one line, never a traceback
+            self.post_message(msg.CommandFinished(name, "launch", str(e)))
+            return
+        self.call_from_thread(self.log_line, name, f"launched {preset} on {device}")
+
+    def _launch_demo(self) -> None:
+        """Two contrasting runs so a newcomer sees two live loss curves within seconds."""
+        presets = available_presets()
+        devices = [d for d, _ in self.services.devices() if d.startswith("cuda")] or ["cpu", "cpu"]
+        second = ("hybrid-tiny", []) if "hybrid-tiny" in presets else ("tiny", ["optim.name=muon"])
+        cpu_share = ["train.threads=1"]
+        for i, (preset, extra, label) in enumerate((("tiny", [], "baseline"), (*second, "contrast"))):
+            device = devices[i % len(devices)]
+            overrides = extra + (cpu_share if device == "cpu" else []) + self.demo_overrides
+            self.launch(preset, next_free_name(self.root, f"demo-{label}"), device, self.demo_steps, overrides)
+
+    def action_compare(self) -> None:
+        if not self.store.runs():
+            self.notify("No runs to compare yet", severity="warning")
+            return
+        table = self.query_one(RunTable)
+        chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
+        self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
+
+    # -- view actions ----------------------------------------------------------------------------
+
+    def action_cycle_theme(self) -> None:
+        self.theme = next_theme(self.theme)
+
+    def _options_changed(self) -> None:
+        self.settings.clean()
+        self._save_settings()
+        self._dirty = True
+
+    def action_ema(self, delta: float) -> None:
+        self.settings.ema = round(self.settings.ema + delta, 2)
+        self._options_changed()
+
+    def action_cycle_x(self) -> None:
+        self.settings.x_axis = X_AXES[(X_AXES.index(self.settings.x_axis) + 1) % len(X_AXES)]
+        self._options_changed()
+
+    def action_toggle_log(self) -> None:
+        self.settings.log_scale = not self.settings.log_scale
+        self._options_changed()
+
+    def action_cycle_window(self) -> None:
+        at = WINDOWS.index(self.settings.window) if self.settings.window in WINDOWS else 0
+        self.settings.window = WINDOWS[(at + 1) % len(WINDOWS)]
+        self._options_changed()
+
+    def action_cycle_chart(self) -> None:
+        self.query_one(ChartsPanel).cycle_chart()
+
+    def action_dismiss_alerts(self) -> None:
+        self.query_one(AlertBar).dismiss()
+
+    async def action_quit(self) -> None:
+        live = self.services.live_runs()
+        if not live:
+            self.services.shutdown(stop_runs=False)
+            self.exit()
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice is not None:
+                self.services.shutdown(stop_runs=choice == "stop")
+                self.exit()
+
+        self.push_screen(QuitScreen(live), answered)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action not in ("quit",):
+                yield SystemCommand(binding.description, f"key {binding.key}", lambda a=binding.action: self.run_action(a))
+
+
+def make_app(root: Path, demo: bool = False, demo_steps: int = 0) -> NexusApp:
+    """The app the CLI runs and the tests drive."""
+    return NexusApp(Path(root), demo=demo, demo_steps=demo_steps)
+
+
+__all__ = ["NexusApp", "Settings", "make_app"]

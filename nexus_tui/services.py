@@ -1,0 +1,117 @@
+"""The dashboard's services bundled for the app: store, supervisor, runs watcher, telemetry.
+
+Kept out of app.py so the app stays compose/bindings/routing. Every service callback arrives on a
+thread; here each becomes a message posted to the app (`post_message` is thread-safe), and nothing
+else: the app's handlers run on the event loop and are the only code that touches widgets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+
+from nexus_tui import messages as msg
+from nexus_tui.store import MetricStore
+from nexus_tui.supervisor import Supervisor
+from nexus_tui.telemetry import Telemetry
+from nexus_tui.themes import palette_for
+from nexus_tui.watcher import RunsWatcher
+from nexus_tui.widgets.telemetry_pane import GpuView, TelemetryView
+
+
+class Services:
+    """Owns the service objects for one app; `start()` on mount, `shutdown()` on quit."""
+
+    def __init__(self, root: Path, app: App) -> None:
+        self.root = Path(root)
+        self.app = app
+        self.store = MetricStore()
+        self.supervisor = Supervisor(
+            self.root, on_records=self._on_records, on_exit=self._on_exit, on_warning=self._on_warning,
+        )
+        self.watcher = RunsWatcher(
+            self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
+        )
+        self.telemetry = Telemetry()
+        self._tracked: dict[str, int] = {}
+
+    # -- thread callbacks: post, never touch widgets ---------------------------------------------
+
+    def _on_records(self, run_name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+        self.app.post_message(msg.RecordsReceived(run_name, Path(run_dir), records))
+
+    def _on_exit(self, run_name: str, exit_code: int | None, log_tail: str = "") -> None:
+        self.app.post_message(msg.RunExited(run_name, exit_code, log_tail))
+
+    def _on_warning(self, run_name: str | None, text: str) -> None:
+        self.app.post_message(msg.WarningRaised(run_name, text))
+
+    def _on_new_run(self, run_dir: Path) -> None:
+        self.app.post_message(msg.RunDiscovered(Path(run_dir)))
+        # Already on a watcher thread: attaching (status read, pid check) may not block the UI anyway.
+        # It lets commands and exit detection work for runs started elsewhere.
+        try:
+            self.supervisor.attach(run_dir, feed_history=False)
+        except Exception as e:  # noqa: BLE001 - a run we cannot attach is still shown from its file
+            self._on_warning(Path(run_dir).name, f"cannot follow its process: {e}")
+
+    # -- used by the app -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.watcher.start()
+        self.telemetry.start()
+        # Existing runs' histories can be large: read them off the event loop.
+        threading.Thread(target=self.watcher.scan_existing, name="nexus-scan", daemon=True).start()
+
+    def devices(self) -> list[tuple[str, str]]:
+        """(value, label) choices for the launch form: cpu first, then each GPU."""
+        return self.telemetry.list_devices()
+
+    def live_runs(self) -> list[str]:
+        """Runs this app launched that are still running (quitting asks what to do with them)."""
+        return list(self.supervisor.live_runs())
+
+    def track(self, name: str) -> None:
+        """Follow a run's process in telemetry once its hello told us the pid."""
+        run = self.store.get(name)
+        if run is not None and run.pid and self._tracked.get(name) != run.pid and run.live:
+            self._tracked[name] = run.pid
+            self.telemetry.track(name, run.pid)
+
+    def telemetry_view(self, theme: str) -> TelemetryView:
+        """The telemetry snapshot as plain numbers for the pane, runs in their colours."""
+        snap = self.telemetry.snapshot()
+        palette = palette_for(theme)
+        gpus = []
+        for g in snap.gpus:
+            owners = {pid: name for name, pid in self._tracked.items()}
+            gpus.append(GpuView(
+                index=g.index, name=g.name, util=g.util, mem_used=g.mem_used, mem_total=g.mem_total, temp=g.temp_c,
+                power=g.power_w, power_limit=g.power_limit_w, sm_clock=g.clock_sm_mhz, mem_clock=g.clock_mem_mhz,
+                processes=[(pid, owners.get(pid, ""), mem) for pid, mem in g.processes.items()],
+                util_history=self.telemetry.history_of(f"gpu{g.index}.util"),
+                mem_history=self.telemetry.history_of(f"gpu{g.index}.mem"),
+            ))
+        runs = []
+        for name, p in snap.processes.items():
+            run = self.store.get(name)
+            if p.alive:
+                runs.append((name, palette.hex(run.color) if run else "", p.cpu_percent, p.rss))
+        return TelemetryView(
+            gpus=gpus, gpu_error=snap.gpu_error, cpu=snap.host.cpu_percent, ram_used=snap.host.ram_used,
+            ram_total=snap.host.ram_total, cpu_history=self.telemetry.history_of("host.cpu"), runs=runs,
+        )
+
+    def shutdown(self, stop_runs: bool) -> None:
+        """Stop the threads; stop the runs too only when asked (by default they keep training)."""
+        with contextlib.suppress(Exception):
+            self.supervisor.shutdown(stop_runs=stop_runs)
+        with contextlib.suppress(Exception):
+            self.watcher.stop()
+        with contextlib.suppress(Exception):
+            self.telemetry.stop()

@@ -1,0 +1,132 @@
+"""The real app driven by Pilot against real tiny engine processes on the CPU.
+
+One engine per test module keeps the suite quick on a shared 2-core machine: it is launched through
+the new-run form, then paused, resumed, checkpointed, sampled, ramped, compared and stopped, each
+step asserting on what the engine's records did (not on what the app claims).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from nexus_tui.app import NexusApp
+from nexus_tui.screens.compare import CompareScreen
+from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
+from nexus_tui.screens.generate import GenerateScreen
+from nexus_tui.screens.launch import LaunchScreen
+from nexus_tui.screens.ramp import RampScreen
+from nexus_tui.widgets.charts_panel import ChartsPanel
+from nexus_tui.widgets.run_table import RunTable
+from nexus_tui.widgets.samples_pane import SamplesPane
+
+TINY = (
+    "model.n_layers=1 model.d_model=32 model.seq_len=32 train.batch_size=4 data.max_bytes=200000 "
+    "train.threads=1 train.eval_every=25 train.sample_every=100000 train.ckpt_every=100000"
+)
+
+
+@pytest.fixture
+def app(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NexusApp:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return NexusApp(runs_root, settings_path=tmp_path / "settings.json")
+
+
+async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition"):
+    """Let the app run until check() is truthy (engines start in seconds on a loaded machine)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+async def type_into(pilot, selector: str, text: str) -> None:
+    widget = pilot.app.screen.query_one(selector)
+    widget.value = text
+    await pilot.pause()
+
+
+async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp) -> None:
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("n")
+        assert isinstance(app.screen, LaunchScreen)
+        await type_into(pilot, "#name", "e2e")
+        await type_into(pilot, "#steps", "100000")
+        await type_into(pilot, "#overrides", TINY)
+        await pilot.click("#go")
+        run = await wait_for(pilot, lambda: (r := app.store.get("e2e")) is not None and r.step > 5 and r, 90,
+                             "the launched run's first metrics")
+        await wait_for(pilot, lambda: app.query_one(RunTable).row_count == 1, 5, "the run in the table")
+        charts = app.query_one(ChartsPanel)
+        await wait_for(pilot, lambda: charts.chart("loss").spec.curves, 5, "a loss curve")
+        assert app.query_one(RunTable).selected == ["e2e"]
+
+        # p pauses: the step stops advancing; p again resumes.
+        await pilot.press("p")
+        await wait_for(pilot, lambda: run.state == "paused", 20, "state paused")
+        held = run.step
+        await pilot.pause(1.0)
+        assert run.step == held
+        await pilot.press("p")
+        await wait_for(pilot, lambda: run.state == "running" and run.step > held + 3, 20, "steps after resume")
+
+        # c checkpoints: a ckpt record arrives.
+        await pilot.press("c")
+        await wait_for(pilot, lambda: run.ckpts, 30, "a ckpt record")
+
+        # g generates: the sample lands in the samples pane.
+        await pilot.press("g")
+        assert isinstance(app.screen, GenerateScreen)
+        await type_into(pilot, "#prompt", "def f")
+        await type_into(pilot, "#tokens", "20")
+        await pilot.click("#go")
+        samples = app.query_one(SamplesPane)
+        await wait_for(pilot, lambda: samples.count >= 1, 30, "a sample in the pane")
+        assert any(s.get("requested") for s in run.samples)
+
+        # r ramps the live run: the LR in the records moves to the target.
+        await pilot.press("r")
+        assert isinstance(app.screen, RampScreen)
+        await type_into(pilot, "#target", "2e-2")
+        await type_into(pilot, "#ramp", "20")
+        await pilot.click("#go")
+        await wait_for(pilot, lambda: run.lr is not None and run.lr > 1.9e-2, 30, "the LR to reach the ramp target")
+        lrs = list(app.store.series("e2e", "lr")[1])
+        assert lrs[-1] > max(lrs[:-30]) and any(a < b for a, b in zip(lrs[-30:], lrs[-29:], strict=False))
+
+        # m compares (one run is enough to show its results row).
+        await pilot.press("m")
+        assert isinstance(app.screen, CompareScreen)
+        await pilot.pause()
+        assert app.screen.query_one("#results").row_count == 1
+        await pilot.press("escape")
+
+        # s asks, then stops: the engine checkpoints and exits.
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the run stopped")
+        assert app.query_one(RunTable).get_cell("e2e", "state").plain.startswith("stopped")
+
+
+async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    app = NexusApp(runs_root, demo=True, demo_steps=100000, settings_path=tmp_path / "s.json")
+    app.demo_overrides = TINY.split()
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs")
+        names = sorted(r.name for r in app.store.runs())
+        assert names == ["demo-baseline-1", "demo-contrast-1"]
+        assert app.store.get("demo-contrast-1").config["optim"]["name"] in ("muon",) or "hybrid" in str(
+            app.store.get("demo-contrast-1").config.get("preset"))
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen)
+        await pilot.click("#stop")
+        await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
+    assert all(r.state in ("stopped", "finished") for r in app.store.runs()) or not app.services.live_runs()
