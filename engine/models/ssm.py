@@ -1,0 +1,188 @@
+"""The Mamba-1 selective state-space block, with three ways to run its recurrence.
+
+    h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t        y_t = <C_t, h_t> + D * u_t
+
+- `selective_scan_sequential`: the plain loop over time. Obviously right, so it is the reference.
+- `selective_scan_chunked`: what training uses. Inside a chunk of L steps every h_t is a weighted sum
+  of the chunk's inputs with weights exp(A * (Q_t - Q_s)), Q the running sum of dt, so the chunk is a
+  few batched tensor ops instead of L Python steps; only the state at chunk ends is carried in a loop.
+- `SelectiveSSM.step`: one token at a time from a small state (conv buffer + h), for generation.
+
+Plain PyTorch on purpose (no custom kernels): it runs anywhere the rest of the engine does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def selective_scan_sequential(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    h0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference scan. u, delta: [b, T, d]; A: [d, N]; B, C: [b, T, N]; D: [d]; h0: [b, d, N].
+
+    Returns y [b, T, d] and the final state h_T [b, d, N].
+    """
+    b, T, d = u.shape
+    h = u.new_zeros(b, d, A.shape[1]) if h0 is None else h0
+    ys = []
+    for t in range(T):
+        dA = torch.exp(delta[:, t, :, None] * A)  # [b, d, N]
+        dBu = (delta[:, t] * u[:, t])[:, :, None] * B[:, t, None, :]
+        h = dA * h + dBu
+        ys.append((h * C[:, t, None, :]).sum(-1))
+    y = torch.stack(ys, dim=1) + u * D
+    return y, h
+
+
+def selective_scan_chunked(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    chunk: int,
+    h0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same recurrence as `selective_scan_sequential`, computed chunk-parallel.
+
+    Memory grows as b * T * chunk * d * N (the in-chunk decay weights), so the chunk is a
+    speed/memory dial; any chunk gives the same numbers.
+    """
+    b, T, d = u.shape
+    n = A.shape[1]
+    L = max(1, min(chunk, T))
+    pad = (-T) % L
+    if pad:
+        # dt = 0 means "decay 1, input 0": padded steps leave the state untouched.
+        u, delta = F.pad(u, (0, 0, 0, pad)), F.pad(delta, (0, 0, 0, pad))
+        B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    nc = (T + pad) // L
+    u_c = u.reshape(b, nc, L, d)
+    dt_c = delta.reshape(b, nc, L, d)
+    B_c = B.reshape(b, nc, L, n)
+    C_c = C.reshape(b, nc, L, n)
+
+    # log a_t = dt_t * A, so the log of the decay from step s to step t is A * (Q_t - Q_s).
+    Q = dt_c.cumsum(dim=2)  # [b, nc, L, d]
+    dBu = (dt_c * u_c)[..., None] * B_c[:, :, :, None, :]  # [b, nc, L, d, N]
+    if L > 1:
+        seg = Q[:, :, :, None, :] - Q[:, :, None, :, :]  # [b, nc, t, s, d]
+        future = torch.ones(L, L, dtype=torch.bool, device=u.device).triu(1)[:, :, None, None]
+        # Mask s > t before exp: there the exponent is positive and may overflow (inf * 0 = nan).
+        w = torch.exp((seg[..., None] * A).masked_fill(future, float("-inf")))
+        h_in = (w * dBu[:, :, None]).sum(3)  # [b, nc, t, d, N]: states from in-chunk inputs only
+    else:
+        h_in = dBu
+
+    # Carry the state across chunk boundaries; the state entering a chunk decays by exp(A * Q_t).
+    decay = torch.exp(Q[..., None] * A)  # [b, nc, L, d, N]
+    h = u.new_zeros(b, d, n) if h0 is None else h0
+    starts = []
+    # unbind, not indexing in the loop: one backward op instead of a zero-filled copy per chunk.
+    for a_c, h_c in zip(decay[:, :, -1].unbind(1), h_in[:, :, -1].unbind(1), strict=True):
+        starts.append(h)
+        h = a_c * h + h_c
+    h_all = h_in + decay * torch.stack(starts, dim=1)[:, :, None]
+    y = (h_all * C_c[:, :, :, None, :]).sum(-1).reshape(b, nc * L, d)[:, :T]
+    return y + u[:, :T] * D, h
+
+
+class SSMState(NamedTuple):
+    """What single-step decoding carries between tokens."""
+
+    conv: torch.Tensor
+    """[b, d_inner, k-1]: the last k-1 conv inputs (the causal conv's window)."""
+    h: torch.Tensor
+    """[b, d_inner, N]: the SSM state."""
+
+
+class SelectiveSSM(nn.Module):
+    """Mamba-1 mixer: [b, T, d_model] -> [b, T, d_model], causal.
+
+    Parameter names matter to the optimizer router: `in_proj`, `x_proj`, `out_proj` are the 2-D
+    hidden projections Muon may take; `A_log`, `D`, `conv1d`, `dt_proj` stay with AdamW/Lion.
+    """
+
+    def __init__(
+        self, d_model: int, d_state: int = 16, expand: int = 2, d_conv: int = 4, chunk: int = 32
+    ) -> None:
+        super().__init__()
+        self.d_inner = d_inner = expand * d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.chunk = chunk
+        self.dt_rank = math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+        # A = -exp(A_log) = -(1..N) per channel: a spread of memory lengths from the start.
+        a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(a))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self._init_dt_bias()
+
+    @torch.no_grad()
+    def _init_dt_bias(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+        """softplus(bias) starts log-uniform in [dt_min, dt_max], as Mamba does."""
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=1e-4)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def special_param_names(self) -> set[str]:
+        """Local names of the tensors Muon must never take."""
+        return {"A_log", "D", "conv1d.weight", "conv1d.bias", "dt_proj.weight", "dt_proj.bias"}
+
+    def _ssm_inputs(self, u: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """From the conv output u [..., d_inner]: dt [..., d_inner], A [d_inner, N], B, C [..., N]."""
+        dt_r, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt_r))
+        A = -torch.exp(self.A_log.to(u.dtype))
+        return delta, A, B, C
+
+    def forward(self, x: torch.Tensor, scan: str = "chunked") -> torch.Tensor:
+        """x [b, T, d_model]; `scan` = chunked (training) or sequential (the reference)."""
+        T = x.shape[1]
+        xi, z = self.in_proj(x).chunk(2, dim=-1)
+        u = F.silu(self.conv1d(xi.transpose(1, 2))[..., :T].transpose(1, 2))
+        delta, A, B, C = self._ssm_inputs(u)
+        D = self.D.to(u.dtype)
+        if scan == "chunked":
+            y, _ = selective_scan_chunked(u, delta, A, B, C, D, self.chunk)
+        elif scan == "sequential":
+            y, _ = selective_scan_sequential(u, delta, A, B, C, D)
+        else:
+            raise ValueError(f"scan must be chunked or sequential, got {scan!r}")
+        return self.out_proj(y * F.silu(z))
+
+    def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> SSMState:
+        """The state before the first token: nothing seen yet."""
+        dtype = dtype or self.in_proj.weight.dtype
+        return SSMState(
+            conv=torch.zeros(batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype),
+            h=torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype),
+        )
+
+    def step(self, x: torch.Tensor, state: SSMState) -> tuple[torch.Tensor, SSMState]:
+        """One token x [b, d_model] -> (y [b, d_model], next state); O(1) in the sequence length."""
+        xi, z = self.in_proj(x).chunk(2, dim=-1)
+        window = torch.cat([state.conv, xi[:, :, None]], dim=-1)  # [b, d_inner, k]
+        u = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)
+        delta, A, B, C = self._ssm_inputs(u)
+        h = torch.exp(delta[:, :, None] * A) * state.h + (delta * u)[:, :, None] * B[:, None, :]
+        y = (h * C[:, None, :]).sum(-1) + self.D * u
+        return self.out_proj(y * F.silu(z)), SSMState(conv=window[:, :, 1:], h=h)
