@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from engine.protocol import CRASHED, FINISHED, LIVE_STATES, PAUSED, STARTING, STATES, STOPPED
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
@@ -153,7 +153,7 @@ class RunView:
     @property
     def eta_s(self) -> float | None:
         """Seconds to total_steps at the recent speed; None when not training or not known."""
-        if self.state not in LIVE_STATES or self.total_steps <= 0:
+        if self.state not in LIVE_STATES or self.state == PAUSED or self.total_steps <= 0:
             return None
         rate = self.steps_per_s
         if rate is None:
