@@ -43,7 +43,7 @@ class Transformer(LanguageModel):
             # After init, so both names point at the embedding's N(0, 0.02) draw.
             self.head.weight = self.embed.weight
         # Built after init_weights_ (it sets its own init), so hc_streams=0 draws the same weights.
-        self.hc = HyperStreams(cfg) if cfg.hc_streams > 0 else None
+        self.hc = HyperStreams(cfg) if cfg.hc_streams != 0 else None  # negative: a clear error
 
     def trunk(self, idx: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, T, d] after the (looped) block stack, before the final norm."""
