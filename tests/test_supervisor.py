@@ -4,6 +4,7 @@ a run started from a terminal attached and followed, lr-preview, and resume appe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -193,3 +194,42 @@ def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Fee
     finally:
         proc.kill()
         proc.wait()
+
+
+def _cmdline(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+
+
+def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Feed) -> None:
+    first = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    first.launch("tiny", name="s1", steps=100_000, overrides=TINY)
+    first.launch("tiny", name="s2", steps=100_000, overrides=TINY)
+    pids = first.processes()
+    cores = os.cpu_count() or 1
+    threads = [_cmdline(pids[n])[_cmdline(pids[n]).index("--threads") + 1] for n in ("s1", "s2")]
+    assert threads == [str(cores), str(max(1, cores // 2))]  # CPU runs share the cores
+    try:
+        feed.wait(lambda: feed.step("s1") >= 1 and feed.step("s2") >= 1)
+        assert first.shutdown(stop_runs=False) == ["s1", "s2"]  # the dashboard quits, runs keep training
+        left_at = {n: feed.step(n) for n in ("s1", "s2")}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            on_file = [r for r in read_records(runs_root / "s1" / METRICS_FILE).records if r["type"] == "metric"]
+            if on_file[-1]["step"] > left_at["s1"] + 2:
+                break
+            time.sleep(0.2)
+        assert on_file[-1]["step"] > left_at["s1"] + 2 and feed.exits == {}
+
+        second = Feed()
+        again = Supervisor(runs_root, second.on_records, second.on_exit, second.on_warning)
+        assert sorted(again.attach_all(feed_history=True)) == ["s1", "s2"]
+        assert again.processes() == pids and second.step("s1") > left_at["s1"]
+        again.stop("s1")
+        again.stop("s2")
+        second.wait(lambda: len(second.exits) == 2, timeout=60)
+        assert second.exits["s1"][0] == 0 and second.exits["s2"][0] == 0  # from their last state records
+        assert again.live_runs() == [] and again.shutdown(stop_runs=True) == []
+    finally:
+        for pid in pids.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
