@@ -12,9 +12,9 @@ Around every sub-layer F (attention or MLP) of every block, with x_l the n strea
   with no Sinkhorn iterations. Columns summing to 1 means H_res conserves the sum of the streams,
   so the residual path can neither blow up nor fade with depth (the mHC paper's point).
 - All three are dynamic, computed per position from that position's streams (so still causal):
-  bias + alpha · (RMSNorm(flattened streams) @ phi), alpha starting at 0.01 and phi at 0, so a fresh
+  bias + alpha · (RMSNorm(flattened streams) @ phi), alpha starting at 0.01 and phi small, so a fresh
   model starts near the static init: H_pre = 1/n (the mean), H_post = 1, H_res ≈ identity, which
-  makes n identical streams behave like a plain residual stream.
+  makes n identical streams behave like a plain residual stream (exactly so with phi = 0).
 - The streams are expanded once after the embedding (n copies) and reduced once before the final
   norm (their mean).
 """
@@ -34,6 +34,8 @@ from engine.models.layers import Block, RMSNorm
 
 MAX_STREAMS = 4
 """n! permutations are mixed; 4 streams (24 permutations) is what mHC uses and plenty for small models."""
+PHI_STD = 0.02
+"""Init std of the dynamic projection (times alpha = 0.01: a fresh model is the static one to ~1e-3)."""
 IDENTITY_LOGIT = 4.0
 """Initial softmax logit of the identity permutation (others 0): H_res starts close to identity."""
 
@@ -56,7 +58,9 @@ class HyperConnection(nn.Module):
         self.register_buffer("perms", permutation_matrices(n), persistent=False)
         k = self.perms.shape[0]
         self.norm = RMSNorm(n * d_model)
-        self.phi = nn.Parameter(torch.zeros(n * d_model, k + 2 * n))
+        # Small random phi breaks the symmetry between streams: from n identical copies, zero phi would
+        # give every stream the same gradient forever, and n streams would train as one.
+        self.phi = nn.Parameter(torch.randn(n * d_model, k + 2 * n) * PHI_STD)
         self.alpha = nn.Parameter(torch.full((3,), 0.01))
         res_bias = torch.zeros(k)
         res_bias[0] = IDENTITY_LOGIT
