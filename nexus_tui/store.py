@@ -15,185 +15,26 @@ import bisect
 import math
 import threading
 from array import array
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, PAUSED, STARTING, STATES, STOPPED
+from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from nexus_tui.runview import (
+    EVAL_KEYS,
+    MAX_ALERTS,
+    MAX_SAMPLES,
+    METRIC_KEYS,
+    REAL_TYPES,
+    SERIES_KEYS,
+    X_AXES,
+    RunView,
+    SeqFilter,
+    Series,
+    as_int,
+    as_num,
+)
 
-SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
-METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
-EVAL_KEYS = ("val_loss", "val_ppl")
-X_AXES = ("step", "tokens", "time")
-MAX_SAMPLES = 500
-MAX_LOGS = 2000
-MAX_ALERTS = 500
-_RATE_WINDOW = 50
-"""Metric records used for the steps/s behind the ETA: recent enough to follow a pause or a slower phase."""
-_SEQ_SET_LIMIT = 100_000
-"""Out-of-order seqs remembered above the contiguous mark before the oldest gap is given up on."""
-
-
-_REAL = (int, float)
-"""type(x) in _REAL: a real number and not a bool (type(True) is bool)."""
-
-
-def _num(value: Any) -> float | None:
-    """A real number from a record field, or None for anything else (bools, strings, None)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-class Series:
-    """One metric over a run: append-only columns (step, tokens, time, value) in compact arrays,
-    ordered by step. 8 bytes per number: a million-step run costs 32 MB per series, not 200."""
-
-    __slots__ = ("step", "tokens", "time", "value")
-
-    def __init__(self) -> None:
-        self.step = array("d")
-        self.tokens = array("d")
-        self.time = array("d")
-        self.value = array("d")
-
-    def __len__(self) -> int:
-        return len(self.step)
-
-    def append(self, step: float, tokens: float, time: float, value: float) -> None:
-        self.step.append(step)
-        self.tokens.append(tokens)
-        self.time.append(time)
-        self.value.append(value)
-
-    def insert_sorted(self, step: float, tokens: float, time: float, value: float) -> None:
-        """A late point (a backfill from the file): put it where its step belongs."""
-        at = bisect.bisect_right(self.step, step)
-        if at and self.step[at - 1] == step:
-            return  # that step is already there
-        for column, v in ((self.step, step), (self.tokens, tokens), (self.time, time), (self.value, value)):
-            column.insert(at, v)
-
-    def cut_from(self, step: float) -> None:
-        """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
-        at = bisect.bisect_left(self.step, step)
-        for column in (self.step, self.tokens, self.time, self.value):
-            del column[at:]
-
-    def column(self, x: str) -> array:
-        return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
-
-    @property
-    def last(self) -> float | None:
-        return self.value[-1] if self.value else None
-
-
-@dataclass
-class RunView:
-    """One run as the widgets see it. Plain attributes, updated by MetricStore.ingest."""
-
-    name: str
-    run_dir: Path | None
-    color: int
-    """Stable index of this run (order first seen): pick its palette colour with color % len(palette)."""
-    hello: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    model: str = ""
-    device: str = ""
-    pid: int | None = None
-    params: int | None = None
-    state: str = STARTING
-    reason: str = ""
-    step: int = 0
-    start_step: int = 0
-    total_steps: int = 0
-    tokens: int = 0
-    metric: dict[str, Any] = field(default_factory=dict)
-    """The last metric record as received."""
-    loss: float | None = None
-    ce: float | None = None
-    lr: float | None = None
-    best_val_loss: float | None = None
-    val_loss: float | None = None
-    tok_s: float | None = None
-    started: float | None = None
-    updated: float | None = None
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    ckpts: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    logs: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
-    """log records (level, text, time); the store's own warnings arrive here too with level 'warning'."""
-    exit_code: int | None = None
-    crash_tail: str = ""
-    """The last lines of engine.log when the process died badly."""
-    series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})
-    _rate: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW), repr=False)
-
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE_STATES
-
-    @property
-    def steps_per_s(self) -> float | None:
-        """Recent training speed from the metric records' own timestamps (works for replayed files too)."""
-        if len(self._rate) < 2:
-            return None
-        (t0, s0), (t1, s1) = self._rate[0], self._rate[-1]
-        if t1 <= t0 or s1 <= s0:
-            return None
-        return (s1 - s0) / (t1 - t0)
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds to total_steps at the recent speed; None when not training or not known."""
-        if self.state not in LIVE_STATES or self.state == PAUSED or self.total_steps <= 0:
-            return None
-        rate = self.steps_per_s
-        if rate is None:
-            return None
-        return max(0.0, (self.total_steps - self.step) / rate)
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps > 0 else 0.0
-
-
-class _SeqFilter:
-    """Which seqs of one run were already ingested, in O(gaps) memory: everything below `mark` plus
-    the few seen above it (a pipe that dropped records leaves gaps until the file fills them)."""
-
-    __slots__ = ("mark", "above", "max_seen")
-
-    def __init__(self) -> None:
-        self.mark = 0
-        self.above: set[int] = set()
-        self.max_seen = -1
-
-    def first_time(self, seq: int) -> bool:
-        if seq == self.mark and not self.above:  # the usual case: the next record, in order
-            self.mark += 1
-            self.max_seen = max(self.max_seen, seq)
-            return True
-        if seq < self.mark or seq in self.above:
-            return False
-        self.above.add(seq)
-        self.max_seen = max(self.max_seen, seq)
-        while self.mark in self.above:
-            self.above.discard(self.mark)
-            self.mark += 1
-        if len(self.above) > _SEQ_SET_LIMIT:  # a gap nobody will fill: stop remembering it
-            self.mark = min(self.above)
-            while self.mark in self.above:
-                self.above.discard(self.mark)
-                self.mark += 1
-        return True
+__all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
 
 
 class MetricStore:
@@ -203,7 +44,7 @@ class MetricStore:
 
     def __init__(self) -> None:
         self._runs: dict[str, RunView] = {}
-        self._seqs: dict[str, _SeqFilter] = {}
+        self._seqs: dict[str, SeqFilter] = {}
         self._cuts: dict[tuple[str, str], tuple[int, float]] = {}
         """(run, series) -> (seq, step) of the last resume cut: older backfills past it are stale."""
         self._lock = threading.RLock()
@@ -237,7 +78,7 @@ class MetricStore:
         if run is None:
             run = RunView(name=name, run_dir=Path(run_dir) if run_dir else None, color=len(self._runs))
             self._runs[name] = run
-            self._seqs[name] = _SeqFilter()
+            self._seqs[name] = SeqFilter()
         elif run.run_dir is None and run_dir:
             run.run_dir = Path(run_dir)
         return run
@@ -251,7 +92,7 @@ class MetricStore:
             for rec in records if isinstance(records, list) else ():
                 if not isinstance(rec, dict):
                     continue
-                seq = _int(rec.get("seq"))
+                seq = as_int(rec.get("seq"))
                 if seq is not None and seq < 0:
                     seq = None  # not from the file (the engine's "never started" note): no dedup
                 late = False
@@ -263,7 +104,7 @@ class MetricStore:
                 handler = _HANDLERS.get(rtype) if isinstance(rtype, str) else None
                 if handler is None:
                     continue
-                t = _num(rec.get("time"))
+                t = as_num(rec.get("time"))
                 if t is not None:
                     run.updated = t if run.updated is None else max(run.updated, t)
                 kind = handler(self, run, rec, seq, late)
@@ -308,15 +149,15 @@ class MetricStore:
         for attr, value in (("model", rec.get("model")), ("device", rec.get("device"))):
             if isinstance(value, str):
                 setattr(run, attr, value)
-        run.pid = _int(rec.get("pid"))
-        run.params = _int(rec.get("params"))
-        total = _int(rec.get("total_steps"))
+        run.pid = as_int(rec.get("pid"))
+        run.params = as_int(rec.get("params"))
+        total = as_int(rec.get("total_steps"))
         if total is not None and total > 0:
             run.total_steps = total
-        run.start_step = max(0, _int(rec.get("start_step")) or 0)
+        run.start_step = max(0, as_int(rec.get("start_step")) or 0)
         run.state, run.reason, run.exit_code, run.crash_tail = STARTING, "", None, ""
         run._rate.clear()
-        t = _num(rec.get("time"))
+        t = as_num(rec.get("time"))
         if run.started is None and t is not None:
             run.started = t
         return "hello"
@@ -324,14 +165,14 @@ class MetricStore:
     def _on_metric(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
         # The hot path (a million-step replay): plain type() checks instead of helper calls.
         step = rec.get("step")
-        if type(step) not in _REAL:
+        if type(step) not in REAL_TYPES:
             return ""
         step = float(step)
         tokens = rec.get("tokens")
-        tokens = float(tokens) if type(tokens) in _REAL else 0.0
+        tokens = float(tokens) if type(tokens) in REAL_TYPES else 0.0
         t = rec.get("time")
-        t = float(t) if type(t) in _REAL else 0.0
-        values = [(k, float(v)) for k in METRIC_KEYS if type(v := rec.get(k)) in _REAL]
+        t = float(t) if type(t) in REAL_TYPES else 0.0
+        values = [(k, float(v)) for k in METRIC_KEYS if type(v := rec.get(k)) in REAL_TYPES]
         if late:
             added = False
             for key, value in values:
@@ -359,16 +200,16 @@ class MetricStore:
         return "metrics"
 
     def _on_eval(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        step = _num(rec.get("step"))
+        step = as_num(rec.get("step"))
         if step is None:
             return ""
-        tokens = _num(rec.get("tokens")) or 0.0
-        t = _num(rec.get("time")) or 0.0
+        tokens = as_num(rec.get("tokens")) or 0.0
+        t = as_num(rec.get("time")) or 0.0
         for key in EVAL_KEYS:
-            value = _num(rec.get(key))
+            value = as_num(rec.get(key))
             if value is not None:
                 self._add_point(run, key, seq, late, step, tokens, t, value)
-        val = _num(rec.get("val_loss"))
+        val = as_num(rec.get("val_loss"))
         if val is not None and math.isfinite(val):
             if not late:
                 run.val_loss = val
@@ -394,10 +235,10 @@ class MetricStore:
             return ""
         run.state = state
         run.reason = rec.get("reason") if isinstance(rec.get("reason"), str) else ""
-        step = _int(rec.get("step"))
+        step = as_int(rec.get("step"))
         if step is not None:
             run.step = step
-        code = _int(rec.get("exit_code"))
+        code = as_int(rec.get("exit_code"))
         if code is not None:
             run.exit_code = code
         return "state"
@@ -440,8 +281,8 @@ class MetricStore:
 
 def _bounded_append(items: list[dict[str, Any]], rec: dict[str, Any], limit: int, late: bool) -> None:
     if late:
-        steps = [_num(r.get("step")) or 0.0 for r in items]
-        items.insert(bisect.bisect_right(steps, _num(rec.get("step")) or 0.0), rec)
+        steps = [as_num(r.get("step")) or 0.0 for r in items]
+        items.insert(bisect.bisect_right(steps, as_num(rec.get("step")) or 0.0), rec)
     else:
         items.append(rec)
     del items[:-limit]

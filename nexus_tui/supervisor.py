@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import subprocess
 import sys
 import threading
@@ -30,9 +29,7 @@ from typing import Any
 
 from engine.protocol import (
     CHECKPOINT,
-    CRASHED,
     EVAL_NOW,
-    FINISHED,
     GENERATE,
     LIVE_STATES,
     LOG_FILE,
@@ -41,13 +38,12 @@ from engine.protocol import (
     RAMP,
     RESUME,
     STOP,
-    STOPPED,
     ControlError,
-    RecordDecoder,
     read_records,
     read_status,
     send_command,
 )
+from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe
 from nexus_tui.runs_index import engine_pid_alive
 
 OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
@@ -59,7 +55,6 @@ BATCH_WINDOW_S = 0.05
 """Records arriving within this long of the first one are handed over together."""
 POLL_S = 1.0
 """How often attached runs' pids are checked."""
-TAIL_LINES = 40
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -86,31 +81,6 @@ class ManagedRun:
     @property
     def is_cpu(self) -> bool:
         return not self.device.startswith(("cuda", "mps"))
-
-
-def log_tail(run_dir: Path, lines: int = TAIL_LINES) -> str:
-    """The last lines of a run's engine.log (what a crash said), or '' if there is none."""
-    try:
-        with open(run_dir / LOG_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            data = f.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
-
-
-def last_state(run_dir: Path) -> dict[str, Any] | None:
-    """The last state record in a run's metrics file, reading only its tail."""
-    try:
-        with open(run_dir / METRICS_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 65536))
-            data = f.read()
-    except OSError:
-        return None
-    states = [r for r in RecordDecoder().feed(data) if r.get("type") == "state"]
-    return states[-1] if states else None
 
 
 class Supervisor:
@@ -259,43 +229,14 @@ class Supervisor:
             self.on_warning(name, text)
 
     def _read_pipe(self, run: ManagedRun, fd: int) -> None:
-        """Reader thread: decode, batch, deliver; on EOF or process exit, report how it ended."""
-        decoder = RecordDecoder()
-        batch: list[dict[str, Any]] = []
-        first_at = 0.0
+        """Reader thread: batches to on_records until EOF or exit, then reports how the run ended."""
         assert run.proc is not None
-        try:
-            while not self._detach.is_set():
-                wait = max(0.0, BATCH_WINDOW_S - (time.monotonic() - first_at)) if batch else 0.25
-                ready, _, _ = select.select([fd], [], [], wait)
-                if not ready:
-                    self._deliver(run, batch)
-                    batch = []
-                    if run.proc.poll() is not None:  # exited; a grandchild may still hold the pipe
-                        batch += decoder.feed(_drain(fd))
-                        break
-                    continue
-                data = os.read(fd, 1 << 16)
-                if not data:
-                    break
-                if not batch:
-                    first_at = time.monotonic()
-                batch += decoder.feed(data)
-                for w in decoder.warnings:
-                    self._warn(run.name, f"metrics pipe: {w.text}")
-                decoder.warnings.clear()
-                if batch and time.monotonic() - first_at >= BATCH_WINDOW_S:
-                    self._deliver(run, batch)
-                    batch = []
-        finally:
-            self._deliver(run, batch)
-            if decoder.finish():
-                self._warn(run.name, f"metrics pipe ended inside a record ({decoder.pending} bytes lost)")
-            os.close(fd)
-        if self._detach.is_set() and run.proc.poll() is None:
+        proc = run.proc
+        read_pipe(fd, lambda: proc.poll() is not None, lambda recs: self._deliver(run, recs),
+                  lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
+        if self._detach.is_set() and proc.poll() is None:
             return  # the dashboard is leaving the run to train on its own
-        code = run.proc.wait()
-        self._finish(run, code)
+        self._finish(run, proc.wait())
 
     def _finish(self, run: ManagedRun, code: int | None) -> None:
         with self._lock:
@@ -336,7 +277,7 @@ class Supervisor:
                     self._poller.start()
             return True
         if status.get("state") in LIVE_STATES:
-            self._finish(run, self._exit_code_of(run_dir))
+            self._finish(run, exit_code_of(run_dir))
         return False
 
     def attach_all(self, feed_history: bool = False) -> list[str]:
@@ -345,16 +286,6 @@ class Supervisor:
             return []
         return [d.name for d in sorted(self.root.iterdir()) if d.is_dir() and self.attach(d, feed_history)]
 
-    def _exit_code_of(self, run_dir: Path) -> int | None:
-        """A dead attached run's exit status as its last state record tells it (None: it never said)."""
-        state = last_state(run_dir)
-        if not state or state.get("state") not in (FINISHED, STOPPED, CRASHED):
-            return None
-        code = state.get("exit_code")
-        if isinstance(code, int):
-            return code
-        return 0 if state.get("state") in (FINISHED, STOPPED) else 1
-
     def _poll_attached(self) -> None:
         while not self._detach.wait(POLL_S):
             with self._lock:
@@ -362,7 +293,7 @@ class Supervisor:
             for run in attached:
                 if not engine_pid_alive(run.pid):
                     time.sleep(0.05)  # let its last state record reach the file
-                    self._finish(run, self._exit_code_of(run.run_dir))
+                    self._finish(run, exit_code_of(run.run_dir))
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -468,7 +399,7 @@ class Supervisor:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
                 for run in attached:
                     if not engine_pid_alive(run.pid):
-                        self._finish(run, self._exit_code_of(run.run_dir))
+                        self._finish(run, exit_code_of(run.run_dir))
                 time.sleep(0.05)
         left = self.live_runs()
         self._detach.set()
@@ -479,14 +410,3 @@ class Supervisor:
         if self._poller is not None:
             self._poller.join(timeout=2 * POLL_S)
         return left
-
-
-def _drain(fd: int) -> bytes:
-    """Whatever is in the pipe right now, without blocking."""
-    chunks = []
-    while select.select([fd], [], [], 0)[0]:
-        data = os.read(fd, 1 << 16)
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)

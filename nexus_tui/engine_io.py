@@ -1,0 +1,115 @@
+"""Reading what an engine process leaves behind: its metrics pipe, the tail of its log, its last state.
+
+Split from supervisor.py (which owns the processes) so each file has one job. All torch-free and
+UI-free; called from the supervisor's reader and poller threads.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+
+TAIL_LINES = 40
+
+
+def read_pipe(
+    fd: int,
+    exited: Callable[[], bool],
+    deliver: Callable[[list[dict[str, Any]]], None],
+    warn: Callable[[str], None],
+    stop: threading.Event,
+    window: float = 0.05,
+) -> None:
+    """Decode a metrics pipe until EOF, `exited()` (checked when the pipe is quiet: a grandchild that
+    inherited the pipe would otherwise hide the exit), or `stop`. Records arriving within `window` s
+    of the first of a burst are delivered together; decode warnings go to `warn`. Closes `fd`."""
+    decoder = RecordDecoder()
+    batch: list[dict[str, Any]] = []
+    first_at = 0.0
+
+    def flush() -> None:
+        nonlocal batch
+        if batch:
+            deliver(batch)
+            batch = []
+        for w in decoder.warnings:
+            warn(f"metrics pipe: {w.text}")
+        decoder.warnings.clear()
+
+    try:
+        while not stop.is_set():
+            wait = max(0.0, window - (time.monotonic() - first_at)) if batch else 0.25
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                flush()
+                if exited():
+                    batch += decoder.feed(_drain(fd))
+                    break
+                continue
+            data = os.read(fd, 1 << 16)
+            if not data:
+                break
+            if not batch:
+                first_at = time.monotonic()
+            batch += decoder.feed(data)
+            if time.monotonic() - first_at >= window:
+                flush()
+    finally:
+        if decoder.finish():
+            warn(f"metrics pipe ended inside a record ({decoder.pending} bytes lost)")
+        flush()
+        os.close(fd)
+
+
+def log_tail(run_dir: Path, lines: int = TAIL_LINES) -> str:
+    """The last lines of a run's engine.log (what a crash said), or '' if there is none."""
+    try:
+        with open(run_dir / LOG_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def last_state(run_dir: Path) -> dict[str, Any] | None:
+    """The last state record in a run's metrics file, reading only its tail."""
+    try:
+        with open(run_dir / METRICS_FILE, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 65536))
+            data = f.read()
+    except OSError:
+        return None
+    states = [r for r in RecordDecoder().feed(data) if r.get("type") == "state"]
+    return states[-1] if states else None
+
+
+def exit_code_of(run_dir: Path) -> int | None:
+    """A dead run's exit status as its last state record tells it (None: it never said, e.g. killed)."""
+    state = last_state(run_dir)
+    if not state or state.get("state") not in (FINISHED, STOPPED, CRASHED):
+        return None
+    code = state.get("exit_code")
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return 0 if state.get("state") in (FINISHED, STOPPED) else 1
+
+
+def _drain(fd: int) -> bytes:
+    """Whatever is in the pipe right now, without blocking."""
+    chunks = []
+    while select.select([fd], [], [], 0)[0]:
+        data = os.read(fd, 1 << 16)
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
