@@ -1,0 +1,168 @@
+"""`python -m engine` as a user meets it: one `error: ...` line (exit 2, no traceback) for anything a
+user can get wrong, and the generate / eval / lr-preview commands on a real trained run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine import protocol as P
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
+        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
+        "--set", "data.max_bytes=100000", "--threads", "1"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def run_engine(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], env=_env(), cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run with an eval and a checkpoint at its last step, shared by the tests below."""
+    run = tmp_path_factory.mktemp("runs") / "cli-run"
+    done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.eval_every=6",
+                      "--set", "train.ckpt_every=3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return run
+
+
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["train", "--preset", "nope"], r"unknown preset 'nope'; choose one of: .*tiny"),
+    (["train", "--set", "optim.lrr=1"], r"unknown key optim\.lrr"),
+    (["train", "--set", "nonsense"], r"must look like section\.key=value"),
+    (["train", "--set", "train.steps=many"], r"train\.steps must be int"),
+    (["train", "--set", "model.n_heads=4", "--set", "model.n_kv_heads=3"],
+     r"n_heads \(4\) must be divisible by model\.n_kv_heads \(3\)"),
+    (["train", "--set", "data.source=/no/such/corpus"], r"data\.source '/no/such/corpus' does not exist"),
+    (["train", "--config", "/no/such.toml"], r"config file /no/such\.toml does not exist"),
+    (["train", "--device", "gpu"], r"train\.device must be auto, cpu, cuda"),
+    (["train", "--steps"], r"expected one argument"),
+    (["train", "--bogus"], r"unrecognized arguments: --bogus"),
+    (["resume", "--run-dir", "/no/such/run"], r"not a run folder"),
+    (["fly"], r"invalid choice: 'fly'"),
+])
+def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:
+    t0 = time.monotonic()
+    if args[0] == "train":
+        args = ["train", "--run-dir", str(tmp_path / "r"), *args[1:]]
+    done = run_engine(*args)
+    assert_one_line_error(done, pattern)
+    assert time.monotonic() - t0 < 30
+    assert not (tmp_path / "r" / P.METRICS_FILE).exists(), "a refused run leaves no metrics behind"
+
+
+def test_missing_data_file_in_a_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data]\nsource = "/nowhere/text.txt"\n')
+    assert_one_line_error(run_engine("train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")),
+                          r"data\.source '/nowhere/text\.txt' does not exist")
+
+
+def test_training_into_a_used_run_folder_is_refused(trained: Path) -> None:
+    size = (trained / P.METRICS_FILE).stat().st_size
+    done = run_engine("train", "--run-dir", str(trained), *TINY)
+    assert_one_line_error(done, r"already has metrics: use `python -m engine resume --run-dir")
+    assert (trained / P.METRICS_FILE).stat().st_size == size, "nothing was appended"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "meta"])
+def test_corrupt_checkpoint_is_one_line(trained: Path, tmp_path: Path, damage: str) -> None:
+    run = tmp_path / "copy"
+    shutil.copytree(trained, run, symlinks=True)
+    latest = run / "checkpoints" / "latest"
+    if damage == "truncate":
+        weights = latest / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+        pattern = r"corrupt: model\.safetensors unreadable"
+    else:
+        (latest / "meta.json").write_text("{not json")
+        pattern = r"corrupt: meta\.json unreadable"
+    assert_one_line_error(run_engine("resume", "--run-dir", str(run), "--steps", "9"), pattern)
+    assert_one_line_error(run_engine("generate", "--run-dir", str(run), "--prompt", "x"), pattern)
+
+
+def test_checkpoint_of_another_config_lists_the_keys(trained: Path, tmp_path: Path) -> None:
+    run = tmp_path / "edited"
+    shutil.copytree(trained, run, symlinks=True)
+    config = run / P.CONFIG_FILE
+    config.write_text(config.read_text().replace("d_model = 32", "d_model = 64"))
+    assert_one_line_error(run_engine("resume", "--run-dir", str(run), "--steps", "9"),
+                          r"does not match this run's config: model\.d_model: checkpoint 32, config 64")
+
+
+def test_generate_prints_a_sample(trained: Path) -> None:
+    args = ["generate", "--run-dir", str(trained), "--prompt", "import ", "--tokens", "20", "--seed", "3"]
+    first, again = run_engine(*args), run_engine(*args)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("import ") and len(first.stdout) > len("import ")
+    assert first.stdout == again.stdout, "--seed makes a sample repeatable"
+
+
+def test_eval_matches_the_runs_own_eval(trained: Path) -> None:
+    done = run_engine("eval", "--run-dir", str(trained))
+    assert done.returncode == 0, done.stderr
+    m = re.search(r"step_000006: val_loss (\d+\.\d+)\s+val_ppl (\d+\.\d+)", done.stdout)
+    assert m, done.stdout
+    recorded = [r for r in P.iter_records(trained / P.METRICS_FILE, frozenset({P.EVAL}))][-1]
+    assert recorded["step"] == 6
+    assert float(m.group(1)) == pytest.approx(recorded["val_loss"], abs=1e-4)
+    assert float(m.group(2)) == pytest.approx(recorded["val_ppl"], rel=1e-3)
+
+
+def test_lr_preview_is_json_and_torch_free(trained: Path) -> None:
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        "from engine.cli import main\n"
+        f"rc = main(['lr-preview', '--run-dir', {str(trained)!r}, '--lr', '0.01', '--ramp-steps', '4',"
+        " '--steps', '20', '--points', '15'])\n"
+        "print(rc, 'torch' in sys.modules, round(time.perf_counter() - t, 3), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    rc, torch_loaded, seconds = done.stderr.split()
+    assert rc == "0" and torch_loaded == "False", done.stderr
+    out = json.loads(done.stdout)
+    meta = json.loads((trained / "checkpoints" / "latest" / "meta.json").read_text())
+    assert out["start_step"] == meta["step"] == 6
+    assert out["step"][0] == 6 and out["step"][-1] == 20 and len(out["step"]) == 15
+    assert out["lr"][0] == pytest.approx(meta["lr"]), "starts at the checkpoint's LR"
+    assert out["step"][out["lr"].index(max(out["lr"]))] == 10 and max(out["lr"]) == pytest.approx(0.01)
+    print(f"lr-preview answered in {seconds} s (in-process, imports included)")
+
+
+def test_lr_preview_needs_a_checkpoint(tmp_path: Path) -> None:
+    run = tmp_path / "empty"
+    run.mkdir()
+    (run / P.CONFIG_FILE).write_text('name = "empty"\n')
+    assert_one_line_error(run_engine("lr-preview", "--run-dir", str(run), "--lr", "1e-3", "--ramp-steps", "5"),
+                          r"has no checkpoints")
+
+
+def test_resume_flags_are_checked(trained: Path) -> None:
+    assert_one_line_error(run_engine("resume", "--run-dir", str(trained), "--lr", "1e-3"),
+                          r"--lr needs --ramp-steps")
+    assert_one_line_error(run_engine("resume", "--run-dir", str(trained), "--from", "step_000999"),
+                          r"checkpoint 'step_000999' not found .* available: step_000003, step_000006")
