@@ -43,7 +43,8 @@ async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition")
         if value:
             return value
         await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+    log = pilot.app.query_one("#log").lines_written[-8:]
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last log lines: {log}")
 
 
 async def type_into(pilot, selector: str, text: str) -> None:
@@ -52,6 +53,7 @@ async def type_into(pilot, selector: str, text: str) -> None:
     await pilot.pause()
 
 
+@pytest.mark.slow
 async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("n")
@@ -115,6 +117,7 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         assert app.query_one(RunTable).get_cell("e2e", "state").plain.startswith("stopped")
 
 
+@pytest.mark.slow
 async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     app = NexusApp(runs_root, demo=True, demo_steps=100000, settings_path=tmp_path / "s.json")

@@ -82,7 +82,8 @@ class LaunchScreen(ModalScreen[dict[str, Any] | None]):
     def __init__(self, root: Path, presets: list[str], devices: list[tuple[str, str]]) -> None:
         super().__init__()
         self.root = root
-        self.presets = presets or ["tiny"]
+        # The CPU-sized preset first: the default must be safe to press Enter on.
+        self.presets = sorted(presets or ["tiny"], key=lambda p: (p != "tiny", p))
         self.devices = devices or [("cpu", "cpu")]
         """(value, label) pairs, e.g. ("cuda:0", "cuda:0 H100 (70.1/80.0 GiB free)")."""
 

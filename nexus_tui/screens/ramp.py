@@ -145,18 +145,24 @@ class RampScreen(ModalScreen[dict[str, Any] | None]):
         try:
             steps, lrs = self.preview(target, ramp, total)
         except Exception as e:  # noqa: BLE001 - any failure is shown as one line, the dialog stays usable
-            self.app.call_from_thread(self.query_one("#error", Static).update, f"preview failed: {e}")
+            self.app.call_from_thread(self._show_error, f"preview failed: {e}")
             return
         if not get_current_worker().is_cancelled:
             self.app.call_from_thread(self._draw_preview, list(steps), list(lrs))
 
     def _draw_preview(self, steps: list[float], lrs: list[float]) -> None:
+        if not self.is_attached:
+            return  # the dialog closed while the engine computed the preview
         chart = self.query_one("#preview", MetricChart)
         color = (244, 162, 89)
         spec = ChartSpec(title=f"LR preview: {fmt.lr(lrs[0] if lrs else None)} → …", xlabel="step")
         spec.curves.append(Curve(steps, lrs, color))
         chart.show(spec)
         self.preview_points = len(steps)
+
+    def _show_error(self, text: str) -> None:
+        if self.is_attached:
+            self.query_one("#error", Static).update(text)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id != "go":
