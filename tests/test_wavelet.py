@@ -11,7 +11,7 @@ from engine.config import ModelConfig, OptimConfig
 from engine.errors import ConfigError
 from engine.guard import check_causality
 from engine.models import build_model
-from engine.models.wavelet import CausalHaarMixer, causal_window_means
+from engine.models.wavelet import CausalHaarMixer, causal_window_means, haar_mix
 from engine.optim import build_optimizer
 
 torch.set_num_threads(1)
@@ -32,6 +32,20 @@ def test_window_means_match_a_brute_force_loop() -> None:
             o_win = v[:, max(0, t - 2 * length + 1) : max(0, t - length + 1)]
             o = o_win.mean(dim=1) if o_win.shape[1] else torch.zeros(2, 3, dtype=v.dtype)
             assert torch.allclose(recent[:, t], r) and torch.allclose(older[:, t], o), (length, t)
+
+
+@pytest.mark.parametrize("t", [1, 5, 16, 17])
+def test_fused_mix_equals_the_sum_of_its_scales(t: int) -> None:
+    """The mixer's one-pass `haar_mix` is exactly w_id*v + sum w_L*detail_L + w_c*approx from the means."""
+    g = torch.Generator().manual_seed(t)
+    v = torch.randn(2, t, 3, dtype=torch.float64, generator=g)
+    lengths = [1, 2, 4, 8, 16]
+    w = [torch.randn(3, dtype=torch.float64, generator=g) for _ in range(len(lengths) + 2)]
+    means = causal_window_means(v, lengths)
+    want = w[0] * v + w[-1] * means[-1][0]
+    for gain, (recent, older) in zip(w[1:-1], means, strict=True):
+        want = want + gain * (recent - older)
+    assert torch.allclose(haar_mix(v, w[0], w[1:-1], w[-1], lengths), want, atol=1e-12)
 
 
 def test_constant_input_has_zero_details_once_both_halves_are_full() -> None:

@@ -35,20 +35,64 @@ def causal_window_means(v: torch.Tensor, lengths: list[int]) -> list[tuple[torch
 
     Windows clipped at the start average the tokens they hold; an empty window gives 0.
     """
-    b, t, d = v.shape
+    t = v.shape[1]
     # Running sum with a leading zero row: sum(v[a..c]) = S[c+1] - S[a]; at least fp32 (bf16 sums drift).
     s = F.pad(v.to(torch.promote_types(v.dtype, torch.float32)).cumsum(dim=1), (0, 0, 1, 0))
-    pos = torch.arange(t, device=v.device)
+    pos = torch.arange(1, t + 1, device=v.device, dtype=s.dtype)[:, None]  # tokens up to t, inclusive
+
+    cache: dict[int, torch.Tensor] = {}
+
+    def before(n: int) -> torch.Tensor:
+        """S[max(t+1-n, 0)] for every t: a slice and a zero pad (no gather, so backward stays cheap)."""
+        if n not in cache:
+            cache[n] = torch.zeros_like(s[:, 1:]) if n > t else F.pad(s[:, : t + 1 - n], (0, 0, n - 1, 0))
+        return cache[n]
+
     out = []
     for length in lengths:
-        recent_start = (pos - length + 1).clamp_min(0)
-        older_start = (pos - 2 * length + 1).clamp_min(0)
-        recent = s[:, pos + 1] - s[:, recent_start]
-        older = s[:, recent_start] - s[:, older_start]
-        n_recent = (pos + 1 - recent_start).to(s.dtype)[:, None]
-        n_older = (recent_start - older_start).to(s.dtype).clamp_min(1)[:, None]
-        out.append(((recent / n_recent).to(v.dtype), (older / n_older).to(v.dtype)))
+        start, older_start = before(length), before(2 * length)
+        n_recent = pos.clamp(max=length)
+        n_older = (pos - length).clamp(min=1, max=length)
+        out.append((((s[:, 1:] - start) / n_recent).to(v.dtype), ((start - older_start) / n_older).to(v.dtype)))
     return out
+
+
+def haar_mix(
+    v: torch.Tensor, w_id: torch.Tensor, w_detail: list[torch.Tensor], w_coarse: torch.Tensor, lengths: list[int]
+) -> torch.Tensor:
+    """w_id * v + sum_L w_L * detail_L + w_coarse * approx_{L_max}, as `causal_window_means` defines
+    them, in one pass: every term is a running-sum row S[max(t+1-n, 0)] times a [T, d] coefficient,
+    so the big [B, T, d] tensor sees one multiply-add per distinct n instead of ~7 ops per scale
+    (about 2x faster forward and backward on the CPU).
+    """
+    t = v.shape[1]
+    acc_dtype = torch.promote_types(v.dtype, torch.float32)
+    s = F.pad(v.to(acc_dtype).cumsum(dim=1), (0, 0, 1, 0))  # s[i] = sum(v[:i])
+
+    def rows(n: int) -> torch.Tensor:
+        """S[max(t+1-n, 0)] for t = 0..T-1. A pad of a slice: its backward is a slice, not a zero fill."""
+        return torch.zeros_like(s[:, 1:]) if n > t else F.pad(s[:, : t + 1 - n], (0, 0, n - 1, 0))
+
+    pos = torch.arange(1, t + 1, device=v.device, dtype=acc_dtype)[:, None]
+    coef: dict[int, torch.Tensor] = {}
+
+    def add(n: int, c: torch.Tensor) -> None:
+        coef[n] = coef[n] + c if n in coef else c
+
+    for length, w in zip(lengths, w_detail, strict=True):
+        n_recent = pos.clamp(max=length)
+        n_older = (pos - length).clamp(min=1, max=length)
+        # detail = (S[t+1] - S[t+1-L]) / n_recent - (S[t+1-L] - S[t+1-2L]) / n_older
+        add(0, w / n_recent)
+        add(length, -w / n_recent - w / n_older)
+        add(2 * length, w / n_older)
+    n_coarse = pos.clamp(max=lengths[-1])
+    add(0, w_coarse / n_coarse)
+    add(lengths[-1], -w_coarse / n_coarse)
+    out = w_id * v.to(acc_dtype)
+    for n, c in coef.items():
+        out = out + c * rows(n)
+    return out.to(v.dtype)
 
 
 class CausalHaarMixer(nn.Module):
@@ -68,12 +112,7 @@ class CausalHaarMixer(nn.Module):
         self.w_coarse = nn.Parameter(torch.full((d,), 0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.in_proj(x)
-        mixed = self.w_id * v
-        means = causal_window_means(v, self.lengths)
-        for w, (recent, older) in zip(self.w_detail, means, strict=True):
-            mixed = mixed + w * (recent - older)
-        mixed = mixed + self.w_coarse * means[-1][0]
+        mixed = haar_mix(self.in_proj(x), self.w_id, list(self.w_detail), self.w_coarse, self.lengths)
         return self.o_proj(2.0 * torch.sigmoid(self.gate(x)) * mixed)
 
 
