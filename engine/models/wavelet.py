@@ -71,6 +71,8 @@ def haar_mix(
 
     def rows(n: int) -> torch.Tensor:
         """S[max(t+1-n, 0)] for t = 0..T-1. A pad of a slice: its backward is a slice, not a zero fill."""
+        if n == 0:
+            return s[:, 1:]
         return torch.zeros_like(s[:, 1:]) if n > t else F.pad(s[:, : t + 1 - n], (0, 0, n - 1, 0))
 
     pos = torch.arange(1, t + 1, device=v.device, dtype=acc_dtype)[:, None]
