@@ -134,11 +134,17 @@ class SelectiveSSM(nn.Module):
         self.A_log = nn.Parameter(torch.log(a))
         self.D = nn.Parameter(torch.ones(d_inner))
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-        self._init_dt_bias()
+        self.reset_dt_()
 
     @torch.no_grad()
-    def _init_dt_bias(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
-        """softplus(bias) starts log-uniform in [dt_min, dt_max], as Mamba does."""
+    def reset_dt_(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+        """Mamba's dt init: softplus(bias) log-uniform in [dt_min, dt_max], weight U(+-dt_rank^-0.5).
+
+        Public because a model's generic Linear init (N(0, 0.02), zero biases) would erase it: a
+        family calls this again after its own init so every step still starts with a useful decay.
+        """
+        bound = self.dt_rank**-0.5
+        self.dt_proj.weight.uniform_(-bound, bound)
         log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         dt = torch.exp(log_dt).clamp(min=1e-4)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
@@ -151,7 +157,7 @@ class SelectiveSSM(nn.Module):
         """From the conv output u [..., d_inner]: dt [..., d_inner], A [d_inner, N], B, C [..., N]."""
         dt_r, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt_r))
-        A = -torch.exp(self.A_log.to(u.dtype))
+        A = -torch.exp(self.A_log)
         return delta, A, B, C
 
     def forward(self, x: torch.Tensor, scan: str = "chunked") -> torch.Tensor:
@@ -160,14 +166,17 @@ class SelectiveSSM(nn.Module):
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         u = F.silu(self.conv1d(xi.transpose(1, 2))[..., :T].transpose(1, 2))
         delta, A, B, C = self._ssm_inputs(u)
-        D = self.D.to(u.dtype)
+        # The scan runs in fp32 under bf16/fp16 autocast: exp of long sums of dt*A is where low
+        # precision hurts (Mamba does the same); float64 stays float64 for the exactness tests.
+        sdt = torch.float32 if u.dtype in (torch.float16, torch.bfloat16) else u.dtype
+        args = (u.to(sdt), delta.to(sdt), A.to(sdt), B.to(sdt), C.to(sdt), self.D.to(sdt))
         if scan == "chunked":
-            y, _ = selective_scan_chunked(u, delta, A, B, C, D, self.chunk)
+            y, _ = selective_scan_chunked(*args, self.chunk)
         elif scan == "sequential":
-            y, _ = selective_scan_sequential(u, delta, A, B, C, D)
+            y, _ = selective_scan_sequential(*args)
         else:
             raise ValueError(f"scan must be chunked or sequential, got {scan!r}")
-        return self.out_proj(y * F.silu(z))
+        return self.out_proj(y.to(z.dtype) * F.silu(z))
 
     def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> SSMState:
         """The state before the first token: nothing seen yet."""

@@ -1,0 +1,125 @@
+"""The Nexus hybrid: mostly selective-SSM layers with a few GQA attention layers (Jamba-style ratio).
+
+Layer i is attention when i % attn_every == attn_offset, else a Mamba-1 mixer (engine/models/ssm.py);
+every layer sits in the same pre-norm residual Block with a SwiGLU MLP as the baseline transformer
+(engine/models/layers.py), so a comparison between the two measures the token mixing alone. The SSM
+layers carry order by their recurrence; rotary positions live in the attention layers only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from engine.config import ModelConfig
+from engine.errors import ConfigError
+from engine.models.base import LanguageModel, ModelOutput, register
+from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
+from engine.models.ssm import SelectiveSSM
+
+
+def attention_layers(cfg: ModelConfig) -> list[int]:
+    """Indices of the attention layers: i % attn_every == attn_offset.
+
+    The offset is clamped to the last layer, so a model shallower than the offset (the Jamba layout
+    8/4 on 4 layers) still gets one attention layer instead of silently none.
+    """
+    if cfg.attn_every < 1:
+        raise ConfigError(f"model.attn_every must be at least 1, got {cfg.attn_every}")
+    if not 0 <= cfg.attn_offset < cfg.attn_every:
+        raise ConfigError(
+            f"model.attn_offset must be in [0, attn_every) = [0, {cfg.attn_every}), got {cfg.attn_offset}"
+        )
+    offset = min(cfg.attn_offset, cfg.n_layers - 1)
+    return [i for i in range(cfg.n_layers) if i % cfg.attn_every == offset]
+
+
+def check_ssm_config(cfg: ModelConfig) -> None:
+    """One-line errors for SSM sizes that cannot build a block."""
+    for name in ("ssm_state", "ssm_expand", "ssm_conv", "ssm_chunk"):
+        value = getattr(cfg, name)
+        if value < 1:
+            raise ConfigError(f"model.{name} must be at least 1, got {value}")
+
+
+def refuse_unsupported(cfg: ModelConfig, family: str) -> None:
+    """Transformer-only options are refused by name rather than silently ignored."""
+    for name, value, off in (
+        ("mtp_heads", cfg.mtp_heads, 0),
+        ("hc_streams", cfg.hc_streams, 0),
+        ("loop_count", cfg.loop_count, 1),
+        ("wavelet_layers", cfg.wavelet_layers, []),
+    ):
+        if value != off:
+            raise ConfigError(
+                f"model.{name} = {value} is not supported by the {family} family; "
+                f"set it to {off} or use model.family = transformer"
+            )
+
+
+@register("hybrid")
+class Hybrid(LanguageModel):
+    """Token embedding -> n_layers Blocks (attention or SSM mixer) -> RMSNorm -> LM head (tied)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        refuse_unsupported(cfg, "hybrid")
+        check_ssm_config(cfg)
+        self.config = cfg
+        self.attn_layers = attention_layers(cfg)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(
+            Block(cfg, mixer=None if i in self.attn_layers else self._ssm(cfg)) for i in range(cfg.n_layers)
+        )
+        self.norm = RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        init_weights_(self, depth=cfg.n_layers)
+        with torch.no_grad():
+            for block in self.ssm_blocks():
+                # out_proj writes into the residual stream like o_proj: same depth-scaled init.
+                nn.init.normal_(block.mixer.out_proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                block.mixer.reset_dt_()  # init_weights_ zeroed the dt bias
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    @staticmethod
+    def _ssm(cfg: ModelConfig) -> SelectiveSSM:
+        return SelectiveSSM(
+            cfg.d_model, d_state=cfg.ssm_state, expand=cfg.ssm_expand, d_conv=cfg.ssm_conv, chunk=cfg.ssm_chunk
+        )
+
+    def ssm_blocks(self) -> list[Block]:
+        """The blocks whose mixer is a SelectiveSSM."""
+        return [b for b in self.blocks if isinstance(b.mixer, SelectiveSSM)]
+
+    def forward(  # type: ignore[override]
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
+    ) -> ModelOutput:
+        """Logits for every position; with targets [B, T] (targets[t] = token t+1) also loss and ce."""
+        x = self.drop(self.embed(idx))
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.norm(x))
+        if targets is None:
+            return ModelOutput(logits=logits)
+        loss, ce = lm_losses(logits, targets, label_smoothing)
+        return ModelOutput(logits=logits, loss=loss, ce=ce)
+
+    def muon_params(self) -> list[tuple[str, nn.Parameter]]:
+        """2-D hidden projections: q/k/v/o, MLP, SSM in/x/out.
+
+        Never A_log (2-D, but a log-rate per channel and state, not a map), dt_proj, D, conv,
+        embeddings, head or norms: those stay with AdamW/Lion.
+        """
+        special = set()
+        for i, block in enumerate(self.blocks):
+            if isinstance(block.mixer, SelectiveSSM):
+                special |= {f"blocks.{i}.mixer.{n}" for n in block.mixer.special_param_names()}
+        return [
+            (name, p)
+            for name, p in self.named_parameters()
+            if p.ndim == 2 and name.startswith("blocks.") and name not in special
+        ]
