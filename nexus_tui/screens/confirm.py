@@ -9,26 +9,31 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, ScreenResultType
 from textual.widgets import Button, Label
 
-DIALOG_CSS = """
-ModalScreen { align: center middle; }
-ModalScreen > Vertical {
-    width: auto; max-width: 90%; min-width: 40; height: auto; max-height: 90%;
-    border: thick $primary; background: $surface; padding: 1 2;
-}
-ModalScreen .buttons { height: auto; margin-top: 1; align-horizontal: right; }
-ModalScreen .buttons Button { margin-left: 1; }
-ModalScreen .error { color: $error; height: auto; }
-ModalScreen .title { text-style: bold; margin-bottom: 1; }
-"""
+
+class Dialog(ModalScreen[ScreenResultType]):
+    """A centred, bordered modal. Its CSS is unscoped on purpose: scoped screen CSS is prefixed with
+    the screen's type and would not match the screen itself."""
+
+    SCOPED_CSS = False
+    DEFAULT_CSS = """
+    Dialog { align: center middle; }
+    Dialog > Vertical {
+        width: 72; max-width: 95%; height: auto; max-height: 95%;
+        border: thick $primary; background: $surface; padding: 1 2;
+    }
+    Dialog .buttons { height: auto; margin-top: 1; align-horizontal: right; }
+    Dialog .buttons Button { margin-left: 1; }
+    Dialog .error { color: $error; height: auto; }
+    Dialog .title { text-style: bold; margin-bottom: 1; }
+    """
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class ConfirmScreen(Dialog[bool]):
     """Ask a yes/no question; dismisses with True only on the confirming button or key y."""
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
 
     def __init__(self, question: str, yes: str = "Yes") -> None:
@@ -50,10 +55,9 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(answer)
 
 
-class QuitScreen(ModalScreen[str | None]):
+class QuitScreen(Dialog[str | None]):
     """On quit with live runs: 'leave' them training, 'stop' them (checkpoint first), or cancel."""
 
-    DEFAULT_CSS = DIALOG_CSS
     BINDINGS = [
         Binding("escape", "answer(None)", "Cancel"),
         Binding("l", "answer('leave')", "Leave training"),

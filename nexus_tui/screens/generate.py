@@ -11,10 +11,9 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
-from nexus_tui.screens.confirm import DIALOG_CSS
+from nexus_tui.screens.confirm import Dialog
 
 
 def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
@@ -40,11 +39,11 @@ def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tu
     return {"prompt": prompt, "tokens": n, "temperature": temp, "top_k": k}, ""
 
 
-class GenerateScreen(ModalScreen[dict[str, Any] | None]):
+class GenerateScreen(Dialog[dict[str, Any] | None]):
     """Ask for sampling settings; dismiss with the `generate` arguments, or None."""
 
-    DEFAULT_CSS = DIALOG_CSS + """
-    GenerateScreen Input { width: 60; }
+    DEFAULT_CSS = """
+    GenerateScreen Input { width: 1fr; }
     GenerateScreen .row { height: auto; }
     GenerateScreen .row Input { width: 19; }
     """

@@ -16,10 +16,9 @@ from typing import Any
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from nexus_tui.screens.confirm import DIALOG_CSS
+from nexus_tui.screens.confirm import Dialog
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
@@ -70,11 +69,11 @@ def next_free_name(root: Path, base: str) -> str:
     return f"{base}-{i}"
 
 
-class LaunchScreen(ModalScreen[dict[str, Any] | None]):
+class LaunchScreen(Dialog[dict[str, Any] | None]):
     """Ask what to train; dismiss with supervisor.launch's keyword arguments, or None."""
 
-    DEFAULT_CSS = DIALOG_CSS + """
-    LaunchScreen Input, LaunchScreen Select { width: 64; }
+    DEFAULT_CSS = """
+    LaunchScreen Input, LaunchScreen Select { width: 1fr; }
     LaunchScreen Label { margin-top: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]

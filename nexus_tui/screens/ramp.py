@@ -18,11 +18,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from nexus_tui.screens.confirm import DIALOG_CSS
+from nexus_tui.screens.confirm import Dialog
 from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
@@ -55,10 +54,10 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[s
     return {"target_lr": lr, "ramp_steps": steps, "total_steps": n}, ""
 
 
-class RampScreen(ModalScreen[dict[str, Any] | None]):
+class RampScreen(Dialog[dict[str, Any] | None]):
     """Dismisses with target_lr, ramp_steps, total_steps (0 = keep) and from_ckpt (path or None)."""
 
-    DEFAULT_CSS = DIALOG_CSS + """
+    DEFAULT_CSS = """
     RampScreen > Vertical { width: 90; }
     RampScreen DataTable { height: auto; max-height: 8; }
     RampScreen .row { height: auto; }

@@ -1,0 +1,133 @@
+"""Dialogs and the compare screen on their own: validation says what to fix, answers come back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.app import App
+from textual.widgets import DataTable, Input
+
+from nexus_tui.screens.compare import CompareScreen, config_differences, flatten
+from nexus_tui.screens.confirm import QuitScreen
+from nexus_tui.screens.generate import GenerateScreen, parse_generate
+from nexus_tui.screens.launch import LaunchScreen, next_free_name, parse_launch
+from nexus_tui.screens.ramp import checkpoint_rows, parse_ramp
+from nexus_tui.store import MetricStore
+from nexus_tui.themes import PALETTES
+from tests.test_widgets import records
+
+
+class Host(App[None]):
+    """An empty app that pushes one screen and keeps what it was dismissed with."""
+
+    def __init__(self, screen) -> None:
+        super().__init__()
+        self.to_push = screen
+        self.answers: list = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self.to_push, self.answers.append)
+
+
+def test_parse_generate_limits() -> None:
+    args, err = parse_generate("def ", "50", "0.7", "10")
+    assert err == "" and args == {"prompt": "def ", "tokens": 50, "temperature": 0.7, "top_k": 10}
+    assert "between 1 and 4096" in parse_generate("x", "0", "1", "1")[1]
+    assert "temperature must be a number" in parse_generate("x", "5", "hot", "1")[1]
+    assert "top-k" in parse_generate("x", "5", "1", "-1")[1]
+
+
+def test_parse_launch(tmp_path: Path) -> None:
+    (tmp_path / "taken").mkdir()
+    args, err = parse_launch("tiny", "cpu", "r1", "", "optim.name=muon model.n_layers=2", tmp_path)
+    assert err == "" and args == {"preset": "tiny", "name": "r1", "device": "cpu", "steps": 0,
+                                  "overrides": ["optim.name=muon", "model.n_layers=2"]}
+    assert "already exists" in parse_launch("tiny", "cpu", "taken", "", "", tmp_path)[1]
+    assert "name:" in parse_launch("tiny", "cpu", "../x", "", "", tmp_path)[1]
+    assert "section.key=value" in parse_launch("tiny", "cpu", "r2", "", "lr=3", tmp_path)[1]
+    assert "at least 1" in parse_launch("tiny", "cpu", "r2", "0", "", tmp_path)[1]
+    (tmp_path / "tiny-1").mkdir()
+    assert next_free_name(tmp_path, "tiny") == "tiny-2"
+
+
+def test_parse_ramp() -> None:
+    assert parse_ramp("3e-4", "100", "", 50) == ({"target_lr": 3e-4, "ramp_steps": 100, "total_steps": 0}, "")
+    assert "past the resume step" in parse_ramp("3e-4", "100", "40", 50)[1]
+    assert "number like 3e-4" in parse_ramp("fast", "100", "", 0)[1]
+    assert "0 or more" in parse_ramp("1e-3", "-5", "", 0)[1]
+
+
+def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
+    store = MetricStore()
+    store.ingest("a", None, records("a", 40) + [
+        {"type": "ckpt", "seq": 500, "time": 1.0, "step": 20, "path": "checkpoints/step_000020", "best": True,
+         "val_loss": 1.5},
+        {"type": "ckpt", "seq": 501, "time": 2.0, "step": 40, "path": "checkpoints/step_000040", "best": False,
+         "val_loss": None},
+    ])
+    rows = checkpoint_rows(store, store.get("a"))
+    assert [r["step"] for r in rows] == [40, 20]
+    assert rows[1]["loss"] == store.series("a", "ce")[1][19]
+
+
+def test_config_differences_name_only_what_changed() -> None:
+    a = {"name": "a", "optim": {"name": "adamw", "lr": 1e-3}, "model": {"d_model": 64}}
+    b = {"name": "b", "optim": {"name": "muon", "lr": 1e-3}, "model": {"d_model": 64}}
+    assert flatten(a)["optim.lr"] == 1e-3
+    assert config_differences({"a": a, "b": b}) == [("optim.name", ["'adamw'", "'muon'"])]
+
+
+async def test_generate_dialog_shows_error_then_returns_args() -> None:
+    app = Host(GenerateScreen("alpha", "To be"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.screen.query_one("#tokens", Input).value = "lots"
+        await pilot.click("#go")
+        assert "tokens must be a whole number" in str(app.screen.query_one("#error").render())
+        assert not app.answers
+        await pilot.pause(0.3)  # a button ignores a second click within its 0.2 s press effect
+        app.screen.query_one("#tokens", Input).value = "12"
+        await pilot.click("#go")
+        await pilot.pause()
+        assert app.answers == [{"prompt": "To be", "tokens": 12, "temperature": 0.8, "top_k": 40}]
+
+
+async def test_launch_form_defaults_to_tiny_and_returns_launch_args(tmp_path: Path) -> None:
+    screen = LaunchScreen(tmp_path, ["gpt-275m", "small", "tiny"], [("cpu", "cpu (2 cores)"), ("cuda:0", "cuda:0 X")])
+    app = Host(screen)
+    async with app.run_test(size=(100, 40)) as pilot:
+        assert screen.query_one("#name", Input).value == "tiny-1"
+        screen.query_one("#overrides", Input).value = "optim.lr=1e-3"
+        await pilot.click("#go")
+        await pilot.pause()
+        assert app.answers == [{"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0,
+                                "overrides": ["optim.lr=1e-3"]}]
+
+
+async def test_quit_dialog_answers() -> None:
+    for button, answer in (("#leave", "leave"), ("#stop", "stop"), ("#cancel", None)):
+        app = Host(QuitScreen(["a", "b"]))
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.click(button)
+            await pilot.pause()
+            assert app.answers == [answer]
+
+
+async def test_compare_screen_tables_and_axis_toggle() -> None:
+    store = MetricStore()
+    store.ingest("a", None, records("a", 60))
+    other = records("b", 30)
+    other[0] = {**other[0], "config": {"optim": {"lr": 3e-3}}}
+    store.ingest("b", None, other)
+    screen = CompareScreen(store, PALETTES["nexus-dark"], [])
+    app = Host(screen)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause()
+        results = screen.query_one("#results", DataTable)
+        assert results.row_count == 2
+        assert results.get_row("a")[4] == "60"  # steps column
+        diff = screen.query_one("#diff", DataTable)
+        assert diff.row_count == 1 and diff.get_row_at(0)[0] == "optim.lr"
+        chart = screen.query_one("#compare-chart")
+        assert max(chart.spec.curves[0].xs) == 60
+        await pilot.press("x")
+        assert max(chart.spec.curves[0].xs) == 60 * 512  # by tokens now
