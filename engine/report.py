@@ -37,9 +37,9 @@ class Reporter:
 
     # -- records ---------------------------------------------------------------------------------
 
-    def emit(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def emit(self, record_type: str, /, **fields: Any) -> dict[str, Any]:
         """Write one record; a full disk becomes a line on stderr, not a dead run."""
-        record = {"type": kind, **fields}
+        record = {"type": record_type, **fields}
         try:
             return self.writer.write(record)
         except OSError as e:

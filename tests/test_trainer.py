@@ -214,3 +214,39 @@ def test_tiny_preset_learns_context(runs_root: Path, python: str, engine_env: di
     val = [r for r in records if r["type"] == "eval"][-1]["val_loss"]
     print(f"tiny preset, 150 steps in {seconds:.0f} s: held-out CE {val:.3f} vs unigram entropy {entropy:.3f}")
     assert val < entropy - 0.5
+
+
+BLOW_UP = ["--set", "optim.lr=1e30", "--set", "schedule.warmup_steps=0", "--set", "schedule.name=constant"]
+
+
+def test_nan_pauses_the_run_by_default(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "nan-pause"
+    eng = Engine(python, engine_env, run, "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=0")
+    try:
+        paused = eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused")
+        alert = eng.of("alert")[-1]
+        assert alert["kind"] == "nan" and alert["step"] == paused["step"] + 1, "the failed step was not taken"
+        assert [r["step"] for r in eng.of("metric")] == list(range(1, paused["step"] + 1))
+        P.send_command(run, "stop")
+        assert eng.finish() == 0, eng.tail()
+    finally:
+        if eng.proc.poll() is None:
+            eng.proc.kill()
+    assert eng.of("state")[-1]["state"] == "stopped"
+
+
+def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "nan-rollback"
+    eng = Engine(python, engine_env, run, "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=1",
+                 "--set", "train.nan_policy=rollback")
+    try:
+        eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused", timeout=120)
+        P.send_command(run, "stop")
+        assert eng.finish() == 0, eng.tail()
+    finally:
+        if eng.proc.poll() is None:
+            eng.proc.kill()
+    rollbacks = [r["text"] for r in eng.of("log") if r["text"].startswith("rolled back")]
+    assert rollbacks[:2] == ["rolled back to step_000001; LR scale now 0.5", "rolled back to step_000001; LR scale now 0.25"]
+    assert len(rollbacks) == 5, "after 5 rollbacks it pauses for a person"
+    assert [r["step"] for r in eng.of("alert") if r["kind"] == "nan"] == [2] * 6, "each retry of step 2 failed"
