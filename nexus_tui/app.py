@@ -378,16 +378,26 @@ class NexusApp(App[None]):
     async def action_quit(self) -> None:
         live = self.services.live_runs()
         if not live:
-            self.services.shutdown(stop_runs=False)
-            self.exit()
+            self._leave(stop_runs=False)
             return
 
         def answered(choice: str | None) -> None:
             if choice is not None:
-                self.services.shutdown(stop_runs=choice == "stop")
-                self.exit()
+                self._leave(stop_runs=choice == "stop")
 
         self.push_screen(QuitScreen(live), answered)
+
+    def _leave(self, stop_runs: bool) -> None:
+        if stop_runs:
+            self.notify("Stopping the runs: each checkpoints, then exits…", timeout=30)
+        self._shutdown_then_exit(stop_runs)
+
+    @work(thread=True, group="quit", exclusive=True)
+    def _shutdown_then_exit(self, stop_runs: bool) -> None:
+        """Stopping waits for each engine's final checkpoint: off the event loop, so the screen
+        keeps drawing meanwhile."""
+        self.services.shutdown(stop_runs=stop_runs)
+        self.call_from_thread(self.exit)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

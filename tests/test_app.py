@@ -133,3 +133,21 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
         await pilot.click("#stop")
         await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
     assert all(r.state in ("stopped", "finished") for r in app.store.runs()) or not app.services.live_runs()
+
+
+@pytest.mark.slow
+async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: NexusApp) -> None:
+    from nexus_tui.widgets.alert_bar import AlertBar
+    from nexus_tui.widgets.log_pane import LogPane
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.launch("tiny", "bad", "cpu", 10, ["model.n_heads=3"])  # 4 kv heads do not divide 3 heads
+        bar = app.query_one(AlertBar)
+        await wait_for(pilot, lambda: bar.alerts, 60, "the crash alert")
+        assert "bad: crash" in bar.alerts[-1] and "status 2" in bar.alerts[-1]
+        assert bar.has_class("-active")
+        log = app.query_one(LogPane).lines_written
+        assert any("n_heads" in line and "error" in line for line in log), log[-5:]
+        assert app.query_one(RunTable).get_cell("bad", "state").plain.startswith("crashed (2)")
+        await pilot.press("a")
+        assert not bar.has_class("-active")

@@ -107,7 +107,7 @@ class RunTable(DataTable):
                 self.add_row(*cells, key=run.name)
                 continue
             for (key, _), value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(run.name, key, value)
+                self.update_cell(run.name, key, value, update_width=True)
         if was_empty and self.row_count:
             self.post_message(self.SelectionChanged(self.selected))
 
