@@ -7,6 +7,7 @@ methods the control socket calls between steps (pause, ramp, generate, stop).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
@@ -26,7 +27,7 @@ from engine.commands import Controller
 from engine.config import Config
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
 from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng, resolve_device
-from engine.errors import ConfigError
+from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, Reporter
@@ -67,7 +68,11 @@ class Trainer:
         self._process = psutil.Process()
         # Installed before the slow setup so an early SIGTERM still ends in a clean stop.
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:
+            self._restore_signals()
+            raise
 
     # -- building --------------------------------------------------------------------------------
 
@@ -99,7 +104,7 @@ class Trainer:
                               f"and at most the total {self.schedule.total_steps}")
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len
-        self.stateful = cfg.model.family == "lstm"  # carries state: needs contiguous streams
+        self.stateful = bool(getattr(self.model, "wants_streams", False))  # carried state: contiguous streams
         self._eval_data = eval_batches(self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches,
                                        t.seed, self.device)
 
@@ -144,8 +149,7 @@ class Trainer:
             self.report.state(P.CRASHED, self.step, reason=last, exit_code=1)
             return 1
         finally:
-            for s, h in self._old_handlers.items():
-                signal.signal(s, h)
+            self._restore_signals()
             self.controller.close()
             self.report.close()
 
@@ -165,6 +169,7 @@ class Trainer:
             self.controller.poll(self, 0.0)
             while self.paused and not self.stop_reason:
                 self.controller.poll(self, 0.1)
+                self.report.status()  # keeps `updated` fresh: a paused run is alive
             if self.stop_reason:
                 return self._stop(self.stop_reason)
             if not self._train_step():
@@ -174,7 +179,7 @@ class Trainer:
             if t.sample_every and self.step % t.sample_every == 0:
                 self._sample(t.sample_prompt, t.sample_tokens, t.sample_temperature, t.sample_top_k, False)
             if t.ckpt_every and self.step % t.ckpt_every == 0:
-                self.save("periodic")
+                self._save_quietly("periodic")
         if self.step < self.schedule.total_steps:
             return self._stop(f"reached --stop-at {self.step}")
         if self.last_eval is None or self.last_eval[0] != self.step:
@@ -219,7 +224,8 @@ class Trainer:
         if not (math.isfinite(loss) and math.isfinite(gnorm)):
             self.optimizer.zero_grad(set_to_none=True)
             return self._on_nan(loss, gnorm)
-        self.optimizer.step()
+        with self.model.hold_gradients(self.step + 1):  # slow levels of nested models skip this step
+            self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens += self.tokens_per_step
@@ -294,8 +300,13 @@ class Trainer:
             "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
             "torch": torch.__version__, "device": str(self.device),
         }
-        path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
-                                          keep_last=self.cfg.train.keep_last)
+        try:
+            path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
+                                              keep_last=self.cfg.train.keep_last)
+        except OSError as e:  # disk full, folder gone: the run itself is fine, keep it going
+            self.report.alert("disk", self.step, f"checkpoint at step {self.step} failed: {e}")
+            self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
+            raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
         rel = str(path.relative_to(self.run_dir))
         self.report.ckpt(step=self.step, path=rel, best=best, val_loss=ckpt.finite_or_none(val))
         self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
@@ -304,6 +315,11 @@ class Trainer:
     def _save_if_new(self, reason: str) -> None:
         latest = ckpt.checkpoints_root(self.run_dir) / ckpt.LATEST
         if not (latest.is_symlink() and latest.resolve().name == ckpt.step_name(self.step)):
+            self._save_quietly(reason)
+
+    def _save_quietly(self, reason: str) -> None:
+        """A checkpoint the loop wants but can live without: a failure is an alert, not the end."""
+        with contextlib.suppress(CheckpointError):
             self.save(reason)
 
     # -- steering (called by the Controller between steps) ---------------------------------------
@@ -335,6 +351,10 @@ class Trainer:
                 f"total {self.schedule.total_steps} steps")
         self.report.log(text)
         return text
+
+    def _restore_signals(self) -> None:
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.request_stop(signal.Signals(signum).name)

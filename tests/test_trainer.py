@@ -126,6 +126,10 @@ def test_commands_pause_resume_generate_ramp_stop(runs_root: Path, python: str, 
         assert sample["prompt"] == "def " and sample["step"] == paused["step"] and len(sample["text"]) > 0
         assert [r["step"] for r in eng.of("metric")] == before, "generating took no training step"
 
+        answer = P.send_command(run, "eval")
+        ev = eng.wait_for(lambda r: r["type"] == "eval")
+        assert ev["step"] == paused["step"] and ev["val_loss"] == answer["val_loss"]
+
         P.send_command(run, "resume")
         eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "running" and r["step"] == paused["step"])
         eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3)
@@ -250,3 +254,63 @@ def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path, python: str, en
     assert rollbacks[:2] == ["rolled back to step_000001; LR scale now 0.5", "rolled back to step_000001; LR scale now 0.25"]
     assert len(rollbacks) == 5, "after 5 rollbacks it pauses for a person"
     assert [r["step"] for r in eng.of("alert") if r["kind"] == "nan"] == [2] * 6, "each retry of step 2 failed"
+
+
+def _tiny_config(**train):
+    from engine.config import Config
+
+    cfg = Config(name="inproc")
+    cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads = 1, 32, 2, 1
+    cfg.model.seq_len, cfg.data.max_bytes, cfg.train.batch_size, cfg.train.threads = 32, 100_000, 4, 1
+    cfg.train.device, cfg.train.sample_every = "cpu", 0
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg.validate()
+
+
+def test_unexpected_exception_is_a_crashed_state(tmp_path: Path) -> None:
+    from engine.trainer import Trainer
+
+    trainer = Trainer(_tiny_config(steps=10), tmp_path / "crash")
+    real = trainer.forward
+
+    def fails_on_step_4(x, y, smoothing):  # a fault injected into a real run
+        if trainer.step == 3:
+            raise RuntimeError("boom in forward")
+        return real(x, y, smoothing)
+
+    trainer.forward = fails_on_step_4
+    assert trainer.run() == 1
+    records = P.read_records(tmp_path / "crash" / P.METRICS_FILE).records
+    assert [r["step"] for r in records if r["type"] == "metric"] == [1, 2, 3]
+    final = [r for r in records if r["type"] == "state"][-1]
+    assert final["state"] == "crashed" and final["exit_code"] == 1 and final["reason"] == "RuntimeError: boom in forward"
+    assert any(r["type"] == "log" and r["level"] == "error" and "boom" in r["text"] for r in records)
+    assert P.read_status(tmp_path / "crash")["state"] == "crashed"
+    assert not P.control_socket_path(tmp_path / "crash").exists()
+
+
+def test_failed_checkpoint_is_an_alert_and_training_goes_on(tmp_path: Path) -> None:
+    from engine.trainer import Trainer
+
+    run = tmp_path / "nodisk"
+    run.mkdir()
+    (run / "checkpoints").write_text("a file where the folder should be")
+    assert Trainer(_tiny_config(steps=6, ckpt_every=2), run).run() == 0
+    records = P.read_records(run / P.METRICS_FILE).records
+    assert [r["step"] for r in records if r["type"] == "metric"] == list(range(1, 7))
+    assert [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "disk"] == [2, 4, 6, 6], \
+        "each periodic checkpoint failed, and the end of the run tried once more"
+    assert [r for r in records if r["type"] == "state"][-1]["state"] == "finished"
+
+
+def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
+    from engine.report import HealthWatch
+
+    watch = HealthWatch(window=30, k=4.0, gnorm_factor=10.0, min_samples=20, cooldown=5)
+    for step in range(1, 31):
+        assert watch.check(step, 2.0 + 0.01 * (step % 3), 1.0 + 0.1 * (step % 2)) == []
+    kinds = [k for k, _ in watch.check(31, 3.0, 50.0)]
+    assert kinds == ["spike", "gnorm"]
+    assert watch.check(32, 3.0, 50.0) == [], "cooldown: one alert per rough patch"
+    assert watch.check(40, 2.0, 1.0) == []
