@@ -38,7 +38,8 @@ def test_chunked_scan_equals_sequential_float64(chunk: int) -> None:
     torch.testing.assert_close(h, h_ref, rtol=1e-13, atol=1e-13)
 
 
-def test_chunked_scan_gradients_equal_sequential() -> None:
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_chunked_scan_gradients_equal_sequential(chunk: int) -> None:
     """Training backpropagates through the chunked scan, so its gradients must be the reference's too."""
     inputs = [t.requires_grad_() for t in _scan_inputs(2, 19, 3, 4, seed=1)]
     w = torch.randn(2, 19, 3, dtype=torch.float64)
@@ -47,7 +48,7 @@ def test_chunked_scan_gradients_equal_sequential() -> None:
     for t in inputs:
         t.grad = None
     u, delta, A, B, C, D, h0 = inputs
-    (selective_scan_chunked(u, delta, A, B, C, D, 4, h0)[0] * w).sum().backward()
+    (selective_scan_chunked(u, delta, A, B, C, D, chunk, h0)[0] * w).sum().backward()
     for got, want in zip((t.grad for t in inputs), ref, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
 

@@ -58,8 +58,9 @@ def selective_scan_chunked(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same recurrence as `selective_scan_sequential`, computed chunk-parallel.
 
-    Memory grows as b * T * chunk * d * N (the in-chunk decay weights), so the chunk is a
-    speed/memory dial; any chunk gives the same numbers.
+    Work and memory grow as b * T * chunk * d * N (the in-chunk decay weights) while the Python
+    loop shrinks to T / chunk steps: a GPU wants chunks of 32 or more, a CPU runs fastest at 1 (the
+    bare carry loop; bench/ssm_speed.py measures it). Any chunk gives the same numbers.
     """
     b, T, d = u.shape
     n = A.shape[1]
@@ -77,26 +78,29 @@ def selective_scan_chunked(
 
     # log a_t = dt_t * A, so the log of the decay from step s to step t is A * (Q_t - Q_s).
     Q = dt_c.cumsum(dim=2)  # [b, nc, L, d]
-    dBu = (dt_c * u_c)[..., None] * B_c[:, :, :, None, :]  # [b, nc, L, d, N]
-    if L > 1:
+    dBu = (dt_c * u_c).unsqueeze(-1) @ B_c.unsqueeze(-2)  # [b, nc, L, d, N], outer product as a matmul
+    decay = torch.exp(Q[..., None] * A)  # [b, nc, L, d, N]: decay of the chunk's entering state
+    h = u.new_zeros(b, d, n) if h0 is None else h0
+    if L == 1:
+        # No in-chunk mixing: the carry loop alone is the scan (the cheapest form on a CPU).
+        hs = []
+        for a_t, x_t in zip(decay[:, :, 0].unbind(1), dBu[:, :, 0].unbind(1), strict=True):
+            h = a_t * h + x_t
+            hs.append(h)
+        h_all = torch.stack(hs, dim=1).unsqueeze(2)
+    else:
         seg = Q[:, :, :, None, :] - Q[:, :, None, :, :]  # [b, nc, t, s, d]
         future = torch.ones(L, L, dtype=torch.bool, device=u.device).triu(1)[:, :, None, None]
         # Mask s > t before exp: there the exponent is positive and may overflow (inf * 0 = nan).
         w = torch.exp((seg[..., None] * A).masked_fill(future, float("-inf")))
         h_in = (w * dBu[:, :, None]).sum(3)  # [b, nc, t, d, N]: states from in-chunk inputs only
-    else:
-        h_in = dBu
-
-    # Carry the state across chunk boundaries; the state entering a chunk decays by exp(A * Q_t).
-    decay = torch.exp(Q[..., None] * A)  # [b, nc, L, d, N]
-    h = u.new_zeros(b, d, n) if h0 is None else h0
-    starts = []
-    # unbind, not indexing in the loop: one backward op instead of a zero-filled copy per chunk.
-    for a_c, h_c in zip(decay[:, :, -1].unbind(1), h_in[:, :, -1].unbind(1), strict=True):
-        starts.append(h)
-        h = a_c * h + h_c
-    h_all = h_in + decay * torch.stack(starts, dim=1)[:, :, None]
-    y = (h_all * C_c[:, :, :, None, :]).sum(-1).reshape(b, nc * L, d)[:, :T]
+        starts = []
+        # unbind, not indexing in the loop: one backward op instead of a zero-filled copy per chunk.
+        for a_c, x_c in zip(decay[:, :, -1].unbind(1), h_in[:, :, -1].unbind(1), strict=True):
+            starts.append(h)
+            h = a_c * h + x_c
+        h_all = h_in + decay * torch.stack(starts, dim=1).unsqueeze(2)
+    y = (h_all @ C_c.unsqueeze(-1)).squeeze(-1).reshape(b, nc * L, d)[:, :T]
     return y + u[:, :T] * D, h
 
 
@@ -170,12 +174,14 @@ class SelectiveSSM(nn.Module):
         # precision hurts (Mamba does the same); float64 stays float64 for the exactness tests.
         sdt = torch.float32 if u.dtype in (torch.float16, torch.bfloat16) else u.dtype
         args = (u.to(sdt), delta.to(sdt), A.to(sdt), B.to(sdt), C.to(sdt), self.D.to(sdt))
-        if scan == "chunked":
-            y, _ = selective_scan_chunked(*args, self.chunk)
-        elif scan == "sequential":
-            y, _ = selective_scan_sequential(*args)
-        else:
+        if scan not in ("chunked", "sequential"):
             raise ValueError(f"scan must be chunked or sequential, got {scan!r}")
+        # Autocast would turn the scan's matmuls back into bf16: keep it off for the scan itself.
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            if scan == "chunked":
+                y, _ = selective_scan_chunked(*args, self.chunk)
+            else:
+                y, _ = selective_scan_sequential(*args)
         return self.out_proj(y.to(z.dtype) * F.silu(z))
 
     def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> SSMState:
