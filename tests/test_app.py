@@ -148,6 +148,9 @@ async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: 
         assert bar.has_class("-active")
         log = app.query_one(LogPane).lines_written
         assert any("n_heads" in line and "error" in line for line in log), log[-5:]
-        assert app.query_one(RunTable).get_cell("bad", "state").plain.startswith("crashed (2)")
+        table = app.query_one(RunTable)
+        await wait_for(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("crashed"),
+                       5, "the crashed state in the table")
+        assert table.get_cell("bad", "state").plain == "crashed (2)"
         await pilot.press("a")
         assert not bar.has_class("-active")
