@@ -126,6 +126,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or _default_name(cfg))
     cfg.name = args.name or run_dir.name
     cfg.validate()
+    if args.stop_at is not None and args.stop_at > cfg.train.steps:
+        raise ConfigError(f"--stop-at {args.stop_at} is past the schedule's {cfg.train.steps} steps")
     _check_source(cfg)
     metrics = run_dir / P.METRICS_FILE
     if metrics.exists() and metrics.stat().st_size > 0:
@@ -162,6 +164,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
+    if args.metrics_fd is not None:
+        try:
+            os.fstat(args.metrics_fd)
+        except OSError:
+            fd, args.metrics_fd = args.metrics_fd, None
+            raise ConfigError(f"--metrics-fd {fd} is not an open file descriptor of this process") from None
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ConfigError(f"--stop-at must be a step of 1 or more, got {args.stop_at}")
     if args.device:
         cfg.train.device = args.device
     if args.threads is not None:

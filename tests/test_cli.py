@@ -63,6 +63,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["train", "--bogus"], r"unrecognized arguments: --bogus"),
     (["resume", "--run-dir", "/no/such/run"], r"not a run folder"),
     (["fly"], r"invalid choice: 'fly'"),
+    (["train", "--metrics-fd", "97"], r"--metrics-fd 97 is not an open file descriptor"),
+    (["train", "--steps", "10", "--stop-at", "11"], r"--stop-at 11 is past the schedule's 10 steps"),
 ])
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:
     t0 = time.monotonic()
@@ -166,3 +168,18 @@ def test_resume_flags_are_checked(trained: Path) -> None:
                           r"--lr needs --ramp-steps")
     assert_one_line_error(run_engine("resume", "--run-dir", str(trained), "--from", "step_000999"),
                           r"checkpoint 'step_000999' not found .* available: step_000003, step_000006")
+
+
+def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
+    """A launcher reading only the pipe learns why the run never started."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "nope", "--run-dir",
+                             str(tmp_path / "r"), "--metrics-fd", str(write_fd)],
+                            env=_env(), pass_fds=(write_fd,), stderr=subprocess.PIPE, text=True)
+    os.close(write_fd)
+    _, err = proc.communicate(timeout=60)
+    with os.fdopen(read_fd, "rb") as pipe:
+        records = P.RecordDecoder().feed(pipe.read())
+    assert proc.returncode == 2 and err.startswith("error: unknown preset")
+    assert [(r["type"], r["state"]) for r in records] == [("state", "crashed")]
+    assert "unknown preset 'nope'" in records[0]["reason"]
