@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from engine.config import ModelConfig, load_preset
+from engine.config import ModelConfig, OptimConfig, load_preset
 from engine.errors import ConfigError
 from engine.models import build_model
 from engine.models.engram import (
@@ -19,6 +19,7 @@ from engine.models.engram import (
     hash_ngrams,
     table_primes,
 )
+from engine.optim import build_optimizer
 
 torch.set_num_threads(1)
 
@@ -174,3 +175,13 @@ def test_engram_tiny_preset() -> None:
     rows = model.memories[str(cfg.model.engram_layers[0])].table.weight.shape[0]
     per_table = rows / (len(cfg.model.engram_orders) * HEADS_PER_ORDER)
     assert 1.0 <= per_table / (cfg.model.engram_table_mult * 256) < 1.1
+
+
+def test_muon_optimizer_routes_every_parameter_once() -> None:
+    """Through the engine's real optimizer router: the tables land in an AdamW group."""
+    model = _model()
+    opt = build_optimizer(model, OptimConfig(name="muon"))
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(seen) == len(set(seen)) == len({id(p) for p in model.parameters()})
+    table = model.memories["1"].table.weight
+    assert any(table is p for g in opt.param_groups if g["kind"] == "adamw" for p in g["params"])

@@ -8,12 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import ModelConfig, load_preset
+from engine.config import ModelConfig, OptimConfig, load_preset
 from engine.errors import ConfigError
 from engine.models import build_model
 from engine.models.hybrid import Hybrid, attention_layers
 from engine.models.layers import CausalSelfAttention
 from engine.models.ssm import SelectiveSSM
+from engine.optim import build_optimizer
 
 torch.set_num_threads(1)
 
@@ -166,3 +167,15 @@ def test_hybrid_tiny_preset() -> None:
     assert len(model.attn_layers) == 1
     assert model.num_params() == _expected_params(cfg.model)
     assert 0.7e6 <= model.num_params() <= 1.3e6
+
+
+def test_muon_optimizer_routes_every_parameter_once() -> None:
+    """Through the engine's real optimizer router: SSM specials land in the AdamW groups."""
+    model = _model()
+    opt = build_optimizer(model, OptimConfig(name="muon"))
+    seen = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(seen) == len(set(seen)) == len({id(p) for p in model.parameters()})
+    muon_group = next(g for g in opt.param_groups if g["kind"] == "muon")
+    assert {id(p) for p in muon_group["params"]} == {id(p) for _, p in model.muon_params()}
+    a_log = model.ssm_blocks()[0].mixer.A_log
+    assert any(a_log is p for g in opt.param_groups if g["kind"] == "adamw" for p in g["params"])
