@@ -137,6 +137,9 @@ class SelectiveSSM(nn.Module):
         a = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(d_inner, 1)
         self.A_log = nn.Parameter(torch.log(a))
         self.D = nn.Parameter(torch.ones(d_inner))
+        # Mamba's marker: weight decay would pull A toward -1 and D toward 0. An optimizer may honour it.
+        self.A_log._no_weight_decay = True  # type: ignore[attr-defined]
+        self.D._no_weight_decay = True  # type: ignore[attr-defined]
         self.out_proj = nn.Linear(d_inner, d_model, bias=False)
         self.reset_dt_()
 
