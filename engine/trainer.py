@@ -135,9 +135,11 @@ class Trainer:
     def run(self) -> int:
         """Train until the total (or --stop-at, a stop command, SIGTERM); returns the exit code."""
         self.controller = Controller(self.run_dir)
-        self.report = Reporter(self.run_dir, self.pipe_fd, run=self.cfg.name, device=describe(self.device),
+        self.report = Reporter(self.run_dir, self.pipe_fd, run=self.cfg.name, device=str(self.device),
+                               device_name=describe(self.device),
                                model=self.cfg.model.family, total_steps=self.schedule.total_steps,
-                               socket=self.controller.socket_path, best_val_loss=_finite(self.best_val_loss))
+                               socket=self.controller.socket_path, best_val_loss=_finite(self.best_val_loss),
+                               step=self.step, tokens=self.tokens)
         try:
             self._hello()
             return self._loop()
@@ -154,7 +156,8 @@ class Trainer:
             self.report.close()
 
     def _hello(self) -> None:
-        self.report.hello(run=self.cfg.name, config=self.cfg.to_dict(), device=describe(self.device),
+        self.report.hello(run=self.cfg.name, config=self.cfg.to_dict(), device=str(self.device),
+                          device_name=describe(self.device),
                           params=self.model.num_params(), total_steps=self.schedule.total_steps,
                           start_step=self.step, model=self.cfg.model.family, resumed_from=self.resumed_from,
                           corpus=self.corpus.description, unigram_entropy=self.corpus.unigram_entropy,
