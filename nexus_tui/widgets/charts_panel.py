@@ -8,9 +8,11 @@ plotext sees it, so a 1M-step run draws as fast as a 100-step one.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.reactive import reactive
@@ -32,13 +34,13 @@ X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
 
 def window_series(
     steps: Sequence[float], xs: Sequence[float], ys: Sequence[float], last_n: int
-) -> tuple[list[float], list[float]]:
-    """Keep the points within the last `last_n` steps (0 = all), whatever the x axis is."""
-    xs, ys = list(xs), list(ys)
-    if not last_n or not steps:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the points within the last `last_n` steps (0 = all), whatever the x axis is. Numpy views,
+    no copies: this runs for every series several times a second."""
+    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    if not last_n or not len(steps):
         return xs, ys
-    cut = steps[-1] - last_n
-    start = next((i for i, s in enumerate(steps) if s >= cut), len(steps))
+    start = bisect.bisect_left(steps, steps[-1] - last_n)
     return xs[start:], ys[start:]
 
 
@@ -63,6 +65,7 @@ class ChartsPanel(Vertical):
         self.options = options
         self.forecast_text = ""
         """The run summary / forecast line as last drawn."""
+        self._forecasts: dict[tuple, tuple[float, float, float] | None] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
@@ -92,23 +95,20 @@ class ChartsPanel(Vertical):
             f"  ·  {window} (w)"
         )
 
-    def _series(self, store: MetricStore, name: str, key: str) -> tuple[list[float], list[float]]:
+    def _series(self, store: MetricStore, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
         steps, ys = store.series(name, key, x="step")
-        if self.options.x_axis == "step":
-            xs = steps
-        else:
-            xs, ys = store.series(name, key, x=self.options.x_axis)
-            if self.options.x_axis == "time" and len(xs):
-                t0 = xs[0]
-                xs = [x - t0 for x in xs]
-        return window_series(list(steps), xs, ys, self.options.window)
+        xs = steps if self.options.x_axis == "step" else store.series(name, key, x=self.options.x_axis)[0]
+        xs, ys = window_series(steps, xs, ys, self.options.window)
+        if self.options.x_axis == "time" and len(xs):
+            xs = xs - xs[0]
+        return xs, ys
 
     def _curves(
         self, store: MetricStore, name: str, key: str, color: tuple[int, int, int], palette: ChartPalette,
         buckets: int, smooth: bool, marker: str = "braille",
     ) -> list[Curve]:
         xs, ys = self._series(store, name, key)
-        if not xs:
+        if not len(xs):
             return []
         curves = []
         if smooth and self.options.ema > 0:
@@ -136,7 +136,8 @@ class ChartsPanel(Vertical):
             if self._loss_differs(store, run.name):
                 specs["loss"].curves += self._curves(store, run.name, "loss", color, palette, buckets, False, "dot")
             vx, vy = self._series(store, run.name, "val_loss")
-            if vx:
+            if len(vx):
+                vx, vy = downsample(vx, vy, buckets)
                 specs["loss"].curves.append(Curve(vx, vy, color, "◆", scatter=True))
         forecast_text = ""
         if len(runs) == 1:
@@ -154,15 +155,21 @@ class ChartsPanel(Vertical):
         """Show `loss` beside H only when it is not the same number (label smoothing, MTP, aux)."""
         _, loss = store.series(name, "loss", x="step")
         _, ce = store.series(name, "ce", x="step")
-        tail = list(zip(list(loss)[-20:], list(ce)[-20:], strict=False))
-        return any(abs(a - b) > 1e-6 for a, b in tail if a is not None and b is not None)
+        return any(abs(a - b) > 1e-6 for a, b in zip(loss[-20:], ce[-20:], strict=False))
 
     def _forecast(self, store: MetricStore, run) -> tuple[str, float | None]:
         """A line under the options for one run: H, best val, the projected final val loss, ETA.
         (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
         title = f"{run.name}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
         steps, vals = store.series(run.name, "val_loss", x="step")
-        guess = forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
+        # The fit is pure Python over every eval: redo it only when an eval arrived or the total moved.
+        key = (run.name, len(steps), steps[-1] if len(steps) else None, run.total_steps)
+        if key not in self._forecasts:
+            self._forecasts = {k: v for k, v in self._forecasts.items() if k[0] != run.name}
+            self._forecasts[key] = (
+                forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
+            )
+        guess = self._forecasts[key]
         if guess is None:
             return title, None
         value, low, high = guess
