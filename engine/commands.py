@@ -28,6 +28,7 @@ class Steerable(Protocol):
     def request_stop(self, reason: str) -> None: ...
     def requested_sample(self, prompt: str, tokens: int, temperature: float, top_k: int) -> None: ...
     def ramp(self, target_lr: float, ramp_steps: int, total_steps: int | None) -> str: ...
+    def log(self, text: str, level: str = "info") -> None: ...
 
 
 class Controller:
@@ -44,6 +45,9 @@ class Controller:
         """Answer every waiting command; returns how many there were."""
         waiting = self.server.poll(timeout)
         for cmd, conn in waiting:
+            if cmd["cmd"] == P.GENERATE:
+                self._generate(trainer, cmd, conn)
+                continue
             try:
                 extra = dispatch(trainer, cmd)
             except NexusError as e:
@@ -55,12 +59,31 @@ class Controller:
                 P.reply(conn, ok=True, **extra)
         return len(waiting)
 
+    def _generate(self, trainer: Steerable, cmd: dict[str, Any], conn: Any) -> None:
+        """Answer at once, then sample: a long sample must not outlast the client's timeout. The text
+        (or why there is none) arrives as a record."""
+        prompt, tokens = str(cmd.get("prompt", "")), int(cmd.get("tokens", 100))
+        temperature, top_k = cmd.get("temperature", 0.8), cmd.get("top_k", 40)
+        if not isinstance(temperature, (int, float)) or not 0.0 <= temperature < float("inf"):
+            P.reply(conn, ok=False, error=f"generate temperature must be 0 (greedy) or positive, got {temperature!r}")
+            return
+        if not isinstance(top_k, int) or top_k < 0:
+            P.reply(conn, ok=False, error=f"generate top_k must be 0 (off) or positive, got {top_k!r}")
+            return
+        P.reply(conn, ok=True, step=trainer.step)
+        try:
+            trainer.requested_sample(prompt, tokens, float(temperature), top_k)
+        except Exception as e:  # noqa: BLE001 - a failed sample must not kill the run
+            traceback.print_exc(file=sys.stderr)
+            trainer.log(f"generate failed: {type(e).__name__}: {e}", "error")
+
     def close(self) -> None:
         self.server.close()
 
 
 def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
-    """Carry out one well-formed command (protocol.check_command already ran); return reply extras."""
+    """Carry out one well-formed command (protocol.check_command already ran); return reply extras.
+    `generate` is not here: the Controller answers it before the work (see `_generate`)."""
     name = cmd["cmd"]
     if name == P.PAUSE:
         trainer.pause("pause command")
@@ -72,13 +95,6 @@ def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"val_loss": trainer.evaluate()}
     elif name == P.STOP:
         trainer.request_stop("stop command")
-    elif name == P.GENERATE:
-        trainer.requested_sample(
-            str(cmd.get("prompt", "")),
-            int(cmd.get("tokens", 100)),
-            float(cmd.get("temperature", 0.8)),
-            int(cmd.get("top_k", 40)),
-        )
     elif name == P.RAMP:
         total = cmd.get("total_steps")
         text = trainer.ramp(float(cmd["target_lr"]), int(cmd["ramp_steps"]), total)

@@ -162,6 +162,8 @@ class Trainer:
                           start_step=self.step, model=self.cfg.model.family, resumed_from=self.resumed_from,
                           corpus=self.corpus.description, unigram_entropy=self.corpus.unigram_entropy,
                           tokens_per_step=self.tokens_per_step)
+        self.report.log(f"{self.model.num_params():,} params on {describe(self.device)}, "
+                        f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}")
         if self.resumed_from:
             self.report.log(f"resumed from {self.resumed_from} at step {self.step}; LR now {self._lr():.4g}")
         self._set_state(P.RUNNING)
@@ -289,8 +291,9 @@ class Trainer:
                             self.device, seed=self.cfg.train.seed + self.step)
         self.report.sample(step=self.step, prompt=prompt, text=text, requested=requested)
 
-    def save(self, reason: str) -> Path:
-        """Checkpoint now; it is `best` when this step's eval set the best val loss."""
+    def save(self, reason: str, final: bool = False) -> Path:
+        """Checkpoint now; it is `best` when this step's eval set the best val loss. A `final` one
+        (stop, end of run) leaves the state at checkpointing for the closing state record."""
         before = self.state
         self._set_state(P.CHECKPOINTING, reason)
         val = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else None
@@ -308,22 +311,24 @@ class Trainer:
                                               keep_last=self.cfg.train.keep_last)
         except OSError as e:  # disk full, folder gone: the run itself is fine, keep it going
             self.report.alert("disk", self.step, f"checkpoint at step {self.step} failed: {e}")
-            self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
+            if not final:
+                self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
             raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
         rel = str(path.relative_to(self.run_dir))
         self.report.ckpt(step=self.step, path=rel, best=best, val_loss=ckpt.finite_or_none(val))
-        self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
+        if not final:
+            self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
         return path
 
     def _save_if_new(self, reason: str) -> None:
         latest = ckpt.checkpoints_root(self.run_dir) / ckpt.LATEST
         if not (latest.is_symlink() and latest.resolve().name == ckpt.step_name(self.step)):
-            self._save_quietly(reason)
+            self._save_quietly(reason, final=True)
 
-    def _save_quietly(self, reason: str) -> None:
+    def _save_quietly(self, reason: str, final: bool = False) -> None:
         """A checkpoint the loop wants but can live without: a failure is an alert, not the end."""
         with contextlib.suppress(CheckpointError):
-            self.save(reason)
+            self.save(reason, final)
 
     # -- steering (called by the Controller between steps) ---------------------------------------
 
@@ -354,6 +359,9 @@ class Trainer:
                 f"total {self.schedule.total_steps} steps")
         self.report.log(text)
         return text
+
+    def log(self, text: str, level: str = "info") -> None:
+        self.report.log(text, level)
 
     def _restore_signals(self) -> None:
         for s, h in self._old_handlers.items():
