@@ -133,8 +133,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if metrics.exists() and metrics.stat().st_size > 0:
         raise ConfigError(f"run folder {run_dir} already has metrics: use `python -m engine resume "
                           f"--run-dir {run_dir}`, or another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(run_dir, cfg)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(run_dir, cfg)
+    except OSError as e:
+        raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
 
     from engine.trainer import Trainer
 
@@ -144,7 +147,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir)
+    run_dir = _existing_run(args.run_dir, write=True)
     cfg = _run_config(run_dir)
     _apply_common(cfg, args)
     cfg.validate()
@@ -208,10 +211,12 @@ def _write_config(run_dir: Path, cfg: C.Config) -> None:
     tmp.replace(run_dir / P.CONFIG_FILE)
 
 
-def _existing_run(run_dir: str) -> Path:
+def _existing_run(run_dir: str, write: bool = False) -> Path:
     path = Path(run_dir)
     if not (path / P.CONFIG_FILE).exists():
         raise ConfigError(f"{path} is not a run folder (no {P.CONFIG_FILE}); check --run-dir")
+    if write and not os.access(path, os.W_OK):
+        raise ConfigError(f"run folder {path} is not writable")
     return path
 
 
