@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -31,3 +32,19 @@ def engine_env() -> dict[str, str]:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_outlives_its_test(tmp_path: Path):
+    """Engines start in their own session so they survive the dashboard; in tests that means a failed
+    test could leave one training forever. Kill every engine whose command line names this test's
+    temp folder once the test is over."""
+    yield
+    import psutil
+
+    mark = str(tmp_path)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if "engine" in cmd and any(mark in part for part in cmd):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
