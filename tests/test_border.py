@@ -44,7 +44,7 @@ def test_dashboard_reaches_engine_only_through_protocol() -> None:
         "import importlib, pkgutil, sys, nexus_tui\n"
         "for m in pkgutil.walk_packages(nexus_tui.__path__, 'nexus_tui.'):\n"
         "    importlib.import_module(m.name)\n"
-        "print(','.join(sorted(k for k in sys.modules if k.startswith('engine') and k not in ('engine', 'engine.protocol'))))\n"
+        "print(','.join(sorted(k for k in sys.modules if k.startswith('engine') and k != 'engine' and not k.startswith('engine.protocol'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -1,0 +1,258 @@
+"""The record stream: one writer (file first, pipe best effort) and one garbage-tolerant reader."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from engine.protocol.schema import _UNPACK_LIMITS, HELLO, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
+
+_TYPE_KEY = b"\xa4type"
+
+
+def pack(record: dict[str, Any]) -> bytes:
+    """One record as msgpack bytes, "type" first so a reader can find the next record after garbage."""
+    return msgpack.packb({"type": record["type"], **record}, use_bin_type=True)
+
+
+@dataclass
+class DecodeWarning:
+    """Something a reader skipped: garbage bytes, an unknown type, a newer protocol."""
+
+    text: str
+    skipped_bytes: int = 0
+
+
+@dataclass
+class RecordDecoder:
+    """Incremental, garbage-tolerant decoder for a record stream (a pipe or a file being tailed).
+
+    `feed(bytes)` returns the whole records decoded so far. Bytes that are not a record are skipped
+    one at a time until a record decodes again; each such run becomes one DecodeWarning in
+    `warnings`. An unfinished record at the end stays buffered (`pending` bytes) for the next feed.
+    """
+
+    warnings: list[DecodeWarning] = field(default_factory=list)
+    _pending: bytearray = field(default_factory=bytearray)
+    _unpacker: Any = None
+    _base: int = 0
+    _garbage: int = 0
+    _newer_warned: bool = False
+
+    def _fresh(self) -> None:
+        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, **_UNPACK_LIMITS)
+        self._unpacker.feed(bytes(self._pending))
+        self._base = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back: the start of a record that has not fully arrived."""
+        return len(self._pending)
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        self._pending += data
+        if self._unpacker is None:
+            self._fresh()
+        elif data:
+            self._unpacker.feed(data)
+        while self._pending:
+            try:
+                obj = self._unpacker.unpack()
+            except msgpack.OutOfData:
+                if len(self._pending) <= 2 * MAX_RECORD_BYTES and not self._whole_record_after_head():
+                    break
+                self._resync()  # a head that never ends, or one that a later whole record proves garbage
+                continue
+            except Exception:  # noqa: BLE001 - any decode failure means garbage here
+                self._resync()
+                continue
+            if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+                self._resync()  # garbage that happened to decode as msgpack
+                continue
+            end = self._unpacker.tell()
+            del self._pending[: end - self._base]
+            self._base = end
+            self._flush_garbage()
+            if self._accept(obj, end):
+                out.append(obj)
+        return out
+
+    def _accept(self, obj: dict[str, Any], size: int) -> bool:
+        if obj["type"] not in RECORD_TYPES:
+            self.warnings.append(DecodeWarning(f"skipped a record of unknown type {obj['type']!r}"))
+            return False
+        if obj["type"] == HELLO:
+            version = obj.get("protocol")
+            if isinstance(version, int) and version > PROTOCOL_VERSION and not self._newer_warned:
+                self._newer_warned = True
+                self.warnings.append(DecodeWarning(
+                    f"stream speaks protocol {version}, this Nexus speaks {PROTOCOL_VERSION}: "
+                    "unknown fields are ignored; upgrade Nexus to see them"
+                ))
+        return True
+
+    def _record_starts(self) -> Iterator[int]:
+        """Offsets after the head where a record could start: a map header before the key "type"."""
+        buf = self._pending
+        at = buf.find(_TYPE_KEY, 1)
+        while at != -1:
+            if at >= 2 and 0x80 <= buf[at - 1] <= 0x8F:
+                yield at - 1
+            elif at >= 4 and buf[at - 3] == 0xDE:
+                yield at - 3
+            at = buf.find(_TYPE_KEY, at + 1)
+
+    def _whole_record_after_head(self) -> bool:
+        """A stream writes records in order, so if a whole record sits after an unfinished head,
+        the head is garbage (say, a length header claiming megabytes) and waiting for it would stall."""
+        for tries, start in enumerate(self._record_starts()):
+            if tries >= 3:
+                break
+            probe = msgpack.Unpacker(raw=False, strict_map_key=False, **_UNPACK_LIMITS)
+            probe.feed(bytes(self._pending[start:]))
+            try:
+                obj = probe.unpack()
+            except Exception:  # noqa: BLE001 - not a record there
+                continue
+            if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+                return True
+        return False
+
+    def _resync(self) -> None:
+        """Skip to the next place a record could start (writers put "type" first), or all but the
+        last few bytes. Linear in the garbage, however long it is."""
+        start = next(self._record_starts(), 0) or max(1, len(self._pending) - len(_TYPE_KEY) - 2)
+        del self._pending[:start]
+        self._garbage += start
+        self._fresh()
+
+    def _flush_garbage(self) -> None:
+        if self._garbage:
+            self.warnings.append(
+                DecodeWarning(f"skipped {self._garbage} bytes that were not records", self._garbage)
+            )
+            self._garbage = 0
+
+    def finish(self) -> int:
+        """End of input: report skipped garbage; return the torn tail's length (0 if none)."""
+        self._flush_garbage()
+        return len(self._pending)
+
+
+@dataclass
+class ReadResult:
+    """Everything a file held: whole records, the torn tail's size, and what was skipped."""
+
+    records: list[dict[str, Any]]
+    torn_bytes: int
+    warnings: list[DecodeWarning]
+    size: int
+
+
+def read_records(path: str | Path, offset: int = 0) -> ReadResult:
+    """Read a metrics file from `offset`. A file cut mid-record yields every whole record before it."""
+    decoder = RecordDecoder()
+    records: list[dict[str, Any]] = []
+    size = offset
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while chunk := f.read(1 << 20):
+            size += len(chunk)
+            records.extend(decoder.feed(chunk))
+    torn = decoder.finish()
+    if torn:
+        decoder.warnings.append(DecodeWarning(f"last record is torn ({torn} bytes): ignored", torn))
+    return ReadResult(records, torn, decoder.warnings, size)
+
+
+class RecordWriter:
+    """Writes each record to the append-only metrics file and, if given, to a metrics pipe.
+
+    The file is the truth and is written first. The pipe is best effort: it is non-blocking, a full
+    pipe drops the record there (readers can backfill from the file by `seq`), and a broken pipe (the
+    dashboard quit or died) is closed and never slows training.
+    """
+
+    def __init__(self, path: str | Path, pipe_fd: int | None = None) -> None:
+        self.path = Path(path)
+        self.seq = count_records(self.path) if self.path.exists() else 0
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the writer
+        self._pipe = pipe_fd
+        self.pipe_dropped = 0
+        if pipe_fd is not None:
+            os.set_blocking(pipe_fd, False)
+
+    def write(self, record: dict[str, Any]) -> dict[str, Any]:
+        record = {**record, "seq": self.seq, "time": time.time()}
+        data = pack(record)
+        try:
+            self._append(data)
+        except OSError:
+            # Not filed (disk full, size limit): the pipe still hears of it, as seq -1 ("not in the file").
+            self._to_pipe(pack({**record, "seq": -1}))
+            raise  # the caller turns it into an alert
+        self.seq += 1
+        self._to_pipe(data)
+        return record
+
+    def _append(self, data: bytes) -> None:
+        """Append one whole record or nothing: a short write (size limit, full disk) is taken back,
+        so the file never holds a torn record in its middle."""
+        written = self._file.write(data)
+        if written is not None and written != len(data):
+            self._file.truncate(self._file.tell() - written)
+            raise OSError(errno.EFBIG, f"short write to {self.path.name} ({written} of {len(data)} bytes)")
+
+    def _to_pipe(self, data: bytes) -> None:
+        if self._pipe is None:
+            return
+        try:
+            sent = os.write(self._pipe, data)
+            view = memoryview(data)[sent:]
+            deadline = time.monotonic() + 0.5
+            while view and time.monotonic() < deadline:
+                select.select([], [self._pipe], [], 0.05)
+                with contextlib.suppress(BlockingIOError):
+                    view = view[os.write(self._pipe, view):]
+            if view:
+                self._close_pipe()  # a half record went out: the reader will resync; stop using it
+        except BlockingIOError:
+            self.pipe_dropped += 1
+        except OSError:
+            self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self._pipe is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._pipe)
+            self._pipe = None
+
+    @property
+    def has_pipe(self) -> bool:
+        return self._pipe is not None
+
+    def close(self) -> None:
+        self._close_pipe()
+        self._file.close()
+
+
+def count_records(path: str | Path) -> int:
+    """How many whole records a metrics file holds (the next record's seq)."""
+    return len(read_records(path).records)
+
+
+def iter_records(path: str | Path, types: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
+    """Whole records of a file, optionally only some types."""
+    for r in read_records(path).records:
+        if types is None or r["type"] in types:
+            yield r

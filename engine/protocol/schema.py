@@ -1,0 +1,43 @@
+"""Names both sides agree on: protocol version, record types, states, commands, run-folder files.
+
+The full description of every record and command is in `engine/protocol/__init__.py`.
+"""
+
+PROTOCOL_VERSION = 1
+MAX_RECORD_BYTES = 1 << 20
+"""A record larger than this is garbage, not data (the longest real one is a sample's text)."""
+
+# Record types.
+HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT = (
+    "hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert",
+)
+RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT})
+
+# Run states.
+STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED = (
+    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped",
+)
+STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED)
+LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
+
+# Commands.
+PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
+    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp",
+)
+COMMANDS = frozenset({PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP})
+
+# The run folder.
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.msgpack"
+LOG_FILE = "engine.log"
+STATUS_FILE = "status"
+CONTROL_SOCKET = "control.sock"
+CHECKPOINTS_DIR = "checkpoints"
+
+_UNPACK_LIMITS = dict(
+    max_str_len=MAX_RECORD_BYTES,
+    max_bin_len=MAX_RECORD_BYTES,
+    max_array_len=1 << 16,
+    max_map_len=1 << 12,
+    max_ext_len=0,
+)
