@@ -8,6 +8,7 @@ stdout (engine.log) gets a readable line now and then, never the data channel.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import statistics
@@ -33,7 +34,8 @@ class Reporter:
         self._status: dict[str, Any] = {"pid": os.getpid(), "state": P.STARTING, **status}
         self._status_at = 0.0
         self._printed_at = 0.0
-        self._write_failed = False
+        self.disk_error: str | None = None
+        """Why the last record could not be filed (disk full, size limit); the trainer pauses on it."""
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -43,9 +45,9 @@ class Reporter:
         try:
             return self.writer.write(record)
         except OSError as e:
-            if not self._write_failed:
-                self._write_failed = True
-                print(f"cannot write {P.METRICS_FILE}: {e}; records are being lost", file=sys.stderr, flush=True)
+            if self.disk_error is None:
+                self.disk_error = f"cannot write {P.METRICS_FILE}: {e.strerror or e}"
+                print(f"{self.disk_error}; records are being lost", file=sys.stderr, flush=True)
             return record
 
     def hello(self, **fields: Any) -> None:
@@ -112,6 +114,23 @@ class Reporter:
 
     def close(self) -> None:
         self.writer.close()
+
+
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+"""Errors that mean "no room to write": the run pauses for a person instead of losing records."""
+
+
+def is_disk_full(e: OSError) -> bool:
+    return e.errno in DISK_ERRNOS
+
+
+def is_oom(e: BaseException) -> bool:
+    """An allocation failure: Python's MemoryError, torch's CUDA OutOfMemoryError (a RuntimeError
+    saying "out of memory") or its CPU allocator's RuntimeError ("can't allocate memory")."""
+    if isinstance(e, MemoryError):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
 
 
 class HealthWatch:

@@ -11,6 +11,7 @@ import contextlib
 import math
 import random
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from engine.device import autocast, autocast_dtype, describe, memory_bytes, pres
 from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
-from engine.report import HealthWatch, Reporter
+from engine.report import HealthWatch, Reporter, is_disk_full, is_oom
 from engine.sampling import generate
 from engine.schedule import Schedule
 
@@ -68,8 +69,15 @@ class Trainer:
         self._process = psutil.Process()
         # Installed before the slow setup so an early SIGTERM still ends in a clean stop.
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        # A file-size limit must fail write() with EFBIG (a disk alert), not kill the run with SIGXFSZ.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         try:
             self._setup()
+        except Exception as e:
+            self._restore_signals()
+            if is_oom(e):
+                raise ConfigError(self._oom_text(e)) from None
+            raise
         except BaseException:
             self._restore_signals()
             raise
@@ -144,10 +152,14 @@ class Trainer:
             self._hello()
             return self._loop()
         except Exception as e:  # noqa: BLE001 - anything unexpected: say so in the records, exit 1
-            traceback.print_exc()
-            last = traceback.format_exception_only(type(e), e)[-1].strip()
+            if is_oom(e):  # a user-sized problem: one line that says what to change, no traceback
+                kind, last = "oom", self._oom_text(e)
+                print(f"error: {last}", file=sys.stderr, flush=True)
+            else:
+                traceback.print_exc()
+                kind, last = "crash", traceback.format_exception_only(type(e), e)[-1].strip()
             self.report.log(last, level="error")
-            self.report.alert("crash", self.step, last)
+            self.report.alert(kind, self.step, last)
             self.report.state(P.CRASHED, self.step, reason=last, exit_code=1)
             return 1
         finally:
@@ -172,6 +184,7 @@ class Trainer:
         t = self.cfg.train
         while self.step < min(self.stop_at or self.schedule.total_steps, self.schedule.total_steps):
             self.controller.poll(self, 0.0)
+            self._pause_if_disk_full()
             while self.paused and not self.stop_reason:
                 self.controller.poll(self, 0.1)
                 self.report.status()  # keeps `updated` fresh: a paused run is alive
@@ -311,6 +324,8 @@ class Trainer:
                                               keep_last=self.cfg.train.keep_last)
         except OSError as e:  # disk full, folder gone: the run itself is fine, keep it going
             self.report.alert("disk", self.step, f"checkpoint at step {self.step} failed: {e}")
+            if is_disk_full(e):  # no room: pause (below) rather than train on with nothing saved
+                self.report.disk_error = self.report.disk_error or f"checkpoint failed: {e.strerror or e}"
             if not final:
                 self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
             raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
@@ -338,6 +353,7 @@ class Trainer:
             self._set_state(P.PAUSED, reason)
 
     def unpause(self, reason: str) -> None:
+        self.report.disk_error = None  # the person says there is room again; a new failure pauses again
         if self.paused:
             self.paused = False
             self._set_state(P.RUNNING, reason)
@@ -362,6 +378,27 @@ class Trainer:
 
     def log(self, text: str, level: str = "info") -> None:
         self.report.log(text, level)
+
+    def _pause_if_disk_full(self) -> None:
+        """Records or a checkpoint could not be written: alert and hold until a person makes room."""
+        if self.report.disk_error and not self.paused:
+            self.report.alert("disk", self.step, f"{self.report.disk_error} at step {self.step}")
+            self.pause(f"paused: {self.report.disk_error}; free space, then resume")
+
+    def _oom_text(self, e: BaseException) -> str:
+        """Out of memory, said with the figures a person needs to pick a smaller batch."""
+        t, device = self.cfg.train, getattr(self, "device", None)
+        if device is not None and device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(device)
+            held = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated at peak, " \
+                   f"{free / 2**20:.0f} of {total / 2**20:.0f} MiB free on {device}"
+        else:
+            held = f"process holds {self._process.memory_info().rss / 2**20:.0f} MiB, " \
+                   f"host has {psutil.virtual_memory().available / 2**20:.0f} MiB available"
+        said = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        return (f"out of memory in run {self.cfg.name!r} at step {self.step + 1}: batch_size {t.batch_size} "
+                f"x grad_accum {t.grad_accum} x seq_len {self.cfg.model.seq_len}; {held} ({said}); "
+                "lower train.batch_size (raise train.grad_accum to keep the tokens per step)")
 
     def _restore_signals(self) -> None:
         for s, h in self._old_handlers.items():
