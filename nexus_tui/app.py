@@ -107,11 +107,21 @@ class NexusApp(App[None]):
         if self._settings_error:
             self.log_line("nexus", self._settings_error, "warning")
         self.services.start()
+        self._reattach()
         self.set_interval(REDRAW_S, self._redraw)
         self.set_interval(1.0, self._sample_telemetry)
         self._sample_telemetry()
         if self.demo:
             self._launch_demo()
+
+    @work(thread=True, group="startup")
+    def _reattach(self) -> None:
+        """Replay the runs folder and re-attach live runs off the event loop: the first frame does
+        not wait for a million-record history."""
+        try:
+            self.services.reattach()
+        except Exception as e:  # noqa: BLE001 - one unreadable folder must not take the dashboard down
+            self.post_message(msg.WarningRaised(None, f"could not re-attach the runs folder: {e}"))
 
     def on_resize(self) -> None:
         narrow = self.size.width < NARROW
@@ -137,6 +147,12 @@ class NexusApp(App[None]):
             self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
         self._dirty = True
         self._show_new(event.run_name)
+
+    @on(msg.RunsAttached)
+    def _attached(self, event: msg.RunsAttached) -> None:
+        if event.names:
+            self.log_line("nexus", f"re-attached {len(event.names)} running: {', '.join(event.names)}")
+        self._dirty = True
 
     @on(msg.RunDiscovered)
     def _discovered(self, event: msg.RunDiscovered) -> None:

@@ -50,12 +50,13 @@ class WarningRaised(Message):
         self.text = text
 
 
-class TelemetrySampled(Message):
-    """The telemetry sampler took a fresh snapshot."""
+class RunsAttached(Message):
+    """The start-up scan replayed every run folder and attached these live runs (started elsewhere
+    or left training by an earlier dashboard)."""
 
-    def __init__(self, snapshot: Any) -> None:
+    def __init__(self, names: list[str]) -> None:
         super().__init__()
-        self.snapshot = snapshot
+        self.names = names
 
 
 class CommandFinished(Message):

@@ -38,6 +38,8 @@ class Services:
         )
         self.telemetry = Telemetry()
         self._tracked: dict[str, int] = {}
+        self._scanned = threading.Event()
+        """Set once the start-up scan has replayed every run's history and attached the live ones."""
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
 
@@ -52,6 +54,8 @@ class Services:
 
     def _on_new_run(self, run_dir: Path) -> None:
         self.app.post_message(msg.RunDiscovered(Path(run_dir)))
+        if not self._scanned.is_set():
+            return  # the start-up scan attaches every run after replaying its history
         # Already on a watcher thread: attaching (status read, pid check) may not block the UI anyway.
         # It lets commands and exit detection work for runs started elsewhere.
         try:
@@ -62,11 +66,24 @@ class Services:
     # -- used by the app -------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start the watcher and the telemetry sampler; `reattach()` follows, on a worker thread."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.watcher.start()
         self.telemetry.start()
-        # Existing runs' histories can be large: read them off the event loop.
-        threading.Thread(target=self.watcher.scan_existing, name="nexus-scan", daemon=True).start()
+
+    def reattach(self) -> list[str]:
+        """Replay every run's history, then attach the runs whose engine still lives (left training
+        by a dashboard that quit or was killed), so they get exit detection and every command.
+        Blocking (histories can be large): the app runs it on a worker thread. Attaching after the
+        replay matters: a run that died while nobody watched is reported crashed after its last
+        "running" state record, not before it (which the replay would then overwrite)."""
+        try:
+            self.watcher.scan_existing()
+            attached = self.supervisor.attach_all(feed_history=False)
+        finally:
+            self._scanned.set()
+        self.app.post_message(msg.RunsAttached(attached))
+        return attached
 
     def devices(self) -> list[tuple[str, str]]:
         """(value, label) choices for the launch form: cpu first, then each GPU."""
