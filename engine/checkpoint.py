@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError
-from engine.protocol import CHECKPOINTS_DIR
+from engine.protocol import CHECKPOINTS_DIR, pid_alive
 
 if TYPE_CHECKING:
     import torch
@@ -196,8 +196,29 @@ def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
             keep.add(os.readlink(p))
     removed = [p for p in done if p.name not in keep]
     for p in removed:
-        shutil.rmtree(p, ignore_errors=True)
+        # Renamed away first: a kill mid-delete leaves a hidden folder, never a half checkpoint that lists.
+        gone = root / f".old-{p.name}-{os.getpid()}"
+        os.rename(p, gone)
+        shutil.rmtree(gone, ignore_errors=True)
+    _sweep_leftovers(root)
     return removed
+
+
+def _sweep_leftovers(root: Path) -> None:
+    """Delete temp folders and pointer temps that a killed writer left behind (their pid is gone)."""
+    for p in root.iterdir():
+        _, _, pid = p.name.rpartition("-")
+        if not (p.name.startswith((".tmp-", ".old-", f".{LATEST}-", f".{BEST}-")) and pid.isdigit()):
+            continue
+        if int(pid) == os.getpid() or pid_alive(int(pid)):
+            continue
+        if p.is_symlink() or not p.is_dir():
+            with contextlib.suppress(OSError):
+                p.unlink()
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+
+    return True
 
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
