@@ -8,6 +8,7 @@ second inside `batch_update()`: records can arrive thousands a second, a person 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from nexus_tui.widgets.telemetry_pane import TelemetryPane
 NARROW = 120
 WINDOWS = (0, 100, 500, 2000, 10000)
 REDRAW_S = 0.25
+LIVE_SLACK_S = 5.0
+"""An alert stamped up to this long before the app started still counts as news (clock skew, a
+record that was on its way while the dashboard was starting)."""
 
 
 class NexusApp(App[None]):
@@ -82,6 +86,9 @@ class NexusApp(App[None]):
         self.store = self.services.store
         self._dirty = True
         self._shown: dict[tuple[str, str], Any] = {}
+        self._started_at = time.time()
+        self._replayed = False
+        """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
         """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
         register_themes(self)
 
@@ -146,10 +153,11 @@ class NexusApp(App[None]):
         if run is not None and run.crash_tail:
             self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
         self._dirty = True
-        self._show_new(event.run_name)
+        self._show_new(event.run_name, news=self._replayed)
 
     @on(msg.RunsAttached)
     def _attached(self, event: msg.RunsAttached) -> None:
+        self._replayed = True
         if event.names:
             self.log_line("nexus", f"re-attached {len(event.names)} running: {', '.join(event.names)}")
         self._dirty = True
@@ -174,8 +182,12 @@ class NexusApp(App[None]):
     def _selection(self, event: RunTable.SelectionChanged) -> None:
         self._dirty = True
 
-    def _show_new(self, name: str) -> None:
-        """Push the run's samples, logs and alerts that arrived since last time into their panes."""
+    def _show_new(self, name: str, news: bool | None = None) -> None:
+        """Push the run's samples, logs and alerts that arrived since last time into their panes.
+
+        Only news raises the red bar: an alert from history (a NaN three days ago, replayed from the
+        file on start) is listed in the log pane and nothing more. `news` None: judge each alert by
+        its own timestamp against the app's start."""
         run = self.store.get(name)
         if run is None:
             return
@@ -186,9 +198,15 @@ class NexusApp(App[None]):
             self.log_line(name, str(record.get("text", "")), str(record.get("level", "info")), record.get("time"))
         for record in self._new(name, "alerts", run.alerts):
             text = f"{name}: {record.get('kind', 'alert')} at step {record.get('step', '?')}: {record.get('text', '')}"
-            self.query_one(AlertBar).raise_alert(text)
-            self.notify(text, title="Alert", severity="error", timeout=15)
-            self.log_line(name, text, "error")
+            when = record.get("time")
+            if news is None:
+                fresh = isinstance(when, (int, float)) and when >= self._started_at - LIVE_SLACK_S
+            else:
+                fresh = news
+            if fresh:
+                self.query_one(AlertBar).raise_alert(text)
+                self.notify(text, title="Alert", severity="error", timeout=15)
+            self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
 
     def _new(self, name: str, kind: str, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         items = list(items)

@@ -7,11 +7,15 @@ step asserting on what the engine's records did (not on what the app claims).
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from engine.protocol import METRICS_FILE, RecordWriter, pack, read_status
 from nexus_tui.app import NexusApp
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
@@ -154,3 +158,83 @@ async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: 
         assert table.get_cell("bad", "state").plain == "crashed (2)"
         await pilot.press("a")
         assert not bar.has_class("-active")
+
+
+@pytest.mark.slow
+async def test_a_run_left_training_comes_back_with_history_and_control(
+    app: NexusApp, runs_root: Path, engine_env: dict[str, str]
+) -> None:
+    """A run started outside this dashboard (a terminal, or a dashboard that quit leaving it
+    training): the app replays its whole history, pauses it with p, and sees it die."""
+    run_dir = runs_root / "left"
+    sets = [arg for kv in TINY.split() for arg in ("--set", kv)]
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
+                             "--steps", "100000", *sets], env=engine_env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while ((read_status(run_dir) or {}).get("step") or 0) < 5:
+            assert proc.poll() is None and time.monotonic() < deadline, "the engine did not start training"
+            time.sleep(0.1)
+        async with app.run_test(size=(120, 40)) as pilot:
+            run = await wait_for(pilot, lambda: (r := app.store.get("left")) is not None and r.step >= 5 and r, 30,
+                                 "the run's history")
+            steps = app.store.series("left", "loss")[0]
+            assert steps[0] == 1 and len(steps) >= 5, "the whole history, from step 1"
+            await wait_for(pilot, lambda: "left" in app.services.live_runs(), 20, "the run attached")
+            await wait_for(pilot, lambda: app.query_one(RunTable).highlighted == "left", 5, "the run in the table")
+
+            await pilot.press("p")
+            await wait_for(pilot, lambda: run.state == "paused", 30, "state paused")
+            held = run.step
+            await pilot.pause(1.0)
+            assert run.step == held and proc.poll() is None
+
+            from nexus_tui.widgets.alert_bar import AlertBar
+
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            await wait_for(pilot, lambda: run.state == "crashed", 20, "the dead run marked crashed")
+            bar = app.query_one(AlertBar)
+            await wait_for(pilot, lambda: bar.has_class("-active"), 5, "the alert bar")
+            assert "left: crash" in bar.alerts[-1]
+
+        # A later dashboard finds the dead run still claiming "paused": crashed, after its history.
+        again = NexusApp(runs_root, settings_path=runs_root.parent / "settings2.json")
+        async with again.run_test(size=(120, 40)) as pilot:
+            await wait_for(pilot, lambda: (r := again.store.get("left")) is not None and r.state == "crashed", 30,
+                           "the dead run crashed on a fresh start")
+            await pilot.pause(0.5)
+            assert again.store.get("left").state == "crashed" and not again.services.live_runs()
+            assert not again.query_one(AlertBar).has_class("-active"), "found dead on start: listed, not shouted"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(app: NexusApp, runs_root: Path) -> None:
+    """A NaN alert replayed from a run's file is old news: the log pane lists it, the red bar stays
+    down. An alert appended while the dashboard watches raises the bar."""
+    from nexus_tui.widgets.alert_bar import AlertBar
+    from nexus_tui.widgets.log_pane import LogPane
+
+    run_dir = runs_root / "old"
+    run_dir.mkdir()
+    long_ago = time.time() - 86400
+    history = [{"type": "hello", "run": "old", "pid": 0, "total_steps": 10, "config": {}},
+               {"type": "metric", "step": 1, "tokens": 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3},
+               {"type": "alert", "kind": "nan", "step": 1, "text": "loss is NaN"},
+               {"type": "state", "state": "stopped", "step": 1}]
+    with open(run_dir / METRICS_FILE, "wb") as f:
+        for seq, rec in enumerate(history):
+            f.write(pack({**rec, "seq": seq, "time": long_ago + seq}))
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.query_one(LogPane)
+        await wait_for(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 10, "the old alert")
+        bar = app.query_one(AlertBar)
+        assert not bar.has_class("-active") and not bar.alerts
+
+        writer = RecordWriter(run_dir / METRICS_FILE)
+        writer.write({"type": "alert", "kind": "spike", "step": 2, "text": "loss spiked"})
+        await wait_for(pilot, lambda: bar.has_class("-active"), 10, "the live alert")
+        assert "old: spike at step 2" in bar.alerts[-1] and len(bar.alerts) == 1

@@ -183,3 +183,47 @@ def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
     assert proc.returncode == 2 and err.startswith("error: unknown preset")
     assert [(r["type"], r["state"]) for r in records] == [("state", "crashed")]
     assert "unknown preset 'nope'" in records[0]["reason"]
+
+
+def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(tmp_path: Path) -> None:
+    """A live run with no checkpoint yet: the preview starts at its current step and LR, and the LR
+    the engine then follows after the same `ramp` command is the previewed curve."""
+    run = tmp_path / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "5000", *TINY,
+                             "--set", "train.ckpt_every=100000", "--set", "train.eval_every=100000",
+                             "--set", "schedule.warmup_steps=4"],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while ((P.read_status(run) or {}).get("step") or 0) < 3:
+            assert proc.poll() is None and time.monotonic() < deadline, "the engine did not start training"
+            time.sleep(0.1)
+        P.send_command(run, P.PAUSE)
+        while (P.read_status(run) or {}).get("state") != P.PAUSED:
+            assert time.monotonic() < deadline, "the engine did not pause"
+            time.sleep(0.05)
+        assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
+        last = [r for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))][-1]
+        total = last["step"] + 40  # a new, short total: the run finishes soon after the ramp
+        done = run_engine("lr-preview", "--run-dir", str(run), "--lr", "0.02", "--ramp-steps", "6",
+                          "--steps", str(total), "--points", "100")
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        assert out["start_step"] == out["step"][0] == last["step"], "starts where the run is, not at step 0"
+        # A metric record carries the LR its step used; the next step (where the ramp starts) may differ.
+        assert out["lr"][0] == pytest.approx(last["lr"], rel=0.05), "starts at the LR the run is at now"
+        assert out["step"][-1] == total and max(out["lr"]) == pytest.approx(0.02)
+
+        P.send_command(run, P.RAMP, target_lr=0.02, ramp_steps=6, total_steps=total)
+        P.send_command(run, P.RESUME)
+        assert proc.wait(timeout=120) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    followed = {r["step"]: r["lr"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))}
+    previewed = dict(zip(out["step"], out["lr"], strict=True))
+    # The record of step s carries the LR that step used: the schedule's value after s - 1 steps.
+    common = [s for s in previewed if s + 1 in followed and s >= out["start_step"]]
+    assert len(common) > 30
+    for s in common:
+        assert followed[s + 1] == pytest.approx(previewed[s], rel=1e-6), f"step {s}"
