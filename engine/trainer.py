@@ -23,11 +23,11 @@ import psutil
 import torch
 
 from engine import checkpoint as ckpt
+from engine import distributed
 from engine import protocol as P
-from engine.commands import Controller
 from engine.config import Config
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
-from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng, resolve_device
+from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng
 from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
@@ -91,7 +91,8 @@ class Trainer:
         behind, so the same command can simply be run again once fixed.
         """
         cfg, t = self.cfg, self.cfg.train
-        self.device = resolve_device(t.device)
+        self.dist = distributed.setup(t.device)  # one process, or this rank of a torchrun run
+        self.device = self.dist.device
         if t.threads > 0:
             torch.set_num_threads(t.threads)
         random.seed(t.seed)
@@ -99,7 +100,8 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.amp = autocast_dtype(self.device, t.dtype)
 
-        self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
+        with self.dist.main_first():  # rank 0 writes the tokenizer and token cache, the others read them
+            self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
         cfg.model.vocab_size = self.corpus.tokenizer.vocab_size
         self.model = build_model(cfg.model).to(self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
@@ -107,11 +109,12 @@ class Trainer:
         self.resumed_from: str | None = None
         if self.resume is not None:
             self._load_resume(self.resume)
+        self.dist.broadcast_module(self.model)
         if self.stop_at is not None and not self.step < self.stop_at <= self.schedule.total_steps:
             raise ConfigError(f"--stop-at {self.stop_at} must be after step {self.step} "
                               f"and at most the total {self.schedule.total_steps}")
         self.forward = torch.compile(self.model) if t.compile else self.model
-        self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len
+        self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len * self.dist.world  # global
         self.stateful = bool(getattr(self.model, "wants_streams", False))  # carried state: contiguous streams
         self._eval_data = eval_batches(self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches,
                                        t.seed, self.device)
@@ -142,15 +145,17 @@ class Trainer:
 
     def run(self) -> int:
         """Train until the total (or --stop-at, a stop command, SIGTERM); returns the exit code."""
-        self.controller = Controller(self.run_dir)
-        self.report = Reporter(self.run_dir, self.pipe_fd, run=self.cfg.name, device=str(self.device),
+        self.controller = distributed.controller(self.dist, self.run_dir)
+        self.report = distributed.reporter(self.dist, Reporter, self.run_dir, self.pipe_fd, run=self.cfg.name, device=str(self.device),
                                device_name=describe(self.device),
                                model=self.cfg.model.family, total_steps=self.schedule.total_steps,
                                socket=self.controller.socket_path, best_val_loss=_finite(self.best_val_loss),
                                step=self.step, tokens=self.tokens)
         try:
             self._hello()
-            return self._loop()
+            code = self._loop()
+            self.dist.finish()  # every rank waits for rank 0's last checkpoint
+            return code
         except Exception as e:  # noqa: BLE001 - anything unexpected: say so in the records, exit 1
             if is_oom(e):  # a user-sized problem: one line that says what to change, no traceback
                 kind, last = "oom", self._oom_text(e)
@@ -165,6 +170,7 @@ class Trainer:
         finally:
             self._restore_signals()
             self.controller.close()
+            self.dist.close()
             self.report.close()
 
     def _hello(self) -> None:
@@ -173,7 +179,7 @@ class Trainer:
                           params=self.model.num_params(), total_steps=self.schedule.total_steps,
                           start_step=self.step, model=self.cfg.model.family, resumed_from=self.resumed_from,
                           corpus=self.corpus.description, unigram_entropy=self.corpus.unigram_entropy,
-                          tokens_per_step=self.tokens_per_step)
+                          tokens_per_step=self.tokens_per_step, world_size=self.dist.world)
         self.report.log(f"{self.model.num_params():,} params on {describe(self.device)}, "
                         f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}")
         if self.resumed_from:
@@ -225,15 +231,18 @@ class Trainer:
         for i in range(t.grad_accum):
             position = self.step * t.grad_accum + i
             if self.stateful:
-                x, y = contiguous_streams(self.corpus.train, t.batch_size, seq_len, position, self.device)
+                x, y = contiguous_streams(self.corpus.train, t.batch_size, seq_len, position, self.device,
+                                          rank=self.dist.rank, world=self.dist.world)
             else:
-                x, y = get_batch(self.corpus.train, t.batch_size, seq_len, t.seed, position, self.device)
+                x, y = get_batch(self.corpus.train, t.batch_size, seq_len, t.seed, position, self.device,
+                                 rank=self.dist.rank, world=self.dist.world)
             with autocast(self.device, self.amp):
                 out = self.forward(x, y, t.label_smoothing)
             (out.loss / t.grad_accum).backward()
             loss_sum += out.loss.detach().float()
             ce_sum += out.ce.detach().float()
         params = [p for p in self.model.parameters() if p.grad is not None]
+        self.dist.average([p.grad for p in params], loss_sum, ce_sum)  # global means under torchrun
         if self.cfg.optim.grad_clip > 0:
             gnorm_t = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
         else:
@@ -289,6 +298,8 @@ class Trainer:
 
     def evaluate(self) -> float:
         """Held-out pure CE (no label smoothing, no MTP) on the same batches every time."""
+        if not self.dist.is_main:  # the weights are the same on every rank: rank 0 alone evaluates
+            return math.nan
         val_loss = held_out_ce(self.model, self._eval_data, self.device, self.amp)
         best = math.isfinite(val_loss) and val_loss < self.best_val_loss
         if best:
@@ -299,6 +310,8 @@ class Trainer:
         return val_loss
 
     def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int, requested: bool) -> None:
+        if not self.dist.is_main:
+            return
         with preserved_rng(self.device):
             text = generate(self.model, self.corpus.tokenizer, prompt, tokens, temperature, top_k,
                             self.device, seed=self.cfg.train.seed + self.step)
@@ -307,6 +320,8 @@ class Trainer:
     def save(self, reason: str, final: bool = False) -> Path:
         """Checkpoint now; it is `best` when this step's eval set the best val loss. A `final` one
         (stop, end of run) leaves the state at checkpointing for the closing state record."""
+        if not self.dist.is_main:  # rank 0 writes the one checkpoint of the run
+            return ckpt.checkpoints_root(self.run_dir) / ckpt.step_name(self.step)
         before = self.state
         self._set_state(P.CHECKPOINTING, reason)
         val = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else None
@@ -317,7 +332,7 @@ class Trainer:
             "best_val_loss": ckpt.finite_or_none(self.best_val_loss), "lr": self._lr(), "lr_scale": self.lr_scale,
             "config": self.cfg.to_dict(), "tokenizer": self.corpus.tokenizer.kind, "params": self.model.num_params(),
             "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
-            "torch": torch.__version__, "device": str(self.device),
+            "torch": torch.__version__, "device": str(self.device), "world_size": self.dist.world,
         }
         try:
             path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
@@ -395,7 +410,7 @@ class Trainer:
         else:
             held = f"process holds {self._process.memory_info().rss / 2**20:.0f} MiB, " \
                    f"host has {psutil.virtual_memory().available / 2**20:.0f} MiB available"
-        said = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        said = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
         return (f"out of memory in run {self.cfg.name!r} at step {self.step + 1}: batch_size {t.batch_size} "
                 f"x grad_accum {t.grad_accum} x seq_len {self.cfg.model.seq_len}; {held} ({said}); "
                 "lower train.batch_size (raise train.grad_accum to keep the tokens per step)")
