@@ -1,8 +1,8 @@
 """Measured speed of the selective-SSM scans and of the hybrid/engram tiny presets on this machine.
 
 Prints figures, asserts nothing: the chunked scan trades chunk x more elementwise work for fewer
-sequential steps, which pays on a GPU and costs on a CPU, so the preset's ssm_chunk is a measured
-choice. Run: `python bench/ssm_speed.py` (one torch thread; numbers are noisy on a shared machine).
+sequential steps, which pays on a GPU and costs on a CPU; chunk 1 runs the stepwise scan (the loop
+with a hand-written backward). The preset's ssm_chunk is a measured choice. Run: `python bench/ssm_speed.py` (one torch thread; numbers are noisy on a shared machine).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.config import load_preset  # noqa: E402
 from engine.models import build_model  # noqa: E402
-from engine.models.ssm import selective_scan_chunked, selective_scan_sequential  # noqa: E402
+from engine.models.ssm import (  # noqa: E402
+    selective_scan_chunked,
+    selective_scan_sequential,
+    selective_scan_stepwise,
+)
 
 
 def best_of(fn, repeats: int = 3) -> float:
@@ -41,7 +45,9 @@ def scan_figures(b: int = 16, T: int = 128, d: int = 256, n: int = 8) -> None:
     print(f"scan fwd+bwd, b={b} T={T} d_inner={d} N={n}:")
     t = best_of(lambda: selective_scan_sequential(u, delta, A, B, C, D)[0].sum().backward())
     print(f"  sequential        {t * 1e3:8.1f} ms")
-    for chunk in (1, 2, 4, 8, 16):
+    t = best_of(lambda: selective_scan_stepwise(u, delta, A, B, C, D)[0].sum().backward())
+    print(f"  stepwise          {t * 1e3:8.1f} ms   (= chunked L=1)")
+    for chunk in (2, 4, 8, 16):
         t = best_of(lambda c=chunk: selective_scan_chunked(u, delta, A, B, C, D, c)[0].sum().backward())
         print(f"  chunked L={chunk:<3}     {t * 1e3:8.1f} ms")
 
@@ -74,6 +80,7 @@ if __name__ == "__main__":
     scan_figures()
     print("train step (fwd+bwd+AdamW), preset batch and seq_len:")
     preset_figures("tiny")
-    for chunk in (1, 2, 4):
+    for chunk in (1, 2, 4, 8):
         preset_figures("hybrid-tiny", {"ssm_chunk": chunk})
     preset_figures("engram-tiny")
+    preset_figures("lstm-tiny")

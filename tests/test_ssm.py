@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.models.ssm import SelectiveSSM, selective_scan_chunked, selective_scan_sequential
+from engine.models.ssm import (
+    SelectiveSSM,
+    selective_scan_chunked,
+    selective_scan_sequential,
+    selective_scan_stepwise,
+)
 
 torch.set_num_threads(1)
 
@@ -53,15 +58,67 @@ def test_chunked_scan_gradients_equal_sequential(chunk: int) -> None:
         torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_stepwise_scan_values_and_every_gradient_equal_sequential_float64(with_h0: bool) -> None:
+    """The hand-written backward against autograd through the reference loop, final state included."""
+    u, delta, A, B, C, D, h0 = _scan_inputs(3, 23, 5, 4, seed=3)
+    inputs = [u, delta, A, B, C, D] + ([h0] if with_h0 else [])
+    for t in inputs:
+        t.requires_grad_()
+    g = torch.Generator().manual_seed(4)
+    wy = torch.randn(3, 23, 5, generator=g, dtype=torch.float64)
+    wh = torch.randn(3, 5, 4, generator=g, dtype=torch.float64)
+    results = []
+    for scan in (selective_scan_sequential, selective_scan_stepwise):
+        y, h = scan(*inputs)
+        ((y * wy).sum() + (h * wh).sum()).backward()
+        results.append((y.detach(), h.detach(), [t.grad.clone() for t in inputs]))
+        for t in inputs:
+            t.grad = None
+    (y_ref, h_ref, g_ref), (y, h, grads) = results
+    torch.testing.assert_close(y, y_ref, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(h, h_ref, rtol=1e-13, atol=1e-13)
+    for name, got, want in zip(["u", "delta", "A", "B", "C", "D", "h0"], grads, g_ref, strict=False):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-11, msg=f"d{name}")
+
+
+def test_stepwise_scan_passes_gradcheck() -> None:
+    """Finite differences, independent of the reference loop's own autograd."""
+    u, delta, A, B, C, D, h0 = (t.requires_grad_() for t in _scan_inputs(2, 6, 3, 2, seed=5))
+    assert torch.autograd.gradcheck(selective_scan_stepwise, (u, delta, A, B, C, D, h0))
+
+
+def test_stepwise_scan_float32_matches_float64_reference() -> None:
+    """Training runs float32: the stepwise scan stays as close to the exact answer as the loop does."""
+    inputs64 = [t.requires_grad_() for t in _scan_inputs(4, 128, 16, 8, seed=6)]
+    inputs32 = [t.detach().float().requires_grad_() for t in inputs64]
+    y64, _ = selective_scan_sequential(*inputs64)
+    y32, _ = selective_scan_stepwise(*inputs32)
+    y64.sum().backward()
+    y32.sum().backward()
+    torch.testing.assert_close(y32.double(), y64.detach(), rtol=1e-4, atol=1e-4)
+    for a, b in zip(inputs32, inputs64, strict=True):
+        torch.testing.assert_close(a.grad.double(), b.grad, rtol=1e-3, atol=1e-3)
+
+
+def test_chunk_one_trains_through_the_stepwise_scan() -> None:
+    """ssm_chunk = 1 (the CPU preset) must take the fast path, not the masked chunk code."""
+    u, delta, A, B, C, D, _ = (t.requires_grad_() for t in _scan_inputs(1, 5, 2, 2))
+    y, _ = selective_scan_chunked(u, delta, A, B, C, D, 1)
+    assert type(y.grad_fn).__name__ == "_StepwiseScanBackward"
+
+
 def test_chunked_scan_survives_strong_decay() -> None:
     """Large dt * |A| (exp of the unmasked future part would overflow) stays finite in float32."""
     u, delta, A, B, C, D, _ = (t.float() for t in _scan_inputs(1, 32, 4, 4, seed=2))
     delta = delta * 40  # dt*A down to about -1000 per step
-    y, h = selective_scan_chunked(u.requires_grad_(), delta, A, B, C, D, 16)
-    y.sum().backward()
-    assert torch.isfinite(y).all() and torch.isfinite(h).all() and torch.isfinite(u.grad).all()
     y_ref, _ = selective_scan_sequential(u, delta, A, B, C, D)
-    torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
+    for chunk in (16, 1):
+        u.grad = None
+        y, h = selective_scan_chunked(u.requires_grad_(), delta, A, B, C, D, chunk)
+        y.sum().backward()
+        assert torch.isfinite(y).all() and torch.isfinite(h).all() and torch.isfinite(u.grad).all()
+        torch.testing.assert_close(y, y_ref, rtol=1e-4, atol=1e-4)
 
 
 def _block(**kw: int) -> SelectiveSSM:

@@ -3,9 +3,12 @@
     h_t = exp(dt_t * A) * h_{t-1} + dt_t * B_t * u_t        y_t = <C_t, h_t> + D * u_t
 
 - `selective_scan_sequential`: the plain loop over time. Obviously right, so it is the reference.
-- `selective_scan_chunked`: what training uses. Inside a chunk of L steps every h_t is a weighted sum
-  of the chunk's inputs with weights exp(A * (Q_t - Q_s)), Q the running sum of dt, so the chunk is a
-  few batched tensor ops instead of L Python steps; only the state at chunk ends is carried in a loop.
+- `selective_scan_stepwise`: what training uses on a CPU (ssm_chunk = 1). The same loop with a
+  hand-written backward (a reverse scan): autograd then records one node instead of a dozen per step,
+  and each step works on one [b, d, N] slice that stays in cache instead of whole [b, T, d, N] tensors.
+- `selective_scan_chunked`: what a GPU wants (ssm_chunk >= 32). Inside a chunk of L steps every h_t is
+  a weighted sum of the chunk's inputs with weights exp(A * (Q_t - Q_s)), Q the running sum of dt, so
+  the chunk is a few batched tensor ops instead of L Python steps; only chunk ends are carried in a loop.
 - `SelectiveSSM.step`: one token at a time from a small state (conv buffer + h), for generation.
 
 Plain PyTorch on purpose (no custom kernels): it runs anywhere the rest of the engine does.
@@ -19,6 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 
 def selective_scan_sequential(
@@ -46,6 +50,79 @@ def selective_scan_sequential(
     return y, h
 
 
+class _StepwiseScan(torch.autograd.Function):
+    """The sequential recurrence with its gradient written out, so neither pass builds an autograd graph.
+
+    Backward is the reverse scan: g_t = dL/dh_t = C_t dy_t + a_{t+1} g_{t+1}; from it dx_t = g_t and
+    dL/d(dt_t A) = g_t * a_t * h_{t-1}, which give every input's gradient in a few batched products.
+    Forward keeps only the states h_t (one [T, b, d, N] buffer) for that.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: FunctionCtx, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+        C: torch.Tensor, D: torch.Tensor, h0: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, T, d = u.shape
+        du = delta * u
+        hs = u.new_empty(T, b, d, A.shape[1])  # time-major: each step writes one contiguous slice
+        ys = u.new_empty(T, b, d, 1)
+        h = u.new_zeros(b, d, A.shape[1]) if h0 is None else h0
+        for t in range(T):
+            ht = torch.mul(torch.exp(delta[:, t, :, None] * A), h, out=hs[t])
+            ht.addcmul_(du[:, t, :, None], B[:, t, None, :])
+            torch.bmm(ht, C[:, t, :, None], out=ys[t])
+            h = ht
+        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs)
+        return ys.squeeze(-1).transpose(0, 1) + u * D, hs[T - 1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        u, delta, A, B, C, D, h0, hs = ctx.saved_tensors  # type: ignore[attr-defined]
+        T, b, d, n = hs.shape
+        dyT = dy.transpose(0, 1).contiguous()  # [T, b, d]
+        G = torch.empty_like(hs)  # g_t for every t
+        gah = torch.empty_like(hs)  # g_t * a_t * h_{t-1}: the gradient of the log-decay dt_t * A
+        carry = dh
+        for t in range(T - 1, -1, -1):
+            g = torch.addcmul(carry, dyT[t, :, :, None], C[:, t, None, :], out=G[t])
+            carry = g * torch.exp(delta[:, t, :, None] * A)  # becomes dL/dh_{t-1}
+            if t:
+                torch.mul(carry, hs[t - 1], out=gah[t])
+            elif h0 is not None:
+                torch.mul(carry, h0, out=gah[0])
+            else:
+                gah[0].zero_()
+        Tb = T * b
+        G_, hs_ = G.view(Tb, d, n), hs.view(Tb, d, n)
+        d_du = torch.bmm(G_, B.transpose(0, 1).reshape(Tb, n, 1)).view(T, b, d).transpose(0, 1)
+        dB = torch.bmm((delta * u).transpose(0, 1).reshape(Tb, 1, d), G_).view(T, b, n).transpose(0, 1)
+        dC = torch.bmm(dyT.view(Tb, 1, d), hs_).view(T, b, n).transpose(0, 1)
+        # Plain products, not einsum: einsum would first copy gah into a d-major layout (2x slower).
+        ddelta = (gah * A).view(Tb * d, n).mv(A.new_ones(n)).view(T, b, d).transpose(0, 1) + d_du * u
+        dA = (gah * delta.transpose(0, 1)[..., None]).sum((0, 1))
+        du = d_du * delta + dy * D
+        dD = (dy * u).sum((0, 1))
+        return du, ddelta, dA, dB, dC, dD, carry if h0 is not None else None
+
+
+def selective_scan_stepwise(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor,
+    h0: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`selective_scan_sequential`'s numbers at a fraction of its cost on a CPU (bench/ssm_speed.py).
+
+    Same shapes; differentiable once (no double backward), which training never needs.
+    """
+    return _StepwiseScan.apply(u, delta, A, B, C, D, h0)
+
+
 def selective_scan_chunked(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -59,12 +136,14 @@ def selective_scan_chunked(
     """The same recurrence as `selective_scan_sequential`, computed chunk-parallel.
 
     Work and memory grow as b * T * chunk * d * N (the in-chunk decay weights) while the Python
-    loop shrinks to T / chunk steps: a GPU wants chunks of 32 or more, a CPU runs fastest at 1 (the
-    bare carry loop; bench/ssm_speed.py measures it). Any chunk gives the same numbers.
+    loop shrinks to T / chunk steps: a GPU wants chunks of 32 or more. chunk <= 1 hands over to
+    `selective_scan_stepwise`, the fastest form on a CPU. Any chunk gives the same numbers.
     """
     b, T, d = u.shape
     n = A.shape[1]
     L = max(1, min(chunk, T))
+    if chunk <= 1:
+        return selective_scan_stepwise(u, delta, A, B, C, D, h0)
     pad = (-T) % L
     if pad:
         # dt = 0 means "decay 1, input 0": padded steps leave the state untouched.
@@ -81,25 +160,17 @@ def selective_scan_chunked(
     dBu = (dt_c * u_c).unsqueeze(-1) @ B_c.unsqueeze(-2)  # [b, nc, L, d, N], outer product as a matmul
     decay = torch.exp(Q[..., None] * A)  # [b, nc, L, d, N]: decay of the chunk's entering state
     h = u.new_zeros(b, d, n) if h0 is None else h0
-    if L == 1:
-        # No in-chunk mixing: the carry loop alone is the scan (the cheapest form on a CPU).
-        hs = []
-        for a_t, x_t in zip(decay[:, :, 0].unbind(1), dBu[:, :, 0].unbind(1), strict=True):
-            h = a_t * h + x_t
-            hs.append(h)
-        h_all = torch.stack(hs, dim=1).unsqueeze(2)
-    else:
-        seg = Q[:, :, :, None, :] - Q[:, :, None, :, :]  # [b, nc, t, s, d]
-        future = torch.ones(L, L, dtype=torch.bool, device=u.device).triu(1)[:, :, None, None]
-        # Mask s > t before exp: there the exponent is positive and may overflow (inf * 0 = nan).
-        w = torch.exp((seg[..., None] * A).masked_fill(future, float("-inf")))
-        h_in = (w * dBu[:, :, None]).sum(3)  # [b, nc, t, d, N]: states from in-chunk inputs only
-        starts = []
-        # unbind, not indexing in the loop: one backward op instead of a zero-filled copy per chunk.
-        for a_c, x_c in zip(decay[:, :, -1].unbind(1), h_in[:, :, -1].unbind(1), strict=True):
-            starts.append(h)
-            h = a_c * h + x_c
-        h_all = h_in + decay * torch.stack(starts, dim=1).unsqueeze(2)
+    seg = Q[:, :, :, None, :] - Q[:, :, None, :, :]  # [b, nc, t, s, d]
+    future = torch.ones(L, L, dtype=torch.bool, device=u.device).triu(1)[:, :, None, None]
+    # Mask s > t before exp: there the exponent is positive and may overflow (inf * 0 = nan).
+    w = torch.exp((seg[..., None] * A).masked_fill(future, float("-inf")))
+    h_in = (w * dBu[:, :, None]).sum(3)  # [b, nc, t, d, N]: states from in-chunk inputs only
+    starts = []
+    # unbind, not indexing in the loop: one backward op instead of a zero-filled copy per chunk.
+    for a_c, x_c in zip(decay[:, :, -1].unbind(1), h_in[:, :, -1].unbind(1), strict=True):
+        starts.append(h)
+        h = a_c * h + x_c
+    h_all = h_in + decay * torch.stack(starts, dim=1).unsqueeze(2)
     y = (h_all @ C_c.unsqueeze(-1)).squeeze(-1).reshape(b, nc * L, d)[:, :T]
     return y + u[:, :T] * D, h
 
