@@ -73,16 +73,42 @@ def ema(ys: Sequence[float], weight: float) -> list[float]:
     return out.tolist()
 
 
+def ema_continue(
+    ys: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
+) -> tuple[np.ndarray, tuple[float, int]]:
+    """`ema` of points that follow earlier ones: `state` is what the previous call returned (the
+    un-debiased average and how many finite points it holds), so appending k points costs O(k) and
+    gives the same numbers as smoothing the whole series again."""
+    y = np.array(ys, dtype=np.float64)
+    w = min(max(float(weight), 0.0), 0.999)
+    if y.size == 0 or w == 0.0:
+        return y, state
+    out = y.copy()
+    finite = np.isfinite(y)
+    v = y[finite]
+    if not v.size:
+        return out, state
+    raw = _ema_raw(v, w, state[0])
+    count = state[1] + np.arange(1, v.size + 1, dtype=np.float64)
+    out[finite] = raw / (1.0 - np.power(w, count))
+    return out, (float(raw[-1]), state[1] + int(v.size))
+
+
 def _ema_debiased(v: np.ndarray, w: float) -> np.ndarray:
-    """The recurrence in closed form per block: inside a block of length B starting from state s,
-    s_k = w**(k+1) * s + (1-w) * w**k * cumsum(w**-j * y_j). Blocks are short enough that w**-j stays
-    finite (a block shrinks for tiny w), so this is exact to rounding and O(n) in numpy."""
+    n = np.arange(1, v.size + 1, dtype=np.float64)
+    return _ema_raw(v, w, 0.0) / (1.0 - np.power(w, n))
+
+
+def _ema_raw(v: np.ndarray, w: float, state: float) -> np.ndarray:
+    """The recurrence s_k = w*s_{k-1} + (1-w)*v_k from `state`, in closed form per block: inside a
+    block of length B starting from s, s_k = w**(k+1) * s + (1-w) * w**k * cumsum(w**-j * y_j). Blocks
+    are short enough that w**-j stays finite (a block shrinks for tiny w), so this is exact to
+    rounding and O(n) in numpy."""
     block = _EMA_BLOCK if w >= 0.01 else max(1, int(250 / -np.log10(w)))
     k = np.arange(block, dtype=np.float64)
     pow_k = w**k
     inv_pow = w**-k
     smoothed = np.empty_like(v)
-    state = 0.0
     for start in range(0, v.size, block):
         chunk = v[start : start + block]
         m = chunk.size
@@ -90,5 +116,4 @@ def _ema_debiased(v: np.ndarray, w: float) -> np.ndarray:
         vals = acc + state * w * pow_k[:m]
         smoothed[start : start + m] = vals
         state = vals[-1]
-    n = np.arange(1, v.size + 1, dtype=np.float64)
-    return smoothed / (1.0 - np.power(w, n))
+    return smoothed

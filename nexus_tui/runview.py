@@ -49,13 +49,16 @@ class Series:
     """One metric over a run: append-only columns (step, tokens, time, value) in compact arrays,
     ordered by step. 8 bytes per number: a million-step run costs 32 MB per series, not 200."""
 
-    __slots__ = ("step", "tokens", "time", "value")
+    __slots__ = ("step", "tokens", "time", "value", "edits")
 
     def __init__(self) -> None:
         self.step = array("d")
         self.tokens = array("d")
         self.time = array("d")
         self.value = array("d")
+        self.edits = 0
+        """Changes other than appends (an insert, a cut): chart caches that extend by appending
+        compare it to know when to start over."""
 
     def __len__(self) -> int:
         return len(self.step)
@@ -71,12 +74,14 @@ class Series:
         at = bisect.bisect_right(self.step, step)
         if at and self.step[at - 1] == step:
             return  # that step is already there
+        self.edits += 1
         for column, v in ((self.step, step), (self.tokens, tokens), (self.time, time), (self.value, value)):
             column.insert(at, v)
 
     def cut_from(self, step: float) -> None:
         """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
         at = bisect.bisect_left(self.step, step)
+        self.edits += 1
         for column in (self.step, self.tokens, self.time, self.value):
             del column[at:]
 

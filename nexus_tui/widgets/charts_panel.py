@@ -18,7 +18,7 @@ from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from nexus_tui.downsample import downsample, ema
+from nexus_tui.curves import CurveCache
 from nexus_tui.forecast import forecast_final
 from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
@@ -66,6 +66,7 @@ class ChartsPanel(Vertical):
         self.forecast_text = ""
         """The run summary / forecast line as last drawn."""
         self._forecasts: dict[tuple, tuple[float, float, float] | None] = {}
+        self._cache = CurveCache()
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
@@ -95,29 +96,21 @@ class ChartsPanel(Vertical):
             f"  ·  {window} (w)"
         )
 
-    def _series(self, store: MetricStore, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-        steps, ys = store.series(name, key, x="step")
-        xs = steps if self.options.x_axis == "step" else store.series(name, key, x=self.options.x_axis)[0]
-        xs, ys = window_series(steps, xs, ys, self.options.window)
-        if self.options.x_axis == "time" and len(xs):
-            xs = xs - xs[0]
-        return xs, ys
-
     def _curves(
         self, store: MetricStore, name: str, key: str, color: tuple[int, int, int], palette: ChartPalette,
-        buckets: int, smooth: bool, marker: str = "braille",
+        buckets: int, smooth: bool, marker: str = "braille", scatter: bool = False,
     ) -> list[Curve]:
-        xs, ys = self._series(store, name, key)
-        if not len(xs):
+        """The raw curve, or the EMA over a faint raw one, from the cache: O(buckets) per redraw."""
+        run = store.get(name)
+        series = run.series.get(key) if run is not None else None
+        if series is None or not len(series):
             return []
-        curves = []
-        if smooth and self.options.ema > 0:
-            rx, ry = downsample(xs, ys, buckets)
-            curves.append(Curve(rx, ry, palette.faint, marker))
-            ys = ema(ys, self.options.ema)
-        sx, sy = downsample(xs, ys, buckets)
-        curves.append(Curve(sx, sy, color, marker))
-        return curves
+        o = self.options
+        weight = o.ema if smooth else 0.0
+        (rx, ry), smoothed = self._cache.curve(name, key, series, o.x_axis, weight, o.window, buckets)
+        if smoothed is None:
+            return [Curve(rx, ry, color, marker, scatter)]
+        return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
 
     def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette) -> None:
         """Redraw all charts for these runs (colours from each run's index in `palette`)."""
@@ -135,10 +128,8 @@ class ChartsPanel(Vertical):
             specs["loss"].curves += self._curves(store, run.name, "ce", color, palette, buckets, True)
             if self._loss_differs(store, run.name):
                 specs["loss"].curves += self._curves(store, run.name, "loss", color, palette, buckets, False, "dot")
-            vx, vy = self._series(store, run.name, "val_loss")
-            if len(vx):
-                vx, vy = downsample(vx, vy, buckets)
-                specs["loss"].curves.append(Curve(vx, vy, color, "◆", scatter=True))
+            specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
+                                                 scatter=True)
         forecast_text = ""
         if len(runs) == 1:
             forecast_text, forecast = self._forecast(store, runs[0])
@@ -150,12 +141,15 @@ class ChartsPanel(Vertical):
         self.query_one("#chart-forecast", Static).update(forecast_text)
         for key, spec in specs.items():
             self.chart(key).show(spec)
+        self._cache.sweep()
 
     def _loss_differs(self, store: MetricStore, name: str) -> bool:
         """Show `loss` beside H only when it is not the same number (label smoothing, MTP, aux)."""
-        _, loss = store.series(name, "loss", x="step")
-        _, ce = store.series(name, "ce", x="step")
-        return any(abs(a - b) > 1e-6 for a, b in zip(loss[-20:], ce[-20:], strict=False))
+        run = store.get(name)
+        if run is None:
+            return False
+        loss, ce = run.series["loss"].value[-20:], run.series["ce"].value[-20:]
+        return any(abs(a - b) > 1e-6 for a, b in zip(loss, ce, strict=False))
 
     def _forecast(self, store: MetricStore, run) -> tuple[str, float | None]:
         """A line under the options for one run: H, best val, the projected final val loss, ETA.

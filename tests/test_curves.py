@@ -1,0 +1,80 @@
+"""The chart cache: appending points extends it and gives what recomputing from scratch gives."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from nexus_tui.curves import BLOCK, CurveCache
+from nexus_tui.downsample import downsample, ema, ema_continue
+from nexus_tui.runview import Series
+
+
+def _series(n: int, start: int = 1, nan_every: int = 0) -> Series:
+    s = Series()
+    rng = np.random.default_rng(n)
+    for step in range(start, start + n):
+        y = 3.0 / math.sqrt(step) + 0.1 * rng.standard_normal()
+        if nan_every and step % nan_every == 0:
+            y = float("nan")
+        s.append(step, step * 64.0, 1000.0 + step, y)
+    return s
+
+
+def test_ema_continue_in_chunks_equals_ema_of_the_whole() -> None:
+    ys = list(_series(5000, nan_every=97).value)
+    whole = np.array(ema(ys, 0.9))
+    state, parts = (0.0, 0), []
+    for a, b in ((0, 1), (1, 300), (300, 301), (301, 5000)):
+        out, state = ema_continue(ys[a:b], 0.9, state)
+        parts.append(out)
+    chunked = np.concatenate(parts)
+    assert np.allclose(chunked, whole, equal_nan=True, rtol=1e-12)
+    assert np.isnan(chunked[96]) and np.isfinite(chunked[97])
+
+
+def test_cached_curve_grows_by_appends_and_matches_a_fresh_computation() -> None:
+    series = _series(10 * BLOCK + 17)
+    cache = CurveCache()
+    cache.curve("r", "loss", series, "step", 0.8, 0, 100)
+    for step in range(len(series) + 1, len(series) + 3 * BLOCK):  # a live run: points keep coming
+        series.append(step, step * 64.0, 1000.0 + step, 1.0 / step)
+        if step % 50 == 0:
+            cache.curve("r", "loss", series, "step", 0.8, 0, 100)
+    (rx, ry), (sx, sy) = cache.curve("r", "loss", series, "step", 0.8, 0, 100)
+    fresh = CurveCache().curve("r", "loss", series, "step", 0.8, 0, 100)
+    assert (rx, ry) == fresh[0], "raw points: exactly what a fresh computation picks"
+    assert sx == fresh[1][0] and sy == pytest.approx(fresh[1][1], rel=1e-12), "EMA: the same up to rounding"
+    values = np.array(series.value)
+    smoothed = np.array(ema(list(values), 0.8))
+    assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-9), "each point is the EMA at its step"
+    assert len(rx) <= 2 * 100 + 1 and rx[-1] == series.step[-1], "bounded, and the last point is kept"
+    assert min(ry) == values.min() and max(ry) == values.max(), "spikes survive the block summaries"
+    # Every bucket's extremes are those of the raw points in it (the block summaries lose nothing).
+    ex, ey = downsample(list(series.step), list(values), 100)
+    assert min(ey) == min(ry) and max(ey) == max(ry)
+
+
+def test_a_backfill_or_resume_cut_rebuilds_the_cache() -> None:
+    series = _series(3 * BLOCK)
+    cache = CurveCache()
+    cache.curve("r", "loss", series, "step", 0.6, 0, 64)
+    series.cut_from(100)  # a resume re-draws from step 100
+    for step in range(100, 200):
+        series.append(step, step * 64.0, 5000.0 + step, 10.0)
+    again = cache.curve("r", "loss", series, "step", 0.6, 0, 64)
+    assert again == CurveCache().curve("r", "loss", series, "step", 0.6, 0, 64)
+    assert again[0][0][-1] == 199 and again[0][1][-1] == 10.0
+
+
+def test_window_and_time_axis() -> None:
+    series = _series(4000)
+    cache = CurveCache()
+    (rx, _), smooth = cache.curve("r", "lr", series, "time", 0.0, 500, 64)
+    assert smooth is None
+    assert 0.0 <= rx[0] < 10 and rx[-1] == pytest.approx(500.0), "the last 500 steps, seconds from the first shown"
+    cache.sweep()
+    cache.sweep()
+    assert not cache._curves, "curves no redraw asked for are dropped"
