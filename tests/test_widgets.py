@@ -188,3 +188,29 @@ def test_themes_have_palettes_and_cycle() -> None:
     assert [next_theme(n) for n in names] == names[1:] + names[:1]
     assert palette_for("textual-light") is PALETTES["nexus-light"]
     assert PALETTE.hex(0) == "#4ea8de" and PALETTE.run(len(PALETTE.runs)) == PALETTE.run(0)
+
+
+async def test_charts_draw_inside_their_frame() -> None:
+    """Every chart row fits its widget and nothing is drawn right of the plot's right edge (the val
+    diamonds, the LR line and the forecast line included), wide and narrow, linear and log."""
+    from nexus_tui.widgets.chart import MetricChart
+
+    store = MetricStore()
+    store.ingest("alpha", None, records("alpha", 300, total=400))
+    store.ingest("beta", None, records("beta", 120, total=400))
+    for size, log_y in (((140, 45), False), ((100, 30), True)):
+        panel = ChartsPanel(Settings(log_scale=log_y))
+        async with Host(panel).run_test(size=size) as pilot:
+            panel.redraw(store, ["alpha"], PALETTE)
+            await pilot.pause()
+            panel.redraw(store, ["alpha", "beta"], PALETTE)
+            await pilot.pause()
+            for chart in panel.query(MetricChart):
+                lines = chart.render().split("\n")
+                assert chart.spec.curves and len(lines) == chart.size.height
+                for line in lines:
+                    text = line.plain
+                    assert line.cell_len <= chart.size.width, (chart.id, text)
+                    edge = max(text.rfind(c) for c in "│┤┐┘")
+                    if edge >= 0:
+                        assert not text[edge + 1 :].strip(), (chart.id, text)
