@@ -121,7 +121,8 @@ class Services:
                 runs.append((name, palette.hex(run.color) if run else "", p.cpu_percent, p.rss))
         return TelemetryView(
             gpus=gpus, gpu_error=snap.gpu_error, cpu=snap.host.cpu_percent, ram_used=snap.host.ram_used,
-            ram_total=snap.host.ram_total, cpu_history=self.telemetry.history_of("host.cpu"), runs=runs,
+            ram_total=snap.host.ram_total, cpu_history=self.telemetry.history_of("host.cpu"),
+            ram_history=self.telemetry.history_of("host.ram"), runs=runs,
         )
 
     def shutdown(self, stop_runs: bool) -> None:

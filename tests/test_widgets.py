@@ -141,23 +141,34 @@ async def test_samples_logs_and_alert_bar() -> None:
 
 
 async def test_telemetry_pane_without_and_with_gpus() -> None:
+    """One reading a line (label, value, sparkline), cut to the pane's width, never wrapped."""
     pane = TelemetryPane()
-    async with Host(pane).run_test(size=(60, 40)) as pilot:
+    async with Host(pane).run_test(size=(40, 40)) as pilot:
         pane.show(TelemetryView(gpu_error="no NVIDIA GPU/driver: GPU telemetry off", cpu=12.0,
-                                ram_used=2 * 2**30, ram_total=8 * 2**30, cpu_history=[1, 5, 12],
-                                runs=[("alpha", "#ff0000", 99.0, 300 * 2**20)]))
+                                ram_used=2 * 2**30, ram_total=8 * 2**30, cpu_history=[1, 50, 100, 97, 97],
+                                runs=[("a-very-long-run-name-that-cannot-fit", "#ff0000", 99.0, 481 * 2**20)]))
         await pilot.pause()
         assert "GPU telemetry off" in str(pane.query_one("#gpu-error").render())
-        host = str(pane.query_one("#host").render())
-        assert "CPU 12%" in host and "2.0/8.0 GiB" in host and "alpha" in host and "300MiB" in host
+        host = pane.query_one("#host").render().plain.splitlines()
+        cpu = next(line for line in host if line.startswith("CPU"))
+        assert "12%" in cpu and cpu.endswith(" ▄███"), "1, 50, 100, 97, 97 % on a 0-100 scale"
+        assert any(line.startswith("RAM") and "2.0/8.0 GiB" in line for line in host)
+        run = next(line for line in host if line.startswith("a-very"))
+        assert "…" in run and "cpu  99%" in run and "481MiB" in run, "name, CPU and RSS on one line"
+        assert all(len(line) <= pane.scrollable_content_region.width for line in host)
         gpu = GpuView(index=0, name="H100", util=87.0, mem_used=30 * 2**30, mem_total=80 * 2**30, temp=65.0,
                       power=310.0, power_limit=700.0, sm_clock=1980.0, mem_clock=2619.0,
-                      processes=[(4242, "alpha", 29 * 2**30)], util_history=[10, 87], mem_history=[1, 30])
+                      processes=[(4242, "alpha", 29 * 2**30)], util_history=[0, 50, 100], mem_history=[1, 30])
         pane.show(TelemetryView(gpus=[gpu, GpuView(index=1, temp=float("nan"))]))
         await pilot.pause()
-        text = str(pane.query_one("#gpu-0-text").render())
-        assert "util 87%" in text and "30.0/80.0 GiB" in text and "65°C" in text and "4242 alpha" in text
-        assert "N/A" in str(pane.query_one("#gpu-1-text").render())
+        lines = pane.query_one("#gpu-0-text").render().plain.splitlines()
+        util = next(line for line in lines if line.startswith("util"))
+        assert "87%" in util and util.endswith(" ▄█"), "fixed 0-100 % scale: 0 is blank, 100 a full bar"
+        assert any(line.startswith("mem") and "30.0/80.0 GiB" in line for line in lines)
+        assert any("65°C" in line and "310/700 W" in line for line in lines)
+        assert any("1980" in line and "2619 MHz" in line for line in lines)
+        assert any("29.0GiB alpha (4242)" in line for line in lines)
+        assert "N/A" in pane.query_one("#gpu-1-text").render().plain
         assert not pane.query_one("#gpu-error").display
 
 

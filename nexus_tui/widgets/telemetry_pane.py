@@ -1,5 +1,10 @@
-"""GPU and host telemetry: per-GPU util/memory/temperature/power/clocks with sparklines and per-process
-memory, or one plain line when there is no NVIDIA driver; host CPU/RAM; each run's CPU and RSS.
+"""GPU and host telemetry, one reading a line: label, value, then a sparkline of its recent history.
+
+Per GPU: util, memory, temperature and power, clocks, and each process's memory; one plain line when
+there is no NVIDIA driver. Then host CPU and RAM, and each run's CPU and RSS. The pane is ~40 cells
+wide, so every line is cut to its width rather than wrapped ("rss\n481MiB" is unreadable), and the
+sparklines are drawn in the line's text on a fixed 0-100 % scale: Textual's Sparkline widget scales
+to the data's own min..max, so a steady 97 % CPU read as a wall of full blocks.
 
 The pane draws a `TelemetryView` (plain numbers, NaN or None for "not available"), which the app
 builds from the telemetry service's snapshot, so this widget never calls NVML or psutil itself and
@@ -15,7 +20,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
 from nexus_tui.widgets import format as fmt
 
@@ -51,8 +56,16 @@ class TelemetryView:
     ram_used: float | None = None
     ram_total: float | None = None
     cpu_history: list[float] = field(default_factory=list)
+    ram_history: list[float] = field(default_factory=list)
+    """RAM used, percent of total."""
     runs: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
     """(run name, colour #rrggbb, CPU %, RSS bytes) for each live run process."""
+
+
+BARS = " ▁▂▃▄▅▆▇█"
+LABEL = 5
+"""Label column width ("util ", "mem  "): values line up under each other."""
+VALUE = 16
 
 
 def _n(x: Any, spec: str = ".0f", unit: str = "") -> str:
@@ -65,39 +78,65 @@ def _gib(x: Any) -> str:
     return _n(x / 2**30 if isinstance(x, (int, float)) else None, ".1f")
 
 
-def gpu_lines(gpu: GpuView) -> Text:
-    """Two lines of numbers for one GPU, then one per process on it."""
-    t = Text()
-    t.append(f"GPU{gpu.index} {gpu.name}\n", style="bold")
-    t.append(
-        f"util {_n(gpu.util, '.0f', '%')}  mem {_gib(gpu.mem_used)}/{_gib(gpu.mem_total)} GiB  "
-        f"{_n(gpu.temp, '.0f', '°C')}\n"
-        f"power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W  "
-        f"clocks {_n(gpu.sm_clock)}/{_n(gpu.mem_clock)} MHz"
-    )
+def spark(history: list[float], width: int, top: float = 100.0) -> str:
+    """The last `width` readings as one line of bars on a fixed 0..top scale (N/A readings blank)."""
+    out = []
+    for v in history[-width:] if width > 0 else []:
+        ok = isinstance(v, (int, float)) and math.isfinite(v)
+        out.append(BARS[max(0, min(8, round(8 * v / top)))] if ok else " ")
+    return "".join(out)
+
+
+def _row(t: Text, label: str, value: str, history: list[float] | None, width: int, style: str = "") -> None:
+    """One line: label, value, and a sparkline in what width is left."""
+    if t.plain:
+        t.append("\n")
+    t.append(f"{label:<{LABEL}}", style="dim")
+    t.append(f"{value:<{VALUE}}", style=style)
+    if history:
+        t.append(spark(history, width - LABEL - VALUE), style="cyan")
+
+
+def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
+    """A title, util, memory, temperature/power, clocks; then one line per process on the GPU."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(f"GPU{gpu.index} {gpu.name}".strip(), style="bold")
+    _row(t, "util", _n(gpu.util, ".0f", "%"), gpu.util_history, width)
+    _row(t, "mem", f"{_gib(gpu.mem_used)}/{_gib(gpu.mem_total)} GiB", gpu.mem_history, width)
+    _row(t, "temp", f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
+         None, width)
+    _row(t, "clk", f"sm {_n(gpu.sm_clock)}  mem {_n(gpu.mem_clock)} MHz", None, width)
     for pid, run, mem in gpu.processes:
-        t.append(f"\n  {pid} {run or '?'}  {fmt.mib(mem)}", style="dim" if not run else "")
+        t.append("\n  ")
+        t.append(f"{fmt.mib(mem):>8} ", style="" if run else "dim")
+        t.append(f"{run or 'other'} ({pid})", style="bold" if run else "dim")
     return t
 
 
-def host_lines(view: TelemetryView) -> Text:
-    t = Text()
-    t.append("Host ", style="bold")
-    t.append(f"CPU {_n(view.cpu, '.0f', '%')}  RAM {_gib(view.ram_used)}/{_gib(view.ram_total)} GiB")
+def host_lines(view: TelemetryView, width: int = 40) -> Text:
+    """Host CPU and RAM with their sparklines, then one line per run: name, CPU, RSS."""
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append("Host", style="bold")
+    _row(t, "CPU", _n(view.cpu, ".0f", "%"), view.cpu_history, width)
+    _row(t, "RAM", f"{_gib(view.ram_used)}/{_gib(view.ram_total)} GiB", view.ram_history, width)
+    if view.runs:
+        t.append("\nRuns", style="bold")
+    name_w = max(6, width - 21)
     for name, color, cpu, rss in view.runs:
-        t.append("\n  ")
-        t.append(name, style=f"bold {color}" if color else "bold")
-        t.append(f"  cpu {_n(cpu, '.0f', '%')}  rss {fmt.mib(rss)}")
+        shown = name if len(name) <= name_w else name[: name_w - 1] + "…"
+        t.append("\n")
+        t.append(f"{shown:<{name_w}}", style=f"bold {color}" if color else "bold")
+        t.append(f" cpu {_n(cpu, '.0f', '%'):>4} {fmt.mib(rss):>8}")
     return t
 
 
 class TelemetryPane(VerticalScroll):
-    """Rebuilds its GPU blocks only when the number of GPUs changes; otherwise updates in place."""
+    """A GPU section (or the line saying why there is none) above the host section."""
 
     DEFAULT_CSS = """
     TelemetryPane { height: 1fr; padding: 0 1; }
-    TelemetryPane Sparkline { height: 2; margin-bottom: 1; }
-    TelemetryPane .gpu-error { color: $text-muted; margin-bottom: 1; }
+    TelemetryPane Static { margin-bottom: 1; }
+    TelemetryPane .gpu-error { color: $text-muted; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -108,32 +147,23 @@ class TelemetryPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static("", id="gpu-error", classes="gpu-error", markup=False)
         yield Static("", id="host", markup=False)
-        yield Sparkline([], id="cpu-spark")
 
     def show(self, view: TelemetryView) -> None:
         self.view = view
+        width = max(20, self.scrollable_content_region.width)
         if len(view.gpus) != self._gpu_count:
             self._rebuild_gpus(len(view.gpus))
         error = self.query_one("#gpu-error", Static)
         error.display = bool(view.gpu_error)
         error.update(view.gpu_error)
         for gpu in view.gpus:
-            self.query_one(f"#gpu-{gpu.index}-text", Static).update(gpu_lines(gpu))
-            self.query_one(f"#gpu-{gpu.index}-util", Sparkline).data = gpu.util_history[-120:] or [0]
-            self.query_one(f"#gpu-{gpu.index}-mem", Sparkline).data = gpu.mem_history[-120:] or [0]
-        self.query_one("#host", Static).update(host_lines(view))
-        self.query_one("#cpu-spark", Sparkline).data = view.cpu_history[-120:] or [0]
+            self.query_one(f"#gpu-{gpu.index}-text", Static).update(gpu_lines(gpu, width))
+        self.query_one("#host", Static).update(host_lines(view, width))
 
     def _rebuild_gpus(self, count: int) -> None:
         self._gpu_count = count
         for old in self.query(".gpu-block"):
             old.remove()
-        blocks = []
-        for gpu in self.view.gpus:
-            blocks += [
-                Static("", id=f"gpu-{gpu.index}-text", classes="gpu-block", markup=False),
-                Sparkline([], id=f"gpu-{gpu.index}-util", classes="gpu-block"),
-                Sparkline([], id=f"gpu-{gpu.index}-mem", classes="gpu-block"),
-            ]
+        blocks = [Static("", id=f"gpu-{gpu.index}-text", classes="gpu-block") for gpu in self.view.gpus]
         if blocks:
             self.mount_all(blocks, before="#host")
