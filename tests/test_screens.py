@@ -112,6 +112,22 @@ async def test_quit_dialog_answers() -> None:
             assert app.answers == [answer]
 
 
+async def test_quit_dialog_text_is_whole_at_80x24() -> None:
+    """The question wraps inside the dialog instead of being cut ("stop them (ea")."""
+    from textual.widgets import Label
+
+    app = Host(QuitScreen(["demo-baseline-1", "demo-contrast-1"]))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        shown = ""
+        for label in app.screen.query(Label):
+            assert label.region.right <= 80
+            shown += " ".join(strip.text.strip() for strip in label.render_lines(label.region.reset_offset))
+        shown = " ".join(shown.split())
+        assert "demo-baseline-1, demo-contrast-1" in shown
+        assert "or stop them (each saves a checkpoint first)?" in shown
+
+
 async def test_compare_screen_tables_and_axis_toggle() -> None:
     store = MetricStore()
     store.ingest("a", None, records("a", 60))

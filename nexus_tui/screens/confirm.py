@@ -28,6 +28,7 @@ class Dialog(ModalScreen[ScreenResultType]):
     Dialog .buttons Button { margin-left: 1; }
     Dialog .error { color: $error; height: auto; }
     Dialog .title { text-style: bold; margin-bottom: 1; }
+    Dialog Vertical > Label { width: 100%; }  /* wrap long questions instead of cutting them */
     """
 
 
@@ -71,7 +72,8 @@ class QuitScreen(Dialog[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(f"{len(self.live)} run(s) still training: {', '.join(self.live)}", classes="title")
-            yield Label("Leave them training (re-attach later with nexus), or stop them (each checkpoints first)?")
+            yield Label("Leave them training (the next `nexus` re-attaches them), or stop them "
+                        "(each saves a checkpoint first)?")
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Stop runs", id="stop", variant="error")
