@@ -16,9 +16,11 @@ checkpoint and reads its meta in a process that must answer in ~0.1 s.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -132,9 +134,6 @@ def save_checkpoint(
 
     `best` is dropped when the weights hold a NaN or inf: a broken model never becomes `best`.
     """
-    import torch
-    from safetensors.torch import save_file
-
     root = checkpoints_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     name = step_name(int(meta["step"]))
@@ -142,25 +141,11 @@ def save_checkpoint(
     tmp = root / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-
-    weights, aliases = _dedupe(model.state_dict())
-    finite = all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
-    best = best and finite
-    save_file(weights, str(tmp / MODEL_FILE), metadata={"aliases": json.dumps(aliases), "format": str(FORMAT_VERSION)})
-
-    tensors, structure = _flatten_optimizer(optimizer.state_dict())
-    tensors.update(_rng_tensors())
-    state_fn = getattr(model, "state_tensors", None)
-    for key, t in (state_fn() if state_fn else {}).items():
-        tensors[f"model_state.{key}"] = t.detach().to("cpu").contiguous()
-    save_file(tensors, str(tmp / OPTIM_FILE))
-
-    meta = {**meta, "format": FORMAT_VERSION, "optimizer": structure, "best": best, "finite": finite,
-            "saved_at": time.time(), "name": name}
-    with open(tmp / META_FILE, "w") as f:
-        json.dump(meta, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        meta, best = _write_folder(tmp, model, optimizer, {**meta, "name": name}, best)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed write (full disk) must not hold on to space
+        raise
 
     if final.exists():  # same step saved twice (a `checkpoint` command right after a periodic one)
         old = root / f".old-{name}-{os.getpid()}"
@@ -174,6 +159,46 @@ def save_checkpoint(
         _point(root, BEST, name)
     prune(run_dir, keep_last)
     return final, best
+
+
+def _write_folder(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any],
+                  best: bool) -> tuple[dict[str, Any], bool]:
+    """The three files of a checkpoint into `tmp`; returns (meta as written, best)."""
+    import torch
+
+    weights, aliases = _dedupe(model.state_dict())
+    finite = all(bool(torch.isfinite(t).all()) for t in weights.values() if t.is_floating_point())
+    best = best and finite
+    _save_tensors(weights, tmp / MODEL_FILE, {"aliases": json.dumps(aliases), "format": str(FORMAT_VERSION)})
+
+    tensors, structure = _flatten_optimizer(optimizer.state_dict())
+    tensors.update(_rng_tensors())
+    state_fn = getattr(model, "state_tensors", None)
+    for key, t in (state_fn() if state_fn else {}).items():
+        tensors[f"model_state.{key}"] = t.detach().to("cpu").contiguous()
+    _save_tensors(tensors, tmp / OPTIM_FILE)
+
+    meta = {**meta, "format": FORMAT_VERSION, "optimizer": structure, "best": best, "finite": finite,
+            "saved_at": time.time()}
+    with open(tmp / META_FILE, "w") as f:
+        json.dump(meta, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    return meta, best
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """safetensors' save_file, with its I/O failures as the OSError they are (a full disk is an
+    alert the trainer knows, not an unknown SafetensorError)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except SafetensorError as e:
+        found = re.search(r"os error (\d+)", str(e))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} writing {path.name}") from None
 
 
 def _point(root: Path, pointer: str, target: str) -> None:
