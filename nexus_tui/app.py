@@ -239,6 +239,8 @@ class NexusApp(App[None]):
 
     def _sample_telemetry(self) -> None:
         self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
+        if any(r.state == "starting" for r in self.store.runs()):
+            self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
 
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name
@@ -351,10 +353,13 @@ class NexusApp(App[None]):
     def launch(self, preset: str, name: str, device: str, steps: int, overrides: list[str]) -> None:
         """Start an engine (spawning takes a moment; the UI keeps drawing)."""
         try:
-            self.services.supervisor.launch(preset, name, device, steps or None, overrides)
+            run_dir = self.services.supervisor.launch(preset, name, device, steps or None, overrides)
         except Exception as e:  # noqa: BLE001 - a refused launch is one line, never a traceback
             self.post_message(msg.CommandFinished(name, "launch", str(e)))
             return
+        # The engine says hello only after importing torch (seconds): show the run as starting now.
+        self.post_message(msg.RecordsReceived(run_dir.name, run_dir, [
+            {"type": "state", "state": "starting", "step": 0, "time": time.time()}]))
         self.call_from_thread(self.log_line, name, f"launched {preset} on {device}")
 
     def _launch_demo(self) -> None:

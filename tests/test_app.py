@@ -238,3 +238,19 @@ async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(a
         writer.write({"type": "alert", "kind": "spike", "step": 2, "text": "loss spiked"})
         await wait_for(pilot, lambda: bar.has_class("-active"), 10, "the live alert")
         assert "old: spike at step 2" in bar.alerts[-1] and len(bar.alerts) == 1
+
+
+async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_starting(
+    app: NexusApp, runs_root: Path
+) -> None:
+    from nexus_tui import messages as msg
+    from nexus_tui.widgets.charts_panel import EMPTY_HINT
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        charts = app.query_one(ChartsPanel)
+        await wait_for(pilot, lambda: charts.forecast_text == EMPTY_HINT, 5, "the empty-folder hint")
+        # What the launch worker posts the moment the engine is spawned, before its (slow) hello.
+        app.post_message(msg.RecordsReceived("fresh", runs_root / "fresh", [
+            {"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]))
+        await wait_for(pilot, lambda: charts.forecast_text.startswith("fresh: starting… 3s"), 5, "starting…")
+        assert app.query_one(RunTable).get_cell("fresh", "state").plain == "starting…"

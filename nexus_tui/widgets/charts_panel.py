@@ -9,6 +9,7 @@ plotext sees it, so a 1M-step run draws as fast as a 100-step one.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,7 @@ from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 if TYPE_CHECKING:
     from nexus_tui.store import MetricStore
 
+EMPTY_HINT = "no runs yet: press n to launch one, or run `nexus demo`"
 CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
 X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
 
@@ -42,6 +44,14 @@ def window_series(
         return xs, ys
     start = bisect.bisect_left(steps, steps[-1] - last_n)
     return xs[start:], ys[start:]
+
+
+def starting_text(run) -> str:
+    """What a run with no step yet is doing, so a slow first step (torch import, data, compile)
+    does not look like a dead dashboard."""
+    began = run.started or run.updated  # the hello's time, or the launch's before the hello
+    since = f" {time.time() - began:.0f}s" if began else ""
+    return f"{run.name}: starting…{since} (loading torch and data, building the model; the first step is the slowest)"
 
 
 class ChartsPanel(Vertical):
@@ -131,12 +141,18 @@ class ChartsPanel(Vertical):
             specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
                                                  scatter=True)
         forecast_text = ""
-        if len(runs) == 1:
+        if len(runs) == 1 and not len(runs[0].series["ce"]) and runs[0].live:
+            forecast_text = starting_text(runs[0])
+        elif len(runs) == 1:
             forecast_text, forecast = self._forecast(store, runs[0])
             if forecast is not None:
                 specs["loss"].hlines.append((forecast, palette.forecast))
         elif len(runs) > 1:
             forecast_text = f"{len(runs)} runs marked (space marks/unmarks)"
+        elif not store.runs():
+            forecast_text = EMPTY_HINT
+        else:
+            forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
         self.query_one("#chart-forecast", Static).update(forecast_text)
         for key, spec in specs.items():

@@ -38,7 +38,8 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     """The cells of one run's row, in COLUMNS order."""
     mark = "● " if marked else "  "
     name = Text(mark + run.name, style=f"bold {palette.hex(run.color)}")
-    state = Text(str(run.state or "?"), style=STATE_STYLES.get(str(run.state), ""))
+    label = "starting…" if run.state == "starting" else str(run.state or "?")  # importing torch, building
+    state = Text(label, style=STATE_STYLES.get(str(run.state), ""))
     if run.exit_code not in (None, 0):
         state.append(f" ({run.exit_code})", style="red")
     total = run.total_steps or 0
