@@ -147,3 +147,28 @@ async def test_compare_screen_tables_and_axis_toggle() -> None:
         assert max(chart.spec.curves[0].xs) == 60
         await pilot.press("x")
         assert max(chart.spec.curves[0].xs) == 60 * 512  # by tokens now
+
+
+async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
+    """No key pressed: the curves and the results row of the live run move on by themselves, and
+    the finished run stays as it was."""
+    store = MetricStore()
+    done = records("done", 80, total=80) + [{"type": "state", "seq": 10_000, "state": "finished", "step": 80}]
+    store.ingest("done", None, done)
+    store.ingest("live", None, records("live", 20, total=200))
+    screen = CompareScreen(store, PALETTES["nexus-dark"], ["done", "live"])
+    screen.REFRESH_S = 0.1
+    app = Host(screen)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause()
+        results = screen.query_one("#results", DataTable)
+        assert results.get_row("live")[4] == "20" and results.get_row("done")[4] == "80"
+        chart = screen.query_one("#compare-chart")
+        assert len(chart.spec.curves) == 4, "two runs: an H curve and val diamonds each"
+        more = [{"type": "metric", "seq": 1000 + s, "time": 2000.0 + s, "step": s, "tokens": s * 512, "loss": 1.0,
+                 "ce": 1.0} for s in range(21, 41)]
+        store.ingest("live", None, more)
+        await pilot.pause(0.4)
+        assert results.get_row("live")[4] == "40" and results.get_row("done")[4] == "80"
+        live_x = max(max(c.xs) for c in chart.spec.curves if not c.scatter and max(c.xs) != 80)
+        assert live_x == 40, "the live curve grew without pressing r"

@@ -7,7 +7,6 @@ nothing live: press r to refresh while the runs train.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -17,7 +16,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, SelectionList
 
-from nexus_tui.downsample import downsample, ema
+from nexus_tui.curves import CurveCache
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
@@ -76,6 +75,8 @@ class CompareScreen(Screen[None]):
         Binding("x", "toggle_x", "Step/tokens"),
         Binding("r", "refresh_view", "Refresh"),
     ]
+    REFRESH_S = 1.0
+    """Live runs keep training while compared: the curves and results follow them at this pace."""
 
     def __init__(self, store: MetricStore, palette: ChartPalette, chosen: list[str], ema_weight: float = 0.6) -> None:
         super().__init__()
@@ -84,6 +85,9 @@ class CompareScreen(Screen[None]):
         self.chosen = chosen
         self.ema_weight = ema_weight
         self.x_axis = "step"
+        self._cache = CurveCache()
+        self._shown: tuple = ()
+        """(runs, their configs) the tables were built for: rebuilt only when that changes."""
 
     def compose(self) -> ComposeResult:
         names = [r.name for r in self.store.runs()]
@@ -103,6 +107,7 @@ class CompareScreen(Screen[None]):
             "run", "best val", "val PPL", "final H", "steps", "tokens", "tok/s", "wall"
         )
         self.refresh_view()
+        self.set_interval(self.REFRESH_S, self.refresh_view)
 
     @property
     def selected(self) -> list[str]:
@@ -119,9 +124,18 @@ class CompareScreen(Screen[None]):
         self.refresh_view()
 
     def refresh_view(self) -> None:
+        """Redraw the curves; update the results in place (the cursor stays); rebuild the tables
+        only when the runs picked, or a config (a hello), changed."""
         runs = [r for r in (self.store.get(n) for n in self.selected) if r is not None]
         self._draw_chart(runs)
         results = self.query_one("#results", DataTable)
+        shown = tuple((r.name, id(r.config)) for r in runs)
+        if shown == self._shown:
+            for run in runs:
+                for column, value in zip(list(results.columns)[1:], results_row(self.store, run), strict=True):
+                    results.update_cell(run.name, column, value)
+            return
+        self._shown = shown
         results.clear()
         for run in runs:
             results.add_row(fmt_name(run, self.palette), *results_row(self.store, run), key=run.name)
@@ -141,14 +155,15 @@ class CompareScreen(Screen[None]):
         spec = ChartSpec(title=f"H (EMA {self.ema_weight:.2f}) and val loss ◆ by {self.x_axis}", xlabel=self.x_axis)
         for run in runs:
             color = self.palette.run(run.color)
-            xs, ys = self.store.series(run.name, "ce", x=self.x_axis)
-            if len(xs):
-                sx, sy = downsample(list(xs), ema(list(ys), self.ema_weight), chart.buckets)
-                spec.curves.append(Curve(sx, sy, color))
-            vx, vy = self.store.series(run.name, "val_loss", x=self.x_axis)
-            pts = [(x, y) for x, y in zip(vx, vy, strict=False) if y is not None and math.isfinite(y)]
-            if pts:
-                spec.curves.append(Curve([p[0] for p in pts], [p[1] for p in pts], color, "◆", scatter=True))
+            ce = run.series["ce"]
+            if len(ce):
+                raw, smooth = self._cache.curve(run.name, "ce", ce, self.x_axis, self.ema_weight, 0, chart.buckets)
+                spec.curves.append(Curve(*(smooth or raw), color))
+            val = run.series["val_loss"]
+            if len(val):
+                (vx, vy), _ = self._cache.curve(run.name, "val_loss", val, self.x_axis, 0.0, 0, chart.buckets)
+                spec.curves.append(Curve(vx, vy, color, "◆", scatter=True))
+        self._cache.sweep()
         chart.show(spec)
 
 
