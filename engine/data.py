@@ -294,12 +294,18 @@ def get_batch(
     seed: int,
     position: int,
     device: str | torch.device = "cpu",
+    *,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random windows: x, y int64 [B, T] with y = x shifted by one. The offsets come from a generator
-    seeded by (seed, position) alone, so batch `position` is the same whenever it is drawn."""
+    seeded by (seed, position) alone, so batch `position` is the same whenever it is drawn.
+
+    Over `world` processes the global batch is `world * batch_size` rows and `rank` takes its own
+    slice of them: the run sees exactly the batches of one process with the whole batch."""
     n = _windows(tokens, seq_len)
-    offsets = torch.randint(0, n, (batch_size,), generator=_generator(seed, position, 0))
-    return _gather(tokens, offsets, seq_len, device)
+    offsets = torch.randint(0, n, (batch_size * world,), generator=_generator(seed, position, 0))
+    return _gather(tokens, offsets[rank * batch_size:(rank + 1) * batch_size], seq_len, device)
 
 
 def eval_batches(
@@ -320,14 +326,16 @@ def eval_batches(
 
 
 def contiguous_streams(
-    tokens: torch.Tensor, batch_size: int, seq_len: int, position: int, device: str | torch.device = "cpu"
+    tokens: torch.Tensor, batch_size: int, seq_len: int, position: int, device: str | torch.device = "cpu",
+    *, rank: int = 0, world: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch `position` of B contiguous streams: the corpus is cut into B equal parts and row b of
     batch s+1 starts where row b of batch s ended, so a stateful model's carried state stays valid.
-    After `stream_period` batches the streams wrap around to their starts."""
-    stream_len = len(tokens) // batch_size
-    period = stream_period(tokens, batch_size, seq_len)
-    starts = torch.arange(batch_size) * stream_len + (position % period) * seq_len
+    After `stream_period` batches the streams wrap around to their starts. Over `world` processes
+    the corpus is cut into world * B streams and `rank` carries streams rank*B .. rank*B+B-1."""
+    stream_len = len(tokens) // (batch_size * world)
+    period = stream_period(tokens, batch_size * world, seq_len)
+    starts = (torch.arange(batch_size) + rank * batch_size) * stream_len + (position % period) * seq_len
     return _gather(tokens, starts, seq_len, device)
 
 

@@ -31,7 +31,7 @@ from engine.device import autocast, autocast_dtype, describe, memory_bytes, pres
 from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
-from engine.report import HealthWatch, Reporter, is_disk_full, is_oom
+from engine.report import HealthWatch, is_disk_full, is_oom
 from engine.sampling import generate
 from engine.schedule import Schedule
 
@@ -146,8 +146,8 @@ class Trainer:
     def run(self) -> int:
         """Train until the total (or --stop-at, a stop command, SIGTERM); returns the exit code."""
         self.controller = distributed.controller(self.dist, self.run_dir)
-        self.report = distributed.reporter(self.dist, Reporter, self.run_dir, self.pipe_fd, run=self.cfg.name, device=str(self.device),
-                               device_name=describe(self.device),
+        self.report = distributed.reporter(self.dist, self.run_dir, self.pipe_fd, run=self.cfg.name,
+                               device=str(self.device), device_name=describe(self.device),
                                model=self.cfg.model.family, total_steps=self.schedule.total_steps,
                                socket=self.controller.socket_path, best_val_loss=_finite(self.best_val_loss),
                                step=self.step, tokens=self.tokens)
@@ -189,8 +189,8 @@ class Trainer:
     def _loop(self) -> int:
         t = self.cfg.train
         while self.step < min(self.stop_at or self.schedule.total_steps, self.schedule.total_steps):
+            self._pause_if_disk_full()  # before the poll: under torchrun the poll shares rank 0's decisions
             self.controller.poll(self, 0.0)
-            self._pause_if_disk_full()
             while self.paused and not self.stop_reason:
                 self.controller.poll(self, 0.1)
                 self.report.status()  # keeps `updated` fresh: a paused run is alive

@@ -1,0 +1,280 @@
+"""One run over several processes (torchrun): the process group, rank helpers, and the two
+collectives a step needs.
+
+`torchrun --nproc-per-node N -m engine train ...` starts N copies of the engine. Each copy trains on
+its own rows of every global batch; after backward the gradients are averaged with all-reduce, so every
+rank applies the same update and the weights never drift apart. Rank 0 alone speaks for the run: it
+writes the records, the status file and checkpoints, and owns the control socket. Between steps it
+shares what it decided (pause, stop, a new schedule from a ramp) with one small collective, so every
+rank acts at the same step; a stop signal that reaches any rank travels the same way.
+
+Why not DistributedDataParallel: the optimizers here (Muon's Newton-Schulz per matrix, the nested
+LSTM's held gradients) want the plain averaged `.grad` at one known point after backward, and a
+family may leave parameters unused (MTP off, held levels), which DDP only tolerates with
+`find_unused_parameters`. A bucketed all-reduce after the micro-batches is the same arithmetic with
+none of the hooks; it does not overlap communication with backward (fine for the small models here).
+
+With no torchrun in the environment everything here is a no-op and the run is the single-process one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from engine.commands import Controller
+from engine.device import resolve_device
+from engine.errors import ConfigError
+from engine.report import Reporter
+
+LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+"""torchrun sets all three in every worker; their presence is how the engine knows it was launched so."""
+
+BUCKET_BYTES = 32 << 20
+"""Gradients are averaged in flat buckets of about this size: one collective per bucket, no full copy."""
+
+TIMEOUT = timedelta(minutes=30)
+"""How long a rank waits in a collective (rank 0 writing a big checkpoint, a long sample)."""
+
+
+def launched() -> bool:
+    """True in a worker torchrun started (torch-free: the CLI asks before importing torch)."""
+    return all(k in os.environ for k in LAUNCH_ENV)
+
+
+def launch_rank() -> int:
+    """This worker's global rank (0 when not under torchrun): who may write the run folder."""
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
+@dataclass
+class Dist:
+    """Where this process stands in the run: `world` processes, this one is `rank`, on `device`."""
+
+    device: torch.device
+    world: int = 1
+    rank: int = 0
+    local_rank: int = 0
+    active: bool = False
+    """True when a process group is up (launched by torchrun, even with one process)."""
+    pending_stop: str = ""
+    """A signal this rank received; it stops the run at the next `share_steering`, on every rank."""
+    _sent_schedule: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one that reports, checkpoints and listens for commands."""
+        return self.rank == 0
+
+    # -- collectives -----------------------------------------------------------------------------
+
+    def average(self, grads: list[torch.Tensor], *scalars: torch.Tensor) -> None:
+        """Replace each gradient and scalar (loss, ce) in place by its mean over the ranks.
+
+        Every rank holds the same parameters with gradients (same model, same code path), so the
+        buckets line up; equal per-rank batches make the mean of means the global mean.
+        """
+        if not self.active or self.world == 1:
+            return
+        for bucket in _buckets([*grads, *scalars]):
+            flat = torch.cat([t.reshape(-1) for t in bucket])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            flat.div_(self.world)
+            offset = 0
+            for t in bucket:
+                t.copy_(flat[offset:offset + t.numel()].view_as(t))
+                offset += t.numel()
+
+    def share_steering(self, trainer: Any) -> None:
+        """Make every rank agree on paused / stop / schedule after rank 0 handled its commands.
+
+        Rank 0's pause state and any new schedule (a `ramp` command) win; a stop reason from any
+        rank (SIGTERM to one worker) stops them all. One all_gather of small dicts per call.
+        """
+        if not self.active:
+            return
+        mine: dict[str, Any] = {"stop": trainer.stop_reason or self.pending_stop}
+        if self.is_main:
+            mine["paused"] = trainer.paused
+            schedule = trainer.schedule.to_dict()
+            if schedule != self._sent_schedule:
+                mine["schedule"] = self._sent_schedule = schedule
+        gathered: list[Any] = [None] * self.world
+        dist.all_gather_object(gathered, mine)
+        if not trainer.stop_reason:
+            trainer.stop_reason = next((f"{g['stop']} on rank {r}" for r, g in enumerate(gathered) if g["stop"]), "")
+        if not self.is_main:
+            lead = gathered[0]
+            trainer.paused = lead["paused"]
+            if "schedule" in lead:
+                from engine.schedule import Schedule
+
+                trainer.schedule = Schedule.from_dict(lead["schedule"])
+                trainer.cfg.train.steps = trainer.schedule.total_steps
+
+    def catch_signals(self) -> None:
+        """SIGTERM/SIGINT only note the stop; `share_steering` acts on it at the same step on every
+        rank. (A trainer that stopped at once would leave the others waiting in a collective.)"""
+
+        def note(signum: int, frame: Any) -> None:
+            self.pending_stop = self.pending_stop or signal.Signals(signum).name
+
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, note)
+
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters and buffers on every rank (as DDP does at start): identical seeds make
+        them equal already; this makes it a guarantee."""
+        if not self.active or self.world == 1:
+            return
+        with torch.no_grad():
+            for t in [*module.parameters(), *module.buffers()]:
+                dist.broadcast(t.data, src=0)
+
+    @contextlib.contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Rank 0 runs the block first (training a BPE tokenizer, writing a token cache into the run
+        folder); the others run it after, and then find the files made."""
+        if self.active and not self.is_main:
+            dist.barrier()
+        try:
+            yield
+        finally:
+            if self.active and self.is_main:
+                dist.barrier()
+
+    def finish(self) -> None:
+        """A clean end: wait until every rank is done (rank 0's last checkpoint is on disk)."""
+        if self.active:
+            dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group (after `finish`, or after a crash without waiting for anyone)."""
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+        self.active = False
+
+
+def setup(device_spec: str) -> Dist:
+    """The Dist for this process: outside torchrun, `resolve_device(device_spec)` alone; under torchrun,
+    join the process group (gloo on the CPU, nccl on CUDA) with cuda:LOCAL_RANK as the device."""
+    if not launched():
+        return Dist(resolve_device(device_spec))
+    rank, world, local = (int(os.environ[k]) for k in LAUNCH_ENV)
+    device = _device_for(device_spec, local, world)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    try:
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT,
+                                device_id=device if device.type == "cuda" else None)
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(f"cannot join the torchrun process group ({backend}): {e}") from None
+    world_ = Dist(device, world, rank, local, active=True)
+    world_.catch_signals()  # the trainer restores its caller's handlers when the run ends
+    return world_
+
+
+def _device_for(spec: str, local_rank: int, world: int) -> torch.device:
+    """Each torchrun worker takes its own GPU (cuda:LOCAL_RANK); on the CPU they share the host."""
+    if spec in ("cuda", "auto") and torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise ConfigError(f"torchrun started {local_rank + 1}+ processes on this machine but it has {count} "
+                              "CUDA device(s); lower --nproc-per-node")
+        return torch.device("cuda", local_rank)
+    if spec.startswith("cuda:") and world > 1:
+        raise ConfigError(f"--device {spec} pins every torchrun process to one GPU; give --device cuda "
+                          "(each process takes cuda:LOCAL_RANK) or cpu")
+    device = resolve_device(spec)
+    if device.type == "mps":
+        raise ConfigError("torchrun has no process-group backend for mps; use --device cpu or cuda")
+    return device
+
+
+def _buckets(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+    """Consecutive runs of same-dtype, same-device tensors of about BUCKET_BYTES each."""
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for t in tensors:
+        if bucket and (size >= BUCKET_BYTES or t.dtype != bucket[0].dtype or t.device != bucket[0].device):
+            yield bucket
+            bucket, size = [], 0
+        bucket.append(t)
+        size += t.numel() * t.element_size()
+    if bucket:
+        yield bucket
+
+
+# -- what ranks other than 0 use instead of the reporting and control objects ---------------------
+
+
+class SilentReporter(Reporter):
+    """A Reporter that says nothing: only rank 0 writes records, the status file and log lines.
+
+    Every Reporter method ends in `emit`, `status` or `_print`, silenced here; any other attribute
+    (a flag such as `disk_error`) reads None, so nothing rank 0 alone may decide starts on this rank.
+    """
+
+    def __init__(self) -> None:  # no RecordWriter: this rank opens no file and no pipe
+        self._status: dict[str, Any] = {}
+        self._status_at = self._printed_at = 0.0
+        self.disk_error: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return None
+
+    def emit(self, record_type: str, /, **fields: Any) -> dict[str, Any]:
+        return {"type": record_type, **fields}
+
+    def status(self, force: bool = False, **changes: Any) -> None:
+        pass
+
+    @staticmethod
+    def _print(line: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class SharedController:
+    """Rank 0 answers the socket's commands as a single run would; then every rank takes on the
+    outcome in `share_steering`, so pause, stop and ramps happen at the same step everywhere."""
+
+    def __init__(self, world: Dist, run_dir: str | Path) -> None:
+        self.world = world
+        self.local = Controller(run_dir) if world.is_main else None
+
+    @property
+    def socket_path(self) -> str:
+        return self.local.socket_path if self.local else ""
+
+    def poll(self, trainer: Any, timeout: float = 0.0) -> int:
+        # Ranks other than 0 do not sleep here: they wait inside the collective for rank 0's poll.
+        n = self.local.poll(trainer, timeout) if self.local else 0
+        self.world.share_steering(trainer)
+        return n
+
+    def close(self) -> None:
+        if self.local:
+            self.local.close()
+
+
+def controller(world: Dist, run_dir: str | Path) -> Controller | SharedController:
+    """The plain Controller for a one-process run, the shared one under torchrun."""
+    return SharedController(world, run_dir) if world.active else Controller(run_dir)
+
+
+def reporter(world: Dist, *args: Any, **kwargs: Any) -> Reporter:
+    """`Reporter(*args, **kwargs)` on rank 0, a SilentReporter elsewhere (no file is opened)."""
+    return Reporter(*args, **kwargs) if world.is_main else SilentReporter()
