@@ -56,7 +56,8 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = []
     for p in root.iterdir():
-        if p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and not p.is_symlink() and p.is_dir():
+        if (p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and not p.is_symlink()
+                and (p / META_FILE).is_file()):  # meta.json is written last: without it, no checkpoint
             found.append(p)
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
