@@ -263,3 +263,23 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
     assert len(errors) == 1 and "out of memory" in errors[0]
     print(run.reason)
 
+
+
+def test_nan_skip_policy_moves_past_bad_batches_and_never_saves_a_nan_best(runs_root: Path) -> None:
+    """nan_policy=skip (pause and rollback are tested in test_trainer.py): an LR of 1e30 breaks every
+    step after the first; each is an alert, none is applied, the run ends, `best` stays finite."""
+    run = runs_root / "nan-skip"
+    done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "optim.lr=1e30",
+                      "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0",
+                      "--set", "train.nan_policy=skip", "--set", "train.eval_every=1", "--set", "train.ckpt_every=1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = file_records(run).records
+    nan_steps = [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "nan"]
+    taken = metric_steps(run)
+    assert nan_steps and sorted(set(nan_steps) | set(taken)) == list(range(1, 7)) and not set(nan_steps) & set(taken)
+    assert [r["state"] for r in records if r["type"] == "state"][-1] == "finished"
+    for p in ckpt.list_checkpoints(run):
+        meta = ckpt.read_meta(p)
+        assert not meta["best"] or meta["finite"], p.name
+    with contextlib.suppress(ckpt.CheckpointError):
+        assert ckpt.read_meta(ckpt.resolve_checkpoint(run, "best"))["finite"] is True
