@@ -55,7 +55,9 @@ class _StepwiseScan(torch.autograd.Function):
 
     Backward is the reverse scan: g_t = dL/dh_t = C_t dy_t + a_{t+1} g_{t+1}; from it dx_t = g_t and
     dL/d(dt_t A) = g_t * a_t * h_{t-1}, which give every input's gradient in a few batched products.
-    Forward keeps only the states h_t (one [T, b, d, N] buffer) for that.
+    Inside, states are laid out [N, d] (d innermost) and time-major: every broadcast then runs along
+    contiguous d, and each step reads and writes one contiguous slice. Forward keeps the decays a_t
+    and states h_t ([T, b, N, d] each) for backward.
     """
 
     @staticmethod
@@ -64,47 +66,58 @@ class _StepwiseScan(torch.autograd.Function):
         C: torch.Tensor, D: torch.Tensor, h0: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, T, d = u.shape
+        n = A.shape[1]
+        At = A.t().contiguous()  # [N, d]: a strided A.t() would make every broadcast 3x slower
         du = delta * u
-        hs = u.new_empty(T, b, d, A.shape[1])  # time-major: each step writes one contiguous slice
-        ys = u.new_empty(T, b, d, 1)
-        h = u.new_zeros(b, d, A.shape[1]) if h0 is None else h0
+        decays = u.new_empty(T, b, n, d)
+        hs = u.new_empty(T, b, n, d)
+        ys = u.new_empty(T, b, 1, d)
+        h = u.new_zeros(b, n, d) if h0 is None else h0.transpose(1, 2)
         for t in range(T):
-            ht = torch.mul(torch.exp(delta[:, t, :, None] * A), h, out=hs[t])
-            ht.addcmul_(du[:, t, :, None], B[:, t, None, :])
-            torch.bmm(ht, C[:, t, :, None], out=ys[t])
+            a = torch.mul(At, delta[:, t, None, :], out=decays[t]).exp_()
+            ht = torch.mul(a, h, out=hs[t]).addcmul_(B[:, t, :, None], du[:, t, None, :])
+            torch.bmm(C[:, t, None, :], ht, out=ys[t])
             h = ht
-        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs)
-        return ys.squeeze(-1).transpose(0, 1) + u * D, hs[T - 1].clone()
+        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs, decays)
+        return ys.view(T, b, d).transpose(0, 1) + u * D, hs[T - 1].transpose(1, 2).clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        u, delta, A, B, C, D, h0, hs = ctx.saved_tensors  # type: ignore[attr-defined]
-        T, b, d, n = hs.shape
-        dyT = dy.transpose(0, 1).contiguous()  # [T, b, d]
-        G = torch.empty_like(hs)  # g_t for every t
-        gah = torch.empty_like(hs)  # g_t * a_t * h_{t-1}: the gradient of the log-decay dt_t * A
-        carry = dh
+        u, delta, A, B, C, D, h0, hs, decays = ctx.saved_tensors  # type: ignore[attr-defined]
+        T, b, n, d = hs.shape
+        At = A.t().contiguous()
+        dyT = dy.transpose(0, 1).contiguous()[..., None]  # [T, b, d, 1]
+        duT = (delta * u).transpose(0, 1).contiguous()[..., None]
+        d_du = u.new_empty(T, b, 1, d)
+        ddelta = u.new_empty(T, b, d)
+        dB = u.new_empty(T, b, n, 1)
+        dC = u.new_empty(T, b, n, 1)
+        dA_acc = torch.zeros_like(hs[0])  # sum over t of dt_t * (g_t a_t h_{t-1}), reduced over b at the end
+        carry = dh.transpose(1, 2).contiguous()
+        # Everything per step on [b, N, d] slices that stay in cache, into buffers made once: a fresh
+        # slice per op would cost an allocation (at 128 KB, a page-faulting mmap) each time.
+        g, gah = torch.empty_like(carry), torch.empty_like(carry)
         for t in range(T - 1, -1, -1):
-            g = torch.addcmul(carry, dyT[t, :, :, None], C[:, t, None, :], out=G[t])
-            carry = g * torch.exp(delta[:, t, :, None] * A)  # becomes dL/dh_{t-1}
-            if t:
-                torch.mul(carry, hs[t - 1], out=gah[t])
-            elif h0 is not None:
-                torch.mul(carry, h0, out=gah[0])
-            else:
-                gah[0].zero_()
-        Tb = T * b
-        G_, hs_ = G.view(Tb, d, n), hs.view(Tb, d, n)
-        d_du = torch.bmm(G_, B.transpose(0, 1).reshape(Tb, n, 1)).view(T, b, d).transpose(0, 1)
-        dB = torch.bmm((delta * u).transpose(0, 1).reshape(Tb, 1, d), G_).view(T, b, n).transpose(0, 1)
-        dC = torch.bmm(dyT.view(Tb, 1, d), hs_).view(T, b, n).transpose(0, 1)
-        # Plain products, not einsum: einsum would first copy gah into a d-major layout (2x slower).
-        ddelta = (gah * A).view(Tb * d, n).mv(A.new_ones(n)).view(T, b, d).transpose(0, 1) + d_du * u
-        dA = (gah * delta.transpose(0, 1)[..., None]).sum((0, 1))
+            torch.addcmul(carry, C[:, t, :, None], dyT[t].transpose(1, 2), out=g)  # dL/dh_t
+            torch.bmm(B[:, t, None, :], g, out=d_du[t])
+            torch.bmm(g, duT[t], out=dB[t])
+            torch.bmm(hs[t], dyT[t], out=dC[t])
+            torch.mul(g, decays[t], out=carry)  # now dL/dh_{t-1}
+            if t == 0 and h0 is None:
+                ddelta[0].zero_()
+                break
+            torch.mul(carry, hs[t - 1] if t else h0.transpose(1, 2), out=gah)  # dL/d(dt_t A)
+            dA_acc.addcmul_(gah, delta[:, t, None, :])
+            torch.sum(gah.mul_(At), dim=1, out=ddelta[t])
+        d_du = d_du.view(T, b, d).transpose(0, 1)
+        ddelta = ddelta.transpose(0, 1) + d_du * u
+        dA = dA_acc.sum(0).t()
+        dB = dB.view(T, b, n).transpose(0, 1)
+        dC = dC.view(T, b, n).transpose(0, 1)
         du = d_du * delta + dy * D
         dD = (dy * u).sum((0, 1))
-        return du, ddelta, dA, dB, dC, dD, carry if h0 is not None else None
+        return du, ddelta, dA, dB, dC, dD, carry.transpose(1, 2) if h0 is not None else None
 
 
 def selective_scan_stepwise(
