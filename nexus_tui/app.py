@@ -31,7 +31,7 @@ from nexus_tui.services import Services
 from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
 from nexus_tui.themes import next_theme, palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
-from nexus_tui.widgets.charts_panel import ChartsPanel
+from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
 from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 from nexus_tui.widgets.samples_pane import SamplesPane
@@ -239,7 +239,7 @@ class NexusApp(App[None]):
 
     def _sample_telemetry(self) -> None:
         self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
-        if any(r.state == "starting" for r in self.store.runs()):
+        if any(is_starting(r) for r in self.store.runs()):
             self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
 
     def _theme_changed(self, theme: Any) -> None:
@@ -371,7 +371,9 @@ class NexusApp(App[None]):
         for i, (preset, extra, label) in enumerate((("tiny", [], "baseline"), (*second, "contrast"))):
             device = devices[i % len(devices)]
             overrides = extra + (cpu_share if device == "cpu" else []) + self.demo_overrides
-            self.launch(preset, next_free_name(self.root, f"demo-{label}"), device, self.demo_steps, overrides)
+            name = next_free_name(self.root, f"demo-{label}")
+            self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
+            self.launch(preset, name, device, self.demo_steps, overrides)
 
     def action_compare(self) -> None:
         if not self.store.runs():

@@ -230,13 +230,13 @@ async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(a
             f.write(pack({**rec, "seq": seq, "time": long_ago + seq}))
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.query_one(LogPane)
-        await wait_for(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 10, "the old alert")
+        await wait_for(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 30, "the old alert")
         bar = app.query_one(AlertBar)
         assert not bar.has_class("-active") and not bar.alerts
 
         writer = RecordWriter(run_dir / METRICS_FILE)
         writer.write({"type": "alert", "kind": "spike", "step": 2, "text": "loss spiked"})
-        await wait_for(pilot, lambda: bar.has_class("-active"), 10, "the live alert")
+        await wait_for(pilot, lambda: bar.has_class("-active"), 30, "the live alert")
         assert "old: spike at step 2" in bar.alerts[-1] and len(bar.alerts) == 1
 
 

@@ -51,7 +51,12 @@ def starting_text(run) -> str:
     does not look like a dead dashboard."""
     began = run.started or run.updated  # the hello's time, or the launch's before the hello
     since = f" {time.time() - began:.0f}s" if began else ""
-    return f"{run.name}: starting…{since} (loading torch and data, building the model; the first step is the slowest)"
+    return f"{run.name}: starting…{since} (importing torch, building the model, first step)"
+
+
+def is_starting(run) -> bool:
+    """Live, and no training step reported yet."""
+    return run.live and not len(run.series["ce"])
 
 
 class ChartsPanel(Vertical):
@@ -141,7 +146,7 @@ class ChartsPanel(Vertical):
             specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
                                                  scatter=True)
         forecast_text = ""
-        if len(runs) == 1 and not len(runs[0].series["ce"]) and runs[0].live:
+        if len(runs) == 1 and is_starting(runs[0]):
             forecast_text = starting_text(runs[0])
         elif len(runs) == 1:
             forecast_text, forecast = self._forecast(store, runs[0])
@@ -149,6 +154,9 @@ class ChartsPanel(Vertical):
                 specs["loss"].hlines.append((forecast, palette.forecast))
         elif len(runs) > 1:
             forecast_text = f"{len(runs)} runs marked (space marks/unmarks)"
+            waiting = [r for r in runs if is_starting(r)]
+            if waiting:
+                forecast_text = starting_text(waiting[0]) + (f" +{len(waiting) - 1} more" if len(waiting) > 1 else "")
         elif not store.runs():
             forecast_text = EMPTY_HINT
         else:
