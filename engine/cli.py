@@ -88,12 +88,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
     p.add_argument("--stop-at", type=int, help="train only up to this step of the schedule, then checkpoint and exit")
     p.add_argument("--metrics-fd", type=int, help="also stream records to this inherited pipe fd")
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes for this one run (torchrun; one per GPU with --device cuda, gloo on the CPU)")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except NexusError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
@@ -137,6 +140,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.stop_at is not None and args.stop_at > cfg.train.steps:
         raise ConfigError(f"--stop-at {args.stop_at} is past the schedule's {cfg.train.steps} steps")
     _check_source(cfg)
+    if args.nproc > 1:
+        _relaunch_under_torchrun(args, run_dir)
+    if _under_torchrun() and not (args.run_dir or args.name):
+        raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
     if metrics.exists() and metrics.stat().st_size > 0:
         raise ConfigError(f"run folder {run_dir} already has metrics: use `python -m engine resume "
@@ -172,11 +179,41 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ConfigError(f"--lr must be positive, got {args.lr}")
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
     ckpt.read_meta(path)  # a corrupt checkpoint fails here, before torch loads
+    if args.nproc > 1:
+        _relaunch_under_torchrun(args, run_dir)
 
     from engine.trainer import ResumeSpec, Trainer
 
     spec = ResumeSpec(path, args.steps, args.lr, args.ramp_steps or 0)
     return Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run()
+
+
+def _under_torchrun() -> bool:
+    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
+    """`--nproc N`: replace this process by `torchrun --standalone --nproc-per-node N -m engine ...`
+    with the same arguments (and the run folder made explicit, so every rank picks the same one)."""
+    if _under_torchrun():
+        raise ConfigError("--nproc starts torchrun itself; under torchrun give --nproc-per-node to torchrun instead")
+    if args.metrics_fd is not None:
+        raise ConfigError("--metrics-fd cannot reach torchrun's worker processes; leave it out and follow "
+                          f"{run_dir / P.METRICS_FILE} (the dashboard attaches to the run folder)")
+    rest, skip = [], False
+    for a in args.argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    if args.command == "train" and not args.run_dir:
+        rest += ["--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "-m", "engine", *rest]
+    sys.stdout.flush()
+    os.execv(sys.executable, cmd)
 
 
 def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
@@ -186,6 +223,8 @@ def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
         except OSError:
             fd, args.metrics_fd = args.metrics_fd, None
             raise ConfigError(f"--metrics-fd {fd} is not an open file descriptor of this process") from None
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc must be 1 or more, got {args.nproc}")
     if args.stop_at is not None and args.stop_at < 1:
         raise ConfigError(f"--stop-at must be a step of 1 or more, got {args.stop_at}")
     if args.device:
