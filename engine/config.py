@@ -103,6 +103,9 @@ class OptimConfig:
     beta2: float = 0.95
     eps: float = 1e-8
     muon_lr: float = 0.02
+    muon_weight_decay: float = 0.0
+    """Decoupled weight decay of the Muon groups. 0 as in the reference Muon: at lr 0.02 the AdamW
+    groups' weight_decay would shrink the hidden matrices ~7x faster than it shrinks the rest."""
     muon_momentum: float = 0.95
     muon_ns_steps: int = 5
     fallback: str = "adamw"
@@ -202,6 +205,7 @@ class Config:
             raise ConfigError(f"head size d_model/n_heads = {m.d_model // m.n_heads} must be even (rotary)")
         if m.mtp_heads < 0:
             raise ConfigError(f"model.mtp_heads must be 0 or more, got {m.mtp_heads}")
+        _check_family_options(m)
         if d.tokenizer == "byte" and m.vocab_size not in (0, 256):
             raise ConfigError(f"model.vocab_size is {m.vocab_size} but the byte tokenizer has 256 symbols")
         if d.tokenizer == "bpe" and not 260 <= d.bpe_vocab <= 65536:
@@ -214,6 +218,11 @@ class Config:
             raise ConfigError(f"data.max_bytes must be 0 (all) or positive, got {d.max_bytes}")
         if o.lr <= 0 or o.muon_lr <= 0:
             raise ConfigError("optim.lr and optim.muon_lr must be positive")
+        if o.weight_decay < 0 or o.muon_weight_decay < 0:
+            raise ConfigError(
+                f"optim.weight_decay ({o.weight_decay}) and optim.muon_weight_decay ({o.muon_weight_decay}) "
+                "must be 0 (off) or positive"
+            )
         if not 0.0 <= t.label_smoothing < 1.0:
             raise ConfigError(f"train.label_smoothing must be in [0, 1), got {t.label_smoothing}")
         if not 0.0 <= s.min_lr_ratio <= 1.0:
@@ -230,6 +239,58 @@ class Config:
         if not self.name or "/" in self.name or self.name in (".", "..") or "\x00" in self.name:
             raise ConfigError(f"run name {self.name!r} must be a plain folder name (no '/', not '..')")
         return self
+
+
+MAX_HC_STREAMS = 4
+"""Hyper-connection streams beyond 4 cost memory with no reported gain (mHC uses 4)."""
+MAX_ENGRAM_ORDER = 8
+
+
+def _check_family_options(m: ModelConfig) -> None:
+    """The family options, checked here so a typo fails in 0.1 s, not at model build after torch loads.
+
+    Only the chosen family's options are checked (an lstm run ignores engram_layers), except the
+    transformer variants, which every family must leave off (the model refuses them by name).
+    """
+    if m.mtp_weight < 0:
+        raise ConfigError(f"model.mtp_weight must be 0 or positive, got {m.mtp_weight}")
+    if m.surprise_weight < 0:
+        raise ConfigError(f"model.surprise_weight must be 0 (off) or positive, got {m.surprise_weight}")
+    if not 0 <= m.hc_streams <= MAX_HC_STREAMS:
+        raise ConfigError(f"model.hc_streams must be 0 (off) or 1..{MAX_HC_STREAMS}, got {m.hc_streams}")
+    bad = [i for i in m.wavelet_layers if not 0 <= i < m.n_layers]
+    if bad:
+        raise ConfigError(f"model.wavelet_layers {m.wavelet_layers} names layers outside 0..{m.n_layers - 1}: {bad}")
+    if m.family != "transformer":
+        for name, value, off in (("mtp_heads", m.mtp_heads, 0), ("hc_streams", m.hc_streams, 0),
+                                 ("loop_count", m.loop_count, 1), ("wavelet_layers", m.wavelet_layers, [])):
+            if value != off:
+                raise ConfigError(f"model.{name} = {value} is not supported by the {m.family} family; "
+                                  f"set it to {off} or use model.family = transformer")
+    if m.family == "hybrid":
+        for name in ("ssm_state", "ssm_expand", "ssm_conv", "ssm_chunk", "attn_every"):
+            if getattr(m, name) < 1:
+                raise ConfigError(f"model.{name} must be at least 1, got {getattr(m, name)}")
+        if not 0 <= m.attn_offset < m.attn_every:
+            raise ConfigError(f"model.attn_offset must be in [0, attn_every) = [0, {m.attn_every}), got {m.attn_offset}")
+    if m.family == "engram":
+        if not m.engram_layers or any(not 0 <= i < m.n_layers for i in m.engram_layers):
+            raise ConfigError(
+                f"model.engram_layers {m.engram_layers} must name layers in 0..{m.n_layers - 1} (at least one)"
+            )
+        orders = m.engram_orders
+        if not orders or len(set(orders)) != len(orders) or any(not 2 <= n <= MAX_ENGRAM_ORDER for n in orders):
+            raise ConfigError(f"model.engram_orders {orders} must be distinct n-gram sizes in 2..{MAX_ENGRAM_ORDER}")
+        if m.engram_table_mult < 1:
+            raise ConfigError(f"model.engram_table_mult must be at least 1, got {m.engram_table_mult}")
+    if m.family == "lstm":
+        if not m.lstm_levels or any(c < 1 for c in m.lstm_levels):
+            raise ConfigError(f"model.lstm_levels must be a non-empty list of periods >= 1, got {m.lstm_levels}")
+        if m.lstm_levels[0] != 1:
+            raise ConfigError(
+                f"model.lstm_levels must start with 1 (the first level, which also holds the embedding and "
+                f"head, learns every step), got {m.lstm_levels}"
+            )
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

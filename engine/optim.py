@@ -137,7 +137,8 @@ def build_optimizer(model: LanguageModel, cfg: OptimConfig) -> NexusOptimizer:
     """The optimizer `cfg.name` names, over every trainable parameter of `model`, each in one group.
 
     adamw / lion: weight decay on >=2-D params only (norm gains and biases are not shrunk).
-    muon: `model.muon_params()` that are 2-D get Muon at `cfg.muon_lr`; the rest go to `cfg.fallback`.
+    muon: `model.muon_params()` that are 2-D get Muon at `cfg.muon_lr` with `cfg.muon_weight_decay`;
+    the rest go to `cfg.fallback`.
     """
     if cfg.name not in ("adamw", "lion", "muon"):
         raise ConfigError(f"optim.name must be one of adamw, muon, lion; got {cfg.name!r}")
@@ -150,12 +151,15 @@ def build_optimizer(model: LanguageModel, cfg: OptimConfig) -> NexusOptimizer:
         muon_ids = {id(p) for _, p in model.muon_params() if p.ndim == 2 and p.requires_grad}
         hidden = [p for _, p in params if id(p) in muon_ids]
         rest = [(n, p) for n, p in params if id(p) not in muon_ids]
-        if hidden:
-            groups.append({
-                "name": "muon", "kind": "muon", "params": hidden, "lr": cfg.muon_lr,
-                "weight_decay": cfg.weight_decay, "momentum": cfg.muon_momentum, "nesterov": True,
-                "ns_steps": cfg.muon_ns_steps,
-            })
+        for name, wd, chosen in (
+            ("muon", cfg.muon_weight_decay, [p for p in hidden if not _no_decay_marked(p)]),
+            ("muon_no_decay", 0.0, [p for p in hidden if _no_decay_marked(p)]),
+        ):
+            if chosen:
+                groups.append({
+                    "name": name, "kind": "muon", "params": chosen, "lr": cfg.muon_lr, "weight_decay": wd,
+                    "momentum": cfg.muon_momentum, "nesterov": True, "ns_steps": cfg.muon_ns_steps,
+                })
     kind = cfg.fallback if cfg.name == "muon" else cfg.name
     groups += _decay_split(kind, rest, cfg)
     if not groups:
@@ -164,18 +168,28 @@ def build_optimizer(model: LanguageModel, cfg: OptimConfig) -> NexusOptimizer:
 
 
 def _decay_split(kind: str, named: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig) -> list[dict[str, Any]]:
-    """Two groups of `kind`: matrices/embeddings with weight decay, vectors (norms, biases) without."""
+    """Two groups of `kind`: matrices/embeddings with weight decay, the rest without.
+
+    The rest: vectors (norm gains, biases) and any tensor marked `_no_weight_decay` (Mamba's marker on
+    A_log and D: decay would drag every channel's memory length toward one value and its skip to 0).
+    """
     named = list(named)
     betas = (cfg.beta1, cfg.beta2) if kind == "adamw" else LION_BETAS
+    decayed = [p.ndim >= 2 and not _no_decay_marked(p) for _, p in named]
     out = []
     for suffix, wd, chosen in (
-        ("decay", cfg.weight_decay, [p for _, p in named if p.ndim >= 2]),
-        ("no_decay", 0.0, [p for _, p in named if p.ndim < 2]),
+        ("decay", cfg.weight_decay, [p for (_, p), yes in zip(named, decayed, strict=True) if yes]),
+        ("no_decay", 0.0, [p for (_, p), yes in zip(named, decayed, strict=True) if not yes]),
     ):
         if chosen:
             out.append({"name": f"{kind}_{suffix}", "kind": kind, "params": chosen, "lr": cfg.lr,
                         "weight_decay": wd, "betas": betas, "eps": cfg.eps})
     return out
+
+
+def _no_decay_marked(p: nn.Parameter) -> bool:
+    """Mamba's convention: a model sets `p._no_weight_decay = True` on tensors decay would harm."""
+    return bool(getattr(p, "_no_weight_decay", False))
 
 
 def set_lr_multiplier(optimizer: torch.optim.Optimizer, mult: float) -> None:

@@ -91,6 +91,50 @@ def test_validation_names_the_bad_value(override: str, message: str) -> None:
         cfg.validate()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.family=lstm", "model.lstm_levels=[]"], "lstm_levels must be a non-empty list"),
+        (["model.family=lstm", "model.lstm_levels=[1, 0]"], "lstm_levels must be a non-empty list"),
+        (["model.family=lstm", "model.lstm_levels=[4, 16]"], "lstm_levels must start with 1"),
+        (["model.family=lstm", "model.surprise_weight=-0.1"], "surprise_weight must be 0"),
+        (["model.family=lstm", "model.mtp_heads=2"], "mtp_heads = 2 is not supported by the lstm family"),
+        (["model.family=hybrid", "model.hc_streams=2"], "hc_streams = 2 is not supported by the hybrid"),
+        (["model.hc_streams=5"], r"hc_streams must be 0 \(off\) or 1..4, got 5"),
+        (["model.hc_streams=-1"], "hc_streams must be 0"),
+        (["model.n_layers=4", "model.wavelet_layers=[1, 4]"], r"wavelet_layers \[1, 4\] names layers outside 0..3: \[4\]"),
+        (["model.family=engram", "model.engram_layers=[]"], "engram_layers"),
+        (["model.family=engram", "model.n_layers=2", "model.engram_layers=[2]"], "must name layers in 0..1"),
+        (["model.family=engram", "model.engram_orders=[1, 2]"], "distinct n-gram sizes in 2..8"),
+        (["model.family=engram", "model.engram_orders=[3, 3]"], "distinct n-gram sizes"),
+        (["model.family=engram", "model.engram_table_mult=0"], "engram_table_mult must be at least 1"),
+        (["model.family=hybrid", "model.ssm_state=0"], "model.ssm_state must be at least 1"),
+        (["model.family=hybrid", "model.ssm_chunk=0"], "model.ssm_chunk must be at least 1"),
+        (["model.family=hybrid", "model.ssm_expand=-2"], "model.ssm_expand must be at least 1"),
+        (["model.family=hybrid", "model.ssm_conv=0"], "model.ssm_conv must be at least 1"),
+        (["model.family=hybrid", "model.attn_every=4", "model.attn_offset=4"], "attn_offset must be in"),
+        (["model.mtp_weight=-1"], "mtp_weight"),
+        (["optim.weight_decay=-0.1"], "optim.weight_decay"),
+        (["optim.muon_weight_decay=-1"], "muon_weight_decay"),
+    ],
+)
+def test_family_options_are_checked_before_any_model_is_built(overrides: list[str], message: str) -> None:
+    cfg = C.Config()
+    for text in overrides:
+        C.apply_override(cfg, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        cfg.validate()
+    assert "\n" not in str(info.value)
+
+
+def test_other_families_options_are_not_checked() -> None:
+    """An lstm run does not care that the (unused) engram_layers default names layer 1 of a 1-layer net."""
+    cfg = C.Config()
+    for text in ("model.family=lstm", "model.n_layers=1", "model.engram_orders=[]", "model.ssm_state=0"):
+        C.apply_override(cfg, text)
+    assert cfg.validate() is cfg
+
+
 def test_run_names_cannot_escape_the_runs_folder() -> None:
     for bad in ("a/b", "..", "."):
         cfg = C.Config(name=bad)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -305,3 +306,66 @@ def test_real_model_families_route_hidden_matrices_to_muon_only() -> None:
             opt.step()
             losses.append(loss.item())
         assert losses[-1] < losses[0], (family, losses)
+
+
+# -- weight decay: Muon's own, and the _no_weight_decay marker -------------------------------------
+
+
+def _zero_grad_step(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """One step with all-zero gradients: every update rule moves nothing, so only weight decay acts."""
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    return before
+
+
+@pytest.mark.parametrize("muon_wd", [0.0, 0.05])
+def test_muon_groups_decay_by_muon_weight_decay_only(muon_wd: float) -> None:
+    model = _model()
+    cfg = OptimConfig(name="muon", lr=1e-2, muon_lr=0.02, weight_decay=0.1, muon_weight_decay=muon_wd)
+    opt = build_optimizer(model, cfg)
+    assert {g["kind"]: g["weight_decay"] for g in opt.param_groups if g["kind"] == "muon"} == {"muon": muon_wd}
+    before = _zero_grad_step(model, opt)
+    for name in ("up.weight", "down.weight"):  # Muon: W *= 1 - muon_lr * muon_weight_decay
+        torch.testing.assert_close(dict(model.named_parameters())[name].detach(), before[name] * (1 - 0.02 * muon_wd))
+    # The AdamW matrices still shrink by their own weight_decay.
+    torch.testing.assert_close(model.embed.weight.detach(), before["embed.weight"] * (1 - 1e-2 * 0.1))
+
+
+def test_muon_weight_decay_defaults_to_zero_as_in_the_reference() -> None:
+    assert OptimConfig().muon_weight_decay == 0.0
+    opt = build_optimizer(_model(), OptimConfig(name="muon"))
+    assert [g["weight_decay"] for g in opt.param_groups if g["kind"] == "muon"] == [0.0]
+
+
+@pytest.mark.parametrize("key", list(CONFIGS))
+def test_params_marked_no_weight_decay_are_never_decayed(key: str) -> None:
+    model = _model()
+    model.keep = nn.Parameter(torch.ones(4, 3))  # 2-D, so it would be decayed without the marker
+    model.keep._no_weight_decay = True  # type: ignore[attr-defined]
+    model.shrink = nn.Parameter(torch.ones(4, 3))
+    # Muon's own decay on too, so a marked matrix that Muon takes must also be exempted.
+    opt = build_optimizer(model, dataclasses.replace(CONFIGS[key], muon_weight_decay=0.1))
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert group_of[id(model.keep)]["weight_decay"] == 0.0
+    assert group_of[id(model.shrink)]["weight_decay"] > 0.0
+    _zero_grad_step(model, opt)
+    assert torch.equal(model.keep.detach(), torch.ones(4, 3))
+    assert model.shrink.detach().max() < 1.0
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "muon"])
+def test_ssm_a_log_and_d_are_not_decayed_in_a_real_hybrid(name: str) -> None:
+    from engine.models.base import build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(family="hybrid", vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
+                      seq_len=16, attn_every=2, attn_offset=1, ssm_state=4)
+    model = build_model(cfg)
+    opt = build_optimizer(model, OptimConfig(name=name, weight_decay=0.1, muon_weight_decay=0.1))
+    wd = {n: g["weight_decay"] for n, p in model.named_parameters() for g in opt.param_groups
+          if any(q is p for q in g["params"])}
+    marked = [n for n in wd if n.endswith(("mixer.A_log", "mixer.D"))]
+    assert len(marked) == 2 and all(wd[n] == 0.0 for n in marked), {n: wd[n] for n in marked}
+    assert wd["blocks.0.mixer.in_proj.weight"] == 0.1
