@@ -191,7 +191,8 @@ class Supervisor:
             raise LaunchError(f"cannot create run folder {run_dir}: {e.strerror}") from None
         cpu = not device.startswith(("cuda", "mps"))
         with self._lock:
-            threads = self._threads() if cpu else None
+            chosen = any(a.startswith("train.threads=") for a in args)  # the caller's choice wins
+            threads = self._threads() if cpu and not chosen else None
             if threads:
                 args = [*args, "--threads", str(threads)]
             read_fd, write_fd = os.pipe()

@@ -233,3 +233,14 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed) -> None:
+    """The demo asks for one thread per run; the automatic share must not outvote it."""
+    sup = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    sup.launch("tiny", name="one", steps=100_000, overrides=[*TINY, "train.threads=1"])
+    try:
+        cmd = _cmdline(sup.processes()["one"])
+        assert "--threads" not in cmd and "train.threads=1" in cmd
+    finally:
+        sup.shutdown(stop_runs=True)
