@@ -3,7 +3,7 @@
 Two processes (torch.multiprocessing, a real gloo process group on localhost) each hold a model of a
 preset's shape with gradients, and time the two collectives the trainer adds to every step:
 1. `Dist.average`: the bucketed all-reduce of every gradient plus loss and ce;
-2. `Dist.share_steering`: the all_gather of the small steering dict (pause / stop / schedule).
+2. `Dist.share_steering`: the all-reduce of three flags (stop / pause / new schedule).
 Compare the sum with a step of the same model (engine_speed.py, or the engine's step_s records).
 Numbers vary with machine load; on a GPU box nccl replaces gloo and the figures differ.
 
@@ -62,7 +62,7 @@ def _worker(rank: int, world: int, port: int, preset: str, iters: int) -> None:
         n = sum(p.numel() for p in params)
         print(f"{preset}: {n:,} params, {world} processes (gloo, 1 thread each)")
         print(f"  average (all-reduce grads + loss + ce): {avg * 1e3:8.3f} ms/step  ({n * 4 / avg / 1e9:.2f} GB/s)")
-        print(f"  share_steering (all_gather of a dict):  {steer * 1e3:8.3f} ms/step")
+        print(f"  share_steering (all-reduce of 3 flags):{steer * 1e3:8.3f} ms/step")
     dist.destroy_process_group()
 
 

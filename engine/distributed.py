@@ -97,29 +97,39 @@ class Dist:
     def share_steering(self, trainer: Any) -> None:
         """Make every rank agree on paused / stop / schedule after rank 0 handled its commands.
 
-        Rank 0's pause state and any new schedule (a `ramp` command) win; a stop reason from any
-        rank (SIGTERM to one worker) stops them all. One all_gather of small dicts per call.
+        Rank 0's pause state and any new schedule (a `ramp` command) win; a stop from any rank (SIGTERM
+        to one worker) stops them all. Per call: one all-reduce (max) of three integers; the schedule
+        itself travels (broadcast_object_list) only on the steps it changed.
         """
         if not self.active:
             return
-        mine: dict[str, Any] = {"stop": trainer.stop_reason or self.pending_stop}
-        if self.is_main:
-            mine["paused"] = trainer.paused
-            schedule = trainer.schedule.to_dict()
-            if schedule != self._sent_schedule:
-                mine["schedule"] = self._sent_schedule = schedule
-        gathered: list[Any] = [None] * self.world
-        dist.all_gather_object(gathered, mine)
-        if not trainer.stop_reason:
-            trainer.stop_reason = next((f"{g['stop']} on rank {r}" for r, g in enumerate(gathered) if g["stop"]), "")
+        schedule = trainer.schedule.to_dict() if self.is_main else None
+        changed = self.is_main and schedule != self._sent_schedule
+        flags = torch.tensor([self._stop_code(trainer), int(self.is_main and trainer.paused), int(changed)],
+                             dtype=torch.int64, device=self.device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        stop, paused, new_schedule = flags.tolist()
+        if stop and not trainer.stop_reason:
+            rank, signum = divmod(stop, 256)
+            trainer.stop_reason = f"{signal.Signals(signum).name if signum else 'stop'} on rank {rank - 1}"
+        if new_schedule:
+            box = [schedule]
+            dist.broadcast_object_list(box, src=0, device=self.device)
+            self._sent_schedule = box[0]
         if not self.is_main:
-            lead = gathered[0]
-            trainer.paused = lead["paused"]
-            if "schedule" in lead:
+            trainer.paused = bool(paused)
+            if new_schedule:
                 from engine.schedule import Schedule
 
-                trainer.schedule = Schedule.from_dict(lead["schedule"])
+                trainer.schedule = Schedule.from_dict(box[0])
                 trainer.cfg.train.steps = trainer.schedule.total_steps
+
+    def _stop_code(self, trainer: Any) -> int:
+        """0, or (rank + 1) * 256 + the signal number (0 for a stop command) of a stop this rank wants."""
+        if not (trainer.stop_reason or self.pending_stop):
+            return 0
+        signum = int(signal.Signals[self.pending_stop]) if self.pending_stop and not trainer.stop_reason else 0
+        return (self.rank + 1) * 256 + signum
 
     def catch_signals(self) -> None:
         """SIGTERM/SIGINT only note the stop; `share_steering` acts on it at the same step on every
