@@ -183,3 +183,24 @@ def test_nproc_refuses_what_torchrun_cannot_carry(runs_root: Path, capsys: pytes
         os.close(read_fd)
         os.close(write_fd)
     assert not (runs_root / "x").exists()
+
+
+def test_rank_slices_make_up_the_global_batch() -> None:
+    """Rank r's rows of batch `position` are rows r*B.. of the one-process batch of world*B rows, for
+    random windows and for contiguous streams; world 1 is the plain batch."""
+    import torch
+
+    from engine.data import contiguous_streams, get_batch
+
+    tokens = torch.arange(5000, dtype=torch.int32) % 251
+    for position in (0, 7):
+        whole = get_batch(tokens, 6, 16, 1337, position)
+        parts = [get_batch(tokens, 3, 16, 1337, position, rank=r, world=2) for r in range(2)]
+        assert torch.equal(torch.cat([p[0] for p in parts]), whole[0])
+        assert torch.equal(torch.cat([p[1] for p in parts]), whole[1])
+        assert torch.equal(get_batch(tokens, 6, 16, 1337, position, rank=0, world=1)[0], whole[0])
+        streams = contiguous_streams(tokens, 6, 16, position)
+        split = [contiguous_streams(tokens, 2, 16, position, rank=r, world=3) for r in range(3)]
+        assert torch.equal(torch.cat([s[0] for s in split]), streams[0])
+    assert not torch.equal(get_batch(tokens, 3, 16, 1337, 0, rank=0, world=2)[0],
+                           get_batch(tokens, 3, 16, 1337, 0, rank=1, world=2)[0])
