@@ -52,7 +52,7 @@ def scan_figures(b: int = 16, T: int = 128, d: int = 256, n: int = 8) -> None:
         print(f"  chunked L={chunk:<3}     {t * 1e3:8.1f} ms")
 
 
-def preset_figures(name: str, overrides: dict[str, int] | None = None) -> None:
+def preset_figures(name: str, overrides: dict[str, int] | None = None) -> float:
     cfg = load_preset(name)
     cfg.model.vocab_size = 256
     for k, v in (overrides or {}).items():
@@ -73,14 +73,15 @@ def preset_figures(name: str, overrides: dict[str, int] | None = None) -> None:
     tokens = cfg.train.batch_size * cfg.model.seq_len
     extra = " ".join(f"{k}={v}" for k, v in (overrides or {}).items())
     print(f"  {name:12s} {extra:14s} {model.num_params():>9,d} params  {t * 1e3:7.1f} ms/step  {tokens / t:7.0f} tok/s")
+    return t
 
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
     scan_figures()
     print("train step (fwd+bwd+AdamW), preset batch and seq_len:")
-    preset_figures("tiny")
-    for chunk in (1, 2, 4, 8):
-        preset_figures("hybrid-tiny", {"ssm_chunk": chunk})
+    tiny = preset_figures("tiny")
+    hybrid = [preset_figures("hybrid-tiny", {"ssm_chunk": chunk}) for chunk in (1, 2, 4, 8)]
     preset_figures("engram-tiny")
     preset_figures("lstm-tiny")
+    print(f"hybrid-tiny (fastest chunk) / tiny step time: {min(hybrid) / tiny:.2f}x")

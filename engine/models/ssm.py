@@ -69,22 +69,22 @@ class _StepwiseScan(torch.autograd.Function):
         n = A.shape[1]
         At = A.t().contiguous()  # [N, d]: a strided A.t() would make every broadcast 3x slower
         du = delta * u
-        decays = u.new_empty(T, b, n, d)
+        a = u.new_empty(b, n, d)
         hs = u.new_empty(T, b, n, d)
         ys = u.new_empty(T, b, 1, d)
         h = u.new_zeros(b, n, d) if h0 is None else h0.transpose(1, 2)
         for t in range(T):
-            a = torch.mul(At, delta[:, t, None, :], out=decays[t]).exp_()
+            torch.mul(At, delta[:, t, None, :], out=a).exp_()
             ht = torch.mul(a, h, out=hs[t]).addcmul_(B[:, t, :, None], du[:, t, None, :])
             torch.bmm(C[:, t, None, :], ht, out=ys[t])
             h = ht
-        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs, decays)
+        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs)
         return ys.view(T, b, d).transpose(0, 1) + u * D, hs[T - 1].transpose(1, 2).clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: FunctionCtx, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        u, delta, A, B, C, D, h0, hs, decays = ctx.saved_tensors  # type: ignore[attr-defined]
+        u, delta, A, B, C, D, h0, hs = ctx.saved_tensors  # type: ignore[attr-defined]
         T, b, n, d = hs.shape
         At = A.t().contiguous()
         dyT = dy.transpose(0, 1).contiguous()[..., None]  # [T, b, d, 1]
@@ -97,13 +97,14 @@ class _StepwiseScan(torch.autograd.Function):
         carry = dh.transpose(1, 2).contiguous()
         # Everything per step on [b, N, d] slices that stay in cache, into buffers made once: a fresh
         # slice per op would cost an allocation (at 128 KB, a page-faulting mmap) each time.
-        g, gah = torch.empty_like(carry), torch.empty_like(carry)
+        g, gah, a = torch.empty_like(carry), torch.empty_like(carry), torch.empty_like(carry)
         for t in range(T - 1, -1, -1):
             torch.addcmul(carry, C[:, t, :, None], dyT[t].transpose(1, 2), out=g)  # dL/dh_t
             torch.bmm(B[:, t, None, :], g, out=d_du[t])
             torch.bmm(g, duT[t], out=dB[t])
             torch.bmm(hs[t], dyT[t], out=dC[t])
-            torch.mul(g, decays[t], out=carry)  # now dL/dh_{t-1}
+            torch.mul(At, delta[:, t, None, :], out=a).exp_()  # recomputed: cheaper than a saved [T, ...] copy
+            torch.mul(g, a, out=carry)  # now dL/dh_{t-1}
             if t == 0 and h0 is None:
                 ddelta[0].zero_()
                 break
