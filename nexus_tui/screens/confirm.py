@@ -32,6 +32,26 @@ class Dialog(ModalScreen[ScreenResultType]):
     """
 
 
+class FormDialog(Dialog[ScreenResultType]):
+    """A dialog with inputs and a "go" button: Enter in any input or "go" submits, anything else and
+    Escape cancel. Subclasses say what submitting means."""
+
+    def _submit(self) -> None:
+        raise NotImplementedError
+
+    def on_input_submitted(self) -> None:
+        self._submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "go":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
 class ConfirmScreen(Dialog[bool]):
     """Ask a yes/no question; dismisses with True only on the confirming button or key y."""
 

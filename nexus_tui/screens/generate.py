@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from nexus_tui.screens.confirm import Dialog
+from nexus_tui.screens.confirm import FormDialog
 
 
 def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
@@ -39,7 +39,7 @@ def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tu
     return {"prompt": prompt, "tokens": n, "temperature": temp, "top_k": k}, ""
 
 
-class GenerateScreen(Dialog[dict[str, Any] | None]):
+class GenerateScreen(FormDialog[dict[str, Any] | None]):
     """Ask for sampling settings; dismiss with the `generate` arguments, or None."""
 
     DEFAULT_CSS = """
@@ -74,15 +74,3 @@ class GenerateScreen(Dialog[dict[str, Any] | None]):
             self.query_one("#error", Static).update(error)
             return
         self.dismiss(args)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "go":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

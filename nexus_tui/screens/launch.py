@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
-from nexus_tui.screens.confirm import Dialog
+from nexus_tui.screens.confirm import FormDialog
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
@@ -69,7 +69,7 @@ def next_free_name(root: Path, base: str) -> str:
     return f"{base}-{i}"
 
 
-class LaunchScreen(Dialog[dict[str, Any] | None]):
+class LaunchScreen(FormDialog[dict[str, Any] | None]):
     """Ask what to train; dismiss with supervisor.launch's keyword arguments, or None."""
 
     DEFAULT_CSS = """
@@ -121,15 +121,3 @@ class LaunchScreen(Dialog[dict[str, Any] | None]):
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset" and event.value is not Select.BLANK:
             self.query_one("#name", Input).value = next_free_name(self.root, str(event.value))
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "go":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

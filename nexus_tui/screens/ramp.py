@@ -21,7 +21,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from nexus_tui.screens.confirm import Dialog
+from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
@@ -54,7 +54,7 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[s
     return {"target_lr": lr, "ramp_steps": steps, "total_steps": n}, ""
 
 
-class RampScreen(Dialog[dict[str, Any] | None]):
+class RampScreen(FormDialog[dict[str, Any] | None]):
     """Dismisses with target_lr, ramp_steps, total_steps (0 = keep) and from_ckpt (path or None)."""
 
     DEFAULT_CSS = """
@@ -163,10 +163,7 @@ class RampScreen(Dialog[dict[str, Any] | None]):
         if self.is_attached:
             self.query_one("#error", Static).update(text)
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id != "go":
-            self.dismiss(None)
-            return
+    def _submit(self) -> None:
         args, error = self._args()
         if args is None:
             self.query_one("#error", Static).update(error)
@@ -174,9 +171,6 @@ class RampScreen(Dialog[dict[str, Any] | None]):
         ckpt = self._chosen()
         args["from_ckpt"] = None if self.live or ckpt is None else ckpt.get("path")
         self.dismiss(args)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
 
 def checkpoint_rows(store: Any, run: Any) -> list[dict[str, Any]]:
