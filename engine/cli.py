@@ -163,7 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at)
     if writes:
         _write_config(run_dir, cfg)  # again: the tokenizer resolved model.vocab_size
-    return trainer.run()
+    return _ended(trainer.run())
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -185,7 +185,16 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from engine.trainer import ResumeSpec, Trainer
 
     spec = ResumeSpec(path, args.steps, args.lr, args.ramp_steps or 0)
-    return Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run()
+    return _ended(Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run())
+
+
+def _ended(code: int) -> int:
+    """A torchrun worker leaves at once (see distributed.exit_worker); a plain run returns its code."""
+    if _under_torchrun():
+        from engine.distributed import exit_worker
+
+        exit_worker(code)
+    return code
 
 
 def _under_torchrun() -> bool:
