@@ -240,7 +240,11 @@ def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed)
     sup = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
     sup.launch("tiny", name="one", steps=100_000, overrides=[*TINY, "train.threads=1"])
     try:
-        cmd = _cmdline(sup.processes()["one"])
+        pid = sup.processes()["one"]
+        deadline = time.monotonic() + 20
+        while "engine" not in _cmdline(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)  # right after fork the child still shows its parent's command line
+        cmd = _cmdline(pid)
         assert "--threads" not in cmd and "train.threads=1" in cmd
     finally:
         sup.shutdown(stop_runs=True)
