@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -393,7 +394,15 @@ class Supervisor:
                 try:
                     self.stop(name)
                 except ControlError as e:
-                    self._warn(name, f"could not stop: {e}")
+                    # Not listening yet (still importing torch) or wedged: SIGTERM is the engine's
+                    # other stop path (checkpoint, then exit), and before training starts it just ends.
+                    with self._lock:
+                        run = self._runs.get(name)
+                    if run is not None and run.pid and engine_pid_alive(run.pid):
+                        with contextlib.suppress(OSError):
+                            os.kill(run.pid, signal.SIGTERM)
+                    else:
+                        self._warn(name, f"could not stop: {e}")
             deadline = time.monotonic() + timeout
             while self.live_runs() and time.monotonic() < deadline:
                 with self._lock:

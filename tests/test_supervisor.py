@@ -247,4 +247,7 @@ def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed)
         cmd = _cmdline(pid)
         assert "--threads" not in cmd and "train.threads=1" in cmd
     finally:
-        sup.shutdown(stop_runs=True)
+        # Still starting (no control socket yet): stopping it must not wait out the timeout.
+        started = time.monotonic()
+        assert sup.shutdown(stop_runs=True, timeout=20) == []
+        assert time.monotonic() - started < 15
