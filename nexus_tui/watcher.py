@@ -65,6 +65,7 @@ class RunsWatcher:
         self._observer: Any = None
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._handler = _Handler(self)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -74,12 +75,18 @@ class RunsWatcher:
         self._stop.clear()
         observer = Observer()
         observer.daemon = True
-        observer.schedule(_Handler(self), str(self.root), recursive=True)
+        # The root and each run folder, not recursively: checkpoint folders come and go by the
+        # hundred and the records already say what happened to them.
+        observer.schedule(self._handler, str(self.root), recursive=False)
         try:
             observer.start()
             self._observer = observer
         except OSError as e:  # e.g. the inotify watch limit: the poll still works, just slower
             self._warn("", f"file events unavailable ({e}); checking the runs folder every {self.poll_s:g} s")
+        with self._lock:
+            known = sorted(self._known)
+        for name in known:
+            self._watch(self.root / name)
         self._poller = threading.Thread(target=self._poll_loop, name="nexus-watch-poll", daemon=True)
         self._poller.start()
 
@@ -115,10 +122,17 @@ class RunsWatcher:
             if run_dir.name in self._known:
                 return
             self._known.add(run_dir.name)
+        self._watch(run_dir)
         try:
             self.on_new_run(run_dir)
         except Exception as e:  # noqa: BLE001 - a broken handler must not stop the watcher
             self._warn(run_dir.name, f"the dashboard failed to handle a new run: {e!r}")
+
+    def _watch(self, run_dir: Path) -> None:
+        """File events for one run folder; without them the poll still finds its records."""
+        if self._observer is not None:
+            with contextlib.suppress(Exception):
+                self._observer.schedule(self._handler, str(run_dir), recursive=False)
 
     def read(self, run_dir: Path) -> int:
         """Deliver whatever whole records were appended to run_dir's metrics file since last time;
