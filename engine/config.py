@@ -154,6 +154,8 @@ class TrainConfig:
     sample_top_k: int = 40
     ckpt_every: int = 100
     keep_last: int = 3
+    save_best: bool = True
+    """Also checkpoint at every eval that sets a new best val loss, so `best` is truly the best."""
     nan_policy: str = "pause"
     """What a NaN/inf loss does: pause | skip | rollback."""
 

@@ -202,8 +202,10 @@ class Trainer:
                 self.evaluate()
             if t.sample_every and self.step % t.sample_every == 0:
                 self._sample(t.sample_prompt, t.sample_tokens, t.sample_temperature, t.sample_top_k, False)
-            if t.ckpt_every and self.step % t.ckpt_every == 0:
-                self._save_quietly("periodic")
+            periodic = bool(t.ckpt_every) and self.step % t.ckpt_every == 0
+            new_best = t.save_best and self.last_eval == (self.step, self.best_val_loss)
+            if periodic or new_best:
+                self._save_quietly("periodic" if periodic else "new best val loss")
         if self.step < self.schedule.total_steps:
             return self._stop(f"reached --stop-at {self.step}")
         if self.last_eval is None or self.last_eval[0] != self.step:

@@ -314,3 +314,26 @@ def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
     assert kinds == ["spike", "gnorm"]
     assert watch.check(32, 3.0, 50.0) == [], "cooldown: one alert per rough patch"
     assert watch.check(40, 2.0, 1.0) == []
+
+
+def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path, python: str, engine_env: dict) -> None:
+    """`best` must be the best val loss seen, not the best that happened to fall on a checkpoint step."""
+    run = runs_root / "best"
+    eng = Engine(python, engine_env, run, "--steps", "16", *TINY, "--set", "train.eval_every=4",
+                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=100")
+    assert eng.finish() == 0, eng.tail()
+    evals = eng.of("eval")
+    bests = [r["step"] for r in evals if r["best"]]
+    assert bests and bests[0] == 4
+    ckpts = {r["step"]: r for r in eng.of("ckpt")}
+    assert all(s in ckpts and ckpts[s]["best"] for s in bests), (bests, ckpts)
+    best_step = min(evals, key=lambda r: r["val_loss"])["step"]
+    assert (run / "checkpoints" / "best").resolve().name == f"step_{best_step:06d}"
+
+
+def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path, python: str, engine_env: dict) -> None:
+    run = runs_root / "nobest"
+    eng = Engine(python, engine_env, run, "--steps", "8", *TINY, "--set", "train.eval_every=4",
+                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=100", "--set", "train.save_best=false")
+    assert eng.finish() == 0, eng.tail()
+    assert [r["step"] for r in eng.of("ckpt")] == [8]  # only the end of the run
