@@ -17,7 +17,7 @@ ENGINE_COMMANDS = ("train", "resume", "generate", "eval", "lr-preview")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ENGINE_COMMANDS:
-        os.execv(sys.executable, [sys.executable, "-m", "engine", *argv])
+        os.execve(sys.executable, [sys.executable, "-m", "engine", *argv], {**os.environ, "NEXUS_PROG": "nexus"})
 
     parser = argparse.ArgumentParser(
         prog="nexus",
@@ -30,15 +30,30 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
     sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
+    compare.add_argument("--root", dest="compare_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(args.root)
+    root = Path(getattr(args, "compare_root", None) or args.root)
 
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
         print(format_runs_table(scan_runs(root)))
+        return 0
+
+    if args.command == "compare":
+        from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
+
+        try:
+            store, names = load_runs(root, args.runs)
+        except UnknownRunError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(comparison_markdown(store, names), end="")
         return 0
 
     from nexus_tui.app import make_app

@@ -1,13 +1,15 @@
 """Compare runs: overlaid curves (by step or by tokens), what differs in their configs, and results.
 
 "Which config won" is only a fair question at equal steps or equal tokens, and only meaningful next
-to what was changed; this screen puts the three side by side. It reads the MetricStore and draws
-nothing live: press r to refresh while the runs train.
+to what was changed; this screen puts the three side by side. The rows come from
+nexus_tui.comparison (this screen only draws them), and y takes them out of the terminal as markdown.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,49 +18,15 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, SelectionList
 
+from nexus_tui.comparison import COLUMNS, comparison_markdown, config_differences, flatten, result_row
 from nexus_tui.curves import CurveCache
 from nexus_tui.themes import ChartPalette
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 if TYPE_CHECKING:
     from nexus_tui.store import MetricStore, RunView
 
-
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optim': {'lr': 1e-3}} -> {'optim.lr': 1e-3}."""
-    if not isinstance(config, dict):
-        return {prefix: config} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """Keys whose value is not the same in every run, with each run's value as text (name excluded)."""
-    flat = {name: flatten(cfg or {}) for name, cfg in configs.items()}
-    keys = sorted(set().union(*flat.values())) if flat else []
-    out = []
-    for key in keys:
-        if key in ("name", "train.device"):
-            continue
-        values = [repr(flat[n].get(key, fmt.DASH)) for n in configs]
-        if len(set(values)) > 1:
-            out.append((key, values))
-    return out
-
-
-def results_row(store: MetricStore, run: RunView) -> list[str]:
-    """best val loss, PPL, final H, steps, tokens, tok/s, wall time."""
-    times, _ = store.series(run.name, "ce", x="time")
-    wall = (times[-1] - times[0]) if len(times) > 1 else None
-    best = run.best_val_loss
-    return [
-        fmt.loss(best), fmt.ppl(best), fmt.loss(run.ce), str(run.step or 0), fmt.count(run.tokens),
-        fmt.count(run.tok_s), fmt.duration(wall),
-    ]
-
+__all__ = ["CompareScreen", "config_differences", "flatten"]
 
 class CompareScreen(Screen[None]):
     """Pick runs on the left; curves, config differences and results on the right."""
@@ -74,12 +42,18 @@ class CompareScreen(Screen[None]):
         Binding("escape,m", "app.pop_screen", "Back"),
         Binding("x", "toggle_x", "Step/tokens"),
         Binding("r", "refresh_view", "Refresh"),
+        Binding("y", "copy_markdown", "Copy markdown"),
     ]
     REFRESH_S = 1.0
     """Live runs keep training while compared: the curves and results follow them at this pace."""
 
-    def __init__(self, store: MetricStore, palette: ChartPalette, chosen: list[str], ema_weight: float = 0.6) -> None:
+    def __init__(
+        self, store: MetricStore, palette: ChartPalette, chosen: list[str], ema_weight: float = 0.6,
+        root: Path | None = None,
+    ) -> None:
         super().__init__()
+        self.root = root
+        """Where compare-<timestamp>.md goes; None: the app's runs folder."""
         self.store = store
         self.palette = palette
         self.chosen = chosen
@@ -103,9 +77,7 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#results", DataTable).add_columns(
-            "run", "best val", "val PPL", "final H", "steps", "tokens", "tok/s", "wall"
-        )
+        self.query_one("#results", DataTable).add_columns("run", *(c.header for c in COLUMNS))
         self.refresh_view()
         self.set_interval(self.REFRESH_S, self.refresh_view)
 
@@ -123,6 +95,28 @@ class CompareScreen(Screen[None]):
     def action_refresh_view(self) -> None:
         self.refresh_view()
 
+    def action_copy_markdown(self) -> None:
+        """The tables as GitHub markdown, to the clipboard (OSC 52, so it works over ssh) and to a
+        file in the runs folder (some terminals ignore OSC 52; the file is always there)."""
+        names = [n for n in self.selected if n in self.store]
+        if not names:
+            self.notify("Pick at least one run to copy", severity="warning")
+            return
+        text = comparison_markdown(self.store, names)
+        self.app.copy_to_clipboard(text)
+        try:
+            path = write_markdown(self._out_dir(), text)
+        except OSError as e:
+            self.notify(f"Copied to the clipboard, but could not write the file: {e}", severity="error")
+            return
+        self.notify(f"Copied to the clipboard and saved to {path}")
+
+    def _out_dir(self) -> Path:
+        if self.root is not None:
+            return self.root
+        root = getattr(self.app, "root", None)
+        return Path(root) if root is not None else Path("runs")
+
     def refresh_view(self) -> None:
         """Redraw the curves; update the results in place (the cursor stays); rebuild the tables
         only when the runs picked, or a config (a hello), changed."""
@@ -132,13 +126,13 @@ class CompareScreen(Screen[None]):
         shown = tuple((r.name, id(r.config)) for r in runs)
         if shown == self._shown:
             for run in runs:
-                for column, value in zip(list(results.columns)[1:], results_row(self.store, run), strict=True):
+                for column, value in zip(list(results.columns)[1:], result_row(self.store, run).cells(), strict=True):
                     results.update_cell(run.name, column, value)
             return
         self._shown = shown
         results.clear()
         for run in runs:
-            results.add_row(fmt_name(run, self.palette), *results_row(self.store, run), key=run.name)
+            results.add_row(fmt_name(run, self.palette), *result_row(self.store, run).cells(), key=run.name)
         diff = self.query_one("#diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("key")
@@ -169,3 +163,18 @@ class CompareScreen(Screen[None]):
 
 def fmt_name(run: RunView, palette: ChartPalette) -> Text:
     return Text(run.name, style=f"bold {palette.hex(run.color)}")
+
+
+def write_markdown(folder: Path, text: str) -> Path:
+    """folder/compare-<timestamp>.md, never over an earlier one (two copies in one second get -2, -3)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        path = folder / (f"compare-{stamp}.md" if n == 1 else f"compare-{stamp}-{n}.md")
+        try:
+            with open(path, "x", encoding="utf-8") as f:
+                f.write(text)
+            return path
+        except FileExistsError:
+            continue
+    raise OSError(f"too many compare files for {stamp} in {folder}")
