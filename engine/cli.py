@@ -24,19 +24,27 @@ from engine import protocol as P
 from engine.errors import ConfigError, NexusError
 
 EXIT_USER_ERROR = 2
+PROG_ENV = "NEXUS_PROG"
+"""Set by the `nexus` console script before it execs us, so messages name the command the user typed."""
 _NAME_OK = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,64}$")
 """A run name is one folder name: never a path, never '.' or '..' (the dashboard's rule, plus dots)."""
+
+
+def prog() -> str:
+    """The command a user would type to reach this engine: `nexus` when started through the console
+    script (it sets NEXUS_PROG), else `python -m engine`. Advice in errors must be copy-pasteable."""
+    return os.environ.get(PROG_ENV, "").strip() or "python -m engine"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is our one-line `error: ...` too."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{message} (see: python -m engine {self.prog.split()[-1]} --help)")
+        raise ConfigError(f"{message} (see: {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m engine", description="The Nexus training engine (headless).")
+    parser = _Parser(prog=prog(), description="The Nexus training engine (headless).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = sub.add_parser("train", help="start a new run")
@@ -146,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
     if metrics.exists() and metrics.stat().st_size > 0:
-        raise ConfigError(f"run folder {run_dir} already has metrics: use `python -m engine resume "
+        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
                           f"--run-dir {run_dir}`, or another --run-dir")
     from engine.distributed import launch_rank
 

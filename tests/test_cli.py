@@ -227,3 +227,13 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
     assert len(common) > 30
     for s in common:
         assert followed[s + 1] == pytest.approx(previewed[s], rel=1e-6), f"step {s}"
+
+
+def test_through_the_nexus_script_advice_names_nexus(trained: Path) -> None:
+    """`nexus train` execs the engine: its advice must say `nexus resume`, a command the user can paste."""
+    done = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--run-dir", str(trained), *TINY],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert_one_line_error(done, r"already has metrics: use `nexus resume --run-dir")
+    bad = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--steps", "many"],
+                         env=_env(), capture_output=True, text=True, timeout=300)
+    assert_one_line_error(bad, r"\(see: nexus train --help\)")
