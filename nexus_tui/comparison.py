@@ -57,8 +57,7 @@ class ResultRow:
 
 def result_row(store: MetricStore, run: RunView) -> ResultRow:
     """best val loss, its PPL (the same number, read as perplexity), final H, steps, tokens, tok/s,
-    wall time (first to last training metric, so a run paused for a day still reads its real span
-    only if it was not paused: it is what the records say)."""
+    wall time (first to last training metric record; time spent paused counts, as the clock ran)."""
     times, _ = store.series(run.name, "ce", x="time")
     wall = (times[-1] - times[0]) if len(times) > 1 else None
     best = run.best_val_loss
