@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import signal
 import threading
 from array import array
 from pathlib import Path
@@ -118,6 +119,15 @@ class MetricStore:
         with self._lock:
             run = self._view(name)
             run.exit_code = exit_code
+            if exit_code == -signal.SIGTERM:
+                # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of
+                # it means it came before the handler was up, e.g. the dashboard's quit-with-stop
+                # while the engine still imported torch. Nothing was lost: stopped, not crashed.
+                if run.state in LIVE_STATES:
+                    early = not run.hello  # no hello yet: it never got to train
+                    run.state = STOPPED
+                    run.reason = "stopped by SIGTERM" + (" before training started" if early else "")
+                return {"state"}
             if exit_code == 0 and run.state in LIVE_STATES:
                 done = run.total_steps > 0 and run.step >= run.total_steps
                 run.state, run.reason = (FINISHED if done else STOPPED), "process exited"

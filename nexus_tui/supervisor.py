@@ -77,6 +77,8 @@ class ManagedRun:
     reader: threading.Thread | None = None
     exited: bool = False
     exit_code: int | None = None
+    terminated: bool = False
+    """This supervisor sent it SIGTERM (a stop before it listened): a silent death is that stop."""
     started: float = field(default_factory=time.time)
 
     @property
@@ -241,6 +243,8 @@ class Supervisor:
         self._finish(run, proc.wait())
 
     def _finish(self, run: ManagedRun, code: int | None) -> None:
+        if code is None and run.terminated:
+            code = -signal.SIGTERM  # an attached run we signalled, dead before it wrote a final state
         with self._lock:
             if run.exited:
                 return
@@ -401,6 +405,7 @@ class Supervisor:
                     if run is not None and run.pid and engine_pid_alive(run.pid):
                         with contextlib.suppress(OSError):
                             os.kill(run.pid, signal.SIGTERM)
+                            run.terminated = True
                     else:
                         self._warn(name, f"could not stop: {e}")
             deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ feeds, gaps backfilled in order, resumes that go back in steps, and garbage that
 from __future__ import annotations
 
 import math
+import signal
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -127,6 +128,19 @@ def test_a_killed_run_becomes_crashed_with_its_log_tail() -> None:
     store.mark_exited("s", 0, "")
     assert store.get("s").state == "finished"
     assert [r.color for r in store.runs()] == [0, 1]
+
+
+def test_sigterm_before_the_hello_reads_as_stopped_not_crashed() -> None:
+    """The dashboard's quit-with-stop SIGTERMs an engine still importing torch: a stop, not a crash."""
+    store = MetricStore()
+    assert store.mark_exited("t", -signal.SIGTERM, "") == {"state"}
+    run = store.get("t")
+    assert run.state == "stopped" and "SIGTERM before training started" in run.reason
+    assert run.exit_code == -signal.SIGTERM and run.alerts == [] and run.crash_tail == ""
+    store.ingest("f", None, [{"type": "hello", "seq": 0, "total_steps": 3},
+                             {"type": "state", "seq": 1, "state": "finished", "step": 3, "exit_code": 0}])
+    store.mark_exited("f", -signal.SIGTERM, "")
+    assert store.get("f").state == "finished", "a final state the run wrote stands"
 
 
 _junk = st.recursive(

@@ -132,6 +132,17 @@ def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed)
         sup.pause("p")
 
 
+def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, feed: Feed) -> None:
+    """Stopping an engine still importing torch SIGTERMs it: the run shows stopped, with no crash alert."""
+    sup.launch("tiny", name="q", steps=100_000, overrides=TINY)
+    assert sup.shutdown(stop_runs=True, timeout=30) == []
+    code, _, _ = feed.exits["q"]
+    assert code == -signal.SIGTERM, "the engine was not listening yet, so it got SIGTERM"
+    run = feed.store.get("q")
+    assert run.state == "stopped" and "SIGTERM" in run.reason
+    assert not any(a.get("kind") == "crash" for a in run.alerts)
+
+
 def test_a_killed_engine_is_reported_crashed_within_a_second(sup: Supervisor, feed: Feed) -> None:
     sup.launch("tiny", name="k", steps=100_000, overrides=TINY)
     feed.wait(lambda: feed.step("k") >= 2)
