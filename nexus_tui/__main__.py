@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         except UnknownRunError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except OSError as e:  # a metrics file we may not read: say which, no traceback
+            print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+            return 2
         print(comparison_markdown(store, names), end="")
         return 0
 

@@ -133,3 +133,25 @@ async def test_y_copies_and_saves_the_markdown(root: Path, tmp_path: Path) -> No
         await pilot.press("y")  # a second copy in the same second keeps the first file
         await pilot.pause()
         assert len(list(out.glob("compare-*.md"))) == 2
+
+
+def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None:
+    """Through the real store: a run without evals reads as a dash and takes no part in the bold;
+    two runs whose best val loss rounds to the same text are both bold."""
+    from nexus_tui.comparison import results, results_markdown
+    from nexus_tui.store import MetricStore
+
+    store = MetricStore()
+    for seq_base, (name, val) in enumerate((("x", 2.00001), ("y", 2.00002), ("z", None), ("w", 3.5))):
+        recs = [{"type": "hello", "seq": 0, "time": 1.0, "config": {"optim": {"lr": 1e-3}}},
+                {"type": "metric", "seq": 1, "time": 2.0, "step": 1, "tokens": 64, "ce": 4.0 + seq_base, "tok_s": 100.0}]
+        if val is not None:
+            recs.append({"type": "eval", "seq": 2, "time": 3.0, "step": 1, "tokens": 64, "val_loss": val})
+        store.ingest(name, None, recs)
+    rows = table_after("#\n" + results_markdown(results(store, ["x", "y", "z", "w"])), "#")
+    col = rows[0].index("best val loss (nats)")
+    assert [r[col] for r in rows[1:]] == ["**2.0000**", "**2.0000**", "–", "3.5000"]
+    h = rows[0].index("final H (nats)")
+    assert [r[h] for r in rows[1:]] == ["**4.0000**", "5.0000", "6.0000", "7.0000"]
+    tok = rows[0].index("tok/s")
+    assert all(not r[tok].startswith("**") for r in rows[1:]), "all equal: nothing wins"
