@@ -174,6 +174,10 @@ class SeqFilter:
         self.above: set[int] = set()
         self.max_seen = -1
 
+    def seen(self, seq: int) -> bool:
+        """Whether `seq` was ingested already (without recording it)."""
+        return seq < self.mark or seq in self.above
+
     def first_time(self, seq: int) -> bool:
         if seq == self.mark and not self.above:  # the usual case: the next record, in order
             self.mark += 1

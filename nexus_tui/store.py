@@ -48,6 +48,8 @@ class MetricStore:
         self._seqs: dict[str, SeqFilter] = {}
         self._cuts: dict[tuple[str, str], tuple[int, float]] = {}
         """(run, series) -> (seq, step) of the last resume cut: older backfills past it are stale."""
+        self._hellos: dict[str, dict[int, tuple[Any, Any]]] = {}
+        """run -> seq -> (pid, time) of each hello ingested: who wrote that seq, to spot a new run."""
         self._lock = threading.RLock()
 
     # -- reading ---------------------------------------------------------------------------------
@@ -97,6 +99,9 @@ class MetricStore:
                 if seq is not None and seq < 0:
                     seq = None  # not from the file (the engine's "never started" note): no dedup
                 late = False
+                if seq is not None and rec.get("type") == "hello" and seqs.seen(seq) and self._restarted(run, seq, rec):
+                    run, seqs = self._reset(run_name), self._seqs[run_name]
+                    changed.add("hello")
                 if seq is not None:
                     if not seqs.first_time(seq):
                         continue
@@ -112,6 +117,32 @@ class MetricStore:
                 if kind:
                     changed.add(kind)
         return changed
+
+    def _restarted(self, run: RunView, seq: int, hello: dict[str, Any]) -> bool:
+        """A hello at an already used seq from another process, starting at step 0: a new run in a
+        folder deleted and recreated under the same name (its seqs restart at 0). Not a replay of the
+        same file (the hello seen at that seq has the same pid and time), nor a resume (it appends
+        with new seqs and a start_step past 0)."""
+        if as_int(hello.get("start_step")):
+            return False
+        seen = self._hellos.get(run.name, {}).get(seq)
+        return seen is not None and seen != _identity(hello)
+
+    def _reset(self, name: str) -> RunView:
+        """Start the run's view over (its folder was deleted and a new run took the name), keeping its
+        colour. The Series objects are emptied, not replaced, so their `edits` counter tells chart
+        caches that extend by appending to start over."""
+        old = self._runs[name]
+        run = RunView(name=name, run_dir=old.run_dir, color=old.color)
+        for key, s in old.series.items():
+            s.cut_from(-math.inf)
+            run.series[key] = s
+        self._runs[name] = run
+        self._seqs[name] = SeqFilter()
+        self._hellos.pop(name, None)
+        for key in [k for k in self._cuts if k[0] == name]:
+            del self._cuts[key]
+        return run
 
     def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> set[str]:
         """The run's process ended (exit_code None: it vanished and nobody saw its status). A run that
@@ -151,6 +182,8 @@ class MetricStore:
     # -- one handler per record type -------------------------------------------------------------
 
     def _on_hello(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+        if seq is not None:
+            self._hellos.setdefault(run.name, {})[seq] = _identity(rec)
         if late:
             return ""  # an old hello backfilled after a newer one: the newer describes the run
         run.hello = rec
@@ -296,6 +329,11 @@ def _bounded_append(items: list[dict[str, Any]], rec: dict[str, Any], limit: int
     else:
         items.append(rec)
     del items[:-limit]
+
+
+def _identity(hello: dict[str, Any]) -> tuple[Any, Any]:
+    """Which process wrote a hello: its pid and start time (a pid alone can be reused)."""
+    return as_int(hello.get("pid")), as_num(hello.get("time"))
 
 
 def _exit_text(code: int | None) -> str:

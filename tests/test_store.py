@@ -4,6 +4,7 @@ feeds, gaps backfilled in order, resumes that go back in steps, and garbage that
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 from pathlib import Path
 
@@ -14,12 +15,13 @@ from engine.protocol import METRICS_FILE, RecordWriter, read_records
 from nexus_tui.store import MetricStore
 
 
-def _write_run(run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0) -> list[dict]:
+def _write_run(run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0,
+               pid: int = 4242) -> list[dict]:
     """Append a hello and one metric per step (eval every 10) with the engine's own writer."""
     run_dir.mkdir(parents=True, exist_ok=True)
     w = RecordWriter(run_dir / METRICS_FILE)
     out = [w.write({"type": "hello", "run": run_dir.name, "protocol": 1, "config": {"model": {"d_model": 32}},
-                    "pid": 4242, "device": "cpu", "params": 1234, "total_steps": total,
+                    "pid": pid, "device": "cpu", "params": 1234, "total_steps": total,
                     "start_step": start_step, "model": "transformer", "resumed_from": None})]
     for s in steps:
         rec = w.write({"type": "metric", "step": s, "tokens": s * 512, "loss": 5.0 / (s + 1) + 1, "ce": 4.0 / (s + 1) + 1,
@@ -128,6 +130,30 @@ def test_a_killed_run_becomes_crashed_with_its_log_tail() -> None:
     store.mark_exited("s", 0, "")
     assert store.get("s").state == "finished"
     assert [r.color for r in store.runs()] == [0, 1]
+
+
+def test_a_run_folder_deleted_and_recreated_under_the_same_name_starts_over(tmp_path: Path) -> None:
+    """The new run's seqs restart at 0: without a reset every one of its records was dropped as seen."""
+    run_dir = tmp_path / "r"
+    store = MetricStore()
+    store.ingest("other", None, _write_run(tmp_path / "other", range(1, 3)))
+    store.ingest("r", run_dir, _write_run(run_dir, range(1, 31)))
+    assert store.get("r").step == 30 and math.isclose(store.get("r").best_val_loss, 2.7)
+    assert store.ingest("r", run_dir, read_records(run_dir / METRICS_FILE).records) == set(), "a replay changes nothing"
+    loss = store.get("r").series["loss"]
+    edits = loss.edits
+    shutil.rmtree(run_dir)
+    new = _write_run(run_dir, range(1, 6), pid=5151)
+    assert "hello" in store.ingest("r", run_dir, new[:3])  # the pipe, then the file with all of it
+    store.ingest("r", run_dir, read_records(run_dir / METRICS_FILE).records)
+    run = store.get("r")
+    assert run.step == 5 and run.pid == 5151 and run.best_val_loss is None and run.color == 1
+    assert list(store.series("r", "loss")[0]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert run.series["loss"] is loss and loss.edits > edits, "chart caches see the series start over"
+    assert store.ingest("r", run_dir, new) == set()
+    shutil.rmtree(run_dir)
+    store.ingest("r", run_dir, _write_run(run_dir, range(1, 3), pid=5151))  # the pid reused, a later start
+    assert store.get("r").step == 2 and store.get("other").step == 2
 
 
 def test_sigterm_before_the_hello_reads_as_stopped_not_crashed() -> None:
