@@ -168,3 +168,26 @@ class HealthWatch:
             return False
         self._last[kind] = step
         return True
+
+
+class SkipTally:
+    """nan_policy=skip drops bad batches silently otherwise, but one alert per batch would flood the
+    pipe and the dashboard on a run that went bad for good. So: alert the first skip at once, then at
+    most once per `every` steps, each later alert counting the skips it stands for."""
+
+    def __init__(self, every: int = 100) -> None:
+        self.every = every
+        self.total = 0
+        self._unsaid = 0
+        self._last: int | None = None
+
+    def skipped(self, step: int, text: str) -> str | None:
+        """Count a skipped batch at `step`; the alert text to send now, or None to stay quiet."""
+        self.total += 1
+        self._unsaid += 1
+        if self._last is not None and step - self._last < self.every:
+            return None
+        if self._unsaid > 1:
+            text += f" ({self._unsaid} bad batches skipped since the alert at step {self._last}, {self.total} in all)"
+        self._last, self._unsaid = step, 0
+        return text

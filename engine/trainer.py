@@ -31,7 +31,7 @@ from engine.device import autocast, autocast_dtype, describe, memory_bytes, pres
 from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
-from engine.report import HealthWatch, is_disk_full, is_oom
+from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
 from engine.sampling import generate
 from engine.schedule import Schedule
 
@@ -66,6 +66,7 @@ class Trainer:
         self.state = P.STARTING
         self.started = time.monotonic()
         self.health = HealthWatch()
+        self.skips = SkipTally()
         self._process = psutil.Process()
         # Installed before the slow setup so an early SIGTERM still ends in a clean stop.
         self._old_handlers = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -198,7 +199,7 @@ class Trainer:
                 return self._stop(self.stop_reason)
             if not self._train_step():
                 continue
-            if self.step % t.eval_every == 0:
+            if t.eval_every and self.step % t.eval_every == 0:  # 0: never, like sample_every
                 self.evaluate()
             if t.sample_every and self.step % t.sample_every == 0:
                 self._sample(t.sample_prompt, t.sample_tokens, t.sample_temperature, t.sample_top_k, False)
@@ -279,11 +280,14 @@ class Trainer:
         """A NaN/inf loss or grad norm: the update was not applied; follow train.nan_policy."""
         policy = self.cfg.train.nan_policy
         text = f"non-finite loss {loss} / grad norm {gnorm} at step {self.step + 1}; nan_policy={policy}"
-        self.report.alert("nan", self.step + 1, text)
         if policy == "skip":
+            said = self.skips.skipped(self.step + 1, text)
+            if said is not None:
+                self.report.alert("nan", self.step + 1, said)
             self.step += 1  # move past the batch that broke; the weights are untouched
             self.tokens += self.tokens_per_step
             return False
+        self.report.alert("nan", self.step + 1, text)
         if policy == "rollback" and self.rollbacks < MAX_ROLLBACKS and ckpt.list_checkpoints(self.run_dir):
             self.rollbacks += 1
             path = ckpt.resolve_checkpoint(self.run_dir)

@@ -304,6 +304,30 @@ def test_failed_checkpoint_is_an_alert_and_training_goes_on(tmp_path: Path) -> N
     assert [r for r in records if r["type"] == "state"][-1]["state"] == "finished"
 
 
+def test_nan_skip_alerts_the_first_bad_batch_then_at_most_once_per_interval(tmp_path: Path) -> None:
+    """A run gone bad for good under nan_policy=skip must not send one alert per step."""
+    from engine.trainer import Trainer
+
+    cfg = _tiny_config(steps=25, nan_policy="skip", ckpt_every=0, eval_every=0)
+    cfg.optim.lr, cfg.schedule.warmup_steps, cfg.schedule.name = 1e30, 0, "constant"
+    trainer = Trainer(cfg, tmp_path / "skip")
+    trainer.skips.every = 10
+    assert trainer.run() == 0
+    records = P.read_records(tmp_path / "skip" / P.METRICS_FILE).records
+    metric_steps = {r["step"] for r in records if r["type"] == "metric"}
+    skipped = [s for s in range(1, 26) if s not in metric_steps]
+    assert len(skipped) >= 15, "the blown-up weights make nearly every step non-finite"
+    alerts = [r for r in records if r["type"] == "alert" and r["kind"] == "nan"]
+    assert alerts[0]["step"] == skipped[0] and "skipped" not in alerts[0]["text"]
+    gaps = [b["step"] - a["step"] for a, b in zip(alerts, alerts[1:], strict=False)]
+    assert alerts[1:] and all(g >= 10 for g in gaps), gaps
+    assert len(alerts) <= 3 < len(skipped)
+    later = [s for s in skipped if alerts[0]["step"] < s <= alerts[1]["step"]]
+    assert f"({len(later)} bad batches skipped since the alert at step {alerts[0]['step']}" in alerts[1]["text"]
+    assert trainer.skips.total == len(skipped)
+    assert [r["step"] for r in records if r["type"] == "eval"] == [25], "eval_every=0: only the final eval"
+
+
 def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
     from engine.report import HealthWatch
 
