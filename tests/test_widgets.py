@@ -74,6 +74,30 @@ async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
         assert str(table.get_cell("alpha", "name")).startswith("●")
 
 
+async def test_run_table_fits_80_columns_by_dropping_the_least_useful() -> None:
+    """At 80x24 nothing scrolls sideways: Model, Device, ETA go first; name..best val always stay."""
+    store = MetricStore()
+    store.ingest("tiny-transformer-1", None, records("tiny-transformer-1", 30, total=40000))
+    store.ingest("b", None, records("b", 12, total=40000))
+    table = RunTable()
+    async with Host(table).run_test(size=(80, 24)) as pilot:
+        table.move_cursor(row=0)
+        table.show_runs(store.runs(), PALETTE)
+        await pilot.pause()
+        table.move_cursor(row=1)
+        shown = [str(c.key.value) for c in table.ordered_columns]
+        assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown) and "model" not in shown
+        assert sum(c.get_render_width(table) for c in table.ordered_columns) <= table.scrollable_content_region.width
+        assert table.virtual_size.width <= table.scrollable_content_region.width, "no sideways scroll"
+        assert table.get_cell("b", "best") == fmt.loss(5.0 / math.sqrt(10) + 0.1)
+        await pilot.resize_terminal(160, 24)
+        await pilot.pause()
+        assert [str(c.key.value) for c in table.ordered_columns][:3] == ["name", "model", "device"], "all back"
+        assert table.get_cell("b", "model") == "transformer" and table.highlighted == "b", "cursor kept"
+        table.show_runs(store.runs(), PALETTE)
+        assert table.row_count == 2
+
+
 async def test_charts_downsample_smooth_and_window() -> None:
     store = MetricStore()
     store.ingest("big", None, records("big", 5000, total=6000, nan_at=2500))

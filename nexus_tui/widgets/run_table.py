@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual.binding import Binding
 from textual.message import Message
@@ -27,6 +28,10 @@ COLUMNS = (
     ("step", "Step/Total"), ("eta", "ETA"), ("loss", "Loss"), ("ce", "H"),
     ("best", "Best val"), ("tok_s", "Tok/s"),
 )
+
+DROP_ORDER = ("model", "device", "eta", "tok_s")
+"""Columns hidden, first to last, while the table is too narrow for all of them: the run's name,
+state, step, loss/H and best val always stay (at 80x24 nobody should scroll sideways to see them)."""
 
 STATE_STYLES = {
     "running": "bold green", "paused": "bold yellow", "checkpointing": "cyan", "starting": "dim",
@@ -73,10 +78,57 @@ class RunTable(DataTable):
         self.marked: set[str] = set()
         self._runs: dict[str, RunView] = {}
         self._palette: ChartPalette | None = None
+        self._shown: tuple[str, ...] = tuple(key for key, _ in COLUMNS)
+        self._content: dict[str, int] = {}
+        """column -> widest cell seen, to know what fits before a column is shown."""
 
     def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
+        self._show_columns(self._shown)
+
+    def on_resize(self) -> None:
+        self._fit()
+
+    def _show_columns(self, keys: tuple[str, ...]) -> None:
+        """(Re)build the table with these columns: rare (a resize across a threshold), so a rebuild
+        that keeps the cursor on the same run is simpler than juggling column positions."""
+        cursor = self.highlighted
+        self.clear(columns=True)
+        self._shown = keys
+        labels = dict(COLUMNS)
+        for key in keys:
+            self.add_column(labels[key], key=key)
+        if self._palette is not None:
+            for name, run in self._runs.items():
+                self.add_row(*self._cells(run), key=name)
+        if cursor is not None:
+            self.select_run(cursor)
+
+    def _cells(self, run: RunView) -> list[Any]:
+        assert self._palette is not None
+        cells = row_cells(run, self._palette, run.name in self.marked)
+        return [c for (key, _), c in zip(COLUMNS, cells, strict=True) if key in self._shown]
+
+    def _wanted(self) -> tuple[str, ...]:
+        """The columns that fit the table's width, dropping DROP_ORDER's first."""
+        keys = [key for key, _ in COLUMNS]
+        room = self.scrollable_content_region.width
+        if room <= 0:  # not laid out yet
+            return tuple(keys)
+        widths = {key: max(cell_len(label), self._content.get(key, 0)) + 2 * self.cell_padding
+                  for key, label in COLUMNS}
+        for key in DROP_ORDER:
+            if sum(widths[k] for k in keys) <= room:
+                break
+            keys.remove(key)
+        return tuple(keys)
+
+    def _fit(self) -> bool:
+        """Show the columns that fit now; returns whether the table was rebuilt."""
+        wanted = self._wanted()
+        if wanted == self._shown:
+            return False
+        self._show_columns(wanted)
+        return True
 
     @property
     def highlighted(self) -> str | None:
@@ -100,15 +152,20 @@ class RunTable(DataTable):
         """Add new runs, update the cells of known ones (cursor stays where it is)."""
         self._palette = palette
         was_empty = not self.row_count
+        runs = list(runs)
         for run in runs:
-            cells = row_cells(run, palette, run.name in self.marked)
-            old = self._runs.get(run.name)
-            self._runs[run.name] = run
-            if old is None:
-                self.add_row(*cells, key=run.name)
-                continue
-            for (key, _), value in zip(COLUMNS, cells, strict=True):
-                self.update_cell(run.name, key, value, update_width=True)
+            for (key, _), cell in zip(COLUMNS, row_cells(run, palette, run.name in self.marked), strict=True):
+                width = cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
+                self._content[key] = max(self._content.get(key, 0), width)
+        fresh = [run for run in runs if run.name not in self._runs]
+        self._runs.update((run.name, run) for run in runs)
+        if not self._fit():  # a rebuild already drew every row
+            for run in runs:
+                if run in fresh:
+                    self.add_row(*self._cells(run), key=run.name)
+                    continue
+                for key, value in zip(self._shown, self._cells(run), strict=True):
+                    self.update_cell(run.name, key, value, update_width=True)
         if was_empty and self.row_count:
             self.post_message(self.SelectionChanged(self.selected))
 
@@ -123,7 +180,7 @@ class RunTable(DataTable):
             return
         self.marked.symmetric_difference_update({name})
         if self._palette is not None and name in self._runs:
-            self.update_cell(name, "name", row_cells(self._runs[name], self._palette, name in self.marked)[0])
+            self.update_cell(name, "name", self._cells(self._runs[name])[0])
         self.post_message(self.SelectionChanged(self.selected))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
