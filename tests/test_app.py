@@ -262,3 +262,24 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
 
         await wait_for(pilot, counting_from_launch, 5, "starting…")
         assert app.query_one(RunTable).get_cell("fresh", "state").plain == "starting…"
+
+
+async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Path) -> None:
+    """Best val must be on screen at 80x24, not behind a sideways scroll."""
+    from nexus_tui import messages as msg
+    from nexus_tui.widgets import format as fmt
+
+    name = "tiny-transformer-1"
+    recs = [{"type": "metric", "seq": s, "time": time.time(), "step": s, "tokens": s * 512, "loss": 3.0 / s,
+             "ce": 3.0 / s, "lr": 1e-3, "tok_s": 12345.0} for s in range(1, 6)]
+    recs.append({"type": "eval", "seq": 6, "time": time.time(), "step": 5, "tokens": 2560, "val_loss": 1.2345})
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.post_message(msg.RecordsReceived(name, runs_root / name, recs))
+        table = app.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 1, 5, "the run in the table")
+        await pilot.pause()
+        shown = [str(c.key.value) for c in table.ordered_columns]
+        assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown), shown
+        room = table.scrollable_content_region.width
+        assert 0 < sum(c.get_render_width(table) for c in table.ordered_columns) <= room, (shown, room)
+        assert table.get_cell(name, "best") == fmt.loss(1.2345)
