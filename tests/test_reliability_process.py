@@ -267,7 +267,8 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
 
 def test_nan_skip_policy_moves_past_bad_batches_and_never_saves_a_nan_best(runs_root: Path) -> None:
     """nan_policy=skip (pause and rollback are tested in test_trainer.py): an LR of 1e30 breaks every
-    step after the first; each is an alert, none is applied, the run ends, `best` stays finite."""
+    step after the first; none is applied, the first is an alert (the rest are counted, not one alert
+    each: see test_trainer.py), the run ends, `best` stays finite."""
     run = runs_root / "nan-skip"
     done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "optim.lr=1e30",
                       "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0",
@@ -276,7 +277,8 @@ def test_nan_skip_policy_moves_past_bad_batches_and_never_saves_a_nan_best(runs_
     records = file_records(run).records
     nan_steps = [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "nan"]
     taken = metric_steps(run)
-    assert nan_steps and sorted(set(nan_steps) | set(taken)) == list(range(1, 7)) and not set(nan_steps) & set(taken)
+    skipped = [s for s in range(1, 7) if s not in taken]
+    assert skipped and nan_steps == skipped[:1], (nan_steps, taken)
     assert [r["state"] for r in records if r["type"] == "state"][-1] == "finished"
     for p in ckpt.list_checkpoints(run):
         meta = ckpt.read_meta(p)
