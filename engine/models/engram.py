@@ -22,7 +22,7 @@ from engine.config import ModelConfig
 from engine.errors import ConfigError
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.hybrid import refuse_unsupported
-from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
+from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
 
 HEADS_PER_ORDER = 2
 """Hash functions (each with its own prime-sized table) per n-gram order: two collisions at once are rarer."""
@@ -180,10 +180,7 @@ class Engram(LanguageModel):
                 x = x + self.memories[str(i)](x, idx)
             x = block(x)
         logits = self.head(self.norm(x))
-        if targets is None:
-            return ModelOutput(logits=logits)
-        loss, ce = lm_losses(logits, targets, label_smoothing)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+        return lm_output(logits, targets, label_smoothing)
 
     def muon_params(self) -> list[tuple[str, nn.Parameter]]:
         """2-D projections in the blocks and the memories' key/value maps; never tables, embed, head."""

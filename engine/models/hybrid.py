@@ -16,7 +16,7 @@ from torch import nn
 from engine.config import ModelConfig
 from engine.errors import ConfigError
 from engine.models.base import LanguageModel, ModelOutput, register
-from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
+from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
 from engine.models.ssm import SelectiveSSM
 
 
@@ -103,10 +103,7 @@ class Hybrid(LanguageModel):
         for block in self.blocks:
             x = block(x)
         logits = self.head(self.norm(x))
-        if targets is None:
-            return ModelOutput(logits=logits)
-        loss, ce = lm_losses(logits, targets, label_smoothing)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+        return lm_output(logits, targets, label_smoothing)
 
     def muon_params(self) -> list[tuple[str, nn.Parameter]]:
         """2-D hidden projections: q/k/v/o, MLP, SSM in/x/out.

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.models.base import ModelOutput
 
 RESIDUAL_PROJ_NAMES = ("o_proj", "down_proj")
 """Linear layers that write into the residual stream; `init_weights_` shrinks them with depth."""
@@ -170,3 +171,13 @@ def lm_losses(
     with torch.no_grad():
         ce = F.cross_entropy(flat, tgt, ignore_index=-1)
     return loss, ce
+
+
+def lm_output(
+    logits: torch.Tensor, targets: torch.Tensor | None, label_smoothing: float = 0.0
+) -> ModelOutput:
+    """The ModelOutput of a single-head model: logits alone, or with (loss, ce) when there are targets."""
+    if targets is None:
+        return ModelOutput(logits=logits)
+    loss, ce = lm_losses(logits, targets, label_smoothing)
+    return ModelOutput(logits=logits, loss=loss, ce=ce)
