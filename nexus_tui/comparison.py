@@ -21,6 +21,22 @@ from nexus_tui.widgets import format as fmt
 SKIPPED_KEYS = frozenset({"name", "train.device"})
 """Config keys that always differ between runs and say nothing about what was tried."""
 
+# Which model family reads which ModelConfig field: mirrors the field docstrings in engine/config.py
+# (and the refusals in engine/models/hybrid.py). tests/test_comparison.py fails when a field there is
+# in neither set below, so a new option cannot silently show up as a difference between families.
+SHARED_MODEL_OPTIONS = frozenset({
+    "family", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "seq_len", "dropout",
+    "tie_embeddings", "rope_base",
+})
+FAMILY_OPTIONS: dict[str, frozenset[str]] = {
+    "transformer": frozenset({"mtp_heads", "mtp_weight", "hc_streams", "loop_count", "wavelet_layers"}),
+    "hybrid": frozenset({"attn_every", "attn_offset", "ssm_state", "ssm_expand", "ssm_conv", "ssm_chunk"}),
+    "engram": frozenset({"engram_layers", "engram_orders", "engram_table_mult"}),
+    "lstm": frozenset({"lstm_levels", "surprise_weight"}),
+}
+FAMILY_OF_OPTION = {f"model.{opt}": fam for fam, opts in FAMILY_OPTIONS.items() for opt in opts}
+"""'model.ssm_state' -> 'hybrid': the one family that reads each family option."""
+
 
 @dataclass(frozen=True)
 class Column:
@@ -79,16 +95,29 @@ def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _applies(family: Any, key: str) -> bool:
+    """Whether a run of this family reads the key. A family the table does not know (a newer engine,
+    or no config at all) is taken to read everything, so nothing it set is hidden."""
+    owner = FAMILY_OF_OPTION.get(key)
+    return owner is None or family == owner or family not in FAMILY_OPTIONS
+
+
 def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
-    """Keys whose value is not the same in every run, with each run's value as text."""
+    """Keys whose value is not the same in every run, with each run's value as text.
+
+    A family option counts only among the runs whose family reads it, and reads "–" in the others:
+    a transformer's ssm_state is a default nobody chose, not a difference. So an option that fewer
+    than two runs read is never listed (the model.family row already says the runs differ)."""
     flat = {name: flatten(cfg or {}) for name, cfg in configs.items()}
     keys = sorted(set().union(*flat.values())) if flat else []
     out = []
     for key in keys:
         if key in SKIPPED_KEYS:
             continue
-        values = [repr(flat[n].get(key, fmt.DASH)) for n in configs]
-        if len(set(values)) > 1:
+        applies = [_applies(flat[n].get("model.family"), key) for n in configs]
+        values = [repr(flat[n][key]) if ok and key in flat[n] else fmt.DASH
+                  for n, ok in zip(configs, applies, strict=True)]
+        if len({v for v, ok in zip(values, applies, strict=True) if ok}) > 1:
             out.append((key, values))
     return out
 
@@ -150,7 +179,7 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{key}`", *(f"`{_escape(v)}`" for v in values)] for key, values in rows]
+    body = [[f"`{key}`", *(v if v == fmt.DASH else f"`{_escape(v)}`" for v in values)] for key, values in rows]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 
