@@ -11,7 +11,7 @@ from nexus_tui.screens.compare import CompareScreen, config_differences, flatten
 from nexus_tui.screens.confirm import QuitScreen
 from nexus_tui.screens.generate import GenerateScreen, parse_generate
 from nexus_tui.screens.launch import LaunchScreen, next_free_name, parse_launch
-from nexus_tui.screens.ramp import checkpoint_rows, parse_ramp
+from nexus_tui.screens.ramp import RampScreen, checkpoint_rows, parse_ramp
 from nexus_tui.store import MetricStore
 from nexus_tui.themes import PALETTES
 from tests.test_widgets import records
@@ -68,6 +68,40 @@ def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
     rows = checkpoint_rows(store, store.get("a"))
     assert [r["step"] for r in rows] == [40, 20]
     assert rows[1]["loss"] == store.series("a", "ce")[1][19]
+
+
+def linear_ramp(target: float, ramp: int, total: int) -> tuple[list[float], list[float]]:
+    """A stand-in for the engine's schedule in the preview: a straight ramp, then flat."""
+    xs = [float(x) for x in range(0, total, max(1, total // 50))]
+    return xs, [target * min(1.0, x / max(ramp, 1)) for x in xs]
+
+
+async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
+    """At 80x24 and 100x30 Resume and Cancel are inside the screen and the dialog (not clipped by it),
+    the table and the chart keep their minimum rows, and clicking Resume answers with the checkpoint."""
+    store = MetricStore()
+    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
+              "best": s == 20, "val_loss": 2.0} for s in range(4, 44, 4)]
+    store.ingest("a", None, records("a", 40) + ckpts)
+    rows = checkpoint_rows(store, store.get("a"))
+    for size in ((80, 24), (100, 30)):
+        app = Host(RampScreen("a", False, rows, 40, 1e-3, 200, linear_ramp))
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            dialog = screen.query_one("RampScreen > Vertical")
+            for button in ("#go", "#cancel"):
+                region = screen.query_one(button).region
+                assert region.area > 0 and screen.region.contains_region(region), (size, button, region)
+                assert dialog.content_region.contains_region(region), (size, button, region, dialog.content_region)
+                widget, _ = screen.get_widget_at(*region.center)
+                assert widget is screen.query_one(button), f"{button} is covered at {size}"
+            assert screen.query_one("#ckpts").region.height >= 3
+            assert screen.query_one("#preview").region.height >= 6
+            await pilot.click("#go")
+            await pilot.pause()
+            assert app.answers == [{"target_lr": 1e-3, "ramp_steps": 100, "total_steps": 0,
+                                    "from_ckpt": "checkpoints/step_000040"}], size
 
 
 def test_config_differences_name_only_what_changed() -> None:

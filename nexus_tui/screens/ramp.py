@@ -17,7 +17,7 @@ from typing import Any
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
@@ -57,12 +57,17 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[s
 class RampScreen(FormDialog[dict[str, Any] | None]):
     """Dismisses with target_lr, ramp_steps, total_steps (0 = keep) and from_ckpt (path or None)."""
 
+    # A fixed height (capped by Dialog's max-height) lets the body take what is left after the title
+    # and the buttons, which are docked so they never scroll away. In the body the table and the chart
+    # share the spare rows (fr) and shrink to their min heights first; only below that does it scroll.
     DEFAULT_CSS = """
-    RampScreen > Vertical { width: 90; }
-    RampScreen DataTable { height: auto; max-height: 8; }
+    RampScreen > Vertical { width: 90; height: 32; padding: 0 1; }
+    RampScreen #ramp-body { height: 1fr; }
+    RampScreen DataTable { height: 1fr; min-height: 3; }
     RampScreen .row { height: auto; }
     RampScreen .row Input { width: 1fr; }
-    RampScreen MetricChart { height: 12; min-height: 8; }
+    RampScreen MetricChart { height: 3fr; min-height: 6; }
+    RampScreen .buttons { dock: bottom; margin-top: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -85,24 +90,26 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         how = "ramp the live run from its current LR" if self.live else "restart from the chosen checkpoint"
         with Vertical():
             yield Label(f"Resume {self.run_name} with an LR ramp — {how}", classes="title")
-            table: DataTable = DataTable(cursor_type="row", id="ckpts")
-            table.add_columns("step", "loss", "val loss", "best", "saved")
-            for c in self.checkpoints:
-                saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
-                table.add_row(
-                    str(c.get("step", "?")), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
-                    "★" if c.get("best") else "", saved, key=str(c.get("path", c.get("step"))),
-                )
-            if not self.checkpoints:
-                yield Label("No checkpoints yet" + (" (the live run is ramped from where it is)" if self.live else ""))
-            yield table
-            with Horizontal(classes="row"):
-                yield Input(f"{(self.current_lr or 1e-3):.2e}", id="target", tooltip="target LR")
-                yield Input("100", id="ramp", tooltip="ramp steps")
-                yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
-            yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
-            yield MetricChart("LR preview", id="preview")
-            yield Static("", classes="error", id="error", markup=False)
+            with VerticalScroll(id="ramp-body"):
+                table: DataTable = DataTable(cursor_type="row", id="ckpts")
+                table.styles.max_height = min(8, len(self.checkpoints) + 1)  # header + rows: no empty space
+                table.add_columns("step", "loss", "val loss", "best", "saved")
+                for c in self.checkpoints:
+                    saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
+                    table.add_row(
+                        str(c.get("step", "?")), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
+                        "★" if c.get("best") else "", saved, key=str(c.get("path", c.get("step"))),
+                    )
+                if not self.checkpoints:
+                    yield Label("No checkpoints yet" + (" (the live run is ramped from where it is)" if self.live else ""))
+                yield table
+                with Horizontal(classes="row"):
+                    yield Input(f"{(self.current_lr or 1e-3):.2e}", id="target", tooltip="target LR")
+                    yield Input("100", id="ramp", tooltip="ramp steps")
+                    yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
+                yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
+                yield MetricChart("LR preview", id="preview")
+                yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Apply ramp" if self.live else "Resume", id="go", variant="primary")
