@@ -93,6 +93,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
             with VerticalScroll(id="ramp-body"):
                 table: DataTable = DataTable(cursor_type="row", id="ckpts")
                 table.styles.max_height = min(8, len(self.checkpoints) + 1)  # header + rows: no empty space
+                table.display = bool(self.checkpoints)  # an empty table's rows go to the chart instead
                 table.add_columns("step", "loss", "val loss", "best", "saved")
                 for c in self.checkpoints:
                     saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
