@@ -207,7 +207,7 @@ class Config:
             raise ConfigError(f"head size d_model/n_heads = {m.d_model // m.n_heads} must be even (rotary)")
         if m.mtp_heads < 0:
             raise ConfigError(f"model.mtp_heads must be 0 or more, got {m.mtp_heads}")
-        _check_family_options(m)
+        check_family_options(m)
         if d.tokenizer == "byte" and m.vocab_size not in (0, 256):
             raise ConfigError(f"model.vocab_size is {m.vocab_size} but the byte tokenizer has 256 symbols")
         if d.tokenizer == "bpe" and not 260 <= d.bpe_vocab <= 65536:
@@ -248,7 +248,7 @@ MAX_HC_STREAMS = 4
 MAX_ENGRAM_ORDER = 8
 
 
-def _check_family_options(m: ModelConfig) -> None:
+def check_family_options(m: ModelConfig) -> None:
     """The family options, checked here so a typo fails in 0.1 s, not at model build after torch loads.
 
     Only the chosen family's options are checked (an lstm run ignores engram_layers), except the

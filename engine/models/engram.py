@@ -12,21 +12,20 @@ and cheap next to one matmul, so the data path stays the same for every family.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
+from engine.config import ModelConfig, check_family_options
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.hybrid import refuse_unsupported
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
 
 HEADS_PER_ORDER = 2
 """Hash functions (each with its own prime-sized table) per n-gram order: two collisions at once are rarer."""
-MAX_ORDER = 8
 CONV_KERNEL = 4
 HASH_SEED = 0
 LAYER_SEED_PRIME = 10007
@@ -148,23 +147,15 @@ class Engram(LanguageModel):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         refuse_unsupported(cfg, "engram")
+        check_family_options(dataclasses.replace(cfg, family="engram"))  # also when built without validate()
         layers = sorted(set(cfg.engram_layers))
-        if not layers or any(not 0 <= i < cfg.n_layers for i in layers):
-            raise ConfigError(
-                f"model.engram_layers {cfg.engram_layers} must name layers in 0..{cfg.n_layers - 1} (at least one)"
-            )
-        orders = cfg.engram_orders
-        if not orders or len(set(orders)) != len(orders) or any(not 2 <= n <= MAX_ORDER for n in orders):
-            raise ConfigError(f"model.engram_orders {orders} must be distinct n-gram sizes in 2..{MAX_ORDER}")
-        if cfg.engram_table_mult < 1:
-            raise ConfigError(f"model.engram_table_mult must be at least 1, got {cfg.engram_table_mult}")
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        primes = table_primes(layers, len(orders), cfg.engram_table_mult * cfg.vocab_size)
+        primes = table_primes(layers, len(cfg.engram_orders), cfg.engram_table_mult * cfg.vocab_size)
         self.memories = nn.ModuleDict({str(i): EngramMemory(cfg, i, primes[i]) for i in layers})
         init_weights_(self, depth=cfg.n_layers)
         if cfg.tie_embeddings:
