@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import math
 import os
-import select
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from reliability_helpers import Engine
 
 from engine import protocol as P
 
@@ -20,64 +20,9 @@ TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "mode
         "--set", "data.max_bytes=100000", "--threads", "1"]
 
 
-class Engine:
-    """A child engine whose metrics pipe this test reads with protocol.RecordDecoder."""
-
-    def __init__(self, python: str, env: dict[str, str], run_dir: Path, *args: str) -> None:
-        self.run_dir = run_dir
-        read_fd, write_fd = os.pipe()
-        self.log = open(run_dir.parent / f"{run_dir.name}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [python, "-m", "engine", "train", "--run-dir", str(run_dir), "--metrics-fd", str(write_fd), *args],
-            env=env, pass_fds=(write_fd,), stdout=self.log, stderr=subprocess.STDOUT,
-        )
-        os.close(write_fd)
-        self.fd = read_fd
-        self.decoder = P.RecordDecoder()
-        self.records: list[dict] = []
-        self.eof = False
-
-    def pump(self, timeout: float) -> None:
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        if ready:
-            data = os.read(self.fd, 1 << 16)
-            if not data:
-                self.eof = True
-            self.records.extend(self.decoder.feed(data))
-
-    def wait_for(self, pred, timeout: float = 60.0) -> dict:
-        """The first record (already read or arriving) that satisfies pred."""
-        deadline = time.monotonic() + timeout
-        seen = 0
-        while True:
-            for r in self.records[seen:]:
-                if pred(r):
-                    return r
-            seen = len(self.records)
-            if self.eof or time.monotonic() > deadline:
-                raise AssertionError(f"no matching record; last: {self.records[-3:]}; log: {self.tail()}")
-            self.pump(0.2)
-
-    def of(self, kind: str) -> list[dict]:
-        return [r for r in self.records if r["type"] == kind]
-
-    def finish(self, timeout: float = 60.0) -> int:
-        deadline = time.monotonic() + timeout
-        while not self.eof and time.monotonic() < deadline:
-            self.pump(0.2)
-        rc = self.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        os.close(self.fd)
-        self.log.close()
-        return rc
-
-    def tail(self) -> str:
-        self.log.flush()
-        return (self.run_dir.parent / f"{self.run_dir.name}.log").read_text()[-2000:]
-
-
-def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path) -> None:
     run = runs_root / "piped"
-    eng = Engine(python, engine_env, run, "--steps", "12", *TINY, "--set", "train.eval_every=6",
+    eng = Engine(run, "train", "--steps", "12", *TINY, "--set", "train.eval_every=6",
                  "--set", "train.sample_every=6", "--set", "train.ckpt_every=6", "--set", "train.sample_tokens=8")
     assert eng.finish() == 0, eng.tail()
 
@@ -105,9 +50,9 @@ def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path, python
     assert "vocab_size = 256" in config and "nan_policy" in config, "every default written out"
 
 
-def test_commands_pause_resume_generate_ramp_stop(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_commands_pause_resume_generate_ramp_stop(runs_root: Path) -> None:
     run = runs_root / "steered"
-    eng = Engine(python, engine_env, run, "--steps", "100000", *TINY, "--set", "train.eval_every=100000",
+    eng = Engine(run, "train", "--steps", "100000", *TINY, "--set", "train.eval_every=100000",
                  "--set", "train.sample_every=0", "--set", "train.ckpt_every=0",
                  "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0")
     try:
@@ -161,9 +106,9 @@ def test_commands_pause_resume_generate_ramp_stop(runs_root: Path, python: str, 
     assert not P.control_socket_path(run).exists(), "socket closed on exit"
 
 
-def test_sigterm_checkpoints_and_exits_zero(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_sigterm_checkpoints_and_exits_zero(runs_root: Path) -> None:
     run = runs_root / "terminated"
-    eng = Engine(python, engine_env, run, "--steps", "100000", *TINY, "--set", "train.ckpt_every=0")
+    eng = Engine(run, "train", "--steps", "100000", *TINY, "--set", "train.ckpt_every=0")
     eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 2)
     eng.proc.send_signal(signal.SIGTERM)
     assert eng.finish(timeout=30) == 0, eng.tail()
@@ -174,9 +119,9 @@ def test_sigterm_checkpoints_and_exits_zero(runs_root: Path, python: str, engine
     assert (run / "checkpoints" / f"step_{step:06d}" / "model.safetensors").exists()
 
 
-def test_stop_at_trains_part_of_a_longer_schedule(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_stop_at_trains_part_of_a_longer_schedule(runs_root: Path) -> None:
     run = runs_root / "partial"
-    eng = Engine(python, engine_env, run, "--steps", "20", "--stop-at", "5", *TINY)
+    eng = Engine(run, "train", "--steps", "20", "--stop-at", "5", *TINY)
     assert eng.finish() == 0, eng.tail()
     assert eng.records[0]["total_steps"] == 20
     assert [r["step"] for r in eng.of("metric")] == [1, 2, 3, 4, 5]
@@ -223,9 +168,9 @@ def test_tiny_preset_learns_context(runs_root: Path, python: str, engine_env: di
 BLOW_UP = ["--set", "optim.lr=1e30", "--set", "schedule.warmup_steps=0", "--set", "schedule.name=constant"]
 
 
-def test_nan_pauses_the_run_by_default(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_nan_pauses_the_run_by_default(runs_root: Path) -> None:
     run = runs_root / "nan-pause"
-    eng = Engine(python, engine_env, run, "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=0")
+    eng = Engine(run, "train", "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=0")
     try:
         paused = eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused")
         alert = eng.of("alert")[-1]
@@ -239,9 +184,9 @@ def test_nan_pauses_the_run_by_default(runs_root: Path, python: str, engine_env:
     assert eng.of("state")[-1]["state"] == "stopped"
 
 
-def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path) -> None:
     run = runs_root / "nan-rollback"
-    eng = Engine(python, engine_env, run, "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=1",
+    eng = Engine(run, "train", "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=1",
                  "--set", "train.nan_policy=rollback")
     try:
         eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused", timeout=120)
@@ -340,10 +285,10 @@ def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
     assert watch.check(40, 2.0, 1.0) == []
 
 
-def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path) -> None:
     """`best` must be the best val loss seen, not the best that happened to fall on a checkpoint step."""
     run = runs_root / "best"
-    eng = Engine(python, engine_env, run, "--steps", "16", *TINY, "--set", "train.eval_every=4",
+    eng = Engine(run, "train", "--steps", "16", *TINY, "--set", "train.eval_every=4",
                  "--set", "train.sample_every=0", "--set", "train.ckpt_every=100")
     assert eng.finish() == 0, eng.tail()
     evals = eng.of("eval")
@@ -355,9 +300,9 @@ def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path, python: st
     assert (run / "checkpoints" / "best").resolve().name == f"step_{best_step:06d}"
 
 
-def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path) -> None:
     run = runs_root / "nobest"
-    eng = Engine(python, engine_env, run, "--steps", "8", *TINY, "--set", "train.eval_every=4",
+    eng = Engine(run, "train", "--steps", "8", *TINY, "--set", "train.eval_every=4",
                  "--set", "train.sample_every=0", "--set", "train.ckpt_every=100", "--set", "train.save_best=false")
     assert eng.finish() == 0, eng.tail()
     assert [r["step"] for r in eng.of("ckpt")] == [8]  # only the end of the run
