@@ -16,7 +16,7 @@ post-warmup shape stretched over what is left of the (possibly extended) run.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import CheckpointError, ConfigError
@@ -132,16 +132,7 @@ class Schedule:
         )
         kept = [r for r in self.ramps if r.start_step < start_step]
         new = Ramp(int(start_step), float(start_mult), float(target_mult), int(ramp_steps), int(total))
-        return Schedule(
-            name=self.name,
-            warmup_steps=self.warmup_steps,
-            min_ratio=self.min_ratio,
-            decay_fraction=self.decay_fraction,
-            decay_shape=self.decay_shape,
-            total_steps=int(total),
-            ramps=[*kept, new],
-            base_total_steps=self.base_total_steps,
-        )
+        return replace(self, total_steps=int(total), ramps=[*kept, new])
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (ramps as a list of dicts)."""
