@@ -23,14 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.protocol import RecordDecoder  # noqa: E402
+from nexus_core.protocol import RecordDecoder  # noqa: E402
 from nexus_tui.downsample import downsample, ema  # noqa: E402
 from nexus_tui.store import MetricStore  # noqa: E402
 
 CHILD = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[3])
-from engine.protocol import pack
+from nexus_core.protocol import pack
 fd, n = int(sys.argv[1]), int(sys.argv[2])
 buf = []
 for s in range(n):

@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import CheckpointError
-from engine.protocol import CHECKPOINTS_DIR, pid_alive
+from nexus_core.errors import CheckpointError
+from nexus_core.protocol import CHECKPOINTS_DIR, pid_alive
 
 if TYPE_CHECKING:
     import torch
@@ -404,9 +404,9 @@ def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
     """(model in eval mode, tokenizer, device) from a run's config and one checkpoint, for
     `generate` and `eval`. Needs only the run's saved tokenizer, never the corpus."""
     from engine.device import resolve_device
-    from engine.errors import DataError
     from engine.models import build_model
     from engine.tokenizer import load_or_train
+    from nexus_core.errors import DataError
 
     def no_texts() -> list[str]:
         raise DataError(f"run folder {run_dir} has no tokenizer.json for its BPE tokenizer; it cannot be sampled")

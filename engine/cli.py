@@ -3,7 +3,7 @@
 Torch is imported only inside the commands that need it, after the arguments and config are
 checked: a typo costs a 0.1 s one-line error instead of a 2 s import first, and `lr-preview` (which the
 dashboard's ramp dialog calls on every keystroke) never imports torch at all. Every error a user can
-cause is an engine.errors.NexusError, printed as one `error: ...` line with exit status 2.
+cause is an nexus_core.errors.NexusError, printed as one `error: ...` line with exit status 2.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 
 from engine import checkpoint as ckpt
-from engine import config as C
-from engine import protocol as P
-from engine.errors import ConfigError, NexusError
+from nexus_core import config as C
+from nexus_core import protocol as P
+from nexus_core.errors import ConfigError, NexusError
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
@@ -269,7 +269,7 @@ def _check_source(cfg: C.Config) -> None:
     """A missing corpus path is caught before torch is imported."""
     src = cfg.data.source
     if src != "stdlib" and not Path(src).expanduser().exists():
-        from engine.errors import DataError
+        from nexus_core.errors import DataError
 
         raise DataError(f"data.source {src!r} does not exist; give 'stdlib', a text file, or a folder of text files")
 
@@ -337,7 +337,7 @@ def cmd_lr_preview(args: argparse.Namespace) -> int:
     A live run (or one with no checkpoint yet) is ramped by the `ramp` command from the step and LR
     it is at NOW, so the preview starts from its last metric record; a stopped run resumes from a
     checkpoint (latest, or `--from`), so the preview starts from that checkpoint's meta.json."""
-    from engine.schedule import Schedule, preview
+    from nexus_core.schedule import Schedule, preview
 
     run_dir = _existing_run(args.run_dir)
     cfg = _run_config(run_dir)

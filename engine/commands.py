@@ -11,8 +11,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import protocol as P
-from engine.errors import NexusError
+from nexus_core import protocol as P
+from nexus_core.errors import NexusError
 
 
 class Steerable(Protocol):

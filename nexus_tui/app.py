@@ -20,7 +20,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from engine.protocol import ControlError
+from nexus_core.protocol import ControlError
 from nexus_tui import messages as msg
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen

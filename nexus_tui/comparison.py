@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import METRICS_FILE, read_records
+from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.store import MetricStore, RunView
 from nexus_tui.widgets import format as fmt
 

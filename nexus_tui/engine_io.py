@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+from nexus_core.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
 
 TAIL_LINES = 40
 

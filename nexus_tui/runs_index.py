@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import (
+from nexus_core.protocol import (
     CRASHED,
     LIVE_STATES,
     METRICS_FILE,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import LIVE_STATES, PAUSED, STARTING
+from nexus_core.protocol import LIVE_STATES, PAUSED, STARTING
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")

@@ -19,7 +19,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from nexus_core.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import (
+from nexus_core.protocol import (
     CHECKPOINT,
     EVAL_NOW,
     GENERATE,

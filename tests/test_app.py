@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.protocol import METRICS_FILE, RecordWriter, pack, read_status
+from nexus_core.protocol import METRICS_FILE, RecordWriter, pack, read_status
 from nexus_tui.app import NexusApp
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen

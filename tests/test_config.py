@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config as C
-from engine.errors import ConfigError
+from nexus_core import config as C
+from nexus_core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 
 def _metric(i: int) -> dict:

@@ -27,7 +27,7 @@ from reliability_helpers import (
 )
 
 from engine import checkpoint as ckpt
-from engine import protocol as P
+from nexus_core import protocol as P
 
 
 def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root: Path) -> None:
@@ -102,9 +102,9 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
     checkpoint folder appears, a few times; every listed checkpoint and both pointers must load."""
     import torch
 
-    from engine.config import load_toml
     from engine.models import build_model
     from engine.optim import build_optimizer
+    from nexus_core.config import load_toml
 
     torch.set_num_threads(1)
     run = runs_root / "ckpt-kill"

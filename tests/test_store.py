@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.protocol import METRICS_FILE, RecordWriter, read_records
+from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
 from nexus_tui.store import MetricStore
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from engine.protocol import METRICS_FILE, ControlError, read_records
+from nexus_core.protocol import METRICS_FILE, ControlError, read_records
 from nexus_tui.store import MetricStore
 from nexus_tui.supervisor import LaunchError, Supervisor
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
+from nexus_core.config import preset_names
 from nexus_tui.screens.confirm import FormDialog
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -25,13 +25,8 @@ OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
 
 
 def available_presets() -> list[str]:
-    """Preset names shipped with the engine, read as files (importing engine.config would pull the
-    engine into the dashboard process)."""
-    try:
-        folder = resources.files("engine") / "presets"
-        return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-    except (ModuleNotFoundError, OSError):
-        return ["tiny"]
+    """Preset names, from the shared core (torch-free)."""
+    return preset_names() or ["tiny"]
 
 
 def parse_launch(

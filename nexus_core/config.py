@@ -16,7 +16,7 @@ from typing import Any
 
 import tomli_w
 
-from engine.errors import ConfigError
+from nexus_core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -303,18 +303,32 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 SECTIONS = ("model", "data", "optim", "schedule", "train")
 
 
+def preset_folders() -> list[Path]:
+    """Where presets live: nexus_core/presets, then engine/presets (kept one release for presets added
+    there before the move; found as files beside this package, never by importing the engine)."""
+    here = Path(str(resources.files("nexus_core")))
+    return [d for d in (here / "presets", here.parent / "engine" / "presets") if d.is_dir()]
+
+
+def _preset_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in preset_folders():
+        for p in sorted(folder.glob("*.toml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
 def preset_names() -> list[str]:
-    """Names of the TOML presets shipped in engine/presets."""
-    folder = resources.files("engine") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    """Names of the TOML presets shipped in nexus_core/presets."""
+    return sorted(_preset_files())
 
 
 def load_preset(name: str) -> Config:
     """The defaults with a shipped preset applied."""
-    if name not in preset_names():
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
-    text = (resources.files("engine") / "presets" / f"{name}.toml").read_text()
-    cfg = from_mapping(tomllib.loads(text), origin=f"preset {name}")
+    files = _preset_files()
+    if name not in files:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(files))}")
+    cfg = from_mapping(tomllib.loads(files[name].read_text()), origin=f"preset {name}")
     cfg.preset = name
     return cfg
 

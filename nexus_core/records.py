@@ -14,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-from engine.protocol.schema import _UNPACK_LIMITS, HELLO, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
+from nexus_core.schema import _UNPACK_LIMITS, HELLO, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
 

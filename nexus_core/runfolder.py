@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.protocol.schema import STATUS_FILE
+from nexus_core.schema import STATUS_FILE
 
 
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
