@@ -13,7 +13,6 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -22,12 +21,11 @@ from engine import checkpoint as ckpt
 from nexus_core import config as C
 from nexus_core import protocol as P
 from nexus_core.errors import ConfigError, NexusError
+from nexus_core.names import RUN_NAME_RULE, run_name_ok
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
 """Set by the `nexus` console script before it execs us, so messages name the command the user typed."""
-_NAME_OK = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,64}$")
-"""A run name is one folder name: never a path, never '.' or '..' (the dashboard's rule, plus dots)."""
 
 
 def prog() -> str:
@@ -132,14 +130,14 @@ def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = C.load_preset(args.preset or "tiny") if args.preset or not args.config else C.Config()
     if args.config:
-        cfg = C.from_mapping(_read_toml(args.config), origin=args.config, base=cfg)
+        cfg = C.from_mapping(C.read_toml(args.config), origin=args.config, base=cfg)
     for text in args.set:
         C.apply_override(cfg, text)
     if args.steps is not None:
         cfg.train.steps = args.steps
     _apply_common(cfg, args)
-    if args.name is not None and not _NAME_OK.match(args.name):
-        raise ConfigError(f"--name {args.name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/' or '..')")
+    if args.name is not None and not run_name_ok(args.name):
+        raise ConfigError(f"--name {args.name!r}: use {RUN_NAME_RULE}")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or _default_name(cfg))
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder; give a folder for the run")
@@ -252,17 +250,6 @@ def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
 
 def _default_name(cfg: C.Config) -> str:
     return f"{cfg.preset or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _read_toml(path: str) -> dict:
-    import tomllib
-
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
 def _check_source(cfg: C.Config) -> None:
@@ -379,13 +366,8 @@ def _live_position(run_dir: Path, cfg: C.Config) -> tuple[int, float, int, float
     """(step, LR, total steps, LR scale) of a run from the tail of its records: what a `ramp`
     command sent now would start from. The LR scale (a NaN rollback halves it) comes from the
     newest checkpoint when there is one, else 1."""
-    try:
-        with open(run_dir / P.METRICS_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - _TAIL_BYTES))
-            records = P.RecordDecoder().feed(f.read())
-    except OSError:
-        records = []
+    data = P.tail_bytes(run_dir / P.METRICS_FILE, _TAIL_BYTES)
+    records = P.RecordDecoder().feed(data) if data else []
     metric = next((r for r in reversed(records) if r.get("type") == P.METRIC), None)
     hello = next((r for r in reversed(records) if r.get("type") == P.HELLO), {})
     step = metric.get("step") if metric else None

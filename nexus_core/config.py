@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from nexus_core.errors import ConfigError
+from nexus_core.names import RUN_NAME_RULE, run_name_ok
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -238,8 +239,8 @@ class Config:
         dev = t.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
-        if not self.name or "/" in self.name or self.name in (".", "..") or "\x00" in self.name:
-            raise ConfigError(f"run name {self.name!r} must be a plain folder name (no '/', not '..')")
+        if not run_name_ok(self.name):
+            raise ConfigError(f"run name {self.name!r}: use {RUN_NAME_RULE}")
         return self
 
 
@@ -333,16 +334,22 @@ def load_preset(name: str) -> Config:
     return cfg
 
 
-def load_toml(path: str | Path) -> Config:
-    """A config file: any subset of the sections; missing values take the defaults."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a mapping (tomllib, or tomli before Python 3.11); ConfigError says what is wrong."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a folder; give a .toml file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return from_mapping(data, origin=str(p))
+
+
+def load_toml(path: str | Path) -> Config:
+    """A config file: any subset of the sections; missing values take the defaults."""
+    return from_mapping(read_toml(path), origin=str(path))
 
 
 def from_mapping(data: dict[str, Any], origin: str = "config", base: Config | None = None) -> Config:

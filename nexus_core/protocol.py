@@ -43,7 +43,7 @@ from nexus_core.records import (
     pack,
     read_records,
 )
-from nexus_core.runfolder import pid_alive, read_status, write_status
+from nexus_core.runfolder import pid_alive, read_status, tail_bytes, write_status
 from nexus_core.schema import (
     ALERT,
     CHECKPOINT,

@@ -52,15 +52,8 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def engine_pid_alive(pid: Any) -> bool:
-    """pid_alive, and (where /proc tells) the process is a Python engine, not a recycled pid."""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"engine" in cmdline or b"nexus" in cmdline or b"python" in cmdline
+engine_pid_alive = pid_alive
+"""Kept one release: the core's pid_alive now does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:

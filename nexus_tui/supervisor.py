@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_core.protocol import (
     CHECKPOINT,
     EVAL_NOW,
@@ -44,8 +45,8 @@ from nexus_core.protocol import (
     read_status,
     send_command,
 )
+from nexus_core.runfolder import pid_alive
 from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe
-from nexus_tui.runs_index import engine_pid_alive
 
 OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
 OnExit = Callable[[str, "int | None", str], None]
@@ -58,7 +59,6 @@ POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class LaunchError(Exception):
@@ -120,8 +120,8 @@ class Supervisor:
         """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
         Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
         name = name.strip() if name else self._free_name(preset)
-        if not _NAME_OK.match(name):
-            raise LaunchError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/')")
+        if not run_name_ok(name):
+            raise LaunchError(f"run name {name!r}: use {RUN_NAME_RULE}")
         run_dir = self.root / name
         metrics = run_dir / METRICS_FILE
         if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
@@ -150,7 +150,7 @@ class Supervisor:
         run_dir = self._resolve(run_dir)
         name = run_dir.name
         status = read_status(run_dir) or {}
-        if name in self.live_runs() or (status.get("state") in LIVE_STATES and engine_pid_alive(status.get("pid"))):
+        if name in self.live_runs() or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
             raise LaunchError(f"run {name!r} is still running: stop it before resuming it")
         if (lr is None) != (ramp_steps is None):
             raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
@@ -168,10 +168,8 @@ class Supervisor:
 
     def _free_name(self, preset: str) -> str:
         base = re.sub(r"[^A-Za-z0-9._-]", "-", preset) or "run"
-        for i in range(1, 10_000):
-            if not (self.root / f"{base}-{i}").exists() and f"{base}-{i}" not in self._runs:
-                return f"{base}-{i}"
-        raise LaunchError(f"no free run name for preset {preset!r}")
+        with self._lock:
+            return next_free_name(self.root, base, taken=self._runs)
 
     def _threads(self) -> int:
         """CPU runs share the cores: each new one gets cores // (live CPU runs, itself included)."""
@@ -275,7 +273,7 @@ class Supervisor:
         pid = status.get("pid") if isinstance(status.get("pid"), int) else None
         device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
         run = ManagedRun(name, run_dir, device, pid)
-        if status.get("state") in LIVE_STATES and engine_pid_alive(pid):
+        if status.get("state") in LIVE_STATES and pid_alive(pid):
             with self._lock:
                 self._runs[name] = run
                 if self._poller is None:
@@ -297,7 +295,7 @@ class Supervisor:
             with self._lock:
                 attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
             for run in attached:
-                if not engine_pid_alive(run.pid):
+                if not pid_alive(run.pid):
                     time.sleep(0.05)  # let its last state record reach the file
                     self._finish(run, exit_code_of(run.run_dir))
 
@@ -402,7 +400,7 @@ class Supervisor:
                     # other stop path (checkpoint, then exit), and before training starts it just ends.
                     with self._lock:
                         run = self._runs.get(name)
-                    if run is not None and run.pid and engine_pid_alive(run.pid):
+                    if run is not None and run.pid and pid_alive(run.pid):
                         with contextlib.suppress(OSError):
                             os.kill(run.pid, signal.SIGTERM)
                             run.terminated = True
@@ -413,7 +411,7 @@ class Supervisor:
                 with self._lock:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
                 for run in attached:
-                    if not engine_pid_alive(run.pid):
+                    if not pid_alive(run.pid):
                         self._finish(run, exit_code_of(run.run_dir))
                 time.sleep(0.05)
         left = self.live_runs()

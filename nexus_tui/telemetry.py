@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from nexus_core.units import gib
+
 try:
     import pynvml
 except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency, but degrade anyway
@@ -299,10 +301,7 @@ class Telemetry:
         """Choices for where a run trains: ("cpu", "cpu (N cores)") then ("cuda:N", "cuda:N NAME (free/total)")."""
         out = [("cpu", f"cpu ({psutil.cpu_count() or 1} cores)")]
         for g in self._latest.gpus or [self._gpu(i, h) for i, h in enumerate(self._handles)]:
-            mem = f" ({_gib(g.mem_free)}/{_gib(g.mem_total)} GiB free)" if g.mem_total else ""
+            mem = f" ({gib(g.mem_free, '?')}/{gib(g.mem_total, '?')} GiB free)" if g.mem_total else ""
             out.append((f"cuda:{g.index}", f"cuda:{g.index} {g.name}{mem}"))
         return out
 
-
-def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / (1 << 30):.1f}"

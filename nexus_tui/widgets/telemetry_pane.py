@@ -22,6 +22,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from nexus_core.units import gib
 from nexus_tui.widgets import format as fmt
 
 
@@ -74,10 +75,6 @@ def _n(x: Any, spec: str = ".0f", unit: str = "") -> str:
     return f"{x:{spec}}{unit}"
 
 
-def _gib(x: Any) -> str:
-    return _n(x / 2**30 if isinstance(x, (int, float)) else None, ".1f")
-
-
 def spark(history: list[float], width: int, top: float = 100.0) -> str:
     """The last `width` readings as one line of bars on a fixed 0..top scale (N/A readings blank)."""
     out = []
@@ -102,7 +99,7 @@ def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"GPU{gpu.index} {gpu.name}".strip(), style="bold")
     _row(t, "util", _n(gpu.util, ".0f", "%"), gpu.util_history, width)
-    _row(t, "mem", f"{_gib(gpu.mem_used)}/{_gib(gpu.mem_total)} GiB", gpu.mem_history, width)
+    _row(t, "mem", f"{gib(gpu.mem_used)}/{gib(gpu.mem_total)} GiB", gpu.mem_history, width)
     _row(t, "temp", f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
          None, width)
     _row(t, "clk", f"sm {_n(gpu.sm_clock)}  mem {_n(gpu.mem_clock)} MHz", None, width)
@@ -118,7 +115,7 @@ def host_lines(view: TelemetryView, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("Host", style="bold")
     _row(t, "CPU", _n(view.cpu, ".0f", "%"), view.cpu_history, width)
-    _row(t, "RAM", f"{_gib(view.ram_used)}/{_gib(view.ram_total)} GiB", view.ram_history, width)
+    _row(t, "RAM", f"{gib(view.ram_used)}/{gib(view.ram_total)} GiB", view.ram_history, width)
     if view.runs:
         t.append("\nRuns", style="bold")
     name_w = max(6, width - 21)
