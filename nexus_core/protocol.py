@@ -43,6 +43,20 @@ from nexus_core.records import (
     pack,
     read_records,
 )
+from nexus_core.recordtypes import (
+    RECORD_CLASSES,
+    Alert,
+    AnyRecord,
+    Ckpt,
+    Eval,
+    Hello,
+    Log,
+    Metric,
+    Record,
+    Sample,
+    State,
+    to_record,
+)
 from nexus_core.runfolder import pid_alive, read_status, tail_bytes, write_status
 from nexus_core.schema import (
     ALERT,

@@ -23,6 +23,7 @@ from nexus_core.protocol import (
     read_records,
     read_status,
 )
+from nexus_core.state import RunState
 
 
 @dataclass
@@ -57,6 +58,8 @@ engine_pid_alive = pid_alive
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
+    """The status file is JSON the engine replaces atomically, but any program could have written it:
+    every field is checked here, the one reader of it outside the engine."""
     state = status.get("state")
     if isinstance(state, str) and state in STATES:
         s.state = state
@@ -70,32 +73,22 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
 
 
 def _from_metrics(s: RunSummary, path: Path) -> None:
-    """Fold the records: the last hello, metric and state, and the best eval."""
+    """Fold the records through the core's reducer, the same one the dashboard uses."""
     try:
         result = read_records(path)
     except OSError as e:
         s.note = f"cannot read {METRICS_FILE}: {e.strerror}"
         return
+    run = RunState()
     for r in result.records:
-        kind = r.get("type")
-        if kind == "hello":
-            s.pid = _int(r.get("pid"))
-            s.total_steps = _int(r.get("total_steps")) or s.total_steps
-            s.device = r.get("device") if isinstance(r.get("device"), str) else s.device
-            s.model = r.get("model") if isinstance(r.get("model"), str) else s.model
-            if s.state not in LIVE_STATES:
-                s.state = "starting"
-        elif kind in ("metric", "state") and _int(r.get("step")) is not None:
-            s.step = r["step"]
-            if kind == "metric" and s.state == "starting":
-                s.state = "running"
-        elif kind == "eval":
-            v = _num(r.get("val_loss"))
-            if v is not None and (s.best_val_loss is None or v < s.best_val_loss):
-                s.best_val_loss = v
-        if kind == "state" and r.get("state") in STATES:
-            s.state = r["state"]
-        s.updated = _num(r.get("time")) or s.updated
+        run.apply(r)
+    if not result.records:
+        return
+    s.state, s.step, s.pid = run.state, run.step, run.pid
+    s.total_steps = run.total_steps or s.total_steps
+    s.best_val_loss = run.best_val_loss
+    s.device, s.model = run.device or s.device, run.model or s.model
+    s.updated = run.updated or s.updated
 
 
 def summarize_run(run_dir: Path) -> RunSummary:

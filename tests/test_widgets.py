@@ -8,6 +8,7 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 
+from nexus_core.recordtypes import Sample
 from nexus_tui.settings import Settings, load_settings, save_settings
 from nexus_tui.store import MetricStore
 from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
@@ -148,8 +149,8 @@ async def test_samples_logs_and_alert_bar() -> None:
     app = Panes()
     async with app.run_test(size=(100, 30)) as pilot:
         samples, log, bar = app.query_one(SamplesPane), app.query_one(LogPane), app.query_one(AlertBar)
-        samples.add_sample("alpha", "#ff0000", {"step": 50, "prompt": "To be", "text": "To beUouri tiem"})
-        samples.add_sample("alpha", "#ff0000", {"step": 100, "prompt": "To be", "text": "To bere whisthid"})
+        samples.add_sample("alpha", "#ff0000", Sample(step=50, prompt="To be", text="To beUouri tiem"))
+        samples.add_sample("alpha", "#ff0000", Sample(step=100, prompt="To be", text="To bere whisthid"))
         assert samples.count == 2 and samples.texts[-1] == "To bere whisthid"
         log.add_line("alpha", "loss spike at [step 3]", "warning")
         assert log.lines_written == ["alpha warning loss spike at [step 3]"]

@@ -187,7 +187,6 @@ def checkpoint_rows(store: Any, run: Any) -> list[dict[str, Any]]:
     steps, losses = list(steps), list(losses)
     rows = []
     for ckpt in reversed(run.ckpts):
-        step = ckpt.get("step")
-        at = bisect.bisect_right(steps, step) - 1 if isinstance(step, (int, float)) else -1
-        rows.append({**ckpt, "loss": losses[at] if at >= 0 else None})
+        at = bisect.bisect_right(steps, ckpt.step) - 1
+        rows.append({**ckpt.to_dict(), "loss": losses[at] if at >= 0 else None})
     return rows
