@@ -299,7 +299,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir)
     cfg = _run_config(run_dir)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
-    import math
 
     from engine.data import eval_batches, load_corpus
     from engine.device import autocast_dtype
@@ -319,71 +318,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_preview(args: argparse.Namespace) -> int:
-    """JSON of the LR a ramp would follow. Torch-free: config + schedule, plus where the run stands.
-
-    A live run (or one with no checkpoint yet) is ramped by the `ramp` command from the step and LR
-    it is at NOW, so the preview starts from its last metric record; a stopped run resumes from a
-    checkpoint (latest, or `--from`), so the preview starts from that checkpoint's meta.json."""
-    from nexus_core.schedule import Schedule, preview
+    """JSON of the LR a ramp would follow: nexus_core.lr_preview, the same code the dashboard runs."""
+    from nexus_core.lr_preview import lr_preview
 
     run_dir = _existing_run(args.run_dir)
-    cfg = _run_config(run_dir)
-    if args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
-    if args.ckpt is None and (_is_live(run_dir) or not ckpt.list_checkpoints(run_dir)):
-        step, lr_last, total_now, scale = _live_position(run_dir, cfg)
-        sched = Schedule.from_config(cfg.schedule, total_now)
-        # The last record's LR is the one step `step` used (multiplier(step - 1)); a ramp starts from
-        # multiplier(step). Exact when the run follows its configured schedule; after an earlier ramp
-        # (which only its checkpoint would tell) the last LR is the best start we have.
-        start_mult = lr_last / (cfg.optim.lr * scale)
-        if math.isclose(sched.multiplier(step - 1), start_mult, rel_tol=1e-6):
-            start_mult = sched.multiplier(step)
-    else:
-        meta = ckpt.read_meta(ckpt.resolve_checkpoint(run_dir, args.ckpt))
-        step = int(meta["step"])
-        scale = float(meta.get("lr_scale", 1.0))
-        sched = Schedule.from_dict(meta["schedule"])
-        start_mult = sched.multiplier(step)
-    total = args.steps or sched.total_steps
-    peak = cfg.optim.lr * scale
-    sched = sched.with_ramp(step, start_mult, args.lr / peak, args.ramp_steps, total)
-    points = preview(sched, step, total, max(2, args.points))
-    print(json.dumps({"step": [s for s, _ in points], "lr": [m * peak for _, m in points], "start_step": step}))
+    got = lr_preview(run_dir, args.lr, args.ramp_steps, args.steps, args.ckpt, args.points)
+    print(json.dumps({"step": got.steps, "lr": got.lrs, "start_step": got.start_step}))
     return 0
-
-
-_TAIL_BYTES = 1 << 18
-"""How much of the metrics file's end lr-preview reads: many metric records, and O(1) at any length."""
-
-
-def _is_live(run_dir: Path) -> bool:
-    status = P.read_status(run_dir) or {}
-    return status.get("state") in P.LIVE_STATES and P.pid_alive(status.get("pid"))
-
-
-def _live_position(run_dir: Path, cfg: C.Config) -> tuple[int, float, int, float]:
-    """(step, LR, total steps, LR scale) of a run from the tail of its records: what a `ramp`
-    command sent now would start from. The LR scale (a NaN rollback halves it) comes from the
-    newest checkpoint when there is one, else 1."""
-    data = P.tail_bytes(run_dir / P.METRICS_FILE, _TAIL_BYTES)
-    records = P.RecordDecoder().feed(data) if data else []
-    metric = next((r for r in reversed(records) if r.get("type") == P.METRIC), None)
-    hello = next((r for r in reversed(records) if r.get("type") == P.HELLO), {})
-    step = metric.get("step") if metric else None
-    lr = metric.get("lr") if metric else None
-    if not isinstance(step, int) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"run {run_dir.name} has no checkpoints and no training step yet: "
-                          "wait for its first step, then preview again")
-    # A live ramp that moved the total rewrites the status, not the hello: the status wins.
-    candidates = ((P.read_status(run_dir) or {}).get("total_steps"), hello.get("total_steps"), cfg.train.steps)
-    total = next(t for t in candidates if isinstance(t, int) and not isinstance(t, bool) and t > 0)
-    scale = 1.0
-    done = ckpt.list_checkpoints(run_dir)
-    if done:
-        with contextlib.suppress(NexusError, KeyError, TypeError, ValueError):
-            scale = float(ckpt.read_meta(done[-1]).get("lr_scale", 1.0))
-    return step, float(lr), max(total, step + 1), scale
 
 
 COMMANDS = {

@@ -15,7 +15,6 @@ Callbacks are called from threads; they must be quick and must not block on the 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -28,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_core.errors import NexusError
+from nexus_core.lr_preview import lr_preview
 from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_core.protocol import (
     CHECKPOINT,
@@ -349,27 +350,13 @@ class Supervisor:
         self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
         from_ckpt: str | None = None,
     ) -> tuple[list[int], list[float]]:
-        """The LR a ramped resume would follow, from `python -m engine lr-preview` (torch-free, fast)."""
-        args = ["lr-preview", "--run-dir", str(self._resolve(run_dir)), "--lr", repr(float(target_lr)),
-                "--ramp-steps", str(int(ramp_steps))]
-        if steps is not None:
-            args += ["--steps", str(int(steps))]
-        if from_ckpt:
-            args += ["--from", str(from_ckpt)]
+        """The LR a ramped resume would follow, computed in-process by the core (torch-free)."""
         try:
-            out = subprocess.run([self.python, "-m", "engine", *args], capture_output=True, text=True, timeout=60,
-                                 cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise LaunchError(f"lr-preview did not run: {e}") from None
-        if out.returncode != 0:
-            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
-            raise LaunchError(said.removeprefix("error:").strip() or f"lr-preview failed ({out.returncode})")
-        try:
-            data = json.loads(out.stdout)
-            return [int(s) for s in data["step"]], [float(v) for v in data["lr"]]
-        except (ValueError, KeyError, TypeError):
-            raise LaunchError("lr-preview printed something that is not its JSON") from None
+            got = lr_preview(self._resolve(run_dir), float(target_lr), int(ramp_steps),
+                             None if steps is None else int(steps), from_ckpt)
+        except NexusError as e:
+            raise LaunchError(str(e)) from None
+        return got.steps, got.lrs
 
     # -- the whole fleet -------------------------------------------------------------------------
 
