@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_tui import format as fmt
 from nexus_tui.store import MetricStore, RunView
-from nexus_tui.widgets import format as fmt
 
 SKIPPED_KEYS = frozenset({"name", "train.device"})
 """Config keys that always differ between runs and say nothing about what was tried."""

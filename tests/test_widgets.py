@@ -9,10 +9,10 @@ from pathlib import Path
 from textual.app import App, ComposeResult
 
 from nexus_core.recordtypes import Sample
+from nexus_tui import format as fmt
 from nexus_tui.settings import Settings, load_settings, save_settings
 from nexus_tui.store import MetricStore
 from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, window_series
 from nexus_tui.widgets.log_pane import LogPane

@@ -21,8 +21,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 Preview = Callable[[float, int, int], tuple[list[float], list[float]]]

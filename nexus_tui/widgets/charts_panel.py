@@ -19,11 +19,11 @@ from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from nexus_tui import format as fmt
 from nexus_tui.curves import CurveCache
 from nexus_tui.forecast import forecast_final
 from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 if TYPE_CHECKING:

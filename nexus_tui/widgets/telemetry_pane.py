@@ -23,7 +23,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from nexus_core.units import gib
-from nexus_tui.widgets import format as fmt
+from nexus_tui import format as fmt
 
 
 @dataclass
