@@ -25,4 +25,5 @@ bench: setup
 	$(PY) bench/engine_speed.py
 
 lint: setup
-	$(VENV)/bin/ruff check engine nexus_tui tests bench
+	$(VENV)/bin/ruff check engine nexus_core nexus_tui tests bench
+	$(VENV)/bin/lint-imports

@@ -14,7 +14,6 @@ can be tested with hand-made views.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
@@ -24,44 +23,7 @@ from textual.widgets import Static
 
 from nexus_core.units import gib
 from nexus_tui import format as fmt
-
-
-@dataclass
-class GpuView:
-    """One GPU's latest reading; None or NaN where NVML could not say."""
-
-    index: int
-    name: str = ""
-    util: float | None = None
-    mem_used: float | None = None
-    mem_total: float | None = None
-    temp: float | None = None
-    power: float | None = None
-    power_limit: float | None = None
-    sm_clock: float | None = None
-    mem_clock: float | None = None
-    processes: list[tuple[int, str, float]] = field(default_factory=list)
-    """(pid, run name or '', GPU memory bytes)."""
-    util_history: list[float] = field(default_factory=list)
-    mem_history: list[float] = field(default_factory=list)
-
-
-@dataclass
-class TelemetryView:
-    """What the pane shows."""
-
-    gpus: list[GpuView] = field(default_factory=list)
-    gpu_error: str = ""
-    """Why there is no GPU telemetry (no driver, no GPU); '' when there is."""
-    cpu: float | None = None
-    ram_used: float | None = None
-    ram_total: float | None = None
-    cpu_history: list[float] = field(default_factory=list)
-    ram_history: list[float] = field(default_factory=list)
-    """RAM used, percent of total."""
-    runs: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
-    """(run name, colour #rrggbb, CPU %, RSS bytes) for each live run process."""
-
+from nexus_tui.telemetry_view import GpuView, TelemetryView
 
 BARS = " ▁▂▃▄▅▆▇█"
 LABEL = 5
