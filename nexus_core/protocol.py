@@ -19,7 +19,7 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
 
 Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's control socket
 (owner-only unix socket); the engine answers each with {"ok": bool, "error": str}:
-  pause · resume · checkpoint · eval · stop (checkpoint, then exit)
+  pause · unpause ("resume" before; still accepted) · checkpoint · eval · stop (checkpoint, then exit)
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
             target over ramp_steps, then follows the schedule stretched to total_steps
@@ -93,4 +93,5 @@ from nexus_core.schema import (
     STATUS_FILE,
     STOP,
     STOPPED,
+    UNPAUSE,
 )

@@ -22,6 +22,8 @@ class Launched:
     """The dashboard started a process for the run: it is starting until its hello says more."""
 
     pid: int | None = None
+    time: float | None = None
+    """When it was launched (unix s): how long it has been starting, before its hello says more."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class RunState:
         if isinstance(event, Launched):
             self.state, self.reason, self.exit_code, self.crash_tail = STARTING, "", None, ""
             self.pid = event.pid if event.pid is not None else self.pid
+            self.updated = event.time if event.time is not None else self.updated
             return "state"
         if isinstance(event, Exited):
             return self._exited(event)

@@ -20,7 +20,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from nexus_core.protocol import ControlError, Record
+from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, Ramp, Stop, Unpause
+from nexus_core.protocol import PAUSED, ControlError, Record
 from nexus_core.state import Exited, Launched
 from nexus_tui import messages as msg
 from nexus_tui.screens.compare import CompareScreen
@@ -149,7 +150,7 @@ class NexusApp(App[None]):
 
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
-        self.store.apply_event(event.run_name, Launched(), event.run_dir)
+        self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
         self._dirty = True
 
     @on(msg.RunExited)
@@ -268,28 +269,28 @@ class NexusApp(App[None]):
         return name
 
     @work(thread=True, group="commands")
-    def send(self, name: str, cmd: str, **args: Any) -> None:
+    def send(self, name: str, command: Command) -> None:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
         try:
-            self.services.supervisor.command(name, cmd, **args)
+            self.services.supervisor.send(name, command)
         except (ControlError, OSError, ValueError, KeyError) as e:
-            self.post_message(msg.CommandFinished(name, cmd, str(e) or type(e).__name__))
+            self.post_message(msg.CommandFinished(name, command.name, str(e) or type(e).__name__))
             return
-        self.post_message(msg.CommandFinished(name, cmd))
+        self.post_message(msg.CommandFinished(name, command.name))
 
     def action_pause(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            self.send(name, "resume" if run.state == "paused" else "pause")
+            self.send(name, Unpause() if run.state == PAUSED else Pause())
 
     def action_checkpoint(self) -> None:
         if name := self._current():
-            self.send(name, "checkpoint")
+            self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
         if name := self._current():
-            self.send(name, "eval")
+            self.send(name, EvalNow())
 
     def action_stop(self) -> None:
         name = self._current()
@@ -298,7 +299,7 @@ class NexusApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.send(name, "stop")
+                self.send(name, Stop())
 
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
@@ -311,7 +312,7 @@ class NexusApp(App[None]):
 
         def answered(args: dict[str, Any] | None) -> None:
             if args:
-                self.send(name, "generate", **args)
+                self.send(name, Generate(**args))
                 self.query_one("#side", TabbedContent).active = "tab-samples"
 
         self.push_screen(GenerateScreen(name, prompt), answered)
@@ -330,8 +331,8 @@ class NexusApp(App[None]):
             if not args:
                 return
             if run.live:
-                self.send(name, "ramp", target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                          **({"total_steps": args["total_steps"]} if args["total_steps"] else {}))
+                self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
+                                     total_steps=args["total_steps"] or None))
             else:
                 self._resume(run.run_dir, args)
 

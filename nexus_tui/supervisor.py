@@ -27,20 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_core.commands import Command, Stop, as_args, command_error
 from nexus_core.errors import NexusError
 from nexus_core.lr_preview import lr_preview
 from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_core.protocol import (
-    CHECKPOINT,
-    EVAL_NOW,
-    GENERATE,
     LIVE_STATES,
     LOG_FILE,
     METRICS_FILE,
-    PAUSE,
-    RAMP,
     RESUME,
-    STOP,
+    UNPAUSE,
     ControlError,
     read_records,
     read_status,
@@ -314,37 +310,19 @@ class Supervisor:
             return path.resolve()
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
-    def command(self, name_or_dir: str | Path, cmd: str, **args: Any) -> dict[str, Any]:
-        """Send one control command; raises ControlError with a one-line reason if the run refuses."""
-        return send_command(self._resolve(name_or_dir), cmd, **args)
-
-    def pause(self, name: str) -> dict[str, Any]:
-        return self.command(name, PAUSE)
-
-    def resume_run(self, name: str) -> dict[str, Any]:
-        return self.command(name, RESUME)
-
-    def checkpoint(self, name: str) -> dict[str, Any]:
-        return self.command(name, CHECKPOINT)
-
-    def stop(self, name: str) -> dict[str, Any]:
-        return self.command(name, STOP)
-
-    def eval_now(self, name: str) -> dict[str, Any]:
-        return self.command(name, EVAL_NOW)
-
-    def generate(
-        self, name: str, prompt: str = "", tokens: int = 100, temperature: float = 0.8, top_k: int = 40
-    ) -> dict[str, Any]:
-        """Ask for a sample; the text arrives later as a `sample` record with requested=True."""
-        return self.command(name, GENERATE, prompt=prompt, tokens=int(tokens), temperature=float(temperature),
-                            top_k=int(top_k))
-
-    def ramp(self, name: str, target_lr: float, ramp_steps: int, total_steps: int | None = None) -> dict[str, Any]:
-        args: dict[str, Any] = {"target_lr": float(target_lr), "ramp_steps": int(ramp_steps)}
-        if total_steps is not None:
-            args["total_steps"] = int(total_steps)
-        return self.command(name, RAMP, **args)
+    def send(self, name_or_dir: str | Path, command: Command) -> dict[str, Any]:
+        """Send one typed command; raises ControlError with a one-line reason if it is out of its
+        limits or the run refuses it. An engine started by an older Nexus knows `unpause` by its old
+        name, `resume`: that one answer is retried with the old name."""
+        if error := command_error(command):
+            raise ControlError(error)
+        run_dir = self._resolve(name_or_dir)
+        try:
+            return send_command(run_dir, command.name, **as_args(command))
+        except ControlError as e:
+            if command.name != UNPAUSE or "unknown command" not in str(e):
+                raise
+        return send_command(run_dir, RESUME)
 
     def lr_preview(
         self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
@@ -381,7 +359,7 @@ class Supervisor:
         if stop_runs:
             for name in self.live_runs():
                 try:
-                    self.stop(name)
+                    self.send(name, Stop())
                 except ControlError as e:
                     # Not listening yet (still importing torch) or wedged: SIGTERM is the engine's
                     # other stop path (checkpoint, then exit), and before training starts it just ends.

@@ -109,17 +109,14 @@ class Telemetry:
     """Samples every `interval` seconds in a daemon thread. `snapshot()` is the latest reading
     (plain dataclasses, safe to hand to another thread); `history` holds deques for sparklines keyed
     "host.cpu", "host.ram" (percent), "gpuN.util", "gpuN.mem" (percent), "gpuN.temp", "gpuN.power",
-    "run.NAME.cpu", "run.NAME.rss" (read them with `history_of`, which copies under the lock).
-    `on_sample` (if given) is called from the sampler thread."""
+    "run.NAME.cpu", "run.NAME.rss" (read them with `history_of`, which copies under the lock)."""
 
     def __init__(
         self,
         interval: float = 1.0,
-        on_sample: Callable[[TelemetrySnapshot], None] | None = None,
         history: int = HISTORY,
     ) -> None:
         self.interval = interval
-        self.on_sample = on_sample
         self.history: dict[str, deque[float]] = {}
         self._history_len = history
         self._tracked: dict[str, psutil.Process | None] = {}
@@ -153,10 +150,6 @@ class Telemetry:
         self._names = [_text(_nv(pynvml.nvmlDeviceGetName, h) or f"GPU {i}") for i, h in enumerate(self._handles)]
         if not self._handles:
             self.gpu_error = "the NVIDIA driver reports no GPUs: GPU telemetry off"
-
-    @property
-    def available_gpus(self) -> list[int]:
-        return list(range(len(self._handles)))
 
     def _gpu(self, index: int, handle: Any) -> GpuSample:
         g = GpuSample(index=index, name=self._names[index])
@@ -201,13 +194,6 @@ class Telemetry:
             except (psutil.Error, ValueError):
                 proc = None
             self._tracked[name] = proc
-
-    def untrack(self, name: str) -> None:
-        with self._lock:
-            self._tracked.pop(name, None)
-            self._pids.pop(name, None)
-            for key in [k for k in self.history if k.startswith(f"run.{name}.")]:
-                del self.history[key]
 
     def _process(self, name: str, proc: psutil.Process | None) -> ProcessSample:
         pid = self._pids.get(name, -1)
@@ -283,8 +269,6 @@ class Telemetry:
             except Exception as e:  # noqa: BLE001 - a sampler must outlive odd psutil/NVML states
                 self.gpu_error = self.gpu_error or f"telemetry sample failed: {e}"
                 continue
-            if self.on_sample is not None:
-                self.on_sample(self._latest)
 
     def stop(self) -> None:
         self._stop.set()
