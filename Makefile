@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench lint
+.PHONY: setup demo test test-fast bench lint
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# The inner loop: unit tests only (no engines, no processes, no app), seconds in all.
+FAST_TESTS = tests/test_protocol.py tests/test_state.py tests/test_store.py tests/test_schedule.py \
+	tests/test_config.py tests/test_downsample.py tests/test_curves.py tests/test_forecast.py tests/test_layers.py
+test-fast: setup
+	$(PY) -m pytest -q -p no:randomly $(FAST_TESTS)
 
 bench: setup
 	$(PY) bench/engine_speed.py
