@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test bench lint
+.PHONY: setup demo test test-fast bench lint
 
 setup: $(VENV)/.installed
 
@@ -21,8 +21,15 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The inner loop: unit tests only (no engines, no processes, no app), seconds in all.
+FAST_TESTS = tests/test_protocol.py tests/test_state.py tests/test_store.py tests/test_schedule.py \
+	tests/test_config.py tests/test_downsample.py tests/test_curves.py tests/test_forecast.py tests/test_layers.py
+test-fast: setup
+	$(PY) -m pytest -q -p no:randomly $(FAST_TESTS)
+
 bench: setup
 	$(PY) bench/engine_speed.py
 
 lint: setup
-	$(VENV)/bin/ruff check engine nexus_tui tests bench
+	$(VENV)/bin/ruff check engine nexus_core nexus_tui tests bench
+	$(VENV)/bin/lint-imports

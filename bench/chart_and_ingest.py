@@ -23,14 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine.protocol import RecordDecoder  # noqa: E402
-from nexus_tui.downsample import downsample, ema  # noqa: E402
+from nexus_core.protocol import RecordDecoder  # noqa: E402
+from nexus_tui.downsample import downsample, ema_continue  # noqa: E402
 from nexus_tui.store import MetricStore  # noqa: E402
 
 CHILD = r"""
 import os, sys, time
 sys.path.insert(0, sys.argv[3])
-from engine.protocol import pack
+from nexus_core.protocol import pack
 fd, n = int(sys.argv[1]), int(sys.argv[2])
 buf = []
 for s in range(n):
@@ -72,7 +72,7 @@ def pipe_ingest(n: int, with_store: bool) -> tuple[float, int]:
 def prepare(store: MetricStore, name: str, buckets: int) -> tuple[list[float], list[float]]:
     xs, ys = store.series(name, "loss")
     dx, dy = downsample(xs, ys, buckets)
-    return dx, ema(dy, 0.6)
+    return dx, ema_continue(dy, 0.6)[0].tolist()
 
 
 def best_of(fn, repeat: int = 3) -> float:

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from engine.config import DataConfig  # noqa: E402
 from engine.data import get_batch, load_corpus  # noqa: E402
+from nexus_core.config import DataConfig  # noqa: E402
 
 T = TypeVar("T")
 

@@ -27,10 +27,10 @@ import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
-from engine import config as C  # noqa: E402
 from engine.distributed import Dist  # noqa: E402
 from engine.models import build_model  # noqa: E402
-from engine.schedule import Schedule  # noqa: E402
+from nexus_core import config as C  # noqa: E402
+from nexus_core.schedule import Schedule  # noqa: E402
 
 
 def _worker(rank: int, world: int, port: int, preset: str, iters: int) -> None:

@@ -21,13 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from engine import protocol as P  # noqa: E402
-from engine.config import apply_override, load_preset  # noqa: E402
 from engine.data import get_batch, load_corpus  # noqa: E402
 from engine.device import autocast, autocast_dtype, resolve_device  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.optim import build_optimizer, set_lr_multiplier  # noqa: E402
 from engine.trainer import Trainer  # noqa: E402
+from nexus_core import protocol as P  # noqa: E402
+from nexus_core.config import apply_override, load_preset  # noqa: E402
 
 WARMUP = 5
 

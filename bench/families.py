@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from engine import protocol as P  # noqa: E402
+from nexus_core import protocol as P  # noqa: E402
 
 PRESETS = ("tiny", "hybrid-tiny", "engram-tiny", "lstm-tiny")
 

@@ -15,13 +15,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.config import load_preset  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.models.ssm import (  # noqa: E402
     selective_scan_chunked,
     selective_scan_sequential,
     selective_scan_stepwise,
 )
+from nexus_core.config import load_preset  # noqa: E402
 
 
 def best_of(fn, repeats: int = 3) -> float:

@@ -9,8 +9,9 @@ Layout (like nanochat's checkpoint_manager): runs/NAME/checkpoints/step_000200/ 
 A checkpoint is written into a temp folder and renamed into place; the `latest` and `best` pointers
 are symlinks swapped with os.replace, so a reader never sees half a checkpoint.
 
-The module imports torch only inside the functions that move tensors: `lr-preview` resolves a
-checkpoint and reads its meta in a process that must answer in ~0.1 s.
+The module imports torch only inside the functions that move tensors. Finding and reading checkpoints
+(list, resolve, meta.json) is torch-free and lives in nexus_core.checkpoints, which the dashboard's
+LR preview uses in-process.
 """
 
 from __future__ import annotations
@@ -26,82 +27,27 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import CheckpointError
-from engine.protocol import CHECKPOINTS_DIR, pid_alive
+from nexus_core.checkpoints import (  # the torch-free readers live in the core; re-exported here
+    BEST,
+    FORMAT_VERSION,
+    LATEST,
+    META_FILE,
+    PREFIX,  # noqa: F401 - re-exported for older callers
+    checkpoints_root,
+    list_checkpoints,
+    read_meta,
+    resolve_checkpoint,  # noqa: F401 - re-exported for older callers
+    step_name,
+)
+from nexus_core.errors import CheckpointError
+from nexus_core.protocol import pid_alive
 
 if TYPE_CHECKING:
     import torch
 
-FORMAT_VERSION = 1
-MODEL_FILE, OPTIM_FILE, META_FILE = "model.safetensors", "optim.safetensors", "meta.json"
-LATEST, BEST = "latest", "best"
-PREFIX = "step_"
+MODEL_FILE, OPTIM_FILE = "model.safetensors", "optim.safetensors"
 # Config keys whose change makes a checkpoint unusable (weights or optimizer state would not fit).
 _STRUCTURAL = ("data.tokenizer", "data.bpe_vocab", "optim.name", "optim.fallback")
-
-
-def step_name(step: int) -> str:
-    """The folder name of the checkpoint after `step` steps."""
-    return f"{PREFIX}{step:06d}"
-
-
-def checkpoints_root(run_dir: str | Path) -> Path:
-    return Path(run_dir) / CHECKPOINTS_DIR
-
-
-def list_checkpoints(run_dir: str | Path) -> list[Path]:
-    """Complete checkpoint folders, oldest step first (temp folders and pointers excluded)."""
-    root = checkpoints_root(run_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for p in root.iterdir():
-        if (p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and not p.is_symlink()
-                and (p / META_FILE).is_file()):  # meta.json is written last: without it, no checkpoint
-            found.append(p)
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
-
-
-def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
-    """The checkpoint folder for `which`: None or 'latest', 'best', 'step_000200', '200', or a path."""
-    run_dir = Path(run_dir)
-    root = checkpoints_root(run_dir)
-    which = which or LATEST
-    if which in (LATEST, BEST):
-        pointer = root / which
-        if pointer.is_symlink() and pointer.resolve().is_dir():
-            return pointer.resolve()
-        if which == BEST:
-            raise CheckpointError(f"run {run_dir.name} has no best checkpoint yet (no eval has run)")
-        done = list_checkpoints(run_dir)
-        if not done:
-            raise CheckpointError(f"run folder {run_dir} has no checkpoints to load")
-        return done[-1]
-    candidates = [Path(which), root / which]
-    if which.isdigit():
-        candidates.append(root / step_name(int(which)))
-    for c in candidates:
-        if (c / META_FILE).exists() or (c.is_dir() and c.name.startswith(PREFIX)):
-            return c.resolve()
-    names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
-    raise CheckpointError(f"checkpoint {which!r} not found in {root}; available: {names}")
-
-
-def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
-    """A checkpoint's meta.json, checked to be whole; CheckpointError says what is wrong."""
-    path = Path(ckpt_dir) / META_FILE
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {ckpt_dir} is incomplete: {META_FILE} is missing") from None
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} unreadable ({e})") from None
-    needed = ("format", "step", "tokens", "schedule", "optimizer", "config")
-    if not isinstance(meta, dict) or any(k not in meta for k in needed):
-        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} lacks {', '.join(needed)}")
-    if meta["format"] > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}")
-    return meta
 
 
 def config_mismatches(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -404,9 +350,9 @@ def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
     """(model in eval mode, tokenizer, device) from a run's config and one checkpoint, for
     `generate` and `eval`. Needs only the run's saved tokenizer, never the corpus."""
     from engine.device import resolve_device
-    from engine.errors import DataError
     from engine.models import build_model
     from engine.tokenizer import load_or_train
+    from nexus_core.errors import DataError
 
     def no_texts() -> list[str]:
         raise DataError(f"run folder {run_dir} has no tokenizer.json for its BPE tokenizer; it cannot be sampled")

@@ -3,7 +3,7 @@
 Torch is imported only inside the commands that need it, after the arguments and config are
 checked: a typo costs a 0.1 s one-line error instead of a 2 s import first, and `lr-preview` (which the
 dashboard's ramp dialog calls on every keystroke) never imports torch at all. Every error a user can
-cause is an engine.errors.NexusError, printed as one `error: ...` line with exit status 2.
+cause is an nexus_core.errors.NexusError, printed as one `error: ...` line with exit status 2.
 """
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ import contextlib
 import json
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from engine import checkpoint as ckpt
-from engine import config as C
-from engine import protocol as P
-from engine.errors import ConfigError, NexusError
+from nexus_core import config as C
+from nexus_core import protocol as P
+from nexus_core.errors import ConfigError, NexusError
+from nexus_core.names import RUN_NAME_RULE, run_name_ok
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
 """Set by the `nexus` console script before it execs us, so messages name the command the user typed."""
-_NAME_OK = re.compile(r"^(?!\.\.?$)[A-Za-z0-9._-]{1,64}$")
-"""A run name is one folder name: never a path, never '.' or '..' (the dashboard's rule, plus dots)."""
 
 
 def prog() -> str:
@@ -132,14 +130,14 @@ def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = C.load_preset(args.preset or "tiny") if args.preset or not args.config else C.Config()
     if args.config:
-        cfg = C.from_mapping(_read_toml(args.config), origin=args.config, base=cfg)
+        cfg = C.from_mapping(C.read_toml(args.config), origin=args.config, base=cfg)
     for text in args.set:
         C.apply_override(cfg, text)
     if args.steps is not None:
         cfg.train.steps = args.steps
     _apply_common(cfg, args)
-    if args.name is not None and not _NAME_OK.match(args.name):
-        raise ConfigError(f"--name {args.name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/' or '..')")
+    if args.name is not None and not run_name_ok(args.name):
+        raise ConfigError(f"--name {args.name!r}: use {RUN_NAME_RULE}")
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / (args.name or _default_name(cfg))
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder; give a folder for the run")
@@ -254,22 +252,11 @@ def _default_name(cfg: C.Config) -> str:
     return f"{cfg.preset or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _read_toml(path: str) -> dict:
-    import tomllib
-
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
-
-
 def _check_source(cfg: C.Config) -> None:
     """A missing corpus path is caught before torch is imported."""
     src = cfg.data.source
     if src != "stdlib" and not Path(src).expanduser().exists():
-        from engine.errors import DataError
+        from nexus_core.errors import DataError
 
         raise DataError(f"data.source {src!r} does not exist; give 'stdlib', a text file, or a folder of text files")
 
@@ -312,7 +299,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir)
     cfg = _run_config(run_dir)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
-    import math
 
     from engine.data import eval_batches, load_corpus
     from engine.device import autocast_dtype
@@ -332,76 +318,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_preview(args: argparse.Namespace) -> int:
-    """JSON of the LR a ramp would follow. Torch-free: config + schedule, plus where the run stands.
-
-    A live run (or one with no checkpoint yet) is ramped by the `ramp` command from the step and LR
-    it is at NOW, so the preview starts from its last metric record; a stopped run resumes from a
-    checkpoint (latest, or `--from`), so the preview starts from that checkpoint's meta.json."""
-    from engine.schedule import Schedule, preview
+    """JSON of the LR a ramp would follow: nexus_core.lr_preview, the same code the dashboard runs."""
+    from nexus_core.lr_preview import lr_preview
 
     run_dir = _existing_run(args.run_dir)
-    cfg = _run_config(run_dir)
-    if args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
-    if args.ckpt is None and (_is_live(run_dir) or not ckpt.list_checkpoints(run_dir)):
-        step, lr_last, total_now, scale = _live_position(run_dir, cfg)
-        sched = Schedule.from_config(cfg.schedule, total_now)
-        # The last record's LR is the one step `step` used (multiplier(step - 1)); a ramp starts from
-        # multiplier(step). Exact when the run follows its configured schedule; after an earlier ramp
-        # (which only its checkpoint would tell) the last LR is the best start we have.
-        start_mult = lr_last / (cfg.optim.lr * scale)
-        if math.isclose(sched.multiplier(step - 1), start_mult, rel_tol=1e-6):
-            start_mult = sched.multiplier(step)
-    else:
-        meta = ckpt.read_meta(ckpt.resolve_checkpoint(run_dir, args.ckpt))
-        step = int(meta["step"])
-        scale = float(meta.get("lr_scale", 1.0))
-        sched = Schedule.from_dict(meta["schedule"])
-        start_mult = sched.multiplier(step)
-    total = args.steps or sched.total_steps
-    peak = cfg.optim.lr * scale
-    sched = sched.with_ramp(step, start_mult, args.lr / peak, args.ramp_steps, total)
-    points = preview(sched, step, total, max(2, args.points))
-    print(json.dumps({"step": [s for s, _ in points], "lr": [m * peak for _, m in points], "start_step": step}))
+    got = lr_preview(run_dir, args.lr, args.ramp_steps, args.steps, args.ckpt, args.points)
+    print(json.dumps({"step": got.steps, "lr": got.lrs, "start_step": got.start_step}))
     return 0
-
-
-_TAIL_BYTES = 1 << 18
-"""How much of the metrics file's end lr-preview reads: many metric records, and O(1) at any length."""
-
-
-def _is_live(run_dir: Path) -> bool:
-    status = P.read_status(run_dir) or {}
-    return status.get("state") in P.LIVE_STATES and P.pid_alive(status.get("pid"))
-
-
-def _live_position(run_dir: Path, cfg: C.Config) -> tuple[int, float, int, float]:
-    """(step, LR, total steps, LR scale) of a run from the tail of its records: what a `ramp`
-    command sent now would start from. The LR scale (a NaN rollback halves it) comes from the
-    newest checkpoint when there is one, else 1."""
-    try:
-        with open(run_dir / P.METRICS_FILE, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - _TAIL_BYTES))
-            records = P.RecordDecoder().feed(f.read())
-    except OSError:
-        records = []
-    metric = next((r for r in reversed(records) if r.get("type") == P.METRIC), None)
-    hello = next((r for r in reversed(records) if r.get("type") == P.HELLO), {})
-    step = metric.get("step") if metric else None
-    lr = metric.get("lr") if metric else None
-    if not isinstance(step, int) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ConfigError(f"run {run_dir.name} has no checkpoints and no training step yet: "
-                          "wait for its first step, then preview again")
-    # A live ramp that moved the total rewrites the status, not the hello: the status wins.
-    candidates = ((P.read_status(run_dir) or {}).get("total_steps"), hello.get("total_steps"), cfg.train.steps)
-    total = next(t for t in candidates if isinstance(t, int) and not isinstance(t, bool) and t > 0)
-    scale = 1.0
-    done = ckpt.list_checkpoints(run_dir)
-    if done:
-        with contextlib.suppress(NexusError, KeyError, TypeError, ValueError):
-            scale = float(ckpt.read_meta(done[-1]).get("lr_scale", 1.0))
-    return step, float(lr), max(total, step + 1), scale
 
 
 COMMANDS = {

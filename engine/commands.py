@@ -11,8 +11,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Protocol
 
-from engine import protocol as P
-from engine.errors import NexusError
+from nexus_core import protocol as P
+from nexus_core.errors import NexusError
 
 
 class Steerable(Protocol):
@@ -87,8 +87,8 @@ def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
     name = cmd["cmd"]
     if name == P.PAUSE:
         trainer.pause("pause command")
-    elif name == P.RESUME:
-        trainer.unpause("resume command")
+    elif name in (P.UNPAUSE, P.RESUME):  # RESUME: the command's old name, one release
+        trainer.unpause("unpause command")
     elif name == P.CHECKPOINT:
         return {"path": str(trainer.save("checkpoint command"))}
     elif name == P.EVAL_NOW:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.config import DataConfig
-from engine.errors import DataError
 from engine.tokenizer import Tokenizer, encode_splits, load_or_train
+from nexus_core.config import DataConfig
+from nexus_core.errors import DataError
 
 EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 """Folder names never read: the stdlib's own test suites (lib2to3/tests, idlelib/idle_test, ...)

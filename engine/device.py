@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import psutil
 import torch
 
-from engine.errors import ConfigError
+from nexus_core.errors import ConfigError
 
 
 def resolve_device(spec: str) -> torch.device:

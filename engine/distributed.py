@@ -34,8 +34,8 @@ import torch.distributed as dist
 
 from engine.commands import Controller
 from engine.device import resolve_device
-from engine.errors import ConfigError
 from engine.report import Reporter
+from nexus_core.errors import ConfigError
 
 LAUNCH_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 """torchrun sets all three in every worker; their presence is how the engine knows it was launched so."""
@@ -120,7 +120,7 @@ class Dist:
         if not self.is_main:
             trainer.paused = bool(paused)
             if new_schedule:
-                from engine.schedule import Schedule
+                from nexus_core.schedule import Schedule
 
                 trainer.schedule = Schedule.from_dict(box[0])
                 trainer.cfg.train.steps = trainer.schedule.total_steps

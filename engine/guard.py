@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel
+from nexus_core.errors import ConfigError
 
 REL_TOL = 1e-5
 """Allowed change at earlier positions, relative to the largest logit (at least 1): float noise only."""

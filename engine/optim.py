@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import OptimConfig
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel
+from nexus_core.config import OptimConfig
+from nexus_core.errors import ConfigError
 
 NS_COEFFS = (3.4445, -4.7750, 2.0315)
 """Quintic Newton–Schulz coefficients (KellerJordan/Muon): fast to push singular values near 1."""

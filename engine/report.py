@@ -18,7 +18,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 STATUS_EVERY_S = 1.0
 PRINT_EVERY_S = 2.0

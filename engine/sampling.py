@@ -12,9 +12,9 @@ from collections.abc import Iterator
 
 import torch
 
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel
 from engine.tokenizer import Tokenizer
+from nexus_core.errors import ConfigError
 
 
 def generate(

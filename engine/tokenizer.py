@@ -21,8 +21,8 @@ import numpy as np
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from engine.config import DataConfig
-from engine.errors import DataError
+from nexus_core.config import DataConfig
+from nexus_core.errors import DataError
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKEN_CACHE = ("tokens_train.npy", "tokens_val.npy", "tokens_meta.json")

@@ -24,16 +24,16 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine import distributed
-from engine import protocol as P
-from engine.config import Config
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
 from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng
-from engine.errors import CheckpointError, ConfigError
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
 from engine.sampling import generate
-from engine.schedule import Schedule
+from nexus_core import protocol as P
+from nexus_core.config import Config
+from nexus_core.errors import CheckpointError, ConfigError
+from nexus_core.schedule import Schedule
 
 MAX_ROLLBACKS = 5
 """nan_policy=rollback halves the LR each time; after this many it pauses for a person instead."""

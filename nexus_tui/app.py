@@ -20,7 +20,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from engine.protocol import ControlError
+from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, Ramp, Stop, Unpause
+from nexus_core.protocol import PAUSED, ControlError, Record
+from nexus_core.state import Exited, Launched
 from nexus_tui import messages as msg
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
@@ -146,9 +148,14 @@ class NexusApp(App[None]):
             if "hello" in changed:
                 self.services.track(event.run_name)
 
+    @on(msg.RunLaunched)
+    def _launched(self, event: msg.RunLaunched) -> None:
+        self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
+        self._dirty = True
+
     @on(msg.RunExited)
     def _exited(self, event: msg.RunExited) -> None:
-        self.store.mark_exited(event.run_name, event.exit_code, event.log_tail)
+        self.store.apply_event(event.run_name, Exited(event.exit_code, event.log_tail))
         run = self.store.get(event.run_name)
         if run is not None and run.crash_tail:
             self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
@@ -195,10 +202,11 @@ class NexusApp(App[None]):
         for record in self._new(name, "samples", run.samples):
             self.query_one(SamplesPane).add_sample(name, color, record)
         for record in self._new(name, "logs", run.logs):
-            self.log_line(name, str(record.get("text", "")), str(record.get("level", "info")), record.get("time"))
+            self.log_line(name, record.text, record.level, record.time)
         for record in self._new(name, "alerts", run.alerts):
-            text = f"{name}: {record.get('kind', 'alert')} at step {record.get('step', '?')}: {record.get('text', '')}"
-            when = record.get("time")
+            step = "?" if record.step is None else record.step
+            text = f"{name}: {record.kind or 'alert'} at step {step}: {record.text}"
+            when = record.time
             if news is None:
                 fresh = isinstance(when, (int, float)) and when >= self._started_at - LIVE_SLACK_S
             else:
@@ -208,7 +216,7 @@ class NexusApp(App[None]):
                 self.notify(text, title="Alert", severity="error", timeout=15)
             self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
 
-    def _new(self, name: str, kind: str, items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _new(self, name: str, kind: str, items: Iterable[Record]) -> list[Any]:
         items = list(items)
         last = self._shown.get((name, kind))
         start = 0
@@ -261,28 +269,28 @@ class NexusApp(App[None]):
         return name
 
     @work(thread=True, group="commands")
-    def send(self, name: str, cmd: str, **args: Any) -> None:
+    def send(self, name: str, command: Command) -> None:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
         try:
-            self.services.supervisor.command(name, cmd, **args)
+            self.services.supervisor.send(name, command)
         except (ControlError, OSError, ValueError, KeyError) as e:
-            self.post_message(msg.CommandFinished(name, cmd, str(e) or type(e).__name__))
+            self.post_message(msg.CommandFinished(name, command.name, str(e) or type(e).__name__))
             return
-        self.post_message(msg.CommandFinished(name, cmd))
+        self.post_message(msg.CommandFinished(name, command.name))
 
     def action_pause(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            self.send(name, "resume" if run.state == "paused" else "pause")
+            self.send(name, Unpause() if run.state == PAUSED else Pause())
 
     def action_checkpoint(self) -> None:
         if name := self._current():
-            self.send(name, "checkpoint")
+            self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
         if name := self._current():
-            self.send(name, "eval")
+            self.send(name, EvalNow())
 
     def action_stop(self) -> None:
         name = self._current()
@@ -291,7 +299,7 @@ class NexusApp(App[None]):
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.send(name, "stop")
+                self.send(name, Stop())
 
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
@@ -304,7 +312,7 @@ class NexusApp(App[None]):
 
         def answered(args: dict[str, Any] | None) -> None:
             if args:
-                self.send(name, "generate", **args)
+                self.send(name, Generate(**args))
                 self.query_one("#side", TabbedContent).active = "tab-samples"
 
         self.push_screen(GenerateScreen(name, prompt), answered)
@@ -323,8 +331,8 @@ class NexusApp(App[None]):
             if not args:
                 return
             if run.live:
-                self.send(name, "ramp", target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                          **({"total_steps": args["total_steps"]} if args["total_steps"] else {}))
+                self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
+                                     total_steps=args["total_steps"] or None))
             else:
                 self._resume(run.run_dir, args)
 
@@ -358,8 +366,7 @@ class NexusApp(App[None]):
             self.post_message(msg.CommandFinished(name, "launch", str(e)))
             return
         # The engine says hello only after importing torch (seconds): show the run as starting now.
-        self.post_message(msg.RecordsReceived(run_dir.name, run_dir, [
-            {"type": "state", "state": "starting", "step": 0, "time": time.time()}]))
+        self.post_message(msg.RunLaunched(run_dir.name, run_dir))
         self.call_from_thread(self.log_line, name, f"launched {preset} on {device}")
 
     def _launch_demo(self) -> None:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import METRICS_FILE, read_records
+from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_tui import format as fmt
 from nexus_tui.store import MetricStore, RunView
-from nexus_tui.widgets import format as fmt
 
 SKIPPED_KEYS = frozenset({"name", "train.device"})
 """Config keys that always differ between runs and say nothing about what was tried."""

@@ -54,31 +54,15 @@ def downsample(xs: Sequence[float], ys: Sequence[float], buckets: int) -> tuple[
     return x[idx].tolist(), y[idx].tolist()
 
 
-def ema(ys: Sequence[float], weight: float) -> list[float]:
-    """Debiased exponential moving average, as TensorBoard's smoothing slider computes it:
-    s_n = w*s_{n-1} + (1-w)*y_n, shown as s_n / (1 - w**n). The debiasing keeps the first points on
-    the data instead of dragged towards 0. Non-finite values are passed through and skipped, so one
-    NaN does not poison the rest of the curve. `weight` is clamped to [0, 0.999]."""
-    y = np.array(ys, dtype=np.float64)
-    if y.size == 0:
-        return []
-    w = min(max(float(weight), 0.0), 0.999)
-    if w == 0.0:
-        return y.tolist()
-    out = y.copy()
-    finite = np.isfinite(y)
-    v = y[finite]
-    if v.size:
-        out[finite] = _ema_debiased(v, w)
-    return out.tolist()
-
-
 def ema_continue(
     ys: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
 ) -> tuple[np.ndarray, tuple[float, int]]:
-    """`ema` of points that follow earlier ones: `state` is what the previous call returned (the
-    un-debiased average and how many finite points it holds), so appending k points costs O(k) and
-    gives the same numbers as smoothing the whole series again."""
+    """Debiased exponential moving average, as TensorBoard's smoothing slider computes it:
+    s_n = w*s_{n-1} + (1-w)*y_n, shown as s_n / (1 - w**n), so the first points stay on the data
+    instead of dragged towards 0. Non-finite values are passed through and skipped (one NaN does not
+    poison the rest); `weight` is clamped to [0, 0.999]. `state` is what the previous call returned
+    (the un-debiased average and how many finite points it holds), so appending k points costs O(k)
+    and gives the same numbers as smoothing the whole series again."""
     y = np.array(ys, dtype=np.float64)
     w = min(max(float(weight), 0.0), 0.999)
     if y.size == 0 or w == 0.0:
@@ -92,11 +76,6 @@ def ema_continue(
     count = state[1] + np.arange(1, v.size + 1, dtype=np.float64)
     out[finite] = raw / (1.0 - np.power(w, count))
     return out, (float(raw[-1]), state[1] + int(v.size))
-
-
-def _ema_debiased(v: np.ndarray, w: float) -> np.ndarray:
-    n = np.arange(1, v.size + 1, dtype=np.float64)
-    return _ema_raw(v, w, 0.0) / (1.0 - np.power(w, n))
 
 
 def _ema_raw(v: np.ndarray, w: float, state: float) -> np.ndarray:

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+from nexus_core.protocol import (
+    CRASHED,
+    FINISHED,
+    LOG_FILE,
+    METRICS_FILE,
+    STOPPED,
+    RecordDecoder,
+    State,
+    tail_bytes,
+)
 
 TAIL_LINES = 40
 
@@ -68,43 +77,31 @@ def read_pipe(
         os.close(fd)
 
 
-def _tail_bytes(path: Path, size: int) -> bytes | None:
-    """The last `size` bytes of a file (None if it cannot be read): runs' files can be large."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - size))
-            return f.read()
-    except OSError:
-        return None
-
-
 def log_tail(run_dir: Path, lines: int = TAIL_LINES) -> str:
     """The last lines of a run's engine.log (what a crash said), or '' if there is none."""
-    data = _tail_bytes(run_dir / LOG_FILE, 16384)
+    data = tail_bytes(run_dir / LOG_FILE, 16384)
     if data is None:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
 
 
-def last_state(run_dir: Path) -> dict[str, Any] | None:
+def last_state(run_dir: Path) -> State | None:
     """The last state record in a run's metrics file, reading only its tail."""
-    data = _tail_bytes(run_dir / METRICS_FILE, 65536)
+    data = tail_bytes(run_dir / METRICS_FILE, 65536)
     if data is None:
         return None
-    states = [r for r in RecordDecoder().feed(data) if r.get("type") == "state"]
+    states = [r for r in RecordDecoder().feed(data) if isinstance(r, State)]
     return states[-1] if states else None
 
 
 def exit_code_of(run_dir: Path) -> int | None:
     """A dead run's exit status as its last state record tells it (None: it never said, e.g. killed)."""
     state = last_state(run_dir)
-    if not state or state.get("state") not in (FINISHED, STOPPED, CRASHED):
+    if not state or state.state not in (FINISHED, STOPPED, CRASHED):
         return None
-    code = state.get("exit_code")
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code
-    return 0 if state.get("state") in (FINISHED, STOPPED) else 1
+    if state.exit_code is not None:
+        return state.exit_code
+    return 0 if state.state in (FINISHED, STOPPED) else 1
 
 
 def _drain(fd: int) -> bytes:

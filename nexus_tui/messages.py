@@ -23,6 +23,15 @@ class RecordsReceived(Message):
         self.records = records
 
 
+class RunLaunched(Message):
+    """The app started an engine for this run; its hello comes only after torch imports (seconds)."""
+
+    def __init__(self, run_name: str, run_dir: Path) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+
+
 class RunExited(Message):
     """An engine process the app launched has exited."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import (
+from nexus_core.protocol import (
     CRASHED,
     LIVE_STATES,
     METRICS_FILE,
@@ -23,6 +23,7 @@ from engine.protocol import (
     read_records,
     read_status,
 )
+from nexus_core.state import RunState
 
 
 @dataclass
@@ -52,18 +53,13 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def engine_pid_alive(pid: Any) -> bool:
-    """pid_alive, and (where /proc tells) the process is a Python engine, not a recycled pid."""
-    if not pid_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return True
-    return b"engine" in cmdline or b"nexus" in cmdline or b"python" in cmdline
+engine_pid_alive = pid_alive
+"""Kept one release: the core's pid_alive now does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
+    """The status file is JSON the engine replaces atomically, but any program could have written it:
+    every field is checked here, the one reader of it outside the engine."""
     state = status.get("state")
     if isinstance(state, str) and state in STATES:
         s.state = state
@@ -77,32 +73,22 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
 
 
 def _from_metrics(s: RunSummary, path: Path) -> None:
-    """Fold the records: the last hello, metric and state, and the best eval."""
+    """Fold the records through the core's reducer, the same one the dashboard uses."""
     try:
         result = read_records(path)
     except OSError as e:
         s.note = f"cannot read {METRICS_FILE}: {e.strerror}"
         return
+    run = RunState()
     for r in result.records:
-        kind = r.get("type")
-        if kind == "hello":
-            s.pid = _int(r.get("pid"))
-            s.total_steps = _int(r.get("total_steps")) or s.total_steps
-            s.device = r.get("device") if isinstance(r.get("device"), str) else s.device
-            s.model = r.get("model") if isinstance(r.get("model"), str) else s.model
-            if s.state not in LIVE_STATES:
-                s.state = "starting"
-        elif kind in ("metric", "state") and _int(r.get("step")) is not None:
-            s.step = r["step"]
-            if kind == "metric" and s.state == "starting":
-                s.state = "running"
-        elif kind == "eval":
-            v = _num(r.get("val_loss"))
-            if v is not None and (s.best_val_loss is None or v < s.best_val_loss):
-                s.best_val_loss = v
-        if kind == "state" and r.get("state") in STATES:
-            s.state = r["state"]
-        s.updated = _num(r.get("time")) or s.updated
+        run.apply(r)
+    if not result.records:
+        return
+    s.state, s.step, s.pid = run.state, run.step, run.pid
+    s.total_steps = run.total_steps or s.total_steps
+    s.best_val_loss = run.best_val_loss
+    s.device, s.model = run.device or s.device, run.model or s.model
+    s.updated = run.updated or s.updated
 
 
 def summarize_run(run_dir: Path) -> RunSummary:

@@ -11,9 +11,10 @@ from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from engine.protocol import LIVE_STATES, PAUSED, STARTING
+from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
+from nexus_core.schema import LIVE_STATES, PAUSED
+from nexus_core.state import RunState
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
@@ -26,23 +27,6 @@ _RATE_WINDOW = 50
 """Metric records used for the steps/s behind the ETA: recent enough to follow a pause or a slower phase."""
 _SEQ_SET_LIMIT = 100_000
 """Out-of-order seqs remembered above the contiguous mark before the oldest gap is given up on."""
-
-
-REAL_TYPES = (int, float)
-"""type(x) in REAL_TYPES: a real number and not a bool (type(True) is bool)."""
-
-
-def as_num(value: Any) -> float | None:
-    """A real number from a record field, or None for anything else (bools, strings, None)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-def as_int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
 
 
 class Series:
@@ -93,50 +77,21 @@ class Series:
         return self.value[-1] if self.value else None
 
 
-@dataclass
-class RunView:
-    """One run as the widgets see it. Plain attributes, updated by MetricStore.ingest."""
+@dataclass(kw_only=True)
+class RunView(RunState):
+    """One run as the widgets see it: the core's RunState (state, step, best val, ...) plus its
+    series, samples, checkpoints, alerts and logs. Updated by MetricStore.ingest only."""
 
     name: str
     run_dir: Path | None
     color: int
     """Stable index of this run (order first seen): pick its palette colour with color % len(palette)."""
-    hello: dict[str, Any] = field(default_factory=dict)
-    config: dict[str, Any] = field(default_factory=dict)
-    model: str = ""
-    device: str = ""
-    pid: int | None = None
-    params: int | None = None
-    state: str = STARTING
-    reason: str = ""
-    step: int = 0
-    start_step: int = 0
-    total_steps: int = 0
-    tokens: int = 0
-    metric: dict[str, Any] = field(default_factory=dict)
-    """The last metric record as received."""
-    loss: float | None = None
-    ce: float | None = None
-    lr: float | None = None
-    best_val_loss: float | None = None
-    val_loss: float | None = None
-    tok_s: float | None = None
-    started: float | None = None
-    updated: float | None = None
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    ckpts: list[dict[str, Any]] = field(default_factory=list)
-    alerts: list[dict[str, Any]] = field(default_factory=list)
-    logs: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
-    """log records (level, text, time); the store's own warnings arrive here too with level 'warning'."""
-    exit_code: int | None = None
-    crash_tail: str = ""
-    """The last lines of engine.log when the process died badly."""
+    samples: list[Sample] = field(default_factory=list)
+    ckpts: list[Ckpt] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    logs: deque[Log] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
     series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})
     _rate: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW), repr=False)
-
-    @property
-    def live(self) -> bool:
-        return self.state in LIVE_STATES
 
     @property
     def steps_per_s(self) -> float | None:
@@ -157,10 +112,6 @@ class RunView:
         if rate is None:
             return None
         return max(0.0, (self.total_steps - self.step) / rate)
-
-    @property
-    def progress(self) -> float:
-        return min(1.0, self.step / self.total_steps) if self.total_steps > 0 else 0.0
 
 
 class SeqFilter:

@@ -18,9 +18,9 @@ from nexus_tui import messages as msg
 from nexus_tui.store import MetricStore
 from nexus_tui.supervisor import Supervisor
 from nexus_tui.telemetry import Telemetry
+from nexus_tui.telemetry_view import GpuView, TelemetryView
 from nexus_tui.themes import palette_for
 from nexus_tui.watcher import RunsWatcher
-from nexus_tui.widgets.telemetry_pane import GpuView, TelemetryView
 
 
 class Services:

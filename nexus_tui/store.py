@@ -4,9 +4,9 @@ The same run can be fed twice (its pipe and its metrics.msgpack file, or a re-sc
 restarts), records can arrive with gaps (a full pipe drops records; the file backfills them later),
 and a resumed run appends to the same file with steps that may go backwards. So the store
 deduplicates by each record's "seq" (its index in the file), inserts late backfills where they
-belong, and cuts a series back when a newer record restarts it from an earlier step. Records come
-from another process and maybe another version: every field is read with a type check and garbage
-is skipped, never raised.
+belong, and cuts a series back when a newer record restarts it from an earlier step. Records arrive
+typed (nexus_core.recordtypes, checked once by the decoder); the run's standing (state, step, best
+val, ...) is folded by the core's one reducer, RunState.apply, which RunView extends.
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record, Sample, State, to_record
+from nexus_core.schema import CRASHED
+from nexus_core.state import Exited, Launched
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
     MAX_SAMPLES,
     METRIC_KEYS,
-    REAL_TYPES,
     SERIES_KEYS,
     X_AXES,
     RunView,
     SeqFilter,
     Series,
-    as_int,
-    as_num,
 )
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
@@ -87,46 +86,45 @@ class MetricStore:
         return run
 
     def ingest(self, run_name: str, run_dir: str | Path | None, records: list[Any]) -> set[str]:
-        """Fold records into the run's view; returns the kinds that changed (empty if all were seen)."""
+        """Fold records into the run's view; returns the kinds that changed (empty if all were seen).
+        Records are typed (RecordDecoder made them); a plain map is checked into one first, and one
+        that is not a valid record is skipped."""
         changed: set[str] = set()
         with self._lock:
             run = self._view(run_name, run_dir)
             seqs = self._seqs[run_name]
-            for rec in records if isinstance(records, list) else ():
-                if not isinstance(rec, dict):
+            for item in records if isinstance(records, list) else ():
+                rec = item if isinstance(item, Record) else to_record(item)
+                if rec is None:
                     continue
-                seq = as_int(rec.get("seq"))
+                seq = rec.seq
                 if seq is not None and seq < 0:
                     seq = None  # not from the file (the engine's "never started" note): no dedup
                 late = False
-                if seq is not None and rec.get("type") == "hello" and seqs.seen(seq) and self._restarted(run, seq, rec):
+                if seq is not None and isinstance(rec, Hello) and seqs.seen(seq) and self._restarted(run, seq, rec):
                     run, seqs = self._reset(run_name), self._seqs[run_name]
                     changed.add("hello")
                 if seq is not None:
                     if not seqs.first_time(seq):
                         continue
                     late = seq < seqs.max_seen
-                rtype = rec.get("type")
-                handler = _HANDLERS.get(rtype) if isinstance(rtype, str) else None
+                handler = _HANDLERS.get(type(rec))
                 if handler is None:
                     continue
-                t = as_num(rec.get("time"))
-                if t is not None:
-                    run.updated = t if run.updated is None else max(run.updated, t)
                 kind = handler(self, run, rec, seq, late)
                 if kind:
                     changed.add(kind)
         return changed
 
-    def _restarted(self, run: RunView, seq: int, hello: dict[str, Any]) -> bool:
+    def _restarted(self, run: RunView, seq: int, hello: Hello) -> bool:
         """A hello at an already used seq from another process, starting at step 0: a new run in a
         folder deleted and recreated under the same name (its seqs restart at 0). Not a replay of the
         same file (the hello seen at that seq has the same pid and time), nor a resume (it appends
         with new seqs and a start_step past 0)."""
-        if as_int(hello.get("start_step")):
+        if hello.start_step:
             return False
         seen = self._hellos.get(run.name, {}).get(seq)
-        return seen is not None and seen != _identity(hello)
+        return seen is not None and seen != (hello.pid, hello.time)
 
     def _reset(self, name: str) -> RunView:
         """Start the run's view over (its folder was deleted and a new run took the name), keeping its
@@ -144,78 +142,38 @@ class MetricStore:
             del self._cuts[key]
         return run
 
-    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> set[str]:
-        """The run's process ended (exit_code None: it vanished and nobody saw its status). A run that
-        had not said it finished becomes crashed, with the tail of its log to show why."""
+    def apply_event(self, name: str, event: Launched | Exited, run_dir: str | Path | None = None) -> set[str]:
+        """An event the dashboard saw itself (it launched the run, the run's process exited), folded
+        by the same reducer as the records. A crash also becomes an alert."""
         with self._lock:
-            run = self._view(name)
-            run.exit_code = exit_code
-            if exit_code == -signal.SIGTERM:
-                # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of
-                # it means it came before the handler was up, e.g. the dashboard's quit-with-stop
-                # while the engine still imported torch. Nothing was lost: stopped, not crashed.
-                if run.state in LIVE_STATES:
-                    early = not run.hello  # no hello yet: it never got to train
-                    run.state = STOPPED
-                    run.reason = "stopped by SIGTERM" + (" before training started" if early else "")
-                return {"state"}
-            if exit_code == 0 and run.state in LIVE_STATES:
-                done = run.total_steps > 0 and run.step >= run.total_steps
-                run.state, run.reason = (FINISHED if done else STOPPED), "process exited"
-            elif exit_code != 0 and (run.state in LIVE_STATES or exit_code is not None):
-                was_live = run.state in LIVE_STATES
-                run.state = CRASHED
-                run.reason = _exit_text(exit_code)
-                run.crash_tail = log_tail
-                if was_live or not any(a.get("kind") == "crash" for a in run.alerts[-3:]):
-                    self._add_alert(run, {"type": "alert", "kind": "crash", "step": run.step, "text": run.reason})
-                return {"state", "alerts"}
-            return {"state"}
+            run = self._view(name, run_dir)
+            was_live = run.live
+            kind = run.apply(event)
+            if isinstance(event, Exited) and run.state == CRASHED and event.exit_code != -signal.SIGTERM:
+                if was_live or not any(a.kind == "crash" for a in run.alerts[-3:]):
+                    self._add_alert(run, Alert(kind="crash", step=run.step, text=run.reason))
+                return {kind, "alerts"}
+            return {kind} if kind else set()
 
-    def warn(self, name: str, text: str) -> set[str]:
-        """A problem the dashboard found about a run (garbage in its stream, a failed command)."""
-        with self._lock:
-            run = self._view(name)
-            run.logs.append({"type": "log", "level": "warning", "text": str(text), "time": None})
-            return {"logs"}
+    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> set[str]:
+        """Kept one release: apply_event(name, Exited(exit_code, log_tail))."""
+        return self.apply_event(name, Exited(exit_code, log_tail))
 
     # -- one handler per record type -------------------------------------------------------------
 
-    def _on_hello(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
+    def _on_hello(self, run: RunView, rec: Hello, seq: int | None, late: bool) -> str:
         if seq is not None:
-            self._hellos.setdefault(run.name, {})[seq] = _identity(rec)
-        if late:
-            return ""  # an old hello backfilled after a newer one: the newer describes the run
-        run.hello = rec
-        if isinstance(rec.get("config"), dict):
-            run.config = rec["config"]
-        for attr, value in (("model", rec.get("model")), ("device", rec.get("device"))):
-            if isinstance(value, str):
-                setattr(run, attr, value)
-        run.pid = as_int(rec.get("pid"))
-        run.params = as_int(rec.get("params"))
-        total = as_int(rec.get("total_steps"))
-        if total is not None and total > 0:
-            run.total_steps = total
-        run.start_step = max(0, as_int(rec.get("start_step")) or 0)
-        run.state, run.reason, run.exit_code, run.crash_tail = STARTING, "", None, ""
-        run._rate.clear()
-        t = as_num(rec.get("time"))
-        if run.started is None and t is not None:
-            run.started = t
-        return "hello"
+            self._hellos.setdefault(run.name, {})[seq] = (rec.pid, rec.time)
+        if not late:  # an old hello backfilled after a newer one changes nothing: the newer describes the run
+            run._rate.clear()
+        return run.apply(rec, late)
 
-    def _on_metric(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        # The hot path (a million-step replay): plain type() checks instead of helper calls.
-        step = rec.get("step")
-        if type(step) not in REAL_TYPES:
-            return ""
-        step = float(step)
-        tokens = rec.get("tokens")
-        tokens = float(tokens) if type(tokens) in REAL_TYPES else 0.0
-        t = rec.get("time")
-        t = float(t) if type(t) in REAL_TYPES else 0.0
-        values = [(k, float(v)) for k in METRIC_KEYS if type(v := rec.get(k)) in REAL_TYPES]
+    def _on_metric(self, run: RunView, rec: Metric, seq: int | None, late: bool) -> str:
+        # The hot path (a million-step replay): attributes, no checks (the decoder typed the record).
+        step = float(rec.step)
+        tokens = float(rec.tokens)
+        t = rec.time or 0.0
+        values = [(k, float(v)) for k in METRIC_KEYS if (v := getattr(rec, k)) is not None]
         if late:
             added = False
             for key, value in values:
@@ -227,78 +185,45 @@ class MetricStore:
                 self._add_point(run, key, seq, late, step, tokens, t, value)
             else:
                 s.append(step, tokens, t, value)
-        got = dict(values)
-        run.metric = rec
-        run.step, run.tokens = int(step), int(tokens)
-        run.loss, run.ce, run.lr, run.tok_s = got.get("loss"), got.get("ce"), got.get("lr"), got.get("tok_s")
         rate = run._rate
         if rate and step < rate[-1][1]:
             rate.clear()  # resumed from an earlier step: the old speed does not apply
         if t:
             rate.append((t, step))
-        if run.state not in LIVE_STATES and run.exit_code is None:
-            run.state = "running"  # a metric after a final state: the run was resumed
-        elif run.state == STARTING:
-            run.state = "running"
-        return "metrics"
+        return run.apply(rec)
 
-    def _on_eval(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        step = as_num(rec.get("step"))
-        if step is None:
-            return ""
-        tokens = as_num(rec.get("tokens")) or 0.0
-        t = as_num(rec.get("time")) or 0.0
+    def _on_eval(self, run: RunView, rec: Eval, seq: int | None, late: bool) -> str:
+        step = float(rec.step)
         for key in EVAL_KEYS:
-            value = as_num(rec.get(key))
+            value = getattr(rec, key)
             if value is not None:
-                self._add_point(run, key, seq, late, step, tokens, t, value)
-        val = as_num(rec.get("val_loss"))
-        if val is not None and math.isfinite(val):
-            if not late:
-                run.val_loss = val
-            if run.best_val_loss is None or val < run.best_val_loss:
-                run.best_val_loss = val
-        return "eval"
+                self._add_point(run, key, seq, late, step, float(rec.tokens), rec.time or 0.0, value)
+        return run.apply(rec, late)
 
-    def _on_sample(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        if not isinstance(rec.get("text"), str):
-            return ""
+    def _on_sample(self, run: RunView, rec: Sample, seq: int | None, late: bool) -> str:
+        run.apply(rec, late)
         _bounded_append(run.samples, rec, MAX_SAMPLES, late)
         return "samples"
 
-    def _on_ckpt(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        if not isinstance(rec.get("path"), str):
-            return ""
+    def _on_ckpt(self, run: RunView, rec: Ckpt, seq: int | None, late: bool) -> str:
+        run.apply(rec, late)
         _bounded_append(run.ckpts, rec, 10_000, late)
         return "ckpt"
 
-    def _on_state(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        state = rec.get("state")
-        if late or state not in STATES:
-            return ""
-        run.state = state
-        run.reason = rec.get("reason") if isinstance(rec.get("reason"), str) else ""
-        step = as_int(rec.get("step"))
-        if step is not None:
-            run.step = step
-        code = as_int(rec.get("exit_code"))
-        if code is not None:
-            run.exit_code = code
-        return "state"
+    def _on_state(self, run: RunView, rec: State, seq: int | None, late: bool) -> str:
+        return run.apply(rec, late)
 
-    def _on_log(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        if not isinstance(rec.get("text"), str):
-            return ""
+    def _on_log(self, run: RunView, rec: Log, seq: int | None, late: bool) -> str:
+        run.apply(rec, late)
         run.logs.append(rec)
         return "logs"
 
-    def _on_alert(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:
-        if not isinstance(rec.get("text"), str) and not isinstance(rec.get("kind"), str):
-            return ""
+    def _on_alert(self, run: RunView, rec: Alert, seq: int | None, late: bool) -> str:
+        run.apply(rec, late)
         self._add_alert(run, rec)
         return "alerts"
 
-    def _add_alert(self, run: RunView, rec: dict[str, Any]) -> None:
+    def _add_alert(self, run: RunView, rec: Alert) -> None:
         run.alerts.append(rec)
         del run.alerts[:-MAX_ALERTS]
 
@@ -322,35 +247,21 @@ class MetricStore:
         return True
 
 
-def _bounded_append(items: list[dict[str, Any]], rec: dict[str, Any], limit: int, late: bool) -> None:
+def _bounded_append(items: list[Any], rec: Sample | Ckpt, limit: int, late: bool) -> None:
     if late:
-        steps = [as_num(r.get("step")) or 0.0 for r in items]
-        items.insert(bisect.bisect_right(steps, as_num(rec.get("step")) or 0.0), rec)
+        items.insert(bisect.bisect_right([r.step for r in items], rec.step), rec)
     else:
         items.append(rec)
     del items[:-limit]
 
 
-def _identity(hello: dict[str, Any]) -> tuple[Any, Any]:
-    """Which process wrote a hello: its pid and start time (a pid alone can be reused)."""
-    return as_int(hello.get("pid")), as_num(hello.get("time"))
-
-
-def _exit_text(code: int | None) -> str:
-    if code is None:
-        return "the process is gone (killed, or the machine restarted)"
-    if code < 0:
-        return f"killed by signal {-code}"
-    return f"exited with status {code}"
-
-
 _HANDLERS = {
-    "hello": MetricStore._on_hello,
-    "metric": MetricStore._on_metric,
-    "eval": MetricStore._on_eval,
-    "sample": MetricStore._on_sample,
-    "ckpt": MetricStore._on_ckpt,
-    "state": MetricStore._on_state,
-    "log": MetricStore._on_log,
-    "alert": MetricStore._on_alert,
+    Hello: MetricStore._on_hello,
+    Metric: MetricStore._on_metric,
+    Eval: MetricStore._on_eval,
+    Sample: MetricStore._on_sample,
+    Ckpt: MetricStore._on_ckpt,
+    State: MetricStore._on_state,
+    Log: MetricStore._on_log,
+    Alert: MetricStore._on_alert,
 }

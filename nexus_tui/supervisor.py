@@ -15,7 +15,6 @@ Callbacks are called from threads; they must be quick and must not block on the 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
@@ -28,24 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import (
-    CHECKPOINT,
-    EVAL_NOW,
-    GENERATE,
+from nexus_core.commands import Command, Stop, as_args, command_error
+from nexus_core.errors import NexusError
+from nexus_core.lr_preview import lr_preview
+from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
+from nexus_core.protocol import (
     LIVE_STATES,
     LOG_FILE,
     METRICS_FILE,
-    PAUSE,
-    RAMP,
     RESUME,
-    STOP,
+    UNPAUSE,
     ControlError,
     read_records,
     read_status,
     send_command,
 )
+from nexus_core.runfolder import pid_alive
 from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe
-from nexus_tui.runs_index import engine_pid_alive
 
 OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
 OnExit = Callable[[str, "int | None", str], None]
@@ -58,7 +56,6 @@ POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class LaunchError(Exception):
@@ -120,8 +117,8 @@ class Supervisor:
         """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
         Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
         name = name.strip() if name else self._free_name(preset)
-        if not _NAME_OK.match(name):
-            raise LaunchError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/')")
+        if not run_name_ok(name):
+            raise LaunchError(f"run name {name!r}: use {RUN_NAME_RULE}")
         run_dir = self.root / name
         metrics = run_dir / METRICS_FILE
         if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
@@ -150,7 +147,7 @@ class Supervisor:
         run_dir = self._resolve(run_dir)
         name = run_dir.name
         status = read_status(run_dir) or {}
-        if name in self.live_runs() or (status.get("state") in LIVE_STATES and engine_pid_alive(status.get("pid"))):
+        if name in self.live_runs() or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
             raise LaunchError(f"run {name!r} is still running: stop it before resuming it")
         if (lr is None) != (ramp_steps is None):
             raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
@@ -168,10 +165,8 @@ class Supervisor:
 
     def _free_name(self, preset: str) -> str:
         base = re.sub(r"[^A-Za-z0-9._-]", "-", preset) or "run"
-        for i in range(1, 10_000):
-            if not (self.root / f"{base}-{i}").exists() and f"{base}-{i}" not in self._runs:
-                return f"{base}-{i}"
-        raise LaunchError(f"no free run name for preset {preset!r}")
+        with self._lock:
+            return next_free_name(self.root, base, taken=self._runs)
 
     def _threads(self) -> int:
         """CPU runs share the cores: each new one gets cores // (live CPU runs, itself included)."""
@@ -275,7 +270,7 @@ class Supervisor:
         pid = status.get("pid") if isinstance(status.get("pid"), int) else None
         device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
         run = ManagedRun(name, run_dir, device, pid)
-        if status.get("state") in LIVE_STATES and engine_pid_alive(pid):
+        if status.get("state") in LIVE_STATES and pid_alive(pid):
             with self._lock:
                 self._runs[name] = run
                 if self._poller is None:
@@ -297,7 +292,7 @@ class Supervisor:
             with self._lock:
                 attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
             for run in attached:
-                if not engine_pid_alive(run.pid):
+                if not pid_alive(run.pid):
                     time.sleep(0.05)  # let its last state record reach the file
                     self._finish(run, exit_code_of(run.run_dir))
 
@@ -315,63 +310,31 @@ class Supervisor:
             return path.resolve()
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
-    def command(self, name_or_dir: str | Path, cmd: str, **args: Any) -> dict[str, Any]:
-        """Send one control command; raises ControlError with a one-line reason if the run refuses."""
-        return send_command(self._resolve(name_or_dir), cmd, **args)
-
-    def pause(self, name: str) -> dict[str, Any]:
-        return self.command(name, PAUSE)
-
-    def resume_run(self, name: str) -> dict[str, Any]:
-        return self.command(name, RESUME)
-
-    def checkpoint(self, name: str) -> dict[str, Any]:
-        return self.command(name, CHECKPOINT)
-
-    def stop(self, name: str) -> dict[str, Any]:
-        return self.command(name, STOP)
-
-    def eval_now(self, name: str) -> dict[str, Any]:
-        return self.command(name, EVAL_NOW)
-
-    def generate(
-        self, name: str, prompt: str = "", tokens: int = 100, temperature: float = 0.8, top_k: int = 40
-    ) -> dict[str, Any]:
-        """Ask for a sample; the text arrives later as a `sample` record with requested=True."""
-        return self.command(name, GENERATE, prompt=prompt, tokens=int(tokens), temperature=float(temperature),
-                            top_k=int(top_k))
-
-    def ramp(self, name: str, target_lr: float, ramp_steps: int, total_steps: int | None = None) -> dict[str, Any]:
-        args: dict[str, Any] = {"target_lr": float(target_lr), "ramp_steps": int(ramp_steps)}
-        if total_steps is not None:
-            args["total_steps"] = int(total_steps)
-        return self.command(name, RAMP, **args)
+    def send(self, name_or_dir: str | Path, command: Command) -> dict[str, Any]:
+        """Send one typed command; raises ControlError with a one-line reason if it is out of its
+        limits or the run refuses it. An engine started by an older Nexus knows `unpause` by its old
+        name, `resume`: that one answer is retried with the old name."""
+        if error := command_error(command):
+            raise ControlError(error)
+        run_dir = self._resolve(name_or_dir)
+        try:
+            return send_command(run_dir, command.name, **as_args(command))
+        except ControlError as e:
+            if command.name != UNPAUSE or "unknown command" not in str(e):
+                raise
+        return send_command(run_dir, RESUME)
 
     def lr_preview(
         self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
         from_ckpt: str | None = None,
     ) -> tuple[list[int], list[float]]:
-        """The LR a ramped resume would follow, from `python -m engine lr-preview` (torch-free, fast)."""
-        args = ["lr-preview", "--run-dir", str(self._resolve(run_dir)), "--lr", repr(float(target_lr)),
-                "--ramp-steps", str(int(ramp_steps))]
-        if steps is not None:
-            args += ["--steps", str(int(steps))]
-        if from_ckpt:
-            args += ["--from", str(from_ckpt)]
+        """The LR a ramped resume would follow, computed in-process by the core (torch-free)."""
         try:
-            out = subprocess.run([self.python, "-m", "engine", *args], capture_output=True, text=True, timeout=60,
-                                 cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise LaunchError(f"lr-preview did not run: {e}") from None
-        if out.returncode != 0:
-            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
-            raise LaunchError(said.removeprefix("error:").strip() or f"lr-preview failed ({out.returncode})")
-        try:
-            data = json.loads(out.stdout)
-            return [int(s) for s in data["step"]], [float(v) for v in data["lr"]]
-        except (ValueError, KeyError, TypeError):
-            raise LaunchError("lr-preview printed something that is not its JSON") from None
+            got = lr_preview(self._resolve(run_dir), float(target_lr), int(ramp_steps),
+                             None if steps is None else int(steps), from_ckpt)
+        except NexusError as e:
+            raise LaunchError(str(e)) from None
+        return got.steps, got.lrs
 
     # -- the whole fleet -------------------------------------------------------------------------
 
@@ -396,13 +359,13 @@ class Supervisor:
         if stop_runs:
             for name in self.live_runs():
                 try:
-                    self.stop(name)
+                    self.send(name, Stop())
                 except ControlError as e:
                     # Not listening yet (still importing torch) or wedged: SIGTERM is the engine's
                     # other stop path (checkpoint, then exit), and before training starts it just ends.
                     with self._lock:
                         run = self._runs.get(name)
-                    if run is not None and run.pid and engine_pid_alive(run.pid):
+                    if run is not None and run.pid and pid_alive(run.pid):
                         with contextlib.suppress(OSError):
                             os.kill(run.pid, signal.SIGTERM)
                             run.terminated = True
@@ -413,7 +376,7 @@ class Supervisor:
                 with self._lock:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
                 for run in attached:
-                    if not engine_pid_alive(run.pid):
+                    if not pid_alive(run.pid):
                         self._finish(run, exit_code_of(run.run_dir))
                 time.sleep(0.05)
         left = self.live_runs()

@@ -20,6 +20,8 @@ from typing import Any
 
 import psutil
 
+from nexus_core.units import gib
+
 try:
     import pynvml
 except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency, but degrade anyway
@@ -107,17 +109,14 @@ class Telemetry:
     """Samples every `interval` seconds in a daemon thread. `snapshot()` is the latest reading
     (plain dataclasses, safe to hand to another thread); `history` holds deques for sparklines keyed
     "host.cpu", "host.ram" (percent), "gpuN.util", "gpuN.mem" (percent), "gpuN.temp", "gpuN.power",
-    "run.NAME.cpu", "run.NAME.rss" (read them with `history_of`, which copies under the lock).
-    `on_sample` (if given) is called from the sampler thread."""
+    "run.NAME.cpu", "run.NAME.rss" (read them with `history_of`, which copies under the lock)."""
 
     def __init__(
         self,
         interval: float = 1.0,
-        on_sample: Callable[[TelemetrySnapshot], None] | None = None,
         history: int = HISTORY,
     ) -> None:
         self.interval = interval
-        self.on_sample = on_sample
         self.history: dict[str, deque[float]] = {}
         self._history_len = history
         self._tracked: dict[str, psutil.Process | None] = {}
@@ -151,10 +150,6 @@ class Telemetry:
         self._names = [_text(_nv(pynvml.nvmlDeviceGetName, h) or f"GPU {i}") for i, h in enumerate(self._handles)]
         if not self._handles:
             self.gpu_error = "the NVIDIA driver reports no GPUs: GPU telemetry off"
-
-    @property
-    def available_gpus(self) -> list[int]:
-        return list(range(len(self._handles)))
 
     def _gpu(self, index: int, handle: Any) -> GpuSample:
         g = GpuSample(index=index, name=self._names[index])
@@ -199,13 +194,6 @@ class Telemetry:
             except (psutil.Error, ValueError):
                 proc = None
             self._tracked[name] = proc
-
-    def untrack(self, name: str) -> None:
-        with self._lock:
-            self._tracked.pop(name, None)
-            self._pids.pop(name, None)
-            for key in [k for k in self.history if k.startswith(f"run.{name}.")]:
-                del self.history[key]
 
     def _process(self, name: str, proc: psutil.Process | None) -> ProcessSample:
         pid = self._pids.get(name, -1)
@@ -281,8 +269,6 @@ class Telemetry:
             except Exception as e:  # noqa: BLE001 - a sampler must outlive odd psutil/NVML states
                 self.gpu_error = self.gpu_error or f"telemetry sample failed: {e}"
                 continue
-            if self.on_sample is not None:
-                self.on_sample(self._latest)
 
     def stop(self) -> None:
         self._stop.set()
@@ -299,10 +285,7 @@ class Telemetry:
         """Choices for where a run trains: ("cpu", "cpu (N cores)") then ("cuda:N", "cuda:N NAME (free/total)")."""
         out = [("cpu", f"cpu ({psutil.cpu_count() or 1} cores)")]
         for g in self._latest.gpus or [self._gpu(i, h) for i, h in enumerate(self._handles)]:
-            mem = f" ({_gib(g.mem_free)}/{_gib(g.mem_total)} GiB free)" if g.mem_total else ""
+            mem = f" ({gib(g.mem_free, '?')}/{gib(g.mem_total, '?')} GiB free)" if g.mem_total else ""
             out.append((f"cuda:{g.index}", f"cuda:{g.index} {g.name}{mem}"))
         return out
 
-
-def _gib(n: int | None) -> str:
-    return "?" if n is None else f"{n / (1 << 30):.1f}"

@@ -20,7 +20,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from engine.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder
+from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder
 
 OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
 OnNewRun = Callable[[Path], None]

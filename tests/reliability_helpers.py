@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",

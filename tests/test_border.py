@@ -1,4 +1,5 @@
-"""The hard border: nexus_tui never imports torch, engine never imports textual.
+"""The hard border: nexus_tui never imports torch or the engine, engine never imports textual, and the
+shared nexus_core imports none of torch, textual, engine or nexus_tui.
 
 Each check runs in a fresh interpreter so nothing imported by other tests can hide a leak.
 """
@@ -10,6 +11,7 @@ import subprocess
 import sys
 
 import engine
+import nexus_core
 import nexus_tui
 
 
@@ -39,12 +41,11 @@ def test_engine_never_imports_textual() -> None:
     assert _leaks(mods, "textual") == ""
 
 
-def test_dashboard_reaches_engine_only_through_protocol() -> None:
-    code = (
-        "import importlib, pkgutil, sys, nexus_tui\n"
-        "for m in pkgutil.walk_packages(nexus_tui.__path__, 'nexus_tui.'):\n"
-        "    importlib.import_module(m.name)\n"
-        "print(','.join(sorted(k for k in sys.modules if k.startswith('engine') and k != 'engine' and not k.startswith('engine.protocol'))))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+def test_dashboard_never_imports_the_engine() -> None:
+    assert _leaks(_modules(nexus_tui), "engine") == ""
+
+
+def test_core_imports_neither_side_nor_their_libraries() -> None:
+    mods = _modules(nexus_core)
+    for forbidden in ("torch", "textual", "engine", "nexus_tui"):
+        assert _leaks(mods, forbidden) == "", forbidden

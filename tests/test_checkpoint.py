@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from engine import checkpoint as ckpt
-from engine.config import Config
-from engine.errors import CheckpointError
 from engine.models import build_model
 from engine.optim import build_optimizer
-from engine.schedule import Schedule
+from nexus_core.config import Config
+from nexus_core.errors import CheckpointError
+from nexus_core.schedule import Schedule
 
 
 def _cfg(optim: str = "adamw", d_model: int = 32) -> Config:

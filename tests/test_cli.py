@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
@@ -215,7 +215,7 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
         assert out["step"][-1] == total and max(out["lr"]) == pytest.approx(0.02)
 
         P.send_command(run, P.RAMP, target_lr=0.02, ramp_steps=6, total_steps=total)
-        P.send_command(run, P.RESUME)
+        P.send_command(run, P.RESUME)  # unpause by its old name: engines accept it for one release
         assert proc.wait(timeout=120) == 0
     finally:
         if proc.poll() is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.app import App
 
-from engine.protocol import METRICS_FILE, read_records
+from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.__main__ import main
 from nexus_tui.comparison import COLUMNS, FAMILY_OPTIONS, SHARED_MODEL_OPTIONS, comparison_markdown, load_runs
 from nexus_tui.screens.compare import CompareScreen
@@ -164,7 +164,7 @@ def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None
 def preset_store(runs: dict[str, tuple[str, list[str]]]) -> MetricStore:
     """A store of runs whose hello records carry real validated configs (preset + overrides), the
     same dicts an engine writes, so the diff sees every default a real run would have."""
-    from engine.config import apply_override, load_preset
+    from nexus_core.config import apply_override, load_preset
 
     store = MetricStore()
     for name, (preset, overrides) in runs.items():
@@ -187,7 +187,7 @@ def test_every_model_field_is_shared_or_read_by_exactly_one_family() -> None:
     """Fails when engine/config.py gains (or loses) a ModelConfig field the table does not classify."""
     from dataclasses import fields
 
-    from engine.config import Config, ModelConfig
+    from nexus_core.config import Config, ModelConfig
 
     names = {f.name for f in fields(ModelConfig)}
     family_sets = list(FAMILY_OPTIONS.values())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import config as C
-from engine.errors import ConfigError
+from nexus_core import config as C
+from nexus_core.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,10 +136,21 @@ def test_other_families_options_are_not_checked() -> None:
 
 
 def test_run_names_cannot_escape_the_runs_folder() -> None:
-    for bad in ("a/b", "..", "."):
+    for bad in ("a/b", "..", ".", ".hidden", "", "x" * 65, "a\x00b"):
         cfg = C.Config(name=bad)
-        with pytest.raises(ConfigError, match="plain folder name"):
+        with pytest.raises(ConfigError, match="starting with a letter or digit"):
             cfg.validate()
+
+
+def test_one_run_name_rule_for_every_side(tmp_path) -> None:
+    """The CLI, the launch form, the supervisor and the config all ask nexus_core.names."""
+    from nexus_core.names import next_free_name, run_name_ok
+
+    assert run_name_ok("gpt-6m.v2_1") and run_name_ok("9") and run_name_ok("x" * 64)
+    assert not any(run_name_ok(n) for n in (".hidden", "..", "-x", "a b", "a/b", None, "x" * 65))
+    (tmp_path / "tiny-1").mkdir()
+    assert next_free_name(tmp_path, "tiny") == "tiny-2"
+    assert next_free_name(tmp_path, "tiny", taken={"tiny-2"}) == "tiny-3"
 
 
 def test_unknown_preset_lists_the_known_ones() -> None:

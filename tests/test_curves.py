@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nexus_tui.curves import BLOCK, CurveCache
-from nexus_tui.downsample import downsample, ema, ema_continue
+from nexus_tui.downsample import downsample, ema_continue
 from nexus_tui.runview import Series
 
 
@@ -25,7 +25,7 @@ def _series(n: int, start: int = 1, nan_every: int = 0) -> Series:
 
 def test_ema_continue_in_chunks_equals_ema_of_the_whole() -> None:
     ys = list(_series(5000, nan_every=97).value)
-    whole = np.array(ema(ys, 0.9))
+    whole = ema_continue(ys, 0.9)[0]  # the whole series in one call
     state, parts = (0.0, 0), []
     for a, b in ((0, 1), (1, 300), (300, 301), (301, 5000)):
         out, state = ema_continue(ys[a:b], 0.9, state)
@@ -48,7 +48,7 @@ def test_cached_curve_grows_by_appends_and_matches_a_fresh_computation() -> None
     assert (rx, ry) == fresh[0], "raw points: exactly what a fresh computation picks"
     assert sx == fresh[1][0] and sy == pytest.approx(fresh[1][1], rel=1e-12), "EMA: the same up to rounding"
     values = np.array(series.value)
-    smoothed = np.array(ema(list(values), 0.8))
+    smoothed = ema_continue(list(values), 0.8)[0]
     assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-9), "each point is the EMA at its step"
     assert len(rx) <= 2 * 100 + 1 and rx[-1] == series.step[-1], "bounded, and the last point is kept"
     assert min(ry) == values.min() and max(ry) == values.max(), "spikes survive the block summaries"

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from engine.config import DataConfig
 from engine.data import (
     EXCLUDED_DIRS,
     SourceFile,
@@ -22,7 +21,8 @@ from engine.data import (
     stream_period,
     unigram_entropy,
 )
-from engine.errors import DataError
+from nexus_core.config import DataConfig
+from nexus_core.errors import DataError
 
 
 def _folder(root: Path, n: int = 40, size: int = 600) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 ROOT = Path(__file__).resolve().parent.parent
 

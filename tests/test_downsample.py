@@ -10,7 +10,11 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nexus_tui.downsample import downsample, ema
+from nexus_tui.downsample import downsample, ema_continue
+
+
+def ema(ys: list[float], w: float) -> list[float]:
+    return ema_continue(ys, w)[0].tolist()
 
 
 def _reference_ema(ys: list[float], w: float) -> list[float]:

@@ -7,8 +7,6 @@ import math
 import pytest
 import torch
 
-from engine.config import ModelConfig, OptimConfig, load_preset
-from engine.errors import ConfigError
 from engine.models import build_model
 from engine.models.engram import (
     CONV_KERNEL,
@@ -20,6 +18,8 @@ from engine.models.engram import (
     table_primes,
 )
 from engine.optim import build_optimizer
+from nexus_core.config import ModelConfig, OptimConfig, load_preset
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 SMALL = ["--set", "model.d_model=32", "--set", "model.n_layers=2", "--set", "model.seq_len=32",
          "--set", "train.batch_size=4", "--set", "data.max_bytes=200000", "--threads", "1",

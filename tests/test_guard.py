@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
 from engine.guard import check_causality
 from engine.models.base import _REGISTRY, LanguageModel, ModelOutput, _import_families, build_model
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import ModelConfig, OptimConfig, load_preset
-from engine.errors import ConfigError
 from engine.models import build_model
 from engine.models.hybrid import Hybrid, attention_layers
 from engine.models.layers import CausalSelfAttention
 from engine.models.ssm import SelectiveSSM
 from engine.optim import build_optimizer
+from nexus_core.config import ModelConfig, OptimConfig, load_preset
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

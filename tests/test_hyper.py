@@ -7,13 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig, OptimConfig
-from engine.errors import ConfigError
 from engine.guard import check_causality
 from engine.models import build_model
 from engine.models.hyper import HyperConnection, permutation_matrices
 from engine.models.transformer import Transformer
 from engine.optim import build_optimizer
+from nexus_core.config import ModelConfig, OptimConfig
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.config import ModelConfig, OptimConfig, load_preset
 from engine.data import contiguous_streams
-from engine.errors import ConfigError
 from engine.models import build_model
 from engine.models.layers import lm_losses
 from engine.models.lstm import NestedLSTM
 from engine.optim import build_optimizer
+from nexus_core.config import ModelConfig, OptimConfig, load_preset
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

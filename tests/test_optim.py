@@ -13,8 +13,6 @@ from safetensors.torch import save as st_save
 from torch import nn
 from torch.nn import functional as F
 
-from engine.config import ModelConfig, OptimConfig
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel, ModelOutput
 from engine.optim import (
     LION_BETAS,
@@ -23,6 +21,8 @@ from engine.optim import (
     set_lr_multiplier,
     zeropower_via_newtonschulz5,
 )
+from nexus_core.config import ModelConfig, OptimConfig
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 VOCAB = 16

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 
 def _metric(i: int) -> dict:
@@ -118,14 +118,14 @@ def test_decoder_never_raises_and_keeps_clean_records(steps: list[int], noise: l
             parts.append(noise[i])
     stream = b"".join(parts)
     decoder = P.RecordDecoder()
-    got: list[dict] = []
+    got: list[P.Record] = []
     pos, k = 0, 0
     while pos < len(stream):
         n = cuts[k % len(cuts)]
         got.extend(decoder.feed(stream[pos : pos + n]))
         pos, k = pos + n, k + 1
     decoder.finish()
-    assert all(isinstance(r, dict) and r["type"] in P.RECORD_TYPES for r in got)
+    assert all(isinstance(r, P.Record) and r["type"] in P.RECORD_TYPES for r in got)
     if not any(noise):
         assert [r["step"] for r in got] == steps
     # The last record follows no garbage, so it always survives.
@@ -138,7 +138,7 @@ def test_decoder_never_raises_and_keeps_clean_records(steps: list[int], noise: l
 def test_decoder_survives_pure_garbage(data: bytes) -> None:
     decoder = P.RecordDecoder()
     for r in decoder.feed(data):
-        assert isinstance(r, dict) and r["type"] in P.RECORD_TYPES
+        assert isinstance(r, P.Record) and r["type"] in P.RECORD_TYPES
     decoder.finish()
 
 
@@ -240,3 +240,17 @@ def test_pack_puts_type_first() -> None:
     raw = P.pack({"step": 1, "type": P.METRIC})
     assert msgpack.unpackb(raw)["type"] == P.METRIC
     assert raw[1:6] == b"\xa4type"
+
+
+def test_records_are_typed_once_unknown_fields_ignored_bad_fields_skipped() -> None:
+    """The decoder makes each record its kind's type; a newer engine's extra field is ignored, and a
+    record whose fields have the wrong types is skipped with a warning instead of reaching a reader."""
+    decoder = P.RecordDecoder()
+    newer = P.pack({"type": "metric", "seq": 0, "step": 3, "loss": 2, "from_the_future": [1, 2]})
+    bad = P.pack({"type": "metric", "seq": 1, "step": "three"})
+    got = decoder.feed(newer + bad + P.pack(_metric(4)))
+    assert [type(r) for r in got] == [P.Metric, P.Metric]
+    assert got[0].step == 3 and got[0].loss == 2.0 and isinstance(got[0].loss, float)
+    assert got[1].step == 4
+    assert any("bad fields" in w.text and "metric" in w.text for w in decoder.warnings)
+    assert P.RecordDecoder().feed(P.pack(got[0])) == [got[0]]  # a typed record round-trips

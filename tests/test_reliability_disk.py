@@ -13,7 +13,7 @@ import pytest
 from reliability_helpers import TINY, Engine, file_records, metric_steps, run_engine, snapshot, wait_until
 
 from engine import checkpoint as ckpt
-from engine import protocol as P
+from nexus_core import protocol as P
 
 INF = resource.RLIM_INFINITY
 

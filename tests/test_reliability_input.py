@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import TINY, run_engine, snapshot
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 
 def _one_line_error(done, pattern: str) -> None:
@@ -37,7 +37,7 @@ FAKE_ENGINE = """#!{python}
 # Stands in for `python -m engine`: writes a hostile record stream to the real --metrics-fd pipe.
 import os, sys, time
 sys.path.insert(0, {root!r})
-from engine import protocol as P
+from nexus_core import protocol as P
 fd = int(sys.argv[sys.argv.index("--metrics-fd") + 1])
 def rec(kind, seq, **f):
     return P.pack({{"type": kind, "seq": seq, "time": time.time(), **f}})

@@ -27,7 +27,8 @@ from reliability_helpers import (
 )
 
 from engine import checkpoint as ckpt
-from engine import protocol as P
+from nexus_core import protocol as P
+from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Stop, Unpause
 
 
 def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root: Path) -> None:
@@ -102,9 +103,9 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
     checkpoint folder appears, a few times; every listed checkpoint and both pointers must load."""
     import torch
 
-    from engine.config import load_toml
     from engine.models import build_model
     from engine.optim import build_optimizer
+    from nexus_core.config import load_toml
 
     torch.set_num_threads(1)
     run = runs_root / "ckpt-kill"
@@ -211,20 +212,20 @@ async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_contr
             assert list(xs[:killed_step]) == list(range(1, killed_step + 1)), "full history"
             sup = app.services.supervisor
             await until(lambda: "lives" in sup.live_runs(), "the supervisor to follow the live process")
-            sup.pause("lives")
+            sup.send("lives", Pause())
             await until(lambda: app.store.get("lives").state == "paused", "paused")
-            path = sup.checkpoint("lives")["path"]
+            path = sup.send("lives", Checkpoint())["path"]
             assert ckpt.read_meta(path)["step"] == app.store.get("lives").step
-            sup.generate("lives", prompt="def ", tokens=8, temperature=0.0)
+            sup.send("lives", Generate(prompt="def ", tokens=8, temperature=0.0))
             await until(lambda: any(s.get("requested") for s in app.store.get("lives").samples), "a sample")
-            answer = sup.ramp("lives", target_lr=2e-3, ramp_steps=5)
+            answer = sup.send("lives", Ramp(target_lr=2e-3, ramp_steps=5))
             assert "LR ramp" in answer["text"]
-            sup.resume_run("lives")
+            sup.send("lives", Unpause())
             held = app.store.get("lives").step
             await until(lambda: app.store.get("lives").step >= held + 6, "training after the ramp")
             xs, lrs = app.store.series("lives", "lr")
             assert lrs[-1] == pytest.approx(2e-3), "the ramp reached its target"
-            sup.stop("lives")
+            sup.send("lives", Stop())
             await until(lambda: app.store.get("lives").state == "stopped", "stopped")
     finally:
         with contextlib.suppress(ProcessLookupError):

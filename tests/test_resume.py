@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
         "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",

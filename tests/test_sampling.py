@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
 from engine.models.transformer import Transformer
 from engine.sampling import generate
 from engine.tokenizer import ByteTokenizer
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 TOK = ByteTokenizer()

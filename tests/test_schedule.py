@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import ScheduleConfig
-from engine.errors import CheckpointError, ConfigError
-from engine.schedule import Schedule, preview
+from nexus_core.config import ScheduleConfig
+from nexus_core.errors import CheckpointError, ConfigError
+from nexus_core.schedule import Schedule, preview
 
 EPS = 1e-12
 TOL = 1e-4
@@ -211,6 +211,6 @@ def test_bad_input_is_one_clear_config_error() -> None:
 
 
 def test_import_in_fresh_interpreter_does_not_import_torch() -> None:
-    code = "import sys, engine.schedule; print('torch' in sys.modules)"
+    code = "import sys, nexus_core.schedule; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from textual.widgets import Input, TabbedContent
 
+from nexus_core.recordtypes import Sample
 from nexus_tui.app import NexusApp
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.samples_pane import SamplesPane
@@ -28,8 +29,8 @@ async def feed(pilot) -> None:
     app.store.ingest("alpha", None, records("alpha", 300, total=400))
     app.store.ingest("beta", None, records("beta", 120, total=400))
     pane = app.query_one(SamplesPane)
-    pane.add_sample("alpha", "#4ea8de", {"step": 100, "prompt": "def ", "text": "def se(f, x):\n    retu"})
-    pane.add_sample("alpha", "#4ea8de", {"step": 200, "prompt": "def ", "text": "def set(self, x):\n    return x"})
+    pane.add_sample("alpha", "#4ea8de", Sample(step=100, prompt="def ", text="def se(f, x):\n    retu"))
+    pane.add_sample("alpha", "#4ea8de", Sample(step=200, prompt="def ", text="def set(self, x):\n    return x"))
     app.query_one(AlertBar).raise_alert("beta: nan at step 77: loss is NaN")
     app.query_one("#side", TabbedContent).active = "tab-samples"
     app._dirty = True

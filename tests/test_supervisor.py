@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from engine.protocol import METRICS_FILE, ControlError, read_records
+from nexus_core.commands import Generate, Pause, Stop, Unpause
+from nexus_core.protocol import METRICS_FILE, ControlError, read_records
 from nexus_tui.store import MetricStore
 from nexus_tui.supervisor import LaunchError, Supervisor
 
@@ -115,21 +116,21 @@ def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, f
 def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed) -> None:
     sup.launch("tiny", name="p", steps=100_000, overrides=TINY)
     feed.wait(lambda: feed.step("p") >= 3)
-    sup.pause("p")
+    sup.send("p", Pause())
     feed.wait(lambda: feed.store.get("p").state == "paused", timeout=30)
     held = feed.step("p")
     time.sleep(1.5)
     assert feed.step("p") == held  # paused: no steps
-    sup.generate("p", prompt="def ", tokens=8, temperature=0.0)
+    sup.send("p", Generate(prompt="def ", tokens=8, temperature=0.0))
     feed.wait(lambda: any(s.get("requested") for s in feed.store.get("p").samples), timeout=30)
-    sup.resume_run("p")
+    sup.send("p", Unpause())
     feed.wait(lambda: feed.step("p") > held + 2, timeout=30)
     left = sup.shutdown(stop_runs=True, timeout=60)
     assert left == []
     code, _, _ = feed.exits["p"]
     assert code == 0 and feed.store.get("p").state == "stopped"
     with pytest.raises(ControlError, match="not listening"):
-        sup.pause("p")
+        sup.send("p", Pause())
 
 
 def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, feed: Feed) -> None:
@@ -167,7 +168,7 @@ def test_bad_input_is_one_clear_line(sup: Supervisor, feed: Feed) -> None:
     assert code not in (0, None) and "error:" in tail and "Traceback" not in tail
     assert feed.store.get("bad").state == "crashed"
     with pytest.raises(ControlError, match="no run named"):
-        sup.pause("nobody")
+        sup.send("nobody", Pause())
 
 
 def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Feed, runs_root: Path,
@@ -188,7 +189,7 @@ def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Fee
             time.sleep(0.2)
         assert sup.attach(run_dir) is True
         assert feed.step("outside") >= 2 and sup.processes() == {"outside": proc.pid}
-        sup.pause("outside")  # commands work for runs this supervisor did not launch
+        sup.send("outside", Pause())  # commands work for runs this supervisor did not launch
         feed_state = read_records(run_dir / METRICS_FILE).records
         deadline = time.monotonic() + 30
         while not any(r["type"] == "state" and r.get("state") == "paused" for r in feed_state):
@@ -235,8 +236,8 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
         again = Supervisor(runs_root, second.on_records, second.on_exit, second.on_warning)
         assert sorted(again.attach_all(feed_history=True)) == ["s1", "s2"]
         assert again.processes() == pids and second.step("s1") > left_at["s1"]
-        again.stop("s1")
-        again.stop("s2")
+        again.send("s1", Stop())
+        again.send("s2", Stop())
         second.wait(lambda: len(second.exits) == 2, timeout=60)
         assert second.exits["s1"][0] == 0 and second.exits["s2"][0] == 0  # from their last state records
         assert again.live_runs() == [] and again.shutdown(stop_runs=True) == []

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.config import DataConfig
 from engine.data import stdlib_root
-from engine.errors import DataError
 from engine.tokenizer import TOKENIZER_FILE, BpeTokenizer, ByteTokenizer, load_or_train
+from nexus_core.config import DataConfig
+from nexus_core.errors import DataError
 
 VOCAB = 400
 

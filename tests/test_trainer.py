@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import Engine
 
-from engine import protocol as P
+from nexus_core import protocol as P
 
 TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
         "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
@@ -202,7 +202,7 @@ def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path) -> None:
 
 
 def _tiny_config(**train):
-    from engine.config import Config
+    from nexus_core.config import Config
 
     cfg = Config(name="inproc")
     cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads = 1, 32, 2, 1

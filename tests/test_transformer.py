@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import ModelConfig, load_preset
 from engine.models import build_model
 from engine.models.layers import CausalSelfAttention, lm_losses
 from engine.models.transformer import Transformer
+from nexus_core.config import ModelConfig, load_preset
 
 torch.set_num_threads(1)
 

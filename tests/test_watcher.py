@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import METRICS_FILE, RecordWriter, pack
+from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
 from nexus_tui.store import MetricStore
 from nexus_tui.watcher import RunsWatcher
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.config import ModelConfig, OptimConfig
-from engine.errors import ConfigError
 from engine.guard import check_causality
 from engine.models import build_model
 from engine.models.wavelet import CausalHaarMixer, causal_window_means, haar_mix
 from engine.optim import build_optimizer
+from nexus_core.config import ModelConfig, OptimConfig
+from nexus_core.errors import ConfigError
 
 torch.set_num_threads(1)
 

@@ -8,16 +8,12 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 
+from nexus_tui import format as fmt
 from nexus_tui.settings import Settings, load_settings, save_settings
 from nexus_tui.store import MetricStore
 from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
-from nexus_tui.widgets import format as fmt
-from nexus_tui.widgets.alert_bar import AlertBar
-from nexus_tui.widgets.charts_panel import ChartsPanel, window_series
-from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
-from nexus_tui.widgets.samples_pane import SamplesPane
-from nexus_tui.widgets.telemetry_pane import GpuView, TelemetryPane, TelemetryView
 
 PALETTE = PALETTES["nexus-dark"]
 
@@ -129,71 +125,6 @@ async def test_charts_downsample_smooth_and_window() -> None:
         await pilot.pause()
         rendered = loss.render()
         assert len(str(rendered)) > 100
-
-
-def test_window_series_keeps_last_steps() -> None:
-    steps = list(range(1, 11))
-    xs, ys = window_series(steps, [s * 2 for s in steps], steps, 3)
-    assert xs.tolist() == [14, 16, 18, 20] and ys.tolist() == [7, 8, 9, 10]
-    assert window_series(steps, steps, steps, 0)[0].tolist() == steps
-
-
-async def test_samples_logs_and_alert_bar() -> None:
-    class Panes(App[None]):
-        def compose(self) -> ComposeResult:
-            yield AlertBar()
-            yield SamplesPane()
-            yield LogPane()
-
-    app = Panes()
-    async with app.run_test(size=(100, 30)) as pilot:
-        samples, log, bar = app.query_one(SamplesPane), app.query_one(LogPane), app.query_one(AlertBar)
-        samples.add_sample("alpha", "#ff0000", {"step": 50, "prompt": "To be", "text": "To beUouri tiem"})
-        samples.add_sample("alpha", "#ff0000", {"step": 100, "prompt": "To be", "text": "To bere whisthid"})
-        assert samples.count == 2 and samples.texts[-1] == "To bere whisthid"
-        log.add_line("alpha", "loss spike at [step 3]", "warning")
-        assert log.lines_written == ["alpha warning loss spike at [step 3]"]
-        assert not bar.has_class("-active")
-        bar.raise_alert("alpha: nan at step 7")
-        bar.raise_alert("beta: crash: exited with status 1")
-        await pilot.pause()
-        assert bar.has_class("-active") and bar.display
-        assert "beta: crash" in str(bar.render()) and "+1 more" in str(bar.render())
-        bar.dismiss()
-        await pilot.pause()
-        assert not bar.has_class("-active")
-
-
-async def test_telemetry_pane_without_and_with_gpus() -> None:
-    """One reading a line (label, value, sparkline), cut to the pane's width, never wrapped."""
-    pane = TelemetryPane()
-    async with Host(pane).run_test(size=(40, 40)) as pilot:
-        pane.show(TelemetryView(gpu_error="no NVIDIA GPU/driver: GPU telemetry off", cpu=12.0,
-                                ram_used=2 * 2**30, ram_total=8 * 2**30, cpu_history=[1, 50, 100, 97, 97],
-                                runs=[("a-very-long-run-name-that-cannot-fit", "#ff0000", 99.0, 481 * 2**20)]))
-        await pilot.pause()
-        assert "GPU telemetry off" in str(pane.query_one("#gpu-error").render())
-        host = pane.query_one("#host").render().plain.splitlines()
-        cpu = next(line for line in host if line.startswith("CPU"))
-        assert "12%" in cpu and cpu.endswith(" ▄███"), "1, 50, 100, 97, 97 % on a 0-100 scale"
-        assert any(line.startswith("RAM") and "2.0/8.0 GiB" in line for line in host)
-        run = next(line for line in host if line.startswith("a-very"))
-        assert "…" in run and "cpu  99%" in run and "481MiB" in run, "name, CPU and RSS on one line"
-        assert all(len(line) <= pane.scrollable_content_region.width for line in host)
-        gpu = GpuView(index=0, name="H100", util=87.0, mem_used=30 * 2**30, mem_total=80 * 2**30, temp=65.0,
-                      power=310.0, power_limit=700.0, sm_clock=1980.0, mem_clock=2619.0,
-                      processes=[(4242, "alpha", 29 * 2**30)], util_history=[0, 50, 100], mem_history=[1, 30])
-        pane.show(TelemetryView(gpus=[gpu, GpuView(index=1, temp=float("nan"))]))
-        await pilot.pause()
-        lines = pane.query_one("#gpu-0-text").render().plain.splitlines()
-        util = next(line for line in lines if line.startswith("util"))
-        assert "87%" in util and util.endswith(" ▄█"), "fixed 0-100 % scale: 0 is blank, 100 a full bar"
-        assert any(line.startswith("mem") and "30.0/80.0 GiB" in line for line in lines)
-        assert any("65°C" in line and "310/700 W" in line for line in lines)
-        assert any("1980" in line and "2619 MHz" in line for line in lines)
-        assert any("29.0GiB alpha (4242)" in line for line in lines)
-        assert "N/A" in pane.query_one("#gpu-1-text").render().plain
-        assert not pane.query_one("#gpu-error").display
 
 
 def test_format_never_prints_none_or_nan() -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 
 @dataclass

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig, check_family_options
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.hybrid import refuse_unsupported
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
+from nexus_core.config import ModelConfig, check_family_options
 
 HEADS_PER_ORDER = 2
 """Hash functions (each with its own prime-sized table) per n-gram order: two collisions at once are rarer."""

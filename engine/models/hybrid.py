@@ -13,11 +13,11 @@ import math
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
 from engine.models.ssm import SelectiveSSM
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 
 def attention_layers(cfg: ModelConfig) -> list[int]:

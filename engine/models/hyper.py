@@ -28,9 +28,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
 from engine.models.layers import Block, RMSNorm
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 MAX_STREAMS = 4
 """n! permutations are mixed; 4 streams (24 permutations) is what mHC uses and plenty for small models."""

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
 from engine.models.base import ModelOutput
+from nexus_core.config import ModelConfig
 
 RESIDUAL_PROJ_NAMES = ("o_proj", "down_proj")
 """Linear layers that write into the residual stream; `init_weights_` shrinks them with depth."""

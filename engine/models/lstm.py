@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.layers import RMSNorm, init_weights_, lm_losses
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 GRAD_KEY = "grad."
 """Prefix of stashed-gradient entries in `state_tensors` (hidden state uses 'h.<l>' and 'c.<l>')."""

@@ -18,11 +18,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.config import ModelConfig
 from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.hyper import HyperStreams
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_losses
 from engine.models.wavelet import wavelet_mixer_for
+from nexus_core.config import ModelConfig
 
 
 @register("transformer")

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.config import ModelConfig
-from engine.errors import ConfigError
+from nexus_core.config import ModelConfig
+from nexus_core.errors import ConfigError
 
 
 def causal_window_means(v: torch.Tensor, lengths: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:

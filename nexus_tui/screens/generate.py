@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
+from nexus_core.commands import MAX_GENERATE_TOKENS, MAX_TEMPERATURE
 from nexus_tui.screens.confirm import FormDialog
 
 
@@ -22,14 +23,14 @@ def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tu
         n = int(tokens)
     except ValueError:
         return None, f"tokens must be a whole number, got {tokens!r}"
-    if not 1 <= n <= 4096:
-        return None, f"tokens must be between 1 and 4096, got {n}"
+    if not 1 <= n <= MAX_GENERATE_TOKENS:
+        return None, f"tokens must be between 1 and {MAX_GENERATE_TOKENS}, got {n}"
     try:
         temp = float(temperature)
     except ValueError:
         return None, f"temperature must be a number, got {temperature!r}"
-    if not 0 <= temp <= 5:
-        return None, f"temperature must be between 0 and 5, got {temp:g}"
+    if not 0 <= temp <= MAX_TEMPERATURE:
+        return None, f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temp:g}"
     try:
         k = int(top_k)
     except ValueError:

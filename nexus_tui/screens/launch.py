@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shlex
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +17,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
+from nexus_core.config import preset_names
+from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_tui.screens.confirm import FormDialog
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
 
 
 def available_presets() -> list[str]:
-    """Preset names shipped with the engine, read as files (importing engine.config would pull the
-    engine into the dashboard process)."""
-    try:
-        folder = resources.files("engine") / "presets"
-        return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
-    except (ModuleNotFoundError, OSError):
-        return ["tiny"]
+    """Preset names, from the shared core (torch-free)."""
+    return preset_names() or ["tiny"]
 
 
 def parse_launch(
@@ -39,8 +34,8 @@ def parse_launch(
 ) -> tuple[dict[str, Any] | None, str]:
     """The supervisor.launch arguments, or None and what to fix."""
     name = name.strip()
-    if not NAME_RE.match(name):
-        return None, "name: letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit"
+    if not run_name_ok(name):
+        return None, f"name: {RUN_NAME_RULE}"
     if (root / name).exists():
         return None, f"a run named {name!r} already exists in {root}; pick another name"
     n = 0
@@ -59,14 +54,6 @@ def parse_launch(
         if not OVERRIDE_RE.match(item):
             return None, f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-3"
     return {"preset": preset, "name": name, "device": device, "steps": n, "overrides": items}, ""
-
-
-def next_free_name(root: Path, base: str) -> str:
-    """base-1, base-2, ... the first that is not a folder yet."""
-    i = 1
-    while (root / f"{base}-{i}").exists():
-        i += 1
-    return f"{base}-{i}"
 
 
 class LaunchScreen(FormDialog[dict[str, Any] | None]):

@@ -21,8 +21,9 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from nexus_core.commands import MAX_TARGET_LR
+from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 Preview = Callable[[float, int, int], tuple[list[float], list[float]]]
@@ -35,8 +36,8 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[s
         lr = float(target)
     except ValueError:
         return None, f"target LR must be a number like 3e-4, got {target!r}"
-    if not 0 < lr < 10:
-        return None, f"target LR must be between 0 and 10, got {lr:g}"
+    if not 0 < lr < MAX_TARGET_LR:
+        return None, f"target LR must be between 0 and {MAX_TARGET_LR:g}, got {lr:g}"
     try:
         steps = int(ramp)
     except ValueError:
@@ -187,7 +188,6 @@ def checkpoint_rows(store: Any, run: Any) -> list[dict[str, Any]]:
     steps, losses = list(steps), list(losses)
     rows = []
     for ckpt in reversed(run.ckpts):
-        step = ckpt.get("step")
-        at = bisect.bisect_right(steps, step) - 1 if isinstance(step, (int, float)) else -1
-        rows.append({**ckpt, "loss": losses[at] if at >= 0 else None})
+        at = bisect.bisect_right(steps, ckpt.step) - 1
+        rows.append({**ckpt.to_dict(), "loss": losses[at] if at >= 0 else None})
     return rows

@@ -8,22 +8,19 @@ plotext sees it, so a 1M-step run draws as fast as a 100-step one.
 
 from __future__ import annotations
 
-import bisect
 import time
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from nexus_tui import format as fmt
 from nexus_tui.curves import CurveCache
 from nexus_tui.forecast import forecast_final
 from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
-from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 if TYPE_CHECKING:
@@ -32,18 +29,6 @@ if TYPE_CHECKING:
 EMPTY_HINT = "no runs yet: press n to launch one, or run `nexus demo`"
 CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
 X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
-
-
-def window_series(
-    steps: Sequence[float], xs: Sequence[float], ys: Sequence[float], last_n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Keep the points within the last `last_n` steps (0 = all), whatever the x axis is. Numpy views,
-    no copies: this runs for every series several times a second."""
-    xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    if not last_n or not len(steps):
-        return xs, ys
-    start = bisect.bisect_left(steps, steps[-1] - last_n)
-    return xs[start:], ys[start:]
 
 
 def starting_text(run) -> str:

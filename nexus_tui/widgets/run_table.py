@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from nexus_tui import format as fmt
 from nexus_tui.themes import ChartPalette
-from nexus_tui.widgets import format as fmt
 
 if TYPE_CHECKING:
     from nexus_tui.store import RunView

@@ -12,6 +12,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from nexus_core.recordtypes import Sample
+
 
 class SamplesPane(RichLog):
     """Append-only view of `sample` records."""
@@ -27,12 +29,11 @@ class SamplesPane(RichLog):
         self.texts: list[str] = []
         """The generated texts in arrival order (the last is what a person just asked for)."""
 
-    def add_sample(self, run_name: str, color: str, record: dict[str, Any]) -> None:
+    def add_sample(self, run_name: str, color: str, record: Sample) -> None:
         """Show one `sample` record; `color` is the run's colour as #rrggbb."""
-        prompt = str(record.get("prompt") or "")
-        text = str(record.get("text") or "")
-        how = "asked" if record.get("requested") else "scheduled"
-        header = Text(f"▍{run_name} · step {record.get('step', '?')} · {how}", style=f"bold {color}")
+        prompt, text = record.prompt, record.text
+        how = "asked" if record.requested else "scheduled"
+        header = Text(f"▍{run_name} · step {record.step} · {how}", style=f"bold {color}")
         body = Text()
         body.append(prompt, style="bold")
         # Generated text may start with the prompt or not, depending on the engine; show it once.

@@ -14,7 +14,6 @@ can be tested with hand-made views.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.text import Text
@@ -22,45 +21,9 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from nexus_tui.widgets import format as fmt
-
-
-@dataclass
-class GpuView:
-    """One GPU's latest reading; None or NaN where NVML could not say."""
-
-    index: int
-    name: str = ""
-    util: float | None = None
-    mem_used: float | None = None
-    mem_total: float | None = None
-    temp: float | None = None
-    power: float | None = None
-    power_limit: float | None = None
-    sm_clock: float | None = None
-    mem_clock: float | None = None
-    processes: list[tuple[int, str, float]] = field(default_factory=list)
-    """(pid, run name or '', GPU memory bytes)."""
-    util_history: list[float] = field(default_factory=list)
-    mem_history: list[float] = field(default_factory=list)
-
-
-@dataclass
-class TelemetryView:
-    """What the pane shows."""
-
-    gpus: list[GpuView] = field(default_factory=list)
-    gpu_error: str = ""
-    """Why there is no GPU telemetry (no driver, no GPU); '' when there is."""
-    cpu: float | None = None
-    ram_used: float | None = None
-    ram_total: float | None = None
-    cpu_history: list[float] = field(default_factory=list)
-    ram_history: list[float] = field(default_factory=list)
-    """RAM used, percent of total."""
-    runs: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
-    """(run name, colour #rrggbb, CPU %, RSS bytes) for each live run process."""
-
+from nexus_core.units import gib
+from nexus_tui import format as fmt
+from nexus_tui.telemetry_view import GpuView, TelemetryView
 
 BARS = " ▁▂▃▄▅▆▇█"
 LABEL = 5
@@ -72,10 +35,6 @@ def _n(x: Any, spec: str = ".0f", unit: str = "") -> str:
     if x is None or not isinstance(x, (int, float)) or (isinstance(x, float) and not math.isfinite(x)):
         return "N/A"
     return f"{x:{spec}}{unit}"
-
-
-def _gib(x: Any) -> str:
-    return _n(x / 2**30 if isinstance(x, (int, float)) else None, ".1f")
 
 
 def spark(history: list[float], width: int, top: float = 100.0) -> str:
@@ -102,7 +61,7 @@ def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append(f"GPU{gpu.index} {gpu.name}".strip(), style="bold")
     _row(t, "util", _n(gpu.util, ".0f", "%"), gpu.util_history, width)
-    _row(t, "mem", f"{_gib(gpu.mem_used)}/{_gib(gpu.mem_total)} GiB", gpu.mem_history, width)
+    _row(t, "mem", f"{gib(gpu.mem_used)}/{gib(gpu.mem_total)} GiB", gpu.mem_history, width)
     _row(t, "temp", f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
          None, width)
     _row(t, "clk", f"sm {_n(gpu.sm_clock)}  mem {_n(gpu.mem_clock)} MHz", None, width)
@@ -118,7 +77,7 @@ def host_lines(view: TelemetryView, width: int = 40) -> Text:
     t = Text(no_wrap=True, overflow="ellipsis")
     t.append("Host", style="bold")
     _row(t, "CPU", _n(view.cpu, ".0f", "%"), view.cpu_history, width)
-    _row(t, "RAM", f"{_gib(view.ram_used)}/{_gib(view.ram_total)} GiB", view.ram_history, width)
+    _row(t, "RAM", f"{gib(view.ram_used)}/{gib(view.ram_total)} GiB", view.ram_history, width)
     if view.runs:
         t.append("\nRuns", style="bold")
     name_w = max(6, width - 21)

@@ -20,11 +20,13 @@ STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED = (
 STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED)
 LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
 
-# Commands.
-PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
-    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp",
+# Commands (typed in commands.py). `unpause` lets a paused run go on; RESUME is that command's old
+# name, still accepted for one release ("resume" now means only: restart a run from a checkpoint).
+PAUSE, UNPAUSE, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
+    "pause", "unpause", "checkpoint", "eval", "stop", "generate", "ramp",
 )
-COMMANDS = frozenset({PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP})
+RESUME = "resume"
+COMMANDS = frozenset({PAUSE, UNPAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP})
 
 # The run folder.
 CONFIG_FILE = "config.toml"

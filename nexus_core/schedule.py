@@ -19,10 +19,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import CheckpointError, ConfigError
+from nexus_core.errors import CheckpointError, ConfigError
 
 if TYPE_CHECKING:
-    from engine.config import ScheduleConfig
+    from nexus_core.config import ScheduleConfig
 
 NAMES = ("cosine", "wsd", "constant")
 SHAPES = ("linear", "sqrt", "exp")

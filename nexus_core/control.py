@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from engine.protocol.schema import _UNPACK_LIMITS, COMMANDS, CONTROL_SOCKET, GENERATE, RAMP
+from nexus_core.schema import _UNPACK_LIMITS, COMMANDS, CONTROL_SOCKET, GENERATE, RAMP
 
 _SUN_PATH_MAX = 100
 

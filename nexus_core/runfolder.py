@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.protocol.schema import STATUS_FILE
+from nexus_core.schema import STATUS_FILE
 
 
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
@@ -37,6 +37,30 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def pid_alive(pid: Any) -> bool:
+    """Whether a process with this pid exists, is not a zombie we could reap, and (where /proc tells)
+    is a Python engine rather than some program that got a recycled pid. The one liveness check: the
+    status file, the supervisor, `nexus runs` and the checkpoint writer's lock all ask it."""
+    if not _pid_exists(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"engine" in cmdline or b"nexus" in cmdline or b"python" in cmdline
+
+
+def tail_bytes(path: str | Path, size: int) -> bytes | None:
+    """The last `size` bytes of a file (None if it cannot be read): a run's files can be large."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - size))
+            return f.read()
+    except OSError:
+        return None
+
+
+def _pid_exists(pid: Any) -> bool:
     """Whether a process with this pid exists (and is not a zombie we could reap)."""
     if not isinstance(pid, int) or pid <= 0:
         return False

@@ -16,7 +16,8 @@ from typing import Any
 
 import tomli_w
 
-from engine.errors import ConfigError
+from nexus_core.errors import ConfigError
+from nexus_core.names import RUN_NAME_RULE, run_name_ok
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -238,8 +239,8 @@ class Config:
         dev = t.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
-        if not self.name or "/" in self.name or self.name in (".", "..") or "\x00" in self.name:
-            raise ConfigError(f"run name {self.name!r} must be a plain folder name (no '/', not '..')")
+        if not run_name_ok(self.name):
+            raise ConfigError(f"run name {self.name!r}: use {RUN_NAME_RULE}")
         return self
 
 
@@ -303,32 +304,52 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 SECTIONS = ("model", "data", "optim", "schedule", "train")
 
 
+def preset_folders() -> list[Path]:
+    """Where presets live: nexus_core/presets, then engine/presets (kept one release for presets added
+    there before the move; found as files beside this package, never by importing the engine)."""
+    here = Path(str(resources.files("nexus_core")))
+    return [d for d in (here / "presets", here.parent / "engine" / "presets") if d.is_dir()]
+
+
+def _preset_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in preset_folders():
+        for p in sorted(folder.glob("*.toml")):
+            found.setdefault(p.stem, p)
+    return found
+
+
 def preset_names() -> list[str]:
-    """Names of the TOML presets shipped in engine/presets."""
-    folder = resources.files("engine") / "presets"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+    """Names of the TOML presets shipped in nexus_core/presets."""
+    return sorted(_preset_files())
 
 
 def load_preset(name: str) -> Config:
     """The defaults with a shipped preset applied."""
-    if name not in preset_names():
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
-    text = (resources.files("engine") / "presets" / f"{name}.toml").read_text()
-    cfg = from_mapping(tomllib.loads(text), origin=f"preset {name}")
+    files = _preset_files()
+    if name not in files:
+        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(files))}")
+    cfg = from_mapping(tomllib.loads(files[name].read_text()), origin=f"preset {name}")
     cfg.preset = name
     return cfg
 
 
-def load_toml(path: str | Path) -> Config:
-    """A config file: any subset of the sections; missing values take the defaults."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a mapping (tomllib, or tomli before Python 3.11); ConfigError says what is wrong."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a folder; give a .toml file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return from_mapping(data, origin=str(p))
+
+
+def load_toml(path: str | Path) -> Config:
+    """A config file: any subset of the sections; missing values take the defaults."""
+    return from_mapping(read_toml(path), origin=str(path))
 
 
 def from_mapping(data: dict[str, Any], origin: str = "config", base: Config | None = None) -> Config:

@@ -13,14 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import msgspec
 
-from engine.protocol.schema import _UNPACK_LIMITS, HELLO, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
+from nexus_core.recordtypes import AnyRecord, Hello, Record
+from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
+_TYPED = msgspec.msgpack.Decoder(AnyRecord)
+_PLAIN = msgspec.msgpack.Decoder()
 
 
-def pack(record: dict[str, Any]) -> bytes:
+def pack(record: dict[str, Any] | Record) -> bytes:
     """One record as msgpack bytes, "type" first so a reader can find the next record after garbage."""
+    if isinstance(record, Record):
+        return msgspec.msgpack.encode(record)  # msgspec writes the tag field first
     return msgpack.packb({"type": record["type"], **record}, use_bin_type=True)
 
 
@@ -36,7 +42,10 @@ class DecodeWarning:
 class RecordDecoder:
     """Incremental, garbage-tolerant decoder for a record stream (a pipe or a file being tailed).
 
-    `feed(bytes)` returns the whole records decoded so far. Bytes that are not a record are skipped
+    `feed(bytes)` returns the whole records decoded so far, each a typed `Record` (recordtypes.py):
+    msgpack finds where a record ends, msgspec checks it against its kind in the same pass that
+    builds it. A map of an unknown kind, or of a known kind with fields of the wrong type, is skipped
+    with a warning. Bytes that are not a record are skipped
     one at a time until a record decodes again; each such run becomes one DecodeWarning in
     `warnings`. An unfinished record at the end stays buffered (`pending` bytes) for the next feed.
     """
@@ -58,8 +67,8 @@ class RecordDecoder:
         """Bytes held back: the start of a record that has not fully arrived."""
         return len(self._pending)
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
+    def feed(self, data: bytes) -> list[Record]:
+        out: list[Record] = []
         self._pending += data
         if self._unpacker is None:
             self._fresh()
@@ -67,7 +76,7 @@ class RecordDecoder:
             self._unpacker.feed(data)
         while self._pending:
             try:
-                obj = self._unpacker.unpack()
+                self._unpacker.skip()  # find the end of the next msgpack object without building it
             except msgpack.OutOfData:
                 if len(self._pending) <= 2 * MAX_RECORD_BYTES and not self._whole_record_after_head():
                     break
@@ -76,24 +85,51 @@ class RecordDecoder:
             except Exception:  # noqa: BLE001 - any decode failure means garbage here
                 self._resync()
                 continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-                self._resync()  # garbage that happened to decode as msgpack
-                continue
             end = self._unpacker.tell()
+            raw = bytes(self._pending[: end - self._base])
+            try:
+                record: Record | None = _TYPED.decode(raw)
+            except Exception:  # noqa: BLE001 - invalid fields, bad UTF-8, ...: not a valid record
+                record = None
+                kind = self._kind_of(raw)
+                if kind is None:
+                    self._resync()  # garbage that happened to decode as msgpack
+                    continue
             del self._pending[: end - self._base]
             self._base = end
             self._flush_garbage()
-            if self._accept(obj, end):
-                out.append(obj)
+            if record is None:
+                self._skip_invalid(raw, kind)
+            elif self._accept(record):
+                out.append(record)
         return out
 
-    def _accept(self, obj: dict[str, Any], size: int) -> bool:
-        if obj["type"] not in RECORD_TYPES:
-            self.warnings.append(DecodeWarning(f"skipped a record of unknown type {obj['type']!r}"))
-            return False
-        if obj["type"] == HELLO:
-            version = obj.get("protocol")
-            if isinstance(version, int) and version > PROTOCOL_VERSION and not self._newer_warned:
+    @staticmethod
+    def _kind_of(raw: bytes) -> str | None:
+        """The "type" of a map that is not a valid record, or None when it is not a record at all."""
+        try:
+            obj = _PLAIN.decode(raw)
+        except Exception:  # noqa: BLE001 - bad UTF-8, an ext type, ...: garbage
+            return None
+        kind = obj.get("type") if isinstance(obj, dict) else None
+        return kind if isinstance(kind, str) else None
+
+    def _skip_invalid(self, raw: bytes, kind: str) -> None:
+        if kind not in RECORD_TYPES:
+            self.warnings.append(DecodeWarning(f"skipped a record of unknown type {kind!r}"))
+            return
+        try:
+            _TYPED.decode(raw)
+        except Exception as e:  # noqa: BLE001 - say what was wrong, whatever it was
+            why = str(e)
+        else:  # pragma: no cover - it decoded a moment ago
+            why = "?"
+        self.warnings.append(DecodeWarning(f"skipped a {kind} record with bad fields ({why[:200]})"))
+
+    def _accept(self, record: Record) -> bool:
+        if isinstance(record, Hello):
+            version = record.protocol
+            if version > PROTOCOL_VERSION and not self._newer_warned:
                 self._newer_warned = True
                 self.warnings.append(DecodeWarning(
                     f"stream speaks protocol {version}, this Nexus speaks {PROTOCOL_VERSION}: "
@@ -121,10 +157,10 @@ class RecordDecoder:
             probe = msgpack.Unpacker(raw=False, strict_map_key=False, **_UNPACK_LIMITS)
             probe.feed(bytes(self._pending[start:]))
             try:
-                obj = probe.unpack()
+                probe.skip()
             except Exception:  # noqa: BLE001 - not a record there
                 continue
-            if isinstance(obj, dict) and isinstance(obj.get("type"), str):
+            if self._kind_of(bytes(self._pending[start:start + probe.tell()])) is not None:
                 return True
         return False
 
@@ -153,7 +189,7 @@ class RecordDecoder:
 class ReadResult:
     """Everything a file held: whole records, the torn tail's size, and what was skipped."""
 
-    records: list[dict[str, Any]]
+    records: list[Record]
     torn_bytes: int
     warnings: list[DecodeWarning]
     size: int
@@ -162,7 +198,7 @@ class ReadResult:
 def read_records(path: str | Path, offset: int = 0) -> ReadResult:
     """Read a metrics file from `offset`. A file cut mid-record yields every whole record before it."""
     decoder = RecordDecoder()
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     size = offset
     with open(path, "rb") as f:
         f.seek(offset)
@@ -251,8 +287,8 @@ def count_records(path: str | Path) -> int:
     return len(read_records(path).records)
 
 
-def iter_records(path: str | Path, types: frozenset[str] | None = None) -> Iterator[dict[str, Any]]:
+def iter_records(path: str | Path, types: frozenset[str] | None = None) -> Iterator[Record]:
     """Whole records of a file, optionally only some types."""
     for r in read_records(path).records:
-        if types is None or r["type"] in types:
+        if types is None or r.type in types:
             yield r

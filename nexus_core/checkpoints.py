@@ -1,0 +1,84 @@
+"""Finding and reading a run's checkpoints without torch: list, resolve a name, read meta.json.
+
+Layout: runs/NAME/checkpoints/step_000200/ (model.safetensors, optim.safetensors, meta.json written
+last) plus `latest` and `best` symlinks. The engine writes and loads them (engine/checkpoint.py); the
+dashboard's LR preview and `nexus runs` only need to find them and read their meta.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nexus_core.errors import CheckpointError
+from nexus_core.schema import CHECKPOINTS_DIR
+
+FORMAT_VERSION = 1
+META_FILE = "meta.json"
+LATEST, BEST = "latest", "best"
+PREFIX = "step_"
+
+
+def step_name(step: int) -> str:
+    """The folder name of the checkpoint after `step` steps."""
+    return f"{PREFIX}{step:06d}"
+
+
+def checkpoints_root(run_dir: str | Path) -> Path:
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoint folders, oldest step first (temp folders and pointers excluded)."""
+    root = checkpoints_root(run_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for p in root.iterdir():
+        if (p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and not p.is_symlink()
+                and (p / META_FILE).is_file()):  # meta.json is written last: without it, no checkpoint
+            found.append(p)
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
+    """The checkpoint folder for `which`: None or 'latest', 'best', 'step_000200', '200', or a path."""
+    run_dir = Path(run_dir)
+    root = checkpoints_root(run_dir)
+    which = which or LATEST
+    if which in (LATEST, BEST):
+        pointer = root / which
+        if pointer.is_symlink() and pointer.resolve().is_dir():
+            return pointer.resolve()
+        if which == BEST:
+            raise CheckpointError(f"run {run_dir.name} has no best checkpoint yet (no eval has run)")
+        done = list_checkpoints(run_dir)
+        if not done:
+            raise CheckpointError(f"run folder {run_dir} has no checkpoints to load")
+        return done[-1]
+    candidates = [Path(which), root / which]
+    if which.isdigit():
+        candidates.append(root / step_name(int(which)))
+    for c in candidates:
+        if (c / META_FILE).exists() or (c.is_dir() and c.name.startswith(PREFIX)):
+            return c.resolve()
+    names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
+    raise CheckpointError(f"checkpoint {which!r} not found in {root}; available: {names}")
+
+
+def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
+    """A checkpoint's meta.json, checked to be whole; CheckpointError says what is wrong."""
+    path = Path(ckpt_dir) / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {ckpt_dir} is incomplete: {META_FILE} is missing") from None
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} unreadable ({e})") from None
+    needed = ("format", "step", "tokens", "schedule", "optimizer", "config")
+    if not isinstance(meta, dict) or any(k not in meta for k in needed):
+        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} lacks {', '.join(needed)}")
+    if meta["format"] > FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}")
+    return meta

@@ -1,0 +1,28 @@
+"""The one run-name rule and free-name generation, shared by the CLI, the launch form and the supervisor.
+
+A run name is one folder name a person can type and a shell never mangles: a letter or digit first
+(so never '.', '..' or a hidden folder), then letters, digits, '.', '_' or '-', at most 64 in all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from pathlib import Path
+
+RUN_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RUN_NAME_RULE = "letters, digits, '.', '_' or '-' (up to 64), starting with a letter or digit"
+
+
+def run_name_ok(name: object) -> bool:
+    """Whether `name` is a valid run name (see the module docstring)."""
+    return isinstance(name, str) and RUN_NAME_RE.match(name) is not None
+
+
+def next_free_name(root: Path, base: str, taken: Collection[str] = ()) -> str:
+    """base-1, base-2, ... the first that is neither a folder under `root` nor in `taken` (runs just
+    launched whose folders are not made yet)."""
+    i = 1
+    while (Path(root) / f"{base}-{i}").exists() or f"{base}-{i}" in taken:
+        i += 1
+    return f"{base}-{i}"

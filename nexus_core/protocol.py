@@ -1,0 +1,97 @@
+"""The records and commands both halves of Nexus speak. Torch-free and textual-free on purpose:
+the dashboard imports this package and nothing else from `engine`.
+
+Records (engine -> app) are msgpack maps with a "type" key, written by one `RecordWriter` to the
+run's append-only metrics.msgpack and, when the engine was given a pipe, to that pipe too. Readers
+use one `RecordDecoder`, which yields every whole record, skips garbage with a warning and keeps a
+torn tail for later (a stream) or reports it (a file).
+
+Record keys (every record also has "type", "seq" (its index in metrics.msgpack) and "time" (unix s)):
+  hello   run, protocol, config (the resolved config dict), pid, device, params, total_steps,
+          start_step, model (family), resumed_from (checkpoint path or None)
+  metric  step, tokens, loss, ce, lr, gnorm, tok_s, step_s, mem (bytes: CUDA max allocated or RSS)
+  eval    step, tokens, val_loss, val_ppl, best (bool: this is the best val loss so far)
+  sample  step, prompt, text, requested (bool: asked for with the `generate` command)
+  ckpt    step, path (relative to the run folder), best (bool), val_loss (or None)
+  state   state (one of STATES), step, reason (text), exit_code (on finished/crashed/stopped)
+  log     level (info|warning|error), text
+  alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
+
+Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's control socket
+(owner-only unix socket); the engine answers each with {"ok": bool, "error": str}:
+  pause · unpause ("resume" before; still accepted) · checkpoint · eval · stop (checkpoint, then exit)
+  generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
+  ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
+            target over ramp_steps, then follows the schedule stretched to total_steps
+"""
+
+from nexus_core.control import (
+    CommandServer,
+    ControlError,
+    check_command,
+    control_socket_path,
+    reply,
+    send_command,
+)
+from nexus_core.records import (
+    DecodeWarning,
+    ReadResult,
+    RecordDecoder,
+    RecordWriter,
+    count_records,
+    iter_records,
+    pack,
+    read_records,
+)
+from nexus_core.recordtypes import (
+    RECORD_CLASSES,
+    Alert,
+    AnyRecord,
+    Ckpt,
+    Eval,
+    Hello,
+    Log,
+    Metric,
+    Record,
+    Sample,
+    State,
+    to_record,
+)
+from nexus_core.runfolder import pid_alive, read_status, tail_bytes, write_status
+from nexus_core.schema import (
+    ALERT,
+    CHECKPOINT,
+    CHECKPOINTING,
+    CHECKPOINTS_DIR,
+    CKPT,
+    COMMANDS,
+    CONFIG_FILE,
+    CONTROL_SOCKET,
+    CRASHED,
+    EVAL,
+    EVAL_NOW,
+    FINISHED,
+    GENERATE,
+    HELLO,
+    LIVE_STATES,
+    LOG,
+    LOG_FILE,
+    MAX_RECORD_BYTES,
+    METRIC,
+    METRICS_FILE,
+    PAUSE,
+    PAUSED,
+    PROTOCOL_VERSION,
+    RAMP,
+    RECORD_TYPES,
+    RESUME,
+    RUNNING,
+    SAMPLE,
+    STARTING,
+    STATE,
+    STATES,
+    STATUS_FILE,
+    STOP,
+    STOPPED,
+    UNPAUSE,
+)

@@ -1,0 +1,171 @@
+"""The one answer to "what is this run doing, at which step, with which best val": `RunState.apply`.
+
+Every reader folds records through this reducer: the dashboard's store (RunView extends RunState),
+`nexus runs`, `nexus compare` and the LR preview. Besides the engine's records it takes two events
+the dashboard observes itself and the engine cannot write: `Launched` (a process was started for the
+run) and `Exited` (its process ended, with the status it ended with).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexus_core.recordtypes import Eval, Hello, Metric, Record, State
+from nexus_core.schema import CRASHED, FINISHED, LIVE_STATES, PAUSED, RUNNING, STARTING, STOPPED
+
+
+@dataclass(frozen=True)
+class Launched:
+    """The dashboard started a process for the run: it is starting until its hello says more."""
+
+    pid: int | None = None
+    time: float | None = None
+    """When it was launched (unix s): how long it has been starting, before its hello says more."""
+
+
+@dataclass(frozen=True)
+class Exited:
+    """The run's process ended. `exit_code` None: it vanished and nobody saw its status."""
+
+    exit_code: int | None
+    log_tail: str = ""
+    """The last lines of engine.log: what a crash said."""
+
+
+Event = Record | Launched | Exited
+
+
+def exit_text(code: int | None) -> str:
+    """Why a process ended, in words."""
+    if code is None:
+        return "the process is gone (killed, or the machine restarted)"
+    if code < 0:
+        return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+@dataclass(kw_only=True)
+class RunState:
+    """A run's standing, folded from its records and events in order. `apply` is the only writer."""
+
+    state: str = STARTING
+    reason: str = ""
+    step: int = 0
+    start_step: int = 0
+    total_steps: int = 0
+    tokens: int = 0
+    loss: float | None = None
+    ce: float | None = None
+    lr: float | None = None
+    tok_s: float | None = None
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    model: str = ""
+    device: str = ""
+    pid: int | None = None
+    params: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    hello: Hello | None = None
+    metric: Metric | None = None
+    """The last metric record."""
+    exit_code: int | None = None
+    crash_tail: str = ""
+    """The last lines of engine.log when the process died badly."""
+    started: float | None = None
+    updated: float | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps > 0 else 0.0
+
+    def apply(self, event: Event, late: bool = False) -> str:
+        """Fold one record or event in; returns what changed ("" for nothing): hello, metrics, eval,
+        state. `late`: a record older than one already applied (a backfill from the file), which
+        may add a best val but never moves the run's current standing back."""
+        if isinstance(event, Record) and event.time is not None:
+            self.updated = event.time if self.updated is None else max(self.updated, event.time)
+        if isinstance(event, Metric):
+            return "" if late else self._metric(event)
+        if isinstance(event, Eval):
+            return self._eval(event, late)
+        if isinstance(event, State):
+            return "" if late else self._state(event)
+        if isinstance(event, Hello):
+            return "" if late else self._hello(event)
+        if isinstance(event, Launched):
+            self.state, self.reason, self.exit_code, self.crash_tail = STARTING, "", None, ""
+            self.pid = event.pid if event.pid is not None else self.pid
+            self.updated = event.time if event.time is not None else self.updated
+            return "state"
+        if isinstance(event, Exited):
+            return self._exited(event)
+        return ""
+
+    def _hello(self, rec: Hello) -> str:
+        self.hello = rec
+        self.config = rec.config
+        self.model = rec.model or self.model
+        self.device = rec.device or self.device
+        self.pid, self.params = rec.pid, rec.params
+        if rec.total_steps > 0:
+            self.total_steps = rec.total_steps
+        self.start_step = max(0, rec.start_step)
+        self.state, self.reason, self.exit_code, self.crash_tail = STARTING, "", None, ""
+        if self.started is None and rec.time is not None:
+            self.started = rec.time
+        return "hello"
+
+    def _metric(self, rec: Metric) -> str:
+        self.metric = rec
+        self.step, self.tokens = rec.step, rec.tokens
+        self.loss, self.ce, self.lr, self.tok_s = rec.loss, rec.ce, rec.lr, rec.tok_s
+        if self.state == STARTING or (self.state not in LIVE_STATES and self.exit_code is None):
+            self.state = RUNNING  # training (again: a metric after a final state means a resume)
+        return "metrics"
+
+    def _eval(self, rec: Eval, late: bool) -> str:
+        val = rec.val_loss
+        if val is not None and math.isfinite(val):
+            if not late:
+                self.val_loss = val
+            if self.best_val_loss is None or val < self.best_val_loss:
+                self.best_val_loss = val
+        return "eval"
+
+    def _state(self, rec: State) -> str:
+        self.state, self.reason = rec.state, rec.reason
+        if rec.step is not None:
+            self.step = rec.step
+        if rec.exit_code is not None:
+            self.exit_code = rec.exit_code
+        return "state"
+
+    def _exited(self, ev: Exited) -> str:
+        """A run that had not said it finished becomes stopped (a clean exit, or SIGTERM before its
+        handler was up: nothing was lost) or crashed (with the tail of its log to say why)."""
+        code = ev.exit_code
+        self.exit_code = code
+        if code == -signal.SIGTERM:
+            # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of it
+            # means it came before the handler was up, e.g. quit-with-stop while torch still imported.
+            if self.live:
+                self.state = STOPPED
+                self.reason = "stopped by SIGTERM" + ("" if self.hello else " before training started")
+            return "state"
+        if code == 0 and self.live:
+            done = self.total_steps > 0 and self.step >= self.total_steps
+            self.state, self.reason = (FINISHED if done else STOPPED), "process exited"
+        elif code != 0 and (self.live or code is not None):
+            self.state, self.reason, self.crash_tail = CRASHED, exit_text(code), ev.log_tail
+        return "state"
+
+    @property
+    def paused(self) -> bool:
+        return self.state == PAUSED
