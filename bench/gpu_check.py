@@ -1,6 +1,7 @@
 """The GPU acceptance check: everything on Nexus's CUDA path, in one table, in about six minutes.
 
     python bench/gpu_check.py --out DIR [--only train,live,oom,resume,torchrun] [--budget 400]
+                              [--train-filter 'hybrid-6m (chunk 32) compiled']
     make gpu-check
 
 Sections (each its own time limit; one failing never stops the others):
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="gpu-check-out", help="folder for table.md, results.json, engines.log")
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--budget", type=float, default=400.0, help="seconds for all sections together")
+    parser.add_argument("--train-filter", default="", help="only the train runs whose label contains this, "
+                        "e.g. 'hybrid-6m (chunk 32) compiled'")
     parser.add_argument("--runs", help="folder for the run folders (default: a temporary one)")
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SECTIONS)
@@ -92,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     cuda, gpus, name, env_lines = environment()
     print("\n".join(env_lines), flush=True)
     runs = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="nexus-gpu-check-"))
-    ctx = S.Context(runs=runs, cuda=cuda, gpus=gpus, device_name=name)
+    ctx = S.Context(runs=runs, cuda=cuda, gpus=gpus, device_name=name, train_filter=args.train_filter)
     for section in chosen:
         fn, gpu_limit, cpu_limit = SECTIONS[section]
         left = args.budget - (time.monotonic() - start)

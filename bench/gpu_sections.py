@@ -50,6 +50,8 @@ class Context:
     device_name: str
     rows: list[tuple[str, str, str, str]] = field(default_factory=list)
     engines: list[EngineRun] = field(default_factory=list)
+    train_filter: str = ""
+    """run only the training configs whose label contains this"""
     deadline: float = math.inf
     """monotonic time at which the current section must end"""
 
@@ -89,12 +91,15 @@ def train_configs(ctx: Context) -> list[tuple[str, str, list[str], int, bool]]:
 
 
 def section_train(ctx: Context) -> None:
+    """Every training config, or those whose label contains ctx.train_filter (a targeted rerun)."""
     if not ctx.cuda:
         ctx.add("train", "torch.compile runs", "SKIP", "no GPU: compiled runs skipped (minutes of CPU compile)")
     peak = peak_tflops(ctx.device_name) if ctx.cuda else None
     for label, preset, extra, steps, compiled in train_configs(ctx):
         name = f"train-{preset}-{'compiled' if compiled else 'eager'}"
         check = f"{label} {'compiled' if compiled else 'eager'}{' bf16' if ctx.cuda else ' fp32'} {steps} steps"
+        if ctx.train_filter not in check:
+            continue
         try:
             _train_one(ctx, name, check, preset, extra, steps, compiled, peak)
         except CheckFailed as e:
@@ -116,7 +121,7 @@ def _train_one(ctx: Context, name: str, check: str, preset: str, extra: list[str
     if ctx.cuda:
         args += ["--set", "train.dtype=bf16"]
     run = ctx.engine(name, args)
-    code = run.wait_exit(ctx.left(150 if compiled else 90))
+    code = run.wait_exit(ctx.left(200 if compiled else 90))
     wall = time.monotonic() - t0
     if code != 0:
         raise CheckFailed(f"exit {code}: {run.last_line()}")
