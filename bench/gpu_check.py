@@ -41,7 +41,7 @@ SECTIONS = {  # name -> (function, time limit in seconds on a GPU, on a CPU)
     "live": (S.section_live, 90, 120),
     "oom": (S.section_oom, 60, 10),
     "resume": (S.section_resume, 70, 120),
-    "train": (S.section_train, 270, 150),
+    "train": (S.section_train, 330, 150),
     "torchrun": (S.section_torchrun, 120, 10),
 }
 
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="gpu-check-out", help="folder for table.md, results.json, engines.log")
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
-    parser.add_argument("--budget", type=float, default=400.0, help="seconds for all sections together")
+    parser.add_argument("--budget", type=float, default=440.0, help="seconds for all sections together")
     parser.add_argument("--train-filter", default="", help="only the train runs whose label contains this, "
                         "e.g. 'hybrid-6m (chunk 32) compiled'")
     parser.add_argument("--runs", help="folder for the run folders (default: a temporary one)")
