@@ -25,7 +25,14 @@ import torch
 from engine import checkpoint as ckpt
 from engine import distributed
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
-from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng
+from engine.device import (
+    autocast,
+    autocast_dtype,
+    describe,
+    memory_bytes,
+    preserved_rng,
+    use_deterministic_kernels,
+)
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
@@ -100,6 +107,8 @@ class Trainer:
         np.random.seed(t.seed % 2**32)
         torch.manual_seed(t.seed)
         self.amp = autocast_dtype(self.device, t.dtype)
+        if t.deterministic:
+            use_deterministic_kernels()
 
         with self.dist.main_first():  # rank 0 writes the tokenizer and token cache, the others read them
             self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
