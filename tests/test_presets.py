@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nexus_core import config as C
 from engine.models import build_model
+from nexus_core import config as C
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = {  # preset -> (min, max) parameters as the engine builds it
