@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import METRICS_FILE, read_records
+from nexus_tui.report.safe import one_line
 from nexus_tui.store import MetricStore, RunView
 from nexus_tui.widgets import format as fmt
 
@@ -146,8 +147,9 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
 
 
 def _escape(text: str) -> str:
-    """A pipe inside a cell would end the cell."""
-    return text.replace("|", "\\|")
+    """Run names and values come from run folders: no escape sequence or newline may reach the text,
+    and a pipe inside a cell would end the cell."""
+    return one_line(text).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) -> str:
@@ -188,7 +190,7 @@ def comparison_markdown(store: MetricStore, names: Sequence[str]) -> str:
     runs = [r for r in (store.get(n) for n in names) if r is not None]
     shown = [r.name for r in runs]
     parts = [
-        f"## Comparing {', '.join(shown)}",
+        f"## Comparing {', '.join(map(_escape, shown))}",
         "",
         "### Results",
         "",
