@@ -152,6 +152,11 @@ def _escape(text: str) -> str:
     return one_line(text).replace("|", "\\|")
 
 
+def _code(text: str) -> str:
+    """_escape() for the inside of a `code span`: a backtick would end it early."""
+    return _escape(text).replace("`", "'")
+
+
 def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) -> str:
     """A GitHub table whose columns line up in plain text too (padded cells, `---:` for numbers)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
@@ -181,7 +186,7 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{key}`", *(v if v == fmt.DASH else f"`{_escape(v)}`" for v in values)] for key, values in rows]
+    body = [[f"`{_escape(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)] for key, values in rows]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 

@@ -14,7 +14,7 @@ from nexus_tui.comparison import run_dir_for
 from nexus_tui.report.facts import RunFacts, load_facts
 from nexus_tui.report.health import stability_section, throughput_section, timeline_section
 from nexus_tui.report.multi import comparison_section
-from nexus_tui.report.safe import md
+from nexus_tui.report.safe import code, md
 from nexus_tui.report.sections import (
     checkpoint_table,
     config_section,
@@ -57,7 +57,7 @@ def run_markdown(facts: RunFacts) -> str:
     head = (f"## Run {md(facts.name)}\n\n**{md(s.state)}** at step {facts.last_step} of {facts.total_steps}; "
             f"{md(facts.hello.get('model') or s.model or fmt.DASH)} on "
             f"{md(facts.hello.get('device') or s.device or fmt.DASH)}; "
-            f"best val loss {fmt.loss(s.best_val_loss)}; folder `{md(facts.run_dir)}`.")
+            f"best val loss {fmt.loss(s.best_val_loss)}; folder {code(facts.run_dir)}.")
     parts = [head]
     for title, section in RUN_SECTIONS:
         parts += [f"### {title}", section(facts)]
