@@ -363,3 +363,23 @@ async def _wait_file(pilot, folder: Path, count: int) -> list[Path]:
         assert time.monotonic() < deadline, "no report file appeared"
         await pilot.pause(0.1)
     return found
+
+
+def test_a_long_run_shows_spread_rows_with_its_best_and_last(tmp_path: Path) -> None:
+    """A folder written by the real RecordWriter with 500 evals: the table keeps about 40 rows spread
+    over the run, always its first, best and last, and says how many it left out."""
+    run = tmp_path / "runs" / "long"
+    run.mkdir(parents=True)
+    writer = RecordWriter(run / METRICS_FILE)
+    writer.write({"type": "hello", "config": {}, "total_steps": 5000, "start_step": 0, "model": "transformer"})
+    best_step = 1230
+    for step in range(10, 5001, 10):
+        val = 1.0 if step == best_step else 3.0 - step / 10000
+        writer.write({"type": "metric", "step": step, "tokens": step * 64, "loss": val, "ce": val, "lr": 1e-3})
+        writer.write({"type": "eval", "step": step, "tokens": step * 64, "val_loss": val, "best": step == best_step})
+    writer.close()
+    text = build_report(tmp_path / "runs", ["long"])
+    checkpoints = section(text, "Checkpoints", "long")
+    steps = [int(s) for s in column(table(checkpoints), "step")]
+    assert 40 <= len(steps) <= 41 and steps[0] == 10 and steps[-1] == 5000 and best_step in steps
+    assert f"_{len(steps)} of 500 rows shown" in checkpoints

@@ -12,6 +12,7 @@ from collections import Counter
 from nexus_tui.comparison import markdown_table
 from nexus_tui.report.facts import RunFacts
 from nexus_tui.report.safe import block, md
+from nexus_tui.report.sections import spread
 from nexus_tui.runview import as_num
 from nexus_tui.widgets import format as fmt
 
@@ -69,7 +70,7 @@ def stability_section(facts: RunFacts) -> str:
         lines.append(f"\nNote: {md(facts.summary.note, 200)}.")
     if facts.alerts:
         body = [[fmt.DASH if (s := as_num(a.get("step"))) is None else f"{s:.0f}", md(a.get("kind"), 20),
-                 md(a.get("text", ""), 160)] for a in facts.alerts]
+                 md(a.get("text", ""), 160)] for a in spread(facts.alerts, 100)]
         lines += ["", markdown_table(["step", "alert", "text"], body, [True, False, False])]
     if state == "crashed" and facts.log_tail:
         lines += ["", "The end of engine.log:", "", "```text", block(facts.log_tail), "```"]
@@ -90,7 +91,7 @@ def timeline_section(facts: RunFacts) -> str:
     if not facts.events:
         return "_Nothing happened yet._"
     body = []
-    for e in facts.events:
+    for e in spread(facts.events, 100):
         when = _utc(e.time)
         body.append([str(e.step), when, md(e.kind, 30), md(e.text, 200)])
     return markdown_table(["step", "time (UTC)", "event", "what"], body, [True, False, False, False])

@@ -23,6 +23,21 @@ from nexus_tui.widgets import format as fmt
 EMA_WEIGHT = 0.6
 """Smoothing of the train H curve, the dashboard's default: raw per-step loss is mostly noise."""
 SAMPLE_CHARS = 120
+MAX_ROWS = 40
+"""A table longer than this shows rows spread evenly over the run (first, last and best kept): a long
+run evaluates thousands of times, and a report is read, not searched."""
+
+
+def spread(items: list[Any], limit: int = MAX_ROWS, keep: frozenset[int] = frozenset()) -> list[Any]:
+    """At most about `limit` items evenly spaced from first to last, plus the indices in `keep`."""
+    if len(items) <= limit:
+        return items
+    picked = {round(i * (len(items) - 1) / (limit - 1)) for i in range(limit)} | set(keep)
+    return [items[i] for i in sorted(picked)]
+
+
+def _shown(total: int, shown: int, what: str) -> str:
+    return "" if shown == total else f"\n\n_{shown} of {total} {what} shown, spread evenly over the run._"
 
 
 def _value(v: Any) -> str:
@@ -83,14 +98,16 @@ def checkpoint_rows(facts: RunFacts) -> list[dict[str, Any]]:
 
 
 def checkpoint_table(facts: RunFacts) -> str:
-    rows = checkpoint_rows(facts)
-    if not rows:
+    every = checkpoint_rows(facts)
+    if not every:
         return "_No evals or checkpoints yet._"
+    best = [i for i, r in enumerate(every) if r["best"]]
+    rows = spread(every, keep=frozenset(best[-1:]))
     body = [[str(r["step"]), fmt.count(r["tokens"]), fmt.loss(r["loss"]), fmt.loss(r["ce"]), fmt.ppl(r["ce"]),
              fmt.loss(r["val_loss"]), fmt.ppl(r["val_loss"]), fmt.lr(r["lr"]), "yes" if r["ckpt"] else "",
              "**best**" if r["best"] else ""] for r in rows]
     header = ["step", "tokens", "train loss", "train CE", "train PPL", "val loss", "val PPL", "LR", "ckpt", "best"]
-    return markdown_table(header, body, [True] * 8 + [False, False])
+    return markdown_table(header, body, [True] * 8 + [False, False]) + _shown(len(every), len(rows), "rows")
 
 
 def loss_chart(facts: RunFacts) -> str:
@@ -129,13 +146,15 @@ def samples_section(facts: RunFacts) -> str:
         return "_No samples: the run's train.sample_every is 0 or it never reached one._"
     prompts = {s.get("prompt") for s in facts.samples if isinstance(s.get("prompt"), str)}
     body = []
-    for s in facts.samples:
+    shown = spread(facts.samples)
+    for s in shown:
         step = as_int(s.get("step")) or 0
         val = as_num(facts.evals.get(step, {}).get("val_loss"))
         mark = " (asked)" if s.get("requested") is True else ""
         body.append([f"{step}{mark}", fmt.loss(val), md(s.get("text", ""), SAMPLE_CHARS)])
     head = f"Prompt: {code(next(iter(prompts)), 80)}." if len(prompts) == 1 else "Prompts differ per row."
-    return head + "\n\n" + markdown_table(["step", "val loss", "sample"], body, [True, True, False])
+    return (head + "\n\n" + markdown_table(["step", "val loss", "sample"], body, [True, True, False])
+            + _shown(len(facts.samples), len(shown), "samples"))
 
 
 def forecast_section(facts: RunFacts) -> str:
