@@ -129,9 +129,9 @@ def load_facts(run_dir: Path, name: str | None = None) -> RunFacts:
         at = as_int(rec.get("step"))
         if kind == "hello":
             start = as_int(rec.get("start_step")) or 0
-            if facts.hellos and not start and not rec.get("resumed_from"):
-                facts.metrics.clear(), facts.evals.clear(), facts.ckpts.clear(), facts.samples.clear()
-            _cut(facts, start)
+            # A fresh start in a used folder (deleted and re-created under the same name) replaces it
+            # all, like the store's restart; a resume replaces what lies past its start step.
+            _cut(facts, start if start or rec.get("resumed_from") or not facts.hellos else -1)
             facts.hellos.append(rec)
             step = start
         elif kind in ("metric", "eval", "ckpt", "sample") and at is not None:
