@@ -342,7 +342,7 @@ async def test_report_key_writes_the_selected_or_marked_runs(root: Path, tmp_pat
         while table.row_count < 2 or not table.selected:
             assert time.monotonic() < deadline, "the runs never showed in the table"
             await pilot.pause(0.1)
-        assert any(b.key == "R" for b in app.BINDINGS)
+        assert any(b.key == "R" and b.show for b in app.BINDINGS), "R is shown in the footer"
         highlighted = table.selected[0]
         await pilot.press("R")
         found = await _wait_file(pilot, runs, 1)
