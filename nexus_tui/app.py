@@ -400,7 +400,7 @@ class NexusApp(App[None]):
 
         try:
             path = save_report(self.root, runs)
-        except (OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - a damaged folder must cost a notice, never the dashboard
             self.call_from_thread(self.notify, f"Could not write the report: {e}", severity="error", markup=False)
             return
         self.call_from_thread(self.notify, f"Report saved to {path}", markup=False)

@@ -100,7 +100,7 @@ def _applies(family: Any, key: str) -> bool:
     """Whether a run of this family reads the key. A family the table does not know (a newer engine,
     or no config at all) is taken to read everything, so nothing it set is hidden."""
     owner = FAMILY_OF_OPTION.get(key)
-    return owner is None or family == owner or family not in FAMILY_OPTIONS
+    return owner is None or family == owner or not isinstance(family, str) or family not in FAMILY_OPTIONS
 
 
 def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:

@@ -54,7 +54,7 @@ def _int(v: Any) -> int | None:
 
 def engine_pid_alive(pid: Any) -> bool:
     """pid_alive, and (where /proc tells) the process is a Python engine, not a recycled pid."""
-    if not pid_alive(pid):
+    if not isinstance(pid, int) or not 0 < pid < 2**31 or not pid_alive(pid):  # a pid no kernel gives out
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()

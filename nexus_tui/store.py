@@ -211,8 +211,10 @@ class MetricStore:
         if type(step) not in REAL_TYPES:
             return ""
         step = float(step)
+        if not math.isfinite(step):
+            return ""  # garbage: a NaN/inf step has no place on any axis (and int() of it raises)
         tokens = rec.get("tokens")
-        tokens = float(tokens) if type(tokens) in REAL_TYPES else 0.0
+        tokens = float(tokens) if type(tokens) in REAL_TYPES and math.isfinite(tokens) else 0.0
         t = rec.get("time")
         t = float(t) if type(t) in REAL_TYPES else 0.0
         values = [(k, float(v)) for k in METRIC_KEYS if type(v := rec.get(k)) in REAL_TYPES]

@@ -49,6 +49,16 @@ def chart(title: str, xlabel: str, lines: Sequence[Line], width: int = WIDTH, he
     drawn = [(ln, xs, ys) for ln, xs, ys in drawn if xs]
     if not drawn:
         return f"_No {one_line(title).lower()} to draw yet._"
+    try:
+        text = _build(title, xlabel, drawn, width, height)
+    except Exception as e:  # noqa: BLE001 - plotext on garbage numbers (1e308 spans): say so, keep the report
+        return f"_The {one_line(title).lower()} chart could not be drawn ({one_line(type(e).__name__)})._"
+    lines_out = [line.rstrip() for line in block(text).splitlines()]
+    return "```text\n" + "\n".join(lines_out).strip("\n") + "\n```"
+
+
+def _build(title: str, xlabel: str, drawn: list[tuple[Line, list[float], list[float]]], width: int,
+           height: int) -> str:
     with _LOCK:
         plt.clear_figure()
         plt.plotsize(width, height)
@@ -62,7 +72,7 @@ def chart(title: str, xlabel: str, lines: Sequence[Line], width: int = WIDTH, he
                 plt.scatter(xs, ys, marker=ln.marker, label=label)
             else:
                 plt.plot(xs, ys, marker=ln.marker, label=label)
-        text = plt.build()
-        plt.clear_figure()
-    lines_out = [line.rstrip() for line in block(text).splitlines()]
-    return "```text\n" + "\n".join(lines_out).strip("\n") + "\n```"
+        try:
+            return plt.build()
+        finally:
+            plt.clear_figure()
