@@ -285,6 +285,9 @@ def test_cli_unknown_run_or_folder_is_one_error_line(root: Path, tmp_path: Path,
     assert main(["--root", str(root), "report", "fin", "nope"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
+    assert main(["--root", str(root), "report", "fin", "-o", str(tmp_path / "no" / "such" / "r.md")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: cannot write") and err.count("\n") == 1
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty"), "--root", str(root)]) == 2
     out, err = capsys.readouterr()
