@@ -128,7 +128,7 @@ def lr_section(facts: RunFacts) -> str:
     steps, lrs = facts.series("lr")
     found = ramps(facts)
     title = "LR by step" + (f" ({len(found)} ramp{'s' if len(found) > 1 else ''})" if found else "")
-    out = [chart(title, "step", [Line("LR", steps, lrs, "•")], height=12)]
+    out = [chart(title, "step", [Line("LR", steps, lrs, "•")], height=12), ""]
     for step, text in found:
         span = re.search(r"over (\d+) steps", text)
         end = step + max(1, int(span.group(1))) if span else step + 1
@@ -136,7 +136,7 @@ def lr_section(facts: RunFacts) -> str:
         seen = (f"; the records show LR {fmt.lr(after[0][1])} at step {after[0][0]:.0f} and "
                 f"{fmt.lr(after[-1][1])} at step {after[-1][0]:.0f}") if after else ""
         out.append(f"- Ramp at step {step}: {md(text, 200)}{seen}.")
-    return "\n".join(out)
+    return "\n".join(out).rstrip("\n")
 
 
 def samples_section(facts: RunFacts) -> str:
