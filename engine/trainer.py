@@ -117,6 +117,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = Schedule.from_config(cfg.schedule, t.steps)
         self.resumed_from: str | None = None
+        self._resume_ramp: ResumeSpec | None = None
+        """The resume's LR ramp, said once in the records when the run starts (reports show it)."""
         if self.resume is not None:
             self._load_resume(self.resume)
         self.dist.broadcast_module(self.model)
@@ -144,6 +146,7 @@ class Trainer:
         if spec.target_lr is not None:
             target = spec.target_lr / self.lr_scale / self.cfg.optim.lr
             self.schedule = self.schedule.with_ramp(self.step, now, target, spec.ramp_steps, total)
+            self._resume_ramp = spec
         elif total != self.schedule.total_steps:
             self.schedule = self.schedule.with_ramp(self.step, now, now, 0, total)
         if self.step >= self.schedule.total_steps:
@@ -194,6 +197,10 @@ class Trainer:
                         f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}")
         if self.resumed_from:
             self.report.log(f"resumed from {self.resumed_from} at step {self.step}; LR now {self._lr():.4g}")
+        if self._resume_ramp is not None and self._resume_ramp.target_lr is not None:
+            # The same words as the `ramp` command's log line, so a reader finds both kinds of ramp.
+            self.report.log(f"LR ramp from {self._lr():.4g} to {self._resume_ramp.target_lr:.4g} over "
+                            f"{self._resume_ramp.ramp_steps} steps, total {self.schedule.total_steps} steps")
         self._set_state(P.RUNNING)
 
     def _loop(self) -> int:

@@ -62,8 +62,8 @@ def tail_bytes(path: str | Path, size: int) -> bytes | None:
 
 def _pid_exists(pid: Any) -> bool:
     """Whether a process with this pid exists (and is not a zombie we could reap)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False  # a pid no kernel gives out (and os.kill overflows past a C int)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

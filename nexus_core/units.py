@@ -13,3 +13,16 @@ def gib(nbytes: Any, missing: str = "N/A") -> str:
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, float)) or not math.isfinite(nbytes):
         return missing
     return f"{nbytes / GIB:.1f}"
+
+
+def as_num(value: Any) -> float | None:
+    """A finite real number from an untrusted field (a status file, a hand-written record), else None:
+    bools, strings, NaN and infinities are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def as_int(value: Any) -> int | None:
+    """An int from an untrusted field (not a bool), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -61,6 +61,7 @@ class NexusApp(App[None]):
         Binding("r", "ramp", "Ramp"),
         Binding("s", "stop", "Stop"),
         Binding("m", "compare", "Compare"),
+        Binding("R", "report", "Report"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("q", "quit", "Quit"),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
@@ -389,6 +390,27 @@ class NexusApp(App[None]):
         table = self.query_one(RunTable)
         chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
         self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
+
+    def action_report(self) -> None:
+        """The markdown report of the marked runs (else the highlighted one), saved in the runs folder."""
+        names = self.query_one(RunTable).selected
+        if not names:
+            self.notify("No run selected: press n to start one", severity="warning")
+            return
+        runs = [self.store.get(n) for n in names]
+        self.write_report([str(r.run_dir) if r is not None and r.run_dir else n for r, n in zip(runs, names, strict=True)])
+
+    @work(thread=True, group="report", exclusive=True)
+    def write_report(self, runs: list[str]) -> None:
+        """Off the event loop: a long run's metrics file takes a while to read."""
+        from nexus_tui.report.document import save_report
+
+        try:
+            path = save_report(self.root, runs)
+        except Exception as e:  # noqa: BLE001 - a damaged folder must cost a notice, never the dashboard
+            self.call_from_thread(self.notify, f"Could not write the report: {e}", severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"Report saved to {path}", markup=False)
 
     # -- view actions ----------------------------------------------------------------------------
 
