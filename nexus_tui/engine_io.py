@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+from engine.protocol import FINAL_STATES, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
 
 TAIL_LINES = 40
 
@@ -99,7 +99,7 @@ def last_state(run_dir: Path) -> dict[str, Any] | None:
 def exit_code_of(run_dir: Path) -> int | None:
     """A dead run's exit status as its last state record tells it (None: it never said, e.g. killed)."""
     state = last_state(run_dir)
-    if not state or state.get("state") not in (FINISHED, STOPPED, CRASHED):
+    if not state or state.get("state") not in FINAL_STATES:
         return None
     code = state.get("exit_code")
     if isinstance(code, int) and not isinstance(code, bool):

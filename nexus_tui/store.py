@@ -19,7 +19,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from engine.protocol import CRASHED, FAILED, FINISHED, KILLED, LIVE_STATES, STARTING, STATES, STOPPED
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
@@ -150,6 +150,8 @@ class MetricStore:
         with self._lock:
             run = self._view(name)
             run.exit_code = exit_code
+            if run.state in (FAILED, KILLED):
+                return {"state"}  # the run said how it ended (an exception, a signal): that stands
             if exit_code == -signal.SIGTERM:
                 # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of
                 # it means it came before the handler was up, e.g. the dashboard's quit-with-stop

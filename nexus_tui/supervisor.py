@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from engine.protocol import (
     RESUME,
     STOP,
     ControlError,
+    check_run_name,
+    free_run_name,
     read_records,
     read_status,
     send_command,
@@ -58,7 +59,6 @@ POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class LaunchError(Exception):
@@ -120,8 +120,8 @@ class Supervisor:
         """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
         Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
         name = name.strip() if name else self._free_name(preset)
-        if not _NAME_OK.match(name):
-            raise LaunchError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/')")
+        if error := check_run_name(name):
+            raise LaunchError(error)
         run_dir = self.root / name
         metrics = run_dir / METRICS_FILE
         if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
@@ -167,11 +167,10 @@ class Supervisor:
         self._spawn(name, run_dir, args, run_device)
 
     def _free_name(self, preset: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9._-]", "-", preset) or "run"
-        for i in range(1, 10_000):
-            if not (self.root / f"{base}-{i}").exists() and f"{base}-{i}" not in self._runs:
-                return f"{base}-{i}"
-        raise LaunchError(f"no free run name for preset {preset!r}")
+        try:
+            return free_run_name(self.root, preset, set(self._runs))
+        except FileExistsError as e:
+            raise LaunchError(str(e)) from None
 
     def _threads(self) -> int:
         """CPU runs share the cores: each new one gets cores // (live CPU runs, itself included)."""

@@ -48,3 +48,12 @@ def test_dashboard_reaches_engine_only_through_protocol() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_reporter_imports_neither_torch_nor_textual() -> None:
+    """`import nexus` in a user's script costs no torch import of its own, and never textual."""
+    import nexus
+
+    mods = ["nexus", *_modules(nexus)]
+    assert _leaks(mods, "torch") == ""
+    assert _leaks(mods, "textual") == ""

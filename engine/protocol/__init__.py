@@ -43,7 +43,14 @@ from engine.protocol.records import (
     pack,
     read_records,
 )
-from engine.protocol.runfolder import pid_alive, read_status, write_status
+from engine.protocol.runfolder import (
+    RUN_NAME_RULE,
+    check_run_name,
+    free_run_name,
+    pid_alive,
+    read_status,
+    write_status,
+)
 from engine.protocol.schema import (
     ALERT,
     CHECKPOINT,
@@ -56,9 +63,12 @@ from engine.protocol.schema import (
     CRASHED,
     EVAL,
     EVAL_NOW,
+    FAILED,
+    FINAL_STATES,
     FINISHED,
     GENERATE,
     HELLO,
+    KILLED,
     LIVE_STATES,
     LOG,
     LOG_FILE,
@@ -71,6 +81,7 @@ from engine.protocol.schema import (
     RAMP,
     RECORD_TYPES,
     RESUME,
+    RUN_DIR_ENV,
     RUNNING,
     SAMPLE,
     STARTING,

@@ -193,7 +193,11 @@ class RecordWriter:
             os.set_blocking(pipe_fd, False)
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {**record, "seq": self.seq, "time": time.time()}
+        """File (then pipe) one record, stamped with its seq and, unless it carries a numeric "time"
+        already (a writer that files records after the fact, like nexus's reporter), the time now."""
+        at = record.get("time")
+        at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else time.time()
+        record = {**record, "seq": self.seq, "time": at}
         data = pack(record)
         try:
             self._append(data)

@@ -5,12 +5,35 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.protocol.schema import STATUS_FILE
+
+RUN_NAME_RULE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+"""A run's folder name: what the dashboard's launcher, `nexus.init(name=...)` and the docs accept."""
+
+
+def check_run_name(name: str) -> str:
+    """'' for a usable run name, else one line that says what to fix."""
+    if RUN_NAME_RULE.match(name):
+        return ""
+    return f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, starting with a letter or digit)"
+
+
+def free_run_name(root: str | Path, base: str, taken: frozenset[str] | set[str] = frozenset()) -> str:
+    """base-1, base-2, ...: the first name that is neither a folder under `root` nor in `taken`.
+    `base` is cleaned to the name rule first (a preset or script name may hold anything)."""
+    root = Path(root)
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", base).lstrip("._-")[:56] or "run"
+    for i in range(1, 100_000):
+        name = f"{base}-{i}"
+        if name not in taken and not (root / name).exists():
+            return name
+    raise FileExistsError(f"no free run name for {base!r} under {root}")
 
 
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:

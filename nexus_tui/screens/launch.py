@@ -18,9 +18,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
+from engine.protocol import RUN_NAME_RULE, free_run_name
 from nexus_tui.screens.confirm import FormDialog
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = RUN_NAME_RULE
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
 
 
@@ -62,11 +63,8 @@ def parse_launch(
 
 
 def next_free_name(root: Path, base: str) -> str:
-    """base-1, base-2, ... the first that is not a folder yet."""
-    i = 1
-    while (root / f"{base}-{i}").exists():
-        i += 1
-    return f"{base}-{i}"
+    """base-1, base-2, ... the first that is not a folder yet (the protocol's one name rule)."""
+    return free_run_name(root, base)
 
 
 class LaunchScreen(FormDialog[dict[str, Any] | None]):
