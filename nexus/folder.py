@@ -30,6 +30,8 @@ def choose_run_dir(name: str | None, root: str | os.PathLike[str] | None, run_di
         path = Path(run_dir)
     else:
         base = Path(root) if root is not None else Path(DEFAULT_ROOT)
+        if name is not None and (error := P.check_run_name(str(name))):
+            raise NexusError(error)
         if name is None:
             script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] not in ("", "-c") else "run"
             name = P.free_run_name(base, script or "run")

@@ -62,7 +62,7 @@ def grab(value: Any) -> Any:
     if t is bool:
         return None
     module = t.__module__
-    if module.startswith("torch"):
+    if module.startswith("torch") or _torch_tensor(value):
         if hasattr(value, "detach") and value.numel() == 1:
             return value.detach()
         return None
@@ -77,7 +77,13 @@ def grab(value: Any) -> Any:
 
 def is_tensor(value: Any) -> bool:
     t = type(value)
-    return t is not float and t is not int and t.__module__.startswith("torch")
+    return t is not float and t is not int and (t.__module__.startswith("torch") or _torch_tensor(value))
+
+
+def _torch_tensor(value: Any) -> bool:
+    """A tensor of a subclass defined outside torch (checked only when the quick tests failed)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor)
 
 
 def resolve(values: list[Any]) -> list[float]:
