@@ -26,7 +26,7 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
-from nexus.writer import Writer, json_safe
+from nexus.writer import STEP, Writer, json_safe
 
 ALWAYS = frozenset({P.PAUSE, P.RESUME, P.STOP})
 """Commands every reported run takes (acted on at step_end(), or at each committed log())."""
@@ -139,17 +139,10 @@ class Run:
                 values = dict(list(values.items())[: V.MAX_KEYS])
             if not self._device:
                 self._learn_device(values)
-            metric, evals = V.route(values)
-            now = time.time()
             lr = self._lr
-            if lr is not None and lr.last_lr is not None and metric:
-                if lr.active and "lr" in metric:
-                    metric["lr_schedule"] = metric.pop("lr")  # the scheduler's value; `lr` is what was used
-                metric.setdefault("lr", lr.last_lr)
-            if metric:
-                self._writer.put({"type": P.METRIC, "step": step, "time": now, **metric})
-            if evals:
-                self._writer.put({"type": P.EVAL, "step": step, "time": now, **evals})
+            used = (lr.last_lr, lr.active) if lr is not None and lr.last_lr is not None else None
+            # Routing keys into metric/eval records is the writer thread's work (writer.STEP).
+            self._writer.put({"type": STEP, "step": step, "time": time.time(), "values": values, "lr": used})
         if not self._steers and self._inbox:
             self._act()
 

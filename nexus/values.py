@@ -77,7 +77,7 @@ def grab(value: Any) -> Any:
 
 def is_tensor(value: Any) -> bool:
     t = type(value)
-    return t is not float and t is not int and (t.__module__.startswith("torch") or _torch_tensor(value))
+    return t is not float and t is not int and t is not str and _torch_tensor(value)
 
 
 def _torch_tensor(value: Any) -> bool:
@@ -87,23 +87,20 @@ def _torch_tensor(value: Any) -> bool:
 
 
 def resolve(values: list[Any]) -> list[float]:
-    """Read tensors' values in one batch per device: one stack and one copy each, not one sync per
-    value. On CUDA the copy is asynchronous and the wait polls an event, so the writer thread never
-    sits in a blocking GPU call while holding the GIL. Called on the writer thread only."""
+    """Read tensors' values in one batch per (device, dtype, shape): one stack and one copy each, not
+    one sync per value. On CUDA the copy is asynchronous and the wait polls an event, so the writer
+    thread never sits in a blocking GPU call while holding the GIL. Called on the writer thread only."""
     torch = sys.modules.get("torch")
     if torch is None:  # no tensors can exist without torch imported
         return [float(v) for v in values]
-    out: list[float] = [0.0] * len(values)
-    by_device: dict[Any, list[int]] = {}
+    out: list[Any] = list(values)
+    groups: dict[Any, list[int]] = {}
     for i, v in enumerate(values):
         if isinstance(v, torch.Tensor):
-            by_device.setdefault(v.device, []).append(i)
-        else:
-            out[i] = float(v)
-    for device, idx in by_device.items():
-        dtype = torch.float32 if device.type == "mps" else torch.float64
+            groups.setdefault((v.device, v.dtype, v.shape), []).append(i)
+    for (device, _, _), idx in groups.items():
         with torch.no_grad():
-            stacked = torch.stack([values[i].reshape(()).to(dtype) for i in idx])
+            stacked = torch.stack([values[i] for i in idx]).reshape(-1)
             if device.type == "cuda":
                 host = stacked.to("cpu", non_blocking=True)
                 event = torch.cuda.current_stream(device).record_event()
@@ -122,13 +119,29 @@ def route(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     metric: dict[str, Any] = {}
     evals: dict[str, Any] = {}
     for key, value in values.items():
-        name = WELL_KNOWN.get(key, key)
-        if name != key and name in values:
-            name = key  # both `loss` and `train/loss` logged: each keeps its own name
-        if name in RESERVED:
-            name = f"user/{name}"
-        (evals if is_eval(name) else metric)[name] = value
+        name, to_eval = _ROUTES.get(key) or _route(key)
+        if name != key and name in values:  # both `loss` and `train/loss` logged: each keeps its name
+            name, to_eval = _route_as_is(key)
+        (evals if to_eval else metric)[name] = value
     return metric, evals
+
+
+_ROUTES: dict[str, tuple[str, bool]] = {}
+"""key -> (recorded name, goes to the eval record): the answer never changes, so it is kept."""
+
+
+def _route(key: str) -> tuple[str, bool]:
+    name = WELL_KNOWN.get(key, key)
+    if name in RESERVED:
+        name = f"user/{name}"
+    if len(_ROUTES) < 100_000:
+        _ROUTES[key] = (name, is_eval(name))
+    return name, is_eval(name)
+
+
+def _route_as_is(key: str) -> tuple[str, bool]:
+    name = f"user/{key}" if key in RESERVED else key
+    return name, is_eval(name)
 
 
 def is_eval(name: str) -> bool:

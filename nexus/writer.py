@@ -29,6 +29,9 @@ CAPACITY = 100_000
 """Records waiting for the disk before log() starts dropping (a few seconds of a very chatty loop)."""
 DROP_ALERT_EVERY_S = 10.0
 SUMMARY_FILE = "summary.json"
+STEP = "_step"
+"""A queue item (never a record): one committed step's raw values, which the writer routes into a
+metric and/or an eval record (values.route), so the training thread does not."""
 
 
 class Writer:
@@ -109,7 +112,13 @@ class Writer:
         self._write_status()
 
     def _flush(self) -> None:
-        batch = [self.queue.popleft() for _ in range(min(len(self.queue), 20_000))]
+        batch = []
+        for _ in range(min(len(self.queue), 20_000)):
+            item = self.queue.popleft()
+            if item["type"] == STEP:
+                batch.extend(step_records(item))
+            else:
+                batch.append(item)
         self._resolve(batch)
         self._maybe_hello()
         state_changed = False
@@ -215,8 +224,10 @@ class Writer:
             P.write_status(self.run_dir, self.status)
 
     def _write_config(self, config: dict[str, Any]) -> None:
-        import tomli_w
-
+        try:
+            import tomli_w
+        except ImportError:  # a project dependency, but a script's bare environment may lack it
+            return
         tmp = self.run_dir / (P.CONFIG_FILE + ".tmp")
         try:
             tmp.write_text(tomli_w.dumps(toml_safe(config)))
@@ -232,6 +243,24 @@ class Writer:
         with contextlib.suppress(OSError, TypeError, ValueError):
             tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
             tmp.replace(self.run_dir / SUMMARY_FILE)
+
+
+def step_records(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """A committed step as its metric and eval records. With a watched optimizer, `lr` is the LR its
+    last step used; once a ramp changed it, the script's own `lr` is kept as `lr_schedule`."""
+    metric, evals = V.route(item["values"])
+    if item["lr"] is not None and metric:
+        last, ramped = item["lr"]
+        if ramped and "lr" in metric:
+            metric["lr_schedule"] = metric.pop("lr")
+        metric.setdefault("lr", last)
+    step, at = item["step"], item["time"]
+    out = []
+    if metric:
+        out.append({"type": P.METRIC, "step": step, "time": at, **metric})
+    if evals:
+        out.append({"type": P.EVAL, "step": step, "time": at, **evals})
+    return out
 
 
 def toml_safe(value: Any) -> Any:
