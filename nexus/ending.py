@@ -33,6 +33,8 @@ class EndHooks:
 
     def __init__(self, run: Run) -> None:
         self.run = run
+        self.pid = os.getpid()
+        """A forked child (a DataLoader worker) inherits these hooks: only this process reports."""
         self.signalled: str | None = None
         """Name of a signal the process got (SIGINT, or SIGTERM passed to the script's handler)."""
         self._prev_hook = sys.excepthook
@@ -48,16 +50,24 @@ class EndHooks:
         atexit.register(self._atexit)
 
     def _excepthook(self, etype: type[BaseException], value: BaseException, tb: Any) -> None:
-        with contextlib.suppress(Exception):
-            if issubclass(etype, KeyboardInterrupt):
-                self.run._end_as_killed("SIGINT (KeyboardInterrupt)", -signal.SIGINT)
-            else:
-                self.run._end_as_failed(one_line(value))
+        if os.getpid() == self.pid:  # not in a forked child
+            with contextlib.suppress(Exception):
+                if issubclass(etype, KeyboardInterrupt):
+                    self.run._end_as_killed("SIGINT (KeyboardInterrupt)", -signal.SIGINT)
+                else:
+                    self.run._end_as_failed(one_line(value))
         self._prev_hook(etype, value, tb)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
         prev = self._prev_signals.get(signum, signal.SIG_DFL)
+        if os.getpid() != self.pid:  # a forked child: behave as it would have without us
+            if callable(prev):
+                prev(signum, frame)
+                return
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if callable(prev):
             self.signalled = name
             self.run.should_stop = True
@@ -70,8 +80,9 @@ class EndHooks:
         os.kill(os.getpid(), signum)
 
     def _atexit(self) -> None:
-        with contextlib.suppress(Exception):
-            self.run.finish()
+        if os.getpid() == self.pid:
+            with contextlib.suppress(Exception):
+                self.run.finish()
 
     def remove(self) -> None:
         if sys.excepthook == self._excepthook:

@@ -119,6 +119,7 @@ def test_tensors_are_never_read_on_the_training_thread(tmp_path: Path) -> None:
 
 def test_config_changes_file_a_fresh_hello_and_config_toml(tmp_path: Path) -> None:
     with nexus.init(root=tmp_path, name="cfg", config={"lr": 0.1}) as run:
+        assert nexus.run is run and nexus.config is run.config and nexus.summary is run.summary
         run.config.update({"batch": 32})
         run.config.dropout = 0.1
         assert run.config["batch"] == 32 and run.config.lr == 0.1
