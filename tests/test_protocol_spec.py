@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+from reporter_helpers import nexus_runs
 
 from nexus_tui.app import NexusApp
 from nexus_tui.store import MetricStore
 from nexus_tui.watcher import RunsWatcher
-from tests.reporter_helpers import nexus_runs
 
 
 class HandRun:

@@ -9,11 +9,11 @@ import signal
 from pathlib import Path
 
 import pytest
+from reporter_helpers import Script, command, nexus_runs
 
 from engine import protocol as P
 from nexus_tui.engine_io import exit_code_of
 from nexus_tui.store import MetricStore
-from tests.reporter_helpers import Script, command, nexus_runs
 
 
 def _metric_steps(script: Script) -> list[int]:

@@ -23,6 +23,7 @@ if mode == "wandb":
     sys.exit(0)  # no finish(): the atexit hook records the end
 
 torch.manual_seed(0)
+torch.set_default_dtype(torch.float64)  # so the LR SGD applied can be read back from the weights exactly
 torch.set_num_threads(1)
 model = torch.nn.Linear(8, 1)
 opt = torch.optim.SGD(model.parameters(), lr=0.05)
