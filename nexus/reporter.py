@@ -26,13 +26,14 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
+from nexus.steering import Steering
 from nexus.writer import STEP, Writer, json_safe
 
 ALWAYS = frozenset({P.PAUSE, P.RESUME, P.STOP})
 """Commands every reported run takes (acted on at step_end(), or at each committed log())."""
 
 
-class Run:
+class Run(Steering):
     """A run Nexus did not write, reporting into a run folder. Build it with `nexus.init()`."""
 
     def __init__(self, run_dir: Path, config: Any = None, total_steps: int | None = None,
@@ -190,96 +191,10 @@ class Run:
         self._control.arrived.wait(1.0)  # the writer keeps the status fresh meanwhile: paused, alive
         self._control.arrived.clear()
 
-    def _do(self, cmd: dict[str, Any]) -> None:
-        name = cmd["cmd"]
-        if name == P.PAUSE and not self.paused:
-            self.paused = True
-            self._set_state(P.PAUSED, "pause command")
-        elif name == P.RESUME and self.paused:
-            self.paused = False
-            self._set_state(P.RUNNING, "resume command")
-        elif name == P.STOP:
-            self.should_stop = True
-            if self.paused:
-                self.paused = False
-                self._set_state(P.RUNNING, "stop command")
-            self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
-        elif name == P.CHECKPOINT:
-            self._call(name, self._checkpoint)
-        elif name == P.EVAL_NOW:
-            self._call(name, self._eval)
-        elif name == P.GENERATE:
-            self._call(name, lambda: self._sample(cmd))
-
-    def _call(self, name: str, work: Callable[[], None]) -> None:
-        try:
-            work()
-        except Exception as e:  # noqa: BLE001 - a failing handler is reported, never kills the run
-            self._put_log(f"{name} handler failed: {one_line(e)}", "error")
-
-    def _checkpoint(self) -> None:
-        before = self._state
-        self._set_state(P.CHECKPOINTING, "checkpoint command")
-        try:
-            path = self._handlers[P.CHECKPOINT]()
-        finally:
-            self._set_state(before if before != P.CHECKPOINTING else P.RUNNING, "")
-        text = str(path) if path is not None else ""
-        if text and Path(text).is_absolute() and Path(text).resolve().is_relative_to(self.dir.resolve()):
-            text = str(Path(text).resolve().relative_to(self.dir.resolve()))
-        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": text, "best": False,
-                          "val_loss": None, "time": time.time()})
-
-    def _eval(self) -> None:
-        result = self._handlers[P.EVAL_NOW]()
-        if result is None:
-            return
-        if isinstance(result, dict):
-            fields = {}
-            for key, value in V.flatten(result).items():
-                got = V.grab(value)
-                if got is not None:
-                    if not V.is_eval(V.WELL_KNOWN.get(key, key)):
-                        key = f"val/{key}"  # an eval handler's {"loss": x} is the val loss
-                    fields[V.WELL_KNOWN.get(key, key)] = got
-        else:
-            got = V.grab(result)
-            if got is None:
-                raise TypeError(f"the eval handler returned a {type(result).__name__}, not a number or a dict")
-            fields = {"val_loss": got}
-        self._writer.put({"type": P.EVAL, "step": self._done_step(), "time": time.time(), **fields})
-
-    def _sample(self, cmd: dict[str, Any]) -> None:
-        prompt = str(cmd.get("prompt", ""))
-        text = self._handlers[P.GENERATE](prompt, int(cmd.get("tokens", 100)), float(cmd.get("temperature", 0.8)),
-                                          int(cmd.get("top_k", 40)))
-        self._writer.put({"type": P.SAMPLE, "step": self._done_step(), "prompt": prompt, "text": str(text),
-                          "requested": True, "time": time.time()})
-
     def _done_step(self) -> int:
         return max(self._last_committed, 0)
 
-    # -- what the script hands over --------------------------------------------------------------
-
-    def on_checkpoint(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """`fn()` saves a checkpoint and returns its path (or None); the `c` key calls it between
-        steps. Usable as a decorator."""
-        return self._register(P.CHECKPOINT, fn)
-
-    def on_eval(self, fn: Callable[[], Any]) -> Callable[[], Any]:
-        """`fn()` evaluates and returns the val loss (a number) or a dict of eval values; the `e` key."""
-        return self._register(P.EVAL_NOW, fn)
-
-    def on_sample(self, fn: Callable[[str, int, float, int], str]) -> Callable[..., str]:
-        """`fn(prompt, tokens, temperature, top_k) -> text`; the `g` key. The text becomes a sample record."""
-        return self._register(P.GENERATE, fn)
-
-    def _register(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(fn):
-            raise TypeError(f"the {name} handler must be callable")
-        self._handlers[name] = fn
-        self._describe()
-        return fn
+    # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 
     def watch(self, target: Any, *args: Any, **kwargs: Any) -> None:
         """Hand over a torch optimizer: `ramp` commands then change its LR (see nexus/lr.py for how it

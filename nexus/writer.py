@@ -61,6 +61,8 @@ class Writer:
         self._dropped_alert_at = -math.inf
         self._status_at = -math.inf
         self._tokens: Any = None
+        self._prev: tuple[float, int, float | None] | None = None
+        """(time, step, tokens) of the last metric record, for step_s and tok_s."""
         self._wake = threading.Event()
         self._closing = False
         self._summary: dict[str, Any] | None = None
@@ -131,6 +133,7 @@ class Writer:
             elif kind == P.STATE:
                 self.status.update(state=rec["state"], step=rec.get("step", self.status.get("step", 0)))
                 state_changed = True
+                self._prev = None  # a pause is not a slow step
             self._file(rec)
         self._alert_drops()
         now = time.monotonic()
@@ -158,6 +161,16 @@ class Writer:
             rec[key] = value
 
     def _note_metric(self, rec: dict[str, Any]) -> None:
+        """Status fields from a metric record, and the speed a script did not log itself: `step_s`
+        and (when it logs `tokens`) `tok_s` from the records' own times, as the engine reports them."""
+        at, step, tokens = rec["time"], rec["step"], V.finite_or_none(rec.get("tokens"))
+        if self._prev is not None:
+            t0, s0, k0 = self._prev
+            if step > s0 and at > t0:
+                rec.setdefault("step_s", (at - t0) / (step - s0))
+                if tokens is not None and k0 is not None and tokens > k0:
+                    rec.setdefault("tok_s", (tokens - k0) / (at - t0))
+        self._prev = (at, step, tokens)
         if "tokens" in rec:
             self._tokens = rec["tokens"]
         self.status["step"] = rec["step"]

@@ -29,7 +29,7 @@ def test_controls_of_a_plain_loop(runs_root: Path) -> None:
         assert {"pause", "resume", "stop", "checkpoint", "eval", "generate", "ramp"} <= set(hello["commands"])
         assert hello["source"] == "reporter" and hello["config"]["batch"] == 16 and hello["params"] == 9
         first = script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
-        assert isinstance(first["loss"], float) and first["train/tokens_seen"] > 0
+        assert isinstance(first["loss"], float) and first["train/tokens_seen"] > 0 and first["step_s"] > 0
         assert math.isclose(first["lr"], 0.05) and math.isclose(first["used_lr"], 0.05, rel_tol=1e-4)
 
         # pause holds the loop: while paused it still answers (an eval arrives), but takes no step
