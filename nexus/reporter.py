@@ -172,6 +172,10 @@ class Run(Steering):
         self._steers = True
         if self._pending:
             self._commit()
+        yield from self._drain()
+
+    def _drain(self) -> Iterator[dict[str, Any]]:
+        """Act on every queued command, holding here while paused; yield each after acting."""
         while self._inbox or (self.paused and not self.should_stop):
             if self._inbox:
                 cmd = self._inbox.popleft()
@@ -181,7 +185,7 @@ class Run(Steering):
                 self._wait_for_command()
 
     def _act(self) -> None:
-        for _ in self.commands():
+        for _ in self._drain():
             pass
 
     def _wait_for_command(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -176,7 +177,7 @@ def test_commands_without_a_handler_are_refused_with_the_fix(tmp_path: Path) -> 
         with pytest.raises(P.ControlError, match=r"run\.watch\(optimizer\)"):
             P.send_command(run.dir, "ramp", timeout=30, target_lr=0.1, ramp_steps=3)
         assert P.send_command(run.dir, "stop", timeout=30)["queued"] is True
-        run.step_end()
+        assert [cmd["cmd"] for cmd in run.commands()] == ["stop"]
         assert run.should_stop
     finally:
         run.finish()
@@ -191,3 +192,42 @@ def test_an_exception_in_a_with_block_is_failed(tmp_path: Path) -> None:
     assert (end["state"], end["reason"], end["exit_code"]) == (
         P.FAILED, "RuntimeError: CUDA error: device-side assert triggered", 1)
     assert math.isfinite(_records(run.dir, P.METRIC)[0]["loss"])
+
+
+def _until(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_a_loop_that_only_logs_is_paused_and_stopped_inside_log(tmp_path: Path) -> None:
+    """wandb-style: no step_end() anywhere, yet p holds the loop (inside log()) and s reaches it."""
+    run = nexus.init(root=tmp_path, name="log-only")
+    run.on_checkpoint(lambda: "weights.pt")
+
+    def loop() -> None:
+        while not run.should_stop:
+            run.log({"loss": 1.0})
+            time.sleep(0.001)
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        _until(lambda: run.step > 3)
+        P.send_command(run.dir, "pause", timeout=30)
+        _until(lambda: (P.read_status(run.dir) or {}).get("state") == P.PAUSED)
+        held = run.step
+        P.send_command(run.dir, "checkpoint", timeout=30)  # done by the held loop, which takes no step
+        _until(lambda: any(r["type"] == P.CKPT for r in _records(run.dir)))
+        assert run.step == held and run.paused
+        P.send_command(run.dir, "resume", timeout=30)
+        _until(lambda: run.step > held + 2)
+        P.send_command(run.dir, "stop", timeout=30)
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        run.should_stop = True
+        worker.join(60)
+        run.finish()
+    assert _records(run.dir, P.STATE)[-1]["state"] == P.STOPPED
