@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from engine.protocol import (
     CRASHED,
     LIVE_STATES,
@@ -52,10 +54,17 @@ def _int(v: Any) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-def engine_pid_alive(pid: Any) -> bool:
-    """pid_alive, and (where /proc tells) the process is a Python engine, not a recycled pid."""
+def engine_pid_alive(pid: Any, updated: Any = None) -> bool:
+    """pid_alive, and the process is the run's, not a recycled pid: it started before the run's status
+    was last `updated` (unix time; any language's writer), or, without that time, /proc says it is a
+    Python engine or nexus process."""
     if not pid_alive(pid):
         return False
+    if isinstance(updated, (int, float)) and not isinstance(updated, bool):
+        try:
+            return psutil.Process(pid).create_time() <= updated + 1.0
+        except psutil.Error:
+            pass
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -117,7 +126,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
         _from_metrics(s, metrics)
         if keep_state is not None:  # the status file is newer than the last record about these
             s.state, s.pid, s.updated = keep_state
-    if s.state in LIVE_STATES and not engine_pid_alive(s.pid):
+    if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
     return s

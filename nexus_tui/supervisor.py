@@ -77,6 +77,8 @@ class ManagedRun:
     reader: threading.Thread | None = None
     exited: bool = False
     exit_code: int | None = None
+    since: float | None = None
+    """The status file's `updated` when attached: a process started after it is not this run's."""
     terminated: bool = False
     """This supervisor sent it SIGTERM (a stop before it listened): a silent death is that stop."""
     started: float = field(default_factory=time.time)
@@ -273,8 +275,9 @@ class Supervisor:
                 self._warn(name, f"{METRICS_FILE}: {w.text}")
         pid = status.get("pid") if isinstance(status.get("pid"), int) else None
         device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
-        run = ManagedRun(name, run_dir, device, pid)
-        if status.get("state") in LIVE_STATES and engine_pid_alive(pid):
+        updated = status.get("updated") if isinstance(status.get("updated"), (int, float)) else None
+        run = ManagedRun(name, run_dir, device, pid, since=updated)
+        if status.get("state") in LIVE_STATES and engine_pid_alive(pid, updated):
             with self._lock:
                 self._runs[name] = run
                 if self._poller is None:
@@ -296,7 +299,7 @@ class Supervisor:
             with self._lock:
                 attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
             for run in attached:
-                if not engine_pid_alive(run.pid):
+                if not engine_pid_alive(run.pid, run.since):
                     time.sleep(0.05)  # let its last state record reach the file
                     self._finish(run, exit_code_of(run.run_dir))
 
@@ -412,7 +415,7 @@ class Supervisor:
                 with self._lock:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
                 for run in attached:
-                    if not engine_pid_alive(run.pid):
+                    if not engine_pid_alive(run.pid, run.since):
                         self._finish(run, exit_code_of(run.run_dir))
                 time.sleep(0.05)
         left = self.live_runs()

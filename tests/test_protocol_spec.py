@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +22,7 @@ from reporter_helpers import nexus_runs
 from nexus_tui.app import NexusApp
 from nexus_tui.store import MetricStore
 from nexus_tui.watcher import RunsWatcher
+from nexus_tui.widgets.run_table import RunTable
 
 
 class HandRun:
@@ -44,9 +47,6 @@ class HandRun:
 
 
 def _dead_pid() -> int:
-    import subprocess
-    import sys
-
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
@@ -137,14 +137,31 @@ def test_nexus_runs_and_the_store_read_hand_written_runs(runs_root: Path) -> Non
     _write_finished(runs_root)
     _write_failed(runs_root)
     _write_live(runs_root)
-    rows = nexus_runs(runs_root)
+    # A writer that is no Python process (here `sleep` stands in for a Rust binary) is alive by its pid
+    # and start time; a pid recycled by a process started after the status's `updated` is not the run.
+    native = subprocess.Popen(["sleep", "300"])
+    try:
+        rust = HandRun(runs_root / "native", native.pid)
+        rust.record("hello", protocol=1, pid=native.pid, total_steps=9)
+        rust.status(state="running", step=2, total_steps=9)
+        recycled = HandRun(runs_root / "recycled", native.pid)
+        recycled.record("hello", protocol=1, pid=native.pid)
+        tmp = recycled.dir / ".status.tmp"
+        tmp.write_text(json.dumps({"pid": native.pid, "state": "running", "updated": time.time() - 3600}))
+        os.rename(tmp, recycled.dir / "status")
+        rows = nexus_runs(runs_root)
+    finally:
+        native.kill()
+        native.wait()
+    assert rows["native"][1:3] == ["running", "2/9"]
+    assert rows["recycled"][1] == "crashed"
     assert rows["rust-lstm"][1:4] == ["finished", "20/20", "1.2000"]
     assert rows["go-failed"][1:3] == ["failed", "1/100"]
     assert rows["live-rust"][1:3] == ["running", "3/50"]
 
     store = MetricStore()
     watcher = RunsWatcher(runs_root, on_records=store.ingest, on_new_run=lambda d: None, on_warning=lambda n, t: None)
-    assert len(watcher.scan_existing()) == 3
+    assert len(watcher.scan_existing()) == 5
     lstm = store.get("rust-lstm")
     assert lstm.state == "finished" and lstm.step == 20 and lstm.total_steps == 20 and lstm.model == "lstm"
     assert list(lstm.series["loss"].value) == [3.0 - s * 0.1 for s in range(1, 21)]
@@ -163,13 +180,15 @@ async def test_the_dashboard_steers_a_hand_written_run_only_with_what_it_serves(
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     try:
         async with app.run_test(size=(140, 40)) as pilot:
+            table = app.query_one(RunTable)
             deadline = time.monotonic() + 60
-            while not (app.store.get("live-rust") and app.store.get("live-rust").hello) and time.monotonic() < deadline:
+            while table.highlighted != "live-rust" and time.monotonic() < deadline:
                 await pilot.pause(0.1)
             assert app.store.get("live-rust").hello["commands"] == ["pause", "resume", "stop"]
             await pilot.press("c")  # not served: refused in the dashboard, never sent
             await pilot.pause(0.2)
-            assert any("does not take checkpoint" in n.message for n in app._notifications)
+            said = [n.message for n in app._notifications]
+            assert any("does not take checkpoint" in m for m in said), said
             await pilot.press("p")
             deadline = time.monotonic() + 30
             while not server.received and time.monotonic() < deadline:
