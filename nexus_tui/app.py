@@ -269,6 +269,17 @@ class NexusApp(App[None]):
             self.notify("No run selected: press n to start one", severity="warning")
         return name
 
+    def _lacks(self, name: str, cmd: str) -> bool:
+        """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
+        one is told so here instead of being sent a command it would refuse."""
+        run = self.store.get(name)
+        offered = run.hello.get("commands") if run is not None else None
+        if isinstance(offered, list) and cmd not in offered:
+            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
+                        "(see README, 'Bring your own loop')", severity="warning")
+            return True
+        return False
+
     @work(thread=True, group="commands")
     def send(self, name: str, command: Command) -> None:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
@@ -283,19 +294,21 @@ class NexusApp(App[None]):
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            self.send(name, Unpause() if run.state == PAUSED else Pause())
+            command = Unpause() if run.state == PAUSED else Pause()
+            if not self._lacks(name, command.name):
+                self.send(name, command)
 
     def action_checkpoint(self) -> None:
-        if name := self._current():
+        if (name := self._current()) and not self._lacks(name, "checkpoint"):
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
-        if name := self._current():
+        if (name := self._current()) and not self._lacks(name, "eval"):
             self.send(name, EvalNow())
 
     def action_stop(self) -> None:
         name = self._current()
-        if name is None:
+        if name is None or self._lacks(name, "stop"):
             return
 
         def answered(yes: bool | None) -> None:
@@ -306,7 +319,7 @@ class NexusApp(App[None]):
 
     def action_generate(self) -> None:
         name = self._current()
-        if name is None:
+        if name is None or self._lacks(name, "generate"):
             return
         run = self.store.get(name)
         prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
@@ -321,7 +334,11 @@ class NexusApp(App[None]):
     def action_ramp(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is None or run.run_dir is None:
+        if run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
+            return
+        if not run.live and run.hello.get("source") == "reporter":
+            self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
+                        "again with nexus.init(..., resume=True)", severity="warning")
             return
         sup = self.services.supervisor
 

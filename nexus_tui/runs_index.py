@@ -54,7 +54,7 @@ def _int(v: Any) -> int | None:
 
 
 engine_pid_alive = pid_alive
-"""Kept one release: the core's pid_alive now does the recycled-pid check itself."""
+"""Kept one release: the core's pid_alive does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
@@ -99,11 +99,12 @@ def summarize_run(run_dir: Path) -> RunSummary:
     if status is not None:
         _from_status(s, status)
     if metrics.exists() and (status is None or not s.model or not s.total_steps or s.best_val_loss is None):
-        keep_state = (s.state, s.pid, s.updated) if status is not None else None
+        keep_state = (s.state, s.pid, s.updated, s.step) if status is not None else None
         _from_metrics(s, metrics)
         if keep_state is not None:  # the status file is newer than the last record about these
-            s.state, s.pid, s.updated = keep_state
-    if s.state in LIVE_STATES and not engine_pid_alive(s.pid):
+            s.state, s.pid, s.updated = keep_state[:3]
+            s.step = max(s.step, keep_state[3])
+    if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
     return s
