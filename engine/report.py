@@ -79,10 +79,14 @@ class Reporter:
         self.emit(P.CKPT, **fields)
         self._print(f"checkpoint step {fields['step']}: {fields['path']}{' (best)' if fields.get('best') else ''}")
 
-    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None) -> None:
+    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None,
+              total_steps: int | None = None) -> None:
         fields: dict[str, Any] = {"state": state, "step": step, "reason": reason}
         if exit_code is not None:
             fields["exit_code"] = exit_code
+        if total_steps is not None:
+            fields["total_steps"] = total_steps
+            self._status["total_steps"] = total_steps
         self.emit(P.STATE, **fields)
         self.status(state=state, step=step, force=True)
         self._print(f"state {state} at step {step}{': ' + reason if reason else ''}")

@@ -391,10 +391,10 @@ class Trainer:
         target = target_lr / self.lr_scale / self.cfg.optim.lr
         self.schedule = self.schedule.with_ramp(self.step, now, target, ramp_steps, total_steps)
         self.cfg.train.steps = self.schedule.total_steps
-        self.report.status(total_steps=self.schedule.total_steps, force=True)
         text = (f"LR ramp from {self._lr():.4g} to {target_lr:.4g} over {ramp_steps} steps, "
                 f"total {self.schedule.total_steps} steps")
         self.report.log(text)
+        self._set_state(self.state, text)  # the state record carries the new total to every reader
         return text
 
     def log(self, text: str, level: str = "info") -> None:
@@ -430,7 +430,7 @@ class Trainer:
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
         self.state = state
-        self.report.state(state, self.step, reason, exit_code)
+        self.report.state(state, self.step, reason, exit_code, total_steps=self.schedule.total_steps)
 
 
 def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,

@@ -284,6 +284,9 @@ class MetricStore:
         code = as_int(rec.get("exit_code"))
         if code is not None:
             run.exit_code = code
+        total = as_int(rec.get("total_steps"))
+        if total is not None and total > 0:
+            run.total_steps = total  # a live ramp (or a resume) moved the end of the run
         return "state"
 
     def _on_log(self, run: RunView, rec: dict[str, Any], seq: int | None, late: bool) -> str:

@@ -70,7 +70,7 @@ def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
     assert rows[1]["loss"] == store.series("a", "ce")[1][19]
 
 
-def linear_ramp(target: float, ramp: int, total: int) -> tuple[list[float], list[float]]:
+def linear_ramp(target: float, ramp: int, total: int, ckpt: str | None = None) -> tuple[list[float], list[float]]:
     """A stand-in for the engine's schedule in the preview: a straight ramp, then flat."""
     xs = [float(x) for x in range(0, total, max(1, total // 50))]
     return xs, [target * min(1.0, x / max(ramp, 1)) for x in xs]

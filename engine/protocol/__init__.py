@@ -13,7 +13,8 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
   eval    step, tokens, val_loss, val_ppl, best (bool: this is the best val loss so far)
   sample  step, prompt, text, requested (bool: asked for with the `generate` command)
   ckpt    step, path (relative to the run folder), best (bool), val_loss (or None)
-  state   state (one of STATES), step, reason (text), exit_code (on finished/crashed/stopped)
+  state   state (one of STATES), step, reason (text), exit_code (on finished/crashed/stopped),
+          total_steps (the schedule's total now: a live ramp can move it)
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
