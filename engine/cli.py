@@ -22,6 +22,7 @@ from engine import checkpoint as ckpt
 from engine import config as C
 from engine import protocol as P
 from engine.errors import ConfigError, NexusError
+from engine.runlock import hold_run_folder
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
@@ -153,15 +154,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _under_torchrun() and not (args.run_dir or args.name):
         raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
-    if metrics.exists() and metrics.stat().st_size > 0:
-        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
-                          f"--run-dir {run_dir}`, or another --run-dir")
     from engine.distributed import launch_rank
 
     writes = launch_rank() == 0  # under torchrun, rank 0 alone writes the run folder
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if writes:
+            hold_run_folder(run_dir)  # before anything is written: a second engine stops here
+            _refuse_used(run_dir, metrics)  # checked under the lock: no other engine can be writing now
             _write_config(run_dir, cfg)
     except OSError as e:
         raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
@@ -174,8 +174,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _ended(trainer.run())
 
 
+def _refuse_used(run_dir: Path, metrics: Path) -> None:
+    if metrics.exists() and metrics.stat().st_size > 0:
+        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
+                          f"--run-dir {run_dir}`, or another --run-dir")
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir, write=True)
+    rank = int(os.environ.get("RANK", "0")) if _under_torchrun() else 0
+    if args.nproc <= 1 and rank == 0:  # under torchrun rank 0 holds it; with --nproc, rank 0 after the relaunch
+        hold_run_folder(run_dir)
     cfg = _run_config(run_dir)
     _apply_common(cfg, args)
     cfg.validate()
