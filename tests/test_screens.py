@@ -54,7 +54,9 @@ def test_parse_ramp() -> None:
     assert parse_ramp("3e-4", "100", "", 50) == ({"target_lr": 3e-4, "ramp_steps": 100, "total_steps": 0}, "")
     assert "past the resume step" in parse_ramp("3e-4", "100", "40", 50)[1]
     assert "number like 3e-4" in parse_ramp("fast", "100", "", 0)[1]
-    assert "0 or more" in parse_ramp("1e-3", "-5", "", 0)[1]
+    assert "ramp steps must be between 0 and" in parse_ramp("1e-3", "-5", "", 0)[1]
+    assert "between 1e-12 and 10" in parse_ramp("1e39", "5", "", 0)[1]
+    assert "finite" in parse_ramp("nan", "5", "", 0)[1]
 
 
 def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:

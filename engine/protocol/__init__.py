@@ -18,8 +18,10 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
-Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's control socket
-(owner-only unix socket); the engine answers each with {"ok": bool, "error": str}:
+Commands (app -> engine) are msgpack maps with a "cmd" key, an "id" and a "deadline" (unix s) sent
+over the run's control socket (owner-only unix socket); the engine answers {"taken": id} when it
+reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
+Every argument is checked against COMMAND_ARGS (type and range), the one table the dialogs use too:
   pause · resume · checkpoint · eval · stop (checkpoint, then exit)
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
@@ -27,6 +29,7 @@ Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's c
 """
 
 from engine.protocol.control import (
+    READ_DEADLINE_S,
     CommandServer,
     ControlError,
     check_command,
@@ -44,13 +47,14 @@ from engine.protocol.records import (
     pack,
     read_records,
 )
-from engine.protocol.runfolder import pid_alive, read_status, write_status
+from engine.protocol.runfolder import engine_argv, engine_home, pid_alive, read_status, write_status
 from engine.protocol.schema import (
     ALERT,
     CHECKPOINT,
     CHECKPOINTING,
     CHECKPOINTS_DIR,
     CKPT,
+    COMMAND_ARGS,
     COMMANDS,
     CONFIG_FILE,
     CONTROL_SOCKET,

@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from engine.protocol import COMMAND_ARGS, RAMP
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.widgets import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
@@ -38,14 +39,15 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int, run_total: int 
         lr = float(target)
     except ValueError:
         return None, f"target LR must be a number like 3e-4, got {target!r}"
-    if not 0 < lr < 10:
-        return None, f"target LR must be between 0 and 10, got {lr:g}"
+    limits = COMMAND_ARGS[RAMP]
+    if err := limits["target_lr"].error("target", "LR", lr):
+        return None, err
     try:
         steps = int(ramp)
     except ValueError:
         return None, f"ramp steps must be a whole number, got {ramp!r}"
-    if steps < 0:
-        return None, f"ramp steps must be 0 or more, got {steps}"
+    if err := limits["ramp_steps"].error("ramp", "steps", steps):
+        return None, err
     n = 0
     if total.strip():
         try:
