@@ -103,6 +103,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = None
+    if argv is None:  # a real engine process (not a test calling main): printing must never end it
+        from engine.report import protect_output
+
+        protect_output()
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -192,8 +196,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ConfigError("--lr needs --ramp-steps K (the steps to reach it; 0 jumps straight there)")
     if args.ramp_steps is not None and args.lr is None:
         raise ConfigError("--ramp-steps needs --lr TARGET")
-    if args.lr is not None and args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    _check_lr(args.lr)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
     ckpt.read_meta(path)  # a corrupt checkpoint fails here, before torch loads
     if args.nproc > 1:
@@ -203,6 +206,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     spec = ResumeSpec(path, args.steps, args.lr, args.ramp_steps or 0)
     return _ended(Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run())
+
+
+def _check_lr(lr: float | None) -> None:
+    """--lr within the limits a live `ramp` has (protocol.COMMAND_ARGS): one table for both paths."""
+    if lr is not None and (err := P.COMMAND_ARGS[P.RAMP]["target_lr"].error("--lr", "", lr)):
+        raise ConfigError(err.replace("--lr  must", "--lr must"))
 
 
 def _ended(code: int) -> int:
@@ -236,8 +245,9 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
             rest.append(a)
     if args.command == "train" and not args.run_dir:
         rest += ["--run-dir", str(run_dir)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "-m", "engine", *rest]
+    # Isolated like every engine launch (protocol.engine_argv): no worker imports from the cwd.
+    cmd = [sys.executable, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "--no-python", *P.engine_argv(sys.executable, *rest)]
     sys.stdout.flush()
     os.execv(sys.executable, cmd)
 
@@ -350,8 +360,7 @@ def cmd_lr_preview(args: argparse.Namespace) -> int:
 
     run_dir = _existing_run(args.run_dir)
     cfg = _run_config(run_dir)
-    if args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    _check_lr(args.lr)
     if args.ckpt is None and (_is_live(run_dir) or not ckpt.list_checkpoints(run_dir)):
         step, lr_last, total_now, scale = _live_position(run_dir, cfg)
         sched = Schedule.from_config(cfg.schedule, total_now)

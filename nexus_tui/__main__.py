@@ -1,7 +1,7 @@
 """`nexus`: the dashboard, the demo, and the engine's headless commands under one console script.
 
 The dashboard never imports torch, so the engine's commands (train, resume, generate, eval) replace
-this process with `python -m engine ...` instead of importing the engine here.
+this process with `python -m engine ...` (isolated: see protocol.engine_argv) instead of importing it here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ ENGINE_COMMANDS = ("train", "resume", "generate", "eval", "lr-preview")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ENGINE_COMMANDS:
-        os.execve(sys.executable, [sys.executable, "-m", "engine", *argv], {**os.environ, "NEXUS_PROG": "nexus"})
+        from engine.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
+
+        os.execve(sys.executable, engine_argv(sys.executable, *argv), {**os.environ, "NEXUS_PROG": "nexus"})
 
     parser = argparse.ArgumentParser(
         prog="nexus",

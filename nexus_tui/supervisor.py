@@ -40,6 +40,7 @@ from engine.protocol import (
     RESUME,
     STOP,
     ControlError,
+    engine_argv,
     read_records,
     read_status,
     send_command,
@@ -51,7 +52,6 @@ OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
 OnExit = Callable[[str, "int | None", str], None]
 OnWarning = Callable[[str, str], None]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCH_WINDOW_S = 0.05
 """Records arriving within this long of the first one are handed over together."""
 POLL_S = 1.0
@@ -181,8 +181,6 @@ class Supervisor:
     def _env(self, threads: int | None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        if (REPO_ROOT / "engine" / "__init__.py").exists():
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
@@ -202,7 +200,7 @@ class Supervisor:
             try:
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        [self.python, "-m", "engine", *args, "--metrics-fd", str(write_fd)],
+                        engine_argv(self.python, *args, "--metrics-fd", str(write_fd)),
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         pass_fds=(write_fd,), start_new_session=True, cwd=self.root.parent,
                         env=self._env(threads),
@@ -359,7 +357,7 @@ class Supervisor:
         if from_ckpt:
             args += ["--from", str(from_ckpt)]
         try:
-            out = subprocess.run([self.python, "-m", "engine", *args], capture_output=True, text=True, timeout=60,
+            out = subprocess.run(engine_argv(self.python, *args), capture_output=True, text=True, timeout=60,
                                  cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as e:
             raise LaunchError(f"lr-preview did not run: {e}") from None
