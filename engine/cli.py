@@ -137,7 +137,7 @@ def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = C.load_preset(args.preset or "tiny") if args.preset or not args.config else C.Config()
     if args.config:
-        cfg = C.from_mapping(_read_toml(args.config), origin=args.config, base=cfg)
+        cfg = C.from_mapping(C.read_toml(args.config), origin=args.config, base=cfg)
     for text in args.set:
         C.apply_override(cfg, text)
     if args.steps is not None:
@@ -271,17 +271,6 @@ def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
 
 def _default_name(cfg: C.Config) -> str:
     return f"{cfg.preset or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-def _read_toml(path: str) -> dict:
-    import tomllib
-
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
 
 
 def _check_source(cfg: C.Config) -> None:

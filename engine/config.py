@@ -319,16 +319,24 @@ def load_preset(name: str) -> Config:
     return cfg
 
 
-def load_toml(path: str | Path) -> Config:
-    """A config file: any subset of the sections; missing values take the defaults."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """The one TOML file reader (tomllib, or tomli on Python 3.10): a mapping, or one ConfigError line."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a folder; give a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return from_mapping(data, origin=str(p))
+
+
+def load_toml(path: str | Path) -> Config:
+    """A config file: any subset of the sections; missing values take the defaults."""
+    return from_mapping(read_toml(path), origin=str(path))
 
 
 def from_mapping(data: dict[str, Any], origin: str = "config", base: Config | None = None) -> Config:

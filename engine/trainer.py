@@ -29,6 +29,7 @@ from engine.config import Config
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
 from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng
 from engine.errors import CheckpointError, ConfigError
+from engine.guard import check_causality
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
@@ -62,6 +63,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.rollbacks = 0
         self.paused = False
+        self.paused_for_disk = False
+        """Paused because records could not be written: it goes on by itself once they can."""
         self.stop_reason = ""
         self.state = P.STARTING
         self.started = time.monotonic()
@@ -105,6 +108,8 @@ class Trainer:
             self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
         cfg.model.vocab_size = self.corpus.tokenizer.vocab_size
         self.model = build_model(cfg.model).to(self.device)
+        # Before any record: a model that sees the future trains to a beautiful loss and cannot generate.
+        check_causality(self.model, cfg.model.vocab_size, cfg.model.seq_len, self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = Schedule.from_config(cfg.schedule, t.steps)
         self.resumed_from: str | None = None
@@ -193,6 +198,8 @@ class Trainer:
             self._pause_if_disk_full()  # before the poll: under torchrun the poll shares rank 0's decisions
             self.controller.poll(self, 0.0)
             while self.paused and not self.stop_reason:
+                if self.paused_for_disk and self.dist.is_main and self.report.room_again():  # paused on a full disk: room is back
+                    self.unpause("there is room to write again")  # before the poll, which shares it
                 self.controller.poll(self, 0.1)
                 self.report.status()  # keeps `updated` fresh: a paused run is alive
             if self.stop_reason:
@@ -375,6 +382,7 @@ class Trainer:
 
     def unpause(self, reason: str) -> None:
         self.report.disk_error = None  # the person says there is room again; a new failure pauses again
+        self.paused_for_disk = False
         if self.paused:
             self.paused = False
             self._set_state(P.RUNNING, reason)
@@ -404,7 +412,9 @@ class Trainer:
         """Records or a checkpoint could not be written: alert and hold until a person makes room."""
         if self.report.disk_error and not self.paused:
             self.report.alert("disk", self.step, f"{self.report.disk_error} at step {self.step}")
-            self.pause(f"paused: {self.report.disk_error}; free space, then resume")
+            self.paused_for_disk = bool(self.report.records_blocked)
+            then = ": it resumes by itself once there is room" if self.paused_for_disk else ", then resume"
+            self.pause(f"paused: {self.report.disk_error}; free space{then}")
 
     def _oom_text(self, e: BaseException) -> str:
         """Out of memory, said with the figures a person needs to pick a smaller batch."""

@@ -31,21 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
-    sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
     compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
-    compare.add_argument("--root", dest="compare_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    compare.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "compare_root", None) or args.root)
+    root = Path(getattr(args, "sub_root", None) or args.root)
 
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
-        print(format_runs_table(scan_runs(root)))
-        return 0
+        return _print_out(format_runs_table(scan_runs(root)) + "\n")
 
     if args.command == "compare":
         from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
@@ -58,14 +58,26 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:  # a metrics file we may not read: say which, no traceback
             print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
             return 2
-        print(comparison_markdown(store, names), end="")
-        return 0
+        return _print_out(comparison_markdown(store, names))
 
     from nexus_tui.app import make_app
 
     app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
     app.run()
     return app.return_code or 0
+
+
+def _print_out(text: str) -> int:
+    """Print a listing; a reader that stops early (`nexus runs | head -1`) is normal, not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ class CommandServer:
         self.path = control_socket_path(run_dir)
         if self.path.parent != Path(run_dir).resolve():
             _own_private_folder(self.path.parent)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
