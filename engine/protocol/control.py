@@ -37,6 +37,8 @@ READ_DEADLINE_S = 2.0
 """A connection must deliver its whole command within this long, however slowly it trickles."""
 MAX_COMMAND_BYTES = 64 * 1024
 """A command is small (the longest is a prompt): more than this is not a command."""
+MAX_PENDING = 32
+"""Connections read at once; more are refused at once (select and the step stay cheap)."""
 TAKEN_GRACE_S = 1.0
 """How long past its deadline a client still waits for `taken` (the engine decided before it)."""
 WORK_TIMEOUT_S = 120.0
@@ -117,7 +119,7 @@ class CommandServer:
         end = time.monotonic() + timeout
         while True:
             waiting = [self._sock] + [p.conn for p in self._pending.values()]
-            ready, _, _ = select.select(waiting, [], [], max(0.0, end - time.monotonic()) if not out else 0.0)
+            ready, _, _ = select.select(waiting, [], [], max(0.0, end - time.monotonic()))
             for s in ready:
                 if s is self._sock:
                     self._accept()
@@ -126,7 +128,7 @@ class CommandServer:
                     if got is not None:
                         out.append(got)
             self._expire_slow()
-            if out or not ready and time.monotonic() >= end:
+            if out or time.monotonic() >= end:  # one pass when timeout is 0: a step never waits on a client
                 return out
 
     def _accept(self) -> None:
@@ -144,6 +146,10 @@ class CommandServer:
             if uid is not None and uid != os.getuid():
                 conn.settimeout(0.2)
                 reply(conn, ok=False, error="refused: not the run's owner")
+                continue
+            if len(self._pending) >= MAX_PENDING:
+                conn.settimeout(0.2)
+                reply(conn, ok=False, error=f"busy: {MAX_PENDING} commands are already arriving")
                 continue
             conn.setblocking(False)
             self._pending[conn.fileno()] = _Pending(conn)
