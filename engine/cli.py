@@ -22,7 +22,7 @@ from engine import checkpoint as ckpt
 from engine import config as C
 from engine import protocol as P
 from engine.errors import ConfigError, NexusError
-from engine.runlock import hold_run_folder
+from engine.runlock import hold_run_folder, refuse_if_in_use
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
@@ -158,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _under_torchrun() and not (args.run_dir or args.name):
         raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
+    _refuse_used(run_dir, metrics)  # before anything is created; again under the lock below
     from engine.distributed import launch_rank
 
     writes = launch_rank() == 0  # under torchrun, rank 0 alone writes the run folder
@@ -165,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         if writes:
             hold_run_folder(run_dir)  # before anything is written: a second engine stops here
-            _refuse_used(run_dir, metrics)  # checked under the lock: no other engine can be writing now
+            _refuse_used(run_dir, metrics, locked_by_us=True)  # under the lock: no other engine writes now
             _write_config(run_dir, cfg)
     except OSError as e:
         raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
@@ -178,7 +179,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _ended(trainer.run())
 
 
-def _refuse_used(run_dir: Path, metrics: Path) -> None:
+def _refuse_used(run_dir: Path, metrics: Path, locked_by_us: bool = False) -> None:
+    if not locked_by_us:
+        refuse_if_in_use(run_dir)  # a live engine is named first: "already has metrics" would hide it
     if metrics.exists() and metrics.stat().st_size > 0:
         raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
                           f"--run-dir {run_dir}`, or another --run-dir")

@@ -35,9 +35,7 @@ def hold_run_folder(run_dir: str | Path) -> None:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        who = f"engine pid {holder}" if holder else "another engine"
-        raise ConfigError(f"run folder {run_dir} is in use by {who} (one engine per folder): stop it "
-                          f"first (`kill {holder or 'PID'}` checkpoints and exits), or give another --run-dir") from None
+        raise ConfigError(_in_use(run_dir, holder)) from None
     except OSError as e:
         os.close(fd)
         raise ConfigError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
@@ -45,6 +43,29 @@ def hold_run_folder(run_dir: str | Path) -> None:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     _held.append(fd)
+
+
+def refuse_if_in_use(run_dir: str | Path) -> None:
+    """The same refusal as hold_run_folder, without creating or writing anything: for the checks a
+    command makes before it may write (so a refused command leaves the folder byte for byte)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise ConfigError(_in_use(run_dir, _holder(fd))) from None
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+
+
+def _in_use(run_dir: str | Path, holder: int | None) -> str:
+    who = f"engine pid {holder}" if holder else "another engine"
+    return (f"run folder {run_dir} is in use by {who} (one engine per folder): stop it first "
+            f"(`kill {holder or 'PID'}` checkpoints and exits), or give another --run-dir")
 
 
 def _holder(fd: int) -> int | None:
