@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from engine import checkpoint as ckpt
+from engine.runlock import hold_run_folder, refuse_if_in_use
 from nexus_core import config as C
 from nexus_core import protocol as P
 from nexus_core.errors import ConfigError, NexusError
@@ -100,6 +101,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = None
+    if argv is None:  # a real engine process (not a test calling main): printing must never end it
+        from engine.report import protect_output
+
+        protect_output()
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -151,15 +156,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _under_torchrun() and not (args.run_dir or args.name):
         raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
-    if metrics.exists() and metrics.stat().st_size > 0:
-        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
-                          f"--run-dir {run_dir}`, or another --run-dir")
+    _refuse_used(run_dir, metrics)  # before anything is created; again under the lock below
     from engine.distributed import launch_rank
 
     writes = launch_rank() == 0  # under torchrun, rank 0 alone writes the run folder
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         if writes:
+            hold_run_folder(run_dir)  # before anything is written: a second engine stops here
+            _refuse_used(run_dir, metrics, locked_by_us=True)  # under the lock: no other engine writes now
             _write_config(run_dir, cfg)
     except OSError as e:
         raise ConfigError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
@@ -172,8 +177,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _ended(trainer.run())
 
 
+def _refuse_used(run_dir: Path, metrics: Path, locked_by_us: bool = False) -> None:
+    if not locked_by_us:
+        refuse_if_in_use(run_dir)  # a live engine is named first: "already has metrics" would hide it
+    if metrics.exists() and metrics.stat().st_size > 0:
+        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
+                          f"--run-dir {run_dir}`, or another --run-dir")
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir, write=True)
+    rank = int(os.environ.get("RANK", "0")) if _under_torchrun() else 0
+    if args.nproc <= 1 and rank == 0:  # under torchrun rank 0 holds it; with --nproc, rank 0 after the relaunch
+        hold_run_folder(run_dir)
     cfg = _run_config(run_dir)
     _apply_common(cfg, args)
     cfg.validate()
@@ -181,8 +197,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ConfigError("--lr needs --ramp-steps K (the steps to reach it; 0 jumps straight there)")
     if args.ramp_steps is not None and args.lr is None:
         raise ConfigError("--ramp-steps needs --lr TARGET")
-    if args.lr is not None and args.lr <= 0:
-        raise ConfigError(f"--lr must be positive, got {args.lr}")
+    _check_lr(args.lr)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
     ckpt.read_meta(path)  # a corrupt checkpoint fails here, before torch loads
     if args.nproc > 1:
@@ -192,6 +207,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     spec = ResumeSpec(path, args.steps, args.lr, args.ramp_steps or 0)
     return _ended(Trainer(cfg, run_dir, pipe_fd=args.metrics_fd, stop_at=args.stop_at, resume=spec).run())
+
+
+def _check_lr(lr: float | None) -> None:
+    """--lr within the limits a live `ramp` has (protocol.COMMAND_ARGS): one table for both paths."""
+    if lr is not None and (err := P.COMMAND_ARGS[P.RAMP]["target_lr"].error("--lr", "", lr)):
+        raise ConfigError(err.replace("--lr  must", "--lr must"))
 
 
 def _ended(code: int) -> int:
@@ -225,8 +246,9 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
             rest.append(a)
     if args.command == "train" and not args.run_dir:
         rest += ["--run-dir", str(run_dir)]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "-m", "engine", *rest]
+    # Isolated like every engine launch (protocol.engine_argv): no worker imports from the cwd.
+    cmd = [sys.executable, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "--no-python", *P.engine_argv(sys.executable, *rest)]
     sys.stdout.flush()
     os.execv(sys.executable, cmd)
 
@@ -322,6 +344,7 @@ def cmd_lr_preview(args: argparse.Namespace) -> int:
     from nexus_core.lr_preview import lr_preview
 
     run_dir = _existing_run(args.run_dir)
+    _check_lr(args.lr)
     got = lr_preview(run_dir, args.lr, args.ramp_steps, args.steps, args.ckpt, args.points)
     print(json.dumps({"step": got.steps, "lr": got.lrs, "start_step": got.start_step}))
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from nexus_core import protocol as P
-from nexus_core.errors import NexusError
+from nexus_core.errors import ConfigError, NexusError
 
 
 class Steerable(Protocol):
@@ -35,7 +35,10 @@ class Controller:
     """Owns the run's CommandServer; `poll` handles whatever commands are waiting."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.server = P.CommandServer(run_dir)
+        try:
+            self.server = P.CommandServer(run_dir)
+        except P.ControlError as e:  # a hostile socket folder: refuse to start, in one line
+            raise ConfigError(str(e)) from None
 
     @property
     def socket_path(self) -> str:
@@ -62,14 +65,9 @@ class Controller:
     def _generate(self, trainer: Steerable, cmd: dict[str, Any], conn: Any) -> None:
         """Answer at once, then sample: a long sample must not outlast the client's timeout. The text
         (or why there is none) arrives as a record."""
-        prompt, tokens = str(cmd.get("prompt", "")), int(cmd.get("tokens", 100))
+        # Types and ranges were checked against protocol.COMMAND_ARGS before this was called.
+        prompt, tokens = cmd.get("prompt", ""), cmd.get("tokens", 100)
         temperature, top_k = cmd.get("temperature", 0.8), cmd.get("top_k", 40)
-        if not isinstance(temperature, (int, float)) or not 0.0 <= temperature < float("inf"):
-            P.reply(conn, ok=False, error=f"generate temperature must be 0 (greedy) or positive, got {temperature!r}")
-            return
-        if not isinstance(top_k, int) or top_k < 0:
-            P.reply(conn, ok=False, error=f"generate top_k must be 0 (off) or positive, got {top_k!r}")
-            return
         P.reply(conn, ok=True, step=trainer.step)
         try:
             trainer.requested_sample(prompt, tokens, float(temperature), top_k)

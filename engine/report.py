@@ -8,6 +8,7 @@ stdout (engine.log) gets a readable line now and then, never the data channel.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -22,6 +23,66 @@ from nexus_core import protocol as P
 
 STATUS_EVERY_S = 1.0
 PRINT_EVERY_S = 2.0
+ROOM_PROBE_S = 2.0
+"""How often a run paused because its records could not be written tries again."""
+
+
+class SafeStream:
+    """stdout/stderr for a run: engine.log is for people, so a write that fails (a full disk, a size
+    limit, a closed terminal) is dropped, never raised into the training loop. Unbuffered: each
+    write goes straight to the fd, so nothing piles up in memory while the disk is full."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.dropped = 0
+        """Bytes that could not be written."""
+        self.encoding, self.errors = "utf-8", "replace"
+
+    def write(self, text: str) -> int:
+        data = text.encode(self.encoding, self.errors)
+        try:
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+        except OSError:
+            self.dropped += len(data)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def buffer(self) -> SafeStream:
+        return self
+
+
+def protect_output() -> None:
+    """Nothing the engine prints may end a run: route stdout and stderr through SafeStream."""
+    import signal
+
+    # A file-size limit must fail write() with EFBIG (then dropped here), not kill the run with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if isinstance(stream, SafeStream) or stream is None:
+            continue
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            continue  # not a real file (a test's capture): leave it
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+        setattr(sys, name, SafeStream(fd))
 
 
 class Reporter:
@@ -36,6 +97,9 @@ class Reporter:
         self._printed_at = 0.0
         self.disk_error: str | None = None
         """Why the last record could not be filed (disk full, size limit); the trainer pauses on it."""
+        self.records_blocked = False
+        """The disk error came from the records themselves: room is probed for and the run goes on."""
+        self._probed_at = 0.0
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -47,8 +111,23 @@ class Reporter:
         except OSError as e:
             if self.disk_error is None:
                 self.disk_error = f"cannot write {P.METRICS_FILE}: {e.strerror or e}"
+                self.records_blocked = True
                 print(f"{self.disk_error}; records are being lost", file=sys.stderr, flush=True)
             return record
+
+    def room_again(self) -> bool:
+        """For a run paused on unwritable records: at most every ROOM_PROBE_S, try to file a record
+        for real (a failed try is taken back, see RecordWriter); True once one is written."""
+        now = time.monotonic()
+        if not self.records_blocked or now - self._probed_at < ROOM_PROBE_S:
+            return False
+        self._probed_at = now
+        try:
+            self.writer.write({"type": P.LOG, "level": "info", "text": "there is room to write again"})
+        except OSError:
+            return False
+        self.records_blocked = False
+        return True
 
     def hello(self, **fields: Any) -> None:
         self.emit(P.HELLO, protocol=P.PROTOCOL_VERSION, pid=os.getpid(), **fields)
@@ -79,10 +158,14 @@ class Reporter:
         self.emit(P.CKPT, **fields)
         self._print(f"checkpoint step {fields['step']}: {fields['path']}{' (best)' if fields.get('best') else ''}")
 
-    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None) -> None:
+    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None,
+              total_steps: int | None = None) -> None:
         fields: dict[str, Any] = {"state": state, "step": step, "reason": reason}
         if exit_code is not None:
             fields["exit_code"] = exit_code
+        if total_steps is not None:
+            fields["total_steps"] = total_steps
+            self._status["total_steps"] = total_steps
         self.emit(P.STATE, **fields)
         self.status(state=state, step=step, force=True)
         self._print(f"state {state} at step {step}{': ' + reason if reason else ''}")
@@ -106,7 +189,27 @@ class Reporter:
             try:
                 P.write_status(self.run_dir, self._status)
             except OSError as e:
-                print(f"cannot write status: {e}", file=sys.stderr, flush=True)
+                if not self._rewrite_status_in_place():
+                    print(f"cannot write status: {e}", file=sys.stderr, flush=True)
+
+    def _rewrite_status_in_place(self) -> bool:
+        """A full disk cannot take the new file an atomic replace needs, but the old status file's
+        block is already there: overwrite it, so the status still says why the run is paused."""
+        import json
+
+        data = json.dumps({**self._status, "updated": time.time()}).encode()
+        try:
+            fd = os.open(self.run_dir / P.STATUS_FILE, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
 
     @staticmethod
     def _print(line: str) -> None:

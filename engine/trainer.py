@@ -33,6 +33,7 @@ from engine.device import (
     preserved_rng,
     use_deterministic_kernels,
 )
+from engine.guard import check_causality
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
@@ -69,6 +70,8 @@ class Trainer:
         self.lr_scale = 1.0
         self.rollbacks = 0
         self.paused = False
+        self.paused_for_disk = False
+        """Paused because records could not be written: it goes on by itself once they can."""
         self.stop_reason = ""
         self.state = P.STARTING
         self.started = time.monotonic()
@@ -114,6 +117,8 @@ class Trainer:
             self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
         cfg.model.vocab_size = self.corpus.tokenizer.vocab_size
         self.model = build_model(cfg.model).to(self.device)
+        # Before any record: a model that sees the future trains to a beautiful loss and cannot generate.
+        check_causality(self.model, cfg.model.vocab_size, cfg.model.seq_len, self.device)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = Schedule.from_config(cfg.schedule, t.steps)
         self.resumed_from: str | None = None
@@ -209,6 +214,8 @@ class Trainer:
             self._pause_if_disk_full()  # before the poll: under torchrun the poll shares rank 0's decisions
             self.controller.poll(self, 0.0)
             while self.paused and not self.stop_reason:
+                if self.paused_for_disk and self.dist.is_main and self.report.room_again():  # paused on a full disk: room is back
+                    self.unpause("there is room to write again")  # before the poll, which shares it
                 self.controller.poll(self, 0.1)
                 self.report.status()  # keeps `updated` fresh: a paused run is alive
             if self.stop_reason:
@@ -391,6 +398,7 @@ class Trainer:
 
     def unpause(self, reason: str) -> None:
         self.report.disk_error = None  # the person says there is room again; a new failure pauses again
+        self.paused_for_disk = False
         if self.paused:
             self.paused = False
             self._set_state(P.RUNNING, reason)
@@ -407,10 +415,10 @@ class Trainer:
         target = target_lr / self.lr_scale / self.cfg.optim.lr
         self.schedule = self.schedule.with_ramp(self.step, now, target, ramp_steps, total_steps)
         self.cfg.train.steps = self.schedule.total_steps
-        self.report.status(total_steps=self.schedule.total_steps, force=True)
         text = (f"LR ramp from {self._lr():.4g} to {target_lr:.4g} over {ramp_steps} steps, "
                 f"total {self.schedule.total_steps} steps")
         self.report.log(text)
+        self._set_state(self.state, text)  # the state record carries the new total to every reader
         return text
 
     def log(self, text: str, level: str = "info") -> None:
@@ -420,7 +428,9 @@ class Trainer:
         """Records or a checkpoint could not be written: alert and hold until a person makes room."""
         if self.report.disk_error and not self.paused:
             self.report.alert("disk", self.step, f"{self.report.disk_error} at step {self.step}")
-            self.pause(f"paused: {self.report.disk_error}; free space, then resume")
+            self.paused_for_disk = bool(self.report.records_blocked)
+            then = ": it resumes by itself once there is room" if self.paused_for_disk else ", then resume"
+            self.pause(f"paused: {self.report.disk_error}; free space{then}")
 
     def _oom_text(self, e: BaseException) -> str:
         """Out of memory, said with the figures a person needs to pick a smaller batch."""
@@ -446,7 +456,7 @@ class Trainer:
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
         self.state = state
-        self.report.state(state, self.step, reason, exit_code)
+        self.report.state(state, self.step, reason, exit_code, total_steps=self.schedule.total_steps)
 
 
 def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,

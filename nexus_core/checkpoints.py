@@ -7,6 +7,7 @@ dashboard's LR preview and `nexus runs` only need to find them and read their me
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,15 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
 
 
 def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
-    """The checkpoint folder for `which`: None or 'latest', 'best', 'step_000200', '200', or a path."""
+    """The one resolver of a checkpoint name, for every command and the dashboard alike.
+
+    `which` may be None or 'latest', 'best', a step ('60'), a folder name ('step_000060'), a path
+    relative to the run folder ('checkpoints/step_000060', what `ckpt` records carry), a path relative
+    to the working directory, or an absolute path. Anything else is a CheckpointError of one line
+    that lists what exists, so the person can copy a name that works."""
     run_dir = Path(run_dir)
     root = checkpoints_root(run_dir)
-    which = which or LATEST
+    which = (which or LATEST).strip()
     if which in (LATEST, BEST):
         pointer = root / which
         if pointer.is_symlink() and pointer.resolve().is_dir():
@@ -57,14 +63,20 @@ def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
         if not done:
             raise CheckpointError(f"run folder {run_dir} has no checkpoints to load")
         return done[-1]
-    candidates = [Path(which), root / which]
+    candidates = [root / which, run_dir / which, Path(which).expanduser()]
     if which.isdigit():
-        candidates.append(root / step_name(int(which)))
+        candidates.insert(0, root / step_name(int(which)))
+    elif which.startswith(PREFIX) and which[len(PREFIX):].isdigit():
+        candidates.insert(0, root / step_name(int(which[len(PREFIX):])))  # step_60 = step_000060
     for c in candidates:
-        if (c / META_FILE).exists() or (c.is_dir() and c.name.startswith(PREFIX)):
-            return c.resolve()
-    names = ", ".join(p.name for p in list_checkpoints(run_dir)) or "none"
-    raise CheckpointError(f"checkpoint {which!r} not found in {root}; available: {names}")
+        with contextlib.suppress(OSError, ValueError):
+            if c.is_dir() and ((c / META_FILE).exists() or c.resolve().name.startswith(PREFIX)):
+                return c.resolve()
+    names = [p.name for p in list_checkpoints(run_dir)]
+    shown = ", ".join(names if len(names) <= 6 else [*names[:3], "...", *names[-3:]]) or "none"
+    example = int(names[-1][len(PREFIX):]) if names else 200
+    raise CheckpointError(f"checkpoint {which!r} not found in run {run_dir.name}; available: {shown} "
+                          f"(give latest, best, a step like {example}, a folder name or a path)")
 
 
 def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:

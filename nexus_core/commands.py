@@ -2,7 +2,7 @@
 
 Commands travel as msgpack maps with a "cmd" key over the run's control socket (control.py). The
 dashboard builds them as these Structs and sends them with `as_args`; the dialogs check what a person
-typed with `command_error`, so a limit lives here once instead of in each form.
+typed with `command_error`. Their limits are schema.COMMAND_ARGS, the one table the engine checks too.
 
 Three words that used to be one: `resume` restarts a stopped run from a checkpoint (the CLI command
 and Supervisor.resume); `unpause` lets a paused run go on (this command, and the trainer's method of
@@ -12,13 +12,11 @@ and the dashboard falls back to it for engines started by an older Nexus.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Any, Union
 
 import msgspec
 
-MAX_GENERATE_TOKENS = 4096
-MAX_TEMPERATURE = 5.0
-MAX_TARGET_LR = 10.0
+from nexus_core.control import check_command
 
 
 class Command(msgspec.Struct, kw_only=True, tag_field="cmd", forbid_unknown_fields=False):
@@ -53,18 +51,18 @@ class Generate(Command, tag="generate"):
     """The text arrives later as a `sample` record with requested=True."""
 
     prompt: str = ""
-    tokens: Annotated[int, msgspec.Meta(ge=1, le=MAX_GENERATE_TOKENS)] = 100
-    temperature: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_TEMPERATURE)] = 0.8
-    top_k: Annotated[int, msgspec.Meta(ge=0)] = 40
+    tokens: int = 100
+    temperature: float = 0.8
+    top_k: int = 40
 
 
 class Ramp(Command, tag="ramp"):
     """LR goes linearly from where it is to target_lr over ramp_steps, then follows the schedule
     stretched to total_steps (None: keep the run's total)."""
 
-    target_lr: Annotated[float, msgspec.Meta(gt=0.0, lt=MAX_TARGET_LR)]
-    ramp_steps: Annotated[int, msgspec.Meta(ge=0)]
-    total_steps: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    target_lr: float
+    ramp_steps: int
+    total_steps: int | None = None
 
 
 AnyCommand = Union[Pause, Unpause, Checkpoint, EvalNow, Stop, Generate, Ramp]  # noqa: UP007 - for msgspec
@@ -76,9 +74,6 @@ def as_args(command: Command) -> dict[str, Any]:
 
 
 def command_error(command: Command) -> str:
-    """'' when the command is within its limits, else one line that says what is wrong."""
-    try:
-        msgspec.convert({"cmd": command.name, **as_args(command)}, AnyCommand)
-    except msgspec.ValidationError as e:
-        return f"{command.name}: {e}"
-    return ""
+    """'' when the command is within its limits (schema.COMMAND_ARGS, as the engine checks them), else
+    one line that says what is wrong."""
+    return check_command({"cmd": command.name, **as_args(command)})

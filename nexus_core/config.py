@@ -338,14 +338,16 @@ def load_preset(name: str) -> Config:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a mapping (tomllib, or tomli before Python 3.11); ConfigError says what is wrong."""
+    """The one TOML file reader (tomllib, or tomli on Python 3.10): a mapping, or one ConfigError line."""
     p = Path(path)
     try:
         return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
     except IsADirectoryError:
-        raise ConfigError(f"config file {p} is a folder; give a .toml file") from None
+        raise ConfigError(f"config file {p} is a folder; give a TOML file") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
 

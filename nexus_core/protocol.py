@@ -17,12 +17,15 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
   sample  step, prompt, text, requested (bool: asked for with the `generate` command)
   ckpt    step, path (relative to the run folder), best (bool), val_loss (or None)
   state   state (one of STATES), step, reason (text), exit_code (on FINAL_STATES: finished,
-          stopped, failed (an exception), killed (a signal), crashed)
+          stopped, failed (an exception), killed (a signal), crashed), total_steps (the
+          schedule's total now: a live ramp can move it)
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
-Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's control socket
-(owner-only unix socket); the engine answers each with {"ok": bool, "error": str}:
+Commands (app -> engine) are msgpack maps with a "cmd" key, an "id" and a "deadline" (unix s) sent
+over the run's control socket (owner-only unix socket); the engine answers {"taken": id} when it
+reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
+Every argument is checked against COMMAND_ARGS (type and range), the one table the dialogs use too:
   pause · unpause ("resume" before; still accepted) · checkpoint · eval · stop (checkpoint, then exit)
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
@@ -30,6 +33,7 @@ Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's c
 """
 
 from nexus_core.control import (
+    READ_DEADLINE_S,
     CommandServer,
     ControlError,
     check_command,
@@ -62,13 +66,15 @@ from nexus_core.recordtypes import (
     State,
     to_record,
 )
-from nexus_core.runfolder import pid_alive, read_status, tail_bytes, write_status
+from nexus_core.runfolder import engine_argv, engine_home, pid_alive, read_status, tail_bytes, write_status
 from nexus_core.schema import (
     ALERT,
     CHECKPOINT,
     CHECKPOINTING,
     CHECKPOINTS_DIR,
     CKPT,
+    COMMAND_ARGS,
+    COMMAND_ENVELOPE,
     COMMANDS,
     CONFIG_FILE,
     CONTROL_SOCKET,

@@ -128,6 +128,8 @@ class State(Record, tag="state"):
     step: int | None = None
     reason: str = ""
     exit_code: int | None = None
+    total_steps: int | None = None
+    """The schedule's total now, when it changed (a live ramp can move the end of the run)."""
 
 
 class Log(Record, tag="log"):

@@ -84,3 +84,30 @@ def _pid_exists(pid: Any) -> bool:
             return f.read().split(") ", 1)[1][:1] != "Z"
     except (OSError, IndexError):
         return True
+
+
+_BOOT = ("import sys; home, name = sys.argv[1:3]; del sys.argv[1:3]; sys.path.insert(0, home); "
+         "import runpy; runpy.run_module(name, run_name='__main__', alter_sys=True)")
+"""Run the engine package found in `home`, with nothing else added to sys.path (see engine_argv)."""
+
+
+def engine_home() -> str:
+    """The folder holding the `engine` package this process uses (installed, or the checkout)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("engine")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the engine package is not importable from this Python")
+    return str(Path(spec.origin).resolve().parent.parent)
+
+
+def engine_argv(python: str, *args: str, module: str = "engine") -> list[str]:
+    """The command line that runs `python -m engine ARGS` with only Nexus's own engine importable.
+
+    `python -m engine` puts the working directory first on sys.path, so a folder named `engine`
+    beside the runs (or in the user's project) would run instead of Nexus. `-I` (isolated: no
+    cwd, no PYTHON* variables, no user site; Python 3.4+, unlike 3.11's -P) leaves only the
+    interpreter's own site-packages, and the boot line puts the folder of the engine this
+    process imported in front. `-u`: -I drops PYTHONUNBUFFERED, and engine.log must stay live.
+    The literal module name stays in argv, so `ps` (and pid checks) still see `engine`."""
+    return [python, "-I", "-u", "-c", _BOOT, engine_home(), module, *args]

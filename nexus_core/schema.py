@@ -49,3 +49,46 @@ _UNPACK_LIMITS = dict(
     max_map_len=1 << 12,
     max_ext_len=0,
 )
+
+
+class Arg:
+    """One command argument's type and range: the single table both the dashboard's dialogs and the
+    engine check against, so a value one side accepts the other never refuses (or crashes on)."""
+
+    def __init__(self, kind: type, lo: float | None = None, hi: float | None = None, required: bool = False,
+                 hint: str = "") -> None:
+        self.kind, self.lo, self.hi, self.required, self.hint = kind, lo, hi, required, hint
+
+    def error(self, cmd: str, name: str, value: object) -> str:
+        """'' when `value` fits, else one line that says what would."""
+        want = {int: "a whole number", float: "a number", str: "text"}[self.kind]
+        if isinstance(value, bool) or not (
+                isinstance(value, int) if self.kind is int else
+                isinstance(value, (int, float)) if self.kind is float else isinstance(value, str)):
+            return f"{cmd} {name} must be {want}, got {type(value).__name__} {value!r:.40}"
+        if self.kind is float and (value != value or value in (float("inf"), float("-inf"))):
+            return f"{cmd} {name} must be a finite number, got {value!r}"
+        size = len(value) if isinstance(value, str) else value
+        what = "characters" if isinstance(value, str) else ""
+        if (self.lo is not None and size < self.lo) or (self.hi is not None and size > self.hi):
+            span = f"between {self.lo:g} and {self.hi:g}{' ' + what if what else ''}"
+            return f"{cmd} {name} must be {span}{self.hint}, got {value if not what else size!r:.40}"
+        return ""
+
+
+COMMAND_ARGS: dict[str, dict[str, Arg]] = {
+    RAMP: {
+        "target_lr": Arg(float, 1e-12, 10.0, required=True),
+        "ramp_steps": Arg(int, 0, 10**8, required=True),
+        "total_steps": Arg(int, 1, 10**10),
+    },
+    GENERATE: {
+        "prompt": Arg(str, 0, 8192),
+        "tokens": Arg(int, 1, 4096),
+        "temperature": Arg(float, 0.0, 5.0, hint=" (0 = greedy)"),
+        "top_k": Arg(int, 0, 1 << 20, hint=" (0 = off)"),
+    },
+}
+"""Every argument a command takes, with its limits. Each command also carries `id` and `deadline`."""
+COMMAND_ENVELOPE = {"id": Arg(str, 1, 64), "deadline": Arg(float, 0.0, 1e12)}
+"""Added by `send_command`: an engine drops a command read after its deadline (see control.py)."""

@@ -155,6 +155,8 @@ class RunState:
             self.step = rec.step
         if rec.exit_code is not None:
             self.exit_code = rec.exit_code
+        if rec.total_steps is not None and rec.total_steps > 0:
+            self.total_steps = rec.total_steps  # a live ramp (or a resume) moved the end of the run
         return "state"
 
     def _exited(self, ev: Exited) -> str:

@@ -1,7 +1,7 @@
 """`nexus`: the dashboard, the demo, and the engine's headless commands under one console script.
 
 The dashboard never imports torch, so the engine's commands (train, resume, generate, eval) replace
-this process with `python -m engine ...` instead of importing the engine here.
+this process with `python -m engine ...` (isolated: see protocol.engine_argv) instead of importing it here.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ ENGINE_COMMANDS = ("train", "resume", "generate", "eval", "lr-preview")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ENGINE_COMMANDS:
-        os.execve(sys.executable, [sys.executable, "-m", "engine", *argv], {**os.environ, "NEXUS_PROG": "nexus"})
+        from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
+
+        os.execve(sys.executable, engine_argv(sys.executable, *argv), {**os.environ, "NEXUS_PROG": "nexus"})
 
     parser = argparse.ArgumentParser(
         prog="nexus",
@@ -29,25 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
-    sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
     compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
-    compare.add_argument("--root", dest="compare_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    compare.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
     report = sub.add_parser("report", help="write a markdown training report of runs (to stdout or -o FILE)")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of to stdout")
-    report.add_argument("--root", dest="report_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    report.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "compare_root", None) or getattr(args, "report_root", None) or args.root)
+    root = Path(getattr(args, "sub_root", None) or args.root)
 
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
-        print(format_runs_table(scan_runs(root)))
-        return 0
+        return _print_out(format_runs_table(scan_runs(root)) + "\n")
 
     if args.command == "compare":
         from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
@@ -60,8 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:  # a metrics file we may not read: say which, no traceback
             print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
             return 2
-        print(comparison_markdown(store, names), end="")
-        return 0
+        return _print_out(comparison_markdown(store, names))
 
     if args.command == "report":
         return _report(root, args.runs, args.output)
@@ -87,14 +88,26 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
         print(f"error: cannot read {e.filename or 'a run folder'}: {e.strerror or e}", file=sys.stderr)
         return 2
     if output is None:
-        print(text, end="")
-        return 0
+        return _print_out(text)
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as e:
         print(f"error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _print_out(text: str) -> int:
+    """Print a listing; a reader that stops early (`nexus runs | head -1`) is normal, not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit: point it at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     return 0
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -148,6 +148,8 @@ class NexusApp(App[None]):
             self._show_new(event.run_name)
             if "hello" in changed:
                 self.services.track(event.run_name)
+            if changed & {"hello", "state", "ckpt"}:
+                self.refresh_bindings()  # the footer greys what the run can no longer take
 
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
@@ -161,6 +163,7 @@ class NexusApp(App[None]):
         if run is not None and run.crash_tail:
             self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
         self._dirty = True
+        self.refresh_bindings()
         self._show_new(event.run_name, news=self._replayed)
 
     @on(msg.RunsAttached)
@@ -189,6 +192,7 @@ class NexusApp(App[None]):
     @on(RunTable.SelectionChanged)
     def _selection(self, event: RunTable.SelectionChanged) -> None:
         self._dirty = True
+        self.refresh_bindings()
 
     def _show_new(self, name: str, news: bool | None = None) -> None:
         """Push the run's samples, logs and alerts that arrived since last time into their panes.
@@ -262,6 +266,34 @@ class NexusApp(App[None]):
             self.log_line("nexus", error, "warning")
 
     # -- run actions -----------------------------------------------------------------------------
+
+    LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
+    """Keys whose action only a live engine can take: greyed in the footer on other runs."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """None (shown greyed, not run) for a live-only action on a run that is not live."""
+        if action in self.LIVE_ONLY.values() and self._not_live():
+            return None
+        return True
+
+    def _not_live(self) -> str:
+        """'' when the highlighted run can take commands, else one line of what can be done instead."""
+        try:
+            name = self.query_one(RunTable).highlighted
+        except Exception:  # noqa: BLE001 - asked before the table exists (first footer draw)
+            return ""
+        run = self.store.get(name) if name else None
+        if run is None or run.live:
+            return ""
+        if run.ckpts:
+            return f"run {name} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
+        return f"run {name} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
+
+    def on_key(self, event: events.Key) -> None:
+        """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
+        if event.key in self.LIVE_ONLY and len(self.screen_stack) == 1 and (why := self._not_live()):
+            event.stop()
+            self.notify(why, severity="warning", markup=False)
 
     def _current(self) -> str | None:
         name = self.query_one(RunTable).highlighted
@@ -342,8 +374,11 @@ class NexusApp(App[None]):
             return
         sup = self.services.supervisor
 
-        def preview(target: float, ramp: int, total: int) -> tuple[list[float], list[float]]:
-            return sup.lr_preview(run.run_dir, target, ramp, total)
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
+            return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
+
+        def now() -> tuple[int, float | None, int]:
+            return run.step, run.lr, run.total_steps
 
         def answered(args: dict[str, Any] | None) -> None:
             if not args:
@@ -355,7 +390,7 @@ class NexusApp(App[None]):
                 self._resume(run.run_dir, args)
 
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
-                            run.total_steps, preview)
+                            run.total_steps, preview, now)
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")

@@ -37,6 +37,7 @@ from nexus_core.protocol import (
     UNPAUSE,
     ControlError,
     check_run_name,
+    engine_argv,
     free_run_name,
     read_records,
     read_status,
@@ -49,7 +50,6 @@ OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
 OnExit = Callable[[str, "int | None", str], None]
 OnWarning = Callable[[str, str], None]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BATCH_WINDOW_S = 0.05
 """Records arriving within this long of the first one are handed over together."""
 POLL_S = 1.0
@@ -180,8 +180,6 @@ class Supervisor:
     def _env(self, threads: int | None) -> dict[str, str]:
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
-        if (REPO_ROOT / "engine" / "__init__.py").exists():
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
@@ -201,7 +199,7 @@ class Supervisor:
             try:
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        [self.python, "-m", "engine", *args, "--metrics-fd", str(write_fd)],
+                        engine_argv(self.python, *args, "--metrics-fd", str(write_fd)),
                         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                         pass_fds=(write_fd,), start_new_session=True, cwd=self.root.parent,
                         env=self._env(threads),

@@ -133,10 +133,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "con
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (symlinks as their target text), to prove nothing was overwritten."""
+    """Every file under `folder` (symlinks as their target text), to prove nothing was overwritten.
+    engine.lock is left out: it holds no run data, only the pid of the last engine that took the
+    folder (a refused `resume` takes it before it finds the checkpoint bad)."""
     out = {}
     for p in sorted(folder.rglob("*")):
         rel = str(p.relative_to(folder))
+        if rel == "engine.lock":
+            continue
         if p.is_symlink():
             out[rel] = os.readlink(p).encode()
         elif p.is_file():

@@ -211,7 +211,7 @@ def test_malformed_commands_get_a_reason(tmp_path: Path) -> None:
             P.send_command(tmp_path, "bogus")
         t.join()
         assert results == []
-        assert "ramp needs target_lr" in P.check_command({"cmd": "ramp", "target_lr": -1, "ramp_steps": 3})
+        assert "ramp target_lr must be between" in P.check_command({"cmd": "ramp", "target_lr": -1, "ramp_steps": 3})
         assert P.check_command(["not", "a", "map"])
     finally:
         server.close()

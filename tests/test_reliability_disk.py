@@ -13,6 +13,7 @@ import pytest
 from reliability_helpers import TINY, Engine, file_records, metric_steps, run_engine, snapshot, wait_until
 
 from engine import checkpoint as ckpt
+from engine import report
 from nexus_core import protocol as P
 
 INF = resource.RLIM_INFINITY
@@ -104,3 +105,35 @@ def test_read_only_checkpoints_folder_is_an_alert_not_a_crash(runs_root: Path) -
     assert any(r["type"] == "alert" and r["kind"] == "disk" for r in records)
     assert metric_steps(run) == list(range(1, 9))
     assert ckpt.read_meta(ckpt.resolve_checkpoint(run))["step"] == 4
+
+
+def test_a_disk_that_stays_full_never_ends_the_run_and_room_resumes_it(runs_root: Path) -> None:
+    """engine.log, the records and the status all meet the limit (the log is full from the first
+    line): the run pauses, stays paused as long as the disk stays full, says why in its status, and
+    goes on by itself, with no command, once there is room."""
+    run = runs_root / "stays-full"
+    done = run_engine("train", "--run-dir", str(run), "--steps", "4", *TINY, "--set", "train.ckpt_every=1000")
+    assert done.returncode == 0, done.stderr[-2000:]
+    room = (run / P.METRICS_FILE).stat().st_size + 4000  # records fill after a few dozen steps
+    log = run.parent / f"{run.name}.resume.log"
+    log.write_bytes(b"." * (room + 1))  # every print to engine.log fails with EFBIG from the start
+    eng = Engine(run, "resume", "--steps", "100000", preexec_fn=_limit_files_to(room))
+    try:
+        paused = eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused", 120)
+        assert "metrics.msgpack" in paused["reason"] and "resumes by itself" in paused["reason"]
+        status = wait_until(lambda: (s := P.read_status(run)) and s["state"] == "paused" and s, 30, "status")
+        assert status["step"] == paused["step"]
+        # Paused for good while the disk stays full: it outlives many probes and keeps its status fresh.
+        first = status["updated"]
+        wait_until(lambda: P.read_status(run)["updated"] > first + 3 * report.ROOM_PROBE_S, 60, "a fresh status")
+        assert eng.proc.poll() is None and P.read_status(run)["state"] == "paused"
+        assert not [r for r in eng.records if r["type"] == "state" and r["state"] == "crashed"]
+
+        resource.prlimit(eng.pid, resource.RLIMIT_FSIZE, (INF, INF))  # room again, and no command sent
+        eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3 and r["seq"] >= 0, 60)
+        assert P.read_status(run)["state"] == "running"
+        P.send_command(run, "stop")
+        assert eng.finish() == 0, eng.tail()
+    finally:
+        eng.kill()
+    assert file_records(run).torn_bytes == 0

@@ -89,3 +89,28 @@ def test_nexus_runs_command(runs_root: Path, engine_env: dict[str, str]) -> None
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "x" in out.stdout and "stopped" in out.stdout and "5/50" in out.stdout
     assert scan_runs(runs_root / "missing") == []
+
+
+def test_nexus_runs_takes_root_after_the_command_and_a_closed_reader_is_no_error(
+        runs_root: Path, engine_env: dict[str, str]) -> None:
+    for i in range(3):
+        _metrics(runs_root / f"r{i}", 5, state="stopped")
+    out = subprocess.run([sys.executable, "-m", "nexus_tui", "runs", "--root", str(runs_root)], env=engine_env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and all(f"r{i}" in out.stdout for i in range(3)), out.stderr
+    # `nexus runs | head -1`: the reader is gone before the listing is written (EPIPE for certain).
+    proc = subprocess.Popen([sys.executable, "-m", "nexus_tui", "runs", "--root", str(runs_root)], env=engine_env,
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_toml_is_read_in_one_place_that_works_on_python_3_10() -> None:
+    """cli.py once imported tomllib unconditionally (a traceback on 3.10): only engine/config.py may
+    import a TOML reader, and it falls back to tomli there."""
+    importers = [p.relative_to(ROOT).as_posix() for pkg in ("engine", "nexus_tui") for p in (ROOT / pkg).rglob("*.py")
+                 if "import tomllib" in p.read_text() or "from tomllib" in p.read_text()]
+    assert importers == ["engine/config.py"]
+    text = (ROOT / "engine" / "config.py").read_text()
+    assert "import tomli as tomllib" in text and "sys.version_info >= (3, 11)" in text

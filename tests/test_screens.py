@@ -54,7 +54,9 @@ def test_parse_ramp() -> None:
     assert parse_ramp("3e-4", "100", "", 50) == ({"target_lr": 3e-4, "ramp_steps": 100, "total_steps": 0}, "")
     assert "past the resume step" in parse_ramp("3e-4", "100", "40", 50)[1]
     assert "number like 3e-4" in parse_ramp("fast", "100", "", 0)[1]
-    assert "0 or more" in parse_ramp("1e-3", "-5", "", 0)[1]
+    assert "ramp steps must be between 0 and" in parse_ramp("1e-3", "-5", "", 0)[1]
+    assert "between 1e-12 and 10" in parse_ramp("1e39", "5", "", 0)[1]
+    assert "finite" in parse_ramp("nan", "5", "", 0)[1]
 
 
 def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
@@ -70,7 +72,7 @@ def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
     assert rows[1]["loss"] == store.series("a", "ce")[1][19]
 
 
-def linear_ramp(target: float, ramp: int, total: int) -> tuple[list[float], list[float]]:
+def linear_ramp(target: float, ramp: int, total: int, ckpt: str | None = None) -> tuple[list[float], list[float]]:
     """A stand-in for the engine's schedule in the preview: a straight ramp, then flat."""
     xs = [float(x) for x in range(0, total, max(1, total // 50))]
     return xs, [target * min(1.0, x / max(ramp, 1)) for x in xs]

@@ -208,8 +208,16 @@ def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Fee
         proc.wait()
 
 
-def _cmdline(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+def _cmdline(pid: int, timeout: float = 30.0) -> list[str]:
+    """The engine's command line once the kernel has set it up. Popen returns when the child's
+    exec closes its close-on-exec error pipe, which comes before the new argv pages exist: for a
+    moment (long on a loaded machine) /proc/PID/cmdline is empty, or still the parent's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        if "engine" in cmd or time.monotonic() > deadline:
+            return cmd
+        time.sleep(0.02)
 
 
 def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Feed) -> None:
@@ -253,9 +261,6 @@ def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed)
     sup.launch("tiny", name="one", steps=100_000, overrides=[*TINY, "train.threads=1"])
     try:
         pid = sup.processes()["one"]
-        deadline = time.monotonic() + 20
-        while "engine" not in _cmdline(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)  # right after fork the child still shows its parent's command line
         cmd = _cmdline(pid)
         assert "--threads" not in cmd and "train.threads=1" in cmd
     finally:

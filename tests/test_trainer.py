@@ -89,7 +89,7 @@ def test_commands_pause_resume_generate_ramp_stop(runs_root: Path) -> None:
             assert lrs[start + 1 + k] == pytest.approx(want, rel=1e-9), k
         assert lrs[start + 14] == pytest.approx(lr0 * 10, rel=1e-9), "constant schedule holds the target"
 
-        with pytest.raises(P.ControlError, match="ramp needs target_lr"):
+        with pytest.raises(P.ControlError, match="ramp target_lr must be between"):
             P.send_command(run, "ramp", target_lr=-1, ramp_steps=10)
 
         P.send_command(run, "stop")

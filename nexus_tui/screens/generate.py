@@ -1,7 +1,7 @@
 """The generate dialog: prompt, tokens, temperature, top-k -> a `generate` command.
 
 Values are checked here, before anything is sent, so a typo costs one red line in the dialog rather
-than a refused command; the limits match what the engine accepts (protocol.check_command).
+than a refused command; the limits are the engine's own table (protocol.COMMAND_ARGS).
 """
 
 from __future__ import annotations
@@ -13,31 +13,30 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
-from nexus_core.commands import MAX_GENERATE_TOKENS, MAX_TEMPERATURE
+from nexus_core.protocol import COMMAND_ARGS, GENERATE
 from nexus_tui.screens.confirm import FormDialog
 
 
 def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
-    """The command's arguments, or None and a one-line reason."""
+    """The command's arguments, or None and a one-line reason (limits: protocol.COMMAND_ARGS)."""
     try:
         n = int(tokens)
     except ValueError:
         return None, f"tokens must be a whole number, got {tokens!r}"
-    if not 1 <= n <= MAX_GENERATE_TOKENS:
-        return None, f"tokens must be between 1 and {MAX_GENERATE_TOKENS}, got {n}"
     try:
         temp = float(temperature)
     except ValueError:
         return None, f"temperature must be a number, got {temperature!r}"
-    if not 0 <= temp <= MAX_TEMPERATURE:
-        return None, f"temperature must be between 0 and {MAX_TEMPERATURE:g}, got {temp:g}"
     try:
         k = int(top_k)
     except ValueError:
         return None, f"top-k must be a whole number (0 = off), got {top_k!r}"
-    if k < 0:
-        return None, f"top-k must be 0 (off) or more, got {k}"
-    return {"prompt": prompt, "tokens": n, "temperature": temp, "top_k": k}, ""
+    args = {"prompt": prompt, "tokens": n, "temperature": temp, "top_k": k}
+    limits = COMMAND_ARGS[GENERATE]
+    for name, value in args.items():
+        if err := limits[name].error(GENERATE, name, value):
+            return None, err.removeprefix(f"{GENERATE} ").replace("top_k", "top-k")
+    return args, ""
 
 
 class GenerateScreen(FormDialog[dict[str, Any] | None]):

@@ -21,29 +21,33 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
-from nexus_core.commands import MAX_TARGET_LR
+from nexus_core.protocol import COMMAND_ARGS, RAMP
 from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
-Preview = Callable[[float, int, int], tuple[list[float], list[float]]]
-"""(target_lr, ramp_steps, total_steps) -> (steps, lrs); may block (it can run the engine)."""
+Preview = Callable[[float, int, int, "str | None"], tuple[list[float], list[float]]]
+"""(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs); may block (it runs the engine)."""
+Now = Callable[[], tuple[int, "float | None", int]]
+"""The run as it is now: (step, LR, total steps), read again every second while the dialog is open."""
+NOW_EVERY_S = 1.0
 
 
-def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[str, Any] | None, str]:
-    """The ramp arguments, or None and what to fix. total 0 = keep the run's total."""
+def parse_ramp(target: str, ramp: str, total: str, at_step: int, run_total: int = 0) -> tuple[dict[str, Any] | None, str]:
+    """The ramp arguments, or None and what to fix. total 0 = keep the run's total (`run_total`)."""
     try:
         lr = float(target)
     except ValueError:
         return None, f"target LR must be a number like 3e-4, got {target!r}"
-    if not 0 < lr < MAX_TARGET_LR:
-        return None, f"target LR must be between 0 and {MAX_TARGET_LR:g}, got {lr:g}"
+    limits = COMMAND_ARGS[RAMP]
+    if err := limits["target_lr"].error("target", "LR", lr):
+        return None, err
     try:
         steps = int(ramp)
     except ValueError:
         return None, f"ramp steps must be a whole number, got {ramp!r}"
-    if steps < 0:
-        return None, f"ramp steps must be 0 or more, got {steps}"
+    if err := limits["ramp_steps"].error("ramp", "steps", steps):
+        return None, err
     n = 0
     if total.strip():
         try:
@@ -52,6 +56,10 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int) -> tuple[dict[s
             return None, f"total steps must be a whole number (blank = keep), got {total!r}"
         if n <= at_step:
             return None, f"total steps ({n}) must be past the resume step ({at_step})"
+    end = n or run_total
+    if end and at_step + steps >= end:
+        return None, (f"the ramp ends at step {at_step + steps}, past the total of {end}: "
+                      "shorten the ramp or raise the total")
     return {"target_lr": lr, "ramp_steps": steps, "total_steps": n}, ""
 
 
@@ -74,7 +82,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def __init__(
         self, run_name: str, live: bool, checkpoints: list[dict[str, Any]], step: int, current_lr: float | None,
-        total_steps: int, preview: Preview,
+        total_steps: int, preview: Preview, now: Now | None = None,
     ) -> None:
         super().__init__()
         self.run_name = run_name
@@ -84,6 +92,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         self.current_lr = current_lr
         self.total_steps = total_steps
         self.preview = preview
+        self.now = now
         self.preview_points = 0
         """Points in the last drawn preview (0 until the engine answered)."""
 
@@ -107,7 +116,8 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                 yield table
                 with Horizontal(classes="row"):
                     yield Input(f"{(self.current_lr or 1e-3):.2e}", id="target", tooltip="target LR")
-                    yield Input("100", id="ramp", tooltip="ramp steps")
+                    fits = max(0, min(100, self.total_steps - self.step - 1))  # a default that is valid
+                    yield Input(str(fits), id="ramp", tooltip="ramp steps")
                     yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
                 yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
                 yield MetricChart("LR preview", id="preview")
@@ -118,6 +128,20 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         self._update_preview()
+        if self.now is not None:
+            self.set_interval(NOW_EVERY_S, self._refresh_now)
+
+    def _refresh_now(self) -> None:
+        """A dialog shows live numbers: the run trains on while the person types."""
+        assert self.now is not None
+        step, lr, total = self.now()
+        if (step, lr, total) == (self.step, self.current_lr, self.total_steps):
+            return
+        self.step, self.current_lr, self.total_steps = step, lr, total
+        self.query_one("#now", Label).update(f"now: step {step}, LR {fmt.lr(lr)}")
+        self.query_one("#total", Input).placeholder = f"total (now {total})"
+        if self.live:  # a live ramp starts from where the run is now: redraw it from there
+            self._update_preview()
 
     def _resume_step(self) -> int:
         ckpt = self._chosen()
@@ -131,7 +155,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def _args(self) -> tuple[dict[str, Any] | None, str]:
         v = {w.id: w.value for w in self.query(Input)}
-        return parse_ramp(v["target"], v["ramp"], v["total"], self._resume_step())
+        return parse_ramp(v["target"], v["ramp"], v["total"], self._resume_step(), self.total_steps)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         self._update_preview()
@@ -143,15 +167,18 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         args, error = self._args()
         self.query_one("#error", Static).update(error)
         if args is not None:
-            self._compute_preview(args["target_lr"], args["ramp_steps"], args["total_steps"] or self.total_steps)
+            chosen = self._chosen()
+            ckpt = None if self.live or chosen is None else chosen.get("path")
+            self._compute_preview(args["target_lr"], args["ramp_steps"], args["total_steps"] or self.total_steps,
+                                  ckpt)
 
     @work(thread=True, exclusive=True, group="lr-preview")
-    def _compute_preview(self, target: float, ramp: int, total: int) -> None:
+    def _compute_preview(self, target: float, ramp: int, total: int, ckpt: str | None) -> None:
         time.sleep(0.15)  # debounce typing: an exclusive newer call cancels this one first
         if get_current_worker().is_cancelled:
             return
         try:
-            steps, lrs = self.preview(target, ramp, total)
+            steps, lrs = self.preview(target, ramp, total, ckpt)
         except Exception as e:  # noqa: BLE001 - any failure is shown as one line, the dialog stays usable
             self.app.call_from_thread(self._show_error, f"preview failed: {e}")
             return
