@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test test-fast bench lint
+.PHONY: setup demo test test-fast bench lint gpu-check
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,9 @@ test-fast: setup
 
 bench: setup
 	$(PY) bench/engine_speed.py
+
+gpu-check: setup
+	$(PY) bench/gpu_check.py --out gpu-check-out
 
 lint: setup
 	$(VENV)/bin/ruff check engine nexus_core nexus_tui tests bench

@@ -7,6 +7,7 @@ machine without a GPU, "cuda:3" on a two-GPU box) into a one-line ConfigError be
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import psutil
@@ -100,3 +101,11 @@ def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work so step timings measure the work, not the launch."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def use_deterministic_kernels() -> None:
+    """`train.deterministic`: ask torch for deterministic kernels (warn, not fail, where an op has
+    none) and give cuBLAS the fixed workspace its deterministic mode needs; set before the first
+    CUDA matrix product, so the trainer calls this before the model reaches the device."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -25,7 +25,14 @@ import torch
 from engine import checkpoint as ckpt
 from engine import distributed
 from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
-from engine.device import autocast, autocast_dtype, describe, memory_bytes, preserved_rng
+from engine.device import (
+    autocast,
+    autocast_dtype,
+    describe,
+    memory_bytes,
+    preserved_rng,
+    use_deterministic_kernels,
+)
 from engine.models import LanguageModel, build_model
 from engine.optim import build_optimizer, set_lr_multiplier
 from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
@@ -100,6 +107,8 @@ class Trainer:
         np.random.seed(t.seed % 2**32)
         torch.manual_seed(t.seed)
         self.amp = autocast_dtype(self.device, t.dtype)
+        if t.deterministic:
+            use_deterministic_kernels()
 
         with self.dist.main_first():  # rank 0 writes the tokenizer and token cache, the others read them
             self.corpus = load_corpus(cfg.data, self.run_dir, cfg.model.seq_len)
@@ -108,6 +117,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.schedule = Schedule.from_config(cfg.schedule, t.steps)
         self.resumed_from: str | None = None
+        self._resume_ramp: ResumeSpec | None = None
+        """The resume's LR ramp, said once in the records when the run starts (reports show it)."""
         if self.resume is not None:
             self._load_resume(self.resume)
         self.dist.broadcast_module(self.model)
@@ -135,6 +146,7 @@ class Trainer:
         if spec.target_lr is not None:
             target = spec.target_lr / self.lr_scale / self.cfg.optim.lr
             self.schedule = self.schedule.with_ramp(self.step, now, target, spec.ramp_steps, total)
+            self._resume_ramp = spec
         elif total != self.schedule.total_steps:
             self.schedule = self.schedule.with_ramp(self.step, now, now, 0, total)
         if self.step >= self.schedule.total_steps:
@@ -185,6 +197,10 @@ class Trainer:
                         f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}")
         if self.resumed_from:
             self.report.log(f"resumed from {self.resumed_from} at step {self.step}; LR now {self._lr():.4g}")
+        if self._resume_ramp is not None and self._resume_ramp.target_lr is not None:
+            # The same words as the `ramp` command's log line, so a reader finds both kinds of ramp.
+            self.report.log(f"LR ramp from {self._lr():.4g} to {self._resume_ramp.target_lr:.4g} over "
+                            f"{self._resume_ramp.ramp_steps} steps, total {self.schedule.total_steps} steps")
         self._set_state(P.RUNNING)
 
     def _loop(self) -> int:

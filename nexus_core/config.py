@@ -159,6 +159,9 @@ class TrainConfig:
     """Also checkpoint at every eval that sets a new best val loss, so `best` is truly the best."""
     nan_policy: str = "pause"
     """What a NaN/inf loss does: pause | skip | rollback."""
+    deterministic: bool = False
+    """Deterministic kernels where torch has them (torch.use_deterministic_algorithms, warn-only, and a
+    fixed cuBLAS workspace), so a resumed GPU run can be compared step for step; a little slower."""
 
 
 @dataclass

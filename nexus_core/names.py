@@ -26,3 +26,15 @@ def next_free_name(root: Path, base: str, taken: Collection[str] = ()) -> str:
     while (Path(root) / f"{base}-{i}").exists() or f"{base}-{i}" in taken:
         i += 1
     return f"{base}-{i}"
+
+
+def check_run_name(name: object) -> str:
+    """'' for a usable run name, else one line that says what to fix."""
+    return "" if run_name_ok(name) else f"run name {name!r}: use {RUN_NAME_RULE}"
+
+
+def free_run_name(root: str | Path, base: str, taken: Collection[str] = ()) -> str:
+    """`next_free_name` for a base that may hold anything (a preset or script name): cleaned to the
+    name rule first."""
+    base = re.sub(r"[^A-Za-z0-9._-]", "-", base).lstrip("._-")[:56] or "run"
+    return next_free_name(Path(root), base, taken)

@@ -1,4 +1,4 @@
-"""The records and commands both halves of Nexus speak. Torch-free and textual-free on purpose:
+"""The records and commands both halves of Nexus speak (docs/PROTOCOL.md is the full specification). Torch-free and textual-free on purpose:
 the dashboard imports this package and nothing else from `engine`.
 
 Records (engine -> app) are msgpack maps with a "type" key, written by one `RecordWriter` to the
@@ -8,12 +8,16 @@ torn tail for later (a stream) or reports it (a file).
 
 Record keys (every record also has "type", "seq" (its index in metrics.msgpack) and "time" (unix s)):
   hello   run, protocol, config (the resolved config dict), pid, device, params, total_steps,
-          start_step, model (family), resumed_from (checkpoint path or None)
-  metric  step, tokens, loss, ce, lr, gnorm, tok_s, step_s, mem (bytes: CUDA max allocated or RSS)
-  eval    step, tokens, val_loss, val_ppl, best (bool: this is the best val loss so far)
+          start_step, model (family), resumed_from (checkpoint path or None); from nexus's reporter
+          also source ("reporter"), commands (the commands this run takes), argv, meta
+  metric  step, tokens, loss, ce, lr, gnorm, tok_s, step_s, mem (bytes: CUDA max allocated or RSS),
+          plus any other numeric key (a series of its own, in `extra`; "/" names a section)
+  eval    step, tokens, val_loss, val_ppl, best (bool: this is the best val loss so far), plus any
+          other numeric key
   sample  step, prompt, text, requested (bool: asked for with the `generate` command)
   ckpt    step, path (relative to the run folder), best (bool), val_loss (or None)
-  state   state (one of STATES), step, reason (text), exit_code (on finished/crashed/stopped)
+  state   state (one of STATES), step, reason (text), exit_code (on FINAL_STATES: finished,
+          stopped, failed (an exception), killed (a signal), crashed)
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
@@ -33,6 +37,7 @@ from nexus_core.control import (
     reply,
     send_command,
 )
+from nexus_core.names import check_run_name, free_run_name, next_free_name, run_name_ok
 from nexus_core.records import (
     DecodeWarning,
     ReadResult,
@@ -70,9 +75,12 @@ from nexus_core.schema import (
     CRASHED,
     EVAL,
     EVAL_NOW,
+    FAILED,
+    FINAL_STATES,
     FINISHED,
     GENERATE,
     HELLO,
+    KILLED,
     LIVE_STATES,
     LOG,
     LOG_FILE,
@@ -85,6 +93,7 @@ from nexus_core.schema import (
     RAMP,
     RECORD_TYPES,
     RESUME,
+    RUN_DIR_ENV,
     RUNNING,
     SAMPLE,
     STARTING,

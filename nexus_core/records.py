@@ -15,19 +15,32 @@ from typing import Any
 import msgpack
 import msgspec
 
-from nexus_core.recordtypes import AnyRecord, Hello, Record
+from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
 _TYPED = msgspec.msgpack.Decoder(AnyRecord)
+_LENIENT = msgspec.msgpack.Decoder(LENIENT_RECORD)
 _PLAIN = msgspec.msgpack.Decoder()
 
 
 def pack(record: dict[str, Any] | Record) -> bytes:
     """One record as msgpack bytes, "type" first so a reader can find the next record after garbage."""
     if isinstance(record, Record):
+        if record.extra:
+            return msgpack.packb(record.to_dict(), use_bin_type=True)
         return msgspec.msgpack.encode(record)  # msgspec writes the tag field first
     return msgpack.packb({"type": record["type"], **record}, use_bin_type=True)
+
+
+def _decode(raw: bytes) -> Record:
+    """One record from one msgpack map: AnyRecord first (the engine's records: one pass), else the
+    lenient types plus a metric's or eval's extra numeric keys."""
+    try:
+        return _TYPED.decode(raw)
+    except msgspec.ValidationError:
+        record = _LENIENT.decode(raw)
+    return with_extras(record, _PLAIN.decode(raw))
 
 
 @dataclass
@@ -88,7 +101,7 @@ class RecordDecoder:
             end = self._unpacker.tell()
             raw = bytes(self._pending[: end - self._base])
             try:
-                record: Record | None = _TYPED.decode(raw)
+                record: Record | None = _decode(raw)
             except Exception:  # noqa: BLE001 - invalid fields, bad UTF-8, ...: not a valid record
                 record = None
                 kind = self._kind_of(raw)
@@ -119,7 +132,7 @@ class RecordDecoder:
             self.warnings.append(DecodeWarning(f"skipped a record of unknown type {kind!r}"))
             return
         try:
-            _TYPED.decode(raw)
+            _LENIENT.decode(raw)
         except Exception as e:  # noqa: BLE001 - say what was wrong, whatever it was
             why = str(e)
         else:  # pragma: no cover - it decoded a moment ago
@@ -229,7 +242,11 @@ class RecordWriter:
             os.set_blocking(pipe_fd, False)
 
     def write(self, record: dict[str, Any]) -> dict[str, Any]:
-        record = {**record, "seq": self.seq, "time": time.time()}
+        """File (then pipe) one record, stamped with its seq and, unless it carries a numeric "time"
+        already (a writer that files records after the fact, like nexus's reporter), the time now."""
+        at = record.get("time")
+        at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else time.time()
+        record = {**record, "seq": self.seq, "time": at}
         data = pack(record)
         try:
             self._append(data)

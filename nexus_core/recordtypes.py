@@ -11,13 +11,16 @@ For one release the Structs also answer the dict reads older code used (`rec["st
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, Union
 
 import msgspec
 
 from nexus_core.schema import STATES
 
-StateName = Literal["starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped"]
+StateName = Literal[
+    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
+]
 if set(StateName.__args__) != set(STATES):  # the schema and this type must say the same
     raise ImportError("recordtypes.StateName and schema.STATES disagree")
 
@@ -40,7 +43,7 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
             return self.type
         if key in self.__struct_fields__:
             return getattr(self, key)
-        raise KeyError(key)
+        return self.extra[key]
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -50,11 +53,16 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
         return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
-        return key == "type" or (key in self.__struct_fields__ and getattr(self, key) is not None)  # type: ignore[operator]
+        return key == "type" or key in self.extra or (
+            key in self.__struct_fields__ and getattr(self, key) is not None)  # type: ignore[operator]
+
+    extra: ClassVar[Any] = MappingProxyType({})
+    """Numeric keys beyond the kind's fields (metric and eval records: any series a writer logs,
+    `train/acc`), filled in by the decoder; empty on every other record."""
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the plain map it travels as ("type" first)."""
-        return {"type": self.type, **msgspec.structs.asdict(self)}
+        return {"type": self.type, **msgspec.structs.asdict(self), **self.extra}
 
 
 class Hello(Record, tag="hello"):
@@ -78,9 +86,15 @@ class Hello(Record, tag="hello"):
     """Entropy of the corpus's token frequencies (nats): the loss a model that ignores context reaches."""
     tokens_per_step: int | None = None
     world_size: int = 1
+    source: str = ""
+    """"reporter" for a run written by `nexus.init()`; "" for the engine."""
+    commands: list[str] | None = None
+    """The commands this run takes (None: all of them, as the engine does)."""
+    argv: list[str] | None = None
+    meta: dict[str, Any] | None = None
 
 
-class Metric(Record, tag="metric"):
+class Metric(Record, tag="metric", dict=True, forbid_unknown_fields=True):
     """One optimizer step. `loss` is what was minimised, `ce` the pure cross-entropy; mem in bytes."""
 
     step: int
@@ -94,7 +108,7 @@ class Metric(Record, tag="metric"):
     mem: float | None = None
 
 
-class Eval(Record, tag="eval"):
+class Eval(Record, tag="eval", dict=True, forbid_unknown_fields=True):
     step: int
     tokens: int = 0
     val_loss: float | None = None
@@ -140,11 +154,59 @@ AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert]  # noqa:
 RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in AnyRecord.__args__}  # type: ignore[misc]
 
 
+class _LenientMetric(Metric, tag="metric", forbid_unknown_fields=False):
+    """A metric map with keys beyond Metric's: decoded leniently, then made a Metric plus extras."""
+
+
+class _LenientEval(Eval, tag="eval", forbid_unknown_fields=False):
+    """An eval map with keys beyond Eval's."""
+
+
+LENIENT_RECORD = Union[Hello, _LenientMetric, _LenientEval, Sample, Ckpt, State, Log, Alert]  # noqa: UP007
+"""What the decoder falls back to when AnyRecord refuses a map: Metric and Eval forbid unknown keys so
+the engine's records decode in one pass, and a map with more keys comes here (a newer writer's field,
+a reporter's own series)."""
+MAX_EXTRA_KEYS = 512
+MAX_EXTRA_KEY_LEN = 200
+
+
+def extras_of(record: Record, plain: Any) -> dict[str, float]:
+    """The numeric keys of a metric/eval map beyond its kind's fields: a series name a person could
+    type (printable, at most MAX_EXTRA_KEY_LEN), a real number (not a bool), at most MAX_EXTRA_KEYS."""
+    if not isinstance(plain, dict):
+        return {}
+    fields = record.__struct_fields__
+    out: dict[str, float] = {}
+    for key, value in plain.items():
+        if (isinstance(key, str) and key not in fields and key != "type" and 0 < len(key) <= MAX_EXTRA_KEY_LEN
+                and key.isprintable() and isinstance(value, (int, float)) and not isinstance(value, bool)):
+            out[key] = float(value)
+            if len(out) >= MAX_EXTRA_KEYS:
+                break
+    return out
+
+
 def to_record(data: Any) -> Record | None:
     """A record from a plain map (tests, a hand-built record); None when it is not a valid one."""
     if isinstance(data, Record):
         return data
+    if not isinstance(data, dict):
+        return None
     try:
-        return msgspec.convert(data, AnyRecord) if isinstance(data, dict) else None
+        return msgspec.convert(data, AnyRecord)
+    except msgspec.ValidationError:
+        pass
+    try:
+        return with_extras(msgspec.convert(data, LENIENT_RECORD), data)
     except msgspec.ValidationError:
         return None
+
+
+def with_extras(record: Record, plain: Any) -> Record:
+    """A leniently decoded record as its kind's own type, a metric's or eval's extra numbers kept."""
+    if isinstance(record, (_LenientMetric, _LenientEval)):
+        base = Metric if isinstance(record, Metric) else Eval
+        record = base(**msgspec.structs.asdict(record))
+        if extra := extras_of(record, plain):
+            record.extra = extra
+    return record

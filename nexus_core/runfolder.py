@@ -36,12 +36,21 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def pid_alive(pid: Any) -> bool:
-    """Whether a process with this pid exists, is not a zombie we could reap, and (where /proc tells)
-    is a Python engine rather than some program that got a recycled pid. The one liveness check: the
-    status file, the supervisor, `nexus runs` and the checkpoint writer's lock all ask it."""
+def pid_alive(pid: Any, updated: Any = None) -> bool:
+    """Whether a process with this pid exists, is not a zombie we could reap, and is the run's rather
+    than some program that got a recycled pid: it started before the run's status was last `updated`
+    (unix time; any language's writer), or, without that time, /proc says it is a Python engine or
+    nexus process. The one liveness check: the status file, the supervisor, `nexus runs` and the
+    checkpoint writer's lock all ask it."""
     if not _pid_exists(pid):
         return False
+    if isinstance(updated, (int, float)) and not isinstance(updated, bool):
+        import psutil  # only here: the rest of the core needs no psutil
+
+        try:
+            return psutil.Process(pid).create_time() <= updated + 1.0
+        except psutil.Error:
+            pass
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -62,8 +71,8 @@ def tail_bytes(path: str | Path, size: int) -> bytes | None:
 
 def _pid_exists(pid: Any) -> bool:
     """Whether a process with this pid exists (and is not a zombie we could reap)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        return False  # a pid no kernel gives out (and os.kill overflows past a C int)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,12 +13,15 @@ HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT = (
 )
 RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT})
 
-# Run states.
-STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED = (
-    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped",
+# Run states. finished/stopped/failed/killed/crashed are final: `failed` is an exception the writer saw
+# (the reporter's excepthook), `killed` a signal that ended the process (SIGTERM, SIGINT), `crashed`
+# a run that ended without saying so (readers decide it from a live state and a dead pid).
+STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED = (
+    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed",
 )
-STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED)
+STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED)
 LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
+FINAL_STATES = frozenset({FINISHED, CRASHED, STOPPED, FAILED, KILLED})
 
 # Commands (typed in commands.py). `unpause` lets a paused run go on; RESUME is that command's old
 # name, still accepted for one release ("resume" now means only: restart a run from a checkpoint).
@@ -35,6 +38,9 @@ LOG_FILE = "engine.log"
 STATUS_FILE = "status"
 CONTROL_SOCKET = "control.sock"
 CHECKPOINTS_DIR = "checkpoints"
+RUN_DIR_ENV = "NEXUS_RUN_DIR"
+"""Set by whoever launches a script (the dashboard's launcher, a shell): the run folder the script's
+`nexus.init()` writes, with no arguments needed."""
 
 _UNPACK_LIMITS = dict(
     max_str_len=MAX_RECORD_BYTES,

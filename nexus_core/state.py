@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexus_core.recordtypes import Eval, Hello, Metric, Record, State
-from nexus_core.schema import CRASHED, FINISHED, LIVE_STATES, PAUSED, RUNNING, STARTING, STOPPED
+from nexus_core.schema import (
+    CRASHED,
+    FAILED,
+    FINISHED,
+    KILLED,
+    LIVE_STATES,
+    PAUSED,
+    RUNNING,
+    STARTING,
+    STOPPED,
+)
 
 
 @dataclass(frozen=True)
@@ -152,6 +162,8 @@ class RunState:
         handler was up: nothing was lost) or crashed (with the tail of its log to say why)."""
         code = ev.exit_code
         self.exit_code = code
+        if self.state in (FAILED, KILLED):
+            return "state"  # the run said how it ended (an exception, a signal): that stands
         if code == -signal.SIGTERM:
             # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of it
             # means it came before the handler was up, e.g. quit-with-stop while torch still imported.

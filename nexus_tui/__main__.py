@@ -34,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     compare.add_argument("--root", dest="compare_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
+    report = sub.add_parser("report", help="write a markdown training report of runs (to stdout or -o FILE)")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
+    report.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of to stdout")
+    report.add_argument("--root", dest="report_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "compare_root", None) or args.root)
+    root = Path(getattr(args, "compare_root", None) or getattr(args, "report_root", None) or args.root)
 
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
@@ -59,11 +63,39 @@ def main(argv: list[str] | None = None) -> int:
         print(comparison_markdown(store, names), end="")
         return 0
 
+    if args.command == "report":
+        return _report(root, args.runs, args.output)
+
     from nexus_tui.app import make_app
 
     app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
     app.run()
     return app.return_code or 0
+
+
+def _report(root: Path, names: list[str], output: str | None) -> int:
+    """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
+    from nexus_tui.comparison import UnknownRunError
+    from nexus_tui.report.document import build_report
+
+    try:
+        text = build_report(root, names)
+    except UnknownRunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a metrics file we may not read: say which, no traceback
+        print(f"error: cannot read {e.filename or 'a run folder'}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    if output is None:
+        print(text, end="")
+        return 0
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as e:
+        print(f"error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {output}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

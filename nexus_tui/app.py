@@ -61,6 +61,7 @@ class NexusApp(App[None]):
         Binding("r", "ramp", "Ramp"),
         Binding("s", "stop", "Stop"),
         Binding("m", "compare", "Compare"),
+        Binding("R", "report", "Report"),
         Binding("t", "cycle_theme", "Theme"),
         Binding("q", "quit", "Quit"),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
@@ -268,6 +269,17 @@ class NexusApp(App[None]):
             self.notify("No run selected: press n to start one", severity="warning")
         return name
 
+    def _lacks(self, name: str, cmd: str) -> bool:
+        """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
+        one is told so here instead of being sent a command it would refuse."""
+        run = self.store.get(name)
+        offered = run.hello.get("commands") if run is not None else None
+        if isinstance(offered, list) and cmd not in offered:
+            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
+                        "(see README, 'Bring your own loop')", severity="warning")
+            return True
+        return False
+
     @work(thread=True, group="commands")
     def send(self, name: str, command: Command) -> None:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
@@ -282,19 +294,21 @@ class NexusApp(App[None]):
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            self.send(name, Unpause() if run.state == PAUSED else Pause())
+            command = Unpause() if run.state == PAUSED else Pause()
+            if not self._lacks(name, command.name):
+                self.send(name, command)
 
     def action_checkpoint(self) -> None:
-        if name := self._current():
+        if (name := self._current()) and not self._lacks(name, "checkpoint"):
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
-        if name := self._current():
+        if (name := self._current()) and not self._lacks(name, "eval"):
             self.send(name, EvalNow())
 
     def action_stop(self) -> None:
         name = self._current()
-        if name is None:
+        if name is None or self._lacks(name, "stop"):
             return
 
         def answered(yes: bool | None) -> None:
@@ -305,7 +319,7 @@ class NexusApp(App[None]):
 
     def action_generate(self) -> None:
         name = self._current()
-        if name is None:
+        if name is None or self._lacks(name, "generate"):
             return
         run = self.store.get(name)
         prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
@@ -320,7 +334,11 @@ class NexusApp(App[None]):
     def action_ramp(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is None or run.run_dir is None:
+        if run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
+            return
+        if not run.live and run.hello.get("source") == "reporter":
+            self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
+                        "again with nexus.init(..., resume=True)", severity="warning")
             return
         sup = self.services.supervisor
 
@@ -389,6 +407,27 @@ class NexusApp(App[None]):
         table = self.query_one(RunTable)
         chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
         self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
+
+    def action_report(self) -> None:
+        """The markdown report of the marked runs (else the highlighted one), saved in the runs folder."""
+        names = self.query_one(RunTable).selected
+        if not names:
+            self.notify("No run selected: press n to start one", severity="warning")
+            return
+        runs = [self.store.get(n) for n in names]
+        self.write_report([str(r.run_dir) if r is not None and r.run_dir else n for r, n in zip(runs, names, strict=True)])
+
+    @work(thread=True, group="report", exclusive=True)
+    def write_report(self, runs: list[str]) -> None:
+        """Off the event loop: a long run's metrics file takes a while to read."""
+        from nexus_tui.report.document import save_report
+
+        try:
+            path = save_report(self.root, runs)
+        except Exception as e:  # noqa: BLE001 - a damaged folder must cost a notice, never the dashboard
+            self.call_from_thread(self.notify, f"Could not write the report: {e}", severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"Report saved to {path}", markup=False)
 
     # -- view actions ----------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.protocol import METRICS_FILE, read_records
-from nexus_core.units import finite
+from nexus_core.units import as_num
 from nexus_tui import format as fmt
+from nexus_tui.report.safe import one_line
 from nexus_tui.store import MetricStore, RunView
 
 SKIPPED_KEYS = frozenset({"name", "train.device"})
@@ -99,7 +100,7 @@ def _applies(family: Any, key: str) -> bool:
     """Whether a run of this family reads the key. A family the table does not know (a newer engine,
     or no config at all) is taken to read everything, so nothing it set is hidden."""
     owner = FAMILY_OF_OPTION.get(key)
-    return owner is None or family == owner or family not in FAMILY_OPTIONS
+    return owner is None or family == owner or not isinstance(family, str) or family not in FAMILY_OPTIONS
 
 
 def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
@@ -130,7 +131,7 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
     "0s" both win, or the bold would point at a difference nobody can see); none win when every
     run shows the same text or fewer than two runs have a value."""
     column = COLUMNS[index]
-    have = [(i, r.values[index]) for i, r in enumerate(rows) if finite(r.values[index]) is not None]
+    have = [(i, r.values[index]) for i, r in enumerate(rows) if as_num(r.values[index]) is not None]
     if column.better is None or len(have) < 2:
         return set()
     pick = min if column.better == "min" else max
@@ -142,8 +143,14 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
 
 
 def _escape(text: str) -> str:
-    """A pipe inside a cell would end the cell."""
-    return text.replace("|", "\\|")
+    """Run names and values come from run folders: no escape sequence or newline may reach the text,
+    and a pipe inside a cell would end the cell."""
+    return one_line(text).replace("|", "\\|")
+
+
+def _code(text: str) -> str:
+    """_escape() for the inside of a `code span`: a backtick would end it early."""
+    return _escape(text).replace("`", "'")
 
 
 def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) -> str:
@@ -175,7 +182,7 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{key}`", *(v if v == fmt.DASH else f"`{_escape(v)}`" for v in values)] for key, values in rows]
+    body = [[f"`{_escape(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)] for key, values in rows]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 
@@ -184,7 +191,7 @@ def comparison_markdown(store: MetricStore, names: Sequence[str]) -> str:
     runs = [r for r in (store.get(n) for n in names) if r is not None]
     shown = [r.name for r in runs]
     parts = [
-        f"## Comparing {', '.join(shown)}",
+        f"## Comparing {', '.join(map(_escape, shown))}",
         "",
         "### Results",
         "",

@@ -54,6 +54,11 @@ def downsample(xs: Sequence[float], ys: Sequence[float], buckets: int) -> tuple[
     return x[idx].tolist(), y[idx].tolist()
 
 
+def ema(ys: Sequence[float], weight: float) -> list[float]:
+    """Debiased EMA of a whole series (TensorBoard's smoothing): `ema_continue` from the start."""
+    return ema_continue(ys, weight)[0].tolist()
+
+
 def ema_continue(
     ys: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
 ) -> tuple[np.ndarray, tuple[float, int]]:

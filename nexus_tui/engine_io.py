@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nexus_core.protocol import (
-    CRASHED,
+    FINAL_STATES,
     FINISHED,
     LOG_FILE,
     METRICS_FILE,
@@ -97,7 +97,7 @@ def last_state(run_dir: Path) -> State | None:
 def exit_code_of(run_dir: Path) -> int | None:
     """A dead run's exit status as its last state record tells it (None: it never said, e.g. killed)."""
     state = last_state(run_dir)
-    if not state or state.state not in (FINISHED, STOPPED, CRASHED):
+    if not state or state.state not in FINAL_STATES:
         return None
     if state.exit_code is not None:
         return state.exit_code

@@ -9,13 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nexus_core.units import finite
+from nexus_core.units import as_num
 
 DASH = "–"
 
 
 def _bad(x: Any) -> bool:
-    return finite(x) is None
+    return as_num(x) is None
 
 
 def loss(x: Any) -> str:

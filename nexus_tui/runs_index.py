@@ -23,7 +23,7 @@ from nexus_core.protocol import (
     read_status,
 )
 from nexus_core.state import RunState
-from nexus_core.units import as_int, finite
+from nexus_core.units import as_int, as_num
 
 
 @dataclass
@@ -46,7 +46,7 @@ class RunSummary:
 
 
 engine_pid_alive = pid_alive
-"""Kept one release: the core's pid_alive now does the recycled-pid check itself."""
+"""Kept one release: the core's pid_alive does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
@@ -57,11 +57,11 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
         s.state = state
     s.step = as_int(status.get("step")) or s.step
     s.total_steps = as_int(status.get("total_steps")) or s.total_steps
-    s.best_val_loss = finite(status.get("best_val_loss"))
+    s.best_val_loss = as_num(status.get("best_val_loss"))
     s.device = status.get("device") if isinstance(status.get("device"), str) else s.device
     s.model = status.get("model") if isinstance(status.get("model"), str) else s.model
     s.pid = as_int(status.get("pid"))
-    s.updated = finite(status.get("updated"))
+    s.updated = as_num(status.get("updated"))
 
 
 def _from_metrics(s: RunSummary, path: Path) -> None:
@@ -91,11 +91,12 @@ def summarize_run(run_dir: Path) -> RunSummary:
     if status is not None:
         _from_status(s, status)
     if metrics.exists() and (status is None or not s.model or not s.total_steps or s.best_val_loss is None):
-        keep_state = (s.state, s.pid, s.updated) if status is not None else None
+        keep_state = (s.state, s.pid, s.updated, s.step) if status is not None else None
         _from_metrics(s, metrics)
         if keep_state is not None:  # the status file is newer than the last record about these
-            s.state, s.pid, s.updated = keep_state
-    if s.state in LIVE_STATES and not engine_pid_alive(s.pid):
+            s.state, s.pid, s.updated = keep_state[:3]
+            s.step = max(s.step, keep_state[3])
+    if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
     return s

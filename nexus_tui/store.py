@@ -108,7 +108,7 @@ class MetricStore:
                     if not seqs.first_time(seq):
                         continue
                     late = seq < seqs.max_seen
-                handler = _HANDLERS.get(type(rec))
+                handler = _HANDLERS.get(rec.type)
                 if handler is None:
                     continue
                 kind = handler(self, run, rec, seq, late)
@@ -255,13 +255,13 @@ def _bounded_append(items: list[Any], rec: Sample | Ckpt, limit: int, late: bool
     del items[:-limit]
 
 
-_HANDLERS = {
-    Hello: MetricStore._on_hello,
-    Metric: MetricStore._on_metric,
-    Eval: MetricStore._on_eval,
-    Sample: MetricStore._on_sample,
-    Ckpt: MetricStore._on_ckpt,
-    State: MetricStore._on_state,
-    Log: MetricStore._on_log,
-    Alert: MetricStore._on_alert,
+_HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metric
+    Hello.__struct_config__.tag: MetricStore._on_hello,
+    Metric.__struct_config__.tag: MetricStore._on_metric,
+    Eval.__struct_config__.tag: MetricStore._on_eval,
+    Sample.__struct_config__.tag: MetricStore._on_sample,
+    Ckpt.__struct_config__.tag: MetricStore._on_ckpt,
+    State.__struct_config__.tag: MetricStore._on_state,
+    Log.__struct_config__.tag: MetricStore._on_log,
+    Alert.__struct_config__.tag: MetricStore._on_alert,
 }

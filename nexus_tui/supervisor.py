@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,7 +29,6 @@ from typing import Any
 from nexus_core.commands import Command, Stop, as_args, command_error
 from nexus_core.errors import NexusError
 from nexus_core.lr_preview import lr_preview
-from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_core.protocol import (
     LIVE_STATES,
     LOG_FILE,
@@ -38,6 +36,8 @@ from nexus_core.protocol import (
     RESUME,
     UNPAUSE,
     ControlError,
+    check_run_name,
+    free_run_name,
     read_records,
     read_status,
     send_command,
@@ -75,6 +75,8 @@ class ManagedRun:
     reader: threading.Thread | None = None
     exited: bool = False
     exit_code: int | None = None
+    since: float | None = None
+    """The status file's `updated` when attached: a process started after it is not this run's."""
     terminated: bool = False
     """This supervisor sent it SIGTERM (a stop before it listened): a silent death is that stop."""
     started: float = field(default_factory=time.time)
@@ -118,8 +120,8 @@ class Supervisor:
         """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
         Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
         name = name.strip() if name else self._free_name(preset)
-        if not run_name_ok(name):
-            raise LaunchError(f"run name {name!r}: use {RUN_NAME_RULE}")
+        if error := check_run_name(name):
+            raise LaunchError(error)
         run_dir = self.root / name
         metrics = run_dir / METRICS_FILE
         if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
@@ -165,9 +167,11 @@ class Supervisor:
         self._spawn(name, run_dir, args, run_device)
 
     def _free_name(self, preset: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9._-]", "-", preset) or "run"
-        with self._lock:
-            return next_free_name(self.root, base, taken=self._runs)
+        try:
+            with self._lock:
+                return free_run_name(self.root, preset, set(self._runs))
+        except FileExistsError as e:
+            raise LaunchError(str(e)) from None
 
     def _threads(self) -> int:
         """CPU runs share the cores: each new one gets cores // (live CPU runs, itself included)."""
@@ -270,8 +274,9 @@ class Supervisor:
                 self._warn(name, f"{METRICS_FILE}: {w.text}")
         pid = status.get("pid") if isinstance(status.get("pid"), int) else None
         device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
-        run = ManagedRun(name, run_dir, device, pid)
-        if status.get("state") in LIVE_STATES and pid_alive(pid):
+        updated = status.get("updated") if isinstance(status.get("updated"), (int, float)) else None
+        run = ManagedRun(name, run_dir, device, pid, since=updated)
+        if status.get("state") in LIVE_STATES and pid_alive(pid, updated):
             with self._lock:
                 self._runs[name] = run
                 if self._poller is None:
@@ -293,7 +298,7 @@ class Supervisor:
             with self._lock:
                 attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
             for run in attached:
-                if not pid_alive(run.pid):
+                if not pid_alive(run.pid, run.since):
                     time.sleep(0.05)  # let its last state record reach the file
                     self._finish(run, exit_code_of(run.run_dir))
 
@@ -377,7 +382,7 @@ class Supervisor:
                 with self._lock:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
                 for run in attached:
-                    if not pid_alive(run.pid):
+                    if not pid_alive(run.pid, run.since):
                         self._finish(run, exit_code_of(run.run_dir))
                 time.sleep(0.05)
         left = self.live_runs()

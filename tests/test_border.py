@@ -49,3 +49,12 @@ def test_core_imports_neither_side_nor_their_libraries() -> None:
     mods = _modules(nexus_core)
     for forbidden in ("torch", "textual", "engine", "nexus_tui"):
         assert _leaks(mods, forbidden) == "", forbidden
+
+
+def test_reporter_imports_neither_torch_nor_textual() -> None:
+    """`import nexus` in a user's script costs no torch import of its own, and never textual."""
+    import nexus
+
+    mods = ["nexus", *_modules(nexus)]
+    assert _leaks(mods, "torch") == ""
+    assert _leaks(mods, "textual") == ""

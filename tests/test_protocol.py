@@ -249,8 +249,25 @@ def test_records_are_typed_once_unknown_fields_ignored_bad_fields_skipped() -> N
     newer = P.pack({"type": "metric", "seq": 0, "step": 3, "loss": 2, "from_the_future": [1, 2]})
     bad = P.pack({"type": "metric", "seq": 1, "step": "three"})
     got = decoder.feed(newer + bad + P.pack(_metric(4)))
-    assert [type(r) for r in got] == [P.Metric, P.Metric]
+    assert len(got) == 2 and all(isinstance(r, P.Metric) for r in got)
     assert got[0].step == 3 and got[0].loss == 2.0 and isinstance(got[0].loss, float)
     assert got[1].step == 4
     assert any("bad fields" in w.text and "metric" in w.text for w in decoder.warnings)
     assert P.RecordDecoder().feed(P.pack(got[0])) == [got[0]]  # a typed record round-trips
+    assert not got[0].extra  # a list is no series
+
+
+def test_extra_numeric_keys_of_metric_and_eval_records_are_kept() -> None:
+    """Any numeric key a writer logs beyond the kind's fields is a series of its own (record.extra),
+    and survives a round trip; strings, bools, lists and unprintable names are not series."""
+    raw = {"type": "metric", "seq": 0, "step": 3, "loss": 2.0, "train/acc": 0.5, "surprise/l1": 1,
+           "flag": True, "note": "x", "bad\x1bkey": 1.0}
+    (rec,) = P.RecordDecoder().feed(P.pack(raw))
+    assert rec.step == 3 and dict(rec.extra) == {"train/acc": 0.5, "surprise/l1": 1.0}
+    assert rec["train/acc"] == 0.5 and "train/acc" in rec
+    (again,) = P.RecordDecoder().feed(P.pack(rec))
+    assert dict(again.extra) == dict(rec.extra) and again.step == 3
+    (ev,) = P.RecordDecoder().feed(P.pack({"type": "eval", "step": 5, "val_loss": 1.5, "val/acc": 0.75}))
+    assert dict(ev.extra) == {"val/acc": 0.75}
+    (plain,) = P.RecordDecoder().feed(P.pack(_metric(4)))
+    assert not plain.extra

@@ -7,7 +7,6 @@ nexus_tui.comparison (this screen only draws them), and y takes them out of the 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +19,7 @@ from textual.widgets import DataTable, Footer, Label, SelectionList
 
 from nexus_tui.comparison import COLUMNS, comparison_markdown, config_differences, flatten, result_row
 from nexus_tui.curves import CurveCache
+from nexus_tui.report.document import write_new
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
@@ -167,14 +167,4 @@ def fmt_name(run: RunView, palette: ChartPalette) -> Text:
 
 def write_markdown(folder: Path, text: str) -> Path:
     """folder/compare-<timestamp>.md, never over an earlier one (two copies in one second get -2, -3)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        path = folder / (f"compare-{stamp}.md" if n == 1 else f"compare-{stamp}-{n}.md")
-        try:
-            with open(path, "x", encoding="utf-8") as f:
-                f.write(text)
-            return path
-        except FileExistsError:
-            continue
-    raise OSError(f"too many compare files for {stamp} in {folder}")
+    return write_new(folder, "compare", text)

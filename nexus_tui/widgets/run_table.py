@@ -35,7 +35,7 @@ state, step, loss/H and best val always stay (at 80x24 nobody should scroll side
 
 STATE_STYLES = {
     "running": "bold green", "paused": "bold yellow", "checkpointing": "cyan", "starting": "dim",
-    "finished": "blue", "crashed": "bold red", "stopped": "dim",
+    "finished": "blue", "crashed": "bold red", "stopped": "dim", "failed": "bold red", "killed": "magenta",
 }
 
 

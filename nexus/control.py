@@ -1,0 +1,109 @@
+"""The control socket of a reported run: a server thread answers at once, the loop acts between steps.
+
+The engine reads its socket between steps; a loop Nexus did not write may take minutes per step, and
+the dashboard waits only seconds for an answer. So a thread owns the protocol's CommandServer, checks
+each command (is there a handler for it?), answers, and queues it in `inbox`; the loop's
+`step_end()` looks at the inbox (one truthiness test when it is empty) and does the work. `resume`
+and `ramp` need no step boundary: resume wakes a paused loop, ramp is handed to the LR hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nexus_core import protocol as P
+
+POLL_S = 0.2
+
+
+class ControlThread:
+    """Serves `run_dir`'s control socket until `close()`.
+
+    `supported()` names the commands this run can carry out now; `immediate(cmd)` handles a command
+    on this thread and returns the reply's extra fields (ramp), or None to queue it for the loop."""
+
+    def __init__(self, run_dir: Path, supported: Callable[[], frozenset[str]],
+                 immediate: Callable[[dict[str, Any]], dict[str, Any] | None], step: Callable[[], int]) -> None:
+        self.server = P.CommandServer(run_dir)
+        self.inbox: deque[dict[str, Any]] = deque()
+        self.arrived = threading.Event()
+        """Set whenever a command is queued: a paused loop waits on it."""
+        self._supported = supported
+        self._immediate = immediate
+        self._step = step
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="nexus-control", daemon=True)
+        self._thread.start()
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.server.path)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                waiting = self.server.poll(POLL_S)
+            except (OSError, ValueError):  # the socket was closed under us: we are finishing
+                return
+            for cmd, conn in waiting:
+                self._answer(cmd, conn)
+
+    def _answer(self, cmd: dict[str, Any], conn: Any) -> None:
+        name = cmd["cmd"]
+        supported = self._supported()
+        if name not in supported:
+            P.reply(conn, ok=False, error=why_not(name))
+            return
+        error = check_generate(cmd) if name == P.GENERATE else ""
+        if error:
+            P.reply(conn, ok=False, error=error)
+            return
+        try:
+            extra = self._immediate(cmd)
+        except Exception as e:  # noqa: BLE001 - a bad command must not kill the run
+            P.reply(conn, ok=False, error=f"{name} failed: {type(e).__name__}: {e}")
+            return
+        if extra is not None:
+            P.reply(conn, ok=True, step=self._step(), **extra)
+            return
+        self.inbox.append(cmd)
+        self.arrived.set()
+        P.reply(conn, ok=True, step=self._step(), queued=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2 * POLL_S + 1.0)
+        with contextlib.suppress(OSError):
+            self.server.close()
+
+
+HANDLER_OF = {P.CHECKPOINT: "run.on_checkpoint(fn)", P.EVAL_NOW: "run.on_eval(fn)",
+              P.GENERATE: "run.on_sample(fn)", P.RAMP: "run.watch(optimizer)"}
+
+
+def why_not(name: str) -> str:
+    """The refusal a run without a handler for `name` sends: what its script would need to add."""
+    if name in HANDLER_OF:
+        return f"this run has no {name} handler: its script would call {HANDLER_OF[name]}"
+    return f"this run does not take {name!r}"
+
+
+def check_generate(cmd: dict[str, Any]) -> str:
+    """The engine's own limits on a sample request (the protocol checked prompt and tokens)."""
+    temperature, top_k = cmd.get("temperature", 0.8), cmd.get("top_k", 40)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
+            or not 0.0 <= temperature < float("inf"):
+        return f"generate temperature must be 0 (greedy) or positive, got {temperature!r}"
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        return f"generate top_k must be 0 (off) or positive, got {top_k!r}"
+    return ""
+
+
+def warn(text: str) -> None:
+    print(f"nexus: {text}", file=sys.stderr, flush=True)

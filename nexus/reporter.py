@@ -1,0 +1,352 @@
+"""`Run`: one reported run. The training thread calls log()/step_end(); two threads do the rest.
+
+- log() grabs values (tensors by reference, never synced), merges them into the pending step and, on
+  commit, queues a metric and/or eval record for the writer thread (`writer.py`). It never blocks.
+- step_end() (or `for cmd in run.commands()`) acts on control commands queued by the control thread
+  (`control.py`): pause holds the loop right there, stop sets `should_stop`, checkpoint/eval/generate
+  call the script's handlers and file what they return. A loop that never calls either gets the same
+  check at each committed log().
+- ramps act inside optimizer.step() through hooks (`lr.py`), so they compose with any scheduler.
+- the end is recorded by finish(), the excepthook, the signal handlers or atexit (`ending.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from nexus import values as V
+from nexus.config import Config, Summary
+from nexus.control import ControlThread, warn
+from nexus.ending import EndHooks, one_line
+from nexus.lr import LRControl
+from nexus.steering import Steering
+from nexus.writer import STEP, Writer, json_safe
+from nexus_core import protocol as P
+
+ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
+"""Commands every reported run takes (acted on at step_end(), or at each committed log())."""
+
+
+class Run(Steering):
+    """A run Nexus did not write, reporting into a run folder. Build it with `nexus.init()`."""
+
+    def __init__(self, run_dir: Path, config: Any = None, total_steps: int | None = None,
+                 start_step: int = 1, resumed: bool = False, model: str = "", meta: dict[str, Any] | None = None,
+                 pipe_fd: int | None = None) -> None:
+        self.dir = Path(run_dir)
+        self.name = self.id = self.dir.name
+        self.total_steps = total_steps
+        self.should_stop = False
+        """Set by a stop command (or a signal the script handles itself): end the loop, then finish()."""
+        self.paused = False
+        self._start_step = start_step
+        self._step = start_step
+        self._last_committed = start_step - 1
+        self._pending: dict[str, Any] = {}
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._lr: LRControl | None = None
+        self._steers = False
+        self._ended = False
+        self._state = P.STARTING
+        self._device = ""
+        self._params: int | None = None
+        self._model = model
+        self._meta = {k: v for k, v in (meta or {}).items() if v is not None}
+        self._resumed = resumed
+        self._warned: set[str] = set()
+        self._version = 0
+        self.config = Config(config, on_change=self._describe)
+        self._writer = Writer(self.dir, {"run": self.name, "total_steps": total_steps or 0, "step": start_step - 1,
+                                         "source": "reporter"}, pipe_fd)
+        self.summary = Summary(lambda: self._writer.last_values)
+        try:
+            self._control: ControlThread | None = ControlThread(self.dir, self._supported, self._immediate,
+                                                                lambda: self.step)
+            self._writer.status["socket"] = self._control.socket_path
+        except OSError as e:
+            self._control = None
+            warn(f"no control socket for run {self.name} ({e}); it is reported but cannot be steered")
+        self._inbox: deque[dict[str, Any]] = self._control.inbox if self._control else deque()
+        self._describe()
+        self._writer.start()
+        self._hooks = EndHooks(self)
+        self._set_state(P.RUNNING, "resumed" if resumed else "")
+
+    # -- logging ---------------------------------------------------------------------------------
+
+    @property
+    def step(self) -> int:
+        """The step the next log() without `step=` goes to."""
+        return self._step
+
+    def log(self, data: dict[str, Any], step: int | None = None, commit: bool | None = None) -> None:
+        """Record numbers for a step (wandb's rules): without `step`, each call is a step of its own
+        unless commit=False; with `step`, calls for the same step merge and are filed when a later step
+        is logged, at step_end() or at finish(). Values: Python numbers, numpy scalars, one-element
+        tensors (read later, off this thread). Nested dicts become `a/b` keys. Never blocks."""
+        if self._ended:
+            self._warn_once("ended", "log() after finish() is ignored")
+            return
+        if step is not None:
+            step = int(step)
+            if step < self._last_committed:
+                self._warn_once("backwards", f"log(step={step}) is before step {self._last_committed} "
+                                "already filed: ignored (steps only go forward)")
+                return
+            if self._pending and step != self._step:
+                self._commit()
+            self._step = step
+        pending = self._pending
+        for key, value in data.items():
+            if type(value) is dict:
+                for k, v in V.flatten(value, f"{key}/").items():
+                    self._put_value(pending, k, v)
+                continue
+            got = V.grab(value)
+            if got is None:
+                self._skip(key, value)
+            else:
+                pending[key if type(key) is str else str(key)] = got
+        if commit is False or (commit is None and step is not None):
+            return
+        self._commit()
+
+    def _put_value(self, pending: dict[str, Any], key: str, value: Any) -> None:
+        got = V.grab(value)
+        if got is None:
+            self._skip(key, value)
+        else:
+            pending[key] = got
+
+    def _skip(self, key: Any, value: Any) -> None:
+        if f"skip:{key}" not in self._warned:
+            self._warned.add(f"skip:{key}")
+            self._put_log(f"key {str(key)[:100]!r}: a {type(value).__name__} is not a number (or a one-element "
+                          "tensor); it is not recorded", "warning")
+
+    def _commit(self) -> None:
+        values, self._pending = self._pending, {}
+        step = self._step
+        self._last_committed, self._step = step, step + 1
+        if values:
+            if len(values) > V.MAX_KEYS:
+                self._warn_once("keys", f"more than {V.MAX_KEYS} keys in one step: the rest are not recorded")
+                values = dict(list(values.items())[: V.MAX_KEYS])
+            if not self._device:
+                self._learn_device(values)
+            lr = self._lr
+            used = (lr.last_lr, lr.active) if lr is not None and lr.last_lr is not None else None
+            # Routing keys into metric/eval records is the writer thread's work (writer.STEP).
+            self._writer.put({"type": STEP, "step": step, "time": time.time(), "values": values, "lr": used})
+        if not self._steers and self._inbox:
+            self._act()
+
+    def _learn_device(self, values: dict[str, Any]) -> None:
+        for v in values.values():
+            if V.is_tensor(v):
+                self._device = str(v.device)
+                self._describe()
+                return
+
+    # -- between steps ---------------------------------------------------------------------------
+
+    def step_end(self) -> None:
+        """Call once per step, after optimizer.step(). Files the step's pending values and carries out
+        waiting commands: pause holds here until resume, stop sets `should_stop`, checkpoint, eval and
+        generate call the handlers. Costs one truthiness test when nothing is waiting."""
+        self._steers = True
+        if self._pending:
+            self._commit()
+        if self._inbox:
+            self._act()
+
+    def commands(self) -> Iterator[dict[str, Any]]:
+        """Like step_end(), yielding each command after the reporter acted on it (`cmd["cmd"]` is its
+        name), for a loop that wants to react too: `for cmd in run.commands(): ...`."""
+        self._steers = True
+        if self._pending:
+            self._commit()
+        yield from self._drain()
+
+    def _drain(self) -> Iterator[dict[str, Any]]:
+        """Act on every queued command, holding here while paused; yield each after acting."""
+        while self._inbox or (self.paused and not self.should_stop):
+            if self._inbox:
+                cmd = self._inbox.popleft()
+                self._do(cmd)
+                yield cmd
+            else:
+                self._wait_for_command()
+
+    def _act(self) -> None:
+        for _ in self._drain():
+            pass
+
+    def _wait_for_command(self) -> None:
+        if self._control is None:
+            self.paused = False  # nothing could ever resume it
+            return
+        self._control.arrived.wait(1.0)  # the writer keeps the status fresh meanwhile: paused, alive
+        self._control.arrived.clear()
+
+    def _done_step(self) -> int:
+        return max(self._last_committed, 0)
+
+    # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
+
+    def watch(self, target: Any, *args: Any, **kwargs: Any) -> None:
+        """Hand over a torch optimizer: `ramp` commands then change its LR (see nexus/lr.py for how it
+        composes with the script's scheduler) and the records' `lr` is the LR each step really used.
+        A model (wandb.watch(model)) only tells the run its parameter count and device."""
+        if hasattr(target, "param_groups"):
+            if self._lr is not None:
+                self._lr.close()
+            self._lr = LRControl(target)
+            params = [p for g in target.param_groups for p in g["params"]]
+        elif hasattr(target, "parameters"):
+            params = list(target.parameters())
+        else:
+            raise TypeError(f"run.watch() takes a torch optimizer or model, not {type(target).__name__}")
+        self._params = sum(int(p.numel()) for p in params) or self._params
+        if params and not self._device:
+            self._device = str(params[0].device)
+        self._describe()
+
+    def alert(self, title: str, text: str = "", level: Any = "INFO", wait_duration: Any = None) -> None:
+        """An alert on the dashboard's red bar and in the records (kind "user")."""
+        level = str(getattr(level, "value", level)).upper()
+        self._writer.put({"type": P.ALERT, "kind": "user", "level": level, "step": self._done_step(),
+                          "text": f"{title}: {text}" if text else str(title), "time": time.time()})
+
+    # -- the end ---------------------------------------------------------------------------------
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
+        """Record the end and close the files: finished, or stopped (after a stop command or a signal
+        the script handled), or failed when exit_code is not 0. Safe to call twice."""
+        if self._ended:
+            return
+        if self._pending:
+            self._commit()
+        if exit_code not in (None, 0):
+            self._close(P.FAILED, f"finish(exit_code={exit_code})", int(exit_code))
+        elif self._hooks.signalled:
+            self._close(P.STOPPED, f"{self._hooks.signalled}, handled by the script", 0)
+        elif self.should_stop:
+            self._close(P.STOPPED, "stop command", 0)
+        else:
+            self._close(P.FINISHED, f"finished at step {self._done_step()}", 0)
+
+    def _end_as_failed(self, text: str) -> None:
+        if self._ended:
+            return
+        if self._pending:
+            self._commit()
+        self._put_log(text, "error")
+        self._writer.put({"type": P.ALERT, "kind": "crash", "step": self._done_step(), "text": text,
+                          "time": time.time()})
+        self._close(P.FAILED, text, 1)
+
+    def _end_as_killed(self, signal_name: str, exit_code: int) -> None:
+        if self._ended:
+            return
+        if self._pending:
+            self._commit()
+        self._close(P.KILLED, signal_name, exit_code)
+
+    def _close(self, state: str, reason: str, exit_code: int) -> None:
+        self._ended = True
+        self._hooks.remove()
+        if self._control is not None:
+            self._control.close()
+        if self._lr is not None:
+            self._lr.close()
+        self._set_state(state, reason, exit_code)
+        summary = json_safe({k: v for k, v in self.summary.as_dict().items() if not V.is_tensor(v)})
+        if not self._writer.close(summary=summary):
+            warn(f"run {self.name}: the disk did not take the last records in time")
+        import nexus
+
+        if nexus.run is self:
+            nexus.run = None
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, etype: Any, value: Any, tb: Any) -> bool:
+        if etype is None:
+            self.finish()
+        elif issubclass(etype, KeyboardInterrupt):
+            self._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+        elif issubclass(etype, SystemExit):
+            code = value.code
+            self.finish(exit_code=code if isinstance(code, int) else (0 if code is None else 1))
+        else:
+            self._end_as_failed(one_line(value))
+        return False
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _supported(self) -> frozenset[str]:
+        have = set(ALWAYS) | set(self._handlers)
+        if self._lr is not None:
+            have.add(P.RAMP)
+        return frozenset(have)
+
+    def _immediate(self, cmd: dict[str, Any]) -> dict[str, Any] | None:
+        """Control thread: a ramp is handed to the LR hooks at once; everything else waits for the loop."""
+        if cmd["cmd"] != P.RAMP or self._lr is None:
+            return None
+        text = self._lr.request(float(cmd["target_lr"]), int(cmd["ramp_steps"]))
+        total = cmd.get("total_steps")
+        if isinstance(total, int):
+            self.total_steps = total
+            text += f"; total_steps is now {total} (the loop reads run.total_steps)"
+            self._describe()
+        self._put_log(text)
+        return {"text": text}
+
+    def _describe(self) -> None:
+        """What the hello says, as of now; the writer files a fresh hello when this changes."""
+        self._version += 1
+        fields = {
+            "run": self.name, "config": json_safe(self.config.as_dict()), "pid": os.getpid(),
+            "device": self._device, "params": self._params, "total_steps": self.total_steps or 0,
+            "start_step": self._start_step - 1, "model": self._model or _model_of(self.config),
+            "resumed_from": str(self.dir) if self._resumed else None, "source": "reporter",
+            "commands": sorted(self._supported() if self._control is not None else ()),
+            "argv": [str(a)[:200] for a in sys.argv[:64]],
+        }
+        if self._meta:
+            fields["meta"] = json_safe(self._meta)
+        self._writer.describe = (self._version, fields)
+
+    def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
+        self._state = state
+        rec: dict[str, Any] = {"type": P.STATE, "state": state, "step": self._done_step(), "reason": reason,
+                               "time": time.time()}
+        if exit_code is not None:
+            rec["exit_code"] = exit_code
+        self._writer.queue.append(rec)  # never dropped: a state change is what readers trust most
+
+    def _put_log(self, text: str, level: str = "info") -> None:
+        self._writer.put({"type": P.LOG, "level": level, "text": text, "time": time.time()})
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warn(text)
+            self._put_log(text, "warning")
+
+
+def _model_of(config: Config) -> str:
+    for key in ("model", "model_name", "arch", "architecture"):
+        value = config.get(key)
+        if isinstance(value, str):
+            return value[:64]
+    return ""

@@ -1,0 +1,299 @@
+"""The reporter's writer thread: the only code that touches the run folder's files after init.
+
+The training thread only appends plain dicts to a bounded deque (a few hundred nanoseconds, no lock,
+no syscall). This thread wakes every FLUSH_S, reads every tensor value of the batch in one go
+(`values.resolve`), and files the records through the protocol's one RecordWriter, then rewrites the
+status file. A slow disk slows only this thread; when the deque is full the training thread drops
+the record and counts it (`Writer.put`), and this thread turns the count into an alert.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from nexus import values as V
+from nexus_core import protocol as P
+
+FLUSH_S = 0.1
+STATUS_EVERY_S = 1.0
+CAPACITY = 100_000
+"""Records waiting for the disk before log() starts dropping (a few seconds of a very chatty loop)."""
+DROP_ALERT_EVERY_S = 10.0
+SUMMARY_FILE = "summary.json"
+STEP = "_step"
+"""A queue item (never a record): one committed step's raw values, which the writer routes into a
+metric and/or an eval record (values.route), so the training thread does not."""
+
+
+class Writer:
+    """Owns metrics.msgpack, status, config.toml and summary.json of one run.
+
+    `describe` is read on every flush: a (version, hello fields) pair the Run replaces whenever what
+    the hello says changes (config, commands, device). A new version is filed as a fresh hello plus a
+    state record, so readers see the change without mistaking it for a new run."""
+
+    def __init__(self, run_dir: Path, status: dict[str, Any], pipe_fd: int | None = None,
+                 capacity: int = CAPACITY, flush_s: float = FLUSH_S) -> None:
+        self.run_dir = run_dir
+        self.records = P.RecordWriter(run_dir / P.METRICS_FILE, pipe_fd)
+        self.capacity = capacity
+        self.flush_s = flush_s
+        self.queue: deque[dict[str, Any]] = deque()
+        self.dropped = 0
+        """Records log() could not queue (the queue was full); written only by the training thread."""
+        self.lost = 0
+        """Records the disk refused (full, read-only): they reached the pipe, if any, not the file."""
+        self.describe: tuple[int, dict[str, Any]] = (0, {})
+        self.status = {"pid": os.getpid(), "state": P.STARTING, **status}
+        self.last_values: dict[str, float] = {}
+        self.best_val_loss: float | None = None
+        self._hello_version = -1
+        self._said_dropped = 0
+        self._dropped_alert_at = -math.inf
+        self._status_at = -math.inf
+        self._tokens: Any = None
+        self._prev: tuple[float, int, float | None] | None = None
+        """(time, step, tokens) of the last metric record, for step_s and tok_s."""
+        self._wake = threading.Event()
+        self._closing = False
+        self._summary: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._loop, name="nexus-writer", daemon=True)
+        self._write_status()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    # -- the training thread's side --------------------------------------------------------------
+
+    def put(self, record: dict[str, Any]) -> bool:
+        """Queue a record (never blocks); False, counted in `dropped`, when the queue is full."""
+        if len(self.queue) >= self.capacity:
+            self.dropped += 1
+            return False
+        self.queue.append(record)
+        return True
+
+    def close(self, timeout: float = 10.0, summary: dict[str, Any] | None = None) -> bool:
+        """Write everything queued, then the summary, and close the files. False when the disk did
+        not take it all within `timeout` s (the records left are lost; the process may exit)."""
+        self._closing = True
+        self._summary = summary
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        elif self._thread.ident is None:  # never started (init failed half way): flush here
+            self._loop()
+        done = not self._thread.is_alive()
+        if done:
+            self.records.close()
+        return done
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            closing = self._closing
+            try:
+                self._flush()
+            except Exception as e:  # noqa: BLE001 - the reporter must never take the training down
+                print(f"nexus: the reporter's writer failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            if closing and not self.queue:
+                break
+        self._write_summary()
+        self._write_status()
+
+    def _flush(self) -> None:
+        batch = []
+        for _ in range(min(len(self.queue), 20_000)):
+            item = self.queue.popleft()
+            if item["type"] == STEP:
+                batch.extend(step_records(item))
+            else:
+                batch.append(item)
+        self._resolve(batch)
+        self._maybe_hello()
+        state_changed = False
+        for rec in batch:
+            kind = rec["type"]
+            if kind == P.METRIC:
+                self._note_metric(rec)
+            elif kind == P.EVAL:
+                self._note_eval(rec)
+            elif kind == P.STATE:
+                self.status.update(state=rec["state"], step=rec.get("step", self.status.get("step", 0)))
+                state_changed = True
+                self._prev = None  # a pause is not a slow step
+            self._file(rec)
+        self._alert_drops()
+        now = time.monotonic()
+        if state_changed or now - self._status_at >= STATUS_EVERY_S:
+            self._write_status()
+
+    def _resolve(self, batch: list[dict[str, Any]]) -> None:
+        """Replace every tensor in the batch by its value, one device read per batch."""
+        where: list[tuple[dict[str, Any], str]] = []
+        found: list[Any] = []
+        for rec in batch:
+            if rec["type"] in (P.METRIC, P.EVAL):
+                for key, value in rec.items():
+                    if V.is_tensor(value):
+                        where.append((rec, key))
+                        found.append(value)
+        if not found:
+            return
+        try:
+            got = V.resolve(found)
+        except Exception as e:  # noqa: BLE001 - a tensor that cannot be read is a lost value, not a dead run
+            got = [math.nan] * len(found)
+            print(f"nexus: could not read logged tensors: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        for (rec, key), value in zip(where, got, strict=True):
+            rec[key] = value
+
+    def _note_metric(self, rec: dict[str, Any]) -> None:
+        """Status fields from a metric record, and the speed a script did not log itself: `step_s`
+        and (when it logs `tokens`) `tok_s` from the records' own times, as the engine reports them."""
+        at, step, tokens = rec["time"], rec["step"], V.finite_or_none(rec.get("tokens"))
+        if self._prev is not None:
+            t0, s0, k0 = self._prev
+            if step > s0 and at > t0:
+                rec.setdefault("step_s", (at - t0) / (step - s0))
+                if tokens is not None and k0 is not None and tokens > k0:
+                    rec.setdefault("tok_s", (tokens - k0) / (at - t0))
+        self._prev = (at, step, tokens)
+        if "tokens" in rec:
+            self._tokens = rec["tokens"]
+        self.status["step"] = rec["step"]
+        if self._tokens is not None:
+            self.status["tokens"] = self._tokens
+        self._remember(rec)
+
+    def _note_eval(self, rec: dict[str, Any]) -> None:
+        if "tokens" not in rec and self._tokens is not None:
+            rec["tokens"] = self._tokens
+        val = V.finite_or_none(rec.get("val_loss"))
+        if val is not None:
+            best = self.best_val_loss is None or val < self.best_val_loss
+            rec["best"] = best
+            if best:
+                self.best_val_loss = val
+                self.status["best_val_loss"] = val
+        self._remember(rec)
+
+    def _remember(self, rec: dict[str, Any]) -> None:
+        for key, value in rec.items():
+            if key not in ("type", "seq", "time", "step", "best") and isinstance(value, (int, float)):
+                self.last_values[key] = value
+
+    def _maybe_hello(self) -> None:
+        version, fields = self.describe
+        if version == self._hello_version:
+            return
+        self._hello_version = version
+        config = fields.get("config") or {}
+        self._write_config(config)
+        for key in ("total_steps", "device", "model", "commands", "run"):
+            if key in fields:
+                self.status[key] = fields[key]
+        self._file({"type": P.HELLO, "protocol": P.PROTOCOL_VERSION, **fields, "time": time.time()})
+        if self.status["state"] != P.STARTING:  # a re-hello: say the state again (hello means "starting")
+            self._file({"type": P.STATE, "state": self.status["state"], "step": self.status.get("step", 0),
+                        "reason": "run description updated", "time": time.time()})
+        self._write_status()
+
+    def _file(self, rec: dict[str, Any]) -> None:
+        try:
+            self.records.write(rec)
+        except OSError as e:
+            self.lost += 1
+            if self.lost == 1:
+                print(f"nexus: cannot write {P.METRICS_FILE}: {e.strerror or e}; records are being lost",
+                      file=sys.stderr, flush=True)
+
+    def _alert_drops(self) -> None:
+        dropped = self.dropped
+        now = time.monotonic()
+        if dropped > self._said_dropped and now - self._dropped_alert_at >= DROP_ALERT_EVERY_S:
+            self._file({"type": P.ALERT, "kind": "dropped", "step": self.status.get("step", 0), "time": time.time(),
+                        "text": f"{dropped - self._said_dropped} logged steps dropped ({dropped} in all): the "
+                                "reporter's queue was full because the disk did not keep up"})
+            self._said_dropped, self._dropped_alert_at = dropped, now
+
+    # -- files beside the records ----------------------------------------------------------------
+
+    def _write_status(self) -> None:
+        self._status_at = time.monotonic()
+        with contextlib.suppress(OSError):
+            P.write_status(self.run_dir, self.status)
+
+    def _write_config(self, config: dict[str, Any]) -> None:
+        try:
+            import tomli_w
+        except ImportError:  # a project dependency, but a script's bare environment may lack it
+            return
+        tmp = self.run_dir / (P.CONFIG_FILE + ".tmp")
+        try:
+            tmp.write_text(tomli_w.dumps(toml_safe(config)))
+            tmp.replace(self.run_dir / P.CONFIG_FILE)
+        except (OSError, TypeError, ValueError) as e:
+            print(f"nexus: cannot write {P.CONFIG_FILE}: {e}", file=sys.stderr, flush=True)
+
+    def _write_summary(self) -> None:
+        summary = self._summary
+        if summary is None:
+            return
+        tmp = self.run_dir / (SUMMARY_FILE + ".tmp")
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
+            tmp.replace(self.run_dir / SUMMARY_FILE)
+
+
+def step_records(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """A committed step as its metric and eval records. With a watched optimizer, `lr` is the LR its
+    last step used; once a ramp changed it, the script's own `lr` is kept as `lr_schedule`."""
+    metric, evals = V.route(item["values"])
+    if item["lr"] is not None and metric:
+        last, ramped = item["lr"]
+        if ramped and "lr" in metric:
+            metric["lr_schedule"] = metric.pop("lr")
+        metric.setdefault("lr", last)
+    step, at = item["step"], item["time"]
+    out = []
+    if metric:
+        out.append({"type": P.METRIC, "step": step, "time": at, **metric})
+    if evals:
+        out.append({"type": P.EVAL, "step": step, "time": at, **evals})
+    return out
+
+
+def toml_safe(value: Any) -> Any:
+    """A config as TOML can hold it: None dropped, tuples as lists, anything else unknown as text."""
+    if isinstance(value, dict):
+        return {str(k): toml_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [toml_safe(v) for v in value if v is not None]
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def json_safe(value: Any) -> Any:
+    """A config or summary as msgpack and JSON can hold it (the hello carries the config)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    grabbed = V.grab(value)
+    return grabbed if isinstance(grabbed, (int, float)) else str(value)

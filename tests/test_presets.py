@@ -1,0 +1,71 @@
+"""Every shipped preset loads, validates and builds its model on the meta device (no memory: the 275M
+presets cost nothing), and the reference presets carry the settings their README row promises."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models import build_model
+from nexus_core import config as C
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = {  # preset -> (min, max) parameters as the engine builds it
+    "hybrid-6m": (5e6, 7e6), "hybrid-6m-bpe1000": (5e6, 7e6), "engram-275m": (2.2e8, 2.9e8),
+    "mtp-275m": (2.2e8, 2.9e8), "wavelet-275m": (2.0e8, 2.9e8), "lstm-nested-1m": (1.0e6, 1.4e6),
+}
+
+
+def _meta_params(name: str) -> tuple[C.Config, int]:
+    cfg = C.load_preset(name).validate()
+    m = cfg.model
+    m.vocab_size = m.vocab_size or (cfg.data.bpe_vocab if cfg.data.tokenizer == "bpe" else 256)
+    with torch.device("meta"):
+        model = build_model(m)
+    assert all(p.is_meta for p in model.parameters()), "built on the meta device, nothing allocated"
+    return cfg, model.num_params()
+
+
+@pytest.mark.parametrize("name", C.preset_names())
+def test_every_preset_builds_its_model_on_the_meta_device(name: str) -> None:
+    _, params = _meta_params(name)
+    assert params > 0
+    if name in REFERENCE:
+        low, high = REFERENCE[name]
+        assert low <= params <= high, f"{name}: {params:,} parameters"
+
+
+def test_the_reference_presets_carry_the_reported_settings() -> None:
+    hybrid = C.load_preset("hybrid-6m")
+    m, t = hybrid.model, hybrid.train
+    layers = ["attn" if i % m.attn_every == m.attn_offset else "ssm" for i in range(m.n_layers)]
+    assert layers.count("attn") == 1 and layers.count("ssm") == 5
+    assert (m.d_model, m.n_heads, m.n_kv_heads, m.seq_len) == (256, 8, 2, 128)
+    assert (t.batch_size, t.grad_accum, t.steps, hybrid.optim.lr) == (4, 4, 2000, 3e-4)
+    assert C.load_preset("hybrid-6m-bpe1000").data.bpe_vocab == 1000
+    for name in ("engram-275m", "mtp-275m", "wavelet-275m"):
+        cfg = C.load_preset(name)
+        assert (cfg.optim.name, cfg.optim.fallback, cfg.optim.lr, cfg.optim.muon_lr) == ("muon", "lion", 0.012, 0.012)
+        assert (cfg.schedule.name, cfg.schedule.decay_fraction, cfg.train.label_smoothing) == ("wsd", 0.2, 0.1)
+        assert (cfg.model.seq_len, cfg.train.batch_size, cfg.data.bpe_vocab, cfg.optim.grad_clip) == (1024, 2, 4096, 1.0)
+    assert C.load_preset("engram-275m").model.engram_layers == [0, 19]
+    assert C.load_preset("mtp-275m").model.mtp_heads == 3
+    lstm = C.load_preset("lstm-nested-1m")
+    assert lstm.model.lstm_levels == [1, 16, 256] and (lstm.train.batch_size, lstm.model.seq_len) == (64, 512)
+
+
+def test_readme_lists_every_reference_preset() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in REFERENCE:
+        assert f"`{name}`" in readme, name
+
+
+def test_deterministic_kernels_switch_on() -> None:
+    code = ("import os, torch; from engine.device import use_deterministic_kernels; use_deterministic_kernels(); "
+            "print(torch.are_deterministic_algorithms_enabled(), os.environ['CUBLAS_WORKSPACE_CONFIG'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", ":4096:8"], out.stderr
