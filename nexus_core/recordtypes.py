@@ -73,11 +73,18 @@ class Hello(Record, tag="hello"):
     config: dict[str, Any] = msgspec.field(default_factory=dict)
     pid: int | None = None
     device: str = ""
+    device_name: str = ""
+    """The device in words, e.g. "cuda:0 NVIDIA H100 80GB HBM3"."""
     params: int | None = None
     total_steps: int = 0
     start_step: int = 0
     model: str = ""
     resumed_from: str | None = None
+    corpus: str = ""
+    """What the data is, in words (files, bytes, split)."""
+    unigram_entropy: float | None = None
+    """Entropy of the corpus's token frequencies (nats): the loss a model that ignores context reaches."""
+    tokens_per_step: int | None = None
     world_size: int = 1
     source: str = ""
     """"reporter" for a run written by `nexus.init()`; "" for the engine."""

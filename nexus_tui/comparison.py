@@ -8,13 +8,13 @@ textual-free: the CLI path loads runs straight from their metrics files.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_core.units import as_num
 from nexus_tui import format as fmt
 from nexus_tui.report.safe import one_line
 from nexus_tui.store import MetricStore, RunView
@@ -126,16 +126,12 @@ def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
 # -- markdown ------------------------------------------------------------------------------------
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
     """Rows showing the best value of a column. Ties are judged on the text shown (two walls of
     "0s" both win, or the bold would point at a difference nobody can see); none win when every
     run shows the same text or fewer than two runs have a value."""
     column = COLUMNS[index]
-    have = [(i, r.values[index]) for i, r in enumerate(rows) if _finite(r.values[index])]
+    have = [(i, r.values[index]) for i, r in enumerate(rows) if as_num(r.values[index]) is not None]
     if column.better is None or len(have) < 2:
         return set()
     pick = min if column.better == "min" else max

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from nexus_core.protocol import (
     FINAL_STATES,
@@ -24,6 +23,7 @@ from nexus_core.protocol import (
     State,
     tail_bytes,
 )
+from nexus_core.recordtypes import Record
 
 TAIL_LINES = 40
 
@@ -31,7 +31,7 @@ TAIL_LINES = 40
 def read_pipe(
     fd: int,
     exited: Callable[[], bool],
-    deliver: Callable[[list[dict[str, Any]]], None],
+    deliver: Callable[[list[Record]], None],
     warn: Callable[[str], None],
     stop: threading.Event,
     window: float = 0.05,
@@ -40,7 +40,7 @@ def read_pipe(
     inherited the pipe would otherwise hide the exit), or `stop`. Records arriving within `window` s
     of the first of a burst are delivered together; decode warnings go to `warn`. Closes `fd`."""
     decoder = RecordDecoder()
-    batch: list[dict[str, Any]] = []
+    batch: list[Record] = []
     first_at = 0.0
 
     def flush() -> None:

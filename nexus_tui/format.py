@@ -9,11 +9,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from nexus_core.units import as_num
+
 DASH = "–"
 
 
 def _bad(x: Any) -> bool:
-    return x is None or not isinstance(x, (int, float)) or (isinstance(x, float) and not math.isfinite(x))
+    return as_num(x) is None
 
 
 def loss(x: Any) -> str:

@@ -8,15 +8,16 @@ messages live on their widgets instead (e.g. `RunTable.RunSelected`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from textual.message import Message
+
+from nexus_core.recordtypes import Record
 
 
 class RecordsReceived(Message):
     """A batch of records arrived from one run (pipe or metrics file)."""
 
-    def __init__(self, run_name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+    def __init__(self, run_name: str, run_dir: Path, records: list[Record]) -> None:
         super().__init__()
         self.run_name = run_name
         self.run_dir = Path(run_dir)

@@ -7,7 +7,6 @@ program) is reported as "crashed", the same word the dashboard uses for it.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from nexus_core.protocol import (
     read_status,
 )
 from nexus_core.state import RunState
+from nexus_core.units import as_int, as_num
 
 
 @dataclass
@@ -45,14 +45,6 @@ class RunSummary:
     """Why the state was overridden, or what could not be read."""
 
 
-def _num(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
-
-
-def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
-
-
 engine_pid_alive = pid_alive
 """Kept one release: the core's pid_alive does the recycled-pid check itself."""
 
@@ -63,13 +55,13 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
     state = status.get("state")
     if isinstance(state, str) and state in STATES:
         s.state = state
-    s.step = _int(status.get("step")) or s.step
-    s.total_steps = _int(status.get("total_steps")) or s.total_steps
-    s.best_val_loss = _num(status.get("best_val_loss"))
+    s.step = as_int(status.get("step")) or s.step
+    s.total_steps = as_int(status.get("total_steps")) or s.total_steps
+    s.best_val_loss = as_num(status.get("best_val_loss"))
     s.device = status.get("device") if isinstance(status.get("device"), str) else s.device
     s.model = status.get("model") if isinstance(status.get("model"), str) else s.model
-    s.pid = _int(status.get("pid"))
-    s.updated = _num(status.get("updated"))
+    s.pid = as_int(status.get("pid"))
+    s.updated = as_num(status.get("updated"))
 
 
 def _from_metrics(s: RunSummary, path: Path) -> None:

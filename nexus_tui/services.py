@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from pathlib import Path
-from typing import Any
 
 from textual.app import App
 
+from nexus_core.recordtypes import Record
 from nexus_tui import messages as msg
 from nexus_tui.store import MetricStore
 from nexus_tui.supervisor import Supervisor
@@ -43,7 +43,7 @@ class Services:
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
 
-    def _on_records(self, run_name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+    def _on_records(self, run_name: str, run_dir: Path, records: list[Record]) -> None:
         self.app.post_message(msg.RecordsReceived(run_name, Path(run_dir), records))
 
     def _on_exit(self, run_name: str, exit_code: int | None, log_tail: str = "") -> None:

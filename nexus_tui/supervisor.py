@@ -43,10 +43,11 @@ from nexus_core.protocol import (
     read_status,
     send_command,
 )
+from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
 from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe
 
-OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
+OnRecords = Callable[[str, Path, list[Record]], None]
 OnExit = Callable[[str, "int | None", str], None]
 OnWarning = Callable[[str, str], None]
 
@@ -217,7 +218,7 @@ class Supervisor:
 
     # -- following -------------------------------------------------------------------------------
 
-    def _deliver(self, run: ManagedRun, records: list[dict[str, Any]]) -> None:
+    def _deliver(self, run: ManagedRun, records: list[Record]) -> None:
         if not records:
             return
         try:

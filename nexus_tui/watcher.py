@@ -21,8 +21,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder
+from nexus_core.recordtypes import Record
 
-OnRecords = Callable[[str, Path, list[dict[str, Any]]], None]
+OnRecords = Callable[[str, Path, list[Record]], None]
 OnNewRun = Callable[[Path], None]
 OnWarning = Callable[[str, str], None]
 
@@ -167,7 +168,7 @@ class RunsWatcher:
                 self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
         return delivered
 
-    def _deliver(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+    def _deliver(self, name: str, run_dir: Path, records: list[Record]) -> None:
         if not records:
             return
         try:

@@ -83,6 +83,20 @@ def test_missing_data_file_in_a_config(tmp_path: Path) -> None:
                           r"data\.source '/nowhere/text\.txt' does not exist")
 
 
+def test_every_field_the_engine_writes_is_typed(trained: Path) -> None:
+    """The record types ignore fields they do not declare, so a field the engine writes but a Struct
+    lacks would silently vanish for every reader: compare the raw maps of a real run to the types."""
+    import msgpack
+
+    kinds_seen = set()
+    with open(trained / P.METRICS_FILE, "rb") as f:
+        for raw in msgpack.Unpacker(f, raw=False):
+            cls = P.RECORD_CLASSES[raw["type"]]
+            kinds_seen.add(raw["type"])
+            assert set(raw) - {"type"} <= set(cls.__struct_fields__), (raw["type"], set(raw) - set(cls.__struct_fields__))
+    assert {"hello", "metric", "eval", "ckpt", "state", "log"} <= kinds_seen
+
+
 def test_training_into_a_used_run_folder_is_refused(trained: Path) -> None:
     size = (trained / P.METRICS_FILE).stat().st_size
     done = run_engine("train", "--run-dir", str(trained), *TINY)
