@@ -59,7 +59,9 @@ class Range:
 
 
 def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() and abs(v) < 1e7 else f"{v:g}"
+    if isinstance(v, int):
+        return str(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e7 else f"{v:g}"
 
 
 def R(lo: float, hi: float, **kw: Any) -> Range:  # noqa: N802 - reads like the type it annotates

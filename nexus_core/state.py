@@ -199,13 +199,14 @@ class RunState:
     def paused(self) -> bool:
         return self.state == PAUSED
 
-    def stall_after_s(self, floor_s: float = STALL_FLOOR_S) -> float:
-        """How long a running run may go without a record before it counts as stalled: the floor, or
-        STALL_FACTOR times its median gap between metric records when that is longer."""
+    def stall_after_s(self, floor_s: float | None = None) -> float:
+        """How long a running run may go without a record before it counts as stalled: the floor
+        (STALL_FLOOR_S unless given), or STALL_FACTOR times its median gap between metric records
+        when that is longer."""
         usual = statistics.median(self._gaps) if self._gaps else 0.0
-        return max(floor_s, STALL_FACTOR * usual)
+        return max(STALL_FLOOR_S if floor_s is None else floor_s, STALL_FACTOR * usual)
 
-    def stalled(self, now: float | None = None, floor_s: float = STALL_FLOOR_S) -> bool:
+    def stalled(self, now: float | None = None, floor_s: float | None = None) -> bool:
         """Whether a run that says it is running has been silent far beyond its usual pace (stopped
         with SIGSTOP, hung in a kernel or on a dead filesystem). Its process may still be alive:
         that it is gone is `crashed`, which the pid check (not silence) decides. The one place that
@@ -215,6 +216,6 @@ class RunState:
         now = time.time() if now is None else now
         return now - self.updated > self.stall_after_s(floor_s)
 
-    def shown_state(self, now: float | None = None, floor_s: float = STALL_FLOOR_S) -> str:
+    def shown_state(self, now: float | None = None, floor_s: float | None = None) -> str:
         """The state to show a person: `stalled` for a silent running run, else the state."""
         return STALLED if self.stalled(now, floor_s) else self.state

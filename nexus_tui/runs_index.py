@@ -16,9 +16,9 @@ from typing import Any
 
 from nexus_core.protocol import (
     CRASHED,
-    RUNNING,
     LIVE_STATES,
     METRICS_FILE,
+    RUNNING,
     STATES,
     STATUS_FILE,
     pid_alive,
@@ -28,7 +28,7 @@ from nexus_core.protocol import (
 )
 from nexus_core.records import RecordDecoder
 from nexus_core.schema import STALLED
-from nexus_core.state import STALL_FLOOR_S, RunState
+from nexus_core.state import RunState
 from nexus_core.units import as_int, as_num
 
 
@@ -93,7 +93,7 @@ STALL_TAIL_BYTES = 256 << 10
 """How much of a live run's metrics file `nexus runs` reads to learn its pace and last record."""
 
 
-def _stalled(s: RunSummary, path: Path, now: float, floor_s: float) -> bool:
+def _stalled(s: RunSummary, path: Path, now: float, floor_s: float | None) -> bool:
     """The core's stall rule over the last records of the file (a torn first record is skipped)."""
     data = tail_bytes(path, STALL_TAIL_BYTES)
     run = RunState(state=RUNNING)
@@ -105,7 +105,7 @@ def _stalled(s: RunSummary, path: Path, now: float, floor_s: float) -> bool:
     return run.stalled(now, floor_s)
 
 
-def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float = STALL_FLOOR_S) -> RunSummary:
+def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float | None = None) -> RunSummary:
     """One run folder's summary; never raises for a damaged folder (says so in `note`)."""
     s = RunSummary(name=run_dir.name, run_dir=run_dir)
     status = read_status(run_dir)

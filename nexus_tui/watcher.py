@@ -8,8 +8,9 @@ it because inotify can miss files created inside a folder before its watch exist
 filesystems (NFS, some containers) report nothing at all.
 
 A folder is often found before its engine has written a status file (config.toml comes first): such a
-run stays pending, and every later file event in it and every poll looks again, until its status or
-metrics file appears; then `on_run_ready` is called once, so its process can be followed from then on.
+run stays pending, and every later file event in it and every poll looks again, until its status file
+appears (the metrics file is created empty earlier, before anything says which process writes it);
+then `on_run_ready` is called once, so its process can be followed from then on.
 """
 
 from __future__ import annotations
@@ -141,11 +142,9 @@ class RunsWatcher:
         self._check_ready(run_dir)
 
     def _check_ready(self, run_dir: Path) -> None:
-        """Call on_run_ready once, when a found run first has a status or metrics file."""
+        """Call on_run_ready once, when a found run first has a status file (its pid and state)."""
         with self._lock:
-            if run_dir.name not in self._pending:
-                return
-            if not ((run_dir / STATUS_FILE).exists() or (run_dir / METRICS_FILE).exists()):
+            if run_dir.name not in self._pending or not (run_dir / STATUS_FILE).exists():
                 return
             self._pending.discard(run_dir.name)
         if self.on_run_ready is not None:
