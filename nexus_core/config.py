@@ -379,7 +379,7 @@ def check_fields(section_name: str, section: Any, ranges: bool = True) -> None:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
         elif kind is list:
             if not isinstance(value, list) or len(value) > MAX_LIST or not all(_is_int(x) for x in value):
-                raise ConfigError(f"{name} must be a list of at most {MAX_LIST} integers, got {value!r}")
+                raise ConfigError(f"{name} must be a list of at most {MAX_LIST} integers, got {_short(value)}")
             bad = [x for x in value if rng is not None and not rng.holds(x)]
             if ranges and bad and rng is not None:
                 raise ConfigError(f"{name}: every entry must be {rng.text()}, got {bad[0]} in {value}")
@@ -402,6 +402,11 @@ def check_fields(section_name: str, section: Any, ranges: bool = True) -> None:
                 raise ConfigError(f"{name} must be {rng.text()}, got {value!r}")
         elif kind is str and not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:60] + "…"
 
 
 def _is_int(v: Any) -> bool:
@@ -492,7 +497,10 @@ def apply_override(cfg: Config, text: str) -> Config:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    _set_field(getattr(cfg, section_name), section_name, key.strip(), value, f"override {text!r}")
+    except ValueError:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"override {path.strip()!r}: the value is too large") from None
+    shown = text if len(text) <= 80 else text[:60] + "…"
+    _set_field(getattr(cfg, section_name), section_name, key.strip(), value, f"override {shown!r}")
     return cfg
 
 
@@ -505,7 +513,10 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
     current = getattr(section, key)
     want = type(current)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{origin}: {section_name}.{key} is far too large for a number") from None
     elif want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if want is list and isinstance(value, list):
