@@ -113,12 +113,17 @@ class RunsWatcher:
             self._poller = None
 
     def scan_existing(self) -> list[Path]:
-        """Report every run folder already there and deliver its whole history; returns the folders."""
+        """Report every run folder already there and deliver its whole history; returns the folders.
+        Those that already have a status file are not pending: the caller follows them (attach_all);
+        on_run_ready comes later only for those whose status file appears afterwards."""
         if not self.root.is_dir():
             return []
         found = [d for d in sorted(self.root.iterdir()) if d.is_dir() and _is_run(d)]
         for d in found:
             self._discover(d)
+            if (d / STATUS_FILE).exists():
+                with self._lock:
+                    self._pending.discard(d.name)
             self.read(d)
         return found
 
@@ -139,7 +144,6 @@ class RunsWatcher:
             self.on_new_run(run_dir)
         except Exception as e:  # noqa: BLE001 - a broken handler must not stop the watcher
             self._warn(run_dir.name, f"the dashboard failed to handle a new run: {e!r}")
-        self._check_ready(run_dir)
 
     def _check_ready(self, run_dir: Path) -> None:
         """Call on_run_ready once, when a found run first has a status file (its pid and state)."""

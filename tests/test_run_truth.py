@@ -91,3 +91,44 @@ def test_stalled_follows_the_runs_own_pace() -> None:
     assert run.shown_state(now=1090.0 + 201.0, floor_s=1.0) == "stalled"
     run.apply(State(seq=11, time=1100.0, state="paused", step=9))
     assert not run.stalled(now=1e9)
+
+
+def test_a_run_found_before_its_status_is_ready_once_the_status_appears(runs_root: Path) -> None:
+    """The watcher keeps a folder found without a status file pending and looks again on later events
+    (and polls), so the dashboard can follow its process once the status says which one it is."""
+    import threading
+    import time
+
+    from nexus_core.runfolder import write_status
+    from nexus_tui.watcher import RunsWatcher
+
+    found: list[str] = []
+    ready: list[str] = []
+    changed = threading.Event()
+
+    def note(into: list[str]):
+        return lambda run_dir: (into.append(Path(run_dir).name), changed.set())
+
+    w = RunsWatcher(runs_root, on_records=lambda *a: None, on_new_run=note(found),
+                    on_warning=lambda *a: None, poll_s=0.5, on_run_ready=note(ready))
+    w.start()
+    try:
+        def wait(check, what: str) -> None:
+            deadline = time.monotonic() + 30
+            while not check():
+                assert time.monotonic() < deadline, what
+                changed.wait(0.2)
+                changed.clear()
+
+        (runs_root / "early").mkdir()
+        (runs_root / "early" / "config.toml").write_text("[train]\nsteps = 5\n")
+        wait(lambda: found == ["early"], "the folder is found from its config.toml")
+        time.sleep(1.2)  # a few polls: still no status, so not ready (asserting an absence)
+        assert ready == []
+        write_status(runs_root / "early", {"state": "starting", "pid": 1})
+        wait(lambda: ready == ["early"], "ready once the status file exists")
+        write_status(runs_root / "early", {"state": "running", "pid": 1})
+        time.sleep(1.2)
+        assert ready == ["early"] and found == ["early"]  # once each
+    finally:
+        w.stop()
