@@ -74,6 +74,10 @@ Beta = Annotated[float, R(0.0, 1.0, hi_open=True)]
 """A moving-average coefficient: 1 would never move."""
 Weight = Annotated[float, R(0.0, 100.0)]
 Layers = Annotated[list[int], R(0, 1023)]
+LR = Annotated[float, R(0.0, 1e30, lo_open=True)]
+"""Past 1e30 an LR is no longer a float32 number once it meets a gradient (1e39 is inf in float32).
+Below that, an LR that makes the loss blow up is nan_policy's job: the run pauses with an alert (the
+nan tests use 1e30 to make that happen for real); a ramp's target is capped at 10 (COMMAND_ARGS)."""
 Count = Annotated[int, R(1, 1 << 20)]
 
 
@@ -149,13 +153,13 @@ class OptimConfig:
 
     name: Literal["adamw", "muon", "lion"] = "adamw"
     """adamw | muon | lion"""
-    lr: Annotated[float, R(0.0, 10.0, lo_open=True)] = 3e-3
+    lr: LR = 3e-3
     """Peak LR of the AdamW/Lion groups; the schedule multiplies every group's LR alike."""
     weight_decay: Weight = 0.1
     beta1: Beta = 0.9
     beta2: Beta = 0.95
     eps: Annotated[float, R(0.0, 1.0, lo_open=True)] = 1e-8
-    muon_lr: Annotated[float, R(0.0, 10.0, lo_open=True)] = 0.02
+    muon_lr: LR = 0.02
     muon_weight_decay: Weight = 0.0
     """Decoupled weight decay of the Muon groups. 0 as in the reference Muon: at lr 0.02 the AdamW
     groups' weight_decay would shrink the hidden matrices ~7x faster than it shrinks the rest."""
