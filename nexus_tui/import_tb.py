@@ -8,8 +8,8 @@ a subfolder's tags are prefixed with its path (Keras writes `train/` and `valida
 reporter routes logged keys (nexus/values.py: `loss`, `train/loss` -> loss, `val/loss` -> val_loss,
 keys under val/eval/... sections -> the eval record, the rest kept as extra keys).
 
-Everything is read and checked before anything is written, and the folder is written under a hidden
-temporary name and renamed into place: bad input (not a folder, no event files, a corrupt file)
+Everything is read and checked before anything is written, and the folder is written inside a hidden
+temporary folder (root/.import-X/NAME: no reader looks there) and renamed into place: bad input (not a folder, no event files, a corrupt file)
 leaves no half-made run behind.
 """
 
@@ -182,8 +182,12 @@ def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None)
     scalars = read_logdir(logdir)
     records = to_records(scalars, name, logdir.resolve())
     root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".import-{name}.", dir=root))
+    # Built one level down (root/.import-X/NAME), where neither `nexus runs` nor a live dashboard's
+    # watcher looks for runs, then moved into place whole.
+    hidden = Path(tempfile.mkdtemp(prefix=f".import-{name}.", dir=root))
+    tmp = hidden / name
     try:
+        tmp.mkdir()
         writer = P.RecordWriter(tmp / P.METRICS_FILE)
         try:
             for rec in records:
@@ -196,9 +200,8 @@ def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None)
                            "best_val_loss": min(evals) if evals else None, "model": records[0]["model"],
                            "device": "", "pid": None, "source": "tensorboard"})
         os.rename(tmp, target)  # fails if the name was taken meanwhile: never merges into a run
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    finally:
+        shutil.rmtree(hidden, ignore_errors=True)
     return target, scalars
 
 
