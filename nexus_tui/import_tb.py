@@ -9,8 +9,8 @@ reporter routes logged keys (nexus/values.py: `loss`, `train/loss` -> loss, `val
 keys under val/eval/... sections -> the eval record, the rest kept as extra keys).
 
 Everything is read and checked before anything is written, and the folder is written inside a hidden
-temporary folder (root/.import-X/NAME: no reader looks there) and renamed into place: bad input (not a folder, no event files, a corrupt file)
-leaves no half-made run behind.
+temporary folder (root/.import-X/NAME: no reader looks there) and renamed into place: bad input (not a
+folder, no event files, a corrupt file) leaves no half-made run behind.
 """
 
 from __future__ import annotations

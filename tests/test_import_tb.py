@@ -144,3 +144,63 @@ def test_damaged_logdirs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
     assert done.returncode == 0 and "cut-off last record" in done.stderr, done.stderr
     steps = [r.step for r in P.read_records(root / "torn" / P.METRICS_FILE).records if r.type == "metric"]
     assert steps == [1, 2, 3, 4]
+
+
+def test_tensorboard_summary_writer_scalars_import(tmp_path: Path) -> None:
+    """TensorBoard's own writer files scalars as TF2 tensors, not `simple_value`s: read those too."""
+    from tensorboard.summary import Writer
+
+    logdir, root = tmp_path / "tf2", tmp_path / "runs"
+    w = Writer(str(logdir))
+    for step in range(0, 30, 3):
+        w.add_scalar("eval/loss", 5.0 - step / 10, step, wall_time=1_700_000_000 + step)
+        w.add_scalar("loss", 6.0 - step / 10, step, wall_time=1_700_000_000 + step)
+        w.add_scalar("grad_norm", 0.5, step, wall_time=1_700_000_000 + step)
+    w.close()
+    done = nexus("--root", str(root), "import-tb", str(logdir), "--name", "tf2")
+    assert done.returncode == 0, done.stderr
+    recs = P.read_records(root / "tf2" / P.METRICS_FILE).records
+    metrics = {r.step: r for r in recs if r.type == "metric"}
+    evals = {r.step: r for r in recs if r.type == "eval"}
+    assert sorted(metrics) == sorted(evals) == list(range(0, 30, 3))
+    for step in metrics:
+        assert metrics[step].loss == f32(6.0 - step / 10) and metrics[step].gnorm == 0.5
+        assert evals[step].val_loss == f32(5.0 - step / 10)
+        assert metrics[step].time == 1_700_000_000 + step
+    assert nexus_runs(root)["tf2"][1] == "finished"
+
+
+def test_without_tensorboard_it_says_what_to_install(tmp_path: Path) -> None:
+    write_logdir(tmp_path / "tb")
+    block = ("import sys; sys.modules['tensorboard'] = None; from nexus_tui.__main__ import main; "
+             "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", block, "--root", str(tmp_path / "runs"), "import-tb",
+                           str(tmp_path / "tb")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ") and "pip install 'nexus[tensorboard]'" in done.stderr
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+async def test_the_dashboard_lists_an_imported_run(runs_root: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from nexus_tui import format as fmt
+    from nexus_tui.app import NexusApp
+    from nexus_tui.widgets.run_table import RunTable
+
+    write_logdir(tmp_path / "tb")
+    assert nexus("--root", str(runs_root), "import-tb", str(tmp_path / "tb"), "--name", "old").returncode == 0
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = app.query_one(RunTable)
+        deadline = 60.0
+        while "old" not in table.rows and deadline > 0:
+            await pilot.pause(0.1)
+            deadline -= 0.1
+        assert "old" in table.rows
+        while table.get_cell("old", "best") != fmt.loss(f32(4.0 / 12)) and deadline > 0:
+            await pilot.pause(0.1)
+            deadline -= 0.1
+        assert table.get_cell("old", "best") == fmt.loss(f32(4.0 / 12))
+        assert table.get_cell("old", "state").plain.startswith("finished")
+        await pilot.pause()  # let the table's selection message land before the app shuts down
