@@ -25,9 +25,8 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nexus_core.units import as_int, as_num
 from nexus_tui.comparison import run_dir_for
@@ -45,8 +44,9 @@ class ExportError(ValueError):
     """A reason the export cannot be written, in one line (a missing library, a bad output path)."""
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One point (a tuple: hundreds of thousands of them are made per export)."""
+
     run: str
     kind: str
     step: int
@@ -62,18 +62,31 @@ def safe_text(text: object) -> str:
 
 
 def record_rows(run: str, kind: str, rec: Any) -> Iterator[Row]:
-    """The rows of one metric or eval record: its standard numeric fields, then its extra keys."""
-    step = as_int(rec.get("step"))
+    """The rows of one metric or eval record (a typed Record): its standard numeric fields, then its
+    extra keys (already checked printable by the decoder; cleaned again here all the same)."""
+    step = as_int(getattr(rec, "step", None))
     if step is None:
         return
-    tokens, at = as_int(rec.get("tokens")), as_num(rec.get("time"))
+    tokens, at = as_int(getattr(rec, "tokens", None)), as_num(getattr(rec, "time", None))
     for key in METRIC_FIELDS if kind == "metric" else EVAL_FIELDS:
-        value = rec.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = getattr(rec, key, None)
+        if value.__class__ is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
             yield Row(run, kind, step, tokens, at, key, float(value))
-    extra = getattr(rec, "extra", None) or {}
-    for key, value in extra.items():
-        yield Row(run, kind, step, tokens, at, safe_text(key), float(value))
+    for key, value in (getattr(rec, "extra", None) or {}).items():
+        yield Row(run, kind, step, tokens, at, _key(key), float(value))
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _key(key: str) -> str:
+    """safe_text, remembered: the same few keys come back on every record."""
+    safe = _KEYS.get(key)
+    if safe is None:
+        safe = safe_text(key)
+        if len(_KEYS) < 10_000:
+            _KEYS[key] = safe
+    return safe
 
 
 def facts_rows(facts: RunFacts) -> Iterator[Row]:
@@ -114,9 +127,10 @@ def write_csv(out: io.TextIOBase | Any, points: Iterator[Row]) -> int:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     n = 0
+    cell = _csv_cell
     for r in points:
-        writer.writerow([_csv_cell(r.run), r.kind, r.step, _csv_cell(r.tokens), _csv_cell(r.time),
-                         _csv_cell(r.key), repr(r.value)])
+        writer.writerow((cell(r.run), r.kind, r.step, "" if r.tokens is None else r.tokens,
+                         "" if r.time is None else repr(r.time), cell(r.key), repr(r.value)))
         n += 1
     return n
 
@@ -127,10 +141,8 @@ def parquet_table(points: Iterator[Row]) -> Any:
         import pyarrow as pa
     except ImportError as e:
         raise ExportError(PARQUET_HINT) from e
-    cols: dict[str, list[Any]] = {c: [] for c in COLUMNS}
-    for r in points:
-        for c in COLUMNS:
-            cols[c].append(getattr(r, c))
+    columns = list(zip(*points, strict=True)) or [() for _ in COLUMNS]
+    cols = {c: list(values) for c, values in zip(COLUMNS, columns, strict=True)}
     text = pa.dictionary(pa.int32(), pa.string())
     schema = pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
                         ("time", pa.float64()), ("key", text), ("value", pa.float64())])
@@ -162,6 +174,9 @@ def _atomic(path: Path, write: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
     os.close(fd)
     try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as a plain open() would have made it, not mkstemp's 0600
         write(tmp)
         os.replace(tmp, path)
     except BaseException:
