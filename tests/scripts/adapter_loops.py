@@ -1,0 +1,50 @@
+"""Loops written on other frameworks, reported through nexus.integrations, for tests/test_integrations.py
+(run as a subprocess; the run folder comes from NEXUS_RUN_DIR as a launcher would set it).
+
+argv[1]: hf (a transformers Trainer), lightning (a LightningModule fit), tb (a plain loop written for
+TensorBoard's SummaryWriter). Each trains a tiny model until the dashboard's stop command.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+mode = sys.argv[1]
+torch.manual_seed(0)
+torch.set_num_threads(1)
+RUN_DIR = Path(os.environ["NEXUS_RUN_DIR"])
+STEPS = 100_000
+
+
+def hf() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    from hf_trainer import TEXT, Chunks, char_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from nexus.integrations.huggingface import NexusCallback
+
+    class Slow(TrainerCallback):
+        """Keeps the record count modest: the test reads the whole file while it waits."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            time.sleep(0.02)
+
+    tokenizer = char_tokenizer(TEXT)
+    ids = tokenizer(TEXT)["input_ids"]
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                         max_position_embeddings=64))
+    args = TrainingArguments(output_dir=str(RUN_DIR / "hf"), max_steps=STEPS, per_device_train_batch_size=4,
+                             learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
+                             eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+                             dataloader_num_workers=0)
+    trainer = Trainer(model=model, args=args, train_dataset=Chunks(ids), eval_dataset=Chunks(ids[:100]),
+                      processing_class=tokenizer, callbacks=[Slow(), NexusCallback()])
+    trainer.train()
+    (RUN_DIR / "loop-ended").write_text(str(trainer.state.global_step))
+
+
+{"hf": hf}[mode]()
