@@ -45,13 +45,17 @@ def _pause_holds(script: Script, run_dir: Path, act: str, **args) -> dict:
     return done
 
 
-def _ramp(script: Script, run_dir: Path, start: float, target: float) -> None:
+def _ramp(script: Script, run_dir: Path, start: float, target: float, scheduled: bool = True) -> None:
     """The optimizer's LR goes to `target` (the records' lr is what its steps used) while the
-    framework's scheduler keeps its own value (lr_schedule)."""
+    framework's scheduler keeps its own value (lr_schedule; not in Lightning, whose training_step
+    reads the group's LR inside optimizer.step(), where the ramp's value is)."""
     reply = command(run_dir, "ramp", target_lr=target, ramp_steps=3)
     assert f"{target:.4g}" in reply["text"]
     got = script.wait_for(lambda r: r["type"] == P.METRIC and math.isclose(r["lr"], target, rel_tol=1e-6))
-    assert math.isclose(got["lr_schedule"], start, rel_tol=1e-6)
+    lrs = [m["lr"] for m in _metrics(script) if m["step"] <= got["step"]][-4:]
+    assert lrs[0] == pytest.approx(start) and start < lrs[1] < lrs[2] < target, lrs  # linear, over 3 steps
+    if scheduled:
+        assert math.isclose(got["lr_schedule"], start, rel_tol=1e-6)
 
 
 def _stop(script: Script, run_dir: Path) -> None:
@@ -93,6 +97,35 @@ def test_hugging_face_trainer(runs_root: Path) -> None:
         assert ev["val_loss"] > 0 and ev["step"] > 0
 
         _ramp(script, run_dir, 1e-3, 0.02)
+        _stop(script, run_dir)
+    finally:
+        script.kill()
+
+
+def test_lightning_fit(runs_root: Path) -> None:
+    pytest.importorskip("lightning")
+    run_dir = runs_root / "pl"
+    script = Script(run_dir, "lightning", LOOPS)
+    try:
+        hello = script.wait_for(lambda r: r["type"] == P.HELLO and "ramp" in r.get("commands", ()))
+        assert {"checkpoint", "eval", "generate", "stop", "pause"} <= set(hello["commands"])
+        assert hello["config"]["hidden"] == 32 and hello["params"] > 0
+        first = script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
+        assert first["loss"] > 0 and math.isclose(first["lr"], 3e-3, rel_tol=1e-6)
+        assert [m["step"] for m in _metrics(script)][:3] == [1, 2, 3]
+
+        # a checkpoint taken while paused: the loop is held, save_checkpoint still runs
+        ck = _pause_holds(script, run_dir, "checkpoint")
+        assert ck["path"].startswith("checkpoints/step-") and (run_dir / ck["path"]).is_file()
+        assert command(run_dir, "generate", prompt="the ", tokens=6, temperature=0.0, top_k=0)["ok"]
+        sample = script.wait_for(lambda r: r["type"] == P.SAMPLE)
+        assert sample["text"].startswith("the ") and len(sample["text"]) == 10
+
+        assert command(run_dir, "eval")["ok"]  # validation is otherwise never due (every 10,000 epochs)
+        ev = script.wait_for(lambda r: r["type"] == P.EVAL)
+        assert ev["val_loss"] > 0 and ev["step"] > ck["step"]
+
+        _ramp(script, run_dir, 3e-3, 0.02, scheduled=False)
         _stop(script, run_dir)
     finally:
         script.kill()

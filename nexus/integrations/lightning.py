@@ -82,9 +82,15 @@ class NexusLogger(Logger):
         run = self.experiment
         if run._ended:
             return
-        if step is not None and step < run._last_committed:
-            step = run._last_committed  # a validation run after the fit logs at the fit's last step
-        run.log(dict(metrics), step=step)
+        if step is not None:
+            # Lightning's step counts the optimizer steps done before this batch's; Nexus's, after it
+            step = max(int(step) + 1, run._last_committed)  # (a later validate() logs at an old step)
+        values = dict(metrics)
+        if "epoch" in values and all(k == "epoch" or k.startswith(EVAL_PREFIXES) for k in values):
+            del values["epoch"]  # Lightning adds it to a validation's log too: the train record has it
+        # Filed at once: Lightning logs a batch after its on_train_batch_end, so waiting for the next
+        # step would pair these values with the next optimizer step's LR.
+        run.log(values, step=step, commit=True)
 
     @rank_zero_only
     def save(self) -> None:
@@ -136,7 +142,7 @@ class NexusCallback(pl.Callback):
             with contextlib.suppress(ValueError):
                 run.watch(innermost_optimizer(trainer.optimizers[0]))
         run.on_checkpoint(self._checkpoint)
-        if self._patch_validation(trainer):
+        if self._patch_validation(trainer, pl_module):
             run.on_eval(self._evaluate)
         if self._sample_fn is not None:
             run.on_sample(self._sample)
@@ -161,7 +167,10 @@ class NexusCallback(pl.Callback):
             self.run.log(values, step=max(self.run._last_committed, 0), commit=True)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        run = self.run
+        """The run ends failed with the exception's line (or killed for Ctrl-C), before Lightning's
+        own `finalize("failed")` could say only that it failed."""
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, NexusLogger)), None)
+        run = self.run or (logger._run if logger is not None else None)
         if run is None or run._ended:
             return
         from nexus.ending import one_line
@@ -200,14 +209,18 @@ class NexusCallback(pl.Callback):
         finally:
             module.train(was_training)
 
-    def _patch_validation(self, trainer: Any) -> bool:
+    def _patch_validation(self, trainer: Any, pl_module: Any) -> bool:
         """Let `e` trigger the fit's own validation: the epoch loop asks `_should_check_val_fx` after
         each batch; ours says yes once when asked. False (no `e` key) when there is no val loop to
         run or this Lightning lacks the hook."""
         loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
         original = getattr(loop, "_should_check_val_fx", None)
-        if original is None or getattr(loop.val_loop, "skip", True) or self._patched is not None:
-            return self._patched is not None
+        if self._patched is not None:
+            return True
+        validates = callable(getattr(pl_module, "validation_step", None)) and \
+            type(pl_module).validation_step is not pl.LightningModule.validation_step
+        if original is None or not validates or trainer.limit_val_batches == 0:
+            return False
 
         def should_check(*args: Any, **kwargs: Any) -> bool:
             if self._validate_next:

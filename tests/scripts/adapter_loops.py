@@ -47,4 +47,23 @@ def hf() -> None:
     (RUN_DIR / "loop-ended").write_text(str(trainer.state.global_step))
 
 
-{"hf": hf}[mode]()
+def lightning() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    import lightning.pytorch as pl
+    from lightning_module import CHARS, CharLSTM, loader, sample
+
+    from nexus.integrations.lightning import NexusCallback, NexusLogger
+
+    class Slow(pl.Callback):
+        def on_train_batch_end(self, *args):
+            time.sleep(0.02)
+
+    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=2,
+                         check_val_every_n_epoch=10_000, num_sanity_val_steps=0,
+                         logger=NexusLogger(), callbacks=[Slow(), NexusCallback(sample=sample)])
+    trainer.fit(CharLSTM(len(CHARS)), loader(), loader())
+    (RUN_DIR / "loop-ended").write_text(str(trainer.global_step))
+
+
+{"hf": hf, "lightning": lightning}[mode]()
