@@ -129,3 +129,96 @@ def test_lightning_fit(runs_root: Path) -> None:
         _stop(script, run_dir)
     finally:
         script.kill()
+
+
+def test_tensorboard_summary_writer(runs_root: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_dir = runs_root / "tb"
+    script = Script(run_dir, "tb", LOOPS)
+    try:
+        hello = script.wait_for(lambda r: r["type"] == P.HELLO and "ramp" in r.get("commands", ()) and r["config"])
+        assert hello["config"] == {"lr": 0.05, "batch": 16}
+        first = script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
+        # add_scalar's tag and add_scalars' main/sub keys, one record per global_step
+        assert first["loss"] > 0 and first["opt/lr"] == 0.05 and first["opt/batch"] == 16
+        assert [m["step"] for m in _metrics(script)][:3] == [1, 2, 3]
+        sample = script.wait_for(lambda r: r["type"] == P.SAMPLE)
+        assert sample["prompt"] == "samples/greedy" and sample["text"].startswith("text at ")
+        script.wait_for(lambda r: r["type"] == P.LOG and r["text"].startswith("notes: note at "))
+
+        ev = _pause_holds(script, run_dir, "eval")  # held inside the add_scalar that starts a new step
+        assert ev["val_loss"] == 0.5
+        assert command(run_dir, "checkpoint")["ok"]
+        assert script.wait_for(lambda r: r["type"] == P.CKPT)["path"] == "model.pt"
+        assert (run_dir / "model.pt").is_file()
+
+        _ramp(script, run_dir, 0.05, 0.2, scheduled=False)
+        _stop(script, run_dir)
+    finally:
+        script.kill()
+    # tensorboard=True: the same scalars in real TensorBoard event files, read by TensorBoard's reader
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert "train/loss" in events.Tags()["scalars"] and len(events.Scalars("train/loss")) >= 3
+    assert "weights" in events.Tags()["histograms"]
+
+
+def _hello(run_dir: Path) -> dict:
+    return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.HELLO][-1]
+
+
+def _end(run_dir: Path) -> dict:
+    return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.STATE][-1]
+
+
+def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(runs_root: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """No tokenizer: `g` is refused with the reason (the dashboard greys it); no eval set: `e` too,
+    since the Trainer would raise mid-run. A run that reaches max_steps ends finished."""
+    pytest.importorskip("transformers")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    from hf_trainer import TEXT, Chunks, char_tokenizer
+    from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+    from nexus.integrations.huggingface import NexusCallback
+
+    ids = char_tokenizer(TEXT)(TEXT)["input_ids"]
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=32, n_layer=2, n_head=2, n_positions=64))
+    run_dir = runs_root / "hf-plain"
+    args = TrainingArguments(output_dir=str(runs_root / "out"), max_steps=3, per_device_train_batch_size=2,
+                             logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
+                             disable_tqdm=True)
+    Trainer(model=model, args=args, train_dataset=Chunks(ids[:200]),
+            callbacks=[NexusCallback(run_dir=run_dir)]).train()
+    hello = _hello(run_dir)
+    assert "generate" not in hello["commands"] and "eval" not in hello["commands"]
+    assert {"checkpoint", "ramp", "stop"} <= set(hello["commands"]) and hello["model"] == "gpt2"
+    assert _end(run_dir)["state"] == P.FINISHED
+    assert [r["step"] for r in (x.to_dict() for x in P.read_records(run_dir / P.METRICS_FILE).records)
+            if r["type"] == P.METRIC] == [1, 2, 3]  # the end-of-training summary is not a step
+    assert "train_runtime" in (run_dir / "summary.json").read_text()
+
+
+def test_summary_writer_alone(runs_root: Path) -> None:
+    """Without tensorboard=True: no event files, other add_* methods ignored (said once in the log);
+    steps without global_step join the last step; an exception ends the run failed with its line."""
+    from nexus.integrations.tensorboard import SummaryWriter
+
+    with pytest.raises(RuntimeError), SummaryWriter(str(runs_root / "tb-alone")) as writer:
+        writer.add_scalar("a", 1.0, 5)
+        writer.add_scalar("b", 2.0)  # TensorBoard would put it at step 0; here: the last global_step
+        writer.add_image("img", object(), 5)
+        writer.add_image("img", object(), 6)
+        writer.add_scalars("x", {"y": 3, "z": 4}, 6)
+        writer.flush()
+        raise RuntimeError("bad batch")
+    run_dir = runs_root / "tb-alone"
+    records = [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records]
+    metrics = [r for r in records if r["type"] == P.METRIC]
+    assert [(m["step"], m.get("a"), m.get("b"), m.get("x/y")) for m in metrics] == \
+        [(5, 1.0, 2.0, None), (6, None, None, 3)]
+    assert len([r for r in records if r["type"] == P.LOG and "add_image" in r["text"]]) == 1
+    assert _end(run_dir)["state"] == P.FAILED and "bad batch" in _end(run_dir)["reason"]
+    assert not list(run_dir.glob("events.out.tfevents*"))

@@ -62,6 +62,10 @@ class SummaryWriter:
         """The dashboard's stop: the loop may end when it sees this."""
         return self.run.should_stop
 
+    def watch(self, optimizer: Any) -> None:
+        """Not TensorBoard's: hand the optimizer over so the `r` key's ramps change its LR."""
+        self.run.watch(optimizer)
+
     def get_logdir(self) -> str:
         return str(self.run.dir)
 

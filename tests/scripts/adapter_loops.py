@@ -66,4 +66,31 @@ def lightning() -> None:
     (RUN_DIR / "loop-ended").write_text(str(trainer.global_step))
 
 
-{"hf": hf, "lightning": lightning}[mode]()
+def tb() -> None:
+    from nexus.integrations.tensorboard import SummaryWriter
+
+    model = torch.nn.Linear(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with SummaryWriter(tensorboard=True) as writer:  # the run folder: NEXUS_RUN_DIR; event files there too
+        writer.watch(opt)
+        writer.run.on_checkpoint(lambda: torch.save(model.state_dict(), RUN_DIR / "model.pt") or RUN_DIR / "model.pt")
+        writer.run.on_eval(lambda: {"loss": 0.5})
+        writer.add_hparams({"lr": 0.05, "batch": 16}, {"hparam/final": 0.0})
+        for step in range(1, STEPS):
+            loss = ((model(torch.randn(16, 8)) - 1.0) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            writer.add_scalar("train/loss", loss.detach(), step)
+            writer.add_scalars("opt", {"lr": opt.param_groups[0]["lr"], "batch": 16}, step)
+            writer.add_histogram("weights", model.weight.detach(), step)
+            if step % 20 == 0:
+                writer.add_text("samples/greedy", f"text at {step}", step)
+                writer.add_text("notes", f"note at {step}", step)
+            if writer.should_stop:
+                (RUN_DIR / "loop-ended").write_text(str(step))
+                break
+            time.sleep(0.01)
+
+
+{"hf": hf, "lightning": lightning, "tb": tb}[mode]()
