@@ -5,6 +5,7 @@ the loop, checkpoint and eval act, a ramp changes the optimizer's LR, stop ends 
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import time
@@ -67,7 +68,7 @@ def _stop(script: Script, run_dir: Path) -> None:
 
 
 def test_importing_nexus_imports_no_framework() -> None:
-    code = ("import sys, nexus, nexus.integrations; "
+    code = ("import sys, nexus, nexus.integrations, nexus.integrations.tensorboard; "
             "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'tensorboard') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
@@ -222,3 +223,17 @@ def test_summary_writer_alone(runs_root: Path) -> None:
     assert len([r for r in records if r["type"] == P.LOG and "add_image" in r["text"]]) == 1
     assert _end(run_dir)["state"] == P.FAILED and "bad batch" in _end(run_dir)["reason"]
     assert not list(run_dir.glob("events.out.tfevents*"))
+
+
+@pytest.mark.parametrize("example", ["hf_trainer.py", "lightning_module.py"])
+def test_examples_run_to_the_end(runs_root: Path, example: str) -> None:
+    pytest.importorskip("transformers" if example.startswith("hf") else "lightning")
+    run_dir = runs_root / example.removesuffix(".py")
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / example), "--steps", "5"], capture_output=True,
+                         text=True, timeout=240, cwd=runs_root,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+                              P.RUN_DIR_ENV: str(run_dir)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    end = _end(run_dir)
+    assert end["state"] == P.FINISHED and end["step"] == 5
+    assert len([r for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.METRIC]) == 5

@@ -41,7 +41,7 @@ class SummaryWriter:
                  tensorboard: bool = False, total_steps: int | None = None, **init_kwargs: Any) -> None:
         if log_dir is not None and run is None and nexus.run is None:
             path = Path(log_dir)
-            init_kwargs.setdefault("name", path.name + comment)
+            init_kwargs.setdefault("name", path.name)
             init_kwargs.setdefault("root", str(path.parent))
         if total_steps is not None:
             init_kwargs["total_steps"] = total_steps
