@@ -237,3 +237,29 @@ def test_examples_run_to_the_end(runs_root: Path, example: str) -> None:
     end = _end(run_dir)
     assert end["state"] == P.FINISHED and end["step"] == 5
     assert len([r for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.METRIC]) == 5
+
+
+def test_lightning_failure_ends_the_run_failed_with_its_reason(runs_root: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("lightning")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    import lightning.pytorch as pl
+    from lightning_module import CHARS, CharLSTM, loader
+
+    from nexus.integrations.lightning import NexusCallback, NexusLogger
+
+    class Breaks(CharLSTM):
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 2:
+                raise ValueError("bad batch at 2")
+            return super().training_step(batch, batch_idx)
+
+    run_dir = runs_root / "pl-fails"
+    trainer = pl.Trainer(max_steps=10, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False,
+                         logger=NexusLogger(run_dir=run_dir), callbacks=[NexusCallback()])
+    with pytest.raises(ValueError):
+        trainer.fit(Breaks(len(CHARS)), loader())
+    end = _end(run_dir)
+    assert end["state"] == P.FAILED and "bad batch at 2" in end["reason"] and end["step"] == 2
+    assert "eval" not in _hello(run_dir)["commands"]  # no val_dataloader: no val loop for `e` to run

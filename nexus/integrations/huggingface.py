@@ -53,6 +53,8 @@ class NexusCallback(TrainerCallback):
     # -- the Trainer's events ----------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return  # one run per training, reported by the main process (the other hooks then do nothing)
         if self.run is None or self.run._ended:
             init = dict(self._init_kwargs)
             init.setdefault("config", _config_of(args, kwargs.get("model")))

@@ -219,7 +219,9 @@ class NexusCallback(pl.Callback):
             return True
         validates = callable(getattr(pl_module, "validation_step", None)) and \
             type(pl_module).validation_step is not pl.LightningModule.validation_step
-        if original is None or not validates or trainer.limit_val_batches == 0:
+        source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
+        has_data = source is None or not hasattr(source, "is_defined") or source.is_defined()
+        if original is None or not validates or not has_data or trainer.limit_val_batches == 0:
             return False
 
         def should_check(*args: Any, **kwargs: Any) -> bool:
