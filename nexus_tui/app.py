@@ -93,6 +93,8 @@ class NexusApp(App[None]):
         self._replayed = False
         """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
         """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
+        self._stalled: set[str] = set()
+        """Runs shown as stalled at the last check: silence alone changes the table."""
         register_themes(self)
 
     # -- layout ----------------------------------------------------------------------------------
@@ -253,8 +255,12 @@ class NexusApp(App[None]):
 
     def _sample_telemetry(self) -> None:
         self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
-        if any(is_starting(r) for r in self.store.runs()):
+        runs = self.store.runs()
+        if any(is_starting(r) for r in runs):
             self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
+        stalled = {r.name for r in runs if r.stalled()}
+        if stalled != self._stalled:  # silence changes what the table says without any record
+            self._stalled, self._dirty = stalled, True
 
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name
