@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/nexus demo
 
-test: setup
+test: setup compat
 	$(PY) -m pytest -q
 
 # The inner loop: unit tests only (no engines, no processes, no app), seconds in all.
@@ -40,5 +40,5 @@ compat: setup
 	$(VENV)/bin/vermin -q -t=3.10- --no-tips --violations --eval-annotations engine nexus_core nexus_tui nexus
 
 lint: setup
-	$(VENV)/bin/ruff check engine nexus_core nexus_tui tests bench
+	$(VENV)/bin/ruff check engine nexus_core nexus_tui nexus tests bench examples
 	$(VENV)/bin/lint-imports
