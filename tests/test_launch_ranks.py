@@ -17,6 +17,7 @@ from nexus_tui.screens.confirm import ConfirmScreen
 from nexus_tui.screens.launch import LaunchScreen, parse_launch
 from nexus_tui.supervisor import LaunchError, Supervisor
 from nexus_tui.telemetry import rank_processes
+from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.run_table import RunTable
 from tests.test_app import TINY, app, type_into, wait_for  # noqa: F401 - app is a fixture
 
@@ -130,8 +131,11 @@ async def test_command_crash_is_reported(app, runs_root: Path) -> None:  # noqa:
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch(name="bad", device="cpu", command=[sys.executable, str(LOOP), "fail"])
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("crashed"),
-                       90, "the crashed state")
+        await wait_for(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed")
+                       and not app.services.live_runs(), 90, "the failed state (the reporter's excepthook)")
+        bar = app.query_one(AlertBar)
+        await wait_for(pilot, lambda: any("bad: crash" in a and "bad batch shape" in a for a in bar.alerts), 10,
+                       "the crash alert")
         assert "bad batch shape" in (runs_root / "bad" / LOG_FILE).read_text()
 
 
