@@ -82,6 +82,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
 
     DEFAULT_CSS = """
     LaunchScreen Input, LaunchScreen Select { width: 1fr; }
+    LaunchScreen > Vertical { overflow-y: auto; }  /* taller than a 24-line terminal: scroll, Enter submits */
     LaunchScreen Label { margin-top: 1; }
     LaunchScreen .pair { height: auto; }
     LaunchScreen .pair Vertical { height: auto; width: 1fr; }
