@@ -67,6 +67,18 @@ def exit_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def ranks_device(device: str, world_size: int) -> str:
+    """The devices of a run's ranks, from rank 0's device and the world size: cpu×2 for CPU ranks,
+    cuda:0,1 for torchrun's one GPU per rank (each takes cuda:LOCAL_RANK; on several hosts the
+    indices repeat per host, so past 8 ranks it reads cuda×N). One process: the device itself."""
+    if world_size <= 1:
+        return device
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and world_size <= 8:
+        return "cuda:" + ",".join(str(i) for i in range(world_size))
+    return f"{kind}×{world_size}"
+
+
 @dataclass(kw_only=True)
 class RunState:
     """A run's standing, folded from its records and events in order. `apply` is the only writer."""
@@ -134,7 +146,7 @@ class RunState:
         self.hello = rec
         self.config = rec.config
         self.model = rec.model or self.model
-        self.device = rec.device or self.device
+        self.device = ranks_device(rec.device, rec.world_size) if rec.device else self.device
         self.pid, self.params = rec.pid, rec.params
         if rec.total_steps > 0:
             self.total_steps = rec.total_steps

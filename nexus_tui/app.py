@@ -8,6 +8,7 @@ second inside `batch_update()`: records can arrive thousands a second, a person 
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -418,16 +419,23 @@ class NexusApp(App[None]):
         self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
 
     @work(thread=True, group="launch")
-    def launch(self, preset: str, name: str, device: str, steps: int, overrides: list[str]) -> None:
-        """Start an engine (spawning takes a moment; the UI keeps drawing)."""
+    def launch(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
+               overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+        """Start an engine over `nproc` ranks, or a command using the reporter (spawning takes a
+        moment; the UI keeps drawing)."""
+        sup = self.services.supervisor
         try:
-            run_dir = self.services.supervisor.launch(preset, name, device, steps or None, overrides)
+            if command:
+                run_dir = sup.launch_command(command, name, device)
+            else:
+                run_dir = sup.launch(preset, name, device, steps or None, overrides, nproc=nproc)
         except Exception as e:  # noqa: BLE001 - a refused launch is one line, never a traceback
             self.post_message(msg.CommandFinished(name, "launch", str(e)))
             return
         # The engine says hello only after importing torch (seconds): show the run as starting now.
         self.post_message(msg.RunLaunched(run_dir.name, run_dir))
-        self.call_from_thread(self.log_line, name, f"launched {preset} on {device}")
+        what = shlex.join(command) if command else preset + (f" over {nproc} processes" if nproc > 1 else "")
+        self.call_from_thread(self.log_line, name, f"launched {what} on {device}")
 
     def _launch_demo(self) -> None:
         """Two contrasting runs so a newcomer sees two live loss curves within seconds."""

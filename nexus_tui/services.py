@@ -123,7 +123,7 @@ class Services:
         palette = palette_for(theme)
         gpus = []
         for g in snap.gpus:
-            owners = {pid: name for name, pid in self._tracked.items()}
+            owners = {pid: name for name, p in snap.processes.items() for pid in p.pids or (p.pid,)}
             gpus.append(GpuView(
                 index=g.index, name=g.name, util=g.util, mem_used=g.mem_used, mem_total=g.mem_total, temp=g.temp_c,
                 power=g.power_w, power_limit=g.power_limit_w, sm_clock=g.clock_sm_mhz, mem_clock=g.clock_mem_mhz,
