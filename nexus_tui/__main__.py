@@ -39,10 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(getattr(args, "compare_root", None) or args.root)
 
+    from engine.protocol import clean_text  # torch-free, like everything in engine.protocol
+
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
-        print(format_runs_table(scan_runs(root)))
+        print(clean_text(format_runs_table(scan_runs(root)), multiline=True))
         return 0
 
     if args.command == "compare":
@@ -51,12 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             store, names = load_runs(root, args.runs)
         except UnknownRunError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {clean_text(e)}", file=sys.stderr)
             return 2
-        except OSError as e:  # a metrics file we may not read: say which, no traceback
-            print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        except OSError as e:  # a metrics file we may not (or must not) read: say which, no traceback
+            print(clean_text(f"error: cannot read {e.filename}: {e.strerror}"), file=sys.stderr)
             return 2
-        print(comparison_markdown(store, names), end="")
+        # Run names and config values come from run folders: cleaned again at the last step to stdout.
+        print(clean_text(comparison_markdown(store, names), multiline=True), end="")
         return 0
 
     from nexus_tui.app import make_app

@@ -20,7 +20,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from engine.protocol import ControlError
+from engine.protocol import ControlError, clean_text
 from nexus_tui import messages as msg
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
@@ -197,7 +197,7 @@ class NexusApp(App[None]):
         for record in self._new(name, "logs", run.logs):
             self.log_line(name, str(record.get("text", "")), str(record.get("level", "info")), record.get("time"))
         for record in self._new(name, "alerts", run.alerts):
-            text = f"{name}: {record.get('kind', 'alert')} at step {record.get('step', '?')}: {record.get('text', '')}"
+            text = f"{run.label}: {record.get('kind', 'alert')} at step {record.get('step', '?')}: {record.get('text', '')}"
             when = record.get("time")
             if news is None:
                 fresh = isinstance(when, (int, float)) and when >= self._started_at - LIVE_SLACK_S
@@ -217,6 +217,16 @@ class NexusApp(App[None]):
         if items:
             self._shown[(name, kind)] = items[-1]
         return items[start:]
+
+    def notify(
+        self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast, the app's and every screen's (Widget.notify calls this): cleaned of escape
+        sequences and never parsed as markup, since messages carry run names and engine errors.
+        `markup` is accepted for Textual's signature and ignored."""
+        super().notify(clean_text(message), title=clean_text(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None:
         self.query_one(LogPane).add_line(source, text, level, self._color(source), when)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import METRICS_FILE, read_records
+from engine.protocol import METRICS_FILE, clean_text, read_records
 from nexus_tui.store import MetricStore, RunView
 from nexus_tui.widgets import format as fmt
 
@@ -146,8 +146,9 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
 
 
 def _escape(text: str) -> str:
-    """A pipe inside a cell would end the cell."""
-    return text.replace("|", "\\|")
+    """Cleaned of escape sequences and control characters (run names and config values are untrusted),
+    and a pipe inside a cell would end the cell."""
+    return clean_text(text, limit=200).replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) -> str:
@@ -179,7 +180,7 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{key}`", *(v if v == fmt.DASH else f"`{_escape(v)}`" for v in values)] for key, values in rows]
+    body = [[f"`{_escape(key)}`", *(v if v == fmt.DASH else f"`{_escape(v)}`" for v in values)] for key, values in rows]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 
@@ -188,7 +189,7 @@ def comparison_markdown(store: MetricStore, names: Sequence[str]) -> str:
     runs = [r for r in (store.get(n) for n in names) if r is not None]
     shown = [r.name for r in runs]
     parts = [
-        f"## Comparing {', '.join(shown)}",
+        f"## Comparing {', '.join(clean_text(n, limit=80) for n in shown)}",
         "",
         "### Results",
         "",
@@ -216,7 +217,7 @@ def run_dir_for(root: Path, name: str) -> Path:
             return candidate
     known = sorted(d.name for d in root.iterdir() if (d / METRICS_FILE).is_file()) if root.is_dir() else []
     hint = f"runs there: {', '.join(known)}" if known else "it holds no runs"
-    raise UnknownRunError(f"no run named {name!r} under {root}/ ({hint})")
+    raise UnknownRunError(clean_text(f"no run named {name!r} under {root}/ ({hint})"))
 
 
 def load_runs(root: str | Path, names: Sequence[str]) -> tuple[MetricStore, list[str]]:

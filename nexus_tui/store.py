@@ -6,7 +6,9 @@ and a resumed run appends to the same file with steps that may go backwards. So 
 deduplicates by each record's "seq" (its index in the file), inserts late backfills where they
 belong, and cuts a series back when a newer record restarts it from an earlier step. Records come
 from another process and maybe another version: every field is read with a type check and garbage
-is skipped, never raised.
+is skipped, never raised. Every string a record carries (names, samples, log and alert text, config
+values, hello fields) is cleaned of escape sequences and control characters here, on the way in,
+with `engine.protocol.clean_text`: the widgets never see raw run text (docs/SECURITY.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from array import array
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED
+from engine.protocol import CRASHED, FINISHED, LIVE_STATES, STARTING, STATES, STOPPED, clean_data, clean_text
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
@@ -110,6 +112,8 @@ class MetricStore:
                 handler = _HANDLERS.get(rtype) if isinstance(rtype, str) else None
                 if handler is None:
                     continue
+                if rtype != "metric":  # metrics are numbers (read by type); every other string is shown
+                    rec = clean_data(rec)
                 t = as_num(rec.get("time"))
                 if t is not None:
                     run.updated = t if run.updated is None else max(run.updated, t)
@@ -166,7 +170,7 @@ class MetricStore:
                 was_live = run.state in LIVE_STATES
                 run.state = CRASHED
                 run.reason = _exit_text(exit_code)
-                run.crash_tail = log_tail
+                run.crash_tail = clean_text(log_tail, multiline=True)
                 if was_live or not any(a.get("kind") == "crash" for a in run.alerts[-3:]):
                     self._add_alert(run, {"type": "alert", "kind": "crash", "step": run.step, "text": run.reason})
                 return {"state", "alerts"}
@@ -176,7 +180,7 @@ class MetricStore:
         """A problem the dashboard found about a run (garbage in its stream, a failed command)."""
         with self._lock:
             run = self._view(name)
-            run.logs.append({"type": "log", "level": "warning", "text": str(text), "time": None})
+            run.logs.append({"type": "log", "level": "warning", "text": clean_text(text), "time": None})
             return {"logs"}
 
     # -- one handler per record type -------------------------------------------------------------

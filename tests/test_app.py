@@ -282,4 +282,4 @@ async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Pa
         assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown), shown
         room = table.scrollable_content_region.width
         assert 0 < sum(c.get_render_width(table) for c in table.ordered_columns) <= room, (shown, room)
-        assert table.get_cell(name, "best") == fmt.loss(1.2345)
+        assert str(table.get_cell(name, "best")) == fmt.loss(1.2345)

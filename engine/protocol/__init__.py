@@ -17,6 +17,9 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
+Every string in a record, and every run-folder name, is untrusted: `clean_text` (text.py) is the one
+sanitizer that makes it safe to show; `open_regular`/`read_json` (safefile.py) are the bounded readers.
+
 Commands (app -> engine) are msgpack maps with a "cmd" key sent over the run's control socket
 (owner-only unix socket); the engine answers each with {"ok": bool, "error": str}:
   pause · resume · checkpoint · eval · stop (checkpoint, then exit)
@@ -44,6 +47,15 @@ from engine.protocol.records import (
     read_records,
 )
 from engine.protocol.runfolder import pid_alive, read_status, write_status
+from engine.protocol.safefile import (
+    SMALL_FILE_BYTES,
+    UnsafeFileError,
+    open_regular,
+    parse_json,
+    read_bytes,
+    read_json,
+    read_text,
+)
 from engine.protocol.schema import (
     ALERT,
     CHECKPOINT,
@@ -80,3 +92,4 @@ from engine.protocol.schema import (
     STOP,
     STOPPED,
 )
+from engine.protocol.text import clean_data, clean_text

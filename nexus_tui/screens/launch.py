@@ -18,7 +18,9 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
+from engine.protocol import clean_text
 from nexus_tui.screens.confirm import FormDialog
+from nexus_tui.widgets import format as fmt
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
@@ -93,7 +95,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
             yield Label("Device")
             yield Select(
-                [(label, value) for value, label in self.devices], value=self.devices[0][0], allow_blank=False,
+                [(fmt.plain(label), value) for value, label in self.devices], value=self.devices[0][0], allow_blank=False,
                 id="device",
             )
             yield Label("Name")
@@ -114,7 +116,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             value["name"], value["steps"], value["overrides"], self.root,
         )
         if args is None:
-            self.query_one("#error", Static).update(error)
+            self.query_one("#error", Static).update(clean_text(error))
             return
         self.dismiss(args)
 

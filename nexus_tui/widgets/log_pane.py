@@ -12,6 +12,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from engine.protocol import clean_text
+
 LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
@@ -28,7 +30,10 @@ class LogPane(RichLog):
         """Plain text of each line (what tests and a copy command read)."""
 
     def add_line(self, source: str, text: str, level: str = "info", color: str = "", when: float | None = None) -> None:
-        """One line: HH:MM:SS source level text. `source` is a run name or 'nexus'."""
+        """One line: HH:MM:SS source level text. `source` is a run name or 'nexus'. Both are cleaned
+        here (escape sequences, control characters) whatever the caller passed: this is where run
+        text becomes screen text. Long lines wrap; they are never cut."""
+        source, text = clean_text(source, limit=80), clean_text(text)
         stamp = time.strftime("%H:%M:%S", time.localtime(when if when is not None else time.time()))
         line = Text(f"{stamp} ", style="dim")
         line.append(source, style=f"bold {color}" if color else "bold")
@@ -40,5 +45,5 @@ class LogPane(RichLog):
 
     def add_block(self, source: str, text: str, level: str = "error", color: str = "") -> None:
         """Several lines at once (a crashed run's log tail), each its own line."""
-        for raw in text.rstrip().splitlines()[-40:]:
+        for raw in clean_text(text, multiline=True).rstrip().splitlines()[-40:]:
             self.add_line(source, raw, level, color)

@@ -12,6 +12,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import RichLog
 
+from engine.protocol import clean_text
+
 
 class SamplesPane(RichLog):
     """Append-only view of `sample` records."""
@@ -29,10 +31,11 @@ class SamplesPane(RichLog):
 
     def add_sample(self, run_name: str, color: str, record: dict[str, Any]) -> None:
         """Show one `sample` record; `color` is the run's colour as #rrggbb."""
-        prompt = str(record.get("prompt") or "")
-        text = str(record.get("text") or "")
+        prompt = clean_text(record.get("prompt") or "", multiline=True)
+        text = clean_text(record.get("text") or "", multiline=True)
+        run_name = clean_text(run_name, limit=80)
         how = "asked" if record.get("requested") else "scheduled"
-        header = Text(f"▍{run_name} · step {record.get('step', '?')} · {how}", style=f"bold {color}")
+        header = Text(f"▍{run_name} · step {clean_text(record.get('step', '?'))} · {how}", style=f"bold {color}")
         body = Text()
         body.append(prompt, style="bold")
         # Generated text may start with the prompt or not, depending on the engine; show it once.
