@@ -110,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         _tell_pipe(args, str(e))
         return EXIT_USER_ERROR
+    except OSError as e:  # a path the user gave or a run folder holds: too long, a FIFO, unreadable
+        reason = P.clean_text(P.describe_os_error(e))
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        _tell_pipe(args, reason)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -255,14 +260,7 @@ def _default_name(cfg: C.Config) -> str:
 
 
 def _read_toml(path: str) -> dict:
-    import tomllib
-
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    return C.read_toml(path)  # bounded, BOM-tolerant, and the tomllib/tomli choice lives there
 
 
 def _check_source(cfg: C.Config) -> None:
@@ -380,7 +378,7 @@ def _live_position(run_dir: Path, cfg: C.Config) -> tuple[int, float, int, float
     command sent now would start from. The LR scale (a NaN rollback halves it) comes from the
     newest checkpoint when there is one, else 1."""
     try:
-        with open(run_dir / P.METRICS_FILE, "rb") as f:
+        with P.open_regular(run_dir / P.METRICS_FILE) as f:  # a planted FIFO must not hang the preview
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - _TAIL_BYTES))
             records = P.RecordDecoder().feed(f.read())

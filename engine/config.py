@@ -17,6 +17,7 @@ from typing import Any
 import tomli_w
 
 from engine.errors import ConfigError
+from engine.protocol.safefile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -319,16 +320,31 @@ def load_preset(name: str) -> Config:
     return cfg
 
 
-def load_toml(path: str | Path) -> Config:
-    """A config file: any subset of the sections; missing values take the defaults."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file as a mapping, the one reader of config files (`--config` and a run's config.toml).
+    Bounded like every run-folder reader: a regular file of at most 4 MiB (a FIFO or /dev/zero is
+    refused, not read forever), a UTF-8 BOM is dropped (editors on Windows write one), and nesting
+    deep enough to exhaust the parser's stack is one ConfigError, as is anything else wrong."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text())
+        text = read_text(p)
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    return from_mapping(data, origin=str(p))
+    except RecursionError:
+        raise ConfigError(f"config file {p} is nested too deeply to be a config") from None
+
+
+def load_toml(path: str | Path) -> Config:
+    """A config file: any subset of the sections; missing values take the defaults."""
+    return from_mapping(read_toml(path), origin=str(path))
 
 
 def from_mapping(data: dict[str, Any], origin: str = "config", base: Config | None = None) -> Config:

@@ -39,12 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(getattr(args, "compare_root", None) or args.root)
 
-    from engine.protocol import clean_text  # torch-free, like everything in engine.protocol
+    from engine.protocol import clean_text, describe_os_error  # torch-free, like all of engine.protocol
 
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
-        print(clean_text(format_runs_table(scan_runs(root)), multiline=True))
+        try:
+            table = format_runs_table(scan_runs(root))
+        except OSError as e:  # the root itself cannot be listed (too long a name, no permission)
+            print(clean_text(f"error: {describe_os_error(e)}"), file=sys.stderr)
+            return 2
+        print(clean_text(table, multiline=True))
         return 0
 
     if args.command == "compare":
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {clean_text(e)}", file=sys.stderr)
             return 2
         except OSError as e:  # a metrics file we may not (or must not) read: say which, no traceback
-            print(clean_text(f"error: cannot read {e.filename}: {e.strerror}"), file=sys.stderr)
+            print(clean_text(f"error: cannot read {describe_os_error(e)}"), file=sys.stderr)
             return 2
         # Run names and config values come from run folders: cleaned again at the last step to stdout.
         print(clean_text(comparison_markdown(store, names), multiline=True), end="")

@@ -213,7 +213,7 @@ class UnknownRunError(ValueError):
 def run_dir_for(root: Path, name: str) -> Path:
     """root/NAME, or NAME itself when it is a path to a run folder."""
     for candidate in (root / name, Path(name)):
-        if (candidate / METRICS_FILE).is_file():
+        if (candidate / METRICS_FILE).exists():  # not is_file(): a FIFO or folder there gets its own line
             return candidate
     known = sorted(d.name for d in root.iterdir() if (d / METRICS_FILE).is_file()) if root.is_dir() else []
     hint = f"runs there: {', '.join(known)}" if known else "it holds no runs"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder, open_regular
 
 TAIL_LINES = 40
 
@@ -69,9 +69,10 @@ def read_pipe(
 
 
 def _tail_bytes(path: Path, size: int) -> bytes | None:
-    """The last `size` bytes of a file (None if it cannot be read): runs' files can be large."""
+    """The last `size` bytes of a file (None if it cannot be read, or is not a regular file: a FIFO
+    planted as engine.log must not hang the dashboard): runs' files can be large."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - size))
             return f.read()

@@ -40,6 +40,7 @@ from engine.protocol import (
     RESUME,
     STOP,
     ControlError,
+    ReadResult,
     read_records,
     read_status,
     send_command,
@@ -266,7 +267,11 @@ class Supervisor:
                 return True
         status = read_status(run_dir) or {}
         if feed_history and (run_dir / METRICS_FILE).exists():
-            result = read_records(run_dir / METRICS_FILE)
+            try:
+                result = read_records(run_dir / METRICS_FILE)
+            except OSError as e:  # a FIFO, a folder or a device planted as the metrics file
+                self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
+                result = ReadResult([], 0, [], 0)
             run = ManagedRun(name, run_dir, "", None)
             for i in range(0, len(result.records), HISTORY_CHUNK):
                 self._deliver(run, result.records[i : i + HISTORY_CHUNK])
@@ -290,7 +295,14 @@ class Supervisor:
         """Attach every run under root whose engine is still alive; returns their names."""
         if not self.root.is_dir():
             return []
-        return [d.name for d in sorted(self.root.iterdir()) if d.is_dir() and self.attach(d, feed_history)]
+        names = []
+        for d in sorted(self.root.iterdir()):
+            try:
+                if d.is_dir() and self.attach(d, feed_history):
+                    names.append(d.name)
+            except Exception as e:  # noqa: BLE001 - one damaged folder must not keep the others unattached
+                self._warn(d.name, f"cannot follow this run: {e}")
+        return names
 
     def _poll_attached(self) -> None:
         while not self._detach.wait(POLL_S):

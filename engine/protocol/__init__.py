@@ -50,6 +50,7 @@ from engine.protocol.runfolder import pid_alive, read_status, write_status
 from engine.protocol.safefile import (
     SMALL_FILE_BYTES,
     UnsafeFileError,
+    describe_os_error,
     open_regular,
     parse_json,
     read_bytes,

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from engine.protocol.safefile import read_json
 from engine.protocol.schema import STATUS_FILE
 
 
@@ -28,9 +29,10 @@ def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's status, or None if it has none or it cannot be read."""
+    """The run's status, or None if it has none or it cannot be read (not a regular file, over
+    4 MiB, not JSON, nested too deep)."""
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        data = read_json(Path(run_dir) / STATUS_FILE)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None

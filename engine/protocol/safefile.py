@@ -87,7 +87,7 @@ def read_json(path: str | Path, max_bytes: int = SMALL_FILE_BYTES) -> Any:
     return parse_json(read_bytes(path, max_bytes))
 
 
-def describe(e: OSError) -> str:
+def describe_os_error(e: OSError) -> str:
     """One line for an OSError from these readers: 'PATH: what is wrong'."""
     what = e.strerror or str(e)
     return f"{e.filename}: {what}" if e.filename else what
