@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -130,9 +130,12 @@ class NexusApp(App[None]):
         except Exception as e:  # noqa: BLE001 - one unreadable folder must not take the dashboard down
             self.post_message(msg.WarningRaised(None, f"could not re-attach the runs folder: {e}"))
 
-    def on_resize(self) -> None:
-        narrow = self.size.width < NARROW
-        self.screen.set_class(narrow, "-narrow")
+    def on_resize(self, event: events.Resize) -> None:
+        """Narrow or wide layout, from the event's size: this handler runs before App._on_resize
+        stores the new size, so `self.size` here is the previous one (the layout lagged one resize
+        behind). The class goes on the main screen, not `self.screen`, which may be a dialog then."""
+        narrow = event.size.width < NARROW
+        self.screen_stack[0].set_class(narrow, "-narrow")
         self.query_one(ChartsPanel).set_class(narrow, "-narrow")
 
     # -- routing of service messages -------------------------------------------------------------

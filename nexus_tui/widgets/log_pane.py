@@ -10,14 +10,14 @@ import time
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import RichLog
 
 from engine.protocol import clean_text
+from nexus_tui.widgets.reflow_log import ReflowLog
 
 LEVEL_STYLES = {"info": "", "warning": "yellow", "error": "bold red"}
 
 
-class LogPane(RichLog):
+class LogPane(ReflowLog):
     """Timestamped, coloured log lines; keeps the last few thousand."""
 
     DEFAULT_CSS = """
@@ -25,7 +25,7 @@ class LogPane(RichLog):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, max_lines=5000, **kwargs)
+        super().__init__(max_lines=5000, **kwargs)
         self.lines_written: list[str] = []
         """Plain text of each line (what tests and a copy command read)."""
 
@@ -40,7 +40,7 @@ class LogPane(RichLog):
         if level != "info":
             line.append(f" {level}", style=LEVEL_STYLES.get(level, ""))
         line.append(" " + text, style=LEVEL_STYLES.get(level, ""))
-        self.write(line)
+        self.add(line)
         self.lines_written.append(f"{source} {level} {text}")
 
     def add_block(self, source: str, text: str, level: str = "error", color: str = "") -> None:

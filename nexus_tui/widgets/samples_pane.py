@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import RichLog
 
 from engine.protocol import clean_text
+from nexus_tui.widgets.reflow_log import ReflowLog
 
 
-class SamplesPane(RichLog):
+class SamplesPane(ReflowLog):
     """Append-only view of `sample` records."""
 
     DEFAULT_CSS = """
@@ -23,7 +23,7 @@ class SamplesPane(RichLog):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(wrap=True, markup=False, highlight=False, max_lines=4000, **kwargs)
+        super().__init__(max_lines=4000, **kwargs)
         self.count = 0
         """How many samples have been shown (tests and the tab label read it)."""
         self.texts: list[str] = []
@@ -40,8 +40,8 @@ class SamplesPane(RichLog):
         body.append(prompt, style="bold")
         # Generated text may start with the prompt or not, depending on the engine; show it once.
         body.append(text[len(prompt):] if prompt and text.startswith(prompt) else text)
-        self.write(header)
-        self.write(body)
-        self.write(Text(""))
+        self.add(header)
+        self.add(body)
+        self.add(Text(""))
         self.count += 1
         self.texts.append(text)
