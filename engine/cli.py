@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="total steps of the schedule (train.steps)")
     train.add_argument("--name", help="run name (default: the run folder's name)")
     train.add_argument("--run-dir", help="run folder (default: runs/NAME)")
+    train.add_argument("--check", action="store_true",
+                       help="only validate the config, overrides and run folder; create nothing, print ok")
     _common(train)
 
     resume = sub.add_parser("resume", help="continue a run from a checkpoint")
@@ -161,6 +163,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if metrics.exists() and metrics.stat().st_size > 0:
         raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
                           f"--run-dir {run_dir}`, or another --run-dir")
+    if args.check:  # the dashboard's launch form asks this before it creates anything (torch-free)
+        print(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps")
+        return 0
     from engine.distributed import launch_rank
 
     writes = launch_rank() == 0  # under torchrun, rank 0 alone writes the run folder

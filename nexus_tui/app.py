@@ -29,6 +29,7 @@ from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_
 from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services import Services
 from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
+from nexus_tui.supervisor import LaunchError
 from nexus_tui.themes import next_theme, palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
@@ -360,7 +361,15 @@ class NexusApp(App[None]):
             if args:
                 self.launch(**args)
 
-        self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
+        def check(args: dict[str, Any]) -> str:
+            try:
+                self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
+                                                      args["steps"] or None, args["overrides"])
+            except LaunchError as e:
+                return str(e)
+            return ""
+
+        self.push_screen(LaunchScreen(self.root, available_presets(), devices, check), answered)
 
     @work(thread=True, group="launch")
     def launch(self, preset: str, name: str, device: str, steps: int, overrides: list[str]) -> None:

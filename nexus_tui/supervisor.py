@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from engine.protocol import (
     STOP,
     ControlError,
     ReadResult,
+    clean_text,
     read_records,
     read_status,
     send_command,
@@ -120,6 +122,21 @@ class Supervisor:
     ) -> Path:
         """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
         Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
+        name, run_dir, args = self.check_launch(preset, name, device, steps, overrides)
+        self._spawn(name, run_dir, args, device)
+        return run_dir
+
+    def check_launch(
+        self,
+        preset: str,
+        name: str | None = None,
+        device: str = "cpu",
+        steps: int | None = None,
+        overrides: list[str] | None = None,
+    ) -> tuple[str, Path, list[str]]:
+        """What `launch` would start: (name, run folder, engine arguments), checked by the dashboard's
+        rules and then by the engine's own (`check_train`). LaunchError if either refuses. Creates
+        nothing, so a refused launch leaves no folder behind."""
         name = name.strip() if name else self._free_name(preset)
         if not _NAME_OK.match(name):
             raise LaunchError(f"run name {name!r}: use letters, digits, '.', '_' or '-' (at most 64, no '/')")
@@ -134,8 +151,22 @@ class Supervisor:
             args += ["--steps", str(steps)]
         for text in overrides or []:
             args += ["--set", text]
-        self._spawn(name, run_dir, args, device)
-        return run_dir
+        self.check_train(args)  # the engine's own rules, before any folder exists
+        return name, run_dir, args
+
+    def check_train(self, args: list[str]) -> None:
+        """`python -m engine train ARGS --check`: the engine validates the preset, every override and
+        the run folder with the same code a real start runs, without torch and without creating
+        anything (about half a second). LaunchError with the engine's one line if it refuses."""
+        try:
+            out = subprocess.run([self.python, "-m", "engine", *args, "--check"], capture_output=True, text=True,
+                                 timeout=60, cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise LaunchError(f"could not check the run's config: {e}") from None
+        if out.returncode != 0:
+            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+            raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
 
     def resume(
         self,
@@ -189,6 +220,7 @@ class Supervisor:
         return env
 
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str) -> None:
+        created = not run_dir.exists()  # a launch that fails to start leaves no folder it made behind
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -210,6 +242,8 @@ class Supervisor:
                     )
             except OSError as e:
                 os.close(read_fd)
+                if created:
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 raise LaunchError(f"cannot start the engine ({self.python}): {e.strerror or e}") from None
             finally:
                 os.close(write_fd)  # the child has its copy; ours would hide the child's EOF
