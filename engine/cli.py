@@ -109,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except NexusError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        _tell_pipe(args, str(e))
+        reason = P.clean_text(e)  # it may quote a planted folder or checkpoint name: no raw escapes
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        _tell_pipe(args, reason)
         return EXIT_USER_ERROR
     except OSError as e:  # a path the user gave or a run folder holds: too long, a FIFO, unreadable
         reason = P.clean_text(P.describe_os_error(e))
@@ -307,7 +308,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, tokenizer, device = ckpt.load_for_inference(cfg, run_dir, path, args.device or "cpu")
     text = generate(model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, device, args.seed)
-    print(args.prompt + text)
+    print(P.clean_text(args.prompt + text, multiline=True))  # a model can emit ESC bytes too
     return 0
 
 
@@ -328,7 +329,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches must be at least 1, got {n}")
     batches = eval_batches(corpus.val, cfg.train.batch_size, cfg.model.seq_len, n, cfg.train.seed, device)
     ce = held_out_ce(model, batches, device, autocast_dtype(device, cfg.train.dtype))
-    print(f"{path.name}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
+    print(f"{P.clean_text(path.name)}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
           f"(pure CE over {n} batches of {cfg.train.batch_size}x{cfg.model.seq_len} tokens; "
           f"unigram entropy {corpus.unigram_entropy:.3f})")
     return 0

@@ -258,3 +258,10 @@ async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(app: Nex
     listed = nexus("runs", root=runs_root)
     assert listed.returncode == 0 and b"[link=" in listed.stdout
     assert_clean_bytes(listed.stdout, "nexus runs, real run")
+    # The engine's own one-line errors quote the run folder (and list checkpoint names): cleaned too.
+    (runs_root / name / "checkpoints" / ("step_000009" + OSC_CLIP)).mkdir()
+    refused = run_engine("resume", "--run-dir", str(runs_root / name), "--from", "nope" + OSC_TITLE)
+    assert refused.returncode == 2 and refused.stderr.startswith("error: ")
+    # (the --from typed is quoted with repr: its escapes read as \\x1b, text; the folder's are gone)
+    assert_clean_bytes(refused.stderr.encode(), "the engine's error line", payloads=False)
+    assert '[link="x]y[@click=app.quit]/checkpoints' in refused.stderr
