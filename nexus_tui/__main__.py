@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
-    sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
+    runs.add_argument("--root", dest="runs_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     compare.add_argument("--root", dest="compare_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "compare_root", None) or args.root)
+    root = Path(getattr(args, "compare_root", None) or getattr(args, "runs_root", None) or args.root)
 
     from engine.protocol import clean_text, describe_os_error  # torch-free, like all of engine.protocol
 
@@ -49,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as e:  # the root itself cannot be listed (too long a name, no permission)
             print(clean_text(f"error: {describe_os_error(e)}"), file=sys.stderr)
             return 2
-        print(clean_text(table, multiline=True))
-        return 0
+        return _emit(clean_text(table, multiline=True) + "\n")
 
     if args.command == "compare":
         from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
@@ -64,14 +64,24 @@ def main(argv: list[str] | None = None) -> int:
             print(clean_text(f"error: cannot read {describe_os_error(e)}"), file=sys.stderr)
             return 2
         # Run names and config values come from run folders: cleaned again at the last step to stdout.
-        print(clean_text(comparison_markdown(store, names), multiline=True), end="")
-        return 0
+        return _emit(clean_text(comparison_markdown(store, names), multiline=True))
 
     from nexus_tui.app import make_app
 
     app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
     app.run()
     return app.return_code or 0
+
+
+def _emit(text: str) -> int:
+    """Print to stdout; a reader that stops early (`nexus runs | head -1`) is not an error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit: point it at /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":

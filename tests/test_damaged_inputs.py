@@ -219,3 +219,15 @@ async def test_the_dashboard_starts_over_damaged_folders_and_settings(tmp_path: 
         assert any("m-dir" in line and "is a directory" in line for line in log), log
         await pilot.press("t")  # still answers keys
         assert app.is_running
+
+
+def test_nexus_runs_into_a_closed_pipe_and_with_its_own_root(copy: Path) -> None:
+    for i in range(1500):  # ~150 kB of listing: more than a pipe holds, so the writer meets the closed end
+        (copy.parent / f"more-{i:04d}").mkdir()
+        P.write_status(copy.parent / f"more-{i:04d}", {"state": "finished", "step": i, "total_steps": 9999,
+                                                       "device": "cpu", "model": "transformer"})
+    proc = subprocess.run(f"{sys.executable} -m nexus_tui runs --root {copy.parent} | head -1", shell=True,
+                          env=engine_env(), capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.stdout.startswith("NAME") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+    listed = nexus("runs", "--root", str(copy.parent))
+    assert listed.returncode == 0 and "copy" in listed.stdout, listed.stderr
