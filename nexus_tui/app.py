@@ -17,6 +17,7 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -136,8 +137,10 @@ class NexusApp(App[None]):
         stores the new size, so `self.size` here is the previous one (the layout lagged one resize
         behind). The class goes on the main screen, not `self.screen`, which may be a dialog then."""
         narrow = event.size.width < NARROW
-        self.screen_stack[0].set_class(narrow, "-narrow")
-        self.query_one(ChartsPanel).set_class(narrow, "-narrow")
+        main = self.screen_stack[0]
+        main.set_class(narrow, "-narrow")
+        for panel in main.query(ChartsPanel):  # none while the app is still composing or closing
+            panel.set_class(narrow, "-narrow")
 
     # -- routing of service messages -------------------------------------------------------------
 
@@ -244,15 +247,22 @@ class NexusApp(App[None]):
     def _redraw(self) -> None:
         if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
             return
+        try:
+            table = self.query_one(RunTable)
+        except NoMatches:  # the app is closing: a last timer tick after the widgets went
+            return
         self._dirty = False
         palette = palette_for(self.theme)
-        table = self.query_one(RunTable)
         with self.batch_update():
             table.show_runs(self.store.runs(), palette)
             self.query_one(ChartsPanel).redraw(self.store, table.selected, palette)
 
     def _sample_telemetry(self) -> None:
-        self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
+        try:
+            pane = self.query_one(TelemetryPane)
+        except NoMatches:  # closing, as in _redraw
+            return
+        pane.show(self.services.telemetry_view(self.theme))
         if any(is_starting(r) for r in self.store.runs()):
             self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
 
