@@ -310,8 +310,8 @@ class NexusApp(App[None]):
         if run is None or run.live:
             return ""
         if run.ckpts:
-            return f"run {name} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
-        return f"run {name} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
+            return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
+        return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
 
     def on_key(self, event: events.Key) -> None:
         """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""

@@ -98,8 +98,11 @@ def test_clean_text_multiline_keeps_lines_and_tabs_and_limits() -> None:
 # -- a planted run folder in the real app --------------------------------------------------------
 
 
-def plant_run(root: Path, name: str = EVIL) -> Path:
-    """A run folder whose name and every string in its records and status are hostile."""
+def plant_run(root: Path, name: str = EVIL, pid: int = 0) -> Path:
+    """A run folder whose name and every string in its records and status are hostile. With `pid` (a
+    live process of the test's own) the run is paused, not stopped: live, so the keys that steer a
+    run (and their dialogs and failure toasts) are not greyed out on it."""
+    final = "paused" if pid else "stopped"
     run_dir = root / name
     run_dir.mkdir(parents=True)
     writer = RecordWriter(run_dir / METRICS_FILE)
@@ -115,9 +118,10 @@ def plant_run(root: Path, name: str = EVIL) -> Path:
                   + BAD_MARKUP + "\nsecond line", "requested": False})
     writer.write({"type": "ckpt", "step": 3, "path": "checkpoints/" + BAD_MARKUP, "best": True, "val_loss": 2.9})
     writer.write({"type": "log", "level": "warning", "text": "warned " + EVIL})
-    writer.write({"type": "state", "state": "stopped", "step": 3, "reason": "stopped " + EVIL, "exit_code": 0})
+    writer.write({"type": "state", "state": final, "step": 3, "reason": f"{final} " + EVIL,
+                  "exit_code": None if pid else 0})
     writer.close()
-    write_status(run_dir, {"state": "stopped", "pid": 0, "step": 3, "total_steps": 10, "device": "cpu" + OSC_CLIP,
+    write_status(run_dir, {"state": final, "pid": pid, "step": 3, "total_steps": 10, "device": "cpu" + OSC_CLIP,
                            "model": BAD_MARKUP, "best_val_loss": 2.9})
     return run_dir
 
@@ -154,7 +158,7 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     writer.close()
     bar = app.query_one(AlertBar)
     await wait_for(pilot, lambda: bar.alerts, 30, "the live alert")
-    await pilot.press("p")  # a command on a stopped run: it fails, and the failure is a toast naming the run
+    await pilot.press("p")  # a command with no engine listening: it fails, and the failure is a toast naming the run
     await wait_for(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), 30, "the failure toast")
     await pilot.pause(0.3)
     for note in app._notifications:
@@ -185,16 +189,23 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
 
 
 async def test_a_planted_run_folder_cannot_drive_the_terminal_or_crash_the_app(app: NexusApp, runs_root: Path) -> None:
-    plant_run(runs_root)
-    async with app.run_test(size=(160, 48)) as pilot:
-        await visit_everything(pilot, app, EVIL)
-        log = app.query_one(LogPane).lines_written
-        assert any("warned" in line for line in log) and any("boom" in line for line in log)
-        for line in log + app.query_one(AlertBar).alerts + app.query_one(SamplesPane).texts:
-            assert_clean(line.replace("\n", " "), "a widget's text")
-        run = app.store.get(EVIL)
-        assert run is not None and run.label == BAD_MARKUP  # the markup shown as text, the sequences gone
-        assert app.store.get(EVIL).device == "cpu"  # the hello's OSC 52 went with the cleaning
+    # A live process stands in for the run's engine (started before the status is written, so
+    # pid_alive takes it for the run's); no control socket answers, so every command fails.
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        plant_run(runs_root, pid=stand_in.pid)
+        async with app.run_test(size=(160, 48)) as pilot:
+            await visit_everything(pilot, app, EVIL)
+            log = app.query_one(LogPane).lines_written
+            assert any("warned" in line for line in log) and any("boom" in line for line in log)
+            for line in log + app.query_one(AlertBar).alerts + app.query_one(SamplesPane).texts:
+                assert_clean(line.replace("\n", " "), "a widget's text")
+            run = app.store.get(EVIL)
+            assert run is not None and run.label == BAD_MARKUP  # the markup shown as text, the sequences gone
+            assert app.store.get(EVIL).device == "cpu"  # the hello's OSC 52 went with the cleaning
+    finally:
+        stand_in.kill()
+        stand_in.wait()
 
 
 # -- the command line ----------------------------------------------------------------------------
@@ -237,16 +248,19 @@ def test_nexus_runs_and_compare_print_no_control_bytes(runs_root: Path) -> None:
 @pytest.mark.slow
 async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(app: NexusApp, runs_root: Path) -> None:
     name = '[link="x]y[@click=app.quit]' + OSC_TITLE
-    done = run_engine("train", "--preset", "tiny", "--run-dir", str(runs_root / name), "--steps", "3", *TINY,
+    # The engine refuses to name a run so (nexus_core.names); a run folder renamed or copied under
+    # that name afterwards is what reaches the dashboard.
+    done = run_engine("train", "--preset", "tiny", "--run-dir", str(runs_root / "real"), "--steps", "3", *TINY,
                       "--set", "train.eval_every=3", "--set", "train.ckpt_every=3", timeout=200)
     assert done.returncode == 0, done.stderr[-2000:]
+    (runs_root / "real").rename(runs_root / name)
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.query_one(RunTable)
         await wait_for(pilot, lambda: name in table.rows, 60, "the real run in the table")
         await wait_for(pilot, lambda: app.store.get(name).state in ("finished", "stopped"), 60, "its final state")
         table.select_run(name)
-        await pilot.press("p")  # not live: the failure toast names the run
-        await wait_for(pilot, lambda: app._notifications, 30, "a toast")
+        await pilot.press("p")  # not live: the greyed key's toast names the run (and says r resumes it)
+        await wait_for(pilot, lambda: any("resumes it" in str(n.message) for n in app._notifications), 30, "a toast")
         await pilot.pause(0.3)
         assert_clean(rendered(app), "main screen, real run")
         await pilot.press("r")  # the resume dialog names the run and lists its checkpoint
@@ -264,4 +278,4 @@ async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(app: Nex
     assert refused.returncode == 2 and refused.stderr.startswith("error: ")
     # (the --from typed is quoted with repr: its escapes read as \\x1b, text; the folder's are gone)
     assert_clean_bytes(refused.stderr.encode(), "the engine's error line", payloads=False)
-    assert '[link="x]y[@click=app.quit]/checkpoints' in refused.stderr
+    assert 'in run [link="x]y[@click=app.quit]; available: step_000003' in refused.stderr
