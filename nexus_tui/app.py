@@ -199,7 +199,8 @@ class NexusApp(App[None]):
     @on(RunTable.SelectionChanged)
     def _selection(self, event: RunTable.SelectionChanged) -> None:
         self._dirty = True
-        self.refresh_bindings()
+        if self.screen_stack:  # a selection can arrive while the app closes (no screens left)
+            self.refresh_bindings()
 
     def _show_new(self, name: str, news: bool | None = None) -> None:
         """Push the run's samples, logs and alerts that arrived since last time into their panes.
