@@ -35,12 +35,13 @@ from nexus_core.checkpoints import (  # the torch-free readers live in the core;
     PREFIX,  # noqa: F401 - re-exported for older callers
     checkpoints_root,
     list_checkpoints,
+    meta_problem,  # noqa: F401 - re-exported for older callers
     read_meta,
     resolve_checkpoint,  # noqa: F401 - re-exported for older callers
     step_name,
 )
 from nexus_core.errors import CheckpointError
-from nexus_core.protocol import pid_alive
+from nexus_core.protocol import UnsafeFileError, open_regular, pid_alive
 
 if TYPE_CHECKING:
     import torch
@@ -307,6 +308,10 @@ def _read_tensors(path: Path, expand_aliases: bool = False) -> dict[str, torch.T
 
     if not path.exists():
         raise CheckpointError(f"checkpoint {path.parent} is incomplete: {path.name} is missing")
+    try:
+        open_regular(path).close()  # safetensors would block forever opening a FIFO planted here
+    except UnsafeFileError as e:
+        raise CheckpointError(f"checkpoint {path.parent.name} is corrupt: {path.name} {e.strerror}") from None
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__

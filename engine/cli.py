@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--steps", type=int, help="total steps of the schedule (train.steps)")
     train.add_argument("--name", help="run name (default: the run folder's name)")
     train.add_argument("--run-dir", help="run folder (default: runs/NAME)")
+    train.add_argument("--check", action="store_true",
+                       help="only validate the config, overrides and run folder; create nothing, print ok")
     _common(train)
 
     resume = sub.add_parser("resume", help="continue a run from a checkpoint")
@@ -110,8 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = list(sys.argv[1:] if argv is None else argv)
         return COMMANDS[args.command](args)
     except NexusError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        _tell_pipe(args, str(e))
+        reason = P.clean_text(e)  # it may quote a planted folder or checkpoint name: no raw escapes
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        _tell_pipe(args, reason)
+        return EXIT_USER_ERROR
+    except OSError as e:  # a path the user gave or a run folder holds: too long, a FIFO, unreadable
+        reason = P.clean_text(P.describe_os_error(e))
+        print(f"error: {reason}", file=sys.stderr, flush=True)
+        _tell_pipe(args, reason)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -157,6 +165,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("under torchrun give --run-dir or --name: every rank must pick the same run folder")
     metrics = run_dir / P.METRICS_FILE
     _refuse_used(run_dir, metrics)  # before anything is created; again under the lock below
+    if args.check:  # the dashboard's launch form asks this before it creates anything (torch-free)
+        print(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps")
+        return 0
     from engine.distributed import launch_rank
 
     writes = launch_rank() == 0  # under torchrun, rank 0 alone writes the run folder
@@ -313,7 +324,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     model, tokenizer, device = ckpt.load_for_inference(cfg, run_dir, path, args.device or "cpu")
     text = generate(model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, device, args.seed)
-    print(args.prompt + text)
+    print(P.clean_text(args.prompt + text, multiline=True))  # a model can emit ESC bytes too
     return 0
 
 
@@ -333,7 +344,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches must be at least 1, got {n}")
     batches = eval_batches(corpus.val, cfg.train.batch_size, cfg.model.seq_len, n, cfg.train.seed, device)
     ce = held_out_ce(model, batches, device, autocast_dtype(device, cfg.train.dtype))
-    print(f"{path.name}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
+    print(f"{P.clean_text(path.name)}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
           f"(pure CE over {n} batches of {cfg.train.batch_size}x{cfg.model.seq_len} tokens; "
           f"unigram entropy {corpus.unigram_entropy:.3f})")
     return 0

@@ -27,6 +27,7 @@ import torch
 from engine.tokenizer import Tokenizer, encode_splits, load_or_train
 from nexus_core.config import DataConfig
 from nexus_core.errors import DataError
+from nexus_core.safefile import open_regular
 
 EXCLUDED_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"})
 """Folder names never read: the stdlib's own test suites (lib2to3/tests, idlelib/idle_test, ...)
@@ -228,7 +229,7 @@ def _read_many(files: list[SourceFile], budget: int) -> _Part:
 def _read_bytes(path: Path, limit: int | None) -> bytes | None:
     """Up to `limit` bytes of a file, or None when it is empty, binary (has a NUL) or unreadable."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:  # a FIFO or device among the corpus files is skipped, not read forever
             data = fh.read(-1 if limit is None else limit)
     except OSError:
         return None

@@ -23,6 +23,10 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from nexus_core.config import DataConfig
 from nexus_core.errors import DataError
+from nexus_core.safefile import open_regular, parse_json, read_json, read_text
+
+TOKENIZER_MAX_BYTES = 256 << 20
+"""A tokenizer.json larger than this is not one Nexus wrote (a 64k-token BPE is a few MB)."""
 
 TOKENIZER_FILE = "tokenizer.json"
 TOKEN_CACHE = ("tokens_train.npy", "tokens_val.npy", "tokens_meta.json")
@@ -102,8 +106,9 @@ class BpeTokenizer:
         """Read a saved tokenizer.json; anything that is not a byte-level BPE of at most `vocab_size`
         tokens is a DataError (it would not match the run's model)."""
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-            tok = HFTokenizer.from_file(str(path))
+            text = read_text(path, TOKENIZER_MAX_BYTES)  # a regular file (a FIFO would hang), bounded
+            spec = parse_json(text)
+            tok = HFTokenizer.from_str(text)
         except (OSError, ValueError, UnicodeDecodeError) as e:
             raise DataError(
                 f"{path} is not a readable tokenizer file ({_first_line(e)}); delete it to retrain"
@@ -193,14 +198,20 @@ def encode_splits(
     return arrays
 
 
+def _load_array(path: Path) -> np.ndarray:
+    """One cached .npy array, from a regular file only (np.load would block on a FIFO)."""
+    with open_regular(path) as f:
+        return np.load(f, allow_pickle=False)
+
+
 def _load_token_cache(run_dir: Path, fingerprint: str, vocab: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The cached arrays when they match; any doubt (missing, stale, torn) means re-tokenize."""
     train_p, val_p, meta_p = (run_dir / n for n in TOKEN_CACHE)
     try:
-        meta = json.loads(meta_p.read_text())
+        meta = read_json(meta_p)
         if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint:
             return None
-        arrays = tuple(np.load(p, allow_pickle=False) for p in (train_p, val_p))
+        arrays = tuple(_load_array(p) for p in (train_p, val_p))
     except (OSError, ValueError):
         return None
     for a, n in zip(arrays, (meta.get("train"), meta.get("val")), strict=True):

@@ -8,11 +8,12 @@ dashboard's LR preview and `nexus runs` only need to find them and read their me
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 from pathlib import Path
 from typing import Any
 
 from nexus_core.errors import CheckpointError
+from nexus_core.safefile import read_json
 from nexus_core.schema import CHECKPOINTS_DIR
 
 FORMAT_VERSION = 1
@@ -83,14 +84,46 @@ def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
     """A checkpoint's meta.json, checked to be whole; CheckpointError says what is wrong."""
     path = Path(ckpt_dir) / META_FILE
     try:
-        meta = json.loads(path.read_text())
+        meta = read_json(path)  # regular file, at most 4 MiB, no NaN/Infinity, no stack-deep nesting
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {ckpt_dir} is incomplete: {META_FILE} is missing") from None
-    except (OSError, ValueError) as e:
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} {e.strerror}") from None
+    except ValueError as e:
         raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} unreadable ({e})") from None
-    needed = ("format", "step", "tokens", "schedule", "optimizer", "config")
-    if not isinstance(meta, dict) or any(k not in meta for k in needed):
-        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} lacks {', '.join(needed)}")
+    problem = meta_problem(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} {problem}")
     if meta["format"] > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}")
     return meta
+
+
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "format": (int,), "step": (int,), "tokens": (int,), "schedule": (dict,), "optimizer": (dict, list),
+    "config": (dict,), "lr_scale": (int, float), "val_loss": (int, float, type(None)),
+    "best_val_loss": (int, float, type(None)),
+}
+"""meta.json's keys that loading reads, with the types it reads them as (the first six are required)."""
+
+
+def meta_problem(meta: Any) -> str:
+    """'' when a decoded meta.json has every key loading needs, each of the right type and range;
+    else what is wrong, in a few words. A hand-edited or planted meta (`step: "abc"`, `config: 5`)
+    is refused here, before anything reads it as a number or a mapping."""
+    if not isinstance(meta, dict):
+        return f"is a JSON {type(meta).__name__}, not an object"
+    missing = [k for k in ("format", "step", "tokens", "schedule", "optimizer", "config") if k not in meta]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for key, types in _META_TYPES.items():
+        value = meta.get(key, types[0]())  # an optional key left out passes
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"has {key} = {str(value)[:40]!r} ({type(value).__name__}), not {'/'.join(t.__name__ for t in types)}"
+    if meta["step"] < 0 or meta["tokens"] < 0 or meta["format"] < 1:
+        return "has a negative step or tokens, or a format below 1"
+    if not all(isinstance(meta["config"].get(s, {}), dict) for s in ("model", "data", "optim", "schedule", "train")):
+        return "has a config whose sections are not tables"
+    if "lr_scale" in meta and not (math.isfinite(meta["lr_scale"]) and meta["lr_scale"] > 0):
+        return f"has lr_scale = {meta['lr_scale']!r}, not a positive number"
+    return ""

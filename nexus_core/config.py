@@ -8,6 +8,7 @@ one-line error instead of a crash minutes into training.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
 import sys
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,7 @@ import tomli_w
 
 from nexus_core.errors import ConfigError
 from nexus_core.names import RUN_NAME_RULE, run_name_ok
+from nexus_core.safefile import read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -451,18 +453,27 @@ def load_preset(name: str) -> Config:
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """The one TOML file reader (tomllib, or tomli on Python 3.10): a mapping, or one ConfigError line."""
+    """The one TOML file reader (tomllib, or tomli on Python 3.10): a mapping, or one ConfigError line.
+    Bounded like every run-folder reader: a regular file of at most 4 MiB (a FIFO or /dev/zero is
+    refused, not read forever), a UTF-8 BOM is dropped (editors on Windows write one), and nesting
+    deep enough to exhaust the parser's stack is one ConfigError, as is anything else wrong."""
     p = Path(path)
     try:
-        return tomllib.loads(p.read_text())
+        text = read_text(p)
     except FileNotFoundError:
         raise ConfigError(f"config file {p} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {p} is a folder; give a TOML file") from None
     except OSError as e:
+        if e.errno == errno.EISDIR:
+            raise ConfigError(f"config file {p} is a folder; give a TOML file") from None
         raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {p} is not UTF-8 text") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} is nested too deeply to be a config") from None
 
 
 def load_toml(path: str | Path) -> Config:

@@ -22,6 +22,9 @@ Record keys (every record also has "type", "seq" (its index in metrics.msgpack) 
   log     level (info|warning|error), text
   alert   kind (nan|spike|gnorm|oom|disk|crash), step, text
 
+Every string in a record, and every run-folder name, is untrusted: `clean_text` (text.py) is the one
+sanitizer that makes it safe to show; `open_regular`/`read_json` (safefile.py) are the bounded readers.
+
 Commands (app -> engine) are msgpack maps with a "cmd" key, an "id" and a "deadline" (unix s) sent
 over the run's control socket (owner-only unix socket); the engine answers {"taken": id} when it
 reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
@@ -67,6 +70,16 @@ from nexus_core.recordtypes import (
     to_record,
 )
 from nexus_core.runfolder import engine_argv, engine_home, pid_alive, read_status, tail_bytes, write_status
+from nexus_core.safefile import (
+    SMALL_FILE_BYTES,
+    UnsafeFileError,
+    describe_os_error,
+    open_regular,
+    parse_json,
+    read_bytes,
+    read_json,
+    read_text,
+)
 from nexus_core.schema import (
     ALERT,
     CHECKPOINT,
@@ -110,3 +123,4 @@ from nexus_core.schema import (
     STOPPED,
     UNPAUSE,
 )
+from nexus_core.text import clean_data, clean_text

@@ -16,6 +16,7 @@ import msgpack
 import msgspec
 
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
+from nexus_core.safefile import open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
@@ -209,13 +210,16 @@ class ReadResult:
 
 
 def read_records(path: str | Path, offset: int = 0) -> ReadResult:
-    """Read a metrics file from `offset`. A file cut mid-record yields every whole record before it."""
+    """Read a metrics file from `offset` up to its size when opened (a file still being appended to
+    is read up to there, never chased). A file cut mid-record yields every whole record before it.
+    A path that is not a regular file raises UnsafeFileError (an OSError) instead of blocking."""
     decoder = RecordDecoder()
     records: list[Record] = []
     size = offset
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO, a device or a folder is refused, never read forever
+        end = os.fstat(f.fileno()).st_size
         f.seek(offset)
-        while chunk := f.read(1 << 20):
+        while size < end and (chunk := f.read(min(1 << 20, end - size))):
             size += len(chunk)
             records.extend(decoder.feed(chunk))
     torn = decoder.finish()

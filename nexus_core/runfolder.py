@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nexus_core.safefile import open_regular, read_json
 from nexus_core.schema import STATUS_FILE
 
 
@@ -28,9 +29,10 @@ def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's status, or None if it has none or it cannot be read."""
+    """The run's status, or None if it has none or it cannot be read (not a regular file, over
+    4 MiB, not JSON, nested too deep)."""
     try:
-        data = json.loads((Path(run_dir) / STATUS_FILE).read_text())
+        data = read_json(Path(run_dir) / STATUS_FILE)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -59,9 +61,10 @@ def pid_alive(pid: Any, updated: Any = None) -> bool:
 
 
 def tail_bytes(path: str | Path, size: int) -> bytes | None:
-    """The last `size` bytes of a file (None if it cannot be read): a run's files can be large."""
+    """The last `size` bytes of a file (None if it cannot be read): a run's files can be large.
+    Regular files only: a FIFO planted there must not hang the reader."""
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - size))
             return f.read()

@@ -57,10 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(getattr(args, "sub_root", None) or args.root)
 
+    from nexus_core.protocol import clean_text, describe_os_error  # torch-free
+
     if args.command == "runs":
         from nexus_tui.runs_index import format_runs_table, scan_runs
 
-        return _print_out(format_runs_table(scan_runs(root)) + "\n")
+        try:
+            table = format_runs_table(scan_runs(root))
+        except OSError as e:  # the root itself cannot be listed (too long a name, no permission)
+            print(clean_text(f"error: {describe_os_error(e)}"), file=sys.stderr)
+            return 2
+        return _print_out(clean_text(table, multiline=True) + "\n")
 
     if args.command == "compare":
         from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
@@ -68,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             store, names = load_runs(root, args.runs)
         except UnknownRunError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {clean_text(e)}", file=sys.stderr)
             return 2
-        except OSError as e:  # a metrics file we may not read: say which, no traceback
-            print(f"error: cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        except OSError as e:  # a metrics file we may not (or must not) read: say which, no traceback
+            print(clean_text(f"error: cannot read {describe_os_error(e)}"), file=sys.stderr)
             return 2
-        return _print_out(comparison_markdown(store, names))
+        # Run names and config values come from run folders: cleaned again at the last step to stdout.
+        return _print_out(clean_text(comparison_markdown(store, names), multiline=True))
 
     if args.command == "report":
         return _report(root, args.runs, args.output)
@@ -93,23 +101,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(root: Path, names: list[str], output: str | None) -> int:
     """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
+    from nexus_core.protocol import clean_text, describe_os_error
     from nexus_tui.comparison import UnknownRunError
     from nexus_tui.report.document import build_report
 
     try:
         text = build_report(root, names)
     except UnknownRunError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {clean_text(e)}", file=sys.stderr)
         return 2
-    except OSError as e:  # a metrics file we may not read: say which, no traceback
-        print(f"error: cannot read {e.filename or 'a run folder'}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # a metrics file we may not (or must not) read: say which, no traceback
+        print(clean_text(f"error: cannot read {describe_os_error(e) if e.filename else f'a run folder: {e}'}"),
+              file=sys.stderr)
         return 2
     if output is None:
         return _print_out(text)
     try:
         Path(output).write_text(text, encoding="utf-8")
     except OSError as e:
-        print(f"error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
+        print(clean_text(f"error: cannot write {output}: {e.strerror or e}"), file=sys.stderr)
         return 2
     print(f"wrote {output}", file=sys.stderr)
     return 0

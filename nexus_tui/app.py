@@ -18,11 +18,12 @@ from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, Ramp, Stop, Unpause
-from nexus_core.protocol import PAUSED, ControlError, Record
+from nexus_core.protocol import PAUSED, ControlError, Record, clean_text
 from nexus_core.state import Exited, Launched
 from nexus_tui import messages as msg
 from nexus_tui.screens.compare import CompareScreen
@@ -32,6 +33,7 @@ from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_
 from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services import Services
 from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
+from nexus_tui.supervisor import LaunchError
 from nexus_tui.themes import next_theme, palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
@@ -136,10 +138,15 @@ class NexusApp(App[None]):
         except Exception as e:  # noqa: BLE001 - one unreadable folder must not take the dashboard down
             self.post_message(msg.WarningRaised(None, f"could not re-attach the runs folder: {e}"))
 
-    def on_resize(self) -> None:
-        narrow = self.size.width < NARROW
-        self.screen.set_class(narrow, "-narrow")
-        self.query_one(ChartsPanel).set_class(narrow, "-narrow")
+    def on_resize(self, event: events.Resize) -> None:
+        """Narrow or wide layout, from the event's size: this handler runs before App._on_resize
+        stores the new size, so `self.size` here is the previous one (the layout lagged one resize
+        behind). The class goes on the main screen, not `self.screen`, which may be a dialog then."""
+        narrow = event.size.width < NARROW
+        main = self.screen_stack[0]
+        main.set_class(narrow, "-narrow")
+        for panel in main.query(ChartsPanel):  # none while the app is still composing or closing
+            panel.set_class(narrow, "-narrow")
 
     # -- routing of service messages -------------------------------------------------------------
 
@@ -214,7 +221,7 @@ class NexusApp(App[None]):
             self.log_line(name, record.text, record.level, record.time)
         for record in self._new(name, "alerts", run.alerts):
             step = "?" if record.step is None else record.step
-            text = f"{name}: {record.kind or 'alert'} at step {step}: {record.text}"
+            text = f"{run.label}: {record.kind or 'alert'} at step {step}: {record.text}"
             when = record.time
             if news is None:
                 fresh = isinstance(when, (int, float)) and when >= self._started_at - LIVE_SLACK_S
@@ -235,6 +242,16 @@ class NexusApp(App[None]):
             self._shown[(name, kind)] = items[-1]
         return items[start:]
 
+    def notify(
+        self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast, the app's and every screen's (Widget.notify calls this): cleaned of escape
+        sequences and never parsed as markup, since messages carry run names and engine errors.
+        `markup` is accepted for Textual's signature and ignored."""
+        super().notify(clean_text(message), title=clean_text(title), severity=severity, timeout=timeout,
+                       markup=False)
+
     def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None:
         self.query_one(LogPane).add_line(source, text, level, self._color(source), when)
 
@@ -247,15 +264,22 @@ class NexusApp(App[None]):
     def _redraw(self) -> None:
         if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
             return
+        try:
+            table = self.query_one(RunTable)
+        except NoMatches:  # the app is closing: a last timer tick after the widgets went
+            return
         self._dirty = False
         palette = palette_for(self.theme)
-        table = self.query_one(RunTable)
         with self.batch_update():
             table.show_runs(self.store.runs(), palette)
             self.query_one(ChartsPanel).redraw(self.store, table.selected, palette)
 
     def _sample_telemetry(self) -> None:
-        self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
+        try:
+            pane = self.query_one(TelemetryPane)
+        except NoMatches:  # closing, as in _redraw
+            return
+        pane.show(self.services.telemetry_view(self.theme))
         runs = self.store.runs()
         if any(is_starting(r) for r in runs):
             self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
@@ -294,8 +318,8 @@ class NexusApp(App[None]):
         if run is None or run.live:
             return ""
         if run.ckpts:
-            return f"run {name} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
-        return f"run {name} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
+            return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
+        return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
 
     def on_key(self, event: events.Key) -> None:
         """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
@@ -416,7 +440,18 @@ class NexusApp(App[None]):
             if args:
                 self.launch(**args)
 
-        self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
+        def check(args: dict[str, Any]) -> str:
+            if args.get("command"):
+                return ""  # a command is its own program: nothing of the engine's to check
+            try:
+                self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
+                                                      args["steps"] or None, args["overrides"],
+                                                      nproc=args.get("nproc") or 1)
+            except LaunchError as e:
+                return str(e)
+            return ""
+
+        self.push_screen(LaunchScreen(self.root, available_presets(), devices, check), answered)
 
     @work(thread=True, group="launch")
     def launch(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_core.protocol import METRICS_FILE, clean_text, read_records
 from nexus_core.units import as_num
 from nexus_tui import format as fmt
 from nexus_tui.report.safe import one_line
@@ -145,7 +145,7 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
 def _escape(text: str) -> str:
     """Run names and values come from run folders: no escape sequence or newline may reach the text,
     and a pipe inside a cell would end the cell."""
-    return one_line(text).replace("|", "\\|")
+    return one_line(text, limit=200).replace("|", "\\|")
 
 
 def _code(text: str) -> str:
@@ -215,11 +215,11 @@ class UnknownRunError(ValueError):
 def run_dir_for(root: Path, name: str) -> Path:
     """root/NAME, or NAME itself when it is a path to a run folder."""
     for candidate in (root / name, Path(name)):
-        if (candidate / METRICS_FILE).is_file():
+        if (candidate / METRICS_FILE).exists():  # not is_file(): a FIFO or folder there gets its own line
             return candidate
     known = sorted(d.name for d in root.iterdir() if (d / METRICS_FILE).is_file()) if root.is_dir() else []
     hint = f"runs there: {', '.join(known)}" if known else "it holds no runs"
-    raise UnknownRunError(f"no run named {name!r} under {root}/ ({hint})")
+    raise UnknownRunError(clean_text(f"no run named {name!r} under {root}/ ({hint})"))
 
 
 def load_runs(root: str | Path, names: Sequence[str]) -> tuple[MetricStore, list[str]]:

@@ -9,9 +9,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from rich.text import Text
+
+from nexus_core.text import clean_text
 from nexus_core.units import as_num
 
 DASH = "–"
+
+
+def plain(value: Any, limit: int | None = None) -> Text:
+    """Any value as a one-line rich Text for a table cell or label: cleaned of control characters
+    and never parsed as markup (DataTable and Label parse a plain str as markup)."""
+    return Text(clean_text(value, limit=limit))
 
 
 def _bad(x: Any) -> bool:

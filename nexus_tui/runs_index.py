@@ -21,6 +21,7 @@ from nexus_core.protocol import (
     RUNNING,
     STATES,
     STATUS_FILE,
+    clean_text,
     pid_alive,
     read_records,
     read_status,
@@ -151,7 +152,8 @@ def _ago(t: float | None, now: float) -> str:
 
 
 def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> str:
-    """Aligned columns for a terminal; a friendly line when there is nothing to list."""
+    """Aligned columns for a terminal; a friendly line when there is nothing to list. Every cell is
+    cleaned of escape sequences and control characters: a run folder's name and fields are untrusted."""
     if not summaries:
         return "no runs yet: start one with `nexus demo`, or `nexus train --preset tiny --run-dir runs/first`"
     now = time.time() if now is None else now
@@ -160,13 +162,14 @@ def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> 
     for s in summaries:
         step = f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step)
         best = f"{s.best_val_loss:.4f}" if s.best_val_loss is not None else "-"
-        rows.append((s.name, s.state, step, best, s.device or "-", str(s.pid) if s.pid else "-",
-                     s.model or "-", _ago(s.updated, now)))
+        cells = (s.name, s.state, step, best, s.device or "-", str(s.pid) if s.pid else "-", s.model or "-",
+                 _ago(s.updated, now))
+        rows.append(tuple(clean_text(c, limit=80) for c in cells))  # folder names and fields are untrusted
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {2, 3, 5}
     lines = []
     for r in rows:
         cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
-    notes = [f"  {s.name}: {s.note}" for s in summaries if s.note]
+    notes = [f"  {clean_text(s.name, limit=80)}: {clean_text(s.note)}" for s in summaries if s.note]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))

@@ -15,6 +15,7 @@ from pathlib import Path
 from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
 from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
+from nexus_core.text import clean_text
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
@@ -23,6 +24,8 @@ X_AXES = ("step", "tokens", "time")
 MAX_SAMPLES = 500
 MAX_LOGS = 2000
 MAX_ALERTS = 500
+LABEL_MAX = 80
+"""Longest run name shown whole (a folder name may be 255 bytes); longer ones end in '…'."""
 _RATE_WINDOW = 50
 """Metric records used for the steps/s behind the ETA: recent enough to follow a pause or a slower phase."""
 _SEQ_SET_LIMIT = 100_000
@@ -92,6 +95,12 @@ class RunView(RunState):
     logs: deque[Log] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
     series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})
     _rate: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW), repr=False)
+    label: str = field(default="", init=False)
+    """The name as shown: `name` is the run folder's name (untrusted, the key commands use), `label`
+    is it cleaned of escape sequences and control characters and cut to LABEL_MAX characters."""
+
+    def __post_init__(self) -> None:
+        self.label = clean_text(self.name, limit=LABEL_MAX)
 
     @property
     def steps_per_s(self) -> float | None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from nexus_core.protocol import clean_text, read_json
 
 X_AXES = ("step", "tokens", "time")
 
@@ -33,11 +36,16 @@ class Settings:
     """Show only the last N steps (0 = the whole run)."""
 
     def clean(self) -> Settings:
-        """Clamp values read from a hand-edited file into range."""
-        self.ema = min(max(float(self.ema), 0.0), 0.99)
-        if self.x_axis not in X_AXES:
+        """Clamp values read from a hand-edited file into range (ValueError for a non-finite one)."""
+        ema = float(self.ema)
+        if not math.isfinite(ema):
+            raise ValueError(f"ema must be a finite number, got {ema}")
+        self.ema = min(max(ema, 0.0), 0.99)
+        if not isinstance(self.theme, str):
+            self.theme = "nexus-dark"  # the app checks the name against its themes; a list is unhashable
+        if not isinstance(self.x_axis, str) or self.x_axis not in X_AXES:
             self.x_axis = "step"
-        self.window = max(int(self.window), 0)
+        self.window = min(max(int(self.window), 0), 10**9)  # int(inf) is OverflowError: caught by the loader
         self.log_scale = bool(self.log_scale)
         return self
 
@@ -55,18 +63,21 @@ def load_settings(path: Path | None = None) -> tuple[Settings, str]:
     """The saved settings and '' — or the defaults and why the file could not be used."""
     path = path or settings_path()
     try:
-        data = json.loads(path.read_text())
+        # Bounded like any file another program may have written: a regular file of at most 4 MiB,
+        # no NaN/Infinity, no stack-deep nesting. A FIFO or /dev/zero here must not stop the start.
+        data = read_json(path)
     except FileNotFoundError:
         return Settings(), ""
     except (OSError, ValueError) as e:
-        return Settings(), f"settings file {path} is unreadable ({e}); using defaults"
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        return Settings(), clean_text(f"settings file {path} is unreadable ({reason}); using defaults", limit=300)
     if not isinstance(data, dict):
         return Settings(), f"settings file {path} is not a JSON object; using defaults"
     known = {f.name for f in fields(Settings)}
     try:
         return Settings(**{k: v for k, v in data.items() if k in known}).clean(), ""
-    except (TypeError, ValueError) as e:
-        return Settings(), f"settings file {path} has a bad value ({e}); using defaults"
+    except (TypeError, ValueError, OverflowError) as e:
+        return Settings(), clean_text(f"settings file {path} has a bad value ({e}); using defaults", limit=300)
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> str:

@@ -7,11 +7,15 @@ deduplicates by each record's "seq" (its index in the file), inserts late backfi
 belong, and cuts a series back when a newer record restarts it from an earlier step. Records arrive
 typed (nexus_core.recordtypes, checked once by the decoder); the run's standing (state, step, best
 val, ...) is folded by the core's one reducer, RunState.apply, which RunView extends.
+Every string a record carries (names, samples, log and alert text, config values, hello fields)
+is cleaned of escape sequences and control characters here, once, on the way in (`clean_record`,
+with nexus_core's `clean_text`): the widgets never see raw run text (docs/SECURITY.md).
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import signal
 import threading
@@ -19,9 +23,12 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record, Sample, State, to_record
 from nexus_core.schema import CRASHED
 from nexus_core.state import Exited, Launched
+from nexus_core.text import clean_data, clean_text
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
@@ -111,6 +118,8 @@ class MetricStore:
                 handler = _HANDLERS.get(rec.type)
                 if handler is None:
                     continue
+                if not isinstance(rec, (Metric, Eval)):  # numbers only (typed); every other string is shown
+                    rec = clean_record(rec)
                 kind = handler(self, run, rec, seq, late)
                 if kind:
                     changed.add(kind)
@@ -147,6 +156,8 @@ class MetricStore:
         by the same reducer as the records. A crash also becomes an alert."""
         with self._lock:
             run = self._view(name, run_dir)
+            if isinstance(event, Exited) and event.log_tail:  # engine.log is run text too
+                event = dataclasses.replace(event, log_tail=clean_text(event.log_tail, multiline=True))
             was_live = run.live
             kind = run.apply(event)
             if isinstance(event, Exited) and run.state == CRASHED and event.exit_code != -signal.SIGTERM:
@@ -265,3 +276,21 @@ _HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metri
     Log.__struct_config__.tag: MetricStore._on_log,
     Alert.__struct_config__.tag: MetricStore._on_alert,
 }
+
+
+def clean_record(rec: Record) -> Record:
+    """`rec` with every string in it cleaned for showing (nexus_core's clean_text, newlines kept for
+    samples and log blocks; dicts and lists such as hello's config cleaned all the way down). The
+    record is returned as is when nothing in it needed cleaning, so the common case copies nothing."""
+    changes: dict[str, Any] = {}
+    for name in rec.__struct_fields__:
+        value = getattr(rec, name)
+        if isinstance(value, str):
+            cleaned: Any = clean_text(value, multiline=True)
+        elif isinstance(value, (dict, list)):
+            cleaned = clean_data(value)
+        else:
+            continue
+        if cleaned != value:
+            changes[name] = cleaned
+    return msgspec.structs.replace(rec, **changes) if changes else rec

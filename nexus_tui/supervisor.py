@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +43,9 @@ from nexus_core.protocol import (
     RESUME,
     UNPAUSE,
     ControlError,
+    ReadResult,
     check_run_name,
+    clean_text,
     engine_argv,
     free_run_name,
     read_records,
@@ -131,6 +134,22 @@ class Supervisor:
         `nproc` > 1 the engine execs torchrun (its `--nproc`): one run over that many ranks, followed
         from its run folder (no pipe crosses torchrun). Raises LaunchError for a bad name, a name
         that is taken, or an engine that cannot start."""
+        name, run_dir, args = self.check_launch(preset, name, device, steps, overrides, nproc)
+        self._spawn(name, run_dir, args, device, nproc)
+        return run_dir
+
+    def check_launch(
+        self,
+        preset: str,
+        name: str | None = None,
+        device: str = "cpu",
+        steps: int | None = None,
+        overrides: list[str] | None = None,
+        nproc: int = 1,
+    ) -> tuple[str, Path, list[str]]:
+        """What `launch` would start: (name, run folder, engine arguments), checked by the dashboard's
+        rules and then by the engine's own (`check_train`). LaunchError if either refuses. Creates
+        nothing, so a refused launch leaves no folder behind."""
         name = name.strip() if name else self._free_name(preset)
         run_dir = self._new_run_dir(name)
         if not 1 <= nproc <= MAX_RANKS:
@@ -142,8 +161,22 @@ class Supervisor:
             args += ["--steps", str(steps)]
         for text in overrides or []:
             args += ["--set", text]
-        self._spawn(name, run_dir, args, device, nproc)
-        return run_dir
+        self.check_train(args)  # the engine's own rules, before any folder exists
+        return name, run_dir, args
+
+    def check_train(self, args: list[str]) -> None:
+        """`python -m engine train ARGS --check` (isolated, like a real start): the engine validates the preset, every override and
+        the run folder with the same code a real start runs, without torch and without creating
+        anything (about half a second). LaunchError with the engine's one line if it refuses."""
+        try:
+            out = subprocess.run(engine_argv(self.python, *args, "--check"), capture_output=True, text=True,
+                                 timeout=60, cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise LaunchError(f"could not check the run's config: {e}") from None
+        if out.returncode != 0:
+            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+            raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
 
     def launch_command(self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None) -> Path:
         """Start any program (`python train.py --lr 3e-4`, already split) as run root/NAME: no shell,
@@ -250,6 +283,7 @@ class Supervisor:
     ) -> None:
         """Popen `build(write fd or None)` in its own session, output to the run's log; one thread
         reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
+        created = not run_dir.exists()  # a launch that fails to start leaves no folder it made behind
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -266,6 +300,8 @@ class Supervisor:
             except OSError as e:
                 if write_fd is not None:
                     os.close(read_fd)
+                if created:
+                    shutil.rmtree(run_dir, ignore_errors=True)
                 raise LaunchError(f"cannot start {what}: {e.strerror or e}") from None
             finally:
                 if write_fd is not None:
@@ -333,7 +369,11 @@ class Supervisor:
                 return True
         status = read_status(run_dir) or {}
         if feed_history and (run_dir / METRICS_FILE).exists():
-            result = read_records(run_dir / METRICS_FILE)
+            try:
+                result = read_records(run_dir / METRICS_FILE)
+            except OSError as e:  # a FIFO, a folder or a device planted as the metrics file
+                self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
+                result = ReadResult([], 0, [], 0)
             run = ManagedRun(name, run_dir, "", None)
             for i in range(0, len(result.records), HISTORY_CHUNK):
                 self._deliver(run, result.records[i : i + HISTORY_CHUNK])
@@ -358,7 +398,14 @@ class Supervisor:
         """Attach every run under root whose engine is still alive; returns their names."""
         if not self.root.is_dir():
             return []
-        return [d.name for d in sorted(self.root.iterdir()) if d.is_dir() and self.attach(d, feed_history)]
+        names = []
+        for d in sorted(self.root.iterdir()):
+            try:
+                if d.is_dir() and self.attach(d, feed_history):
+                    names.append(d.name)
+            except Exception as e:  # noqa: BLE001 - one damaged folder must not keep the others unattached
+                self._warn(d.name, f"cannot follow this run: {e}")
+        return names
 
     def _poll_attached(self) -> None:
         while not self._detach.wait(POLL_S):

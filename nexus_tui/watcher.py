@@ -16,6 +16,7 @@ then `on_run_ready` is called once, so its process can be followed from then on.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder
+from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder, open_regular
 from nexus_core.recordtypes import Record
 
 OnRecords = Callable[[str, Path, list[Record]], None]
@@ -46,6 +47,8 @@ class _Tail:
 
     offset: int = 0
     decoder: RecordDecoder = field(default_factory=RecordDecoder)
+    problem: str = ""
+    """The last reason the file could not be read, so it is reported once, not every poll."""
 
 
 class RunsWatcher:
@@ -181,7 +184,8 @@ class RunsWatcher:
             if size == tail.offset:
                 return 0
             try:
-                with open(path, "rb") as f:
+                with open_regular(path) as f:  # a FIFO, device or folder planted there is refused
+                    size = os.fstat(f.fileno()).st_size
                     f.seek(tail.offset)
                     while tail.offset < size and (chunk := f.read(min(READ_CHUNK, size - tail.offset))):
                         tail.offset += len(chunk)
@@ -193,7 +197,12 @@ class RunsWatcher:
                             self._deliver(name, run_dir, records[i : i + DELIVER_CHUNK])
                         delivered += len(records)
             except OSError as e:
-                self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
+                problem = f"cannot read {METRICS_FILE}: {e.strerror}"
+                if tail.problem != problem:  # once, not at every poll
+                    tail.problem = problem
+                    self._warn(name, problem)
+                return delivered
+            tail.problem = ""
         return delivered
 
     def _deliver(self, name: str, run_dir: Path, records: list[Record]) -> None:

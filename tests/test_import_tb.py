@@ -198,9 +198,9 @@ async def test_the_dashboard_lists_an_imported_run(runs_root: Path, tmp_path: Pa
             await pilot.pause(0.1)
             deadline -= 0.1
         assert "old" in table.rows
-        while table.get_cell("old", "best") != fmt.loss(f32(4.0 / 12)) and deadline > 0:
+        while str(table.get_cell("old", "best")) != fmt.loss(f32(4.0 / 12)) and deadline > 0:
             await pilot.pause(0.1)
             deadline -= 0.1
-        assert table.get_cell("old", "best") == fmt.loss(f32(4.0 / 12))
+        assert str(table.get_cell("old", "best")) == fmt.loss(f32(4.0 / 12))
         assert table.get_cell("old", "state").plain.startswith("finished")
         await pilot.pause()  # let the table's selection message land before the app shuts down

@@ -79,7 +79,7 @@ async def test_two_cpu_ranks_from_the_form(app) -> None:  # noqa: F811
                              "the two-rank run's metrics (from its folder)")
         table = app.query_one(RunTable)
         await wait_for(pilot, lambda: table.row_count == 1, 10, "one row for the run")
-        await wait_for(pilot, lambda: table.get_cell("ranks", "device") == "cpu×2", 10, "both ranks' devices")
+        await wait_for(pilot, lambda: str(table.get_cell("ranks", "device")) == "cpu×2", 10, "both ranks' devices")
         assert run.hello is not None and run.hello.world_size == 2
 
         # Telemetry counts both ranks: rank 0 reported its pid; its launcher's children are the ranks.

@@ -38,6 +38,9 @@ FAKE_ENGINE = """#!{python}
 import os, sys, time
 sys.path.insert(0, {root!r})
 from nexus_core import protocol as P
+if "--check" in sys.argv:  # the launch's validation before it starts (Supervisor.check_train): accepted
+    print("ok: would train")
+    sys.exit(0)
 fd = int(sys.argv[sys.argv.index("--metrics-fd") + 1])
 def rec(kind, seq, **f):
     return P.pack({{"type": kind, "seq": seq, "time": time.time(), **f}})

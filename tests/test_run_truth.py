@@ -58,7 +58,7 @@ async def test_a_run_started_outside_is_stalled_then_running_then_crashed(
 
             os.kill(proc.pid, signal.SIGSTOP)  # alive, silent: stalled, with no ETA
             await wait_for(pilot, lambda: _state(app, "outside") == "stalled", 90, "stalled")
-            assert run.eta_s is None and app.query_one(RunTable).get_cell("outside", "eta") in ("", "-", "–", "—")
+            assert run.eta_s is None and str(app.query_one(RunTable).get_cell("outside", "eta")) in ("", "-", "–", "—")
             s = summarize_run(run_dir, stall_floor_s=1.0)
             assert s.state == "stalled" and f"pid {proc.pid} lives" in s.note
             assert "stalled" in format_runs_table([s])

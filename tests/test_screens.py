@@ -176,9 +176,9 @@ async def test_compare_screen_tables_and_axis_toggle() -> None:
         await pilot.pause()
         results = screen.query_one("#results", DataTable)
         assert results.row_count == 2
-        assert results.get_row("a")[4] == "60"  # steps column
+        assert str(results.get_row("a")[4]) == "60"  # steps column
         diff = screen.query_one("#diff", DataTable)
-        assert diff.row_count == 1 and diff.get_row_at(0)[0] == "optim.lr"
+        assert diff.row_count == 1 and str(diff.get_row_at(0)[0]) == "optim.lr"
         chart = screen.query_one("#compare-chart")
         assert max(chart.spec.curves[0].xs) == 60
         await pilot.press("x")
@@ -198,13 +198,13 @@ async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause()
         results = screen.query_one("#results", DataTable)
-        assert results.get_row("live")[4] == "20" and results.get_row("done")[4] == "80"
+        assert str(results.get_row("live")[4]) == "20" and str(results.get_row("done")[4]) == "80"
         chart = screen.query_one("#compare-chart")
         assert len(chart.spec.curves) == 4, "two runs: an H curve and val diamonds each"
         more = [{"type": "metric", "seq": 1000 + s, "time": 2000.0 + s, "step": s, "tokens": s * 512, "loss": 1.0,
                  "ce": 1.0} for s in range(21, 41)]
         store.ingest("live", None, more)
         await pilot.pause(0.4)
-        assert results.get_row("live")[4] == "40" and results.get_row("done")[4] == "80"
+        assert str(results.get_row("live")[4]) == "40" and str(results.get_row("done")[4]) == "80"
         live_x = max(max(c.xs) for c in chart.spec.curves if not c.scatter and max(c.xs) != 80)
         assert live_x == 40, "the live curve grew without pressing r"

@@ -162,7 +162,14 @@ def test_a_killed_engine_is_reported_crashed_within_a_second(sup: Supervisor, fe
 def test_bad_input_is_one_clear_line(sup: Supervisor, feed: Feed) -> None:
     with pytest.raises(LaunchError, match="run name"):
         sup.launch("tiny", name="../escape")
-    sup.launch("tiny", name="bad", steps=5, overrides=["model.n_heads=3"])
+    # The engine's own rules refuse this before any folder exists (4 kv heads do not divide 3 heads).
+    with pytest.raises(LaunchError, match="n_heads"):
+        sup.launch("tiny", name="refused", steps=5, overrides=["model.n_heads=3"])
+    assert not (sup.root / "refused").exists()
+    # A config the engine accepts but cannot train (an empty corpus): a crashed run with its one line.
+    empty = sup.root.parent / "empty.txt"
+    empty.write_text("")
+    sup.launch("tiny", name="bad", steps=5, overrides=[f"data.source={empty}"])
     feed.wait(lambda: "bad" in feed.exits, timeout=60)
     code, tail, _ = feed.exits["bad"]
     assert code not in (0, None) and "error:" in tail and "Traceback" not in tail

@@ -54,8 +54,8 @@ async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
         await pilot.pause()
         assert table.row_count == 2
         assert str(table.get_cell("alpha", "step")) == "30/40"
-        assert table.get_cell("alpha", "loss") == fmt.loss(5.0 / math.sqrt(30))
-        assert table.get_cell("beta", "model") == "transformer"
+        assert str(table.get_cell("alpha", "loss")) == fmt.loss(5.0 / math.sqrt(30))
+        assert str(table.get_cell("beta", "model")) == "transformer"
         table.move_cursor(row=1)
         store.ingest("alpha", None, [{"type": "metric", "seq": 999, "time": 2000.0, "step": 31, "tokens": 1,
                                        "loss": 0.5, "ce": 0.5}])
@@ -85,11 +85,11 @@ async def test_run_table_fits_80_columns_by_dropping_the_least_useful() -> None:
         assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown) and "model" not in shown
         assert sum(c.get_render_width(table) for c in table.ordered_columns) <= table.scrollable_content_region.width
         assert table.virtual_size.width <= table.scrollable_content_region.width, "no sideways scroll"
-        assert table.get_cell("b", "best") == fmt.loss(5.0 / math.sqrt(10) + 0.1)
+        assert str(table.get_cell("b", "best")) == fmt.loss(5.0 / math.sqrt(10) + 0.1)
         await pilot.resize_terminal(160, 24)
         await pilot.pause()
         assert [str(c.key.value) for c in table.ordered_columns][:3] == ["name", "model", "device"], "all back"
-        assert table.get_cell("b", "model") == "transformer" and table.highlighted == "b", "cursor kept"
+        assert str(table.get_cell("b", "model")) == "transformer" and table.highlighted == "b", "cursor kept"
         table.show_runs(store.runs(), PALETTE)
         assert table.row_count == 2
 

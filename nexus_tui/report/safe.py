@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import re
 
-_ESCAPES = re.compile(
-    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL or ST (clipboard, titles, links)
-    r"|\x1b[P^_X][^\x1b]*(?:\x1b\\)?"  # DCS, PM, APC, SOS ... ST
-    r"|\x1b\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves, erase
-    r"|\x9b[0-?]*[ -/]*[@-~]?"  # the one-byte CSI
-    r"|\x1b[ -/]*[0-~]?"  # any other escape
-)
-_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-"""C0 and C1 controls but tab and newline, and the bidi marks and overrides."""
+from nexus_core.text import clean_text
+
 _MARKDOWN = re.compile(r"([\\`*_<>\[\]|~])")
 """Characters that open markup in GitHub markdown (or end a table cell) wherever they stand."""
 
 
 def clean(text: object) -> str:
-    """Printable text: escape sequences and control characters gone, tabs as spaces, newlines kept."""
-    s = text if isinstance(text, str) else str(text)
-    s = _ESCAPES.sub("", s)
-    return _CONTROLS.sub("", s.replace("\t", "    ").replace("\r\n", "\n").replace("\r", "\n"))
+    """Printable text: escape sequences and control characters gone (nexus_core's one sanitizer),
+    tabs as spaces, newlines kept."""
+    return clean_text(text, multiline=True).replace("\t", "    ")
 
 
 def one_line(text: object, limit: int = 0) -> str:

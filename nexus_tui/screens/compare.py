@@ -3,6 +3,7 @@
 "Which config won" is only a fair question at equal steps or equal tokens, and only meaningful next
 to what was changed; this screen puts the three side by side. The rows come from
 nexus_tui.comparison (this screen only draws them), and y takes them out of the terminal as markdown.
+Every cell is a rich Text of cleaned text: run names and config values are never parsed as markup.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, SelectionList
 
+from nexus_tui import format as fmt
 from nexus_tui.comparison import COLUMNS, comparison_markdown, config_differences, flatten, result_row
 from nexus_tui.curves import CurveCache
 from nexus_tui.report.document import write_new
@@ -67,7 +69,8 @@ class CompareScreen(Screen[None]):
         names = [r.name for r in self.store.runs()]
         chosen = set(self.chosen) or set(names)
         with Horizontal():
-            yield SelectionList[str](*[(n, n, n in chosen) for n in names], id="pick")
+            runs = {r.name: r.label for r in self.store.runs()}
+            yield SelectionList[str](*[(fmt.plain(runs[n]), n, n in chosen) for n in names], id="pick")
             with Vertical(id="right"):
                 yield MetricChart("H (EMA) and val loss ◆", id="compare-chart")
                 yield Label("Results")
@@ -127,12 +130,13 @@ class CompareScreen(Screen[None]):
         if shown == self._shown:
             for run in runs:
                 for column, value in zip(list(results.columns)[1:], result_row(self.store, run).cells(), strict=True):
-                    results.update_cell(run.name, column, value)
+                    results.update_cell(run.name, column, fmt.plain(value))
             return
         self._shown = shown
         results.clear()
         for run in runs:
-            results.add_row(fmt_name(run, self.palette), *result_row(self.store, run).cells(), key=run.name)
+            results.add_row(fmt_name(run, self.palette), *map(fmt.plain, result_row(self.store, run).cells()),
+                            key=run.name)
         diff = self.query_one("#diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("key")
@@ -140,9 +144,9 @@ class CompareScreen(Screen[None]):
             diff.add_column(fmt_name(run, self.palette), key=run.name)
         rows = config_differences({r.name: r.config for r in runs})
         for key, values in rows:
-            diff.add_row(key, *values)
+            diff.add_row(fmt.plain(key), *map(fmt.plain, values))
         if not rows and len(runs) > 1:
-            diff.add_row("(configs are identical)", *[""] * len(runs))
+            diff.add_row(fmt.plain("(configs are identical)"), *[fmt.plain("")] * len(runs))
 
     def _draw_chart(self, runs: list[RunView]) -> None:
         chart = self.query_one("#compare-chart", MetricChart)
@@ -162,7 +166,7 @@ class CompareScreen(Screen[None]):
 
 
 def fmt_name(run: RunView, palette: ChartPalette) -> Text:
-    return Text(run.name, style=f"bold {palette.hex(run.color)}")
+    return Text(run.label, style=f"bold {palette.hex(run.color)}")
 
 
 def write_markdown(folder: Path, text: str) -> Path:

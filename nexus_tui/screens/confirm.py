@@ -1,5 +1,7 @@
 """Small yes/no and three-way questions: stopping a run, and what to do with live runs on quit.
 
+Questions name runs, and run names are untrusted: they are cleaned and never parsed as markup.
+
 Stopping a run and quitting are the two keys that can cost hours of training, so both ask first and
 both default to the harmless answer (Escape cancels).
 """
@@ -11,6 +13,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, ScreenResultType
 from textual.widgets import Button, Label
+
+from nexus_core.text import clean_text
 
 
 class Dialog(ModalScreen[ScreenResultType]):
@@ -64,7 +68,7 @@ class ConfirmScreen(Dialog[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(self.question, classes="title")
+            yield Label(clean_text(self.question), classes="title", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="no")
                 yield Button(self.yes, id="yes", variant="error")
@@ -91,7 +95,8 @@ class QuitScreen(Dialog[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"{len(self.live)} run(s) still training: {', '.join(self.live)}", classes="title")
+            names = ", ".join(clean_text(n, limit=80) for n in self.live)
+            yield Label(f"{len(self.live)} run(s) still training: {names}", classes="title", markup=False)
             yield Label("Leave them training (the next `nexus` re-attaches them), or stop them "
                         "(each saves a checkpoint first)?")
             with Horizontal(classes="buttons"):

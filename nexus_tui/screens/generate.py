@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Static
 
 from nexus_core.protocol import COMMAND_ARGS, GENERATE
+from nexus_core.text import clean_text
 from nexus_tui.screens.confirm import FormDialog
 
 
@@ -56,7 +57,8 @@ class GenerateScreen(FormDialog[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Sample from {self.run_name} (between steps; training is untouched)", classes="title")
+            yield Label(f"Sample from {clean_text(self.run_name, limit=80)} (between steps; training is untouched)",
+                        classes="title", markup=False)
             yield Input(self.default_prompt, placeholder="prompt", id="prompt")
             with Horizontal(classes="row"):
                 yield Input("100", placeholder="tokens", id="tokens", tooltip="tokens to generate")

@@ -2,28 +2,38 @@
 run over N ranks with torchrun), or instead of the preset any command that reports with `nexus`.
 
 Everything that can be checked without the engine is checked here (name, steps, override shape), so
-the common typos cost one red line in the form; the engine validates the rest when it starts and a
-bad value there arrives as a crashed run with its one-line reason in the log pane.
+the common typos cost one red line in the form. Then, before the form closes, `check` asks the engine
+itself (`python -m engine train --check`: its own config rules, torch-free, nothing created), so an
+override the CLI would refuse is a red line here too, never a crashed run or an orphan folder.
+
+At 80x24 the fields scroll and the buttons stay docked at the bottom, always reachable.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from nexus_core.config import preset_names
 from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
+from nexus_core.text import clean_text
+from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
 
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
 MAX_RANKS = 64
+
+Check = Callable[[dict[str, Any]], str]
+"""launch arguments -> '' if the engine would start them, else its one-line refusal (may block)."""
 
 
 def available_presets() -> list[str]:
@@ -81,17 +91,23 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
     """Ask what to train; dismiss with supervisor.launch's keyword arguments, or None."""
 
     DEFAULT_CSS = """
+    LaunchScreen > Vertical { height: 34; }
+    LaunchScreen #launch-body { height: 1fr; }
     LaunchScreen Input, LaunchScreen Select { width: 1fr; }
-    LaunchScreen > Vertical { overflow-y: auto; }  /* taller than a 24-line terminal: scroll, Enter submits */
     LaunchScreen Label { margin-top: 1; }
     LaunchScreen .pair { height: auto; }
     LaunchScreen .pair Vertical { height: auto; width: 1fr; }
+    LaunchScreen .buttons { dock: bottom; margin-top: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, root: Path, presets: list[str], devices: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, root: Path, presets: list[str], devices: list[tuple[str, str]], check: Check | None = None,
+    ) -> None:
         super().__init__()
         self.root = root
+        self.check = check
+        """Asks the engine whether these launch arguments would start ('' or its one-line refusal)."""
         # The CPU-sized preset first: the default must be safe to press Enter on.
         self.presets = sorted(presets or ["tiny"], key=lambda p: (p != "tiny", p))
         self.devices = devices or [("cpu", "cpu")]
@@ -100,28 +116,29 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("New run", classes="title")
-            yield Label("Preset")
-            yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
-            yield Label("Device")
-            yield Select(
-                [(label, value) for value, label in self.devices], value=self.devices[0][0], allow_blank=False,
-                id="device",
-            )
-            yield Label("Name")
-            yield Input(next_free_name(self.root, self.presets[0]), id="name")
-            with Horizontal(classes="pair"):
-                with Vertical():
-                    yield Label("Steps (blank = the preset's)")
-                    yield Input("", id="steps", placeholder="e.g. 2000")
-                with Vertical():
-                    yield Label("Processes (torchrun ranks)")
-                    yield Input("1", id="nproc", placeholder="1")
-            yield Label("Overrides (section.key=value, space-separated)")
-            yield Input("", id="overrides", placeholder="optim.name=muon model.n_layers=2")
-            yield Label("Or a command instead of the preset (reports with nexus.init())")
-            yield Input("", id="command", placeholder="python train.py --lr 3e-4")
-            yield Static("", classes="error", id="error", markup=False)
-            with Horizontal(classes="buttons"):
+            with VerticalScroll(id="launch-body"):
+                yield Label("Preset")
+                yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
+                yield Label("Device")
+                yield Select(
+                    [(fmt.plain(label), value) for value, label in self.devices], value=self.devices[0][0],
+                    allow_blank=False, id="device",
+                )
+                yield Label("Name")
+                yield Input(next_free_name(self.root, self.presets[0]), id="name")
+                with Horizontal(classes="pair"):
+                    with Vertical():
+                        yield Label("Steps (blank = the preset's)")
+                        yield Input("", id="steps", placeholder="e.g. 2000")
+                    with Vertical():
+                        yield Label("Processes (torchrun ranks)")
+                        yield Input("1", id="nproc", placeholder="1")
+                yield Label("Overrides (section.key=value, space-separated)")
+                yield Input("", id="overrides", placeholder="optim.name=muon model.n_layers=2")
+                yield Label("Or a command instead of the preset (reports with nexus.init())")
+                yield Input("", id="command", placeholder="python train.py --lr 3e-4")
+            yield Static("", classes="error", id="error", markup=False)  # outside the scroll: always seen
+            with Horizontal(classes="buttons"):  # docked at the bottom: reachable at any height
                 yield Button("Cancel", id="cancel")
                 yield Button("Launch", id="go", variant="primary")
 
@@ -132,7 +149,29 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             value["name"], value["steps"], value["overrides"], self.root, value["nproc"], value["command"],
         )
         if args is None:
-            self.query_one("#error", Static).update(error)
+            self.query_one("#error", Static).update(clean_text(error))
+            return
+        if self.check is None:
+            self.dismiss(args)
+            return
+        self.query_one("#error", Static).update("checking with the engine…")
+        self._check(args)
+
+    @work(thread=True, exclusive=True, group="launch-check")
+    def _check(self, args: dict[str, Any]) -> None:
+        """The engine's verdict off the event loop (a subprocess: about half a second)."""
+        assert self.check is not None
+        try:
+            refusal = self.check(args)
+        except Exception as e:  # noqa: BLE001 - any failure is one red line; the form stays open
+            refusal = f"could not check: {e}"
+        self.app.call_from_thread(self._checked, args, refusal)
+
+    def _checked(self, args: dict[str, Any], refusal: str) -> None:
+        if not self.is_attached:
+            return
+        if refusal:
+            self.query_one("#error", Static).update(clean_text(refusal))
             return
         self.dismiss(args)
 

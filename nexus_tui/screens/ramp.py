@@ -22,6 +22,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
 from nexus_core.protocol import COMMAND_ARGS, RAMP
+from nexus_core.text import clean_text
 from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
@@ -99,7 +100,8 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         how = "ramp the live run from its current LR" if self.live else "restart from the chosen checkpoint"
         with Vertical():
-            yield Label(f"Resume {self.run_name} with an LR ramp — {how}", classes="title")
+            yield Label(f"Resume {clean_text(self.run_name, limit=80)} with an LR ramp — {how}", classes="title",
+                        markup=False)
             with VerticalScroll(id="ramp-body"):
                 table: DataTable = DataTable(cursor_type="row", id="ckpts")
                 table.styles.max_height = min(8, len(self.checkpoints) + 1)  # header + rows: no empty space
@@ -108,8 +110,9 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                 for c in self.checkpoints:
                     saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
                     table.add_row(
-                        str(c.get("step", "?")), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
-                        "★" if c.get("best") else "", saved, key=str(c.get("path", c.get("step"))),
+                        *map(fmt.plain, (c.get("step", "?"), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
+                                         "★" if c.get("best") else "", saved)),
+                        key=str(c.get("path", c.get("step"))),
                     )
                 if not self.checkpoints:
                     yield Label("No checkpoints yet" + (" (the live run is ramped from where it is)" if self.live else ""))
@@ -165,7 +168,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def _update_preview(self) -> None:
         args, error = self._args()
-        self.query_one("#error", Static).update(error)
+        self.query_one("#error", Static).update(clean_text(error))
         if args is not None:
             chosen = self._chosen()
             ckpt = None if self.live or chosen is None else chosen.get("path")
@@ -197,7 +200,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def _show_error(self, text: str) -> None:
         if self.is_attached:
-            self.query_one("#error", Static).update(text)
+            self.query_one("#error", Static).update(clean_text(text))
 
     def _submit(self) -> None:
         args, error = self._args()

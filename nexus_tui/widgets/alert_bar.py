@@ -12,6 +12,8 @@ from typing import Any
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from nexus_core.text import clean_text
+
 
 class AlertBar(Static):
     """Shows the newest undismissed alert and how many more there are."""
@@ -37,7 +39,7 @@ class AlertBar(Static):
         super().__init__("", markup=False, **kwargs)
 
     def raise_alert(self, text: str) -> None:
-        self.alerts = [*self.alerts, text]
+        self.alerts = [*self.alerts, clean_text(text)]
 
     def dismiss(self) -> None:
         self.alerts = []

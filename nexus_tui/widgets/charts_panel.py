@@ -36,7 +36,7 @@ def starting_text(run) -> str:
     does not look like a dead dashboard."""
     began = run.started or run.updated  # the hello's time, or the launch's before the hello
     since = f" {time.time() - began:.0f}s" if began else ""
-    return f"{run.name}: starting…{since} (importing torch, building the model, first step)"
+    return f"{run.label}: starting…{since} (importing torch, building the model, first step)"
 
 
 def is_starting(run) -> bool:
@@ -163,7 +163,7 @@ class ChartsPanel(Vertical):
     def _forecast(self, store: MetricStore, run) -> tuple[str, float | None]:
         """A line under the options for one run: H, best val, the projected final val loss, ETA.
         (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
-        title = f"{run.name}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
+        title = f"{run.label}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
         steps, vals = store.series(run.name, "val_loss", x="step")
         # The fit is pure Python over every eval: redo it only when an eval arrived or the total moved.
         key = (run.name, len(steps), steps[-1] if len(steps) else None, run.total_steps)

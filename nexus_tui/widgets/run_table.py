@@ -17,6 +17,7 @@ from textual.message import Message
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
+from nexus_core.text import clean_text
 from nexus_tui import format as fmt
 from nexus_tui.themes import ChartPalette
 
@@ -40,20 +41,21 @@ STATE_STYLES = {
 
 
 def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
-    """The cells of one run's row, in COLUMNS order."""
+    """The cells of one run's row, in COLUMNS order: every one a rich Text, because DataTable parses
+    a plain str cell as markup and a run's text must never be (docs/SECURITY.md)."""
     mark = "● " if marked else "  "
-    name = Text(mark + run.name, style=f"bold {palette.hex(run.color)}")
+    name = Text(mark + run.label, style=f"bold {palette.hex(run.color)}")
     shown = run.shown_state()  # "stalled": running, but silent far beyond its usual pace
-    label = "starting…" if shown == "starting" else str(shown or "?")  # importing torch, building
+    label = "starting…" if shown == "starting" else clean_text(str(shown or "?"))  # importing torch, building
     state = Text(label, style=STATE_STYLES.get(str(shown), ""))
     if run.exit_code not in (None, 0):
         state.append(f" ({run.exit_code})", style="red")
     total = run.total_steps or 0
     step = f"{run.step or 0}/{total}" if total else str(run.step or 0)
     return [
-        name, str(run.model or fmt.DASH), str(run.device or fmt.DASH), state, step,
-        fmt.duration(run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce), fmt.loss(run.best_val_loss),
-        fmt.count(run.tok_s),
+        name, fmt.plain(run.model or fmt.DASH), fmt.plain(run.device or fmt.DASH), state, fmt.plain(step),
+        *map(fmt.plain, (fmt.duration(run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce),
+                         fmt.loss(run.best_val_loss), fmt.count(run.tok_s))),
     ]
 
 

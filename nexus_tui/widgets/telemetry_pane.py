@@ -21,6 +21,7 @@ from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from nexus_core.text import clean_text
 from nexus_core.units import gib
 from nexus_tui import format as fmt
 from nexus_tui.telemetry_view import GpuView, TelemetryView
@@ -59,7 +60,7 @@ def _row(t: Text, label: str, value: str, history: list[float] | None, width: in
 def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
     """A title, util, memory, temperature/power, clocks; then one line per process on the GPU."""
     t = Text(no_wrap=True, overflow="ellipsis")
-    t.append(f"GPU{gpu.index} {gpu.name}".strip(), style="bold")
+    t.append(f"GPU{gpu.index} {clean_text(gpu.name)}".strip(), style="bold")
     _row(t, "util", _n(gpu.util, ".0f", "%"), gpu.util_history, width)
     _row(t, "mem", f"{gib(gpu.mem_used)}/{gib(gpu.mem_total)} GiB", gpu.mem_history, width)
     _row(t, "temp", f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
@@ -68,7 +69,7 @@ def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
     for pid, run, mem in gpu.processes:
         t.append("\n  ")
         t.append(f"{fmt.mib(mem):>8} ", style="" if run else "dim")
-        t.append(f"{run or 'other'} ({pid})", style="bold" if run else "dim")
+        t.append(f"{clean_text(run, limit=40) or 'other'} ({pid})", style="bold" if run else "dim")
     return t
 
 
@@ -82,6 +83,7 @@ def host_lines(view: TelemetryView, width: int = 40) -> Text:
         t.append("\nRuns", style="bold")
     name_w = max(6, width - 21)
     for name, color, cpu, rss in view.runs:
+        name = clean_text(name)
         shown = name if len(name) <= name_w else name[: name_w - 1] + "…"
         t.append("\n")
         t.append(f"{shown:<{name_w}}", style=f"bold {color}" if color else "bold")
