@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.commands import Command, Stop, as_args, command_error
+from nexus_core.engine_deps import engine_missing
 from nexus_core.errors import NexusError
 from nexus_core.lr_preview import lr_preview
 from nexus_core.protocol import (
@@ -186,6 +187,8 @@ class Supervisor:
         return env
 
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str) -> None:
+        if self.python == sys.executable and (missing := engine_missing()):
+            raise LaunchError(missing)  # a dashboard-only install: say so before making a run folder
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
