@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from textual.app import App
@@ -151,7 +152,10 @@ def _read_small_regular(path: Path) -> bytes:
 
 def builtin_themes() -> list[NexusTheme]:
     """The themes shipped in themes/ (dark first: it is the default). A bad one is a packaging bug."""
-    folder = resources.files("nexus_tui.builtin_themes")
+    try:
+        folder: Any = resources.files("nexus_tui.builtin_themes")
+    except ModuleNotFoundError:  # an editable install made before themes/ was mapped: the checkout's
+        folder = Path(__file__).resolve().parent.parent / "themes"
     found = [parse_theme(p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".toml")]
     found.sort(key=lambda t: (BUILTIN_ORDER.index(t.theme.name) if t.theme.name in BUILTIN_ORDER else 99, t.theme.name))
     if not found or found[0].theme.name != DEFAULT_THEME:
