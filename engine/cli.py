@@ -21,6 +21,7 @@ from engine import checkpoint as ckpt
 from engine.runlock import hold_run_folder, refuse_if_in_use
 from nexus_core import config as C
 from nexus_core import protocol as P
+from nexus_core.engine_deps import ENGINE_MODULES, missing_engine_message
 from nexus_core.errors import ConfigError, NexusError
 from nexus_core.names import RUN_NAME_RULE, run_name_ok
 
@@ -120,6 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         reason = P.clean_text(P.describe_os_error(e))
         print(f"error: {reason}", file=sys.stderr, flush=True)
         _tell_pipe(args, reason)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as e:
+        if e.name not in ENGINE_MODULES:
+            raise
+        message = missing_engine_message(e.name)  # a dashboard-only install (no `engine` extra)
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        _tell_pipe(args, message)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -12,12 +12,17 @@ import sys
 from pathlib import Path
 
 ENGINE_COMMANDS = ("train", "resume", "generate", "eval", "lr-preview")
+TORCH_COMMANDS = ("train", "resume", "generate", "eval")
+"""The engine commands that need torch (`lr-preview` does not): refused in one line without it."""
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ENGINE_COMMANDS:
         from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
+
+        if argv[0] in TORCH_COMMANDS and not {"-h", "--help"} & set(argv) and _engine_missing():
+            return 2
 
         os.execve(sys.executable, engine_argv(sys.executable, *argv), {**os.environ, "NEXUS_PROG": "nexus"})
 
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "import-tb":
         return _import_tb(root, args.logdir, args.name)
 
+    if args.command == "demo" and _engine_missing():
+        return 2
     from nexus_tui.app import make_app
 
     app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
@@ -173,6 +180,16 @@ def _import_tb(root: Path, logdir: str, name: str | None) -> int:
     torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
     print(f"imported {steps} steps from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
     return 0
+
+
+def _engine_missing() -> bool:
+    """Say in one line (and return True) when this install cannot train: a dashboard-only install."""
+    from nexus_core.engine_deps import engine_missing
+
+    missing = engine_missing()
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+    return bool(missing)
 
 
 def _print_out(text: str) -> int:

@@ -32,7 +32,7 @@ from nexus_tui.screens.generate import GenerateScreen
 from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_name
 from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services import Services
-from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
+from nexus_tui.settings import X_AXES, Settings, config_dir, load_settings, save_settings
 from nexus_tui.supervisor import LaunchError
 from nexus_tui.themes import next_theme, palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
@@ -98,7 +98,7 @@ class NexusApp(App[None]):
         """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
         self._stalled: set[str] = set()
         """Runs shown as stalled at the last check: silence alone changes the table."""
-        register_themes(self)
+        self._theme_cycle, self._theme_warnings = register_themes(self, config_dir() / "themes")
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -121,6 +121,9 @@ class NexusApp(App[None]):
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self._settings_error:
             self.log_line("nexus", self._settings_error, "warning")
+        for warning in self._theme_warnings:  # a bad user theme file: one line each, and it is skipped
+            self.log_line("nexus", warning, "warning")
+            self.notify(warning, severity="warning", markup=False)
         self.services.start()
         self._reattach()
         self.set_interval(REDRAW_S, self._redraw)
@@ -517,7 +520,7 @@ class NexusApp(App[None]):
     # -- view actions ----------------------------------------------------------------------------
 
     def action_cycle_theme(self) -> None:
-        self.theme = next_theme(self.theme)
+        self.theme = next_theme(self.theme, self._theme_cycle)
 
     def _options_changed(self) -> None:
         self.settings.clean()

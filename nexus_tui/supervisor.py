@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.commands import Command, Stop, as_args, command_error
+from nexus_core.engine_deps import engine_missing
 from nexus_core.errors import NexusError
 from nexus_core.lr_preview import lr_preview
 from nexus_core.protocol import (
@@ -260,6 +261,8 @@ class Supervisor:
 
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str, nproc: int = 1) -> None:
         """Start an engine: piped when it is one process, followed from its folder under torchrun."""
+        if self.python == sys.executable and (missing := engine_missing()):
+            raise LaunchError(missing)  # a dashboard-only install: say so before making a run folder
         cpu = not device.startswith(("cuda", "mps"))
         with self._lock:
             chosen = any(a.startswith("train.threads=") for a in args)  # the caller's choice wins

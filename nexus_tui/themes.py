@@ -1,18 +1,41 @@
-"""Nexus themes: Textual `Theme` objects plus the chart palette that goes with each.
+"""Nexus themes: Textual `Theme` objects plus the chart palette that goes with each, read from TOML files.
 
-Charts draw with plotext, which knows nothing of Textual's CSS variables, so every theme carries an
-explicit palette of run colours (a run keeps its index into it everywhere) and the colours for the
-faint raw curve and the forecast line. Switching theme re-reads the palette on the next redraw.
+The built-in themes are the files in the top-level `themes/` folder (shipped inside the package as
+`nexus_tui.builtin_themes`); a person's own are `*.toml` files in $XDG_CONFIG_HOME/nexus/themes/
+(the app passes that folder). Charts
+draw with plotext, which knows nothing of Textual's CSS variables, so every theme carries an explicit
+palette of run colours (a run keeps its index into it everywhere) and the colours for the faint raw
+curve and the forecast line. Switching theme re-reads the palette on the next redraw.
+
+A user's theme file is untrusted: anything wrong with it (not a regular file, too big, not TOML, a
+wrong type, a colour Textual cannot parse, a taken name) skips that file with a one-line reason.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
+import msgspec
 from textual.app import App
+from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 RGB = tuple[int, int, int]
+
+MAX_THEME_BYTES = 64 * 1024
+"""A theme is a few hundred bytes; anything past this is not one."""
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+HEX_RE = re.compile(r"#[0-9A-Fa-f]{6}")
+DEFAULT_THEME = "nexus-dark"
+BUILTIN_ORDER = ("nexus-dark", "nexus-light", "nexus-contrast")
+"""The order `t` cycles the built-in themes in (any other built-in file follows, by name)."""
 
 
 @dataclass(frozen=True)
@@ -34,89 +57,174 @@ class ChartPalette:
         return f"#{r:02x}{g:02x}{b:02x}"
 
 
-NEXUS_DARK = Theme(
-    name="nexus-dark",
-    primary="#4EA8DE",
-    secondary="#B388EB",
-    accent="#F4A259",
-    warning="#F4D35E",
-    error="#EF476F",
-    success="#06D6A0",
-    foreground="#D8DEE9",
-    background="#11151C",
-    surface="#1A202B",
-    panel="#232B38",
-    dark=True,
-)
+class _Colors(msgspec.Struct, forbid_unknown_fields=True):
+    primary: str
+    secondary: str | None = None
+    accent: str | None = None
+    warning: str | None = None
+    error: str | None = None
+    success: str | None = None
+    foreground: str | None = None
+    background: str | None = None
+    surface: str | None = None
+    panel: str | None = None
 
-NEXUS_LIGHT = Theme(
-    name="nexus-light",
-    primary="#1D5FA8",
-    secondary="#7B3FB5",
-    accent="#C1580A",
-    warning="#9A6B00",
-    error="#C0142F",
-    success="#11803F",
-    foreground="#1E2430",
-    background="#F7F7F2",
-    surface="#FFFFFF",
-    panel="#E6E8EC",
-    dark=False,
-)
 
-NEXUS_CONTRAST = Theme(
-    name="nexus-contrast",
-    primary="#00FFFF",
-    secondary="#FF00FF",
-    accent="#FFFF00",
-    warning="#FFFF00",
-    error="#FF3030",
-    success="#00FF00",
-    foreground="#FFFFFF",
-    background="#000000",
-    surface="#000000",
-    panel="#202020",
-    dark=True,
-)
+class _Chart(msgspec.Struct, forbid_unknown_fields=True):
+    runs: list[str]
+    faint: str
+    forecast: str
 
-THEMES: tuple[Theme, ...] = (NEXUS_DARK, NEXUS_LIGHT, NEXUS_CONTRAST)
-DEFAULT_THEME = NEXUS_DARK.name
 
-PALETTES: dict[str, ChartPalette] = {
-    NEXUS_DARK.name: ChartPalette(
-        runs=((78, 168, 222), (244, 162, 89), (6, 214, 160), (239, 71, 111), (179, 136, 235), (244, 211, 94)),
-        faint=(80, 88, 104),
-        forecast=(150, 150, 150),
-    ),
-    NEXUS_LIGHT.name: ChartPalette(
-        runs=((29, 95, 168), (193, 88, 10), (17, 128, 63), (192, 20, 47), (123, 63, 181), (120, 90, 0)),
-        faint=(190, 194, 202),
-        forecast=(110, 110, 110),
-    ),
-    NEXUS_CONTRAST.name: ChartPalette(
-        runs=((0, 255, 255), (255, 255, 0), (0, 255, 0), (255, 0, 255), (255, 255, 255), (255, 128, 0)),
-        faint=(128, 128, 128),
-        forecast=(255, 255, 255),
-    ),
-}
+class _ThemeFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The shape of a theme file (see themes/nexus-dark.toml)."""
+
+    name: str
+    colors: _Colors
+    dark: bool = True
+    chart: _Chart | None = None
+
+
+class ThemeFileError(ValueError):
+    """A theme file that cannot be used; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class NexusTheme:
+    theme: Theme
+    palette: ChartPalette
+
+
+def _rgb(text: str, where: str) -> RGB:
+    if not HEX_RE.fullmatch(text):
+        raise ThemeFileError(f"{where} must be a #rrggbb colour")
+    return int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16)
+
+
+def parse_theme(data: bytes, fallback: dict[bool, ChartPalette] | None = None) -> NexusTheme:
+    """A theme from a file's bytes; raises ThemeFileError with what to fix."""
+    try:
+        spec = msgspec.toml.decode(data.decode("utf-8"), type=_ThemeFile)
+    except UnicodeDecodeError:
+        raise ThemeFileError("is not UTF-8 text") from None
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise ThemeFileError(str(e).splitlines()[0] if str(e) else "not a theme") from None
+    if not NAME_RE.fullmatch(spec.name):
+        raise ThemeFileError("name must be 1-40 letters, digits, '-', '_' or '.'")
+    colors = msgspec.structs.asdict(spec.colors)
+    for key, value in colors.items():
+        if value is None:
+            continue
+        try:
+            Color.parse(value)
+        except ColorParseError:
+            raise ThemeFileError(f"colors.{key} is not a colour Textual knows") from None
+    if spec.chart is not None:
+        if not 1 <= len(spec.chart.runs) <= 64:
+            raise ThemeFileError("chart.runs needs 1 to 64 colours")
+        palette = ChartPalette(
+            runs=tuple(_rgb(c, f"chart.runs[{i}]") for i, c in enumerate(spec.chart.runs)),
+            faint=_rgb(spec.chart.faint, "chart.faint"),
+            forecast=_rgb(spec.chart.forecast, "chart.forecast"),
+        )
+    elif fallback is not None:
+        palette = fallback[spec.dark]
+    else:
+        raise ThemeFileError("needs a [chart] table")
+    theme = Theme(name=spec.name, dark=spec.dark, **{k: v for k, v in colors.items() if v is not None})
+    return NexusTheme(theme, palette)
+
+
+def _read_small_regular(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_THEME_BYTES; never blocks on a FIFO or device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise ThemeFileError(f"cannot be read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ThemeFileError("is not a regular file")
+        data = f.read(MAX_THEME_BYTES + 1)
+    if len(data) > MAX_THEME_BYTES:
+        raise ThemeFileError(f"is bigger than {MAX_THEME_BYTES // 1024} KiB")
+    return data
+
+
+def builtin_themes() -> list[NexusTheme]:
+    """The themes shipped in themes/ (dark first: it is the default). A bad one is a packaging bug."""
+    try:
+        folder: Any = resources.files("nexus_tui.builtin_themes")
+    except ModuleNotFoundError:  # an editable install made before themes/ was mapped: the checkout's
+        folder = Path(__file__).resolve().parent.parent / "themes"
+    found = [parse_theme(p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".toml")]
+    found.sort(key=lambda t: (BUILTIN_ORDER.index(t.theme.name) if t.theme.name in BUILTIN_ORDER else 99, t.theme.name))
+    if not found or found[0].theme.name != DEFAULT_THEME:
+        raise RuntimeError(f"the built-in themes are missing from {folder}")
+    return found
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def user_themes(
+    folder: Path, taken: set[str], fallback: dict[bool, ChartPalette]
+) -> tuple[list[NexusTheme], list[str]]:
+    """The usable theme files in `folder` (by file name) and one warning per skipped file."""
+    themes: list[NexusTheme] = []
+    warnings: list[str] = []
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.name.endswith(".toml"))[:200]
+    except OSError:
+        return [], []  # no folder (the usual case) or one we may not list: no user themes
+    for path in paths:
+        try:
+            found = parse_theme(_read_small_regular(path), fallback)
+            if found.theme.name in taken:
+                raise ThemeFileError(f"the name {found.theme.name!r} is already a theme")
+        except ThemeFileError as e:
+            warnings.append(f"theme file {_printable(str(path))} {_explain(e)}; skipped")
+            continue
+        taken.add(found.theme.name)
+        themes.append(found)
+    return themes, warnings
+
+
+def _explain(e: ThemeFileError) -> str:
+    text = _printable(str(e))[:200]
+    return text if text.startswith(("is ", "cannot ")) else f"is not usable: {text}"
+
+
+_BUILTIN = builtin_themes()
+THEMES: tuple[Theme, ...] = tuple(t.theme for t in _BUILTIN)
+PALETTES: dict[str, ChartPalette] = {t.theme.name: t.palette for t in _BUILTIN}
+"""Every palette by theme name: the built-in ones, and the user's as apps register them."""
+_FALLBACK = {True: PALETTES[DEFAULT_THEME], False: PALETTES["nexus-light"]}
 
 
 def palette_for(theme_name: str) -> ChartPalette:
     """The chart palette for a theme; Textual's built-in themes get the dark or light one."""
     if theme_name in PALETTES:
         return PALETTES[theme_name]
-    return PALETTES[NEXUS_LIGHT.name if "light" in theme_name else NEXUS_DARK.name]
+    return _FALLBACK[False] if "light" in theme_name else _FALLBACK[True]
 
 
-def register_themes(app: App) -> None:
-    """Make the Nexus themes selectable (command palette "Change theme", key t)."""
+def register_themes(app: App, folder: Path) -> tuple[list[str], list[str]]:
+    """Make the Nexus themes and the user's own in `folder` selectable (command palette "Change
+    theme", key t). Returns the names `t` cycles through and one warning per skipped file."""
     for theme in THEMES:
         app.register_theme(theme)
+    mine, warnings = user_themes(folder, set(app.available_themes), _FALLBACK)
+    for found in mine:
+        app.register_theme(found.theme)
+        PALETTES[found.theme.name] = found.palette
+    return [t.name for t in THEMES] + [t.theme.name for t in mine], warnings
 
 
-def next_theme(current: str) -> str:
-    """The Nexus theme after `current`, wrapping; a non-Nexus theme goes to the first."""
-    names = [t.name for t in THEMES]
+def next_theme(current: str, cycle: Sequence[str] = ()) -> str:
+    """The theme after `current` in `cycle` (default: the built-in ones), wrapping; any other goes
+    to the first."""
+    names = list(cycle) or [t.name for t in THEMES]
     if current not in names:
         return names[0]
     return names[(names.index(current) + 1) % len(names)]
