@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, TabbedContent
 
+import nexus_core.state
 from nexus_core.recordtypes import Sample
 from nexus_tui.app import NexusApp
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.samples_pane import SamplesPane
 from tests.test_widgets import records
+
+
+@pytest.fixture(autouse=True)
+def _never_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hand-made records carry fixed times, long past: a picture must not depend on how long ago
+    that is, so silence never reads as stalled here (tests/test_run_truth.py tests stalled)."""
+    monkeypatch.setattr(nexus_core.state, "STALL_FLOOR_S", float("inf"))
 
 
 def make_app(tmp_path: Path, theme: str = "nexus-dark") -> NexusApp:
