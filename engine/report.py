@@ -24,6 +24,8 @@ from nexus_core import protocol as P
 STATUS_EVERY_S = 1.0
 PRINT_EVERY_S = 2.0
 ROOM_PROBE_S = 2.0
+MAX_BACKLOG = 100_000
+"""Unfiled records held in memory while the disk is full (a paused run writes few)."""
 """How often a run paused because its records could not be written tries again."""
 
 
@@ -100,31 +102,60 @@ class Reporter:
         self.records_blocked = False
         """The disk error came from the records themselves: room is probed for and the run goes on."""
         self._probed_at = 0.0
+        self._backlog: deque[dict[str, Any]] = deque()
+        """Records that could not be filed yet, oldest first."""
+        self.dropped = 0
+        """Held records given up because the backlog reached MAX_BACKLOG."""
 
     # -- records ---------------------------------------------------------------------------------
 
     def emit(self, record_type: str, /, **fields: Any) -> dict[str, Any]:
-        """Write one record; a full disk becomes a line on stderr, not a dead run."""
+        """Write one record; a full disk becomes a line on stderr, not a dead run, and not a lost
+        record: what cannot be filed waits in order in a backlog (the pipe hears of it at once, as
+        seq -1) and is filed first once there is room."""
         record = {"type": record_type, **fields}
+        record.setdefault("time", time.time())  # when it happened, not when there was room to file it
+        if self._backlog and not self._flush_backlog():
+            self._hold(record)
+            return record
         try:
             return self.writer.write(record)
         except OSError as e:
+            self._hold(record, told=True)
             if self.disk_error is None:
                 self.disk_error = f"cannot write {P.METRICS_FILE}: {e.strerror or e}"
                 self.records_blocked = True
-                print(f"{self.disk_error}; records are being lost", file=sys.stderr, flush=True)
+                print(f"{self.disk_error}; records wait in memory until there is room",
+                      file=sys.stderr, flush=True)
             return record
 
+    def _hold(self, record: dict[str, Any], told: bool = False) -> None:
+        """Keep an unfiled record for later (the writer already told the pipe when it refused it)."""
+        if len(self._backlog) >= MAX_BACKLOG:
+            self._backlog.popleft()  # a bound on memory: only a run paused for days could get here
+            self.dropped += 1
+        self._backlog.append(record)
+        if not told:
+            self.writer.tell_pipe(record)
+
+    def _flush_backlog(self) -> bool:
+        """File the held records in order; True once none is left."""
+        while self._backlog:
+            try:
+                self.writer.write(self._backlog[0])
+            except OSError:
+                return False
+            self._backlog.popleft()
+        return True
+
     def room_again(self) -> bool:
-        """For a run paused on unwritable records: at most every ROOM_PROBE_S, try to file a record
-        for real (a failed try is taken back, see RecordWriter); True once one is written."""
+        """For a run paused on unwritable records: at most every ROOM_PROBE_S, try to file the held
+        records for real (a failed try is taken back, see RecordWriter); True once all are filed."""
         now = time.monotonic()
         if not self.records_blocked or now - self._probed_at < ROOM_PROBE_S:
             return False
         self._probed_at = now
-        try:
-            self.writer.write({"type": P.LOG, "level": "info", "text": "there is room to write again"})
-        except OSError:
+        if not self._flush_backlog():
             return False
         self.records_blocked = False
         return True

@@ -262,6 +262,10 @@ class RecordWriter:
         self._to_pipe(data)
         return record
 
+    def tell_pipe(self, record: dict[str, Any]) -> None:
+        """Send a record that is not filed (yet) to the pipe only, as seq -1 ("not in the file")."""
+        self._to_pipe(pack({**record, "seq": -1}))
+
     def _append(self, data: bytes) -> None:
         """Append one whole record or nothing: a short write (size limit, full disk) is taken back,
         so the file never holds a torn record in its middle."""
