@@ -104,5 +104,5 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
         assert f"step {screen.step}" in str(screen.query_one("#now").render())
         await pilot.press("escape")
         app.services.supervisor.send("halt", Stop())
-        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "stopped")
+        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 180, "stopped")
         assert run.total_steps == 500

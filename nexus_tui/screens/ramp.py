@@ -10,6 +10,7 @@ stopped or finished run the app restarts it from the chosen checkpoint.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
@@ -189,9 +191,10 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
             self.app.call_from_thread(self._draw_preview, list(steps), list(lrs))
 
     def _draw_preview(self, steps: list[float], lrs: list[float]) -> None:
-        if not self.is_attached:
-            return  # the dialog closed while the engine computed the preview
-        chart = self.query_one("#preview", MetricChart)
+        try:
+            chart = self.query_one("#preview", MetricChart)
+        except NoMatches:
+            return  # the dialog closed (or is closing) while the preview was computed
         color = (244, 162, 89)
         spec = ChartSpec(title=f"LR preview: {fmt.lr(lrs[0] if lrs else None)} → …", xlabel="step")
         spec.curves.append(Curve(steps, lrs, color))
@@ -199,7 +202,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         self.preview_points = len(steps)
 
     def _show_error(self, text: str) -> None:
-        if self.is_attached:
+        with contextlib.suppress(NoMatches):  # the dialog may be closing
             self.query_one("#error", Static).update(clean_text(text))
 
     def _submit(self) -> None:
