@@ -6,14 +6,15 @@ about records arriving twice or out of order; MetricStore handles that.
 
 from __future__ import annotations
 
-import bisect
-from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from engine.protocol import LIVE_STATES, PAUSED, STARTING
+from nexus_tui.growable import Grow
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
@@ -46,16 +47,16 @@ def as_int(value: Any) -> int | None:
 
 
 class Series:
-    """One metric over a run: append-only columns (step, tokens, time, value) in compact arrays,
-    ordered by step. 8 bytes per number: a million-step run costs 32 MB per series, not 200."""
+    """One metric over a run: append-only columns (step, tokens, time, value) in growable numpy
+    buffers, ordered by step. 8 bytes per number; a bulk load (`extend`) is one copy per column."""
 
     __slots__ = ("step", "tokens", "time", "value", "edits")
 
     def __init__(self) -> None:
-        self.step = array("d")
-        self.tokens = array("d")
-        self.time = array("d")
-        self.value = array("d")
+        self.step = Grow()
+        self.tokens = Grow()
+        self.time = Grow()
+        self.value = Grow()
         self.edits = 0
         """Changes other than appends (an insert, a cut): chart caches that extend by appending
         compare it to know when to start over."""
@@ -69,9 +70,16 @@ class Series:
         self.time.append(time)
         self.value.append(value)
 
+    def extend(self, step: np.ndarray, tokens: np.ndarray, time: np.ndarray, value: np.ndarray) -> None:
+        """Append a block of points (steps increasing, all after the last one: the caller checks)."""
+        self.step.extend(step)
+        self.tokens.extend(tokens)
+        self.time.extend(time)
+        self.value.extend(value)
+
     def insert_sorted(self, step: float, tokens: float, time: float, value: float) -> None:
         """A late point (a backfill from the file): put it where its step belongs."""
-        at = bisect.bisect_right(self.step, step)
+        at = int(np.searchsorted(self.step.view, step, side="right"))
         if at and self.step[at - 1] == step:
             return  # that step is already there
         self.edits += 1
@@ -80,12 +88,12 @@ class Series:
 
     def cut_from(self, step: float) -> None:
         """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
-        at = bisect.bisect_left(self.step, step)
+        at = int(np.searchsorted(self.step.view, step, side="left"))
         self.edits += 1
         for column in (self.step, self.tokens, self.time, self.value):
             del column[at:]
 
-    def column(self, x: str) -> array:
+    def column(self, x: str) -> Grow:
         return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
 
     @property

@@ -72,7 +72,7 @@ class MetricStore:
             s = run.series.get(key) if run else None
             if s is None or x not in X_AXES:
                 return array("d"), array("d")
-            return s.column(x)[:], s.value[:]
+            return _copy(s.column(x)), _copy(s.value)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -117,6 +117,14 @@ class MetricStore:
                 if kind:
                     changed.add(kind)
         return changed
+
+    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
+        """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
+        the same result as `ingest` of the same records, a block of metric columns at a time."""
+        from nexus_tui.bulk import ingest_pieces
+
+        with self._lock:
+            return ingest_pieces(self, run_name, run_dir, pieces)
 
     def _restarted(self, run: RunView, seq: int, hello: dict[str, Any]) -> bool:
         """A hello at an already used seq from another process, starting at step 0: a new run in a
@@ -329,6 +337,12 @@ def _bounded_append(items: list[dict[str, Any]], rec: dict[str, Any], limit: int
     else:
         items.append(rec)
     del items[:-limit]
+
+
+def _copy(column: Any) -> array:
+    out = array("d")
+    out.frombytes(column.view.tobytes())
+    return out
 
 
 def _identity(hello: dict[str, Any]) -> tuple[Any, Any]:
