@@ -22,6 +22,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from engine.protocol import ControlError
 from nexus_tui import messages as msg
+from nexus_tui.bulk import set_loading
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
 from nexus_tui.screens.generate import GenerateScreen
@@ -140,6 +141,17 @@ class NexusApp(App[None]):
     @on(msg.RecordsReceived)
     def _records(self, event: msg.RecordsReceived) -> None:
         changed = self.store.ingest(event.run_name, event.run_dir, event.records)
+        if changed:
+            self._dirty = True
+            self._show_new(event.run_name)
+            if "hello" in changed:
+                self.services.track(event.run_name)
+
+    @on(msg.BatchReceived)
+    def _batch(self, event: msg.BatchReceived) -> None:
+        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces)
+        if set_loading(self.store, event.run_name, event.run_dir, event.loading):
+            changed.add("state")
         if changed:
             self._dirty = True
             self._show_new(event.run_name)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.protocol import LIVE_STATES, STARTING
+from engine.protocol import LIVE_STATES, STARTING, STATES, read_status
 from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock
+from nexus_tui.runview import Series
 
 if TYPE_CHECKING:
     from nexus_tui.store import MetricStore
@@ -56,11 +57,12 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
         newest = None
     if newest is not None:
         run.updated = newest if run.updated is None else max(run.updated, newest)
+    whole = [key for key in VALUE_KEYS if b.has_all(key)]
+    if whole:
+        Series.extend_group([run.series[k] for k in whole], step, tokens, t, [b.values[k] for k in whole])
     for key in VALUE_KEYS:
         series = run.series[key]
-        if b.has_all(key):
-            series.extend(step, tokens, t, b.values[key])
-        elif b.present[key].any():
+        if key not in whole and b.present[key].any():
             m = b.present[key]
             series.extend(step[m], tokens[m], t[m], b.values[key][m])
     last = b.slice(len(b) - 1).records()[0]
@@ -110,3 +112,30 @@ def _fast_part(store: MetricStore, name: str, b: MetricBlock) -> MetricBlock | N
         if first <= series.step[-1]:
             return None  # a resume re-drawing a stretch: the per-record path cuts the series
     return b
+
+
+def set_loading(store: MetricStore, name: str, run_dir: str | Path | None, loading: float | None) -> bool:
+    """Track a large history read; returns whether the run's row should redraw. At its start the
+    run's status file seeds state, step and total (a finished run reads `finished` at once, not
+    `running` from the first records replayed), and the table shows `loading N%` until the end."""
+    with store._lock:
+        run = store.get(name)
+        if loading is None:
+            if run is None or run.loading is None:
+                return False
+            run.loading = None
+            return True
+        if run is None or (run.loading is None and not run.hello and run_dir is not None):
+            run = store._view(name, run_dir)
+            status = read_status(run_dir) if run_dir is not None else None
+            if status:
+                state, step, total = status.get("state"), status.get("step"), status.get("total_steps")
+                if state in STATES:
+                    run.state = state
+                if type(step) is int:
+                    run.step = step
+                if type(total) is int and total > 0:
+                    run.total_steps = total
+        was = run.loading
+        run.loading = min(max(float(loading), 0.0), 1.0)
+        return was is None or int(was * 100) != int(run.loading * 100)

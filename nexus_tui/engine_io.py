@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import CRASHED, FINISHED, LOG_FILE, METRICS_FILE, STOPPED, RecordDecoder
+from nexus_tui.fastdecode import ColumnDecoder, Piece
 
 TAIL_LINES = 40
 
@@ -22,16 +23,18 @@ TAIL_LINES = 40
 def read_pipe(
     fd: int,
     exited: Callable[[], bool],
-    deliver: Callable[[list[dict[str, Any]]], None],
+    deliver: Callable[[list[Piece]], None],
     warn: Callable[[str], None],
     stop: threading.Event,
     window: float = 0.05,
 ) -> None:
     """Decode a metrics pipe until EOF, `exited()` (checked when the pipe is quiet: a grandchild that
-    inherited the pipe would otherwise hide the exit), or `stop`. Records arriving within `window` s
-    of the first of a burst are delivered together; decode warnings go to `warn`. Closes `fd`."""
-    decoder = RecordDecoder()
-    batch: list[dict[str, Any]] = []
+    inherited the pipe would otherwise hide the exit), or `stop`. Records are decoded a read at a time
+    into pieces (metric columns, other records as dicts: see fastdecode.py); those arriving within
+    `window` s of the first of a burst are delivered together; decode warnings go to `warn`.
+    Closes `fd`."""
+    decoder = ColumnDecoder()
+    batch: list[Piece] = []
     first_at = 0.0
 
     def flush() -> None:
@@ -53,7 +56,7 @@ def read_pipe(
                     batch += decoder.feed(_drain(fd))
                     break
                 continue
-            data = os.read(fd, 1 << 16)
+            data = os.read(fd, 1 << 20)
             if not data:
                 break
             if not batch:

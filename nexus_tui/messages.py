@@ -23,6 +23,18 @@ class RecordsReceived(Message):
         self.records = records
 
 
+class BatchReceived(Message):
+    """Decoded records from one run in stream order (metric columns and record lists); `loading` is
+    how far a large history read has got (0..1), or None for news."""
+
+    def __init__(self, run_name: str, run_dir: Path, pieces: list[Any], loading: float | None = None) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+        self.pieces = pieces
+        self.loading = loading
+
+
 class RunExited(Message):
     """An engine process the app launched has exited."""
 

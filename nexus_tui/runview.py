@@ -50,9 +50,13 @@ class Series:
     """One metric over a run: append-only columns (step, tokens, time, value) in growable numpy
     buffers, ordered by step. 8 bytes per number; a bulk load (`extend`) is one copy per column."""
 
-    __slots__ = ("step", "tokens", "time", "value", "edits")
+    __slots__ = ("step", "tokens", "time", "value", "edits", "shared")
 
     def __init__(self) -> None:
+        self.shared = False
+        """step/tokens/time are the same Grow objects as other series' of the run (a bulk load of
+        records that all had these metrics): one copy of the x columns, not six. Any change made to
+        this series alone copies them first."""
         self.step = Grow()
         self.tokens = Grow()
         self.time = Grow()
@@ -64,7 +68,36 @@ class Series:
     def __len__(self) -> int:
         return len(self.step)
 
+    def _own(self) -> None:
+        if self.shared:
+            self.step, self.tokens, self.time = Grow(self.step.view), Grow(self.tokens.view), Grow(self.time.view)
+            self.shared = False
+
+    @staticmethod
+    def extend_group(
+        group: list[Series], step: np.ndarray, tokens: np.ndarray, time: np.ndarray, values: list[np.ndarray],
+    ) -> None:
+        """Append a block to several series of one run at once, sharing their x columns when they
+        all start empty or already share them; else each is extended on its own."""
+        first = group[0]
+        if all(not len(s) for s in group):
+            x = (Grow(), Grow(), Grow())
+            for s in group:
+                s.step, s.tokens, s.time = x
+                s.shared = len(group) > 1
+        if all(s.step is first.step and s.tokens is first.tokens and s.time is first.time
+               and len(s.value) == len(first.step) for s in group):
+            first.step.extend(step)
+            first.tokens.extend(tokens)
+            first.time.extend(time)
+            for s, v in zip(group, values, strict=True):
+                s.value.extend(v)
+            return
+        for s, v in zip(group, values, strict=True):
+            s.extend(step, tokens, time, v)
+
     def append(self, step: float, tokens: float, time: float, value: float) -> None:
+        self._own()
         self.step.append(step)
         self.tokens.append(tokens)
         self.time.append(time)
@@ -72,6 +105,7 @@ class Series:
 
     def extend(self, step: np.ndarray, tokens: np.ndarray, time: np.ndarray, value: np.ndarray) -> None:
         """Append a block of points (steps increasing, all after the last one: the caller checks)."""
+        self._own()
         self.step.extend(step)
         self.tokens.extend(tokens)
         self.time.extend(time)
@@ -82,6 +116,7 @@ class Series:
         at = int(np.searchsorted(self.step.view, step, side="right"))
         if at and self.step[at - 1] == step:
             return  # that step is already there
+        self._own()
         self.edits += 1
         for column, v in ((self.step, step), (self.tokens, tokens), (self.time, time), (self.value, value)):
             column.insert(at, v)
@@ -89,6 +124,7 @@ class Series:
     def cut_from(self, step: float) -> None:
         """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
         at = int(np.searchsorted(self.step.view, step, side="left"))
+        self._own()
         self.edits += 1
         for column in (self.step, self.tokens, self.time, self.value):
             del column[at:]
@@ -137,6 +173,8 @@ class RunView:
     logs: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
     """log records (level, text, time); the store's own warnings arrive here too with level 'warning'."""
     exit_code: int | None = None
+    loading: float | None = None
+    """How much of the run's history has been read (0..1) while a large file loads; None after."""
     crash_tail: str = ""
     """The last lines of engine.log when the process died badly."""
     series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})

@@ -44,14 +44,17 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     mark = "● " if marked else "  "
     name = Text(mark + run.name, style=f"bold {palette.hex(run.color)}")
     label = "starting…" if run.state == "starting" else str(run.state or "?")  # importing torch, building
+    loading = getattr(run, "loading", None)
     state = Text(label, style=STATE_STYLES.get(str(run.state), ""))
+    if loading is not None:  # its history is still being read: the records' state is not news yet
+        state = Text(f"loading {int(loading * 100)}%", style="italic")
     if run.exit_code not in (None, 0):
         state.append(f" ({run.exit_code})", style="red")
     total = run.total_steps or 0
     step = f"{run.step or 0}/{total}" if total else str(run.step or 0)
     return [
         name, str(run.model or fmt.DASH), str(run.device or fmt.DASH), state, step,
-        fmt.duration(run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce), fmt.loss(run.best_val_loss),
+        fmt.duration(None if loading is not None else run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce), fmt.loss(run.best_val_loss),
         fmt.count(run.tok_s),
     ]
 

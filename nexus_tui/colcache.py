@@ -1,0 +1,140 @@
+"""A columnar cache of a run's metrics file, beside it: runs/NAME/.nexus-cache/metrics.npz.
+
+Opening a million-step run decodes 150 MB of msgpack; the cache holds the same records already as
+numpy columns (metric records) plus the few others packed as msgpack, in stream order, so a second
+open is one np.load. The file stays the single truth: the cache says which bytes of the file it was
+made from (the offset it covers, the file's size then, a hash of the file's head and of the bytes
+just before the offset, the last seq it holds) and is used only when the file still has those bytes.
+A file appended to since is read from the cached offset on; a file replaced, truncated or rewritten
+in place, or a cache that is damaged, unreadable or from another version is ignored and rebuilt.
+Writing is best effort (a read-only runs folder just has no cache) and atomic (temp file, rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from engine.protocol import METRICS_FILE
+from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock, Piece
+
+CACHE_DIR = ".nexus-cache"
+CACHE_FILE = "metrics.npz"
+VERSION = 1
+HEAD_BYTES = 1 << 16
+TAIL_BYTES = 1 << 12
+MIN_FILE_BYTES = 1 << 20
+"""Smaller metrics files decode faster than a cache loads: no cache for them."""
+_FIELDS = ("step", "tokens", "time", *VALUE_KEYS)
+
+
+def cache_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CACHE_DIR / CACHE_FILE
+
+
+def _digest(f: Any, start: int, size: int) -> str:
+    f.seek(start)
+    return hashlib.blake2b(f.read(size), digest_size=16).hexdigest()
+
+
+def fingerprint(path: Path, offset: int) -> dict[str, Any]:
+    """What ties a cache to the first `offset` bytes of the file at `path`."""
+    with open(path, "rb") as f:
+        return {"offset": offset, "head": _digest(f, 0, min(HEAD_BYTES, offset)),
+                "tail": _digest(f, max(0, offset - TAIL_BYTES), min(TAIL_BYTES, offset))}
+
+
+def load(run_dir: Path) -> tuple[list[Piece], int] | None:
+    """The cached pieces and the file offset they cover, if the cache is whole and still describes
+    the metrics file; None otherwise (no cache, stale, damaged: the caller reads the file)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with np.load(cache_path(run_dir), allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("version") != VERSION:
+                return None
+            offset = int(meta["offset"])
+            if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
+                return None
+            pieces = _unpack(z, meta)
+    except Exception:  # noqa: BLE001 - any problem with a derived file means: read the real one
+        return None
+    return pieces, offset
+
+
+def _unpack(z: Any, meta: dict[str, Any]) -> list[Piece]:
+    seq = z["seq"]
+    cols = {k: z[k] for k in _FIELDS}
+    present = {k[len("present_"):]: z[k] for k in z.files if k.startswith("present_")}
+    rows = len(seq)
+    if any(len(c) != rows for c in (*cols.values(), *present.values())):
+        raise ValueError("columns of different lengths")
+    others = msgpack.unpackb(bytes(z["others"]), raw=False, strict_map_key=False)
+    if rows and int(seq[-1]) != meta["last_seq"]:
+        raise ValueError("last seq does not match")
+    pieces: list[Piece] = []
+    for kind, a, b in z["layout"].tolist():
+        if not 0 <= a <= b <= (rows if kind == 0 else len(others)):
+            raise ValueError("layout out of range")
+        if kind == 0:
+            pieces.append(MetricBlock(seq[a:b], cols["step"][a:b], cols["tokens"][a:b], cols["time"][a:b],
+                                      {k: cols[k][a:b] for k in VALUE_KEYS},
+                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()}))
+        else:
+            pieces.append(list(others[a:b]))
+    return pieces
+
+
+def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
+    """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+    run_dir = Path(run_dir)
+    blocks = [p for p in pieces if isinstance(p, MetricBlock) and len(p)]
+    others: list[dict[str, Any]] = []
+    layout: list[tuple[int, int, int]] = []
+    rows = 0
+    for p in pieces:
+        if isinstance(p, MetricBlock):
+            if len(p):
+                layout.append((0, rows, rows + len(p)))
+                rows += len(p)
+        elif p:
+            layout.append((1, len(others), len(others) + len(p)))
+            others.extend(p)
+    merged = MetricBlock.concat(blocks) if blocks else None
+    arrays: dict[str, np.ndarray] = {
+        "seq": merged.seq if merged is not None else np.empty(0, np.int64),
+        "layout": np.array(layout, dtype=np.int64).reshape(-1, 3),
+        "others": np.frombuffer(msgpack.packb(others, use_bin_type=True), np.uint8),
+    }
+    for k in _FIELDS:
+        arrays[k] = getattr(merged, k) if k in ("step", "tokens", "time") and merged is not None else (
+            merged.values[k] if merged is not None else np.empty(0))
+    if merged is not None:
+        for k, m in merged.present.items():
+            arrays[f"present_{k}"] = m
+    try:
+        meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
+                "last_seq": int(arrays["seq"][-1]) if rows else None}
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        folder = run_dir / CACHE_DIR
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, folder / CACHE_FILE)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
