@@ -255,6 +255,8 @@ class ColumnDecoder:
         pieces: list[Piece] = []
         pos = 0
         for at in others:
+            if at < pos:
+                continue  # inside the record just decoded whole (a sample's text): not a start
             head = _header_at(buf, at)
             if head < pos:
                 raise _NotClean
