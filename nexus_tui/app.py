@@ -69,6 +69,14 @@ class NexusApp(App[None]):
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("w", "cycle_window", "Window", show=False),
         Binding("v", "cycle_chart", "Next chart", show=False),
+        Binding("plus,equals_sign", "zoom(0.5)", "Zoom in", show=False),
+        Binding("minus", "zoom(2.0)", "Zoom out", show=False),
+        Binding("less_than_sign", "pan(-0.25)", "Pan left", show=False),
+        Binding("greater_than_sign", "pan(0.25)", "Pan right", show=False),
+        Binding("0", "reset_zoom", "Whole range", show=False),
+        Binding("i", "inspect", "Inspect", show=False),
+        Binding("comma", "move_cursor(-0.02)", "Cursor left", show=False),
+        Binding("full_stop", "move_cursor(0.02)", "Cursor right", show=False),
     ]
 
     def __init__(
@@ -421,6 +429,21 @@ class NexusApp(App[None]):
         at = WINDOWS.index(self.settings.window) if self.settings.window in WINDOWS else 0
         self.settings.window = WINDOWS[(at + 1) % len(WINDOWS)]
         self._options_changed()
+
+    def action_zoom(self, factor: float) -> None:
+        self.query_one(ChartsPanel).zoom(factor)
+
+    def action_pan(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).pan_fraction(fraction)
+
+    def action_reset_zoom(self) -> None:
+        self.query_one(ChartsPanel).reset_view()
+
+    def action_inspect(self) -> None:
+        self.query_one(ChartsPanel).toggle_cursor()
+
+    def action_move_cursor(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).move_cursor(fraction)
 
     def action_cycle_chart(self) -> None:
         self.query_one(ChartsPanel).cycle_chart()
