@@ -7,8 +7,8 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
 - open: seconds from the interpreter starting (as when a person types `nexus`) to *complete charts*
   in the real app driven headless by `App.run_test()`. Complete means: the run is in the table with
   its final state, and each of the four charts has been handed (and then rendered) a curve of this
-  run whose last x is step N. Run twice: the first open may build the columnar cache, the second
-  finds it ("cold" and "warm").
+  run whose last x is step N. Run twice: "cold" with no columnar cache beside the run (the open
+  builds it), then "warm" with it.
 - peak RSS of that app process (ru_maxrss), and its growth over an empty app.
 - redraw: the median cost of one charts-panel redraw plus the render of the four plotext charts,
   with 5 new metric records arriving between frames as from a live run.
@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,7 +171,7 @@ def child_ingest(path: Path, n: int) -> None:
     def deliver(batch) -> None:
         if not first:
             first.append(time.perf_counter())
-        if isinstance(batch, list):
+        if batch and isinstance(batch[0], dict):  # before the columnar path: record dicts
             store.ingest("live", None, batch)
         else:
             store.ingest_batch("live", None, batch)
@@ -265,6 +266,7 @@ def main() -> None:
     for n in sizes:
         root = args.dir / f"runs-{n}"
         write_run(root / f"run{n}", n)
+        shutil.rmtree(root / f"run{n}" / ".nexus-cache", ignore_errors=True)  # cold: no columnar cache yet
         cold = run_child(["--child", "open", str(root), str(n), repr(time.time())], env)
         warm = run_child(["--child", "open", str(root), str(n), repr(time.time())], env)
         if "error" in cold or "error" in warm:

@@ -94,6 +94,9 @@ class NexusApp(App[None]):
         self.services = services or Services(self.root, self)
         self.store = self.services.store
         self._dirty = True
+        self._view_changed = True
+        """What the charts show changed (selection, options, theme), not just new records arrived:
+        redraw the charts now rather than in their next live slot."""
         self._shown: dict[tuple[str, str], Any] = {}
         self._started_at = time.time()
         self._replayed = False
@@ -200,7 +203,7 @@ class NexusApp(App[None]):
 
     @on(RunTable.SelectionChanged)
     def _selection(self, event: RunTable.SelectionChanged) -> None:
-        self._dirty = True
+        self._dirty = self._view_changed = True
 
     def _show_new(self, name: str, news: bool | None = None) -> None:
         """Push the run's samples, logs and alerts that arrived since last time into their panes.
@@ -250,12 +253,13 @@ class NexusApp(App[None]):
     def _redraw(self) -> None:
         if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
             return
-        self._dirty = False
+        live = not self._view_changed  # only new records: charts may wait for their next slot
+        self._dirty = self._view_changed = False
         palette = palette_for(self.theme)
         table = self.query_one(RunTable)
         with self.batch_update():
             table.show_runs(self.store.runs(), palette)
-            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette)
+            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:
         self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
@@ -265,7 +269,7 @@ class NexusApp(App[None]):
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name
         self._save_settings()
-        self._dirty = True
+        self._dirty = self._view_changed = True
 
     def _save_settings(self) -> None:
         error = save_settings(self.settings, self.settings_path)
@@ -411,7 +415,7 @@ class NexusApp(App[None]):
     def _options_changed(self) -> None:
         self.settings.clean()
         self._save_settings()
-        self._dirty = True
+        self._dirty = self._view_changed = True
 
     def action_ema(self, delta: float) -> None:
         self.settings.ema = round(self.settings.ema + delta, 2)

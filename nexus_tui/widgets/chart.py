@@ -11,6 +11,7 @@ only reports these (as messages with x in data units) and the charts panel appli
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,10 @@ from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
 from nexus_tui.widgets.ticks import axis
+
+LIVE_REBUILD_S = 1.0
+"""While only new records change a chart, it is rebuilt at most this often (a plotext build costs
+tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
 
 
 @dataclass
@@ -110,6 +115,8 @@ class MetricChart(PlotextPlot):
         """The x range the last build drew, to map mouse columns to data x."""
         self._chart_margin = (8, 1)
         self._chart_drag: int | None = None
+        self._last_build = 0.0
+        self._waiting = False
 
     @property
     def buckets(self) -> int:
@@ -117,14 +124,24 @@ class MetricChart(PlotextPlot):
         columns can show; more only costs plotext time."""
         return max(self.size.width or 40, 16)
 
-    def show(self, spec: ChartSpec) -> None:
-        """Draw `spec` on the next refresh, if it differs from what is shown."""
+    def show(self, spec: ChartSpec, live: bool = False) -> None:
+        """Draw `spec` on the next refresh, if it differs from what is shown. `live` (new records
+        only): at most one build per LIVE_REBUILD_S, the latest spec drawn when the slot comes."""
         signature = spec.signature()
         self.spec = spec
         if signature == self._chart_sig:
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
+        wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
+        if wait <= 0:
+            self.refresh()
+        elif not self._waiting:
+            self._waiting = True
+            self.set_timer(wait, self._slot)
+
+    def _slot(self) -> None:
+        self._waiting = False
         self.refresh()
 
     def render(self) -> RenderResult:
@@ -136,6 +153,7 @@ class MetricChart(PlotextPlot):
             self._chart_render = super().render()
             self._chart_built = key
             self.builds += 1
+            self._last_build = time.monotonic()
         return self._chart_render
 
     def _plot_spec(self, spec: ChartSpec) -> None:

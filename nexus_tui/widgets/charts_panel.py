@@ -150,8 +150,9 @@ class ChartsPanel(Vertical):
             return [Curve(rx, ry, color, marker, scatter)]
         return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
 
-    def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette) -> None:
-        """Redraw all charts for these runs (colours from each run's index in `palette`)."""
+    def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool = False) -> None:
+        """Redraw all charts for these runs (colours from each run's index in `palette`). `live`: only
+        new records arrived, so a chart rebuilt less than LIVE_REBUILD_S ago waits for its next slot."""
         self._last = (store, list(names), palette)
         runs = [r for r in (store.get(n) for n in names) if r is not None]
         self.extent = self._extent(runs)
@@ -194,7 +195,7 @@ class ChartsPanel(Vertical):
         self.forecast_text = forecast_text
         self.query_one("#chart-forecast", Static).update(forecast_text)
         for key, spec in specs.items():
-            self.chart(key).show(spec)
+            self.chart(key).show(spec, live=live)
         self._cache.sweep()
         self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window)
                              if self.cursor is not None else "")
