@@ -1,8 +1,8 @@
-"""A columnar cache of a run's metrics file, beside it: runs/NAME/.nexus-cache/metrics.npz.
+"""A columnar cache of a run's metrics file, beside it: runs/NAME/.nexus-cache/metrics.cols.
 
 Opening a million-step run decodes 150 MB of msgpack; the cache holds the same records already as
 numpy columns (metric records) plus the few others packed as msgpack, in stream order, so a second
-open is one np.load. The file stays the single truth: the cache says which bytes of the file it was
+open maps the file and reads the columns in place (a JSON header, then raw arrays 64-byte aligned). The file stays the single truth: the cache says which bytes of the file it was
 made from (the offset it covers, the file's size then, a hash of the file's head and of the bytes
 just before the offset, the last seq it holds) and is used only when the file still has those bytes.
 A file appended to since is read from the cached offset on; a file replaced, truncated or rewritten
@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import mmap
 import os
 import tempfile
 from pathlib import Path
@@ -27,7 +28,8 @@ from engine.protocol import METRICS_FILE
 from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock, Piece
 
 CACHE_DIR = ".nexus-cache"
-CACHE_FILE = "metrics.npz"
+CACHE_FILE = "metrics.cols"
+MAGIC = b"NXCOLS1\n"
 VERSION = 1
 HEAD_BYTES = 1 << 16
 TAIL_BYTES = 1 << 12
@@ -57,23 +59,59 @@ def load(run_dir: Path) -> tuple[list[Piece], int] | None:
     the metrics file; None otherwise (no cache, stale, damaged: the caller reads the file)."""
     path = Path(run_dir) / METRICS_FILE
     try:
-        with np.load(cache_path(run_dir), allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode())
-            if meta.get("version") != VERSION:
-                return None
-            offset = int(meta["offset"])
-            if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
-                return None
-            pieces = _unpack(z, meta)
+        arrays, meta = _read(cache_path(run_dir))
+        if meta.get("version") != VERSION:
+            return None
+        offset = int(meta["offset"])
+        if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
+            return None
+        pieces = _unpack(arrays, meta)
     except Exception:  # noqa: BLE001 - any problem with a derived file means: read the real one
         return None
     return pieces, offset
 
 
-def _unpack(z: Any, meta: dict[str, Any]) -> list[Piece]:
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays (read-only views of the mapped file) and the meta of a cache file."""
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a cache file")
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    arrays = {}
+    for name, (at, dtype, count) in header["arrays"].items():
+        if at < 0 or count < 0 or at + count * np.dtype(dtype).itemsize > len(mapped):
+            raise ValueError("array out of the file")
+        arrays[name] = np.frombuffer(mapped, dtype, count, at)
+    return arrays, header["meta"]
+
+
+def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    names = list(arrays)
+    layout: dict[str, list[Any]] = {}
+    # Offsets depend on the header's length, which depends on the offsets: reserve room for it.
+    base = 4096 + 64 * len(names)
+    at = base
+    for name in names:
+        a = np.ascontiguousarray(arrays[name])
+        layout[name] = [at, a.dtype.str, int(a.size)]
+        at += -(-a.nbytes // 64) * 64
+    header = json.dumps({"meta": meta, "arrays": layout}).encode()
+    if len(MAGIC) + 8 + len(header) > base:
+        raise ValueError("cache header too large")
+    f.write(MAGIC + len(header).to_bytes(8, "little") + header)
+    for name in names:
+        a = np.ascontiguousarray(arrays[name])
+        f.seek(layout[name][0])
+        f.write(a.tobytes())
+    f.truncate(at)  # the file reaches past the last array, empty ones included
+
+
+def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
     seq = z["seq"]
     cols = {k: z[k] for k in _FIELDS}
-    present = {k[len("present_"):]: z[k] for k in z.files if k.startswith("present_")}
+    present = {k[len("present_"):]: z[k] for k in z if k.startswith("present_")}
     rows = len(seq)
     if any(len(c) != rows for c in (*cols.values(), *present.values())):
         raise ValueError("columns of different lengths")
@@ -81,7 +119,7 @@ def _unpack(z: Any, meta: dict[str, Any]) -> list[Piece]:
     if rows and int(seq[-1]) != meta["last_seq"]:
         raise ValueError("last seq does not match")
     pieces: list[Piece] = []
-    for kind, a, b in z["layout"].tolist():
+    for kind, a, b in z["layout"].reshape(-1, 3).tolist():
         if not 0 <= a <= b <= (rows if kind == 0 else len(others)):
             raise ValueError("layout out of range")
         if kind == 0:
@@ -123,13 +161,12 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
     try:
         meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
                 "last_seq": int(arrays["seq"][-1]) if rows else None}
-        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         folder = run_dir / CACHE_DIR
         folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".npz", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                _write(f, arrays, meta)
             os.replace(tmp, folder / CACHE_FILE)
         except BaseException:
             with contextlib.suppress(OSError):

@@ -41,8 +41,10 @@ MAX_METRIC_BYTES = 4096
 """A metric stretch whose records average more than this is not what the writer writes: slow path."""
 
 
-class _Metric(msgspec.Struct, tag_field="type", tag="metric", gc=False):
-    """A metric record as the fast path reads it; any other field type fails the decode (slow path)."""
+class _Metric(msgspec.Struct, tag_field="type", tag="metric", gc=False, forbid_unknown_fields=True):
+    """A metric record as the fast path reads it. A field of another type, or a key the writer does
+    not write, fails the decode (then RecordDecoder decides: msgspec skips keys msgpack cannot even
+    build a dict from)."""
 
     step: float | None = None
     tokens: float | None = None
@@ -54,6 +56,7 @@ class _Metric(msgspec.Struct, tag_field="type", tag="metric", gc=False):
     gnorm: float | None = None
     tok_s: float | None = None
     mem: float | None = None
+    step_s: float | None = None
 
 
 _COLUMN_FIELDS = ("step", "tokens", "time", "seq", *VALUE_KEYS)
@@ -286,7 +289,7 @@ class ColumnDecoder:
         if block is None:
             try:
                 block = _block(_DECODE(b"\xdd" + count.to_bytes(4, "big") + buf[start:stop]))
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except Exception:  # noqa: BLE001 - DecodeError, ValidationError, UnicodeDecodeError...
                 raise _NotClean from None
         _append(pieces, block)
 
@@ -307,7 +310,7 @@ class ColumnDecoder:
         recs = dec.feed(raw)
         self.warnings += dec.warnings
         if recs and recs[0].get("type") == "metric":
-            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            with contextlib.suppress(Exception):
                 _append(pieces, _block(_DECODE(b"\x91" + raw)))
                 return
         if recs:
@@ -358,7 +361,10 @@ def _layout(rec: bytes) -> tuple[np.ndarray, dict[str, tuple[int, str]]] | None:
         if at >= len(rec) or not 0xA0 <= rec[at] <= 0xBF:
             return None
         klen = rec[at] & 0x1F
-        key = rec[at + 1 : at + 1 + klen].decode("utf-8", "replace")
+        try:
+            key = rec[at + 1 : at + 1 + klen].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
         at += 1 + klen
         if at >= len(rec):
             return None

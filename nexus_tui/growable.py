@@ -52,9 +52,17 @@ class Grow:
     def _room(self, extra: int) -> None:
         need = self.n + extra
         if need > len(self.buf):
-            # A chunk of an eighth more than needed: a bulk load costs one copy and little slack,
-            # appends one at a time stay amortised O(1).
-            grown = np.empty(max(need + need // 8, _MIN), np.float64)
+            # Half again what is needed: appends one at a time and block after block stay amortised
+            # O(1); a bulk load that knows its size calls `reserve` first and gets no slack.
+            grown = np.empty(max(need + need // 2, _MIN), np.float64)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
+
+    def reserve(self, extra: int) -> None:
+        """Make room for `extra` more values in one allocation (a history about to be loaded)."""
+        need = self.n + extra
+        if need > len(self.buf):
+            grown = np.empty(need, np.float64)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
 
