@@ -22,12 +22,6 @@ from textual.widgets import Footer, TabbedContent, TabPane
 
 from engine.protocol import ControlError
 from nexus_tui import messages as msg
-from nexus_tui.bulk import set_loading
-from nexus_tui.screens.compare import CompareScreen
-from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
-from nexus_tui.screens.generate import GenerateScreen
-from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_name
-from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services import Services
 from nexus_tui.settings import X_AXES, Settings, load_settings, save_settings
 from nexus_tui.themes import next_theme, palette_for, register_themes
@@ -160,6 +154,8 @@ class NexusApp(App[None]):
 
     @on(msg.BatchReceived)
     def _batch(self, event: msg.BatchReceived) -> None:
+        from nexus_tui.bulk import set_loading
+
         changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces)
         if set_loading(self.store, event.run_name, event.run_dir, event.loading):
             changed.add("state")
@@ -317,6 +313,9 @@ class NexusApp(App[None]):
             if yes:
                 self.send(name, "stop")
 
+        # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.screens.confirm import ConfirmScreen
+
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
     def action_generate(self) -> None:
@@ -330,6 +329,8 @@ class NexusApp(App[None]):
             if args:
                 self.send(name, "generate", **args)
                 self.query_one("#side", TabbedContent).active = "tab-samples"
+
+        from nexus_tui.screens.generate import GenerateScreen
 
         self.push_screen(GenerateScreen(name, prompt), answered)
 
@@ -352,6 +353,8 @@ class NexusApp(App[None]):
             else:
                 self._resume(run.run_dir, args)
 
+        from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
+
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
                             run.total_steps, preview)
         self.push_screen(screen, answered)
@@ -371,6 +374,8 @@ class NexusApp(App[None]):
             if args:
                 self.launch(**args)
 
+        from nexus_tui.screens.launch import LaunchScreen, available_presets
+
         self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
 
     @work(thread=True, group="launch")
@@ -388,6 +393,8 @@ class NexusApp(App[None]):
 
     def _launch_demo(self) -> None:
         """Two contrasting runs so a newcomer sees two live loss curves within seconds."""
+        from nexus_tui.screens.launch import available_presets, next_free_name
+
         presets = available_presets()
         devices = [d for d, _ in self.services.devices() if d.startswith("cuda")] or ["cpu", "cpu"]
         second = ("hybrid-tiny", []) if "hybrid-tiny" in presets else ("tiny", ["optim.name=muon"])
@@ -405,6 +412,8 @@ class NexusApp(App[None]):
             return
         table = self.query_one(RunTable)
         chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
+        from nexus_tui.screens.compare import CompareScreen
+
         self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
 
     # -- view actions ----------------------------------------------------------------------------
@@ -464,6 +473,8 @@ class NexusApp(App[None]):
         def answered(choice: str | None) -> None:
             if choice is not None:
                 self._leave(stop_runs=choice == "stop")
+
+        from nexus_tui.screens.confirm import QuitScreen
 
         self.push_screen(QuitScreen(live), answered)
 

@@ -9,6 +9,7 @@ Both functions are numpy-vectorised: the dashboard calls them several times a se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -89,14 +90,25 @@ def ema_continue(
     if not v.size:
         return out, state
     raw = _ema_raw(v, w, state[0])
-    count = state[1] + np.arange(1, v.size + 1, dtype=np.float64)
-    out[finite] = raw / (1.0 - np.power(w, count))
-    return out, (float(raw[-1]), state[1] + int(v.size))
+    last = float(raw[-1])
+    _debias(raw, w, state[1])
+    out[finite] = raw
+    return out, (last, state[1] + int(v.size))
 
 
 def _ema_debiased(v: np.ndarray, w: float) -> np.ndarray:
-    n = np.arange(1, v.size + 1, dtype=np.float64)
-    return _ema_raw(v, w, 0.0) / (1.0 - np.power(w, n))
+    return _debias(_ema_raw(v, w, 0.0), w, 0)
+
+
+def _debias(raw: np.ndarray, w: float, before: int) -> np.ndarray:
+    """Divide the k-th smoothed value (k counted from 1 after `before` earlier ones) by 1 - w**k, in
+    place. Past the k where w**k < 1e-40 the divisor is exactly 1.0 in float64, so only the first few
+    thousand points need the (slow) power: a million-point series costs no more than a short one."""
+    upto = int(math.ceil(-40.0 / math.log10(w))) if 0.0 < w < 1.0 else 0
+    m = max(0, min(raw.size, upto - before))
+    if m:
+        raw[:m] /= 1.0 - np.power(w, before + np.arange(1, m + 1, dtype=np.float64))
+    return raw
 
 
 def _ema_raw(v: np.ndarray, w: float, state: float) -> np.ndarray:
