@@ -261,7 +261,7 @@ def main() -> None:
     base_rss = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; empty app: first frame "
           f"{base.get('first_frame_s', float('nan')):.2f}s / {base_rss.get('first_frame_s', float('nan')):.2f}s")
-    print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'peak RSS':>9} "
+    print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
           f"{'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
     for n in sizes:
         root = args.dir / f"runs-{n}"
@@ -283,7 +283,7 @@ def main() -> None:
         tb_s = f"{tb['tb_s']:>7.2f}s" if "tb_s" in tb else f"{'-':>8}"
         ratio = f"{tb['tb_s'] / warm['open_s']:>8.1f}x" if "tb_s" in tb else f"{'-':>9}"
         print(f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
-              f"{max(cold['rss_mb'], warm['rss_mb']):>6.0f} MB {warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}",
+              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}",
               flush=True)
         if ingest and not ingest.get("ok", True):
             print(f"  ingest: {ingest}")

@@ -31,7 +31,8 @@ def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pie
     rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
     if rows > 100_000:  # a history: one allocation per column, not one per block
         run = store._view(name, run_dir)
-        for column in {id(c): c for s in run.series.values() for c in (s.step, s.tokens, s.time, s.value)}.values():
+        metric = [run.series[k] for k in VALUE_KEYS]
+        for column in {id(c): c for s in metric for c in (s.step, s.tokens, s.time, s.value)}.values():
             column.reserve(rows)
     for piece in pieces:
         if isinstance(piece, MetricBlock):
