@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -252,7 +253,10 @@ class NexusApp(App[None]):
         live = not self._view_changed  # only new records: charts may wait for their next slot
         self._dirty = self._view_changed = False
         palette = palette_for(self.theme)
-        table = self.query_one(RunTable)
+        try:
+            table = self.query_one(RunTable)
+        except NoMatches:  # the app is closing: its widgets are gone before its timers
+            return
         with self.batch_update():
             table.show_runs(self.store.runs(), palette)
             self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)

@@ -23,7 +23,7 @@ from textual_plotext import PlotextPlot
 from nexus_tui.themes import RGB
 from nexus_tui.widgets.ticks import axis
 
-LIVE_REBUILD_S = 1.0
+LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
 tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
 

@@ -100,6 +100,7 @@ class ChartsPanel(Vertical):
         """The x extent of the data shown, unzoomed (from the last redraw)."""
         self.inspect_text = ""
         self._last: tuple | None = None
+        self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
@@ -158,7 +159,7 @@ class ChartsPanel(Vertical):
         self.extent = self._extent(runs)
         if self.extent is None:
             self.x_view = None
-        self.query_one("#chart-options", Static).update(self.options_text())
+        self._set("#chart-options", self.options_text())
         xlabel = X_LABELS.get(self.options.x_axis, "")
         integer = self.options.x_axis != "time"
         cursor = (self.cursor, palette.forecast) if self.cursor is not None else None
@@ -193,15 +194,21 @@ class ChartsPanel(Vertical):
         else:
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
-        self.query_one("#chart-forecast", Static).update(forecast_text)
+        self._set("#chart-forecast", forecast_text)
         for key, spec in specs.items():
             self.chart(key).show(spec, live=live)
         self._cache.sweep()
         self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window)
                              if self.cursor is not None else "")
-        inspect = self.query_one("#chart-inspect", Static)
-        inspect.update(self.inspect_text)
-        inspect.set_class(bool(self.inspect_text), "-on")
+        self._set("#chart-inspect", self.inspect_text)
+        self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
+
+    def _set(self, selector: str, text: str) -> None:
+        """Update a text line only when it changed: an update re-lays out the panel (costly at a
+        few frames a second while runs train)."""
+        if self._texts.get(selector) != text:
+            self._texts[selector] = text
+            self.query_one(selector, Static).update(text)
 
     # -- zoom, pan, inspect ----------------------------------------------------------------------
 

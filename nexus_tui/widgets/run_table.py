@@ -83,6 +83,8 @@ class RunTable(DataTable):
         self._palette: ChartPalette | None = None
         self._shown: tuple[str, ...] = tuple(key for key, _ in COLUMNS)
         self._content: dict[str, int] = {}
+        self._drawn: dict[tuple[str, str], Any] = {}
+        """(run, column) -> the cell value last written, to write only what changed."""
         """column -> widest cell seen, to know what fits before a column is shown."""
 
     def on_mount(self) -> None:
@@ -95,6 +97,7 @@ class RunTable(DataTable):
         """(Re)build the table with these columns: rare (a resize across a threshold), so a rebuild
         that keeps the cursor on the same run is simpler than juggling column positions."""
         cursor = self.highlighted
+        self._drawn.clear()
         self.clear(columns=True)
         self._shown = keys
         labels = dict(COLUMNS)
@@ -168,7 +171,9 @@ class RunTable(DataTable):
                     self.add_row(*self._cells(run), key=run.name)
                     continue
                 for key, value in zip(self._shown, self._cells(run), strict=True):
-                    self.update_cell(run.name, key, value, update_width=True)
+                    if self._drawn.get((run.name, key)) != value:  # an update repaints the table
+                        self._drawn[(run.name, key)] = value
+                        self.update_cell(run.name, key, value, update_width=True)
         if was_empty and self.row_count:
             self.post_message(self.SelectionChanged(self.selected))
 
