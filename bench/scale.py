@@ -160,6 +160,8 @@ def child_ingest(path: Path, n: int) -> None:
 
     store = MetricStore()
     r, w = os.pipe()
+    if hasattr(engine_io, "widen_pipe"):  # the supervisor's pipe, as it sets it up
+        engine_io.widen_pipe(r)
     writer = subprocess.Popen(
         [sys.executable, "-c",
          "import os,sys\nfd=int(sys.argv[1])\nwith open(sys.argv[2],'rb') as f:\n"

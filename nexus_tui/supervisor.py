@@ -44,7 +44,7 @@ from engine.protocol import (
     read_status,
     send_command,
 )
-from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe
+from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe, widen_pipe
 from nexus_tui.fastdecode import Piece, batch_records
 from nexus_tui.runs_index import engine_pid_alive
 
@@ -203,6 +203,7 @@ class Supervisor:
             if threads:
                 args = [*args, "--threads", str(threads)]
             read_fd, write_fd = os.pipe()
+            widen_pipe(read_fd)
             try:
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
