@@ -1,9 +1,10 @@
 """Decode a record stream a chunk at a time into numpy columns instead of one dict per record.
 
 A million-step run is a million metric records and a few hundred others. `RecordDecoder` builds a
-Python dict for each (~7 µs); here each stretch of metric records between two other records is
-decoded by one msgspec call into gc-free structs and turned into numpy columns (~0.5 µs a record),
-and only the others become dicts for the store's per-record path.
+Python dict for each (~7 µs); here each stretch of metric records between two other records becomes
+numpy columns at once: read in place as a 2-D byte array when its records share one layout (the
+usual case, fixedlayout.py), else by one msgspec call into gc-free structs; only the few others
+become dicts for the store's per-record path.
 
 The framing relies on what the one writer guarantees: every record is a map whose first key is
 "type", so a record starts at a map header followed by the bytes `\\xa4type` and its tag. A chunk
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
 
@@ -31,12 +31,14 @@ import numpy as np
 from engine.protocol import RecordDecoder
 from engine.protocol.records import DecodeWarning
 from engine.protocol.schema import _UNPACK_LIMITS
+from nexus_tui.columns import COLUMN_FIELDS, VALUE_KEYS, MetricBlock, Piece, batch_records
+from nexus_tui.fixedlayout import fixed_layout
+
+__all__ = ["ColumnDecoder", "MetricBlock", "Piece", "VALUE_KEYS", "batch_records"]
 
 METRIC_TAG = b"\xa4type\xa6metric"
 TYPE_KEY = b"\xa4type"
 _OTHER_START = re.compile(rb"\xa4type(?!\xa6metric)")
-VALUE_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
-"""The metric fields that become series (the store's METRIC_KEYS)."""
 MAX_METRIC_BYTES = 4096
 """A metric stretch whose records average more than this is not what the writer writes: slow path."""
 
@@ -59,86 +61,21 @@ class _Metric(msgspec.Struct, tag_field="type", tag="metric", gc=False, forbid_u
     step_s: float | None = None
 
 
-_COLUMN_FIELDS = ("step", "tokens", "time", "seq", *VALUE_KEYS)
-_GET = attrgetter(*_COLUMN_FIELDS)
+_GET = attrgetter(*COLUMN_FIELDS)
 _DECODE = msgspec.msgpack.Decoder(list[_Metric]).decode
-
-
-@dataclass
-class MetricBlock:
-    """Consecutive metric records as columns. A field a record lacked (or had as nil) is NaN in its
-    column and False in `present[field]`; a field every record had has no entry in `present`."""
-
-    seq: np.ndarray
-    """int64; -1 where a record had no seq."""
-    step: np.ndarray
-    tokens: np.ndarray
-    time: np.ndarray
-    values: dict[str, np.ndarray]
-    present: dict[str, np.ndarray] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.step)
-
-    def has_all(self, name: str) -> bool:
-        return name not in self.present
-
-    def slice(self, start: int, stop: int | None = None) -> MetricBlock:
-        s = slice(start, stop)
-        return MetricBlock(self.seq[s], self.step[s], self.tokens[s], self.time[s],
-                           {k: v[s] for k, v in self.values.items()}, {k: v[s] for k, v in self.present.items()})
-
-    def records(self) -> list[dict[str, Any]]:
-        """The block as the dicts RecordDecoder would have given (fields it had, as floats; seq int)."""
-        out = []
-        cols = {"step": self.step, "tokens": self.tokens, "time": self.time, **self.values}
-        lists = {k: v.tolist() for k, v in cols.items()}
-        masks = {k: m.tolist() for k, m in self.present.items()}
-        seqs = self.seq.tolist()
-        for i in range(len(self)):
-            rec: dict[str, Any] = {"type": "metric"}
-            if "seq" not in masks or masks["seq"][i]:
-                rec["seq"] = seqs[i]
-            for k, col in lists.items():
-                if k not in masks or masks[k][i]:
-                    rec[k] = col[i]
-            out.append(rec)
-        return out
-
-    @staticmethod
-    def concat(blocks: list[MetricBlock]) -> MetricBlock:
-        keys = set().union(*(b.present for b in blocks))
-        present = {k: np.concatenate([b.present.get(k, np.ones(len(b), bool)) for b in blocks]) for k in keys}
-        return MetricBlock(
-            np.concatenate([b.seq for b in blocks]), np.concatenate([b.step for b in blocks]),
-            np.concatenate([b.tokens for b in blocks]), np.concatenate([b.time for b in blocks]),
-            {k: np.concatenate([b.values[k] for b in blocks]) for k in VALUE_KEYS}, present,
-        )
-
-
-Piece = MetricBlock | list[dict[str, Any]]
-"""A stretch of the stream in order: metric columns, or other records as dicts."""
-
-
-def batch_records(pieces: list[Piece]) -> list[dict[str, Any]]:
-    """Pieces back to plain records, in stream order (for callers that want dicts)."""
-    out: list[dict[str, Any]] = []
-    for p in pieces:
-        out.extend(p.records() if isinstance(p, MetricBlock) else p)
-    return out
 
 
 def _block(recs: list[_Metric]) -> MetricBlock:
     """Structs to columns: one 2-D numpy conversion (a missing field, None, becomes NaN there), and a
     per-record look only at columns that hold a NaN, to tell a missing field from a real NaN."""
     rows = list(map(_GET, recs))
-    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(_COLUMN_FIELDS))
+    table = np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMN_FIELDS))
     present: dict[str, np.ndarray] = {}
     for j in np.flatnonzero(np.isnan(table).any(axis=0)).tolist():
         mask = np.fromiter((r[j] is not None for r in rows), bool, len(rows))
         if not mask.all():
-            present[_COLUMN_FIELDS[j]] = mask
-    cols = dict(zip(_COLUMN_FIELDS, table.T, strict=True))
+            present[COLUMN_FIELDS[j]] = mask
+    cols = dict(zip(COLUMN_FIELDS, table.T, strict=True))
     seq = np.where(present["seq"], cols["seq"], -1) if "seq" in present else cols["seq"]
     return MetricBlock(seq.astype(np.int64), cols["step"].copy(), cols["tokens"].copy(), cols["time"].copy(),
                        {k: cols[k].copy() for k in VALUE_KEYS}, present)
@@ -204,15 +141,6 @@ class ColumnDecoder:
             self._slow.warnings.clear()
             return torn
         return len(self._pending)
-
-    def take_tail(self) -> list[Piece]:
-        """A whole record held back at the end (a stream's last record is kept until the next chunk
-        proves it whole): decode it now, as RecordDecoder would have."""
-        if self._slow is not None or not self._pending:
-            return []
-        data, self._pending = self._pending, b""
-        self._slow = RecordDecoder()
-        return self._slow_feed(data)
 
     # -- the two paths ---------------------------------------------------------------------------
 
@@ -335,106 +263,3 @@ def _record_prefix(rest: bytes) -> bool:
     if 0x80 <= rest[0] <= 0x8F:
         return TYPE_KEY.startswith(rest[1:])
     return rest[0] == 0xDE and len(rest) < 3 + len(TYPE_KEY) and TYPE_KEY.startswith(rest[3:])
-
-
-# -- the fixed-layout path: records of one shape, read as a 2-D byte array ---------------------------------
-
-_FIXED = {0xCA: (4, ">f4"), 0xCB: (8, ">f8"), 0xCC: (1, ">u1"), 0xCD: (2, ">u2"), 0xCE: (4, ">u4"),
-          0xCF: (8, ">u8"), 0xD0: (1, ">i1"), 0xD1: (2, ">i2"), 0xD2: (4, ">i4"), 0xD3: (8, ">i8")}
-"""msgpack numbers with a one-byte header and a fixed-width big-endian payload."""
-_WANTED = frozenset(_COLUMN_FIELDS)
-
-
-def _layout(rec: bytes) -> tuple[np.ndarray, dict[str, tuple[int, str]]] | None:
-    """Walk one metric record: which bytes are structure (must be equal in every record of the same
-    shape) and where each wanted field's number sits (offset, numpy dtype; "fix" for a fixint, whose
-    header byte is its value). None for anything but a flat map of short keys to numbers/nil/bools."""
-    structure = np.ones(len(rec), bool)
-    fields: dict[str, tuple[int, str]] = {}
-    if 0x80 <= rec[0] <= 0x8F:
-        pairs, at = rec[0] & 0x0F, 1
-    elif rec[0] == 0xDE and len(rec) >= 3:
-        pairs, at = int.from_bytes(rec[1:3], "big"), 3
-    else:
-        return None
-    for _ in range(pairs):
-        if at >= len(rec) or not 0xA0 <= rec[at] <= 0xBF:
-            return None
-        klen = rec[at] & 0x1F
-        try:
-            key = rec[at + 1 : at + 1 + klen].decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        at += 1 + klen
-        if at >= len(rec):
-            return None
-        head = rec[at]
-        if head in _FIXED:
-            width, dtype = _FIXED[head]
-            structure[at + 1 : at + 1 + width] = False
-            fields[key] = (at + 1, dtype)
-            at += 1 + width
-        elif head <= 0x7F:
-            structure[at] = False
-            fields[key] = (at, "fix")
-            at += 1
-        elif head in (0xC0, 0xC2, 0xC3):  # nil, false, true: not a number, as the plain path reads it
-            fields[key] = (at, "none")
-            at += 1
-        elif 0xA0 <= head <= 0xBF and key == "type":
-            at += 1 + (head & 0x1F)
-        else:
-            return None
-    if at != len(rec):
-        return None
-    return structure, fields
-
-
-def fixed_layout(buf: bytes, start: int, stop: int, count: int) -> MetricBlock | None:
-    """`count` metric records in buf[start:stop] as columns without a Python object per record, when
-    they all have the first one's shape (the writer packs every metric alike; the width of an int
-    changes only a few times a run): reshape to (count, length), check every structure byte equals
-    the first record's, and read each number column as a big-endian view. None: not one shape."""
-    size = stop - start
-    if count <= 0 or size % count:
-        return None
-    length = size // count
-    rows = np.frombuffer(buf, np.uint8, size, start).reshape(count, length)
-    shape = _layout(bytes(rows[0]))
-    if shape is None:
-        return None
-    structure, fields = shape
-    if "type" in fields or not (rows[:, structure] == rows[0, structure]).all():
-        return None
-    cols: dict[str, np.ndarray] = {}
-    present: dict[str, np.ndarray] = {}
-    for name in _COLUMN_FIELDS:
-        where = fields.get(name)
-        if where is None or where[1] == "none":
-            cols[name] = np.full(count, np.nan)
-            present[name] = np.zeros(count, bool)
-            continue
-        at, dtype = where
-        if dtype == "fix":
-            column = rows[:, at]
-            if (column > 0x7F).any():
-                return None
-        else:
-            width = np.dtype(dtype).itemsize
-            column = np.ascontiguousarray(rows[:, at : at + width]).view(dtype).reshape(count)
-            if name == "seq" and dtype.startswith(">f"):
-                return None  # a float seq is no seq to the plain path: let it decide
-        cols[name] = column
-    seq = np.full(count, -1, np.int64) if "seq" in present else cols["seq"].astype(np.int64)
-    floats = {k: cols[k].astype(np.float64) for k in _COLUMN_FIELDS if k != "seq"}
-    return MetricBlock(seq, floats["step"], floats["tokens"], floats["time"],
-                       {k: floats[k] for k in VALUE_KEYS}, present)
-
-
-def _find_all(buf: bytes, tag: bytes, end: int) -> list[int]:
-    out = []
-    at = buf.find(tag, 0, end)
-    while at != -1:
-        out.append(at)
-        at = buf.find(tag, at + 1, end)
-    return out
