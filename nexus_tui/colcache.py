@@ -17,6 +17,7 @@ import hashlib
 import json
 import mmap
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     base = 4096 + 64 * len(names)
     at = base
     for name in names:
-        a = np.ascontiguousarray(arrays[name])
+        a = arrays[name] if isinstance(arrays[name], _Spilled) else np.ascontiguousarray(arrays[name])
         layout[name] = [at, a.dtype.str, int(a.size)]
         at += -(-a.nbytes // 64) * 64
     header = json.dumps({"meta": meta, "arrays": layout}).encode()
@@ -102,9 +103,14 @@ def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         raise ValueError("cache header too large")
     f.write(MAGIC + len(header).to_bytes(8, "little") + header)
     for name in names:
-        a = np.ascontiguousarray(arrays[name])
         f.seek(layout[name][0])
-        f.write(a.tobytes())
+        a = arrays[name]
+        if isinstance(a, _Spilled):
+            if a.source is not None:
+                a.source.seek(0)
+                shutil.copyfileobj(a.source, f, 1 << 20)
+        else:
+            f.write(np.ascontiguousarray(a).tobytes())
     f.truncate(at)  # the file reaches past the last array, empty ones included
 
 
@@ -175,3 +181,97 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
     except (OSError, ValueError, TypeError):
         return False
     return True
+
+
+class CacheBuilder:
+    """Builds a cache while a file is first decoded, spilling each metric column to an anonymous
+    temp file as its pieces arrive, so a history's columns are not held twice in memory (once in the
+    store, once for the cache). Any failure to write just means no cache."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.rows = 0
+        self.others: list[dict[str, Any]] = []
+        self.layout: list[tuple[int, int, int]] = []
+        self.last_seq: int | None = None
+        self.failed = False
+        self._files: dict[str, Any] = {}
+        self._partial: set[str] = set()
+
+    def add(self, pieces: list[Piece]) -> None:
+        if self.failed:
+            return
+        try:
+            for p in pieces:
+                if isinstance(p, MetricBlock):
+                    if len(p):
+                        self._add_block(p)
+                elif p:
+                    self.layout.append((1, len(self.others), len(self.others) + len(p)))
+                    self.others.extend(p)
+        except OSError:
+            self.close()
+            self.failed = True
+
+    def _add_block(self, p: MetricBlock) -> None:
+        if not self._files:
+            folder = self.run_dir / CACHE_DIR
+            folder.mkdir(exist_ok=True)
+            for name in ("seq", *_FIELDS, *(f"present_{k}" for k in ("seq", *_FIELDS))):
+                self._files[name] = tempfile.TemporaryFile(dir=folder, prefix=".column.")  # noqa: SIM115 - closed by close()
+        cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
+        for name, column in cols.items():
+            self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).tobytes())
+        for name in cols:
+            mask = p.present.get(name)
+            if mask is not None and not mask.all():
+                self._partial.add(name)
+            self._files[f"present_{name}"].write(
+                (mask if mask is not None else np.ones(len(p), bool)).astype(bool).tobytes())
+        self.layout.append((0, self.rows, self.rows + len(p)))
+        self.rows += len(p)
+        self.last_seq = int(p.seq[-1])
+
+    def finish(self, offset: int) -> bool:
+        """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+        if self.failed:
+            return False
+        try:
+            meta = {"version": VERSION, "offset": offset,
+                    "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq}
+            names = ["seq", *_FIELDS, *(f"present_{k}" for k in sorted(self._partial))]
+            small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
+                     "others": np.frombuffer(msgpack.packb(self.others, use_bin_type=True), np.uint8)}
+            folder = self.run_dir / CACHE_DIR
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    arrays = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
+                    _write(f, {**arrays, **small}, meta)
+                os.replace(tmp, folder / CACHE_FILE)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except (OSError, ValueError, TypeError):
+            return False
+        finally:
+            self.close()
+        return True
+
+    def close(self) -> None:
+        for f in self._files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+        self._files = {}
+
+
+class _Spilled:
+    """A column waiting in a temp file, written into the cache file by `_write` without loading it."""
+
+    def __init__(self, source: Any, name: str, rows: int) -> None:
+        self.source = source
+        self.dtype = np.dtype(np.int64 if name == "seq" else bool if name.startswith("present_") else np.float64)
+        self.size = rows if source is not None else 0
+        self.nbytes = self.size * self.dtype.itemsize

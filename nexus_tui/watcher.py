@@ -164,13 +164,16 @@ class RunsWatcher:
             history = tail.offset == 0 and size >= colcache.MIN_FILE_BYTES
             kept: list[Piece] = []
             cached_to = 0
+            builder: colcache.CacheBuilder | None = None
             if history:
                 self._deliver(name, run_dir, [], 0.0)
                 cached = colcache.load(run_dir)
-                if cached is not None:
+                if cached is not None:  # extend it: keep its pieces (views of the mapped file)
                     kept, cached_to = cached
                     tail.offset = cached_to
                     delivered += self._deliver(name, run_dir, kept, cached_to / size)
+                else:  # build it as the file is decoded, its columns spilled to disk
+                    builder = colcache.CacheBuilder(run_dir)
             try:
                 with open(path, "rb") as f:
                     f.seek(tail.offset)
@@ -180,7 +183,9 @@ class RunsWatcher:
                         for w in tail.decoder.warnings:
                             self._warn(name, f"{METRICS_FILE}: {w.text}")
                         tail.decoder.warnings.clear()
-                        if history:
+                        if builder is not None:
+                            builder.add(pieces)
+                        elif history:
                             kept += pieces
                         delivered += self._deliver(name, run_dir, pieces, tail.offset / size if history else None)
             except OSError as e:
@@ -188,7 +193,12 @@ class RunsWatcher:
             if history:
                 self._deliver(name, run_dir, [], None)
                 done = tail.offset - tail.decoder.pending
-                if done - cached_to >= colcache.MIN_FILE_BYTES:
+                if done - cached_to < colcache.MIN_FILE_BYTES:
+                    if builder is not None:
+                        builder.close()
+                elif builder is not None:
+                    builder.finish(done)
+                else:
                     colcache.save(run_dir, kept, done)
         return delivered
 

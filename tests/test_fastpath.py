@@ -223,3 +223,22 @@ def test_a_folder_with_only_its_metrics_file_opens_without_writing_where_it_cann
     store, _ = _read_history(run, 1, monkeypatch)
     assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
     assert colcache.load(run) is None
+
+
+def test_a_cache_of_records_with_missing_fields_gives_the_same_series(tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    w = RecordWriter(run / METRICS_FILE)
+    for step in range(1, 300):
+        rec = _metric(step)
+        if step % 7 == 0:
+            del rec["lr"]
+        w.write(rec)
+    w.close()
+    expected = plain((run / METRICS_FILE).read_bytes(), [])
+    built, _ = _read_history(run, 1, monkeypatch)  # decodes the file, builds the cache
+    assert_same(built, expected)
+    from_cache, _ = _read_history(run, 1, monkeypatch)  # reads the cache
+    assert colcache.load(run) is not None
+    assert_same(from_cache, expected)
+    assert len(from_cache.get("r").series["lr"]) == 299 - 299 // 7
