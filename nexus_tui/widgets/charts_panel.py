@@ -206,9 +206,13 @@ class ChartsPanel(Vertical):
     def _set(self, selector: str, text: str) -> None:
         """Update a text line only when it changed: an update re-lays out the panel (costly at a
         few frames a second while runs train)."""
-        if self._texts.get(selector) != text:
+        before = self._texts.get(selector)
+        if before != text:
             self._texts[selector] = text
-            self.query_one(selector, Static).update(text)
+            # One-line rows keep their size: no layout pass, unless the inspect block grew or shrank.
+            lines = text.count("\n")
+            self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
+                                                     or selector == "#chart-inspect" and not before)
 
     # -- zoom, pan, inspect ----------------------------------------------------------------------
 
