@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich.text import Text
 from textual import events
 from textual.app import RenderResult
 from textual.message import Message
@@ -148,6 +149,9 @@ class MetricChart(PlotextPlot):
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
         # building twice from the same data breaks; rebuild the figure from the spec when it changed.
         key = (self._chart_sig, self.size.width, self.size.height, self.app.theme)
+        if not any(len(c.xs) for c in self.spec.curves):
+            # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
+            return Text(self.spec.title.center(self.size.width or 0), style="bold")
         if key != self._chart_built or self._chart_render is None:
             self._plot_spec(self.spec)
             self._chart_render = super().render()
