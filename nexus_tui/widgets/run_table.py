@@ -44,14 +44,17 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     mark = "● " if marked else "  "
     name = Text(mark + run.name, style=f"bold {palette.hex(run.color)}")
     label = "starting…" if run.state == "starting" else str(run.state or "?")  # importing torch, building
+    loading = getattr(run, "loading", None)
     state = Text(label, style=STATE_STYLES.get(str(run.state), ""))
+    if loading is not None:  # its history is still being read: the records' state is not news yet
+        state = Text(f"loading {int(loading * 100)}%", style="italic")
     if run.exit_code not in (None, 0):
         state.append(f" ({run.exit_code})", style="red")
     total = run.total_steps or 0
     step = f"{run.step or 0}/{total}" if total else str(run.step or 0)
     return [
         name, str(run.model or fmt.DASH), str(run.device or fmt.DASH), state, step,
-        fmt.duration(run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce), fmt.loss(run.best_val_loss),
+        fmt.duration(None if loading is not None else run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce), fmt.loss(run.best_val_loss),
         fmt.count(run.tok_s),
     ]
 
@@ -80,6 +83,8 @@ class RunTable(DataTable):
         self._palette: ChartPalette | None = None
         self._shown: tuple[str, ...] = tuple(key for key, _ in COLUMNS)
         self._content: dict[str, int] = {}
+        self._drawn: dict[tuple[str, str], Any] = {}
+        """(run, column) -> the cell value last written, to write only what changed."""
         """column -> widest cell seen, to know what fits before a column is shown."""
 
     def on_mount(self) -> None:
@@ -92,6 +97,7 @@ class RunTable(DataTable):
         """(Re)build the table with these columns: rare (a resize across a threshold), so a rebuild
         that keeps the cursor on the same run is simpler than juggling column positions."""
         cursor = self.highlighted
+        self._drawn.clear()
         self.clear(columns=True)
         self._shown = keys
         labels = dict(COLUMNS)
@@ -165,7 +171,9 @@ class RunTable(DataTable):
                     self.add_row(*self._cells(run), key=run.name)
                     continue
                 for key, value in zip(self._shown, self._cells(run), strict=True):
-                    self.update_cell(run.name, key, value, update_width=True)
+                    if self._drawn.get((run.name, key)) != value:  # an update repaints the table
+                        self._drawn[(run.name, key)] = value
+                        self.update_cell(run.name, key, value, update_width=True)
         if was_empty and self.row_count:
             self.post_message(self.SelectionChanged(self.selected))
 
