@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nexus_core.protocol import STATES, read_status
+from nexus_core.recordtypes import State
 from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock
 from nexus_tui.runview import Series
 
@@ -131,14 +132,10 @@ def set_loading(store: MetricStore, name: str, run_dir: str | Path | None, loadi
         if run is None or (run.loading is None and not run.hello and run_dir is not None):
             run = store._view(name, run_dir)
             status = read_status(run_dir) if run_dir is not None else None
-            if status:
-                state, step, total = status.get("state"), status.get("step"), status.get("total_steps")
-                if state in STATES:
-                    run.state = state
-                if type(step) is int:
-                    run.step = step
-                if type(total) is int and total > 0:
-                    run.total_steps = total
+            if status and status.get("state") in STATES:  # as a state record, through the reducer
+                step, total = status.get("step"), status.get("total_steps")
+                run.apply(State(state=status["state"], step=step if type(step) is int else None,
+                                total_steps=total if type(total) is int and total > 0 else None))
         was = run.loading
         run.loading = min(max(float(loading), 0.0), 1.0)
         return was is None or int(was * 100) != int(run.loading * 100)
