@@ -67,10 +67,11 @@ class Grow:
             self.buf = grown
 
     def append(self, value: float) -> None:
-        if self.n == len(self.buf):
+        n = self.n  # the per-record path's hot spot: locals, no len()
+        if n == self.buf.shape[0]:
             self._room(1)
-        self.buf[self.n] = value
-        self.n += 1
+        self.buf[n] = value
+        self.n = n + 1
 
     def extend(self, values: Any) -> None:
         values = np.asarray(values, dtype=np.float64)

@@ -81,7 +81,8 @@ class Series:
             s.extend(step, tokens, time, v)
 
     def append(self, step: float, tokens: float, time: float, value: float) -> None:
-        self._own()
+        if self.shared:
+            self._own()
         self.step.append(step)
         self.tokens.append(tokens)
         self.time.append(time)
