@@ -8,11 +8,12 @@ one-line error instead of a crash minutes into training.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import tomli_w
 
@@ -24,50 +25,105 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+INT64_MAX = 2**63 - 1
+MAX_STEPS = 10**10
+"""The most steps a run may have; the same limit as a ramp's new total (schema.COMMAND_ARGS)."""
+MAX_LIST = 1024
+
+
+@dataclass(frozen=True)
+class Range:
+    """The limits of one numeric field, declared beside it: `Annotated[float, Range(0, 1, hi_open=True)]`.
+
+    `validate()` checks every field against its Range (and every float for being finite, every int for
+    fitting in int64), so a value that would fail minutes into a run (an LR of 1e39, a negative top-k
+    at the first sample, a seed torch cannot take) fails before any tensor exists, in one line."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    hint: str = ""
+    """Said after the limits, e.g. " (0 = off)"."""
+
+    def holds(self, v: float) -> bool:
+        above = v > self.lo if self.lo_open else v >= self.lo
+        below = v < self.hi if self.hi_open else v <= self.hi
+        return above and below
+
+    def text(self) -> str:
+        lo, hi = _num(self.lo), _num(self.hi)
+        if not (self.lo_open or self.hi_open):
+            return f"between {lo} and {hi}{self.hint}"
+        return f"in {'(' if self.lo_open else '['}{lo}, {hi}{')' if self.hi_open else ']'}{self.hint}"
+
+
+def _num(v: float) -> str:
+    if isinstance(v, int):
+        return str(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e7 else f"{v:g}"
+
+
+def R(lo: float, hi: float, **kw: Any) -> Range:  # noqa: N802 - reads like the type it annotates
+    return Range(lo, hi, **kw)
+
+
+Unit = Annotated[float, R(0.0, 1.0)]
+"""A fraction in [0, 1]."""
+Beta = Annotated[float, R(0.0, 1.0, hi_open=True)]
+"""A moving-average coefficient: 1 would never move."""
+Weight = Annotated[float, R(0.0, 100.0)]
+Layers = Annotated[list[int], R(0, 1023)]
+LR = Annotated[float, R(0.0, 1e30, lo_open=True)]
+"""Past 1e30 an LR is no longer a float32 number once it meets a gradient (1e39 is inf in float32).
+Below that, an LR that makes the loss blow up is nan_policy's job: the run pauses with an alert (the
+nan tests use 1e30 to make that happen for real); a ramp's target is capped at 10 (COMMAND_ARGS)."""
+Count = Annotated[int, R(1, 1 << 20)]
+
 
 @dataclass
 class ModelConfig:
     """The network. `family` picks the model module; the other fields are shared or family options."""
 
-    family: str = "transformer"
+    family: Literal["transformer", "hybrid", "engram", "lstm"] = "transformer"
     """transformer | hybrid | engram | lstm"""
-    vocab_size: int = 0
+    vocab_size: Annotated[int, R(0, 1 << 20)] = 0
     """0 = take it from the tokenizer (256 for bytes, data.bpe_vocab for BPE)."""
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    n_kv_heads: int = 2
+    d_model: Annotated[int, R(1, 1 << 16)] = 128
+    n_layers: Annotated[int, R(1, 1024)] = 4
+    n_heads: Annotated[int, R(1, 1024)] = 4
+    n_kv_heads: Annotated[int, R(1, 1024)] = 2
     """Grouped-query attention: each KV head serves n_heads / n_kv_heads query heads."""
-    d_ff: int = 0
+    d_ff: Annotated[int, R(0, 1 << 20)] = 0
     """SwiGLU hidden width; 0 = 8/3 * d_model rounded up to a multiple of 32."""
-    seq_len: int = 128
-    dropout: float = 0.0
+    seq_len: Annotated[int, R(1, 1 << 20)] = 128
+    dropout: Annotated[float, R(0.0, 1.0, hi_open=True)] = 0.0
     tie_embeddings: bool = True
-    rope_base: float = 10000.0
-    mtp_heads: int = 0
+    rope_base: Annotated[float, R(1.0, 1e12, lo_open=True)] = 10000.0
+    mtp_heads: Annotated[int, R(0, 16)] = 0
     """Extra multi-token-prediction heads (head k predicts token t+1+k); 0 = off."""
-    mtp_weight: float = 0.3
+    mtp_weight: Weight = 0.3
     """lambda in L = CE_main + (lambda / D) * sum_k CE_k."""
     # Family options (hybrid / engram / lstm / transformer variants).
-    attn_every: int = 8
+    attn_every: Annotated[int, R(0, 1024)] = 8
     """hybrid: layer i is attention when i % attn_every == attn_offset, else SSM."""
-    attn_offset: int = 4
-    ssm_state: int = 16
-    ssm_expand: int = 2
-    ssm_conv: int = 4
-    ssm_chunk: int = 32
-    engram_layers: list[int] = field(default_factory=lambda: [1])
-    engram_orders: list[int] = field(default_factory=lambda: [2, 3])
-    engram_table_mult: int = 8
+    attn_offset: Annotated[int, R(0, 1024)] = 4
+    ssm_state: Annotated[int, R(0, 4096)] = 16
+    ssm_expand: Annotated[int, R(0, 64)] = 2
+    ssm_conv: Annotated[int, R(0, 64)] = 4
+    ssm_chunk: Annotated[int, R(0, 1 << 16)] = 32
+    engram_layers: Layers = field(default_factory=lambda: [1])
+    engram_orders: Annotated[list[int], R(0, 64)] = field(default_factory=lambda: [2, 3])
+    engram_table_mult: Annotated[int, R(0, 1024)] = 8
     """Each hashed n-gram table has about table_mult * vocab_size rows."""
-    lstm_levels: list[int] = field(default_factory=lambda: [1, 16, 256])
+    lstm_levels: Annotated[list[int], R(0, 1 << 20)] = field(default_factory=lambda: [1, 16, 256])
     """Update period (in steps) of each nested level."""
-    surprise_weight: float = 0.0
-    hc_streams: int = 0
+    surprise_weight: Weight = 0.0
+    hc_streams: Annotated[int, R(0, 64)] = 0
     """mHC-lite residual streams; 0 = plain residual."""
-    loop_count: int = 1
+    loop_count: Annotated[int, R(1, 64)] = 1
     """Repeat the block stack this many times with shared weights."""
-    wavelet_layers: list[int] = field(default_factory=list)
+    wavelet_layers: Layers = field(default_factory=list)
     """Layers whose token mixing is a causal Haar-wavelet layer instead of attention."""
 
     def resolved_d_ff(self) -> int:
@@ -82,12 +138,12 @@ class DataConfig:
 
     source: str = "stdlib"
     """'stdlib' (the Python standard library's own .py files) or a path to a text file or folder."""
-    tokenizer: str = "byte"
+    tokenizer: Literal["byte", "bpe"] = "byte"
     """byte (vocab 256) | bpe (trained with `tokenizers`, saved in the run folder)."""
-    bpe_vocab: int = 2048
-    val_fraction: float = 0.05
+    bpe_vocab: Annotated[int, R(0, 1 << 20)] = 2048
+    val_fraction: Annotated[float, R(0.0, 0.5, lo_open=True, hi_open=True)] = 0.05
     """Fraction of files (file-level split, deterministic) held out for evaluation."""
-    max_bytes: int = 0
+    max_bytes: Annotated[int, R(0, 1 << 50, hint=" (0 = all)")] = 0
     """Cap on corpus bytes read (0 = all); keeps CPU presets quick to start."""
 
 
@@ -95,23 +151,23 @@ class DataConfig:
 class OptimConfig:
     """Optimizer. Muon takes 2-D hidden weights; `fallback` takes the rest."""
 
-    name: str = "adamw"
+    name: Literal["adamw", "muon", "lion"] = "adamw"
     """adamw | muon | lion"""
-    lr: float = 3e-3
+    lr: LR = 3e-3
     """Peak LR of the AdamW/Lion groups; the schedule multiplies every group's LR alike."""
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
-    muon_lr: float = 0.02
-    muon_weight_decay: float = 0.0
+    weight_decay: Weight = 0.1
+    beta1: Beta = 0.9
+    beta2: Beta = 0.95
+    eps: Annotated[float, R(0.0, 1.0, lo_open=True)] = 1e-8
+    muon_lr: LR = 0.02
+    muon_weight_decay: Weight = 0.0
     """Decoupled weight decay of the Muon groups. 0 as in the reference Muon: at lr 0.02 the AdamW
     groups' weight_decay would shrink the hidden matrices ~7x faster than it shrinks the rest."""
-    muon_momentum: float = 0.95
-    muon_ns_steps: int = 5
-    fallback: str = "adamw"
+    muon_momentum: Beta = 0.95
+    muon_ns_steps: Annotated[int, R(1, 100)] = 5
+    fallback: Literal["adamw", "lion"] = "adamw"
     """Optimizer for non-Muon params when name = muon: adamw | lion."""
-    grad_clip: float = 1.0
+    grad_clip: Annotated[float, R(0.0, 1e6, hint=" (0 = off)")] = 1.0
     """Clip the global grad norm to this (0 = off); the reported gnorm is before clipping."""
 
 
@@ -119,13 +175,13 @@ class OptimConfig:
 class ScheduleConfig:
     """LR schedule, as a multiplier on each group's peak LR."""
 
-    name: str = "cosine"
+    name: Literal["cosine", "wsd", "constant"] = "cosine"
     """cosine | wsd | constant"""
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1
-    decay_fraction: float = 0.2
+    warmup_steps: Annotated[int, R(0, MAX_STEPS)] = 20
+    min_lr_ratio: Unit = 0.1
+    decay_fraction: Annotated[float, R(0.0, 1.0, lo_open=True)] = 0.2
     """wsd: fraction of the run spent decaying at the end."""
-    decay_shape: str = "linear"
+    decay_shape: Literal["linear", "sqrt", "exp"] = "linear"
     """wsd: linear | sqrt (1 - sqrt) | exp"""
 
 
@@ -133,31 +189,31 @@ class ScheduleConfig:
 class TrainConfig:
     """The loop: length, batch, device, and how often to eval, sample and checkpoint."""
 
-    steps: int = 200
+    steps: Annotated[int, R(1, MAX_STEPS)] = 200
     """Total steps of the schedule."""
-    batch_size: int = 16
-    grad_accum: int = 1
-    label_smoothing: float = 0.0
+    batch_size: Count = 16
+    grad_accum: Count = 1
+    label_smoothing: Annotated[float, R(0.0, 1.0, hi_open=True)] = 0.0
     device: str = "auto"
     """auto | cpu | cuda | cuda:N | mps"""
-    threads: int = 0
+    threads: Annotated[int, R(0, 4096, hint=" (0 = torch's default)")] = 0
     """CPU threads for torch (0 = torch's default); lets two CPU runs share a machine."""
-    dtype: str = "auto"
+    dtype: Literal["auto", "fp32", "bf16"] = "auto"
     """auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16"""
     compile: bool = False
-    seed: int = 1337
-    eval_every: int = 50
-    eval_batches: int = 8
-    sample_every: int = 100
+    seed: Annotated[int, R(0, INT64_MAX)] = 1337
+    eval_every: Annotated[int, R(0, MAX_STEPS, hint=" (0 = never)")] = 50
+    eval_batches: Count = 8
+    sample_every: Annotated[int, R(0, MAX_STEPS, hint=" (0 = never)")] = 100
     sample_prompt: str = "def "
-    sample_tokens: int = 80
-    sample_temperature: float = 0.8
-    sample_top_k: int = 40
-    ckpt_every: int = 100
-    keep_last: int = 3
+    sample_tokens: Annotated[int, R(0, 4096)] = 80
+    sample_temperature: Annotated[float, R(0.0, 5.0, hint=" (0 = greedy)")] = 0.8
+    sample_top_k: Annotated[int, R(0, 1 << 20, hint=" (0 = off)")] = 40
+    ckpt_every: Annotated[int, R(0, MAX_STEPS, hint=" (0 = never)")] = 100
+    keep_last: Annotated[int, R(1, 1 << 20)] = 3
     save_best: bool = True
     """Also checkpoint at every eval that sets a new best val loss, so `best` is truly the best."""
-    nan_policy: str = "pause"
+    nan_policy: Literal["pause", "skip", "rollback"] = "pause"
     """What a NaN/inf loss does: pause | skip | rollback."""
     deterministic: bool = False
     """Deterministic kernels where torch has them (torch.use_deterministic_algorithms, warn-only, and a
@@ -185,14 +241,9 @@ class Config:
     def validate(self) -> Config:
         """Raise ConfigError with one line that says what to fix; return self when fine."""
         m, d, o, s, t = self.model, self.data, self.optim, self.schedule, self.train
-        _choice("model.family", m.family, ("transformer", "hybrid", "engram", "lstm"))
-        _choice("data.tokenizer", d.tokenizer, ("byte", "bpe"))
-        _choice("optim.name", o.name, ("adamw", "muon", "lion"))
-        _choice("optim.fallback", o.fallback, ("adamw", "lion"))
-        _choice("schedule.name", s.name, ("cosine", "wsd", "constant"))
-        _choice("schedule.decay_shape", s.decay_shape, ("linear", "sqrt", "exp"))
-        _choice("train.nan_policy", t.nan_policy, ("pause", "skip", "rollback"))
-        _choice("train.dtype", t.dtype, ("auto", "fp32", "bf16"))
+        sections = [(name, getattr(self, name)) for name in SECTIONS]
+        for name, section in sections:
+            check_fields(name, section, ranges=False)  # types and choices first: the checks below compare
         for name, value in (
             ("model.d_model", m.d_model), ("model.n_layers", m.n_layers), ("model.n_heads", m.n_heads),
             ("model.n_kv_heads", m.n_kv_heads), ("model.seq_len", m.seq_len), ("model.loop_count", m.loop_count),
@@ -242,8 +293,10 @@ class Config:
         dev = t.device
         if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
             raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got {dev!r}")
-        if not run_name_ok(self.name):
+        if not isinstance(self.name, str) or not run_name_ok(self.name):
             raise ConfigError(f"run name {self.name!r}: use {RUN_NAME_RULE}")
+        for name, section in sections:
+            check_fields(name, section, ranges=True)
         return self
 
 
@@ -299,9 +352,69 @@ def check_family_options(m: ModelConfig) -> None:
             )
 
 
-def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def field_limits(section: Any) -> dict[str, tuple[Any, Range | None, tuple[str, ...]]]:
+    """Each field of a config section: (its base type, its declared Range, its Literal choices)."""
+    cls = type(section)
+    if cls not in _HINTS:
+        out: dict[str, Any] = {}
+        for name, hint in get_type_hints(cls, include_extras=True).items():
+            rng = None
+            if get_origin(hint) is Annotated:
+                hint, *meta = get_args(hint)
+                rng = next((m for m in meta if isinstance(m, Range)), None)
+            choices: tuple[str, ...] = ()
+            if get_origin(hint) is Literal:
+                choices, hint = get_args(hint), str
+            out[name] = (get_origin(hint) or hint, rng, choices)
+        _HINTS[cls] = out
+    return _HINTS[cls]
+
+
+def check_fields(section_name: str, section: Any, ranges: bool = True) -> None:
+    """Every field of one section against its declared type, choices and (if `ranges`) limits: a
+    float must be finite, an int must fit in int64 (torch's limit) and both inside their Range."""
+    for key, (kind, rng, choices) in field_limits(section).items():
+        name, value = f"{section_name}.{key}", getattr(section, key)
+        if choices:
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        elif kind is list:
+            if not isinstance(value, list) or len(value) > MAX_LIST or not all(_is_int(x) for x in value):
+                raise ConfigError(f"{name} must be a list of at most {MAX_LIST} integers, got {_short(value)}")
+            bad = [x for x in value if rng is not None and not rng.holds(x)]
+            if ranges and bad and rng is not None:
+                raise ConfigError(f"{name}: every entry must be {rng.text()}, got {bad[0]} in {value}")
+        elif kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+        elif kind is int:
+            if not _is_int(value):
+                raise ConfigError(f"{name} must be an integer, got {value!r}")
+            limits = rng or Range(-INT64_MAX - 1, INT64_MAX)
+            if ranges and not limits.holds(value):
+                raise ConfigError(f"{name} must be {limits.text()}, got {value}")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if ranges and not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number{'' if rng is None else ' ' + rng.text()}, "
+                                  f"got {value}")
+            if ranges and rng is not None and not rng.holds(value):
+                raise ConfigError(f"{name} must be {rng.text()}, got {value!r}")
+        elif kind is str and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, got {value!r}")
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:60] + "…"
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 SECTIONS = ("model", "data", "optim", "schedule", "train")
@@ -388,7 +501,10 @@ def apply_override(cfg: Config, text: str) -> Config:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()
-    _set_field(getattr(cfg, section_name), section_name, key.strip(), value, f"override {text!r}")
+    except ValueError:  # e.g. an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"override {path.strip()!r}: the value is too large") from None
+    shown = text if len(text) <= 80 else text[:60] + "…"
+    _set_field(getattr(cfg, section_name), section_name, key.strip(), value, f"override {shown!r}")
     return cfg
 
 
@@ -401,7 +517,10 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
     current = getattr(section, key)
     want = type(current)
     if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{origin}: {section_name}.{key} is far too large for a number") from None
     elif want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         value = str(value)
     if want is list and isinstance(value, list):

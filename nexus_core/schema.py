@@ -20,6 +20,9 @@ STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KI
     "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed",
 )
 STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED)
+STALLED = "stalled"
+"""Never written by an engine: what a reader shows for a running run silent far beyond its usual pace
+(`RunState.stalled`)."""
 LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
 FINAL_STATES = frozenset({FINISHED, CRASHED, STOPPED, FAILED, KILLED})
 

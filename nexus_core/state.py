@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 import signal
+import statistics
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +25,16 @@ from nexus_core.schema import (
     LIVE_STATES,
     PAUSED,
     RUNNING,
+    STALLED,
     STARTING,
     STOPPED,
 )
+
+STALL_FLOOR_S = 30.0
+"""A running run is stalled after at least this long without a record (an eval or a slow step is not)."""
+STALL_FACTOR = 20.0
+"""... and after this many times its usual gap between metric records, for runs with slow steps."""
+_GAPS = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,18 @@ def exit_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+def ranks_device(device: str, world_size: int) -> str:
+    """The devices of a run's ranks, from rank 0's device and the world size: cpu×2 for CPU ranks,
+    cuda:0,1 for torchrun's one GPU per rank (each takes cuda:LOCAL_RANK; on several hosts the
+    indices repeat per host, so past 8 ranks it reads cuda×N). One process: the device itself."""
+    if world_size <= 1:
+        return device
+    kind = device.split(":", 1)[0]
+    if kind == "cuda" and world_size <= 8:
+        return "cuda:" + ",".join(str(i) for i in range(world_size))
+    return f"{kind}×{world_size}"
+
+
 @dataclass(kw_only=True)
 class RunState:
     """A run's standing, folded from its records and events in order. `apply` is the only writer."""
@@ -86,6 +108,8 @@ class RunState:
     """The last lines of engine.log when the process died badly."""
     started: float | None = None
     updated: float | None = None
+    _gaps: deque[float] = field(default_factory=lambda: deque(maxlen=_GAPS), repr=False)
+    """Seconds between recent metric records: the run's usual pace, for `stalled`."""
 
     @property
     def live(self) -> bool:
@@ -122,7 +146,7 @@ class RunState:
         self.hello = rec
         self.config = rec.config
         self.model = rec.model or self.model
-        self.device = rec.device or self.device
+        self.device = ranks_device(rec.device, rec.world_size) if rec.device else self.device
         self.pid, self.params = rec.pid, rec.params
         if rec.total_steps > 0:
             self.total_steps = rec.total_steps
@@ -133,6 +157,9 @@ class RunState:
         return "hello"
 
     def _metric(self, rec: Metric) -> str:
+        last = self.metric
+        if last is not None and last.time is not None and rec.time is not None and rec.time > last.time:
+            self._gaps.append(rec.time - last.time)
         self.metric = rec
         self.step, self.tokens = rec.step, rec.tokens
         self.loss, self.ce, self.lr, self.tok_s = rec.loss, rec.ce, rec.lr, rec.tok_s
@@ -183,3 +210,24 @@ class RunState:
     @property
     def paused(self) -> bool:
         return self.state == PAUSED
+
+    def stall_after_s(self, floor_s: float | None = None) -> float:
+        """How long a running run may go without a record before it counts as stalled: the floor
+        (STALL_FLOOR_S unless given), or STALL_FACTOR times its median gap between metric records
+        when that is longer."""
+        usual = statistics.median(self._gaps) if self._gaps else 0.0
+        return max(STALL_FLOOR_S if floor_s is None else floor_s, STALL_FACTOR * usual)
+
+    def stalled(self, now: float | None = None, floor_s: float | None = None) -> bool:
+        """Whether a run that says it is running has been silent far beyond its usual pace (stopped
+        with SIGSTOP, hung in a kernel or on a dead filesystem). Its process may still be alive:
+        that it is gone is `crashed`, which the pid check (not silence) decides. The one place that
+        decides stalled: the run table, `nexus runs` and the ETA all ask it."""
+        if self.state != RUNNING or self.updated is None:
+            return False
+        now = time.time() if now is None else now
+        return now - self.updated > self.stall_after_s(floor_s)
+
+    def shown_state(self, now: float | None = None, floor_s: float | None = None) -> str:
+        """The state to show a person: `stalled` for a silent running run, else the state."""
+        return STALLED if self.stalled(now, floor_s) else self.state

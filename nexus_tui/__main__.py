@@ -41,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of to stdout")
     report.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    export = sub.add_parser("export", help="write every point of runs' series as CSV or Parquet (long table)")
+    export.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
+    fmt = export.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--csv", action="store_true", help="CSV (to stdout, or -o FILE)")
+    fmt.add_argument("--parquet", action="store_true", help="Parquet (needs -o FILE and pip install 'nexus[export]')")
+    export.add_argument("-o", "--output", metavar="PATH", help="write here instead of to stdout")
+    export.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
+    imp = sub.add_parser("import-tb", help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
+    imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
+    imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
+    imp.add_argument("--root", dest="sub_root", default=None, help="folder to put the run in (default: --root before it, ./runs)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
@@ -66,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "report":
         return _report(root, args.runs, args.output)
+
+    if args.command == "export":
+        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output)
+
+    if args.command == "import-tb":
+        return _import_tb(root, args.logdir, args.name)
 
     from nexus_tui.app import make_app
 
@@ -95,6 +112,56 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
         print(f"error: cannot write {output}: {e.strerror or e}", file=sys.stderr)
         return 2
     print(f"wrote {output}", file=sys.stderr)
+    return 0
+
+
+def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
+    """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
+    from nexus_tui import export as X
+    from nexus_tui.comparison import UnknownRunError
+
+    if kind == "parquet" and output is None:
+        print("error: Parquet is binary: give a file with -o PATH", file=sys.stderr)
+        return 2
+    try:
+        runs = X.load(root, names)
+        if kind == "parquet":
+            count = X.write_parquet(Path(output), X.rows(runs))
+        elif output is not None:
+            count = X.write_csv_file(Path(output), X.rows(runs))
+        else:
+            try:
+                X.write_csv(sys.stdout, X.rows(runs))
+                sys.stdout.flush()
+            except BrokenPipeError:
+                _print_out("")
+            return 0
+    except (UnknownRunError, X.ExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot {'write' if output else 'read'} {e.filename or output or 'a run folder'}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 2
+    print(f"wrote {count} points to {output}", file=sys.stderr)
+    return 0
+
+
+def _import_tb(root: Path, logdir: str, name: str | None) -> int:
+    """`nexus import-tb`: one finished run folder, or one `error:` line, exit 2 and no folder."""
+    from nexus_tui.import_tb import ImportTBError, import_logdir
+
+    try:
+        target, scalars = import_logdir(logdir, root, name)
+    except ImportTBError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write {e.filename or root}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    steps = len(scalars.points)
+    torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
+    print(f"imported {steps} steps from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
     return 0
 
 

@@ -8,6 +8,7 @@ second inside `batch_update()`: records can arrive thousands a second, a person 
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -100,6 +101,8 @@ class NexusApp(App[None]):
         self._replayed = False
         """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
         """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
+        self._stalled: set[str] = set()
+        """Runs shown as stalled at the last check: silence alone changes the table."""
         register_themes(self)
 
     # -- layout ----------------------------------------------------------------------------------
@@ -280,8 +283,12 @@ class NexusApp(App[None]):
             self.query_one(TelemetryPane).show(self.services.telemetry_view(self.theme))
         except NoMatches:  # the app is closing: the pane's blocks are gone before its timers
             return
-        if any(is_starting(r) for r in self.store.runs()):
+        runs = self.store.runs()
+        if any(is_starting(r) for r in runs):
             self._dirty = True  # the "starting… Ns" line counts up while nothing else changes
+        stalled = {r.name for r in runs if r.stalled()}
+        if stalled != self._stalled:  # silence changes what the table says without any record
+            self._stalled, self._dirty = stalled, True
 
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name
@@ -448,16 +455,23 @@ class NexusApp(App[None]):
         self.push_screen(LaunchScreen(self.root, available_presets(), devices), answered)
 
     @work(thread=True, group="launch")
-    def launch(self, preset: str, name: str, device: str, steps: int, overrides: list[str]) -> None:
-        """Start an engine (spawning takes a moment; the UI keeps drawing)."""
+    def launch(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
+               overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+        """Start an engine over `nproc` ranks, or a command using the reporter (spawning takes a
+        moment; the UI keeps drawing)."""
+        sup = self.services.supervisor
         try:
-            run_dir = self.services.supervisor.launch(preset, name, device, steps or None, overrides)
+            if command:
+                run_dir = sup.launch_command(command, name, device)
+            else:
+                run_dir = sup.launch(preset, name, device, steps or None, overrides, nproc=nproc)
         except Exception as e:  # noqa: BLE001 - a refused launch is one line, never a traceback
             self.post_message(msg.CommandFinished(name, "launch", str(e)))
             return
         # The engine says hello only after importing torch (seconds): show the run as starting now.
         self.post_message(msg.RunLaunched(run_dir.name, run_dir))
-        self.call_from_thread(self.log_line, name, f"launched {preset} on {device}")
+        what = shlex.join(command) if command else preset + (f" over {nproc} processes" if nproc > 1 else "")
+        self.call_from_thread(self.log_line, name, f"launched {what} on {device}")
 
     def _launch_demo(self) -> None:
         """Two contrasting runs so a newcomer sees two live loss curves within seconds."""

@@ -1,6 +1,7 @@
 """Reading what an engine process leaves behind: its metrics pipe, the tail of its log, its last state.
 
-Split from supervisor.py (which owns the processes) so each file has one job. All torch-free and
+Split from supervisor.py (which owns the processes) so each file has one job; also how a launched
+command is found and which GPUs it sees. All torch-free and
 UI-free; called from the supervisor's reader and poller threads.
 """
 
@@ -10,6 +11,7 @@ import contextlib
 import fcntl
 import os
 import select
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -128,3 +130,22 @@ def _drain(fd: int) -> bytes:
             break
         chunks.append(data)
     return b"".join(chunks)
+
+
+def command_program(argv: list[str]) -> str:
+    """The executable a launched command runs, found on PATH as a shell would (but with no shell):
+    `python` is the user's python, never the dashboard's. Raises ValueError with what to fix."""
+    if not argv or not argv[0].strip():
+        raise ValueError("give a command to run, e.g. python train.py --lr 3e-4")
+    found = shutil.which(argv[0])
+    if found is None:
+        raise ValueError(f"command not found: {argv[0]!r} (not an executable file, nor on PATH)")
+    return found
+
+
+def visible_devices(device: str) -> str | None:
+    """CUDA_VISIBLE_DEVICES for a command launched on `device`: cuda:N shows that GPU alone (the
+    script sees it as cuda:0), cpu none; anything else (cuda, auto) leaves the variable as it is."""
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return device[5:]
+    return "" if device == "cpu" else None

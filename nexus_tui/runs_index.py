@@ -2,7 +2,9 @@
 
 The status file says what a run *claimed* last; a run killed with SIGKILL or lost with its machine
 still claims "running". So a live-looking state whose pid is gone (or now belongs to some other
-program) is reported as "crashed", the same word the dashboard uses for it.
+program) is reported as "crashed", the same word the dashboard uses for it. A running run whose
+process lives but which has written nothing for far longer than its usual pace is "stalled"
+(`RunState.stalled` decides, from the tail of its metrics file).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from nexus_core.protocol import (
     CRASHED,
     LIVE_STATES,
     METRICS_FILE,
+    RUNNING,
     STATES,
     STATUS_FILE,
     pid_alive,
     read_records,
     read_status,
+    tail_bytes,
 )
+from nexus_core.records import RecordDecoder
+from nexus_core.schema import STALLED
 from nexus_core.state import RunState
 from nexus_core.units import as_int, as_num
 
@@ -83,7 +89,23 @@ def _from_metrics(s: RunSummary, path: Path) -> None:
     s.updated = run.updated or s.updated
 
 
-def summarize_run(run_dir: Path) -> RunSummary:
+STALL_TAIL_BYTES = 256 << 10
+"""How much of a live run's metrics file `nexus runs` reads to learn its pace and last record."""
+
+
+def _stalled(s: RunSummary, path: Path, now: float, floor_s: float | None) -> bool:
+    """The core's stall rule over the last records of the file (a torn first record is skipped)."""
+    data = tail_bytes(path, STALL_TAIL_BYTES)
+    run = RunState(state=RUNNING)
+    for rec in RecordDecoder().feed(data or b""):
+        run.apply(rec)
+    run.state = RUNNING
+    if s.updated is not None and (run.updated is None or s.updated > run.updated):
+        run.updated = s.updated  # the status file was rewritten later than the last record
+    return run.stalled(now, floor_s)
+
+
+def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float | None = None) -> RunSummary:
     """One run folder's summary; never raises for a damaged folder (says so in `note`)."""
     s = RunSummary(name=run_dir.name, run_dir=run_dir)
     status = read_status(run_dir)
@@ -99,6 +121,9 @@ def summarize_run(run_dir: Path) -> RunSummary:
     if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
+    elif s.state == RUNNING and _stalled(s, metrics, time.time() if now is None else now, stall_floor_s):
+        s.note = f"running (pid {s.pid} lives), but it has written nothing since {_ago(s.updated, now or time.time())}"
+        s.state = STALLED
     return s
 
 

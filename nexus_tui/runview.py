@@ -152,8 +152,8 @@ class RunView(RunState):
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds to total_steps at the recent speed; None when not training or not known."""
-        if self.state not in LIVE_STATES or self.state == PAUSED or self.total_steps <= 0:
+        """Seconds to total_steps at the recent speed; None when not training, stalled or not known."""
+        if self.state not in LIVE_STATES or self.state == PAUSED or self.total_steps <= 0 or self.stalled():
             return None
         rate = self.steps_per_s
         if rate is None:

@@ -37,12 +37,15 @@ class Services:
         )
         self.watcher = RunsWatcher(
             self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
-            on_batch=self._on_batch,
+            on_batch=self._on_batch, on_run_ready=self._on_run_ready,
         )
         self.telemetry = Telemetry()
         self._tracked: dict[str, int] = {}
         self._scanned = threading.Event()
         """Set once the start-up scan has replayed every run's history and attached the live ones."""
+        self._ready_early: set[Path] = set()
+        """Runs whose status appeared during the start-up scan: attached when it is done."""
+        self._ready_lock = threading.Lock()
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
 
@@ -60,14 +63,24 @@ class Services:
 
     def _on_new_run(self, run_dir: Path) -> None:
         self.app.post_message(msg.RunDiscovered(Path(run_dir)))
-        if not self._scanned.is_set():
-            return  # the start-up scan attaches every run after replaying its history
-        # Already on a watcher thread: attaching (status read, pid check) may not block the UI anyway.
-        # It lets commands and exit detection work for runs started elsewhere.
+
+    def _on_run_ready(self, run_dir: Path) -> None:
+        """A run found by the watcher now has a status (or metrics) file: follow its process, so a
+        run started from a terminal gets commands and exit detection (killed: crashed), even when
+        its folder was found before its engine wrote anything. On a watcher thread: attaching (status
+        read, pid check) never blocks the UI."""
+        with self._ready_lock:
+            if not self._scanned.is_set():  # the start-up scan attaches after replaying the history
+                self._ready_early.add(Path(run_dir))
+                return
+        self._attach(Path(run_dir))
+
+    def _attach(self, run_dir: Path) -> bool:
         try:
-            self.supervisor.attach(run_dir, feed_history=False)
+            return self.supervisor.attach(run_dir, feed_history=False)
         except Exception as e:  # noqa: BLE001 - a run we cannot attach is still shown from its file
-            self._on_warning(Path(run_dir).name, f"cannot follow its process: {e}")
+            self._on_warning(run_dir.name, f"cannot follow its process: {e}")
+            return False
 
     # -- used by the app -------------------------------------------------------------------------
 
@@ -87,7 +100,10 @@ class Services:
             self.watcher.scan_existing()
             attached = self.supervisor.attach_all(feed_history=False)
         finally:
-            self._scanned.set()
+            with self._ready_lock:
+                self._scanned.set()
+                early, self._ready_early = self._ready_early, set()
+        attached += [d.name for d in sorted(early) if d.name not in attached and self._attach(d)]
         self.app.post_message(msg.RunsAttached(attached))
         return attached
 
@@ -112,7 +128,7 @@ class Services:
         palette = palette_for(theme)
         gpus = []
         for g in snap.gpus:
-            owners = {pid: name for name, pid in self._tracked.items()}
+            owners = {pid: name for name, p in snap.processes.items() for pid in p.pids or (p.pid,)}
             gpus.append(GpuView(
                 index=g.index, name=g.name, util=g.util, mem_used=g.mem_used, mem_total=g.mem_total, temp=g.temp_c,
                 power=g.power_w, power_limit=g.power_limit_w, sm_clock=g.clock_sm_mhz, mem_clock=g.clock_mem_mhz,

@@ -9,6 +9,12 @@ dashboard did not start (a terminal, a previous dashboard) are attached: their h
 metrics.msgpack, the watcher follows the file, and a poller notices within a second when their pid
 dies. Commands go over each run's control socket, so they work the same for both kinds.
 
+`launch(..., nproc=N)` runs the engine's `--nproc N`, which execs torchrun in the same process: the
+pid we hold is torchrun's, its workers are its children, and since no fd crosses torchrun the run
+is followed from its folder (the watcher) while a waiter thread reports its exit. `launch_command`
+runs any program with the reporter (`nexus.init()`) the same way an engine run is: own session, log,
+pipe (NEXUS_METRICS_FD), control socket, crash tail.
+
 Callbacks are called from threads; they must be quick and must not block on the UI thread.
 """
 
@@ -45,7 +51,15 @@ from nexus_core.protocol import (
 )
 from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
-from nexus_tui.engine_io import exit_code_of, log_tail, read_pipe, widen_pipe
+from nexus_core.schema import RUN_DIR_ENV
+from nexus_tui.engine_io import (
+    command_program,
+    exit_code_of,
+    log_tail,
+    read_pipe,
+    visible_devices,
+    widen_pipe,
+)
 from nexus_tui.fastdecode import Piece, batch_records
 
 OnRecords = Callable[[str, Path, list[Record]], None]
@@ -58,6 +72,8 @@ POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
+MAX_RANKS = 64
+"""The most processes the form may ask torchrun for on one machine."""
 
 
 class LaunchError(Exception):
@@ -120,16 +136,16 @@ class Supervisor:
         device: str = "cpu",
         steps: int | None = None,
         overrides: list[str] | None = None,
+        nproc: int = 1,
     ) -> Path:
-        """Start `python -m engine train` for a new run folder root/NAME; returns that folder.
-        Raises LaunchError for a bad name, a name that is taken, or an engine that cannot start."""
+        """Start `python -m engine train` for a new run folder root/NAME; returns that folder. With
+        `nproc` > 1 the engine execs torchrun (its `--nproc`): one run over that many ranks, followed
+        from its run folder (no pipe crosses torchrun). Raises LaunchError for a bad name, a name
+        that is taken, or an engine that cannot start."""
         name = name.strip() if name else self._free_name(preset)
-        if error := check_run_name(name):
-            raise LaunchError(error)
-        run_dir = self.root / name
-        metrics = run_dir / METRICS_FILE
-        if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
-            raise LaunchError(f"a run named {name!r} already exists: resume it, or pick another name")
+        run_dir = self._new_run_dir(name)
+        if not 1 <= nproc <= MAX_RANKS:
+            raise LaunchError(f"processes must be 1 to {MAX_RANKS}, got {nproc}")
         if steps is not None and steps < 1:
             raise LaunchError(f"steps must be at least 1, got {steps}")
         args = ["train", "--preset", preset, "--run-dir", str(run_dir), "--device", device]
@@ -137,7 +153,38 @@ class Supervisor:
             args += ["--steps", str(steps)]
         for text in overrides or []:
             args += ["--set", text]
-        self._spawn(name, run_dir, args, device)
+        self._spawn(name, run_dir, args, device, nproc)
+        return run_dir
+
+    def launch_command(self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None) -> Path:
+        """Start any program (`python train.py --lr 3e-4`, already split) as run root/NAME: no shell,
+        the dashboard's own Python and paths untouched, NEXUS_RUN_DIR naming the new folder for the
+        script's `nexus.init()`, the metrics pipe in NEXUS_METRICS_FD, CUDA_VISIBLE_DEVICES set
+        from `device` (cpu: none visible), output appended to the folder's log. `cwd` defaults to
+        the dashboard's working directory, where a relative `train.py` was meant."""
+        run_dir = self._new_run_dir(name.strip())
+        try:
+            program = command_program(argv)
+        except ValueError as e:
+            raise LaunchError(str(e)) from None
+        env = self._env(None)
+        env[RUN_DIR_ENV] = str(run_dir)
+        if (visible := visible_devices(device)) is not None:
+            env["CUDA_VISIBLE_DEVICES"] = visible
+
+        def build(fd: int | None) -> tuple[list[str], dict[str, str]]:
+            return [program, *argv[1:]], {**env, "NEXUS_METRICS_FD": str(fd)}
+
+        self._start(run_dir.name, run_dir, build, device, Path(cwd) if cwd else Path.cwd(), what=argv[0])
+        return run_dir
+
+    def _new_run_dir(self, name: str) -> Path:
+        if error := check_run_name(name):
+            raise LaunchError(error)
+        run_dir = self.root / name
+        metrics = run_dir / METRICS_FILE
+        if name in self.live_runs() or (metrics.exists() and metrics.stat().st_size > 0):
+            raise LaunchError(f"a run named {name!r} already exists: resume it, or pick another name")
         return run_dir
 
     def resume(
@@ -189,35 +236,56 @@ class Supervisor:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
 
-    def _spawn(self, name: str, run_dir: Path, args: list[str], device: str) -> None:
+    def _spawn(self, name: str, run_dir: Path, args: list[str], device: str, nproc: int = 1) -> None:
+        """Start an engine: piped when it is one process, followed from its folder under torchrun."""
+        cpu = not device.startswith(("cuda", "mps"))
+        with self._lock:
+            chosen = any(a.startswith("train.threads=") for a in args)  # the caller's choice wins
+            threads = max(1, self._threads() // nproc) if cpu and not chosen else None
+            if threads:
+                args = [*args, "--threads", str(threads)]
+            if nproc > 1:
+                args = [*args, "--nproc", str(nproc)]
+            env = self._env(threads)
+
+            def build(fd: int | None) -> tuple[list[str], dict[str, str]]:
+                tail = ["--metrics-fd", str(fd)] if fd is not None else []
+                return engine_argv(self.python, *args, *tail), env
+
+            self._start(name, run_dir, build, device, self.root.parent, piped=nproc == 1,
+                        what=f"the engine ({self.python})")
+
+    def _start(
+        self, name: str, run_dir: Path, build: Callable[[int | None], tuple[list[str], dict[str, str]]],
+        device: str, cwd: Path, what: str, piped: bool = True,
+    ) -> None:
+        """Popen `build(write fd or None)` in its own session, output to the run's log; one thread
+        reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise LaunchError(f"cannot create run folder {run_dir}: {e.strerror}") from None
-        cpu = not device.startswith(("cuda", "mps"))
         with self._lock:
-            chosen = any(a.startswith("train.threads=") for a in args)  # the caller's choice wins
-            threads = self._threads() if cpu and not chosen else None
-            if threads:
-                args = [*args, "--threads", str(threads)]
-            read_fd, write_fd = os.pipe()
-            widen_pipe(read_fd)
+            read_fd, write_fd = os.pipe() if piped else (-1, None)
+            if piped:
+                widen_pipe(read_fd)
+            argv, env = build(write_fd)
             try:
                 with open(run_dir / LOG_FILE, "ab") as log:
                     proc = subprocess.Popen(
-                        engine_argv(self.python, *args, "--metrics-fd", str(write_fd)),
-                        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        pass_fds=(write_fd,), start_new_session=True, cwd=self.root.parent,
-                        env=self._env(threads),
+                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        pass_fds=() if write_fd is None else (write_fd,), start_new_session=True, cwd=cwd, env=env,
                     )
             except OSError as e:
-                os.close(read_fd)
-                raise LaunchError(f"cannot start the engine ({self.python}): {e.strerror or e}") from None
+                if write_fd is not None:
+                    os.close(read_fd)
+                raise LaunchError(f"cannot start {what}: {e.strerror or e}") from None
             finally:
-                os.close(write_fd)  # the child has its copy; ours would hide the child's EOF
+                if write_fd is not None:
+                    os.close(write_fd)  # the child has its copy; ours would hide the child's EOF
             run = ManagedRun(name, run_dir, device, proc.pid, proc)
-            run.reader = threading.Thread(target=self._read_pipe, args=(run, read_fd), name=f"nexus-read-{name}",
-                                          daemon=True)
+            target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
+            run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
             self._runs[name] = run
             run.reader.start()
 
@@ -252,6 +320,15 @@ class Supervisor:
                   lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
         if self._detach.is_set() and proc.poll() is None:
             return  # the dashboard is leaving the run to train on its own
+        self._finish(run, proc.wait())
+
+    def _wait_unpiped(self, run: ManagedRun) -> None:
+        """Waiter thread of a run followed from its folder (torchrun): reports how it ended."""
+        assert run.proc is not None
+        proc = run.proc
+        while proc.poll() is None:
+            if self._detach.wait(POLL_S / 5) and proc.poll() is None:
+                return  # the dashboard is leaving the run to train on its own
         self._finish(run, proc.wait())
 
     def _finish(self, run: ManagedRun, code: int | None) -> None:

@@ -5,6 +5,12 @@ report its power or a driver that vanishes mid-run costs a blank field, never a 
 NVIDIA driver (laptops, CI, this project's test machines) the GPU list is empty, `gpu_error` says so
 in one line, and host telemetry works as usual. psutil.Process objects are kept between samples:
 their cpu_percent() needs the previous reading, and creating them costs more than sampling.
+
+A run may be several processes: under torchrun the pid a run reports (rank 0's, in its hello and
+status) has the torchrun launcher as its parent, and the launcher's other children are the other
+ranks on this host. Each sample re-reads that family from the process tree (`rank_processes`), so
+ranks are attributed to their run whether this dashboard launched it or attached to it later, with
+no field the engine must write; ranks on other hosts are not visible here and are not counted.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ try:
 except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency, but degrade anyway
     pynvml = None
 
+LAUNCHERS = ("torch.distributed.run", "torchrun")
+"""A process whose command line holds one of these starts a run's ranks as its children."""
 HISTORY = 120
 """Samples kept for sparklines: two minutes at one a second."""
 
@@ -71,7 +79,7 @@ class HostSample:
 
 @dataclass
 class ProcessSample:
-    """A tracked run's engine process."""
+    """A tracked run's engine process (under torchrun: its ranks on this host, summed)."""
 
     name: str
     pid: int
@@ -80,6 +88,8 @@ class ProcessSample:
     """Of one core (100 = one core busy), as top shows it."""
     rss: int | None = None
     threads: int | None = None
+    pids: tuple[int, ...] = ()
+    """Every process counted: the run's pid, or each rank's."""
 
 
 @dataclass
@@ -105,6 +115,19 @@ def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
+def rank_processes(proc: psutil.Process) -> list[psutil.Process]:
+    """The processes of the run that `proc` speaks for: under torchrun (its parent, or itself, is
+    the launcher) every worker the launcher started, rank order by pid; otherwise `proc` alone."""
+    try:
+        for launcher in (proc, proc.parent()):
+            if launcher is not None and any(name in " ".join(launcher.cmdline()) for name in LAUNCHERS):
+                workers = sorted(launcher.children(), key=lambda p: p.pid)
+                return workers or [proc]
+    except psutil.Error:
+        pass
+    return [proc]
+
+
 class Telemetry:
     """Samples every `interval` seconds in a daemon thread. `snapshot()` is the latest reading
     (plain dataclasses, safe to hand to another thread); `history` holds deques for sparklines keyed
@@ -121,6 +144,10 @@ class Telemetry:
         self._history_len = history
         self._tracked: dict[str, psutil.Process | None] = {}
         self._pids: dict[str, int] = {}
+        self._families: dict[str, tuple[int, ...]] = {}
+        """Each run's processes at the last sample (rank_processes); GPU processes are matched to these."""
+        self._known: dict[int, psutil.Process] = {}
+        """Rank processes seen before, kept for cpu_percent's previous reading."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -168,7 +195,7 @@ class Telemetry:
         g.clock_mem_mhz = _nv(pynvml.nvmlDeviceGetClockInfo, handle, pynvml.NVML_CLOCK_MEM)
         fan = _nv(pynvml.nvmlDeviceGetFanSpeed, handle)
         g.fan = float(fan) if fan is not None else None
-        by_pid = {pid: name for name, pid in self._pids.items()}
+        by_pid = {pid: name for name, pids in self._families.items() for pid in pids}
         for getter in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
             for p in _nv(getter, handle) or ():
                 used = getattr(p, "usedGpuMemory", None)
@@ -176,8 +203,9 @@ class Telemetry:
                 if used is not None and used > (1 << 50):
                     used = None
                 g.processes[int(p.pid)] = used
-                if p.pid in by_pid:
-                    g.runs[by_pid[p.pid]] = used
+                if (owner := by_pid.get(int(p.pid))) is not None:
+                    before = g.runs.get(owner)
+                    g.runs[owner] = None if used is None else used + (before or 0)
         return g
 
     # -- processes -------------------------------------------------------------------------------
@@ -197,15 +225,27 @@ class Telemetry:
 
     def _process(self, name: str, proc: psutil.Process | None) -> ProcessSample:
         pid = self._pids.get(name, -1)
+        self._families[name] = (pid,)
         if proc is None:
             return ProcessSample(name, pid, alive=False)
         try:
-            with proc.oneshot():
-                return ProcessSample(name, pid, alive=proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE,
-                                     cpu_percent=proc.cpu_percent(None), rss=proc.memory_info().rss,
-                                     threads=proc.num_threads())
+            alive = proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return ProcessSample(name, pid, alive=False)
+        family = [self._known.setdefault(p.pid, p) if p.pid != pid else proc for p in rank_processes(proc)]
+        cpu, rss, threads, pids = 0.0, 0, 0, []
+        for member in family:
+            try:
+                with member.oneshot():
+                    cpu += member.cpu_percent(None)
+                    rss += member.memory_info().rss
+                    threads += member.num_threads()
+                pids.append(member.pid)
+            except psutil.Error:
+                self._known.pop(member.pid, None)
+        self._families[name] = tuple(pids) or (pid,)
+        return ProcessSample(name, pid, alive=alive, cpu_percent=cpu, rss=rss, threads=threads,
+                             pids=self._families[name])
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -220,6 +260,9 @@ class Telemetry:
                           ram_used=int(vm.total - vm.available), ram_total=int(vm.total), load1=load)
         with self._lock:
             procs = {name: self._process(name, p) for name, p in self._tracked.items()}
+            family = {pid for pids in self._families.values() for pid in pids}
+            for gone in set(self._known) - family:
+                del self._known[gone]
             gpus = [self._gpu(i, h) for i, h in enumerate(self._handles)]
             snap = TelemetrySnapshot(time=time.time(), host=host, gpus=gpus, processes=procs, gpu_error=self.gpu_error)
             if remember:

@@ -6,6 +6,11 @@ quit) and how it backfills records a full pipe dropped: the file is the source o
 file, so a record cut in half by a concurrent write waits for its other half. A slow poll runs beside
 it because inotify can miss files created inside a folder before its watch existed, and some
 filesystems (NFS, some containers) report nothing at all.
+
+A folder is often found before its engine has written a status file (config.toml comes first): such a
+run stays pending, and every later file event in it and every poll looks again, until its status file
+appears (the metrics file is created empty earlier, before anything says which process writes it);
+then `on_run_ready` is called once, so its process can be followed from then on.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ OnBatch = Callable[[str, Path, list[Piece], "float | None"], None]
 or None for records that are news)."""
 OnNewRun = Callable[[Path], None]
 OnWarning = Callable[[str, str], None]
+OnRunReady = Callable[[Path], None]
 
 RUN_FILES = frozenset({CONFIG_FILE, METRICS_FILE, STATUS_FILE, LOG_FILE})
 """A folder under the root becomes a run when one of these appears in it."""
@@ -60,6 +66,7 @@ class RunsWatcher:
         on_warning: OnWarning,
         poll_s: float = POLL_S,
         on_batch: OnBatch | None = None,
+        on_run_ready: OnRunReady | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_records = on_records
@@ -68,6 +75,9 @@ class RunsWatcher:
         self.on_new_run = on_new_run
         self.on_warning = on_warning
         self.poll_s = poll_s
+        self.on_run_ready = on_run_ready
+        self._pending: set[str] = set()
+        """Runs found without a status or metrics file yet: looked at again until one appears."""
         self._tails: dict[str, _Tail] = {}
         self._known: set[str] = set()
         self._lock = threading.RLock()
@@ -111,12 +121,17 @@ class RunsWatcher:
             self._poller = None
 
     def scan_existing(self) -> list[Path]:
-        """Report every run folder already there and deliver its whole history; returns the folders."""
+        """Report every run folder already there and deliver its whole history; returns the folders.
+        Those that already have a status file are not pending: the caller follows them (attach_all);
+        on_run_ready comes later only for those whose status file appears afterwards."""
         if not self.root.is_dir():
             return []
         found = [d for d in sorted(self.root.iterdir()) if d.is_dir() and _is_run(d)]
         for d in found:
             self._discover(d)
+            if (d / STATUS_FILE).exists():
+                with self._lock:
+                    self._pending.discard(d.name)
             self.read(d)
         return found
 
@@ -131,11 +146,24 @@ class RunsWatcher:
             if run_dir.name in self._known:
                 return
             self._known.add(run_dir.name)
+            self._pending.add(run_dir.name)
         self._watch(run_dir)
         try:
             self.on_new_run(run_dir)
         except Exception as e:  # noqa: BLE001 - a broken handler must not stop the watcher
             self._warn(run_dir.name, f"the dashboard failed to handle a new run: {e!r}")
+
+    def _check_ready(self, run_dir: Path) -> None:
+        """Call on_run_ready once, when a found run first has a status file (its pid and state)."""
+        with self._lock:
+            if run_dir.name not in self._pending or not (run_dir / STATUS_FILE).exists():
+                return
+            self._pending.discard(run_dir.name)
+        if self.on_run_ready is not None:
+            try:
+                self.on_run_ready(run_dir)
+            except Exception as e:  # noqa: BLE001
+                self._warn(run_dir.name, f"the dashboard failed to follow a new run: {e!r}")
 
     def _watch(self, run_dir: Path) -> None:
         """File events for one run folder; without them the poll still finds its records."""
@@ -227,6 +255,7 @@ class RunsWatcher:
             return  # checkpoints, temp files: the records say what happened to them
         run_dir = self.root / rel.parts[0]
         self._discover(run_dir)
+        self._check_ready(run_dir)
         if rel.parts[1] == METRICS_FILE:
             self.read(run_dir)
 
@@ -239,6 +268,7 @@ class RunsWatcher:
             for d in dirs:
                 if d.name in self._known or _is_run(d):
                     self._discover(d)
+                    self._check_ready(d)
                     self.read(d)
 
 

@@ -18,14 +18,14 @@ SCRIPT = ROOT / "tests" / "scripts" / "reported_loop.py"
 
 
 class Script:
-    """`python reported_loop.py MODE` writing run_dir (given as NEXUS_RUN_DIR, as a launcher would)."""
+    """`python reported_loop.py MODE` (or another script) writing run_dir (given as NEXUS_RUN_DIR, as a launcher would)."""
 
-    def __init__(self, run_dir: Path, mode: str) -> None:
+    def __init__(self, run_dir: Path, mode: str, script: Path = SCRIPT) -> None:
         self.run_dir = run_dir
         self.log_path = run_dir.parent / f"{run_dir.name}.out"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", P.RUN_DIR_ENV: str(run_dir)}
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen([sys.executable, str(SCRIPT), mode], env=env, stdout=self.log,
+        self.proc = subprocess.Popen([sys.executable, str(script), mode], env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=run_dir.parent)
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:

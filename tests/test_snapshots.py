@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, TabbedContent
 
+from nexus_core import state
 from nexus_core.recordtypes import Sample
 from nexus_tui.app import NexusApp
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.samples_pane import SamplesPane
 from tests.test_widgets import records
+
+
+@pytest.fixture(autouse=True)
+def _never_stalled(monkeypatch) -> None:
+    """The fed records are stamped at t=1000 s, so against the wall clock every running run would show
+    as `stalled`: the pictures are of live runs."""
+    monkeypatch.setattr(state, "STALL_FLOOR_S", float("inf"))
 
 
 def make_app(tmp_path: Path, theme: str = "nexus-dark") -> NexusApp:

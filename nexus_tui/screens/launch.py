@@ -1,4 +1,5 @@
-"""The new-run form: preset, device, name, steps and `section.key=value` overrides.
+"""The new-run form: preset, device, name, steps, `section.key=value` overrides and processes (one
+run over N ranks with torchrun), or instead of the preset any command that reports with `nexus`.
 
 Everything that can be checked without the engine is checked here (name, steps, override shape), so
 the common typos cost one red line in the form; the engine validates the rest when it starts and a
@@ -22,6 +23,7 @@ from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
 from nexus_tui.screens.confirm import FormDialog
 
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
+MAX_RANKS = 64
 
 
 def available_presets() -> list[str]:
@@ -30,14 +32,30 @@ def available_presets() -> list[str]:
 
 
 def parse_launch(
-    preset: str, device: str, name: str, steps: str, overrides: str, root: Path
+    preset: str, device: str, name: str, steps: str, overrides: str, root: Path, nproc: str = "1", command: str = "",
 ) -> tuple[dict[str, Any] | None, str]:
-    """The supervisor.launch arguments, or None and what to fix."""
+    """The app's launch arguments, or None and what to fix. A command is split like a shell would
+    (shlex) but never run by one; it takes the place of the preset, its steps and overrides."""
     name = name.strip()
     if not run_name_ok(name):
         return None, f"name: {RUN_NAME_RULE}"
     if (root / name).exists():
         return None, f"a run named {name!r} already exists in {root}; pick another name"
+    try:
+        ranks = int(nproc.strip() or "1")
+    except ValueError:
+        return None, f"processes must be a whole number (1 = one process), got {nproc!r}"
+    if not 1 <= ranks <= MAX_RANKS:
+        return None, f"processes must be 1 to {MAX_RANKS}, got {ranks}"
+    if command.strip():
+        try:
+            argv = shlex.split(command)
+        except ValueError as e:
+            return None, f"command: {e}"
+        if steps.strip() or overrides.strip() or ranks > 1:
+            return None, ("steps, overrides and processes are for presets: give them to your command "
+                          "(e.g. torchrun --nproc-per-node 2 train.py)")
+        return {"command": argv, "name": name, "device": device}, ""
     n = 0
     if steps.strip():
         try:
@@ -53,7 +71,10 @@ def parse_launch(
     for item in items:
         if not OVERRIDE_RE.match(item):
             return None, f"override {item!r} must look like section.key=value, e.g. optim.lr=1e-3"
-    return {"preset": preset, "name": name, "device": device, "steps": n, "overrides": items}, ""
+    if ranks > 1 and device.startswith("cuda"):
+        device = "cuda"  # torchrun gives each rank its own GPU, cuda:LOCAL_RANK
+    args = {"preset": preset, "name": name, "device": device, "steps": n, "overrides": items}
+    return ({**args, "nproc": ranks} if ranks > 1 else args), ""
 
 
 class LaunchScreen(FormDialog[dict[str, Any] | None]):
@@ -61,7 +82,10 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
 
     DEFAULT_CSS = """
     LaunchScreen Input, LaunchScreen Select { width: 1fr; }
+    LaunchScreen > Vertical { overflow-y: auto; }  /* taller than a 24-line terminal: scroll, Enter submits */
     LaunchScreen Label { margin-top: 1; }
+    LaunchScreen .pair { height: auto; }
+    LaunchScreen .pair Vertical { height: auto; width: 1fr; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -85,10 +109,17 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             )
             yield Label("Name")
             yield Input(next_free_name(self.root, self.presets[0]), id="name")
-            yield Label("Steps (blank = the preset's)")
-            yield Input("", id="steps", placeholder="e.g. 2000")
+            with Horizontal(classes="pair"):
+                with Vertical():
+                    yield Label("Steps (blank = the preset's)")
+                    yield Input("", id="steps", placeholder="e.g. 2000")
+                with Vertical():
+                    yield Label("Processes (torchrun ranks)")
+                    yield Input("1", id="nproc", placeholder="1")
             yield Label("Overrides (section.key=value, space-separated)")
             yield Input("", id="overrides", placeholder="optim.name=muon model.n_layers=2")
+            yield Label("Or a command instead of the preset (reports with nexus.init())")
+            yield Input("", id="command", placeholder="python train.py --lr 3e-4")
             yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -98,7 +129,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
         value = {w.id: w.value for w in self.query(Input)}
         args, error = parse_launch(
             str(self.query_one("#preset", Select).value), str(self.query_one("#device", Select).value),
-            value["name"], value["steps"], value["overrides"], self.root,
+            value["name"], value["steps"], value["overrides"], self.root, value["nproc"], value["command"],
         )
         if args is None:
             self.query_one("#error", Static).update(error)

@@ -35,7 +35,7 @@ state, step, loss/H and best val always stay (at 80x24 nobody should scroll side
 
 STATE_STYLES = {
     "running": "bold green", "paused": "bold yellow", "checkpointing": "cyan", "starting": "dim",
-    "finished": "blue", "crashed": "bold red", "stopped": "dim", "failed": "bold red", "killed": "magenta",
+    "finished": "blue", "crashed": "bold red", "stalled": "bold yellow reverse", "stopped": "dim", "failed": "bold red", "killed": "magenta",
 }
 
 
@@ -43,9 +43,10 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     """The cells of one run's row, in COLUMNS order."""
     mark = "● " if marked else "  "
     name = Text(mark + run.name, style=f"bold {palette.hex(run.color)}")
-    label = "starting…" if run.state == "starting" else str(run.state or "?")  # importing torch, building
+    shown = run.shown_state()  # "stalled": running, but silent far beyond its usual pace
+    label = "starting…" if shown == "starting" else str(shown or "?")  # importing torch, building
+    state = Text(label, style=STATE_STYLES.get(str(shown), ""))
     loading = getattr(run, "loading", None)
-    state = Text(label, style=STATE_STYLES.get(str(run.state), ""))
     if loading is not None:  # its history is still being read: the records' state is not news yet
         state = Text(f"loading {int(loading * 100)}%", style="italic")
     if run.exit_code not in (None, 0):

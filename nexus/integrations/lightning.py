@@ -1,0 +1,242 @@
+"""A Lightning 2.x fit reported to Nexus and steered from the dashboard: a Logger and a Callback.
+
+    from nexus.integrations.lightning import NexusCallback, NexusLogger
+    trainer = L.Trainer(..., logger=NexusLogger(), callbacks=[NexusCallback()])
+
+- `NexusLogger` streams `log_metrics` (every `self.log(...)`: `val_*`/`val/*` keys go with the evals)
+  and `log_hyperparams` (the run's config).
+- `NexusCallback` is the loop's `run.step_end()` in `on_train_batch_end`: pause holds the fit there,
+  stop sets `trainer.should_stop`, checkpoint calls `trainer.save_checkpoint` into the run folder's
+  `checkpoints/`, eval runs the validation loop right after this batch, a ramp goes through the
+  optimizer (composing with the LR scheduler). `NexusCallback(sample=fn)` with
+  `fn(module, prompt, tokens, temperature, top_k) -> text` enables the `g` key.
+
+Either works alone; together they share one run. `lightning.pytorch` is imported here only (the
+older `pytorch_lightning` package works the same when `lightning` is not installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from nexus.integrations._common import innermost_optimizer, set_total_steps, start_run
+from nexus.reporter import Run
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+    from lightning.pytorch.utilities import rank_zero_only
+except ImportError:  # the pre-2.0 package name
+    import pytorch_lightning as pl  # type: ignore[no-redef]
+    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
+    from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
+
+EVAL_PREFIXES = ("val_", "val/", "valid", "validation", "eval", "test")
+
+
+class NexusLogger(Logger):
+    """Lightning's logger interface onto a Nexus run (`experiment` is the `nexus.Run`). `run`: one to
+    report into; default the current `nexus.run`, else a new one from `init_kwargs`, finished when
+    Lightning finalizes the logger."""
+
+    def __init__(self, run: Run | None = None, **init_kwargs: Any) -> None:
+        super().__init__()
+        self._run = run
+        self._init_kwargs = init_kwargs
+        self._owns = False
+
+    @property
+    def name(self) -> str:
+        return self._run.name if self._run is not None else str(self._init_kwargs.get("name") or "nexus")
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    @property
+    def root_dir(self) -> str | None:
+        return str(self._run.dir.parent) if self._run is not None else None
+
+    @property
+    def log_dir(self) -> str | None:
+        return str(self._run.dir) if self._run is not None else None
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Run:
+        if self._run is None or (self._owns and self._run._ended):
+            self._run, self._owns = start_run(None, self._init_kwargs)
+        return self._run
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        params = params if isinstance(params, dict) else vars(params) if hasattr(params, "__dict__") else {}
+        with contextlib.suppress(Exception):
+            params = dict(params)  # AttributeDict, OmegaConf-like mappings
+        self.experiment.config.update(params, allow_val_change=True)
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        run = self.experiment
+        if run._ended:
+            return
+        if step is not None:
+            # Lightning's step counts the optimizer steps done before this batch's; Nexus's, after it
+            step = max(int(step) + 1, run._last_committed)  # (a later validate() logs at an old step)
+        values = dict(metrics)
+        if "epoch" in values and all(k == "epoch" or k.startswith(EVAL_PREFIXES) for k in values):
+            del values["epoch"]  # Lightning adds it to a validation's log too: the train record has it
+        # Filed at once: Lightning logs a batch after its on_train_batch_end, so waiting for the next
+        # step would pair these values with the next optimizer step's LR.
+        run.log(values, step=step, commit=True)
+
+    @rank_zero_only
+    def save(self) -> None:
+        """Nothing to save: the writer thread files records as they come."""
+
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        run = self._run
+        if run is None or not self._owns or run._ended:
+            return
+        if status == "failed":
+            run.finish(exit_code=1)
+        else:
+            run.finish()
+
+
+class NexusCallback(pl.Callback):
+    """Steering for a Lightning fit (see the module docstring). Uses the `NexusLogger`'s run when the
+    Trainer has one, else the current `nexus.run`, else starts one (with `init_kwargs`) and ends it."""
+
+    def __init__(self, run: Run | None = None, sample: Callable[..., str] | None = None,
+                 **init_kwargs: Any) -> None:
+        self.run = run
+        self._sample_fn = sample
+        self._init_kwargs = init_kwargs
+        self._owns = False
+        self._trainer: Any = None
+        self._module: Any = None
+        self._validate_next = False
+        self._eval_asked = False
+        self._patched: Any = None
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, NexusLogger)), None)
+        if logger is not None:
+            self.run = logger.experiment
+        elif self.run is None or self.run._ended:
+            self.run, self._owns = start_run(None, self._init_kwargs)
+        run = self.run
+        self._trainer, self._module = trainer, pl_module
+        self._has_logger = logger is not None
+        with contextlib.suppress(Exception):
+            set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
+                            else trainer.estimated_stepping_batches)
+        run.watch(pl_module)
+        if trainer.optimizers:
+            with contextlib.suppress(ValueError):
+                run.watch(innermost_optimizer(trainer.optimizers[0]))
+        run.on_checkpoint(self._checkpoint)
+        if self._patch_validation(trainer, pl_module):
+            run.on_eval(self._evaluate)
+        if self._sample_fn is not None:
+            run.on_sample(self._sample)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        run = self.run
+        if run is None or run._ended or not trainer.is_global_zero:
+            return
+        run.step_end()  # pause holds here; checkpoint/eval/sample run their handlers
+        if run.should_stop:
+            trainer.should_stop = True
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Without a NexusLogger, an eval the `e` key asked for is filed from the callback metrics."""
+        if not self._eval_asked or self.run is None or self.run._ended:
+            return
+        self._eval_asked = False
+        if self._has_logger:
+            return
+        values = {k: v for k, v in trainer.callback_metrics.items() if k.startswith(EVAL_PREFIXES)}
+        if values:
+            self.run.log(values, step=max(self.run._last_committed, 0), commit=True)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """The run ends failed with the exception's line (or killed for Ctrl-C), before Lightning's
+        own `finalize("failed")` could say only that it failed."""
+        logger = next((lg for lg in trainer.loggers if isinstance(lg, NexusLogger)), None)
+        run = self.run or (logger._run if logger is not None else None)
+        if run is None or run._ended:
+            return
+        from nexus.ending import one_line
+
+        if isinstance(exception, KeyboardInterrupt):
+            run._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+        else:
+            run._end_as_failed(one_line(exception))
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        self._unpatch()
+        if self.run is not None and self._owns:
+            self.run.finish()
+
+    # -- handlers (on the training thread, inside on_train_batch_end) -------------------------
+
+    def _checkpoint(self) -> str:
+        path = self.run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt"
+        self._trainer.save_checkpoint(str(path))
+        return str(path)
+
+    def _evaluate(self) -> None:
+        """The epoch loop runs validation right after this batch (its own val loop, logging, hooks)."""
+        self._validate_next = True
+        self._eval_asked = True
+
+    def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int) -> str:
+        module = self._module
+        was_training = module.training
+        module.eval()
+        try:
+            import torch
+
+            with torch.no_grad():
+                return str(self._sample_fn(module, prompt, tokens, temperature, top_k))
+        finally:
+            module.train(was_training)
+
+    def _patch_validation(self, trainer: Any, pl_module: Any) -> bool:
+        """Let `e` trigger the fit's own validation: the epoch loop asks `_should_check_val_fx` after
+        each batch; ours says yes once when asked. False (no `e` key) when there is no val loop to
+        run or this Lightning lacks the hook."""
+        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+        original = getattr(loop, "_should_check_val_fx", None)
+        if self._patched is not None:
+            return True
+        validates = callable(getattr(pl_module, "validation_step", None)) and \
+            type(pl_module).validation_step is not pl.LightningModule.validation_step
+        source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
+        has_data = source is None or not hasattr(source, "is_defined") or source.is_defined()
+        if original is None or not validates or not has_data or trainer.limit_val_batches == 0:
+            return False
+
+        def should_check(*args: Any, **kwargs: Any) -> bool:
+            if self._validate_next:
+                self._validate_next = False
+                return True
+            return original(*args, **kwargs)
+
+        loop._should_check_val_fx = should_check
+        self._patched = (loop, original)
+        return True
+
+    def _unpatch(self) -> None:
+        if self._patched is not None:
+            loop, _ = self._patched
+            with contextlib.suppress(AttributeError):
+                del loop._should_check_val_fx  # back to the class's method
+            self._patched = None

@@ -1,0 +1,185 @@
+"""`nexus export`: every raw point of every series of some runs, as CSV or Parquet, for pandas/polars.
+
+TensorBoard's CSV export samples a series down to 1,000 points; this writes every point the run
+folder holds. The layout is long ("tidy"): one row per (record, key), columns
+
+    run, kind, step, tokens, time, key, value
+
+`kind` is "metric" (one optimizer step) or "eval"; `key` is a standard field (loss, ce, lr, gnorm,
+tok_s, step_s, mem, val_loss, val_ppl) or any extra numeric key a writer logged (`record.extra`);
+`time` is the record's unix time in seconds. A long table needs no column per key that most rows
+would leave empty (extra keys come and go), and pivots to wide in one call:
+`df.pivot_table(index=["run", "step"], columns="key", values="value")`.
+
+A resumed run is folded as `nexus report` and the dashboard fold it (report/facts.py): the newer
+records replace the stretch a resume re-trained, so each (run, kind, step) appears once.
+Run names and keys come from run folders (untrusted): control characters are removed, and in CSV a
+text cell that a spreadsheet would read as a formula (=, +, -, @ first) gets a leading "'".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from nexus_core.units import as_int, as_num
+from nexus_tui.comparison import run_dir_for
+from nexus_tui.report.facts import RunFacts, load_facts
+from nexus_tui.report.safe import one_line
+
+COLUMNS = ("run", "kind", "step", "tokens", "time", "key", "value")
+METRIC_FIELDS = ("loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem")
+EVAL_FIELDS = ("val_loss", "val_ppl")
+PARQUET_HINT = "Parquet needs pyarrow: pip install 'nexus[export]'"
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+class ExportError(ValueError):
+    """A reason the export cannot be written, in one line (a missing library, a bad output path)."""
+
+
+class Row(NamedTuple):
+    """One point (a tuple: hundreds of thousands of them are made per export)."""
+
+    run: str
+    kind: str
+    step: int
+    tokens: int | None
+    time: float | None
+    key: str
+    value: float
+
+
+def safe_text(text: object) -> str:
+    """One line with no control characters or escape sequences (report/safe.py's rule)."""
+    return one_line(text)
+
+
+def record_rows(run: str, kind: str, rec: Any) -> Iterator[Row]:
+    """The rows of one metric or eval record (a typed Record): its standard numeric fields, then its
+    extra keys (already checked printable by the decoder; cleaned again here all the same)."""
+    step = as_int(getattr(rec, "step", None))
+    if step is None:
+        return
+    tokens, at = as_int(getattr(rec, "tokens", None)), as_num(getattr(rec, "time", None))
+    for key in METRIC_FIELDS if kind == "metric" else EVAL_FIELDS:
+        value = getattr(rec, key, None)
+        if value.__class__ is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+            yield Row(run, kind, step, tokens, at, key, float(value))
+    for key, value in (getattr(rec, "extra", None) or {}).items():
+        yield Row(run, kind, step, tokens, at, _key(key), float(value))
+
+
+_KEYS: dict[str, str] = {}
+
+
+def _key(key: str) -> str:
+    """safe_text, remembered: the same few keys come back on every record."""
+    safe = _KEYS.get(key)
+    if safe is None:
+        safe = safe_text(key)
+        if len(_KEYS) < 10_000:
+            _KEYS[key] = safe
+    return safe
+
+
+def facts_rows(facts: RunFacts) -> Iterator[Row]:
+    """Every point of one folded run, in step order (a step's metric before its eval)."""
+    name = safe_text(facts.name)
+    for step in sorted(set(facts.metrics) | set(facts.evals)):
+        if step in facts.metrics:
+            yield from record_rows(name, "metric", facts.metrics[step])
+        if step in facts.evals:
+            yield from record_rows(name, "eval", facts.evals[step])
+
+
+def load(root: str | Path, names: Sequence[str]) -> list[RunFacts]:
+    """The named runs (names under root, or run folder paths), folded. Every name is resolved before
+    any file is read. Raises comparison.UnknownRunError or OSError (a file it cannot read)."""
+    root = Path(root)
+    dirs = [run_dir_for(root, n) for n in names]
+    runs: list[RunFacts] = []
+    for d in dirs:
+        shown = {f.name for f in runs}
+        runs.append(load_facts(d, d.name if d.name not in shown else str(d)))
+    return runs
+
+
+def rows(runs: Sequence[RunFacts]) -> Iterator[Row]:
+    for facts in runs:
+        yield from facts_rows(facts)
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def write_csv(out: io.TextIOBase | Any, points: Iterator[Row]) -> int:
+    """The long table as CSV (header first) to a text stream; returns the number of data rows."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    n = 0
+    cell = _csv_cell
+    for r in points:
+        writer.writerow((cell(r.run), r.kind, r.step, "" if r.tokens is None else r.tokens,
+                         "" if r.time is None else repr(r.time), cell(r.key), repr(r.value)))
+        n += 1
+    return n
+
+
+def parquet_table(points: Iterator[Row]) -> Any:
+    """The long table as a pyarrow Table (run, kind and key dictionary-encoded: they repeat)."""
+    try:
+        import pyarrow as pa
+    except ImportError as e:
+        raise ExportError(PARQUET_HINT) from e
+    columns = list(zip(*points, strict=True)) or [() for _ in COLUMNS]
+    cols = {c: list(values) for c, values in zip(COLUMNS, columns, strict=True)}
+    text = pa.dictionary(pa.int32(), pa.string())
+    schema = pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
+                        ("time", pa.float64()), ("key", text), ("value", pa.float64())])
+    return pa.table(cols, schema=schema)
+
+
+def write_parquet(path: Path, points: Iterator[Row]) -> int:
+    table = parquet_table(points)
+    import pyarrow.parquet as pq
+
+    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return table.num_rows
+
+
+def write_csv_file(path: Path, points: Iterator[Row]) -> int:
+    count = 0
+
+    def write(tmp: str) -> None:
+        nonlocal count
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            count = write_csv(f, points)
+
+    _atomic(path, write)
+    return count
+
+
+def _atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file beside `path`, then rename: a failed export leaves no half file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    os.close(fd)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # as a plain open() would have made it, not mkstemp's 0600
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
