@@ -26,11 +26,6 @@ from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, R
 from nexus_core.protocol import PAUSED, ControlError, Record, clean_text
 from nexus_core.state import Exited, Launched
 from nexus_tui import messages as msg
-from nexus_tui.screens.compare import CompareScreen
-from nexus_tui.screens.confirm import ConfirmScreen, QuitScreen
-from nexus_tui.screens.generate import GenerateScreen
-from nexus_tui.screens.launch import LaunchScreen, available_presets, next_free_name
-from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services import Services
 from nexus_tui.settings import X_AXES, Settings, config_dir, load_settings, save_settings
 from nexus_tui.supervisor import LaunchError
@@ -74,6 +69,14 @@ class NexusApp(App[None]):
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("w", "cycle_window", "Window", show=False),
         Binding("v", "cycle_chart", "Next chart", show=False),
+        Binding("plus,equals_sign", "zoom(0.5)", "Zoom in", show=False),
+        Binding("minus", "zoom(2.0)", "Zoom out", show=False),
+        Binding("less_than_sign", "pan(-0.25)", "Pan left", show=False),
+        Binding("greater_than_sign", "pan(0.25)", "Pan right", show=False),
+        Binding("0", "reset_zoom", "Whole range", show=False),
+        Binding("i", "inspect", "Inspect", show=False),
+        Binding("comma", "move_cursor(-0.02)", "Cursor left", show=False),
+        Binding("full_stop", "move_cursor(0.02)", "Cursor right", show=False),
     ]
 
     def __init__(
@@ -91,6 +94,9 @@ class NexusApp(App[None]):
         self.services = services or Services(self.root, self)
         self.store = self.services.store
         self._dirty = True
+        self._view_changed = True
+        """What the charts show changed (selection, options, theme), not just new records arrived:
+        redraw the charts now rather than in their next live slot."""
         self._shown: dict[tuple[str, str], Any] = {}
         self._started_at = time.time()
         self._replayed = False
@@ -169,6 +175,19 @@ class NexusApp(App[None]):
         self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
         self._dirty = True
 
+    @on(msg.BatchReceived)
+    def _batch(self, event: msg.BatchReceived) -> None:
+        from nexus_tui.bulk import set_loading
+
+        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces)
+        if set_loading(self.store, event.run_name, event.run_dir, event.loading):
+            changed.add("state")
+        if changed:
+            self._dirty = True
+            self._show_new(event.run_name)
+            if "hello" in changed:
+                self.services.track(event.run_name)
+
     @on(msg.RunExited)
     def _exited(self, event: msg.RunExited) -> None:
         self.store.apply_event(event.run_name, Exited(event.exit_code, event.log_tail))
@@ -204,8 +223,8 @@ class NexusApp(App[None]):
 
     @on(RunTable.SelectionChanged)
     def _selection(self, event: RunTable.SelectionChanged) -> None:
-        self._dirty = True
-        if self.screen_stack:  # a selection can arrive while the app closes (no screens left)
+        self._dirty = self._view_changed = True
+        if self.screen_stack:  # a selection message can arrive while the app is closing
             self.refresh_bindings()
 
     def _show_new(self, name: str, news: bool | None = None) -> None:
@@ -267,15 +286,16 @@ class NexusApp(App[None]):
     def _redraw(self) -> None:
         if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
             return
+        live = not self._view_changed  # only new records: charts may wait for their next slot
+        self._dirty = self._view_changed = False
+        palette = palette_for(self.theme)
         try:
             table = self.query_one(RunTable)
-        except NoMatches:  # the app is closing: a last timer tick after the widgets went
+        except NoMatches:  # the app is closing: its widgets are gone before its timers
             return
-        self._dirty = False
-        palette = palette_for(self.theme)
         with self.batch_update():
             table.show_runs(self.store.runs(), palette)
-            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette)
+            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:
         try:
@@ -293,7 +313,7 @@ class NexusApp(App[None]):
     def _theme_changed(self, theme: Any) -> None:
         self.settings.theme = theme.name
         self._save_settings()
-        self._dirty = True
+        self._dirty = self._view_changed = True
 
     def _save_settings(self) -> None:
         error = save_settings(self.settings, self.settings_path)
@@ -382,6 +402,9 @@ class NexusApp(App[None]):
             if yes:
                 self.send(name, Stop())
 
+        # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.screens.confirm import ConfirmScreen
+
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
     def action_generate(self) -> None:
@@ -395,6 +418,8 @@ class NexusApp(App[None]):
             if args:
                 self.send(name, Generate(**args))
                 self.query_one("#side", TabbedContent).active = "tab-samples"
+
+        from nexus_tui.screens.generate import GenerateScreen
 
         self.push_screen(GenerateScreen(name, prompt), answered)
 
@@ -423,6 +448,8 @@ class NexusApp(App[None]):
                                      total_steps=args["total_steps"] or None))
             else:
                 self._resume(run.run_dir, args)
+
+        from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
                             run.total_steps, preview, now)
@@ -454,6 +481,8 @@ class NexusApp(App[None]):
                 return str(e)
             return ""
 
+        from nexus_tui.screens.launch import LaunchScreen, available_presets
+
         self.push_screen(LaunchScreen(self.root, available_presets(), devices, check), answered)
 
     @work(thread=True, group="launch")
@@ -477,6 +506,8 @@ class NexusApp(App[None]):
 
     def _launch_demo(self) -> None:
         """Two contrasting runs so a newcomer sees two live loss curves within seconds."""
+        from nexus_tui.screens.launch import available_presets, next_free_name
+
         presets = available_presets()
         devices = [d for d, _ in self.services.devices() if d.startswith("cuda")] or ["cpu", "cpu"]
         second = ("hybrid-tiny", []) if "hybrid-tiny" in presets else ("tiny", ["optim.name=muon"])
@@ -494,6 +525,8 @@ class NexusApp(App[None]):
             return
         table = self.query_one(RunTable)
         chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
+        from nexus_tui.screens.compare import CompareScreen
+
         self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
 
     def action_report(self) -> None:
@@ -525,7 +558,7 @@ class NexusApp(App[None]):
     def _options_changed(self) -> None:
         self.settings.clean()
         self._save_settings()
-        self._dirty = True
+        self._dirty = self._view_changed = True
 
     def action_ema(self, delta: float) -> None:
         self.settings.ema = round(self.settings.ema + delta, 2)
@@ -544,6 +577,21 @@ class NexusApp(App[None]):
         self.settings.window = WINDOWS[(at + 1) % len(WINDOWS)]
         self._options_changed()
 
+    def action_zoom(self, factor: float) -> None:
+        self.query_one(ChartsPanel).zoom(factor)
+
+    def action_pan(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).pan_fraction(fraction)
+
+    def action_reset_zoom(self) -> None:
+        self.query_one(ChartsPanel).reset_view()
+
+    def action_inspect(self) -> None:
+        self.query_one(ChartsPanel).toggle_cursor()
+
+    def action_move_cursor(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).move_cursor(fraction)
+
     def action_cycle_chart(self) -> None:
         self.query_one(ChartsPanel).cycle_chart()
 
@@ -559,6 +607,8 @@ class NexusApp(App[None]):
         def answered(choice: str | None) -> None:
             if choice is not None:
                 self._leave(stop_runs=choice == "stop")
+
+        from nexus_tui.screens.confirm import QuitScreen
 
         self.push_screen(QuitScreen(live), answered)
 

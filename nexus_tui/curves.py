@@ -11,7 +11,6 @@ the series' `edits` counter and the cached copy is rebuilt once.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,70 +46,67 @@ class Column:
 
 
 class Envelope:
-    """Points plus the index of the min and max of each full block of BLOCK points."""
+    """The index of the min and max of each full block of BLOCK points of a y column it does not own
+    (the series' own buffer, or a smoothed copy): extended as the column grows."""
 
     def __init__(self) -> None:
-        self.x = Column()
-        self.y = Column()
         self.extremes = Column()
         """Indices (as floats) of each full block's min and max y, two per block, in block order."""
+        self.n = 0
 
-    def __len__(self) -> int:
-        return self.x.n
-
-    def extend(self, xs: np.ndarray, ys: np.ndarray) -> None:
-        done = self.x.n // BLOCK
-        self.x.extend(xs)
-        self.y.extend(ys)
-        full = self.x.n // BLOCK
+    def update(self, y: np.ndarray) -> None:
+        done = self.n // BLOCK
+        self.n = len(y)
+        full = self.n // BLOCK
         if full > done:
-            blocks = self.y.buf[done * BLOCK : full * BLOCK].reshape(full - done, BLOCK)
+            blocks = y[done * BLOCK : full * BLOCK].reshape(full - done, BLOCK)
             nan = np.isnan(blocks)  # NaN is never an extreme (a block of NaNs yields its first point)
             lo = np.argmin(np.where(nan, np.inf, blocks), axis=1)
             hi = np.argmax(np.where(nan, -np.inf, blocks), axis=1)
             base = np.arange(done, full) * BLOCK
             self.extremes.extend(np.column_stack((base + lo, base + hi)).ravel().astype(np.float64))
 
-    def candidates(self, start: int) -> tuple[np.ndarray, np.ndarray]:
-        """The points from index `start` on that can be a bucket's min or max: raw points in the
-        partial blocks at both ends, block extremes in between, in index order."""
-        n = self.x.n
+    def candidates(self, x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The points in [start, stop) that can be a bucket's min or max: raw points in the partial
+        blocks at both ends, block extremes in between, in index order."""
         first_full = -(-start // BLOCK)
-        last_full = n // BLOCK
+        last_full = min(stop, self.n) // BLOCK
         if last_full - first_full < 4:  # few blocks: the raw points are as cheap
-            idx = np.arange(start, n)
+            idx = np.arange(start, stop)
         else:
             ext = self.extremes.view[2 * first_full : 2 * last_full].astype(np.int64)
             # `start` and the last point always: they fix the x range and the number being watched.
             idx = np.unique(np.concatenate((np.arange(start, first_full * BLOCK), ext,
-                                            np.arange(last_full * BLOCK, n), [start, n - 1])))
-        return self.x.view[idx], self.y.view[idx]
+                                            np.arange(last_full * BLOCK, stop), [start, stop - 1])))
+        return x[idx], y[idx]
 
 
 @dataclass
 class CachedCurve:
-    """One series on one x axis with one EMA weight, as of `n` points and `edits` of its Series."""
+    """One series on one x axis with one EMA weight, as of `n` points and `edits` of its Series. The
+    raw points are the series' own buffers (no copy); only the smoothed y is held here."""
 
     weight: float
     n: int = 0
     edits: int = -1
     raw: Envelope = field(default_factory=Envelope)
+    smooth_y: Column = field(default_factory=Column)
     smooth: Envelope = field(default_factory=Envelope)
     state: tuple[float, int] = (0.0, 0)
     """EMA carry-over: the un-debiased average and how many finite points went into it."""
 
-    def update(self, series: Series, x: str) -> None:
+    def update(self, series: Series) -> None:
         if series.edits != self.edits or len(series) < self.n:
             self.__init__(self.weight)  # type: ignore[misc] - start over from the whole series
             self.edits = series.edits
         if len(series) == self.n:
             return
-        xs = np.array(series.column(x)[self.n :], dtype=np.float64)
-        ys = np.array(series.value[self.n :], dtype=np.float64)
-        self.raw.extend(xs, ys)
+        ys = series.value.view
+        self.raw.update(ys)
         if self.weight > 0:
-            smoothed, self.state = ema_continue(ys, self.weight, self.state)
-            self.smooth.extend(xs, smoothed)
+            smoothed, self.state = ema_continue(ys[self.n :], self.weight, self.state)
+            self.smooth_y.extend(smoothed)
+            self.smooth.update(self.smooth_y.view)
         self.n = len(series)
 
 
@@ -119,25 +115,36 @@ class CurveCache:
     dropped after it, so old weights and closed runs do not pile up."""
 
     def __init__(self) -> None:
-        self._curves: dict[tuple[str, str, str, float], CachedCurve] = {}
-        self._used: set[tuple[str, str, str, float]] = set()
+        self._curves: dict[tuple[str, str, float], CachedCurve] = {}
+        self._used: set[tuple[str, str, float]] = set()
 
     def curve(
         self, run: str, key: str, series: Series, x: str, weight: float, last_n: int, buckets: int,
+        x_range: tuple[float, float] | None = None,
     ) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]] | None]:
         """((raw x, raw y), (smoothed x, smoothed y) or None when weight is 0), each downsampled to
-        about 2 * buckets points, from the points within the last `last_n` steps (0 = all)."""
-        cache_key = (run, key, x, round(weight, 3))
+        about 2 * buckets points, from the points within the last `last_n` steps (0 = all) and, when
+        given, inside `x_range` (in the x axis' units as drawn): zoomed in far enough, every raw point."""
+        cache_key = (run, key, round(weight, 3))
         self._used.add(cache_key)
         cached = self._curves.get(cache_key)
         if cached is None:
             cached = self._curves[cache_key] = CachedCurve(max(0.0, weight))
-        cached.update(series, x)
-        start = 0
+        cached.update(series)
+        xs = series.column(x).view[: cached.n]
+        steps = series.step.view[: cached.n]
+        start, stop = 0, cached.n
         if last_n and cached.n:
-            start = bisect.bisect_left(series.step, series.step[cached.n - 1] - last_n, 0, cached.n)
-        raw = _prepared(cached.raw, start, buckets, x)
-        smooth = _prepared(cached.smooth, start, buckets, x) if cached.weight > 0 else None
+            start = int(np.searchsorted(steps, steps[-1] - last_n, side="left"))
+        # Time is drawn as seconds since the window's first point (the run's, for the whole run).
+        origin = float(xs[start]) if x == "time" and start < cached.n else 0.0
+        if x_range is not None and cached.n:
+            lo, hi = x_range
+            start = max(start, int(np.searchsorted(xs, lo + origin, side="left")))
+            stop = min(stop, int(np.searchsorted(xs, hi + origin, side="right")))
+        raw = _prepared(cached.raw, xs, series.value.view, start, stop, buckets, origin)
+        smooth = (_prepared(cached.smooth, xs, cached.smooth_y.view, start, stop, buckets, origin)
+                  if cached.weight > 0 else None)
         return raw, smooth
 
     def sweep(self) -> None:
@@ -147,10 +154,12 @@ class CurveCache:
         self._used.clear()
 
 
-def _prepared(env: Envelope, start: int, buckets: int, x: str) -> tuple[list[float], list[float]]:
-    if start >= len(env):
+def _prepared(
+    env: Envelope, x: np.ndarray, y: np.ndarray, start: int, stop: int, buckets: int, origin: float,
+) -> tuple[list[float], list[float]]:
+    if start >= stop:
         return [], []
-    xs, ys = env.candidates(start)
-    if x == "time":
-        xs = xs - env.x.buf[start]  # seconds since the first point shown
+    xs, ys = env.candidates(x, y, start, stop)
+    if origin:
+        xs = xs - origin
     return downsample(xs, ys, buckets)

@@ -9,6 +9,7 @@ Both functions are numpy-vectorised: the dashboard calls them several times a se
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -78,26 +79,42 @@ def ema_continue(
     if not v.size:
         return out, state
     raw = _ema_raw(v, w, state[0])
-    count = state[1] + np.arange(1, v.size + 1, dtype=np.float64)
-    out[finite] = raw / (1.0 - np.power(w, count))
-    return out, (float(raw[-1]), state[1] + int(v.size))
+    last = float(raw[-1])
+    _debias(raw, w, state[1])
+    out[finite] = raw
+    return out, (last, state[1] + int(v.size))
+
+
+def _debias(raw: np.ndarray, w: float, before: int) -> np.ndarray:
+    """Divide the k-th smoothed value (k counted from 1 after `before` earlier ones) by 1 - w**k, in
+    place. Past the k where w**k < 1e-40 the divisor is exactly 1.0 in float64, so only the first few
+    thousand points need the (slow) power: a million-point series costs no more than a short one."""
+    upto = int(math.ceil(-40.0 / math.log10(w))) if 0.0 < w < 1.0 else 0
+    m = max(0, min(raw.size, upto - before))
+    if m:
+        raw[:m] /= 1.0 - np.power(w, before + np.arange(1, m + 1, dtype=np.float64))
+    return raw
 
 
 def _ema_raw(v: np.ndarray, w: float, state: float) -> np.ndarray:
     """The recurrence s_k = w*s_{k-1} + (1-w)*v_k from `state`, in closed form per block: inside a
     block of length B starting from s, s_k = w**(k+1) * s + (1-w) * w**k * cumsum(w**-j * y_j). Blocks
     are short enough that w**-j stays finite (a block shrinks for tiny w), so this is exact to
-    rounding and O(n) in numpy."""
+    rounding. All blocks at once as a 2-D array; only the carry from block to block is a loop, over
+    n / B numbers."""
     block = _EMA_BLOCK if w >= 0.01 else max(1, int(250 / -np.log10(w)))
+    n = v.size
+    nb = -(-n // block)
     k = np.arange(block, dtype=np.float64)
     pow_k = w**k
-    inv_pow = w**-k
-    smoothed = np.empty_like(v)
-    for start in range(0, v.size, block):
-        chunk = v[start : start + block]
-        m = chunk.size
-        acc = np.cumsum(chunk * inv_pow[:m]) * (1.0 - w) * pow_k[:m]
-        vals = acc + state * w * pow_k[:m]
-        smoothed[start : start + m] = vals
-        state = vals[-1]
-    return smoothed
+    padded = np.zeros(nb * block)
+    padded[:n] = v
+    local = np.cumsum(padded.reshape(nb, block) * w**-k, axis=1) * ((1.0 - w) * pow_k)
+    ends = local[:, -1].tolist()
+    w_block = w**block
+    carry = np.empty(nb)
+    s = state
+    for b in range(nb):
+        carry[b] = s
+        s = ends[b] + s * w_block
+    return (local + carry[:, None] * (w * pow_k)).ravel()[:n]

@@ -7,6 +7,8 @@ UI-free; called from the supervisor's reader and poller threads.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import select
 import shutil
@@ -25,7 +27,7 @@ from nexus_core.protocol import (
     State,
     tail_bytes,
 )
-from nexus_core.recordtypes import Record
+from nexus_tui.fastdecode import ColumnDecoder, Piece
 
 TAIL_LINES = 40
 
@@ -33,16 +35,18 @@ TAIL_LINES = 40
 def read_pipe(
     fd: int,
     exited: Callable[[], bool],
-    deliver: Callable[[list[Record]], None],
+    deliver: Callable[[list[Piece]], None],
     warn: Callable[[str], None],
     stop: threading.Event,
     window: float = 0.05,
 ) -> None:
     """Decode a metrics pipe until EOF, `exited()` (checked when the pipe is quiet: a grandchild that
-    inherited the pipe would otherwise hide the exit), or `stop`. Records arriving within `window` s
-    of the first of a burst are delivered together; decode warnings go to `warn`. Closes `fd`."""
-    decoder = RecordDecoder()
-    batch: list[Record] = []
+    inherited the pipe would otherwise hide the exit), or `stop`. Records are decoded a read at a time
+    into pieces (metric columns, other records typed: see fastdecode.py); those arriving within
+    `window` s of the first of a burst are delivered together; decode warnings go to `warn`.
+    Closes `fd`."""
+    decoder = ColumnDecoder()
+    batch: list[Piece] = []
     first_at = 0.0
 
     def flush() -> None:
@@ -64,7 +68,7 @@ def read_pipe(
                     batch += decoder.feed(_drain(fd))
                     break
                 continue
-            data = os.read(fd, 1 << 16)
+            data = os.read(fd, 1 << 20)
             if not data:
                 break
             if not batch:
@@ -77,6 +81,17 @@ def read_pipe(
             warn(f"metrics pipe ended inside a record ({decoder.pending} bytes lost)")
         flush()
         os.close(fd)
+
+
+PIPE_BYTES = 1 << 20
+
+
+def widen_pipe(fd: int) -> None:
+    """Ask for a 1 MiB pipe buffer (Linux; the default is 64 KiB): a fast run's burst fits while the
+    dashboard is busy drawing, so the engine's non-blocking writes drop nothing, and the reader gets
+    big chunks to decode in bulk. Best effort: other systems keep their default."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def log_tail(run_dir: Path, lines: int = TAIL_LINES) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from textual.message import Message
 
 from nexus_core.recordtypes import Record
+from nexus_tui.columns import Piece
 
 
 class RecordsReceived(Message):
@@ -31,6 +32,18 @@ class RunLaunched(Message):
         super().__init__()
         self.run_name = run_name
         self.run_dir = Path(run_dir)
+
+
+class BatchReceived(Message):
+    """Decoded records from one run in stream order (metric columns and record lists); `loading` is
+    how far a large history read has got (0..1), or None for news."""
+
+    def __init__(self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.run_dir = Path(run_dir)
+        self.pieces = pieces
+        self.loading = loading
 
 
 class RunExited(Message):

@@ -6,16 +6,17 @@ about records arriving twice or out of order; MetricStore handles that.
 
 from __future__ import annotations
 
-import bisect
-from array import array
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
 from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
 from nexus_core.text import clean_text
+from nexus_tui.growable import Grow
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
@@ -33,16 +34,20 @@ _SEQ_SET_LIMIT = 100_000
 
 
 class Series:
-    """One metric over a run: append-only columns (step, tokens, time, value) in compact arrays,
-    ordered by step. 8 bytes per number: a million-step run costs 32 MB per series, not 200."""
+    """One metric over a run: append-only columns (step, tokens, time, value) in growable numpy
+    buffers, ordered by step. 8 bytes per number; a bulk load (`extend`) is one copy per column."""
 
-    __slots__ = ("step", "tokens", "time", "value", "edits")
+    __slots__ = ("step", "tokens", "time", "value", "edits", "shared")
 
     def __init__(self) -> None:
-        self.step = array("d")
-        self.tokens = array("d")
-        self.time = array("d")
-        self.value = array("d")
+        self.shared = False
+        """step/tokens/time are the same Grow objects as other series' of the run (a bulk load of
+        records that all had these metrics): one copy of the x columns, not six. Any change made to
+        this series alone copies them first."""
+        self.step = Grow()
+        self.tokens = Grow()
+        self.time = Grow()
+        self.value = Grow()
         self.edits = 0
         """Changes other than appends (an insert, a cut): chart caches that extend by appending
         compare it to know when to start over."""
@@ -50,29 +55,69 @@ class Series:
     def __len__(self) -> int:
         return len(self.step)
 
+    def _own(self) -> None:
+        if self.shared:
+            self.step, self.tokens, self.time = Grow(self.step.view), Grow(self.tokens.view), Grow(self.time.view)
+            self.shared = False
+
+    @staticmethod
+    def extend_group(
+        group: list[Series], step: np.ndarray, tokens: np.ndarray, time: np.ndarray, values: list[np.ndarray],
+    ) -> None:
+        """Append a block to several series of one run at once, sharing their x columns when they
+        all start empty or already share them; else each is extended on its own."""
+        first = group[0]
+        if all(not len(s) for s in group):
+            x = (first.step, first.tokens, first.time)  # kept: a history load reserved their room
+            for s in group:
+                s.step, s.tokens, s.time = x
+                s.shared = len(group) > 1
+        if all(s.step is first.step and s.tokens is first.tokens and s.time is first.time
+               and len(s.value) == len(first.step) for s in group):
+            first.step.extend(step)
+            first.tokens.extend(tokens)
+            first.time.extend(time)
+            for s, v in zip(group, values, strict=True):
+                s.value.extend(v)
+            return
+        for s, v in zip(group, values, strict=True):
+            s.extend(step, tokens, time, v)
+
     def append(self, step: float, tokens: float, time: float, value: float) -> None:
+        if self.shared:
+            self._own()
         self.step.append(step)
         self.tokens.append(tokens)
         self.time.append(time)
         self.value.append(value)
 
+    def extend(self, step: np.ndarray, tokens: np.ndarray, time: np.ndarray, value: np.ndarray) -> None:
+        """Append a block of points (steps increasing, all after the last one: the caller checks)."""
+        self._own()
+        self.step.extend(step)
+        self.tokens.extend(tokens)
+        self.time.extend(time)
+        self.value.extend(value)
+
     def insert_sorted(self, step: float, tokens: float, time: float, value: float) -> None:
         """A late point (a backfill from the file): put it where its step belongs."""
-        at = bisect.bisect_right(self.step, step)
+        at = int(np.searchsorted(self.step.view, step, side="right"))
         if at and self.step[at - 1] == step:
             return  # that step is already there
+        self._own()
         self.edits += 1
         for column, v in ((self.step, step), (self.tokens, tokens), (self.time, time), (self.value, value)):
             column.insert(at, v)
 
     def cut_from(self, step: float) -> None:
         """Drop every point at or after `step`: a resumed run is re-drawing that stretch."""
-        at = bisect.bisect_left(self.step, step)
+        at = int(np.searchsorted(self.step.view, step, side="left"))
+        self._own()
         self.edits += 1
         for column in (self.step, self.tokens, self.time, self.value):
             del column[at:]
 
-    def column(self, x: str) -> array:
+    def column(self, x: str) -> Grow:
         return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
 
     @property
@@ -93,6 +138,8 @@ class RunView(RunState):
     ckpts: list[Ckpt] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     logs: deque[Log] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
+    loading: float | None = None
+    """How much of the run's history has been read (0..1) while a large file loads; None after."""
     series: dict[str, Series] = field(default_factory=lambda: {k: Series() for k in SERIES_KEYS})
     _rate: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=_RATE_WINDOW), repr=False)
     label: str = field(default="", init=False)

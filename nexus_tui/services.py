@@ -15,6 +15,7 @@ from textual.app import App
 
 from nexus_core.recordtypes import Record
 from nexus_tui import messages as msg
+from nexus_tui.columns import Piece
 from nexus_tui.store import MetricStore
 from nexus_tui.supervisor import Supervisor
 from nexus_tui.telemetry import Telemetry
@@ -32,10 +33,11 @@ class Services:
         self.store = MetricStore()
         self.supervisor = Supervisor(
             self.root, on_records=self._on_records, on_exit=self._on_exit, on_warning=self._on_warning,
+            on_batch=self._on_batch,
         )
         self.watcher = RunsWatcher(
             self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
-            on_run_ready=self._on_run_ready,
+            on_batch=self._on_batch, on_run_ready=self._on_run_ready,
         )
         self.telemetry = Telemetry()
         self._tracked: dict[str, int] = {}
@@ -49,6 +51,9 @@ class Services:
 
     def _on_records(self, run_name: str, run_dir: Path, records: list[Record]) -> None:
         self.app.post_message(msg.RecordsReceived(run_name, Path(run_dir), records))
+
+    def _on_batch(self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
+        self.app.post_message(msg.BatchReceived(run_name, Path(run_dir), pieces, loading))
 
     def _on_exit(self, run_name: str, exit_code: int | None, log_tail: str = "") -> None:
         self.app.post_message(msg.RunExited(run_name, exit_code, log_tail))

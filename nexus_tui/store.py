@@ -41,6 +41,10 @@ from nexus_tui.runview import (
     Series,
 )
 
+MAX_EXTRA_SERIES = 256
+"""Series a run may add beyond ours from its records' extra keys: a writer logging a new key every
+step must not grow the dashboard without bound."""
+
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
 
 
@@ -78,7 +82,7 @@ class MetricStore:
             s = run.series.get(key) if run else None
             if s is None or x not in X_AXES:
                 return array("d"), array("d")
-            return s.column(x)[:], s.value[:]
+            return _copy(s.column(x)), _copy(s.value)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -124,6 +128,14 @@ class MetricStore:
                 if kind:
                     changed.add(kind)
         return changed
+
+    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
+        """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
+        the same result as `ingest` of the same records, a block of metric columns at a time."""
+        from nexus_tui.bulk import ingest_pieces
+
+        with self._lock:
+            return ingest_pieces(self, run_name, run_dir, pieces)
 
     def _restarted(self, run: RunView, seq: int, hello: Hello) -> bool:
         """A hello at an already used seq from another process, starting at step 0: a new run in a
@@ -189,6 +201,8 @@ class MetricStore:
             added = False
             for key, value in values:
                 added |= self._add_point(run, key, seq, late, step, tokens, t, value)
+            if rec.extra:
+                added |= self._add_extras(run, rec, seq, late, tokens, t)
             return "metrics" if added else ""
         for key, value in values:
             s = run.series[key]
@@ -196,6 +210,8 @@ class MetricStore:
                 self._add_point(run, key, seq, late, step, tokens, t, value)
             else:
                 s.append(step, tokens, t, value)
+        if rec.extra:
+            self._add_extras(run, rec, seq, late, tokens, t)
         rate = run._rate
         if rate and step < rate[-1][1]:
             rate.clear()  # resumed from an earlier step: the old speed does not apply
@@ -209,6 +225,8 @@ class MetricStore:
             value = getattr(rec, key)
             if value is not None:
                 self._add_point(run, key, seq, late, step, float(rec.tokens), rec.time or 0.0, value)
+        if rec.extra:
+            self._add_extras(run, rec, seq, late, float(rec.tokens), rec.time or 0.0)
         return run.apply(rec, late)
 
     def _on_sample(self, run: RunView, rec: Sample, seq: int | None, late: bool) -> str:
@@ -233,6 +251,21 @@ class MetricStore:
         run.apply(rec, late)
         self._add_alert(run, rec)
         return "alerts"
+
+    def _add_extras(self, run: RunView, rec: Metric | Eval, seq: int | None, late: bool, tokens: float,
+                    t: float) -> bool:
+        """A writer's own numbers (`record.extra`, e.g. a reporter's `train/acc`) as series named by
+        their key, at most MAX_EXTRA_SERIES per run; a key that names one of ours is not taken."""
+        added = False
+        for key, value in rec.extra.items():
+            if key in SERIES_KEYS:
+                continue
+            if key not in run.series:
+                if len(run.series) >= len(SERIES_KEYS) + MAX_EXTRA_SERIES:
+                    continue
+                run.series[key] = Series()
+            added |= self._add_point(run, key, seq, late, float(rec.step), tokens, t, value)
+        return added
 
     def _add_alert(self, run: RunView, rec: Alert) -> None:
         run.alerts.append(rec)
@@ -264,6 +297,12 @@ def _bounded_append(items: list[Any], rec: Sample | Ckpt, limit: int, late: bool
     else:
         items.append(rec)
     del items[:-limit]
+
+
+def _copy(column: Any) -> array:
+    out = array("d")
+    out.frombytes(memoryview(column.view).cast("B"))  # one copy, not two (tobytes would add one)
+    return out
 
 
 _HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metric

@@ -56,7 +56,15 @@ from nexus_core.protocol import (
 from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
 from nexus_core.schema import RUN_DIR_ENV
-from nexus_tui.engine_io import command_program, exit_code_of, log_tail, read_pipe, visible_devices
+from nexus_tui.engine_io import (
+    command_program,
+    exit_code_of,
+    log_tail,
+    read_pipe,
+    visible_devices,
+    widen_pipe,
+)
+from nexus_tui.fastdecode import Piece, batch_records
 
 OnRecords = Callable[[str, Path, list[Record]], None]
 OnExit = Callable[[str, "int | None", str], None]
@@ -109,9 +117,12 @@ class Supervisor:
         on_exit: OnExit,
         on_warning: OnWarning,
         python: str = sys.executable,
+        on_batch: Callable[[str, Path, list[Piece]], None] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_records = on_records
+        self.on_batch = on_batch
+        """Given, pipe records arrive as decoded pieces (metric columns in bulk); else as typed records."""
         self.on_exit = on_exit
         self.on_warning = on_warning
         self.python = python
@@ -293,6 +304,8 @@ class Supervisor:
             raise LaunchError(f"cannot create run folder {run_dir}: {e.strerror}") from None
         with self._lock:
             read_fd, write_fd = os.pipe() if piped else (-1, None)
+            if piped:
+                widen_pipe(read_fd)
             argv, env = build(write_fd)
             try:
                 with open(run_dir / LOG_FILE, "ab") as log:
@@ -325,6 +338,15 @@ class Supervisor:
         except Exception as e:  # noqa: BLE001 - a broken handler must not stop the reader
             self._warn(run.name, f"the dashboard failed to handle records: {e!r}")
 
+    def _deliver_pieces(self, run: ManagedRun, pieces: list[Piece]) -> None:
+        if self.on_batch is None:
+            self._deliver(run, batch_records(pieces))
+            return
+        try:
+            self.on_batch(run.name, run.run_dir, pieces)
+        except Exception as e:  # noqa: BLE001 - a broken handler must not stop the reader
+            self._warn(run.name, f"the dashboard failed to handle records: {e!r}")
+
     def _warn(self, name: str, text: str) -> None:
         with contextlib.suppress(Exception):
             self.on_warning(name, text)
@@ -333,7 +355,7 @@ class Supervisor:
         """Reader thread: batches to on_records until EOF or exit, then reports how the run ended."""
         assert run.proc is not None
         proc = run.proc
-        read_pipe(fd, lambda: proc.poll() is not None, lambda recs: self._deliver(run, recs),
+        read_pipe(fd, lambda: proc.poll() is not None, lambda pieces: self._deliver_pieces(run, pieces),
                   lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
         if self._detach.is_set() and proc.poll() is None:
             return  # the dashboard is leaving the run to train on its own

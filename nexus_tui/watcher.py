@@ -26,10 +26,15 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, RecordDecoder, open_regular
+from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, open_regular
 from nexus_core.recordtypes import Record
+from nexus_tui import colcache
+from nexus_tui.fastdecode import ColumnDecoder, Piece, batch_records
 
 OnRecords = Callable[[str, Path, list[Record]], None]
+OnBatch = Callable[[str, Path, list[Piece], "float | None"], None]
+"""(run name, run dir, pieces in stream order, loading: the fraction of a large history read so far,
+or None for records that are news)."""
 OnNewRun = Callable[[Path], None]
 OnWarning = Callable[[str, str], None]
 OnRunReady = Callable[[Path], None]
@@ -46,7 +51,7 @@ class _Tail:
     """Where we are in one metrics file."""
 
     offset: int = 0
-    decoder: RecordDecoder = field(default_factory=RecordDecoder)
+    decoder: ColumnDecoder = field(default_factory=ColumnDecoder)
     problem: str = ""
     """The last reason the file could not be read, so it is reported once, not every poll."""
 
@@ -63,10 +68,13 @@ class RunsWatcher:
         on_new_run: OnNewRun,
         on_warning: OnWarning,
         poll_s: float = POLL_S,
+        on_batch: OnBatch | None = None,
         on_run_ready: OnRunReady | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_records = on_records
+        self.on_batch = on_batch
+        """Given, records arrive as decoded pieces (metric columns in bulk); else as typed records."""
         self.on_new_run = on_new_run
         self.on_warning = on_warning
         self.poll_s = poll_s
@@ -168,7 +176,9 @@ class RunsWatcher:
 
     def read(self, run_dir: Path) -> int:
         """Deliver whatever whole records were appended to run_dir's metrics file since last time;
-        returns how many. Safe to call from any thread at any moment."""
+        returns how many. Safe to call from any thread at any moment. The first read of a large file
+        (a run's history) starts from its columnar cache when that still matches the file, reports
+        how far it got as it goes, and refreshes the cache at the end."""
         path = run_dir / METRICS_FILE
         name = run_dir.name
         delivered = 0
@@ -183,35 +193,70 @@ class RunsWatcher:
                 tail = self._tails[name] = _Tail()
             if size == tail.offset:
                 return 0
+            history = tail.offset == 0 and size >= colcache.MIN_FILE_BYTES
+            kept: list[Piece] = []
+            cached_to = 0
+            builder: colcache.CacheBuilder | None = None
+            if history:
+                self._deliver(name, run_dir, [], 0.0)
+                cached = colcache.load(run_dir)
+                if cached is not None:  # extend it: keep its pieces (views of the mapped file)
+                    kept, cached_to = cached
+                    tail.offset = cached_to
+                    delivered += self._deliver(name, run_dir, kept, cached_to / size)
+                else:  # build it as the file is decoded, its columns spilled to disk
+                    builder = colcache.CacheBuilder(run_dir)
             try:
                 with open_regular(path) as f:  # a FIFO, device or folder planted there is refused
                     size = os.fstat(f.fileno()).st_size
                     f.seek(tail.offset)
                     while tail.offset < size and (chunk := f.read(min(READ_CHUNK, size - tail.offset))):
                         tail.offset += len(chunk)
-                        records = tail.decoder.feed(chunk)
+                        pieces = tail.decoder.feed(chunk)
                         for w in tail.decoder.warnings:
                             self._warn(name, f"{METRICS_FILE}: {w.text}")
                         tail.decoder.warnings.clear()
-                        for i in range(0, len(records), DELIVER_CHUNK):
-                            self._deliver(name, run_dir, records[i : i + DELIVER_CHUNK])
-                        delivered += len(records)
+                        if builder is not None:
+                            builder.add(pieces)
+                        elif history:
+                            kept += pieces
+                        delivered += self._deliver(name, run_dir, pieces, tail.offset / size if history else None)
             except OSError as e:
                 problem = f"cannot read {METRICS_FILE}: {e.strerror}"
                 if tail.problem != problem:  # once, not at every poll
                     tail.problem = problem
                     self._warn(name, problem)
+                if builder is not None:
+                    builder.close()
+                if history:
+                    self._deliver(name, run_dir, [], None)
                 return delivered
             tail.problem = ""
+            if history:
+                self._deliver(name, run_dir, [], None)
+                done = tail.offset - tail.decoder.pending
+                if done - cached_to < colcache.MIN_FILE_BYTES:
+                    if builder is not None:
+                        builder.close()
+                elif builder is not None:
+                    builder.finish(done)
+                else:
+                    colcache.save(run_dir, kept, done)
         return delivered
 
-    def _deliver(self, name: str, run_dir: Path, records: list[Record]) -> None:
-        if not records:
-            return
+    def _deliver(self, name: str, run_dir: Path, pieces: list[Piece], loading: float | None) -> int:
+        """Hand pieces on (as typed records when no on_batch was given); returns how many records."""
+        count = sum(len(p) for p in pieces)
         try:
-            self.on_records(name, run_dir, records)
+            if self.on_batch is not None:
+                self.on_batch(name, run_dir, pieces, loading)
+            elif pieces:
+                records = batch_records(pieces)
+                for i in range(0, len(records), DELIVER_CHUNK):
+                    self.on_records(name, run_dir, records[i : i + DELIVER_CHUNK])
         except Exception as e:  # noqa: BLE001
             self._warn(name, f"the dashboard failed to handle records: {e!r}")
+        return count
 
     def _event(self, path_text: str) -> None:
         """A file event anywhere under the root: find its run and see what is new there."""

@@ -1,19 +1,32 @@
 """One plotext chart that draws a list of prepared curves.
 
 It knows nothing of runs or stores: the charts panel hands it already-downsampled `Curve`s, so a
-redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series).
+redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series). A plotext
+build costs tens of ms even for a few points, so the chart rebuilds only when what it was given
+(curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build.
+The mouse zooms (wheel) and pans (drag) the x range and hovering moves the inspect cursor: the chart
+only reports these (as messages with x in data units) and the charts panel applies them to all charts.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rich.text import Text
+from textual import events
 from textual.app import RenderResult
+from textual.message import Message
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
+from nexus_tui.widgets.ticks import axis
+
+LIVE_REBUILD_S = 2.0
+"""While only new records change a chart, it is rebuilt at most this often (a plotext build costs
+tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
 
 
 @dataclass
@@ -37,6 +50,17 @@ class ChartSpec:
     log_y: bool = False
     hlines: list[tuple[float, RGB]] = field(default_factory=list)
     """Horizontal guide lines (the forecast), drawn behind the curves."""
+    x_range: tuple[float, float] | None = None
+    """The x window shown (zoomed); None: the data's own extent."""
+    x_integer: bool = True
+    """The x axis counts (steps, tokens): integer tick labels."""
+    cursor: tuple[float, RGB] | None = None
+    """The inspect cursor: a vertical line at this x."""
+
+    def signature(self) -> tuple:
+        """Everything a build depends on, to rebuild only when it changed."""
+        return (self.title, self.xlabel, self.log_y, tuple(self.hlines), self.x_range, self.x_integer, self.cursor,
+                tuple((tuple(c.xs), tuple(c.ys), c.color, c.marker, c.scatter) for c in self.curves))
 
 
 def _finite(xs: Sequence[float], ys: Sequence[float], log_y: bool) -> tuple[list[float], list[float]]:
@@ -51,34 +75,90 @@ def _finite(xs: Sequence[float], ys: Sequence[float], log_y: bool) -> tuple[list
 
 
 class MetricChart(PlotextPlot):
-    """A chart that shows `spec` (set it, then `refresh()` happens by itself)."""
+    """A chart that shows `spec` (set it with `show`; it redraws only if something changed)."""
 
     DEFAULT_CSS = """
     MetricChart { height: 1fr; width: 1fr; min-height: 6; }
     """
+
+    class Zoom(Message):
+        """Wheel over the chart: zoom by `factor` (<1 in) around data x `at`."""
+
+        def __init__(self, factor: float, at: float | None) -> None:
+            super().__init__()
+            self.factor, self.at = factor, at
+
+    class Pan(Message):
+        """A drag: move the x window by `dx` data units."""
+
+        def __init__(self, dx: float) -> None:
+            super().__init__()
+            self.dx = dx
+
+    class Hover(Message):
+        """The mouse is over data x `at` (None: it left the chart)."""
+
+        def __init__(self, at: float | None) -> None:
+            super().__init__()
+            self.at = at
 
     def __init__(self, title: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.spec = ChartSpec(title=title)
         self.points_drawn = 0
         """How many points the last draw handed plotext (the downsampling bound, checked in tests)."""
+        self.builds = 0
+        """plotext builds so far (each costs tens of ms): a redraw with nothing new adds none."""
+        self._chart_sig: tuple | None = None
+        self._chart_built: tuple | None = None
+        self._chart_render: RenderResult | None = None
+        self._chart_x: tuple[float, float] | None = None
+        """The x range the last build drew, to map mouse columns to data x."""
+        self._chart_margin = (8, 1)
+        self._chart_drag: int | None = None
+        self._last_build = 0.0
+        self._waiting = False
 
     @property
     def buckets(self) -> int:
-        """About two points per character cell across: what braille can show, and no more."""
-        return max(2 * (self.size.width or 40), 32)
+        """One min/max bucket per character cell: two points a cell, what braille's two dot
+        columns can show; more only costs plotext time."""
+        return max(self.size.width or 40, 16)
 
-    def show(self, spec: ChartSpec) -> None:
-        """Draw `spec` on the next refresh."""
+    def show(self, spec: ChartSpec, live: bool = False) -> None:
+        """Draw `spec` on the next refresh, if it differs from what is shown. `live` (new records
+        only): at most one build per LIVE_REBUILD_S, the latest spec drawn when the slot comes."""
+        signature = spec.signature()
         self.spec = spec
+        if signature == self._chart_sig:
+            return
+        self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
+        wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
+        if wait <= 0:
+            self.refresh()
+        elif not self._waiting:
+            self._waiting = True
+            self.set_timer(wait, self._slot)
+
+    def _slot(self) -> None:
+        self._waiting = False
         self.refresh()
 
     def render(self) -> RenderResult:
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
-        # building twice from the same data breaks; rebuild the figure from the spec on every render.
-        self._plot_spec(self.spec)
-        return super().render()
+        # building twice from the same data breaks; rebuild the figure from the spec when it changed.
+        key = (self._chart_sig, self.size.width, self.size.height, self.app.theme)
+        if not any(len(c.xs) for c in self.spec.curves):
+            # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
+            return Text(self.spec.title.center(self.size.width or 0), style="bold")
+        if key != self._chart_built or self._chart_render is None:
+            self._plot_spec(self.spec)
+            self._chart_render = super().render()
+            self._chart_built = key
+            self.builds += 1
+            self._last_build = time.monotonic()
+        return self._chart_render
 
     def _plot_spec(self, spec: ChartSpec) -> None:
         plt = self.plt
@@ -90,16 +170,91 @@ class MetricChart(PlotextPlot):
         if spec.log_y:
             plt.yscale("log")
         has_data = False
+        x_lo = y_lo = math.inf
+        x_hi = y_hi = -math.inf
         for curve in spec.curves:
             xs, ys = _finite(curve.xs, curve.ys, spec.log_y)
             if not xs:
                 continue
             has_data = True
+            x_lo, x_hi = min(x_lo, min(xs)), max(x_hi, max(xs))
+            y_lo, y_hi = min(y_lo, min(ys)), max(y_hi, max(ys))
             if curve.scatter:
                 plt.scatter(xs, ys, color=curve.color, marker=curve.marker)
             else:
                 plt.plot(xs, ys, color=curve.color, marker=curve.marker)
-        if has_data:
-            for y, color in spec.hlines:
-                if math.isfinite(y) and (y > 0 or not spec.log_y):
-                    plt.hline(y, color)
+        if not has_data:
+            self._chart_x = None
+            return
+        for y, color in spec.hlines:
+            if math.isfinite(y) and (y > 0 or not spec.log_y):
+                plt.hline(y, color)
+                y_lo, y_hi = min(y_lo, y), max(y_hi, y)
+        if spec.x_range is not None:
+            x_lo, x_hi = spec.x_range
+        if x_hi > x_lo:
+            plt.xlim(x_lo, x_hi)
+        self._chart_x = (x_lo, x_hi)
+        xt, xl = axis(x_lo, x_hi, max(2, (self.size.width or 40) // 14), spec.x_integer)
+        plt.xticks(xt, xl)
+        width = 6
+        if not spec.log_y:
+            if y_hi == y_lo:
+                pad = abs(y_lo) * 0.05 or 1.0
+                plt.ylim(y_lo - pad, y_hi + pad)
+            yt, yl = axis(y_lo, y_hi, max(2, (self.size.height or 12) // 4))
+            plt.yticks(yt, yl)
+            width = max((len(t) for t in yl), default=6)
+        self._chart_margin = (width + 2, 1)
+        if spec.cursor is not None and x_lo <= spec.cursor[0] <= x_hi:
+            plt.vline(spec.cursor[0], spec.cursor[1])
+
+    # -- mouse: reported to the charts panel in data units -------------------------------------
+
+    def x_at(self, column: int) -> float | None:
+        """The data x under a column of this widget (None outside the plot area or with no data)."""
+        if self._chart_x is None:
+            return None
+        lo, hi = self._chart_x
+        left, right = self._chart_margin
+        span = (self.size.width or 0) - left - right
+        if span <= 1 or hi <= lo:
+            return None
+        frac = (column - left) / (span - 1)
+        if not 0.0 <= frac <= 1.0:
+            return None
+        return lo + frac * (hi - lo)
+
+    def _per_column(self) -> float:
+        if self._chart_x is None:
+            return 0.0
+        lo, hi = self._chart_x
+        return (hi - lo) / max(1, (self.size.width or 0) - sum(self._chart_margin) - 1)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.post_message(self.Zoom(0.8, self.x_at(event.x)))
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.post_message(self.Zoom(1.25, self.x_at(event.x)))
+
+    def on_mouse_down(self, event: events.MouseDown) -> None:
+        self._chart_drag = event.x
+        self.capture_mouse()
+
+    def on_mouse_up(self, event: events.MouseUp) -> None:
+        self._chart_drag = None
+        self.release_mouse()
+
+    def on_mouse_move(self, event: events.MouseMove) -> None:
+        if self._chart_drag is not None and event.button:
+            moved = event.x - self._chart_drag
+            if moved:
+                self._chart_drag = event.x
+                self.post_message(self.Pan(-moved * self._per_column()))
+            return
+        self.post_message(self.Hover(self.x_at(event.x)))
+
+    def on_leave(self, event: events.Leave) -> None:
+        self.post_message(self.Hover(None))

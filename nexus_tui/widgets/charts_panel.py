@@ -4,6 +4,11 @@ The app calls `redraw` from a timer a few times a second (inside `batch_update`)
 records can arrive thousands a second, a human reads a chart a few times a second. Each series is
 smoothed (EMA, raw kept faint behind), windowed, then bucketed to ~2x the chart's width before
 plotext sees it, so a 1M-step run draws as fast as a 100-step one.
+
+Zoom and inspect: the panel holds one x window for all charts (keys or the mouse zoom and pan it; the
+buckets are recomputed inside it, so zoomed in far enough every raw point is drawn) and one inspect
+cursor (a key pins it, hovering moves it), drawn as a line on every chart, with the exact step,
+tokens, time and values of every shown run at that x written under the charts.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.reactive import reactive
@@ -22,6 +28,7 @@ from nexus_tui.forecast import forecast_final
 from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.inspect import readout
 
 if TYPE_CHECKING:
     from nexus_tui.store import MetricStore
@@ -51,6 +58,8 @@ class ChartsPanel(Vertical):
     ChartsPanel { height: 1fr; }
     ChartsPanel #chart-options { height: 1; color: $text-muted; padding: 0 1; }
     ChartsPanel #chart-forecast { height: 1; padding: 0 1; }
+    ChartsPanel #chart-inspect { height: auto; max-height: 4; padding: 0 1; display: none; }
+    ChartsPanel #chart-inspect.-on { display: block; }
     ChartsPanel #chart-grid { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
     ChartsPanel.-narrow #chart-grid { grid-size: 1 1; }
     ChartsPanel.-narrow MetricChart { display: none; }
@@ -67,10 +76,22 @@ class ChartsPanel(Vertical):
         """The run summary / forecast line as last drawn."""
         self._forecasts: dict[tuple, tuple[float, float, float] | None] = {}
         self._cache = CurveCache()
+        self.x_view: tuple[float, float] | None = None
+        """The zoomed x window shared by all charts (None: the whole window of data)."""
+        self.cursor: float | None = None
+        """The inspect cursor's x (data units as drawn)."""
+        self.pinned = False
+        """The cursor was placed with the key and stays when the mouse leaves."""
+        self.extent: tuple[float, float] | None = None
+        """The x extent of the data shown, unzoomed (from the last redraw)."""
+        self.inspect_text = ""
+        self._last: tuple | None = None
+        self._texts: dict[str, str] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
         yield Static(id="chart-forecast", markup=False)
+        yield Static(id="chart-inspect", markup=False)
         with Grid(id="chart-grid"):
             for i, (key, title) in enumerate(CHARTS):
                 yield MetricChart(title, id=f"chart-{key}", classes="-shown" if i == 0 else "")
@@ -91,9 +112,13 @@ class ChartsPanel(Vertical):
     def options_text(self) -> str:
         o = self.options
         window = f"last {o.window} steps" if o.window else "whole run"
+        zoom = ""
+        if self.x_view is not None:
+            lo, hi = self.x_view
+            zoom = f"  ·  zoom {fmt.count(lo)}–{fmt.count(hi)} (0 resets)"
         return (
             f"EMA {o.ema:.2f} \\[ ]  ·  x: {o.x_axis} (x)  ·  {'log' if o.log_scale else 'linear'} (l)"
-            f"  ·  {window} (w)"
+            f"  ·  {window} (w)  ·  zoom + - < > · inspect i{zoom}"
         )
 
     def _curves(
@@ -107,17 +132,25 @@ class ChartsPanel(Vertical):
             return []
         o = self.options
         weight = o.ema if smooth else 0.0
-        (rx, ry), smoothed = self._cache.curve(name, key, series, o.x_axis, weight, o.window, buckets)
+        (rx, ry), smoothed = self._cache.curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view)
         if smoothed is None:
             return [Curve(rx, ry, color, marker, scatter)]
         return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
 
-    def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette) -> None:
-        """Redraw all charts for these runs (colours from each run's index in `palette`)."""
-        self.query_one("#chart-options", Static).update(self.options_text())
+    def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool = False) -> None:
+        """Redraw all charts for these runs (colours from each run's index in `palette`). `live`: only
+        new records arrived, so a chart rebuilt less than LIVE_REBUILD_S ago waits for its next slot."""
+        self._last = (store, list(names), palette)
         runs = [r for r in (store.get(n) for n in names) if r is not None]
+        self.extent = self._extent(runs)
+        if self.extent is None:
+            self.x_view = None
+        self._set("#chart-options", self.options_text())
         xlabel = X_LABELS.get(self.options.x_axis, "")
-        specs = {key: ChartSpec(title=title, xlabel=xlabel) for key, title in CHARTS}
+        integer = self.options.x_axis != "time"
+        cursor = (self.cursor, palette.forecast) if self.cursor is not None else None
+        specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
+                 for key, title in CHARTS}
         specs["loss"].log_y = self.options.log_scale
         for run in runs:
             color = palette.run(run.color)
@@ -147,10 +180,118 @@ class ChartsPanel(Vertical):
         else:
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
-        self.query_one("#chart-forecast", Static).update(forecast_text)
+        self._set("#chart-forecast", forecast_text)
         for key, spec in specs.items():
-            self.chart(key).show(spec)
+            self.chart(key).show(spec, live=live)
         self._cache.sweep()
+        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window)
+                             if self.cursor is not None else "")
+        self._set("#chart-inspect", self.inspect_text)
+        self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
+
+    def _set(self, selector: str, text: str) -> None:
+        """Update a text line only when it changed: an update re-lays out the panel (costly at a
+        few frames a second while runs train)."""
+        before = self._texts.get(selector)
+        if before != text:
+            self._texts[selector] = text
+            # One-line rows keep their size: no layout pass, unless the inspect block grew or shrank.
+            lines = text.count("\n")
+            self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
+                                                     or selector == "#chart-inspect" and not before)
+
+    # -- zoom, pan, inspect ----------------------------------------------------------------------
+
+    def _extent(self, runs: list) -> tuple[float, float] | None:
+        """The x extent of the shown runs' H series (in the x axis' units as drawn), unzoomed."""
+        lo, hi = float("inf"), float("-inf")
+        x, last_n = self.options.x_axis, self.options.window
+        for run in runs:
+            s = run.series["ce"]
+            if not len(s):
+                continue
+            xs, steps = s.column(x).view, s.step.view
+            start = int(np.searchsorted(steps, steps[-1] - last_n, side="left")) if last_n else 0
+            origin = xs[start] if x == "time" else 0.0
+            lo, hi = min(lo, xs[start] - origin), max(hi, xs[-1] - origin)
+        return (float(lo), float(hi)) if hi > lo else None
+
+    def _again(self) -> None:
+        if self._last is not None:
+            self.redraw(*self._last)
+
+    def zoom(self, factor: float, at: float | None = None) -> None:
+        """Scale the x window by `factor` (<1 zooms in) keeping `at` (default: the cursor, else the
+        middle) where it is; zooming out past the data's extent shows it all again."""
+        if self.extent is None:
+            return
+        lo, hi = self.x_view or self.extent
+        if at is None:
+            at = self.cursor if self.cursor is not None and lo <= self.cursor <= hi else (lo + hi) / 2
+        new_lo, new_hi = at - (at - lo) * factor, at + (hi - at) * factor
+        full_lo, full_hi = self.extent
+        if new_hi - new_lo >= full_hi - full_lo:
+            self.x_view = None
+        else:
+            self.x_view = self._clamp(new_lo, new_hi)
+        self._again()
+
+    def pan(self, dx: float) -> None:
+        """Move the x window by dx data units (stops at the data's ends)."""
+        if self.x_view is None:
+            return
+        lo, hi = self.x_view
+        self.x_view = self._clamp(lo + dx, hi + dx)
+        self._again()
+
+    def pan_fraction(self, fraction: float) -> None:
+        if self.x_view is not None:
+            self.pan(fraction * (self.x_view[1] - self.x_view[0]))
+
+    def _clamp(self, lo: float, hi: float) -> tuple[float, float]:
+        assert self.extent is not None
+        full_lo, full_hi = self.extent
+        width = max(hi - lo, 1e-9)
+        if lo < full_lo:
+            lo, hi = full_lo, full_lo + width
+        if hi > full_hi:
+            lo, hi = full_hi - width, full_hi
+        return (max(lo, full_lo), hi)
+
+    def reset_view(self) -> None:
+        self.x_view = None
+        self._again()
+
+    def toggle_cursor(self) -> None:
+        """Pin an inspect cursor in the middle of the view, or take it away."""
+        if self.cursor is not None and self.pinned:
+            self.cursor, self.pinned = None, False
+        elif self.extent is not None:
+            lo, hi = self.x_view or self.extent
+            self.cursor, self.pinned = (lo + hi) / 2, True
+        self._again()
+
+    def move_cursor(self, fraction: float) -> None:
+        """Move the cursor by a fraction of the view (one chart column is about 1/60)."""
+        if self.cursor is None or self.extent is None:
+            return
+        lo, hi = self.x_view or self.extent
+        self.cursor = min(max(self.cursor + fraction * (hi - lo), lo), hi)
+        self._again()
+
+    def on_metric_chart_zoom(self, event: MetricChart.Zoom) -> None:
+        self.zoom(event.factor, event.at)
+
+    def on_metric_chart_pan(self, event: MetricChart.Pan) -> None:
+        self.pan(event.dx)
+
+    def on_metric_chart_hover(self, event: MetricChart.Hover) -> None:
+        if self.pinned and event.at is None:
+            return
+        if event.at != self.cursor:
+            self.cursor = event.at
+            self.pinned = self.pinned and event.at is not None
+            self._again()
 
     def _loss_differs(self, store: MetricStore, name: str) -> bool:
         """Show `loss` beside H only when it is not the same number (label smoothing, MTP, aux)."""

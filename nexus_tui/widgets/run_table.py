@@ -48,14 +48,17 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     shown = run.shown_state()  # "stalled": running, but silent far beyond its usual pace
     label = "starting…" if shown == "starting" else clean_text(str(shown or "?"))  # importing torch, building
     state = Text(label, style=STATE_STYLES.get(str(shown), ""))
+    loading = getattr(run, "loading", None)
+    if loading is not None:  # its history is still being read: the records' state is not news yet
+        state = Text(f"loading {int(loading * 100)}%", style="italic")
     if run.exit_code not in (None, 0):
         state.append(f" ({run.exit_code})", style="red")
     total = run.total_steps or 0
     step = f"{run.step or 0}/{total}" if total else str(run.step or 0)
     return [
         name, fmt.plain(run.model or fmt.DASH), fmt.plain(run.device or fmt.DASH), state, fmt.plain(step),
-        *map(fmt.plain, (fmt.duration(run.eta_s), fmt.loss(run.loss), fmt.loss(run.ce),
-                         fmt.loss(run.best_val_loss), fmt.count(run.tok_s))),
+        *map(fmt.plain, (fmt.duration(None if loading is not None else run.eta_s), fmt.loss(run.loss),
+                         fmt.loss(run.ce), fmt.loss(run.best_val_loss), fmt.count(run.tok_s))),
     ]
 
 
@@ -83,6 +86,8 @@ class RunTable(DataTable):
         self._palette: ChartPalette | None = None
         self._shown: tuple[str, ...] = tuple(key for key, _ in COLUMNS)
         self._content: dict[str, int] = {}
+        self._drawn: dict[tuple[str, str], Any] = {}
+        """(run, column) -> the cell value last written, to write only what changed."""
         """column -> widest cell seen, to know what fits before a column is shown."""
 
     def on_mount(self) -> None:
@@ -95,6 +100,7 @@ class RunTable(DataTable):
         """(Re)build the table with these columns: rare (a resize across a threshold), so a rebuild
         that keeps the cursor on the same run is simpler than juggling column positions."""
         cursor = self.highlighted
+        self._drawn.clear()
         self.clear(columns=True)
         self._shown = keys
         labels = dict(COLUMNS)
@@ -168,7 +174,9 @@ class RunTable(DataTable):
                     self.add_row(*self._cells(run), key=run.name)
                     continue
                 for key, value in zip(self._shown, self._cells(run), strict=True):
-                    self.update_cell(run.name, key, value, update_width=True)
+                    if self._drawn.get((run.name, key)) != value:  # an update repaints the table
+                        self._drawn[(run.name, key)] = value
+                        self.update_cell(run.name, key, value, update_width=True)
         if was_empty and self.row_count:
             self.post_message(self.SelectionChanged(self.selected))
 

@@ -104,6 +104,7 @@ class TelemetryPane(VerticalScroll):
         super().__init__(**kwargs)
         self.view = TelemetryView()
         self._gpu_count = -1
+        self._lines: dict[str, tuple[int, str]] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="gpu-error", classes="gpu-error", markup=False)
@@ -116,13 +117,25 @@ class TelemetryPane(VerticalScroll):
             self._rebuild_gpus(len(view.gpus))
         error = self.query_one("#gpu-error", Static)
         error.display = bool(view.gpu_error)
-        error.update(view.gpu_error)
+        self._set(error, view.gpu_error)
         for gpu in view.gpus:
-            self.query_one(f"#gpu-{gpu.index}-text", Static).update(gpu_lines(gpu, width))
-        self.query_one("#host", Static).update(host_lines(view, width))
+            self._set(self.query_one(f"#gpu-{gpu.index}-text", Static), gpu_lines(gpu, width))
+        self._set(self.query_one("#host", Static), host_lines(view, width))
+
+    def _set(self, widget: Static, content: Text | str) -> None:
+        """Update a block, re-laying out the pane only when its number of lines changed (a layout
+        pass over the whole screen every second was most of the idle dashboard's CPU)."""
+        text = str(content)
+        lines = text.count("\n")
+        before = self._lines.get(widget.id or "")
+        if before is not None and before[1] == text:
+            return
+        self._lines[widget.id or ""] = (lines, text)
+        widget.update(content, layout=before is None or before[0] != lines)
 
     def _rebuild_gpus(self, count: int) -> None:
         self._gpu_count = count
+        self._lines.clear()
         for old in self.query(".gpu-block"):
             old.remove()
         blocks = [Static("", id=f"gpu-{gpu.index}-text", classes="gpu-block") for gpu in self.view.gpus]

@@ -1,0 +1,141 @@
+"""Fold decoded metric columns into a MetricStore a block at a time.
+
+The store's `ingest` takes one record at a time: right for hellos, states and the odd backfill,
+~10 µs a record for a million-record replay. A `MetricBlock` (see fastdecode.py) whose records are
+the run's next seqs in order, with steps that only go forward, is appended here column-wise, with
+exactly the state `ingest` would have left (last step, tokens, loss..., the ETA's rate window, the
+`running` state). Anything else (a gap or overlap in seqs other than a replayed prefix, a step going
+back for a resume, a missing step) is handed to `ingest` as records: rare, and right by definition.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nexus_core.protocol import STATES, read_status
+from nexus_core.recordtypes import State
+from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock
+from nexus_tui.runview import Series
+
+if TYPE_CHECKING:
+    from nexus_tui.store import MetricStore
+
+RATE_WINDOW = 50
+
+
+def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
+    """Each piece in order: record lists through `ingest`, metric blocks in bulk."""
+    changed: set[str] = set()
+    rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
+    if rows > 100_000:  # a history: one allocation per column, not one per block
+        run = store._view(name, run_dir)
+        metric = [run.series[k] for k in VALUE_KEYS]
+        for column in {id(c): c for s in metric for c in (s.step, s.tokens, s.time, s.value)}.values():
+            column.reserve(rows)
+    for piece in pieces:
+        if isinstance(piece, MetricBlock):
+            if len(piece):
+                changed |= ingest_block(store, name, run_dir, piece)
+        elif piece:
+            changed |= store.ingest(name, run_dir, piece)
+    return changed
+
+
+def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> set[str]:
+    run = store._view(name, run_dir)
+    seqs = store._seqs[name]
+    fast = _fast_part(store, name, block)
+    if fast is None:
+        return store.ingest(name, run_dir, block.records())
+    if not len(fast):
+        return set()
+    b = fast
+    step = b.step
+    tokens = b.tokens if b.has_all("tokens") else np.where(b.present["tokens"], b.tokens, 0.0)
+    t = b.time if b.has_all("time") else np.where(b.present["time"], b.time, 0.0)
+    if b.has_all("time"):
+        newest = float(np.max(b.time))
+    elif b.present["time"].any():
+        newest = float(np.max(b.time[b.present["time"]]))
+    else:
+        newest = None
+    if newest is not None:
+        run.updated = newest if run.updated is None else max(run.updated, newest)
+    whole = [key for key in VALUE_KEYS if b.has_all(key)]
+    if whole:
+        Series.extend_group([run.series[k] for k in whole], step, tokens, t, [b.values[k] for k in whole])
+    for key in VALUE_KEYS:
+        series = run.series[key]
+        if key not in whole and b.present[key].any():
+            m = b.present[key]
+            series.extend(step[m], tokens[m], t[m], b.values[key][m])
+    rate = run._rate
+    if rate and step[0] < rate[-1][1]:
+        rate.clear()  # as MetricStore._on_metric: a resume from an earlier step
+    timed = np.flatnonzero(t != 0)[-RATE_WINDOW:]
+    rate.extend(zip(t[timed].tolist(), step[timed].tolist(), strict=True))
+    run.apply(b.slice(len(b) - 1).records()[0])  # the reducer decides state, step, last values
+    seqs.mark += len(b)
+    seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
+    return {"metrics"}
+
+
+def _fast_part(store: MetricStore, name: str, b: MetricBlock) -> MetricBlock | None:
+    """The part of the block not seen before, if it can be appended in bulk; None if not."""
+    seqs = store._seqs[name]
+    run = store._runs[name]
+    if "seq" in b.present or "step" in b.present or seqs.above or seqs.max_seen >= seqs.mark:
+        return None
+    seq = b.seq
+    if len(seq) > 1 and not (np.diff(seq) == 1).all():
+        return None
+    if seq[-1] < seqs.mark:
+        return b.slice(0, 0)  # all replayed: nothing new
+    if seq[0] < seqs.mark:
+        b = b.slice(seqs.mark - int(seq[0]))
+    if int(b.seq[0]) != seqs.mark or (b.seq < 0).any():
+        return None
+    step = b.step
+    if not np.isfinite(step).all() or (len(step) > 1 and not (np.diff(step) > 0).all()):
+        return None
+    if np.isnan(b.time).any() and ("time" not in b.present or np.isnan(b.time[b.present["time"]]).any()):
+        return None  # a NaN time: the per-record fold's max() decides what `updated` becomes
+    if not np.isfinite(b.tokens[b.present.get("tokens", slice(None))]).all():
+        return None  # the per-record path decides what an infinite token count means
+    for key in VALUE_KEYS:
+        series = run.series[key]
+        if not len(series):
+            continue
+        mask = b.present.get(key)
+        if mask is not None and not mask.any():
+            continue
+        first = step[0] if mask is None else step[mask][0]
+        if first <= series.step[-1]:
+            return None  # a resume re-drawing a stretch: the per-record path cuts the series
+    return b
+
+
+def set_loading(store: MetricStore, name: str, run_dir: str | Path | None, loading: float | None) -> bool:
+    """Track a large history read; returns whether the run's row should redraw. At its start the
+    run's status file seeds state, step and total (a finished run reads `finished` at once, not
+    `running` from the first records replayed), and the table shows `loading N%` until the end."""
+    with store._lock:
+        run = store.get(name)
+        if loading is None:
+            if run is None or run.loading is None:
+                return False
+            run.loading = None
+            return True
+        if run is None or (run.loading is None and not run.hello and run_dir is not None):
+            run = store._view(name, run_dir)
+            status = read_status(run_dir) if run_dir is not None else None
+            if status and status.get("state") in STATES:  # as a state record, through the reducer
+                step, total = status.get("step"), status.get("total_steps")
+                run.apply(State(state=status["state"], step=step if type(step) is int else None,
+                                total_steps=total if type(total) is int and total > 0 else None))
+        was = run.loading
+        run.loading = min(max(float(loading), 0.0), 1.0)
+        return was is None or int(was * 100) != int(run.loading * 100)

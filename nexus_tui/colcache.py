@@ -1,0 +1,294 @@
+"""A columnar cache of a run's metrics file, beside it: runs/NAME/.nexus-cache/metrics.cols.
+
+Opening a million-step run decodes 150 MB of msgpack; the cache holds the same records already as
+numpy columns (metric records) plus the few others packed as msgpack, in stream order, so a second
+open maps the file and reads the columns in place (a JSON header, then raw arrays 64-byte aligned). The file stays the single truth: the cache says which bytes of the file it was
+made from (the offset it covers, the file's size then, a hash of the file's head and of the bytes
+just before the offset, the last seq it holds) and is used only when the file still has those bytes.
+A file appended to since is read from the cached offset on; a file replaced, truncated or rewritten
+in place, or a cache that is damaged, unreadable or from another version is ignored and rebuilt.
+Writing is best effort (a read-only runs folder just has no cache) and atomic (temp file, rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nexus_core.protocol import METRICS_FILE
+from nexus_core.records import RecordDecoder, pack
+from nexus_core.recordtypes import Record
+from nexus_tui.fastdecode import BLOCK_KEYS, MetricBlock, Piece
+
+CACHE_DIR = ".nexus-cache"
+CACHE_FILE = "metrics.cols"
+MAGIC = b"NXCOLS1\n"
+VERSION = 2
+"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column."""
+HEAD_BYTES = 1 << 16
+TAIL_BYTES = 1 << 12
+MIN_FILE_BYTES = 1 << 20
+"""Smaller metrics files decode faster than a cache loads: no cache for them."""
+_FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
+
+
+def cache_path(run_dir: Path) -> Path:
+    return Path(run_dir) / CACHE_DIR / CACHE_FILE
+
+
+def _digest(f: Any, start: int, size: int) -> str:
+    f.seek(start)
+    return hashlib.blake2b(f.read(size), digest_size=16).hexdigest()
+
+
+def fingerprint(path: Path, offset: int) -> dict[str, Any]:
+    """What ties a cache to the first `offset` bytes of the file at `path`."""
+    with open(path, "rb") as f:
+        return {"offset": offset, "head": _digest(f, 0, min(HEAD_BYTES, offset)),
+                "tail": _digest(f, max(0, offset - TAIL_BYTES), min(TAIL_BYTES, offset))}
+
+
+def load(run_dir: Path) -> tuple[list[Piece], int] | None:
+    """The cached pieces and the file offset they cover, if the cache is whole and still describes
+    the metrics file; None otherwise (no cache, stale, damaged: the caller reads the file)."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        arrays, meta = _read(cache_path(run_dir))
+        if meta.get("version") != VERSION:
+            return None
+        offset = int(meta["offset"])
+        if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
+            return None
+        pieces = _unpack(arrays, meta)
+    except Exception:  # noqa: BLE001 - any problem with a derived file means: read the real one
+        return None
+    return pieces, offset
+
+
+def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays (read-only views of the mapped file) and the meta of a cache file."""
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError("not a cache file")
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    arrays = {}
+    for name, (at, dtype, count) in header["arrays"].items():
+        if at < 0 or count < 0 or at + count * np.dtype(dtype).itemsize > len(mapped):
+            raise ValueError("array out of the file")
+        arrays[name] = np.frombuffer(mapped, dtype, count, at)
+    return arrays, header["meta"]
+
+
+def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    names = list(arrays)
+    layout: dict[str, list[Any]] = {}
+    # Offsets depend on the header's length, which depends on the offsets: reserve room for it.
+    base = 4096 + 64 * len(names)
+    at = base
+    for name in names:
+        a = arrays[name] if isinstance(arrays[name], _Spilled) else np.ascontiguousarray(arrays[name])
+        layout[name] = [at, a.dtype.str, int(a.size)]
+        at += -(-a.nbytes // 64) * 64
+    header = json.dumps({"meta": meta, "arrays": layout}).encode()
+    if len(MAGIC) + 8 + len(header) > base:
+        raise ValueError("cache header too large")
+    f.write(MAGIC + len(header).to_bytes(8, "little") + header)
+    for name in names:
+        f.seek(layout[name][0])
+        a = arrays[name]
+        if isinstance(a, _Spilled):
+            if a.source is not None:
+                a.source.seek(0)
+                shutil.copyfileobj(a.source, f, 1 << 20)
+        else:
+            f.write(np.ascontiguousarray(a).tobytes())
+    f.truncate(at)  # the file reaches past the last array, empty ones included
+
+
+def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
+    seq = z["seq"]
+    cols = {k: z[k] for k in _FIELDS}
+    present = {k[len("present_"):]: z[k] for k in z if k.startswith("present_")}
+    rows = len(seq)
+    if any(len(c) != rows for c in (*cols.values(), *present.values())):
+        raise ValueError("columns of different lengths")
+    others = _records(bytes(z["others"]), meta)
+    if rows and int(seq[-1]) != meta["last_seq"]:
+        raise ValueError("last seq does not match")
+    pieces: list[Piece] = []
+    for kind, a, b in z["layout"].reshape(-1, 3).tolist():
+        if not 0 <= a <= b <= (rows if kind == 0 else len(others)):
+            raise ValueError("layout out of range")
+        if kind == 0:
+            pieces.append(MetricBlock(seq[a:b], cols["step"][a:b], cols["tokens"][a:b], cols["time"][a:b],
+                                      {k: cols[k][a:b] for k in BLOCK_KEYS},
+                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()}))
+        else:
+            pieces.append(list(others[a:b]))
+    return pieces
+
+
+def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
+    """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+    run_dir = Path(run_dir)
+    blocks = [p for p in pieces if isinstance(p, MetricBlock) and len(p)]
+    others: list[Record] = []
+    layout: list[tuple[int, int, int]] = []
+    rows = 0
+    for p in pieces:
+        if isinstance(p, MetricBlock):
+            if len(p):
+                layout.append((0, rows, rows + len(p)))
+                rows += len(p)
+        elif p:
+            layout.append((1, len(others), len(others) + len(p)))
+            others.extend(p)
+    merged = MetricBlock.concat(blocks) if blocks else None
+    arrays: dict[str, np.ndarray] = {
+        "seq": merged.seq if merged is not None else np.empty(0, np.int64),
+        "layout": np.array(layout, dtype=np.int64).reshape(-1, 3),
+        "others": np.frombuffer(_packed(others), np.uint8),
+    }
+    for k in _FIELDS:
+        arrays[k] = getattr(merged, k) if k in ("step", "tokens", "time") and merged is not None else (
+            merged.values[k] if merged is not None else np.empty(0))
+    if merged is not None:
+        for k, m in merged.present.items():
+            arrays[f"present_{k}"] = m
+    try:
+        meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
+                "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others)}
+        folder = run_dir / CACHE_DIR
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write(f, arrays, meta)
+            os.replace(tmp, folder / CACHE_FILE)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except (OSError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _packed(records: list[Record]) -> bytes:
+    """The non-metric records as the stream carries them, so reading them back is RecordDecoder's
+    job (the same typed records, extras included) and not a second decoder's."""
+    return b"".join(pack(r) for r in records)
+
+
+def _records(data: bytes, meta: dict[str, Any]) -> list[Record]:
+    decoder = RecordDecoder()
+    records = decoder.feed(data)
+    if decoder.finish() or decoder.warnings or len(records) != meta["others"]:
+        raise ValueError("the cached records do not decode whole")
+    return records
+
+
+class CacheBuilder:
+    """Builds a cache while a file is first decoded, spilling each metric column to an anonymous
+    temp file as its pieces arrive, so a history's columns are not held twice in memory (once in the
+    store, once for the cache). Any failure to write just means no cache."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.rows = 0
+        self.others: list[Record] = []
+        self.layout: list[tuple[int, int, int]] = []
+        self.last_seq: int | None = None
+        self.failed = False
+        self._files: dict[str, Any] = {}
+        self._partial: set[str] = set()
+
+    def add(self, pieces: list[Piece]) -> None:
+        if self.failed:
+            return
+        try:
+            for p in pieces:
+                if isinstance(p, MetricBlock):
+                    if len(p):
+                        self._add_block(p)
+                elif p:
+                    self.layout.append((1, len(self.others), len(self.others) + len(p)))
+                    self.others.extend(p)
+        except OSError:
+            self.close()
+            self.failed = True
+
+    def _add_block(self, p: MetricBlock) -> None:
+        if not self._files:
+            folder = self.run_dir / CACHE_DIR
+            folder.mkdir(exist_ok=True)
+            for name in ("seq", *_FIELDS, *(f"present_{k}" for k in ("seq", *_FIELDS))):
+                self._files[name] = tempfile.TemporaryFile(dir=folder, prefix=".column.")  # noqa: SIM115 - closed by close()
+        cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
+        for name, column in cols.items():
+            self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).tobytes())
+        for name in cols:
+            mask = p.present.get(name)
+            if mask is not None and not mask.all():
+                self._partial.add(name)
+            self._files[f"present_{name}"].write(
+                (mask if mask is not None else np.ones(len(p), bool)).astype(bool).tobytes())
+        self.layout.append((0, self.rows, self.rows + len(p)))
+        self.rows += len(p)
+        self.last_seq = int(p.seq[-1])
+
+    def finish(self, offset: int) -> bool:
+        """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+        if self.failed:
+            return False
+        try:
+            meta = {"version": VERSION, "offset": offset,
+                    "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq,
+                    "others": len(self.others)}
+            names = ["seq", *_FIELDS, *(f"present_{k}" for k in sorted(self._partial))]
+            small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
+                     "others": np.frombuffer(_packed(self.others), np.uint8)}
+            folder = self.run_dir / CACHE_DIR
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    arrays = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
+                    _write(f, {**arrays, **small}, meta)
+                os.replace(tmp, folder / CACHE_FILE)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except (OSError, ValueError, TypeError):
+            return False
+        finally:
+            self.close()
+        return True
+
+    def close(self) -> None:
+        for f in self._files.values():
+            with contextlib.suppress(OSError):
+                f.close()
+        self._files = {}
+
+
+class _Spilled:
+    """A column waiting in a temp file, written into the cache file by `_write` without loading it."""
+
+    def __init__(self, source: Any, name: str, rows: int) -> None:
+        self.source = source
+        self.dtype = np.dtype(np.int64 if name == "seq" else bool if name.startswith("present_") else np.float64)
+        self.size = rows if source is not None else 0
+        self.nbytes = self.size * self.dtype.itemsize

@@ -1,0 +1,82 @@
+"""Decoded records as the store takes them in bulk: metric columns (`MetricBlock`) and pieces.
+
+Shared by the decoder (fastdecode.py, fixedlayout.py), the cache (colcache.py) and the store's bulk
+path (bulk.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nexus_core.recordtypes import Metric, Record
+
+VALUE_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
+"""The metric fields that become series (the store's METRIC_KEYS)."""
+BLOCK_KEYS = (*VALUE_KEYS, "step_s")
+"""Every number field of a Metric besides step/tokens/time/seq: what a block holds, so its records
+are exactly the Metric structs RecordDecoder yields (step_s feeds no series, but the report reads it)."""
+COLUMN_FIELDS = ("step", "tokens", "time", "seq", *BLOCK_KEYS)
+
+
+@dataclass
+class MetricBlock:
+    """Consecutive metric records as columns. A field a record lacked (or had as nil) is NaN in its
+    column and False in `present[field]`; a field every record had has no entry in `present`."""
+
+    seq: np.ndarray
+    """int64; -1 where a record had no seq."""
+    step: np.ndarray
+    tokens: np.ndarray
+    time: np.ndarray
+    values: dict[str, np.ndarray]
+    present: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.step)
+
+    def has_all(self, name: str) -> bool:
+        return name not in self.present
+
+    def slice(self, start: int, stop: int | None = None) -> MetricBlock:
+        s = slice(start, stop)
+        return MetricBlock(self.seq[s], self.step[s], self.tokens[s], self.time[s],
+                           {k: v[s] for k, v in self.values.items()}, {k: v[s] for k, v in self.present.items()})
+
+    def records(self) -> list[Record]:
+        """The block as the typed records RecordDecoder yields: Metric structs with the fields each
+        record had (step and tokens ints, a missing field None, a missing seq None)."""
+        cols = {"time": self.time, **self.values}
+        lists = {k: v.tolist() for k, v in cols.items()}
+        masks = {k: m.tolist() for k, m in self.present.items()}
+        seqs, steps, tokens = self.seq.tolist(), self.step.astype(np.int64).tolist(), self.tokens.astype(np.int64).tolist()
+        seq_mask = masks.get("seq")
+        out: list[Record] = []
+        for i in range(len(self)):
+            fields = {k: (col[i] if k not in masks or masks[k][i] else None) for k, col in lists.items()}
+            seq = seqs[i] if seq_mask is None or seq_mask[i] else None
+            out.append(Metric(seq=seq, step=steps[i], tokens=tokens[i], **fields))
+        return out
+
+    @staticmethod
+    def concat(blocks: list[MetricBlock]) -> MetricBlock:
+        keys = set().union(*(b.present for b in blocks))
+        present = {k: np.concatenate([b.present.get(k, np.ones(len(b), bool)) for b in blocks]) for k in keys}
+        return MetricBlock(
+            np.concatenate([b.seq for b in blocks]), np.concatenate([b.step for b in blocks]),
+            np.concatenate([b.tokens for b in blocks]), np.concatenate([b.time for b in blocks]),
+            {k: np.concatenate([b.values[k] for b in blocks]) for k in BLOCK_KEYS}, present,
+        )
+
+
+Piece = MetricBlock | list[Record]
+"""A stretch of the stream in order: metric columns, or other typed records."""
+
+
+def batch_records(pieces: list[Piece]) -> list[Record]:
+    """Pieces back to typed records, in stream order (for callers that want records)."""
+    out: list[Record] = []
+    for p in pieces:
+        out.extend(p.records() if isinstance(p, MetricBlock) else p)
+    return out

@@ -1,0 +1,302 @@
+"""The columnar fast path against the plain one: the same series and run state from real files
+written by the real RecordWriter, whole or damaged (garbage inserted anywhere, torn tails, fields of
+the wrong type, text that looks like a record start), fed in any chunking; and the columnar cache
+beside a run is used only while it still describes the file, and rebuilt when it does not."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nexus_core.protocol import METRICS_FILE, RecordDecoder, RecordWriter
+from nexus_tui import colcache
+from nexus_tui.fastdecode import ColumnDecoder, MetricBlock, batch_records
+from nexus_tui.store import MetricStore
+from nexus_tui.watcher import RunsWatcher
+
+STATE_FIELDS = ("state", "step", "tokens", "loss", "ce", "lr", "tok_s", "updated", "best_val_loss", "val_loss",
+                "total_steps", "start_step", "pid")
+
+
+def _metric(step: int, **extra: Any) -> dict[str, Any]:
+    loss = 2.0 + 1.0 / step
+    return {"type": "metric", "step": step, "tokens": step * 4096, "loss": loss, "ce": loss - 0.01, "lr": 3e-4,
+            "gnorm": 0.5 + (step % 7) / 10, "tok_s": 30000.0 + step, "step_s": 0.1, "mem": 1_500_000_000 + step,
+            **extra}
+
+
+def write_run(path: Path, steps: int, resume_at: int | None = None) -> None:
+    """A realistic file: hello, metrics (step widths crossing 128/256), evals, a sample whose text
+    holds the bytes of a record start, a NaN loss, a resume that re-draws steps, a final state."""
+    w = RecordWriter(path)
+    w.write({"type": "hello", "run": "r", "protocol": 1, "config": {}, "pid": 7, "total_steps": steps,
+             "start_step": 0, "model": "transformer", "device": "cpu"})
+    w.write({"type": "state", "state": "running", "step": 0, "reason": ""})
+    for step in range(1, steps + 1):
+        w.write(_metric(step, loss=math.nan) if step == 5 else _metric(step))
+        if step % 40 == 0:
+            w.write({"type": "eval", "step": step, "tokens": step * 4096, "val_loss": 2.5 - step / 1000,
+                     "val_ppl": 12.0, "best": True})
+        if step == 60:
+            w.write({"type": "sample", "step": step, "prompt": "x", "text": "ᄤtype\xa6metric \x8c\xa4type ok"})
+        if resume_at is not None and step == resume_at:
+            w.write({"type": "hello", "run": "r", "protocol": 1, "config": {}, "pid": 8, "total_steps": steps,
+                     "start_step": step - 20, "model": "transformer", "device": "cpu"})
+            for again in range(step - 20, step + 1):
+                w.write(_metric(again, gnorm=9.0))
+    w.write({"type": "state", "state": "finished", "step": steps, "reason": "done", "exit_code": 0})
+    w.close()
+
+
+def _typed(rec: Any) -> str:
+    """A record's type and every field, NaN-safe (repr(nan) == repr(nan))."""
+    return "" if rec is None else f"{type(rec).__name__} {rec.to_dict()!r}"
+
+
+def same_records(data: bytes, cuts: list[int]) -> None:
+    """Both decoders yield the same typed records (Metric structs from the columns included)."""
+    slow, quick = RecordDecoder(), ColumnDecoder()
+    a, b = [], []
+    for chunk in _chunks(data, cuts):
+        a += slow.feed(chunk)
+        b += batch_records(quick.feed(chunk))
+    assert [_typed(r) for r in a] == [_typed(r) for r in b]
+
+
+def plain(data: bytes, cuts: list[int]) -> MetricStore:
+    store = MetricStore()
+    dec = RecordDecoder()
+    for chunk in _chunks(data, cuts):
+        store.ingest("r", None, dec.feed(chunk))
+    return store
+
+
+def fast(data: bytes, cuts: list[int]) -> tuple[MetricStore, ColumnDecoder]:
+    store = MetricStore()
+    dec = ColumnDecoder()
+    for chunk in _chunks(data, cuts):
+        store.ingest_batch("r", None, dec.feed(chunk))
+    return store, dec
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    edges = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+
+
+def assert_same(a: MetricStore, b: MetricStore) -> None:
+    ra, rb = a.get("r"), b.get("r")
+    assert (ra is None) == (rb is None)
+    if ra is None:
+        return
+    for key in ra.series:
+        for col in ("step", "tokens", "time", "value"):
+            x, y = getattr(ra.series[key], col).view, getattr(rb.series[key], col).view
+            assert np.array_equal(x, y, equal_nan=True), (key, col, len(x), len(y))
+    for f in STATE_FIELDS:
+        va, vb = getattr(ra, f), getattr(rb, f)
+        assert va == vb or (va != va and vb != vb), (f, va, vb)
+    assert list(ra._rate) == list(rb._rate)
+    assert _typed(ra.metric) == _typed(rb.metric), "the last metric record, as the reducer holds it"
+    assert [s.get("text") for s in ra.samples] == [s.get("text") for s in rb.samples]
+
+
+def test_a_clean_file_takes_the_fast_path_and_matches(tmp_path: Path) -> None:
+    path = tmp_path / METRICS_FILE
+    write_run(path, 300, resume_at=200)
+    data = path.read_bytes()
+    store, dec = fast(data, [1 << 12, 1 << 13, 20_000])
+    assert dec.slow_bytes == 0, "a file the writer wrote needs no per-record decoding"
+    assert_same(store, plain(data, []))
+    assert len(store.get("r").series["ce"]) == 300 and store.get("r").state == "finished"
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(
+    garbage=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=40)), max_size=4),
+    torn=st.integers(0, 200),
+    cuts=st.lists(st.integers(0, 10**6), max_size=6),
+    resume=st.booleans(),
+)
+def test_damaged_files_give_the_same_series_either_way(tmp_path: Path, garbage, torn, cuts, resume) -> None:
+    path = tmp_path / f"m{os.getpid()}-{abs(hash((tuple(garbage), torn, tuple(cuts), resume)))}.msgpack"
+    write_run(path, 150, resume_at=120 if resume else None)
+    data = bytearray(path.read_bytes())
+    for at, junk in garbage:
+        at %= len(data) + 1
+        data[at:at] = junk
+    data = bytes(data[: len(data) - torn])
+    store, _ = fast(data, cuts)
+    assert_same(store, plain(data, cuts))
+    same_records(data, cuts)
+
+
+def test_fields_of_the_wrong_type_and_missing_fields_match(tmp_path: Path) -> None:
+    path = tmp_path / METRICS_FILE
+    w = RecordWriter(path)
+    for step in range(1, 50):
+        extra: dict[str, Any] = {}
+        if step % 9 == 0:
+            extra = {"loss": "high"}
+        elif step % 11 == 0:
+            extra = {"gnorm": None, "tok_s": True}
+        rec = _metric(step, **extra)
+        if step % 13 == 0:
+            del rec["lr"]
+        w.write(rec)
+    w.close()
+    data = path.read_bytes()
+    store, _ = fast(data, [777])
+    assert_same(store, plain(data, [777]))
+    same_records(data, [777])
+
+
+def test_extra_keys_become_series_by_either_path(tmp_path: Path) -> None:
+    """A reporter's own numbers (keys beyond Metric's) are RecordDecoder's `record.extra`: the fast
+    path hands those records to it and both stores hold them as series named by their key."""
+    path = tmp_path / METRICS_FILE
+    w = RecordWriter(path)
+    for step in range(1, 120):
+        w.write(_metric(step, **({"train/acc": step / 200} if 30 <= step < 90 else {})))
+    w.write({"type": "eval", "step": 119, "tokens": 1, "val_loss": 2.0, "val/acc": 0.5})
+    w.close()
+    data = path.read_bytes()
+    cuts = list(range(1000, len(data), 1000))
+    store, dec = fast(data, cuts)
+    assert_same(store, plain(data, cuts))
+    same_records(data, cuts)
+    run = store.get("r")
+    assert len(run.series["train/acc"]) == 60 and run.series["train/acc"].last == 89 / 200
+    assert run.series["val/acc"].last == 0.5
+    assert dec.fast_bytes > 0, "the stretches without extras still take the fast path"
+
+
+def test_types_the_fast_layout_could_misread_are_refused_as_the_decoder_refuses_them(tmp_path: Path) -> None:
+    """Float steps, nil or missing tokens, bool values, seqs past float64's exact integers: each
+    stretch of one layout must give what RecordDecoder gives (skip, default, or keep exactly)."""
+    for bad in ({"step": 7.0}, {"tokens": None}, {"gnorm": True}, {"seq": 2**60}):
+        path = tmp_path / f"{sorted(bad)[0]}.msgpack"
+        w = RecordWriter(path)
+        for step in range(1, 40):
+            rec = _metric(step)
+            if step >= 20:
+                rec.pop("tokens") if bad == {"tokens": None} and step % 2 else rec.update(bad)
+            w.write(rec)
+        w.close()
+        data = path.read_bytes()
+        if bad.get("seq"):  # the writer stamps seq itself: put the huge one in the bytes
+            data = data.replace(b"\xa3seq\x14", b"\xa3seq\xcf" + (2**60).to_bytes(8, "big"))
+        store, _ = fast(data, [])
+        assert_same(store, plain(data, []))
+        same_records(data, [])
+
+
+def _folder(tmp_path: Path, steps: int) -> Path:
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    write_run(run / METRICS_FILE, steps)
+    return run
+
+
+def _read_history(run: Path, min_bytes: int, monkeypatch) -> tuple[MetricStore, list]:
+    """What the dashboard's watcher delivers for the run's history, into a store."""
+    monkeypatch.setattr(colcache, "MIN_FILE_BYTES", min_bytes)
+    store = MetricStore()
+    loads: list = []
+
+    def on_batch(name, run_dir, pieces, loading) -> None:
+        loads.append(loading)
+        store.ingest_batch(name, run_dir, pieces)
+
+    watcher = RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None, on_batch=on_batch)
+    watcher.read(run)
+    return store, loads
+
+
+def test_the_cache_is_built_used_and_extended_after_an_append(tmp_path: Path, monkeypatch) -> None:
+    run = _folder(tmp_path, 400)
+    store, loads = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    assert loads[0] == 0.0 and loads[-1] is None, "the history read reports its start and its end"
+    assert colcache.cache_path(run).exists()
+    pieces, offset = colcache.load(run)
+    assert offset == (run / METRICS_FILE).stat().st_size
+    assert sum(len(p) for p in pieces if isinstance(p, MetricBlock)) == 400
+    # Appended since: the cache covers the old part, the rest is decoded, together the whole file.
+    w = RecordWriter(run / METRICS_FILE)
+    for step in range(401, 451):
+        w.write(_metric(step))
+    w.close()
+    assert colcache.load(run)[1] == offset
+    store, _ = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    assert len(store.get("r").series["ce"]) == 450
+    assert colcache.load(run)[1] == (run / METRICS_FILE).stat().st_size, "the cache was extended"
+
+
+def test_a_stale_or_damaged_cache_is_ignored_and_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    run = _folder(tmp_path, 300)
+    metrics = run / METRICS_FILE
+    _read_history(run, 1, monkeypatch)
+    assert colcache.load(run) is not None
+    original = metrics.read_bytes()
+
+    # Replaced by a file of the same size with other numbers: the fingerprint no longer matches.
+    other = tmp_path / "other.msgpack"
+    write_run(other, 300)
+    replaced = bytearray(other.read_bytes()[: len(original)].ljust(len(original), b"\0"))
+    replaced[-300:-200] = os.urandom(100)
+    metrics.write_bytes(bytes(replaced))
+    assert colcache.load(run) is None, "same size, other bytes: stale"
+    store, _ = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain(bytes(replaced), []))
+
+    # Truncated: shorter than the offset the cache covers.
+    metrics.write_bytes(original)
+    _read_history(run, 1, monkeypatch)
+    metrics.write_bytes(original[: len(original) // 2])
+    assert colcache.load(run) is None, "truncated: stale"
+    store, _ = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain(original[: len(original) // 2], []))
+
+    # A damaged cache file: ignored, the file is read, and a good cache replaces it.
+    metrics.write_bytes(original)
+    colcache.cache_path(run).write_bytes(b"PK\x03\x04 not really a zip")
+    store, _ = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain(original, []))
+    assert colcache.load(run) is not None and colcache.load(run)[1] == len(original)
+
+
+def test_a_folder_with_only_its_metrics_file_opens_without_writing_where_it_cannot(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    run = _folder(tmp_path, 200)
+    (run / colcache.CACHE_DIR).write_text("a file where the cache folder would go")
+    store, _ = _read_history(run, 1, monkeypatch)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    assert colcache.load(run) is None
+
+
+def test_a_cache_of_records_with_missing_fields_gives_the_same_series(tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    w = RecordWriter(run / METRICS_FILE)
+    for step in range(1, 300):
+        rec = _metric(step)
+        if step % 7 == 0:
+            del rec["lr"]
+        w.write(rec)
+    w.close()
+    expected = plain((run / METRICS_FILE).read_bytes(), [])
+    built, _ = _read_history(run, 1, monkeypatch)  # decodes the file, builds the cache
+    assert_same(built, expected)
+    from_cache, _ = _read_history(run, 1, monkeypatch)  # reads the cache
+    assert colcache.load(run) is not None
+    assert_same(from_cache, expected)
+    assert len(from_cache.get("r").series["lr"]) == 299 - 299 // 7
