@@ -89,6 +89,10 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
         assert panel.x_view is not None
         assert panel.chart("train/acc").spec.x_range == panel.x_view == panel.chart("val/f1").spec.x_range
         await pilot.press("0")
+        await pilot.press("i")  # the inspect cursor reads the run's own series too
+        step = int(panel.inspect_text.split("step ")[1].split(" ")[0].replace(",", ""))
+        assert f"train/acc {step / STEPS:.4g}" in panel.inspect_text, panel.inspect_text
+        await pilot.press("i")
 
         # The chooser: untick train/acc; it goes away at once and is saved beside the run.
         await pilot.press("slash")

@@ -256,7 +256,7 @@ class ChartsPanel(Vertical):
             if key in on_page or key in chartgrid.STANDARD:
                 self.chart(key).show(spec, live=live)
         self._cache.sweep()
-        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window)
+        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window, extras)
                              if self.cursor is not None else "")
         self._set("#chart-inspect", self.inspect_text)
         self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
