@@ -103,6 +103,8 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
         await pilot.press("f")
         await wait_for(pilot, lambda: bool(app.screen.query(SelectionList)), 10, "the chooser")
         choice = app.screen.query_one(SelectionList)
+        prompts = [str(choice.get_option_at_index(i).prompt) for i in range(choice.option_count)]
+        assert prompts[panel.all_keys.index("train/acc")] == "train    train/acc", prompts
         choice.focus()
         await pilot.pause()
         for _ in range(panel.all_keys.index("train/acc")):
@@ -148,3 +150,15 @@ def test_a_bad_view_file_is_ignored_with_one_line(tmp_path: Path, caplog: pytest
         assert len(caplog.records) == 1 and "\n" not in caplog.records[0].getMessage()
     chartgrid.save_hidden(tmp_path, {"b", "a"})
     assert chartgrid.load_hidden(tmp_path) == {"a", "b"}
+
+
+def test_sections_filter_and_pages() -> None:
+    keys = list(chartgrid.STANDARD) + chartgrid.extra_keys([["loss", "val/f1", "acc", "train/acc"], ["train/b"]])
+    assert keys[4:] == ["acc", "train/acc", "train/b", "val/f1"], "grouped by section (no `/`: other)"
+    assert [chartgrid.section(k) for k in keys[4:]] == ["other", "train", "train", "val"]
+    assert chartgrid.pages(keys, 4) == [list(chartgrid.STANDARD), keys[4:]]
+    assert chartgrid.pages(["lr", "acc"], 4) == [["lr"], ["acc"]], "the standard ones keep a page of their own"
+    assert chartgrid.visible(keys, chartgrid.compile_filter("^TRAIN/"), {"train/b"}) == ["train/acc"]
+    with pytest.raises(ValueError, match="bad filter regex"):
+        chartgrid.compile_filter("(")
+    assert "\x1b" not in chartgrid.title("x/\x1b[31mred")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -11,6 +12,11 @@ from textual.widgets import Button, Input, Label, SelectionList, Static
 
 from nexus_tui import chartgrid
 from nexus_tui.screens.confirm import Dialog, FormDialog
+
+
+def prompt(key: str) -> Text:
+    """A chooser line: the section, then the key; a Text, so a key from a run is never read as markup."""
+    return Text.assemble((f"{chartgrid.section(key):<8} ", "dim"), chartgrid.title(key))
 
 
 class ChartFilterScreen(FormDialog[str]):
@@ -56,7 +62,7 @@ class ChartChooserScreen(Dialog[None]):
         with Vertical():
             yield Label("Charts to show (space toggles, applies at once)", classes="title")
             yield SelectionList[str](
-                *((f"[{chartgrid.section(k)}] {chartgrid.title(k)}", k, k not in self.hidden) for k in self.keys),
+                *((prompt(k), k, k not in self.hidden) for k in self.keys),
                 id="chart-choice",
             )
             with Horizontal(classes="buttons"):
