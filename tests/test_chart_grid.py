@@ -17,6 +17,7 @@ import nexus
 from nexus_tui import chartgrid
 from nexus_tui.app import NexusApp
 from nexus_tui.widgets.charts_panel import ChartsPanel
+from nexus_tui.widgets.run_table import RunTable
 
 STEPS = 200
 EXTRAS = ["custom/x", "train/acc", "val/f1"]
@@ -162,3 +163,24 @@ def test_sections_filter_and_pages() -> None:
     with pytest.raises(ValueError, match="bad filter regex"):
         chartgrid.compile_filter("(")
     assert "\x1b" not in chartgrid.title("x/\x1b[31mred")
+
+
+async def test_marked_runs_overlay_on_their_own_charts(runs_root: Path, run_dir: Path, tmp_path: Path) -> None:
+    other = nexus.init(root=runs_root, name="other", total_steps=50)
+    for step in range(1, 51):
+        other.log({"train/loss": 1.0 / step, "train/acc": 0.5, "other/y": float(step)}, step=step)
+    other.finish(quiet=True)
+    app = make_app(runs_root, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel, table = app.query_one(ChartsPanel), app.query_one(RunTable)
+        await wait_for(pilot, lambda: table.row_count == 2 and panel.extent is not None, 30, "both runs")
+        table.focus()
+        await pilot.press("space")
+        table.move_cursor(row=1 - table.cursor_row)
+        await pilot.press("space")
+        await wait_for(pilot, lambda: len(table.selected) == 2 and "other/y" in panel.all_keys, 30, "both marked")
+        assert set(EXTRAS) <= set(panel.all_keys), "the union of the marked runs' own keys"
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "train/acc" in panel.page, 10, "the runs' own charts")
+        await wait_for(pilot, lambda: len({c.color for c in panel.chart("train/acc").spec.curves}) >= 3, 10,
+                       "one colour per run (plus the faint raw)")
