@@ -69,6 +69,8 @@ class NexusApp(App[None]):
         Binding("l", "toggle_log", "Log scale", show=False),
         Binding("w", "cycle_window", "Window", show=False),
         Binding("v", "cycle_chart", "Next chart", show=False),
+        Binding("slash", "filter_charts", "Filter charts", show=False),
+        Binding("f", "choose_charts", "Choose charts", show=False),
         Binding("plus,equals_sign", "zoom(0.5)", "Zoom in", show=False),
         Binding("minus", "zoom(2.0)", "Zoom out", show=False),
         Binding("less_than_sign", "pan(-0.25)", "Pan left", show=False),
@@ -155,7 +157,9 @@ class NexusApp(App[None]):
         main = self.screen_stack[0]
         main.set_class(narrow, "-narrow")
         for panel in main.query(ChartsPanel):  # none while the app is still composing or closing
-            panel.set_class(narrow, "-narrow")
+            if panel.has_class("-narrow") != narrow:
+                panel.set_class(narrow, "-narrow")
+                panel.relayout()  # four charts a page, or one
 
     # -- routing of service messages -------------------------------------------------------------
 
@@ -594,6 +598,23 @@ class NexusApp(App[None]):
 
     def action_cycle_chart(self) -> None:
         self.query_one(ChartsPanel).cycle_chart()
+
+    def action_filter_charts(self) -> None:
+        from nexus_tui.screens.charts import ChartFilterScreen
+
+        panel = self.query_one(ChartsPanel)
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                panel.set_filter(text)  # the dialog checked it compiles
+
+        self.push_screen(ChartFilterScreen(panel.filter_text), done)
+
+    def action_choose_charts(self) -> None:
+        from nexus_tui.screens.charts import ChartChooserScreen
+
+        panel = self.query_one(ChartsPanel)
+        self.push_screen(ChartChooserScreen(panel.all_keys, panel.hidden, panel.set_hidden))
 
     def action_dismiss_alerts(self) -> None:
         self.query_one(AlertBar).dismiss()

@@ -9,6 +9,11 @@ Zoom and inspect: the panel holds one x window for all charts (keys or the mouse
 buckets are recomputed inside it, so zoomed in far enough every raw point is drawn) and one inspect
 cursor (a key pins it, hovering moves it), drawn as a line on every chart, with the exact step,
 tokens, time and values of every shown run at that x written under the charts.
+
+The grid: after the standard four come the runs' own series (any extra numeric key of a metric or
+eval record), grouped by section; `chartgrid` decides which are shown (a regex filter, the person's
+choice saved beside the run) and splits them into pages (four a page, one on a narrow terminal; key v
+pages). Only the charts on the page are built, so a redraw stays O(width) however many a run logs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from nexus_tui import chartgrid
 from nexus_tui import format as fmt
 from nexus_tui.curves import CurveCache
 from nexus_tui.forecast import forecast_final
@@ -62,12 +68,11 @@ class ChartsPanel(Vertical):
     ChartsPanel #chart-inspect.-on { display: block; }
     ChartsPanel #chart-grid { grid-size: 2 2; grid-gutter: 0 1; height: 1fr; }
     ChartsPanel.-narrow #chart-grid { grid-size: 1 1; }
-    ChartsPanel.-narrow MetricChart { display: none; }
-    ChartsPanel.-narrow MetricChart.-shown { display: block; }
+    ChartsPanel MetricChart.-off { display: none; }
     """
 
     shown: reactive[int] = reactive(0)
-    """In narrow mode, the index of the one chart shown (key v cycles)."""
+    """The page of charts shown (key v cycles): four a page, one in narrow mode."""
 
     def __init__(self, options: Settings, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -87,27 +92,79 @@ class ChartsPanel(Vertical):
         self.inspect_text = ""
         self._last: tuple | None = None
         self._texts: dict[str, str] = {}
+        self.filter_text = ""
+        """The regex typed after `/` (empty: no filter)."""
+        self._pattern = None
+        self.hidden: set[str] = set()
+        """Charts the person took away (key f), saved beside the run folder they were chosen for."""
+        self._view_dir = None
+        self.all_keys: list[str] = list(chartgrid.STANDARD)
+        """Every chart the shown runs could have: the standard four, then their extra series."""
+        self.pages: list[list[str]] = [list(chartgrid.STANDARD)]
+        self._extra: dict[str, MetricChart] = {}
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
         yield Static(id="chart-forecast", markup=False)
         yield Static(id="chart-inspect", markup=False)
         with Grid(id="chart-grid"):
-            for i, (key, title) in enumerate(CHARTS):
-                yield MetricChart(title, id=f"chart-{key}", classes="-shown" if i == 0 else "")
+            for key, title in CHARTS:
+                yield MetricChart(title, id=f"chart-{key}")
 
     def on_mount(self) -> None:
         self.query_one("#chart-options", Static).update(self.options_text())
 
     def watch_shown(self, shown: int) -> None:
-        for i, chart in enumerate(self.query(MetricChart)):
-            chart.set_class(i == shown % len(CHARTS), "-shown")
+        self._again()
 
     def cycle_chart(self) -> None:
-        self.shown = (self.shown + 1) % len(CHARTS)
+        self.shown = (self.shown + 1) % max(1, len(self.pages))
 
     def chart(self, key: str) -> MetricChart:
+        if key in self._extra:
+            return self._extra[key]
         return self.query_one(f"#chart-{key}", MetricChart)
+
+    @property
+    def page(self) -> list[str]:
+        """The chart keys on the page shown."""
+        return self.pages[self.shown % len(self.pages)] if self.pages else []
+
+    def set_filter(self, text: str) -> None:
+        """Show only charts whose key matches this regex (raises ValueError, unchanged, if it is bad)."""
+        self._pattern = chartgrid.compile_filter(text)
+        self.filter_text = text.strip()
+        self.shown = 0
+        self._again()
+
+    def set_hidden(self, hidden: set[str]) -> None:
+        """The person's choice of charts not to show, saved for the run folder shown."""
+        self.hidden = set(hidden)
+        chartgrid.save_hidden(self._view_dir, self.hidden)
+        self._again()
+
+    def _layout_grid(self, runs: list) -> None:
+        """Work out the pages, mount a chart for each new extra series, show only the page's."""
+        run_dir = runs[0].run_dir if runs else None
+        if run_dir is not None and run_dir != self._view_dir:
+            self._view_dir = run_dir
+            self.hidden = chartgrid.load_hidden(run_dir)
+        self.all_keys = list(chartgrid.STANDARD) + chartgrid.extra_keys(r.series.keys() for r in runs)
+        per_page = 1 if self.has_class("-narrow") else 4
+        shown = chartgrid.visible(self.all_keys, self._pattern, self.hidden)
+        self.pages = chartgrid.pages(shown, per_page) or [[]]
+        if self.shown >= len(self.pages):
+            self.set_reactive(ChartsPanel.shown, 0)
+        new = [k for k in self.all_keys if k not in chartgrid.STANDARD and k not in self._extra]
+        if new:
+            charts = [MetricChart(chartgrid.title(k), classes="-off") for k in new]
+            self._extra.update(zip(new, charts, strict=True))
+            self.query_one("#chart-grid", Grid).mount_all(charts)
+        on_page = set(self.page)
+        for key in chartgrid.STANDARD:
+            self.chart(key).set_class(key not in on_page, "-off")
+        for key, chart in self._extra.items():
+            chart.set_class(key not in on_page, "-off")
 
     def options_text(self) -> str:
         o = self.options
@@ -116,9 +173,14 @@ class ChartsPanel(Vertical):
         if self.x_view is not None:
             lo, hi = self.x_view
             zoom = f"  ·  zoom {fmt.count(lo)}–{fmt.count(hi)} (0 resets)"
+        grid = ""
+        if len(self.all_keys) > len(chartgrid.STANDARD) or self.filter_text or self.hidden:
+            where = f"page {self.shown % max(1, len(self.pages)) + 1}/{len(self.pages)} (v)"
+            flt = f" /{chartgrid.title(self.filter_text)}/" if self.filter_text else ""
+            grid = f"  ·  {where}  ·  filter /{flt}  ·  charts f"
         return (
             f"EMA {o.ema:.2f} \\[ ]  ·  x: {o.x_axis} (x)  ·  {'log' if o.log_scale else 'linear'} (l)"
-            f"  ·  {window} (w)  ·  zoom + - < > · inspect i{zoom}"
+            f"  ·  {window} (w)  ·  zoom + - < > · inspect i{zoom}{grid}"
         )
 
     def _curves(
@@ -145,6 +207,7 @@ class ChartsPanel(Vertical):
         self.extent = self._extent(runs)
         if self.extent is None:
             self.x_view = None
+        self._layout_grid(runs)
         self._set("#chart-options", self.options_text())
         xlabel = X_LABELS.get(self.options.x_axis, "")
         integer = self.options.x_axis != "time"
@@ -152,11 +215,18 @@ class ChartsPanel(Vertical):
         specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
                  for key, title in CHARTS}
         specs["loss"].log_y = self.options.log_scale
+        extras = [k for k in self.page if k not in specs]
+        for key in extras:
+            specs[key] = ChartSpec(title=chartgrid.title(key), xlabel=xlabel, x_range=self.x_view,
+                                   x_integer=integer, cursor=cursor, log_y=self.options.log_scale)
         for run in runs:
             color = palette.run(run.color)
             for key in ("lr", "gnorm", "tok_s"):
                 buckets = self.chart(key).buckets
                 specs[key].curves += self._curves(store, run.name, key, color, palette, buckets, key != "lr")
+            for key in extras:  # a run's own series: smoothed like H, only the page's (O(width) each)
+                buckets = self.chart(key).buckets
+                specs[key].curves += self._curves(store, run.name, key, color, palette, buckets, True)
             buckets = self.chart("loss").buckets
             specs["loss"].curves += self._curves(store, run.name, "ce", color, palette, buckets, True)
             if self._loss_differs(store, run.name):
@@ -181,10 +251,12 @@ class ChartsPanel(Vertical):
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
         self._set("#chart-forecast", forecast_text)
+        on_page = set(self.page)
         for key, spec in specs.items():
-            self.chart(key).show(spec, live=live)
+            if key in on_page or key in chartgrid.STANDARD:
+                self.chart(key).show(spec, live=live)
         self._cache.sweep()
-        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window)
+        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window, extras)
                              if self.cursor is not None else "")
         self._set("#chart-inspect", self.inspect_text)
         self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
@@ -203,18 +275,23 @@ class ChartsPanel(Vertical):
     # -- zoom, pan, inspect ----------------------------------------------------------------------
 
     def _extent(self, runs: list) -> tuple[float, float] | None:
-        """The x extent of the shown runs' H series (in the x axis' units as drawn), unzoomed."""
+        """The x extent of the shown runs' H series (in the x axis' units as drawn), unzoomed; a run
+        with no H (a script's reporter logged only `loss`, or only its own keys) by its first series."""
         lo, hi = float("inf"), float("-inf")
         x, last_n = self.options.x_axis, self.options.window
         for run in runs:
-            s = run.series["ce"]
-            if not len(s):
+            s = next((v for v in run.series.values() if len(v)), None) if not len(run.series["ce"]) else run.series["ce"]
+            if s is None:
                 continue
             xs, steps = s.column(x).view, s.step.view
             start = int(np.searchsorted(steps, steps[-1] - last_n, side="left")) if last_n else 0
             origin = xs[start] if x == "time" else 0.0
             lo, hi = min(lo, xs[start] - origin), max(hi, xs[-1] - origin)
         return (float(lo), float(hi)) if hi > lo else None
+
+    def relayout(self) -> None:
+        """Redraw with the pages worked out again (the panel went narrow or wide)."""
+        self._again()
 
     def _again(self) -> None:
         if self._last is not None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from nexus_tui import format as fmt
+from nexus_tui.chartgrid import title
 
 SHOWN = (("ce", "H", fmt.loss), ("loss", "loss", fmt.loss), ("lr", "lr", fmt.lr), ("gnorm", "gnorm", None),
          ("tok_s", "tok/s", fmt.count))
@@ -38,11 +39,14 @@ def nearest(series: Any, x_axis: str, x: float, window: int = 0) -> int | None:
     return max(i, 0)
 
 
-def readout(store: Any, runs: list[Any], x_axis: str, x: float, window: int = 0) -> str:
-    """One line per run: where the cursor is and what every series says there."""
+def readout(store: Any, runs: list[Any], x_axis: str, x: float, window: int = 0, extras: Any = ()) -> str:
+    """One line per run: where the cursor is and what every series says there (the standard ones,
+    and `extras`: the run's own series on the charts shown)."""
     lines = []
     for run in runs:
         ce = run.series["ce"]
+        if not len(ce):  # a reporter's run may log only `loss`, or only its own keys
+            ce = next((s for s in run.series.values() if len(s)), ce)
         i = nearest(ce, x_axis, x, window)
         if i is None:
             continue
@@ -54,6 +58,10 @@ def readout(store: Any, runs: list[Any], x_axis: str, x: float, window: int = 0)
             got = _at(run.series[key], step)
             if got is not None and got[0] == step:
                 parts.append(f"{label} {form(got[1]) if form else f'{got[1]:.4g}'}")
+        for key in extras:
+            got = _at(run.series[key], step) if key in run.series else None
+            if got is not None:
+                parts.append(f"{title(key)} {got[1]:.4g}")
         val = _at(run.series["val_loss"], step)
         if val is not None:
             parts.append(f"val {fmt.loss(val[1])} @{int(val[0]):,}")
