@@ -132,9 +132,14 @@ class NexusApp(App[None]):
         for warning in self._theme_warnings:  # a bad user theme file: one line each, and it is skipped
             self.log_line("nexus", warning, "warning")
             self.notify(warning, severity="warning", markup=False)
+        self.set_interval(REDRAW_S, self._redraw)
+        # The services (watcher thread, telemetry with its NVML init, the runs folder's replay) start
+        # once the first frame is drawn: the dashboard shows up before any of them costs time.
+        self.call_after_refresh(self._start_services)
+
+    def _start_services(self) -> None:
         self.services.start()
         self._reattach()
-        self.set_interval(REDRAW_S, self._redraw)
         self.set_interval(1.0, self._sample_telemetry)
         self._sample_telemetry()
         if self.demo:

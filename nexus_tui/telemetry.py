@@ -28,10 +28,9 @@ import psutil
 
 from nexus_core.units import gib
 
-try:
-    import pynvml
-except ImportError:  # pragma: no cover - nvidia-ml-py is a dependency, but degrade anyway
-    pynvml = None
+pynvml: Any = None
+"""nvidia-ml-py, imported by `_init_nvml` (on the sampler thread when deferred): importing it costs
+tens of ms the first frame need not wait for."""
 
 LAUNCHERS = ("torch.distributed.run", "torchrun")
 """A process whose command line holds one of these starts a run's ranks as its children."""
@@ -138,7 +137,11 @@ class Telemetry:
         self,
         interval: float = 1.0,
         history: int = HISTORY,
+        defer: bool = False,
     ) -> None:
+        """`defer=True` (the app): NVML init and the first reading happen on the sampler thread
+        when `start()` runs, not here, so the dashboard's first frame does not wait for them;
+        until then `snapshot()` is an empty reading."""
         self.interval = interval
         self.history: dict[str, deque[float]] = {}
         self._history_len = history
@@ -154,13 +157,27 @@ class Telemetry:
         self._handles: list[Any] = []
         self._names: list[str] = []
         self.gpu_error = ""
+        self._ready = threading.Event()
+        self._latest = TelemetrySnapshot(time.time(), HostSample(0.0, 1, 0, 0), [], {})
+        if not defer:
+            self._prepare()
+
+    def _prepare(self) -> None:
+        """NVML init and the first reading (which only starts psutil's CPU measurement)."""
         self._init_nvml()
         psutil.cpu_percent(None)  # the first call only starts the measurement
         self._latest = self.sample(remember=False)
+        self._ready.set()
 
     # -- NVML ------------------------------------------------------------------------------------
 
     def _init_nvml(self) -> None:
+        global pynvml
+        if pynvml is None:
+            with contextlib.suppress(ImportError):  # a dependency, but degrade anyway
+                import pynvml as nvml
+
+                pynvml = nvml
         if pynvml is None:
             self.gpu_error = "nvidia-ml-py is not installed: GPU telemetry off"
             return
@@ -306,6 +323,13 @@ class Telemetry:
         self._thread.start()
 
     def _loop(self) -> None:
+        if not self._ready.is_set():
+            try:
+                self._prepare()
+            except Exception as e:  # noqa: BLE001 - as below: telemetry must not take the app down
+                self.gpu_error = self.gpu_error or f"telemetry start failed: {e}"
+            finally:
+                self._ready.set()
         while not self._stop.wait(self.interval):
             try:
                 self._latest = self.sample()
@@ -326,6 +350,8 @@ class Telemetry:
 
     def list_devices(self) -> list[tuple[str, str]]:
         """Choices for where a run trains: ("cpu", "cpu (N cores)") then ("cuda:N", "cuda:N NAME (free/total)")."""
+        if self._thread is not None:
+            self._ready.wait(10.0)  # a deferred start lists the GPUs once NVML is up (well under 1 s)
         out = [("cpu", f"cpu ({psutil.cpu_count() or 1} cores)")]
         for g in self._latest.gpus or [self._gpu(i, h) for i, h in enumerate(self._handles)]:
             mem = f" ({gib(g.mem_free, '?')}/{gib(g.mem_total, '?')} GiB free)" if g.mem_total else ""
