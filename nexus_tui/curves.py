@@ -20,6 +20,10 @@ from nexus_tui.runview import Series
 
 BLOCK = 256
 """Points per summarised block: 1e6 points become ~8k candidates for the bucketing."""
+CHUNK = 256 * BLOCK
+"""A whole history is smoothed and summarised this many points at a time (the EMA carries its state
+over, as between live frames): the temporaries stay ~0.5 MB instead of several copies of the series,
+which is most of the peak memory of opening a million-step run."""
 
 
 class Column:
@@ -30,6 +34,13 @@ class Column:
     def __init__(self) -> None:
         self.buf = np.empty(1024, dtype=np.float64)
         self.n = 0
+
+    def reserve(self, total: int) -> None:
+        """Room for `total` values in one allocation (a whole history about to be smoothed)."""
+        if total > len(self.buf):
+            grown = np.empty(total, dtype=np.float64)
+            grown[: self.n] = self.buf[: self.n]
+            self.buf = grown
 
     def extend(self, values: np.ndarray) -> None:
         need = self.n + len(values)
@@ -58,12 +69,13 @@ class Envelope:
         done = self.n // BLOCK
         self.n = len(y)
         full = self.n // BLOCK
-        if full > done:
-            blocks = y[done * BLOCK : full * BLOCK].reshape(full - done, BLOCK)
+        for first in range(done, full, CHUNK // BLOCK):
+            last = min(full, first + CHUNK // BLOCK)
+            blocks = y[first * BLOCK : last * BLOCK].reshape(last - first, BLOCK)
             nan = np.isnan(blocks)  # NaN is never an extreme (a block of NaNs yields its first point)
             lo = np.argmin(np.where(nan, np.inf, blocks), axis=1)
             hi = np.argmax(np.where(nan, -np.inf, blocks), axis=1)
-            base = np.arange(done, full) * BLOCK
+            base = np.arange(first, last) * BLOCK
             self.extremes.extend(np.column_stack((base + lo, base + hi)).ravel().astype(np.float64))
 
     def candidates(self, x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +116,11 @@ class CachedCurve:
         ys = series.value.view
         self.raw.update(ys)
         if self.weight > 0:
-            smoothed, self.state = ema_continue(ys[self.n :], self.weight, self.state)
-            self.smooth_y.extend(smoothed)
+            if len(ys) - self.n > CHUNK:
+                self.smooth_y.reserve(len(ys))
+            for at in range(self.n, len(ys), CHUNK):
+                smoothed, self.state = ema_continue(ys[at : at + CHUNK], self.weight, self.state)
+                self.smooth_y.extend(smoothed)
             self.smooth.update(self.smooth_y.view)
         self.n = len(series)
 
