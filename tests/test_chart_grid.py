@@ -184,3 +184,18 @@ async def test_marked_runs_overlay_on_their_own_charts(runs_root: Path, run_dir:
         await wait_for(pilot, lambda: "train/acc" in panel.page, 10, "the runs' own charts")
         await wait_for(pilot, lambda: len({c.color for c in panel.chart("train/acc").spec.curves}) >= 3, 10,
                        "one colour per run (plus the faint raw)")
+
+
+async def test_a_loop_that_logs_only_loss_draws_it_in_the_first_chart(runs_root: Path, tmp_path: Path) -> None:
+    """A reported run with `loss` and no pure CE: the first chart draws its loss instead of staying empty."""
+    run = nexus.init(root=runs_root, name="plain", total_steps=30)
+    for step in range(1, 31):
+        run.log({"loss": 2.0 / step}, step=step)
+    run.finish(quiet=True)
+    app = make_app(runs_root, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.query_one(ChartsPanel)
+        await wait_for(pilot, lambda: panel.chart("loss").spec is not None
+                       and any(len(c.ys) for c in panel.chart("loss").spec.curves), 30, "the loss curve")
+        ys = next(c.ys for c in panel.chart("loss").spec.curves if len(c.ys))
+        assert max(ys) <= 2.0 + 1e-9 and min(ys) > 0

@@ -228,8 +228,10 @@ class ChartsPanel(Vertical):
                 buckets = self.chart(key).buckets
                 specs[key].curves += self._curves(store, run.name, key, color, palette, buckets, True)
             buckets = self.chart("loss").buckets
-            specs["loss"].curves += self._curves(store, run.name, "ce", color, palette, buckets, True)
-            if self._loss_differs(store, run.name):
+            # H (pure CE) when the run reports it; a loop that logs only `loss` gets its loss here instead
+            main = "ce" if len(run.series["ce"]) else "loss"
+            specs["loss"].curves += self._curves(store, run.name, main, color, palette, buckets, True)
+            if main == "ce" and self._loss_differs(store, run.name):
                 specs["loss"].curves += self._curves(store, run.name, "loss", color, palette, buckets, False, "dot")
             specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
                                                  scatter=True)
