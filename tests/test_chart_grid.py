@@ -199,3 +199,4 @@ async def test_a_loop_that_logs_only_loss_draws_it_in_the_first_chart(runs_root:
                        and any(len(c.ys) for c in panel.chart("loss").spec.curves), 30, "the loss curve")
         ys = next(c.ys for c in panel.chart("loss").spec.curves if len(c.ys))
         assert max(ys) <= 2.0 + 1e-9 and min(ys) > 0
+        assert panel.chart("loss").spec.title == "loss, val ◆"

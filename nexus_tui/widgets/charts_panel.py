@@ -215,6 +215,8 @@ class ChartsPanel(Vertical):
         specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
                  for key, title in CHARTS}
         specs["loss"].log_y = self.options.log_scale
+        if runs and not any(len(r.series["ce"]) for r in runs):
+            specs["loss"].title = "loss, val ◆"  # runs that report no pure CE: their loss is drawn there
         extras = [k for k in self.page if k not in specs]
         for key in extras:
             specs[key] = ChartSpec(title=chartgrid.title(key), xlabel=xlabel, x_range=self.x_view,
