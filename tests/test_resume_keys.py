@@ -84,6 +84,7 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
         screen.query_one("#ckpts").move_cursor(row=0)
         await wait_for(pilot, lambda: screen.query_one("#preview").spec.curves[0].xs[0] == 12, 30, "back to 12")
         screen.query_one("#ramp").value = "5"
+        screen.query_one("#total").value = "100000"  # so a fast machine cannot finish before the checks below
         await pilot.pause()
         await pilot.click("#go")
 
@@ -94,8 +95,8 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
 
         # Live now: the keys come back, and a live ramp to a new total moves the total shown.
         await wait_for(pilot, lambda: app.check_action("stop", ()) is True, 10, "stop enabled on the live run")
-        app.services.supervisor.send("halt", Ramp(target_lr=1e-3, ramp_steps=0, total_steps=500))
-        await wait_for(pilot, lambda: run.total_steps == 500, 30, "the new total in the dashboard")
+        app.services.supervisor.send("halt", Ramp(target_lr=1e-3, ramp_steps=0, total_steps=100_000))  # far past what it can reach before the stop below
+        await wait_for(pilot, lambda: run.total_steps == 100_000, 30, "the new total in the dashboard")
         await pilot.press("r")
         screen = app.screen
         assert isinstance(screen, RampScreen)
@@ -105,4 +106,4 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
         await pilot.press("escape")
         app.services.supervisor.send("halt", Stop())
         await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 180, "stopped")
-        assert run.total_steps == 500
+        assert run.total_steps == 100_000
