@@ -136,12 +136,13 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
     """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
     from nexus_tui import export as X
     from nexus_tui.comparison import UnknownRunError
+    from nexus_tui.report.document import load  # the named runs, folded once, as the report folds them
 
     if kind == "parquet" and output is None:
         print("error: Parquet is binary: give a file with -o PATH", file=sys.stderr)
         return 2
     try:
-        runs = X.load(root, names)
+        runs = load(root, names)
         if kind == "parquet":
             count = X.write_parquet(Path(output), X.rows(runs))
         elif output is not None:

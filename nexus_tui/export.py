@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from nexus_core.units import as_int, as_num
-from nexus_tui.comparison import run_dir_for
-from nexus_tui.report.facts import RunFacts, load_facts
+from nexus_tui.report.facts import RunFacts
 from nexus_tui.report.safe import one_line
 
 COLUMNS = ("run", "kind", "step", "tokens", "time", "key", "value")
@@ -97,18 +96,6 @@ def facts_rows(facts: RunFacts) -> Iterator[Row]:
             yield from record_rows(name, "metric", facts.metrics[step])
         if step in facts.evals:
             yield from record_rows(name, "eval", facts.evals[step])
-
-
-def load(root: str | Path, names: Sequence[str]) -> list[RunFacts]:
-    """The named runs (names under root, or run folder paths), folded. Every name is resolved before
-    any file is read. Raises comparison.UnknownRunError or OSError (a file it cannot read)."""
-    root = Path(root)
-    dirs = [run_dir_for(root, n) for n in names]
-    runs: list[RunFacts] = []
-    for d in dirs:
-        shown = {f.name for f in runs}
-        runs.append(load_facts(d, d.name if d.name not in shown else str(d)))
-    return runs
 
 
 def rows(runs: Sequence[RunFacts]) -> Iterator[Row]:
