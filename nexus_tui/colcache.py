@@ -169,20 +169,26 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
     try:
         meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
                 "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others)}
-        folder = run_dir / CACHE_DIR
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                _write(f, arrays, meta)
-            os.replace(tmp, folder / CACHE_FILE)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        _replace_cache(run_dir, arrays, meta)
     except (OSError, ValueError, TypeError):
         return False
     return True
+
+
+def _replace_cache(run_dir: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
+    """Write the cache to a temp file beside it and rename it into place: a reader (another
+    dashboard) sees the old cache or the new one, never half of one. Raises OSError."""
+    folder = run_dir / CACHE_DIR
+    folder.mkdir(exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            _write(f, arrays, meta)
+        os.replace(tmp, folder / CACHE_FILE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _packed(records: list[Record]) -> bytes:
@@ -259,18 +265,8 @@ class CacheBuilder:
             names = ["seq", *_FIELDS, *(f"present_{k}" for k in sorted(self._partial))]
             small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
                      "others": np.frombuffer(_packed(self.others), np.uint8)}
-            folder = self.run_dir / CACHE_DIR
-            folder.mkdir(exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    arrays = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
-                    _write(f, {**arrays, **small}, meta)
-                os.replace(tmp, folder / CACHE_FILE)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            spilled = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
+            _replace_cache(self.run_dir, {**spilled, **small}, meta)
         except (OSError, ValueError, TypeError):
             return False
         finally:
