@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import math
 import os
 import re
 import shutil
@@ -370,7 +369,3 @@ def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
     model.eval()
     return model, tokenizer, dev
 
-
-def finite_or_none(x: float | None) -> float | None:
-    """A JSON-safe float: NaN and inf become None (meta.json stays strict JSON)."""
-    return x if x is not None and math.isfinite(x) else None

@@ -42,6 +42,7 @@ from nexus_core import protocol as P
 from nexus_core.config import Config
 from nexus_core.errors import CheckpointError, ConfigError
 from nexus_core.schedule import Schedule
+from nexus_core.units import as_num
 
 MAX_ROLLBACKS = 5
 """nan_policy=rollback halves the LR each time; after this many it pauses for a person instead."""
@@ -167,7 +168,7 @@ class Trainer:
         self.report = distributed.reporter(self.dist, self.run_dir, self.pipe_fd, run=self.cfg.name,
                                device=str(self.device), device_name=describe(self.device),
                                model=self.cfg.model.family, total_steps=self.schedule.total_steps,
-                               socket=self.controller.socket_path, best_val_loss=_finite(self.best_val_loss),
+                               socket=self.controller.socket_path, best_val_loss=as_num(self.best_val_loss),
                                step=self.step, tokens=self.tokens)
         try:
             self._hello()
@@ -357,8 +358,8 @@ class Trainer:
         best = val is not None and val == self.best_val_loss
         meta = {
             "step": self.step, "tokens": self.tokens, "schedule": self.schedule.to_dict(),
-            "data_position": self.step * self.cfg.train.grad_accum, "val_loss": ckpt.finite_or_none(val),
-            "best_val_loss": ckpt.finite_or_none(self.best_val_loss), "lr": self._lr(), "lr_scale": self.lr_scale,
+            "data_position": self.step * self.cfg.train.grad_accum, "val_loss": as_num(val),
+            "best_val_loss": as_num(self.best_val_loss), "lr": self._lr(), "lr_scale": self.lr_scale,
             "config": self.cfg.to_dict(), "tokenizer": self.corpus.tokenizer.kind, "params": self.model.num_params(),
             "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
             "torch": torch.__version__, "device": str(self.device), "world_size": self.dist.world,
@@ -374,7 +375,7 @@ class Trainer:
                 self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
             raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
         rel = str(path.relative_to(self.run_dir))
-        self.report.ckpt(step=self.step, path=rel, best=best, val_loss=ckpt.finite_or_none(val))
+        self.report.ckpt(step=self.step, path=rel, best=best, val_loss=as_num(val))
         if not final:
             self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
         return path
@@ -480,6 +481,3 @@ def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Te
         model.train(was_training)
     return total / len(batches)
 
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

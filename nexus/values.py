@@ -7,7 +7,6 @@ detached references and read later, in batches, by the writer thread (`resolve`)
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from typing import Any
@@ -150,6 +149,3 @@ def is_eval(name: str) -> bool:
     head, sep, _ = name.partition("/")
     return bool(sep) and head in EVAL_SECTIONS
 
-
-def finite_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) else None

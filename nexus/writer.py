@@ -22,6 +22,7 @@ from typing import Any
 
 from nexus import values as V
 from nexus_core import protocol as P
+from nexus_core.units import as_num
 
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
@@ -163,7 +164,7 @@ class Writer:
     def _note_metric(self, rec: dict[str, Any]) -> None:
         """Status fields from a metric record, and the speed a script did not log itself: `step_s`
         and (when it logs `tokens`) `tok_s` from the records' own times, as the engine reports them."""
-        at, step, tokens = rec["time"], rec["step"], V.finite_or_none(rec.get("tokens"))
+        at, step, tokens = rec["time"], rec["step"], as_num(rec.get("tokens"))
         if self._prev is not None:
             t0, s0, k0 = self._prev
             if step > s0 and at > t0:
@@ -181,7 +182,7 @@ class Writer:
     def _note_eval(self, rec: dict[str, Any]) -> None:
         if "tokens" not in rec and self._tokens is not None:
             rec["tokens"] = self._tokens
-        val = V.finite_or_none(rec.get("val_loss"))
+        val = as_num(rec.get("val_loss"))
         if val is not None:
             best = self.best_val_loss is None or val < self.best_val_loss
             rec["best"] = best
