@@ -284,7 +284,11 @@ class NexusApp(App[None]):
                        markup=False)
 
     def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None:
-        self.query_one(LogPane).add_line(source, text, level, self._color(source), when)
+        try:
+            pane = self.query_one(LogPane)
+        except NoMatches:  # the app is closing: a message (a failed launch) arrived after the widgets went
+            return
+        pane.add_line(source, text, level, self._color(source), when)
 
     def _color(self, name: str) -> str:
         run = self.store.get(name)
