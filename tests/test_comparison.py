@@ -234,3 +234,24 @@ def test_hybrids_with_different_ssm_state_show_it_and_a_transformer_reads_dash()
     assert "model.hybrid.ssm_chunk" not in rows, "the same in both hybrids; the transformer has none"
     assert "model.transformer.mtp_heads" not in rows, "only the transformer reads it"
     assert rows["model.family"] == ["`'hybrid'`", "`'hybrid'`", "`'transformer'`"]
+
+
+def test_the_report_reads_an_old_flat_run_and_a_new_one_alike() -> None:
+    """`nexus report`'s config row and loss note read a run from before the family tables (its hello
+    config flat) the same as a new one: the hybrid's own options, the MTP heads that explain a loss gap."""
+    from nexus_core.config import load_preset, read_toml
+    from nexus_tui.services.report.facts import RunFacts
+    from nexus_tui.services.report.sections import config_section, loss_columns_section
+    from nexus_tui.services.runs_index import RunSummary
+
+    def facts(config: dict) -> RunFacts:
+        return RunFacts("r", Path("r"), RunSummary("r", Path("r")), hellos=[{"type": "hello", "config": config}])
+
+    fixtures = ROOT / "tests/fixtures/flat_config"
+    new = load_preset("hybrid-tiny")
+    new.model.vocab_size = 256
+    old_text, new_text = config_section(facts(read_toml(fixtures / "hybrid-tiny.toml"))), config_section(facts(new.to_dict()))
+    assert old_text == new_text and "ssm_state=`8`" in new_text and "attn_every=`4`" in new_text
+    assert "mtp_heads" not in new_text and "levels" not in new_text, "other families' options are not shown"
+    mtp = loss_columns_section(facts(read_toml(fixtures / "mtp-275m.toml")))
+    assert "3 MTP head(s) at weight `0.2`" in mtp, mtp
