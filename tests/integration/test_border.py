@@ -54,10 +54,16 @@ def test_core_imports_neither_side_nor_their_libraries() -> None:
 def test_reporter_imports_neither_torch_nor_textual() -> None:
     """`import nexus` in a user's script costs no torch import of its own, and never textual. The
     adapters in nexus.integrations exist to be imported next to their framework (which imports
-    torch), so only the package itself is held to this; tests/test_integrations.py checks that
+    torch), so only the package itself is held to this; tests/integration/test_integrations.py checks that
     importing it loads no framework."""
     import nexus
 
     mods = ["nexus", *(m for m in _modules(nexus) if not m.startswith("nexus.integrations."))]
     assert _leaks(mods, "torch") == ""
     assert _leaks(mods, "textual") == ""
+
+
+def test_the_schedule_imports_without_torch() -> None:
+    code = "import sys, nexus_core.schedule; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

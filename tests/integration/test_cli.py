@@ -13,30 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+from support.engine import assert_one_line_error, engine_env, run_engine
+from support.preset import TINY
 
 from nexus_core import protocol as P
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
-        "--set", "data.max_bytes=100000", "--threads", "1"]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-
-
-def run_engine(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], env=_env(), cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
-    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +137,7 @@ def test_lr_preview_is_json_and_torch_free(trained: Path) -> None:
         " '--steps', '20', '--points', '15'])\n"
         "print(rc, 'torch' in sys.modules, round(time.perf_counter() - t, 3), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], env=engine_env(), capture_output=True, text=True, timeout=60)
     rc, torch_loaded, seconds = done.stderr.split()
     assert rc == "0" and torch_loaded == "False", done.stderr
     out = json.loads(done.stdout)
@@ -189,7 +169,7 @@ def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "nope", "--run-dir",
                              str(tmp_path / "r"), "--metrics-fd", str(write_fd)],
-                            env=_env(), pass_fds=(write_fd,), stderr=subprocess.PIPE, text=True)
+                            env=engine_env(), pass_fds=(write_fd,), stderr=subprocess.PIPE, text=True)
     os.close(write_fd)
     _, err = proc.communicate(timeout=60)
     with os.fdopen(read_fd, "rb") as pipe:
@@ -206,7 +186,7 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
     proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "5000", *TINY,
                              "--set", "train.ckpt_every=100000", "--set", "train.eval_every=100000",
                              "--set", "schedule.warmup_steps=4"],
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=engine_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while ((P.read_status(run) or {}).get("step") or 0) < 3:
@@ -246,8 +226,8 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
 def test_through_the_nexus_script_advice_names_nexus(trained: Path) -> None:
     """`nexus train` execs the engine: its advice must say `nexus resume`, a command the user can paste."""
     done = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--run-dir", str(trained), *TINY],
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=engine_env(), capture_output=True, text=True, timeout=300)
     assert_one_line_error(done, r"already has metrics: use `nexus resume --run-dir")
     bad = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--steps", "many"],
-                         env=_env(), capture_output=True, text=True, timeout=300)
+                         env=engine_env(), capture_output=True, text=True, timeout=300)
     assert_one_line_error(bad, r"\(see: nexus train --help\)")

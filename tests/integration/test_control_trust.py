@@ -16,7 +16,9 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from reliability_helpers import TINY, Engine, run_engine, wait_until
+from support.engine import Engine, run_engine
+from support.preset import TINY
+from support.wait import wait_until
 
 from nexus_core import control
 from nexus_core import protocol as P

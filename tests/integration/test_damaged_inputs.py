@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, TINY, engine_env, run_engine, snapshot
+from support import ROOT
+from support.engine import engine_env, run_engine
+from support.preset import TINY
+from support.runfolder import snapshot
 
 from nexus_core import protocol as P
 from nexus_tui.app import NexusApp

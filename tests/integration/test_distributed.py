@@ -14,14 +14,14 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.engine import engine_env
+from support.preset import TINY
+from support.wait import wait_until
 
 from nexus_core import protocol as P
 
-ROOT = Path(__file__).resolve().parent.parent
-
-TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "data.max_bytes=100000",
-        "--set", "schedule.warmup_steps=2", "--set", "train.sample_every=0", "--threads", "1", "--device", "cpu"]
+DIST = [*TINY, "--set", "schedule.warmup_steps=2", "--device", "cpu"]
+"""The test preset on the CPU with a short warmup (the ranks' LRs then differ from step 3)."""
 
 
 def torchrun(python: str, *args: str) -> list[str]:
@@ -37,32 +37,19 @@ def records(run_dir: Path, kind: str) -> list[dict]:
     return [r for r in P.read_records(run_dir / P.METRICS_FILE).records if r["type"] == kind]
 
 
-def wait_for(pred, what: str, timeout: float = 60.0, proc: subprocess.Popen | None = None, log: Path | None = None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; log: {log.read_text()[-2000:] if log else ''}")
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The same 16 steps twice: one process with batch 8, and two torchrun ranks with batch 4 each
     (stopped at step 8 with --stop-at, then resumed under torchrun to 16). Shared by two tests."""
     python = sys.executable
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = engine_env()
     root = tmp_path_factory.mktemp("dist")
     one, two = root / "one", root / "two"
-    common = ["--steps", "16", *TINY, "--set", "train.eval_every=8", "--set", "train.ckpt_every=4"]
-    assert run([python, "-m", "engine", "train", "--run-dir", str(one), "--set", "train.batch_size=8", *common],
+    common = ["--steps", "16", *DIST, "--set", "train.eval_every=8", "--set", "train.ckpt_every=4"]
+    assert run([python, "-m", "engine", "train", "--run-dir", str(one), *common, "--set", "train.batch_size=8"],
                env, root / "one.log") == 0, (root / "one.log").read_text()[-2000:]
-    assert run(torchrun(python, "train", "--run-dir", str(two), "--set", "train.batch_size=4", "--stop-at", "8",
-                        *common), env, root / "two.log") == 0, (root / "two.log").read_text()[-2000:]
+    assert run(torchrun(python, "train", "--run-dir", str(two), *common, "--set", "train.batch_size=4", "--stop-at",
+                        "8"), env, root / "two.log") == 0, (root / "two.log").read_text()[-2000:]
     assert run(torchrun(python, "resume", "--run-dir", str(two), "--threads", "1", "--device", "cpu"),
                env, root / "two-resume.log") == 0, (root / "two-resume.log").read_text()[-2000:]
     return one, two
@@ -102,7 +89,7 @@ def _launch(python: str, env: dict[str, str], run_dir: Path, *args: str,
             nproc_flag: bool = False) -> tuple[subprocess.Popen, Path]:
     """torchrun directly, or `python -m engine train --nproc 2` (which becomes torchrun in place)."""
     log = run_dir.parent / f"{run_dir.name}.log"
-    engine_args = ["train", "--run-dir", str(run_dir), *TINY, "--set", "train.batch_size=4", *args]
+    engine_args = ["train", "--run-dir", str(run_dir), *DIST, *args]
     cmd = [python, "-m", "engine", *engine_args, "--nproc", "2"] if nproc_flag else torchrun(python, *engine_args)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -119,9 +106,9 @@ def test_pause_and_ramp_over_the_socket_reach_both_ranks(runs_root: Path, python
     proc, log = _launch(python, engine_env, run_dir, "--steps", "400", "--set", "train.eval_every=1000",
                         "--set", "train.ckpt_every=0")
     try:
-        wait_for(lambda: _last_step(run_dir) >= 3, "three steps", proc=proc, log=log)
+        wait_until(lambda: _last_step(run_dir) >= 3, what="three steps", proc=proc, log=log)
         assert P.send_command(run_dir, P.PAUSE, timeout=30)["ok"]
-        wait_for(lambda: (P.read_status(run_dir) or {}).get("state") == "paused", "paused", proc=proc, log=log)
+        wait_until(lambda: (P.read_status(run_dir) or {}).get("state") == "paused", what="paused", proc=proc, log=log)
         held = _last_step(run_dir)
         time.sleep(1.5)
         assert _last_step(run_dir) == held  # no step while paused (rank 1 alone cannot step: it needs rank 0)
@@ -148,7 +135,7 @@ def test_a_stop_reaches_both_ranks_at_the_same_step(runs_root: Path, python: str
     proc, log = _launch(python, engine_env, run_dir, "--steps", "400", "--set", "train.eval_every=1000",
                         "--set", "train.ckpt_every=0", nproc_flag=how == "stop command")
     try:
-        wait_for(lambda: _last_step(run_dir) >= 2, "two steps", proc=proc, log=log)
+        wait_until(lambda: _last_step(run_dir) >= 2, what="two steps", proc=proc, log=log)
         if how == "stop command":
             assert P.send_command(run_dir, P.STOP, timeout=30)["ok"]
         else:

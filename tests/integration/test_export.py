@@ -12,13 +12,14 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from support import ROOT
+from support.engine import run_engine_ok
+from support.preset import TINY
+from support.reporter import Script
 
 from nexus_core import protocol as P
 from nexus_tui.__main__ import main
-from tests.reporter_helpers import Script
-from tests.test_resume import TINY, engine
 
-ROOT = Path(__file__).resolve().parent.parent
 STANDARD = {"metric": ("loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem"), "eval": ("val_loss", "val_ppl")}
 
 
@@ -56,14 +57,11 @@ def parquet_points(path: Path) -> dict[tuple[str, str, int, str], tuple[float, i
 def resumed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 steps (evals every 2, checkpoints every 3), then a resume from step 3 that stops at 5: the
     file holds metric steps 1..6 then 4, 5 again; steps 4-6 of the first run no longer stand."""
-    import os
-
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     root = tmp_path_factory.mktemp("export") / "runs"
     run = root / "res"
-    engine(sys.executable, env, "train", "--run-dir", str(run), "--steps", "6", *TINY,
-           "--set", "train.ckpt_every=3", "--set", "train.eval_every=2", "--set", "train.sample_every=0")
-    engine(sys.executable, env, "resume", "--run-dir", str(run), "--from", "step_000003", "--stop-at", "5")
+    run_engine_ok("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.ckpt_every=3",
+                  "--set", "train.eval_every=2")
+    run_engine_ok("resume", "--run-dir", str(run), "--from", "step_000003", "--stop-at", "5")
     return run
 
 

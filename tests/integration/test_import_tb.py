@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import ROOT
+from support.reporter import nexus_runs
 from torch.utils.tensorboard import SummaryWriter
 
 from nexus_core import protocol as P
 from nexus_tui.services.comparison import load_runs
-from tests.reporter_helpers import nexus_runs
 
-ROOT = Path(__file__).resolve().parent.parent
 STEPS = 12
 
 

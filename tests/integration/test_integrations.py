@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
-from reporter_helpers import ROOT, Script, command
+from support import ROOT
+from support.reporter import SCRIPTS, Script, command
 
 from nexus_core import protocol as P
 
-LOOPS = ROOT / "tests" / "scripts" / "adapter_loops.py"
+LOOPS = SCRIPTS / "adapter_loops.py"
 
 
 def _metrics(script: Script) -> list[dict]:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY
+from support.preset import TINY
 
 from nexus_core import protocol as P
 from nexus_tui.services.supervisor import Supervisor

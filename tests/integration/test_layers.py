@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import tomli_w
+from support import ROOT
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parent.parent
 LINT = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or "lint-imports"
 
 

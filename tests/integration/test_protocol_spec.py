@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
-from reporter_helpers import nexus_runs
+from support.reporter import nexus_runs
 
 from nexus_tui.app import NexusApp
 from nexus_tui.services.store import MetricStore

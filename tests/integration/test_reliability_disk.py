@@ -10,7 +10,10 @@ import resource
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY, Engine, file_records, metric_steps, run_engine, snapshot, wait_until
+from support.engine import Engine, file_records, metric_steps, run_engine
+from support.preset import TINY
+from support.runfolder import snapshot
+from support.wait import wait_until
 
 from engine import checkpoint as ckpt
 from engine import report

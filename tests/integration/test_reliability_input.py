@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY, run_engine, snapshot
+from support import ROOT
+from support.engine import run_engine
+from support.preset import TINY
+from support.runfolder import snapshot
 
 from nexus_core import protocol as P
 
@@ -67,7 +70,7 @@ async def test_garbage_on_a_real_pipe_leaves_the_app_up_with_warnings(runs_root:
     from nexus_tui.widgets.log_pane import LogPane
 
     fake = tmp_path / "fake-python"
-    fake.write_text(FAKE_ENGINE.format(python=sys.executable, root=str(Path(__file__).resolve().parent.parent)))
+    fake.write_text(FAKE_ENGINE.format(python=sys.executable, root=str(ROOT)))
     fake.chmod(0o755)
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     async with app.run_test(size=(120, 40)) as pilot:
@@ -240,7 +243,7 @@ def test_pickles_beside_or_instead_of_a_checkpoint_are_never_loaded(copy: Path, 
     assert done.returncode == 0, done.stderr[-2000:]  # loaded latest, beside four pickles
     assert P.read_status(copy)["step"] == 5
     assert not marker.exists(), "a pickle was loaded"
-    engine_src = Path(__file__).resolve().parent.parent / "engine"
+    engine_src = ROOT / "engine"
     for src in engine_src.rglob("*.py"):
         text = src.read_text()
         assert not re.search(r"\bimport pickle\b|\bpickle\.loads?\(|torch\.load\(", text), src

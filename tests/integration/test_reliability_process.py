@@ -15,16 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import (
-    ROOT,
-    TINY,
-    Engine,
-    engine_env,
-    file_records,
-    metric_steps,
-    run_engine,
-    wait_until,
-)
+from support import ROOT
+from support.engine import Engine, engine_env, file_records, metric_steps, run_engine
+from support.preset import TINY
+from support.wait import wait_until
 
 from engine import checkpoint as ckpt
 from nexus_core import protocol as P

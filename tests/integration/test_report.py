@@ -6,7 +6,6 @@ a report that is safe to print; the dashboard's R key writes the report beside t
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import signal
@@ -18,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
+from support.engine import engine_env
+from support.markdown import CONTROL, column, section, table
+from support.preset import sets
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
 from nexus_tui.__main__ import main
@@ -27,10 +30,9 @@ from nexus_tui.services.forecast import forecast_final
 from nexus_tui.services.report.document import build_report
 from nexus_tui.services.report.safe import md
 
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
-        "train.batch_size=4", "train.eval_every=3", "train.eval_batches=2", "train.sample_every=3",
-        "train.sample_tokens=16", "train.ckpt_every=12", "data.max_bytes=200000"]
+SIDE_WORK = ["train.eval_every=3", "train.eval_batches=2", "train.sample_every=3", "train.sample_tokens=16",
+             "train.ckpt_every=12"]
+"""Over the test preset: evals, samples and checkpoints often enough that every section has rows."""
 STEPS, STOP_AT, RAMP_LR, RAMP_STEPS = 30, 15, 1e-2, 6
 
 
@@ -38,11 +40,10 @@ def _engine(root: Path, name: str, *args: str, extra: tuple[str, ...] = ()) -> s
     """`python -m engine ARGS` with its output in the run folder's engine.log, as the dashboard does."""
     run_dir = root / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    sets = [a for kv in TINY + list(extra) for a in ("--set", kv)] if args[0] == "train" else []
+    overrides = sets(*SIDE_WORK, *extra) if args[0] == "train" else []
     with open(run_dir / "engine.log", "ab") as log:
         return subprocess.Popen([sys.executable, "-m", "engine", *args, "--run-dir", str(run_dir), "--threads", "1",
-                                 *sets], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                                 *overrides], env=engine_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _evals(run_dir: Path) -> int:
@@ -90,25 +91,6 @@ def records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
 def by_step(run_dir: Path, kind: str) -> dict[int, dict[str, Any]]:
     """step -> the last record of that kind there (a resume re-writes the steps it re-trains)."""
     return {r["step"]: r for r in records(run_dir, kind)}
-
-
-def section(text: str, heading: str, run: str | None = None) -> str:
-    """The text under `### heading` (of `## Run run` when given), up to the next heading."""
-    if run is not None:
-        text = text.split(f"## Run {run}\n", 1)[1]
-    return text.split(f"### {heading}\n", 1)[1].split("\n#", 1)[0].strip()
-
-
-def table(text: str) -> list[list[str]]:
-    """The first markdown table in text: header and rows (the --- rule dropped), cells stripped."""
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    rows = [[c.strip() for c in re.split(r"(?<!\\)\|", ln)[1:-1]] for ln in lines]
-    return [rows[0], *rows[2:]]
-
-
-def column(rows: list[list[str]], name: str) -> list[str]:
-    i = rows[0].index(name)
-    return [r[i] for r in rows[1:]]
 
 
 def chart_block(text: str) -> str:
@@ -295,7 +277,6 @@ def test_cli_unknown_run_or_folder_is_one_error_line(root: Path, tmp_path: Path,
 # -- untrusted text ------------------------------------------------------------------------------
 
 EVIL = "\x1b]52;c;aGk=\x07\x1b[2J[bold red]boom[/] | cell\nnext\r\x9b31m\u202e`tick` *em* <b>x</b>"
-CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def test_escape_sequences_and_markup_in_a_run_folder_are_made_safe(root: Path, tmp_path: Path,

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from reporter_helpers import Script, command, nexus_runs
+from support.reporter import Script, command, nexus_runs
 
 from nexus_core import protocol as P
 from nexus_tui.services.engine_io import exit_code_of

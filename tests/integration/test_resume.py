@@ -8,18 +8,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.engine import run_engine_ok
+from support.preset import TINY
 
 from nexus_core import protocol as P
-
-TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
-        "--set", "data.max_bytes=100000", "--threads", "1"]
-
-
-def engine(python: str, env: dict, *args: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([python, "-m", "engine", *args], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return done
 
 
 def metrics(run: Path) -> dict[int, dict]:
@@ -28,7 +20,7 @@ def metrics(run: Path) -> dict[int, dict]:
 
 
 @pytest.mark.parametrize("optim", ["adamw", "muon", "lion"])
-def test_n_plus_n_equals_2n(runs_root: Path, python: str, engine_env: dict, optim: str) -> None:
+def test_n_plus_n_equals_2n(runs_root: Path, optim: str) -> None:
     n = 5
     opts = [*TINY, "--set", f"optim.name={optim}", "--set", "train.grad_accum=2"]
     # Evals, samples and checkpoints only in the straight run: side work must not change training.
@@ -36,10 +28,9 @@ def test_n_plus_n_equals_2n(runs_root: Path, python: str, engine_env: dict, opti
             "--set", "train.ckpt_every=3"]
     quiet = ["--set", "train.eval_every=1000", "--set", "train.sample_every=0", "--set", "train.ckpt_every=0"]
     straight, split = runs_root / "straight", runs_root / "split"
-    engine(python, engine_env, "train", "--run-dir", str(straight), "--steps", str(2 * n), *opts, *busy)
-    engine(python, engine_env, "train", "--run-dir", str(split), "--steps", str(2 * n), "--stop-at", str(n),
-           *opts, *quiet)
-    engine(python, engine_env, "resume", "--run-dir", str(split))
+    run_engine_ok("train", "--run-dir", str(straight), "--steps", str(2 * n), *opts, *busy)
+    run_engine_ok("train", "--run-dir", str(split), "--steps", str(2 * n), "--stop-at", str(n), *opts, *quiet)
+    run_engine_ok("resume", "--run-dir", str(split))
 
     a, b = metrics(straight), metrics(split)
     assert sorted(a) == sorted(b) == list(range(1, 2 * n + 1))
@@ -51,22 +42,21 @@ def test_n_plus_n_equals_2n(runs_root: Path, python: str, engine_env: dict, opti
     assert hellos[-1]["start_step"] == n and hellos[-1]["resumed_from"] == f"checkpoints/step_{n:06d}"
 
 
-def test_resume_with_ramp_follows_the_preview(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_resume_with_ramp_follows_the_preview(runs_root: Path) -> None:
     run = runs_root / "ramped"
-    engine(python, engine_env, "train", "--run-dir", str(run), "--steps", "8", *TINY,
-           "--set", "schedule.warmup_steps=2", "--set", "train.ckpt_every=4")
+    run_engine_ok("train", "--run-dir", str(run), "--steps", "8", *TINY, "--set", "schedule.warmup_steps=2",
+                  "--set", "train.ckpt_every=4")
     meta = json.loads((run / "checkpoints" / "latest" / "meta.json").read_text())
     assert meta["step"] == 8
     ckpt_lr = meta["lr"]
     target, k, total = 4e-3, 6, 20
 
-    preview = json.loads(engine(python, engine_env, "lr-preview", "--run-dir", str(run), "--lr", str(target),
-                                "--ramp-steps", str(k), "--steps", str(total)).stdout)
+    preview = json.loads(run_engine_ok("lr-preview", "--run-dir", str(run), "--lr", str(target),
+                                       "--ramp-steps", str(k), "--steps", str(total)).stdout)
     assert preview["start_step"] == 8 and preview["step"][0] == 8 and preview["step"][-1] == total
     assert preview["lr"][0] == pytest.approx(ckpt_lr, rel=1e-12), "the ramp starts at the checkpoint's LR"
 
-    engine(python, engine_env, "resume", "--run-dir", str(run), "--lr", str(target), "--ramp-steps", str(k),
-           "--steps", str(total))
+    run_engine_ok("resume", "--run-dir", str(run), "--lr", str(target), "--ramp-steps", str(k), "--steps", str(total))
     lrs = {s: r["lr"] for s, r in metrics(run).items()}
     assert sorted(lrs) == list(range(1, total + 1))
     for i in range(k + 1):  # metric step 9 + i trained with the LR i steps into the ramp
@@ -81,12 +71,12 @@ def test_resume_with_ramp_follows_the_preview(runs_root: Path, python: str, engi
 
 def test_resume_from_a_named_checkpoint_and_past_the_end(runs_root: Path, python: str, engine_env: dict) -> None:
     run = runs_root / "named"
-    engine(python, engine_env, "train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.ckpt_every=3")
+    run_engine_ok("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.ckpt_every=3")
     done = subprocess.run([python, "-m", "engine", "resume", "--run-dir", str(run)], env=engine_env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "already reached its total of 6 steps" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
-    engine(python, engine_env, "resume", "--run-dir", str(run), "--from", "step_000003", "--stop-at", "5")
+    run_engine_ok("resume", "--run-dir", str(run), "--from", "step_000003", "--stop-at", "5")
     steps = [r["step"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))]
     assert steps == [1, 2, 3, 4, 5, 6, 4, 5], "the resumed part restarts after step 3"

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from reliability_helpers import ROOT, TINY, Engine, engine_env, run_engine, wait_until
+from support import ROOT
+from support.engine import Engine, engine_env, run_engine
+from support.preset import TINY
+from support.wait import wait_until
 
 from engine.runlock import folder_is_locked
 from nexus_core import protocol as P

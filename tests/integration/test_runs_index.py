@@ -9,10 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import ROOT
+
 from nexus_core.protocol import METRICS_FILE, STATUS_FILE, RecordWriter, write_status
 from nexus_tui.services.runs_index import format_runs_table, scan_runs
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _dead_pid() -> int:

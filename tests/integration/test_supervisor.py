@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import ROOT
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records
@@ -186,7 +187,7 @@ def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Fee
     for o in TINY:
         args += ["--set", o]
     proc = subprocess.Popen(args, env=engine_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=Path(__file__).resolve().parent.parent)
+                            cwd=ROOT)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from nexus_core import protocol as P
 from nexus_tui.services.telemetry import Telemetry
 
 
@@ -64,3 +65,11 @@ def test_tracking_a_pid_that_does_not_exist_is_not_an_error() -> None:
     t.track("ghost", 2**22 + 12345)
     assert t.sample().processes["ghost"].alive is False
     t.stop()
+
+
+def test_pid_alive_sees_exit() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert P.pid_alive(os.getpid())
+    proc.wait()
+    assert not P.pid_alive(proc.pid)
+    assert not P.pid_alive("12")

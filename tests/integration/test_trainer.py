@@ -7,17 +7,17 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import Engine
+from support import ROOT
+from support.engine import Engine
+from support.preset import TINY, config
 
 from nexus_core import protocol as P
-
-TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
-        "--set", "data.max_bytes=100000", "--threads", "1"]
+from nexus_core.config import Config
 
 
 def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path) -> None:
@@ -201,16 +201,9 @@ def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path) -> None:
     assert [r["step"] for r in eng.of("alert") if r["kind"] == "nan"] == [2] * 6, "each retry of step 2 failed"
 
 
-def _tiny_config(**train):
-    from nexus_core.config import Config
-
-    cfg = Config(name="inproc")
-    cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads = 1, 32, 2, 1
-    cfg.model.seq_len, cfg.data.max_bytes, cfg.train.batch_size, cfg.train.threads = 32, 100_000, 4, 1
-    cfg.train.device, cfg.train.sample_every = "cpu", 0
-    for k, v in train.items():
-        setattr(cfg.train, k, v)
-    return cfg.validate()
+def _tiny_config(**train: object) -> Config:
+    """The test preset on the CPU, with these train.* settings, for a Trainer built in process."""
+    return config("train.device=cpu", *(f"train.{k}={v}" for k, v in train.items()), name="inproc")
 
 
 def test_unexpected_exception_is_a_crashed_state(tmp_path: Path) -> None:
@@ -306,3 +299,10 @@ def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path) -> None:
                  "--set", "train.sample_every=0", "--set", "train.ckpt_every=100", "--set", "train.save_best=false")
     assert eng.finish() == 0, eng.tail()
     assert [r["step"] for r in eng.of("ckpt")] == [8]  # only the end of the run
+
+
+def test_deterministic_kernels_switch_on() -> None:
+    code = ("import os, torch; from engine.device import use_deterministic_kernels; use_deterministic_kernels(); "
+            "print(torch.are_deterministic_algorithms_enabled(), os.environ['CUBLAS_WORKSPACE_CONFIG'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", ":4096:8"], out.stderr

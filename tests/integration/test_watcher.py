@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from support import ROOT
+
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
 from nexus_tui.services.store import MetricStore
 from nexus_tui.services.watcher import RunsWatcher
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Seen:

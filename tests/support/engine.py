@@ -1,11 +1,12 @@
-"""Helpers for the reliability tests: a real tiny engine on a real pipe, and waiting on its files.
-
-Kept out of the test modules so the process, disk and input tests drive engines the same way.
+"""Real engines and `nexus` commands as the tests start them: `python -m engine` on a real pipe
+(`Engine`) or run to the end (`run_engine`), `nexus ...` (`run_nexus`), and the one-line-error check
+every CLI test makes. Children get one torch thread each, so tests share the 2-core CI box.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import select
 import subprocess
 import sys
@@ -15,22 +16,40 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ["--set", "model.n_layers=1", "--set", "model.d_model=32", "--set", "model.n_heads=2",
-        "--set", "model.n_kv_heads=1", "--set", "model.seq_len=32", "--set", "train.batch_size=4",
-        "--set", "data.max_bytes=200000", "--set", "train.sample_every=0", "--threads", "1"]
-"""Overrides that make a step take milliseconds on one core."""
+from support import ROOT
 
 
 def engine_env() -> dict[str, str]:
+    """The environment of an engine child: the repo importable, one torch thread, unbuffered output."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def run_engine(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_engine(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m engine ARGS` to the end, output captured."""
     return subprocess.run([sys.executable, "-m", "engine", *args], env=engine_env(), capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+                          text=True, timeout=timeout, cwd=cwd)
+
+
+def run_engine_ok(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    """run_engine that must succeed: AssertionError with the end of stderr otherwise."""
+    done = run_engine(*args, timeout=timeout, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
+def run_nexus(*args: str, timeout: float = 120, cwd: Path = ROOT, text: bool = True) -> subprocess.CompletedProcess:
+    """`nexus ARGS` (as `python -m nexus_tui`) to the end, output captured, stdin closed."""
+    return subprocess.run([sys.executable, "-m", "nexus_tui", *args], env=engine_env(), capture_output=True,
+                          text=text, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
+    """A refused command: exit status 2, no traceback, one `error: ...` line on stderr matching pattern."""
+    assert done.returncode == 2, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert re.search(pattern, lines[0]), lines[0]
 
 
 class Engine:
@@ -120,29 +139,3 @@ def file_records(run_dir: Path) -> P.ReadResult:
 
 def metric_steps(run_dir: Path) -> list[int]:
     return [r["step"] for r in file_records(run_dir).records if r["type"] == "metric"]
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under `folder` (symlinks as their target text), to prove nothing was overwritten.
-    engine.lock is left out: it holds no run data, only the pid of the last engine that took the
-    folder (a refused `resume` takes it before it finds the checkpoint bad)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        rel = str(p.relative_to(folder))
-        if rel == "engine.lock":
-            continue
-        if p.is_symlink():
-            out[rel] = os.readlink(p).encode()
-        elif p.is_file():
-            out[rel] = p.read_bytes()
-    return out

@@ -1,5 +1,5 @@
-"""Helpers for the reporter tests: a real script (tests/scripts/reported_loop.py) in a subprocess,
-and waiting on what it files in its run folder."""
+"""The reporter tests' side: a real script that reports with `import nexus` (scripts/reported_loop.py)
+in a subprocess, waiting on what it files in its run folder, and the socket and `nexus runs` it meets."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "tests" / "scripts" / "reported_loop.py"
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+SCRIPT = SCRIPTS / "reported_loop.py"
 
 
 class Script:

@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from support.pilot import APP_SIDE_WORK, FORM_OVERRIDES, type_into
+from support.preset import sets
+from support.wait import pilot_wait_until
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack, read_status
 from nexus_tui.app import NexusApp
@@ -27,36 +30,6 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
 from nexus_tui.widgets.samples_pane import SamplesPane
 
-TINY = (
-    "model.n_layers=1 model.d_model=32 model.seq_len=32 train.batch_size=4 data.max_bytes=200000 "
-    "train.threads=1 train.eval_every=25 train.sample_every=100000 train.ckpt_every=100000 train.save_best=false"
-)
-
-
-@pytest.fixture
-def app(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NexusApp:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    return NexusApp(runs_root, settings_path=tmp_path / "settings.json")
-
-
-async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition"):
-    """Let the app run until check() is truthy (engines start in seconds on a loaded machine)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await pilot.pause(0.1)
-    log = pilot.app.query_one("#log").lines_written[-8:]
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last log lines: {log}")
-
-
-async def type_into(pilot, selector: str, text: str) -> None:
-    widget = pilot.app.screen.query_one(selector)
-    widget.value = text
-    await pilot.pause()
-
 
 @pytest.mark.slow
 async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp) -> None:
@@ -65,27 +38,27 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         assert isinstance(app.screen, LaunchScreen)
         await type_into(pilot, "#name", "e2e")
         await type_into(pilot, "#steps", "100000")
-        await type_into(pilot, "#overrides", TINY)
+        await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await pilot.click("#go")
-        run = await wait_for(pilot, lambda: (r := app.store.get("e2e")) is not None and r.step > 5 and r, 90,
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("e2e")) is not None and r.step > 5 and r, 90,
                              "the launched run's first metrics")
-        await wait_for(pilot, lambda: app.query_one(RunTable).row_count == 1, 5, "the run in the table")
+        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).row_count == 1, 5, "the run in the table")
         charts = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: charts.chart("loss").spec.curves, 5, "a loss curve")
+        await pilot_wait_until(pilot, lambda: charts.chart("loss").spec.curves, 5, "a loss curve")
         assert app.query_one(RunTable).selected == ["e2e"]
 
         # p pauses: the step stops advancing; p again resumes.
         await pilot.press("p")
-        await wait_for(pilot, lambda: run.state == "paused", 20, "state paused")
+        await pilot_wait_until(pilot, lambda: run.state == "paused", 20, "state paused")
         held = run.step
         await pilot.pause(1.0)
         assert run.step == held
         await pilot.press("p")
-        await wait_for(pilot, lambda: run.state == "running" and run.step > held + 3, 20, "steps after resume")
+        await pilot_wait_until(pilot, lambda: run.state == "running" and run.step > held + 3, 20, "steps after resume")
 
         # c checkpoints: a ckpt record arrives.
         await pilot.press("c")
-        await wait_for(pilot, lambda: run.ckpts, 30, "a ckpt record")
+        await pilot_wait_until(pilot, lambda: run.ckpts, 30, "a ckpt record")
 
         # g generates: the sample lands in the samples pane.
         await pilot.press("g")
@@ -94,7 +67,7 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await type_into(pilot, "#tokens", "20")
         await pilot.click("#go")
         samples = app.query_one(SamplesPane)
-        await wait_for(pilot, lambda: samples.count >= 1, 30, "a sample in the pane")
+        await pilot_wait_until(pilot, lambda: samples.count >= 1, 30, "a sample in the pane")
         assert any(s.get("requested") for s in run.samples)
 
         # r ramps the live run: the LR in the records moves to the target.
@@ -103,7 +76,7 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await type_into(pilot, "#target", "2e-2")
         await type_into(pilot, "#ramp", "20")
         await pilot.click("#go")
-        await wait_for(pilot, lambda: run.lr is not None and run.lr > 1.9e-2, 30, "the LR to reach the ramp target")
+        await pilot_wait_until(pilot, lambda: run.lr is not None and run.lr > 1.9e-2, 30, "the LR to reach the ramp target")
         lrs = list(app.store.series("e2e", "lr")[1])
         top = next(i for i, v in enumerate(lrs) if v > 1.9e-2)
         rise = lrs[top - 15 : top + 1]  # a linear ramp from ~3e-3 over 20 steps, not a jump
@@ -121,7 +94,7 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.click("#yes")
-        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the run stopped")
+        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the run stopped")
         assert app.query_one(RunTable).get_cell("e2e", "state").plain.startswith("stopped")
 
 
@@ -129,9 +102,9 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
 async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     app = NexusApp(runs_root, demo=True, demo_steps=100000, settings_path=tmp_path / "s.json")
-    app.demo_overrides = TINY.split()
+    app.demo_overrides = FORM_OVERRIDES.split()
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs")
+        await pilot_wait_until(pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs")
         names = sorted(r.name for r in app.store.runs())
         assert names == ["demo-baseline-1", "demo-contrast-1"]
         assert app.store.get("demo-contrast-1").config["optim"]["name"] in ("muon",) or "hybrid" in str(
@@ -139,7 +112,7 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
         await pilot.click("#stop")
-        await wait_for(pilot, lambda: not app.is_running, 60, "the app to exit")
+        await pilot_wait_until(pilot, lambda: not app.is_running, 60, "the app to exit")
     assert all(r.state in ("stopped", "finished") for r in app.store.runs()) or not app.services.live_runs()
 
 
@@ -154,13 +127,13 @@ async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: 
         # A config the engine accepts (the launch check passes) whose corpus turns out unusable at start.
         app.launch("tiny", "bad", "cpu", 10, [f"data.source={empty}"])
         bar = app.query_one(AlertBar)
-        await wait_for(pilot, lambda: bar.alerts, 60, "the crash alert")
+        await pilot_wait_until(pilot, lambda: bar.alerts, 60, "the crash alert")
         assert "bad: crash" in bar.alerts[-1] and "status 2" in bar.alerts[-1]
         assert bar.has_class("-active")
         log = app.query_one(LogPane).lines_written
         assert any("binary or empty" in line and "error" in line for line in log), log[-5:]
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("crashed"),
+        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("crashed"),
                        5, "the crashed state in the table")
         assert table.get_cell("bad", "state").plain == "crashed (2)"
         await pilot.press("a")
@@ -174,9 +147,8 @@ async def test_a_run_left_training_comes_back_with_history_and_control(
     """A run started outside this dashboard (a terminal, or a dashboard that quit leaving it
     training): the app replays its whole history, pauses it with p, and sees it die."""
     run_dir = runs_root / "left"
-    sets = [arg for kv in TINY.split() for arg in ("--set", kv)]
     proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
-                             "--steps", "100000", *sets], env=engine_env, stdin=subprocess.DEVNULL,
+                             "--steps", "100000", *sets(*APP_SIDE_WORK)], env=engine_env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 90
@@ -184,15 +156,15 @@ async def test_a_run_left_training_comes_back_with_history_and_control(
             assert proc.poll() is None and time.monotonic() < deadline, "the engine did not start training"
             time.sleep(0.1)
         async with app.run_test(size=(120, 40)) as pilot:
-            run = await wait_for(pilot, lambda: (r := app.store.get("left")) is not None and r.step >= 5 and r, 30,
+            run = await pilot_wait_until(pilot, lambda: (r := app.store.get("left")) is not None and r.step >= 5 and r, 30,
                                  "the run's history")
             steps = app.store.series("left", "loss")[0]
             assert steps[0] == 1 and len(steps) >= 5, "the whole history, from step 1"
-            await wait_for(pilot, lambda: "left" in app.services.live_runs(), 20, "the run attached")
-            await wait_for(pilot, lambda: app.query_one(RunTable).highlighted == "left", 5, "the run in the table")
+            await pilot_wait_until(pilot, lambda: "left" in app.services.live_runs(), 20, "the run attached")
+            await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "left", 5, "the run in the table")
 
             await pilot.press("p")
-            await wait_for(pilot, lambda: run.state == "paused", 30, "state paused")
+            await pilot_wait_until(pilot, lambda: run.state == "paused", 30, "state paused")
             held = run.step
             await pilot.pause(1.0)
             assert run.step == held and proc.poll() is None
@@ -201,15 +173,15 @@ async def test_a_run_left_training_comes_back_with_history_and_control(
 
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=10)
-            await wait_for(pilot, lambda: run.state == "crashed", 20, "the dead run marked crashed")
+            await pilot_wait_until(pilot, lambda: run.state == "crashed", 20, "the dead run marked crashed")
             bar = app.query_one(AlertBar)
-            await wait_for(pilot, lambda: bar.has_class("-active"), 5, "the alert bar")
+            await pilot_wait_until(pilot, lambda: bar.has_class("-active"), 5, "the alert bar")
             assert "left: crash" in bar.alerts[-1]
 
         # A later dashboard finds the dead run still claiming "paused": crashed, after its history.
         again = NexusApp(runs_root, settings_path=runs_root.parent / "settings2.json")
         async with again.run_test(size=(120, 40)) as pilot:
-            await wait_for(pilot, lambda: (r := again.store.get("left")) is not None and r.state == "crashed", 30,
+            await pilot_wait_until(pilot, lambda: (r := again.store.get("left")) is not None and r.state == "crashed", 30,
                            "the dead run crashed on a fresh start")
             await pilot.pause(0.5)
             assert again.store.get("left").state == "crashed" and not again.services.live_runs()
@@ -237,13 +209,13 @@ async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(a
             f.write(pack({**rec, "seq": seq, "time": long_ago + seq}))
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.query_one(LogPane)
-        await wait_for(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 30, "the old alert")
+        await pilot_wait_until(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 30, "the old alert")
         bar = app.query_one(AlertBar)
         assert not bar.has_class("-active") and not bar.alerts
 
         writer = RecordWriter(run_dir / METRICS_FILE)
         writer.write({"type": "alert", "kind": "spike", "step": 2, "text": "loss spiked"})
-        await wait_for(pilot, lambda: bar.has_class("-active"), 30, "the live alert")
+        await pilot_wait_until(pilot, lambda: bar.has_class("-active"), 30, "the live alert")
         assert "old: spike at step 2" in bar.alerts[-1] and len(bar.alerts) == 1
 
 
@@ -255,7 +227,7 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
 
     async with app.run_test(size=(80, 24)) as pilot:
         charts = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: charts.forecast_text == EMPTY_HINT, 5, "the empty-folder hint")
+        await pilot_wait_until(pilot, lambda: charts.forecast_text == EMPTY_HINT, 5, "the empty-folder hint")
         # What the launch worker posts the moment the engine is spawned, before its (slow) hello.
         app.post_message(msg.RecordsReceived("fresh", runs_root / "fresh", [
             {"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]))
@@ -263,7 +235,7 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
             m = re.match(r"fresh: starting… (\d+)s", charts.forecast_text)
             return m is not None and int(m.group(1)) >= 3
 
-        await wait_for(pilot, counting_from_launch, 5, "starting…")
+        await pilot_wait_until(pilot, counting_from_launch, 5, "starting…")
         assert app.query_one(RunTable).get_cell("fresh", "state").plain == "starting…"
 
 
@@ -279,7 +251,7 @@ async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Pa
     async with app.run_test(size=(80, 24)) as pilot:
         app.post_message(msg.RecordsReceived(name, runs_root / name, recs))
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: table.row_count == 1, 5, "the run in the table")
+        await pilot_wait_until(pilot, lambda: table.row_count == 1, 5, "the run in the table")
         await pilot.pause()
         shown = [str(c.key.value) for c in table.ordered_columns]
         assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown), shown

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import pytest
+from support.wait import pilot_wait_until
 from textual.widgets import Input, SelectionList
 
 import nexus
@@ -38,15 +38,6 @@ def make_app(root: Path, tmp_path: Path) -> NexusApp:
     return NexusApp(root, settings_path=tmp_path / "settings.json")
 
 
-async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def shown(panel: ChartsPanel) -> list[str]:
     """The chart keys on the page shown that actually have curves drawn."""
     return [k for k in panel.page if panel.chart(k).spec.curves]
@@ -63,7 +54,7 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
     app = make_app(runs_root, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: len(panel.all_keys) > 4 and panel.extent is not None, 30, "the run's keys")
+        await pilot_wait_until(pilot, lambda: len(panel.all_keys) > 4 and panel.extent is not None, 30, "the run's keys")
         extras = [k for k in panel.all_keys if k not in chartgrid.STANDARD]
         assert set(EXTRAS) <= set(extras), panel.all_keys
         assert extras == sorted(extras, key=lambda k: (chartgrid.section(k), k)), "grouped by section"
@@ -75,13 +66,13 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
 
         # The filter: only charts whose key matches; a bad regex says why and keeps the dialog open.
         await pilot.press("slash")
-        await wait_for(pilot, lambda: bool(app.screen.query(Input)), 10, "the filter dialog")
+        await pilot_wait_until(pilot, lambda: bool(app.screen.query(Input)), 10, "the filter dialog")
         app.screen.query_one(Input).value = "acc|f1("
         await pilot.press("enter")
         assert "bad filter regex" in str(app.screen.query_one("#error").render())
         app.screen.query_one(Input).value = "acc|f1"
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], 10, "the dialog closed")
+        await pilot_wait_until(pilot, lambda: app.screen is app.screen_stack[0], 10, "the dialog closed")
         assert panel.pages == [["train/acc", "val/f1"]], panel.pages
         assert shown(panel) == ["train/acc", "val/f1"]
 
@@ -97,12 +88,12 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
 
         # The chooser: untick train/acc; it goes away at once and is saved beside the run.
         await pilot.press("slash")
-        await wait_for(pilot, lambda: bool(app.screen.query(Input)), 10, "the filter dialog")
+        await pilot_wait_until(pilot, lambda: bool(app.screen.query(Input)), 10, "the filter dialog")
         app.screen.query_one(Input).value = ""
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], 10, "the dialog closed")
+        await pilot_wait_until(pilot, lambda: app.screen is app.screen_stack[0], 10, "the dialog closed")
         await pilot.press("f")
-        await wait_for(pilot, lambda: bool(app.screen.query(SelectionList)), 10, "the chooser")
+        await pilot_wait_until(pilot, lambda: bool(app.screen.query(SelectionList)), 10, "the chooser")
         choice = app.screen.query_one(SelectionList)
         prompts = [str(choice.get_option_at_index(i).prompt) for i in range(choice.option_count)]
         assert prompts[panel.all_keys.index("train/acc")] == "train    train/acc", prompts
@@ -112,7 +103,7 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
             await pilot.press("down")
         await pilot.press("space")
         await pilot.press("escape")
-        await wait_for(pilot, lambda: app.screen is app.screen_stack[0], 10, "the chooser closed")
+        await pilot_wait_until(pilot, lambda: app.screen is app.screen_stack[0], 10, "the chooser closed")
         assert panel.hidden == {"train/acc"}
         assert all("train/acc" not in page for page in panel.pages)
         saved = json.loads((run_dir / chartgrid.VIEW_FILE).read_text())
@@ -121,7 +112,7 @@ async def test_own_keys_show_grouped_filtered_chosen_and_zoomed(runs_root: Path,
     again = make_app(runs_root, tmp_path)
     async with again.run_test(size=(160, 48)) as pilot:
         panel = again.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: len(panel.all_keys) > 4, 30, "the run's keys after a restart")
+        await pilot_wait_until(pilot, lambda: len(panel.all_keys) > 4, 30, "the run's keys after a restart")
         assert panel.hidden == {"train/acc"}, "the choice survives a restart"
         assert "val/f1" in [k for page in panel.pages for k in page]
         assert all("train/acc" not in page for page in panel.pages)
@@ -131,7 +122,7 @@ async def test_a_narrow_terminal_pages_one_chart_at_a_time(runs_root: Path, run_
     app = make_app(runs_root, tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: len(panel.all_keys) > 4 and panel.extent is not None, 30, "the run's keys")
+        await pilot_wait_until(pilot, lambda: len(panel.all_keys) > 4 and panel.extent is not None, 30, "the run's keys")
         assert all(len(page) == 1 for page in panel.pages) and len(panel.pages) == len(panel.all_keys)
         seen = []
         for _ in panel.pages:
@@ -173,16 +164,16 @@ async def test_marked_runs_overlay_on_their_own_charts(runs_root: Path, run_dir:
     app = make_app(runs_root, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         panel, table = app.query_one(ChartsPanel), app.query_one(RunTable)
-        await wait_for(pilot, lambda: table.row_count == 2 and panel.extent is not None, 30, "both runs")
+        await pilot_wait_until(pilot, lambda: table.row_count == 2 and panel.extent is not None, 30, "both runs")
         table.focus()
         await pilot.press("space")
         table.move_cursor(row=1 - table.cursor_row)
         await pilot.press("space")
-        await wait_for(pilot, lambda: len(table.selected) == 2 and {"other/y", *EXTRAS} <= set(panel.all_keys), 30,
+        await pilot_wait_until(pilot, lambda: len(table.selected) == 2 and {"other/y", *EXTRAS} <= set(panel.all_keys), 30,
                        "both marked: the union of the marked runs' own keys")
         await pilot.press("v")
-        await wait_for(pilot, lambda: "train/acc" in panel.page, 10, "the runs' own charts")
-        await wait_for(pilot, lambda: len({c.color for c in panel.chart("train/acc").spec.curves}) >= 3, 10,
+        await pilot_wait_until(pilot, lambda: "train/acc" in panel.page, 10, "the runs' own charts")
+        await pilot_wait_until(pilot, lambda: len({c.color for c in panel.chart("train/acc").spec.curves}) >= 3, 10,
                        "one colour per run (plus the faint raw)")
 
 
@@ -195,7 +186,7 @@ async def test_a_loop_that_logs_only_loss_draws_it_in_the_first_chart(runs_root:
     app = make_app(runs_root, tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: panel.chart("loss").spec is not None
+        await pilot_wait_until(pilot, lambda: panel.chart("loss").spec is not None
                        and any(len(c.ys) for c in panel.chart("loss").spec.curves), 30, "the loss curve")
         ys = next(c.ys for c in panel.chart("loss").spec.curves if len(c.ys))
         assert max(ys) <= 2.0 + 1e-9 and min(ys) > 0

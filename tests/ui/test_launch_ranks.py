@@ -10,39 +10,19 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support.pilot import FORM_OVERRIDES, type_into
+from support.reporter import SCRIPT
+from support.wait import pilot_wait_until
 
 from nexus_core.protocol import LOG_FILE, read_status
-from nexus_core.state import ranks_device
 from nexus_tui.screens.confirm import ConfirmScreen
-from nexus_tui.screens.launch import LaunchScreen, parse_launch
+from nexus_tui.screens.launch import LaunchScreen
 from nexus_tui.services.supervisor import LaunchError, Supervisor
 from nexus_tui.services.telemetry import rank_processes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.run_table import RunTable
-from tests.test_app import TINY, app, type_into, wait_for  # noqa: F401 - app is a fixture
 
-REPO = Path(__file__).resolve().parent.parent
-LOOP = REPO / "tests" / "scripts" / "reported_loop.py"
-
-
-def test_parse_launch_processes_and_command(tmp_path: Path) -> None:
-    args, err = parse_launch("tiny", "cuda:1", "r1", "", "", tmp_path, nproc="2")
-    assert err == "" and args is not None
-    assert args["nproc"] == 2 and args["device"] == "cuda"  # torchrun gives each rank cuda:LOCAL_RANK
-    assert "nproc" not in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="1")[0]
-    assert "processes must be a whole number" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="two")[1]
-    assert "1 to 64" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="0")[1]
-    got, err = parse_launch("tiny", "cuda:1", "r1", "", "", tmp_path, command="python 'my train.py' --lr 3e-4")
-    assert got == {"command": ["python", "my train.py", "--lr", "3e-4"], "name": "r1", "device": "cuda:1"}, err
-    assert "command:" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, command="python 'oops")[1]
-    assert "for presets" in parse_launch("tiny", "cpu", "r1", "10", "", tmp_path, command="python t.py")[1]
-
-
-def test_ranks_device() -> None:
-    assert ranks_device("cuda:0", 1) == "cuda:0"
-    assert ranks_device("cuda:0", 2) == "cuda:0,1"
-    assert ranks_device("cpu", 2) == "cpu×2"
-    assert ranks_device("cuda:0", 16) == "cuda×16"
+LOOP = SCRIPT
 
 
 def test_command_gets_its_folder_gpu_and_log_without_a_shell(runs_root: Path, tmp_path: Path) -> None:
@@ -72,32 +52,32 @@ async def test_two_cpu_ranks_from_the_form(app) -> None:  # noqa: F811
         assert isinstance(app.screen, LaunchScreen)
         await type_into(pilot, "#name", "ranks")
         await type_into(pilot, "#steps", "100000")
-        await type_into(pilot, "#overrides", TINY)
+        await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await type_into(pilot, "#nproc", "2")
         await pilot.click("#go")
-        run = await wait_for(pilot, lambda: (r := app.store.get("ranks")) is not None and r.step > 3 and r, 180,
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("ranks")) is not None and r.step > 3 and r, 180,
                              "the two-rank run's metrics (from its folder)")
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: table.row_count == 1, 10, "one row for the run")
-        await wait_for(pilot, lambda: str(table.get_cell("ranks", "device")) == "cpu×2", 10, "both ranks' devices")
+        await pilot_wait_until(pilot, lambda: table.row_count == 1, 10, "one row for the run")
+        await pilot_wait_until(pilot, lambda: str(table.get_cell("ranks", "device")) == "cpu×2", 10, "both ranks' devices")
         assert run.hello is not None and run.hello.world_size == 2
 
         # Telemetry counts both ranks: rank 0 reported its pid; its launcher's children are the ranks.
         ranks = [p.pid for p in rank_processes(psutil.Process(run.pid))]
         assert len(ranks) == 2 and run.pid in ranks
-        await wait_for(pilot, lambda: set(app.services.telemetry.snapshot().processes.get("ranks", _NONE).pids)
+        await pilot_wait_until(pilot, lambda: set(app.services.telemetry.snapshot().processes.get("ranks", _NONE).pids)
                        == set(ranks), 20, "both ranks in the telemetry")
 
         # Pause reaches the run (rank 0's socket; every rank holds at the same step), then stop ends every rank.
         await pilot.press("p")
-        await wait_for(pilot, lambda: run.state == "paused", 60, "state paused")
+        await pilot_wait_until(pilot, lambda: run.state == "paused", 60, "state paused")
         assert (read_status(app.root / "ranks") or {}).get("state") == "paused"
         assert all(psutil.pid_exists(p) for p in ranks)
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.click("#yes")
-        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "the run stopped")
-        await wait_for(pilot, lambda: not any(_running(p) for p in ranks), 30, "every rank gone")
+        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "the run stopped")
+        await pilot_wait_until(pilot, lambda: not any(_running(p) for p in ranks), 30, "every rank gone")
         assert run.exit_code in (None, 0)
 
 
@@ -108,10 +88,10 @@ async def test_command_from_the_form_streams_and_stops(app, runs_root: Path) -> 
         await type_into(pilot, "#name", "loop")
         await type_into(pilot, "#command", f"'{sys.executable}' {LOOP} steer")
         await pilot.click("#go")
-        run = await wait_for(pilot, lambda: (r := app.store.get("loop")) is not None and r.step > 5 and r, 90,
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("loop")) is not None and r.step > 5 and r, 90,
                              "the script's records")
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: table.row_count == 1, 10, "the run in the table")
+        await pilot_wait_until(pilot, lambda: table.row_count == 1, 10, "the run in the table")
         assert run.loss is not None
 
         # A second dashboard's supervisor re-attaches to it as to an engine run.
@@ -121,7 +101,7 @@ async def test_command_from_the_form_streams_and_stops(app, runs_root: Path) -> 
 
         await pilot.press("s")
         await pilot.click("#yes")
-        await wait_for(pilot, lambda: not app.services.live_runs() and run.state in ("stopped", "finished"), 60,
+        await pilot_wait_until(pilot, lambda: not app.services.live_runs() and run.state in ("stopped", "finished"), 60,
                        "the script stopped")
         assert (runs_root / "loop" / "loop-ended").exists()
 
@@ -131,10 +111,10 @@ async def test_command_crash_is_reported(app, runs_root: Path) -> None:  # noqa:
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch(name="bad", device="cpu", command=[sys.executable, str(LOOP), "fail"])
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed")
+        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed")
                        and not app.services.live_runs(), 90, "the failed state (the reporter's excepthook)")
         bar = app.query_one(AlertBar)
-        await wait_for(pilot, lambda: any("bad: crash" in a and "bad batch shape" in a for a in bar.alerts), 10,
+        await pilot_wait_until(pilot, lambda: any("bad: crash" in a and "bad batch shape" in a for a in bar.alerts), 10,
                        "the crash alert")
         assert "bad batch shape" in (runs_root / "bad" / LOG_FILE).read_text()
 
@@ -151,4 +131,3 @@ def _running(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-

@@ -3,10 +3,10 @@ resize late), and the launch form works at 80x24. Driven through the real app wi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
+from support.wait import pilot_wait_until
 
 from nexus_tui.app import NexusApp
 from nexus_tui.screens.launch import LaunchScreen
@@ -24,15 +24,6 @@ def app(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Nex
     return NexusApp(runs_root, settings_path=tmp_path / "settings.json")
 
 
-async def wait_for(pilot, check, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 def visible_text(log: LogPane) -> str:
     """What the pane shows inside its own width, row by row (cells past the width are not seen)."""
     width = log.scrollable_content_region.width
@@ -46,10 +37,10 @@ async def test_a_long_log_line_wraps_whole_at_every_width(app: NexusApp) -> None
         await pilot.pause()
         log = app.query_one(LogPane)
         log.add_line("run", line, "error")
-        await wait_for(pilot, lambda: log.lines, what="the line drawn")
+        await pilot_wait_until(pilot, lambda: log.lines, what="the line drawn")
         for size in ((80, 24), (160, 48), (100, 30), (80, 24)):
             await pilot.resize_terminal(*size)
-            await wait_for(pilot, lambda: FIX in visible_text(log).replace("\n", ""), 10,
+            await pilot_wait_until(pilot, lambda: FIX in visible_text(log).replace("\n", ""), 10,
                            f"the whole line visible at {size}")
             assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
 
@@ -66,15 +57,15 @@ async def test_the_layout_follows_each_resize_at_once(app: NexusApp) -> None:
             await pilot.pause()
             assert app.size == (width, height)
             assert panel.has_class("-narrow") is narrow, f"after the resize to {width}x{height}"
-            await wait_for(pilot, lambda n=narrow: (side.outer_size.width == 34) is n, 5, f"the side pane at {width}x{height}")
+            await pilot_wait_until(pilot, lambda n=narrow: (side.outer_size.width == 34) is n, 5, f"the side pane at {width}x{height}")
             if not narrow:
                 assert side.outer_size.width == wide_side
         # A dialog open during the resize must not take the layout class with it.
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen), 10, "the launch form")
+        await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), 10, "the launch form")
         await pilot.resize_terminal(80, 24)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen), 10, "the form to close")
+        await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 10, "the form to close")
         await pilot.pause()
         assert panel.has_class("-narrow") and side.outer_size.width == 34
 
@@ -97,7 +88,7 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
-        form = await wait_for(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen, 10, "the form")
+        form = await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen, 10, "the form")
         go = form.query_one("#go", Button)
         await pilot.pause()
         assert on_screen(app, go), f"Launch at {go.region} is not visible in {app.screen.region}"
@@ -107,7 +98,7 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
                 break
             await pilot.press("tab")
         assert overrides.has_focus
-        await wait_for(pilot, lambda: on_screen(app, overrides) and on_screen(app, go), 10, "the field scrolled into view")
+        await pilot_wait_until(pilot, lambda: on_screen(app, overrides) and on_screen(app, go), 10, "the field scrolled into view")
 
         # Refused by the engine's own rules (a key that does not exist, a value out of range): the
         # form stays open with the engine's line, and no folder appears.
@@ -116,7 +107,7 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
             form.query_one("#name", Input).value = "refused"
             await pilot.click("#go")
             error = form.query_one("#error", Static)
-            await wait_for(pilot, lambda s=said, e=error: s in str(e.render()), 30, f"the engine's refusal of {bad}")
+            await pilot_wait_until(pilot, lambda s=said, e=error: s in str(e.render()), 30, f"the engine's refusal of {bad}")
             assert isinstance(app.screen, LaunchScreen) and on_screen(app, error)
             assert not (runs_root / "refused").exists()
 
@@ -126,10 +117,10 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
         form.query_one("#name", Input).value = "ok-run"
         await pilot.click("#go")
         try:
-            await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen), 30, "the form to close")
+            await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 30, "the form to close")
         except AssertionError as e:
             raise AssertionError(f"{e}; the form says {str(form.query_one('#error', Static).render())!r}") from None
-        await wait_for(pilot, lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"), 120,
+        await pilot_wait_until(pilot, lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"), 120,
                        "the launched run to finish")
 
 
@@ -138,6 +129,6 @@ async def test_a_launch_the_engine_would_refuse_is_one_line_and_creates_nothing(
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch("tiny", "bad", "cpu", 10, ["model.n_heads=3"])
         log = app.query_one(LogPane)
-        await wait_for(pilot, lambda: any("launch failed" in line and "n_heads" in line for line in log.lines_written),
+        await pilot_wait_until(pilot, lambda: any("launch failed" in line and "n_heads" in line for line in log.lines_written),
                        60, "the refusal in the log")
         assert not (runs_root / "bad").exists() and "bad" not in app.store

@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from reliability_helpers import TINY, run_engine
-from test_app import wait_for
+from support.engine import run_engine
+from support.preset import TINY
+from support.wait import pilot_wait_until
 
 from engine import checkpoint as ckpt
 from nexus_core import protocol as P
@@ -58,9 +59,9 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     async with app.run_test(size=(120, 40)) as pilot:
-        run = await wait_for(pilot, lambda: (r := app.store.get("halt")) is not None and r.ckpts and r, 30,
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("halt")) is not None and r.ckpts and r, 30,
                              "the stopped run read from its folder")
-        await wait_for(pilot, lambda: app.query_one(RunTable).highlighted == "halt", 10, "the run highlighted")
+        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "halt", 10, "the run highlighted")
         assert run.state == "stopped" and run.step == 12
 
         # Keys a stopped run cannot take are greyed, and pressing one says what is possible.
@@ -74,36 +75,36 @@ async def test_r_on_a_stopped_run_resumes_it_through_the_real_dialog(
         await pilot.press("r")
         screen = app.screen
         assert isinstance(screen, RampScreen)
-        await wait_for(pilot, lambda: screen.preview_points > 0, 30, "the preview of the newest checkpoint")
+        await pilot_wait_until(pilot, lambda: screen.preview_points > 0, 30, "the preview of the newest checkpoint")
         newest = screen.query_one("#preview").spec.curves[0].xs[0]
         assert newest == 12
         # Picking the older checkpoint redraws the preview from its step.
         screen.query_one("#ckpts").move_cursor(row=1)
-        await wait_for(pilot, lambda: (c := screen.query_one("#preview").spec.curves) and c[0].xs[0] == 6, 30,
+        await pilot_wait_until(pilot, lambda: (c := screen.query_one("#preview").spec.curves) and c[0].xs[0] == 6, 30,
                        "the preview to follow the picked checkpoint")
         screen.query_one("#ckpts").move_cursor(row=0)
-        await wait_for(pilot, lambda: screen.query_one("#preview").spec.curves[0].xs[0] == 12, 30, "back to 12")
+        await pilot_wait_until(pilot, lambda: screen.query_one("#preview").spec.curves[0].xs[0] == 12, 30, "back to 12")
         screen.query_one("#ramp").value = "5"
         screen.query_one("#total").value = "100000"  # so a fast machine cannot finish before the checks below
         await pilot.pause()
         await pilot.click("#go")
 
-        await wait_for(pilot, lambda: run.live and run.step > 14, 120, "the engine to resume and train past 12")
+        await pilot_wait_until(pilot, lambda: run.live and run.step > 14, 120, "the engine to resume and train past 12")
         hello = [r for r in P.read_records(stopped / P.METRICS_FILE).records if r["type"] == P.HELLO][-1]
         assert hello["start_step"] == 12 and hello["resumed_from"] == "checkpoints/step_000012"
         assert not any(r.get("state") == P.CRASHED for r in P.read_records(stopped / P.METRICS_FILE).records)
 
         # Live now: the keys come back, and a live ramp to a new total moves the total shown.
-        await wait_for(pilot, lambda: app.check_action("stop", ()) is True, 10, "stop enabled on the live run")
+        await pilot_wait_until(pilot, lambda: app.check_action("stop", ()) is True, 10, "stop enabled on the live run")
         app.services.supervisor.send("halt", Ramp(target_lr=1e-3, ramp_steps=0, total_steps=100_000))  # far past what it can reach before the stop below
-        await wait_for(pilot, lambda: run.total_steps == 100_000, 30, "the new total in the dashboard")
+        await pilot_wait_until(pilot, lambda: run.total_steps == 100_000, 30, "the new total in the dashboard")
         await pilot.press("r")
         screen = app.screen
         assert isinstance(screen, RampScreen)
         seen = run.step
-        await wait_for(pilot, lambda: screen.step > seen, 30, "the dialog's live step to move")
+        await pilot_wait_until(pilot, lambda: screen.step > seen, 30, "the dialog's live step to move")
         assert f"step {screen.step}" in str(screen.query_one("#now").render())
         await pilot.press("escape")
         app.services.supervisor.send("halt", Stop())
-        await wait_for(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 180, "stopped")
+        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 180, "stopped")
         assert run.total_steps == 100_000

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.wait import pilot_wait_until
 
 import nexus_core.state
 from nexus_core.runfolder import engine_argv
@@ -19,7 +20,6 @@ from nexus_core.state import RunState
 from nexus_tui.app import NexusApp
 from nexus_tui.services.runs_index import format_runs_table, summarize_run
 from nexus_tui.widgets.run_table import RunTable
-from tests.test_app import wait_for
 
 TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
         "train.batch_size=4", "train.eval_every=100000", "train.sample_every=100000",
@@ -47,29 +47,29 @@ async def test_a_run_started_outside_is_stalled_then_running_then_crashed(
     for o in TINY:
         args += ["--set", o]
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_for(pilot, lambda: app._replayed, 30, "the start-up scan")
+        await pilot_wait_until(pilot, lambda: app._replayed, 30, "the start-up scan")
         # From outside the dashboard: it finds the folder (config.toml) seconds before the status file.
         proc = subprocess.Popen(engine_argv(sys.executable, *args), env=engine_env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            await wait_for(pilot, lambda: _state(app, "outside") == "running", 180, "running")
+            await pilot_wait_until(pilot, lambda: _state(app, "outside") == "running", 180, "running")
             run = app.store.get("outside")
             assert run is not None and run.pid == proc.pid
 
             os.kill(proc.pid, signal.SIGSTOP)  # alive, silent: stalled, with no ETA
-            await wait_for(pilot, lambda: _state(app, "outside") == "stalled", 90, "stalled")
+            await pilot_wait_until(pilot, lambda: _state(app, "outside") == "stalled", 90, "stalled")
             assert run.eta_s is None and str(app.query_one(RunTable).get_cell("outside", "eta")) in ("", "-", "–", "—")
             s = summarize_run(run_dir, stall_floor_s=1.0)
             assert s.state == "stalled" and f"pid {proc.pid} lives" in s.note
             assert "stalled" in format_runs_table([s])
 
             os.kill(proc.pid, signal.SIGCONT)  # records flow again: running, not stalled
-            await wait_for(pilot, lambda: _state(app, "outside") == "running", 90, "running again")
+            await pilot_wait_until(pilot, lambda: _state(app, "outside") == "running", 90, "running again")
             assert summarize_run(run_dir, stall_floor_s=1.0).state == "running"
 
             proc.kill()  # SIGKILL: nothing written, the pid is gone: crashed, not stalled
             proc.wait()
-            await wait_for(pilot, lambda: _state(app, "outside").startswith("crashed"), 30, "crashed")
+            await pilot_wait_until(pilot, lambda: _state(app, "outside").startswith("crashed"), 30, "crashed")
             assert summarize_run(run_dir, stall_floor_s=1.0).state == "crashed"
         finally:
             with contextlib.suppress(ProcessLookupError):

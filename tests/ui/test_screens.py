@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from support.records import falling_run
 from textual.app import App
 from textual.widgets import DataTable, Input
 
-from nexus_tui.screens.compare import CompareScreen, config_differences, flatten
+from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import QuitScreen
-from nexus_tui.screens.generate import GenerateScreen, parse_generate
-from nexus_tui.screens.launch import LaunchScreen, next_free_name, parse_launch
-from nexus_tui.screens.ramp import RampScreen, checkpoint_rows, parse_ramp
+from nexus_tui.screens.generate import GenerateScreen
+from nexus_tui.screens.launch import LaunchScreen
+from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
-from tests.test_widgets import records
 
 
 class Host(App[None]):
@@ -29,49 +29,6 @@ class Host(App[None]):
         self.push_screen(self.to_push, self.answers.append)
 
 
-def test_parse_generate_limits() -> None:
-    args, err = parse_generate("def ", "50", "0.7", "10")
-    assert err == "" and args == {"prompt": "def ", "tokens": 50, "temperature": 0.7, "top_k": 10}
-    assert "between 1 and 4096" in parse_generate("x", "0", "1", "1")[1]
-    assert "temperature must be a number" in parse_generate("x", "5", "hot", "1")[1]
-    assert "top-k" in parse_generate("x", "5", "1", "-1")[1]
-
-
-def test_parse_launch(tmp_path: Path) -> None:
-    (tmp_path / "taken").mkdir()
-    args, err = parse_launch("tiny", "cpu", "r1", "", "optim.name=muon model.n_layers=2", tmp_path)
-    assert err == "" and args == {"preset": "tiny", "name": "r1", "device": "cpu", "steps": 0,
-                                  "overrides": ["optim.name=muon", "model.n_layers=2"]}
-    assert "already exists" in parse_launch("tiny", "cpu", "taken", "", "", tmp_path)[1]
-    assert "name:" in parse_launch("tiny", "cpu", "../x", "", "", tmp_path)[1]
-    assert "section.key=value" in parse_launch("tiny", "cpu", "r2", "", "lr=3", tmp_path)[1]
-    assert "at least 1" in parse_launch("tiny", "cpu", "r2", "0", "", tmp_path)[1]
-    (tmp_path / "tiny-1").mkdir()
-    assert next_free_name(tmp_path, "tiny") == "tiny-2"
-
-
-def test_parse_ramp() -> None:
-    assert parse_ramp("3e-4", "100", "", 50) == ({"target_lr": 3e-4, "ramp_steps": 100, "total_steps": 0}, "")
-    assert "past the resume step" in parse_ramp("3e-4", "100", "40", 50)[1]
-    assert "number like 3e-4" in parse_ramp("fast", "100", "", 0)[1]
-    assert "ramp steps must be between 0 and" in parse_ramp("1e-3", "-5", "", 0)[1]
-    assert "between 1e-12 and 10" in parse_ramp("1e39", "5", "", 0)[1]
-    assert "finite" in parse_ramp("nan", "5", "", 0)[1]
-
-
-def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
-    store = MetricStore()
-    store.ingest("a", None, records("a", 40) + [
-        {"type": "ckpt", "seq": 500, "time": 1.0, "step": 20, "path": "checkpoints/step_000020", "best": True,
-         "val_loss": 1.5},
-        {"type": "ckpt", "seq": 501, "time": 2.0, "step": 40, "path": "checkpoints/step_000040", "best": False,
-         "val_loss": None},
-    ])
-    rows = checkpoint_rows(store, store.get("a"))
-    assert [r["step"] for r in rows] == [40, 20]
-    assert rows[1]["loss"] == store.series("a", "ce")[1][19]
-
-
 def linear_ramp(target: float, ramp: int, total: int, ckpt: str | None = None) -> tuple[list[float], list[float]]:
     """A stand-in for the engine's schedule in the preview: a straight ramp, then flat."""
     xs = [float(x) for x in range(0, total, max(1, total // 50))]
@@ -84,7 +41,7 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
     store = MetricStore()
     ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
               "best": s == 20, "val_loss": 2.0} for s in range(4, 44, 4)]
-    store.ingest("a", None, records("a", 40) + ckpts)
+    store.ingest("a", None, falling_run("a", 40) + ckpts)
     rows = checkpoint_rows(store, store.get("a"))
     for size in ((80, 24), (100, 30)):
         app = Host(RampScreen("a", False, rows, 40, 1e-3, 200, linear_ramp))
@@ -104,13 +61,6 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
             await pilot.pause()
             assert app.answers == [{"target_lr": 1e-3, "ramp_steps": 100, "total_steps": 0,
                                     "from_ckpt": "checkpoints/step_000040"}], size
-
-
-def test_config_differences_name_only_what_changed() -> None:
-    a = {"name": "a", "optim": {"name": "adamw", "lr": 1e-3}, "model": {"d_model": 64}}
-    b = {"name": "b", "optim": {"name": "muon", "lr": 1e-3}, "model": {"d_model": 64}}
-    assert flatten(a)["optim.lr"] == 1e-3
-    assert config_differences({"a": a, "b": b}) == [("optim.name", ["'adamw'", "'muon'"])]
 
 
 async def test_generate_dialog_shows_error_then_returns_args() -> None:
@@ -166,8 +116,8 @@ async def test_quit_dialog_text_is_whole_at_80x24() -> None:
 
 async def test_compare_screen_tables_and_axis_toggle() -> None:
     store = MetricStore()
-    store.ingest("a", None, records("a", 60))
-    other = records("b", 30)
+    store.ingest("a", None, falling_run("a", 60))
+    other = falling_run("b", 30)
     other[0] = {**other[0], "config": {"optim": {"lr": 3e-3}}}
     store.ingest("b", None, other)
     screen = CompareScreen(store, PALETTES["nexus-dark"], [])
@@ -189,9 +139,9 @@ async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
     """No key pressed: the curves and the results row of the live run move on by themselves, and
     the finished run stays as it was."""
     store = MetricStore()
-    done = records("done", 80, total=80) + [{"type": "state", "seq": 10_000, "state": "finished", "step": 80}]
+    done = falling_run("done", 80, total=80) + [{"type": "state", "seq": 10_000, "state": "finished", "step": 80}]
     store.ingest("done", None, done)
-    store.ingest("live", None, records("live", 20, total=200))
+    store.ingest("live", None, falling_run("live", 20, total=200))
     screen = CompareScreen(store, PALETTES["nexus-dark"], ["done", "live"])
     screen.REFRESH_S = 0.1
     app = Host(screen)

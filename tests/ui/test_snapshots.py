@@ -1,7 +1,7 @@
 """Pictures of the dashboard at fixed sizes from deterministic, hand-made records.
 
 No engine and nothing live in the picture: the side pane shows the samples tab (telemetry and log
-lines carry live numbers and clock times). Update with `pytest tests/test_snapshots.py --snapshot-update`
+lines carry live numbers and clock times). Update with `pytest tests/ui/test_snapshots.py --snapshot-update`
 after a deliberate visual change, and look at the SVGs before committing them.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.records import falling_run
 from textual.widgets import Input, TabbedContent
 
 import nexus_core.state
@@ -17,13 +18,12 @@ from nexus_core.recordtypes import Sample
 from nexus_tui.app import NexusApp
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.samples_pane import SamplesPane
-from tests.test_widgets import records
 
 
 @pytest.fixture(autouse=True)
 def _never_stalled(monkeypatch: pytest.MonkeyPatch) -> None:
     """The hand-made records carry fixed times, long past: a picture must not depend on how long ago
-    that is, so silence never reads as stalled here (tests/test_run_truth.py tests stalled)."""
+    that is, so silence never reads as stalled here (tests/ui/test_run_truth.py tests stalled)."""
     monkeypatch.setattr(nexus_core.state, "STALL_FLOOR_S", float("inf"))
 
 
@@ -35,8 +35,8 @@ def make_app(tmp_path: Path, theme: str = "nexus-dark") -> NexusApp:
 
 async def feed(pilot) -> None:
     app: NexusApp = pilot.app
-    app.store.ingest("alpha", None, records("alpha", 300, total=400))
-    app.store.ingest("beta", None, records("beta", 120, total=400))
+    app.store.ingest("alpha", None, falling_run("alpha", 300, total=400))
+    app.store.ingest("beta", None, falling_run("beta", 120, total=400))
     pane = app.query_one(SamplesPane)
     pane.add_sample("alpha", "#4ea8de", Sample(step=100, prompt="def ", text="def se(f, x):\n    retu"))
     pane.add_sample("alpha", "#4ea8de", Sample(step=200, prompt="def ", text="def set(self, x):\n    return x"))

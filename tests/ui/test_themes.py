@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from textual.color import Color
 
 from nexus_tui.app import NexusApp
 from nexus_tui.services.settings import load_settings
 from nexus_tui.themes import MAX_THEME_BYTES, PALETTES, THEMES, builtin_themes, palette_for
-
-REPO = Path(__file__).resolve().parent.parent
 
 MINE = """
 name = "my-sunset"
@@ -31,11 +30,11 @@ forecast = "#EEEEEE"
 
 
 def test_builtin_themes_are_the_files_in_themes_folder() -> None:
-    files = sorted(p.stem for p in (REPO / "themes").glob("*.toml"))
+    files = sorted(p.stem for p in (ROOT / "themes").glob("*.toml"))
     assert sorted(t.theme.name for t in builtin_themes()) == files
     assert [t.name for t in THEMES][:3] == ["nexus-dark", "nexus-light", "nexus-contrast"]
     # The colours come from the file, not from code.
-    text = (REPO / "themes" / "nexus-light.toml").read_text()
+    text = (ROOT / "themes" / "nexus-light.toml").read_text()
     assert '"#1D5FA8"' in text and THEMES[1].primary == "#1D5FA8"
     assert PALETTES["nexus-light"].faint == (0xBE, 0xC2, 0xCA)
 

@@ -12,17 +12,19 @@ their stdout checked byte by byte.
 from __future__ import annotations
 
 import io
-import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, TINY, engine_env, run_engine
 from rich.console import Console
+from support import ROOT
+from support.engine import engine_env, run_engine
+from support.hostile import BAD_MARKUP, C1, CSI, EVIL, FORBIDDEN, OSC_CLIP, OSC_TITLE, PAYLOADS, SGR
+from support.preset import TINY
+from support.wait import pilot_wait_until
 
-from nexus_core.protocol import METRICS_FILE, RecordWriter, clean_data, clean_text, write_status
+from nexus_core.protocol import METRICS_FILE, RecordWriter, write_status
 from nexus_tui.app import NexusApp
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import ConfirmScreen
@@ -34,23 +36,8 @@ from nexus_tui.widgets.samples_pane import SamplesPane
 
 pytestmark = pytest.mark.timeout(240)
 
-OSC_TITLE = "\x1b]0;PWNED-TITLE\x07"
-OSC_CLIP = "\x1b]52;c;UFdORUQtQ0xJUA==\x1b\\"
-CSI = "\x1b[2J\x1b[31m"
-C1 = "\x9b1;1H\x9d0;C1-TITLE\x9c"
-BAD_MARKUP = '[link="x]y[@click=app.quit]q[$accent]'
-"""`[link="x` is a MarkupError in Textual's parser; `@click` would make a clickable action."""
-EVIL = OSC_TITLE + OSC_CLIP + CSI + C1 + BAD_MARKUP
-PAYLOADS = ("PWNED-TITLE", "UFdORUQtQ0xJUA", "C1-TITLE")
-
-# What may reach the terminal: printable text, newlines, and Textual's own colour (SGR) and
-# cursor-position sequences; the planted CSI is `2J` (clear) and `31m` after it, and the C1 one is 8-bit.
-_SGR = re.compile(r"\x1b\[[0-9;:]*[mH]")
-_FORBIDDEN = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f]")
-
-
 def assert_clean(text: str, where: str) -> None:
-    bad = _FORBIDDEN.search(_SGR.sub("", text))
+    bad = FORBIDDEN.search(SGR.sub("", text))
     assert bad is None, f"{where}: control character {bad.group()!r} at {bad.start()}: {text[max(0, bad.start() - 40):bad.start() + 40]!r}"
     for payload in PAYLOADS:
         assert payload not in text, f"{where}: escape-sequence payload {payload!r} shown"
@@ -68,31 +55,6 @@ def rendered(app: NexusApp) -> str:
 
 
 # -- the sanitizer -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("raw, shown", [
-    ("plain name", "plain name"),
-    (f"a{OSC_TITLE}b", "ab"),
-    (f"a{OSC_CLIP}b", "ab"),
-    ("a\x1b]0;never terminated", "a"),
-    (f"{CSI}red\x1b[0m", "red"),
-    (f"x{C1}y", "xy"),
-    ("\x1bPq#0;2;0;0;0\x1b\\after", "after"),
-    ("tab\tand\nline\r\nend\roverprint", "tab and line end overprint"),
-    ("bidi\u202eevil", "bidievil"),
-    ("bad byte \udcff", "bad byte \ufffd"),
-    ("café 中文 ✓ [bold]kept[/]", "café 中文 ✓ [bold]kept[/]"),
-])
-def test_clean_text_strips_sequences_and_keeps_printable_unicode(raw: str, shown: str) -> None:
-    assert clean_text(raw) == shown
-    assert _FORBIDDEN.search(clean_text(raw, multiline=True).replace("\n", "").replace("\t", "")) is None
-
-
-def test_clean_text_multiline_keeps_lines_and_tabs_and_limits() -> None:
-    assert clean_text("a\tb\r\nc\x0bd", multiline=True) == "a\tb\nc\nd"
-    assert clean_text("x" * 300, limit=80) == "x" * 79 + "…"
-    assert clean_data({"k\x1b[1m": ["v\x07", {"deep": OSC_CLIP + "z"}], "n": 1.5, "b": True}) == {
-        "k": ["v", {"deep": "z"}], "n": 1.5, "b": True}
 
 
 # -- a planted run folder in the real app --------------------------------------------------------
@@ -132,22 +94,13 @@ def app(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Nex
     return NexusApp(runs_root, settings_path=tmp_path / "settings.json")
 
 
-async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        await pilot.pause(0.1)
-    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-
-
 async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     """Every place a person can see the run's text: table, charts line, log and samples tabs, a toast
     from a command on it, the stop/generate dialogs, the compare screen; the screen is checked each
     time, and the app must survive all of it (a markup error would end run_test with an exception)."""
     table = app.query_one(RunTable)
-    await wait_for(pilot, lambda: name in table.rows, 30, "the planted run in the table")
-    await wait_for(pilot, lambda: app.query_one(SamplesPane).count, 30, "the sample")
+    await pilot_wait_until(pilot, lambda: name in table.rows, 30, "the planted run in the table")
+    await pilot_wait_until(pilot, lambda: app.query_one(SamplesPane).count, 30, "the sample")
     table.focus()
     table.select_run(name)
     await pilot.pause(0.5)
@@ -157,9 +110,9 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     writer.write({"type": "alert", "kind": "nan" + CSI, "step": 4, "text": "boom " + EVIL})  # live: bar + toast
     writer.close()
     bar = app.query_one(AlertBar)
-    await wait_for(pilot, lambda: bar.alerts, 30, "the live alert")
+    await pilot_wait_until(pilot, lambda: bar.alerts, 30, "the live alert")
     await pilot.press("p")  # a command with no engine listening: it fails, and the failure is a toast naming the run
-    await wait_for(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), 30, "the failure toast")
+    await pilot_wait_until(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), 30, "the failure toast")
     await pilot.pause(0.3)
     for note in app._notifications:
         assert_clean(str(note.message) + str(note.title), "a notification")
@@ -171,16 +124,16 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
         assert_clean(rendered(app), tab)
 
     await pilot.press("s")
-    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the stop question")
+    await pilot_wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 10, "the stop question")
     assert_clean(rendered(app), "stop dialog")
     await pilot.press("escape")
     await pilot.press("g")
-    await wait_for(pilot, lambda: isinstance(app.screen, GenerateScreen), 10, "the generate dialog")
+    await pilot_wait_until(pilot, lambda: isinstance(app.screen, GenerateScreen), 10, "the generate dialog")
     assert_clean(rendered(app), "generate dialog")
     await pilot.press("escape")
-    await wait_for(pilot, lambda: not isinstance(app.screen, GenerateScreen), 10, "the dialog to close")
+    await pilot_wait_until(pilot, lambda: not isinstance(app.screen, GenerateScreen), 10, "the dialog to close")
     await pilot.press("m")
-    await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen), 10, "the compare screen")
+    await pilot_wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), 10, "the compare screen")
     await pilot.pause(0.5)
     assert_clean(rendered(app), "compare screen")
     await pilot.press("escape")
@@ -219,7 +172,7 @@ def nexus(*args: str, root: Path) -> subprocess.CompletedProcess[bytes]:
 def assert_clean_bytes(data: bytes, where: str, payloads: bool = True) -> None:
     assert b"\x1b" not in data and b"\x07" not in data, f"{where}: {data[:400]!r}"
     text = data.decode("utf-8")  # also proves the output is valid UTF-8 (a C1 byte alone is not)
-    assert _FORBIDDEN.search(text.replace("\n", "")) is None, f"{where}: {text[:400]!r}"
+    assert FORBIDDEN.search(text.replace("\n", "")) is None, f"{where}: {text[:400]!r}"
     for payload in PAYLOADS if payloads else ():
         assert payload not in text, where
 
@@ -256,11 +209,11 @@ async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(app: Nex
     (runs_root / "real").rename(runs_root / name)
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.query_one(RunTable)
-        await wait_for(pilot, lambda: name in table.rows, 60, "the real run in the table")
-        await wait_for(pilot, lambda: app.store.get(name).state in ("finished", "stopped"), 60, "its final state")
+        await pilot_wait_until(pilot, lambda: name in table.rows, 60, "the real run in the table")
+        await pilot_wait_until(pilot, lambda: app.store.get(name).state in ("finished", "stopped"), 60, "its final state")
         table.select_run(name)
         await pilot.press("p")  # not live: the greyed key's toast names the run (and says r resumes it)
-        await wait_for(pilot, lambda: any("resumes it" in str(n.message) for n in app._notifications), 30, "a toast")
+        await pilot_wait_until(pilot, lambda: any("resumes it" in str(n.message) for n in app._notifications), 30, "a toast")
         await pilot.pause(0.3)
         assert_clean(rendered(app), "main screen, real run")
         await pilot.press("r")  # the resume dialog names the run and lists its checkpoint

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
+from support.records import falling_run
 from textual.app import App, ComposeResult
 
 from nexus_tui.services import format as fmt
-from nexus_tui.services.settings import Settings, load_settings, save_settings
+from nexus_tui.services.settings import Settings
 from nexus_tui.services.store import MetricStore
-from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
+from nexus_tui.themes import PALETTES
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
 
 PALETTE = PALETTES["nexus-dark"]
-
-
-def records(name: str, steps: int, total: int = 100, nan_at: int | None = None) -> list[dict]:
-    """A hello, `steps` metric records with a falling loss, and an eval every 10 steps."""
-    out: list[dict] = [{"type": "hello", "seq": 0, "time": 1000.0, "run": name, "model": "transformer",
-                        "device": "cpu", "pid": 1, "total_steps": total, "config": {"optim": {"lr": 1e-3}}}]
-    for s in range(1, steps + 1):
-        loss = 5.0 / math.sqrt(s) if s != nan_at else float("nan")
-        out.append({"type": "metric", "seq": len(out), "time": 1000.0 + s, "step": s, "tokens": s * 512,
-                    "loss": loss, "ce": loss, "lr": 1e-3 * min(1, s / 10), "gnorm": 1.0 + 1 / s,
-                    "tok_s": 4000.0 + s, "step_s": 0.1, "mem": 1e8})
-        if s % 10 == 0:
-            out.append({"type": "eval", "seq": len(out), "time": 1000.0 + s, "step": s, "tokens": s * 512,
-                        "val_loss": loss + 0.1, "val_ppl": math.exp(loss + 0.1), "best": True})
-    return out
 
 
 class Host(App[None]):
@@ -46,8 +30,8 @@ class Host(App[None]):
 
 async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
     store = MetricStore()
-    store.ingest("alpha", None, records("alpha", 30, total=40))
-    store.ingest("beta", None, records("beta", 5, total=40))
+    store.ingest("alpha", None, falling_run("alpha", 30, total=40))
+    store.ingest("beta", None, falling_run("beta", 5, total=40))
     table = RunTable()
     async with Host(table).run_test(size=(120, 20)) as pilot:
         table.show_runs(store.runs(), PALETTE)
@@ -73,8 +57,8 @@ async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
 async def test_run_table_fits_80_columns_by_dropping_the_least_useful() -> None:
     """At 80x24 nothing scrolls sideways: Model, Device, ETA go first; name..best val always stay."""
     store = MetricStore()
-    store.ingest("tiny-transformer-1", None, records("tiny-transformer-1", 30, total=40000))
-    store.ingest("b", None, records("b", 12, total=40000))
+    store.ingest("tiny-transformer-1", None, falling_run("tiny-transformer-1", 30, total=40000))
+    store.ingest("b", None, falling_run("b", 12, total=40000))
     table = RunTable()
     async with Host(table).run_test(size=(80, 24)) as pilot:
         table.move_cursor(row=0)
@@ -96,7 +80,7 @@ async def test_run_table_fits_80_columns_by_dropping_the_least_useful() -> None:
 
 async def test_charts_downsample_smooth_and_window() -> None:
     store = MetricStore()
-    store.ingest("big", None, records("big", 5000, total=6000, nan_at=2500))
+    store.ingest("big", None, falling_run("big", 5000, total=6000, nan_at=2500))
     settings = Settings(ema=0.9)
     panel = ChartsPanel(settings)
     async with Host(panel).run_test(size=(160, 40)) as pilot:
@@ -127,43 +111,14 @@ async def test_charts_downsample_smooth_and_window() -> None:
         assert len(str(rendered)) > 100
 
 
-def test_format_never_prints_none_or_nan() -> None:
-    assert fmt.loss(None) == fmt.DASH and fmt.loss(float("nan")) == "NaN" and fmt.loss(1.23456) == "1.2346"
-    assert fmt.count(1234) == "1.2k" and fmt.count(3.4e6) == "3.4M" and fmt.count(None) == fmt.DASH
-    assert fmt.duration(75) == "1m15s" and fmt.duration(4000) == "1h06m" and fmt.duration(None) == fmt.DASH
-    assert fmt.ppl(0.0) == "1.00" and fmt.ppl(float("inf")) == fmt.DASH
-
-
-def test_settings_round_trip_and_bad_file(tmp_path: Path) -> None:
-    path = tmp_path / "nexus" / "settings.json"
-    assert load_settings(path) == (Settings(), "")
-    assert save_settings(Settings(theme="nexus-light", ema=0.3, x_axis="tokens", window=500), path) == ""
-    loaded, err = load_settings(path)
-    assert err == "" and loaded.theme == "nexus-light" and loaded.x_axis == "tokens" and loaded.window == 500
-    path.write_text(json.dumps({"ema": 7, "x_axis": "bogus", "future_key": 1}))
-    loaded, err = load_settings(path)
-    assert err == "" and loaded.ema == 0.99 and loaded.x_axis == "step"
-    path.write_text("{not json")
-    loaded, err = load_settings(path)
-    assert loaded == Settings() and "unreadable" in err and "\n" not in err
-
-
-def test_themes_have_palettes_and_cycle() -> None:
-    names = [t.name for t in THEMES]
-    assert len(names) >= 3 and all(n in PALETTES for n in names)
-    assert [next_theme(n) for n in names] == names[1:] + names[:1]
-    assert palette_for("textual-light") is PALETTES["nexus-light"]
-    assert PALETTE.hex(0) == "#4ea8de" and PALETTE.run(len(PALETTE.runs)) == PALETTE.run(0)
-
-
 async def test_charts_draw_inside_their_frame() -> None:
     """Every chart row fits its widget and nothing is drawn right of the plot's right edge (the val
     diamonds, the LR line and the forecast line included), wide and narrow, linear and log."""
     from nexus_tui.widgets.chart import MetricChart
 
     store = MetricStore()
-    store.ingest("alpha", None, records("alpha", 300, total=400))
-    store.ingest("beta", None, records("beta", 120, total=400))
+    store.ingest("alpha", None, falling_run("alpha", 300, total=400))
+    store.ingest("beta", None, falling_run("beta", 120, total=400))
     for size, log_y in (((140, 45), False), ((100, 30), True)):
         panel = ChartsPanel(Settings(log_scale=log_y))
         async with Host(panel).run_test(size=size) as pilot:

@@ -5,10 +5,10 @@ finished run written by the real RecordWriter; and a large run's history showing
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
+from support.wait import pilot_wait_until
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, write_status
 from nexus_tui.app import NexusApp
@@ -43,15 +43,6 @@ def app(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Nex
     return NexusApp(runs_root, settings_path=tmp_path / "settings.json")
 
 
-async def wait_for(pilot, check, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def ce_curve(panel: ChartsPanel):
     """The H curve on the loss chart (the faint raw one: every raw point when zoomed in)."""
     return panel.chart("loss").spec.curves[0]
@@ -60,7 +51,7 @@ def ce_curve(panel: ChartsPanel):
 async def test_keys_zoom_pan_and_inspect_all_charts_together(app: NexusApp) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
+        await pilot_wait_until(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
         assert panel.x_view is None
         await pilot.press("plus")
         lo, hi = panel.x_view
@@ -98,7 +89,7 @@ async def test_keys_zoom_pan_and_inspect_all_charts_together(app: NexusApp) -> N
 async def test_the_wheel_zooms_at_the_mouse_and_a_redraw_with_nothing_new_builds_nothing(app: NexusApp) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await wait_for(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
+        await pilot_wait_until(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
         await pilot.pause(0.5)
         chart = panel.chart("loss")
         builds = chart.builds
@@ -109,7 +100,7 @@ async def test_the_wheel_zooms_at_the_mouse_and_a_redraw_with_nothing_new_builds
         assert chart.builds == builds, "same data, same size: no plotext build"
         await pilot.hover(MetricChart, offset=(chart.size.width // 2, chart.size.height // 2))
         app.query_one("#chart-loss", MetricChart).post_message(MetricChart.Zoom(0.5, 1000.0))
-        await wait_for(pilot, lambda: panel.x_view is not None, 10, "the wheel zoom")
+        await pilot_wait_until(pilot, lambda: panel.x_view is not None, 10, "the wheel zoom")
         lo, hi = panel.x_view
         assert lo < 1000.0 < hi and hi - lo == pytest.approx((STEPS - 1) / 2)
         assert chart.builds > builds
@@ -130,6 +121,6 @@ async def test_a_large_history_says_loading_and_never_running(runs_root: Path, t
                 seen.add(table.get_cell("done", "state").plain)
             return "finished" in seen
 
-        await wait_for(pilot, finished, 30, "the finished run")
+        await pilot_wait_until(pilot, finished, 30, "the finished run")
     assert "running" not in seen, seen
     assert colcache.cache_path(runs_root / "done").exists()

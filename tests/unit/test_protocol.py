@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -160,14 +158,6 @@ def test_status_is_replaced_atomically(tmp_path: Path) -> None:
     (tmp_path / P.STATUS_FILE).write_text("{not json")
     assert P.read_status(tmp_path) is None
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".status.")]
-
-
-def test_pid_alive_sees_exit() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    assert P.pid_alive(os.getpid())
-    proc.wait()
-    assert not P.pid_alive(proc.pid)
-    assert not P.pid_alive("12")
 
 
 def _serve_once(server: P.CommandServer, answers: list) -> threading.Thread:

@@ -20,7 +20,7 @@ STEPS = 100_000
 
 
 def hf() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples"))
     from hf_trainer import TEXT, Chunks, char_tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
@@ -48,7 +48,7 @@ def hf() -> None:
 
 
 def lightning() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "examples"))
     import lightning.pytorch as pl
     from lightning_module import CHARS, CharLSTM, loader, sample
 
