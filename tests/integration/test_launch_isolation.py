@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.preset import TINY
+from support.preset import TINY, TINY_OVERRIDES
 
 from nexus_core import protocol as P
 from nexus_tui.services.supervisor import Supervisor
@@ -37,15 +37,11 @@ def planted(tmp_path: Path) -> tuple[Path, Path]:
     return project, marker
 
 
-def _overrides() -> list[str]:
-    return [a for a in TINY if a not in ("--set", "--threads", "1")] + ["train.threads=1"]
-
-
 def test_the_dashboard_launches_only_the_installed_engine(planted: tuple[Path, Path]) -> None:
     project, marker = planted
     exits: dict = {}
     sup = Supervisor(project / "runs", lambda *a: None, lambda n, c, t: exits.setdefault(n, c), lambda *a: None)
-    sup.launch("tiny", name="safe", steps=3, overrides=_overrides())  # its cwd is the project folder
+    sup.launch("tiny", name="safe", steps=3, overrides=TINY_OVERRIDES)  # its cwd is the project folder
     deadline = time.monotonic() + 120
     while "safe" not in exits and time.monotonic() < deadline:
         time.sleep(0.1)

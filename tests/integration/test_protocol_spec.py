@@ -9,7 +9,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import msgpack
 from support.reporter import nexus_runs
+from support.runfolder import dead_pid
 
 from nexus_tui.app import NexusApp
 from nexus_tui.services.store import MetricStore
@@ -46,14 +46,8 @@ class HandRun:
         os.rename(tmp, self.dir / "status")
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
 def _write_finished(root: Path) -> None:
-    run = HandRun(root / "rust-lstm", _dead_pid())
+    run = HandRun(root / "rust-lstm", dead_pid())
     run.status(state="starting")
     run.record("hello", protocol=1, pid=run.pid, total_steps=20, config={"lr": 0.003, "hidden": 512},
                model="lstm", device="cuda:0", commands=[])
@@ -67,7 +61,7 @@ def _write_finished(root: Path) -> None:
 
 
 def _write_failed(root: Path) -> None:
-    run = HandRun(root / "go-failed", _dead_pid())
+    run = HandRun(root / "go-failed", dead_pid())
     run.record("hello", protocol=1, pid=run.pid, total_steps=100)
     run.record("metric", step=1, loss=5.0)
     run.record("state", state="failed", step=1, reason="panic: index out of range", exit_code=1)

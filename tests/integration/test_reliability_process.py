@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import ROOT
 from support.engine import Engine, engine_env, file_records, metric_steps, run_engine
-from support.preset import TINY
+from support.preset import TINY, TINY_OVERRIDES
 from support.wait import wait_until
 
 from engine import checkpoint as ckpt
@@ -174,7 +174,7 @@ async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_contr
     (Textual, Pilot) re-attaches it with its full history and can pause, checkpoint, generate, ramp."""
     from nexus_tui.app import NexusApp
 
-    overrides = [o for o in TINY if "=" in o] + ["train.threads=1", "train.eval_every=100000", "train.ckpt_every=0"]
+    overrides = [*TINY_OVERRIDES, "train.eval_every=100000", "train.ckpt_every=0"]
     dash = subprocess.Popen([sys.executable, "-c", DASHBOARD, str(runs_root), *overrides], env=engine_env(),
                             stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
     pid = int(dash.stdout.readline())
@@ -240,8 +240,7 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
     store, exits, warnings = MetricStore(), {}, []
     sup = Supervisor(runs_root, store.ingest, lambda n, c, t: exits.setdefault(n, (c, t)),
                      lambda n, t: warnings.append(t), python=str(wrapper))
-    overrides = [o for o in TINY if "=" in o and "batch_size" not in o] + ["train.batch_size=65536",
-                                                                         "train.eval_batches=1"]
+    overrides = [*TINY_OVERRIDES, "train.batch_size=65536", "train.eval_batches=1"]
     try:
         sup.launch("tiny", name="oom", steps=10, overrides=overrides)
         wait_until(lambda: "oom" in exits, 90, "the engine to exit")

@@ -10,21 +10,17 @@ import sys
 from pathlib import Path
 
 from support import ROOT
+from support.preset import sets
+from support.runfolder import dead_pid
 
 from nexus_core.protocol import METRICS_FILE, STATUS_FILE, RecordWriter, write_status
 from nexus_tui.services.runs_index import format_runs_table, scan_runs
 
 
-def _dead_pid() -> int:
-    p = subprocess.Popen([sys.executable, "-c", "pass"])
-    p.wait()
-    return p.pid
-
-
 def _metrics(run_dir: Path, steps: int, state: str | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     w = RecordWriter(run_dir / METRICS_FILE)
-    w.write({"type": "hello", "run": run_dir.name, "pid": _dead_pid(), "device": "cuda:1", "total_steps": 50,
+    w.write({"type": "hello", "run": run_dir.name, "pid": dead_pid(), "device": "cuda:1", "total_steps": 50,
              "model": "hybrid"})
     for s in range(1, steps + 1):
         w.write({"type": "metric", "step": s, "loss": 2.0})
@@ -38,15 +34,12 @@ def _metrics(run_dir: Path, steps: int, state: str | None = None) -> None:
 def test_runs_of_every_kind(runs_root: Path, engine_env: dict[str, str]) -> None:
     real = runs_root / "real"
     args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(real), "--device", "cpu",
-            "--steps", "4", "--threads", "1"]
-    for o in ("model.n_layers=1", "model.d_model=32", "model.seq_len=32", "train.batch_size=4",
-              "train.eval_every=2", "train.eval_batches=1", "data.max_bytes=200000"):
-        args += ["--set", o]
+            "--steps", "4", *sets("train.eval_every=2", "train.eval_batches=1")]
     done = subprocess.run(args, env=engine_env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
 
     (runs_root / "killed").mkdir()
-    write_status(runs_root / "killed", {"pid": _dead_pid(), "state": "running", "step": 7, "total_steps": 10,
+    write_status(runs_root / "killed", {"pid": dead_pid(), "state": "running", "step": 7, "total_steps": 10,
                                         "device": "cpu", "model": "transformer", "best_val_loss": 2.5})
     (runs_root / "alive").mkdir()
     write_status(runs_root / "alive", {"pid": os.getpid(), "state": "paused", "step": 3, "total_steps": 10,

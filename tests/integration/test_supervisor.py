@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 from support import ROOT
+from support.preset import TINY_OVERRIDES
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records
 from nexus_tui.services.store import MetricStore
 from nexus_tui.services.supervisor import LaunchError, Supervisor
 
-TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
-        "train.batch_size=4", "train.eval_every=5", "train.eval_batches=2", "train.sample_every=1000",
-        "train.ckpt_every=1000", "data.max_bytes=200000"]
+OVERRIDES = [*TINY_OVERRIDES, "train.eval_every=5", "train.eval_batches=2", "train.ckpt_every=1000"]
+"""The test preset as the supervisor's overrides, with an eval every 5 steps and no checkpoints until the end."""
 
 
 class Feed:
@@ -82,11 +82,11 @@ def sup(runs_root: Path, feed: Feed):
 
 
 def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, feed: Feed, runs_root: Path) -> None:
-    run_dir = sup.launch("tiny", name="a", steps=10, overrides=TINY)
+    run_dir = sup.launch("tiny", name="a", steps=10, overrides=OVERRIDES)
     assert run_dir == runs_root.resolve() / "a"
     assert sup.live_runs() == ["a"] and sup.processes()["a"] > 0
     with pytest.raises(LaunchError, match="already exists"):
-        sup.launch("tiny", name="a", overrides=TINY)
+        sup.launch("tiny", name="a", overrides=OVERRIDES)
     feed.wait(lambda: "a" in feed.exits)
     code, _, _ = feed.exits["a"]
     assert code == 0, feed.exits["a"][1]
@@ -115,7 +115,7 @@ def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, f
 
 
 def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed) -> None:
-    sup.launch("tiny", name="p", steps=100_000, overrides=TINY)
+    sup.launch("tiny", name="p", steps=100_000, overrides=OVERRIDES)
     feed.wait(lambda: feed.step("p") >= 3)
     sup.send("p", Pause())
     feed.wait(lambda: feed.store.get("p").state == "paused", timeout=30)
@@ -136,7 +136,7 @@ def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed)
 
 def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, feed: Feed) -> None:
     """Stopping an engine still importing torch SIGTERMs it: the run shows stopped, with no crash alert."""
-    sup.launch("tiny", name="q", steps=100_000, overrides=TINY)
+    sup.launch("tiny", name="q", steps=100_000, overrides=OVERRIDES)
     assert sup.shutdown(stop_runs=True, timeout=30) == []
     code, _, _ = feed.exits["q"]
     assert code == -signal.SIGTERM, "the engine was not listening yet, so it got SIGTERM"
@@ -146,7 +146,7 @@ def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, f
 
 
 def test_a_killed_engine_is_reported_crashed_within_a_second(sup: Supervisor, feed: Feed) -> None:
-    sup.launch("tiny", name="k", steps=100_000, overrides=TINY)
+    sup.launch("tiny", name="k", steps=100_000, overrides=OVERRIDES)
     feed.wait(lambda: feed.step("k") >= 2)
     pid = sup.processes()["k"]
     killed_at = time.monotonic()
@@ -184,7 +184,7 @@ def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Fee
     run_dir = runs_root / "outside"
     args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
             "--device", "cpu", "--steps", "100000", "--threads", "1"]
-    for o in TINY:
+    for o in OVERRIDES:
         args += ["--set", o]
     proc = subprocess.Popen(args, env=engine_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             cwd=ROOT)
@@ -230,8 +230,8 @@ def _cmdline(pid: int, timeout: float = 30.0) -> list[str]:
 
 def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Feed) -> None:
     first = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
-    first.launch("tiny", name="s1", steps=100_000, overrides=TINY)
-    first.launch("tiny", name="s2", steps=100_000, overrides=TINY)
+    first.launch("tiny", name="s1", steps=100_000, overrides=OVERRIDES)
+    first.launch("tiny", name="s2", steps=100_000, overrides=OVERRIDES)
     pids = first.processes()
     cores = os.cpu_count() or 1
     threads = [_cmdline(pids[n])[_cmdline(pids[n]).index("--threads") + 1] for n in ("s1", "s2")]
@@ -266,7 +266,7 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
 def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed) -> None:
     """The demo asks for one thread per run; the automatic share must not outvote it."""
     sup = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
-    sup.launch("tiny", name="one", steps=100_000, overrides=[*TINY, "train.threads=1"])
+    sup.launch("tiny", name="one", steps=100_000, overrides=[*OVERRIDES, "train.threads=1"])
     try:
         pid = sup.processes()["one"]
         cmd = _cmdline(pid)

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from support import ROOT
+from support.preset import sets
+from support.records import metric
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
 from nexus_tui.services.store import MetricStore
@@ -55,17 +57,12 @@ def _watcher(root: Path, seen: Seen, poll_s: float = 2.0) -> RunsWatcher:
     return RunsWatcher(root, seen.on_records, seen.on_new_run, seen.on_warning, poll_s=poll_s)
 
 
-def _metric(step: int) -> dict[str, Any]:
-    return {"type": "metric", "step": step, "tokens": step * 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3,
-            "gnorm": 1.0, "tok_s": 10.0, "step_s": 0.1, "mem": 0}
-
-
 def test_existing_history_then_live_appends(runs_root: Path) -> None:
     (runs_root / "old").mkdir()
     w = RecordWriter(runs_root / "old" / METRICS_FILE)
     w.write({"type": "hello", "run": "old", "total_steps": 100})
     for s in range(1, 51):
-        w.write(_metric(s))
+        w.write(metric(s, tokens=s * 64, tok_s=10.0))
     (runs_root / "not-a-run").mkdir()
     seen = Seen()
     watcher = _watcher(runs_root, seen)
@@ -74,7 +71,7 @@ def test_existing_history_then_live_appends(runs_root: Path) -> None:
     watcher.start()
     try:
         for s in range(51, 61):
-            w.write(_metric(s))
+            w.write(metric(s, tokens=s * 64, tok_s=10.0))
         seen.wait(lambda: seen.count("old") == 61, timeout=5)
         assert [r["seq"] for r in seen.records["old"]] == list(range(61))  # each record exactly once
         assert seen.store.get("old").step == 60
@@ -90,7 +87,8 @@ def test_a_torn_record_waits_for_its_other_half(runs_root: Path) -> None:
     try:
         run = runs_root / "torn"
         run.mkdir()
-        data = pack({**_metric(1), "seq": 0, "time": 1.0}) + pack({**_metric(2), "seq": 1, "time": 2.0})
+        data = (pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0})
+                + pack({**metric(2, tokens=128, tok_s=10.0), "seq": 1, "time": 2.0}))
         cut = len(data) - 7
         with open(run / METRICS_FILE, "ab", buffering=0) as f:
             f.write(data[:cut])
@@ -109,7 +107,7 @@ def test_garbage_and_a_shrinking_file_are_warnings_not_errors(runs_root: Path) -
     watcher = _watcher(runs_root, seen, poll_s=0.2)
     run = runs_root / "odd"
     run.mkdir()
-    (run / METRICS_FILE).write_bytes(b"\xc1\xc1 not msgpack at all " + pack({**_metric(1), "seq": 0, "time": 1.0}))
+    (run / METRICS_FILE).write_bytes(b"\xc1\xc1 not msgpack at all " + pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0}))
     watcher.start()
     try:
         seen.wait(lambda: seen.count("odd") == 1)  # found by the poll (created before the watch)
@@ -127,10 +125,7 @@ def test_a_real_engine_run_started_outside_is_picked_up(runs_root: Path, engine_
     try:
         run_dir = runs_root / "cli"
         args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
-                "--device", "cpu", "--steps", "6", "--threads", "1"]
-        for o in ("model.n_layers=1", "model.d_model=32", "model.seq_len=32", "train.batch_size=4",
-                  "train.eval_every=3", "train.eval_batches=2", "data.max_bytes=200000"):
-            args += ["--set", o]
+                "--device", "cpu", "--steps", "6", *sets("train.eval_every=3", "train.eval_batches=2")]
         done = subprocess.run(args, env=engine_env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         seen.wait(lambda: seen.store.get("cli") is not None and seen.store.get("cli").state == "finished")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.preset import TINY_OVERRIDES
 from support.wait import pilot_wait_until
 
 from nexus_tui.app import NexusApp
@@ -111,8 +112,7 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
             assert isinstance(app.screen, LaunchScreen) and on_screen(app, error)
             assert not (runs_root / "refused").exists()
 
-        overrides.value = ("model.n_layers=1 model.d_model=32 model.seq_len=32 train.batch_size=4 "
-                           "data.max_bytes=200000 train.threads=1")
+        overrides.value = " ".join(TINY_OVERRIDES)
         form.query_one("#steps", Input).value = "2"
         form.query_one("#name", Input).value = "ok-run"
         await pilot.click("#go")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.preset import sets
 from support.wait import pilot_wait_until
 
 import nexus_core.state
@@ -21,9 +22,8 @@ from nexus_tui.app import NexusApp
 from nexus_tui.services.runs_index import format_runs_table, summarize_run
 from nexus_tui.widgets.run_table import RunTable
 
-TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
-        "train.batch_size=4", "train.eval_every=100000", "train.sample_every=100000",
-        "train.ckpt_every=100000", "train.save_best=false", "data.max_bytes=200000"]
+QUIET = ["train.eval_every=100000", "train.ckpt_every=100000", "train.save_best=false"]
+"""Over the test preset: no side work at all, so nothing but steps decides what the run looks like."""
 
 
 def _state(app: NexusApp, name: str) -> str:
@@ -43,9 +43,7 @@ async def test_a_run_started_outside_is_stalled_then_running_then_crashed(
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     run_dir = runs_root / "outside"
     args = ["train", "--preset", "tiny", "--run-dir", str(run_dir), "--device", "cpu", "--steps", "1000000",
-            "--threads", "1"]
-    for o in TINY:
-        args += ["--set", o]
+            *sets(*QUIET)]
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot_wait_until(pilot, lambda: app._replayed, 30, "the start-up scan")
         # From outside the dashboard: it finds the folder (config.toml) seconds before the status file.

@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 
 import pytest
+from support.records import evaluation, finished, hello, metric
+from support.runfolder import write_run
 from support.wait import pilot_wait_until
 
-from nexus_core.protocol import METRICS_FILE, RecordWriter, write_status
 from nexus_tui.app import NexusApp
 from nexus_tui.columnar import colcache
 from nexus_tui.widgets.chart import MetricChart
@@ -21,19 +22,15 @@ STEPS = 3000
 
 
 def write_finished(run_dir: Path, steps: int) -> None:
-    run_dir.mkdir(parents=True)
-    w = RecordWriter(run_dir / METRICS_FILE)
-    w.write({"type": "hello", "run": run_dir.name, "protocol": 1, "config": {}, "pid": 1, "total_steps": steps,
-             "start_step": 0, "model": "transformer", "device": "cpu"})
+    """A finished run with a smooth falling loss, one spike at step 1234 and an eval every 500 steps."""
+    records = [hello(run_dir.name, steps)]
     for step in range(1, steps + 1):
         loss = 2.0 + 1.0 / math.sqrt(step) + (1.5 if step == 1234 else 0.0)
-        w.write({"type": "metric", "step": step, "tokens": step * 4096, "loss": loss, "ce": loss, "lr": 3e-4,
-                 "gnorm": 0.5, "tok_s": 30000.0, "step_s": 0.1, "mem": 1000})
+        records.append(metric(step, loss, tokens=step * 4096, lr=3e-4, gnorm=0.5, tok_s=30000.0, mem=1000))
         if step % 500 == 0:
-            w.write({"type": "eval", "step": step, "tokens": step * 4096, "val_loss": 2.2, "val_ppl": 9.0})
-    w.write({"type": "state", "state": "finished", "step": steps, "reason": "done", "exit_code": 0})
-    w.close()
-    write_status(run_dir, {"pid": 1, "state": "finished", "step": steps, "total_steps": steps})
+            records.append(evaluation(step, 2.2, tokens=step * 4096, val_ppl=9.0))
+    records.append(finished(steps))
+    write_run(run_dir, records, status={"pid": 1, "state": "finished", "step": steps, "total_steps": steps})
 
 
 @pytest.fixture
