@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
-from nexus_tui.store import MetricStore
+from nexus_tui.services.store import MetricStore
 
 
 def _write_run(run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0,
@@ -114,6 +114,28 @@ def test_samples_ckpts_states_logs_alerts(tmp_path: Path) -> None:
     assert run.state == "paused" and run.samples[0]["text"] == "def f(x):"
     assert run.ckpts[0]["path"].endswith("000005") and run.alerts[0]["kind"] == "spike"
     assert run.logs[-1]["text"] == "hello" and run.eta_s is None
+
+
+def test_ingest_hands_back_exactly_the_news_it_added(tmp_path: Path) -> None:
+    """The app shows what `ingest` returns (typed Changes), not what it finds again in the run's
+    lists: records seen before give nothing back, a backfilled sample comes back once, and a crash
+    on exit comes back as its alert."""
+    store = MetricStore()
+    first = [{"type": "hello", "seq": 0, "total_steps": 10},
+             {"type": "log", "seq": 1, "level": "info", "text": "one"},
+             {"type": "sample", "seq": 3, "step": 7, "prompt": "p", "text": "late"},
+             {"type": "alert", "seq": 4, "kind": "spike", "step": 7, "text": "spiked"}]
+    got = store.ingest("r", None, first)
+    assert [r.text for r in got.logs] == ["one"] and [r.text for r in got.samples] == ["late"]
+    assert [r.kind for r in got.alerts] == ["spike"]
+    again = store.ingest("r", None, first)  # the same records from the file after the pipe
+    assert not again and not again.logs and not again.samples and not again.alerts
+    backfill = store.ingest("r", None, [{"type": "sample", "seq": 2, "step": 3, "prompt": "p", "text": "early"},
+                                        {"type": "log", "seq": 5, "level": "warning", "text": "two"}])
+    assert [r.text for r in backfill.samples] == ["early"] and [r.text for r in backfill.logs] == ["two"]
+    assert [r.text for r in store.get("r").samples] == ["early", "late"]  # the run's list is in step order
+    exited = store.mark_exited("r", -9, "Killed")
+    assert [a.kind for a in exited.alerts] == ["crash"] and exited.alerts[0].time is not None
 
 
 def test_a_killed_run_becomes_crashed_with_its_log_tail() -> None:

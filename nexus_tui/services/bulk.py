@@ -17,18 +17,19 @@ import numpy as np
 
 from nexus_core.protocol import STATES, read_status
 from nexus_core.recordtypes import State
-from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock
-from nexus_tui.runview import Series
+from nexus_tui.columnar.fastdecode import VALUE_KEYS, MetricBlock
+from nexus_tui.services.changes import Changes
+from nexus_tui.services.runview import Series
 
 if TYPE_CHECKING:
-    from nexus_tui.store import MetricStore
+    from nexus_tui.services.store import MetricStore
 
 RATE_WINDOW = 50
 
 
-def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
+def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any]) -> Changes:
     """Each piece in order: record lists through `ingest`, metric blocks in bulk."""
-    changed: set[str] = set()
+    changed = Changes()
     rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
     if rows > 100_000:  # a history: one allocation per column, not one per block
         run = store._view(name, run_dir)
@@ -38,20 +39,20 @@ def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pie
     for piece in pieces:
         if isinstance(piece, MetricBlock):
             if len(piece):
-                changed |= ingest_block(store, name, run_dir, piece)
+                changed.merge(ingest_block(store, name, run_dir, piece))
         elif piece:
-            changed |= store.ingest(name, run_dir, piece)
+            changed.merge(store.ingest(name, run_dir, piece))
     return changed
 
 
-def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> set[str]:
+def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> Changes:
     run = store._view(name, run_dir)
     seqs = store._seqs[name]
     fast = _fast_part(store, name, block)
     if fast is None:
         return store.ingest(name, run_dir, block.records())
     if not len(fast):
-        return set()
+        return Changes()
     b = fast
     step = b.step
     tokens = b.tokens if b.has_all("tokens") else np.where(b.present["tokens"], b.tokens, 0.0)
@@ -80,7 +81,7 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
     run.apply(b.slice(len(b) - 1).records()[0])  # the reducer decides state, step, last values
     seqs.mark += len(b)
     seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
-    return {"metrics"}
+    return Changes(["metrics"])
 
 
 def _fast_part(store: MetricStore, name: str, b: MetricBlock) -> MetricBlock | None:
