@@ -8,7 +8,7 @@ whether the update is applied). The extra series ride along as 0-d tensors, neve
 model's `aux` signals (`mtp/head1_ce`, `lstm/surprise`, averaged over micro-batches and ranks) and
 `gnorm/<param group>`, from the same per-group norms whose root sum of squares is `gnorm`. The
 reporter's writer thread reads them in one batch per flush (nexus/values.resolve), so they cost no
-device sync of their own.
+device sync of their own. `train.signals_every` says on which steps they ride (0: never).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Stepping:
         loss_sum = torch.zeros((), device=self.device)
         ce_sum = torch.zeros((), device=self.device)
         aux: dict[str, torch.Tensor] = {}
+        signals = bool(t.signals_every) and (self.step + 1) % t.signals_every == 0  # this step carries them
         for i in range(t.grad_accum):
             position = self.step * t.grad_accum + i
             if self.stateful:
@@ -59,7 +60,7 @@ class Stepping:
             (out.loss / t.grad_accum).backward()
             loss_sum += out.loss.detach().float()
             ce_sum += out.ce.detach().float()
-            for key, value in out.aux.items():
+            for key, value in out.aux.items() if signals else ():
                 if key not in aux:
                     aux[key] = torch.zeros((), device=self.device)
                 aux[key] += value.detach().float()
@@ -83,7 +84,7 @@ class Stepping:
             torch.cuda.synchronize(self.device)
         step_s = time.perf_counter() - t0
         extra = {key: value / t.grad_accum if t.grad_accum > 1 else value for key, value in aux.items()}
-        if len(groups) > 1:  # one group: its norm is gnorm
+        if signals and len(groups) > 1:  # one group: its norm is gnorm
             extra.update((f"gnorm/{name}", norm) for name, norm in groups.items())
         self.report.metric(step=self.step, tokens=self.tokens, loss=loss, ce=ce, lr=lr, gnorm=gnorm,
                            tok_s=self.tokens_per_step / step_s, step_s=step_s,

@@ -77,6 +77,19 @@ def test_a_model_without_signals_adds_only_group_norms(runs_root: Path) -> None:
     assert {k for k in metrics[0].extra} == {"gnorm/muon", "gnorm/adamw_decay", "gnorm/adamw_no_decay"}
 
 
+def test_signals_every_says_which_records_carry_them(runs_root: Path) -> None:
+    """A long run may keep its records plain (the dashboard opens those in bulk): 0 is never, 3 is
+    every third step."""
+    cfg = tiny("sparse", mtp_heads=1)
+    cfg.train.signals_every = 3
+    metrics = train(cfg, runs_root / "sparse")
+    assert [m.step for m in metrics if m.extra] == [3, 6]
+    assert set(metrics[2].extra) == {"mtp/head1_ce", "gnorm/adamw_decay", "gnorm/adamw_no_decay"}
+    cfg = tiny("none", mtp_heads=1)
+    cfg.train.signals_every = 0
+    assert not any(m.extra for m in train(cfg, runs_root / "none"))
+
+
 @pytest.fixture
 def mtp_run(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
