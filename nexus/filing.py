@@ -91,7 +91,9 @@ class Filing:
                   flush=True)
 
     def close(self) -> None:
-        self.probe(force=True)  # a last try: what is still held now is lost with the process
+        if not self.probe(force=True):  # a last try: what is still held now is lost with the process
+            print(f"nexus: {len(self.backlog)} records could not be filed ({self.disk_error or 'no room'}); "
+                  "they reached the pipe only", file=sys.stderr, flush=True)
         self.records.close()
 
 
