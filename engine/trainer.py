@@ -7,8 +7,8 @@ calls between steps (pause, ramp, generate, stop). Records go through `engine/re
 reporter's writer thread (nexus/writer.py), the same writer every reported run uses.
 
 How a run ends, in its last state record: `finished` (its total), `stopped` (a stop command,
---stop-at), `killed` (SIGTERM/SIGINT: the step is finished and checkpointed first, then the process
-exits 0), `failed` (an exception in the loop, with its one-line message; out of memory says what to
+--stop-at, a signal before the first step), `killed` (SIGTERM/SIGINT while training: the step is
+finished and checkpointed first, then the process exits 0), `failed` (an exception in the loop, with its one-line message; out of memory says what to
 change); `crashed` is for readers to conclude when a process ends without a word (SIGKILL).
 """
 
@@ -136,6 +136,8 @@ class Trainer(Stepping, SideWork):
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len * self.dist.world  # global
         self.stateful = bool(getattr(self.model, "wants_streams", False))  # carried state: contiguous streams
+        self.first_step = self.step
+        """Where this process started training (0, or the resumed step)."""
         self._eval_data = eval_batches(self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches,
                                        t.seed, self.device)
 
@@ -241,10 +243,15 @@ class Trainer(Stepping, SideWork):
         return 0
 
     def _stop(self, reason: str) -> int:
-        """End early with a checkpoint: `killed` when a signal asked (the reporter's word for it; the
-        process still exits 0, nothing was lost), else `stopped`."""
+        """End early with a checkpoint: `killed` when a signal ended training (the reporter's word for
+        it; the process still exits 0, nothing was lost), else `stopped`. A signal that came before
+        the first step (the dashboard's stop for an engine not listening yet is a SIGTERM) stopped a
+        run that had not trained: `stopped`, as a reader says of one that died of it then."""
         self._save_if_new(reason)
-        self._set_state(P.KILLED if self.stop_signal else P.STOPPED, reason, exit_code=0)
+        if self.stop_signal and self.step == self.first_step:
+            reason = f"{reason} before training started"
+        killed = self.stop_signal and self.step > self.first_step
+        self._set_state(P.KILLED if killed else P.STOPPED, reason, exit_code=0)
         return 0
 
     # -- steering (called by the Controller between steps) ---------------------------------------

@@ -65,6 +65,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["fly"], r"invalid choice: 'fly'"),
     (["train", "--metrics-fd", "97"], r"--metrics-fd 97 is not an open file descriptor"),
     (["train", "--steps", "10", "--stop-at", "11"], r"--stop-at 11 is past the schedule's 10 steps"),
+    (["train", "--set", "model.hybrid.ssm_state=8"],
+     r"model\.hybrid\.ssm_state = 8 is read only by the hybrid family, and model\.family is transformer: remove it"),
+    (["train", "--preset", "hybrid-tiny", "--set", "model.mtp_heads=2"],
+     r"model\.transformer\.mtp_heads = 2 is read only by the transformer family, and model\.family is hybrid"),
+    (["train", "--set", "model.hybrid.nope=1"], r"unknown key model\.hybrid\.nope; known keys: attn_every"),
 ])
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:
     t0 = time.monotonic()
@@ -81,6 +86,26 @@ def test_missing_data_file_in_a_config(tmp_path: Path) -> None:
     cfg.write_text('[data]\nsource = "/nowhere/text.txt"\n')
     assert_one_line_error(run_engine("train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")),
                           r"data\.source '/nowhere/text\.txt' does not exist")
+
+
+def test_family_options_through_the_cli_land_in_their_table(tmp_path: Path) -> None:
+    """`--set model.hybrid.KEY` and the old flat `--set model.KEY` both set the hybrid's table; the run
+    folder's config.toml and the hello record hold it there, and --check agrees before anything exists."""
+    run = tmp_path / "h"
+    args = ["--preset", "hybrid-tiny", "--run-dir", str(run), "--steps", "2", *TINY, "--set", "model.n_layers=2",
+            "--set", "model.hybrid.ssm_state=4", "--set", "model.ssm_chunk=2", "--set", "train.eval_every=0"]
+    check = run_engine("train", "--check", *args)
+    assert check.returncode == 0 and check.stdout.startswith("ok: "), check.stderr
+    assert not run.exists()
+    done = run_engine("train", *args)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from nexus_core.config import read_toml
+
+    model = read_toml(run / P.CONFIG_FILE)["model"]
+    assert model["hybrid"]["ssm_state"] == 4 and model["hybrid"]["ssm_chunk"] == 2
+    assert {k for k, v in model.items() if isinstance(v, dict)} == {"hybrid"} and "ssm_state" not in model
+    hello = next(P.iter_records(run / P.METRICS_FILE, frozenset({P.HELLO})))
+    assert hello["config"]["model"]["hybrid"] == model["hybrid"]
 
 
 def test_every_field_the_engine_writes_is_typed(trained: Path) -> None:

@@ -11,16 +11,11 @@ from pathlib import Path
 import pytest
 from textual.app import App
 
+from nexus_core.config import SHARED_MODEL_OPTIONS
 from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.__main__ import main
 from nexus_tui.screens.compare import CompareScreen
-from nexus_tui.services.comparison import (
-    COLUMNS,
-    FAMILY_OPTIONS,
-    SHARED_MODEL_OPTIONS,
-    comparison_markdown,
-    load_runs,
-)
+from nexus_tui.services.comparison import COLUMNS, comparison_markdown, config_differences, load_runs
 from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
 
@@ -189,21 +184,33 @@ def diff_rows(store: MetricStore, names: list[str]) -> dict[str, list[str]]:
     return {r[0].strip("`"): r[1:] for r in rows[1:]}
 
 
-def test_every_model_field_is_shared_or_read_by_exactly_one_family() -> None:
-    """Fails when engine/config.py gains (or loses) a ModelConfig field the table does not classify."""
-    from dataclasses import fields
+def test_which_family_reads_a_key_comes_from_the_config_structure() -> None:
+    """No table of its own: every key of a run's [model.<family>] counts for that family alone, and a
+    new family option is classified the moment it is declared in nexus_core/families.py."""
+    from nexus_core.config import Config, ModelConfig, flatten
+    from nexus_core.families import FAMILY_OPTIONS, option_family
 
-    from nexus_core.config import Config, ModelConfig
+    for family in FAMILY_OPTIONS:
+        keys = flatten(Config(model=ModelConfig(family=family)).validate().to_dict())
+        model_keys = {k for k in keys if k.startswith("model.")}
+        assert {k for k in model_keys if option_family(k) is None} == {f"model.{k}" for k in SHARED_MODEL_OPTIONS}
+        assert {k.rsplit(".", 1)[1] for k in model_keys if option_family(k)} == set(FAMILY_OPTIONS[family])
+        assert all(option_family(k) in (None, family) for k in keys), "only its own table is written"
 
-    names = {f.name for f in fields(ModelConfig)}
-    family_sets = list(FAMILY_OPTIONS.values())
-    unclassified = names - SHARED_MODEL_OPTIONS - set().union(*family_sets)
-    assert not unclassified, f"add these ModelConfig fields to nexus_tui/services/comparison.py: {sorted(unclassified)}"
-    stale = (SHARED_MODEL_OPTIONS | set().union(*family_sets)) - names
-    assert not stale, f"no longer ModelConfig fields: {sorted(stale)}"
-    assert sum(map(len, family_sets)) + len(SHARED_MODEL_OPTIONS) == len(names), "a field is in two sets"
-    for family in FAMILY_OPTIONS:  # each table family is one the engine accepts
-        Config(model=ModelConfig(family=family)).validate()
+
+def test_an_old_flat_run_lines_up_with_a_new_one() -> None:
+    """A run folder from before the family tables (every option flat in [model]) compares key for key
+    with a new run of the same preset: nothing but the name differs, and a real difference shows
+    under its new key."""
+    from nexus_core.config import read_toml
+
+    old = read_toml(ROOT / "tests/fixtures/flat_config/hybrid-tiny.toml")
+    store = preset_store({"new": ("hybrid-tiny", ["model.vocab_size=256"]),
+                          "new16": ("hybrid-tiny", ["model.vocab_size=256", "model.hybrid.ssm_state=16"])})
+    configs = {"old": old, "new": store.get("new").config}
+    assert config_differences(configs) == []
+    configs["new16"] = store.get("new16").config
+    assert config_differences(configs) == [("model.hybrid.ssm_state", ["8", "8", "16"])]
 
 
 def test_transformer_vs_hybrid_lists_family_not_the_options_only_one_reads() -> None:
@@ -212,17 +219,39 @@ def test_transformer_vs_hybrid_lists_family_not_the_options_only_one_reads() -> 
     assert rows["model.family"] == ["`'transformer'`", "`'hybrid'`"]
     assert rows["preset"] == ["`'tiny'`", "`'hybrid-tiny'`"]
     family_keys = {k for k in rows if k.startswith("model.") and k[6:] not in SHARED_MODEL_OPTIONS}
+    assert not any(k.startswith(("model.hybrid.", "model.transformer.")) for k in rows)
     assert not family_keys, f"options only one of the runs reads: {sorted(family_keys)}"
     assert "model.d_model" not in rows or len(set(rows["model.d_model"])) == 2, "shared keys still compare"
 
 
 def test_hybrids_with_different_ssm_state_show_it_and_a_transformer_reads_dash() -> None:
-    store = preset_store({"h8": ("hybrid-tiny", []), "h16": ("hybrid-tiny", ["model.ssm_state=16"]),
-                          "t": ("tiny", ["model.mtp_heads=2"])})
+    store = preset_store({"h8": ("hybrid-tiny", []), "h16": ("hybrid-tiny", ["model.hybrid.ssm_state=16"]),
+                          "t": ("tiny", ["model.transformer.mtp_heads=2"])})
     rows = diff_rows(store, ["h8", "h16"])
-    assert rows == {"model.ssm_state": ["`8`", "`16`"]}, "the one key that differs, nothing else"
+    assert rows == {"model.hybrid.ssm_state": ["`8`", "`16`"]}, "the one key that differs, nothing else"
     rows = diff_rows(store, ["h8", "h16", "t"])
-    assert rows["model.ssm_state"] == ["`8`", "`16`", "–"], "not applicable to the transformer"
-    assert "model.ssm_chunk" not in rows, "the same in both hybrids; the transformer ignores it"
-    assert "model.mtp_heads" not in rows, "only the transformer reads it"
+    assert rows["model.hybrid.ssm_state"] == ["`8`", "`16`", "–"], "not applicable to the transformer"
+    assert "model.hybrid.ssm_chunk" not in rows, "the same in both hybrids; the transformer has none"
+    assert "model.transformer.mtp_heads" not in rows, "only the transformer reads it"
     assert rows["model.family"] == ["`'hybrid'`", "`'hybrid'`", "`'transformer'`"]
+
+
+def test_the_report_reads_an_old_flat_run_and_a_new_one_alike() -> None:
+    """`nexus report`'s config row and loss note read a run from before the family tables (its hello
+    config flat) the same as a new one: the hybrid's own options, the MTP heads that explain a loss gap."""
+    from nexus_core.config import load_preset, read_toml
+    from nexus_tui.services.report.facts import RunFacts
+    from nexus_tui.services.report.sections import config_section, loss_columns_section
+    from nexus_tui.services.runs_index import RunSummary
+
+    def facts(config: dict) -> RunFacts:
+        return RunFacts("r", Path("r"), RunSummary("r", Path("r")), hellos=[{"type": "hello", "config": config}])
+
+    fixtures = ROOT / "tests/fixtures/flat_config"
+    new = load_preset("hybrid-tiny")
+    new.model.vocab_size = 256
+    old_text, new_text = config_section(facts(read_toml(fixtures / "hybrid-tiny.toml"))), config_section(facts(new.to_dict()))
+    assert old_text == new_text and "ssm_state=`8`" in new_text and "attn_every=`4`" in new_text
+    assert "mtp_heads" not in new_text and "levels" not in new_text, "other families' options are not shown"
+    mtp = loss_columns_section(facts(read_toml(fixtures / "mtp-275m.toml")))
+    assert "3 MTP head(s) at weight `0.2`" in mtp, mtp

@@ -48,7 +48,8 @@ def test_toml_round_trip_writes_every_default(tmp_path: Path) -> None:
         ("optim.lr=1", lambda c: c.optim.lr == 1.0 and isinstance(c.optim.lr, float)),
         ("train.device=cuda:1", lambda c: c.train.device == "cuda:1"),
         ("train.sample_prompt=import os", lambda c: c.train.sample_prompt == "import os"),
-        ("model.engram_layers=[0, 2]", lambda c: c.model.engram_layers == [0, 2]),
+        ("model.engram.layers=[0, 2]", lambda c: c.model.engram.layers == [0, 2]),
+        ("model.hybrid.ssm_state=8", lambda c: c.model.hybrid.ssm_state == 8),
         ("train.compile=true", lambda c: c.train.compile is True),
     ],
 )
@@ -78,7 +79,7 @@ def test_bad_overrides_say_what_to_fix(override: str, message: str) -> None:
     [
         ("model.n_kv_heads=3", "divisible by model.n_kv_heads"),
         ("model.family=rnn", "model.family must be one of"),
-        ("train.steps=0", "train.steps must be at least 1"),
+        ("train.steps=0", "train.steps must be between 1 and"),
         ("optim.name=sgd", "optim.name must be one of"),
         ("train.device=tpu", "train.device must be"),
         ("train.label_smoothing=1.0", "label_smoothing"),
@@ -94,26 +95,26 @@ def test_validation_names_the_bad_value(override: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["model.family=lstm", "model.lstm_levels=[]"], "lstm_levels must be a non-empty list"),
-        (["model.family=lstm", "model.lstm_levels=[1, 0]"], "lstm_levels must be a non-empty list"),
-        (["model.family=lstm", "model.lstm_levels=[4, 16]"], "lstm_levels must start with 1"),
-        (["model.family=lstm", "model.surprise_weight=-0.1"], "surprise_weight must be 0"),
-        (["model.family=lstm", "model.mtp_heads=2"], "mtp_heads = 2 is not supported by the lstm family"),
-        (["model.family=hybrid", "model.hc_streams=2"], "hc_streams = 2 is not supported by the hybrid"),
-        (["model.hc_streams=5"], r"hc_streams must be 0 \(off\) or 1..4, got 5"),
-        (["model.hc_streams=-1"], "hc_streams must be 0"),
-        (["model.n_layers=4", "model.wavelet_layers=[1, 4]"], r"wavelet_layers \[1, 4\] names layers outside 0..3: \[4\]"),
-        (["model.family=engram", "model.engram_layers=[]"], "engram_layers"),
-        (["model.family=engram", "model.n_layers=2", "model.engram_layers=[2]"], "must name layers in 0..1"),
-        (["model.family=engram", "model.engram_orders=[1, 2]"], "distinct n-gram sizes in 2..8"),
-        (["model.family=engram", "model.engram_orders=[3, 3]"], "distinct n-gram sizes"),
-        (["model.family=engram", "model.engram_table_mult=0"], "engram_table_mult must be at least 1"),
-        (["model.family=hybrid", "model.ssm_state=0"], "model.ssm_state must be at least 1"),
-        (["model.family=hybrid", "model.ssm_chunk=0"], "model.ssm_chunk must be at least 1"),
-        (["model.family=hybrid", "model.ssm_expand=-2"], "model.ssm_expand must be at least 1"),
-        (["model.family=hybrid", "model.ssm_conv=0"], "model.ssm_conv must be at least 1"),
-        (["model.family=hybrid", "model.attn_every=4", "model.attn_offset=4"], "attn_offset must be in"),
-        (["model.mtp_weight=-1"], "mtp_weight"),
+        (["model.family=lstm", "model.lstm.levels=[]"], "model.lstm.levels must be a non-empty list"),
+        (["model.family=lstm", "model.lstm.levels=[1, 0]"], r"model.lstm.levels: every entry must be between 1"),
+        (["model.family=lstm", "model.lstm.levels=[4, 16]"], "model.lstm.levels must start with 1"),
+        (["model.family=lstm", "model.lstm.surprise_weight=-0.1"], "model.lstm.surprise_weight must be between 0"),
+        (["model.transformer.hc_streams=5"], r"model.transformer.hc_streams must be between 0 and 4 \(0 = off\), got 5"),
+        (["model.transformer.hc_streams=-1"], "hc_streams must be between 0"),
+        (["model.n_layers=4", "model.transformer.wavelet_layers=[1, 4]"],
+         r"model.transformer.wavelet_layers \[1, 4\] names layers outside 0..3: \[4\]"),
+        (["model.family=engram", "model.engram.layers=[]"], "model.engram.layers must name at least one layer"),
+        (["model.family=engram", "model.n_layers=2", "model.engram.layers=[2]"], "must name layers in 0..1"),
+        (["model.family=engram", "model.engram.orders=[1, 2]"], "model.engram.orders: every entry must be between 2 and 8"),
+        (["model.family=engram", "model.engram.orders=[3, 3]"], "distinct n-gram sizes"),
+        (["model.family=engram", "model.engram.table_mult=0"], "model.engram.table_mult must be between 1"),
+        (["model.family=hybrid", "model.hybrid.ssm_state=0"], "model.hybrid.ssm_state must be between 1"),
+        (["model.family=hybrid", "model.hybrid.ssm_chunk=0"], "model.hybrid.ssm_chunk must be between 1"),
+        (["model.family=hybrid", "model.hybrid.ssm_expand=-2"], "model.hybrid.ssm_expand must be between 1"),
+        (["model.family=hybrid", "model.hybrid.ssm_conv=0"], "model.hybrid.ssm_conv must be between 1"),
+        (["model.family=hybrid", "model.hybrid.attn_every=4", "model.hybrid.attn_offset=4"],
+         r"model.hybrid.attn_offset must be in \[0, attn_every\) = \[0, 4\), got 4"),
+        (["model.transformer.mtp_weight=-1"], "mtp_weight"),
         (["optim.weight_decay=-0.1"], "optim.weight_decay"),
         (["optim.muon_weight_decay=-1"], "muon_weight_decay"),
     ],
@@ -127,10 +128,10 @@ def test_family_options_are_checked_before_any_model_is_built(overrides: list[st
     assert "\n" not in str(info.value)
 
 
-def test_other_families_options_are_not_checked() -> None:
-    """An lstm run does not care that the (unused) engram_layers default names layer 1 of a 1-layer net."""
+def test_other_families_defaults_are_not_checked() -> None:
+    """An lstm run does not care that the (unused) engram.layers default names layer 1 of a 1-layer net."""
     cfg = C.Config()
-    for text in ("model.family=lstm", "model.n_layers=1", "model.engram_orders=[]", "model.ssm_state=0"):
+    for text in ("model.family=lstm", "model.n_layers=1"):
         C.apply_override(cfg, text)
     assert cfg.validate() is cfg
 

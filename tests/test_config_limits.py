@@ -81,10 +81,10 @@ def test_absurd_spellings_are_one_line_too(raw: str) -> None:
 
 
 def _numeric_fields() -> list[tuple[str, str, type]]:
+    """(section, key, kind) of every int and float, the family tables' (model.hybrid, ..) included."""
     out = []
-    cfg = C.Config()
-    for section in C.SECTIONS:
-        for key, (kind, _rng, choices) in C.field_limits(getattr(cfg, section)).items():
+    for section, part in C.all_sections(C.Config()):
+        for key, (kind, _rng, choices) in C.field_limits(part).items():
             if kind in (int, float) and not choices:
                 out.append((section, key, kind))
     return out
@@ -105,10 +105,10 @@ def _toml(v: float | int) -> str:
 
 def test_every_numeric_field_declares_its_limits() -> None:
     """The whole class, not the examples: no int or float field is left without a Range."""
-    cfg = C.Config()
-    bare = [f"{s}.{k}" for s in C.SECTIONS for k, (kind, rng, ch) in C.field_limits(getattr(cfg, s)).items()
-            if kind in (int, float, list) and not ch and rng is None]
+    bare = [f"{s}.{k}" for s, part in C.all_sections(C.Config())
+            for k, (kind, rng, ch) in C.field_limits(part).items() if kind in (int, float, list) and not ch and rng is None]
     assert bare == [] and len(NUMERIC) > 40
+    assert {s for s, _, _ in NUMERIC} >= {"model.transformer", "model.hybrid", "model.engram", "model.lstm"}
 
 
 @settings(max_examples=300, deadline=None)
@@ -127,7 +127,7 @@ def test_no_numeric_value_gets_past_validation_unless_it_is_sane(field, value, p
     except ConfigError as e:
         assert "\n" not in str(e) and str(e)
         return
-    got = getattr(getattr(cfg, section), key)
+    got = getattr(dict(C.all_sections(cfg))[section], key)
     if kind is float:
         assert math.isfinite(got)
     else:

@@ -17,14 +17,15 @@ from nexus_core.config import Config
 STEPS = 6
 
 
-def tiny(name: str, **model) -> Config:
+def tiny(name: str, family: str = "transformer", **options) -> Config:
     cfg = Config(name=name)
     cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads, cfg.model.n_kv_heads = 1, 32, 2, 1
     cfg.model.seq_len, cfg.data.max_bytes, cfg.train.batch_size, cfg.train.threads = 32, 100_000, 4, 1
     cfg.train.device, cfg.train.sample_every, cfg.train.ckpt_every, cfg.train.eval_every = "cpu", 0, 0, 0
     cfg.train.steps = STEPS
-    for k, v in model.items():
-        setattr(cfg.model, k, v)
+    cfg.model.family = family
+    for k, v in options.items():  # the family's own options: [model.<family>]
+        setattr(cfg.model.options, k, v)
     return cfg.validate()
 
 
@@ -56,12 +57,12 @@ def test_mtp_heads_and_param_groups_are_series_of_their_own(runs_root: Path) -> 
     assert metrics[-1].extra["mtp/head1_ce"] != metrics[0].extra["mtp/head1_ce"]
     # The main loss is CE + mtp_weight/D * sum of the heads' (smoothing off): the pieces add up.
     last = metrics[-1]
-    want = last.ce + cfg.model.mtp_weight / 2 * (last.extra["mtp/head1_ce"] + last.extra["mtp/head2_ce"])
+    want = last.ce + cfg.model.transformer.mtp_weight / 2 * (last.extra["mtp/head1_ce"] + last.extra["mtp/head2_ce"])
     assert last.loss == pytest.approx(want, rel=1e-4)
 
 
 def test_the_lstm_surprise_loss_is_a_series(runs_root: Path) -> None:
-    cfg = tiny("lstm", family="lstm", lstm_levels=[1, 2], surprise_weight=0.5, n_heads=1, n_kv_heads=1)
+    cfg = tiny("lstm", family="lstm", levels=[1, 2], surprise_weight=0.5)
     metrics = train(cfg, runs_root / "lstm")
     for m in metrics:
         surprise = m.extra["lstm/surprise"]

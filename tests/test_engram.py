@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from model_helpers import model_config
 
 from engine.models import build_model
 from engine.models.engram import (
@@ -27,10 +28,10 @@ torch.set_num_threads(1)
 def _cfg(**kw: object) -> ModelConfig:
     base = dict(
         family="engram", vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=24,
-        engram_layers=[1], engram_orders=[2, 3], engram_table_mult=4,
+        layers=[1], orders=[2, 3], table_mult=4,
     )
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(**base)  # type: ignore[arg-type]
 
 
 def _model(**kw: object) -> Engram:
@@ -136,12 +137,11 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss_and_train_the_tables() -> 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"engram_layers": [5]}, "engram_layers"),
-        ({"engram_layers": []}, "engram_layers"),
-        ({"engram_orders": [1, 2]}, "engram_orders"),
-        ({"engram_orders": [2, 2]}, "engram_orders"),
-        ({"engram_table_mult": 0}, "engram_table_mult"),
-        ({"hc_streams": 2}, "hc_streams"),
+        ({"layers": [5]}, "model.engram.layers"),
+        ({"layers": []}, "model.engram.layers"),
+        ({"orders": [1, 2]}, "model.engram.orders"),
+        ({"orders": [2, 2]}, "model.engram.orders"),
+        ({"table_mult": 0}, "model.engram.table_mult"),
     ],
 )
 def test_bad_options_give_one_line_config_errors(override: dict[str, object], message: str) -> None:
@@ -156,8 +156,8 @@ def _expected_params(cfg: ModelConfig) -> int:
     hd = d // cfg.n_heads
     attn = d * cfg.n_heads * hd + 2 * d * cfg.n_kv_heads * hd + cfg.n_heads * hd * d
     blocks = cfg.n_layers * (attn + 3 * d * f + 2 * d)
-    n_heads = len(cfg.engram_orders) * HEADS_PER_ORDER
-    primes = table_primes(sorted(cfg.engram_layers), len(cfg.engram_orders), cfg.engram_table_mult * v)
+    n_heads = len(cfg.engram.orders) * HEADS_PER_ORDER
+    primes = table_primes(sorted(cfg.engram.layers), len(cfg.engram.orders), cfg.engram.table_mult * v)
     mem_dim = (d // n_heads) * n_heads
     memories = sum(
         sum(ps) * (d // n_heads) + 2 * mem_dim * d + 3 * d + d * CONV_KERNEL for ps in primes.values()
@@ -172,9 +172,9 @@ def test_engram_tiny_preset() -> None:
     model = build_model(cfg.model)
     assert model.num_params() == _expected_params(cfg.model)
     assert 0.8e6 <= model.num_params() <= 1.3e6
-    rows = model.memories[str(cfg.model.engram_layers[0])].table.weight.shape[0]
-    per_table = rows / (len(cfg.model.engram_orders) * HEADS_PER_ORDER)
-    assert 1.0 <= per_table / (cfg.model.engram_table_mult * 256) < 1.1
+    rows = model.memories[str(cfg.model.engram.layers[0])].table.weight.shape[0]
+    per_table = rows / (len(cfg.model.engram.orders) * HEADS_PER_ORDER)
+    assert 1.0 <= per_table / (cfg.model.engram.table_mult * 256) < 1.1
 
 
 def test_muon_optimizer_routes_every_parameter_once() -> None:

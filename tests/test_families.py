@@ -88,8 +88,9 @@ def test_transformer_option_variants_train_and_resume_exactly(
     runs_root: Path, python: str, engine_env: dict
 ) -> None:
     """All four variants in one model (each is cheap; three processes instead of twelve)."""
-    variants = ["--set", "model.mtp_heads=2", "--set", "model.hc_streams=2", "--set", "model.loop_count=2",
-                "--set", "model.wavelet_layers=[1]"]
+    variants = ["--set", "model.transformer.mtp_heads=2", "--set", "model.transformer.hc_streams=2",
+                "--set", "model.transformer.loop_count=2",
+                "--set", "model.transformer.wavelet_layers=[1]"]
     straight, split = _straight_and_split(runs_root, python, engine_env, ["--preset", "tiny", *variants])
     _assert_same_training(straight, split)
     metrics = _records(straight, P.METRIC)

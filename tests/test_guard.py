@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import model_config
 from torch import nn
 
 from engine.guard import check_causality
@@ -19,10 +20,11 @@ _import_families()
 
 
 def tiny(family: str, **kw: object) -> ModelConfig:
-    base = dict(family=family, vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=24,
-                lstm_levels=[1, 4])
+    base: dict[str, object] = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=24)
+    if family == "lstm":
+        base["levels"] = [1, 4]
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(family, **base)
 
 
 @pytest.mark.parametrize("family", sorted(_REGISTRY))

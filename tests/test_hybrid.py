@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import model_config
 
 from engine.models import build_model
 from engine.models.hybrid import Hybrid, attention_layers
@@ -25,7 +26,7 @@ def _cfg(**kw: object) -> ModelConfig:
         ssm_state=4, ssm_chunk=4,
     )
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(**base)  # type: ignore[arg-type]
 
 
 def _model(**kw: object) -> Hybrid:
@@ -58,17 +59,24 @@ def test_attention_layout(n_layers: int, every: int, offset: int, expected: list
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"attn_offset": 8}, "attn_offset"),
-        ({"attn_every": 0}, "attn_every"),
-        ({"ssm_state": 0}, "ssm_state"),
-        ({"ssm_chunk": 0}, "ssm_chunk"),
-        ({"mtp_heads": 2}, "mtp_heads"),
-        ({"loop_count": 2}, "loop_count"),
+        ({"attn_offset": 8}, r"model.hybrid.attn_offset must be in \[0, attn_every\)"),
+        ({"attn_every": 0}, "model.hybrid.attn_every must be between 1"),
+        ({"ssm_state": 0}, "model.hybrid.ssm_state must be between 1"),
+        ({"ssm_chunk": 0}, "model.hybrid.ssm_chunk must be between 1"),
     ],
 )
 def test_bad_options_give_one_line_config_errors(override: dict[str, int], message: str) -> None:
     with pytest.raises(ConfigError, match=message) as err:
         build_model(_cfg(**override))
+    assert "\n" not in str(err.value)
+
+
+def test_a_transformer_option_on_a_hybrid_is_refused_at_build_too() -> None:
+    cfg = _cfg()
+    cfg.transformer.mtp_heads = 2
+    with pytest.raises(ConfigError, match="model.transformer.mtp_heads = 2 is read only by the transformer family, "
+                                          "and model.family is hybrid") as err:
+        build_model(cfg)
     assert "\n" not in str(err.value)
 
 
@@ -151,7 +159,7 @@ def _expected_params(cfg: ModelConfig) -> int:
     d, v, f = cfg.d_model, cfg.vocab_size, cfg.resolved_d_ff()
     hd = d // cfg.n_heads
     attn = d * cfg.n_heads * hd + 2 * d * cfg.n_kv_heads * hd + cfg.n_heads * hd * d
-    di, n, k = cfg.ssm_expand * d, cfg.ssm_state, cfg.ssm_conv
+    di, n, k = cfg.hybrid.ssm_expand * d, cfg.hybrid.ssm_state, cfg.hybrid.ssm_conv
     r = math.ceil(d / 16)
     ssm = d * 2 * di + di * k + di + di * (r + 2 * n) + r * di + di + di * n + di + di * d
     per_block = 2 * d + 3 * d * f  # two norms, SwiGLU

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import model_config
 
 from engine.guard import check_causality
 from engine.models import build_model
@@ -21,7 +22,7 @@ torch.set_num_threads(1)
 def small(**kw: object) -> ModelConfig:
     base = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=16, hc_streams=2)
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(**base)  # type: ignore[arg-type]
 
 
 def stir(module: torch.nn.Module, seed: int = 0) -> None:
@@ -140,6 +141,6 @@ def test_streams_train_and_hc_weights_get_gradients() -> None:
 
 @pytest.mark.parametrize("n", [-1, 5])
 def test_bad_stream_counts_are_one_line_config_errors(n: int) -> None:
-    with pytest.raises(ConfigError, match="hc_streams") as info:
+    with pytest.raises(ConfigError, match="model.transformer.hc_streams") as info:
         build_model(small(hc_streams=n))
     assert "\n" not in str(info.value)

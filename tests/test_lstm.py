@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import model_config
 from safetensors.torch import load_file, save_file
 
 from engine.data import contiguous_streams
@@ -25,9 +26,9 @@ TOKENS = torch.tensor(list(b"the cat sat on the mat. the dog sat on the log. " *
 
 
 def small(**kw: object) -> ModelConfig:
-    base = dict(family="lstm", vocab_size=256, d_model=24, seq_len=12, lstm_levels=[1, 1])
+    base: dict[str, object] = dict(vocab_size=256, d_model=24, seq_len=12, levels=[1, 1])
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config("lstm", **base)
 
 
 def fresh(cfg: ModelConfig, seed: int = 0) -> NestedLSTM:
@@ -46,7 +47,7 @@ def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_every_period_one_equals_a_plain_loop_bit_for_bit() -> None:
-    cfg = small(lstm_levels=[1, 1, 1])
+    cfg = small(levels=[1, 1, 1])
     plain, hooked = fresh(cfg), fresh(cfg)
     opt_a, opt_b = build_optimizer(plain, OptimConfig()), build_optimizer(hooked, OptimConfig())
     for step in range(1, 6):
@@ -65,7 +66,7 @@ def test_every_period_one_equals_a_plain_loop_bit_for_bit() -> None:
 
 
 def test_level_l_steps_floor_s_over_c_times() -> None:
-    cfg = small(lstm_levels=[1, 3, 5])
+    cfg = small(levels=[1, 3, 5])
     model = fresh(cfg)
     opt = build_optimizer(model, OptimConfig())
     changes = [0, 0, 0]
@@ -90,7 +91,7 @@ def test_level_l_steps_floor_s_over_c_times() -> None:
 
 def test_slow_level_steps_on_the_mean_gradient_of_its_chunk() -> None:
     """Against a hand-written reference: a second optimizer for level 1 fed the chunk's mean gradient."""
-    cfg = small(lstm_levels=[1, 4])
+    cfg = small(levels=[1, 4])
     hooked, ref = fresh(cfg), fresh(cfg)
     opt = build_optimizer(hooked, OptimConfig(weight_decay=0.0))
     slow_names = {n for n, _ in ref.named_parameters() if n.startswith("levels.1.")}
@@ -153,7 +154,7 @@ def test_state_is_detached_each_step() -> None:
 
 
 def test_state_tensors_round_trip_through_safetensors_continues_exactly(tmp_path: Path) -> None:
-    cfg = small(lstm_levels=[1, 4])
+    cfg = small(levels=[1, 4])
     model = fresh(cfg)
     opt = build_optimizer(model, OptimConfig())
     for step in range(1, 4):  # step 3 of a 4-step chunk: the stash holds gradients
@@ -208,7 +209,7 @@ def _final_hidden(model: NestedLSTM, x: torch.Tensor) -> torch.Tensor:
 
 
 def test_loss_falls_on_a_small_fixed_stream() -> None:
-    cfg = small(d_model=32, lstm_levels=[1, 4])
+    cfg = small(d_model=32, levels=[1, 4])
     model = fresh(cfg)
     opt = build_optimizer(model, OptimConfig(lr=1e-2))
     losses = []
@@ -225,8 +226,8 @@ def test_loss_falls_on_a_small_fixed_stream() -> None:
 
 @pytest.mark.parametrize("levels", [[], [0, 4], [1, -2]])
 def test_bad_levels_are_one_line_config_errors(levels: list[int]) -> None:
-    with pytest.raises(ConfigError, match="lstm_levels") as info:
-        build_model(small(lstm_levels=levels))
+    with pytest.raises(ConfigError, match="model.lstm.levels") as info:
+        build_model(small(levels=levels))
     assert "\n" not in str(info.value)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from model_helpers import model_config
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
@@ -360,8 +361,8 @@ def test_ssm_a_log_and_d_are_not_decayed_in_a_real_hybrid(name: str) -> None:
     from engine.models.base import build_model
 
     torch.manual_seed(0)
-    cfg = ModelConfig(family="hybrid", vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
-                      seq_len=16, attn_every=2, attn_offset=1, ssm_state=4)
+    cfg = model_config("hybrid", vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
+                       seq_len=16, attn_every=2, attn_offset=1, ssm_state=4)
     model = build_model(cfg)
     opt = build_optimizer(model, OptimConfig(name=name, weight_decay=0.1, muon_weight_decay=0.1))
     wd = {n: g["weight_decay"] for n, p in model.named_parameters() for g in opt.param_groups

@@ -90,3 +90,63 @@ def test_resume_from_a_named_checkpoint_and_past_the_end(runs_root: Path, python
     engine(python, engine_env, "resume", "--run-dir", str(run), "--from", "step_000003", "--stop-at", "5")
     steps = [r["step"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))]
     assert steps == [1, 2, 3, 4, 5, 6, 4, 5], "the resumed part restarts after step 3"
+
+
+# -- a run folder written before the family tables -----------------------------------------------
+
+FLAT = Path(__file__).parent / "fixtures" / "flat_config"
+
+
+def to_flat(config: dict) -> dict:
+    """A new-shape config dict in the shape the engine wrote before [model.<family>] tables: every
+    family's options flat in [model], the chosen family's values and every other family's defaults.
+    test_flat_shape_is_the_old_engines_own holds this to real old files."""
+    from nexus_core.families import FAMILY_SECTIONS, FLAT_KEYS
+
+    model = {k: v for k, v in config["model"].items() if not isinstance(v, dict)}
+    chosen = config["model"][model["family"]]
+    for flat_key, (family, key) in FLAT_KEYS.items():
+        model[flat_key] = chosen[key] if family == model["family"] else getattr(FAMILY_SECTIONS[family](), key)
+    return {**config, "model": model}
+
+
+@pytest.mark.parametrize("path", sorted(FLAT.glob("*.toml")), ids=lambda p: p.stem)
+def test_flat_shape_is_the_old_engines_own(path: Path) -> None:
+    from nexus_core.config import load_toml, read_toml
+
+    old = read_toml(path)
+    assert to_flat(load_toml(path).to_dict()) == old
+
+
+def test_an_old_flat_run_folder_resumes_previews_and_checks(runs_root: Path, python: str, engine_env: dict) -> None:
+    """config.toml and every checkpoint's meta.json in the old flat shape (as a run trained before the
+    family tables has them): resume, lr-preview and a checkpoint check all read it, migrated."""
+    import tomli_w
+
+    run = runs_root / "old-hybrid"
+    small = [*TINY, "--set", "model.n_layers=2", "--set", "model.hybrid.ssm_state=4", "--set", "train.ckpt_every=3"]
+    engine(python, engine_env, "train", "--run-dir", str(run), "--preset", "hybrid-tiny", "--steps", "6",
+           "--stop-at", "3", *small)
+    from nexus_core.config import read_toml
+
+    flat = to_flat(read_toml(run / P.CONFIG_FILE))
+    assert flat["model"]["ssm_state"] == 4 and "hybrid" not in flat["model"]
+    (run / P.CONFIG_FILE).write_text(tomli_w.dumps(flat))
+    for meta_path in (run / "checkpoints").glob("step_*/meta.json"):
+        meta = json.loads(meta_path.read_text())
+        meta["config"] = to_flat(meta["config"])
+        meta_path.write_text(json.dumps(meta))
+
+    preview = json.loads(engine(python, engine_env, "lr-preview", "--run-dir", str(run), "--lr", "1e-3",
+                                "--ramp-steps", "2").stdout)
+    assert preview["start_step"] == 3
+    engine(python, engine_env, "resume", "--run-dir", str(run))
+    assert sorted(metrics(run)) == list(range(1, 7))
+    hello = [r for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.HELLO}))][-1]
+    assert hello["start_step"] == 3 and hello["config"]["model"]["hybrid"]["ssm_state"] == 4
+
+    (run / P.CONFIG_FILE).write_text(tomli_w.dumps({**flat, "model": {**flat["model"], "ssm_state": 8}}))
+    done = subprocess.run([python, "-m", "engine", "resume", "--run-dir", str(run), "--steps", "9"],
+                          env=engine_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "model.hybrid.ssm_state: checkpoint 4, config 8" in done.stderr, done.stderr

@@ -134,13 +134,15 @@ def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed)
 
 
 def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, feed: Feed) -> None:
-    """Stopping an engine still importing torch SIGTERMs it: the run shows stopped, with no crash alert."""
+    """Stopping an engine still starting (no control socket yet) SIGTERMs it: the run shows stopped,
+    with no crash alert. On a loaded machine the SIGTERM may land before the engine's handler is in
+    (it dies of it: -15) or after (it stops cleanly at its first step: 0); both must read as stopped."""
     sup.launch("tiny", name="q", steps=100_000, overrides=TINY)
-    assert sup.shutdown(stop_runs=True, timeout=30) == []
+    assert sup.shutdown(stop_runs=True, timeout=240) == []
     code, _, _ = feed.exits["q"]
-    assert code == -signal.SIGTERM, "the engine was not listening yet, so it got SIGTERM"
+    assert code in (-signal.SIGTERM, 0), code
     run = feed.store.get("q")
-    assert run.state == "stopped" and "SIGTERM" in run.reason
+    assert run.state == "stopped", (run.state, run.reason)
     assert not any(a.get("kind") == "crash" for a in run.alerts)
 
 

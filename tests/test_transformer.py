@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import model_config
 
 from engine.models import build_model
 from engine.models.layers import CausalSelfAttention, lm_losses
@@ -20,7 +21,7 @@ torch.set_num_threads(1)
 def small(**kw: object) -> ModelConfig:
     base = dict(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=16)
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(**base)  # type: ignore[arg-type]
 
 
 def batch(cfg: ModelConfig, b: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import model_config
 
 from engine.guard import check_causality
 from engine.models import build_model
@@ -20,7 +21,7 @@ torch.set_num_threads(1)
 def small(**kw: object) -> ModelConfig:
     base = dict(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=16, wavelet_layers=[0, 1])
     base.update(kw)
-    return ModelConfig(**base)  # type: ignore[arg-type]
+    return model_config(**base)  # type: ignore[arg-type]
 
 
 def test_window_means_match_a_brute_force_loop() -> None:
@@ -111,6 +112,6 @@ def test_it_learns_a_task_that_needs_token_mixing() -> None:
 
 @pytest.mark.parametrize("layers", [[2], [-1], [0, 5]])
 def test_layers_out_of_range_are_one_line_config_errors(layers: list[int]) -> None:
-    with pytest.raises(ConfigError, match="wavelet_layers") as info:
+    with pytest.raises(ConfigError, match="model.transformer.wavelet_layers") as info:
         build_model(small(wavelet_layers=layers))
     assert "\n" not in str(info.value)

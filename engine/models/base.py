@@ -108,8 +108,10 @@ def register(family: str) -> Callable[[Any], Any]:
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:
-    """Build the model for `cfg.family` (vocab_size must already be resolved)."""
+    """Build the model for `cfg.family` (vocab_size must already be resolved). The model section checks
+    itself first, so a model built without Config.validate() still refuses a bad option in one line."""
     _import_families()
+    cfg.check("model")
     if cfg.family not in _REGISTRY:
         raise ConfigError(
             f"model.family {cfg.family!r} is not available; known: {', '.join(sorted(_REGISTRY))}"
