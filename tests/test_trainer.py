@@ -311,3 +311,17 @@ def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path) -> None:
                  "--set", "train.sample_every=0", "--set", "train.ckpt_every=100", "--set", "train.save_best=false")
     assert eng.finish() == 0, eng.tail()
     assert [r["step"] for r in eng.of("ckpt")] == [8]  # only the end of the run
+
+
+def test_a_signal_before_the_first_step_is_a_stop_not_a_kill(tmp_path: Path) -> None:
+    """The dashboard stops an engine that is not listening yet (still building) with SIGTERM: the run
+    had not trained, so it ends `stopped`, as a reader says of one that died of the signal then."""
+    from engine.trainer import Trainer
+
+    trainer = Trainer(_tiny_config(steps=10), tmp_path / "early")
+    os.kill(os.getpid(), signal.SIGTERM)  # the trainer's own handler is in (installed before setup)
+    assert trainer.run() == 0
+    records = P.read_records(tmp_path / "early" / P.METRICS_FILE).records
+    assert not [r for r in records if r["type"] == "metric"]
+    final = [r for r in records if r["type"] == "state"][-1]
+    assert final["state"] == "stopped" and final["reason"] == "SIGTERM before training started"
