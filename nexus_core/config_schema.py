@@ -202,6 +202,9 @@ class TrainConfig(Section):
     deterministic: bool = False
     """Deterministic kernels where torch has them (torch.use_deterministic_algorithms, warn-only, and a
     fixed cuBLAS workspace), so a resumed GPU run can be compared step for step; a little slower."""
+    signals_every: Annotated[int, R(0, MAX_STEPS, hint=" (0 = never)")] = 1
+    """How often a metric record also carries the engine's own series: the model's signals (MTP heads'
+    CE, the LSTM's surprise) and each param group's grad norm (`gnorm/<group>`), as extra keys."""
 
     def rules(self, name: str) -> None:
         dev = self.device

@@ -17,7 +17,8 @@ different clocks (Behrouz et al., Nested Learning, NeurIPS 2025; the memory view
   None so every optimizer skips them. Embedding, head and final norm belong to level 0.
 - Surprise (cfg.lstm.surprise_weight > 0): an auxiliary loss, 1 - cos(predicted, actual) between a
   projection of the last hidden state and the (stop-gradient) embedding of the next token: how
-  surprised the memory is by its next input. Added to `loss`, never to `ce`.
+  surprised the memory is by its next input. Added to `loss`, never to `ce`; its value is in the
+  output's `aux` as `lstm/surprise` (a series on the dashboard).
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ class NestedLSTM(LanguageModel):
         if targets is None:
             return ModelOutput(logits=logits)
         loss, ce = lm_losses(logits, targets, label_smoothing)
+        aux: dict[str, torch.Tensor] = {}
         if self.surprise is not None:
-            loss = loss + self.config.lstm.surprise_weight * self._surprise_loss(h_final, targets)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+            surprise = self._surprise_loss(h_final, targets)
+            aux["lstm/surprise"] = surprise.detach()
+            loss = loss + self.config.lstm.surprise_weight * surprise
+        return ModelOutput(logits=logits, loss=loss, ce=ce, aux=aux)
 
     def _fits(self, idx: torch.Tensor) -> bool:
         """The carried state matches this batch (a different batch size starts from zeros)."""

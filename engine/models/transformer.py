@@ -6,6 +6,7 @@ Options on top of the plain model, all in [model.transformer] (cfg.transformer):
   more Block followed by the shared final norm and the shared unembedding, and predicts token t+1+k.
   L = CE_main + (mtp_weight / D) * sum_k CE_k. The main path is exactly the model without MTP, so
   `ce` (main head only) and sampling (which never runs the extra heads) compare across settings.
+  Each head's pure CE is in the output's `aux` as `mtp/head<k>_ce` (a series on the dashboard).
 - Looped layers (`loop_count = n`): the block stack runs n times with shared weights, a deeper
   computation for the same parameter count.
 - Causal Haar-wavelet token mixing (`wavelet_layers`, engine/models/wavelet.py) instead of attention
@@ -65,13 +66,16 @@ class Transformer(LanguageModel):
         if targets is None:
             return ModelOutput(logits=logits)
         loss, ce = lm_losses(logits, targets, label_smoothing)
+        aux: dict[str, torch.Tensor] = {}
         if self.mtp_blocks:
             weight = self.config.transformer.mtp_weight / len(self.mtp_blocks)
-            loss = loss + weight * self._mtp_loss(h, targets, label_smoothing)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+            loss = loss + weight * self._mtp_loss(h, targets, label_smoothing, aux)
+        return ModelOutput(logits=logits, loss=loss, ce=ce, aux=aux)
 
-    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-        """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k.
+    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float,
+                  aux: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k;
+        each head's pure CE goes into `aux` as `mtp/head<k>_ce`.
 
         Positions whose token t+1+k lies past the window are dropped (a window of T tokens offers
         T-k such pairs); a head with no pair left (k >= T) adds nothing.
@@ -81,7 +85,8 @@ class Transformer(LanguageModel):
             if k >= targets.shape[1]:
                 break
             logits_k = self.head(self.norm(block(h[:, :-k])))
-            loss_k, _ = lm_losses(logits_k, targets[:, k:], label_smoothing)
+            loss_k, ce_k = lm_losses(logits_k, targets[:, k:], label_smoothing)
+            aux[f"mtp/head{k}_ce"] = ce_k
             total = total + loss_k
         return total
 

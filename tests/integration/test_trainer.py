@@ -106,14 +106,17 @@ def test_commands_pause_resume_generate_ramp_stop(runs_root: Path) -> None:
     assert not P.control_socket_path(run).exists(), "socket closed on exit"
 
 
-def test_sigterm_checkpoints_and_exits_zero(runs_root: Path) -> None:
+def test_sigterm_checkpoints_exits_zero_and_is_killed(runs_root: Path) -> None:
+    """SIGTERM ends the run `killed` (the reporter's end state for a signal), after the step it was in
+    is finished and checkpointed; the process exits 0 (nothing was lost)."""
     run = runs_root / "terminated"
     eng = Engine(run, "train", "--steps", "100000", *TINY, "--set", "train.ckpt_every=0")
     eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 2)
     eng.proc.send_signal(signal.SIGTERM)
     assert eng.finish(timeout=30) == 0, eng.tail()
     final = eng.of("state")[-1]
-    assert final["state"] == "stopped" and "SIGTERM" in final["reason"]
+    assert final["state"] == "killed" and final["reason"] == "SIGTERM" and final["exit_code"] == 0
+    assert P.read_status(run)["state"] == "killed"
     step = eng.of("metric")[-1]["step"]
     assert eng.of("ckpt")[-1]["step"] == step
     assert (run / "checkpoints" / f"step_{step:06d}" / "model.safetensors").exists()
@@ -206,7 +209,7 @@ def _tiny_config(**train: object) -> Config:
     return config("train.device=cpu", *(f"train.{k}={v}" for k, v in train.items()), name="inproc")
 
 
-def test_unexpected_exception_is_a_crashed_state(tmp_path: Path) -> None:
+def test_an_exception_in_the_loop_is_a_failed_state_with_its_message(tmp_path: Path) -> None:
     from engine.trainer import Trainer
 
     trainer = Trainer(_tiny_config(steps=10), tmp_path / "crash")
@@ -222,9 +225,11 @@ def test_unexpected_exception_is_a_crashed_state(tmp_path: Path) -> None:
     records = P.read_records(tmp_path / "crash" / P.METRICS_FILE).records
     assert [r["step"] for r in records if r["type"] == "metric"] == [1, 2, 3]
     final = [r for r in records if r["type"] == "state"][-1]
-    assert final["state"] == "crashed" and final["exit_code"] == 1 and final["reason"] == "RuntimeError: boom in forward"
+    assert final["state"] == "failed" and final["exit_code"] == 1 and final["reason"] == "RuntimeError: boom in forward"
     assert any(r["type"] == "log" and r["level"] == "error" and "boom" in r["text"] for r in records)
-    assert P.read_status(tmp_path / "crash")["state"] == "crashed"
+    assert any(r["type"] == "alert" and r["kind"] == "crash" and "boom" in r["text"] for r in records)
+    status = P.read_status(tmp_path / "crash")
+    assert status["state"] == "failed" and status["step"] == 3 and status["reason"] == "RuntimeError: boom in forward"
     assert not P.control_socket_path(tmp_path / "crash").exists()
 
 
@@ -267,7 +272,7 @@ def test_nan_skip_alerts_the_first_bad_batch_then_at_most_once_per_interval(tmp_
 
 
 def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
-    from engine.report import HealthWatch
+    from engine.health import HealthWatch
 
     watch = HealthWatch(window=30, k=4.0, gnorm_factor=10.0, min_samples=20, cooldown=5)
     for step in range(1, 31):
@@ -306,3 +311,17 @@ def test_deterministic_kernels_switch_on() -> None:
             "print(torch.are_deterministic_algorithms_enabled(), os.environ['CUBLAS_WORKSPACE_CONFIG'])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", ":4096:8"], out.stderr
+
+
+def test_a_signal_before_the_first_step_is_a_stop_not_a_kill(tmp_path: Path) -> None:
+    """The dashboard stops an engine that is not listening yet (still building) with SIGTERM: the run
+    had not trained, so it ends `stopped`, as a reader says of one that died of the signal then."""
+    from engine.trainer import Trainer
+
+    trainer = Trainer(_tiny_config(steps=10), tmp_path / "early")
+    os.kill(os.getpid(), signal.SIGTERM)  # the trainer's own handler is in (installed before setup)
+    assert trainer.run() == 0
+    records = P.read_records(tmp_path / "early" / P.METRICS_FILE).records
+    assert not [r for r in records if r["type"] == "metric"]
+    final = [r for r in records if r["type"] == "state"][-1]
+    assert final["state"] == "stopped" and final["reason"] == "SIGTERM before training started"

@@ -76,17 +76,19 @@ def test_which_family_reads_a_key_comes_from_the_config_structure() -> None:
 
 def test_an_old_flat_run_lines_up_with_a_new_one() -> None:
     """A run folder from before the family tables (every option flat in [model]) compares key for key
-    with a new run of the same preset: nothing but the name differs, and a real difference shows
-    under its new key."""
+    with a new run of the same preset: nothing but the name and options added since differ, and a
+    real difference shows under its new key."""
     from nexus_core.config import read_toml
 
     old = read_toml(ROOT / "tests/fixtures/flat_config/hybrid-tiny.toml")
     store = preset_store({"new": ("hybrid-tiny", ["model.vocab_size=256"]),
                           "new16": ("hybrid-tiny", ["model.vocab_size=256", "model.hybrid.ssm_state=16"])})
     configs = {"old": old, "new": store.get("new").config}
-    assert config_differences(configs) == []
+    added = ("train.signals_every", ["–", "1"])  # an option added since: the old run had none
+    assert config_differences(configs) == [added]
     configs["new16"] = store.get("new16").config
-    assert config_differences(configs) == [("model.hybrid.ssm_state", ["8", "8", "16"])]
+    assert config_differences(configs) == [("model.hybrid.ssm_state", ["8", "8", "16"]),
+                                           ("train.signals_every", ["–", "1", "1"])]
 
 
 def test_transformer_vs_hybrid_lists_family_not_the_options_only_one_reads() -> None:
