@@ -69,9 +69,10 @@ class RankSteering:
     """Rank 0's steering shared with every rank. Build it on every rank at the same point (it may create
     a process group): `run` is the reported run on rank 0 (None elsewhere), `optimizer` the torch
     optimizer whose LR a ramp changes (None: no ramps), `act(decision)` what the adapter does with a
-    decision (set its framework's stop/save/eval flags), on every rank."""
+    decision (set its framework's stop/save/eval flags), on every rank. `group`: a gloo group for the
+    decisions (default: the default group under gloo, else one made for them)."""
 
-    def __init__(self, run: Run | None, optimizer: Any, act: Callable[[Decision], None]) -> None:
+    def __init__(self, run: Run | None, optimizer: Any, act: Callable[[Decision], None], group: Any = None) -> None:
         self.run = run
         self._act = act
         self.rank, self.world = rank_and_world()
@@ -94,7 +95,12 @@ class RankSteering:
             with contextlib.suppress(ValueError):  # no float LRs: rank 0 refuses ramps too
                 self._lr = LRControl(optimizer)
                 self._own_lr = True
-        self._group, self._device = _control_group()
+        if group is not None:
+            import torch
+
+            self._group, self._device = group, torch.device("cpu")
+        else:
+            self._group, self._device = _control_group()
 
     # -- every rank, once per step -----------------------------------------------------------------
 
