@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = 100_000
 DEADLINE = 240.0
 """Seconds any one condition may take on a loaded 2-core box (two ranks importing transformers...)."""
