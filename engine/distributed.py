@@ -255,6 +255,9 @@ class SilentReporter(Reporter):
     def emit(self, record_type: str, /, **fields: Any) -> dict[str, Any]:
         return {"type": record_type, **fields}
 
+    def sync(self) -> None:
+        pass
+
     @staticmethod
     def _print(line: str) -> None:
         pass

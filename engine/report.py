@@ -110,6 +110,11 @@ class Reporter:
         self.writer.queue.append(record)
         return record
 
+    def sync(self) -> None:
+        """Everything emitted so far is filed (or held for room) before this returns: called before a
+        checkpoint is written, so the metrics file always covers the steps a checkpoint does."""
+        self.writer.sync()
+
     def hello(self, **fields: Any) -> None:
         self.emit(P.HELLO, protocol=P.PROTOCOL_VERSION, pid=os.getpid(), **fields)
         self._print(f"hello: run {fields.get('run')} on {fields.get('device')}, {fields.get('params'):,} params, "

@@ -70,6 +70,7 @@ class SideWork:
             "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
             "torch": torch.__version__, "device": str(self.device), "world_size": self.dist.world,
         }
+        self.report.sync()  # the steps this checkpoint covers are on file before it is
         try:
             path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
                                               keep_last=self.cfg.train.keep_last)

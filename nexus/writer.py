@@ -32,6 +32,8 @@ from nexus_core.units import as_num
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
 CAPACITY = 100_000
+SYNC = "_sync"
+"""A queue marker, not a record: `sync()` waits until the writer has filed everything before it."""
 """Records waiting for the disk before log() starts dropping (a few seconds of a very chatty loop)."""
 DROP_ALERT_EVERY_S = 10.0
 SUMMARY_FILE = "summary.json"
@@ -90,6 +92,18 @@ class Writer:
         self.queue.append(record)
         return True
 
+    def sync(self, timeout: float = 30.0) -> bool:
+        """Wait until every record queued before this call is filed (or held in memory for room on a
+        full disk): a checkpoint must not reach the disk ahead of the records of the steps it covers,
+        or a SIGKILL right after it leaves a gap in the curve that no resume fills. False when the
+        writer thread is not running or did not get there within `timeout` s."""
+        if not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self.queue.append({"type": SYNC, "done": done})
+        self._wake.set()
+        return done.wait(timeout)
+
     def close(self, timeout: float = 10.0, summary: dict[str, Any] | None = None) -> bool:
         """Write everything queued, then the summary, and close the files. False when the disk did
         not take it all within `timeout` s (the records left are lost; the process may exit)."""
@@ -141,9 +155,12 @@ class Writer:
 
     def _flush(self) -> None:
         batch = []
+        synced: list[threading.Event] = []
         for _ in range(min(len(self.queue), 20_000)):
             item = self.queue.popleft()
-            if item["type"] == STEP:
+            if item["type"] == SYNC:
+                synced.append(item["done"])  # set once the records before it are filed, below
+            elif item["type"] == STEP:
                 batch.extend(step_records(item))
             else:
                 batch.append(item)
@@ -161,6 +178,8 @@ class Writer:
             self._file(rec)
             if kind == P.STATE:
                 self._write_status()  # at once: a reader that saw the record finds it in the status too
+        for done in synced:
+            done.set()
         self._alert_drops()
         if time.monotonic() - self._status_at >= STATUS_EVERY_S:
             self._write_status()  # also keeps `updated` fresh while the loop is paused: it is alive

@@ -93,13 +93,22 @@ def test_every_field_the_engine_writes_is_typed(trained: Path) -> None:
     lacks would silently vanish for every reader: compare the raw maps of a real run to the types."""
     import msgpack
 
-    kinds_seen = set()
+    kinds_seen, extras_seen = set(), set()
+    typed = P.read_records(trained / P.METRICS_FILE).records
     with open(trained / P.METRICS_FILE, "rb") as f:
-        for raw in msgpack.Unpacker(f, raw=False):
-            cls = P.RECORD_CLASSES[raw["type"]]
-            kinds_seen.add(raw["type"])
-            assert set(raw) - {"type"} <= set(cls.__struct_fields__), (raw["type"], set(raw) - set(cls.__struct_fields__))
+        raws = list(msgpack.Unpacker(f, raw=False))
+    assert len(raws) == len(typed)
+    for raw, rec in zip(raws, typed, strict=True):
+        cls = P.RECORD_CLASSES[raw["type"]]
+        kinds_seen.add(raw["type"])
+        undeclared = set(raw) - {"type"} - set(cls.__struct_fields__)
+        # The engine's own series (gnorm/<group>, mtp/...) are a metric's extra keys: kept, as numbers,
+        # in record.extra; anything else undeclared would be lost.
+        extra = set(getattr(rec, "extra", None) or {})
+        assert undeclared == extra and all("/" in k for k in extra), (raw["type"], undeclared, extra)
+        extras_seen |= extra
     assert {"hello", "metric", "eval", "ckpt", "state", "log"} <= kinds_seen
+    assert any(k.startswith("gnorm/") for k in extras_seen), "the param groups' grad norms are series"
 
 
 def test_training_into_a_used_run_folder_is_refused(trained: Path) -> None:

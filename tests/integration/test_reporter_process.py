@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import math
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from support import ROOT
 from support.reporter import Script, command, nexus_runs
 
 from nexus_core import protocol as P
@@ -126,3 +129,68 @@ def test_end_states_failed_killed_crashed_finished(runs_root: Path) -> None:
     assert states == {"failed": "failed", "termed": "killed", "interrupted": "killed", "sigkilled": "crashed",
                       "wandb": "finished"}
     assert store.get("failed").reason == "ValueError: bad batch shape at step 5"
+
+
+FULL_DISK_SCRIPT = """
+import pathlib, sys, time
+import nexus
+go, waiting = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+run = nexus.init(total_steps=300)
+for step in range(1, 301):
+    run.log({"loss": 1.0 / step, "custom/x": float(step)}, step=step)
+    run.step_end()
+    if step == 200:
+        waiting.touch()
+        while not go.exists():
+            time.sleep(0.05)
+run.finish()
+"""
+
+
+def test_a_full_disk_holds_a_scripts_records_until_there_is_room(tmp_path: Path) -> None:
+    """The writer every run folder is written by (the engine's too) loses nothing on a full disk: a
+    script under a real file-size limit (RLIMIT_FSIZE) fills metrics.msgpack, its later records wait
+    in memory in order, and once the limit is raised they are all filed, before anything newer."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    run_dir, go, waiting = tmp_path / "full", tmp_path / "go", tmp_path / "waiting"
+    room = 6000  # the hello and a few dozen metric records
+    env = {**os.environ, "PYTHONPATH": str(ROOT), P.RUN_DIR_ENV: str(run_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(go), str(waiting)], env=env, stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY)))
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(line.decode() for line in proc.stderr), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not waiting.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting.exists(), "the script did not reach step 200"
+        # The writer thread files behind the loop: wait until it has met the limit and said so.
+        while "records wait in memory until there is room" not in "".join(said) and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert "records wait in memory until there is room" in "".join(said), said
+        held = P.read_records(run_dir / P.METRICS_FILE)
+        filed = [r.step for r in held.records if r.type == P.METRIC]
+        assert held.torn_bytes == 0 and (run_dir / P.METRICS_FILE).stat().st_size <= room
+        assert filed and filed[-1] < 200, "the limit holds the file below step 200's records"
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        go.touch()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(10)
+    result = P.read_records(run_dir / P.METRICS_FILE)
+    assert result.torn_bytes == 0 and result.warnings == []
+    metrics = [r for r in result.records if r.type == P.METRIC]
+    assert [m.step for m in metrics] == list(range(1, 301)), "every step filed once, in order"
+    assert [m.extra["custom/x"] for m in metrics] == [float(s) for s in range(1, 301)]
+    assert [r.seq for r in result.records] == list(range(len(result.records)))
+    assert result.records[-1].type == P.STATE and result.records[-1].state == P.FINISHED

@@ -233,60 +233,19 @@ def test_a_loop_that_only_logs_is_paused_and_stopped_inside_log(tmp_path: Path) 
     assert _records(run.dir, P.STATE)[-1]["state"] == P.STOPPED
 
 
-FULL_DISK_SCRIPT = """
-import pathlib, sys, time
-import nexus
-go, waiting = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-run = nexus.init(total_steps=300)
-for step in range(1, 301):
-    run.log({"loss": 1.0 / step, "custom/x": float(step)}, step=step)
-    run.step_end()
-    if step == 200:
-        waiting.touch()
-        while not go.exists():
-            time.sleep(0.05)
-run.finish()
-"""
+def test_sync_returns_once_everything_queued_is_on_file(tmp_path: Path) -> None:
+    """The engine syncs before each checkpoint: a SIGKILL right after a checkpoint must not leave the
+    steps it covers missing from the metrics file (they were still in the writer's queue)."""
+    from nexus.writer import Writer
 
-
-def test_a_full_disk_holds_a_scripts_records_until_there_is_room(tmp_path: Path) -> None:
-    """The writer every run folder is written by (the engine's too) loses nothing on a full disk: a
-    script under a real file-size limit (RLIMIT_FSIZE) fills metrics.msgpack, its later records wait
-    in memory in order, and once the limit is raised they are all filed, before anything newer."""
-    import os
-    import resource
-    import subprocess
-    import sys
-
-    run_dir, go, waiting = tmp_path / "full", tmp_path / "go", tmp_path / "waiting"
-    room = 6000  # the hello and a few dozen metric records
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), P.RUN_DIR_ENV: str(run_dir)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", FULL_DISK_SCRIPT, str(go), str(waiting)], env=env, stderr=subprocess.PIPE,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY)))
+    writer = Writer(tmp_path, {"run": "s"}, flush_s=3600.0)  # no timed flush: only sync can file them
+    writer.describe = None
+    writer.start()
     try:
-        deadline = time.monotonic() + 120
-        while not waiting.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert waiting.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no step 200"
-        filed: list[int] = []
-        while not filed and time.monotonic() < deadline:  # the writer thread files every 0.1 s
-            held = P.read_records(run_dir / P.METRICS_FILE)
-            filed = [r.step for r in held.records if r.type == P.METRIC]
-        assert held.torn_bytes == 0 and (run_dir / P.METRICS_FILE).stat().st_size <= room
-        assert filed and filed[-1] < 200, "the limit holds the file below step 200's records"
-        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        go.touch()
-        assert proc.wait(60) == 0
+        for step in range(1, 501):
+            writer.queue.append({"type": P.METRIC, "step": step, "loss": 1.0 / step, "time": 1.0})
+        assert writer.sync(timeout=60)
+        on_file = [r.step for r in P.read_records(tmp_path / P.METRICS_FILE).records if r.type == P.METRIC]
+        assert on_file == list(range(1, 501))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    err = proc.stderr.read().decode()
-    assert "records wait in memory until there is room" in err, err
-    result = P.read_records(run_dir / P.METRICS_FILE)
-    assert result.torn_bytes == 0 and result.warnings == []
-    metrics = [r for r in result.records if r.type == P.METRIC]
-    assert [m.step for m in metrics] == list(range(1, 301)), "every step filed once, in order"
-    assert [m.extra["custom/x"] for m in metrics] == [float(s) for s in range(1, 301)]
-    assert [r.seq for r in result.records] == list(range(len(result.records)))
-    assert result.records[-1].type == P.STATE and result.records[-1].state == P.FINISHED
+        writer.close()
