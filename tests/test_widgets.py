@@ -180,3 +180,40 @@ async def test_charts_draw_inside_their_frame() -> None:
                     edge = max(text.rfind(c) for c in "│┤┐┘")
                     if edge >= 0:
                         assert not text[edge + 1 :].strip(), (chart.id, text)
+
+
+def test_ticks_read_as_written_and_never_repeat() -> None:
+    from nexus_tui.widgets.ticks import axis, flat_range, is_flat
+
+    assert axis(0.5, 0.5, 3) == ([0.5], ["0.5"])
+    # An EMA of a constant wobbles in its last bits: still one tick, not three `0.500000`.
+    assert axis(0.49999999999999994, 0.5000000000000001, 3)[1] == ["0.5"]
+    assert axis(1000.0, 1000.0000001, 3)[1] == ["1000"]
+    assert is_flat(3e-4, 3e-4 * (1 + 1e-15)) and not is_flat(0.0, 1e-3)
+    lo, hi = flat_range(0.5)
+    assert lo < 0.5 < hi and hi - lo > 0.01 and flat_range(0.0) == (-1.0, 1.0)
+    for lo, hi in ((1e6, 1e6 + 1), (0.0, 1.0), (2.0, 2.1), (0.0, 1e6), (3e-4, 3.0000001e-4), (-5.0, 5.0)):
+        ticks, labels = axis(lo, hi, 4)
+        assert len(set(labels)) == len(labels) == len(ticks) >= 1, (lo, hi, labels)
+    assert axis(0.0, 1e6, 5)[1][-1] == "1.0M" and axis(0, 2000, 4, integer=True)[1][1] == "0.5k"
+
+
+async def test_a_constant_series_gets_one_readable_y_tick() -> None:
+    """gnorm stuck at 0.5 (smoothed: the EMA wobbles in its last bits) is drawn mid-chart with one
+    y label, not three identical `0.500000`."""
+    recs = records("flat", 200, total=200)
+    for r in recs:
+        if r["type"] == "metric":
+            r["gnorm"] = 0.1 + 0.4  # 0.5 with float noise through the EMA
+    store = MetricStore()
+    store.ingest("flat", None, recs)
+    panel = ChartsPanel(Settings(ema=0.9))
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["flat"], PALETTE)
+        await pilot.pause()
+        lines = [line.plain for line in panel.chart("gnorm").render().split("\n")]
+        y_labels = [ln.split("┤")[0].strip() for ln in lines if "┤" in ln]
+        assert y_labels == ["0.5"], lines
+        assert not any("0.500000" in ln for ln in lines)
+        drawn = [i for i, ln in enumerate(lines) if any("\u2800" < ch <= "\u28ff" for ch in ln)]
+        assert drawn and 0.25 < (sum(drawn) / len(drawn)) / len(lines) < 0.75  # mid-chart, not on an edge

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
-from nexus_tui.widgets.ticks import axis
+from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
@@ -199,9 +199,8 @@ class MetricChart(PlotextPlot):
         plt.xticks(xt, xl)
         width = 6
         if not spec.log_y:
-            if y_hi == y_lo:
-                pad = abs(y_lo) * 0.05 or 1.0
-                plt.ylim(y_lo - pad, y_hi + pad)
+            if is_flat(y_lo, y_hi):  # a constant (or an EMA of one, wobbling in its last bits)
+                plt.ylim(*flat_range((y_lo + y_hi) / 2))
             yt, yl = axis(y_lo, y_hi, max(2, (self.size.height or 12) // 4))
             plt.yticks(yt, yl)
             width = max((len(t) for t in yl), default=6)
