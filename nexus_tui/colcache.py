@@ -32,13 +32,18 @@ from nexus_tui.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 CACHE_DIR = ".nexus-cache"
 CACHE_FILE = "metrics.cols"
 MAGIC = b"NXCOLS1\n"
-VERSION = 2
-"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column."""
+VERSION = 3
+"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column.
+3: a writer's own keys as columns `x:KEY` (before, those records were kept among the others)."""
 HEAD_BYTES = 1 << 16
 TAIL_BYTES = 1 << 12
 MIN_FILE_BYTES = 1 << 20
 """Smaller metrics files decode faster than a cache loads: no cache for them."""
 _FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
+EXTRA = "x:"
+"""Prefix of an extra key's column (and of its mask, `present_x:KEY`)."""
+MAX_CACHED_EXTRAS = 64
+"""A history with more keys of its own is not cached (each column is a temp file while it is built)."""
 
 
 def cache_path(run_dir: Path) -> Path:
@@ -119,9 +124,10 @@ def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
 def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
     seq = z["seq"]
     cols = {k: z[k] for k in _FIELDS}
-    present = {k[len("present_"):]: z[k] for k in z if k.startswith("present_")}
+    extra = {k[len(EXTRA):]: z[k] for k in z if k.startswith(EXTRA)}
+    present = {k[len("present_"):].removeprefix(EXTRA): z[k] for k in z if k.startswith("present_")}
     rows = len(seq)
-    if any(len(c) != rows for c in (*cols.values(), *present.values())):
+    if any(len(c) != rows for c in (*cols.values(), *present.values(), *extra.values())):
         raise ValueError("columns of different lengths")
     others = _records(bytes(z["others"]), meta)
     if rows and int(seq[-1]) != meta["last_seq"]:
@@ -133,7 +139,8 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
         if kind == 0:
             pieces.append(MetricBlock(seq[a:b], cols["step"][a:b], cols["tokens"][a:b], cols["time"][a:b],
                                       {k: cols[k][a:b] for k in BLOCK_KEYS},
-                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()}))
+                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()},
+                                      {k: c[a:b] for k, c in extra.items()}))
         else:
             pieces.append(list(others[a:b]))
     return pieces
@@ -164,8 +171,12 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
         arrays[k] = getattr(merged, k) if k in ("step", "tokens", "time") and merged is not None else (
             merged.values[k] if merged is not None else np.empty(0))
     if merged is not None:
+        if len(merged.extra) > MAX_CACHED_EXTRAS:
+            return False
+        for k, c in merged.extra.items():
+            arrays[EXTRA + k] = c
         for k, m in merged.present.items():
-            arrays[f"present_{k}"] = m
+            arrays[f"present_{EXTRA + k if k in merged.extra else k}"] = m
     try:
         meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
                 "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others)}
@@ -219,6 +230,8 @@ class CacheBuilder:
         self.failed = False
         self._files: dict[str, Any] = {}
         self._partial: set[str] = set()
+        self._extras: list[str] = []
+        """Column names (`x:KEY`) of the writer's own keys met so far, in that order."""
 
     def add(self, pieces: list[Piece]) -> None:
         if self.failed:
@@ -231,7 +244,7 @@ class CacheBuilder:
                 elif p:
                     self.layout.append((1, len(self.others), len(self.others) + len(p)))
                     self.others.extend(p)
-        except OSError:
+        except (OSError, _TooWide):
             self.close()
             self.failed = True
 
@@ -241,11 +254,28 @@ class CacheBuilder:
             folder.mkdir(exist_ok=True)
             for name in ("seq", *_FIELDS, *(f"present_{k}" for k in ("seq", *_FIELDS))):
                 self._files[name] = tempfile.TemporaryFile(dir=folder, prefix=".column.")  # noqa: SIM115 - closed by close()
+        for key in p.extra:
+            if EXTRA + key not in self._files:  # a key first met here: nothing in the rows before
+                if len(self._extras) >= MAX_CACHED_EXTRAS:
+                    raise _TooWide
+                self._extras.append(EXTRA + key)
+                for name, fill in ((EXTRA + key, np.full(self.rows, np.nan)), (f"present_{EXTRA}{key}",
+                                                                             np.zeros(self.rows, bool))):
+                    self._files[name] = tempfile.TemporaryFile(dir=self.run_dir / CACHE_DIR, prefix=".column.")  # noqa: SIM115
+                    self._files[name].write(fill.tobytes())
+                self._partial.add(EXTRA + key) if self.rows else None
         cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
+        for name in self._extras:
+            key = name[len(EXTRA):]
+            cols[name] = p.extra.get(key, np.full(len(p), np.nan))
+        masks = {**p.present, **{EXTRA + k: m for k, m in p.present.items() if k in p.extra}}
+        for name in self._extras:
+            if name[len(EXTRA):] not in p.extra:
+                masks[name] = np.zeros(len(p), bool)
         for name, column in cols.items():
             self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).tobytes())
         for name in cols:
-            mask = p.present.get(name)
+            mask = masks.get(name)
             if mask is not None and not mask.all():
                 self._partial.add(name)
             self._files[f"present_{name}"].write(
@@ -262,7 +292,7 @@ class CacheBuilder:
             meta = {"version": VERSION, "offset": offset,
                     "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq,
                     "others": len(self.others)}
-            names = ["seq", *_FIELDS, *(f"present_{k}" for k in sorted(self._partial))]
+            names = ["seq", *_FIELDS, *self._extras, *(f"present_{k}" for k in sorted(self._partial))]
             small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
                      "others": np.frombuffer(_packed(self.others), np.uint8)}
             spilled = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
@@ -278,6 +308,10 @@ class CacheBuilder:
             with contextlib.suppress(OSError):
                 f.close()
         self._files = {}
+
+
+class _TooWide(Exception):
+    """More keys of a writer's own than a cache holds."""
 
 
 class _Spilled:

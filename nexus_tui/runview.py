@@ -25,6 +25,9 @@ X_AXES = ("step", "tokens", "time")
 MAX_SAMPLES = 500
 MAX_LOGS = 2000
 MAX_ALERTS = 500
+MAX_EXTRA_SERIES = 256
+"""Series a run may add beyond ours from its records' extra keys: a writer logging a new key every
+step must not grow the dashboard without bound."""
 LABEL_MAX = 80
 """Longest run name shown whole (a folder name may be 255 bytes); longer ones end in '…'."""
 _RATE_WINDOW = 50

@@ -32,6 +32,7 @@ from nexus_core.text import clean_data, clean_text
 from nexus_tui.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
+    MAX_EXTRA_SERIES,
     MAX_SAMPLES,
     METRIC_KEYS,
     SERIES_KEYS,
@@ -40,10 +41,6 @@ from nexus_tui.runview import (
     SeqFilter,
     Series,
 )
-
-MAX_EXTRA_SERIES = 256
-"""Series a run may add beyond ours from its records' extra keys: a writer logging a new key every
-step must not grow the dashboard without bound."""
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
 
