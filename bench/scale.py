@@ -155,8 +155,8 @@ def child_ingest(path: Path, n: int) -> None:
     import threading
 
     sys.path.insert(0, str(ROOT))
-    from nexus_tui import engine_io
-    from nexus_tui.store import MetricStore
+    from nexus_tui.services import engine_io
+    from nexus_tui.services.store import MetricStore
 
     store = MetricStore()
     r, w = os.pipe()

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from nexus_core.protocol import clean_text, describe_os_error  # torch-free
 
     if args.command == "runs":
-        from nexus_tui.runs_index import format_runs_table, scan_runs
+        from nexus_tui.services.runs_index import format_runs_table, scan_runs
 
         try:
             table = format_runs_table(scan_runs(root))
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print_out(clean_text(table, multiline=True) + "\n")
 
     if args.command == "compare":
-        from nexus_tui.comparison import UnknownRunError, comparison_markdown, load_runs
+        from nexus_tui.services.comparison import UnknownRunError, comparison_markdown, load_runs
 
         try:
             store, names = load_runs(root, args.runs)
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 def _report(root: Path, names: list[str], output: str | None) -> int:
     """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
     from nexus_core.protocol import clean_text, describe_os_error
-    from nexus_tui.comparison import UnknownRunError
-    from nexus_tui.report.document import build_report
+    from nexus_tui.services.comparison import UnknownRunError
+    from nexus_tui.services.report.document import build_report
 
     try:
         text = build_report(root, names)
@@ -134,9 +134,11 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
 
 def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
     """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
-    from nexus_tui import export as X
-    from nexus_tui.comparison import UnknownRunError
-    from nexus_tui.report.document import load  # the named runs, folded once, as the report folds them
+    from nexus_tui.services import export as X
+    from nexus_tui.services.comparison import UnknownRunError
+    from nexus_tui.services.report.document import (
+        load,  # the named runs, folded once, as the report folds them
+    )
 
     if kind == "parquet" and output is None:
         print("error: Parquet is binary: give a file with -o PATH", file=sys.stderr)
@@ -167,7 +169,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
 
 def _import_tb(root: Path, logdir: str, name: str | None) -> int:
     """`nexus import-tb`: one finished run folder, or one `error:` line, exit 2 and no folder."""
-    from nexus_tui.import_tb import ImportTBError, import_logdir
+    from nexus_tui.services.import_tb import ImportTBError, import_logdir
 
     try:
         target, scalars = import_logdir(logdir, root, name)

@@ -250,7 +250,7 @@ async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(a
 async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_starting(
     app: NexusApp, runs_root: Path
 ) -> None:
-    from nexus_tui import messages as msg
+    from nexus_tui.app import messages as msg
     from nexus_tui.widgets.charts_panel import EMPTY_HINT
 
     async with app.run_test(size=(80, 24)) as pilot:
@@ -269,8 +269,8 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
 
 async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Path) -> None:
     """Best val must be on screen at 80x24, not behind a sideways scroll."""
-    from nexus_tui import format as fmt
-    from nexus_tui import messages as msg
+    from nexus_tui.app import messages as msg
+    from nexus_tui.services import format as fmt
 
     name = "tiny-transformer-1"
     recs = [{"type": "metric", "seq": s, "time": time.time(), "step": s, "tokens": s * 512, "loss": 3.0 / s,

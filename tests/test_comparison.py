@@ -13,9 +13,15 @@ from textual.app import App
 
 from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.__main__ import main
-from nexus_tui.comparison import COLUMNS, FAMILY_OPTIONS, SHARED_MODEL_OPTIONS, comparison_markdown, load_runs
 from nexus_tui.screens.compare import CompareScreen
-from nexus_tui.store import MetricStore
+from nexus_tui.services.comparison import (
+    COLUMNS,
+    FAMILY_OPTIONS,
+    SHARED_MODEL_OPTIONS,
+    comparison_markdown,
+    load_runs,
+)
+from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,8 +145,8 @@ async def test_y_copies_and_saves_the_markdown(root: Path, tmp_path: Path) -> No
 def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None:
     """Through the real store: a run without evals reads as a dash and takes no part in the bold;
     two runs whose best val loss rounds to the same text are both bold."""
-    from nexus_tui.comparison import results, results_markdown
-    from nexus_tui.store import MetricStore
+    from nexus_tui.services.comparison import results, results_markdown
+    from nexus_tui.services.store import MetricStore
 
     store = MetricStore()
     for seq_base, (name, val) in enumerate((("x", 2.00001), ("y", 2.00002), ("z", None), ("w", 3.5))):
@@ -192,7 +198,7 @@ def test_every_model_field_is_shared_or_read_by_exactly_one_family() -> None:
     names = {f.name for f in fields(ModelConfig)}
     family_sets = list(FAMILY_OPTIONS.values())
     unclassified = names - SHARED_MODEL_OPTIONS - set().union(*family_sets)
-    assert not unclassified, f"add these ModelConfig fields to nexus_tui/comparison.py: {sorted(unclassified)}"
+    assert not unclassified, f"add these ModelConfig fields to nexus_tui/services/comparison.py: {sorted(unclassified)}"
     stale = (SHARED_MODEL_OPTIONS | set().union(*family_sets)) - names
     assert not stale, f"no longer ModelConfig fields: {sorted(stale)}"
     assert sum(map(len, family_sets)) + len(SHARED_MODEL_OPTIONS) == len(names), "a field is in two sets"

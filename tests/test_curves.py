@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from nexus_tui.curves import BLOCK, CurveCache
-from nexus_tui.downsample import downsample, ema_continue
-from nexus_tui.runview import Series
+from nexus_tui.services.curves import BLOCK, CurveCache
+from nexus_tui.services.downsample import downsample, ema_continue
+from nexus_tui.services.runview import Series
 
 
 def _series(n: int, start: int = 1, nan_every: int = 0) -> Series:

@@ -23,8 +23,8 @@ from reliability_helpers import ROOT, TINY, engine_env, run_engine, snapshot
 
 from nexus_core import protocol as P
 from nexus_tui.app import NexusApp
-from nexus_tui.runs_index import summarize_run
-from nexus_tui.settings import load_settings
+from nexus_tui.services.runs_index import summarize_run
+from nexus_tui.services.settings import load_settings
 from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordDecoder, RecordWriter
-from nexus_tui import colcache
-from nexus_tui.fastdecode import ColumnDecoder, MetricBlock, batch_records
-from nexus_tui.store import MetricStore
-from nexus_tui.watcher import RunsWatcher
+from nexus_tui.columnar import colcache
+from nexus_tui.columnar.fastdecode import ColumnDecoder, MetricBlock, batch_records
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.watcher import RunsWatcher
 
 STATE_FIELDS = ("state", "step", "tokens", "loss", "ce", "lr", "tok_s", "updated", "best_val_loss", "val_loss",
                 "total_steps", "start_step", "pid")

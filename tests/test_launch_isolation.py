@@ -16,7 +16,7 @@ import pytest
 from reliability_helpers import TINY
 
 from nexus_core import protocol as P
-from nexus_tui.supervisor import Supervisor
+from nexus_tui.services.supervisor import Supervisor
 
 NEXUS = Path(sys.executable).parent / "nexus"
 

@@ -15,8 +15,8 @@ from nexus_core.protocol import LOG_FILE, read_status
 from nexus_core.state import ranks_device
 from nexus_tui.screens.confirm import ConfirmScreen
 from nexus_tui.screens.launch import LaunchScreen, parse_launch
-from nexus_tui.supervisor import LaunchError, Supervisor
-from nexus_tui.telemetry import rank_processes
+from nexus_tui.services.supervisor import LaunchError, Supervisor
+from nexus_tui.services.telemetry import rank_processes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.run_table import RunTable
 from tests.test_app import TINY, app, type_into, wait_for  # noqa: F401 - app is a fixture

@@ -20,8 +20,8 @@ import msgpack
 from reporter_helpers import nexus_runs
 
 from nexus_tui.app import NexusApp
-from nexus_tui.store import MetricStore
-from nexus_tui.watcher import RunsWatcher
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.watcher import RunsWatcher
 from nexus_tui.widgets.run_table import RunTable
 
 

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
-from nexus_tui import format as fmt
 from nexus_tui.__main__ import main
-from nexus_tui.comparison import comparison_markdown, load_runs
-from nexus_tui.forecast import forecast_final
-from nexus_tui.report.document import build_report
-from nexus_tui.report.safe import md
+from nexus_tui.services import format as fmt
+from nexus_tui.services.comparison import comparison_markdown, load_runs
+from nexus_tui.services.forecast import forecast_final
+from nexus_tui.services.report.document import build_report
+from nexus_tui.services.report.safe import md
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",

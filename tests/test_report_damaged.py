@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter
-from nexus_tui.report.document import build_report
+from nexus_tui.services.report.document import build_report
 from tests.test_report import CONTROL, column, section, table
 
 

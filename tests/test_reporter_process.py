@@ -12,8 +12,8 @@ import pytest
 from reporter_helpers import Script, command, nexus_runs
 
 from nexus_core import protocol as P
-from nexus_tui.engine_io import exit_code_of
-from nexus_tui.store import MetricStore
+from nexus_tui.services.engine_io import exit_code_of
+from nexus_tui.services.store import MetricStore
 
 
 def _metric_steps(script: Script) -> list[int]:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from nexus_core.protocol import METRICS_FILE, STATUS_FILE, RecordWriter, write_status
-from nexus_tui.runs_index import format_runs_table, scan_runs
+from nexus_tui.services.runs_index import format_runs_table, scan_runs
 
 ROOT = Path(__file__).resolve().parent.parent
 

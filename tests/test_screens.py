@@ -12,7 +12,7 @@ from nexus_tui.screens.confirm import QuitScreen
 from nexus_tui.screens.generate import GenerateScreen, parse_generate
 from nexus_tui.screens.launch import LaunchScreen, next_free_name, parse_launch
 from nexus_tui.screens.ramp import RampScreen, checkpoint_rows, parse_ramp
-from nexus_tui.store import MetricStore
+from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
 from tests.test_widgets import records
 

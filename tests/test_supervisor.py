@@ -18,8 +18,8 @@ import pytest
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records
-from nexus_tui.store import MetricStore
-from nexus_tui.supervisor import LaunchError, Supervisor
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.supervisor import LaunchError, Supervisor
 
 TINY = ["model.n_layers=1", "model.d_model=32", "model.n_heads=2", "model.n_kv_heads=1", "model.seq_len=32",
         "train.batch_size=4", "train.eval_every=5", "train.eval_batches=2", "train.sample_every=1000",

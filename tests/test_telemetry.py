@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from nexus_tui.telemetry import Telemetry
+from nexus_tui.services.telemetry import Telemetry
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from textual.color import Color
 
 from nexus_tui.app import NexusApp
-from nexus_tui.settings import load_settings
+from nexus_tui.services.settings import load_settings
 from nexus_tui.themes import MAX_THEME_BYTES, PALETTES, THEMES, builtin_themes, palette_for
 
 REPO = Path(__file__).resolve().parent.parent

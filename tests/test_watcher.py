@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
-from nexus_tui.store import MetricStore
-from nexus_tui.watcher import RunsWatcher
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.watcher import RunsWatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from textual.app import App, ComposeResult
 
-from nexus_tui import format as fmt
-from nexus_tui.settings import Settings, load_settings, save_settings
-from nexus_tui.store import MetricStore
+from nexus_tui.services import format as fmt
+from nexus_tui.services.settings import Settings, load_settings, save_settings
+from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable

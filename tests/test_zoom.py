@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, write_status
-from nexus_tui import colcache
 from nexus_tui.app import NexusApp
+from nexus_tui.columnar import colcache
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable

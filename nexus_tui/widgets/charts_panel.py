@@ -27,17 +27,17 @@ from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from nexus_tui import chartgrid
-from nexus_tui import format as fmt
-from nexus_tui.curves import CurveCache
-from nexus_tui.forecast import forecast_final
-from nexus_tui.settings import Settings
+from nexus_tui.services import chartgrid
+from nexus_tui.services import format as fmt
+from nexus_tui.services.curves import CurveCache
+from nexus_tui.services.forecast import forecast_final
+from nexus_tui.services.settings import Settings
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 from nexus_tui.widgets.inspect import readout
 
 if TYPE_CHECKING:
-    from nexus_tui.store import MetricStore
+    from nexus_tui.services.store import MetricStore
 
 EMPTY_HINT = "no runs yet: press n to launch one, or run `nexus demo`"
 CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from nexus_tui import format as fmt
-from nexus_tui.chartgrid import title
+from nexus_tui.services import format as fmt
+from nexus_tui.services.chartgrid import title
 
 SHOWN = (("ce", "H", fmt.loss), ("loss", "loss", fmt.loss), ("lr", "lr", fmt.lr), ("gnorm", "gnorm", None),
          ("tok_s", "tok/s", fmt.count))

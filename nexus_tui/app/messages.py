@@ -12,7 +12,7 @@ from pathlib import Path
 from textual.message import Message
 
 from nexus_core.recordtypes import Record
-from nexus_tui.columns import Piece
+from nexus_tui.columnar.columns import Piece
 
 
 class RecordsReceived(Message):

@@ -27,7 +27,7 @@ import numpy as np
 from nexus_core.protocol import METRICS_FILE
 from nexus_core.records import RecordDecoder, pack
 from nexus_core.recordtypes import Record
-from nexus_tui.fastdecode import BLOCK_KEYS, MetricBlock, Piece
+from nexus_tui.columnar.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 
 CACHE_DIR = ".nexus-cache"
 CACHE_FILE = "metrics.cols"

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nexus_tui.downsample import downsample, ema_continue
-from nexus_tui.runview import Series
+from nexus_tui.services.downsample import downsample, ema_continue
+from nexus_tui.services.runview import Series
 
 BLOCK = 256
 """Points per summarised block: 1e6 points become ~8k candidates for the bucketing."""

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from nexus_core.units import as_int, as_num
-from nexus_tui.report.facts import RunFacts
-from nexus_tui.report.safe import one_line
+from nexus_tui.services.report.facts import RunFacts
+from nexus_tui.services.report.safe import one_line
 
 COLUMNS = ("run", "kind", "step", "tokens", "time", "key", "value")
 METRIC_FIELDS = ("loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem")

@@ -16,7 +16,7 @@ from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
 from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
 from nexus_core.text import clean_text
-from nexus_tui.growable import Grow
+from nexus_tui.columnar.growable import Grow
 
 SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
 METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")

@@ -14,14 +14,14 @@ from pathlib import Path
 from textual.app import App
 
 from nexus_core.recordtypes import Record
-from nexus_tui import messages as msg
-from nexus_tui.columns import Piece
-from nexus_tui.store import MetricStore
-from nexus_tui.supervisor import Supervisor
-from nexus_tui.telemetry import Telemetry
-from nexus_tui.telemetry_view import GpuView, TelemetryView
+from nexus_tui.app import messages as msg
+from nexus_tui.columnar.columns import Piece
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.supervisor import Supervisor
+from nexus_tui.services.telemetry import Telemetry
+from nexus_tui.services.telemetry_view import GpuView, TelemetryView
+from nexus_tui.services.watcher import RunsWatcher
 from nexus_tui.themes import palette_for
-from nexus_tui.watcher import RunsWatcher
 
 
 class Services:

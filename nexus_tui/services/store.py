@@ -29,7 +29,7 @@ from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record
 from nexus_core.schema import CRASHED
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
-from nexus_tui.runview import (
+from nexus_tui.services.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
     MAX_EXTRA_SERIES,
@@ -129,7 +129,7 @@ class MetricStore:
     def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
         the same result as `ingest` of the same records, a block of metric columns at a time."""
-        from nexus_tui.bulk import ingest_pieces
+        from nexus_tui.services.bulk import ingest_pieces
 
         with self._lock:
             return ingest_pieces(self, run_name, run_dir, pieces)

@@ -15,7 +15,7 @@ from typing import Any
 
 from nexus_core.protocol import LOG_FILE, METRICS_FILE, read_records
 from nexus_core.units import as_int, as_num
-from nexus_tui.runs_index import RunSummary, summarize_run
+from nexus_tui.services.runs_index import RunSummary, summarize_run
 
 
 @dataclass

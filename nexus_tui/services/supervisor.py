@@ -15,56 +15,54 @@ is followed from its folder (the watcher) while a waiter thread reports its exit
 runs any program with the reporter (`nexus.init()`) the same way an engine run is: own session, log,
 pipe (NEXUS_METRICS_FD), control socket, crash tail.
 
-Callbacks are called from threads; they must be quick and must not block on the UI thread.
+What to start and its checks are `launch_args.py`; creating the process is `spawn.py`; commands to a
+run are `run_control.py`. Callbacks are called from threads; they must be quick and must not block
+on the UI thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nexus_core.commands import Command, Stop, as_args, command_error
+from nexus_core.commands import Command, Stop
 from nexus_core.engine_deps import engine_missing
-from nexus_core.errors import NexusError
-from nexus_core.lr_preview import lr_preview
 from nexus_core.protocol import (
     LIVE_STATES,
-    LOG_FILE,
     METRICS_FILE,
-    RESUME,
-    UNPAUSE,
     ControlError,
     ReadResult,
     check_run_name,
-    clean_text,
     engine_argv,
     free_run_name,
     read_records,
     read_status,
-    send_command,
 )
 from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
-from nexus_core.schema import RUN_DIR_ENV
-from nexus_tui.engine_io import (
-    command_program,
+from nexus_tui.columnar.fastdecode import Piece, batch_records
+from nexus_tui.services import run_control
+from nexus_tui.services.engine_io import (
     exit_code_of,
     log_tail,
     read_pipe,
-    visible_devices,
-    widen_pipe,
 )
-from nexus_tui.fastdecode import Piece, batch_records
+from nexus_tui.services.launch_args import (
+    LaunchError,
+    base_env,
+    check_train,
+    command_launch,
+    resume_args,
+    train_args,
+)
+from nexus_tui.services.spawn import ManagedRun, start_in_session
 
 OnRecords = Callable[[str, Path, list[Record]], None]
 OnExit = Callable[[str, "int | None", str], None]
@@ -76,35 +74,6 @@ POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
-MAX_RANKS = 64
-"""The most processes the form may ask torchrun for on one machine."""
-
-
-class LaunchError(Exception):
-    """A run could not be started or resumed; the message is one line that says what to fix."""
-
-
-@dataclass
-class ManagedRun:
-    """A run this supervisor follows: launched here (proc set) or attached (pid from its status)."""
-
-    name: str
-    run_dir: Path
-    device: str
-    pid: int | None
-    proc: subprocess.Popen[bytes] | None = None
-    reader: threading.Thread | None = None
-    exited: bool = False
-    exit_code: int | None = None
-    since: float | None = None
-    """The status file's `updated` when attached: a process started after it is not this run's."""
-    terminated: bool = False
-    """This supervisor sent it SIGTERM (a stop before it listened): a silent death is that stop."""
-    started: float = field(default_factory=time.time)
-
-    @property
-    def is_cpu(self) -> bool:
-        return not self.device.startswith(("cuda", "mps"))
 
 
 class Supervisor:
@@ -164,31 +133,13 @@ class Supervisor:
         nothing, so a refused launch leaves no folder behind."""
         name = name.strip() if name else self._free_name(preset)
         run_dir = self._new_run_dir(name)
-        if not 1 <= nproc <= MAX_RANKS:
-            raise LaunchError(f"processes must be 1 to {MAX_RANKS}, got {nproc}")
-        if steps is not None and steps < 1:
-            raise LaunchError(f"steps must be at least 1, got {steps}")
-        args = ["train", "--preset", preset, "--run-dir", str(run_dir), "--device", device]
-        if steps is not None:
-            args += ["--steps", str(steps)]
-        for text in overrides or []:
-            args += ["--set", text]
+        args = train_args(preset, run_dir, device, steps, overrides, nproc)
         self.check_train(args)  # the engine's own rules, before any folder exists
         return name, run_dir, args
 
     def check_train(self, args: list[str]) -> None:
-        """`python -m engine train ARGS --check` (isolated, like a real start): the engine validates the preset, every override and
-        the run folder with the same code a real start runs, without torch and without creating
-        anything (about half a second). LaunchError with the engine's one line if it refuses."""
-        try:
-            out = subprocess.run(engine_argv(self.python, *args, "--check"), capture_output=True, text=True,
-                                 timeout=60, cwd=self.root.parent, env=self._env(None), stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise LaunchError(f"could not check the run's config: {e}") from None
-        if out.returncode != 0:
-            lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-            said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
-            raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+        """The engine's own check of `engine train ARGS` (launch_args.check_train)."""
+        check_train(self.python, args, self.root.parent)
 
     def launch_command(self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None) -> Path:
         """Start any program (`python train.py --lr 3e-4`, already split) as run root/NAME: no shell,
@@ -197,14 +148,7 @@ class Supervisor:
         from `device` (cpu: none visible), output appended to the folder's log. `cwd` defaults to
         the dashboard's working directory, where a relative `train.py` was meant."""
         run_dir = self._new_run_dir(name.strip())
-        try:
-            program = command_program(argv)
-        except ValueError as e:
-            raise LaunchError(str(e)) from None
-        env = self._env(None)
-        env[RUN_DIR_ENV] = str(run_dir)
-        if (visible := visible_devices(device)) is not None:
-            env["CUDA_VISIBLE_DEVICES"] = visible
+        program, env = command_launch(argv, run_dir, device)
 
         def build(fd: int | None) -> tuple[list[str], dict[str, str]]:
             return [program, *argv[1:]], {**env, "NEXUS_METRICS_FD": str(fd)}
@@ -233,23 +177,9 @@ class Supervisor:
         """Start `python -m engine resume` on an existing run (latest checkpoint unless `from_ckpt`).
         With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total."""
         run_dir = self._resolve(run_dir)
-        name = run_dir.name
-        status = read_status(run_dir) or {}
-        if name in self.live_runs() or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
-            raise LaunchError(f"run {name!r} is still running: stop it before resuming it")
-        if (lr is None) != (ramp_steps is None):
-            raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
-        args = ["resume", "--run-dir", str(run_dir)]
-        if from_ckpt:
-            args += ["--from", str(from_ckpt)]
-        if steps is not None:
-            args += ["--steps", str(steps)]
-        if lr is not None:
-            args += ["--lr", repr(float(lr)), "--ramp-steps", str(int(ramp_steps or 0))]
-        if device:
-            args += ["--device", device]
-        run_device = device or (status.get("device") if isinstance(status.get("device"), str) else "cpu")
-        self._spawn(name, run_dir, args, run_device)
+        args, run_device = resume_args(run_dir, read_status(run_dir) or {}, run_dir.name in self.live_runs(),
+                                       lr, ramp_steps, steps, from_ckpt, device)
+        self._spawn(run_dir.name, run_dir, args, run_device)
 
     def _free_name(self, preset: str) -> str:
         try:
@@ -263,13 +193,6 @@ class Supervisor:
         live_cpu = sum(1 for r in self._runs.values() if not r.exited and r.is_cpu)
         return max(1, (os.cpu_count() or 1) // (live_cpu + 1))
 
-    def _env(self, threads: int | None) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        return env
-
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str, nproc: int = 1) -> None:
         """Start an engine: piped when it is one process, followed from its folder under torchrun."""
         if self.python == sys.executable and (missing := engine_missing()):
@@ -282,7 +205,7 @@ class Supervisor:
                 args = [*args, "--threads", str(threads)]
             if nproc > 1:
                 args = [*args, "--nproc", str(nproc)]
-            env = self._env(threads)
+            env = base_env(threads)
 
             def build(fd: int | None) -> tuple[list[str], dict[str, str]]:
                 tail = ["--metrics-fd", str(fd)] if fd is not None else []
@@ -297,31 +220,8 @@ class Supervisor:
     ) -> None:
         """Popen `build(write fd or None)` in its own session, output to the run's log; one thread
         reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
-        created = not run_dir.exists()  # a launch that fails to start leaves no folder it made behind
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise LaunchError(f"cannot create run folder {run_dir}: {e.strerror}") from None
         with self._lock:
-            read_fd, write_fd = os.pipe() if piped else (-1, None)
-            if piped:
-                widen_pipe(read_fd)
-            argv, env = build(write_fd)
-            try:
-                with open(run_dir / LOG_FILE, "ab") as log:
-                    proc = subprocess.Popen(
-                        argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                        pass_fds=() if write_fd is None else (write_fd,), start_new_session=True, cwd=cwd, env=env,
-                    )
-            except OSError as e:
-                if write_fd is not None:
-                    os.close(read_fd)
-                if created:
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                raise LaunchError(f"cannot start {what}: {e.strerror or e}") from None
-            finally:
-                if write_fd is not None:
-                    os.close(write_fd)  # the child has its copy; ours would hide the child's EOF
+            proc, read_fd = start_in_session(run_dir, build, cwd, what, piped)
             run = ManagedRun(name, run_dir, device, proc.pid, proc)
             target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
             run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
@@ -456,30 +356,15 @@ class Supervisor:
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
     def send(self, name_or_dir: str | Path, command: Command) -> dict[str, Any]:
-        """Send one typed command; raises ControlError with a one-line reason if it is out of its
-        limits or the run refuses it. An engine started by an older Nexus knows `unpause` by its old
-        name, `resume`: that one answer is retried with the old name."""
-        if error := command_error(command):
-            raise ControlError(error)
-        run_dir = self._resolve(name_or_dir)
-        try:
-            return send_command(run_dir, command.name, **as_args(command))
-        except ControlError as e:
-            if command.name != UNPAUSE or "unknown command" not in str(e):
-                raise
-        return send_command(run_dir, RESUME)
+        """Send one typed command to a run by name or folder (run_control.send)."""
+        return run_control.send(self._resolve(name_or_dir), command)
 
     def lr_preview(
         self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
         from_ckpt: str | None = None,
     ) -> tuple[list[int], list[float]]:
-        """The LR a ramped resume would follow, computed in-process by the core (torch-free)."""
-        try:
-            got = lr_preview(self._resolve(run_dir), float(target_lr), int(ramp_steps),
-                             None if steps is None else int(steps), from_ckpt)
-        except NexusError as e:
-            raise LaunchError(str(e)) from None
-        return got.steps, got.lrs
+        """The LR a ramped resume of this run would follow (run_control.ramp_preview)."""
+        return run_control.ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt)
 
     # -- the whole fleet -------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Several runs in one report: the results and config differences `nexus compare` makes (built by
-`nexus_tui.comparison`, not again here), the curves overlaid, and the runs read at equal steps and at
+`nexus_tui.services.comparison`, not again here), the curves overlaid, and the runs read at equal steps and at
 equal tokens, the two fair ways to say which won (a run with a bigger batch sees more tokens a step).
 """
 
@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nexus_core.units import as_num
-from nexus_tui import format as fmt
-from nexus_tui.comparison import comparison_markdown, markdown_table
-from nexus_tui.downsample import ema
-from nexus_tui.report.facts import RunFacts
-from nexus_tui.report.safe import md
-from nexus_tui.report.sections import EMA_WEIGHT
-from nexus_tui.report.textchart import LINE_MARKERS, POINT_MARKERS, Line, chart
-from nexus_tui.store import MetricStore
+from nexus_tui.services import format as fmt
+from nexus_tui.services.comparison import comparison_markdown, markdown_table
+from nexus_tui.services.downsample import ema
+from nexus_tui.services.report.facts import RunFacts
+from nexus_tui.services.report.safe import md
+from nexus_tui.services.report.sections import EMA_WEIGHT
+from nexus_tui.services.report.textchart import LINE_MARKERS, POINT_MARKERS, Line, chart
+from nexus_tui.services.store import MetricStore
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from nexus_core.protocol import (
     State,
     tail_bytes,
 )
-from nexus_tui.fastdecode import ColumnDecoder, Piece
+from nexus_tui.columnar.fastdecode import ColumnDecoder, Piece
 
 TAIL_LINES = 40
 

@@ -10,11 +10,11 @@ import time
 from collections import Counter
 
 from nexus_core.units import as_num
-from nexus_tui import format as fmt
-from nexus_tui.comparison import markdown_table
-from nexus_tui.report.facts import RunFacts
-from nexus_tui.report.safe import block, md
-from nexus_tui.report.sections import spread
+from nexus_tui.services import format as fmt
+from nexus_tui.services.comparison import markdown_table
+from nexus_tui.services.report.facts import RunFacts
+from nexus_tui.services.report.safe import block, md
+from nexus_tui.services.report.sections import spread
 
 GPU_KEYS = {"gpu_temp": "GPU temperature (°C)", "temp_c": "GPU temperature (°C)",
             "gpu_power": "GPU power (W)", "power_w": "GPU power (W)"}

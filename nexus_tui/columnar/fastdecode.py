@@ -31,8 +31,15 @@ import numpy as np
 from nexus_core.records import DecodeWarning, RecordDecoder
 from nexus_core.recordtypes import Metric
 from nexus_core.schema import _UNPACK_LIMITS
-from nexus_tui.columns import BLOCK_KEYS, COLUMN_FIELDS, VALUE_KEYS, MetricBlock, Piece, batch_records
-from nexus_tui.fixedlayout import fixed_layout
+from nexus_tui.columnar.columns import (
+    BLOCK_KEYS,
+    COLUMN_FIELDS,
+    VALUE_KEYS,
+    MetricBlock,
+    Piece,
+    batch_records,
+)
+from nexus_tui.columnar.fixedlayout import fixed_layout
 
 __all__ = ["ColumnDecoder", "MetricBlock", "Piece", "VALUE_KEYS", "batch_records"]
 

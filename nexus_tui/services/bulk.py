@@ -18,11 +18,11 @@ import numpy as np
 
 from nexus_core.protocol import STATES, read_status
 from nexus_core.recordtypes import State
-from nexus_tui.fastdecode import VALUE_KEYS, MetricBlock
-from nexus_tui.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, Series
+from nexus_tui.columnar.fastdecode import VALUE_KEYS, MetricBlock
+from nexus_tui.services.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, Series
 
 if TYPE_CHECKING:
-    from nexus_tui.store import MetricStore
+    from nexus_tui.services.store import MetricStore
 
 RATE_WINDOW = 50
 

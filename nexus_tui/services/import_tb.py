@@ -29,7 +29,7 @@ from nexus_core import protocol as P
 from nexus_core.names import check_run_name
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS
 from nexus_core.runfolder import write_status
-from nexus_tui.report.safe import one_line
+from nexus_tui.services.report.safe import one_line
 
 TB_HINT = "reading TensorBoard logs needs tensorboard: pip install 'nexus[tensorboard]'"
 

@@ -12,13 +12,13 @@ import statistics
 from typing import Any
 
 from nexus_core.units import as_int, as_num
-from nexus_tui import format as fmt
-from nexus_tui.comparison import FAMILY_OPTIONS, SHARED_MODEL_OPTIONS, markdown_table
-from nexus_tui.downsample import ema
-from nexus_tui.report.backtest import MIN_POINTS, backtests, forecast_at
-from nexus_tui.report.facts import RunFacts
-from nexus_tui.report.safe import code, md
-from nexus_tui.report.textchart import Line, chart
+from nexus_tui.services import format as fmt
+from nexus_tui.services.comparison import FAMILY_OPTIONS, SHARED_MODEL_OPTIONS, markdown_table
+from nexus_tui.services.downsample import ema
+from nexus_tui.services.report.backtest import MIN_POINTS, backtests, forecast_at
+from nexus_tui.services.report.facts import RunFacts
+from nexus_tui.services.report.safe import code, md
+from nexus_tui.services.report.textchart import Line, chart
 
 EMA_WEIGHT = 0.6
 """Smoothing of the train H curve, the dashboard's default: raw per-step loss is mostly noise."""

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import plotext as plt
 
-from nexus_tui.downsample import downsample
-from nexus_tui.report.safe import block, one_line
+from nexus_tui.services.downsample import downsample
+from nexus_tui.services.report.safe import block, one_line
 
 WIDTH, HEIGHT = 78, 18
 LINE_MARKERS = ("•", "+", "x", "*", "#", "%", "@", "=")

@@ -28,8 +28,8 @@ from watchdog.observers import Observer
 
 from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, open_regular
 from nexus_core.recordtypes import Record
-from nexus_tui import colcache
-from nexus_tui.fastdecode import ColumnDecoder, Piece, batch_records
+from nexus_tui.columnar import colcache
+from nexus_tui.columnar.fastdecode import ColumnDecoder, Piece, batch_records
 
 OnRecords = Callable[[str, Path, list[Record]], None]
 OnBatch = Callable[[str, Path, list[Piece], "float | None"], None]

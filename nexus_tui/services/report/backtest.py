@@ -1,6 +1,6 @@
 """The forecast of a run's final val loss, and for a finished run, how good it would have been.
 
-`nexus_tui.forecast` fits L(s) = a + b·s^-c to the eval points; the dashboard shows its guess while a
+`nexus_tui.services.forecast` fits L(s) = a + b·s^-c to the eval points; the dashboard shows its guess while a
 run trains. A finished run lets us check that guess: refit with only the evals seen by 25, 50 and 75%
 of the run and compare each projection (and its band) with the val loss the run actually ended at.
 That is what tells a person how far to trust the forecast for the next run of the same kind.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nexus_tui.forecast import MIN_POINTS, forecast_final
+from nexus_tui.services.forecast import MIN_POINTS, forecast_final
 
 CHECKPOINTS = (0.25, 0.5, 0.75)
 

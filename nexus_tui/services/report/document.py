@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nexus_tui import format as fmt
-from nexus_tui.comparison import run_dir_for
-from nexus_tui.report.facts import RunFacts, load_facts
-from nexus_tui.report.health import stability_section, throughput_section, timeline_section
-from nexus_tui.report.multi import comparison_section
-from nexus_tui.report.safe import code, md
-from nexus_tui.report.sections import (
+from nexus_tui.services import format as fmt
+from nexus_tui.services.comparison import run_dir_for
+from nexus_tui.services.report.facts import RunFacts, load_facts
+from nexus_tui.services.report.health import stability_section, throughput_section, timeline_section
+from nexus_tui.services.report.multi import comparison_section
+from nexus_tui.services.report.safe import code, md
+from nexus_tui.services.report.sections import (
     checkpoint_table,
     config_section,
     forecast_section,

@@ -22,7 +22,7 @@ from graphlib import CycleError, TopologicalSorter
 import numpy as np
 
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS, Metric
-from nexus_tui.columns import BLOCK_KEYS, COLUMN_FIELDS, MetricBlock
+from nexus_tui.columnar.columns import BLOCK_KEYS, COLUMN_FIELDS, MetricBlock
 
 _FIXED = {0xCA: (4, ">f4"), 0xCB: (8, ">f8"), 0xCC: (1, ">u1"), 0xCD: (2, ">u2"), 0xCE: (4, ">u4"),
           0xCF: (8, ">u8"), 0xD0: (1, ">i1"), 0xD1: (2, ">i2"), 0xD2: (4, ">i4"), 0xD3: (8, ">i8")}

@@ -15,9 +15,9 @@ from typing import Any
 
 from nexus_core.protocol import METRICS_FILE, clean_text, read_records
 from nexus_core.units import as_num
-from nexus_tui import format as fmt
-from nexus_tui.report.safe import one_line
-from nexus_tui.store import MetricStore, RunView
+from nexus_tui.services import format as fmt
+from nexus_tui.services.report.safe import one_line
+from nexus_tui.services.store import MetricStore, RunView
 
 SKIPPED_KEYS = frozenset({"name", "train.device"})
 """Config keys that always differ between runs and say nothing about what was tried."""

@@ -3,8 +3,8 @@
 Torch-free and textual-free, like `nexus compare`: it reads run folders and writes text. Split by job:
 `safe` (untrusted text made printable), `facts` (one run folder read into plain data), `textchart`
 (plotext charts as plain text), `backtest` (the val-loss forecast and how it fared), `sections` and
-`health` (one run's sections), `multi` (several runs side by side, reusing `nexus_tui.comparison`),
+`health` (one run's sections), `multi` (several runs side by side, reusing `nexus_tui.services.comparison`),
 `document` (assembly, the CLI's and the dashboard's entry points).
 
-This file imports nothing, so `nexus_tui.comparison` can use `report.safe` without a cycle.
+This file imports nothing, so `nexus_tui.services.comparison` can use `report.safe` without a cycle.
 """

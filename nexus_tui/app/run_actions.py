@@ -1,0 +1,293 @@
+"""The run keys of the dashboard: what a person can do to a run, live or stopped.
+
+Live-only keys (p c e g s) are greyed for a run that cannot take them, and pressing one anyway says
+what is possible instead (`check_action`, `on_key`). Commands are typed (nexus_core.commands) and
+sent off the event loop; a run that reports its own commands (`hello.commands`) is told when it lacks
+a handler. A stopped run's `r` opens the same dialog as a live ramp and resumes through the supervisor.
+Dialogs are imported when first opened, not with the app: a faster first frame."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import events, work
+from textual.widgets import TabbedContent
+
+from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, Ramp, Stop, Unpause
+from nexus_core.protocol import PAUSED, ControlError
+from nexus_tui.app import messages as msg
+from nexus_tui.services.supervisor import LaunchError
+from nexus_tui.themes import palette_for
+from nexus_tui.widgets.run_table import RunTable
+
+if TYPE_CHECKING:
+    from nexus_tui.app.hub import Services
+    from nexus_tui.services.settings import Settings
+    from nexus_tui.services.store import MetricStore
+
+
+class RunActions:
+    """The run keys (pause, checkpoint, eval, generate, ramp/resume, stop, new, compare, report, quit):
+    each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
+
+    root: Path
+    store: MetricStore
+    services: Services
+    settings: Settings
+    demo_overrides: list[str]
+
+    LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
+    """Keys whose action only a live engine can take: greyed in the footer on other runs."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """None (shown greyed, not run) for a live-only action on a run that is not live."""
+        if action in self.LIVE_ONLY.values() and self._not_live():
+            return None
+        return True
+
+    def _not_live(self) -> str:
+        """'' when the highlighted run can take commands, else one line of what can be done instead."""
+        try:
+            name = self.query_one(RunTable).highlighted
+        except Exception:  # noqa: BLE001 - asked before the table exists (first footer draw)
+            return ""
+        run = self.store.get(name) if name else None
+        if run is None or run.live:
+            return ""
+        if run.ckpts:
+            return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
+        return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
+
+    def on_key(self, event: events.Key) -> None:
+        """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
+        if event.key in self.LIVE_ONLY and len(self.screen_stack) == 1 and (why := self._not_live()):
+            event.stop()
+            self.notify(why, severity="warning", markup=False)
+
+    def _current(self) -> str | None:
+        name = self.query_one(RunTable).highlighted
+        if name is None:
+            self.notify("No run selected: press n to start one", severity="warning")
+        return name
+
+    def _lacks(self, name: str, cmd: str) -> bool:
+        """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
+        one is told so here instead of being sent a command it would refuse."""
+        run = self.store.get(name)
+        offered = run.hello.get("commands") if run is not None else None
+        if isinstance(offered, list) and cmd not in offered:
+            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
+                        "(see README, 'Bring your own loop')", severity="warning")
+            return True
+        return False
+
+    @work(thread=True, group="commands")
+    def send(self, name: str, command: Command) -> None:
+        """Send a command off the event loop (a busy engine may take seconds to answer)."""
+        try:
+            self.services.supervisor.send(name, command)
+        except (ControlError, OSError, ValueError, KeyError) as e:
+            self.post_message(msg.CommandFinished(name, command.name, str(e) or type(e).__name__))
+            return
+        self.post_message(msg.CommandFinished(name, command.name))
+
+    def action_pause(self) -> None:
+        name = self._current()
+        run = self.store.get(name) if name else None
+        if run is not None:
+            command = Unpause() if run.state == PAUSED else Pause()
+            if not self._lacks(name, command.name):
+                self.send(name, command)
+
+    def action_checkpoint(self) -> None:
+        if (name := self._current()) and not self._lacks(name, "checkpoint"):
+            self.send(name, Checkpoint())
+
+    def action_eval_now(self) -> None:
+        if (name := self._current()) and not self._lacks(name, "eval"):
+            self.send(name, EvalNow())
+
+    def action_stop(self) -> None:
+        name = self._current()
+        if name is None or self._lacks(name, "stop"):
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.send(name, Stop())
+
+        # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.screens.confirm import ConfirmScreen
+
+        self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
+
+    def action_generate(self) -> None:
+        name = self._current()
+        if name is None or self._lacks(name, "generate"):
+            return
+        run = self.store.get(name)
+        prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if args:
+                self.send(name, Generate(**args))
+                self.query_one("#side", TabbedContent).active = "tab-samples"
+
+        from nexus_tui.screens.generate import GenerateScreen
+
+        self.push_screen(GenerateScreen(name, prompt), answered)
+
+    def action_ramp(self) -> None:
+        name = self._current()
+        run = self.store.get(name) if name else None
+        if run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
+            return
+        if not run.live and run.hello.get("source") == "reporter":
+            self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
+                        "again with nexus.init(..., resume=True)", severity="warning")
+            return
+        sup = self.services.supervisor
+
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
+            return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
+
+        def now() -> tuple[int, float | None, int]:
+            return run.step, run.lr, run.total_steps
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if not args:
+                return
+            if run.live:
+                self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
+                                     total_steps=args["total_steps"] or None))
+            else:
+                self._resume(run.run_dir, args)
+
+        from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
+
+        screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
+                            run.total_steps, preview, now)
+        self.push_screen(screen, answered)
+
+    @work(thread=True, group="launch")
+    def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+        try:
+            self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
+                                            args["total_steps"] or None, args["from_ckpt"])
+        except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
+            self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
+
+    def action_new_run(self) -> None:
+        devices = self.services.devices()
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if args:
+                self.launch(**args)
+
+        def check(args: dict[str, Any]) -> str:
+            if args.get("command"):
+                return ""  # a command is its own program: nothing of the engine's to check
+            try:
+                self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
+                                                      args["steps"] or None, args["overrides"],
+                                                      nproc=args.get("nproc") or 1)
+            except LaunchError as e:
+                return str(e)
+            return ""
+
+        from nexus_tui.screens.launch import LaunchScreen, available_presets
+
+        self.push_screen(LaunchScreen(self.root, available_presets(), devices, check), answered)
+
+    @work(thread=True, group="launch")
+    def launch(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
+               overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+        """Start an engine over `nproc` ranks, or a command using the reporter (spawning takes a
+        moment; the UI keeps drawing)."""
+        sup = self.services.supervisor
+        try:
+            if command:
+                run_dir = sup.launch_command(command, name, device)
+            else:
+                run_dir = sup.launch(preset, name, device, steps or None, overrides, nproc=nproc)
+        except Exception as e:  # noqa: BLE001 - a refused launch is one line, never a traceback
+            self.post_message(msg.CommandFinished(name, "launch", str(e)))
+            return
+        # The engine says hello only after importing torch (seconds): show the run as starting now.
+        self.post_message(msg.RunLaunched(run_dir.name, run_dir))
+        what = shlex.join(command) if command else preset + (f" over {nproc} processes" if nproc > 1 else "")
+        self.call_from_thread(self.log_line, name, f"launched {what} on {device}")
+
+    def _launch_demo(self) -> None:
+        """Two contrasting runs so a newcomer sees two live loss curves within seconds."""
+        from nexus_tui.screens.launch import available_presets, next_free_name
+
+        presets = available_presets()
+        devices = [d for d, _ in self.services.devices() if d.startswith("cuda")] or ["cpu", "cpu"]
+        second = ("hybrid-tiny", []) if "hybrid-tiny" in presets else ("tiny", ["optim.name=muon"])
+        cpu_share = ["train.threads=1"]
+        for i, (preset, extra, label) in enumerate((("tiny", [], "baseline"), (*second, "contrast"))):
+            device = devices[i % len(devices)]
+            overrides = extra + (cpu_share if device == "cpu" else []) + self.demo_overrides
+            name = next_free_name(self.root, f"demo-{label}")
+            self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
+            self.launch(preset, name, device, self.demo_steps, overrides)
+
+    def action_compare(self) -> None:
+        if not self.store.runs():
+            self.notify("No runs to compare yet", severity="warning")
+            return
+        table = self.query_one(RunTable)
+        chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
+        from nexus_tui.screens.compare import CompareScreen
+
+        self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
+
+    def action_report(self) -> None:
+        """The markdown report of the marked runs (else the highlighted one), saved in the runs folder."""
+        names = self.query_one(RunTable).selected
+        if not names:
+            self.notify("No run selected: press n to start one", severity="warning")
+            return
+        runs = [self.store.get(n) for n in names]
+        self.write_report([str(r.run_dir) if r is not None and r.run_dir else n for r, n in zip(runs, names, strict=True)])
+
+    @work(thread=True, group="report", exclusive=True)
+    def write_report(self, runs: list[str]) -> None:
+        """Off the event loop: a long run's metrics file takes a while to read."""
+        from nexus_tui.services.report.document import save_report
+
+        try:
+            path = save_report(self.root, runs)
+        except Exception as e:  # noqa: BLE001 - a damaged folder must cost a notice, never the dashboard
+            self.call_from_thread(self.notify, f"Could not write the report: {e}", severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"Report saved to {path}", markup=False)
+
+    async def action_quit(self) -> None:
+        live = self.services.live_runs()
+        if not live:
+            self._leave(stop_runs=False)
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice is not None:
+                self._leave(stop_runs=choice == "stop")
+
+        from nexus_tui.screens.confirm import QuitScreen
+
+        self.push_screen(QuitScreen(live), answered)
+
+    def _leave(self, stop_runs: bool) -> None:
+        if stop_runs:
+            self.notify("Stopping the runs: each checkpoints, then exits…", timeout=30)
+        self._shutdown_then_exit(stop_runs)
+
+    @work(thread=True, group="quit", exclusive=True)
+    def _shutdown_then_exit(self, stop_runs: bool) -> None:
+        """Stopping waits for each engine's final checkpoint: off the event loop, so the screen
+        keeps drawing meanwhile."""
+        self.services.shutdown(stop_runs=stop_runs)
+        self.call_from_thread(self.exit)

@@ -1,0 +1,91 @@
+"""The view keys of the dashboard: how the charts show the runs, never what the runs do.
+
+Options live in the saved Settings (EMA, x axis, log scale, window, theme): each change is cleaned,
+saved and marks the view changed so the charts redraw at once. Zoom, pan, the inspect cursor, the
+chart filter and chooser belong to the charts panel, which keeps them per run folder."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nexus_tui.services.settings import X_AXES
+from nexus_tui.themes import next_theme
+from nexus_tui.widgets.alert_bar import AlertBar
+from nexus_tui.widgets.charts_panel import ChartsPanel
+
+if TYPE_CHECKING:
+    from nexus_tui.services.settings import Settings
+
+WINDOWS = (0, 100, 500, 2000, 10000)
+"""The `w` key's cycle of x windows (last N steps; 0 is the whole run)."""
+
+
+class ViewActions:
+    """The view keys (theme, EMA, x axis, log scale, window, zoom/pan/inspect, chart filter and
+    chooser, alerts): they change what the charts show, never a run. Mixed into NexusApp."""
+
+    settings: Settings
+    _theme_cycle: list[str]
+
+    def action_cycle_theme(self) -> None:
+        self.theme = next_theme(self.theme, self._theme_cycle)
+
+    def _options_changed(self) -> None:
+        self.settings.clean()
+        self._save_settings()
+        self._dirty = self._view_changed = True
+
+    def action_ema(self, delta: float) -> None:
+        self.settings.ema = round(self.settings.ema + delta, 2)
+        self._options_changed()
+
+    def action_cycle_x(self) -> None:
+        self.settings.x_axis = X_AXES[(X_AXES.index(self.settings.x_axis) + 1) % len(X_AXES)]
+        self._options_changed()
+
+    def action_toggle_log(self) -> None:
+        self.settings.log_scale = not self.settings.log_scale
+        self._options_changed()
+
+    def action_cycle_window(self) -> None:
+        at = WINDOWS.index(self.settings.window) if self.settings.window in WINDOWS else 0
+        self.settings.window = WINDOWS[(at + 1) % len(WINDOWS)]
+        self._options_changed()
+
+    def action_zoom(self, factor: float) -> None:
+        self.query_one(ChartsPanel).zoom(factor)
+
+    def action_pan(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).pan_fraction(fraction)
+
+    def action_reset_zoom(self) -> None:
+        self.query_one(ChartsPanel).reset_view()
+
+    def action_inspect(self) -> None:
+        self.query_one(ChartsPanel).toggle_cursor()
+
+    def action_move_cursor(self, fraction: float) -> None:
+        self.query_one(ChartsPanel).move_cursor(fraction)
+
+    def action_cycle_chart(self) -> None:
+        self.query_one(ChartsPanel).cycle_chart()
+
+    def action_filter_charts(self) -> None:
+        from nexus_tui.screens.charts import ChartFilterScreen
+
+        panel = self.query_one(ChartsPanel)
+
+        def done(text: str | None) -> None:
+            if text is not None:
+                panel.set_filter(text)  # the dialog checked it compiles
+
+        self.push_screen(ChartFilterScreen(panel.filter_text), done)
+
+    def action_choose_charts(self) -> None:
+        from nexus_tui.screens.charts import ChartChooserScreen
+
+        panel = self.query_one(ChartsPanel)
+        self.push_screen(ChartChooserScreen(panel.all_keys, panel.hidden, panel.set_hidden))
+
+    def action_dismiss_alerts(self) -> None:
+        self.query_one(AlertBar).dismiss()
