@@ -217,3 +217,26 @@ async def test_a_constant_series_gets_one_readable_y_tick() -> None:
         assert not any("0.500000" in ln for ln in lines)
         drawn = [i for i, ln in enumerate(lines) if any("\u2800" < ch <= "\u28ff" for ch in ln)]
         assert drawn and 0.25 < (sum(drawn) / len(drawn)) / len(lines) < 0.75  # mid-chart, not on an edge
+
+
+async def test_live_table_updates_are_throttled_but_never_lost() -> None:
+    """Live changes reach the table at most once a second; the last one held back still shows."""
+    import time as _time
+
+    store = MetricStore()
+    store.ingest("alpha", None, records("alpha", 10, total=1000))
+    table = RunTable()
+    async with Host(table).run_test(size=(120, 20)) as pilot:
+        table.show_runs(store.runs(), PALETTE)  # a new run: at once
+        await pilot.pause()
+        assert str(table.get_cell("alpha", "step")) == "10/1000"
+        seq = 100
+        for step in range(11, 41):  # a burst of live records, each followed by a live redraw
+            store.ingest("alpha", None, [{"type": "metric", "seq": seq, "time": 2000.0 + step, "step": step,
+                                          "tokens": step, "loss": 1.0, "ce": 1.0}])
+            seq += 1
+            table.show_runs(store.runs(), PALETTE, live=True)
+        deadline = _time.monotonic() + 30
+        while str(table.get_cell("alpha", "step")) != "40/1000" and _time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert str(table.get_cell("alpha", "step")) == "40/1000"

@@ -305,7 +305,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         except NoMatches:  # the app is closing: its widgets are gone before its timers
             return
         with self.batch_update():
-            table.show_runs(self.store.runs(), palette)
+            table.show_runs(self.store.runs(), palette, live=live)
             self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:

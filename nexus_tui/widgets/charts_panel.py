@@ -34,6 +34,7 @@ from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 from nexus_tui.widgets.chart_view import ChartView
 from nexus_tui.widgets.inspect import readout
+from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
     from nexus_tui.services.store import MetricStore
@@ -66,6 +67,7 @@ class ChartsPanel(ChartView, Vertical):
         self.forecast_text = ""
         """The run summary / forecast line as last drawn."""
         self._summary = Forecasts()
+        self._summary_throttle = Throttle(self)
         self._cache = CurveCache()
         self.x_view: tuple[float, float] | None = None
         """The zoomed x window shared by all charts (None: the whole window of data)."""
@@ -240,7 +242,8 @@ class ChartsPanel(ChartView, Vertical):
         else:
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
-        self._set("#chart-forecast", forecast_text)
+        # H, the ETA and the "starting… Ns" count change with every record: read once a second.
+        self._summary_throttle(lambda: self._set("#chart-forecast", forecast_text), live=live)
         on_page = set(self.page)
         for key, spec in specs.items():
             if key in on_page or key in chartgrid.STANDARD:
