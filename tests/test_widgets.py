@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 from textual.app import App, ComposeResult
@@ -240,3 +241,40 @@ async def test_live_table_updates_are_throttled_but_never_lost() -> None:
         while str(table.get_cell("alpha", "step")) != "40/1000" and _time.monotonic() < deadline:
             await pilot.pause(0.05)
         assert str(table.get_cell("alpha", "step")) == "40/1000"
+
+
+async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart() -> None:
+    """A long run's next step lands on the braille dots already drawn: no plotext build (tens of ms);
+    a step that moves the picture (a spike) is drawn."""
+    from nexus_tui.widgets.chart import MetricChart
+
+    store = MetricStore()
+    store.ingest("long", None, records("long", 20_000, total=40_000))
+    panel = ChartsPanel(Settings(ema=0.0))
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["long"], PALETTE)
+        await pilot.pause()
+        charts = list(panel.query(MetricChart))
+        built = [c.builds for c in charts]
+        assert all(built)
+        seq = 10**6
+
+        def live(step: int, gnorm: float) -> None:
+            nonlocal seq
+            store.ingest("long", None, [{"type": "metric", "seq": seq, "time": 1000.0 + step, "step": step,
+                                         "tokens": step * 512, "loss": 5.0 / math.sqrt(step),
+                                         "ce": 5.0 / math.sqrt(step), "lr": 1e-3, "gnorm": gnorm,
+                                         "tok_s": 4000.0 + step, "step_s": 0.1, "mem": 1e8}])
+            seq += 1
+            panel.redraw(store, ["long"], PALETTE, live=True)
+
+        live(20_001, 1.0 + 1 / 20_001)
+        await pilot.pause()
+        assert [c.builds for c in charts] == built, "nothing visible changed: no build"
+        assert panel.chart("gnorm").spec.curves[0].xs[-1] == 20_001, "the spec still holds the new point"
+        live(20_002, 50.0)  # a spike: the grad norm chart must show it
+        gnorm = panel.chart("gnorm")
+        deadline = time.monotonic() + 30
+        while gnorm.builds == built[charts.index(gnorm)] and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert gnorm.builds > built[charts.index(gnorm)]

@@ -3,7 +3,8 @@
 It knows nothing of runs or stores: the charts panel hands it already-downsampled `Curve`s, so a
 redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series). A plotext
 build costs tens of ms even for a few points, so the chart rebuilds only when what it was given
-(curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build.
+(curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build;
+while only new records change it, not before its picture would (chart_dots.py).
 The mouse zooms (wheel) and pans (drag) the x range and hovering moves the inspect cursor: the chart
 only reports these (as messages with x in data units) and the charts panel applies them to all charts.
 """
@@ -22,6 +23,7 @@ from textual.message import Message
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
+from nexus_tui.widgets.chart_dots import screen_signature
 from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 LIVE_REBUILD_S = 2.0
@@ -118,6 +120,12 @@ class MetricChart(PlotextPlot):
         self._chart_drag: int | None = None
         self._last_build = 0.0
         self._waiting = False
+        self._drawn_dots: tuple | None = None
+        """The last build's `screen_signature`: a live spec with the same one is not rebuilt."""
+
+    def _dots(self, spec: ChartSpec) -> tuple:
+        return (self.size.width, self.size.height, self.app.theme, screen_signature(spec, self.size.width or 40,
+                                                                                     self.size.height or 12))
 
     @property
     def buckets(self) -> int:
@@ -134,6 +142,8 @@ class MetricChart(PlotextPlot):
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
+        if live and self._drawn_dots is not None and self._dots(spec) == self._drawn_dots:
+            return  # the new points land on the dots drawn: nothing on screen would change
         wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
         if wait <= 0:
             self.refresh()
@@ -143,7 +153,8 @@ class MetricChart(PlotextPlot):
 
     def _slot(self) -> None:
         self._waiting = False
-        self.refresh()
+        if self._drawn_dots is None or self._dots(self.spec) != self._drawn_dots:
+            self.refresh()
 
     def render(self) -> RenderResult:
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
@@ -153,6 +164,7 @@ class MetricChart(PlotextPlot):
             # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
         if key != self._chart_built or self._chart_render is None:
+            self._drawn_dots = self._dots(self.spec)
             self._plot_spec(self.spec)
             self._chart_render = super().render()
             self._chart_built = key
