@@ -243,10 +243,13 @@ async def test_live_table_updates_are_throttled_but_never_lost() -> None:
         assert str(table.get_cell("alpha", "step")) == "40/1000"
 
 
-async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart() -> None:
+async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart(monkeypatch) -> None:
     """A long run's next step lands on the braille dots already drawn: no plotext build (tens of ms);
     a step that moves the picture (a spike) is drawn."""
+    from nexus_tui.widgets import chart as chart_module
     from nexus_tui.widgets.chart import MetricChart
+
+    monkeypatch.setattr(chart_module, "LIVE_REBUILD_S", 0.0)  # no rate limit: only the picture decides
 
     store = MetricStore()
     store.ingest("long", None, records("long", 20_000, total=40_000))
