@@ -23,7 +23,7 @@ from textual.message import Message
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
-from nexus_tui.widgets.chart_dots import screen_signature
+from nexus_tui.widgets.chart_dots import same_picture, screen_signature
 from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 LIVE_REBUILD_S = 2.0
@@ -124,8 +124,13 @@ class MetricChart(PlotextPlot):
         """The last build's `screen_signature`: a live spec with the same one is not rebuilt."""
 
     def _dots(self, spec: ChartSpec) -> tuple:
-        return (self.size.width, self.size.height, self.app.theme, screen_signature(spec, self.size.width or 40,
-                                                                                     self.size.height or 12))
+        return (self.size.width, self.size.height, self.app.theme), screen_signature(
+            spec, self.size.width or 40, self.size.height or 12)
+
+    def _same_as_drawn(self, spec: ChartSpec) -> bool:
+        assert self._drawn_dots is not None
+        (where, dots), (drawn_where, drawn) = self._dots(spec), self._drawn_dots
+        return where == drawn_where and same_picture(dots, drawn)
 
     @property
     def buckets(self) -> int:
@@ -142,7 +147,7 @@ class MetricChart(PlotextPlot):
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
-        if live and self._drawn_dots is not None and self._dots(spec) == self._drawn_dots:
+        if live and self._drawn_dots is not None and self._same_as_drawn(spec):
             return  # the new points land on the dots drawn: nothing on screen would change
         wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
         if wait <= 0:
@@ -153,7 +158,7 @@ class MetricChart(PlotextPlot):
 
     def _slot(self) -> None:
         self._waiting = False
-        if self._drawn_dots is None or self._dots(self.spec) != self._drawn_dots:
+        if self._drawn_dots is None or not self._same_as_drawn(self.spec):
             self.refresh()
 
     def render(self) -> RenderResult:
