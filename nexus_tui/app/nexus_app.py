@@ -186,7 +186,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
     def _batch(self, event: msg.BatchReceived) -> None:
         from nexus_tui.services.bulk import set_loading
 
-        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces)
+        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces, event.loading)
         if set_loading(self.store, event.run_name, event.run_dir, event.loading):
             changed.add("state")
         if changed:

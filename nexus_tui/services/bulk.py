@@ -27,15 +27,14 @@ if TYPE_CHECKING:
 RATE_WINDOW = 50
 
 
-def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
-    """Each piece in order: record lists through `ingest`, metric blocks in bulk."""
+def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any],
+                  loading: float | None = None) -> set[str]:
+    """Each piece in order: record lists through `ingest`, metric blocks in bulk. `loading`: how
+    much of the file a history read has reached with this batch (0..1), to size the columns once."""
     changed: set[str] = set()
     rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
-    if rows > 100_000:  # a history: one allocation per column, not one per block
-        run = store._view(name, run_dir)
-        metric = [run.series[k] for k in VALUE_KEYS]
-        for column in {id(c): c for s in metric for c in (s.step, s.tokens, s.time, s.value)}.values():
-            column.reserve(rows)
+    if rows:
+        _reserve(store._view(name, run_dir), rows, loading)
     for piece in pieces:
         if isinstance(piece, MetricBlock):
             if len(piece):
@@ -43,6 +42,22 @@ def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pie
         elif piece:
             changed |= store.ingest(name, run_dir, piece)
     return changed
+
+
+def _reserve(run: RunView, rows: int, loading: float | None) -> None:
+    """One allocation per column for a history instead of growing by half again and again (a
+    copy each time, and up to half of it unused at the end): a batch of a whole history (the
+    cache) reserves its rows; a history read chunk by chunk reserves, when a column would grow,
+    what the whole file will hold at the rate so far (`loading` of it gave these rows)."""
+    columns = {id(c): c for k in VALUE_KEYS for c in (run.series[k].step, run.series[k].tokens,
+                                                       run.series[k].time, run.series[k].value)}.values()
+    for column in columns:
+        if column.n + rows <= len(column.buf):
+            continue
+        if rows > 100_000:
+            column.reserve(rows)
+        elif loading is not None and 0.0 < loading < 1.0:
+            column.reserve(int((column.n + rows) / loading * 1.02) - column.n)
 
 
 def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> set[str]:

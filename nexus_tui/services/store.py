@@ -126,13 +126,15 @@ class MetricStore:
                     changed.add(kind)
         return changed
 
-    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any]) -> set[str]:
+    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any],
+                     loading: float | None = None) -> set[str]:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
-        the same result as `ingest` of the same records, a block of metric columns at a time."""
+        the same result as `ingest` of the same records, a block of metric columns at a time.
+        `loading`: how far a history read has got (sizes the columns once)."""
         from nexus_tui.services.bulk import ingest_pieces
 
         with self._lock:
-            return ingest_pieces(self, run_name, run_dir, pieces)
+            return ingest_pieces(self, run_name, run_dir, pieces, loading)
 
     def _restarted(self, run: RunView, seq: int, hello: Hello) -> bool:
         """A hello at an already used seq from another process, starting at step 0: a new run in a
