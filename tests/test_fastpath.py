@@ -396,3 +396,21 @@ def test_a_cache_of_a_writers_own_keys_gives_the_same_series(tmp_path: Path, mon
     assert len(appended.get("r").series["late"]) == 20
     again, _ = _read_history(run, 1, monkeypatch)
     assert_same(again, plain((run / METRICS_FILE).read_bytes(), []))
+
+
+def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeypatch) -> None:
+    """Read chunk by chunk (no cache yet), the columns are reserved for the whole file from how far
+    the read has got, not grown by half again and again (up to half of them unused at the end)."""
+    from nexus_tui.services import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 16)
+    monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
+    run = _folder(tmp_path, 3000)
+    store = MetricStore()
+    watcher = RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None,
+                          on_batch=lambda name, run_dir, pieces, loading: store.ingest_batch(
+                              name, run_dir, pieces, loading))
+    watcher.read(run)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    series = store.get("r").series["ce"]
+    assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
