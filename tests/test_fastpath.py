@@ -414,3 +414,25 @@ def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeyp
     assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
     series = store.get("r").series["ce"]
     assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+
+
+def test_records_after_a_bulk_history_keep_one_set_of_x_columns(tmp_path: Path) -> None:
+    """A history loaded in bulk shares one step/tokens/time for its metric series; records that then
+    arrive one at a time (with every metric) append to it once, instead of each series copying the
+    whole history's x columns; one that lacks a metric splits them, as before, with the same series."""
+    path = tmp_path / METRICS_FILE
+    write_run(path, 300)
+    data = path.read_bytes()
+    store, _ = fast(data, [])
+    reference = plain(data, [])
+    live = [{"type": "metric", "seq": 10_000 + i, "time": 5000.0 + i, **_metric(301 + i)} for i in range(5)]
+    store.ingest("r", None, live)
+    reference.ingest("r", None, live)
+    series = store.get("r").series
+    assert all(series[k].step is series["ce"].step for k in ("loss", "lr", "gnorm", "tok_s", "mem"))
+    assert_same(store, reference)
+    partial = {"type": "metric", "seq": 20_000, "time": 6000.0, "step": 400, "tokens": 1, "loss": 1.0, "ce": 1.0}
+    store.ingest("r", None, [partial])
+    reference.ingest("r", None, [partial])
+    assert_same(store, reference)
+    assert len(series["ce"]) == 306 and len(series["gnorm"]) == 305

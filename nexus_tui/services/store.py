@@ -203,12 +203,15 @@ class MetricStore:
             if rec.extra:
                 added |= self._add_extras(run, rec, seq, late, tokens, t)
             return "metrics" if added else ""
-        for key, value in values:
-            s = run.series[key]
-            if s.step and step <= s.step[-1]:
-                self._add_point(run, key, seq, late, step, tokens, t, value)
-            else:
-                s.append(step, tokens, t, value)
+        group = [run.series[k] for k, _ in values]
+        if not (group and Series.append_shared(group, list(run.series.values()), step, tokens, t,
+                                                [v for _, v in values])):
+            for key, value in values:
+                s = run.series[key]
+                if s.step and step <= s.step[-1]:
+                    self._add_point(run, key, seq, late, step, tokens, t, value)
+                else:
+                    s.append(step, tokens, t, value)
         if rec.extra:
             self._add_extras(run, rec, seq, late, tokens, t)
         rate = run._rate
