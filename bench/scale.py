@@ -9,7 +9,8 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
   its final state, and each of the four charts has been handed (and then rendered) a curve of this
   run whose last x is step N. Run twice: "cold" with no columnar cache beside the run (the open
   builds it), then "warm" with it.
-- peak RSS of that app process (ru_maxrss), and its growth over an empty app.
+- peak RSS of that app process (ru_maxrss), and its growth over an empty app; "private": its
+  RssAnon at complete charts (memory it holds, without file pages of the cache it mapped).
 - redraw: the median cost of one charts-panel redraw plus the render of the four plotext charts,
   with 5 new metric records arriving between frames as from a live run.
 - live ingest: records/s from a real pipe (a child process writes the run's file into it) through the
@@ -86,6 +87,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _anon_mb() -> float:
+    """Private memory now (RssAnon): what the app holds, without file pages it has mapped (the
+    columnar cache while it is read), which the kernel can drop at any time."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child_open(root: Path, n: int, t_start: float) -> None:
     """Open the app on `root` and wait for complete charts of its one run (n steps, or an empty root)."""
     import asyncio
@@ -100,6 +110,8 @@ def child_open(root: Path, n: int, t_start: float) -> None:
         async with app.run_test(size=(200, 50)) as pilot:
             out["first_frame_s"] = time.time() - t_start
             if n == 0:
+                await pilot.pause(1.0)  # the services start after the first frame
+                out["rss_mb"], out["anon_mb"] = _peak_rss_mb(), _anon_mb()
                 return out
             from nexus_tui.widgets.charts_panel import CHARTS, ChartsPanel
 
@@ -124,7 +136,7 @@ def child_open(root: Path, n: int, t_start: float) -> None:
                 await pilot.pause(0.01)
             await pilot.pause()  # the frame that renders those specs
             out["open_s"] = time.time() - t_start
-            out["rss_mb"] = _peak_rss_mb()
+            out["rss_mb"], out["anon_mb"] = _peak_rss_mb(), _anon_mb()
             # Redraw: a live run's 5 new records between frames, then redraw + render of the 4 charts.
             from nexus_tui.themes import palette_for
             from nexus_tui.widgets.chart import MetricChart
@@ -261,10 +273,12 @@ def main() -> None:
     empty.mkdir(parents=True, exist_ok=True)
     base = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     base_rss = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; empty app: first frame "
-          f"{base.get('first_frame_s', float('nan')):.2f}s / {base_rss.get('first_frame_s', float('nan')):.2f}s")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"empty app: first frame {base.get('first_frame_s', float('nan')):.2f}s / "
+          f"{base_rss.get('first_frame_s', float('nan')):.2f}s, peak RSS {base_rss.get('rss_mb', float('nan')):.0f} MB, "
+          f"private {base_rss.get('anon_mb', float('nan')):.0f} MB")
     print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
-          f"{'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
+          f"{'private':>12} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
     for n in sizes:
         root = args.dir / f"runs-{n}"
         write_run(root / f"run{n}", n)
@@ -285,7 +299,8 @@ def main() -> None:
         tb_s = f"{tb['tb_s']:>7.2f}s" if "tb_s" in tb else f"{'-':>8}"
         ratio = f"{tb['tb_s'] / warm['open_s']:>8.1f}x" if "tb_s" in tb else f"{'-':>9}"
         print(f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
-              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}",
+              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {cold['anon_mb']:>4.0f}/{warm['anon_mb']:>4.0f} MB "
+              f"{warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}  (load {os.getloadavg()[0]:.1f})",
               flush=True)
         if ingest and not ingest.get("ok", True):
             print(f"  ingest: {ingest}")

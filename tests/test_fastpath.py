@@ -436,3 +436,19 @@ def test_records_after_a_bulk_history_keep_one_set_of_x_columns(tmp_path: Path) 
     reference.ingest("r", None, [partial])
     assert_same(store, reference)
     assert len(series["ce"]) == 306 and len(series["gnorm"]) == 305
+
+
+def test_cached_pages_given_back_after_the_copy_still_read_true(tmp_path: Path, monkeypatch) -> None:
+    """The store copies a cached block, then its mapped pages are given back (madvise): the block
+    still reads the same numbers afterwards (the kernel reads the file pages again), as the cache's
+    extension after an append does."""
+    run = _folder(tmp_path, 3000)
+    _read_history(run, 1, monkeypatch)
+    pieces, _ = colcache.load(run)
+    blocks = [p for p in pieces if isinstance(p, MetricBlock)]
+    assert blocks and all(b.release is not None for b in blocks)
+    before = [b.values["ce"].copy() for b in blocks]
+    store = MetricStore()
+    store.ingest_batch("r", run, pieces)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    assert all(np.array_equal(b.values["ce"], v, equal_nan=True) for b, v in zip(blocks, before, strict=True))

@@ -6,6 +6,7 @@ path (bulk.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,8 @@ class MetricBlock:
     values: dict[str, np.ndarray]
     present: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    release: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    """Called once the store has copied the block (colcache: give the mapped pages back)."""
 
     def __len__(self) -> int:
         return len(self.step)

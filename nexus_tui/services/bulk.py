@@ -39,6 +39,8 @@ def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pie
         if isinstance(piece, MetricBlock):
             if len(piece):
                 changed |= ingest_block(store, name, run_dir, piece)
+            if piece.release is not None:
+                piece.release()
         elif piece:
             changed |= store.ingest(name, run_dir, piece)
     return changed
