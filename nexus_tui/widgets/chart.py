@@ -147,10 +147,10 @@ class MetricChart(PlotextPlot):
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
-        if live and self._drawn_dots is not None and self._same_as_drawn(spec):
-            return  # the new points land on the dots drawn: nothing on screen would change
         wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
         if wait <= 0:
+            if live and self._drawn_dots is not None and self._same_as_drawn(spec):
+                return  # the new points land on the dots drawn: nothing on screen would change
             self.refresh()
         elif not self._waiting:
             self._waiting = True
