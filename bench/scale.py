@@ -6,8 +6,8 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
 
 - open: seconds from the interpreter starting (as when a person types `nexus`) to *complete charts*
   in the real app driven headless by `App.run_test()`. Complete means: the run is in the table with
-  its final state, and each of the four charts has been handed (and then rendered) a curve of this
-  run whose last x is step N. Run twice: "cold" with no columnar cache beside the run (the open
+  its final state, and each of the four charts has been handed a curve of this run whose last x is
+  step N and has drawn it (a chart waiting for its next live slot is not complete). Run twice: "cold" with no columnar cache beside the run (the open
   builds it), then "warm" with it.
 - peak RSS of that app process (ru_maxrss), and its growth over an empty app; "private": its
   RssAnon at complete charts (memory it holds, without file pages of the cache it mapped).
@@ -123,9 +123,12 @@ def child_open(root: Path, n: int, t_start: float) -> None:
                 if run is None or run.state != "finished" or getattr(run, "loading", None) is not None:
                     return False
                 for key in keys:
-                    curves = panel.chart(key).spec.curves
-                    if not any(len(c.xs) and c.xs[-1] == n for c in curves):
+                    chart = panel.chart(key)
+                    if not any(len(c.xs) and c.xs[-1] == n for c in chart.spec.curves):
                         return False
+                    if hasattr(chart, "_chart_built") and (chart._chart_built is None
+                                                           or chart._chart_built[0] != chart._chart_sig):
+                        return False  # handed to the chart but not drawn yet (waiting for a live slot)
                 return True
 
             deadline = time.time() + 900

@@ -189,6 +189,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces, event.loading)
         if set_loading(self.store, event.run_name, event.run_dir, event.loading):
             changed.add("state")
+            if event.loading is None:  # a history just finished loading: draw it now, not in a live slot
+                self._view_changed = True
         if changed:
             self._dirty = True
             self._show_new(event.run_name)

@@ -31,6 +31,7 @@ from nexus_tui.services.chart_summary import Forecasts, is_starting, loss_differ
 from nexus_tui.services.curves import CurveCache
 from nexus_tui.services.settings import Settings
 from nexus_tui.themes import ChartPalette
+from nexus_tui.widgets import chart as chart_widget
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 from nexus_tui.widgets.chart_view import ChartView
 from nexus_tui.widgets.inspect import readout
@@ -68,6 +69,7 @@ class ChartsPanel(ChartView, Vertical):
         """The run summary / forecast line as last drawn."""
         self._summary = Forecasts()
         self._summary_throttle = Throttle(self)
+        self._live_throttle = Throttle(self, chart_widget.LIVE_REBUILD_S)
         self._cache = CurveCache()
         self.x_view: tuple[float, float] | None = None
         """The zoomed x window shared by all charts (None: the whole window of data)."""
@@ -189,7 +191,11 @@ class ChartsPanel(ChartView, Vertical):
 
     def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool = False) -> None:
         """Redraw all charts for these runs (colours from each run's index in `palette`). `live`: only
-        new records arrived, so a chart rebuilt less than LIVE_REBUILD_S ago waits for its next slot."""
+        new records arrived: the charts are rebuilt at most every LIVE_REBUILD_S, so their specs are
+        worked out no more often either (the newest call waits for the slot)."""
+        self._live_throttle(lambda: self._redraw(store, names, palette, live), live=live)
+
+    def _redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool) -> None:
         self._last = (store, list(names), palette)
         runs = [r for r in (store.get(n) for n in names) if r is not None]
         self.extent = self._extent(runs)
