@@ -250,6 +250,7 @@ async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart(monkeypatch) 
     from nexus_tui.widgets.chart import MetricChart
 
     monkeypatch.setattr(chart_module, "LIVE_REBUILD_S", 0.0)  # no rate limit: only the picture decides
+    monkeypatch.setattr(chart_module, "LIVE_BUILD_SHARE", 1e9)
 
     store = MetricStore()
     store.ingest("long", None, records("long", 20_000, total=40_000))
@@ -281,3 +282,26 @@ async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart(monkeypatch) 
         while gnorm.builds == built[charts.index(gnorm)] and time.monotonic() < deadline:
             await pilot.pause(0.1)
         assert gnorm.builds > built[charts.index(gnorm)]
+
+
+async def test_a_slow_chart_is_rebuilt_live_less_often_but_at_once_for_a_person() -> None:
+    """Live rebuilds wait in proportion to what a build costs (a share of a core), never less than
+    LIVE_REBUILD_S; a redraw a person asked for (not live) is drawn at once."""
+    from nexus_tui.widgets import chart as chart_module
+
+    store = MetricStore()
+    store.ingest("a", None, records("a", 300, total=400))
+    panel = ChartsPanel(Settings())
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["a"], PALETTE)
+        await pilot.pause()
+        chart = panel.chart("loss")
+        assert chart.builds == 1 and chart._build_cost is not None and chart._build_cost > 0
+        assert chart.live_interval == max(chart_module.LIVE_REBUILD_S, chart._build_cost / chart_module.LIVE_BUILD_SHARE)
+        chart._build_cost = 1.0  # as if a build took a second here: the next live one waits 200 s
+        assert chart.live_interval == 1.0 / chart_module.LIVE_BUILD_SHARE
+        settings_changed = panel.options
+        settings_changed.ema = 0.5
+        panel.redraw(store, ["a"], PALETTE)  # a person changed the EMA: drawn at once
+        await pilot.pause()
+        assert chart.builds == 2

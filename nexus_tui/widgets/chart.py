@@ -29,6 +29,10 @@ from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
 tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
+LIVE_BUILD_SHARE = 0.005
+"""...and its live rebuilds take at most this share of a core: a build that took t s waits
+t / LIVE_BUILD_SHARE before the next live one (8 ms: 2 s; 25 ms, a loaded 2-core box: 5 s). Four
+charts then cost about 2% of a core however slow the machine; what a person does redraws at once."""
 
 
 @dataclass
@@ -119,6 +123,8 @@ class MetricChart(PlotextPlot):
         self._chart_margin = (8, 1)
         self._chart_drag: int | None = None
         self._last_build = 0.0
+        self._build_cost: float | None = None
+        """Seconds a build takes here (a running mean of the last few), for the live interval."""
         self._waiting = False
         self._drawn_dots: tuple | None = None
         """The last build's `screen_signature`: a live spec with the same one is not rebuilt."""
@@ -140,14 +146,14 @@ class MetricChart(PlotextPlot):
 
     def show(self, spec: ChartSpec, live: bool = False) -> None:
         """Draw `spec` on the next refresh, if it differs from what is shown. `live` (new records
-        only): at most one build per LIVE_REBUILD_S, the latest spec drawn when the slot comes."""
+        only): at most one build per `live_interval`, the latest spec drawn when the slot comes."""
         signature = spec.signature()
         self.spec = spec
         if signature == self._chart_sig:
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
-        wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
+        wait = self._last_build + self.live_interval - time.monotonic() if live else 0.0
         if wait <= 0:
             if live and self._drawn_dots is not None and self._same_as_drawn(spec):
                 return  # the new points land on the dots drawn: nothing on screen would change
@@ -155,6 +161,11 @@ class MetricChart(PlotextPlot):
         elif not self._waiting:
             self._waiting = True
             self.set_timer(wait, self._slot)
+
+    @property
+    def live_interval(self) -> float:
+        """Seconds between live rebuilds: LIVE_REBUILD_S, longer where builds are slow (LIVE_BUILD_SHARE)."""
+        return max(LIVE_REBUILD_S, (self._build_cost or 0.0) / LIVE_BUILD_SHARE)
 
     def _slot(self) -> None:
         self._waiting = False
@@ -169,11 +180,14 @@ class MetricChart(PlotextPlot):
             # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
         if key != self._chart_built or self._chart_render is None:
+            started = time.perf_counter()
             self._drawn_dots = self._dots(self.spec)
             self._plot_spec(self.spec)
             self._chart_render = super().render()
             self._chart_built = key
             self.builds += 1
+            cost = time.perf_counter() - started
+            self._build_cost = cost if self._build_cost is None else (self._build_cost + cost) / 2
             self._last_build = time.monotonic()
         return self._chart_render
 
