@@ -305,3 +305,18 @@ async def test_a_slow_chart_is_rebuilt_live_less_often_but_at_once_for_a_person(
         panel.redraw(store, ["a"], PALETTE)  # a person changed the EMA: drawn at once
         await pilot.pause()
         assert chart.builds == 2
+
+
+async def test_a_state_change_reaches_the_table_at_once_even_live() -> None:
+    """Numbers wait for their slot; a run that stopped, crashed or finished is news: never held back."""
+    store = MetricStore()
+    store.ingest("alpha", None, records("alpha", 10, total=1000))
+    table = RunTable()
+    async with Host(table).run_test(size=(120, 20)) as pilot:
+        table.show_runs(store.runs(), PALETTE)
+        await pilot.pause()
+        table.show_runs(store.runs(), PALETTE, live=True)  # takes the live slot
+        store.ingest("alpha", None, [{"type": "state", "seq": 500, "time": 3000.0, "state": "finished",
+                                      "step": 10, "reason": "done"}])
+        table.show_runs(store.runs(), PALETTE, live=True)
+        assert str(table.get_cell("alpha", "state")).startswith("finished")

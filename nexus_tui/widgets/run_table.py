@@ -63,6 +63,10 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     ]
 
 
+URGENT = ("name", "model", "device", "state")
+"""Columns whose change is news (a run stopped, crashed, finished): drawn at once, never held back."""
+
+
 class RunTable(DataTable):
     """Every run the app knows of. Space marks runs: the charts show the marked runs, or the
     highlighted one when none is marked."""
@@ -163,10 +167,15 @@ class RunTable(DataTable):
         """Add new runs, update the cells of known ones (cursor stays where it is). `live`: only
         records arrived, so the cells of known runs change at most once a second (throttle.py)."""
         runs = list(runs)
-        if live and self._palette is palette and all(run.name in self._runs for run in runs):
-            self._throttle(lambda: self._show(runs, palette), live=True)
-        else:
-            self._throttle(lambda: self._show(runs, palette), live=False)
+        routine = live and self._palette is palette and all(run.name in self._runs for run in runs)
+        if routine:  # a state, a name, a model or a device that changed is shown at once
+            for run in runs:
+                cells = dict(zip((key for key, _ in COLUMNS), row_cells(run, palette, run.name in self.marked),
+                                 strict=True))
+                if any(key in self._shown and self._drawn.get((run.name, key)) != cells[key] for key in URGENT):
+                    routine = False
+                    break
+        self._throttle(lambda: self._show(runs, palette), live=routine)
 
     def _show(self, runs: list[RunView], palette: ChartPalette) -> None:
         self._palette = palette
