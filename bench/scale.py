@@ -20,6 +20,7 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
   EventAccumulator as TensorBoard does (default size guidance), as the peer ratio.
 
 Run: python bench/scale.py [--sizes 10000 100000 1000000] [--huge] [--no-tb] [--dir /tmp/nexus-scale]
+     [--code /path/to/other/checkout]  (its nexus_tui, measured by this script: before/after)
 (--huge adds 1e7 steps: writing it takes minutes, once.)
 """
 
@@ -48,7 +49,7 @@ def metric_fields(step: int) -> dict:
 
 def write_run(run_dir: Path, n: int) -> None:
     """A finished run of n steps, written as the engine writes it."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_core.protocol import RecordWriter, write_status
 
     done = run_dir / ".bench-complete"
@@ -101,7 +102,7 @@ def child_open(root: Path, n: int, t_start: float) -> None:
     import asyncio
     import statistics
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_tui.app import make_app
 
     async def go() -> dict:
@@ -169,7 +170,7 @@ def child_ingest(path: Path, n: int) -> None:
     """Records/s from a real pipe into a MetricStore through the supervisor's pipe reader."""
     import threading
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_tui.services import engine_io
     from nexus_tui.services.store import MetricStore
 
@@ -251,6 +252,7 @@ def main() -> None:
     ap.add_argument("--no-tb", action="store_true", help="skip the TensorBoard peer")
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/nexus-scale"))
+    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -271,7 +273,10 @@ def main() -> None:
         except ImportError:
             tb_ok = False
             print("tensorboard not importable: no peer column (pip install tensorboard)")
-    env = {**os.environ, "XDG_CONFIG_HOME": str(args.dir / "config"), "PYTHONPATH": str(ROOT)}
+    code = str(args.code.resolve())
+    env = {**os.environ, "XDG_CONFIG_HOME": str(args.dir / "config"), "PYTHONPATH": code, "NEXUS_BENCH_CODE": code,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    print(f"code from {code}")
     empty = args.dir / "empty"
     empty.mkdir(parents=True, exist_ok=True)
     base = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
