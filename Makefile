@@ -21,11 +21,10 @@ demo: setup
 test: setup compat
 	$(PY) -m pytest -q
 
-# The inner loop: unit tests only (no engines, no processes, no app), seconds in all.
-FAST_TESTS = tests/test_protocol.py tests/test_state.py tests/test_store.py tests/test_schedule.py \
-	tests/test_config.py tests/test_downsample.py tests/test_curves.py tests/test_forecast.py tests/test_layers.py
+# The inner loop: tests/unit only (no engines, no child processes, no app), well under a minute.
+# tests/integration (real engines, processes, signals) and tests/ui (Pilot, snapshots) run in `make test`.
 test-fast: setup
-	$(PY) -m pytest -q -p no:randomly $(FAST_TESTS)
+	$(PY) -m pytest -q -p no:randomly tests/unit
 
 bench: setup
 	$(PY) bench/engine_speed.py

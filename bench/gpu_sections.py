@@ -84,7 +84,7 @@ def train_configs(ctx: Context) -> list[tuple[str, str, list[str], int, bool]]:
     if not ctx.cuda:
         return [("tiny", "tiny", [], 40, False),
                 ("hybrid-tiny (chunk 1)", "hybrid-tiny", [], 30, False)]
-    gpu_hybrid = ["--set", "model.ssm_chunk=32", "--set", "model.ssm_state=16"]
+    gpu_hybrid = ["--set", "model.hybrid.ssm_chunk=32", "--set", "model.hybrid.ssm_state=16"]
     base = [("gpt-6m", "gpt-6m", CORPUS, 300), ("gpt-70m", "gpt-70m", CORPUS, 200),
             ("hybrid-6m (chunk 32)", "hybrid-6m", [*CORPUS, *gpu_hybrid], 150)]
     return [(label, p, a, s, False) for label, p, a, s in base] + [(label, p, a, s, True) for label, p, a, s in base]

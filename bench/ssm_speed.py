@@ -56,7 +56,7 @@ def preset_figures(name: str, overrides: dict[str, int] | None = None) -> float:
     cfg = load_preset(name)
     cfg.model.vocab_size = 256
     for k, v in (overrides or {}).items():
-        setattr(cfg.model, k, v)
+        setattr(cfg.model.hybrid, k, v)
     torch.manual_seed(0)
     model = build_model(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -39,7 +39,9 @@ from nexus_core.checkpoints import (  # the torch-free readers live in the core;
     resolve_checkpoint,  # noqa: F401 - re-exported for older callers
     step_name,
 )
+from nexus_core.config import flatten
 from nexus_core.errors import CheckpointError
+from nexus_core.families import migrate
 from nexus_core.protocol import UnsafeFileError, open_regular, pid_alive
 
 if TYPE_CHECKING:
@@ -51,13 +53,13 @@ _STRUCTURAL = ("data.tokenizer", "data.bpe_vocab", "optim.name", "optim.fallback
 
 
 def config_mismatches(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """'section.key: checkpoint X, config Y' for each structural setting that differs."""
-    keys = [f"model.{k}" for k in sorted(set(saved.get("model", {})) | set(current.get("model", {})))]
-    keys += list(_STRUCTURAL)
+    """'section.key: checkpoint X, config Y' for each structural setting that differs (every model key,
+    its family's table included). A checkpoint written before the family tables compares migrated."""
+    old, new = flatten(migrate(saved)), flatten(migrate(current))
+    keys = sorted(k for k in set(old) | set(new) if k.startswith("model.")) + list(_STRUCTURAL)
     out = []
     for key in keys:
-        section, name = key.split(".", 1)
-        a, b = saved.get(section, {}).get(name), current.get(section, {}).get(name)
+        a, b = old.get(key), new.get(key)
         if key == "model.vocab_size" and 0 in (a, b):
             continue  # 0 = "from the tokenizer": the weights' shapes catch a real difference
         if a != b:

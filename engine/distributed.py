@@ -112,7 +112,9 @@ class Dist:
         stop, paused, new_schedule = flags.tolist()
         if stop and not trainer.stop_reason:
             rank, signum = divmod(stop, 256)
-            trainer.stop_reason = f"{signal.Signals(signum).name if signum else 'stop'} on rank {rank - 1}"
+            name = signal.Signals(signum).name if signum else ""
+            trainer.stop_reason = f"{name or 'stop'} on rank {rank - 1}"
+            trainer.stop_signal = name  # a signal's stop ends the run `killed` on every rank alike
         if new_schedule:
             box = [schedule]
             dist.broadcast_object_list(box, src=0, device=self.device)
@@ -242,26 +244,33 @@ def _buckets(tensors: list[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
 class SilentReporter(Reporter):
     """A Reporter that says nothing: only rank 0 writes records, the status file and log lines.
 
-    Every Reporter method ends in `emit`, `status` or `_print`, silenced here; any other attribute
-    (a flag such as `disk_error`) reads None, so nothing rank 0 alone may decide starts on this rank.
+    Every Reporter method ends in `emit` or `_print`, silenced here, and no disk error is ever seen,
+    so nothing rank 0 alone may decide starts on this rank.
     """
 
-    def __init__(self) -> None:  # no RecordWriter: this rank opens no file and no pipe
-        self._status: dict[str, Any] = {}
-        self._status_at = self._printed_at = 0.0
-        self.disk_error: str | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return None
+    def __init__(self) -> None:  # no writer: this rank opens no file and no pipe
+        self.checkpoint_error: str | None = None
+        self._printed_at = 0.0
 
     def emit(self, record_type: str, /, **fields: Any) -> dict[str, Any]:
         return {"type": record_type, **fields}
 
-    def status(self, force: bool = False, **changes: Any) -> None:
-        pass
-
     @staticmethod
     def _print(line: str) -> None:
+        pass
+
+    @property
+    def disk_error(self) -> str | None:
+        return None
+
+    @property
+    def records_blocked(self) -> bool:
+        return False
+
+    def room_again(self) -> bool:
+        return False
+
+    def clear_disk_error(self) -> None:
         pass
 
     def close(self) -> None:

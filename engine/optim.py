@@ -196,3 +196,15 @@ def set_lr_multiplier(optimizer: torch.optim.Optimizer, mult: float) -> None:
     """Apply a schedule multiplier: every group's lr = its base_lr * mult."""
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * mult
+
+
+def group_grad_norms(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Each param group's gradient L2 norm, by the group's name ("adamw_decay", "muon", ...), as 0-d
+    tensors (never read here); groups with no gradient are left out. The norm of these norms is the
+    total grad norm, so the trainer clips with it instead of computing every gradient's norm twice."""
+    out: dict[str, torch.Tensor] = {}
+    for i, group in enumerate(optimizer.param_groups):
+        grads = [p.grad for p in group["params"] if p.grad is not None]
+        if grads:
+            out[str(group.get("name", f"group{i}"))] = torch.nn.utils.get_total_norm(grads)
+    return out

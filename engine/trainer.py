@@ -1,13 +1,19 @@
 """The training loop: build everything from a Config, then step, report, and obey commands.
 
 Read `Trainer.run` top to bottom: it is the whole life of a run. Everything else is one job each:
-`_train_step` (grad accumulation, clip, LR, update), `evaluate`, `_sample`, `save`, and the steering
-methods the control socket calls between steps (pause, ramp, generate, stop).
+`_train_step` (engine/stepping.py: grad accumulation, clip, LR, update, the metric record),
+`evaluate`, `_sample`, `save` (engine/sidework.py), and here the steering methods the control socket
+calls between steps (pause, ramp, generate, stop). Records go through `engine/report.py` to the
+reporter's writer thread (nexus/writer.py), the same writer every reported run uses.
+
+How a run ends, in its last state record: `finished` (its total), `stopped` (a stop command,
+--stop-at, a signal before the first step), `killed` (SIGTERM/SIGINT while training: the step is
+finished and checkpointed first, then the process exits 0), `failed` (an exception in the loop, with its one-line message; out of memory says what to
+change); `crashed` is for readers to conclude when a process ends without a word (SIGKILL).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import signal
@@ -24,28 +30,22 @@ import torch
 
 from engine import checkpoint as ckpt
 from engine import distributed
-from engine.data import contiguous_streams, eval_batches, get_batch, load_corpus
-from engine.device import (
-    autocast,
-    autocast_dtype,
-    describe,
-    memory_bytes,
-    preserved_rng,
-    use_deterministic_kernels,
-)
+from engine.data import eval_batches, load_corpus
+from engine.device import autocast_dtype, describe, use_deterministic_kernels
 from engine.guard import check_causality
-from engine.models import LanguageModel, build_model
-from engine.optim import build_optimizer, set_lr_multiplier
-from engine.report import HealthWatch, SkipTally, is_disk_full, is_oom
-from engine.sampling import generate
+from engine.health import HealthWatch, SkipTally, is_oom
+from engine.models import build_model
+from engine.optim import build_optimizer
+from engine.sidework import SideWork, held_out_ce
+from engine.stepping import MAX_ROLLBACKS, Stepping
+from nexus.ending import one_line
 from nexus_core import protocol as P
 from nexus_core.config import Config
-from nexus_core.errors import CheckpointError, ConfigError
+from nexus_core.errors import ConfigError
 from nexus_core.schedule import Schedule
 from nexus_core.units import as_num
 
-MAX_ROLLBACKS = 5
-"""nan_policy=rollback halves the LR each time; after this many it pauses for a person instead."""
+__all__ = ["MAX_ROLLBACKS", "ResumeSpec", "Trainer", "held_out_ce"]
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ResumeSpec:
     ramp_steps: int = 0
 
 
-class Trainer:
+class Trainer(Stepping, SideWork):
     """One run in one process. Build with a validated Config; `run()` returns the exit code."""
 
     def __init__(self, cfg: Config, run_dir: str | Path, pipe_fd: int | None = None,
@@ -74,6 +74,8 @@ class Trainer:
         self.paused_for_disk = False
         """Paused because records could not be written: it goes on by itself once they can."""
         self.stop_reason = ""
+        self.stop_signal = ""
+        """The signal that asked for the stop (SIGTERM, SIGINT; under torchrun, any rank's): the run ends `killed`."""
         self.state = P.STARTING
         self.started = time.monotonic()
         self.health = HealthWatch()
@@ -134,6 +136,8 @@ class Trainer:
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len * self.dist.world  # global
         self.stateful = bool(getattr(self.model, "wants_streams", False))  # carried state: contiguous streams
+        self.first_step = self.step
+        """Where this process started training (0, or the resumed step)."""
         self._eval_data = eval_batches(self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches,
                                        t.seed, self.device)
 
@@ -181,10 +185,10 @@ class Trainer:
                 print(f"error: {last}", file=sys.stderr, flush=True)
             else:
                 traceback.print_exc()
-                kind, last = "crash", traceback.format_exception_only(type(e), e)[-1].strip()
+                kind, last = "crash", one_line(e)
             self.report.log(last, level="error")
             self.report.alert(kind, self.step, last)
-            self.report.state(P.CRASHED, self.step, reason=last, exit_code=1)
+            self.report.state(P.FAILED, self.step, reason=last, exit_code=1)  # as a reported run's exception
             return 1
         finally:
             self._restore_signals()
@@ -217,8 +221,7 @@ class Trainer:
             while self.paused and not self.stop_reason:
                 if self.paused_for_disk and self.dist.is_main and self.report.room_again():  # paused on a full disk: room is back
                     self.unpause("there is room to write again")  # before the poll, which shares it
-                self.controller.poll(self, 0.1)
-                self.report.status()  # keeps `updated` fresh: a paused run is alive
+                self.controller.poll(self, 0.1)  # the writer keeps the status fresh meanwhile: alive
             if self.stop_reason:
                 return self._stop(self.stop_reason)
             if not self._train_step():
@@ -240,155 +243,16 @@ class Trainer:
         return 0
 
     def _stop(self, reason: str) -> int:
+        """End early with a checkpoint: `killed` when a signal ended training (the reporter's word for
+        it; the process still exits 0, nothing was lost), else `stopped`. A signal that came before
+        the first step (the dashboard's stop for an engine not listening yet is a SIGTERM) stopped a
+        run that had not trained: `stopped`, as a reader says of one that died of it then."""
         self._save_if_new(reason)
-        self._set_state(P.STOPPED, reason, exit_code=0)
+        if self.stop_signal and self.step == self.first_step:
+            reason = f"{reason} before training started"
+        killed = self.stop_signal and self.step > self.first_step
+        self._set_state(P.KILLED if killed else P.STOPPED, reason, exit_code=0)
         return 0
-
-    # -- one step --------------------------------------------------------------------------------
-
-    def _train_step(self) -> bool:
-        """One optimizer step over grad_accum micro-batches; False when it was not taken (NaN)."""
-        t, seq_len = self.cfg.train, self.cfg.model.seq_len
-        t0 = time.perf_counter()
-        self.model.train()
-        lr = self._lr()
-        set_lr_multiplier(self.optimizer, self._multiplier())
-        loss_sum = torch.zeros((), device=self.device)
-        ce_sum = torch.zeros((), device=self.device)
-        for i in range(t.grad_accum):
-            position = self.step * t.grad_accum + i
-            if self.stateful:
-                x, y = contiguous_streams(self.corpus.train, t.batch_size, seq_len, position, self.device,
-                                          rank=self.dist.rank, world=self.dist.world)
-            else:
-                x, y = get_batch(self.corpus.train, t.batch_size, seq_len, t.seed, position, self.device,
-                                 rank=self.dist.rank, world=self.dist.world)
-            with autocast(self.device, self.amp):
-                out = self.forward(x, y, t.label_smoothing)
-            (out.loss / t.grad_accum).backward()
-            loss_sum += out.loss.detach().float()
-            ce_sum += out.ce.detach().float()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        self.dist.average([p.grad for p in params], loss_sum, ce_sum)  # global means under torchrun
-        if self.cfg.optim.grad_clip > 0:
-            gnorm_t = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.grad_clip)
-        else:
-            gnorm_t = torch.nn.utils.get_total_norm([p.grad for p in params])
-        loss, ce, gnorm = (loss_sum / t.grad_accum).item(), (ce_sum / t.grad_accum).item(), float(gnorm_t)
-        if not (math.isfinite(loss) and math.isfinite(gnorm)):
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._on_nan(loss, gnorm)
-        with self.model.hold_gradients(self.step + 1):  # slow levels of nested models skip this step
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.tokens += self.tokens_per_step
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        step_s = time.perf_counter() - t0
-        self.report.metric(step=self.step, tokens=self.tokens, loss=loss, ce=ce, lr=lr, gnorm=gnorm,
-                           tok_s=self.tokens_per_step / step_s, step_s=step_s,
-                           mem=memory_bytes(self.device, self._process))
-        for kind, text in self.health.check(self.step, loss, gnorm):
-            self.report.alert(kind, self.step, text)
-        return True
-
-    def _multiplier(self, step: int | None = None) -> float:
-        return self.schedule.multiplier(self.step if step is None else step) * self.lr_scale
-
-    def _lr(self) -> float:
-        """The peak-group LR the next step uses (what the records, ramps and checkpoints speak in)."""
-        return self.cfg.optim.lr * self._multiplier()
-
-    def _on_nan(self, loss: float, gnorm: float) -> bool:
-        """A NaN/inf loss or grad norm: the update was not applied; follow train.nan_policy."""
-        policy = self.cfg.train.nan_policy
-        text = f"non-finite loss {loss} / grad norm {gnorm} at step {self.step + 1}; nan_policy={policy}"
-        if policy == "skip":
-            said = self.skips.skipped(self.step + 1, text)
-            if said is not None:
-                self.report.alert("nan", self.step + 1, said)
-            self.step += 1  # move past the batch that broke; the weights are untouched
-            self.tokens += self.tokens_per_step
-            return False
-        self.report.alert("nan", self.step + 1, text)
-        if policy == "rollback" and self.rollbacks < MAX_ROLLBACKS and ckpt.list_checkpoints(self.run_dir):
-            self.rollbacks += 1
-            path = ckpt.resolve_checkpoint(self.run_dir)
-            meta = ckpt.load_checkpoint(path, self.model, self.optimizer)
-            self.step, self.tokens = int(meta["step"]), int(meta["tokens"])
-            self.schedule = Schedule.from_dict(meta["schedule"])
-            self.lr_scale = float(meta.get("lr_scale", 1.0)) * 0.5 ** self.rollbacks
-            self.report.log(f"rolled back to {path.name}; LR scale now {self.lr_scale:g}", level="warning")
-            return False
-        self.pause(f"paused on a non-finite loss at step {self.step + 1}: lower the LR (ramp) or resume")
-        return False
-
-    # -- side work between steps -----------------------------------------------------------------
-
-    def evaluate(self) -> float:
-        """Held-out pure CE (no label smoothing, no MTP) on the same batches every time."""
-        if not self.dist.is_main:  # the weights are the same on every rank: rank 0 alone evaluates
-            return math.nan
-        val_loss = held_out_ce(self.model, self._eval_data, self.device, self.amp)
-        best = math.isfinite(val_loss) and val_loss < self.best_val_loss
-        if best:
-            self.best_val_loss = val_loss
-        self.last_eval = (self.step, val_loss)
-        self.report.eval(step=self.step, tokens=self.tokens, val_loss=val_loss,
-                         val_ppl=math.exp(min(val_loss, 700.0)) if math.isfinite(val_loss) else val_loss, best=best)
-        return val_loss
-
-    def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int, requested: bool) -> None:
-        if not self.dist.is_main:
-            return
-        with preserved_rng(self.device):
-            text = generate(self.model, self.corpus.tokenizer, prompt, tokens, temperature, top_k,
-                            self.device, seed=self.cfg.train.seed + self.step)
-        self.report.sample(step=self.step, prompt=prompt, text=text, requested=requested)
-
-    def save(self, reason: str, final: bool = False) -> Path:
-        """Checkpoint now; it is `best` when this step's eval set the best val loss. A `final` one
-        (stop, end of run) leaves the state at checkpointing for the closing state record."""
-        if not self.dist.is_main:  # rank 0 writes the one checkpoint of the run
-            return ckpt.checkpoints_root(self.run_dir) / ckpt.step_name(self.step)
-        before = self.state
-        self._set_state(P.CHECKPOINTING, reason)
-        val = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else None
-        best = val is not None and val == self.best_val_loss
-        meta = {
-            "step": self.step, "tokens": self.tokens, "schedule": self.schedule.to_dict(),
-            "data_position": self.step * self.cfg.train.grad_accum, "val_loss": as_num(val),
-            "best_val_loss": as_num(self.best_val_loss), "lr": self._lr(), "lr_scale": self.lr_scale,
-            "config": self.cfg.to_dict(), "tokenizer": self.corpus.tokenizer.kind, "params": self.model.num_params(),
-            "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
-            "torch": torch.__version__, "device": str(self.device), "world_size": self.dist.world,
-        }
-        try:
-            path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
-                                              keep_last=self.cfg.train.keep_last)
-        except OSError as e:  # disk full, folder gone: the run itself is fine, keep it going
-            self.report.alert("disk", self.step, f"checkpoint at step {self.step} failed: {e}")
-            if is_disk_full(e):  # no room: pause (below) rather than train on with nothing saved
-                self.report.disk_error = self.report.disk_error or f"checkpoint failed: {e.strerror or e}"
-            if not final:
-                self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
-            raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
-        rel = str(path.relative_to(self.run_dir))
-        self.report.ckpt(step=self.step, path=rel, best=best, val_loss=as_num(val))
-        if not final:
-            self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
-        return path
-
-    def _save_if_new(self, reason: str) -> None:
-        latest = ckpt.checkpoints_root(self.run_dir) / ckpt.LATEST
-        if not (latest.is_symlink() and latest.resolve().name == ckpt.step_name(self.step)):
-            self._save_quietly(reason, final=True)
-
-    def _save_quietly(self, reason: str, final: bool = False) -> None:
-        """A checkpoint the loop wants but can live without: a failure is an alert, not the end."""
-        with contextlib.suppress(CheckpointError):
-            self.save(reason, final)
 
     # -- steering (called by the Controller between steps) ---------------------------------------
 
@@ -398,7 +262,7 @@ class Trainer:
             self._set_state(P.PAUSED, reason)
 
     def unpause(self, reason: str) -> None:
-        self.report.disk_error = None  # the person says there is room again; a new failure pauses again
+        self.report.clear_disk_error()  # the person says there is room again; a new failure pauses again
         self.paused_for_disk = False
         if self.paused:
             self.paused = False
@@ -453,31 +317,11 @@ class Trainer:
             signal.signal(s, h)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        self.request_stop(signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if not self.stop_reason:
+            self.stop_signal = name
+        self.request_stop(name)
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
         self.state = state
         self.report.state(state, self.step, reason, exit_code, total_steps=self.schedule.total_steps)
-
-
-def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                amp: torch.dtype | None) -> float:
-    """Mean pure next-token CE over `batches`, leaving the model's mode, carried state and the RNG
-    exactly as they were (an eval must not change what training does next)."""
-    carried = {k: v.clone() for k, v in model.state_tensors().items()}
-    was_training = model.training
-    model.eval()
-    model.reset_state()
-    total = 0.0
-    try:
-        with preserved_rng(device), torch.inference_mode():
-            for x, y in batches:
-                with autocast(device, amp):
-                    total += float(model(x, y).ce.float())
-    finally:
-        model.reset_state()
-        if carried:
-            model.load_state_tensors(carried)
-        model.train(was_training)
-    return total / len(batches)
-

@@ -13,6 +13,10 @@ The ramp itself: from the LR the last optimizer step used, linearly to `target_l
 optimizer steps (the scheduler's own movement is overridden meanwhile), then the scheduler's shape
 continues, scaled so it starts at the target: factor = target / scheduler's LR at the ramp's end.
 Several param groups keep their ratios to the peak group, which is the one the target names.
+
+Several processes (torch.distributed, `nexus/ranks.py`): each rank hooks its own optimizer. Rank 0's
+`held` control keeps a request for `take_request()` instead of starting it, and every rank then
+`begin()`s the same ramp, from the same start LR, at the same step, so the replicas stay identical.
 """
 
 from __future__ import annotations
@@ -36,8 +40,11 @@ class LRControl:
         self.active = False
         """A ramp was requested: the optimizer's LR is no longer the scheduler's."""
         self.steps = 0
+        self.held = False
+        """Requests wait for `take_request()` (rank 0 of several) instead of starting at the next step."""
         self._lock = threading.Lock()
-        self._pending: tuple[float, int] | None = None
+        self._pending: tuple[float, int, float | None] | None = None  # target, steps, start (None: ours)
+        self._requested: tuple[float, int] | None = None
         self._ramp: tuple[float, float, int, int] | None = None  # start, target, steps, done
         self._saved: list[float] = []
         self._ratios: list[float] = [1.0] * len(groups)
@@ -46,9 +53,27 @@ class LRControl:
     def request(self, target_lr: float, ramp_steps: int) -> str:
         """Ask for a ramp; returns the sentence the control reply carries."""
         with self._lock:
-            self._pending = (float(target_lr), int(ramp_steps))
-        now = self.last_lr if self.last_lr is not None else self._scheduled_peak() * self.factor
-        return f"LR ramp from {now:.4g} to {target_lr:.4g} over {ramp_steps} steps, from the next optimizer step"
+            if self.held:
+                self._requested = (float(target_lr), int(ramp_steps))
+            else:
+                self._pending = (float(target_lr), int(ramp_steps), None)
+        where = "on every rank, after the next step end" if self.held else "from the next optimizer step"
+        return f"LR ramp from {self.current():.4g} to {target_lr:.4g} over {ramp_steps} steps, {where}"
+
+    def take_request(self) -> tuple[float, int] | None:
+        """The ramp asked for since the last call (held controls only): (target, steps), or None."""
+        with self._lock:
+            got, self._requested = self._requested, None
+        return got
+
+    def begin(self, target_lr: float, ramp_steps: int, start_lr: float) -> None:
+        """Start a ramp at the next optimizer step from `start_lr` (the same on every rank)."""
+        with self._lock:
+            self._pending = (float(target_lr), max(int(ramp_steps), 1), float(start_lr))
+
+    def current(self) -> float:
+        """The peak group's LR now: what the last step used, else what the next would use without a ramp."""
+        return self.last_lr if self.last_lr is not None else self._scheduled_peak() * self.factor
 
     def _scheduled_peak(self) -> float:
         return max(float(g["lr"]) for g in self.optimizer.param_groups)
@@ -63,7 +88,9 @@ class LRControl:
         with self._lock:
             pending, self._pending = self._pending, None
         if pending is not None:
-            start = self.last_lr if self.last_lr is not None else saved[ref] * self.factor
+            start = pending[2]
+            if start is None:
+                start = self.last_lr if self.last_lr is not None else saved[ref] * self.factor
             self._ramp = (start, pending[0], pending[1], 0)
             self.active = True
         if self._ramp is not None:

@@ -51,6 +51,8 @@ class Run(Steering):
         self._pending: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._lr: LRControl | None = None
+        self._idle: Callable[[], None] | None = None
+        """Called about once a second while paused (nexus/ranks.py keeps the other ranks' collective alive)."""
         self._steers = False
         self._ended = False
         self._state = P.STARTING
@@ -194,6 +196,8 @@ class Run(Steering):
             return
         self._control.arrived.wait(1.0)  # the writer keeps the status fresh meanwhile: paused, alive
         self._control.arrived.clear()
+        if self._idle is not None:
+            self._idle()
 
     def _done_step(self) -> int:
         return max(self._last_committed, 0)

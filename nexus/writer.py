@@ -2,9 +2,13 @@
 
 The training thread only appends plain dicts to a bounded deque (a few hundred nanoseconds, no lock,
 no syscall). This thread wakes every FLUSH_S, reads every tensor value of the batch in one go
-(`values.resolve`), and files the records through the protocol's one RecordWriter, then rewrites the
-status file. A slow disk slows only this thread; when the deque is full the training thread drops
-the record and counts it (`Writer.put`), and this thread turns the count into an alert.
+(`values.resolve`), and files the records through the protocol's one RecordWriter (`filing.py`: a
+full disk holds them in memory, in order, until there is room), then rewrites the status file. A
+slow disk slows only this thread; when the deque is full the training thread drops the record and
+counts it (`Writer.put`), and this thread turns the count into an alert.
+
+It is the engine's writer too (`engine/report.py` queues the engine's records here), so a run of the
+engine and a reported run are written by the same code.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus import values as V
+from nexus.filing import Filing, write_status
 from nexus_core import protocol as P
 from nexus_core.units import as_num
 
@@ -40,20 +45,21 @@ class Writer:
 
     `describe` is read on every flush: a (version, hello fields) pair the Run replaces whenever what
     the hello says changes (config, commands, device). A new version is filed as a fresh hello plus a
-    state record, so readers see the change without mistaking it for a new run."""
+    state record, so readers see the change without mistaking it for a new run. None: the caller
+    files its own hello and config.toml (the engine).
+
+    `disk_error` and `blocked` (filing.py) tell the training thread that records wait for room."""
 
     def __init__(self, run_dir: Path, status: dict[str, Any], pipe_fd: int | None = None,
                  capacity: int = CAPACITY, flush_s: float = FLUSH_S) -> None:
         self.run_dir = run_dir
-        self.records = P.RecordWriter(run_dir / P.METRICS_FILE, pipe_fd)
+        self.filing = Filing(run_dir / P.METRICS_FILE, pipe_fd)
         self.capacity = capacity
         self.flush_s = flush_s
         self.queue: deque[dict[str, Any]] = deque()
         self.dropped = 0
         """Records log() could not queue (the queue was full); written only by the training thread."""
-        self.lost = 0
-        """Records the disk refused (full, read-only): they reached the pipe, if any, not the file."""
-        self.describe: tuple[int, dict[str, Any]] = (0, {})
+        self.describe: tuple[int, dict[str, Any]] | None = (0, {})
         self.status = {"pid": os.getpid(), "state": P.STARTING, **status}
         self.last_values: dict[str, float] = {}
         self.best_val_loss: float | None = None
@@ -61,6 +67,7 @@ class Writer:
         self._said_dropped = 0
         self._dropped_alert_at = -math.inf
         self._status_at = -math.inf
+        self._status_error = False
         self._tokens: Any = None
         self._prev: tuple[float, int, float | None] | None = None
         """(time, step, tokens) of the last metric record, for step_s and tok_s."""
@@ -95,8 +102,26 @@ class Writer:
             self._loop()
         done = not self._thread.is_alive()
         if done:
-            self.records.close()
+            self.filing.close()
         return done
+
+    @property
+    def disk_error(self) -> str | None:
+        """Why records could not be filed (None: they could, or a person cleared it)."""
+        return self.filing.disk_error
+
+    def clear_disk_error(self) -> None:
+        self.filing.disk_error = None
+
+    @property
+    def blocked(self) -> bool:
+        """Records wait in memory for room on the disk."""
+        return self.filing.blocked
+
+    @property
+    def lost(self) -> int:
+        """Held records given up (the backlog's bound): they reached the pipe, if any, not the file."""
+        return self.filing.lost
 
     # -- the writer thread -----------------------------------------------------------------------
 
@@ -123,8 +148,8 @@ class Writer:
             else:
                 batch.append(item)
         self._resolve(batch)
+        self.filing.probe()  # records held for a full disk go first, once there is room
         self._maybe_hello()
-        state_changed = False
         for rec in batch:
             kind = rec["type"]
             if kind == P.METRIC:
@@ -132,14 +157,13 @@ class Writer:
             elif kind == P.EVAL:
                 self._note_eval(rec)
             elif kind == P.STATE:
-                self.status.update(state=rec["state"], step=rec.get("step", self.status.get("step", 0)))
-                state_changed = True
-                self._prev = None  # a pause is not a slow step
+                self._note_state(rec)
             self._file(rec)
+            if kind == P.STATE:
+                self._write_status()  # at once: a reader that saw the record finds it in the status too
         self._alert_drops()
-        now = time.monotonic()
-        if state_changed or now - self._status_at >= STATUS_EVERY_S:
-            self._write_status()
+        if time.monotonic() - self._status_at >= STATUS_EVERY_S:
+            self._write_status()  # also keeps `updated` fresh while the loop is paused: it is alive
 
     def _resolve(self, batch: list[dict[str, Any]]) -> None:
         """Replace every tensor in the batch by its value, one device read per batch."""
@@ -179,11 +203,27 @@ class Writer:
             self.status["tokens"] = self._tokens
         self._remember(rec)
 
+    def _note_state(self, rec: dict[str, Any]) -> None:
+        """The status says what the last state record says: state, step, why (a failed run's
+        exception, a killed run's signal) and, at the end, the exit code."""
+        self.status.update(state=rec["state"], step=rec.get("step", self.status.get("step", 0)),
+                           reason=str(rec.get("reason", ""))[:500])
+        if "exit_code" in rec:
+            self.status["exit_code"] = rec["exit_code"]
+        total = rec.get("total_steps")
+        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+            self.status["total_steps"] = total  # a ramp moved the end of the run
+        self._prev = None  # a pause is not a slow step
+
     def _note_eval(self, rec: dict[str, Any]) -> None:
         if "tokens" not in rec and self._tokens is not None:
             rec["tokens"] = self._tokens
         val = as_num(rec.get("val_loss"))
-        if val is not None:
+        if "best" in rec:  # the engine judges best itself (it knows the best before a resume)
+            if rec["best"] and val is not None:
+                self.best_val_loss = val
+                self.status["best_val_loss"] = val
+        elif val is not None:
             best = self.best_val_loss is None or val < self.best_val_loss
             rec["best"] = best
             if best:
@@ -197,6 +237,8 @@ class Writer:
                 self.last_values[key] = value
 
     def _maybe_hello(self) -> None:
+        if self.describe is None:  # the caller files its own hello
+            return
         version, fields = self.describe
         if version == self._hello_version:
             return
@@ -213,13 +255,7 @@ class Writer:
         self._write_status()
 
     def _file(self, rec: dict[str, Any]) -> None:
-        try:
-            self.records.write(rec)
-        except OSError as e:
-            self.lost += 1
-            if self.lost == 1:
-                print(f"nexus: cannot write {P.METRICS_FILE}: {e.strerror or e}; records are being lost",
-                      file=sys.stderr, flush=True)
+        self.filing.file(rec)
 
     def _alert_drops(self) -> None:
         dropped = self.dropped
@@ -234,8 +270,10 @@ class Writer:
 
     def _write_status(self) -> None:
         self._status_at = time.monotonic()
-        with contextlib.suppress(OSError):
-            P.write_status(self.run_dir, self.status)
+        error = write_status(self.run_dir, self.status)
+        if error and not self._status_error:  # said once, not every second of a full disk
+            print(f"nexus: {error}", file=sys.stderr, flush=True)
+        self._status_error = error is not None
 
     def _write_config(self, config: dict[str, Any]) -> None:
         try:

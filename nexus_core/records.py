@@ -245,9 +245,11 @@ class RecordWriter:
         if pipe_fd is not None:
             os.set_blocking(pipe_fd, False)
 
-    def write(self, record: dict[str, Any]) -> dict[str, Any]:
+    def write(self, record: dict[str, Any], tell_failure: bool = True) -> dict[str, Any]:
         """File (then pipe) one record, stamped with its seq and, unless it carries a numeric "time"
-        already (a writer that files records after the fact, like nexus's reporter), the time now."""
+        already (a writer that files records after the fact, like nexus's reporter), the time now.
+        A record the file refuses goes to the pipe as seq -1 unless `tell_failure` is False (a
+        record held for a full disk, which the pipe heard of when it was first refused)."""
         at = record.get("time")
         at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else time.time()
         record = {**record, "seq": self.seq, "time": at}
@@ -256,7 +258,8 @@ class RecordWriter:
             self._append(data)
         except OSError:
             # Not filed (disk full, size limit): the pipe still hears of it, as seq -1 ("not in the file").
-            self._to_pipe(pack({**record, "seq": -1}))
+            if tell_failure:
+                self._to_pipe(pack({**record, "seq": -1}))
             raise  # the caller turns it into an alert
         self.seq += 1
         self._to_pipe(data)

@@ -1,15 +1,14 @@
-"""Shared fixtures: a runs root in a temp folder, and an environment for engine subprocesses."""
+"""Shared fixtures for tests/unit, tests/integration and tests/ui: a runs root in a temp folder, an
+environment for engine subprocesses, and no engine outliving its test. Helpers live in tests/support."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from support import engine as support_engine
 
 
 @pytest.fixture
@@ -22,11 +21,7 @@ def runs_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def engine_env() -> dict[str, str]:
     """Environment for `python -m engine` children: one torch thread each so tests share 2 cores."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+    return support_engine.engine_env()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -25,11 +25,15 @@ class ModelOutput:
     `loss` is what the optimizer minimises (label smoothing, MTP heads, aux losses included);
     `ce` is the pure next-token cross-entropy of the main head, the number to compare across runs.
     Both are None when no targets were given.
+    `aux` holds a family's own training signals as 0-d tensors, named with a section
+    (`mtp/head1_ce`, `lstm/surprise`): the trainer averages them like `loss` and records them as
+    series of their own, read off the training thread (engine/stepping.py). Empty when none.
     """
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     ce: torch.Tensor | None = None
+    aux: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class LanguageModel(nn.Module):
@@ -104,8 +108,10 @@ def register(family: str) -> Callable[[Any], Any]:
 
 
 def build_model(cfg: ModelConfig) -> LanguageModel:
-    """Build the model for `cfg.family` (vocab_size must already be resolved)."""
+    """Build the model for `cfg.family` (vocab_size must already be resolved). The model section checks
+    itself first, so a model built without Config.validate() still refuses a bad option in one line."""
     _import_families()
+    cfg.check("model")
     if cfg.family not in _REGISTRY:
         raise ConfigError(
             f"model.family {cfg.family!r} is not available; known: {', '.join(sorted(_REGISTRY))}"

@@ -12,7 +12,6 @@ and cheap next to one matmul, so the data path stays the same for every family.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -20,9 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.models.base import LanguageModel, ModelOutput, register
-from engine.models.hybrid import refuse_unsupported
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
-from nexus_core.config import ModelConfig, check_family_options
+from nexus_core.config import ModelConfig
 
 HEADS_PER_ORDER = 2
 """Hash functions (each with its own prime-sized table) per n-gram order: two collisions at once are rarer."""
@@ -104,7 +102,7 @@ class EngramMemory(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int, primes: list[int]) -> None:
         super().__init__()
         d = cfg.d_model
-        self.orders = list(cfg.engram_orders)
+        self.orders = list(cfg.engram.orders)
         self.pad_id = cfg.vocab_size  # outside the token range: "before the window" hashes apart
         n_heads = len(primes)
         self.head_dim = max(1, d // n_heads)
@@ -142,20 +140,18 @@ class EngramMemory(nn.Module):
 
 @register("engram")
 class Engram(LanguageModel):
-    """The transformer stack (layers.Block) with an EngramMemory added before each of `engram_layers`."""
+    """The transformer stack (layers.Block) with an EngramMemory added before each of [model.engram] layers."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        refuse_unsupported(cfg, "engram")
-        check_family_options(dataclasses.replace(cfg, family="engram"))  # also when built without validate()
-        layers = sorted(set(cfg.engram_layers))
+        layers = sorted(set(cfg.engram.layers))
         self.config = cfg
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        primes = table_primes(layers, len(cfg.engram_orders), cfg.engram_table_mult * cfg.vocab_size)
+        primes = table_primes(layers, len(cfg.engram.orders), cfg.engram.table_mult * cfg.vocab_size)
         self.memories = nn.ModuleDict({str(i): EngramMemory(cfg, i, primes[i]) for i in layers})
         init_weights_(self, depth=cfg.n_layers)
         if cfg.tie_embeddings:

@@ -1,6 +1,6 @@
 """The Nexus hybrid: mostly selective-SSM layers with a few GQA attention layers (Jamba-style ratio).
 
-Layer i is attention when i % attn_every == attn_offset, else a Mamba-1 mixer (engine/models/ssm.py);
+Layer i is attention when i % attn_every == attn_offset ([model.hybrid]), else a Mamba-1 mixer (ssm.py);
 every layer sits in the same pre-norm residual Block with a SwiGLU MLP as the baseline transformer
 (engine/models/layers.py), so a comparison between the two measures the token mixing alone. The SSM
 layers carry order by their recurrence; rotary positions live in the attention layers only.
@@ -17,7 +17,6 @@ from engine.models.base import LanguageModel, ModelOutput, register
 from engine.models.layers import Block, RMSNorm, init_weights_, lm_output
 from engine.models.ssm import SelectiveSSM
 from nexus_core.config import ModelConfig
-from nexus_core.errors import ConfigError
 
 
 def attention_layers(cfg: ModelConfig) -> list[int]:
@@ -26,37 +25,8 @@ def attention_layers(cfg: ModelConfig) -> list[int]:
     The offset is clamped to the last layer, so a model shallower than the offset (the Jamba layout
     8/4 on 4 layers) still gets one attention layer instead of silently none.
     """
-    if cfg.attn_every < 1:
-        raise ConfigError(f"model.attn_every must be at least 1, got {cfg.attn_every}")
-    if not 0 <= cfg.attn_offset < cfg.attn_every:
-        raise ConfigError(
-            f"model.attn_offset must be in [0, attn_every) = [0, {cfg.attn_every}), got {cfg.attn_offset}"
-        )
-    offset = min(cfg.attn_offset, cfg.n_layers - 1)
-    return [i for i in range(cfg.n_layers) if i % cfg.attn_every == offset]
-
-
-def check_ssm_config(cfg: ModelConfig) -> None:
-    """One-line errors for SSM sizes that cannot build a block."""
-    for name in ("ssm_state", "ssm_expand", "ssm_conv", "ssm_chunk"):
-        value = getattr(cfg, name)
-        if value < 1:
-            raise ConfigError(f"model.{name} must be at least 1, got {value}")
-
-
-def refuse_unsupported(cfg: ModelConfig, family: str) -> None:
-    """Transformer-only options are refused by name rather than silently ignored."""
-    for name, value, off in (
-        ("mtp_heads", cfg.mtp_heads, 0),
-        ("hc_streams", cfg.hc_streams, 0),
-        ("loop_count", cfg.loop_count, 1),
-        ("wavelet_layers", cfg.wavelet_layers, []),
-    ):
-        if value != off:
-            raise ConfigError(
-                f"model.{name} = {value} is not supported by the {family} family; "
-                f"set it to {off} or use model.family = transformer"
-            )
+    every, offset = cfg.hybrid.attn_every, min(cfg.hybrid.attn_offset, cfg.n_layers - 1)
+    return [i for i in range(cfg.n_layers) if i % every == offset]
 
 
 @register("hybrid")
@@ -65,8 +35,6 @@ class Hybrid(LanguageModel):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        refuse_unsupported(cfg, "hybrid")
-        check_ssm_config(cfg)
         self.config = cfg
         self.attn_layers = attention_layers(cfg)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
@@ -87,9 +55,8 @@ class Hybrid(LanguageModel):
 
     @staticmethod
     def _ssm(cfg: ModelConfig) -> SelectiveSSM:
-        return SelectiveSSM(
-            cfg.d_model, d_state=cfg.ssm_state, expand=cfg.ssm_expand, d_conv=cfg.ssm_conv, chunk=cfg.ssm_chunk
-        )
+        h = cfg.hybrid
+        return SelectiveSSM(cfg.d_model, d_state=h.ssm_state, expand=h.ssm_expand, d_conv=h.ssm_conv, chunk=h.ssm_chunk)
 
     def ssm_blocks(self) -> list[Block]:
         """The blocks whose mixer is a SelectiveSSM."""

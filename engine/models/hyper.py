@@ -30,10 +30,7 @@ from torch import nn
 
 from engine.models.layers import Block, RMSNorm
 from nexus_core.config import ModelConfig
-from nexus_core.errors import ConfigError
 
-MAX_STREAMS = 4
-"""n! permutations are mixed; 4 streams (24 permutations) is what mHC uses and plenty for small models."""
 PHI_STD = 0.02
 """Init std of the dynamic projection (times alpha = 0.01: a fresh model is the static one to ~1e-3)."""
 IDENTITY_LOGIT = 4.0
@@ -91,9 +88,7 @@ class HyperStreams(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        if not 1 <= cfg.hc_streams <= MAX_STREAMS:
-            raise ConfigError(f"model.hc_streams must be 0 (off) or 1..{MAX_STREAMS}, got {cfg.hc_streams}")
-        self.n = cfg.hc_streams
+        self.n = cfg.transformer.hc_streams
         self.layers = nn.ModuleList(HyperConnection(cfg.d_model, self.n) for _ in range(2 * cfg.n_layers))
 
     def expand(self, x: torch.Tensor) -> torch.Tensor:

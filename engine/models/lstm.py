@@ -10,14 +10,15 @@ different clocks (Behrouz et al., Nested Learning, NeurIPS 2025; the memory view
   carried state stays meaningful. In eval mode every forward starts from zeros and stores nothing:
   eval batches are random windows, and sampling re-runs a sliding window, so a carried state would
   be wrong there. The state is a checkpoint tensor (`state_tensors`), so a resume continues exactly.
-- Multi-timescale updates. Level l has period C_l = cfg.lstm_levels[l]: it takes an optimizer step
+- Multi-timescale updates. Level l has period C_l = cfg.lstm.levels[l]: it takes an optimizer step
   only at steps that are multiples of C_l, on the mean of the gradients of its chunk of C_l steps.
   `hold_gradients` does that around `optimizer.step()` without the optimizer knowing: the gradients
   of levels not due are added to a stash the model keeps (and checkpoints), and their `.grad` set to
   None so every optimizer skips them. Embedding, head and final norm belong to level 0.
-- Surprise (cfg.surprise_weight > 0): an auxiliary loss, 1 - cos(predicted, actual) between a
+- Surprise (cfg.lstm.surprise_weight > 0): an auxiliary loss, 1 - cos(predicted, actual) between a
   projection of the last hidden state and the (stop-gradient) embedding of the next token: how
-  surprised the memory is by its next input. Added to `loss`, never to `ce`.
+  surprised the memory is by its next input. Added to `loss`, never to `ce`; its value is in the
+  output's `aux` as `lstm/surprise` (a series on the dashboard).
 """
 
 from __future__ import annotations
@@ -60,17 +61,13 @@ class LSTMLevel(nn.Module):
 
 @register("lstm")
 class NestedLSTM(LanguageModel):
-    """Embedding -> one LSTM level per entry of cfg.lstm_levels -> RMSNorm -> LM head."""
+    """Embedding -> one LSTM level per entry of cfg.lstm.levels -> RMSNorm -> LM head."""
 
     wants_streams = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        periods = list(cfg.lstm_levels)
-        if not periods or any(not isinstance(p, int) or p < 1 for p in periods):
-            raise ConfigError(f"model.lstm_levels must be a non-empty list of periods >= 1, got {periods}")
-        if cfg.surprise_weight < 0:
-            raise ConfigError(f"model.surprise_weight must be 0 (off) or positive, got {cfg.surprise_weight}")
+        periods = list(cfg.lstm.levels)
         self.config = cfg
         self.periods = periods
         d = cfg.d_model
@@ -79,7 +76,7 @@ class NestedLSTM(LanguageModel):
         self.levels = nn.ModuleList(LSTMLevel(d, cfg.dropout) for _ in periods)
         self.norm = RMSNorm(d)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
-        self.surprise = nn.Linear(d, d, bias=False) if cfg.surprise_weight > 0 else None
+        self.surprise = nn.Linear(d, d, bias=False) if cfg.lstm.surprise_weight > 0 else None
         init_weights_(self, depth=len(periods))  # Linear/Embedding only; the LSTMs keep torch's init
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
@@ -115,9 +112,12 @@ class NestedLSTM(LanguageModel):
         if targets is None:
             return ModelOutput(logits=logits)
         loss, ce = lm_losses(logits, targets, label_smoothing)
+        aux: dict[str, torch.Tensor] = {}
         if self.surprise is not None:
-            loss = loss + self.config.surprise_weight * self._surprise_loss(h_final, targets)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+            surprise = self._surprise_loss(h_final, targets)
+            aux["lstm/surprise"] = surprise.detach()
+            loss = loss + self.config.lstm.surprise_weight * surprise
+        return ModelOutput(logits=logits, loss=loss, ce=ce, aux=aux)
 
     def _fits(self, idx: torch.Tensor) -> bool:
         """The carried state matches this batch (a different batch size starts from zeros)."""

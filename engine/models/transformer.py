@@ -1,11 +1,12 @@
 """The baseline: a pre-norm GQA transformer with rotary positions and SwiGLU MLPs (Llama-style, small).
 
-Options on top of the plain model:
+Options on top of the plain model, all in [model.transformer] (cfg.transformer):
 - Multi-token prediction (`mtp_heads = D > 0`), the parallel-heads variant of Gloeckle et al.
   (arXiv 2404.19737): D extra heads branch from the trunk's final hidden state; head k (1..D) is one
   more Block followed by the shared final norm and the shared unembedding, and predicts token t+1+k.
   L = CE_main + (mtp_weight / D) * sum_k CE_k. The main path is exactly the model without MTP, so
   `ce` (main head only) and sampling (which never runs the extra heads) compare across settings.
+  Each head's pure CE is in the output's `aux` as `mtp/head<k>_ce` (a series on the dashboard).
 - Looped layers (`loop_count = n`): the block stack runs n times with shared weights, a deeper
   computation for the same parameter count.
 - Causal Haar-wavelet token mixing (`wavelet_layers`, engine/models/wavelet.py) instead of attention
@@ -35,22 +36,23 @@ class Transformer(LanguageModel):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg, mixer=wavelet_mixer_for(cfg, i)) for i in range(cfg.n_layers))
-        self.mtp_blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.mtp_heads))
+        opts = cfg.transformer
+        self.mtp_blocks = nn.ModuleList(Block(cfg) for _ in range(opts.mtp_heads))
         self.norm = RMSNorm(cfg.d_model)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        init_weights_(self, depth=cfg.n_layers * cfg.loop_count)
+        init_weights_(self, depth=cfg.n_layers * opts.loop_count)
         if cfg.tie_embeddings:
             # After init, so both names point at the embedding's N(0, 0.02) draw.
             self.head.weight = self.embed.weight
         # Built after init_weights_ (it sets its own init), so hc_streams=0 draws the same weights.
-        self.hc = HyperStreams(cfg) if cfg.hc_streams != 0 else None  # negative: a clear error
+        self.hc = HyperStreams(cfg) if opts.hc_streams != 0 else None
 
     def trunk(self, idx: torch.Tensor) -> torch.Tensor:
         """Hidden states [B, T, d] after the (looped) block stack, before the final norm."""
         x = self.drop(self.embed(idx))
         if self.hc is not None:
-            return self.hc(x, self.blocks, self.config.loop_count)
-        for _ in range(self.config.loop_count):
+            return self.hc(x, self.blocks, self.config.transformer.loop_count)
+        for _ in range(self.config.transformer.loop_count):
             for block in self.blocks:
                 x = block(x)
         return x
@@ -64,12 +66,16 @@ class Transformer(LanguageModel):
         if targets is None:
             return ModelOutput(logits=logits)
         loss, ce = lm_losses(logits, targets, label_smoothing)
+        aux: dict[str, torch.Tensor] = {}
         if self.mtp_blocks:
-            loss = loss + self.config.mtp_weight / len(self.mtp_blocks) * self._mtp_loss(h, targets, label_smoothing)
-        return ModelOutput(logits=logits, loss=loss, ce=ce)
+            weight = self.config.transformer.mtp_weight / len(self.mtp_blocks)
+            loss = loss + weight * self._mtp_loss(h, targets, label_smoothing, aux)
+        return ModelOutput(logits=logits, loss=loss, ce=ce, aux=aux)
 
-    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float) -> torch.Tensor:
-        """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k.
+    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float,
+                  aux: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k;
+        each head's pure CE goes into `aux` as `mtp/head<k>_ce`.
 
         Positions whose token t+1+k lies past the window are dropped (a window of T tokens offers
         T-k such pairs); a head with no pair left (k >= T) adds nothing.
@@ -79,7 +85,8 @@ class Transformer(LanguageModel):
             if k >= targets.shape[1]:
                 break
             logits_k = self.head(self.norm(block(h[:, :-k])))
-            loss_k, _ = lm_losses(logits_k, targets[:, k:], label_smoothing)
+            loss_k, ce_k = lm_losses(logits_k, targets[:, k:], label_smoothing)
+            aux[f"mtp/head{k}_ce"] = ce_k
             total = total + loss_k
         return total
 

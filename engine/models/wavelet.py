@@ -1,4 +1,4 @@
-"""A causal Haar-wavelet token mixer: attention's replacement in the layers cfg.wavelet_layers names.
+"""A causal Haar-wavelet token mixer, in place of attention in the layers [model.transformer] lists.
 
 The seed's wavelet layer transformed the whole window at once, so every position mixed in tokens
 after it: a splendid training loss and a model that could not generate. This one is the undecimated
@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from nexus_core.config import ModelConfig
-from nexus_core.errors import ConfigError
 
 
 def causal_window_means(v: torch.Tensor, lengths: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -119,11 +118,6 @@ class CausalHaarMixer(nn.Module):
 
 
 def wavelet_mixer_for(cfg: ModelConfig, layer: int) -> nn.Module | None:
-    """The mixer layer `layer` uses: a CausalHaarMixer when listed in cfg.wavelet_layers, else None
+    """The mixer layer `layer` uses: a CausalHaarMixer when listed in cfg.transformer.wavelet_layers, else None
     (Block's default attention)."""
-    bad = [i for i in cfg.wavelet_layers if not 0 <= i < cfg.n_layers]
-    if bad:
-        raise ConfigError(
-            f"model.wavelet_layers {cfg.wavelet_layers} names layers outside 0..{cfg.n_layers - 1}: {bad}"
-        )
-    return CausalHaarMixer(cfg) if layer in cfg.wavelet_layers else None
+    return CausalHaarMixer(cfg) if layer in cfg.transformer.wavelet_layers else None

@@ -12,6 +12,9 @@
   wrapper), composing with the Trainer's scheduler.
 - the `g` key samples with `model.generate` and the tokenizer (the Trainer's processing class, or
   `NexusCallback(tokenizer=...)`); without one the key is refused with the reason.
+- under DDP (torchrun) the main process reports and listens; at each step end every rank takes part
+  in one small broadcast of what it decided (`nexus/ranks.py`), so stop, save and eval happen on every
+  rank at the same step and a ramp gives every rank the same LR. A single process does no collective.
 
 transformers is imported here only, never by `import nexus`.
 """
@@ -26,6 +29,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from nexus.integrations._common import innermost_optimizer, set_total_steps, start_run
+from nexus.ranks import Decision, RankSteering
 from nexus.reporter import Run
 
 SUMMARY_KEYS = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
@@ -49,12 +53,21 @@ class NexusCallback(TrainerCallback):
         self._args: Any = None
         self._model: Any = None
         self._can_eval = False
+        self._ranks: RankSteering | None = None
 
     # -- the Trainer's events ----------------------------------------------------------------
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if not state.is_world_process_zero:
-            return  # one run per training, reported by the main process (the other hooks then do nothing)
+        self._args, self._state, self._control = args, state, control
+        optimizer = kwargs.get("optimizer")
+        inner = innermost_optimizer(optimizer) if optimizer is not None else None
+        if state.is_world_process_zero:  # one run per training, reported by the main process
+            self._start(args, state, inner, kwargs)
+        if self._ranks is not None:
+            self._ranks.close()
+        self._ranks = RankSteering(self.run if state.is_world_process_zero else None, inner, self._act)
+
+    def _start(self, args: Any, state: Any, optimizer: Any, kwargs: dict[str, Any]) -> None:
         if self.run is None or self.run._ended:
             init = dict(self._init_kwargs)
             init.setdefault("config", _config_of(args, kwargs.get("model")))
@@ -64,13 +77,12 @@ class NexusCallback(TrainerCallback):
             self.run, self._owns = start_run(None, init)
         run = self.run
         set_total_steps(run, state.max_steps)
-        self._args, self._state, self._model = args, state, kwargs.get("model")
+        self._model = kwargs.get("model")
         if self._model is not None:
             run.watch(self._model)
-        optimizer = kwargs.get("optimizer")
         if optimizer is not None:
             with contextlib.suppress(ValueError):  # an optimizer without float LRs: no ramps, said by the key
-                run.watch(innermost_optimizer(optimizer))
+                run.watch(optimizer)
         run.on_checkpoint(self._checkpoint)
         self._can_eval = _has_eval_set(args)
         if self._can_eval:
@@ -81,13 +93,20 @@ class NexusCallback(TrainerCallback):
             run.on_sample(self._sample)
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        run = self.run
-        if run is None or run._ended:
-            return
+        """Every rank: the main process's `run.step_end()` (pause holds here; checkpoint/eval/sample run
+        their handlers), and under DDP one broadcast that gives every rank the same flags and LR."""
         self._control, self._state = control, state
-        run.step_end()  # pause holds here; checkpoint/eval/sample run their handlers
-        if run.should_stop:
-            control.should_training_stop = True
+        if self._ranks is not None:
+            self._ranks.step_end()
+
+    def _act(self, decision: Decision) -> None:
+        """On every rank: what the main process decided becomes the Trainer's own flags."""
+        if decision.stop:
+            self._control.should_training_stop = True
+        if decision.save:
+            self._control.should_save = True
+        if decision.evaluate:
+            self._control.should_evaluate = True
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> None:
@@ -110,19 +129,28 @@ class NexusCallback(TrainerCallback):
             run.log(values, step=state.global_step, commit=True)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._ranks is not None:
+            self._ranks.close()
+            self._ranks = None
         if self.run is not None and self._owns:
             self.run.finish()
 
     # -- the handlers the dashboard's keys call (on the training thread, inside on_step_end) ---
 
     def _checkpoint(self) -> str:
-        """The Trainer saves after this step (its own format, rotation and `save_total_limit`)."""
-        self._control.should_save = True
+        """The Trainer saves after this step, on every rank (its own format, rotation, `save_total_limit`)."""
+        self._ask(Decision(save=True))
         return os.path.join(self._args.output_dir, f"checkpoint-{self._state.global_step}")
 
     def _evaluate(self) -> None:
-        """The Trainer evaluates after this step; its eval_* log comes back through on_log."""
-        self._control.should_evaluate = True
+        """The Trainer evaluates after this step, on every rank; its eval_* log comes back through on_log."""
+        self._ask(Decision(evaluate=True))
+
+    def _ask(self, decision: Decision) -> None:
+        if self._ranks is not None:
+            self._ranks.share(save=decision.save, evaluate=decision.evaluate)
+        else:  # a run of the script's own, steered after train end: nothing is shared any more
+            self._act(decision)
 
     def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int) -> str:
         import torch

@@ -10,6 +10,10 @@
   `checkpoints/`, eval runs the validation loop right after this batch, a ramp goes through the
   optimizer (composing with the LR scheduler). `NexusCallback(sample=fn)` with
   `fn(module, prompt, tokens, temperature, top_k) -> text` enables the `g` key.
+- under DDP (`strategy="ddp"`, torchrun or Lightning's own launcher) global rank 0 reports and listens;
+  at each batch end every rank takes part in one small broadcast of what it decided (`nexus/ranks.py`):
+  stop, checkpoint (a collective in Lightning) and eval happen on every rank at the same batch, and a
+  ramp gives every rank the same LR. A single process does no collective.
 
 Either works alone; together they share one run. `lightning.pytorch` is imported here only (the
 older `pytorch_lightning` package works the same when `lightning` is not installed).
@@ -22,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nexus.integrations._common import innermost_optimizer, set_total_steps, start_run
+from nexus.ranks import Decision, RankSteering
 from nexus.reporter import Run
 
 try:
@@ -122,38 +127,54 @@ class NexusCallback(pl.Callback):
         self._validate_next = False
         self._eval_asked = False
         self._patched: Any = None
+        self._ranks: RankSteering | None = None
+        self._ckpt_path: str | None = None
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if not trainer.is_global_zero:
-            return
+        self._trainer, self._module = trainer, pl_module
+        optimizer = innermost_optimizer(trainer.optimizers[0]) if trainer.optimizers else None
+        can_eval = self._patch_validation(trainer, pl_module)  # on every rank: `e` validates on all of them
+        if trainer.is_global_zero:
+            self._start(trainer, pl_module, optimizer, can_eval)
+        if self._ranks is not None:
+            self._ranks.close()
+        self._ranks = RankSteering(self.run if trainer.is_global_zero else None, optimizer, self._act)
+
+    def _start(self, trainer: Any, pl_module: Any, optimizer: Any, can_eval: bool) -> None:
         logger = next((lg for lg in trainer.loggers if isinstance(lg, NexusLogger)), None)
         if logger is not None:
             self.run = logger.experiment
         elif self.run is None or self.run._ended:
             self.run, self._owns = start_run(None, self._init_kwargs)
         run = self.run
-        self._trainer, self._module = trainer, pl_module
         self._has_logger = logger is not None
         with contextlib.suppress(Exception):
             set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
                             else trainer.estimated_stepping_batches)
         run.watch(pl_module)
-        if trainer.optimizers:
+        if optimizer is not None:
             with contextlib.suppress(ValueError):
-                run.watch(innermost_optimizer(trainer.optimizers[0]))
+                run.watch(optimizer)
         run.on_checkpoint(self._checkpoint)
-        if self._patch_validation(trainer, pl_module):
+        if can_eval:
             run.on_eval(self._evaluate)
         if self._sample_fn is not None:
             run.on_sample(self._sample)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        run = self.run
-        if run is None or run._ended or not trainer.is_global_zero:
-            return
-        run.step_end()  # pause holds here; checkpoint/eval/sample run their handlers
-        if run.should_stop:
-            trainer.should_stop = True
+        """Every rank: rank 0's `run.step_end()` (pause holds here; checkpoint/eval/sample run their
+        handlers), and under DDP one broadcast that gives every rank the same decisions and LR."""
+        if self._ranks is not None:
+            self._ranks.step_end()
+
+    def _act(self, decision: Decision) -> None:
+        """On every rank: what rank 0 decided, done the same way everywhere."""
+        if decision.save:
+            self._save()
+        if decision.evaluate:
+            self._validate_next = True
+        if decision.stop:
+            self._trainer.should_stop = True
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Without a NexusLogger, an eval the `e` key asked for is filed from the callback metrics."""
@@ -182,20 +203,37 @@ class NexusCallback(pl.Callback):
 
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         self._unpatch()
+        if self._ranks is not None:
+            self._ranks.close()
+            self._ranks = None
         if self.run is not None and self._owns:
             self.run.finish()
 
     # -- handlers (on the training thread, inside on_train_batch_end) -------------------------
 
     def _checkpoint(self) -> str:
-        path = self.run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt"
-        self._trainer.save_checkpoint(str(path))
-        return str(path)
+        """Saved now, on every rank (`save_checkpoint` is a collective; rank 0 writes the file)."""
+        self._ckpt_path = str(self.run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
+        self._ask(Decision(save=True))
+        return self._ckpt_path
+
+    def _save(self) -> None:
+        path = self._ckpt_path
+        if self._ranks is not None and self._ranks.active:
+            path = self._trainer.strategy.broadcast(path, src=0)  # rank 0's; a sharded save writes there too
+        self._trainer.save_checkpoint(path)
 
     def _evaluate(self) -> None:
-        """The epoch loop runs validation right after this batch (its own val loop, logging, hooks)."""
-        self._validate_next = True
+        """The epoch loop runs validation right after this batch, on every rank (its own val loop,
+        logging, hooks)."""
         self._eval_asked = True
+        self._ask(Decision(evaluate=True))
+
+    def _ask(self, decision: Decision) -> None:
+        if self._ranks is not None:
+            self._ranks.share(save=decision.save, evaluate=decision.evaluate)
+        else:  # a run of the script's own, steered after the fit: nothing is shared any more
+            self._act(decision)
 
     def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int) -> str:
         module = self._module

@@ -21,12 +21,13 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from nexus_core.protocol import Record, clean_text
+from nexus_core.protocol import clean_text
 from nexus_core.state import Exited, Launched
 from nexus_tui.app import messages as msg
 from nexus_tui.app.hub import Services
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
+from nexus_tui.services.changes import Changes
 from nexus_tui.services.settings import config_dir, load_settings, save_settings
 from nexus_tui.themes import palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
@@ -97,11 +98,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._view_changed = True
         """What the charts show changed (selection, options, theme), not just new records arrived:
         redraw the charts now rather than in their next live slot."""
-        self._shown: dict[tuple[str, str], Any] = {}
         self._started_at = time.time()
         self._replayed = False
         """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
-        """(run, kind) -> the last sample/log/alert record shown, to show only newer ones."""
         self._stalled: set[str] = set()
         """Runs shown as stalled at the last check: silence alone changes the table."""
         self._theme_cycle, self._theme_warnings = register_themes(self, config_dir() / "themes")
@@ -171,7 +170,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         changed = self.store.ingest(event.run_name, event.run_dir, event.records)
         if changed:
             self._dirty = True
-            self._show_new(event.run_name)
+            self._show_new(event.run_name, changed)
             if "hello" in changed:
                 self.services.track(event.run_name)
             if changed & {"hello", "state", "ckpt"}:
@@ -193,19 +192,19 @@ class NexusApp(RunActions, ViewActions, App[None]):
                 self._view_changed = True
         if changed:
             self._dirty = True
-            self._show_new(event.run_name)
+            self._show_new(event.run_name, changed)
             if "hello" in changed:
                 self.services.track(event.run_name)
 
     @on(msg.RunExited)
     def _exited(self, event: msg.RunExited) -> None:
-        self.store.apply_event(event.run_name, Exited(event.exit_code, event.log_tail))
+        changed = self.store.apply_event(event.run_name, Exited(event.exit_code, event.log_tail))
         run = self.store.get(event.run_name)
         if run is not None and run.crash_tail:
             self.query_one(LogPane).add_block(run.name, run.crash_tail, "error", self._color(run.name))
         self._dirty = True
         self.refresh_bindings()
-        self._show_new(event.run_name, news=self._replayed)
+        self._show_new(event.run_name, changed, news=self._replayed)
 
     @on(msg.RunsAttached)
     def _attached(self, event: msg.RunsAttached) -> None:
@@ -236,21 +235,22 @@ class NexusApp(RunActions, ViewActions, App[None]):
         if self.screen_stack:  # a selection message can arrive while the app is closing
             self.refresh_bindings()
 
-    def _show_new(self, name: str, news: bool | None = None) -> None:
-        """Push the run's samples, logs and alerts that arrived since last time into their panes.
+    def _show_new(self, name: str, changed: Changes, news: bool | None = None) -> None:
+        """Push the samples, logs and alerts this ingest added (the store's typed `Changes`) into
+        their panes.
 
         Only news raises the red bar: an alert from history (a NaN three days ago, replayed from the
         file on start) is listed in the log pane and nothing more. `news` None: judge each alert by
         its own timestamp against the app's start."""
         run = self.store.get(name)
-        if run is None:
+        if run is None or not isinstance(changed, Changes):
             return
         color = self._color(name)
-        for record in self._new(name, "samples", run.samples):
+        for record in changed.samples:
             self.query_one(SamplesPane).add_sample(name, color, record)
-        for record in self._new(name, "logs", run.logs):
+        for record in changed.logs:
             self.log_line(name, record.text, record.level, record.time)
-        for record in self._new(name, "alerts", run.alerts):
+        for record in changed.alerts:
             step = "?" if record.step is None else record.step
             text = f"{run.label}: {record.kind or 'alert'} at step {step}: {record.text}"
             when = record.time
@@ -262,16 +262,6 @@ class NexusApp(RunActions, ViewActions, App[None]):
                 self.query_one(AlertBar).raise_alert(text)
                 self.notify(text, title="Alert", severity="error", timeout=15)
             self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
-
-    def _new(self, name: str, kind: str, items: Iterable[Record]) -> list[Any]:
-        items = list(items)
-        last = self._shown.get((name, kind))
-        start = 0
-        if last is not None:
-            start = next((len(items) - i for i, r in enumerate(reversed(items)) if r is last), 0)
-        if items:
-            self._shown[(name, kind)] = items[-1]
-        return items[start:]
 
     def notify(
         self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,

@@ -19,6 +19,7 @@ import numpy as np
 from nexus_core.protocol import STATES, read_status
 from nexus_core.recordtypes import State
 from nexus_tui.columnar.fastdecode import VALUE_KEYS, MetricBlock
+from nexus_tui.services.changes import Changes
 from nexus_tui.services.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, Series
 
 if TYPE_CHECKING:
@@ -28,21 +29,21 @@ RATE_WINDOW = 50
 
 
 def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any],
-                  loading: float | None = None) -> set[str]:
+                  loading: float | None = None) -> Changes:
     """Each piece in order: record lists through `ingest`, metric blocks in bulk. `loading`: how
     much of the file a history read has reached with this batch (0..1), to size the columns once."""
-    changed: set[str] = set()
+    changed = Changes()
     rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
     if rows:
         _reserve(store._view(name, run_dir), rows, loading)
     for piece in pieces:
         if isinstance(piece, MetricBlock):
             if len(piece):
-                changed |= ingest_block(store, name, run_dir, piece)
+                changed.merge(ingest_block(store, name, run_dir, piece))
             if piece.release is not None:
                 piece.release()
         elif piece:
-            changed |= store.ingest(name, run_dir, piece)
+            changed.merge(store.ingest(name, run_dir, piece))
     return changed
 
 
@@ -62,14 +63,14 @@ def _reserve(run: RunView, rows: int, loading: float | None) -> None:
             column.reserve(int((column.n + rows) / loading * 1.02) - column.n)
 
 
-def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> set[str]:
+def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> Changes:
     run = store._view(name, run_dir)
     seqs = store._seqs[name]
     fast = _fast_part(store, name, block)
     if fast is None:
         return store.ingest(name, run_dir, block.records())
     if not len(fast):
-        return set()
+        return Changes()
     b = fast
     step = b.step
     tokens = b.tokens if b.has_all("tokens") else np.where(b.present["tokens"], b.tokens, 0.0)
@@ -97,7 +98,7 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
     run.apply(b.slice(len(b) - 1).records()[0])  # the reducer decides state, step, last values
     seqs.mark += len(b)
     seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
-    return {"metrics"}
+    return Changes(["metrics"])
 
 
 def _extra_keys(b: MetricBlock) -> list[str]:

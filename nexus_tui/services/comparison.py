@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nexus_core.config import flatten
+from nexus_core.families import FAMILY_SECTIONS, migrate, option_family
 from nexus_core.protocol import METRICS_FILE, clean_text, read_records
 from nexus_core.units import as_num
 from nexus_tui.services import format as fmt
@@ -21,22 +23,6 @@ from nexus_tui.services.store import MetricStore, RunView
 
 SKIPPED_KEYS = frozenset({"name", "train.device"})
 """Config keys that always differ between runs and say nothing about what was tried."""
-
-# Which model family reads which ModelConfig field: mirrors the field docstrings in engine/config.py
-# (and the refusals in engine/models/hybrid.py). tests/test_comparison.py fails when a field there is
-# in neither set below, so a new option cannot silently show up as a difference between families.
-SHARED_MODEL_OPTIONS = frozenset({
-    "family", "vocab_size", "d_model", "n_layers", "n_heads", "n_kv_heads", "d_ff", "seq_len", "dropout",
-    "tie_embeddings", "rope_base",
-})
-FAMILY_OPTIONS: dict[str, frozenset[str]] = {
-    "transformer": frozenset({"mtp_heads", "mtp_weight", "hc_streams", "loop_count", "wavelet_layers"}),
-    "hybrid": frozenset({"attn_every", "attn_offset", "ssm_state", "ssm_expand", "ssm_conv", "ssm_chunk"}),
-    "engram": frozenset({"engram_layers", "engram_orders", "engram_table_mult"}),
-    "lstm": frozenset({"lstm_levels", "surprise_weight"}),
-}
-FAMILY_OF_OPTION = {f"model.{opt}": fam for fam, opts in FAMILY_OPTIONS.items() for opt in opts}
-"""'model.ssm_state' -> 'hybrid': the one family that reads each family option."""
 
 
 @dataclass(frozen=True)
@@ -86,30 +72,22 @@ def results(store: MetricStore, names: Sequence[str]) -> list[ResultRow]:
     return [result_row(store, run) for run in (store.get(n) for n in names) if run is not None]
 
 
-def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
-    """{'optim': {'lr': 1e-3}} -> {'optim.lr': 1e-3}."""
-    if not isinstance(config, dict):
-        return {prefix: config} if prefix else {}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
 def _applies(family: Any, key: str) -> bool:
-    """Whether a run of this family reads the key. A family the table does not know (a newer engine,
-    or no config at all) is taken to read everything, so nothing it set is hidden."""
-    owner = FAMILY_OF_OPTION.get(key)
-    return owner is None or family == owner or not isinstance(family, str) or family not in FAMILY_OPTIONS
+    """Whether a run of this family reads the key: a [model.<family>] key only that family's runs. A
+    family the core does not know (a newer engine, or no config at all) is taken to read everything,
+    so nothing it set is hidden."""
+    owner = option_family(key)
+    return owner is None or family == owner or not isinstance(family, str) or family not in FAMILY_SECTIONS
 
 
 def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """Keys whose value is not the same in every run, with each run's value as text.
 
     A family option counts only among the runs whose family reads it, and reads "–" in the others:
-    a transformer's ssm_state is a default nobody chose, not a difference. So an option that fewer
-    than two runs read is never listed (the model.family row already says the runs differ)."""
-    flat = {name: flatten(cfg or {}) for name, cfg in configs.items()}
+    a transformer has no model.hybrid.ssm_state. So an option that fewer than two runs read is never
+    listed (the model.family row already says the runs differ). A run written before the family
+    tables (every option flat in [model]) is migrated first, so it lines up with a new one."""
+    flat = {name: flatten(migrate(cfg or {})) for name, cfg in configs.items()}
     keys = sorted(set().union(*flat.values())) if flat else []
     out = []
     for key in keys:

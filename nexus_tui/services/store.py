@@ -19,6 +19,7 @@ import dataclasses
 import math
 import signal
 import threading
+import time
 from array import array
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record
 from nexus_core.schema import CRASHED
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
+from nexus_tui.services.changes import Changes
 from nexus_tui.services.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
@@ -93,11 +95,12 @@ class MetricStore:
             run.run_dir = Path(run_dir)
         return run
 
-    def ingest(self, run_name: str, run_dir: str | Path | None, records: list[Any]) -> set[str]:
-        """Fold records into the run's view; returns the kinds that changed (empty if all were seen).
+    def ingest(self, run_name: str, run_dir: str | Path | None, records: list[Any]) -> Changes:
+        """Fold records into the run's view; returns what changed (empty if all were seen): the kinds,
+        and the samples, logs and alerts it added (`Changes`).
         Records are typed (RecordDecoder made them); a plain map is checked into one first, and one
         that is not a valid record is skipped."""
-        changed: set[str] = set()
+        changed = Changes()
         with self._lock:
             run = self._view(run_name, run_dir)
             seqs = self._seqs[run_name]
@@ -123,11 +126,11 @@ class MetricStore:
                     rec = clean_record(rec)
                 kind = handler(self, run, rec, seq, late)
                 if kind:
-                    changed.add(kind)
+                    changed.record(kind, rec)
         return changed
 
     def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any],
-                     loading: float | None = None) -> set[str]:
+                     loading: float | None = None) -> Changes:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
         the same result as `ingest` of the same records, a block of metric columns at a time.
         `loading`: how far a history read has got (sizes the columns once)."""
@@ -162,7 +165,7 @@ class MetricStore:
             del self._cuts[key]
         return run
 
-    def apply_event(self, name: str, event: Launched | Exited, run_dir: str | Path | None = None) -> set[str]:
+    def apply_event(self, name: str, event: Launched | Exited, run_dir: str | Path | None = None) -> Changes:
         """An event the dashboard saw itself (it launched the run, the run's process exited), folded
         by the same reducer as the records. A crash also becomes an alert."""
         with self._lock:
@@ -172,12 +175,15 @@ class MetricStore:
             was_live = run.live
             kind = run.apply(event)
             if isinstance(event, Exited) and run.state == CRASHED and event.exit_code != -signal.SIGTERM:
+                changed = Changes([kind] if kind else [])
                 if was_live or not any(a.kind == "crash" for a in run.alerts[-3:]):
-                    self._add_alert(run, Alert(kind="crash", step=run.step, text=run.reason))
-                return {kind, "alerts"}
-            return {kind} if kind else set()
+                    alert = Alert(kind="crash", step=run.step, text=run.reason, time=time.time())
+                    self._add_alert(run, alert)
+                    changed.record("alerts", alert)
+                return changed
+            return Changes([kind] if kind else [])
 
-    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> set[str]:
+    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> Changes:
         """Kept one release: apply_event(name, Exited(exit_code, log_tail))."""
         return self.apply_event(name, Exited(exit_code, log_tail))
 

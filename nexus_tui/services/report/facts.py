@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nexus_core.families import migrate
 from nexus_core.protocol import LOG_FILE, METRICS_FILE, read_records
 from nexus_core.units import as_int, as_num
 from nexus_tui.services.runs_index import RunSummary, summarize_run
@@ -54,8 +55,9 @@ class RunFacts:
 
     @property
     def config(self) -> dict[str, Any]:
+        """The run's config; one written before the family tables, migrated to them."""
         cfg = self.hello.get("config")
-        return cfg if isinstance(cfg, dict) else {}
+        return migrate(cfg) if isinstance(cfg, dict) else {}
 
     @property
     def total_steps(self) -> int:
@@ -71,8 +73,11 @@ class RunFacts:
         return self.summary.state == "finished"
 
     def option(self, section: str, key: str) -> Any:
-        part = self.config.get(section)
-        return part.get(key) if isinstance(part, dict) else None
+        """One value; `key` may be dotted into a sub-table ('model', 'transformer.mtp_heads')."""
+        part: Any = self.config.get(section)
+        for name in key.split("."):
+            part = part.get(name) if isinstance(part, dict) else None
+        return part
 
     def series(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
         """(x, value) of a metric or eval field, in step order, finite values only."""

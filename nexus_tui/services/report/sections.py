@@ -11,9 +11,11 @@ import re
 import statistics
 from typing import Any
 
+from nexus_core.config import SHARED_MODEL_OPTIONS
+from nexus_core.families import FAMILY_OPTIONS
 from nexus_core.units import as_int, as_num
 from nexus_tui.services import format as fmt
-from nexus_tui.services.comparison import FAMILY_OPTIONS, SHARED_MODEL_OPTIONS, markdown_table
+from nexus_tui.services.comparison import markdown_table
 from nexus_tui.services.downsample import ema
 from nexus_tui.services.report.backtest import MIN_POINTS, backtests, forecast_at
 from nexus_tui.services.report.facts import RunFacts
@@ -45,9 +47,9 @@ def _value(v: Any) -> str:
 
 
 def _opts(facts: RunFacts, section: str, keys: list[str]) -> str:
-    part = facts.config.get(section)
-    part = part if isinstance(part, dict) else {}
-    return ", ".join(f"{k}={_value(part[k])}" for k in keys if k in part) or fmt.DASH
+    """'key=value, ...' of the keys the run has; a dotted key ('hybrid.ssm_state') shows its last part."""
+    got = [(k.rsplit(".", 1)[-1], v) for k in keys if (v := facts.option(section, k)) is not None]
+    return ", ".join(f"{k}={_value(v)}" for k, v in got) or fmt.DASH
 
 
 def config_section(facts: RunFacts) -> str:
@@ -55,9 +57,9 @@ def config_section(facts: RunFacts) -> str:
     batch and steps (the whole config is in the run's config.toml)."""
     hello = facts.hello
     family = facts.option("model", "family")
-    model_keys = sorted(SHARED_MODEL_OPTIONS - {"family"})
+    model_keys = sorted(set(SHARED_MODEL_OPTIONS) - {"family"})
     if isinstance(family, str) and family in FAMILY_OPTIONS:
-        model_keys += sorted(FAMILY_OPTIONS[family])
+        model_keys += [f"{family}.{key}" for key in sorted(FAMILY_OPTIONS[family])]
     optim = facts.option("optim", "name")
     optim_keys = ["name", "lr", "weight_decay", "grad_clip"]
     if optim == "muon":
@@ -193,13 +195,13 @@ def forecast_section(facts: RunFacts) -> str:
 def loss_columns_section(facts: RunFacts) -> str:
     """Which loss compares across runs: `loss` is what the optimizer minimised (MTP heads and label
     smoothing add to it); `ce` (train H) and the val loss are always the pure next-token CE."""
-    mtp = as_int(facts.option("model", "mtp_heads")) or 0
+    mtp = as_int(facts.option("model", "transformer.mtp_heads")) or 0
     smoothing = as_num(facts.option("train", "label_smoothing")) or 0.0
     gaps = [lo - ce for r in facts.metrics.values()
             if (lo := as_num(r.get("loss"))) is not None and (ce := as_num(r.get("ce"))) is not None
             and math.isfinite(lo - ce)]
     gap = statistics.median(gaps) if gaps else None
-    why = ([f"{mtp} MTP head(s) at weight {_value(facts.option('model', 'mtp_weight'))}"] if mtp else []) + (
+    why = ([f"{mtp} MTP head(s) at weight {_value(facts.option('model', 'transformer.mtp_weight'))}"] if mtp else []) + (
         [f"label smoothing {smoothing:g}"] if smoothing else [])
     measured = f" (median gap over {len(gaps)} steps: {gap:+.4f} nats)" if gap is not None else ""
     if why or (gap is not None and abs(gap) > 1e-4):

@@ -1,0 +1,42 @@
+"""What one ingest changed, typed: the kinds that changed plus the records that are news.
+
+The store returns this so the app pushes exactly the new samples, logs and alerts into their panes,
+instead of remembering the last record it showed and finding it again by identity in the run's lists
+(which broke when a list was trimmed, reset by a restarted run, or backfilled out of order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from nexus_core.recordtypes import Alert, Log, Sample
+
+
+class Changes(set[str]):
+    """A set of changed kinds ("metrics", "hello", "state", "ckpt", "samples", "logs", "alerts", ...),
+    as `ingest` always returned, carrying the sample, log and alert records it added, in order."""
+
+    def __init__(self, kinds: Iterable[str] = ()) -> None:
+        super().__init__(kinds)
+        self.samples: list[Sample] = []
+        self.logs: list[Log] = []
+        self.alerts: list[Alert] = []
+
+    def record(self, kind: str, rec: object) -> None:
+        """Note that `rec` of `kind` was added (kinds other than the three shown as news just mark)."""
+        self.add(kind)
+        if kind == "samples" and isinstance(rec, Sample):
+            self.samples.append(rec)
+        elif kind == "logs" and isinstance(rec, Log):
+            self.logs.append(rec)
+        elif kind == "alerts" and isinstance(rec, Alert):
+            self.alerts.append(rec)
+
+    def merge(self, other: set[str]) -> Changes:
+        """Fold another ingest's changes into this one (lists kept in arrival order)."""
+        self |= other
+        if isinstance(other, Changes):
+            self.samples += other.samples
+            self.logs += other.logs
+            self.alerts += other.alerts
+        return self

@@ -1,0 +1,123 @@
+"""Comparisons leave the terminal as markdown: built from two real finished tiny runs, printed by
+`nexus compare`, and copied/saved by the compare screen's y key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import ROOT
+from support.engine import engine_env
+from support.markdown import table_after
+from support.preset import sets
+from textual.app import App
+
+from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_tui.__main__ import main
+from nexus_tui.screens.compare import CompareScreen
+from nexus_tui.services.comparison import COLUMNS, comparison_markdown, load_runs
+from nexus_tui.themes import PALETTES
+
+SIDE_WORK = ["train.eval_every=3", "train.eval_batches=2", "train.ckpt_every=1000"]
+"""Evals every 3 steps (so each 6-step run has a best val loss), no checkpoints until the end."""
+RUNS = {"a": [], "b": ["optim.lr=1e-2"]}
+"""Two runs that differ in one config key: the diff table must list that key and nothing else."""
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two finished 6-step tiny runs, trained side by side (one torch thread each)."""
+    root = tmp_path_factory.mktemp("compare") / "runs"
+    procs = []
+    for name, extra in RUNS.items():
+        cmd = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--steps", "6",
+               "--run-dir", str(root / name), *sets(*SIDE_WORK, *extra)]
+        procs.append(subprocess.Popen(cmd, env=engine_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    try:
+        for p in procs:
+            _, err = p.communicate(timeout=180)
+            assert p.returncode == 0, err.decode()[-2000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return root
+
+
+def best_val(run_dir: Path) -> float:
+    evals = [r["val_loss"] for r in read_records(run_dir / METRICS_FILE).records if r.get("type") == "eval"]
+    assert evals, "the run wrote no eval records"
+    return min(evals)
+
+
+def test_markdown_of_two_finished_runs(root: Path) -> None:
+    store, names = load_runs(root, ["a", "b"])
+    text = comparison_markdown(store, names)
+    results = table_after(text, "### Results")
+    header, rows = results[0], results[1:]
+    assert header[0] == "run" and "best val loss (nats)" in header and "wall time" in header
+    assert [r[0] for r in rows] == ["a", "b"], "one row per run, in the order asked"
+    col = header.index("best val loss (nats)")
+    bests = {name: best_val(root / name) for name in ("a", "b")}
+    for row in rows:
+        assert row[col].strip("*") == f"{bests[row[0]]:.4f}"
+    if f"{bests['a']:.4f}" != f"{bests['b']:.4f}":
+        winner = min(bests, key=bests.get)
+        assert [r[0] for r in rows if r[col].startswith("**")] == [winner], "the lower best val loss is bold"
+    steps = header.index("steps")
+    assert [r[steps] for r in rows] == ["6", "6"]
+    table = text.split("### Results", 1)[1].split("###", 1)[0].strip().splitlines()
+    assert len({len(line) for line in table}) == 1, "columns are padded to line up"
+
+    diff = table_after(text, "### Config differences")
+    assert diff[0] == ["config key", "a", "b"]
+    assert diff[1:] == [["`optim.lr`", "`0.003`", "`0.01`"]], "only the key that differs"
+    assert len(COLUMNS) + 1 == len(header)
+
+
+def test_cli_prints_markdown_without_torch_or_textual(root: Path) -> None:
+    check = ("import sys; from nexus_tui.__main__ import main; rc = main(sys.argv[1:]); "
+             "assert not {'torch', 'textual'} & set(sys.modules), 'imported torch or textual'; sys.exit(rc)")
+    done = subprocess.run([sys.executable, "-c", check, "compare", "a", "b", "--root", str(root), "--markdown"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    store, names = load_runs(root, ["a", "b"])
+    assert done.stdout == comparison_markdown(store, names)
+
+
+def test_cli_unknown_run_is_one_line_and_exit_2(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--root", str(root), "compare", "a", "nope"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "nope" in err and "a, b" in err, err
+
+
+class Host(App[None]):
+    def __init__(self, screen: CompareScreen) -> None:
+        super().__init__()
+        self.to_push = screen
+
+    def on_mount(self) -> None:
+        self.push_screen(self.to_push)
+
+
+async def test_y_copies_and_saves_the_markdown(root: Path, tmp_path: Path) -> None:
+    store, names = load_runs(root, ["a", "b"])
+    out = tmp_path / "out"
+    screen = CompareScreen(store, PALETTES["nexus-dark"], names, root=out)
+    app = Host(screen)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause()
+        assert any(b.key == "y" and b.show for b in screen.BINDINGS), "y is shown in the footer"
+        await pilot.press("y")
+        await pilot.pause()
+        files = sorted(out.glob("compare-*.md"))
+        assert len(files) == 1
+        expected = comparison_markdown(store, names)
+        assert files[0].read_text() == expected and app.clipboard == expected
+        assert any(str(files[0]) in str(n.message) for n in app._notifications)
+        await pilot.press("y")  # a second copy in the same second keeps the first file
+        await pilot.pause()
+        assert len(list(out.glob("compare-*.md"))) == 2

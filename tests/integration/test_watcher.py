@@ -1,0 +1,139 @@
+"""RunsWatcher on real files: history at start-up, appends followed live, torn records waiting for
+their second half, a file that shrinks, and a real engine run started outside the dashboard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from support import ROOT
+from support.preset import sets
+from support.records import metric
+
+from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
+from nexus_tui.services.store import MetricStore
+from nexus_tui.services.watcher import RunsWatcher
+
+
+class Seen:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.records: dict[str, list[dict[str, Any]]] = {}
+        self.new_runs: list[Path] = []
+        self.warnings: list[tuple[str, str]] = []
+        self.store = MetricStore()
+
+    def on_records(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.records.setdefault(name, []).extend(records)
+            self.store.ingest(name, run_dir, records)
+
+    def on_new_run(self, run_dir: Path) -> None:
+        with self.lock:
+            self.new_runs.append(run_dir)
+
+    def on_warning(self, name: str, text: str) -> None:
+        with self.lock:
+            self.warnings.append((name, text))
+
+    def wait(self, what, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if what():
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out; seen {[(k, len(v)) for k, v in self.records.items()]} {self.warnings}")
+
+    def count(self, name: str) -> int:
+        return len(self.records.get(name, []))
+
+
+def _watcher(root: Path, seen: Seen, poll_s: float = 2.0) -> RunsWatcher:
+    return RunsWatcher(root, seen.on_records, seen.on_new_run, seen.on_warning, poll_s=poll_s)
+
+
+def test_existing_history_then_live_appends(runs_root: Path) -> None:
+    (runs_root / "old").mkdir()
+    w = RecordWriter(runs_root / "old" / METRICS_FILE)
+    w.write({"type": "hello", "run": "old", "total_steps": 100})
+    for s in range(1, 51):
+        w.write(metric(s, tokens=s * 64, tok_s=10.0))
+    (runs_root / "not-a-run").mkdir()
+    seen = Seen()
+    watcher = _watcher(runs_root, seen)
+    assert watcher.scan_existing() == [(runs_root / "old").resolve()]
+    assert seen.count("old") == 51 and [p.name for p in seen.new_runs] == ["old"]
+    watcher.start()
+    try:
+        for s in range(51, 61):
+            w.write(metric(s, tokens=s * 64, tok_s=10.0))
+        seen.wait(lambda: seen.count("old") == 61, timeout=5)
+        assert [r["seq"] for r in seen.records["old"]] == list(range(61))  # each record exactly once
+        assert seen.store.get("old").step == 60
+    finally:
+        watcher.stop()
+        w.close()
+
+
+def test_a_torn_record_waits_for_its_other_half(runs_root: Path) -> None:
+    seen = Seen()
+    watcher = _watcher(runs_root, seen)
+    watcher.start()
+    try:
+        run = runs_root / "torn"
+        run.mkdir()
+        data = (pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0})
+                + pack({**metric(2, tokens=128, tok_s=10.0), "seq": 1, "time": 2.0}))
+        cut = len(data) - 7
+        with open(run / METRICS_FILE, "ab", buffering=0) as f:
+            f.write(data[:cut])
+            seen.wait(lambda: seen.count("torn") == 1)
+            time.sleep(0.3)
+            assert seen.count("torn") == 1  # the half record is held back, not garbage
+            f.write(data[cut:])
+        seen.wait(lambda: seen.count("torn") == 2)
+        assert [p.name for p in seen.new_runs] == ["torn"] and seen.warnings == []
+    finally:
+        watcher.stop()
+
+
+def test_garbage_and_a_shrinking_file_are_warnings_not_errors(runs_root: Path) -> None:
+    seen = Seen()
+    watcher = _watcher(runs_root, seen, poll_s=0.2)
+    run = runs_root / "odd"
+    run.mkdir()
+    (run / METRICS_FILE).write_bytes(b"\xc1\xc1 not msgpack at all " + pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0}))
+    watcher.start()
+    try:
+        seen.wait(lambda: seen.count("odd") == 1)  # found by the poll (created before the watch)
+        assert any("not records" in t for _, t in seen.warnings)
+        (run / METRICS_FILE).write_bytes(b"")
+        seen.wait(lambda: any("shrank" in t for _, t in seen.warnings))
+    finally:
+        watcher.stop()
+
+
+def test_a_real_engine_run_started_outside_is_picked_up(runs_root: Path, engine_env: dict[str, str]) -> None:
+    seen = Seen()
+    watcher = _watcher(runs_root, seen)
+    watcher.start()
+    try:
+        run_dir = runs_root / "cli"
+        args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
+                "--device", "cpu", "--steps", "6", *sets("train.eval_every=3", "train.eval_batches=2")]
+        done = subprocess.run(args, env=engine_env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        seen.wait(lambda: seen.store.get("cli") is not None and seen.store.get("cli").state == "finished")
+        assert [p.name for p in seen.new_runs] == ["cli"]
+        run = seen.store.get("cli")
+        assert run.step == 6 and list(seen.store.series("cli", "loss")[0]) == list(range(1, 7))
+        assert run.best_val_loss is not None and run.model == "transformer"
+        seqs = [r["seq"] for r in seen.records["cli"]]
+        assert seqs == list(range(len(seqs)))  # each record once, in order
+    finally:
+        watcher.stop()

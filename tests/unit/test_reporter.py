@@ -1,0 +1,292 @@
+"""The reporter in this process: LR ramps composing with real torch schedulers, what log() accepts and
+where keys go, the run folder it picks, config changes, resume, a full queue, refused commands, and
+tensors read off the training thread."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import nexus
+from nexus.lr import LRControl
+from nexus.values import route
+from nexus_core import protocol as P
+
+
+def _records(run_dir: Path, kind: str | None = None) -> list[dict]:
+    return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if kind is None or r.type == kind]
+
+
+def _sgd(lr: float = 0.1) -> tuple[torch.nn.Parameter, torch.optim.SGD]:
+    w = torch.nn.Parameter(torch.zeros(1))
+    return w, torch.optim.SGD([w], lr=lr)
+
+
+def _step(w: torch.nn.Parameter, opt: torch.optim.Optimizer) -> float:
+    """One SGD step with gradient 1; returns the LR it really applied (from the weight change)."""
+    before = float(w.detach())
+    w.grad = torch.ones(1)
+    opt.step()
+    return before - float(w.detach())
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5),          # chainable: reads group lr
+    lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda s: 1.0 / (1 + s)),       # closed form: overwrites it
+    lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=40),               # recursive form
+], ids=["StepLR", "LambdaLR", "CosineAnnealingLR"])
+def test_a_ramp_composes_with_the_scripts_scheduler(make) -> None:
+    w, opt = _sgd()
+    twin_w, twin = _sgd()
+    sched, twin_sched = make(opt), make(twin)
+    ctl = LRControl(opt)
+    used, scheduled = [], []
+    for step in range(20):
+        if step == 5:
+            ctl.request(target_lr=0.5, ramp_steps=4)
+        scheduled.append(opt.param_groups[0]["lr"])
+        used.append(_step(w, opt))
+        _step(twin_w, twin)
+        sched.step()
+        twin_sched.step()
+        # the scheduler's own numbers are untouched: identical to a twin that was never ramped
+        assert opt.param_groups[0]["lr"] == pytest.approx(twin.param_groups[0]["lr"])
+    assert used[:5] == pytest.approx(scheduled[:5])
+    start = scheduled[4]
+    assert used[5:9] == pytest.approx([start + (0.5 - start) * i / 4 for i in range(1, 5)])
+    factor = 0.5 / scheduled[8]
+    assert used[9:] == pytest.approx([s * factor for s in scheduled[9:]], rel=1e-5)
+    assert ctl.last_lr == pytest.approx(used[-1])
+
+
+def test_param_groups_keep_their_ratios_through_a_ramp() -> None:
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([{"params": [a], "lr": 0.2}, {"params": [b], "lr": 0.05}])
+    ctl = LRControl(opt)
+    ctl.request(target_lr=0.4, ramp_steps=0)
+    a.grad, b.grad = torch.ones(1), torch.ones(1)
+    opt.step()
+    assert (-float(a.detach()), -float(b.detach())) == pytest.approx((0.4, 0.1))
+    assert [g["lr"] for g in opt.param_groups] == [0.2, 0.05]
+
+
+def test_keys_go_to_standard_names_or_keep_their_own() -> None:
+    metric, evals = route({"train/loss": 1.0, "learning_rate": 0.1, "train/acc": 0.5, "val/loss": 2.0,
+                           "val/acc": 0.4, "eval_bleu": 9.0, "step": 3, "loss": 7.0})
+    assert metric == {"train/loss": 1.0, "lr": 0.1, "train/acc": 0.5, "user/step": 3, "loss": 7.0}
+    assert evals == {"val_loss": 2.0, "val/acc": 0.4, "eval_bleu": 9.0}
+
+
+def test_log_takes_numbers_numpy_tensors_and_nested_dicts(tmp_path: Path) -> None:
+    run = nexus.init(root=tmp_path, name="values", config={"hidden": 64}, total_steps=3)
+    run.log({"loss": torch.tensor(2.5), "np": np.float32(1.5), "n": np.int64(7), "flag": True, "text": "x",
+             "vec": torch.ones(3), "train": {"acc": 0.25}})
+    run.log({"loss": 2.0}, step=5)
+    run.log({"val/loss": 3.0}, step=5)
+    run.finish()
+    metrics = _records(run.dir, P.METRIC)
+    assert metrics[0]["step"] == 1 and metrics[0]["loss"] == 2.5 and metrics[0]["np"] == 1.5 and metrics[0]["n"] == 7
+    assert metrics[0]["train/acc"] == 0.25 and not {"flag", "text", "vec"} & set(metrics[0])
+    assert [m["step"] for m in metrics] == [1, 5] and _records(run.dir, P.EVAL)[0]["val_loss"] == 3.0
+    warned = " ".join(r["text"] for r in _records(run.dir, P.LOG))
+    assert "'flag'" in warned and "'text'" in warned and "'vec'" in warned
+    assert _records(run.dir, P.STATE)[-1]["state"] == P.FINISHED
+    assert nexus.run is None
+
+
+def test_tensors_are_never_read_on_the_training_thread(tmp_path: Path) -> None:
+    calls: list[tuple[str, bool]] = []
+
+    class Spy(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            calls.append((getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread()))
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    run = nexus.init(root=tmp_path, name="lazy")
+    for i in range(5):
+        run.log({"loss": torch.tensor(float(i)).as_subclass(Spy)})
+    on_main = {name for name, main in calls if main}
+    run.finish()
+    assert on_main <= {"detach", "numel", "__get__", "device"}, on_main
+    assert [m["loss"] for m in _records(run.dir, P.METRIC)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_config_changes_file_a_fresh_hello_and_config_toml(tmp_path: Path) -> None:
+    with nexus.init(root=tmp_path, name="cfg", config={"lr": 0.1}) as run:
+        assert nexus.run is run and nexus.config is run.config and nexus.summary is run.summary
+        run.config.update({"batch": 32})
+        run.config.dropout = 0.1
+        assert run.config["batch"] == 32 and run.config.lr == 0.1
+        run.log({"loss": 1.0})
+    hellos = _records(run.dir, P.HELLO)
+    assert hellos[-1]["config"] == {"lr": 0.1, "batch": 32, "dropout": 0.1}
+    assert "dropout = 0.1" in (run.dir / P.CONFIG_FILE).read_text()
+    states = [r["state"] for r in _records(run.dir, P.STATE)]
+    assert states[-1] == P.FINISHED and P.STARTING not in states
+
+
+def test_the_run_folder_a_script_gets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = nexus.init(total_steps=2)
+    first.finish()
+    assert first.dir.parent == Path("runs") and first.dir.name.endswith("-1")
+    monkeypatch.setenv(P.RUN_DIR_ENV, str(tmp_path / "launched" / "by-dashboard"))
+    launched = nexus.init()
+    launched.log({"loss": 1.0})
+    launched.finish()
+    assert launched.dir == tmp_path / "launched" / "by-dashboard" and _records(launched.dir, P.METRIC)
+    with pytest.raises(nexus.NexusError, match="resume=True"):
+        nexus.init()  # the folder holds a run: never appended to by accident
+    again = nexus.init(resume=True)
+    again.log({"loss": 0.5})
+    again.finish()
+    assert [m["step"] for m in _records(again.dir, P.METRIC)] == [1, 2]
+    monkeypatch.delenv(P.RUN_DIR_ENV)
+    with pytest.raises(nexus.NexusError, match="run name"):
+        nexus.init(root=tmp_path, name="../escape")
+    with pytest.raises(TypeError, match="colour"):
+        nexus.init(root=tmp_path, name="typo", colour="red")
+
+
+def test_a_full_queue_drops_counts_and_alerts_but_never_blocks(tmp_path: Path) -> None:
+    run = nexus.init(root=tmp_path, name="full")
+    run._writer.capacity = 5
+    for i in range(5000):
+        run.log({"loss": float(i)})
+    dropped = run._writer.dropped
+    run.finish()
+    assert dropped > 0
+    alerts = [a for a in _records(run.dir, P.ALERT) if a["kind"] == "dropped"]
+    assert alerts and str(dropped) in alerts[0]["text"]
+    assert len(_records(run.dir, P.METRIC)) == 5000 - dropped
+    assert _records(run.dir, P.STATE)[-1]["state"] == P.FINISHED  # the end is never dropped
+
+
+def test_commands_without_a_handler_are_refused_with_the_fix(tmp_path: Path) -> None:
+    run = nexus.init(root=tmp_path, name="bare")
+    try:
+        with pytest.raises(P.ControlError, match=r"run\.on_checkpoint"):
+            P.send_command(run.dir, "checkpoint", timeout=30)
+        with pytest.raises(P.ControlError, match=r"run\.watch\(optimizer\)"):
+            P.send_command(run.dir, "ramp", timeout=30, target_lr=0.1, ramp_steps=3)
+        assert P.send_command(run.dir, "stop", timeout=30)["queued"] is True
+        assert [cmd["cmd"] for cmd in run.commands()] == ["stop"]
+        assert run.should_stop
+    finally:
+        run.finish()
+    assert _records(run.dir, P.STATE)[-1]["state"] == P.STOPPED
+
+
+def test_an_exception_in_a_with_block_is_failed(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), nexus.init(root=tmp_path, name="boom") as run:
+        run.log({"loss": 1.0})
+        raise RuntimeError("CUDA error: device-side assert triggered")
+    end = _records(run.dir, P.STATE)[-1]
+    assert (end["state"], end["reason"], end["exit_code"]) == (
+        P.FAILED, "RuntimeError: CUDA error: device-side assert triggered", 1)
+    assert math.isfinite(_records(run.dir, P.METRIC)[0]["loss"])
+
+
+def _until(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_a_loop_that_only_logs_is_paused_and_stopped_inside_log(tmp_path: Path) -> None:
+    """wandb-style: no step_end() anywhere, yet p holds the loop (inside log()) and s reaches it."""
+    run = nexus.init(root=tmp_path, name="log-only")
+    run.on_checkpoint(lambda: "weights.pt")
+
+    def loop() -> None:
+        while not run.should_stop:
+            run.log({"loss": 1.0})
+            time.sleep(0.001)
+
+    worker = threading.Thread(target=loop)
+    worker.start()
+    try:
+        _until(lambda: run.step > 3)
+        P.send_command(run.dir, "pause", timeout=30)
+        _until(lambda: (P.read_status(run.dir) or {}).get("state") == P.PAUSED)
+        held = run.step
+        P.send_command(run.dir, "checkpoint", timeout=30)  # done by the held loop, which takes no step
+        _until(lambda: any(r["type"] == P.CKPT for r in _records(run.dir)))
+        assert run.step == held and run.paused
+        P.send_command(run.dir, "resume", timeout=30)
+        _until(lambda: run.step > held + 2)
+        P.send_command(run.dir, "stop", timeout=30)
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        run.should_stop = True
+        worker.join(60)
+        run.finish()
+    assert _records(run.dir, P.STATE)[-1]["state"] == P.STOPPED
+
+
+FULL_DISK_SCRIPT = """
+import pathlib, sys, time
+import nexus
+go, waiting = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+run = nexus.init(total_steps=300)
+for step in range(1, 301):
+    run.log({"loss": 1.0 / step, "custom/x": float(step)}, step=step)
+    run.step_end()
+    if step == 200:
+        waiting.touch()
+        while not go.exists():
+            time.sleep(0.05)
+run.finish()
+"""
+
+
+def test_a_full_disk_holds_a_scripts_records_until_there_is_room(tmp_path: Path) -> None:
+    """The writer every run folder is written by (the engine's too) loses nothing on a full disk: a
+    script under a real file-size limit (RLIMIT_FSIZE) fills metrics.msgpack, its later records wait
+    in memory in order, and once the limit is raised they are all filed, before anything newer."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    run_dir, go, waiting = tmp_path / "full", tmp_path / "go", tmp_path / "waiting"
+    room = 6000  # the hello and a few dozen metric records
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), P.RUN_DIR_ENV: str(run_dir)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(go), str(waiting)], env=env, stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY)))
+    try:
+        deadline = time.monotonic() + 120
+        while not waiting.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting.exists(), proc.stderr.read().decode() if proc.poll() is not None else "no step 200"
+        filed: list[int] = []
+        while not filed and time.monotonic() < deadline:  # the writer thread files every 0.1 s
+            held = P.read_records(run_dir / P.METRICS_FILE)
+            filed = [r.step for r in held.records if r.type == P.METRIC]
+        assert held.torn_bytes == 0 and (run_dir / P.METRICS_FILE).stat().st_size <= room
+        assert filed and filed[-1] < 200, "the limit holds the file below step 200's records"
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        go.touch()
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read().decode()
+    assert "records wait in memory until there is room" in err, err
+    result = P.read_records(run_dir / P.METRICS_FILE)
+    assert result.torn_bytes == 0 and result.warnings == []
+    metrics = [r for r in result.records if r.type == P.METRIC]
+    assert [m.step for m in metrics] == list(range(1, 301)), "every step filed once, in order"
+    assert [m.extra["custom/x"] for m in metrics] == [float(s) for s in range(1, 301)]
+    assert [r.seq for r in result.records] == list(range(len(result.records)))
+    assert result.records[-1].type == P.STATE and result.records[-1].state == P.FINISHED
