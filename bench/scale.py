@@ -6,10 +6,11 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
 
 - open: seconds from the interpreter starting (as when a person types `nexus`) to *complete charts*
   in the real app driven headless by `App.run_test()`. Complete means: the run is in the table with
-  its final state, and each of the four charts has been handed (and then rendered) a curve of this
-  run whose last x is step N. Run twice: "cold" with no columnar cache beside the run (the open
+  its final state, and each of the four charts has been handed a curve of this run whose last x is
+  step N and has drawn it (a chart waiting for its next live slot is not complete). Run twice: "cold" with no columnar cache beside the run (the open
   builds it), then "warm" with it.
-- peak RSS of that app process (ru_maxrss), and its growth over an empty app.
+- peak RSS of that app process (ru_maxrss), and its growth over an empty app; "private": its
+  RssAnon at complete charts (memory it holds, without file pages of the cache it mapped).
 - redraw: the median cost of one charts-panel redraw plus the render of the four plotext charts,
   with 5 new metric records arriving between frames as from a live run.
 - live ingest: records/s from a real pipe (a child process writes the run's file into it) through the
@@ -19,6 +20,7 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
   EventAccumulator as TensorBoard does (default size guidance), as the peer ratio.
 
 Run: python bench/scale.py [--sizes 10000 100000 1000000] [--huge] [--no-tb] [--dir /tmp/nexus-scale]
+     [--code /path/to/other/checkout]  (its nexus_tui, measured by this script: before/after)
 (--huge adds 1e7 steps: writing it takes minutes, once.)
 """
 
@@ -47,7 +49,7 @@ def metric_fields(step: int) -> dict:
 
 def write_run(run_dir: Path, n: int) -> None:
     """A finished run of n steps, written as the engine writes it."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_core.protocol import RecordWriter, write_status
 
     done = run_dir / ".bench-complete"
@@ -86,12 +88,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _anon_mb() -> float:
+    """Private memory now (RssAnon): what the app holds, without file pages it has mapped (the
+    columnar cache while it is read), which the kernel can drop at any time."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child_open(root: Path, n: int, t_start: float) -> None:
     """Open the app on `root` and wait for complete charts of its one run (n steps, or an empty root)."""
     import asyncio
     import statistics
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_tui.app import make_app
 
     async def go() -> dict:
@@ -100,6 +111,8 @@ def child_open(root: Path, n: int, t_start: float) -> None:
         async with app.run_test(size=(200, 50)) as pilot:
             out["first_frame_s"] = time.time() - t_start
             if n == 0:
+                await pilot.pause(1.0)  # the services start after the first frame
+                out["rss_mb"], out["anon_mb"] = _peak_rss_mb(), _anon_mb()
                 return out
             from nexus_tui.widgets.charts_panel import CHARTS, ChartsPanel
 
@@ -111,9 +124,12 @@ def child_open(root: Path, n: int, t_start: float) -> None:
                 if run is None or run.state != "finished" or getattr(run, "loading", None) is not None:
                     return False
                 for key in keys:
-                    curves = panel.chart(key).spec.curves
-                    if not any(len(c.xs) and c.xs[-1] == n for c in curves):
+                    chart = panel.chart(key)
+                    if not any(len(c.xs) and c.xs[-1] == n for c in chart.spec.curves):
                         return False
+                    if hasattr(chart, "_chart_built") and (chart._chart_built is None
+                                                           or chart._chart_built[0] != chart._chart_sig):
+                        return False  # handed to the chart but not drawn yet (waiting for a live slot)
                 return True
 
             deadline = time.time() + 900
@@ -124,7 +140,7 @@ def child_open(root: Path, n: int, t_start: float) -> None:
                 await pilot.pause(0.01)
             await pilot.pause()  # the frame that renders those specs
             out["open_s"] = time.time() - t_start
-            out["rss_mb"] = _peak_rss_mb()
+            out["rss_mb"], out["anon_mb"] = _peak_rss_mb(), _anon_mb()
             # Redraw: a live run's 5 new records between frames, then redraw + render of the 4 charts.
             from nexus_tui.themes import palette_for
             from nexus_tui.widgets.chart import MetricChart
@@ -154,7 +170,7 @@ def child_ingest(path: Path, n: int) -> None:
     """Records/s from a real pipe into a MetricStore through the supervisor's pipe reader."""
     import threading
 
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     from nexus_tui.services import engine_io
     from nexus_tui.services.store import MetricStore
 
@@ -236,6 +252,7 @@ def main() -> None:
     ap.add_argument("--no-tb", action="store_true", help="skip the TensorBoard peer")
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/nexus-scale"))
+    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -256,15 +273,20 @@ def main() -> None:
         except ImportError:
             tb_ok = False
             print("tensorboard not importable: no peer column (pip install tensorboard)")
-    env = {**os.environ, "XDG_CONFIG_HOME": str(args.dir / "config"), "PYTHONPATH": str(ROOT)}
+    code = str(args.code.resolve())
+    env = {**os.environ, "XDG_CONFIG_HOME": str(args.dir / "config"), "PYTHONPATH": code, "NEXUS_BENCH_CODE": code,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    print(f"code from {code}")
     empty = args.dir / "empty"
     empty.mkdir(parents=True, exist_ok=True)
     base = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     base_rss = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; empty app: first frame "
-          f"{base.get('first_frame_s', float('nan')):.2f}s / {base_rss.get('first_frame_s', float('nan')):.2f}s")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+          f"empty app: first frame {base.get('first_frame_s', float('nan')):.2f}s / "
+          f"{base_rss.get('first_frame_s', float('nan')):.2f}s, peak RSS {base_rss.get('rss_mb', float('nan')):.0f} MB, "
+          f"private {base_rss.get('anon_mb', float('nan')):.0f} MB")
     print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
-          f"{'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
+          f"{'private':>12} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
     for n in sizes:
         root = args.dir / f"runs-{n}"
         write_run(root / f"run{n}", n)
@@ -285,7 +307,8 @@ def main() -> None:
         tb_s = f"{tb['tb_s']:>7.2f}s" if "tb_s" in tb else f"{'-':>8}"
         ratio = f"{tb['tb_s'] / warm['open_s']:>8.1f}x" if "tb_s" in tb else f"{'-':>9}"
         print(f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
-              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}",
+              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {cold['anon_mb']:>4.0f}/{warm['anon_mb']:>4.0f} MB "
+              f"{warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}  (load {os.getloadavg()[0]:.1f})",
               flush=True)
         if ingest and not ingest.get("ok", True):
             print(f"  ingest: {ingest}")

@@ -185,9 +185,11 @@ class NexusApp(RunActions, ViewActions, App[None]):
     def _batch(self, event: msg.BatchReceived) -> None:
         from nexus_tui.services.bulk import set_loading
 
-        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces)
+        changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces, event.loading)
         if set_loading(self.store, event.run_name, event.run_dir, event.loading):
             changed.add("state")
+            if event.loading is None:  # a history just finished loading: draw it now, not in a live slot
+                self._view_changed = True
         if changed:
             self._dirty = True
             self._show_new(event.run_name, changed)
@@ -295,7 +297,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         except NoMatches:  # the app is closing: its widgets are gone before its timers
             return
         with self.batch_update():
-            table.show_runs(self.store.runs(), palette)
+            table.show_runs(self.store.runs(), palette, live=live)
             self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:

@@ -19,6 +19,7 @@ import mmap
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,18 @@ from nexus_tui.columnar.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 CACHE_DIR = ".nexus-cache"
 CACHE_FILE = "metrics.cols"
 MAGIC = b"NXCOLS1\n"
-VERSION = 2
-"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column."""
+VERSION = 3
+"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column.
+3: a writer's own keys as columns `x:KEY` (before, those records were kept among the others)."""
 HEAD_BYTES = 1 << 16
 TAIL_BYTES = 1 << 12
 MIN_FILE_BYTES = 1 << 20
 """Smaller metrics files decode faster than a cache loads: no cache for them."""
 _FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
+EXTRA = "x:"
+"""Prefix of an extra key's column (and of its mask, `present_x:KEY`)."""
+MAX_CACHED_EXTRAS = 64
+"""A history with more keys of its own is not cached (each column is a temp file while it is built)."""
 
 
 def cache_path(run_dir: Path) -> Path:
@@ -74,8 +80,30 @@ def load(run_dir: Path) -> tuple[list[Piece], int] | None:
     return pieces, offset
 
 
+class _Pages:
+    """Gives back the pages of the mapped cache a block's columns were read from, once the store has
+    copied them: they are clean file pages (the kernel reads them again if anything looks), but
+    while mapped they count in the dashboard's memory, and a million steps' columns are ~90 MB."""
+
+    def __init__(self, mapped: mmap.mmap, spans: dict[str, tuple[int, int]]) -> None:
+        self.mapped = mapped
+        self.spans = spans
+        """column -> (byte offset in the file, item size)"""
+
+    def releaser(self, a: int, b: int) -> Callable[[], None]:
+        def release() -> None:
+            for at, size in self.spans.values():
+                start = -(-(at + a * size) // mmap.PAGESIZE) * mmap.PAGESIZE
+                stop = (at + b * size) // mmap.PAGESIZE * mmap.PAGESIZE
+                if stop > start:
+                    with contextlib.suppress(ValueError, OSError):  # closed, or no madvise here
+                        self.mapped.madvise(mmap.MADV_DONTNEED, start, stop - start)
+        return release
+
+
 def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The arrays (read-only views of the mapped file) and the meta of a cache file."""
+    """The arrays (read-only views of the mapped file) and the meta of a cache file (with the
+    mapping's `_Pages` under the key "pages")."""
     with open(path, "rb") as f:
         if f.read(len(MAGIC)) != MAGIC:
             raise ValueError("not a cache file")
@@ -87,7 +115,9 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if at < 0 or count < 0 or at + count * np.dtype(dtype).itemsize > len(mapped):
             raise ValueError("array out of the file")
         arrays[name] = np.frombuffer(mapped, dtype, count, at)
-    return arrays, header["meta"]
+    spans = {name: (at, np.dtype(dtype).itemsize) for name, (at, dtype, _) in header["arrays"].items()
+             if name not in ("layout", "others")}
+    return arrays, {**header["meta"], "pages": _Pages(mapped, spans) if hasattr(mapped, "madvise") else None}
 
 
 def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
@@ -119,9 +149,10 @@ def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
 def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
     seq = z["seq"]
     cols = {k: z[k] for k in _FIELDS}
-    present = {k[len("present_"):]: z[k] for k in z if k.startswith("present_")}
+    extra = {k[len(EXTRA):]: z[k] for k in z if k.startswith(EXTRA)}
+    present = {k[len("present_"):].removeprefix(EXTRA): z[k] for k in z if k.startswith("present_")}
     rows = len(seq)
-    if any(len(c) != rows for c in (*cols.values(), *present.values())):
+    if any(len(c) != rows for c in (*cols.values(), *present.values(), *extra.values())):
         raise ValueError("columns of different lengths")
     others = _records(bytes(z["others"]), meta)
     if rows and int(seq[-1]) != meta["last_seq"]:
@@ -131,9 +162,12 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
         if not 0 <= a <= b <= (rows if kind == 0 else len(others)):
             raise ValueError("layout out of range")
         if kind == 0:
+            pages = meta.get("pages")
             pieces.append(MetricBlock(seq[a:b], cols["step"][a:b], cols["tokens"][a:b], cols["time"][a:b],
                                       {k: cols[k][a:b] for k in BLOCK_KEYS},
-                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()}))
+                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()},
+                                      {k: c[a:b] for k, c in extra.items()},
+                                      release=pages.releaser(a, b) if pages is not None else None))
         else:
             pieces.append(list(others[a:b]))
     return pieces
@@ -164,8 +198,12 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
         arrays[k] = getattr(merged, k) if k in ("step", "tokens", "time") and merged is not None else (
             merged.values[k] if merged is not None else np.empty(0))
     if merged is not None:
+        if len(merged.extra) > MAX_CACHED_EXTRAS:
+            return False
+        for k, c in merged.extra.items():
+            arrays[EXTRA + k] = c
         for k, m in merged.present.items():
-            arrays[f"present_{k}"] = m
+            arrays[f"present_{EXTRA + k if k in merged.extra else k}"] = m
     try:
         meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
                 "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others)}
@@ -219,6 +257,8 @@ class CacheBuilder:
         self.failed = False
         self._files: dict[str, Any] = {}
         self._partial: set[str] = set()
+        self._extras: list[str] = []
+        """Column names (`x:KEY`) of the writer's own keys met so far, in that order."""
 
     def add(self, pieces: list[Piece]) -> None:
         if self.failed:
@@ -231,7 +271,7 @@ class CacheBuilder:
                 elif p:
                     self.layout.append((1, len(self.others), len(self.others) + len(p)))
                     self.others.extend(p)
-        except OSError:
+        except (OSError, _TooWide):
             self.close()
             self.failed = True
 
@@ -241,11 +281,28 @@ class CacheBuilder:
             folder.mkdir(exist_ok=True)
             for name in ("seq", *_FIELDS, *(f"present_{k}" for k in ("seq", *_FIELDS))):
                 self._files[name] = tempfile.TemporaryFile(dir=folder, prefix=".column.")  # noqa: SIM115 - closed by close()
+        for key in p.extra:
+            if EXTRA + key not in self._files:  # a key first met here: nothing in the rows before
+                if len(self._extras) >= MAX_CACHED_EXTRAS:
+                    raise _TooWide
+                self._extras.append(EXTRA + key)
+                for name, fill in ((EXTRA + key, np.full(self.rows, np.nan)), (f"present_{EXTRA}{key}",
+                                                                             np.zeros(self.rows, bool))):
+                    self._files[name] = tempfile.TemporaryFile(dir=self.run_dir / CACHE_DIR, prefix=".column.")  # noqa: SIM115
+                    self._files[name].write(fill.tobytes())
+                self._partial.add(EXTRA + key) if self.rows else None
         cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
+        for name in self._extras:
+            key = name[len(EXTRA):]
+            cols[name] = p.extra.get(key, np.full(len(p), np.nan))
+        masks = {**p.present, **{EXTRA + k: m for k, m in p.present.items() if k in p.extra}}
+        for name in self._extras:
+            if name[len(EXTRA):] not in p.extra:
+                masks[name] = np.zeros(len(p), bool)
         for name, column in cols.items():
             self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).tobytes())
         for name in cols:
-            mask = p.present.get(name)
+            mask = masks.get(name)
             if mask is not None and not mask.all():
                 self._partial.add(name)
             self._files[f"present_{name}"].write(
@@ -262,7 +319,7 @@ class CacheBuilder:
             meta = {"version": VERSION, "offset": offset,
                     "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq,
                     "others": len(self.others)}
-            names = ["seq", *_FIELDS, *(f"present_{k}" for k in sorted(self._partial))]
+            names = ["seq", *_FIELDS, *self._extras, *(f"present_{k}" for k in sorted(self._partial))]
             small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
                      "others": np.frombuffer(_packed(self.others), np.uint8)}
             spilled = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
@@ -278,6 +335,10 @@ class CacheBuilder:
             with contextlib.suppress(OSError):
                 f.close()
         self._files = {}
+
+
+class _TooWide(Exception):
+    """More keys of a writer's own than a cache holds."""
 
 
 class _Spilled:

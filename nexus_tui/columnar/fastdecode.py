@@ -51,11 +51,11 @@ MAX_METRIC_BYTES = 4096
 
 
 class _Metric(msgspec.Struct, tag_field="type", tag="metric", gc=False, forbid_unknown_fields=True):
-    """A metric record as the fast path reads it: nexus_core's Metric field for field (same types,
-    same defaults, unknown keys refused), without the dict and gc overhead. A field of another type,
-    or a key beyond Metric's (a reporter's own series: RecordDecoder keeps it in `record.extra`),
-    fails the decode, and RecordDecoder decides (msgspec skips keys msgpack cannot even build a
-    dict from)."""
+    """A metric record as msgspec reads it here (stretches fixedlayout cannot read): nexus_core's
+    Metric field for field (same types, same defaults, unknown keys refused), without the dict and
+    gc overhead. A field of another type, or a key beyond Metric's (a reporter's own series, which
+    fixedlayout reads when it can), fails the decode, and RecordDecoder decides (msgspec skips keys
+    msgpack cannot even build a dict from)."""
 
     step: int
     tokens: int = 0
@@ -249,10 +249,15 @@ class ColumnDecoder:
         dec = RecordDecoder()
         recs = dec.feed(raw)
         self.warnings += dec.warnings
-        if recs and type(recs[0]) is Metric and not recs[0].extra:
-            with contextlib.suppress(Exception):
-                _append(pieces, _block(_DECODE(b"\x91" + raw)))
+        if recs and type(recs[0]) is Metric:
+            block = fixed_layout(raw, 0, len(raw), 1)
+            if block is not None:
+                _append(pieces, block)
                 return
+            if not recs[0].extra:
+                with contextlib.suppress(Exception):
+                    _append(pieces, _block(_DECODE(b"\x91" + raw)))
+                    return
         if recs:
             _append(pieces, recs)
 

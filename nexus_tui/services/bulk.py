@@ -10,6 +10,7 @@ back for a resume, a missing step) is handed to `ingest` as records: rare, and r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from nexus_core.protocol import STATES, read_status
 from nexus_core.recordtypes import State
 from nexus_tui.columnar.fastdecode import VALUE_KEYS, MetricBlock
 from nexus_tui.services.changes import Changes
-from nexus_tui.services.runview import Series
+from nexus_tui.services.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, Series
 
 if TYPE_CHECKING:
     from nexus_tui.services.store import MetricStore
@@ -27,22 +28,39 @@ if TYPE_CHECKING:
 RATE_WINDOW = 50
 
 
-def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any]) -> Changes:
-    """Each piece in order: record lists through `ingest`, metric blocks in bulk."""
+def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any],
+                  loading: float | None = None) -> Changes:
+    """Each piece in order: record lists through `ingest`, metric blocks in bulk. `loading`: how
+    much of the file a history read has reached with this batch (0..1), to size the columns once."""
     changed = Changes()
     rows = sum(len(p) for p in pieces if isinstance(p, MetricBlock))
-    if rows > 100_000:  # a history: one allocation per column, not one per block
-        run = store._view(name, run_dir)
-        metric = [run.series[k] for k in VALUE_KEYS]
-        for column in {id(c): c for s in metric for c in (s.step, s.tokens, s.time, s.value)}.values():
-            column.reserve(rows)
+    if rows:
+        _reserve(store._view(name, run_dir), rows, loading)
     for piece in pieces:
         if isinstance(piece, MetricBlock):
             if len(piece):
                 changed.merge(ingest_block(store, name, run_dir, piece))
+            if piece.release is not None:
+                piece.release()
         elif piece:
             changed.merge(store.ingest(name, run_dir, piece))
     return changed
+
+
+def _reserve(run: RunView, rows: int, loading: float | None) -> None:
+    """One allocation per column for a history instead of growing by half again and again (a
+    copy each time, and up to half of it unused at the end): a batch of a whole history (the
+    cache) reserves its rows; a history read chunk by chunk reserves, when a column would grow,
+    what the whole file will hold at the rate so far (`loading` of it gave these rows)."""
+    columns = {id(c): c for k in VALUE_KEYS for c in (run.series[k].step, run.series[k].tokens,
+                                                       run.series[k].time, run.series[k].value)}.values()
+    for column in columns:
+        if column.n + rows <= len(column.buf):
+            continue
+        if rows > 100_000:
+            column.reserve(rows)
+        elif loading is not None and 0.0 < loading < 1.0:
+            column.reserve(int((column.n + rows) / loading * 1.02) - column.n)
 
 
 def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> Changes:
@@ -65,14 +83,13 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
         newest = None
     if newest is not None:
         run.updated = newest if run.updated is None else max(run.updated, newest)
-    whole = [key for key in VALUE_KEYS if b.has_all(key)]
-    if whole:
-        Series.extend_group([run.series[k] for k in whole], step, tokens, t, [b.values[k] for k in whole])
-    for key in VALUE_KEYS:
-        series = run.series[key]
-        if key not in whole and b.present[key].any():
-            m = b.present[key]
-            series.extend(step[m], tokens[m], t[m], b.values[key][m])
+    _extend(run, VALUE_KEYS, b.values, b, step, tokens, t)
+    if b.extra:  # a writer's own keys: new series made in the order `MetricStore._add_extras` makes them
+        keys = _extra_keys(b)
+        for key in keys:
+            if key not in run.series:
+                run.series[key] = Series()
+        _extend(run, keys, b.extra, b, step, tokens, t)
     rate = run._rate
     if rate and step[0] < rate[-1][1]:
         rate.clear()  # as MetricStore._on_metric: a resume from an earlier step
@@ -82,6 +99,27 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
     seqs.mark += len(b)
     seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
     return Changes(["metrics"])
+
+
+def _extra_keys(b: MetricBlock) -> list[str]:
+    """The block's extra keys that give points to a series of their own, by their first record
+    holding them (then as the records order them): the order the per-record path adds them in."""
+    order = list(b.extra)
+    first = {k: (0 if b.has_all(k) else int(np.argmax(b.present[k]))) for k in order
+             if k not in SERIES_KEYS and (b.has_all(k) or b.present[k].any())}
+    return sorted(first, key=lambda k: (first[k], order.index(k)))
+
+
+def _extend(run: RunView, keys: Sequence[str], values: dict[str, np.ndarray], b: MetricBlock, step: np.ndarray,
+            tokens: np.ndarray, t: np.ndarray) -> None:
+    """Append each key's present points; the keys every record had share one set of x columns."""
+    whole = [key for key in keys if b.has_all(key)]
+    if whole:
+        Series.extend_group([run.series[k] for k in whole], step, tokens, t, [values[k] for k in whole])
+    for key in keys:
+        if key not in whole and b.present[key].any():
+            m = b.present[key]
+            run.series[key].extend(step[m], tokens[m], t[m], values[key][m])
 
 
 def _fast_part(store: MetricStore, name: str, b: MetricBlock) -> MetricBlock | None:
@@ -106,9 +144,12 @@ def _fast_part(store: MetricStore, name: str, b: MetricBlock) -> MetricBlock | N
         return None  # a NaN time: the per-record fold's max() decides what `updated` becomes
     if not np.isfinite(b.tokens[b.present.get("tokens", slice(None))]).all():
         return None  # the per-record path decides what an infinite token count means
-    for key in VALUE_KEYS:
-        series = run.series[key]
-        if not len(series):
+    extras = _extra_keys(b)
+    if len({*run.series, *extras}) > len(SERIES_KEYS) + MAX_EXTRA_SERIES:
+        return None  # past the cap: the per-record path decides which keys get a series
+    for key in (*VALUE_KEYS, *extras):
+        series = run.series.get(key)
+        if series is None or not len(series):
             continue
         mask = b.present.get(key)
         if mask is not None and not mask.any():

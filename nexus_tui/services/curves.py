@@ -27,25 +27,25 @@ which is most of the peak memory of opening a million-step run."""
 
 
 class Column:
-    """A float64 buffer that grows by doubling (amortised O(1) per appended point)."""
+    """A numeric buffer (float64 unless told) that grows by doubling (amortised O(1) per appended point)."""
 
     __slots__ = ("buf", "n")
 
-    def __init__(self) -> None:
-        self.buf = np.empty(1024, dtype=np.float64)
+    def __init__(self, dtype: type = np.float64) -> None:
+        self.buf = np.empty(1024, dtype=dtype)
         self.n = 0
 
     def reserve(self, total: int) -> None:
         """Room for `total` values in one allocation (a whole history about to be smoothed)."""
         if total > len(self.buf):
-            grown = np.empty(total, dtype=np.float64)
+            grown = np.empty(total, dtype=self.buf.dtype)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
 
     def extend(self, values: np.ndarray) -> None:
         need = self.n + len(values)
         if need > len(self.buf):
-            grown = np.empty(max(need, 2 * len(self.buf)), dtype=np.float64)
+            grown = np.empty(max(need, 2 * len(self.buf)), dtype=self.buf.dtype)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
         self.buf[self.n : need] = values
@@ -102,7 +102,9 @@ class CachedCurve:
     n: int = 0
     edits: int = -1
     raw: Envelope = field(default_factory=Envelope)
-    smooth_y: Column = field(default_factory=Column)
+    smooth_y: Column = field(default_factory=lambda: Column(np.float32))
+    """The EMA as drawn: float32 (7 digits, more than a chart shows; half the memory of a copy of
+    every smoothed series). The EMA itself runs in float64 and carries its state in `state`."""
     smooth: Envelope = field(default_factory=Envelope)
     state: tuple[float, int] = (0.0, 0)
     """EMA carry-over: the un-debiased average and how many finite points went into it."""

@@ -25,6 +25,9 @@ X_AXES = ("step", "tokens", "time")
 MAX_SAMPLES = 500
 MAX_LOGS = 2000
 MAX_ALERTS = 500
+MAX_EXTRA_SERIES = 256
+"""Series a run may add beyond ours from its records' extra keys: a writer logging a new key every
+step must not grow the dashboard without bound."""
 LABEL_MAX = 80
 """Longest run name shown whole (a folder name may be 255 bytes); longer ones end in '…'."""
 _RATE_WINDOW = 50
@@ -82,6 +85,28 @@ class Series:
             return
         for s, v in zip(group, values, strict=True):
             s.extend(step, tokens, time, v)
+
+    @staticmethod
+    def append_shared(group: list[Series], everyone: list[Series], step: float, tokens: float, time: float,
+                      values: list[float]) -> bool:
+        """Append one point to series that share their x columns, the x once, when `group` is every
+        series sharing them (`everyone`: the run's) and they are in step; False (nothing done) if
+        not, and the caller appends one by one (each then owns its x columns)."""
+        first = group[0]
+        if not first.shared or (first.step and step <= first.step[-1]):
+            return False
+        n = len(first.step)
+        if any(s.step is not first.step or s.tokens is not first.tokens or s.time is not first.time
+               or len(s.value) != n for s in group):
+            return False
+        if sum(1 for s in everyone if s.step is first.step) != len(group):
+            return False
+        first.step.append(step)
+        first.tokens.append(tokens)
+        first.time.append(time)
+        for s, v in zip(group, values, strict=True):
+            s.value.append(v)
+        return True
 
     def append(self, step: float, tokens: float, time: float, value: float) -> None:
         if self.shared:

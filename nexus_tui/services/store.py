@@ -34,6 +34,7 @@ from nexus_tui.services.changes import Changes
 from nexus_tui.services.runview import (
     EVAL_KEYS,
     MAX_ALERTS,
+    MAX_EXTRA_SERIES,
     MAX_SAMPLES,
     METRIC_KEYS,
     SERIES_KEYS,
@@ -42,10 +43,6 @@ from nexus_tui.services.runview import (
     SeqFilter,
     Series,
 )
-
-MAX_EXTRA_SERIES = 256
-"""Series a run may add beyond ours from its records' extra keys: a writer logging a new key every
-step must not grow the dashboard without bound."""
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
 
@@ -132,13 +129,15 @@ class MetricStore:
                     changed.record(kind, rec)
         return changed
 
-    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any]) -> Changes:
+    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any],
+                     loading: float | None = None) -> Changes:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
-        the same result as `ingest` of the same records, a block of metric columns at a time."""
+        the same result as `ingest` of the same records, a block of metric columns at a time.
+        `loading`: how far a history read has got (sizes the columns once)."""
         from nexus_tui.services.bulk import ingest_pieces
 
         with self._lock:
-            return ingest_pieces(self, run_name, run_dir, pieces)
+            return ingest_pieces(self, run_name, run_dir, pieces, loading)
 
     def _restarted(self, run: RunView, seq: int, hello: Hello) -> bool:
         """A hello at an already used seq from another process, starting at step 0: a new run in a
@@ -210,12 +209,15 @@ class MetricStore:
             if rec.extra:
                 added |= self._add_extras(run, rec, seq, late, tokens, t)
             return "metrics" if added else ""
-        for key, value in values:
-            s = run.series[key]
-            if s.step and step <= s.step[-1]:
-                self._add_point(run, key, seq, late, step, tokens, t, value)
-            else:
-                s.append(step, tokens, t, value)
+        group = [run.series[k] for k, _ in values]
+        if not (group and Series.append_shared(group, list(run.series.values()), step, tokens, t,
+                                                [v for _, v in values])):
+            for key, value in values:
+                s = run.series[key]
+                if s.step and step <= s.step[-1]:
+                    self._add_point(run, key, seq, late, step, tokens, t, value)
+                else:
+                    s.append(step, tokens, t, value)
         if rec.extra:
             self._add_extras(run, rec, seq, late, tokens, t)
         rate = run._rate

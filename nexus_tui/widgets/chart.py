@@ -3,7 +3,8 @@
 It knows nothing of runs or stores: the charts panel hands it already-downsampled `Curve`s, so a
 redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series). A plotext
 build costs tens of ms even for a few points, so the chart rebuilds only when what it was given
-(curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build.
+(curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build;
+while only new records change it, not before its picture would (chart_dots.py).
 The mouse zooms (wheel) and pans (drag) the x range and hovering moves the inspect cursor: the chart
 only reports these (as messages with x in data units) and the charts panel applies them to all charts.
 """
@@ -22,11 +23,16 @@ from textual.message import Message
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
-from nexus_tui.widgets.ticks import axis
+from nexus_tui.widgets.chart_dots import same_picture, screen_signature
+from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
 tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
+LIVE_BUILD_SHARE = 0.005
+"""...and its live rebuilds take at most this share of a core: a build that took t s waits
+t / LIVE_BUILD_SHARE before the next live one (8 ms: 2 s; 25 ms, a loaded 2-core box: 5 s). Four
+charts then cost about 2% of a core however slow the machine; what a person does redraws at once."""
 
 
 @dataclass
@@ -117,7 +123,20 @@ class MetricChart(PlotextPlot):
         self._chart_margin = (8, 1)
         self._chart_drag: int | None = None
         self._last_build = 0.0
+        self._build_cost: float | None = None
+        """Seconds a build takes here (a running mean of the last few), for the live interval."""
         self._waiting = False
+        self._drawn_dots: tuple | None = None
+        """The last build's `screen_signature`: a live spec with the same one is not rebuilt."""
+
+    def _dots(self, spec: ChartSpec) -> tuple:
+        return (self.size.width, self.size.height, self.app.theme), screen_signature(
+            spec, self.size.width or 40, self.size.height or 12)
+
+    def _same_as_drawn(self, spec: ChartSpec) -> bool:
+        assert self._drawn_dots is not None
+        (where, dots), (drawn_where, drawn) = self._dots(spec), self._drawn_dots
+        return where == drawn_where and same_picture(dots, drawn)
 
     @property
     def buckets(self) -> int:
@@ -127,23 +146,31 @@ class MetricChart(PlotextPlot):
 
     def show(self, spec: ChartSpec, live: bool = False) -> None:
         """Draw `spec` on the next refresh, if it differs from what is shown. `live` (new records
-        only): at most one build per LIVE_REBUILD_S, the latest spec drawn when the slot comes."""
+        only): at most one build per `live_interval`, the latest spec drawn when the slot comes."""
         signature = spec.signature()
         self.spec = spec
         if signature == self._chart_sig:
             return
         self._chart_sig = signature
         self.points_drawn = sum(len(_finite(c.xs, c.ys, spec.log_y)[0]) for c in spec.curves)
-        wait = self._last_build + LIVE_REBUILD_S - time.monotonic() if live else 0.0
+        wait = self._last_build + self.live_interval - time.monotonic() if live else 0.0
         if wait <= 0:
+            if live and self._drawn_dots is not None and self._same_as_drawn(spec):
+                return  # the new points land on the dots drawn: nothing on screen would change
             self.refresh()
         elif not self._waiting:
             self._waiting = True
             self.set_timer(wait, self._slot)
 
+    @property
+    def live_interval(self) -> float:
+        """Seconds between live rebuilds: LIVE_REBUILD_S, longer where builds are slow (LIVE_BUILD_SHARE)."""
+        return max(LIVE_REBUILD_S, (self._build_cost or 0.0) / LIVE_BUILD_SHARE)
+
     def _slot(self) -> None:
         self._waiting = False
-        self.refresh()
+        if self._drawn_dots is None or not self._same_as_drawn(self.spec):
+            self.refresh()
 
     def render(self) -> RenderResult:
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
@@ -153,10 +180,14 @@ class MetricChart(PlotextPlot):
             # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
         if key != self._chart_built or self._chart_render is None:
+            started = time.perf_counter()
+            self._drawn_dots = self._dots(self.spec)
             self._plot_spec(self.spec)
             self._chart_render = super().render()
             self._chart_built = key
             self.builds += 1
+            cost = time.perf_counter() - started
+            self._build_cost = cost if self._build_cost is None else (self._build_cost + cost) / 2
             self._last_build = time.monotonic()
         return self._chart_render
 
@@ -199,9 +230,8 @@ class MetricChart(PlotextPlot):
         plt.xticks(xt, xl)
         width = 6
         if not spec.log_y:
-            if y_hi == y_lo:
-                pad = abs(y_lo) * 0.05 or 1.0
-                plt.ylim(y_lo - pad, y_hi + pad)
+            if is_flat(y_lo, y_hi):  # a constant (or an EMA of one, wobbling in its last bits)
+                plt.ylim(*flat_range((y_lo + y_hi) / 2))
             yt, yl = axis(y_lo, y_hi, max(2, (self.size.height or 12) // 4))
             plt.yticks(yt, yl)
             width = max((len(t) for t in yl), default=6)

@@ -18,10 +18,8 @@ pages). Only the charts on the page are built, so a redraw stays O(width) howeve
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-import numpy as np
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.reactive import reactive
@@ -29,12 +27,15 @@ from textual.widgets import Static
 
 from nexus_tui.services import chartgrid
 from nexus_tui.services import format as fmt
+from nexus_tui.services.chart_summary import Forecasts, is_starting, loss_differs, starting_text
 from nexus_tui.services.curves import CurveCache
-from nexus_tui.services.forecast import forecast_final
 from nexus_tui.services.settings import Settings
 from nexus_tui.themes import ChartPalette
+from nexus_tui.widgets import chart as chart_widget
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.chart_view import ChartView
 from nexus_tui.widgets.inspect import readout
+from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
     from nexus_tui.services.store import MetricStore
@@ -44,20 +45,7 @@ CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"
 X_LABELS = {"step": "step", "tokens": "tokens", "time": "seconds"}
 
 
-def starting_text(run) -> str:
-    """What a run with no step yet is doing, so a slow first step (torch import, data, compile)
-    does not look like a dead dashboard."""
-    began = run.started or run.updated  # the hello's time, or the launch's before the hello
-    since = f" {time.time() - began:.0f}s" if began else ""
-    return f"{run.label}: starting…{since} (importing torch, building the model, first step)"
-
-
-def is_starting(run) -> bool:
-    """Live, and no training step reported yet."""
-    return run.live and not len(run.series["ce"])
-
-
-class ChartsPanel(Vertical):
+class ChartsPanel(ChartView, Vertical):
     """Four charts plus a line that says how they are drawn (EMA, x axis, scale, window)."""
 
     DEFAULT_CSS = """
@@ -79,7 +67,9 @@ class ChartsPanel(Vertical):
         self.options = options
         self.forecast_text = ""
         """The run summary / forecast line as last drawn."""
-        self._forecasts: dict[tuple, tuple[float, float, float] | None] = {}
+        self._summary = Forecasts()
+        self._summary_throttle = Throttle(self)
+        self._live_throttle = Throttle(self, chart_widget.LIVE_REBUILD_S)
         self._cache = CurveCache()
         self.x_view: tuple[float, float] | None = None
         """The zoomed x window shared by all charts (None: the whole window of data)."""
@@ -201,7 +191,11 @@ class ChartsPanel(Vertical):
 
     def redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool = False) -> None:
         """Redraw all charts for these runs (colours from each run's index in `palette`). `live`: only
-        new records arrived, so a chart rebuilt less than LIVE_REBUILD_S ago waits for its next slot."""
+        new records arrived: the charts are rebuilt at most every LIVE_REBUILD_S, so their specs are
+        worked out no more often either (the newest call waits for the slot)."""
+        self._live_throttle(lambda: self._redraw(store, names, palette, live), live=live)
+
+    def _redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool) -> None:
         self._last = (store, list(names), palette)
         runs = [r for r in (store.get(n) for n in names) if r is not None]
         self.extent = self._extent(runs)
@@ -254,7 +248,8 @@ class ChartsPanel(Vertical):
         else:
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
-        self._set("#chart-forecast", forecast_text)
+        # H, the ETA and the "starting… Ns" count change with every record: read once a second.
+        self._summary_throttle(lambda: self._set("#chart-forecast", forecast_text), live=live)
         on_page = set(self.page)
         for key, spec in specs.items():
             if key in on_page or key in chartgrid.STANDARD:
@@ -276,7 +271,13 @@ class ChartsPanel(Vertical):
             self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
                                                      or selector == "#chart-inspect" and not before)
 
-    # -- zoom, pan, inspect ----------------------------------------------------------------------
+    def relayout(self) -> None:
+        """Redraw with the pages worked out again (the panel went narrow or wide)."""
+        self._again()
+
+    def _again(self) -> None:
+        if self._last is not None:
+            self.redraw(*self._last)
 
     def _extent(self, runs: list) -> tuple[float, float] | None:
         """The x extent of the shown runs' H series (in the x axis' units as drawn), unzoomed; a run
@@ -288,115 +289,13 @@ class ChartsPanel(Vertical):
             if s is None:
                 continue
             xs, steps = s.column(x).view, s.step.view
-            start = int(np.searchsorted(steps, steps[-1] - last_n, side="left")) if last_n else 0
+            start = int(steps.searchsorted(steps[-1] - last_n, side="left")) if last_n else 0
             origin = xs[start] if x == "time" else 0.0
             lo, hi = min(lo, xs[start] - origin), max(hi, xs[-1] - origin)
         return (float(lo), float(hi)) if hi > lo else None
 
-    def relayout(self) -> None:
-        """Redraw with the pages worked out again (the panel went narrow or wide)."""
-        self._again()
-
-    def _again(self) -> None:
-        if self._last is not None:
-            self.redraw(*self._last)
-
-    def zoom(self, factor: float, at: float | None = None) -> None:
-        """Scale the x window by `factor` (<1 zooms in) keeping `at` (default: the cursor, else the
-        middle) where it is; zooming out past the data's extent shows it all again."""
-        if self.extent is None:
-            return
-        lo, hi = self.x_view or self.extent
-        if at is None:
-            at = self.cursor if self.cursor is not None and lo <= self.cursor <= hi else (lo + hi) / 2
-        new_lo, new_hi = at - (at - lo) * factor, at + (hi - at) * factor
-        full_lo, full_hi = self.extent
-        if new_hi - new_lo >= full_hi - full_lo:
-            self.x_view = None
-        else:
-            self.x_view = self._clamp(new_lo, new_hi)
-        self._again()
-
-    def pan(self, dx: float) -> None:
-        """Move the x window by dx data units (stops at the data's ends)."""
-        if self.x_view is None:
-            return
-        lo, hi = self.x_view
-        self.x_view = self._clamp(lo + dx, hi + dx)
-        self._again()
-
-    def pan_fraction(self, fraction: float) -> None:
-        if self.x_view is not None:
-            self.pan(fraction * (self.x_view[1] - self.x_view[0]))
-
-    def _clamp(self, lo: float, hi: float) -> tuple[float, float]:
-        assert self.extent is not None
-        full_lo, full_hi = self.extent
-        width = max(hi - lo, 1e-9)
-        if lo < full_lo:
-            lo, hi = full_lo, full_lo + width
-        if hi > full_hi:
-            lo, hi = full_hi - width, full_hi
-        return (max(lo, full_lo), hi)
-
-    def reset_view(self) -> None:
-        self.x_view = None
-        self._again()
-
-    def toggle_cursor(self) -> None:
-        """Pin an inspect cursor in the middle of the view, or take it away."""
-        if self.cursor is not None and self.pinned:
-            self.cursor, self.pinned = None, False
-        elif self.extent is not None:
-            lo, hi = self.x_view or self.extent
-            self.cursor, self.pinned = (lo + hi) / 2, True
-        self._again()
-
-    def move_cursor(self, fraction: float) -> None:
-        """Move the cursor by a fraction of the view (one chart column is about 1/60)."""
-        if self.cursor is None or self.extent is None:
-            return
-        lo, hi = self.x_view or self.extent
-        self.cursor = min(max(self.cursor + fraction * (hi - lo), lo), hi)
-        self._again()
-
-    def on_metric_chart_zoom(self, event: MetricChart.Zoom) -> None:
-        self.zoom(event.factor, event.at)
-
-    def on_metric_chart_pan(self, event: MetricChart.Pan) -> None:
-        self.pan(event.dx)
-
-    def on_metric_chart_hover(self, event: MetricChart.Hover) -> None:
-        if self.pinned and event.at is None:
-            return
-        if event.at != self.cursor:
-            self.cursor = event.at
-            self.pinned = self.pinned and event.at is not None
-            self._again()
-
     def _loss_differs(self, store: MetricStore, name: str) -> bool:
-        """Show `loss` beside H only when it is not the same number (label smoothing, MTP, aux)."""
-        run = store.get(name)
-        if run is None:
-            return False
-        loss, ce = run.series["loss"].value[-20:], run.series["ce"].value[-20:]
-        return any(abs(a - b) > 1e-6 for a, b in zip(loss, ce, strict=False))
+        return loss_differs(store, name)
 
     def _forecast(self, store: MetricStore, run) -> tuple[str, float | None]:
-        """A line under the options for one run: H, best val, the projected final val loss, ETA.
-        (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
-        title = f"{run.label}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
-        steps, vals = store.series(run.name, "val_loss", x="step")
-        # The fit is pure Python over every eval: redo it only when an eval arrived or the total moved.
-        key = (run.name, len(steps), steps[-1] if len(steps) else None, run.total_steps)
-        if key not in self._forecasts:
-            self._forecasts = {k: v for k, v in self._forecasts.items() if k[0] != run.name}
-            self._forecasts[key] = (
-                forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
-            )
-        guess = self._forecasts[key]
-        if guess is None:
-            return title, None
-        value, low, high = guess
-        eta = f" · ETA {fmt.duration(run.eta_s)}" if run.eta_s else ""
-        return f"{title} · forecast final val ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value
+        return self._summary.line(store, run)

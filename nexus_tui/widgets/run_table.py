@@ -20,6 +20,7 @@ from textual.widgets.data_table import RowDoesNotExist
 from nexus_core.text import clean_text
 from nexus_tui.services import format as fmt
 from nexus_tui.themes import ChartPalette
+from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
     from nexus_tui.services.store import RunView
@@ -62,6 +63,10 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     ]
 
 
+URGENT = ("name", "model", "device", "state")
+"""Columns whose change is news (a run stopped, crashed, finished): drawn at once, never held back."""
+
+
 class RunTable(DataTable):
     """Every run the app knows of. Space marks runs: the charts show the marked runs, or the
     highlighted one when none is marked."""
@@ -89,6 +94,7 @@ class RunTable(DataTable):
         self._drawn: dict[tuple[str, str], Any] = {}
         """(run, column) -> the cell value last written, to write only what changed."""
         """column -> widest cell seen, to know what fits before a column is shown."""
+        self._throttle = Throttle(self)
 
     def on_mount(self) -> None:
         self._show_columns(self._shown)
@@ -157,13 +163,26 @@ class RunTable(DataTable):
         name = self.highlighted
         return [name] if name else []
 
-    def show_runs(self, runs: Iterable[RunView], palette: ChartPalette) -> None:
-        """Add new runs, update the cells of known ones (cursor stays where it is)."""
+    def show_runs(self, runs: Iterable[RunView], palette: ChartPalette, live: bool = False) -> None:
+        """Add new runs, update the cells of known ones (cursor stays where it is). `live`: only
+        records arrived, so the cells of known runs change at most once a second (throttle.py)."""
+        runs = list(runs)
+        routine = live and self._palette is palette and all(run.name in self._runs for run in runs)
+        if routine:  # a state, a name, a model or a device that changed is shown at once
+            for run in runs:
+                cells = dict(zip((key for key, _ in COLUMNS), row_cells(run, palette, run.name in self.marked),
+                                 strict=True))
+                if any(key in self._shown and self._drawn.get((run.name, key)) != cells[key] for key in URGENT):
+                    routine = False
+                    break
+        self._throttle(lambda: self._show(runs, palette), live=routine)
+
+    def _show(self, runs: list[RunView], palette: ChartPalette) -> None:
         self._palette = palette
         was_empty = not self.row_count
-        runs = list(runs)
+        cells = {run.name: row_cells(run, palette, run.name in self.marked) for run in runs}
         for run in runs:
-            for (key, _), cell in zip(COLUMNS, row_cells(run, palette, run.name in self.marked), strict=True):
+            for (key, _), cell in zip(COLUMNS, cells[run.name], strict=True):
                 width = cell.cell_len if isinstance(cell, Text) else cell_len(str(cell))
                 self._content[key] = max(self._content.get(key, 0), width)
         fresh = [run for run in runs if run.name not in self._runs]
@@ -173,7 +192,8 @@ class RunTable(DataTable):
                 if run in fresh:
                     self.add_row(*self._cells(run), key=run.name)
                     continue
-                for key, value in zip(self._shown, self._cells(run), strict=True):
+                shown = [c for (key, _), c in zip(COLUMNS, cells[run.name], strict=True) if key in self._shown]
+                for key, value in zip(self._shown, shown, strict=True):
                     if self._drawn.get((run.name, key)) != value:  # an update repaints the table
                         self._drawn[(run.name, key)] = value
                         self.update_cell(run.name, key, value, update_width=True)

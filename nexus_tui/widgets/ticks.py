@@ -9,22 +9,37 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+FLAT = 1e-9
+"""A span this small against the values it spans is float noise (an EMA of a constant wobbles in
+its last bits), not a range: such a series is drawn as the constant it is."""
+
+
+def is_flat(lo: float, hi: float) -> bool:
+    """Whether [lo, hi] is one value as far as a person reading a chart can tell."""
+    return abs(hi - lo) <= FLAT * max(abs(lo), abs(hi))
+
+
+def flat_range(value: float) -> tuple[float, float]:
+    """The y range to draw a constant series in: the value in the middle, 5% of it either side
+    (or 1 either side of zero), so the line sits mid-chart instead of on an edge."""
+    pad = abs(value) * 0.05 or 1.0
+    return value - pad, value + pad
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About `count` round values covering [lo, hi] (1, 2 or 5 times a power of ten apart)."""
+    """About `count` round values covering [lo, hi] (1, 2 or 5 times a power of ten apart); one
+    value for a flat range."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi < lo:
         lo, hi = hi, lo
-    if hi == lo:
-        return [lo]
+    if is_flat(lo, hi):
+        return [(lo + hi) / 2]
     raw = (hi - lo) / max(1, count)
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step - 1e-9) * step
-    ticks = list(np.arange(first, hi + step * 1e-9, step))
+    ticks = [first + i * step for i in range(int((hi + step * 1e-9 - first) / step) + 1)]
     return [0.0 if abs(t) < step * 1e-9 else float(t) for t in ticks]
 
 
@@ -60,13 +75,26 @@ def label(value: float, step: float, big: float, integer: bool = False) -> str:
     return f"{value:.{min(digits, 6)}f}"
 
 
+def _short(value: float, digits: int = 4) -> str:
+    text = f"{value:.{digits}g}"
+    return text.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")
+
+
 def axis(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[list[float], list[str]]:
-    """Ticks and labels for an axis showing [lo, hi]; a constant series gets one labelled tick."""
+    """Ticks and labels for an axis showing [lo, hi]; a constant series gets one labelled tick, and
+    no two ticks ever read the same (more digits, else the one tick in the middle)."""
     ticks = nice_ticks(lo, hi, count)
     if len(ticks) == 1:
         value = ticks[0]
         if float(value).is_integer() and abs(value) < 1e6:
             return ticks, [f"{value:.0f}"]
-        text = f"{value:.4g}"
-        return ticks, [text.replace("e-0", "e-").replace("e+0", "e").replace("e+", "e")]
-    return ticks, tick_labels(ticks, integer)
+        return ticks, [_short(value)]
+    labels = tick_labels(ticks, integer)
+    for digits in range(5, 13):
+        if len(set(labels)) == len(labels):
+            return ticks, labels
+        labels = [_short(t, digits) for t in ticks]
+    if len(set(labels)) == len(labels):
+        return ticks, labels
+    middle = (ticks[0] + ticks[-1]) / 2
+    return [middle], [_short(middle)]

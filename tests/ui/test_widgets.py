@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 from support.records import falling_run
 from textual.app import App, ComposeResult
@@ -135,3 +136,142 @@ async def test_charts_draw_inside_their_frame() -> None:
                     edge = max(text.rfind(c) for c in "│┤┐┘")
                     if edge >= 0:
                         assert not text[edge + 1 :].strip(), (chart.id, text)
+
+
+def test_ticks_read_as_written_and_never_repeat() -> None:
+    from nexus_tui.widgets.ticks import axis, flat_range, is_flat
+
+    assert axis(0.5, 0.5, 3) == ([0.5], ["0.5"])
+    # An EMA of a constant wobbles in its last bits: still one tick, not three `0.500000`.
+    assert axis(0.49999999999999994, 0.5000000000000001, 3)[1] == ["0.5"]
+    assert axis(1000.0, 1000.0000001, 3)[1] == ["1000"]
+    assert is_flat(3e-4, 3e-4 * (1 + 1e-15)) and not is_flat(0.0, 1e-3)
+    lo, hi = flat_range(0.5)
+    assert lo < 0.5 < hi and hi - lo > 0.01 and flat_range(0.0) == (-1.0, 1.0)
+    for lo, hi in ((1e6, 1e6 + 1), (0.0, 1.0), (2.0, 2.1), (0.0, 1e6), (3e-4, 3.0000001e-4), (-5.0, 5.0)):
+        ticks, labels = axis(lo, hi, 4)
+        assert len(set(labels)) == len(labels) == len(ticks) >= 1, (lo, hi, labels)
+    assert axis(0.0, 1e6, 5)[1][-1] == "1.0M" and axis(0, 2000, 4, integer=True)[1][1] == "0.5k"
+
+
+async def test_a_constant_series_gets_one_readable_y_tick() -> None:
+    """gnorm stuck at 0.5 (smoothed: the EMA wobbles in its last bits) is drawn mid-chart with one
+    y label, not three identical `0.500000`."""
+    recs = falling_run("flat", 200, total=200)
+    for r in recs:
+        if r["type"] == "metric":
+            r["gnorm"] = 0.1 + 0.4  # 0.5 with float noise through the EMA
+    store = MetricStore()
+    store.ingest("flat", None, recs)
+    panel = ChartsPanel(Settings(ema=0.9))
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["flat"], PALETTE)
+        await pilot.pause()
+        lines = [line.plain for line in panel.chart("gnorm").render().split("\n")]
+        y_labels = [ln.split("┤")[0].strip() for ln in lines if "┤" in ln]
+        assert y_labels == ["0.5"], lines
+        assert not any("0.500000" in ln for ln in lines)
+        drawn = [i for i, ln in enumerate(lines) if any("\u2800" < ch <= "\u28ff" for ch in ln)]
+        assert drawn and 0.25 < (sum(drawn) / len(drawn)) / len(lines) < 0.75  # mid-chart, not on an edge
+
+
+async def test_live_table_updates_are_throttled_but_never_lost() -> None:
+    """Live changes reach the table at most once a second; the last one held back still shows."""
+    import time as _time
+
+    store = MetricStore()
+    store.ingest("alpha", None, falling_run("alpha", 10, total=1000))
+    table = RunTable()
+    async with Host(table).run_test(size=(120, 20)) as pilot:
+        table.show_runs(store.runs(), PALETTE)  # a new run: at once
+        await pilot.pause()
+        assert str(table.get_cell("alpha", "step")) == "10/1000"
+        seq = 100
+        for step in range(11, 41):  # a burst of live records, each followed by a live redraw
+            store.ingest("alpha", None, [{"type": "metric", "seq": seq, "time": 2000.0 + step, "step": step,
+                                          "tokens": step, "loss": 1.0, "ce": 1.0}])
+            seq += 1
+            table.show_runs(store.runs(), PALETTE, live=True)
+        deadline = _time.monotonic() + 30
+        while str(table.get_cell("alpha", "step")) != "40/1000" and _time.monotonic() < deadline:
+            await pilot.pause(0.05)
+        assert str(table.get_cell("alpha", "step")) == "40/1000"
+
+
+async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart(monkeypatch) -> None:
+    """A long run's next step lands on the braille dots already drawn: no plotext build (tens of ms);
+    a step that moves the picture (a spike) is drawn."""
+    from nexus_tui.widgets import chart as chart_module
+    from nexus_tui.widgets.chart import MetricChart
+
+    monkeypatch.setattr(chart_module, "LIVE_REBUILD_S", 0.0)  # no rate limit: only the picture decides
+    monkeypatch.setattr(chart_module, "LIVE_BUILD_SHARE", 1e9)
+
+    store = MetricStore()
+    store.ingest("long", None, falling_run("long", 20_000, total=40_000))
+    panel = ChartsPanel(Settings(ema=0.0))
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["long"], PALETTE)
+        await pilot.pause()
+        charts = list(panel.query(MetricChart))
+        built = [c.builds for c in charts]
+        assert all(built)
+        seq = 10**6
+
+        def live(step: int, gnorm: float) -> None:
+            nonlocal seq
+            store.ingest("long", None, [{"type": "metric", "seq": seq, "time": 1000.0 + step, "step": step,
+                                         "tokens": step * 512, "loss": 5.0 / math.sqrt(step),
+                                         "ce": 5.0 / math.sqrt(step), "lr": 1e-3, "gnorm": gnorm,
+                                         "tok_s": 4000.0 + step, "step_s": 0.1, "mem": 1e8}])
+            seq += 1
+            panel.redraw(store, ["long"], PALETTE, live=True)
+
+        live(20_001, 1.0 + 1 / 20_001)
+        await pilot.pause()
+        assert [c.builds for c in charts] == built, "nothing visible changed: no build"
+        assert panel.chart("gnorm").spec.curves[0].xs[-1] == 20_001, "the spec still holds the new point"
+        live(20_002, 50.0)  # a spike: the grad norm chart must show it
+        gnorm = panel.chart("gnorm")
+        deadline = time.monotonic() + 30
+        while gnorm.builds == built[charts.index(gnorm)] and time.monotonic() < deadline:
+            await pilot.pause(0.1)
+        assert gnorm.builds > built[charts.index(gnorm)]
+
+
+async def test_a_slow_chart_is_rebuilt_live_less_often_but_at_once_for_a_person() -> None:
+    """Live rebuilds wait in proportion to what a build costs (a share of a core), never less than
+    LIVE_REBUILD_S; a redraw a person asked for (not live) is drawn at once."""
+    from nexus_tui.widgets import chart as chart_module
+
+    store = MetricStore()
+    store.ingest("a", None, falling_run("a", 300, total=400))
+    panel = ChartsPanel(Settings())
+    async with Host(panel).run_test(size=(140, 45)) as pilot:
+        panel.redraw(store, ["a"], PALETTE)
+        await pilot.pause()
+        chart = panel.chart("loss")
+        assert chart.builds == 1 and chart._build_cost is not None and chart._build_cost > 0
+        assert chart.live_interval == max(chart_module.LIVE_REBUILD_S, chart._build_cost / chart_module.LIVE_BUILD_SHARE)
+        chart._build_cost = 1.0  # as if a build took a second here: the next live one waits 200 s
+        assert chart.live_interval == 1.0 / chart_module.LIVE_BUILD_SHARE
+        settings_changed = panel.options
+        settings_changed.ema = 0.5
+        panel.redraw(store, ["a"], PALETTE)  # a person changed the EMA: drawn at once
+        await pilot.pause()
+        assert chart.builds == 2
+
+
+async def test_a_state_change_reaches_the_table_at_once_even_live() -> None:
+    """Numbers wait for their slot; a run that stopped, crashed or finished is news: never held back."""
+    store = MetricStore()
+    store.ingest("alpha", None, falling_run("alpha", 10, total=1000))
+    table = RunTable()
+    async with Host(table).run_test(size=(120, 20)) as pilot:
+        table.show_runs(store.runs(), PALETTE)
+        await pilot.pause()
+        table.show_runs(store.runs(), PALETTE, live=True)  # takes the live slot
+        store.ingest("alpha", None, [{"type": "state", "seq": 500, "time": 3000.0, "state": "finished",
+                                      "step": 10, "reason": "done"}])
+        table.show_runs(store.runs(), PALETTE, live=True)
+        assert str(table.get_cell("alpha", "state")).startswith("finished")

@@ -49,7 +49,8 @@ def test_cached_curve_grows_by_appends_and_matches_a_fresh_computation() -> None
     assert sx == fresh[1][0] and sy == pytest.approx(fresh[1][1], rel=1e-12), "EMA: the same up to rounding"
     values = np.array(series.value)
     smoothed = ema_continue(list(values), 0.8)[0]
-    assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-9), "each point is the EMA at its step"
+    # The drawn EMA is stored float32: equal to 7 digits.
+    assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-6), "each point is the EMA at its step"
     assert len(rx) <= 2 * 100 + 1 and rx[-1] == series.step[-1], "bounded, and the last point is kept"
     assert min(ry) == values.min() and max(ry) == values.max(), "spikes survive the block summaries"
     # Every bucket's extremes are those of the raw points in it (the block summaries lose nothing).
@@ -78,3 +79,16 @@ def test_window_and_time_axis() -> None:
     cache.sweep()
     cache.sweep()
     assert not cache._curves, "curves no redraw asked for are dropped"
+
+
+def test_the_smoothed_copy_is_float32_and_the_ema_float64_underneath() -> None:
+    """The cache's only series-sized copy (the EMA) takes 4 bytes a point; what it draws is the
+    float64 EMA rounded once (no drift over a million points: the carry-over state stays float64)."""
+    series = _series(3 * BLOCK + 5, nan_every=50)
+    cache = CurveCache()
+    cache.curve("r", "ce", series, "step", 0.9, 0, 40)
+    cached = next(iter(cache._curves.values()))
+    assert cached.smooth_y.view.dtype == np.float32 and len(cached.smooth_y.view) == len(series)
+    exact = ema_continue(list(series.value), 0.9)[0]
+    assert np.allclose(cached.smooth_y.view, exact, rtol=1e-6, equal_nan=True)
+    assert np.array_equal(np.isnan(cached.smooth_y.view), np.isnan(exact))

@@ -95,6 +95,7 @@ def assert_same(a: MetricStore, b: MetricStore) -> None:
     assert (ra is None) == (rb is None)
     if ra is None:
         return
+    assert list(ra.series) == list(rb.series), "the same series, made in the same order"
     for key in ra.series:
         for col in ("step", "tokens", "time", "value"):
             x, y = getattr(ra.series[key], col).view, getattr(rb.series[key], col).view
@@ -117,7 +118,7 @@ def test_a_clean_file_takes_the_fast_path_and_matches(tmp_path: Path) -> None:
     assert len(store.get("r").series["ce"]) == 300 and store.get("r").state == "finished"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(
     garbage=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=40)), max_size=4),
@@ -300,3 +301,154 @@ def test_a_cache_of_records_with_missing_fields_gives_the_same_series(tmp_path: 
     assert colcache.load(run) is not None
     assert_same(from_cache, expected)
     assert len(from_cache.get("r").series["lr"]) == 299 - 299 // 7
+
+
+def test_a_reporter_run_with_its_own_keys_takes_the_fast_path(tmp_path: Path) -> None:
+    """`import nexus` in a script logging its own keys (every step, every tenth step, an int that
+    grows wider): the file decodes column-wise, every byte, to the same series as RecordDecoder's."""
+    import nexus
+
+    run = nexus.init(run_dir=tmp_path / "rep", total_steps=3000)
+    try:
+        for step in range(1, 3001):
+            data: dict[str, Any] = {"loss": 2.0 + 1.0 / step, "train/acc": step / 3000, "grad/clip": step % 300,
+                                    "lr": 1e-3}
+            if step % 10 == 0:
+                data["train/ppl"] = 7.5 - step / 1000
+            nexus.log(data, step=step)
+    finally:
+        nexus.finish()
+    data = (run.dir if hasattr(run, "dir") else tmp_path / "rep").joinpath(METRICS_FILE).read_bytes()
+    cuts = list(range(1 << 15, len(data), 1 << 15))
+    store, dec = fast(data, cuts)
+    assert dec.slow_bytes == 0, "a reporter's own keys need no per-record decoding"
+    assert_same(store, plain(data, cuts))
+    same_records(data, cuts)
+    series = store.get("r").series
+    assert len(series["train/acc"]) == 3000 and len(series["train/ppl"]) == 300
+    assert series["grad/clip"].value[299] == 0.0 and series["train/ppl"].last == 7.5 - 3.0
+
+
+_EXTRA_KEYS = st.sampled_from(["train/acc", "a", "x" * 40, "", "bad\x1bkey", "val_loss", "tokens_seen", "é/ü"])
+_EXTRA_VALUES = st.one_of(st.floats(allow_nan=True), st.integers(-(2**63), 2**64 - 1), st.booleans(), st.none(),
+                          st.just("text"))
+
+
+@settings(max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(
+    extras=st.lists(st.dictionaries(_EXTRA_KEYS, _EXTRA_VALUES, max_size=3), min_size=1, max_size=5),
+    every=st.integers(1, 7),
+    garbage=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=20)), max_size=2),
+    cuts=st.lists(st.integers(0, 10**6), max_size=5),
+)
+def test_extra_keys_give_the_same_series_either_way(tmp_path: Path, extras, every, garbage, cuts) -> None:
+    """Any mix of a writer's own keys (odd names, bools, nil, huge ints, text, keys named like ours),
+    on some records, in a file with garbage: the same records and the same store by both paths."""
+    path = tmp_path / f"x{os.getpid()}-{abs(hash((repr(extras), every, tuple(garbage), tuple(cuts))))}.msgpack"
+    w = RecordWriter(path)
+    for step in range(1, 160):
+        w.write(_metric(step, **(extras[step % len(extras)] if step % every == 0 else {})))
+        if step % 50 == 0:
+            w.write({"type": "eval", "step": step, "tokens": 1, "val_loss": 2.0, **extras[0]})
+    w.close()
+    data = bytearray(path.read_bytes())
+    for at, junk in garbage:
+        at %= len(data) + 1
+        data[at:at] = junk
+    data = bytes(data)
+    store, _ = fast(data, cuts)
+    assert_same(store, plain(data, cuts))
+    same_records(data, cuts)
+
+
+def test_a_cache_of_a_writers_own_keys_gives_the_same_series(tmp_path: Path, monkeypatch) -> None:
+    """Keys of its own that start late, come every tenth step or stop: cached as columns, read back
+    to the same series; an append with a new key extends the cache."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    w = RecordWriter(run / METRICS_FILE)
+    for step in range(1, 400):
+        extra: dict[str, Any] = {"train/acc": step / 400} if step > 100 else {}
+        if step % 10 == 0:
+            extra["eval/x"] = -step
+        if step < 50:
+            extra["warmup"] = 1.0
+        w.write(_metric(step, **extra))
+        if step == 200:
+            w.write({"type": "eval", "step": step, "tokens": 1, "val_loss": 2.0, "val/acc": 0.25})
+    w.close()
+    expected = plain((run / METRICS_FILE).read_bytes(), [])
+    built, _ = _read_history(run, 1, monkeypatch)
+    assert_same(built, expected)
+    pieces, _ = colcache.load(run)
+    blocks = [p for p in pieces if isinstance(p, MetricBlock)]
+    assert blocks and set(blocks[0].extra) == {"train/acc", "eval/x", "warmup"}, "the keys are columns"
+    from_cache, _ = _read_history(run, 1, monkeypatch)
+    assert_same(from_cache, expected)
+    assert len(from_cache.get("r").series["eval/x"]) == 39 and from_cache.get("r").series["val/acc"].last == 0.25
+    w = RecordWriter(run / METRICS_FILE)
+    for step in range(400, 420):
+        w.write(_metric(step, **{"train/acc": 1.0, "late": 3}))
+    w.close()
+    appended, _ = _read_history(run, 1, monkeypatch)
+    assert_same(appended, plain((run / METRICS_FILE).read_bytes(), []))
+    assert len(appended.get("r").series["late"]) == 20
+    again, _ = _read_history(run, 1, monkeypatch)
+    assert_same(again, plain((run / METRICS_FILE).read_bytes(), []))
+
+
+def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeypatch) -> None:
+    """Read chunk by chunk (no cache yet), the columns are reserved for the whole file from how far
+    the read has got, not grown by half again and again (up to half of them unused at the end)."""
+    from nexus_tui.services import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 16)
+    monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
+    run = _folder(tmp_path, 3000)
+    store = MetricStore()
+    watcher = RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None,
+                          on_batch=lambda name, run_dir, pieces, loading: store.ingest_batch(
+                              name, run_dir, pieces, loading))
+    watcher.read(run)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    series = store.get("r").series["ce"]
+    assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+
+
+def test_records_after_a_bulk_history_keep_one_set_of_x_columns(tmp_path: Path) -> None:
+    """A history loaded in bulk shares one step/tokens/time for its metric series; records that then
+    arrive one at a time (with every metric) append to it once, instead of each series copying the
+    whole history's x columns; one that lacks a metric splits them, as before, with the same series."""
+    path = tmp_path / METRICS_FILE
+    write_run(path, 300)
+    data = path.read_bytes()
+    store, _ = fast(data, [])
+    reference = plain(data, [])
+    live = [{"type": "metric", "seq": 10_000 + i, "time": 5000.0 + i, **_metric(301 + i)} for i in range(5)]
+    store.ingest("r", None, live)
+    reference.ingest("r", None, live)
+    series = store.get("r").series
+    assert all(series[k].step is series["ce"].step for k in ("loss", "lr", "gnorm", "tok_s", "mem"))
+    assert_same(store, reference)
+    partial = {"type": "metric", "seq": 20_000, "time": 6000.0, "step": 400, "tokens": 1, "loss": 1.0, "ce": 1.0}
+    store.ingest("r", None, [partial])
+    reference.ingest("r", None, [partial])
+    assert_same(store, reference)
+    assert len(series["ce"]) == 306 and len(series["gnorm"]) == 305
+
+
+def test_cached_pages_given_back_after_the_copy_still_read_true(tmp_path: Path, monkeypatch) -> None:
+    """The store copies a cached block, then its mapped pages are given back (madvise): the block
+    still reads the same numbers afterwards (the kernel reads the file pages again), as the cache's
+    extension after an append does."""
+    run = _folder(tmp_path, 3000)
+    _read_history(run, 1, monkeypatch)
+    pieces, _ = colcache.load(run)
+    blocks = [p for p in pieces if isinstance(p, MetricBlock)]
+    assert blocks and all(b.release is not None for b in blocks)
+    before = [b.values["ce"].copy() for b in blocks]
+    store = MetricStore()
+    store.ingest_batch("r", run, pieces)
+    assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+    assert all(np.array_equal(b.values["ce"], v, equal_nan=True) for b, v in zip(blocks, before, strict=True))
