@@ -18,6 +18,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
+from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
@@ -80,6 +81,15 @@ class NexusApp(RunActions, ViewActions, App[None]):
         Binding("full_stop", "move_cursor(0.02)", "Cursor right", show=False),
     ]
 
+    ema: reactive[float] = reactive(0.6, init=False)
+    """The charts' EMA weight (`[`/`]`); bound into the charts panel, remembered in Settings."""
+    x_axis: reactive[str] = reactive("step", init=False)
+    """step | tokens | time (`x`)."""
+    log_scale: reactive[bool] = reactive(False, init=False)
+    """Log y for the loss chart (`l`)."""
+    window: reactive[int] = reactive(0, init=False)
+    """Only the last N steps (`w`; 0 the whole run)."""
+
     def __init__(
         self, root: Path, demo: bool = False, demo_steps: int = 0, settings_path: Path | None = None,
         services: Services | None = None,
@@ -92,6 +102,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         """Extra overrides for both demo runs (tests shrink the model with these)."""
         self.settings_path = settings_path
         self.settings, self._settings_error = load_settings(settings_path)
+        for name in ("ema", "x_axis", "log_scale", "window"):  # the saved options seed the reactives
+            self.set_reactive(getattr(NexusApp, name), getattr(self.settings, name))
         self.services = services or Services(self.root, self)
         self.store = self.services.store
         self._dirty = True
@@ -111,7 +123,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         yield AlertBar(id="alerts")
         yield RunTable(id="runs")
         with Horizontal(id="body"):
-            yield ChartsPanel(self.settings, id="charts")
+            yield ChartsPanel(id="charts").data_bind(NexusApp.ema, NexusApp.x_axis, NexusApp.log_scale,
+                                                      NexusApp.window)
             with TabbedContent(id="side"):
                 with TabPane("Telemetry", id="tab-telemetry"):
                     yield TelemetryPane(id="telemetry")
@@ -317,6 +330,15 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self.settings.theme = theme.name
         self._save_settings()
         self._dirty = self._view_changed = True
+
+    def _remember_options(self) -> None:
+        """A chart option changed (the panel follows it through data_bind): keep it for next time."""
+        for name in ("ema", "x_axis", "log_scale", "window"):
+            setattr(self.settings, name, getattr(self, name))
+        self.settings.clean()
+        self._save_settings()
+
+    watch_ema = watch_x_axis = watch_log_scale = watch_window = _remember_options
 
     def _save_settings(self) -> None:
         error = save_settings(self.settings, self.settings_path)

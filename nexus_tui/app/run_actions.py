@@ -37,6 +37,7 @@ class RunActions:
     services: Services
     settings: Settings
     demo_overrides: list[str]
+    ema: float
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
@@ -243,7 +244,7 @@ class RunActions:
         chosen = sorted(table.marked) or [r.name for r in self.store.runs()]
         from nexus_tui.screens.compare import CompareScreen
 
-        self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.settings.ema))
+        self.push_screen(CompareScreen(self.store, palette_for(self.theme), chosen, self.ema))
 
     def action_report(self) -> None:
         """The markdown report of the marked runs (else the highlighted one), saved in the runs folder."""

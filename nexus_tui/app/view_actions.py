@@ -1,7 +1,8 @@
 """The view keys of the dashboard: how the charts show the runs, never what the runs do.
 
-Options live in the saved Settings (EMA, x axis, log scale, window, theme): each change is cleaned,
-saved and marks the view changed so the charts redraw at once. Zoom, pan, the inspect cursor, the
+The chart options are the app's reactives (ema, x_axis, log_scale, window), bound into the charts
+panel with `data_bind`: a key sets the app's value, the panel redraws itself at once, and the app's
+watchers remember it in the saved Settings. Zoom, pan, the inspect cursor, the
 chart filter and chooser belong to the charts panel, which keeps them per run folder."""
 
 from __future__ import annotations
@@ -26,31 +27,26 @@ class ViewActions:
 
     settings: Settings
     _theme_cycle: list[str]
+    ema: float
+    x_axis: str
+    log_scale: bool
+    window: int
 
     def action_cycle_theme(self) -> None:
         self.theme = next_theme(self.theme, self._theme_cycle)
 
-    def _options_changed(self) -> None:
-        self.settings.clean()
-        self._save_settings()
-        self._dirty = self._view_changed = True
-
     def action_ema(self, delta: float) -> None:
-        self.settings.ema = round(self.settings.ema + delta, 2)
-        self._options_changed()
+        self.ema = min(max(round(self.ema + delta, 2), 0.0), 0.99)
 
     def action_cycle_x(self) -> None:
-        self.settings.x_axis = X_AXES[(X_AXES.index(self.settings.x_axis) + 1) % len(X_AXES)]
-        self._options_changed()
+        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)] if self.x_axis in X_AXES else "step"
 
     def action_toggle_log(self) -> None:
-        self.settings.log_scale = not self.settings.log_scale
-        self._options_changed()
+        self.log_scale = not self.log_scale
 
     def action_cycle_window(self) -> None:
-        at = WINDOWS.index(self.settings.window) if self.settings.window in WINDOWS else 0
-        self.settings.window = WINDOWS[(at + 1) % len(WINDOWS)]
-        self._options_changed()
+        at = WINDOWS.index(self.window) if self.window in WINDOWS else 0
+        self.window = WINDOWS[(at + 1) % len(WINDOWS)]
 
     def action_zoom(self, factor: float) -> None:
         self.query_one(ChartsPanel).zoom(factor)

@@ -61,10 +61,24 @@ class ChartsPanel(ChartView, Vertical):
 
     shown: reactive[int] = reactive(0)
     """The page of charts shown (key v cycles): four a page, one in narrow mode."""
+    ema: reactive[float] = reactive(0.6, init=False)
+    """EMA weight of the smoothed curves (0: raw). In the app, bound to NexusApp.ema (data_bind)."""
+    x_axis: reactive[str] = reactive("step", init=False)
+    """step | tokens | time; bound to NexusApp.x_axis."""
+    log_scale: reactive[bool] = reactive(False, init=False)
+    """Log y for the loss chart; bound to NexusApp.log_scale."""
+    window: reactive[int] = reactive(0, init=False)
+    """Only the last N steps (0: the whole run); bound to NexusApp.window."""
 
-    def __init__(self, options: Settings, **kwargs) -> None:
+    def __init__(self, options: Settings | None = None, **kwargs) -> None:
+        """`options` seeds the chart options (a panel used on its own); in the app they are bound
+        to the app's reactives instead and follow them."""
         super().__init__(**kwargs)
-        self.options = options
+        if options is not None:
+            self.set_reactive(ChartsPanel.ema, options.ema)
+            self.set_reactive(ChartsPanel.x_axis, options.x_axis)
+            self.set_reactive(ChartsPanel.log_scale, options.log_scale)
+            self.set_reactive(ChartsPanel.window, options.window)
         self.forecast_text = ""
         """The run summary / forecast line as last drawn."""
         self._summary = Forecasts()
@@ -106,6 +120,15 @@ class ChartsPanel(ChartView, Vertical):
 
     def watch_shown(self, shown: int) -> None:
         self._again()
+
+    def _option_changed(self) -> None:
+        """A chart option changed: what the charts show changed, so they are redrawn now, not in a
+        live slot."""
+        if self.is_mounted:
+            self._set("#chart-options", self.options_text())
+            self._again()
+
+    watch_ema = watch_x_axis = watch_log_scale = watch_window = _option_changed
 
     def cycle_chart(self) -> None:
         self.shown = (self.shown + 1) % max(1, len(self.pages))
@@ -157,7 +180,7 @@ class ChartsPanel(ChartView, Vertical):
             chart.set_class(key not in on_page, "-off")
 
     def options_text(self) -> str:
-        o = self.options
+        o = self
         window = f"last {o.window} steps" if o.window else "whole run"
         zoom = ""
         if self.x_view is not None:
@@ -182,7 +205,7 @@ class ChartsPanel(ChartView, Vertical):
         series = run.series.get(key) if run is not None else None
         if series is None or not len(series):
             return []
-        o = self.options
+        o = self
         weight = o.ema if smooth else 0.0
         (rx, ry), smoothed = self._cache.curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view)
         if smoothed is None:
@@ -203,18 +226,18 @@ class ChartsPanel(ChartView, Vertical):
             self.x_view = None
         self._layout_grid(runs)
         self._set("#chart-options", self.options_text())
-        xlabel = X_LABELS.get(self.options.x_axis, "")
-        integer = self.options.x_axis != "time"
+        xlabel = X_LABELS.get(self.x_axis, "")
+        integer = self.x_axis != "time"
         cursor = (self.cursor, palette.forecast) if self.cursor is not None else None
         specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
                  for key, title in CHARTS}
-        specs["loss"].log_y = self.options.log_scale
+        specs["loss"].log_y = self.log_scale
         if runs and not any(len(r.series["ce"]) for r in runs):
             specs["loss"].title = "loss, val ◆"  # runs that report no pure CE: their loss is drawn there
         extras = [k for k in self.page if k not in specs]
         for key in extras:
             specs[key] = ChartSpec(title=chartgrid.title(key), xlabel=xlabel, x_range=self.x_view,
-                                   x_integer=integer, cursor=cursor, log_y=self.options.log_scale)
+                                   x_integer=integer, cursor=cursor, log_y=self.log_scale)
         for run in runs:
             color = palette.run(run.color)
             for key in ("lr", "gnorm", "tok_s"):
@@ -255,7 +278,7 @@ class ChartsPanel(ChartView, Vertical):
             if key in on_page or key in chartgrid.STANDARD:
                 self.chart(key).show(spec, live=live)
         self._cache.sweep()
-        self.inspect_text = (readout(store, runs, self.options.x_axis, self.cursor, self.options.window, extras)
+        self.inspect_text = (readout(store, runs, self.x_axis, self.cursor, self.window, extras)
                              if self.cursor is not None else "")
         self._set("#chart-inspect", self.inspect_text)
         self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
@@ -283,7 +306,7 @@ class ChartsPanel(ChartView, Vertical):
         """The x extent of the shown runs' H series (in the x axis' units as drawn), unzoomed; a run
         with no H (a script's reporter logged only `loss`, or only its own keys) by its first series."""
         lo, hi = float("inf"), float("-inf")
-        x, last_n = self.options.x_axis, self.options.window
+        x, last_n = self.x_axis, self.window
         for run in runs:
             s = next((v for v in run.series.values() if len(v)), None) if not len(run.series["ce"]) else run.series["ce"]
             if s is None:

@@ -100,12 +100,12 @@ async def test_charts_downsample_smooth_and_window() -> None:
         assert loss.spec.curves[1].ys[-1] != raw_last  # smoothed, not raw
         assert "forecast final val ≈" in panel.forecast_text  # from the val losses
         assert loss.spec.hlines
-        settings.x_axis, settings.window = "tokens", 100
-        panel.redraw(store, ["big"], PALETTE)
+        panel.x_axis, panel.window = "tokens", 100  # as the app's bound reactives set them
+        await pilot.pause()
         xs = panel.chart("lr").spec.curves[0].xs
         assert min(xs) >= (5000 - 100) * 512 and max(xs) == 5000 * 512
-        settings.log_scale = True
-        panel.redraw(store, ["big"], PALETTE)  # the NaN step must not break a log axis
+        panel.log_scale = True  # the panel redraws itself: the NaN step must not break a log axis
+        await pilot.pause()
         assert panel.chart("loss").spec.log_y
         await pilot.pause()
         rendered = loss.render()
@@ -255,9 +255,7 @@ async def test_a_slow_chart_is_rebuilt_live_less_often_but_at_once_for_a_person(
         assert chart.live_interval == max(chart_module.LIVE_REBUILD_S, chart._build_cost / chart_module.LIVE_BUILD_SHARE)
         chart._build_cost = 1.0  # as if a build took a second here: the next live one waits 200 s
         assert chart.live_interval == 1.0 / chart_module.LIVE_BUILD_SHARE
-        settings_changed = panel.options
-        settings_changed.ema = 0.5
-        panel.redraw(store, ["a"], PALETTE)  # a person changed the EMA: drawn at once
+        panel.ema = 0.5  # a person changed the EMA (the app's reactive, bound): drawn at once
         await pilot.pause()
         assert chart.builds == 2
 
