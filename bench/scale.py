@@ -21,6 +21,7 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
 
 Run: python bench/scale.py [--sizes 10000 100000 1000000] [--huge] [--no-tb] [--dir /tmp/nexus-scale]
      [--code /path/to/other/checkout]  (its nexus_tui, measured by this script: before/after)
+     [--frames K]  (only the empty app's first frame, K times: its spread under this machine's load)
 (--huge adds 1e7 steps: writing it takes minutes, once.)
 """
 
@@ -253,6 +254,7 @@ def main() -> None:
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/nexus-scale"))
     ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)")
+    ap.add_argument("--frames", type=int, default=0, help="only time the empty app's first frame, this many times")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -279,6 +281,14 @@ def main() -> None:
     print(f"code from {code}")
     empty = args.dir / "empty"
     empty.mkdir(parents=True, exist_ok=True)
+    if args.frames:
+        frames = sorted(run_child(["--child", "open", str(empty), "0", repr(time.time())], env).get("first_frame_s",
+                                                                                                   float("nan"))
+                        for _ in range(args.frames))
+        print(f"empty app, first frame x{args.frames}: median {frames[len(frames) // 2]:.3f}s, "
+              f"min {frames[0]:.3f}s, max {frames[-1]:.3f}s ({' '.join(f'{f:.3f}' for f in frames)}; "
+              f"load {os.getloadavg()[0]:.1f})")
+        return
     base = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     base_rss = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "

@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = Path(getattr(args, "sub_root", None) or args.root)
 
-    from nexus_core.protocol import clean_text, describe_os_error  # torch-free
+    from nexus_core.safefile import describe_os_error  # torch-free, and light: the dashboard's first
+    from nexus_core.text import clean_text  # frame waits for what is imported here
 
     if args.command == "runs":
         from nexus_tui.services.runs_index import format_runs_table, scan_runs

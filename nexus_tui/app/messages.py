@@ -3,16 +3,21 @@
 Service threads (the supervisor's pipe readers, the runs watcher, the telemetry sampler) never touch
 widgets: they post one of these to the app, whose handlers run on the event loop. Widget-local
 messages live on their widgets instead (e.g. `RunTable.RunSelected`).
+
+The record and piece types are for type checkers only: the app imports this module before its first
+frame, and the columnar path (numpy) is imported after it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from nexus_core.recordtypes import Record
-from nexus_tui.columnar.columns import Piece
+if TYPE_CHECKING:
+    from nexus_core.recordtypes import Record
+    from nexus_tui.columnar.columns import Piece
 
 
 class RecordsReceived(Message):

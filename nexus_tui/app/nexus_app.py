@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
@@ -22,10 +22,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
-from nexus_core.protocol import clean_text
 from nexus_core.state import Exited, Launched
+from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
-from nexus_tui.app.hub import Services
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
 from nexus_tui.services.changes import Changes
@@ -37,6 +36,10 @@ from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 from nexus_tui.widgets.samples_pane import SamplesPane
 from nexus_tui.widgets.telemetry_pane import TelemetryPane
+
+if TYPE_CHECKING:
+    from nexus_tui.app.hub import Services
+    from nexus_tui.services.store import MetricStore
 
 NARROW = 120
 REDRAW_S = 0.25
@@ -104,8 +107,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self.settings, self._settings_error = load_settings(settings_path)
         for name in ("ema", "x_axis", "log_scale", "window"):  # the saved options seed the reactives
             self.set_reactive(getattr(NexusApp, name), getattr(self.settings, name))
-        self.services = services or Services(self.root, self)
-        self.store = self.services.store
+        self._services = services
+        """Made on first use (`services`), normally right after the first frame."""
         self._dirty = True
         self._view_changed = True
         """What the charts show changed (selection, options, theme), not just new records arrived:
@@ -116,6 +119,21 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._stalled: set[str] = set()
         """Runs shown as stalled at the last check: silence alone changes the table."""
         self._theme_cycle, self._theme_warnings = register_themes(self, config_dir() / "themes")
+
+    @property
+    def services(self) -> Services:
+        """The store, supervisor, runs watcher and telemetry, made on first use: normally by
+        `_start_services` right after the first frame. Their modules (numpy, the columnar path,
+        watchdog, psutil, the engine's config schema) were most of what the first frame waited for."""
+        if self._services is None:
+            from nexus_tui.app.hub import Services
+
+            self._services = Services(self.root, self)
+        return self._services
+
+    @property
+    def store(self) -> MetricStore:
+        return self.services.store
 
     # -- layout ----------------------------------------------------------------------------------
 
@@ -143,8 +161,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
             self.log_line("nexus", warning, "warning")
             self.notify(warning, severity="warning", markup=False)
         self.set_interval(REDRAW_S, self._redraw)
-        # The services (watcher thread, telemetry with its NVML init, the runs folder's replay) start
-        # once the first frame is drawn: the dashboard shows up before any of them costs time.
+        # The services (their imports, the watcher thread, telemetry with its NVML init, the runs
+        # folder's replay) are made and started once the first frame is drawn: the dashboard shows up
+        # before any of them costs time.
         self.call_after_refresh(self._start_services)
 
     def _start_services(self) -> None:
@@ -294,14 +313,17 @@ class NexusApp(RunActions, ViewActions, App[None]):
         pane.add_line(source, text, level, self._color(source), when)
 
     def _color(self, name: str) -> str:
+        if self._services is None:  # a line logged before the first frame: no run has a colour yet
+            return ""
         run = self.store.get(name)
         return palette_for(self.theme).hex(run.color) if run is not None else ""
 
     # -- drawing ---------------------------------------------------------------------------------
 
     def _redraw(self) -> None:
-        if not self._dirty or not isinstance(self.screen, Screen) or self.screen is not self.screen_stack[0]:
-            return
+        if (not self._dirty or self._services is None or not isinstance(self.screen, Screen)
+                or self.screen is not self.screen_stack[0]):
+            return  # nothing new, the services not made yet (before the first frame), or a dialog on top
         live = not self._view_changed  # only new records: charts may wait for their next slot
         self._dirty = self._view_changed = False
         palette = palette_for(self.theme)

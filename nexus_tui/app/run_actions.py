@@ -4,7 +4,8 @@ Live-only keys (p c e g s) are greyed for a run that cannot take them, and press
 what is possible instead (`check_action`, `on_key`). Commands are typed (nexus_core.commands) and
 sent off the event loop; a run that reports its own commands (`hello.commands`) is told when it lacks
 a handler. A stopped run's `r` opens the same dialog as a live ramp and resumes through the supervisor.
-Dialogs are imported when first opened, not with the app: a faster first frame."""
+Dialogs, commands and the services' errors are imported when first used, not with the app: a faster
+first frame."""
 
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 from textual import events, work
 from textual.widgets import TabbedContent
 
-from nexus_core.commands import Checkpoint, Command, EvalNow, Generate, Pause, Ramp, Stop, Unpause
-from nexus_core.protocol import PAUSED, ControlError
+from nexus_core.schema import PAUSED
 from nexus_tui.app import messages as msg
-from nexus_tui.services.supervisor import LaunchError
 from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from nexus_core.commands import Command
     from nexus_tui.app.hub import Services
     from nexus_tui.services.settings import Settings
     from nexus_tui.services.store import MetricStore
@@ -87,6 +87,8 @@ class RunActions:
     @work(thread=True, group="commands")
     def send(self, name: str, command: Command) -> None:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
+        from nexus_core.control import ControlError
+
         try:
             self.services.supervisor.send(name, command)
         except (ControlError, OSError, ValueError, KeyError) as e:
@@ -98,16 +100,22 @@ class RunActions:
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
+            from nexus_core.commands import Pause, Unpause
+
             command = Unpause() if run.state == PAUSED else Pause()
             if not self._lacks(name, command.name):
                 self.send(name, command)
 
     def action_checkpoint(self) -> None:
         if (name := self._current()) and not self._lacks(name, "checkpoint"):
+            from nexus_core.commands import Checkpoint
+
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
         if (name := self._current()) and not self._lacks(name, "eval"):
+            from nexus_core.commands import EvalNow
+
             self.send(name, EvalNow())
 
     def action_stop(self) -> None:
@@ -117,6 +125,8 @@ class RunActions:
 
         def answered(yes: bool | None) -> None:
             if yes:
+                from nexus_core.commands import Stop
+
                 self.send(name, Stop())
 
         # Screens are imported when first opened, not with the app: a faster first frame.
@@ -133,6 +143,8 @@ class RunActions:
 
         def answered(args: dict[str, Any] | None) -> None:
             if args:
+                from nexus_core.commands import Generate
+
                 self.send(name, Generate(**args))
                 self.query_one("#side", TabbedContent).active = "tab-samples"
 
@@ -161,6 +173,8 @@ class RunActions:
             if not args:
                 return
             if run.live:
+                from nexus_core.commands import Ramp
+
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
                                      total_steps=args["total_steps"] or None))
             else:
@@ -190,6 +204,8 @@ class RunActions:
         def check(args: dict[str, Any]) -> str:
             if args.get("command"):
                 return ""  # a command is its own program: nothing of the engine's to check
+            from nexus_tui.services.launch_args import LaunchError
+
             try:
                 self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
                                                       args["steps"] or None, args["overrides"],

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from nexus_core.text import clean_text
-from nexus_tui.services.runview import SERIES_KEYS
+from nexus_tui.services.series_keys import SERIES_KEYS
 
 log = logging.getLogger(__name__)
 

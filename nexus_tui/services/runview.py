@@ -17,11 +17,8 @@ from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
 from nexus_core.text import clean_text
 from nexus_tui.columnar.growable import Grow
+from nexus_tui.services.series_keys import SERIES_KEYS
 
-SERIES_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem", "val_loss", "val_ppl")
-METRIC_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
-EVAL_KEYS = ("val_loss", "val_ppl")
-X_AXES = ("step", "tokens", "time")
 MAX_SAMPLES = 500
 MAX_LOGS = 2000
 MAX_ALERTS = 500

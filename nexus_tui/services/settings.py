@@ -15,7 +15,8 @@ import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from nexus_core.protocol import clean_text, read_json
+from nexus_core.safefile import read_json
+from nexus_core.text import clean_text
 
 X_AXES = ("step", "tokens", "time")
 

@@ -31,18 +31,8 @@ from nexus_core.schema import CRASHED
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
 from nexus_tui.services.changes import Changes
-from nexus_tui.services.runview import (
-    EVAL_KEYS,
-    MAX_ALERTS,
-    MAX_EXTRA_SERIES,
-    MAX_SAMPLES,
-    METRIC_KEYS,
-    SERIES_KEYS,
-    X_AXES,
-    RunView,
-    SeqFilter,
-    Series,
-)
+from nexus_tui.services.runview import MAX_ALERTS, MAX_EXTRA_SERIES, MAX_SAMPLES, RunView, SeqFilter, Series
+from nexus_tui.services.series_keys import EVAL_KEYS, METRIC_KEYS, SERIES_KEYS, X_AXES
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
 

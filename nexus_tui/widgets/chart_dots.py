@@ -13,8 +13,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 if TYPE_CHECKING:
@@ -35,6 +33,8 @@ def _finite_points(spec: ChartSpec) -> list[list[tuple[float, float]]]:
 
 def screen_signature(spec: ChartSpec, width: int, height: int) -> tuple:
     """Everything a build of `spec` at this size draws, at the resolution it is drawn."""
+    import numpy as np  # here, not above: the first frame (no curve yet) imports this module, not numpy
+
     curves = _finite_points(spec)
     xs = [x for pts in curves for x, _ in pts]
     ys = [y for pts in curves for _, y in pts]
@@ -66,6 +66,8 @@ def same_picture(a: tuple, b: tuple) -> bool:
     points within half a dot of where they were, and each line within half a dot of the other at
     every vertex of either (a sub-dot shift only flips a rounding; an extra point on the line, from
     a bucket boundary moving, draws nothing new)."""
+    import numpy as np
+
     (meta_a, dots_a), (meta_b, dots_b) = a, b
     if meta_a != meta_b or len(dots_a) != len(dots_b):
         return False

@@ -28,7 +28,6 @@ from textual.widgets import Static
 from nexus_tui.services import chartgrid
 from nexus_tui.services import format as fmt
 from nexus_tui.services.chart_summary import Forecasts, is_starting, loss_differs, starting_text
-from nexus_tui.services.curves import CurveCache
 from nexus_tui.services.settings import Settings
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets import chart as chart_widget
@@ -38,6 +37,7 @@ from nexus_tui.widgets.inspect import readout
 from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
+    from nexus_tui.services.curves import CurveCache
     from nexus_tui.services.store import MetricStore
 
 EMPTY_HINT = "no runs yet: press n to launch one, or run `nexus demo`"
@@ -84,7 +84,7 @@ class ChartsPanel(ChartView, Vertical):
         self._summary = Forecasts()
         self._summary_throttle = Throttle(self)
         self._live_throttle = Throttle(self, chart_widget.LIVE_REBUILD_S)
-        self._cache = CurveCache()
+        self._curve_cache: CurveCache | None = None
         self.x_view: tuple[float, float] | None = None
         """The zoomed x window shared by all charts (None: the whole window of data)."""
         self.cursor: float | None = None
@@ -156,6 +156,15 @@ class ChartsPanel(ChartView, Vertical):
         chartgrid.save_hidden(self._view_dir, self.hidden)
         self._again()
 
+    def _cache(self) -> CurveCache:
+        """The prepared curves, made at the first curve drawn: their module (numpy) is imported after
+        the first frame, which draws no curve."""
+        if self._curve_cache is None:
+            from nexus_tui.services.curves import CurveCache
+
+            self._curve_cache = CurveCache()
+        return self._curve_cache
+
     def _layout_grid(self, runs: list) -> None:
         """Work out the pages, mount a chart for each new extra series, show only the page's."""
         run_dir = runs[0].run_dir if runs else None
@@ -207,7 +216,7 @@ class ChartsPanel(ChartView, Vertical):
             return []
         o = self
         weight = o.ema if smooth else 0.0
-        (rx, ry), smoothed = self._cache.curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view)
+        (rx, ry), smoothed = self._cache().curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view)
         if smoothed is None:
             return [Curve(rx, ry, color, marker, scatter)]
         return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
@@ -277,7 +286,8 @@ class ChartsPanel(ChartView, Vertical):
         for key, spec in specs.items():
             if key in on_page or key in chartgrid.STANDARD:
                 self.chart(key).show(spec, live=live)
-        self._cache.sweep()
+        if self._curve_cache is not None:
+            self._curve_cache.sweep()
         self.inspect_text = (readout(store, runs, self.x_axis, self.cursor, self.window, extras)
                              if self.cursor is not None else "")
         self._set("#chart-inspect", self.inspect_text)

@@ -1,11 +1,10 @@
 """The inspect cursor's readout: exact step, tokens, time and every series' value of each shown run
-at one x, as text under the charts (the charts draw the cursor as a line)."""
+at one x, as text under the charts (the charts draw the cursor as a line). Numpy-free at import (the
+series' own arrays search themselves): the first frame imports this, not the data path."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from nexus_tui.services import format as fmt
 from nexus_tui.services.chartgrid import title
@@ -17,7 +16,7 @@ SHOWN = (("ce", "H", fmt.loss), ("loss", "loss", fmt.loss), ("lr", "lr", fmt.lr)
 def _at(series: Any, step: float) -> tuple[float, float] | None:
     """(step, value) of the series' last point at or before `step`."""
     steps = series.step.view
-    j = int(np.searchsorted(steps, step, side="right")) - 1
+    j = int(steps.searchsorted(step, side="right")) - 1
     if j < 0:
         return None
     return float(steps[j]), float(series.value.view[j])
@@ -31,9 +30,9 @@ def nearest(series: Any, x_axis: str, x: float, window: int = 0) -> int | None:
         return None
     if x_axis == "time":
         steps = series.step.view
-        start = int(np.searchsorted(steps, steps[-1] - window, side="left")) if window else 0
+        start = int(steps.searchsorted(steps[-1] - window, side="left")) if window else 0
         x += float(xs[start])
-    i = int(np.searchsorted(xs, x))
+    i = int(xs.searchsorted(x))
     if i >= len(xs) or (i > 0 and x - xs[i - 1] <= xs[i] - x):
         i -= 1
     return max(i, 0)
