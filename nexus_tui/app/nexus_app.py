@@ -218,15 +218,18 @@ class NexusApp(RunActions, ViewActions, App[None]):
         from nexus_tui.services.bulk import set_loading
 
         changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces, event.loading)
+        loaded = False
         if set_loading(self.store, event.run_name, event.run_dir, event.loading):
             changed.add("state")
-            if event.loading is None:  # a history just finished loading: draw it now, not in a live slot
-                self._view_changed = True
+            loaded = event.loading is None
         if changed:
             self._dirty = True
             self._show_new(event.run_name, changed)
             if "hello" in changed:
                 self.services.track(event.run_name)
+        if loaded:  # a history just finished loading: draw it now, not at the next tick nor in a live slot
+            self._view_changed = True
+            self._redraw()
 
     @on(msg.RunExited)
     def _exited(self, event: msg.RunExited) -> None:

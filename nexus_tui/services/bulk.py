@@ -49,18 +49,18 @@ def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pie
 
 def _reserve(run: RunView, rows: int, loading: float | None) -> None:
     """One allocation per column for a history instead of growing by half again and again (a
-    copy each time, and up to half of it unused at the end): a batch of a whole history (the
-    cache) reserves its rows; a history read chunk by chunk reserves, when a column would grow,
-    what the whole file will hold at the rate so far (`loading` of it gave these rows)."""
+    copy each time, and up to half of it unused at the end): a history read batch by batch
+    reserves, when a column would grow, what the whole file will hold at the rate so far
+    (`loading` of it gave these rows); a batch of a whole history (the cache) reserves its rows."""
     columns = {id(c): c for k in VALUE_KEYS for c in (run.series[k].step, run.series[k].tokens,
                                                        run.series[k].time, run.series[k].value)}.values()
     for column in columns:
         if column.n + rows <= len(column.buf):
             continue
-        if rows > 100_000:
+        if loading is not None and 0.0 < loading < 1.0:
+            column.reserve(max(rows, int((column.n + rows) / loading * 1.02) - column.n))
+        elif rows > 100_000 or loading is not None:  # the whole (rest of a) history in this batch
             column.reserve(rows)
-        elif loading is not None and 0.0 < loading < 1.0:
-            column.reserve(int((column.n + rows) / loading * 1.02) - column.n)
 
 
 def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, block: MetricBlock) -> Changes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,12 @@ RUN_FILES = frozenset({CONFIG_FILE, METRICS_FILE, STATUS_FILE, LOG_FILE})
 POLL_S = 2.0
 READ_CHUNK = 4 << 20
 DELIVER_CHUNK = 20_000
+HISTORY_DELIVER_S = 0.25
+HISTORY_DELIVER_BYTES = 16 << 20
+"""While a large history is read, its decoded pieces go to the app once this much of the file or
+this long has gone by (and at the end): a few large batches for the app's thread to fold, not one
+per chunk read (each also redrew the table and took the interpreter from the decode), and not so
+many held at once that they add to the peak memory of the open."""
 
 
 @dataclass
@@ -206,6 +213,9 @@ class RunsWatcher:
                     delivered += self._deliver(name, run_dir, kept, cached_to / size)
                 else:  # build it as the file is decoded, its columns spilled to disk
                     builder = colcache.CacheBuilder(run_dir)
+            held: list[Piece] = []
+            """A history's pieces not handed on yet (see HISTORY_DELIVER_S)."""
+            held_bytes, last = 0, time.monotonic()
             try:
                 with open_regular(path) as f:  # a FIFO, device or folder planted there is refused
                     size = os.fstat(f.fileno()).st_size
@@ -220,8 +230,20 @@ class RunsWatcher:
                             builder.add(pieces)
                         elif history:
                             kept += pieces
-                        delivered += self._deliver(name, run_dir, pieces, tail.offset / size if history else None)
+                        if not history:
+                            delivered += self._deliver(name, run_dir, pieces, None)
+                            continue
+                        held += pieces
+                        held_bytes += len(chunk)
+                        if held_bytes >= HISTORY_DELIVER_BYTES or time.monotonic() - last >= HISTORY_DELIVER_S:
+                            delivered += self._deliver(name, run_dir, held, tail.offset / size)
+                            held, held_bytes, last = [], 0, time.monotonic()
+                    if held:
+                        delivered += self._deliver(name, run_dir, held, tail.offset / size)
+                        held = []
             except OSError as e:
+                if held:  # the whole records read before the error are still news
+                    delivered += self._deliver(name, run_dir, held, tail.offset / size)
                 problem = f"cannot read {METRICS_FILE}: {e.strerror}"
                 if tail.problem != problem:  # once, not at every poll
                     tail.problem = problem

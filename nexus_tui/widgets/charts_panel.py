@@ -229,7 +229,11 @@ class ChartsPanel(ChartView, Vertical):
 
     def _redraw(self, store: MetricStore, names: list[str], palette: ChartPalette, live: bool) -> None:
         self._last = (store, list(names), palette)
-        runs = [r for r in (store.get(n) for n in names) if r is not None]
+        shown = [r for r in (store.get(n) for n in names) if r is not None]
+        # A run whose history is still being read is drawn once, when it is whole (the app redraws
+        # at once then): its curves are not worked out and built again for every batch of it.
+        runs = [r for r in shown if r.loading is None]
+        loading = [r for r in shown if r.loading is not None]
         self.extent = self._extent(runs)
         if self.extent is None:
             self.x_view = None
@@ -264,7 +268,10 @@ class ChartsPanel(ChartView, Vertical):
             specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
                                                  scatter=True)
         forecast_text = ""
-        if len(runs) == 1 and is_starting(runs[0]):
+        if loading and not runs:
+            forecast_text = f"reading {loading[0].label}'s history… {int(loading[0].loading * 100)}%" + (
+                f" +{len(loading) - 1} more" if len(loading) > 1 else "")
+        elif len(runs) == 1 and is_starting(runs[0]):
             forecast_text = starting_text(runs[0])
         elif len(runs) == 1:
             forecast_text, forecast = self._forecast(store, runs[0])

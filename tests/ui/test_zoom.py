@@ -121,3 +121,36 @@ async def test_a_large_history_says_loading_and_never_running(runs_root: Path, t
         await pilot_wait_until(pilot, finished, 30, "the finished run")
     assert "running" not in seen, seen
     assert colcache.cache_path(runs_root / "done").exists()
+
+
+async def test_a_history_is_charted_once_it_is_whole(runs_root: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A history read in many batches: the table says `loading N%` meanwhile, and no chart is ever
+    handed a part of it (curves worked out and plotext builds for every batch slowed the open); the
+    charts get the whole run once it is read, at once, not at the app's next redraw tick."""
+    from nexus_tui.services import watcher as watcher_module
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
+    monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 12)
+    monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_BYTES", 1 << 12)
+    write_finished(runs_root / "done", 2000)
+    handed: list[float] = []
+    show = MetricChart.show
+
+    def recording(chart: MetricChart, spec, live: bool = False) -> None:
+        handed.extend(c.xs[-1] for c in spec.curves if len(c.xs))
+        show(chart, spec, live)
+
+    monkeypatch.setattr(MetricChart, "show", recording)
+    app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.query_one(ChartsPanel)
+
+        def charted() -> bool:
+            run = app.store.get("done") if app._services is not None else None
+            return (run is not None and run.loading is None
+                    and any(len(c.xs) and c.xs[-1] == 2000 for c in panel.chart("loss").spec.curves))
+
+        await pilot_wait_until(pilot, charted, 30, "the whole run charted")
+    assert handed and set(handed) == {2000.0}, sorted(set(handed))[:5]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -406,14 +407,41 @@ def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeyp
     monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 16)
     monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
     run = _folder(tmp_path, 3000)
-    store = MetricStore()
-    watcher = RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None,
-                          on_batch=lambda name, run_dir, pieces, loading: store.ingest_batch(
-                              name, run_dir, pieces, loading))
-    watcher.read(run)
+    for per_batch in (1 << 16, 1 << 30):  # a batch per chunk read; the whole history in one batch
+        monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_BYTES", per_batch)
+        monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_S", 3600.0)
+        shutil.rmtree(run / colcache.CACHE_DIR, ignore_errors=True)
+        store = MetricStore()
+        batches: list[float | None] = []
+
+        def on_batch(name, run_dir, pieces, loading, store=store, batches=batches) -> None:
+            batches.append(loading)
+            store.ingest_batch(name, run_dir, pieces, loading)
+
+        RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None, on_batch=on_batch).read(run)
+        assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
+        series = store.get("r").series["ce"]
+        assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+        chunks = -(-(run / METRICS_FILE).stat().st_size // (1 << 16))
+        # The start (0.0), one batch per HISTORY_DELIVER_BYTES of the file, and the end (None).
+        assert len(batches) == (chunks + 2 if per_batch == 1 << 16 else 3), batches
+
+
+def test_a_history_goes_to_the_app_in_few_large_batches(tmp_path: Path, monkeypatch) -> None:
+    """The app's thread folds a history in batches of HISTORY_DELIVER_BYTES of the file (or of
+    HISTORY_DELIVER_S), not one per chunk read: each batch also redraws the table."""
+    from nexus_tui.services import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 14)
+    monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_BYTES", 1 << 16)
+    monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_S", 3600.0)
+    run = _folder(tmp_path, 3000)
+    store, loads = _read_history(run, 1, monkeypatch)
     assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
-    series = store.get("r").series["ce"]
-    assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+    size = (run / METRICS_FILE).stat().st_size
+    assert loads[0] == 0.0 and loads[-1] is None
+    assert len(loads) - 2 == -(-size // (1 << 16)), loads  # chunks of 16 KiB gathered four to a batch
+    assert loads[1:-1] == sorted(loads[1:-1]) and loads[-2] == 1.0
 
 
 def test_records_after_a_bulk_history_keep_one_set_of_x_columns(tmp_path: Path) -> None:
