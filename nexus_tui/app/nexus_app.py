@@ -8,6 +8,7 @@ second inside `batch_update()`: records can arrive thousands a second, a person 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -230,6 +231,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
         if loaded:  # a history just finished loading: draw it now, not at the next tick nor in a live slot
             self._view_changed = True
             self._redraw()
+        elif event.loading is not None and event.pieces:  # its curves are worked out as it arrives
+            with contextlib.suppress(NoMatches):  # the app is closing
+                self.query_one(ChartsPanel).warm(self.store, self.query_one(RunTable).selected)
 
     @on(msg.RunExited)
     def _exited(self, event: msg.RunExited) -> None:

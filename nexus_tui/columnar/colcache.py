@@ -17,8 +17,10 @@ import hashlib
 import json
 import mmap
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -246,7 +248,12 @@ def _records(data: bytes, meta: dict[str, Any]) -> list[Record]:
 class CacheBuilder:
     """Builds a cache while a file is first decoded, spilling each metric column to an anonymous
     temp file as its pieces arrive, so a history's columns are not held twice in memory (once in the
-    store, once for the cache). Any failure to write just means no cache."""
+    store, once for the cache). The spilling (~110 MB of writes for a million steps) runs on a thread
+    of its own beside the decode, not inside it: the open waits for the decode, not for the disk.
+    Any failure to write just means no cache."""
+
+    QUEUED = 2
+    """Batches of pieces waiting for the writer at most (the decoder then waits): a bound on memory."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
@@ -259,8 +266,34 @@ class CacheBuilder:
         self._partial: set[str] = set()
         self._extras: list[str] = []
         """Column names (`x:KEY`) of the writer's own keys met so far, in that order."""
+        self._queue: queue.Queue[list[Piece] | None] = queue.Queue(self.QUEUED)
+        self._writer: threading.Thread | None = None
 
     def add(self, pieces: list[Piece]) -> None:
+        """Hand pieces to the writer thread (started at the first); they are spilled in this order."""
+        if self.failed:
+            return
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_loop, name="nexus-cache-writer", daemon=True)
+            self._writer.start()
+        self._queue.put(pieces)
+
+    def _write_loop(self) -> None:
+        while (pieces := self._queue.get()) is not None:  # keeps taking them, failed or not: add never blocks for good
+            try:
+                self._spill(pieces)
+            except Exception:  # noqa: BLE001 - the cache is best effort; the decode goes on without it
+                self._close_files()
+                self.failed = True
+
+    def _drain(self) -> None:
+        """Wait until the writer has spilled everything handed to it, and stop it."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+
+    def _spill(self, pieces: list[Piece]) -> None:
         if self.failed:
             return
         try:
@@ -272,7 +305,7 @@ class CacheBuilder:
                     self.layout.append((1, len(self.others), len(self.others) + len(p)))
                     self.others.extend(p)
         except (OSError, _TooWide):
-            self.close()
+            self._close_files()
             self.failed = True
 
     def _add_block(self, p: MetricBlock) -> None:
@@ -300,20 +333,23 @@ class CacheBuilder:
             if name[len(EXTRA):] not in p.extra:
                 masks[name] = np.zeros(len(p), bool)
         for name, column in cols.items():
-            self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).tobytes())
+            # The array's own buffer, not a bytes copy of it.
+            self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).data)
         for name in cols:
             mask = masks.get(name)
             if mask is not None and not mask.all():
                 self._partial.add(name)
             self._files[f"present_{name}"].write(
-                (mask if mask is not None else np.ones(len(p), bool)).astype(bool).tobytes())
+                np.ascontiguousarray(mask if mask is not None else np.ones(len(p), bool), bool).data)
         self.layout.append((0, self.rows, self.rows + len(p)))
         self.rows += len(p)
         self.last_seq = int(p.seq[-1])
 
     def finish(self, offset: int) -> bool:
         """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+        self._drain()
         if self.failed:
+            self.close()
             return False
         try:
             meta = {"version": VERSION, "offset": offset,
@@ -331,6 +367,10 @@ class CacheBuilder:
         return True
 
     def close(self) -> None:
+        self._drain()
+        self._close_files()
+
+    def _close_files(self) -> None:
         for f in self._files.values():
             with contextlib.suppress(OSError):
                 f.close()

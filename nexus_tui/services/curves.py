@@ -164,6 +164,16 @@ class CurveCache:
                   if cached.weight > 0 else None)
         return raw, smooth
 
+    def warm(self, run: str, key: str, series: Series, weight: float) -> None:
+        """Bring one cached curve up to date with its series without drawing it (a history still
+        being read, batch by batch: its one redraw when whole then only adds the last batch)."""
+        cache_key = (run, key, round(weight, 3))
+        self._used.add(cache_key)
+        cached = self._curves.get(cache_key)
+        if cached is None:
+            cached = self._curves[cache_key] = CachedCurve(max(0.0, weight))
+        cached.update(series)
+
     def sweep(self) -> None:
         """After a redraw: forget the curves it did not use."""
         for key in set(self._curves) - self._used:

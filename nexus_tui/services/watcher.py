@@ -46,7 +46,7 @@ POLL_S = 2.0
 READ_CHUNK = 4 << 20
 DELIVER_CHUNK = 20_000
 HISTORY_DELIVER_S = 0.25
-HISTORY_DELIVER_BYTES = 16 << 20
+HISTORY_DELIVER_BYTES = 8 << 20
 """While a large history is read, its decoded pieces go to the app once this much of the file or
 this long has gone by (and at the end): a few large batches for the app's thread to fold, not one
 per chunk read (each also redrew the table and took the interpreter from the decode), and not so

@@ -234,6 +234,8 @@ class ChartsPanel(ChartView, Vertical):
         # at once then): its curves are not worked out and built again for every batch of it.
         runs = [r for r in shown if r.loading is None]
         loading = [r for r in shown if r.loading is not None]
+        for run in loading:  # kept up to date meanwhile (and kept: the sweep below drops what is not)
+            self._warm(run)
         self.extent = self._extent(runs)
         if self.extent is None:
             self.x_view = None
@@ -299,6 +301,25 @@ class ChartsPanel(ChartView, Vertical):
                              if self.cursor is not None else "")
         self._set("#chart-inspect", self.inspect_text)
         self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
+
+    def warm(self, store: MetricStore, names: list[str]) -> None:
+        """Work out, as each batch of it arrives, the curves of a shown run whose history is still
+        being read, without drawing them: when it is whole, the redraw that draws it only has the
+        last batch to add (a million points a series took ~0.1 s, all on the open's critical path)."""
+        for run in (store.get(n) for n in names):
+            if run is not None and run.loading is not None:
+                self._warm(run)
+
+    def _warm(self, run) -> None:
+        """The standard charts' curves of one run, as `_redraw` will ask for them."""
+        main = "ce" if len(run.series["ce"]) else "loss"
+        wanted = [("lr", False), ("gnorm", True), ("tok_s", True), (main, True), ("val_loss", False)]
+        if main == "ce":
+            wanted.append(("loss", False))  # drawn only where it differs from H: cheap (no EMA) to have ready
+        for key, smooth in wanted:
+            series = run.series.get(key)
+            if series is not None and len(series):
+                self._cache().warm(run.name, key, series, self.ema if smooth else 0.0)
 
     def _set(self, selector: str, text: str) -> None:
         """Update a text line only when it changed: an update re-lays out the panel (costly at a

@@ -119,8 +119,9 @@ async def test_a_large_history_says_loading_and_never_running(runs_root: Path, t
             return "finished" in seen
 
         await pilot_wait_until(pilot, finished, 30, "the finished run")
+        # The cache is written after the history is handed on (the open does not wait for the disk).
+        await pilot_wait_until(pilot, colcache.cache_path(runs_root / "done").exists, 30, "the columnar cache")
     assert "running" not in seen, seen
-    assert colcache.cache_path(runs_root / "done").exists()
 
 
 async def test_a_history_is_charted_once_it_is_whole(runs_root: Path, tmp_path: Path,
