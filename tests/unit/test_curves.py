@@ -92,3 +92,23 @@ def test_the_smoothed_copy_is_float32_and_the_ema_float64_underneath() -> None:
     exact = ema_continue(list(series.value), 0.9)[0]
     assert np.allclose(cached.smooth_y.view, exact, rtol=1e-6, equal_nan=True)
     assert np.array_equal(np.isnan(cached.smooth_y.view), np.isnan(exact))
+
+
+def test_a_curve_warmed_batch_by_batch_draws_as_one_worked_out_at_once() -> None:
+    """A history still being read is warmed as each batch arrives (nothing drawn); the redraw when it
+    is whole then gives exactly what a cache that never saw the batches gives, and a warmed curve is
+    kept by the sweep after a redraw that did not draw it."""
+    whole = _series(40 * BLOCK + 5, nan_every=301)
+    growing = Series()
+    warm = CurveCache()
+    for at in range(0, len(whole), 7 * BLOCK + 3):  # batches that do not line up with the blocks
+        for i in range(at, min(at + 7 * BLOCK + 3, len(whole))):
+            growing.append(whole.step[i], whole.tokens[i], whole.time[i], whole.value[i])
+        for weight in (0.0, 0.6):
+            warm.warm("r", "ce", growing, weight)
+        warm.sweep()
+    assert len(warm._curves) == 2, "warmed curves survive the sweep of a redraw that did not draw them"
+    fresh = CurveCache()
+    for weight in (0.0, 0.6):
+        assert warm.curve("r", "ce", growing, "step", weight, 0, 60) == fresh.curve("r", "ce", whole, "step", weight,
+                                                                                   0, 60)
