@@ -52,12 +52,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["train", "--set", "model.hybrid.nope=1"], r"unknown key model\.hybrid\.nope; known keys: attn_every"),
 ])
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:
-    t0 = time.monotonic()
     if args[0] == "train":
         args = ["train", "--run-dir", str(tmp_path / "r"), *args[1:]]
     done = run_engine(*args)
-    assert_one_line_error(done, pattern)
-    assert time.monotonic() - t0 < 30
+    assert_one_line_error(done, pattern)  # run_engine's own timeout is the guard against a hang
     assert not (tmp_path / "r" / P.METRICS_FILE).exists(), "a refused run leaves no metrics behind"
 
 

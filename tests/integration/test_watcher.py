@@ -72,7 +72,7 @@ def test_existing_history_then_live_appends(runs_root: Path) -> None:
     try:
         for s in range(51, 61):
             w.write(metric(s, tokens=s * 64, tok_s=10.0))
-        seen.wait(lambda: seen.count("old") == 61, timeout=5)
+        seen.wait(lambda: seen.count("old") == 61, timeout=60)
         assert [r["seq"] for r in seen.records["old"]] == list(range(61))  # each record exactly once
         assert seen.store.get("old").step == 60
     finally:

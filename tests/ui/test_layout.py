@@ -14,7 +14,7 @@ from nexus_tui.screens.launch import LaunchScreen
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.log_pane import LogPane
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(600)  # engines and their checks start slowly on a loaded box
 
 FIX = "FIX-THIS: set optim.lr below 10"
 
@@ -108,7 +108,7 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
             form.query_one("#name", Input).value = "refused"
             await pilot.click("#go")
             error = form.query_one("#error", Static)
-            await pilot_wait_until(pilot, lambda s=said, e=error: s in str(e.render()), 30, f"the engine's refusal of {bad}")
+            await pilot_wait_until(pilot, lambda s=said, e=error: s in str(e.render()), 120, f"the engine's refusal of {bad}")
             assert isinstance(app.screen, LaunchScreen) and on_screen(app, error)
             assert not (runs_root / "refused").exists()
 
@@ -117,10 +117,10 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
         form.query_one("#name", Input).value = "ok-run"
         await pilot.click("#go")
         try:
-            await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 30, "the form to close")
+            await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 120, "the form to close")
         except AssertionError as e:
             raise AssertionError(f"{e}; the form says {str(form.query_one('#error', Static).render())!r}") from None
-        await pilot_wait_until(pilot, lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"), 120,
+        await pilot_wait_until(pilot, lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"), 240,
                        "the launched run to finish")
 
 
