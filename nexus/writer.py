@@ -175,9 +175,8 @@ class Writer:
                 self._note_eval(rec)
             elif kind == P.STATE:
                 self._note_state(rec)
+                self._write_status()  # first: a reader that saw the record (pipe or file) finds it there too
             self._file(rec)
-            if kind == P.STATE:
-                self._write_status()  # at once: a reader that saw the record finds it in the status too
         for done in synced:
             done.set()
         self._alert_drops()
