@@ -282,7 +282,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         file on start) is listed in the log pane and nothing more. `news` None: judge each alert by
         its own timestamp against the app's start."""
         run = self.store.get(name)
-        if run is None or not isinstance(changed, Changes):
+        if run is None:
             return
         color = self._color(name)
         for record in changed.samples:

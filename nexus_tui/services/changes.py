@@ -32,11 +32,10 @@ class Changes(set[str]):
         elif kind == "alerts" and isinstance(rec, Alert):
             self.alerts.append(rec)
 
-    def merge(self, other: set[str]) -> Changes:
+    def merge(self, other: Changes) -> Changes:
         """Fold another ingest's changes into this one (lists kept in arrival order)."""
         self |= other
-        if isinstance(other, Changes):
-            self.samples += other.samples
-            self.logs += other.logs
-            self.alerts += other.alerts
+        self.samples += other.samples
+        self.logs += other.logs
+        self.alerts += other.alerts
         return self

@@ -134,12 +134,8 @@ class Supervisor:
         name = name.strip() if name else self._free_name(preset)
         run_dir = self._new_run_dir(name)
         args = train_args(preset, run_dir, device, steps, overrides, nproc)
-        self.check_train(args)  # the engine's own rules, before any folder exists
+        check_train(self.python, args, self.root.parent)  # the engine's own rules, before any folder exists
         return name, run_dir, args
-
-    def check_train(self, args: list[str]) -> None:
-        """The engine's own check of `engine train ARGS` (launch_args.check_train)."""
-        check_train(self.python, args, self.root.parent)
 
     def launch_command(self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None) -> Path:
         """Start any program (`python train.py --lr 3e-4`, already split) as run root/NAME: no shell,

@@ -41,7 +41,7 @@ FAKE_ENGINE = """#!{python}
 import os, sys, time
 sys.path.insert(0, {root!r})
 from nexus_core import protocol as P
-if "--check" in sys.argv:  # the launch's validation before it starts (Supervisor.check_train): accepted
+if "--check" in sys.argv:  # the launch's validation before it starts (launch_args.check_train): accepted
     print("ok: would train")
     sys.exit(0)
 fd = int(sys.argv[sys.argv.index("--metrics-fd") + 1])
