@@ -10,7 +10,9 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
   step N and has drawn it (a chart waiting for its next live slot is not complete). Run twice: "cold" with no columnar cache beside the run (the open
   builds it), then "warm" with it.
 - peak RSS of that app process (ru_maxrss), and its growth over an empty app; "private": its
-  RssAnon at complete charts (memory it holds, without file pages of the cache it mapped).
+  RssAnon at complete charts (memory it holds, without file pages of the cache it mapped); "child":
+  the peak RSS of the prebuild child `nexus` starts to decode a history with no cache yet on the
+  other core (services/prebuild.py; the bench starts it as `nexus` does, before importing Textual).
 - redraw: the median cost of one charts-panel redraw plus the render of the four plotext charts,
   with 5 new metric records arriving between frames as from a live run.
 - live ingest: records/s from a real pipe (a child process writes the run's file into it) through the
@@ -104,11 +106,18 @@ def child_open(root: Path, n: int, t_start: float) -> None:
     import statistics
 
     sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
+    prebuild = None
+    try:  # as `nexus` does before it imports Textual (a checkout from before it has no prebuild)
+        from nexus_tui.services.prebuild import Prebuild
+
+        prebuild = Prebuild.start(root)
+    except ImportError:
+        pass
     from nexus_tui.app import make_app
 
     async def go() -> dict:
-        app = make_app(root=root)
-        out: dict = {}
+        app = make_app(root=root) if prebuild is None else make_app(root=root, prebuild=prebuild)
+        out: dict = {"child_rss_mb": 0.0}
         async with app.run_test(size=(200, 50)) as pilot:
             out["first_frame_s"] = time.time() - t_start
             if n == 0:
@@ -142,6 +151,11 @@ def child_open(root: Path, n: int, t_start: float) -> None:
             await pilot.pause()  # the frame that renders those specs
             out["open_s"] = time.time() - t_start
             out["rss_mb"], out["anon_mb"] = _peak_rss_mb(), _anon_mb()
+            if prebuild is not None:  # its work is done: reaped, its peak is the children's peak
+                import resource
+
+                prebuild.close()
+                out["child_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             # Redraw: a live run's 5 new records between frames, then redraw + render of the 4 charts.
             from nexus_tui.themes import palette_for
             from nexus_tui.widgets.chart import MetricChart
@@ -296,7 +310,7 @@ def main() -> None:
           f"{base_rss.get('first_frame_s', float('nan')):.2f}s, peak RSS {base_rss.get('rss_mb', float('nan')):.0f} MB, "
           f"private {base_rss.get('anon_mb', float('nan')):.0f} MB")
     print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
-          f"{'private':>12} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
+          f"{'private':>12} {'child':>7} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
     for n in sizes:
         root = args.dir / f"runs-{n}"
         write_run(root / f"run{n}", n)
@@ -318,6 +332,7 @@ def main() -> None:
         ratio = f"{tb['tb_s'] / warm['open_s']:>8.1f}x" if "tb_s" in tb else f"{'-':>9}"
         print(f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
               f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {cold['anon_mb']:>4.0f}/{warm['anon_mb']:>4.0f} MB "
+              f"{cold['child_rss_mb']:>4.0f} MB "
               f"{warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}  (load {os.getloadavg()[0]:.1f})",
               flush=True)
         if ingest and not ingest.get("ok", True):

@@ -100,10 +100,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "demo" and _engine_missing():
         return 2
-    from nexus_tui.app import make_app
+    # Long histories with no columnar cache yet start decoding in a child process now, on the other
+    # core, while this one imports Textual and draws the first frame.
+    from nexus_tui.services.prebuild import Prebuild
 
-    app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0))
-    app.run()
+    prebuild = Prebuild.start(root)
+    try:
+        from nexus_tui.app import make_app
+
+        app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0),
+                       prebuild=prebuild)
+        app.run()
+    finally:
+        if prebuild is not None:
+            prebuild.close()
     return app.return_code or 0
 
 

@@ -16,6 +16,7 @@ from textual.app import App
 from nexus_core.recordtypes import Record
 from nexus_tui.app import messages as msg
 from nexus_tui.columnar.columns import Piece
+from nexus_tui.services.prebuild import Prebuild
 from nexus_tui.services.store import MetricStore
 from nexus_tui.services.supervisor import Supervisor
 from nexus_tui.services.telemetry import Telemetry
@@ -27,7 +28,7 @@ from nexus_tui.themes import palette_for
 class Services:
     """Owns the service objects for one app; `start()` on mount, `shutdown()` on quit."""
 
-    def __init__(self, root: Path, app: App) -> None:
+    def __init__(self, root: Path, app: App, prebuild: Prebuild | None = None) -> None:
         self.root = Path(root)
         self.app = app
         self.store = MetricStore()
@@ -37,7 +38,7 @@ class Services:
         )
         self.watcher = RunsWatcher(
             self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
-            on_batch=self._on_batch, on_run_ready=self._on_run_ready,
+            on_batch=self._on_batch, on_run_ready=self._on_run_ready, prebuild=prebuild,
         )
         self.telemetry = Telemetry(defer=True)  # NVML and the first reading wait for start()
         self._tracked: dict[str, int] = {}

@@ -40,6 +40,7 @@ from nexus_tui.widgets.telemetry_pane import TelemetryPane
 
 if TYPE_CHECKING:
     from nexus_tui.app.hub import Services
+    from nexus_tui.services.prebuild import Prebuild
     from nexus_tui.services.store import MetricStore
 
 NARROW = 120
@@ -96,7 +97,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     def __init__(
         self, root: Path, demo: bool = False, demo_steps: int = 0, settings_path: Path | None = None,
-        services: Services | None = None,
+        services: Services | None = None, prebuild: Prebuild | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -110,6 +111,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
             self.set_reactive(getattr(NexusApp, name), getattr(self.settings, name))
         self._services = services
         """Made on first use (`services`), normally right after the first frame."""
+        self.prebuild = prebuild
+        """The child process `nexus` started to build long histories' caches (services/prebuild.py):
+        the runs watcher waits for its word before decoding a history itself."""
         self._dirty = True
         self._view_changed = True
         """What the charts show changed (selection, options, theme), not just new records arrived:
@@ -129,7 +133,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         if self._services is None:
             from nexus_tui.app.hub import Services
 
-            self._services = Services(self.root, self)
+            self._services = Services(self.root, self, prebuild=self.prebuild)
         return self._services
 
     @property
@@ -381,6 +385,6 @@ class NexusApp(RunActions, ViewActions, App[None]):
                 yield SystemCommand(binding.description, f"key {binding.key}", lambda a=binding.action: self.run_action(a))
 
 
-def make_app(root: Path, demo: bool = False, demo_steps: int = 0) -> NexusApp:
-    """The app the CLI runs and the tests drive."""
-    return NexusApp(Path(root), demo=demo, demo_steps=demo_steps)
+def make_app(root: Path, demo: bool = False, demo_steps: int = 0, prebuild: Prebuild | None = None) -> NexusApp:
+    """The app the CLI runs and the tests drive (`prebuild`: see `nexus_tui.services.prebuild`)."""
+    return NexusApp(Path(root), demo=demo, demo_steps=demo_steps, prebuild=prebuild)

@@ -30,27 +30,26 @@ import numpy as np
 from nexus_core.protocol import METRICS_FILE
 from nexus_core.records import RecordDecoder, pack
 from nexus_core.recordtypes import Record
+from nexus_tui.columnar.cachefile import (
+    CACHE_DIR,
+    CACHE_FILE,
+    MAGIC,
+    MIN_FILE_BYTES,
+    VERSION,
+    cache_path,
+    read_header,
+)
 from nexus_tui.columnar.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 
-CACHE_DIR = ".nexus-cache"
-CACHE_FILE = "metrics.cols"
-MAGIC = b"NXCOLS1\n"
-VERSION = 3
-"""2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column.
-3: a writer's own keys as columns `x:KEY` (before, those records were kept among the others)."""
+__all__ = ["CACHE_DIR", "CACHE_FILE", "MIN_FILE_BYTES", "VERSION", "CacheBuilder", "cache_path", "load", "save"]
+
 HEAD_BYTES = 1 << 16
 TAIL_BYTES = 1 << 12
-MIN_FILE_BYTES = 1 << 20
-"""Smaller metrics files decode faster than a cache loads: no cache for them."""
 _FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
 EXTRA = "x:"
 """Prefix of an extra key's column (and of its mask, `present_x:KEY`)."""
 MAX_CACHED_EXTRAS = 64
 """A history with more keys of its own is not cached (each column is a temp file while it is built)."""
-
-
-def cache_path(run_dir: Path) -> Path:
-    return Path(run_dir) / CACHE_DIR / CACHE_FILE
 
 
 def _digest(f: Any, start: int, size: int) -> str:
@@ -107,10 +106,7 @@ def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays (read-only views of the mapped file) and the meta of a cache file (with the
     mapping's `_Pages` under the key "pages")."""
     with open(path, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
-            raise ValueError("not a cache file")
-        size = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(size))
+        header = read_header(f)
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     arrays = {}
     for name, (at, dtype, count) in header["arrays"].items():

@@ -31,6 +31,7 @@ from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE
 from nexus_core.recordtypes import Record
 from nexus_tui.columnar import colcache
 from nexus_tui.columnar.fastdecode import ColumnDecoder, Piece, batch_records
+from nexus_tui.services.prebuild import Prebuild
 
 OnRecords = Callable[[str, Path, list[Record]], None]
 OnBatch = Callable[[str, Path, list[Piece], "float | None"], None]
@@ -77,6 +78,7 @@ class RunsWatcher:
         poll_s: float = POLL_S,
         on_batch: OnBatch | None = None,
         on_run_ready: OnRunReady | None = None,
+        prebuild: Prebuild | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_records = on_records
@@ -86,6 +88,9 @@ class RunsWatcher:
         self.on_warning = on_warning
         self.poll_s = poll_s
         self.on_run_ready = on_run_ready
+        self.prebuild = prebuild
+        """A child process building the caches of the runs' histories (prebuild.py): a history
+        without a usable cache waits for its word before decoding the file itself."""
         self._pending: set[str] = set()
         """Runs found without a status or metrics file yet: looked at again until one appears."""
         self._tails: dict[str, _Tail] = {}
@@ -121,6 +126,8 @@ class RunsWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.prebuild is not None:
+            self.prebuild.close()
         if self._observer is not None:
             with contextlib.suppress(Exception):
                 self._observer.stop()
@@ -206,6 +213,9 @@ class RunsWatcher:
             builder: colcache.CacheBuilder | None = None
             if history:
                 self._deliver(name, run_dir, [], 0.0)
+                if self.prebuild is not None:  # a run the child is decoding: its cache, once written
+                    self.prebuild.wait(name, lambda f: self._deliver(name, run_dir, [], f),
+                                       lambda text: self._warn(name, text))
                 cached = colcache.load(run_dir)
                 if cached is not None:  # extend it: keep its pieces (views of the mapped file)
                     kept, cached_to = cached

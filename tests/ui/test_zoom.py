@@ -4,12 +4,10 @@ finished run written by the real RecordWriter; and a large run's history showing
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import pytest
-from support.records import evaluation, finished, hello, metric
-from support.runfolder import write_run
+from support.runfolder import write_finished
 from support.wait import pilot_wait_until
 
 from nexus_tui.app import NexusApp
@@ -19,18 +17,6 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
 
 STEPS = 3000
-
-
-def write_finished(run_dir: Path, steps: int) -> None:
-    """A finished run with a smooth falling loss, one spike at step 1234 and an eval every 500 steps."""
-    records = [hello(run_dir.name, steps)]
-    for step in range(1, steps + 1):
-        loss = 2.0 + 1.0 / math.sqrt(step) + (1.5 if step == 1234 else 0.0)
-        records.append(metric(step, loss, tokens=step * 4096, lr=3e-4, gnorm=0.5, tok_s=30000.0, mem=1000))
-        if step % 500 == 0:
-            records.append(evaluation(step, 2.2, tokens=step * 4096, val_ppl=9.0))
-    records.append(finished(steps))
-    write_run(run_dir, records, status={"pid": 1, "state": "finished", "step": steps, "total_steps": steps})
 
 
 @pytest.fixture

@@ -1,0 +1,166 @@
+"""A long history with no columnar cache is decoded by a child process while the dashboard starts
+(`nexus_tui.services.prebuild`), and the real app then opens it from the cache the child wrote; a
+child that dies, falls silent or talks nonsense leaves the dashboard to decode the file itself. In
+every case the charts hold exactly the file's records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support.runfolder import write_finished
+from support.wait import pilot_wait_until, wait_until
+
+from nexus_core.protocol import METRICS_FILE, read_records
+from nexus_tui.app import NexusApp
+from nexus_tui.columnar import cachefile
+from nexus_tui.columnar.fastdecode import ColumnDecoder
+from nexus_tui.services import prebuild as prebuild_module
+from nexus_tui.services.prebuild import Prebuild
+from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.run_table import RunTable
+
+STEPS = 9000
+"""~1.3 MB of records: over the size from which a history gets a cache (the child's real threshold)."""
+
+
+@pytest.fixture
+def long_root(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    write_finished(runs_root / "long", STEPS, eval_every=1000)
+    assert (runs_root / "long" / METRICS_FILE).stat().st_size >= cachefile.MIN_FILE_BYTES
+    return runs_root
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes of metrics files this process (the app) decoded itself: none when the child's cache
+    served the open."""
+    fed: list[int] = []
+    feed = ColumnDecoder.feed
+
+    def counting(decoder: ColumnDecoder, data: bytes) -> list:
+        fed.append(len(data))
+        return feed(decoder, data)
+
+    monkeypatch.setattr(ColumnDecoder, "feed", counting)
+    return fed
+
+
+def file_losses(run_dir: Path) -> tuple[list[float], list[float]]:
+    """Every metric record's step and loss, by the plain per-record reader."""
+    metrics = [r for r in read_records(run_dir / METRICS_FILE).records if r.type == "metric"]
+    return [float(r.step) for r in metrics], [r.loss for r in metrics]
+
+
+async def open_whole(app: NexusApp, name: str = "long") -> tuple[list[float], list[float]]:
+    """Open the app until the run shows finished with its whole history; its loss series."""
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one(RunTable)
+
+        def whole() -> bool:
+            run = app.store.get(name) if app._services is not None else None
+            return (run is not None and run.loading is None and table.row_count > 0
+                    and table.get_cell(name, "state").plain == "finished")
+
+        await pilot_wait_until(pilot, whole, 60, "the whole history")
+        series = app.store.get(name).series["loss"]
+        await pilot.press("q")  # quitting stops the child, had it anything left to do
+        await pilot_wait_until(pilot, lambda: app.prebuild is None or app.prebuild.proc.poll() is not None, 30,
+                               "the child stopped")
+        return series.step.view.tolist(), series.value.view.tolist()
+
+
+async def test_the_child_decodes_a_long_history_and_the_app_opens_it_whole(long_root: Path, tmp_path: Path,
+                                                                         decoded: list[int]) -> None:
+    pre = Prebuild.start(long_root)  # as `nexus` does before it imports Textual
+    assert pre is not None and pre.names == {"long"}
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
+    steps, losses = await open_whole(app)
+    assert sum(decoded) == 0  # the app mapped the child's cache: it decoded nothing itself
+    assert (steps, losses) == file_losses(long_root / "long")
+    assert cachefile.cached_offset(long_root / "long") == (long_root / "long" / METRICS_FILE).stat().st_size
+    assert Prebuild.start(long_root) is None  # nothing left worth a child
+
+
+async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Path, tmp_path: Path,
+                                                                  decoded: list[int]) -> None:
+    """The child starts only once the app shows the run loading, so the app is surely waiting for it."""
+    go = tmp_path / "go"
+    gated = ("import os, sys, time\n"
+             f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+             "from nexus_tui.services.prebuild import main\n"
+             f"sys.exit(main([{str(long_root)!r}, 'long']))\n")
+    proc = subprocess.Popen([sys.executable, "-c", gated], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    pre = Prebuild(proc, ["long"])
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
+    async with app.run_test(size=(160, 48)) as pilot:
+        table = app.query_one(RunTable)
+
+        def state() -> str:
+            return table.get_cell("long", "state").plain if table.row_count else ""
+
+        await pilot_wait_until(pilot, lambda: state().startswith("loading"), 30, "the run shown loading")
+        go.touch()
+        await pilot_wait_until(pilot, lambda: state() == "finished", 60, "the whole history")
+        series = app.store.get("long").series["loss"]
+        assert (series.step.view.tolist(), series.value.view.tolist()) == file_losses(long_root / "long")
+    assert sum(decoded) == 0 and "long" in pre.done
+
+
+async def test_a_child_that_dies_leaves_the_app_to_decode_the_file(long_root: Path, tmp_path: Path,
+                                                                   decoded: list[int]) -> None:
+    pre = Prebuild.start(long_root)
+    assert pre is not None
+    pre.proc.kill()
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
+    steps, losses = await open_whole(app)
+    assert "long" not in pre.done
+    assert sum(decoded) == (long_root / "long" / METRICS_FILE).stat().st_size
+    assert (steps, losses) == file_losses(long_root / "long")
+    assert cachefile.cached_offset(long_root / "long") is not None  # built by the app instead
+
+
+async def test_a_silent_or_babbling_child_is_stopped_and_the_app_decodes(
+        long_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded: list[int]) -> None:
+    """Lines that are not the child's (not JSON, wrong shapes, a `done` for another run, a progress
+    that is no number) are ignored; silence past STALL_S stops the child."""
+    monkeypatch.setattr(prebuild_module, "STALL_S", 0.5)
+    babble = ("print('not json'); print('[\"done\"]'); print('[\"done\", 5]'); print('{\"done\": \"long\"}');"
+              "print('[\"progress\", \"long\", \"half\"]'); print('[\"done\", \"other\"]');"
+              "import sys, time; sys.stdout.flush(); time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", babble], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    pre = Prebuild(proc, ["long"])
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
+    steps, losses = await open_whole(app)
+    assert (steps, losses) == file_losses(long_root / "long")
+    assert "long" not in pre.done and "other" in pre.done
+    assert sum(decoded) == (long_root / "long" / METRICS_FILE).stat().st_size
+    assert proc.wait(timeout=30) is not None  # stopped, not left sleeping
+
+
+async def test_garbage_in_a_long_history_is_reported_once_and_every_whole_record_kept(
+        long_root: Path, tmp_path: Path, decoded: list[int]) -> None:
+    path = long_root / "long" / METRICS_FILE
+    data = path.read_bytes()
+    middle = data.index(b"\xa4type\xa6metric", len(data) // 2) - 1  # a record's map header
+    path.write_bytes(data[:middle] + b"\xc1garbage\xc1" + data[middle:])
+    pre = Prebuild.start(long_root)
+    assert pre is not None
+    wait_until(lambda: "long" in pre.done, 60, "the child done")  # its warning is not lost though nobody waited
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
+    async with app.run_test(size=(160, 48)) as pilot:
+        def whole() -> bool:
+            run = app.store.get("long") if app._services is not None else None
+            return run is not None and run.loading is None and run.state == "finished"
+
+        await pilot_wait_until(pilot, whole, 60, "the whole history")
+        log = app.query_one(LogPane)
+        await pilot_wait_until(pilot, lambda: any("skipped 9 bytes" in line for line in log.lines_written), 30,
+                               "the garbage warning")
+        series = app.store.get("long").series["loss"]
+        assert (series.step.view.tolist(), series.value.view.tolist()) == file_losses(long_root / "long")
+        assert sum("skipped 9 bytes" in line for line in log.lines_written) == 1
+    assert sum(decoded) == 0
