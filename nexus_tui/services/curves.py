@@ -20,6 +20,11 @@ from nexus_tui.services.runview import Series
 
 BLOCK = 256
 """Points per summarised block: 1e6 points become ~8k candidates for the bucketing."""
+FAN = 8
+"""Blocks of one level a block of the level above summarises: 256, 2048, 16384, ... points."""
+PER_BUCKET = 8
+"""Blocks a chart bucket must hold at the level a redraw reads (the edge blocks of a bucket may
+straddle its neighbour: with 8 or more a bucket, its min and max are nearly always exact)."""
 CHUNK = 256 * BLOCK
 """A whole history is smoothed and summarised this many points at a time (the EMA carries its state
 over, as between live frames): the temporaries stay ~0.5 MB instead of several copies of the series,
@@ -57,12 +62,16 @@ class Column:
 
 
 class Envelope:
-    """The index of the min and max of each full block of BLOCK points of a y column it does not own
-    (the series' own buffer, or a smoothed copy): extended as the column grows."""
+    """The indices of the min and max of each full block of a y column it does not own (the
+    series' own buffer, or a smoothed copy), at several block sizes, extended as the column grows:
+    level 0 has blocks of BLOCK points, each level above blocks of FAN blocks of the one below. A
+    redraw takes its candidates from the coarsest level that still has PER_BUCKET blocks for each of
+    the chart's buckets, so it costs O(chart width) however long the run; a block's extremes are
+    its real points, so a spike is always among them."""
 
     def __init__(self) -> None:
-        self.extremes = Column()
-        """Indices (as floats) of each full block's min and max y, two per block, in block order."""
+        self.levels: list[Column] = [Column(np.int64)]
+        """Per level, the (min, max) point indices of each full block, two per block, in block order."""
         self.n = 0
 
     def update(self, y: np.ndarray) -> None:
@@ -76,21 +85,53 @@ class Envelope:
             lo = np.argmin(np.where(nan, np.inf, blocks), axis=1)
             hi = np.argmax(np.where(nan, -np.inf, blocks), axis=1)
             base = np.arange(first, last) * BLOCK
-            self.extremes.extend(np.column_stack((base + lo, base + hi)).ravel().astype(np.float64))
+            self.levels[0].extend(np.column_stack((base + lo, base + hi)).ravel())
+        for level in range(1, 64):
+            below = self.levels[level - 1].view.reshape(-1, 2)
+            groups = len(below) // FAN
+            if groups == 0:
+                break
+            if level == len(self.levels):
+                self.levels.append(Column(np.int64))
+            have = len(self.levels[level].view) // 2
+            if groups > have:
+                pairs = below[have * FAN : groups * FAN].reshape(groups - have, FAN, 2)
+                lows, highs = pairs[:, :, 0], pairs[:, :, 1]
+                low_y, high_y = y[lows], y[highs]
+                lo = np.argmin(np.where(np.isnan(low_y), np.inf, low_y), axis=1)
+                hi = np.argmax(np.where(np.isnan(high_y), -np.inf, high_y), axis=1)
+                rows = np.arange(len(pairs))
+                self.levels[level].extend(np.column_stack((lows[rows, lo], highs[rows, hi])).ravel())
 
-    def candidates(self, x: np.ndarray, y: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """The points in [start, stop) that can be a bucket's min or max: raw points in the partial
-        blocks at both ends, block extremes in between, in index order."""
-        first_full = -(-start // BLOCK)
-        last_full = min(stop, self.n) // BLOCK
-        if last_full - first_full < 4:  # few blocks: the raw points are as cheap
+    def candidates(self, x: np.ndarray, y: np.ndarray, start: int, stop: int,
+                   buckets: int) -> tuple[np.ndarray, np.ndarray]:
+        """The points in [start, stop) that can be a bucket's min or max, in index order: the
+        extremes of the coarsest level's blocks with PER_BUCKET blocks a bucket, those of finer
+        blocks and then raw points toward the partial ends, plus `start` and the last point (they
+        fix the x range and the number being watched)."""
+        level = 0
+        while (level + 1 < len(self.levels)
+               and (stop - start) // (BLOCK * FAN ** (level + 1)) >= PER_BUCKET * max(1, buckets)):
+            level += 1
+        if (min(stop, self.n) - start) // BLOCK < 4:  # few blocks: the raw points are as cheap
             idx = np.arange(start, stop)
         else:
-            ext = self.extremes.view[2 * first_full : 2 * last_full].astype(np.int64)
-            # `start` and the last point always: they fix the x range and the number being watched.
-            idx = np.unique(np.concatenate((np.arange(start, first_full * BLOCK), ext,
-                                            np.arange(last_full * BLOCK, stop), [start, stop - 1])))
+            idx = np.concatenate(([start], *self._indices(start, stop, level), [stop - 1]))
+            idx = idx[np.r_[True, idx[1:] != idx[:-1]]]  # a block's min and max can be one point
         return x[idx], y[idx]
+
+    def _indices(self, start: int, stop: int, level: int) -> list[np.ndarray]:
+        """Sorted candidate indices in [start, stop): full blocks of `level`, the ends from below."""
+        if level < 0:
+            return [np.arange(start, stop)]
+        size = BLOCK * FAN**level
+        first = -(-start // size)
+        last = min(stop, len(self.levels[level].view) // 2 * size) // size
+        if last <= first:
+            return self._indices(start, stop, level - 1)
+        middle = np.sort(self.levels[level].view[2 * first : 2 * last].reshape(-1, 2), axis=1).ravel()
+        return [*self._indices(start, first * size, level - 1), middle,
+                *self._indices(last * size, stop, level - 1)]
 
 
 @dataclass
@@ -186,7 +227,7 @@ def _prepared(
 ) -> tuple[list[float], list[float]]:
     if start >= stop:
         return [], []
-    xs, ys = env.candidates(x, y, start, stop)
+    xs, ys = env.candidates(x, y, start, stop, buckets)
     if origin:
         xs = xs - origin
     return downsample(xs, ys, buckets)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nexus_tui.services.curves import BLOCK, CurveCache
+from nexus_tui.services.curves import BLOCK, FAN, CurveCache, Envelope
 from nexus_tui.services.downsample import downsample, ema_continue
 from nexus_tui.services.runview import Series
 
@@ -112,3 +112,68 @@ def test_a_curve_warmed_batch_by_batch_draws_as_one_worked_out_at_once() -> None
     for weight in (0.0, 0.6):
         assert warm.curve("r", "ce", growing, "step", weight, 0, 60) == fresh.curve("r", "ce", whole, "step", weight,
                                                                                    0, 60)
+
+
+def _long_series(n: int, seed: int = 0) -> tuple[Series, np.ndarray]:
+    """n points in one bulk load (as a history arrives), with a few spikes and dips; returns the
+    series and the indices of the spikes and dips."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(1, n + 1, dtype=np.float64)
+    ys = 3.0 / np.sqrt(steps) + 0.01 * rng.standard_normal(n)
+    odd = rng.choice(n, 12, replace=False)
+    ys[odd[:6]] += 5.0
+    ys[odd[6:]] -= 5.0
+    ys[rng.choice(n, 50, replace=False)] = np.nan
+    s = Series()
+    Series.extend_group([s], steps, steps * 64.0, 1000.0 + steps, [ys])
+    return s, odd
+
+
+def test_a_redraw_of_a_long_series_reads_a_bounded_number_of_points_and_keeps_every_spike() -> None:
+    """The block summaries have levels: a redraw reads the coarsest with PER_BUCKET blocks a bucket,
+    so the points it looks at do not grow with the run (O(chart width)); a spike or dip is a block
+    extreme at every level, so each that bucketing every raw point would show is drawn."""
+    buckets = 6
+    read: dict[int, int] = {}
+    for n in (300_000, 2_400_000):
+        series, odd = _long_series(n)
+        cache = CurveCache()
+        envelope_candidates = Envelope.candidates
+
+        def counting(env: Envelope, x, y, start, stop, b, n=n, real=envelope_candidates):  # noqa: ANN001
+            got = real(env, x, y, start, stop, b)
+            read[n] = max(read.get(n, 0), len(got[0]))
+            return got
+
+        Envelope.candidates = counting  # type: ignore[method-assign]
+        try:
+            (rx, ry), _ = cache.curve("r", "ce", series, "step", 0.6, 0, buckets)
+        finally:
+            Envelope.candidates = envelope_candidates  # type: ignore[method-assign]
+        values = series.value.view
+        full_x, _ = downsample(series.step.view, values, buckets)  # min/max bucketing of every raw point
+        shown_odd = {float(series.step.view[i]) for i in odd} & set(full_x)
+        assert shown_odd and shown_odd <= set(rx), "every spike and dip a bucket shows is drawn"
+        assert max(ry) == np.nanmax(values) and min(ry) == np.nanmin(values)
+        assert rx[-1] == float(n), "the last point: the number being watched"
+        assert all(values[int(x) - 1] == y for x, y in zip(rx, ry, strict=True)), "only real points"
+    assert read[2_400_000] <= 2 * read[300_000], read  # 8x the points, not 8x the work
+
+
+def test_the_levels_grown_point_by_point_equal_those_of_one_bulk_load() -> None:
+    series, _ = _long_series(BLOCK * FAN**2 * 3 + 77, seed=3)
+    ys = series.value.view
+    grown = Envelope()
+    for stop in range(0, len(ys) + 1, 5003):  # live batches that do not line up with any block
+        grown.update(ys[:stop])
+    grown.update(ys)
+    bulk = Envelope()
+    bulk.update(ys)
+    assert len(bulk.levels) == 3
+    for a, b in zip(grown.levels, bulk.levels, strict=True):
+        assert np.array_equal(a.view, b.view)
+    for level, column in enumerate(bulk.levels):  # each block's pair is that block's real min and max
+        size = BLOCK * FAN**level
+        for block, (lo, hi) in enumerate(column.view.reshape(-1, 2)[:5]):
+            part = ys[block * size : (block + 1) * size]
+            assert ys[lo] == np.nanmin(part) and ys[hi] == np.nanmax(part)
