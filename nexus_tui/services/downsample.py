@@ -73,8 +73,11 @@ def ema_continue(
     w = min(max(float(weight), 0.0), 0.999)
     if y.size == 0 or w == 0.0:
         return y, state
-    out = y.copy()
     finite = np.isfinite(y)
+    if finite.all():  # the usual case: smoothed in place of the copy, no masking
+        last = float(_ema_raw(y, w, state[0])[-1])
+        return _debias(y, w, state[1]), (last, state[1] + int(y.size))
+    out = y.copy()
     v = y[finite]
     if not v.size:
         return out, state
@@ -97,24 +100,34 @@ def _debias(raw: np.ndarray, w: float, before: int) -> np.ndarray:
 
 
 def _ema_raw(v: np.ndarray, w: float, state: float) -> np.ndarray:
-    """The recurrence s_k = w*s_{k-1} + (1-w)*v_k from `state`, in closed form per block: inside a
-    block of length B starting from s, s_k = w**(k+1) * s + (1-w) * w**k * cumsum(w**-j * y_j). Blocks
-    are short enough that w**-j stays finite (a block shrinks for tiny w), so this is exact to
-    rounding. All blocks at once as a 2-D array; only the carry from block to block is a loop, over
-    n / B numbers."""
+    """The recurrence s_k = w*s_{k-1} + (1-w)*v_k from `state`, in place of `v` (returned), in
+    closed form per block: inside a block of length B starting from s,
+    s_k = w**k * (1-w) * cumsum_j(w**-j * v_j + [j = 0] * w*s/(1-w)). Blocks are short enough that
+    w**-j stays finite (a block shrinks for tiny w), so this is exact to rounding. Each block's last
+    value without its carry is one matrix-vector product; the carries from block to block are a loop
+    over n / B numbers; then all blocks at once as a 2-D array, in place: four passes over the data."""
     block = _EMA_BLOCK if w >= 0.01 else max(1, int(250 / -np.log10(w)))
     n = v.size
     nb = -(-n // block)
+    if n % block:  # the last block padded with zeros (its padding is never read back)
+        padded = np.zeros(nb * block)
+        padded[:n] = v
+    else:
+        padded = v
     k = np.arange(block, dtype=np.float64)
     pow_k = w**k
-    padded = np.zeros(nb * block)
-    padded[:n] = v
-    local = np.cumsum(padded.reshape(nb, block) * w**-k, axis=1) * ((1.0 - w) * pow_k)
-    ends = local[:, -1].tolist()
+    grid = padded.reshape(nb, block)
+    ends = (grid @ ((1.0 - w) * pow_k[::-1])).tolist()  # each block's last value, from a zero start
     w_block = w**block
     carry = np.empty(nb)
     s = state
     for b in range(nb):
         carry[b] = s
         s = ends[b] + s * w_block
-    return (local + carry[:, None] * (w * pow_k)).ravel()[:n]
+    grid *= w**-k
+    grid[:, 0] += carry * (w / (1.0 - w))
+    np.cumsum(grid, axis=1, out=grid)
+    grid *= (1.0 - w) * pow_k
+    if padded is not v:
+        v[:] = padded[:n]
+    return v
