@@ -164,3 +164,24 @@ async def test_garbage_in_a_long_history_is_reported_once_and_every_whole_record
         assert (series.step.view.tolist(), series.value.view.tolist()) == file_losses(long_root / "long")
         assert sum("skipped 9 bytes" in line for line in log.lines_written) == 1
     assert sum(decoded) == 0
+
+
+def test_the_nexus_command_starts_the_child_before_the_dashboard_and_stops_it_after(
+        long_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nexus --root R` (the CLI's own entry point): the app it runs was handed a child already at
+    work on the long history, and the child is gone when the command returns."""
+    from nexus_tui.__main__ import main
+
+    seen: list[Prebuild | None] = []
+
+    def run_instead_of_a_terminal(app: NexusApp) -> None:
+        seen.append(app.prebuild)
+        if app.prebuild is not None:
+            wait_until(lambda: "long" in app.prebuild.done, 60, "the child done")
+
+    monkeypatch.setattr(NexusApp, "run", run_instead_of_a_terminal)
+    assert main(["--root", str(long_root)]) == 0
+    pre = seen[0]
+    assert pre is not None and pre.names == {"long"} and pre.proc.returncode is not None
+    assert cachefile.cached_offset(long_root / "long") == (long_root / "long" / METRICS_FILE).stat().st_size
+    assert main(["--root", str(long_root)]) == 0 and seen[1] is None  # cached now: no child
