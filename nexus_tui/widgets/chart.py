@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual import events
 from textual.app import RenderResult
+from textual.geometry import Region
 from textual.message import Message
 from textual.strip import Strip
 from textual.style import Style
@@ -123,6 +124,8 @@ class MetricChart(PlotextPlot):
         self._chart_rows: list[Row] | None = None
         """The last build's cells as runs of equal colours (chart_strips.py)."""
         self._strips: list[Strip] = []
+        self._lines: list[Strip] | None = None
+        """This frame's lines (None: no data, the title alone), set by render_lines."""
         self._strips_style: Style | None = None
         """The widget style `_strips` were made over (a theme or CSS change makes them again)."""
         self._chart_x: tuple[float, float] | None = None
@@ -190,11 +193,14 @@ class MetricChart(PlotextPlot):
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
         return Text("\n").join(Text.assemble(*((seg.text, seg.style) for seg in strip)) for strip in self._drawn())
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        if not self._has_data():
+        if self._lines is None:
             return super().render_line(y)  # the title, through render()
-        strips = self._drawn()
-        return strips[y] if y < len(strips) else Strip.blank(self.size.width, self.visual_style.rich_style)
+        return self._lines[y] if y < len(self._lines) else Strip.blank(self.size.width, self.visual_style.rich_style)
 
     def _drawn(self) -> list[Strip]:
         """The chart's lines: built with plotext when the spec, size or theme changed since the last
