@@ -2,9 +2,10 @@
 
 It knows nothing of runs or stores: the charts panel hands it already-downsampled `Curve`s, so a
 redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series). A plotext
-build costs tens of ms even for a few points, so the chart rebuilds only when what it was given
+build costs ~10 ms even for a few points, so the chart rebuilds only when what it was given
 (curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build;
-while only new records change it, not before its picture would (chart_dots.py).
+while only new records change it, not before its picture would (chart_dots.py). A build's cells
+are drawn as strips (chart_strips.py), not through plotext's ANSI text.
 The mouse zooms (wheel) and pans (drag) the x range and hovering moves the inspect cursor: the chart
 only reports these (as messages with x in data units) and the charts panel applies them to all charts.
 """
