@@ -2,9 +2,10 @@
 
 It knows nothing of runs or stores: the charts panel hands it already-downsampled `Curve`s, so a
 redraw costs the same whatever the run's length (plotext pays ~8 µs per point per series). A plotext
-build costs tens of ms even for a few points, so the chart rebuilds only when what it was given
+build costs ~10 ms even for a few points, so the chart rebuilds only when what it was given
 (curves, x range, cursor, title) or its size or theme changed, and otherwise shows the last build;
-while only new records change it, not before its picture would (chart_dots.py).
+while only new records change it, not before its picture would (chart_dots.py). A build's cells
+are drawn as strips (chart_strips.py), not through plotext's ANSI text.
 The mouse zooms (wheel) and pans (drag) the x range and hovering moves the inspect cursor: the chart
 only reports these (as messages with x in data units) and the charts panel applies them to all charts.
 """
@@ -19,11 +20,15 @@ from dataclasses import dataclass, field
 from rich.text import Text
 from textual import events
 from textual.app import RenderResult
+from textual.geometry import Region
 from textual.message import Message
+from textual.strip import Strip
+from textual.style import Style
 from textual_plotext import PlotextPlot
 
 from nexus_tui.themes import RGB
 from nexus_tui.widgets.chart_dots import same_picture, screen_signature
+from nexus_tui.widgets.chart_strips import Row, matrix_rows, to_strips
 from nexus_tui.widgets.ticks import axis, flat_range, is_flat
 
 LIVE_REBUILD_S = 2.0
@@ -117,7 +122,13 @@ class MetricChart(PlotextPlot):
         """plotext builds so far (each costs tens of ms): a redraw with nothing new adds none."""
         self._chart_sig: tuple | None = None
         self._chart_built: tuple | None = None
-        self._chart_render: RenderResult | None = None
+        self._chart_rows: list[Row] | None = None
+        """The last build's cells as runs of equal colours (chart_strips.py)."""
+        self._strips: list[Strip] = []
+        self._lines: list[Strip] | None = None
+        """This frame's lines (None: no data, the title alone), set by render_lines."""
+        self._strips_style: Style | None = None
+        """The widget style `_strips` were made over (a theme or CSS change makes them again)."""
         self._chart_x: tuple[float, float] | None = None
         """The x range the last build drew, to map mouse columns to data x."""
         self._chart_margin = (8, 1)
@@ -172,24 +183,63 @@ class MetricChart(PlotextPlot):
         if self._drawn_dots is None or not self._same_as_drawn(self.spec):
             self.refresh()
 
+    def _has_data(self) -> bool:
+        return any(len(c.xs) for c in self.spec.curves)
+
     def render(self) -> RenderResult:
+        """What the chart shows, as one Text (the screen draws `render_line`'s strips; this is for
+        whoever asks for the widget's content, e.g. tests reading the picture)."""
+        if not self._has_data():
+            # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
+            return Text(self.spec.title.center(self.size.width or 0), style="bold")
+        return Text("\n").join(Text.assemble(*((seg.text, seg.style) for seg in strip)) for strip in self._drawn())
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        if self._lines is None:
+            return super().render_line(y)  # the title, through render()
+        return self._lines[y] if y < len(self._lines) else Strip.blank(self.size.width, self.visual_style.rich_style)
+
+    def _drawn(self) -> list[Strip]:
+        """The chart's lines: built with plotext when the spec, size or theme changed since the last
+        build, else the last build's (a refresh alone, e.g. something drawn over it, builds nothing)."""
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
         # building twice from the same data breaks; rebuild the figure from the spec when it changed.
         key = (self._chart_sig, self.size.width, self.size.height, self.app.theme)
-        if not any(len(c.xs) for c in self.spec.curves):
-            # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
-            return Text(self.spec.title.center(self.size.width or 0), style="bold")
-        if key != self._chart_built or self._chart_render is None:
-            started = time.perf_counter()
+        started = time.perf_counter()
+        built = key != self._chart_built or self._chart_rows is None
+        if built:
             self._drawn_dots = self._dots(self.spec)
             self._plot_spec(self.spec)
-            self._chart_render = super().render()
+            self._chart_rows = self._build_rows()
             self._chart_built = key
+            self._strips_style = None
             self.builds += 1
+        style = self.visual_style
+        if style != self._strips_style:
+            assert self._chart_rows is not None
+            self._strips = to_strips(self._chart_rows, style, self.app.ansi_theme)
+            self._strips_style = style
+        if built:  # the whole cost of a new picture, its strips included: the live interval's measure
             cost = time.perf_counter() - started
             self._build_cost = cost if self._build_cost is None else (self._build_cost + cost) / 2
             self._last_build = time.monotonic()
-        return self._chart_render
+        return self._strips
+
+    def _build_rows(self) -> list[Row]:
+        """Build the figure at the widget's size and theme (what PlotextPlot.render does) and read
+        its cells, without plotext's ANSI canvas."""
+        plt = self.plt
+        width, height = self.size
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # as PlotextPlot.render: plotsize alone does not always resize
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        plt._set_sizes()
+        plt._build_matrix()
+        return matrix_rows(plt.monitor.matrix)
 
     def _plot_spec(self, spec: ChartSpec) -> None:
         plt = self.plt
