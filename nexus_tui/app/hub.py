@@ -39,6 +39,7 @@ class Services:
         self.watcher = RunsWatcher(
             self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
             on_batch=self._on_batch, on_run_ready=self._on_run_ready, prebuild=prebuild,
+            piped=self.supervisor.piping,
         )
         self.telemetry = Telemetry(defer=True)  # NVML and the first reading wait for start()
         self._tracked: dict[str, int] = {}

@@ -36,6 +36,8 @@ class ManagedRun:
     """The status file's `updated` when attached: a process started after it is not this run's."""
     terminated: bool = False
     """This supervisor sent it SIGTERM (a stop before it listened): a silent death is that stop."""
+    piping: bool = False
+    """Its records are arriving through its metrics pipe now (the reader thread is reading it)."""
     started: float = field(default_factory=time.time)
 
     @property

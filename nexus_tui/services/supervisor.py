@@ -218,7 +218,7 @@ class Supervisor:
         reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
         with self._lock:
             proc, read_fd = start_in_session(run_dir, build, cwd, what, piped)
-            run = ManagedRun(name, run_dir, device, proc.pid, proc)
+            run = ManagedRun(name, run_dir, device, proc.pid, proc, piping=piped)
             target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
             run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
             self._runs[name] = run
@@ -251,8 +251,11 @@ class Supervisor:
         """Reader thread: batches to on_records until EOF or exit, then reports how the run ended."""
         assert run.proc is not None
         proc = run.proc
-        read_pipe(fd, lambda: proc.poll() is not None, lambda pieces: self._deliver_pieces(run, pieces),
-                  lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
+        try:
+            read_pipe(fd, lambda: proc.poll() is not None, lambda pieces: self._deliver_pieces(run, pieces),
+                      lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
+        finally:
+            run.piping = False
         if self._detach.is_set() and proc.poll() is None:
             return  # the dashboard is leaving the run to train on its own
         self._finish(run, proc.wait())
@@ -363,6 +366,12 @@ class Supervisor:
         return run_control.ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt)
 
     # -- the whole fleet -------------------------------------------------------------------------
+
+    def piping(self, name: str) -> bool:
+        """Whether `name`'s records are arriving through its metrics pipe now: its file need not
+        be read at every write (the runs watcher's poll still reads it, for what the pipe dropped)."""
+        run = self._runs.get(name)
+        return run is not None and run.piping
 
     def live_runs(self) -> list[str]:
         with self._lock:

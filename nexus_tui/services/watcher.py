@@ -79,6 +79,7 @@ class RunsWatcher:
         on_batch: OnBatch | None = None,
         on_run_ready: OnRunReady | None = None,
         prebuild: Prebuild | None = None,
+        piped: Callable[[str], bool] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_records = on_records
@@ -89,6 +90,11 @@ class RunsWatcher:
         self.poll_s = poll_s
         self.on_run_ready = on_run_ready
         self.prebuild = prebuild
+        self.piped = piped
+        """Whether a run's records are arriving through a live pipe (the supervisor's): then a file
+        event does not read its metrics file again (the pipe already delivered what was written;
+        at every write that was most of the dashboard's own CPU beside the charts); the poll does,
+        every `poll_s`, for whatever the pipe dropped."""
         """A child process building the caches of the runs' histories (prebuild.py): a history
         without a usable cache waits for its word before decoding the file itself."""
         self._pending: set[str] = set()
@@ -301,7 +307,7 @@ class RunsWatcher:
         run_dir = self.root / rel.parts[0]
         self._discover(run_dir)
         self._check_ready(run_dir)
-        if rel.parts[1] == METRICS_FILE:
+        if rel.parts[1] == METRICS_FILE and not (self.piped is not None and self.piped(run_dir.name)):
             self.read(run_dir)
 
     def _poll_loop(self) -> None:

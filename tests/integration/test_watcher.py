@@ -137,3 +137,65 @@ def test_a_real_engine_run_started_outside_is_picked_up(runs_root: Path, engine_
         assert seqs == list(range(len(seqs)))  # each record once, in order
     finally:
         watcher.stop()
+
+
+def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_write(runs_root: Path,
+                                                                                    tmp_path: Path) -> None:
+    """A run the supervisor launched with a metrics pipe: every record arrives through the pipe, and
+    the watcher's file events do not read the file again meanwhile; its poll still does, every
+    `poll_s` (the backfill for what a full pipe dropped), to the run's last record."""
+    from nexus_core.recordtypes import Metric
+    from nexus_tui.services.supervisor import Supervisor
+
+    piped = Seen()
+    sup = Supervisor(runs_root, on_records=piped.on_records, on_exit=lambda *a: None, on_warning=piped.on_warning)
+    seen = Seen()
+    watcher = RunsWatcher(runs_root, seen.on_records, seen.on_new_run, seen.on_warning, poll_s=0.2,
+                          piped=sup.piping)
+    by_event: list[str] = []
+    in_event = threading.local()
+    event, read = watcher._event, watcher.read
+
+    def on_event(path: str) -> None:
+        in_event.on = True
+        try:
+            event(path)
+        finally:
+            in_event.on = False
+
+    def reading(run_dir: Path) -> int:
+        if getattr(in_event, "on", False):
+            by_event.append(run_dir.name)
+        return read(run_dir)
+
+    watcher._event, watcher.read = on_event, reading  # type: ignore[method-assign]
+    go = tmp_path / "go"
+    script = ("import os, time, nexus\n"
+              "run = nexus.init(total_steps=300)\n"
+              f"while not os.path.exists({str(go)!r} + '.start'):\n"
+              "    time.sleep(0.02)\n"
+              "for step in range(1, 301):\n"
+              "    nexus.log({'loss': 1.0 / step}, step=step, commit=True)\n"
+              "    time.sleep(0.002)\n"
+              f"while not os.path.exists({str(go)!r}):\n"
+              "    time.sleep(0.02)\n"
+              "nexus.finish()\n")
+    watcher.start()
+    try:
+        run_dir = sup.launch_command([sys.executable, "-c", script], "piped", cwd=tmp_path)
+        seen.wait(lambda: [d.name for d in seen.new_runs] == ["piped"], 60)  # found: its folder is watched
+        Path(f"{go}.start").touch()
+        piped.wait(lambda: sum(isinstance(r, Metric) for r in piped.records.get("piped", [])) == 300, 60)
+        assert sup.piping("piped")
+        assert by_event == [], "file events read the file again while its pipe delivered every record"
+        seen.wait(lambda: seen.store.get("piped") is not None and len(seen.store.get("piped").series["loss"]) == 300,
+                  60)  # the poll read it all the same
+        go.touch()
+        piped.wait(lambda: not sup.piping("piped"), 60)
+        seen.wait(lambda: seen.store.get("piped").state == "finished", 60)  # and the last record, after it
+    finally:
+        Path(f"{go}.start").touch()
+        go.touch()
+        sup.shutdown(stop_runs=True)
+        watcher.stop()
+    assert run_dir.name == "piped"
