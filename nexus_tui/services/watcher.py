@@ -189,7 +189,11 @@ class RunsWatcher:
                 self._warn(run_dir.name, f"the dashboard failed to follow a new run: {e!r}")
 
     def _watch(self, run_dir: Path) -> None:
-        """File events for one run folder; without them the poll still finds its records."""
+        """File events for one run folder; without them the poll still finds its records. None for
+        a run whose records come through a live pipe: its events would read nothing (see `piped`),
+        and watchdog's handling of them (a status write is six) was a share of the dashboard's CPU."""
+        if self.piped is not None and self.piped(run_dir.name):
+            return
         if self._observer is not None:
             with contextlib.suppress(Exception):
                 self._observer.schedule(self._handler, str(run_dir), recursive=False)

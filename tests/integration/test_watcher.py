@@ -183,7 +183,7 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
     watcher.start()
     try:
         run_dir = sup.launch_command([sys.executable, "-c", script], "piped", cwd=tmp_path)
-        seen.wait(lambda: [d.name for d in seen.new_runs] == ["piped"], 60)  # found: its folder is watched
+        seen.wait(lambda: [d.name for d in seen.new_runs] == ["piped"], 60)  # found, by the poll
         Path(f"{go}.start").touch()
         piped.wait(lambda: sum(isinstance(r, Metric) for r in piped.records.get("piped", [])) == 300, 60)
         assert sup.piping("piped")
