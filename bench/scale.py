@@ -265,6 +265,8 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--huge", action="store_true", help="also 1e7 steps (writing it takes minutes, once)")
     ap.add_argument("--no-tb", action="store_true", help="skip the TensorBoard peer")
+    ap.add_argument("--tb-max", type=int, default=1_000_000,
+                    help="the TensorBoard peer only up to this many steps (it loads 1e6 in ~100 s here)")
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/nexus-scale"))
     ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)")
@@ -323,7 +325,7 @@ def main() -> None:
         ingest = {} if args.no_ingest else run_child(
             ["--child", "ingest", str(root / f"run{n}" / "metrics.msgpack"), str(n)], env)
         tb = {}
-        if tb_ok:
+        if tb_ok and n <= args.tb_max:
             logdir = args.dir / f"tb-{n}"
             write_tb(logdir, n)
             tb = run_child(["--child", "tb", str(logdir)], env)
