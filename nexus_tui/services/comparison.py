@@ -15,9 +15,10 @@ from typing import Any
 
 from nexus_core.config import flatten
 from nexus_core.families import FAMILY_SECTIONS, migrate, option_family
-from nexus_core.protocol import METRICS_FILE, clean_text, read_records
+from nexus_core.protocol import METRICS_FILE, clean_text
 from nexus_core.units import as_num
 from nexus_tui.services import format as fmt
+from nexus_tui.services.history import read_history
 from nexus_tui.services.report.safe import one_line
 from nexus_tui.services.store import MetricStore, RunView
 
@@ -209,6 +210,6 @@ def load_runs(root: str | Path, names: Sequence[str]) -> tuple[MetricStore, list
     shown: list[str] = []
     for d in dirs:
         name = d.name if d.name not in shown else str(d)
-        store.ingest(name, d, read_records(d / METRICS_FILE).records)
+        read_history(store, name, d)
         shown.append(name)
     return store, shown

@@ -121,3 +121,30 @@ async def test_y_copies_and_saves_the_markdown(root: Path, tmp_path: Path) -> No
         await pilot.press("y")  # a second copy in the same second keeps the first file
         await pilot.pause()
         assert len(list(out.glob("compare-*.md"))) == 2
+
+
+def test_nexus_compare_of_long_runs_reads_them_as_columns_and_says_what_the_records_say(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`nexus compare` reads a run the dashboard's way (columnar decode, the cache where it matches):
+    the same markdown as folding every record one by one, on a clean long run and on one with garbage
+    in the middle, the first time and again from the cache it left."""
+    from support.runfolder import write_finished
+
+    from nexus_tui.columnar import cachefile
+    from nexus_tui.services.store import MetricStore
+
+    root = tmp_path / "runs"
+    write_finished(root / "clean", 9000, eval_every=1000)
+    write_finished(root / "damaged", 9000, spike_at=4321, eval_every=700)
+    path = root / "damaged" / METRICS_FILE
+    data = path.read_bytes()
+    middle = data.index(b"\xa4type\xa6metric", len(data) // 2) - 1
+    path.write_bytes(data[:middle] + b"\xc1not a record\xc1" + data[middle:])
+    per_record = MetricStore()
+    for name in ("clean", "damaged"):
+        per_record.ingest(name, root / name, read_records(root / name / METRICS_FILE).records)
+    expected = comparison_markdown(per_record, ["clean", "damaged"])
+    for time_ in ("first", "again"):
+        assert main(["compare", "clean", "damaged", "--root", str(root)]) == 0
+        assert capsys.readouterr().out == expected, time_
+        assert all(cachefile.cached_offset(root / n) for n in ("clean", "damaged"))
