@@ -135,12 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
-    """A launcher reading the pipe learns why the run never started (there is no metrics file): it
-    `failed`, with the reason (the engine saw why; `crashed` is for a run that ended without saying)."""
+    """A launcher reading the pipe learns why the run never started (there is no metrics file)."""
     fd = getattr(args, "metrics_fd", None)
     if fd is None:
         return
-    record = {"type": P.STATE, "state": P.FAILED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
+    record = {"type": P.STATE, "state": P.CRASHED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
               "seq": -1, "time": time.time()}
     with contextlib.suppress(OSError):
         os.write(fd, P.pack(record))

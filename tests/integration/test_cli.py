@@ -207,7 +207,7 @@ def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
     with os.fdopen(read_fd, "rb") as pipe:
         records = P.RecordDecoder().feed(pipe.read())
     assert proc.returncode == 2 and err.startswith("error: unknown preset")
-    assert [(r["type"], r["state"]) for r in records] == [("state", "failed")]
+    assert [(r["type"], r["state"]) for r in records] == [("state", "crashed")]
     assert "unknown preset 'nope'" in records[0]["reason"]
 
 
