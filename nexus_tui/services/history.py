@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
-from nexus_core.protocol import METRICS_FILE, open_regular
+from nexus_core.protocol import METRICS_FILE, open_regular, read_records
+from nexus_core.state import RunState
 from nexus_tui.columnar import cachefile, colcache
-from nexus_tui.columnar.columns import Piece
+from nexus_tui.columnar.columns import MetricBlock, Piece
 from nexus_tui.columnar.fastdecode import ColumnDecoder
 from nexus_tui.services.store import MetricStore
 
@@ -47,6 +49,12 @@ class History:
 
     pieces: list[Piece] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+def read_each_record(run_dir: Path) -> History:
+    """The same as `read_pieces`, record by record (`read_records`): what the columns must match."""
+    result = read_records(run_dir / METRICS_FILE)
+    return History([result.records] if result.records else [], [w.text for w in result.warnings])
 
 
 def read_pieces(run_dir: Path) -> History:
@@ -85,3 +93,25 @@ def read_pieces(run_dir: Path) -> History:
         with contextlib.suppress(Exception):  # best effort: a read-only folder just has no cache
             colcache.save(run_dir, out.pieces, done, clean)
     return out
+
+
+def reduce_pieces(pieces: list[Piece]) -> RunState | None:
+    """The records through the core's reducer, as `RunState.apply` of each would leave it (None when
+    there are none). A stretch of metric records changes only the time it was last updated and what
+    its last record says (step, last values, running), so each block gives its times and last record."""
+    run = RunState()
+    seen = False
+    for piece in pieces:
+        if not isinstance(piece, MetricBlock):
+            for rec in piece:
+                run.apply(rec)
+            seen = seen or bool(piece)
+            continue
+        if not len(piece):
+            continue
+        seen = True
+        times = (piece.time if piece.has_all("time") else piece.time[piece.present["time"]]).tolist()
+        if times:  # apply()'s max, in stream order (the same answer for a NaN time)
+            run.updated = reduce(max, times, *([] if run.updated is None else [run.updated]))
+        run.apply(piece.slice(len(piece) - 1).records()[0])
+    return run if seen else None

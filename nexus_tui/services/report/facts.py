@@ -12,6 +12,7 @@ steps the file already holds; as in `MetricStore`, the newer records replace the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from nexus_core.protocol import LOG_FILE
 from nexus_core.recordtypes import Metric
 from nexus_core.units import as_int, as_num
 from nexus_tui.columnar.columns import MetricBlock, Piece
-from nexus_tui.services.history import read_pieces
+from nexus_tui.services.history import History, read_pieces, reduce_pieces
 from nexus_tui.services.report.metric_table import MetricFold, MetricTable
 from nexus_tui.services.runs_index import RunSummary, summarize_run
 
@@ -132,11 +133,13 @@ def _event_text(rec: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def load_facts(run_dir: Path, name: str | None = None) -> RunFacts:
-    """Read and fold one run folder. Raises OSError when its metrics file cannot be read."""
-    history = read_pieces(run_dir)
-    facts = RunFacts(name=name or run_dir.name, run_dir=run_dir, summary=summarize_run(run_dir),
-                     pieces=history.pieces)
+def load_facts(run_dir: Path, name: str | None = None,
+               read: Callable[[Path], History] = read_pieces) -> RunFacts:
+    """Read and fold one run folder. Raises OSError when its metrics file cannot be read.
+    `read`: how the file is read (history.read_each_record: record by record, to check the columns)."""
+    history = read(run_dir)
+    summary = summarize_run(run_dir, fold=lambda: reduce_pieces(history.pieces))
+    facts = RunFacts(name=name or run_dir.name, run_dir=run_dir, summary=summary, pieces=history.pieces)
     facts.decode_warnings = history.warnings
     fold = MetricFold()
     step = 0
