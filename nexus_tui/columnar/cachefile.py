@@ -18,9 +18,11 @@ from nexus_core.schema import METRICS_FILE
 CACHE_DIR = ".nexus-cache"
 CACHE_FILE = "metrics.cols"
 MAGIC = b"NXCOLS1\n"
-VERSION = 3
+VERSION = 4
 """2: typed records (others kept as their msgpack bytes, read back by RecordDecoder), step_s column.
-3: a writer's own keys as columns `x:KEY` (before, those records were kept among the others)."""
+3: a writer's own keys as columns `x:KEY` (before, those records were kept among the others).
+4: `clean` in the meta: the bytes it covers decoded without a warning (`nexus report` says what a
+damaged file's decode skipped, so it reads only a clean cache)."""
 MIN_FILE_BYTES = 1 << 20
 """Smaller metrics files decode faster than a cache loads: no cache for them."""
 MAX_HEADER_BYTES = 1 << 20

@@ -64,13 +64,14 @@ def fingerprint(path: Path, offset: int) -> dict[str, Any]:
                 "tail": _digest(f, max(0, offset - TAIL_BYTES), min(TAIL_BYTES, offset))}
 
 
-def load(run_dir: Path) -> tuple[list[Piece], int] | None:
+def load(run_dir: Path, clean_only: bool = False) -> tuple[list[Piece], int] | None:
     """The cached pieces and the file offset they cover, if the cache is whole and still describes
-    the metrics file; None otherwise (no cache, stale, damaged: the caller reads the file)."""
+    the metrics file; None otherwise (no cache, stale, damaged: the caller reads the file).
+    `clean_only`: None also for a cache of bytes whose decode warned (garbage, a bad record)."""
     path = Path(run_dir) / METRICS_FILE
     try:
         arrays, meta = _read(cache_path(run_dir))
-        if meta.get("version") != VERSION:
+        if meta.get("version") != VERSION or (clean_only and meta.get("clean") is not True):
             return None
         offset = int(meta["offset"])
         if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
@@ -171,8 +172,9 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
     return pieces
 
 
-def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
-    """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+def save(run_dir: Path, pieces: list[Piece], offset: int, clean: bool = False) -> bool:
+    """Write the cache for the first `offset` bytes of the metrics file; False if it could not be.
+    `clean`: those bytes decoded without a warning."""
     run_dir = Path(run_dir)
     blocks = [p for p in pieces if isinstance(p, MetricBlock) and len(p)]
     others: list[Record] = []
@@ -204,7 +206,7 @@ def save(run_dir: Path, pieces: list[Piece], offset: int) -> bool:
             arrays[f"present_{EXTRA + k if k in merged.extra else k}"] = m
     try:
         meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
-                "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others)}
+                "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others), "clean": clean}
         _replace_cache(run_dir, arrays, meta)
     except (OSError, ValueError, TypeError):
         return False
@@ -341,8 +343,9 @@ class CacheBuilder:
         self.rows += len(p)
         self.last_seq = int(p.seq[-1])
 
-    def finish(self, offset: int) -> bool:
-        """Write the cache for the first `offset` bytes of the metrics file; False if it could not be."""
+    def finish(self, offset: int, clean: bool = False) -> bool:
+        """Write the cache for the first `offset` bytes of the metrics file; False if it could not be.
+        `clean`: those bytes decoded without a warning."""
         self._drain()
         if self.failed:
             self.close()
@@ -350,7 +353,7 @@ class CacheBuilder:
         try:
             meta = {"version": VERSION, "offset": offset,
                     "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq,
-                    "others": len(self.others)}
+                    "others": len(self.others), "clean": clean}
             names = ["seq", *_FIELDS, *self._extras, *(f"present_{k}" for k in sorted(self._partial))]
             small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
                      "others": np.frombuffer(_packed(self.others), np.uint8)}

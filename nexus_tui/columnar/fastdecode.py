@@ -131,6 +131,12 @@ class ColumnDecoder:
     def pending(self) -> int:
         return self._slow.pending if self._slow is not None else len(self._pending)
 
+    @property
+    def skipping(self) -> bool:
+        """Whether garbage has been skipped that no warning has told of yet (it is told when a
+        record decodes after it, or at `finish`)."""
+        return bool(self._slow is not None and getattr(self._slow, "_garbage", 0))
+
     def feed(self, data: bytes) -> list[Piece]:
         if self._slow is not None and not self._leave_slow():
             return self._slow_feed(data)

@@ -91,11 +91,19 @@ def _key(key: str) -> str:
 def facts_rows(facts: RunFacts) -> Iterator[Row]:
     """Every point of one folded run, in step order (a step's metric before its eval)."""
     name = safe_text(facts.name)
-    for step in sorted(set(facts.metrics) | set(facts.evals)):
-        if step in facts.metrics:
-            yield from record_rows(name, "metric", facts.metrics[step])
-        if step in facts.evals:
+    evals = sorted(facts.evals)
+    i = 0
+    for step, tokens, at, values in facts.metrics.rows_by_step(METRIC_FIELDS):
+        while i < len(evals) and evals[i] < step:
+            yield from record_rows(name, "eval", facts.evals[evals[i]])
+            i += 1
+        for key, value in values:
+            yield Row(name, "metric", step, tokens, at, _key(key), value)
+        if i < len(evals) and evals[i] == step:
             yield from record_rows(name, "eval", facts.evals[step])
+            i += 1
+    for step in evals[i:]:
+        yield from record_rows(name, "eval", facts.evals[step])
 
 
 def rows(runs: Sequence[RunFacts]) -> Iterator[Row]:

@@ -1,19 +1,31 @@
-"""A run's whole history into a MetricStore the way the dashboard reads it, for the CLI's commands.
+"""A run's whole history the way the dashboard reads it, for the CLI's commands.
 
-`nexus compare` folded a million-step run record by record (~12 s here). The runs watcher's own read
-(the columnar cache where it still matches the file, the rest decoded as columns and folded in bulk)
-does it in about a second, and leaves the cache for the next reader. The file is opened first as the
-per-record reader opened it, so what cannot be read (no permission, a FIFO or a folder planted there)
-is still the OSError the CLI turns into one line.
+`nexus compare`, `nexus report` and `nexus export` folded a million-step run record by record
+(~12 s here). The dashboard's own read (the columnar cache where it still matches the file, the
+rest decoded as columns by `ColumnDecoder`) does it in about a second, and leaves the cache for the
+next reader. The file is opened first as the per-record reader opened it, so what cannot be read
+(no permission, a FIFO or a folder planted there) is still the OSError the CLI turns into one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+from dataclasses import dataclass, field
+from functools import reduce
 from pathlib import Path
 
-from nexus_core.protocol import METRICS_FILE, open_regular
-from nexus_tui.columnar.columns import Piece
+from nexus_core.protocol import METRICS_FILE, open_regular, read_records
+from nexus_core.state import RunState
+from nexus_tui.columnar import cachefile, colcache
+from nexus_tui.columnar.columns import MetricBlock, Piece
+from nexus_tui.columnar.fastdecode import ColumnDecoder
 from nexus_tui.services.store import MetricStore
+
+READ_CHUNK = 4 << 20
+NEWER_PROTOCOL = "stream speaks protocol"
+"""The start of the warning one decoder gives once per stream (the fast path's per-record decoders
+would give it at every hello)."""
 
 
 def read_history(store: MetricStore, name: str, run_dir: Path) -> None:
@@ -28,3 +40,78 @@ def read_history(store: MetricStore, name: str, run_dir: Path) -> None:
 
     RunsWatcher(run_dir.parent, on_records=lambda *a: None, on_new_run=lambda d: None,
                 on_warning=lambda n, t: None, on_batch=fold).read(run_dir)
+
+
+@dataclass
+class History:
+    """Every whole record of a metrics file in stream order (metric records as columns), and what
+    reading it skipped, worded as `read_records` words it."""
+
+    pieces: list[Piece] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_each_record(run_dir: Path) -> History:
+    """The same as `read_pieces`, record by record (`read_records`): what the columns must match."""
+    result = read_records(run_dir / METRICS_FILE)
+    return History([result.records] if result.records else [], [w.text for w in result.warnings])
+
+
+def read_pieces(run_dir: Path) -> History:
+    """The records of run_dir's metrics file up to its size when opened, as pieces: from the cache
+    where it matches the file and its stretch decoded without a warning (a damaged file is decoded
+    whole, so its warnings are told), the rest decoded here; a long history leaves its cache behind.
+    Raises OSError when the file cannot be opened or read."""
+    out = History()
+    decoder = ColumnDecoder()
+    with open_regular(run_dir / METRICS_FILE) as f:
+        size = os.fstat(f.fileno()).st_size
+        history = size >= cachefile.MIN_FILE_BYTES
+        cached = colcache.load(run_dir, clean_only=True) if history else None
+        offset = 0
+        if cached is not None:
+            out.pieces, offset = cached
+        f.seek(offset)
+        at = offset
+        while at < size and (chunk := f.read(min(READ_CHUNK, size - at))):
+            at += len(chunk)
+            out.pieces += decoder.feed(chunk)
+    done = at - decoder.pending
+    clean = not decoder.warnings and not decoder.skipping
+    torn = decoder.finish()
+    told = False
+    for w in decoder.warnings:
+        if w.text.startswith(NEWER_PROTOCOL):
+            if told:
+                continue
+            told = True
+        out.warnings.append(w.text)
+    if torn:
+        out.warnings.append(f"last record is torn ({torn} bytes): ignored")
+    if history and done - offset >= cachefile.MIN_FILE_BYTES and (
+            cached is not None or cachefile.cached_offset(run_dir) is None):
+        with contextlib.suppress(Exception):  # best effort: a read-only folder just has no cache
+            colcache.save(run_dir, out.pieces, done, clean)
+    return out
+
+
+def reduce_pieces(pieces: list[Piece]) -> RunState | None:
+    """The records through the core's reducer, as `RunState.apply` of each would leave it (None when
+    there are none). A stretch of metric records changes only the time it was last updated and what
+    its last record says (step, last values, running), so each block gives its times and last record."""
+    run = RunState()
+    seen = False
+    for piece in pieces:
+        if not isinstance(piece, MetricBlock):
+            for rec in piece:
+                run.apply(rec)
+            seen = seen or bool(piece)
+            continue
+        if not len(piece):
+            continue
+        seen = True
+        times = (piece.time if piece.has_all("time") else piece.time[piece.present["time"]]).tolist()
+        if times:  # apply()'s max, in stream order (the same answer for a NaN time)
+            run.updated = reduce(max, times, *([] if run.updated is None else [run.updated]))
+        run.apply(piece.slice(len(piece) - 1).records()[0])
+    return run if seen else None

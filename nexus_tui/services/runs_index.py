@@ -10,6 +10,7 @@ process lives but which has written nothing for far longer than its usual pace i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,17 +72,23 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
     s.updated = as_num(status.get("updated"))
 
 
-def _from_metrics(s: RunSummary, path: Path) -> None:
-    """Fold the records through the core's reducer, the same one the dashboard uses."""
-    try:
-        result = read_records(path)
-    except OSError as e:
-        s.note = f"cannot read {METRICS_FILE}: {e.strerror}"
-        return
+def _fold_file(path: Path) -> RunState | None:
+    """The file's records through the core's reducer (None when it holds none). Raises OSError."""
+    result = read_records(path)
     run = RunState()
     for r in result.records:
         run.apply(r)
-    if not result.records:
+    return run if result.records else None
+
+
+def _from_metrics(s: RunSummary, path: Path, fold: Callable[[], RunState | None] | None) -> None:
+    """Fold the records through the core's reducer, the same one the dashboard uses."""
+    try:
+        run = fold() if fold is not None else _fold_file(path)
+    except OSError as e:
+        s.note = f"cannot read {METRICS_FILE}: {e.strerror}"
+        return
+    if run is None:
         return
     s.state, s.step, s.pid = run.state, run.step, run.pid
     s.total_steps = run.total_steps or s.total_steps
@@ -106,8 +113,11 @@ def _stalled(s: RunSummary, path: Path, now: float, floor_s: float | None) -> bo
     return run.stalled(now, floor_s)
 
 
-def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float | None = None) -> RunSummary:
-    """One run folder's summary; never raises for a damaged folder (says so in `note`)."""
+def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float | None = None,
+                  fold: Callable[[], RunState | None] | None = None) -> RunSummary:
+    """One run folder's summary; never raises for a damaged folder (says so in `note`). `fold`: the
+    metrics file's records through RunState (None: it holds none), from a caller that has them
+    already (`nexus report` reads the file as columns); by default the file is read here."""
     s = RunSummary(name=run_dir.name, run_dir=run_dir)
     status = read_status(run_dir)
     metrics = run_dir / METRICS_FILE
@@ -115,7 +125,7 @@ def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float 
         _from_status(s, status)
     if metrics.exists() and (status is None or not s.model or not s.total_steps or s.best_val_loss is None):
         keep_state = (s.state, s.pid, s.updated, s.step) if status is not None else None
-        _from_metrics(s, metrics)
+        _from_metrics(s, metrics, fold)
         if keep_state is not None:  # the status file is newer than the last record about these
             s.state, s.pid, s.updated = keep_state[:3]
             s.step = max(s.step, keep_state[3])

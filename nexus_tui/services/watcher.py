@@ -220,13 +220,16 @@ class RunsWatcher:
             history = tail.offset == 0 and size >= colcache.MIN_FILE_BYTES
             kept: list[Piece] = []
             cached_to = 0
+            clean = True  # no decode warning in the history read so far (a cache says so of its stretch)
             builder: colcache.CacheBuilder | None = None
             if history:
                 self._deliver(name, run_dir, [], 0.0)
                 if self.prebuild is not None:  # a run the child is decoding: its cache, once written
                     self.prebuild.wait(name, lambda f: self._deliver(name, run_dir, [], f),
                                        lambda text: self._warn(name, text))
-                cached = colcache.load(run_dir)
+                cached = colcache.load(run_dir, clean_only=True)
+                if cached is None and (cached := colcache.load(run_dir)) is not None:
+                    clean = False  # a cache of a stretch that warned: so is its extension
                 if cached is not None:  # extend it: keep its pieces (views of the mapped file)
                     kept, cached_to = cached
                     tail.offset = cached_to
@@ -244,6 +247,7 @@ class RunsWatcher:
                         tail.offset += len(chunk)
                         pieces = tail.decoder.feed(chunk)
                         for w in tail.decoder.warnings:
+                            clean = False
                             self._warn(name, f"{METRICS_FILE}: {w.text}")
                         tail.decoder.warnings.clear()
                         if builder is not None:
@@ -277,13 +281,14 @@ class RunsWatcher:
             if history:
                 self._deliver(name, run_dir, [], None)
                 done = tail.offset - tail.decoder.pending
+                clean = clean and not tail.decoder.skipping
                 if done - cached_to < colcache.MIN_FILE_BYTES:
                     if builder is not None:
                         builder.close()
                 elif builder is not None:
-                    builder.finish(done)
+                    builder.finish(done, clean)
                 else:
-                    colcache.save(run_dir, kept, done)
+                    colcache.save(run_dir, kept, done, clean)
         return delivered
 
     def _deliver(self, name: str, run_dir: Path, pieces: list[Piece], loading: float | None) -> int:

@@ -1,6 +1,9 @@
 """One run folder read into plain data the sections draw from: records folded the way the dashboard
 folds them, so a report and the screen never disagree about a run.
 
+The file is read the dashboard's way (services/history.py: the columnar cache where it matches, the
+rest decoded as columns): the metric records, nearly all of a long run, are folded as columns
+(metric_table.py); the few others (hello, eval, ckpt, sample, alert, state, log) one by one.
 A resumed run appends to the same metrics file, and a resume from an earlier checkpoint re-trains
 steps the file already holds; as in `MetricStore`, the newer records replace the stretch they re-draw
 (everything past the resume's start step). Every field is type-checked: the folder is untrusted.
@@ -9,13 +12,18 @@ steps the file already holds; as in `MetricStore`, the newer records replace the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nexus_core.families import migrate
-from nexus_core.protocol import LOG_FILE, METRICS_FILE, read_records
+from nexus_core.protocol import LOG_FILE
+from nexus_core.recordtypes import Metric
 from nexus_core.units import as_int, as_num
+from nexus_tui.columnar.columns import MetricBlock, Piece
+from nexus_tui.services.history import History, read_pieces, reduce_pieces
+from nexus_tui.services.report.metric_table import MetricFold, MetricTable
 from nexus_tui.services.runs_index import RunSummary, summarize_run
 
 
@@ -36,11 +44,12 @@ class RunFacts:
     name: str
     run_dir: Path
     summary: RunSummary
-    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    """Every whole record of the file, in order (the comparison folds them into a MetricStore)."""
+    pieces: list[Piece] = field(default_factory=list, repr=False)
+    """Every whole record of the file in order, metric records as columns (the comparison folds
+    them into a MetricStore)."""
     hellos: list[dict[str, Any]] = field(default_factory=list)
-    metrics: dict[int, dict[str, Any]] = field(default_factory=dict)
-    """step -> the metric record that stands for it (a re-trained step: the newest)."""
+    metrics: MetricTable = field(default_factory=MetricTable)
+    """The metric record that stands for each step (a re-trained step: the newest), as columns."""
     evals: dict[int, dict[str, Any]] = field(default_factory=dict)
     ckpts: dict[int, dict[str, Any]] = field(default_factory=dict)
     samples: list[dict[str, Any]] = field(default_factory=list)
@@ -66,7 +75,7 @@ class RunFacts:
     @property
     def last_step(self) -> int:
         """The furthest step the records reached (the status file can lag a killed run by a step)."""
-        return max(max(self.metrics, default=0), self.summary.step)
+        return max(self.metrics.max_step, self.summary.step)
 
     @property
     def finished(self) -> bool:
@@ -81,10 +90,11 @@ class RunFacts:
 
     def series(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
         """(x, value) of a metric or eval field, in step order, finite values only."""
-        source = self.evals if key in ("val_loss", "val_ppl") else self.metrics
+        if key not in ("val_loss", "val_ppl"):
+            return self.metrics.series(key, x)
         xs, ys = [], []
-        for step in sorted(source):
-            rec = source[step]
+        for step in sorted(self.evals):
+            rec = self.evals[step]
             v, at = as_num(rec.get(key)), (step if x == "step" else as_num(rec.get(x)))
             if v is not None and at is not None and math.isfinite(v):
                 xs.append(float(at))
@@ -92,9 +102,10 @@ class RunFacts:
         return xs, ys
 
 
-def _cut(facts: RunFacts, after: int) -> None:
+def _cut(facts: RunFacts, fold: MetricFold, after: int) -> None:
     """A resume from step `after`: what the file said past it was re-trained, so it no longer stands."""
-    for table in (facts.metrics, facts.evals, facts.ckpts):
+    fold.cut(after)
+    for table in (facts.evals, facts.ckpts):
         for step in [s for s in table if s > after]:
             del table[step]
     facts.samples = [s for s in facts.samples if (as_int(s.get("step")) or 0) <= after]
@@ -122,43 +133,67 @@ def _event_text(rec: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def load_facts(run_dir: Path, name: str | None = None) -> RunFacts:
-    """Read and fold one run folder. Raises OSError when its metrics file cannot be read."""
-    result = read_records(run_dir / METRICS_FILE)
-    facts = RunFacts(name=name or run_dir.name, run_dir=run_dir, summary=summarize_run(run_dir),
-                     records=result.records)
-    facts.decode_warnings = [w.text for w in result.warnings]
+def load_facts(run_dir: Path, name: str | None = None,
+               read: Callable[[Path], History] = read_pieces) -> RunFacts:
+    """Read and fold one run folder. Raises OSError when its metrics file cannot be read.
+    `read`: how the file is read (history.read_each_record: record by record, to check the columns)."""
+    history = read(run_dir)
+    summary = summarize_run(run_dir, fold=lambda: reduce_pieces(history.pieces))
+    facts = RunFacts(name=name or run_dir.name, run_dir=run_dir, summary=summary, pieces=history.pieces)
+    facts.decode_warnings = history.warnings
+    fold = MetricFold()
     step = 0
-    for rec in result.records:
-        kind = rec.get("type")
-        at = as_int(rec.get("step"))
-        if kind == "hello":
-            start = as_int(rec.get("start_step")) or 0
-            # A fresh start in a used folder (deleted and re-created under the same name) replaces it
-            # all, like the store's restart; a resume replaces what lies past its start step.
-            _cut(facts, start if start or rec.get("resumed_from") or not facts.hellos else -1)
-            facts.hellos.append(rec)
-            step = start
-        elif kind in ("metric", "eval", "ckpt", "sample") and at is not None:
-            step = at if kind == "metric" else step
-            if kind == "sample":
-                if isinstance(rec.get("text"), str):
-                    facts.samples.append(rec)
-            else:
-                {"metric": facts.metrics, "eval": facts.evals, "ckpt": facts.ckpts}[kind][at] = rec
-        elif kind == "alert":
-            facts.alerts.append(rec)
-        if kind == "state" and at is not None:
-            step = at
-        event = _event_text(rec)
-        if event is not None:
-            facts.events.append(Event(at if kind == "alert" and at is not None else step,
-                                      as_num(rec.get("time")), *event))
+    for piece in history.pieces:
+        if isinstance(piece, MetricBlock):
+            if len(piece):
+                step = fold.add_block(piece)
+            continue
+        metrics: list[Metric] = []  # a damaged stretch's metric records come as records: fold them in runs
+        for rec in piece:
+            if rec.type == "metric":
+                metrics.append(rec)
+                step = rec.step
+                continue
+            if metrics:
+                fold.add_records(metrics)
+                metrics = []
+            step = _fold(facts, fold, rec, step)
+        if metrics:
+            fold.add_records(metrics)
+    facts.metrics = fold.table()
     if facts.summary.state == "crashed" and not any(e.text.startswith("crashed") for e in facts.events):
         facts.events.append(Event(facts.last_step, facts.summary.updated, "state",
                                   f"crashed: {facts.summary.note or 'no closing record'}"))
     facts.log_tail = _log_tail(run_dir / LOG_FILE)
     return facts
+
+
+def _fold(facts: RunFacts, fold: MetricFold, rec: Any, step: int) -> int:
+    """One record other than a metric into the facts; returns the step the run is at after it."""
+    kind = rec.get("type")
+    at = as_int(rec.get("step"))
+    if kind == "hello":
+        start = as_int(rec.get("start_step")) or 0
+        # A fresh start in a used folder (deleted and re-created under the same name) replaces it
+        # all, like the store's restart; a resume replaces what lies past its start step.
+        _cut(facts, fold, start if start or rec.get("resumed_from") or not facts.hellos else -1)
+        facts.hellos.append(rec)
+        step = start
+    elif kind in ("eval", "ckpt", "sample") and at is not None:
+        if kind == "sample":
+            if isinstance(rec.get("text"), str):
+                facts.samples.append(rec)
+        else:
+            {"eval": facts.evals, "ckpt": facts.ckpts}[kind][at] = rec
+    elif kind == "alert":
+        facts.alerts.append(rec)
+    if kind == "state" and at is not None:
+        step = at
+    event = _event_text(rec)
+    if event is not None:
+        facts.events.append(Event(at if kind == "alert" and at is not None else step,
+                                  as_num(rec.get("time")), *event))
+    return step
 
 
 def _log_tail(path: Path, lines: int = 12, limit: int = 1 << 16) -> str:

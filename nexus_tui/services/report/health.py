@@ -4,7 +4,6 @@ when. A crash that left no record (SIGKILL, the OOM killer, a lost machine) is f
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections import Counter
@@ -23,7 +22,8 @@ and not written to the run folder), so the report says so instead of inventing n
 
 
 def _values(facts: RunFacts, key: str) -> list[float]:
-    return [v for r in facts.metrics.values() if (v := as_num(r.get(key))) is not None and math.isfinite(v)]
+    """The finite values of a metric field (or a writer's own key) in the fold's order."""
+    return facts.metrics.finite(key)
 
 
 def throughput_section(facts: RunFacts) -> str:
@@ -54,8 +54,7 @@ def throughput_section(facts: RunFacts) -> str:
 
 def stability_section(facts: RunFacts) -> str:
     """NaN steps, every alert with its step, the final state, and for a crash the end of engine.log."""
-    nan_steps = sorted(s for s, r in facts.metrics.items()
-                       if isinstance(v := r.get("loss"), float) and not math.isfinite(v))
+    nan_steps = facts.metrics.nonfinite_steps("loss")
     kinds = Counter(str(a.get("kind")) for a in facts.alerts)
     state = facts.summary.state
     verdict = [

@@ -40,7 +40,7 @@ def reading(facts: RunFacts, axis: str, mark: float) -> Reading:
             best = step
     if best is None:
         return Reading(facts.name, None, None, None, None)
-    ev, metric = facts.evals[best], facts.metrics.get(best, {})
+    ev, metric = facts.evals[best], facts.metrics.at(best) or {}
     return Reading(facts.name, best, as_num(ev.get("tokens")), as_num(ev.get("val_loss")), as_num(metric.get("ce")))
 
 
@@ -91,7 +91,7 @@ def comparison_section(runs: Sequence[RunFacts]) -> str:
     """The runs side by side; `nexus compare`'s tables come first, word for word."""
     store = MetricStore()
     for f in runs:
-        store.ingest(f.name, f.run_dir, f.records)
+        store.ingest_batch(f.name, f.run_dir, f.pieces)
     compared = comparison_markdown(store, [f.name for f in runs]).rstrip("\n")
     return "\n".join([
         compared, "",

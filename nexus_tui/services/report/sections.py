@@ -6,7 +6,6 @@ what a person typed; every string from the folder goes through `safe` first.
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from typing import Any
@@ -88,7 +87,7 @@ def checkpoint_rows(facts: RunFacts) -> list[dict[str, Any]]:
     LR it trained with, the eval's val loss, and whether the checkpoint there is the best."""
     rows = []
     for step in sorted(set(facts.evals) | set(facts.ckpts)):
-        metric, ev, ck = facts.metrics.get(step, {}), facts.evals.get(step, {}), facts.ckpts.get(step)
+        metric, ev, ck = facts.metrics.at(step) or {}, facts.evals.get(step, {}), facts.ckpts.get(step)
         val = as_num(ev.get("val_loss"))
         rows.append({
             "step": step, "tokens": as_num(metric.get("tokens")) or as_num(ev.get("tokens")),
@@ -197,9 +196,7 @@ def loss_columns_section(facts: RunFacts) -> str:
     smoothing add to it); `ce` (train H) and the val loss are always the pure next-token CE."""
     mtp = as_int(facts.option("model", "transformer.mtp_heads")) or 0
     smoothing = as_num(facts.option("train", "label_smoothing")) or 0.0
-    gaps = [lo - ce for r in facts.metrics.values()
-            if (lo := as_num(r.get("loss"))) is not None and (ce := as_num(r.get("ce"))) is not None
-            and math.isfinite(lo - ce)]
+    gaps = facts.metrics.gaps("loss", "ce")
     gap = statistics.median(gaps) if gaps else None
     why = ([f"{mtp} MTP head(s) at weight {_value(facts.option('model', 'transformer.mtp_weight'))}"] if mtp else []) + (
         [f"label smoothing {smoothing:g}"] if smoothing else [])
