@@ -99,12 +99,17 @@ async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Pat
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.query_one(RunTable)
 
+        seen: set[str] = set()
+
         def state() -> str:
-            return table.get_cell("long", "state").plain if table.row_count else ""
+            shown = table.get_cell("long", "state").plain if table.row_count else ""
+            seen.add(shown)
+            return shown
 
         await pilot_wait_until(pilot, lambda: state().startswith("loading"), 30, "the run shown loading")
         go.touch()
         await pilot_wait_until(pilot, lambda: state() == "finished", 60, "the whole history")
+        assert not any(shown.startswith("running") for shown in seen), seen  # finished, never running
         series = app.store.get("long").series["loss"]
         assert (series.step.view.tolist(), series.value.view.tolist()) == file_losses(long_root / "long")
     assert sum(decoded) == 0 and "long" in pre.done
