@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from nexus_tui.columnar import cachefile
 from nexus_tui.columnar.fastdecode import ColumnDecoder
 from nexus_tui.services import prebuild as prebuild_module
 from nexus_tui.services.prebuild import Prebuild
+from nexus_tui.services.watcher import RunsWatcher
 from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 
@@ -35,16 +37,28 @@ def long_root(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.fixture
-def decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Bytes of metrics files this process (the app) decoded itself: none when the child's cache
-    served the open."""
+def decoded(monkeypatch: pytest.MonkeyPatch, long_root: Path) -> list[int]:
+    """Bytes of the long run's metrics file that this process (the app) decoded itself: none when
+    the child's cache served the open. Only reads of this run count (watcher threads that earlier
+    tests left behind go on polling their own folders in this process)."""
     fed: list[int] = []
-    feed = ColumnDecoder.feed
+    ours = (long_root / "long").resolve()
+    reading_now = threading.local()
+    read, feed = RunsWatcher.read, ColumnDecoder.feed
+
+    def reading(watcher: RunsWatcher, run_dir: Path) -> int:
+        reading_now.run = Path(run_dir).resolve()
+        try:
+            return read(watcher, run_dir)
+        finally:
+            reading_now.run = None
 
     def counting(decoder: ColumnDecoder, data: bytes) -> list:
-        fed.append(len(data))
+        if getattr(reading_now, "run", None) == ours:
+            fed.append(len(data))
         return feed(decoder, data)
 
+    monkeypatch.setattr(RunsWatcher, "read", reading)
     monkeypatch.setattr(ColumnDecoder, "feed", counting)
     return fed
 
