@@ -48,6 +48,7 @@ class Services:
         self._ready_early: set[Path] = set()
         """Runs whose status appeared during the start-up scan: attached when it is done."""
         self._ready_lock = threading.Lock()
+        self._shut = False
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
 
@@ -150,7 +151,11 @@ class Services:
         )
 
     def shutdown(self, stop_runs: bool) -> None:
-        """Stop the threads; stop the runs too only when asked (by default they keep training)."""
+        """Stop the threads; stop the runs too only when asked (by default they keep training).
+        Once: `q` shuts down before the app exits, and the app's unmount then finds it done."""
+        if self._shut:
+            return
+        self._shut = True
         with contextlib.suppress(Exception):
             self.supervisor.shutdown(stop_runs=stop_runs)
         with contextlib.suppress(Exception):

@@ -171,6 +171,13 @@ class NexusApp(RunActions, ViewActions, App[None]):
         # before any of them costs time.
         self.call_after_refresh(self._start_services)
 
+    def on_unmount(self) -> None:
+        """However the app ends (`q`, a signal, a test's `run_test` closing), its service threads
+        stop with it; runs it launched keep training (the next dashboard re-attaches them), as when
+        `q` leaves them."""
+        if self._services is not None:
+            self._services.shutdown(stop_runs=False)
+
     def _start_services(self) -> None:
         self.services.start()
         self._reattach()

@@ -204,3 +204,20 @@ def test_the_nexus_command_starts_the_child_before_the_dashboard_and_stops_it_af
     assert pre is not None and pre.names == {"long"} and pre.proc.returncode is not None
     assert cachefile.cached_offset(long_root / "long") == (long_root / "long" / METRICS_FILE).stat().st_size
     assert main(["--root", str(long_root)]) == 0 and seen[1] is None  # cached now: no child
+
+
+async def test_an_app_that_ends_without_q_stops_its_child_and_threads(long_root: Path, tmp_path: Path) -> None:
+    """However the dashboard ends (here a test closing it, as a signal would), its service threads
+    stop and a child still at work is stopped: nothing of it keeps running in the background."""
+    never = tmp_path / "never"
+    quiet = f"import os, time\nwhile not os.path.exists({str(never)!r}):\n    time.sleep(0.05)\n"
+    proc = subprocess.Popen([sys.executable, "-c", quiet], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=Prebuild(proc, ["long"]))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot_wait_until(pilot, lambda: app._services is not None and app.services.watcher._poller is not None,
+                               30, "the services")
+        poller = app.services.watcher._poller
+        assert poller is not None and poller.is_alive() and proc.poll() is None
+    assert proc.wait(timeout=30) is not None
+    poller.join(timeout=30)
+    assert not poller.is_alive()
