@@ -311,6 +311,9 @@ class RunsWatcher:
             rel = Path(path_text).resolve().relative_to(self.root)
         except (ValueError, OSError):
             return
+        if len(rel.parts) == 1:
+            self._folder_made(self.root / rel.parts[0])
+            return
         if len(rel.parts) != 2 or rel.parts[1] not in RUN_FILES:
             return  # checkpoints, temp files: the records say what happened to them
         run_dir = self.root / rel.parts[0]
@@ -318,6 +321,21 @@ class RunsWatcher:
         self._check_ready(run_dir)
         if rel.parts[1] == METRICS_FILE and not (self.piped is not None and self.piped(run_dir.name)):
             self.read(run_dir)
+
+    def _folder_made(self, folder: Path) -> None:
+        """A folder appeared in the root (a run started from a terminal makes its own): watch it now,
+        so its first files raise events instead of waiting for the poll, then look at what it
+        already holds (files made before the watch existed raised none)."""
+        with self._lock:
+            known = folder.name in self._known
+        if known or not folder.is_dir():
+            return
+        self._watch(folder)
+        if _is_run(folder):
+            self._discover(folder)
+            self._check_ready(folder)
+            if not (self.piped is not None and self.piped(folder.name)):
+                self.read(folder)
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_s):

@@ -199,3 +199,24 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
         sup.shutdown(stop_runs=True)
         watcher.stop()
     assert run_dir.name == "piped"
+
+
+def test_a_run_made_in_the_root_is_found_by_file_events_without_the_poll(runs_root: Path) -> None:
+    """A run folder made after the watcher started (a run started from a terminal): its folder's
+    creation is heard, so it is found and followed at once, not at the next poll (none here)."""
+    seen = Seen()
+    watcher = _watcher(runs_root, seen, poll_s=3600)
+    watcher.start()
+    try:
+        (runs_root / "fresh").mkdir()
+        w = RecordWriter(runs_root / "fresh" / METRICS_FILE)
+        w.write({"type": "hello", "run": "fresh", "total_steps": 100})
+        for s in range(1, 11):
+            w.write(metric(s, tokens=s * 64))
+        seen.wait(lambda: seen.count("fresh") == 11, 30)
+        for s in range(11, 21):  # and followed: appends raise events in its folder
+            w.write(metric(s, tokens=s * 64))
+        seen.wait(lambda: seen.count("fresh") == 21, 30)
+        assert [p.name for p in seen.new_runs] == ["fresh"]
+    finally:
+        watcher.stop()
