@@ -183,12 +183,7 @@ class CurveCache:
         """((raw x, raw y), (smoothed x, smoothed y) or None when weight is 0), each downsampled to
         about 2 * buckets points, from the points within the last `last_n` steps (0 = all) and, when
         given, inside `x_range` (in the x axis' units as drawn): zoomed in far enough, every raw point."""
-        cache_key = (run, key, round(weight, 3))
-        self._used.add(cache_key)
-        cached = self._curves.get(cache_key)
-        if cached is None:
-            cached = self._curves[cache_key] = CachedCurve(max(0.0, weight))
-        cached.update(series)
+        cached = self._entry(run, key, series, weight)
         xs = series.column(x).view[: cached.n]
         steps = series.step.view[: cached.n]
         start, stop = 0, cached.n
@@ -208,12 +203,18 @@ class CurveCache:
     def warm(self, run: str, key: str, series: Series, weight: float) -> None:
         """Bring one cached curve up to date with its series without drawing it (a history still
         being read, batch by batch: its one redraw when whole then only adds the last batch)."""
+        self._entry(run, key, series, weight)
+
+    def _entry(self, run: str, key: str, series: Series, weight: float) -> CachedCurve:
+        """The cached curve of (run, key, weight), made if new, up to date with `series`, and kept
+        by the next sweep."""
         cache_key = (run, key, round(weight, 3))
         self._used.add(cache_key)
         cached = self._curves.get(cache_key)
         if cached is None:
             cached = self._curves[cache_key] = CachedCurve(max(0.0, weight))
         cached.update(series)
+        return cached
 
     def sweep(self) -> None:
         """After a redraw: forget the curves it did not use."""

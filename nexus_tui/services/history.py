@@ -29,17 +29,9 @@ would give it at every hello)."""
 
 
 def read_history(store: MetricStore, name: str, run_dir: Path) -> None:
-    """Fold run_dir's metrics file into `store` under `name`. Raises OSError if it cannot be opened."""
-    from nexus_tui.services.watcher import RunsWatcher  # watchdog: only for the commands that read runs
-
-    with open_regular(run_dir / METRICS_FILE):
-        pass
-
-    def fold(_name: str, folder: Path, pieces: list[Piece], loading: float | None) -> None:
-        store.ingest_batch(name, folder, pieces, loading)
-
-    RunsWatcher(run_dir.parent, on_records=lambda *a: None, on_new_run=lambda d: None,
-                on_warning=lambda n, t: None, on_batch=fold).read(run_dir)
+    """Fold run_dir's metrics file into `store` under `name` (`read_pieces`, folded in bulk).
+    Raises OSError if it cannot be opened or read."""
+    store.ingest_batch(name, run_dir, read_pieces(run_dir).pieces)
 
 
 @dataclass
