@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.app import App, ComposeResult
+
 from support.preset import TINY_OVERRIDES
 
 APP_SIDE_WORK = ["train.eval_every=25", "train.ckpt_every=100000", "train.save_best=false"]
@@ -18,3 +20,14 @@ async def type_into(pilot: Any, selector: str, text: str) -> None:
     widget = pilot.app.screen.query_one(selector)
     widget.value = text
     await pilot.pause()
+
+
+class Host(App[None]):
+    """A bare app holding one widget under test."""
+
+    def __init__(self, widget: Any) -> None:
+        super().__init__()
+        self.widget = widget
+
+    def compose(self) -> ComposeResult:
+        yield self.widget

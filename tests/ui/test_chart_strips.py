@@ -3,8 +3,8 @@ ANSI canvas textual-plotext parses back (what the dashboard drew before), cell b
 
 from __future__ import annotations
 
+from support.pilot import Host
 from support.records import falling_run
-from textual.app import App, ComposeResult
 from textual.visual import Visual, visualize
 from textual_plotext import PlotextPlot
 
@@ -13,15 +13,6 @@ from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.charts_panel import ChartsPanel
-
-
-class Host(App[None]):
-    def __init__(self, widget) -> None:
-        super().__init__()
-        self.widget = widget
-
-    def compose(self) -> ComposeResult:
-        yield self.widget
 
 
 def cells(strips) -> list[list[tuple]]:

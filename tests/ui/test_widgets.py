@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from support.pilot import Host
 from support.records import falling_run
-from textual.app import App, ComposeResult
 
 from nexus_tui.services import format as fmt
 from nexus_tui.services.settings import Settings
@@ -16,17 +16,6 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
 
 PALETTE = PALETTES["nexus-dark"]
-
-
-class Host(App[None]):
-    """A bare app holding one widget under test."""
-
-    def __init__(self, widget) -> None:
-        super().__init__()
-        self.widget = widget
-
-    def compose(self) -> ComposeResult:
-        yield self.widget
 
 
 async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
