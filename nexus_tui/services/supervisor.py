@@ -96,6 +96,9 @@ class Supervisor:
         self.on_warning = on_warning
         self.python = python
         self._runs: dict[str, ManagedRun] = {}
+        self._opening: set[str] = set()
+        """Piped runs whose folder exists but whose ManagedRun does not yet: already `piping`, so the
+        watcher never reads the files a launch makes before the process is registered."""
         self._lock = threading.RLock()
         self._detach = threading.Event()
         self._poller: threading.Thread | None = None
@@ -217,11 +220,16 @@ class Supervisor:
         """Popen `build(write fd or None)` in its own session, output to the run's log; one thread
         reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
         with self._lock:
-            proc, read_fd = start_in_session(run_dir, build, cwd, what, piped)
-            run = ManagedRun(name, run_dir, device, proc.pid, proc, piping=piped)
-            target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
-            run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
-            self._runs[name] = run
+            if piped:
+                self._opening.add(name)
+            try:
+                proc, read_fd = start_in_session(run_dir, build, cwd, what, piped)
+                run = ManagedRun(name, run_dir, device, proc.pid, proc, piping=piped)
+                target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
+                run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
+                self._runs[name] = run
+            finally:
+                self._opening.discard(name)  # registered (or failed): _runs answers from here on
             run.reader.start()
 
     # -- following -------------------------------------------------------------------------------
@@ -370,6 +378,8 @@ class Supervisor:
     def piping(self, name: str) -> bool:
         """Whether `name`'s records are arriving through its metrics pipe now: its file need not
         be read at every write (the runs watcher's poll still reads it, for what the pipe dropped)."""
+        if name in self._opening:
+            return True
         run = self._runs.get(name)
         return run is not None and run.piping
 
