@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from nexus_tui.services.comparison import UnknownRunError, comparison_markdown, load_runs
 
         try:
-            store, names = load_runs(root, args.runs)
+            store, names = load_runs(root, args.runs, warn=_warn_run)
         except UnknownRunError as e:
             print(f"error: {clean_text(e)}", file=sys.stderr)
             return 2
@@ -115,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         if prebuild is not None:
             prebuild.close()
     return app.return_code or 0
+
+
+def _warn_run(run: str, text: str) -> None:
+    """What reading a run skipped, on stderr (the table on stdout stays pasteable)."""
+    from nexus_core.protocol import clean_text
+
+    print(clean_text(f"warning: {run}: {text}"), file=sys.stderr)
 
 
 def _report(root: Path, names: list[str], output: str | None) -> int:

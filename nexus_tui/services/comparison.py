@@ -201,15 +201,23 @@ def run_dir_for(root: Path, name: str) -> Path:
     raise UnknownRunError(clean_text(f"no run named {name!r} under {root}/ ({hint})"))
 
 
-def load_runs(root: str | Path, names: Sequence[str]) -> tuple[MetricStore, list[str]]:
+def load_runs(root: str | Path, names: Sequence[str],
+              warn: Callable[[str, str], None] | None = None) -> tuple[MetricStore, list[str]]:
     """A store holding the named runs' whole histories, and their names in the order given.
-    Every name is checked before any file is read, so a typo costs nothing."""
+    Every name is checked before any file is read, so a typo costs nothing. `warn(run, text)` hears
+    what reading a run skipped (a torn tail, garbage) and a run with no whole record at all."""
     root = Path(root)
     dirs = [run_dir_for(root, n) for n in names]
     store = MetricStore()
     shown: list[str] = []
     for d in dirs:
         name = d.name if d.name not in shown else str(d)
-        read_history(store, name, d)
+        history = read_history(store, name, d)
         shown.append(name)
+        if warn is None:
+            continue
+        for text in history.warnings:
+            warn(name, text)
+        if not history.pieces:
+            warn(name, f"{d / METRICS_FILE} holds no whole record yet: its row is empty")
     return store, shown

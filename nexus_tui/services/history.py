@@ -28,10 +28,15 @@ NEWER_PROTOCOL = "stream speaks protocol"
 would give it at every hello)."""
 
 
-def read_history(store: MetricStore, name: str, run_dir: Path) -> None:
-    """Fold run_dir's metrics file into `store` under `name` (`read_pieces`, folded in bulk).
-    Raises OSError if it cannot be opened or read."""
-    store.ingest_batch(name, run_dir, read_pieces(run_dir).pieces)
+def read_history(store: MetricStore, name: str, run_dir: Path) -> History:
+    """Fold run_dir's metrics file into `store` under `name` (`read_pieces`, folded in bulk); the run
+    is in the store afterwards even with no whole record, so it is named where it was asked for.
+    Returns what was read (its warnings say what reading skipped). Raises OSError if it cannot be
+    opened or read."""
+    history = read_pieces(run_dir)
+    store.ingest(name, run_dir, [])
+    store.ingest_batch(name, run_dir, history.pieces)
+    return history
 
 
 @dataclass

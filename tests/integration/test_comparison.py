@@ -148,3 +148,24 @@ def test_nexus_compare_of_long_runs_reads_them_as_columns_and_says_what_the_reco
         assert main(["compare", "clean", "damaged", "--root", str(root)]) == 0
         assert capsys.readouterr().out == expected, time_
         assert all(cachefile.cached_offset(root / n) for n in ("clean", "damaged"))
+
+
+def test_nexus_compare_names_every_run_asked_for_and_says_what_it_could_not_read(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A run with no whole record yet (just started, or only garbage) still has its row, by name, and
+    stderr says why it is empty; what a damaged run's reading skipped is said there too, one line each,
+    while stdout stays the pasteable markdown."""
+    (root / "fresh").mkdir()
+    (root / "fresh" / METRICS_FILE).write_bytes(b"")
+    (root / "junk").mkdir()
+    (root / "junk" / METRICS_FILE).write_bytes(b"\xc1\x1b[31m" * 40)
+    assert main(["--root", str(root), "compare", "a", "fresh", "junk"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("## Comparing a, fresh, junk\n"), out
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[:4] == ["run", "a", "fresh", "junk"], out
+    lines = err.splitlines()
+    assert any(line.startswith("warning: fresh: ") and "no whole record" in line for line in lines), err
+    assert any(line.startswith("warning: junk: ") and "no whole record" in line for line in lines), err
+    assert any(line.startswith("warning: junk: ") and "no whole record" not in line for line in lines), err
+    assert "\x1b" not in err and not any("warning: a:" in line for line in lines), err
