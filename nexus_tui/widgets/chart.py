@@ -13,7 +13,9 @@ only reports these (as messages with x in data units) and the charts panel appli
 from __future__ import annotations
 
 import math
+import statistics
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,9 +37,14 @@ LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
 tens of ms: four charts rebuilt every frame took a third of a core from the runs being watched)."""
 LIVE_BUILD_SHARE = 0.005
-"""...and its live rebuilds take at most this share of a core: a build that took t s waits
-t / LIVE_BUILD_SHARE before the next live one (8 ms: 2 s; 25 ms, a loaded 2-core box: 5 s). Four
-charts then cost about 2% of a core however slow the machine; what a person does redraws at once."""
+"""...and its live rebuilds take about this share of a core: a build that took t s of CPU waits
+t / LIVE_BUILD_SHARE before the next live one (8 ms: 2 s; 25 ms, a slow machine: 5 s). Four charts
+then cost about 2% of a core; what a person does redraws at once."""
+LIVE_REBUILD_MAX_S = 6.0
+"""...but never longer than this: a chart must keep moving while records arrive, however slow."""
+BUILD_COSTS_KEPT = 5
+"""The live interval follows the median of this many recent builds' CPU time: one slow build (a
+garbage collection in it) does not hold a chart still for half a minute."""
 
 
 @dataclass
@@ -134,8 +141,9 @@ class MetricChart(PlotextPlot):
         self._chart_margin = (8, 1)
         self._chart_drag: int | None = None
         self._last_build = 0.0
-        self._build_cost: float | None = None
-        """Seconds a build takes here (a running mean of the last few), for the live interval."""
+        self._build_costs: deque[float] = deque(maxlen=BUILD_COSTS_KEPT)
+        """CPU seconds the last few builds took here (thread time: a loaded machine's waiting for a
+        core is not the chart's cost), for the live interval."""
         self._waiting = False
         self._drawn_dots: tuple | None = None
         """The last build's `screen_signature`: a live spec with the same one is not rebuilt."""
@@ -174,9 +182,15 @@ class MetricChart(PlotextPlot):
             self.set_timer(wait, self._slot)
 
     @property
+    def build_cost(self) -> float | None:
+        """CPU seconds a build takes here: the median of the last few (None before the first)."""
+        return statistics.median(self._build_costs) if self._build_costs else None
+
+    @property
     def live_interval(self) -> float:
-        """Seconds between live rebuilds: LIVE_REBUILD_S, longer where builds are slow (LIVE_BUILD_SHARE)."""
-        return max(LIVE_REBUILD_S, (self._build_cost or 0.0) / LIVE_BUILD_SHARE)
+        """Seconds between live rebuilds: LIVE_REBUILD_S, longer where builds are slow
+        (LIVE_BUILD_SHARE), at most LIVE_REBUILD_MAX_S."""
+        return min(LIVE_REBUILD_MAX_S, max(LIVE_REBUILD_S, (self.build_cost or 0.0) / LIVE_BUILD_SHARE))
 
     def _slot(self) -> None:
         self._waiting = False
@@ -209,7 +223,7 @@ class MetricChart(PlotextPlot):
         # plotext's build transforms its data in place (a log axis takes log10 of the stored ys), so
         # building twice from the same data breaks; rebuild the figure from the spec when it changed.
         key = (self._chart_sig, self.size.width, self.size.height, self.app.theme)
-        started = time.perf_counter()
+        started = time.thread_time()
         built = key != self._chart_built or self._chart_rows is None
         if built:
             self._drawn_dots = self._dots(self.spec)
@@ -224,8 +238,7 @@ class MetricChart(PlotextPlot):
             self._strips = to_strips(self._chart_rows, style, self.app.ansi_theme)
             self._strips_style = style
         if built:  # the whole cost of a new picture, its strips included: the live interval's measure
-            cost = time.perf_counter() - started
-            self._build_cost = cost if self._build_cost is None else (self._build_cost + cost) / 2
+            self._build_costs.append(time.thread_time() - started)
             self._last_build = time.monotonic()
         return self._strips
 
