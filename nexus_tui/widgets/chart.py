@@ -209,7 +209,13 @@ class MetricChart(PlotextPlot):
         return Text("\n").join(Text.assemble(*((seg.text, seg.style) for seg in strip)) for strip in self._drawn())
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        self._lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
+        lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
+        if lines is not self._lines:
+            # A new picture: every line must be drawn again. A repaint this chart did not ask for
+            # (another widget's layout, a screenshot) would otherwise build it but show the lines
+            # Textual cached from the last one, and the slot would find it already drawn.
+            self.refresh()
+        self._lines = lines
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:

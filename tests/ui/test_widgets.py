@@ -269,3 +269,42 @@ async def test_a_state_change_reaches_the_table_at_once_even_live() -> None:
                                       "step": 10, "reason": "done"}])
         table.show_runs(store.runs(), PALETTE, live=True)
         assert str(table.get_cell("alpha", "state")).startswith("finished")
+
+
+def _screen_text(app) -> str:
+    """The whole screen as a full repaint draws it (a screenshot, another widget's layout pass)."""
+    import io
+
+    from rich.console import Console
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=False, color_system=None)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.file.getvalue()
+
+
+async def test_a_chart_built_by_someone_elses_repaint_shows_that_build(monkeypatch) -> None:
+    """A live spec waiting for its slot, then a repaint the chart did not ask for (another widget's
+    layout, a screenshot) builds the new picture: the screen must show that build, not the lines
+    Textual cached from the one before (the charts froze at steps 1-2 for minutes while the demo
+    trained: the slot then found the new picture already 'drawn' and never repainted)."""
+    from nexus_tui.widgets import chart as chart_module
+    from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+
+    monkeypatch.setattr(chart_module, "LIVE_REBUILD_S", 600.0)  # a live spec surely waits for its slot
+
+    def spec(last: int) -> ChartSpec:
+        xs = list(range(1, last + 1))
+        return ChartSpec(title="lr", xlabel="step", curves=[Curve(xs, [1e-3 * x for x in xs], (200, 100, 50))])
+
+    chart = MetricChart("lr")
+    async with Host(chart).run_test(size=(100, 24)) as pilot:
+        chart.show(spec(3))
+        await pilot.pause()
+        assert chart.builds == 1 and "3e-3" in _screen_text(pilot.app)
+        chart.show(spec(3000), live=True)
+        await pilot.pause()
+        assert chart.builds == 1 and chart._waiting, "the new spec waits for its slot"
+        text = _screen_text(pilot.app)  # a full repaint: the chart's render builds the new picture
+        assert chart.builds == 2 and chart._chart_x == (1.0, 3000.0)
+        assert "3e-3" not in text and "2.0k" in text, text
