@@ -14,14 +14,15 @@ from nexus_core.protocol import RESUME, UNPAUSE, ControlError, send_command
 from nexus_tui.services.launch_args import LaunchError
 
 
-def send(run_dir: Path, command: Command) -> dict[str, Any]:
+def send(run_dir: Path, command: Command, timeout: float = 5.0) -> dict[str, Any]:
     """Send one typed command; raises ControlError with a one-line reason if it is out of its
-    limits or the run refuses it. An engine started by an older Nexus knows `unpause` by its old
-    name, `resume`: that one answer is retried with the old name."""
+    limits or the run refuses it (or has not read it within `timeout` s: it then never will). An
+    engine started by an older Nexus knows `unpause` by its old name, `resume`: that one answer is
+    retried with the old name."""
     if error := command_error(command):
         raise ControlError(error)
     try:
-        return send_command(run_dir, command.name, **as_args(command))
+        return send_command(run_dir, command.name, timeout=timeout, **as_args(command))
     except ControlError as e:
         if command.name != UNPAUSE or "unknown command" not in str(e):
             raise

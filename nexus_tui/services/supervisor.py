@@ -72,6 +72,9 @@ BATCH_WINDOW_S = 0.05
 """Records arriving within this long of the first one are handed over together."""
 POLL_S = 1.0
 """How often attached runs' pids are checked."""
+STOP_SEND_SHARE = 0.5
+"""Stopping every run on leaving: each run's stop command may wait this share of the whole wait for
+the engine to read it (the rest is for its checkpoint and exit) before SIGTERM stands in."""
 HISTORY_CHUNK = 20_000
 """Records per on_records call when replaying a file, so the UI thread gets breathing room."""
 
@@ -362,9 +365,9 @@ class Supervisor:
             return path.resolve()
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
-    def send(self, name_or_dir: str | Path, command: Command) -> dict[str, Any]:
+    def send(self, name_or_dir: str | Path, command: Command, timeout: float = 5.0) -> dict[str, Any]:
         """Send one typed command to a run by name or folder (run_control.send)."""
-        return run_control.send(self._resolve(name_or_dir), command)
+        return run_control.send(self._resolve(name_or_dir), command, timeout)
 
     def lr_preview(
         self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
@@ -382,6 +385,22 @@ class Supervisor:
             return True
         run = self._runs.get(name)
         return run is not None and run.piping
+
+    def _stop_one(self, name: str, patience: float) -> None:
+        """Ask one run to checkpoint and exit; one not listening (still importing torch), or not
+        reading its socket within `patience` s, gets SIGTERM: the engine's other stop path
+        (checkpoint, then exit), which before training starts just ends it."""
+        try:
+            self.send(name, Stop(), timeout=patience)
+        except ControlError as e:
+            with self._lock:
+                run = self._runs.get(name)
+            if run is not None and run.pid and pid_alive(run.pid):
+                with contextlib.suppress(OSError):
+                    os.kill(run.pid, signal.SIGTERM)
+                    run.terminated = True
+            else:
+                self._warn(name, f"could not stop: {e}")
 
     def live_runs(self) -> list[str]:
         with self._lock:
@@ -402,21 +421,16 @@ class Supervisor:
         s for them; False leaves them training (the next dashboard re-attaches them). Returns the
         runs still alive when it gave up waiting (or all live runs, when leaving them)."""
         if stop_runs:
-            for name in self.live_runs():
-                try:
-                    self.send(name, Stop())
-                except ControlError as e:
-                    # Not listening yet (still importing torch) or wedged: SIGTERM is the engine's
-                    # other stop path (checkpoint, then exit), and before training starts it just ends.
-                    with self._lock:
-                        run = self._runs.get(name)
-                    if run is not None and run.pid and pid_alive(run.pid):
-                        with contextlib.suppress(OSError):
-                            os.kill(run.pid, signal.SIGTERM)
-                            run.terminated = True
-                    else:
-                        self._warn(name, f"could not stop: {e}")
             deadline = time.monotonic() + timeout
+            # All at once, each patiently: an engine busy with an eval, a sample and a checkpoint
+            # reads its socket only after them (seconds on a loaded CPU), and a stop it reads is
+            # told as `stopped`, where SIGTERM's is `killed`.
+            stoppers = [threading.Thread(target=self._stop_one, args=(name, max(1.0, timeout * STOP_SEND_SHARE)),
+                                         name=f"nexus-stop-{name}", daemon=True) for name in self.live_runs()]
+            for t in stoppers:
+                t.start()
+            for t in stoppers:
+                t.join(max(0.0, deadline - time.monotonic()))
             while self.live_runs() and time.monotonic() < deadline:
                 with self._lock:
                     attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
