@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from nexus_core.schema import STARTING
 from nexus_tui.services import format as fmt
 from nexus_tui.services.forecast import forecast_final
 
@@ -25,8 +26,9 @@ def starting_text(run) -> str:
 
 
 def is_starting(run) -> bool:
-    """Live, and no training step reported yet."""
-    return run.live and not len(run.series["ce"])
+    """Launched (or said hello) and no training step reported yet: the core's state says so (a loop
+    that logs only `loss` has no H series, and is running all the same)."""
+    return run.state == STARTING
 
 
 def loss_differs(store: MetricStore, name: str) -> bool:
@@ -47,7 +49,9 @@ class Forecasts:
     def line(self, store: MetricStore, run) -> tuple[str, float | None]:
         """A line under the options for one run: H, best val, the projected final val loss, ETA.
         (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
-        title = f"{run.label}: H {fmt.loss(run.ce)} · best val ◆ {fmt.loss(run.best_val_loss)}"
+        # H when the run reports pure CE; a loop that logs only `loss` gets its loss (as the first chart does)
+        now = f"H {fmt.loss(run.ce)}" if run.ce is not None or run.loss is None else f"loss {fmt.loss(run.loss)}"
+        title = f"{run.label}: {now} · best val ◆ {fmt.loss(run.best_val_loss)}"
         steps, vals = store.series(run.name, "val_loss", x="step")
         # The fit is pure Python over every eval: redo it only when an eval arrived or the total moved.
         key = (run.name, len(steps), steps[-1] if len(steps) else None, run.total_steps)

@@ -191,3 +191,24 @@ async def test_a_loop_that_logs_only_loss_draws_it_in_the_first_chart(runs_root:
         ys = next(c.ys for c in panel.chart("loss").spec.curves if len(c.ys))
         assert max(ys) <= 2.0 + 1e-9 and min(ys) > 0
         assert panel.chart("loss").spec.title == "loss, val ◆"
+
+
+async def test_a_live_loop_that_logs_only_loss_is_running_not_starting(runs_root: Path, tmp_path: Path) -> None:
+    """A live reported run whose steps carry `loss` and no pure CE: once its steps arrive the line under
+    the chart options stops saying `starting…` (it said so for the whole run, counting up)."""
+    run = nexus.init(root=runs_root, name="live", total_steps=1000)
+    try:
+        for step in range(1, 21):
+            run.log({"loss": 2.0 / step}, step=step)
+        app = make_app(runs_root, tmp_path)
+        async with app.run_test(size=(160, 48)) as pilot:
+            panel = app.query_one(ChartsPanel)
+            table = app.query_one(RunTable)
+            await pilot_wait_until(pilot, lambda: "live" in table.rows
+                                   and str(table.get_cell("live", "step")).startswith("19/"), 30, "step 19 shown")
+            assert app.store.get("live").state == "running"
+            await pilot_wait_until(pilot, lambda: panel.forecast_text.startswith("live"), 30, "the run's line")
+            assert "starting" not in panel.forecast_text, panel.forecast_text
+            assert panel.forecast_text.startswith("live: loss 0.1053"), panel.forecast_text  # 2/19, not "H –"
+    finally:
+        run.finish(quiet=True)
