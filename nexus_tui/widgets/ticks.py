@@ -26,9 +26,9 @@ def flat_range(value: float) -> tuple[float, float]:
     return value - pad, value + pad
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About `count` round values covering [lo, hi] (1, 2 or 5 times a power of ten apart); one
-    value for a flat range."""
+def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> list[float]:
+    """About `count` round values covering [lo, hi] (1, 2 or 5 times a power of ten apart;
+    whole numbers apart on an `integer` axis); one value for a flat range."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi < lo:
@@ -37,7 +37,16 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
         return [(lo + hi) / 2]
     raw = (hi - lo) / max(1, count)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    # The round step whose ticks inside the range come closest to `count` (never more than one
+    # over; on a tie the finer): 1..1819 in three is 500, 1000, 1500, not a lone 1000.
+    steps = [m * mag for m in (0.5, 1, 2, 5, 10)]
+    if integer:  # steps count whole things: no tick at step 1.5
+        steps = sorted({max(1.0, round(c)) for c in steps if c >= 1 and abs(c - round(c)) < 1e-9} | {1.0})
+    step, best = steps[-1], None
+    for candidate in steps:
+        n = math.floor(hi / candidate + 1e-9) - math.ceil(lo / candidate - 1e-9) + 1
+        if n <= count + 1 and (best is None or abs(n - count) < best):
+            step, best = candidate, abs(n - count)
     first = math.ceil(lo / step - 1e-9) * step
     ticks = [first + i * step for i in range(int((hi + step * 1e-9 - first) / step) + 1)]
     return [0.0 if abs(t) < step * 1e-9 else float(t) for t in ticks]
@@ -83,7 +92,7 @@ def _short(value: float, digits: int = 4) -> str:
 def axis(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[list[float], list[str]]:
     """Ticks and labels for an axis showing [lo, hi]; a constant series gets one labelled tick, and
     no two ticks ever read the same (more digits, else the one tick in the middle)."""
-    ticks = nice_ticks(lo, hi, count)
+    ticks = nice_ticks(lo, hi, count, integer)
     if len(ticks) == 1:
         value = ticks[0]
         if float(value).is_integer() and abs(value) < 1e6:

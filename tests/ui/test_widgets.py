@@ -141,6 +141,13 @@ def test_ticks_read_as_written_and_never_repeat() -> None:
         ticks, labels = axis(lo, hi, 4)
         assert len(set(labels)) == len(labels) == len(ticks) >= 1, (lo, hi, labels)
     assert axis(0.0, 1e6, 5)[1][-1] == "1.0M" and axis(0, 2000, 4, integer=True)[1][1] == "0.5k"
+    # The round step nearest the count asked for: a run at step 1819 on a narrow chart reads 0.5k 1.0k
+    # 1.5k, not one lone 1.0k; never more than one tick over the count.
+    assert axis(1, 1819, 3, integer=True)[1] == ["0.5k", "1.0k", "1.5k"]
+    assert axis(1, 65, 3, integer=True)[1] == ["20", "40", "60"]
+    assert axis(1, 2, 3, integer=True)[1] == ["1", "2"], "no step 1.5 on a step axis"
+    for lo, hi, count in ((1, 1819, 3), (0, 7, 3), (0.3, 9.7, 3), (1e-5, 3e-3, 4), (-2.0, 13.0, 5)):
+        assert 2 <= len(axis(lo, hi, count)[0]) <= count + 1, (lo, hi, count)
 
 
 async def test_a_constant_series_gets_one_readable_y_tick() -> None:
