@@ -7,6 +7,7 @@ A run name is one folder name a person can type and a shell never mangles: a let
 from __future__ import annotations
 
 import re
+import shlex
 from collections.abc import Collection
 from pathlib import Path
 
@@ -38,3 +39,22 @@ def free_run_name(root: str | Path, base: str, taken: Collection[str] = ()) -> s
     name rule first."""
     base = re.sub(r"[^A-Za-z0-9._-]", "-", base).lstrip("._-")[:56] or "run"
     return next_free_name(Path(root), base, taken)
+
+
+def command_base(command: str) -> str | None:
+    """What a run of this command is named after, as `nexus.init()` names a run of a script after the
+    script: the first `.py` file (`python train.py`, `torchrun ... train.py` -> train), else the module
+    after `-m` (its last part), else the program (`./target/release/trainer` -> trainer). None for
+    nothing usable (blank, or quotes left open)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    if not argv:
+        return None
+    for i, arg in enumerate(argv):
+        if arg.endswith(".py"):
+            return Path(arg).stem or None
+        if arg == "-m" and i + 1 < len(argv):
+            return argv[i + 1].rsplit(".", 1)[-1] or None
+    return Path(argv[0]).name or None

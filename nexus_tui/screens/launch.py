@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Input, Label, Select, Static
 
 from nexus_core.config import preset_names
-from nexus_core.names import RUN_NAME_RULE, next_free_name, run_name_ok
+from nexus_core.names import RUN_NAME_RULE, command_base, free_run_name, next_free_name, run_name_ok
 from nexus_core.text import clean_text
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.services import format as fmt
@@ -110,6 +110,9 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
         """Asks the engine whether these launch arguments would start ('' or its one-line refusal)."""
         # The CPU-sized preset first: the default must be safe to press Enter on.
         self.presets = sorted(presets or ["tiny"], key=lambda p: (p != "tiny", p))
+        self._suggested = next_free_name(self.root, self.presets[0])
+        """The name the form last filled in itself: while the field still holds it, it follows the
+        preset or command chosen."""
         self.devices = devices or [("cpu", "cpu")]
         """(value, label) pairs, e.g. ("cuda:0", "cuda:0 H100 (70.1/80.0 GiB free)")."""
 
@@ -125,7 +128,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
                     allow_blank=False, id="device",
                 )
                 yield Label("Name")
-                yield Input(next_free_name(self.root, self.presets[0]), id="name")
+                yield Input(self._suggested, id="name")
                 with Horizontal(classes="pair"):
                     with Vertical():
                         yield Label("Steps (blank = the preset's)")
@@ -175,6 +178,23 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             return
         self.dismiss(args)
 
+    def _suggest_name(self) -> None:
+        """The name the form suggests: the command's script's (as nexus.init would name it) when a
+        command is typed, else the preset's; a name the person typed is never replaced."""
+        name = self.query_one("#name", Input)
+        if name.value.strip() != self._suggested:
+            return  # the person's own name
+        base = command_base(self.query_one("#command", Input).value)
+        preset = self.query_one("#preset", Select).value
+        suggestion = (free_run_name(self.root, base) if base else
+                      next_free_name(self.root, str(preset)) if preset is not Select.BLANK else name.value)
+        self._suggested = suggestion
+        name.value = suggestion
+
     def on_select_changed(self, event: Select.Changed) -> None:
         if event.select.id == "preset" and event.value is not Select.BLANK:
-            self.query_one("#name", Input).value = next_free_name(self.root, str(event.value))
+            self._suggest_name()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "command":
+            self._suggest_name()

@@ -89,6 +89,30 @@ async def test_launch_form_defaults_to_tiny_and_returns_launch_args(tmp_path: Pa
                                 "overrides": ["optim.lr=1e-3"]}]
 
 
+async def test_launch_form_names_a_command_run_after_its_script(tmp_path: Path) -> None:
+    """Typing a command renames the suggested run as nexus.init would name it (train.py -> train-N,
+    the next free); clearing it goes back to the preset's; a name the person typed is kept."""
+    (tmp_path / "train-1").mkdir()
+    screen = LaunchScreen(tmp_path, ["tiny"], [("cpu", "cpu (2 cores)")])
+    app = Host(screen)
+    async with app.run_test(size=(100, 40)) as pilot:
+        name, command = screen.query_one("#name", Input), screen.query_one("#command", Input)
+        assert name.value == "tiny-1"
+        command.focus()
+        await pilot.press(*"torchrun train.py --lr 3e-4")
+        assert name.value == "train-2"
+        await pilot.press(*["backspace"] * len("torchrun train.py --lr 3e-4"))
+        assert command.value == "" and name.value == "tiny-1"
+        name.focus()
+        await pilot.press(*["backspace"] * 6, *"mine")
+        command.focus()
+        await pilot.press(*"python -m pkg.finetune")
+        assert name.value == "mine"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.answers == [{"command": ["python", "-m", "pkg.finetune"], "name": "mine", "device": "cpu"}]
+
+
 async def test_quit_dialog_answers() -> None:
     for button, answer in (("#leave", "leave"), ("#stop", "stop"), ("#cancel", None)):
         app = Host(QuitScreen(["a", "b"]))
