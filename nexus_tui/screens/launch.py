@@ -100,6 +100,8 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
     LaunchScreen .buttons { dock: bottom; margin-top: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    AUTO_FOCUS = "#name"
+    """Enter launches the defaults at once (on the preset's list, Enter would only open it)."""
 
     def __init__(
         self, root: Path, presets: list[str], devices: list[tuple[str, str]], check: Check | None = None,

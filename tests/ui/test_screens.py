@@ -87,6 +87,12 @@ async def test_launch_form_defaults_to_tiny_and_returns_launch_args(tmp_path: Pa
         await pilot.pause()
         assert app.answers == [{"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0,
                                 "overrides": ["optim.lr=1e-3"]}]
+    app = Host(LaunchScreen(tmp_path, ["gpt-275m", "tiny"], [("cpu", "cpu (2 cores)")]))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")  # n, then Enter: the safe default launches
+        await pilot.pause()
+        assert app.answers == [{"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0, "overrides": []}]
 
 
 async def test_launch_form_names_a_command_run_after_its_script(tmp_path: Path) -> None:
