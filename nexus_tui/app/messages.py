@@ -87,6 +87,15 @@ class RunsAttached(Message):
         self.names = names
 
 
+class CommandWaiting(Message):
+    """A command sent to a run has not been read yet (the engine is busy between steps)."""
+
+    def __init__(self, run_name: str, cmd: str) -> None:
+        super().__init__()
+        self.run_name = run_name
+        self.cmd = cmd
+
+
 class CommandFinished(Message):
     """A command sent to a run came back: `error` is '' when the engine took it."""
 

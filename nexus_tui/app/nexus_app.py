@@ -271,6 +271,11 @@ class NexusApp(RunActions, ViewActions, App[None]):
     def _warned(self, event: msg.WarningRaised) -> None:
         self.log_line(event.run_name or "nexus", event.text, "warning")
 
+    @on(msg.CommandWaiting)
+    def _command_waiting(self, event: msg.CommandWaiting) -> None:
+        self.notify(f"{event.run_name} is busy between steps (an eval, a sample or a checkpoint): "
+                    f"{event.cmd} acts as soon as it reads it", timeout=4)
+
     @on(msg.CommandFinished)
     def _command_done(self, event: msg.CommandFinished) -> None:
         if event.error:

@@ -10,6 +10,7 @@ first frame."""
 from __future__ import annotations
 
 import shlex
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,14 @@ if TYPE_CHECKING:
     from nexus_tui.app.hub import Services
     from nexus_tui.services.settings import Settings
     from nexus_tui.services.store import MetricStore
+
+
+KEY_COMMAND_TIMEOUT_S = 60.0
+"""How long a command from a key waits for its run to read it: an engine reads commands between
+steps, and a step with an eval, a sample and a checkpoint on a loaded CPU takes seconds (at 5 s a
+person's Stop expired unapplied while the engine finished its step-50 eval)."""
+BUSY_NOTICE_S = 2.0
+"""A command not read by then is told as waiting, so a busy run does not look deaf."""
 
 
 class RunActions:
@@ -89,11 +98,16 @@ class RunActions:
         """Send a command off the event loop (a busy engine may take seconds to answer)."""
         from nexus_core.control import ControlError
 
+        notice = threading.Timer(BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name)))
+        notice.daemon = True
+        notice.start()
         try:
-            self.services.supervisor.send(name, command)
+            self.services.supervisor.send(name, command, timeout=KEY_COMMAND_TIMEOUT_S)
         except (ControlError, OSError, ValueError, KeyError) as e:
             self.post_message(msg.CommandFinished(name, command.name, str(e) or type(e).__name__))
             return
+        finally:
+            notice.cancel()
         self.post_message(msg.CommandFinished(name, command.name))
 
     def action_pause(self) -> None:

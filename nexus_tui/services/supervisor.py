@@ -330,13 +330,14 @@ class Supervisor:
         return False
 
     def attach_all(self, feed_history: bool = False) -> list[str]:
-        """Attach every run under root whose engine is still alive; returns their names."""
+        """Attach every run under root whose engine is still alive; returns their names (not the
+        runs this supervisor already follows, e.g. one launched while the dashboard was starting)."""
         if not self.root.is_dir():
             return []
         names = []
         for d in sorted(self.root.iterdir()):
             try:
-                if d.is_dir() and self.attach(d, feed_history):
+                if d.is_dir() and d.name not in self.live_runs() and self.attach(d, feed_history):
                     names.append(d.name)
             except Exception as e:  # noqa: BLE001 - one damaged folder must not keep the others unattached
                 self._warn(d.name, f"cannot follow this run: {e}")

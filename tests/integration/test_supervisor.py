@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from support import ROOT
 from support.preset import TINY_OVERRIDES
+from support.reporter import SCRIPTS
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records
@@ -136,29 +137,10 @@ def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed)
         sup.send("p", Pause())
 
 
-BUSY_ENGINE = """
-import os, select, signal, sys, time
-from pathlib import Path
-from nexus_core.control import CommandServer, reply
-run = Path(os.environ["NEXUS_RUN_DIR"])
-def term(*_):
-    (run / "got-sigterm").touch()
-    sys.exit(143)
-signal.signal(signal.SIGTERM, term)
-server = CommandServer(run)
-(run / "listening").touch()
-select.select([server._sock], [], [])  # a client is connecting, while this engine is busy
-time.sleep(8)  # with an eval, a sample and a checkpoint (its socket is read between steps)
-for cmd, conn in server.poll(30):
-    reply(conn, ok=True)
-    (run / ("got-" + cmd["cmd"])).touch()
-"""
-
-
 def test_quit_with_stop_waits_for_a_busy_engine_to_read_its_stop(sup: Supervisor, tmp_path: Path) -> None:
     """Leaving with stop: an engine busy for longer than a command's usual 5 s (an eval, a sample and a
     checkpoint on a loaded CPU) still gets the stop command, not SIGTERM (its run would read `killed`)."""
-    run_dir = sup.launch_command([sys.executable, "-c", BUSY_ENGINE], "busy", cwd=tmp_path)
+    run_dir = sup.launch_command([sys.executable, str(SCRIPTS / "busy_engine.py")], "busy", cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not (run_dir / "listening").exists() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -258,3 +258,26 @@ async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Pa
         room = table.scrollable_content_region.width
         assert 0 < sum(c.get_render_width(table) for c in table.ordered_columns) <= room, (shown, room)
         assert str(table.get_cell(name, "best")) == fmt.loss(1.2345)
+
+
+async def test_s_on_a_busy_run_waits_for_it_and_says_so(app: NexusApp, runs_root: Path) -> None:
+    """s, then Stop, on a run whose engine reads its socket only 8 s later (busy with its step's eval,
+    sample and checkpoint): the person is told it is busy, and the stop is applied when it is read
+    instead of expiring unapplied after 5 s."""
+    from support.reporter import SCRIPTS
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.launch(name="busy", device="cpu", command=[sys.executable, str(SCRIPTS / "busy_engine.py")])
+        run_dir = runs_root / "busy"
+        table = app.query_one(RunTable)
+        await pilot_wait_until(pilot, lambda: (run_dir / "listening").exists() and "busy" in table.rows
+                               and app.store.get("busy").state == "running", 60, "the stand-in running")
+        table.select_run("busy")
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+        await pilot_wait_until(pilot, lambda: any("busy is busy" in m for m in said()), 30, "the busy notice")
+        await pilot_wait_until(pilot, lambda: any("stop sent" in m or "failed" in m for m in said()), 60,
+                               "the stop's answer")
+        assert (run_dir / "got-stop").exists() and not any("failed" in m for m in said()), said()
