@@ -121,7 +121,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("New run", classes="title")
-            with VerticalScroll(id="launch-body"):
+            with VerticalScroll(id="launch-body", can_focus=False):  # Tab goes field to field
                 yield Label("Preset")
                 yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
                 yield Label("Device")

@@ -104,7 +104,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         with Vertical():
             yield Label(f"Resume {clean_text(self.run_name, limit=80)} with an LR ramp — {how}", classes="title",
                         markup=False)
-            with VerticalScroll(id="ramp-body"):
+            with VerticalScroll(id="ramp-body", can_focus=False):  # Tab goes field to field
                 table: DataTable = DataTable(cursor_type="row", id="ckpts")
                 table.styles.max_height = min(8, len(self.checkpoints) + 1)  # header + rows: no empty space
                 table.display = bool(self.checkpoints)  # an empty table's rows go to the chart instead
@@ -132,6 +132,8 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                 yield Button("Apply ramp" if self.live else "Resume", id="go", variant="primary")
 
     def on_mount(self) -> None:
+        # A stopped run resumes from a checkpoint: pick it first; a live one ramps from where it is.
+        (self.query_one("#ckpts") if self.checkpoints and not self.live else self.query_one("#target", Input)).focus()
         self._update_preview()
         if self.now is not None:
             self.set_interval(NOW_EVERY_S, self._refresh_now)

@@ -63,6 +63,29 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
                                     "from_ckpt": "checkpoints/step_000040"}], size
 
 
+async def test_ramp_dialog_by_keys_alone() -> None:
+    """A person who never touches the mouse: the resume dialog opens on the checkpoints (down picks an
+    older one), Tab goes straight to the target LR, then the ramp, then the total (no stop on the
+    scrolling body between them), and Enter resumes; a live run's dialog opens on the target LR."""
+    store = MetricStore()
+    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
+              "best": False, "val_loss": 2.0} for s in (20, 40)]
+    store.ingest("a", None, falling_run("a", 40) + ckpts)
+    rows = checkpoint_rows(store, store.get("a"))
+    app = Host(RampScreen("a", False, rows, 40, 1e-3, 200, linear_ramp))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert app.screen.focused is app.screen.query_one("#ckpts")
+        await pilot.press("down", "tab", "ctrl+u", *"2e-3", "tab", "ctrl+u", *"50", "tab", *"400", "enter")
+        await pilot.pause()
+        assert app.answers == [{"target_lr": 2e-3, "ramp_steps": 50, "total_steps": 400,
+                                "from_ckpt": "checkpoints/step_000020"}]
+    app = Host(RampScreen("a", True, rows, 40, 1e-3, 200, linear_ramp))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert app.screen.focused is app.screen.query_one("#target")
+
+
 async def test_generate_dialog_shows_error_then_returns_args() -> None:
     app = Host(GenerateScreen("alpha", "To be"))
     async with app.run_test(size=(100, 30)) as pilot:
