@@ -61,8 +61,8 @@ class Forecasts:
                 forecast_final(list(steps), list(vals), run.total_steps or 0) if len(steps) else None
             )
         guess = self._forecasts[key]
-        if guess is None:
-            return title, None
+        if guess is None or (run.total_steps and run.step >= run.total_steps):
+            return title, None  # nothing left to forecast: the run is at its total
         value, low, high = guess
         eta = f" · ETA {fmt.duration(run.eta_s)}" if run.eta_s else ""
         return f"{title} · forecast final val ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value

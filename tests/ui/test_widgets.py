@@ -315,3 +315,18 @@ async def test_a_chart_built_by_someone_elses_repaint_shows_that_build(monkeypat
         text = _screen_text(pilot.app)  # a full repaint: the chart's render builds the new picture
         assert chart.builds == 2 and chart._chart_x == (1.0, 3000.0)
         assert "3e-3" not in text and "2.0k" in text, text
+
+
+async def test_a_run_at_its_total_gets_no_forecast() -> None:
+    """A finished run's 'forecast final val ≈ 2.097 (2.097–2.097)' told nothing: at its total there is
+    no forecast line or line on the chart, while a run short of it keeps both."""
+    store = MetricStore()
+    store.ingest("done", None, falling_run("done", 3000, total=3000))
+    store.ingest("short", None, falling_run("short", 3000, total=6000))
+    panel = ChartsPanel(Settings())
+    async with Host(panel).run_test(size=(160, 40)) as pilot:
+        for name, forecast in (("short", True), ("done", False)):
+            panel.redraw(store, [name], PALETTE)
+            await pilot.pause()
+            assert ("forecast final val" in panel.forecast_text) is forecast, panel.forecast_text
+            assert bool(panel.chart("loss").spec.hlines) is forecast
