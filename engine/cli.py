@@ -135,14 +135,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
-    """A launcher reading the pipe learns why the run never started (there is no metrics file)."""
+    """A launcher reading the pipe learns why the run never started (there is no metrics file): it
+    `failed`, with the reason (the engine saw why; `crashed` is for a run that ended without saying)."""
     fd = getattr(args, "metrics_fd", None)
     if fd is None:
         return
-    record = {"type": P.STATE, "state": P.CRASHED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
-              "seq": -1, "time": time.time()}
+    now = time.time()
+    alert = {"type": P.ALERT, "kind": "crash", "step": 0, "text": f"could not start: {reason}", "seq": -1, "time": now}
+    state = {"type": P.STATE, "state": P.FAILED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
+             "seq": -1, "time": now}
     with contextlib.suppress(OSError):
-        os.write(fd, P.pack(record))
+        os.write(fd, P.pack(alert) + P.pack(state))
 
 
 # -- train and resume ----------------------------------------------------------------------------

@@ -207,8 +207,8 @@ def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
     with os.fdopen(read_fd, "rb") as pipe:
         records = P.RecordDecoder().feed(pipe.read())
     assert proc.returncode == 2 and err.startswith("error: unknown preset")
-    assert [(r["type"], r["state"]) for r in records] == [("state", "crashed")]
-    assert "unknown preset 'nope'" in records[0]["reason"]
+    assert [(r["type"], r.get("kind") or r.get("state")) for r in records] == [("alert", "crash"), ("state", "failed")]
+    assert "unknown preset 'nope'" in records[0]["text"] and "unknown preset 'nope'" in records[1]["reason"]
 
 
 def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(tmp_path: Path) -> None:

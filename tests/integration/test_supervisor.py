@@ -184,14 +184,16 @@ def test_bad_input_is_one_clear_line(sup: Supervisor, feed: Feed) -> None:
     with pytest.raises(LaunchError, match="n_heads"):
         sup.launch("tiny", name="refused", steps=5, overrides=["model.n_heads=3"])
     assert not (sup.root / "refused").exists()
-    # A config the engine accepts but cannot train (an empty corpus): a crashed run with its one line.
+    # A config the engine accepts but cannot train (an empty corpus): a failed run, the engine's one line why.
     empty = sup.root.parent / "empty.txt"
     empty.write_text("")
     sup.launch("tiny", name="bad", steps=5, overrides=[f"data.source={empty}"])
     feed.wait(lambda: "bad" in feed.exits, timeout=60)
     code, tail, _ = feed.exits["bad"]
     assert code not in (0, None) and "error:" in tail and "Traceback" not in tail
-    assert feed.store.get("bad").state == "crashed"
+    bad = feed.store.get("bad")
+    assert bad.state == "failed" and "binary or empty" in bad.reason, (bad.state, bad.reason)
+    assert any(a.kind == "crash" and "binary or empty" in a.text for a in bad.alerts)
     with pytest.raises(ControlError, match="no run named"):
         sup.send("nobody", Pause())
 

@@ -117,7 +117,7 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
 
 
 @pytest.mark.slow
-async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: NexusApp, tmp_path: Path) -> None:
+async def test_a_run_that_cannot_start_raises_the_alert_bar_with_why_and_log_tail(app: NexusApp, tmp_path: Path) -> None:
     from nexus_tui.widgets.alert_bar import AlertBar
     from nexus_tui.widgets.log_pane import LogPane
 
@@ -128,14 +128,13 @@ async def test_a_crashed_run_raises_the_alert_bar_with_status_and_log_tail(app: 
         app.launch("tiny", "bad", "cpu", 10, [f"data.source={empty}"])
         bar = app.query_one(AlertBar)
         await pilot_wait_until(pilot, lambda: bar.alerts, 60, "the crash alert")
-        assert "bad: crash" in bar.alerts[-1] and "status 2" in bar.alerts[-1]
+        assert "bad: crash" in bar.alerts[-1] and "binary or empty" in bar.alerts[-1], bar.alerts
         assert bar.has_class("-active")
         log = app.query_one(LogPane).lines_written
         assert any("binary or empty" in line and "error" in line for line in log), log[-5:]
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("crashed"),
-                       5, "the crashed state in the table")
-        assert table.get_cell("bad", "state").plain == "crashed (2)"
+        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed"),
+                       5, "the failed state in the table (the engine said why)")
         await pilot.press("a")
         assert not bar.has_class("-active")
 
