@@ -20,7 +20,7 @@ from support.preset import TINY_OVERRIDES
 from support.reporter import SCRIPTS
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
-from nexus_core.protocol import METRICS_FILE, ControlError, read_records
+from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
 from nexus_tui.services.store import MetricStore
 from nexus_tui.services.supervisor import LaunchError, Supervisor
 
@@ -154,7 +154,11 @@ def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, f
     with no crash alert. On a loaded machine the SIGTERM may land before the engine's handler is in
     (it dies of it: -15) or after (it stops cleanly at its first step: 0); both must read as stopped."""
     sup.launch("tiny", name="q", steps=100_000, overrides=OVERRIDES)
-    assert sup.shutdown(stop_runs=True, timeout=240) == []
+    started = time.monotonic()
+    left = sup.shutdown(stop_runs=True, timeout=240)
+    log = sup.root / "q" / "engine.log"
+    assert left == [], (f"after {time.monotonic() - started:.1f}s; warnings {feed.warnings}; status "
+                        f"{read_status(sup.root / 'q')}; log: {log.read_text()[-1500:] if log.exists() else None}")
     code, _, _ = feed.exits["q"]
     assert code in (-signal.SIGTERM, 0), code
     run = feed.store.get("q")
