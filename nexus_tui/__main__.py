@@ -166,10 +166,10 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         if kind == "parquet":
             count = X.write_parquet(Path(output), X.rows(runs))
         elif output is not None:
-            count = X.write_csv_file(Path(output), X.rows(runs))
+            count = X.write_csv_file(Path(output), runs)
         else:
             try:
-                X.write_csv(sys.stdout, X.rows(runs))
+                X.write_runs_csv(sys.stdout, runs)
                 sys.stdout.flush()
             except BrokenPipeError:
                 _print_out("")
