@@ -164,7 +164,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
     try:
         runs = load(root, names)
         if kind == "parquet":
-            count = X.write_parquet(Path(output), X.rows(runs))
+            count = X.write_parquet(Path(output), runs)
         elif output is not None:
             count = X.write_csv_file(Path(output), runs)
         else:

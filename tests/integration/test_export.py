@@ -157,13 +157,16 @@ def test_bad_requests_are_one_error_line(tmp_path: Path, resumed: Path, capsys: 
     assert not list(tmp_path.glob("*parquet*"))
 
 
-def test_the_fast_csv_is_the_csv_module_s_text_point_for_point(tmp_path: Path, resumed: Path) -> None:
+def test_the_fast_csv_and_parquet_are_the_row_by_row_tables_point_for_point(tmp_path: Path, resumed: Path) -> None:
     """`nexus export --csv` writes lines straight from the folded columns (a 1e6-step run is 7 million
     points); its text is exactly what csv.writer writes of every Row: on a resumed engine run, and on a
     hand-written run with what quoting and ordering can trip on (commas, quotes, a formula, an empty
     key, a non-finite value and time, evals before the first and after the last metric, extra keys)."""
-    from nexus_tui.services.export import csv_chunks, rows, write_csv
+    from nexus_tui.services.export import csv_chunks, parquet_table, rows, runs_parquet_table, write_csv
     from nexus_tui.services.report.document import load
+
+    def comparable(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: "nan" if isinstance(v, float) and v != v else v for k, v in row.items()}  # NaN != NaN
 
     odd = tmp_path / "odd,run"
     odd.mkdir()
@@ -186,3 +189,7 @@ def test_the_fast_csv_is_the_csv_module_s_text_point_for_point(tmp_path: Path, r
         fast = "".join(csv_chunks(runs))
         assert fast == expected.getvalue(), names
         assert fast.count("\n") == count + 1
+        # Parquet from the columns: the same rows, in the same order, as from one Row per point.
+        table, reference = runs_parquet_table(runs), parquet_table(rows(runs))
+        assert table.schema == reference.schema and table.num_rows == count
+        assert [comparable(r) for r in table.to_pylist()] == [comparable(r) for r in reference.to_pylist()], names
