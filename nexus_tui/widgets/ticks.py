@@ -97,6 +97,9 @@ def axis(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[l
         value = ticks[0]
         if float(value).is_integer() and abs(value) < 1e6:
             return ticks, [f"{value:.0f}"]
+        if value and (abs(value) < 1e-2 or abs(value) >= 1e6):  # a constant LR reads 3e-4, as the others
+            mant, exp = f"{value:.3e}".split("e")
+            return ticks, [f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"]
         return ticks, [_short(value)]
     labels = tick_labels(ticks, integer)
     for digits in range(5, 13):

@@ -134,6 +134,7 @@ def test_ticks_read_as_written_and_never_repeat() -> None:
     # An EMA of a constant wobbles in its last bits: still one tick, not three `0.500000`.
     assert axis(0.49999999999999994, 0.5000000000000001, 3)[1] == ["0.5"]
     assert axis(1000.0, 1000.0000001, 3)[1] == ["1000"]
+    assert axis(3e-4, 3e-4, 3)[1] == ["3e-4"] and axis(2.5e-5, 2.5e-5, 3)[1] == ["2.5e-5"]  # as a moving LR's
     assert is_flat(3e-4, 3e-4 * (1 + 1e-15)) and not is_flat(0.0, 1e-3)
     lo, hi = flat_range(0.5)
     assert lo < 0.5 < hi and hi - lo > 0.01 and flat_range(0.0) == (-1.0, 1.0)
