@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from nexus_tui.widgets.ticks import axis, flat_range, is_flat
+from nexus_tui.widgets.ticks import axis, flat_range, is_flat, log_axis
 
 if TYPE_CHECKING:
     from nexus_tui.widgets.chart import ChartSpec
@@ -53,7 +53,8 @@ def screen_signature(spec: ChartSpec, width: int, height: int) -> tuple:
         for pts in curves
     )
     x_ticks = axis(x_lo, x_hi, max(2, width // 14), spec.x_integer)[1]
-    y_ticks = axis(y_lo, y_hi, max(2, height // 4))[1] if not spec.log_y else ()
+    y_ticks = (axis(y_lo, y_hi, max(2, height // 4))[1] if not spec.log_y
+               else log_axis(10**y_lo, 10**y_hi, max(2, height // 4))[1])
     cursor = None if spec.cursor is None else (round((spec.cursor[0] - x_lo) / x_span * cols), spec.cursor[1])
     hlines = tuple((round(((math.log10(y) if spec.log_y and y > 0 else y) - y_lo) / y_span * rows), c)
                    for y, c in spec.hlines if math.isfinite(y))

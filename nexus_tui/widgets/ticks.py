@@ -110,3 +110,39 @@ def axis(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[l
         return ticks, labels
     middle = (ticks[0] + ticks[-1]) / 2
     return [middle], [_short(middle)]
+
+
+def log_axis(lo: float, hi: float, count: int = 5) -> tuple[list[float], list[str]]:
+    """Ticks and labels for a log axis showing [lo, hi] (both > 0): 1, 2, 5 or 1..9 times powers of
+    ten, or whole decades, whichever puts nearest `count` ticks inside (plotext's own are the log
+    range split evenly: 5.19, 4.39, 3.71...). No ticks for a range a log axis cannot show."""
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 or hi <= 0:
+        return [], []
+    lo, hi = min(lo, hi), max(lo, hi)
+    if is_flat(lo, hi):
+        return axis(lo, hi, count)
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    best: tuple[int, list[float]] | None = None
+    for mults in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        for every in (1, 2, 3, 5, 10):
+            if every > 1 and mults != (1,):
+                continue
+            ticks = [m * 10.0**k for k in range(first, last + 1) if k % every == 0 for m in mults]
+            ticks = [float(f"{t:.12g}") for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+            if len(ticks) <= count + 1 and (best is None or abs(len(ticks) - count) < best[0]):
+                best = (abs(len(ticks) - count), ticks)
+    ticks = best[1] if best is not None else []
+    if len(ticks) < 2:  # less than a decade and no round value inside twice: the linear rule's
+        return axis(lo, hi, count)
+    return ticks, [_log_label(t) for t in ticks]
+
+
+def _log_label(value: float) -> str:
+    """One log tick (a round value): 0.05, 2, 300, 20k, 1M; 1e-6 and 2e9 outside 0.01..1e9."""
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if size <= value < 1e9:
+            return f"{value / size:g}{unit}"
+    if 1e-2 <= value < 1e3:
+        return f"{value:g}"
+    mant, exp = f"{value:.3e}".split("e")
+    return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"

@@ -331,3 +331,21 @@ async def test_a_run_at_its_total_gets_no_forecast() -> None:
             await pilot.pause()
             assert ("forecast final val" in panel.forecast_text) is forecast, panel.forecast_text
             assert bool(panel.chart("loss").spec.hlines) is forecast
+
+
+async def test_a_log_axis_is_labelled_with_round_values() -> None:
+    """log (l): a loss from 5.2 down to 1.9 is labelled 2, 3, 4, 5 on the log scale (plotext's own
+    labels split the log range evenly: 5.19, 4.39, 3.71...); an LR over decades by powers of ten."""
+    from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+    from nexus_tui.widgets.ticks import log_axis
+
+    assert log_axis(1.9, 5.19, 5) == ([2.0, 3.0, 4.0, 5.0], ["2", "3", "4", "5"])
+    assert log_axis(1e-5, 3e-3, 4)[1] == ["1e-5", "1e-4", "1e-3"]
+    assert log_axis(1500, 250_000, 4)[1] == ["10k", "100k"] and log_axis(0.0, 1.0) == ([], [])
+    chart = MetricChart("loss")
+    async with Host(chart).run_test(size=(60, 20)) as pilot:
+        xs = list(range(1, 400))
+        chart.show(ChartSpec(title="loss", log_y=True, curves=[Curve(xs, [5.19 * x ** -0.17 for x in xs], (200, 90, 40))]))
+        await pilot.pause()
+        labels = [line.plain.split("┤")[0].strip() for line in chart.render().split("\n") if "┤" in line.plain]
+        assert labels and set(labels) <= {"2", "3", "4", "5"}, labels
