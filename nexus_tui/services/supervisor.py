@@ -5,9 +5,9 @@ keeps training when the dashboard quits, dies, or its terminal closes), with std
 the run's engine.log (a stray print can never corrupt the records) and the write end of an os.pipe()
 as its metrics channel. One reader thread per run decodes the pipe, merges bursts into one
 `on_records` call per ~50 ms, and reports the process's exit with the tail of its log. Runs this
-dashboard did not start (a terminal, a previous dashboard) are attached: their history is read from
-metrics.msgpack, the watcher follows the file, and a poller notices within a second when their pid
-dies. Commands go over each run's control socket, so they work the same for both kinds.
+dashboard did not start (a terminal, a previous dashboard) are attached (`attach.py`): their history
+is read from metrics.msgpack, the watcher follows the file, and a poller notices within a second when
+their pid dies. Commands go over each run's control socket, so they work the same for both kinds.
 
 `launch(..., nproc=N)` runs the engine's `--nproc N`, which execs torchrun in the same process: the
 pid we hold is torchrun's, its workers are its children, and since no fd crosses torchrun the run
@@ -35,20 +35,18 @@ from typing import Any
 from nexus_core.commands import Command, Stop
 from nexus_core.engine_deps import engine_missing
 from nexus_core.protocol import (
-    LIVE_STATES,
     METRICS_FILE,
     ControlError,
-    ReadResult,
     check_run_name,
     engine_argv,
     free_run_name,
-    read_records,
     read_status,
 )
 from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
 from nexus_tui.columnar.fastdecode import Piece, batch_records
 from nexus_tui.services import run_control
+from nexus_tui.services.attach import POLL_S, Attaching
 from nexus_tui.services.engine_io import (
     exit_code_of,
     log_tail,
@@ -70,16 +68,12 @@ OnWarning = Callable[[str, str], None]
 
 BATCH_WINDOW_S = 0.05
 """Records arriving within this long of the first one are handed over together."""
-POLL_S = 1.0
-"""How often attached runs' pids are checked."""
 STOP_SEND_SHARE = 0.5
 """Stopping every run on leaving: each run's stop command may wait this share of the whole wait for
 the engine to read it (the rest is for its checkpoint and exit) before SIGTERM stands in."""
-HISTORY_CHUNK = 20_000
-"""Records per on_records call when replaying a file, so the UI thread gets breathing room."""
 
 
-class Supervisor:
+class Supervisor(Attaching):
     """Owns the engine processes of one runs folder (`root`)."""
 
     def __init__(
@@ -291,66 +285,6 @@ class Supervisor:
             self.on_exit(run.name, code, log_tail(run.run_dir))
         except Exception as e:  # noqa: BLE001
             self._warn(run.name, f"the dashboard failed to handle the run's exit: {e!r}")
-
-    def attach(self, run_dir: str | Path, feed_history: bool = True) -> bool:
-        """Follow a run this dashboard did not launch. Its history (if `feed_history`) goes to
-        on_records now; new records come from the watcher. Returns whether its process is alive;
-        a dead run that still claims to be running is reported through on_exit at once."""
-        run_dir = self._resolve(run_dir)
-        name = run_dir.name
-        with self._lock:
-            known = self._runs.get(name)
-            if known is not None and not known.exited:
-                return True
-        status = read_status(run_dir) or {}
-        if feed_history and (run_dir / METRICS_FILE).exists():
-            try:
-                result = read_records(run_dir / METRICS_FILE)
-            except OSError as e:  # a FIFO, a folder or a device planted as the metrics file
-                self._warn(name, f"cannot read {METRICS_FILE}: {e.strerror}")
-                result = ReadResult([], 0, [], 0)
-            run = ManagedRun(name, run_dir, "", None)
-            for i in range(0, len(result.records), HISTORY_CHUNK):
-                self._deliver(run, result.records[i : i + HISTORY_CHUNK])
-            for w in result.warnings:
-                self._warn(name, f"{METRICS_FILE}: {w.text}")
-        pid = status.get("pid") if isinstance(status.get("pid"), int) else None
-        device = status.get("device") if isinstance(status.get("device"), str) else "cpu"
-        updated = status.get("updated") if isinstance(status.get("updated"), (int, float)) else None
-        run = ManagedRun(name, run_dir, device, pid, since=updated)
-        if status.get("state") in LIVE_STATES and pid_alive(pid, updated):
-            with self._lock:
-                self._runs[name] = run
-                if self._poller is None:
-                    self._poller = threading.Thread(target=self._poll_attached, name="nexus-poll", daemon=True)
-                    self._poller.start()
-            return True
-        if status.get("state") in LIVE_STATES:
-            self._finish(run, exit_code_of(run_dir))
-        return False
-
-    def attach_all(self, feed_history: bool = False) -> list[str]:
-        """Attach every run under root whose engine is still alive; returns their names (not the
-        runs this supervisor already follows, e.g. one launched while the dashboard was starting)."""
-        if not self.root.is_dir():
-            return []
-        names = []
-        for d in sorted(self.root.iterdir()):
-            try:
-                if d.is_dir() and d.name not in self.live_runs() and self.attach(d, feed_history):
-                    names.append(d.name)
-            except Exception as e:  # noqa: BLE001 - one damaged folder must not keep the others unattached
-                self._warn(d.name, f"cannot follow this run: {e}")
-        return names
-
-    def _poll_attached(self) -> None:
-        while not self._detach.wait(POLL_S):
-            with self._lock:
-                attached = [r for r in self._runs.values() if r.proc is None and not r.exited]
-            for run in attached:
-                if not pid_alive(run.pid, run.since):
-                    time.sleep(0.05)  # let its last state record reach the file
-                    self._finish(run, exit_code_of(run.run_dir))
 
     # -- commands --------------------------------------------------------------------------------
 
