@@ -122,7 +122,7 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
         with Vertical():
             yield Static("New run", classes="title")
             with VerticalScroll(id="launch-body", can_focus=False):  # Tab goes field to field
-                yield Label("Preset")
+                yield Label("Preset (or your own script: type its command at the bottom)")
                 yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
                 yield Label("Device")
                 yield Select(
