@@ -237,6 +237,17 @@ class RunActions:
                overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
         """Start an engine over `nproc` ranks, or a command using the reporter (spawning takes a
         moment; the UI keeps drawing)."""
+        self._start_run(preset, name, device, steps, overrides, nproc, command)
+
+    @work(thread=True, group="launch")
+    def _launch_in_order(self, launches: list[tuple[str, str, str, int, list[str]]]) -> None:
+        """Several engines one after the other, so the first asked for is the first row (and colour)."""
+        for preset, name, device, steps, overrides in launches:
+            self._start_run(preset, name, device, steps, overrides)
+
+    def _start_run(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
+                   overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+        """`launch`'s work, on a worker thread."""
         sup = self.services.supervisor
         try:
             if command:
@@ -259,12 +270,14 @@ class RunActions:
         devices = [d for d, _ in self.services.devices() if d.startswith("cuda")] or ["cpu", "cpu"]
         second = ("hybrid-tiny", []) if "hybrid-tiny" in presets else ("tiny", ["optim.name=muon"])
         cpu_share = ["train.threads=1"]
+        launches = []
         for i, (preset, extra, label) in enumerate((("tiny", [], "baseline"), (*second, "contrast"))):
             device = devices[i % len(devices)]
             overrides = extra + (cpu_share if device == "cpu" else []) + self.demo_overrides
             name = next_free_name(self.root, f"demo-{label}")
             self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
-            self.launch(preset, name, device, self.demo_steps, overrides)
+            launches.append((preset, name, device, self.demo_steps, overrides))
+        self._launch_in_order(launches)  # baseline first in the table and in the first colour, every time
 
     def action_compare(self) -> None:
         if not self.store.runs():

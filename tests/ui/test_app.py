@@ -105,8 +105,11 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
     app.demo_overrides = FORM_OVERRIDES.split()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot_wait_until(pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs")
-        names = sorted(r.name for r in app.store.runs())
-        assert names == ["demo-baseline-1", "demo-contrast-1"]
+        # In the order asked for, every time: the baseline is the first row and the first colour.
+        assert [(r.name, r.color) for r in app.store.runs()] == [("demo-baseline-1", 0), ("demo-contrast-1", 1)]
+        table = app.query_one(RunTable)
+        assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [
+            "demo-baseline-1", "demo-contrast-1"]
         assert app.store.get("demo-contrast-1").config["optim"]["name"] in ("muon",) or "hybrid" in str(
             app.store.get("demo-contrast-1").config.get("preset"))
         await pilot.press("q")
