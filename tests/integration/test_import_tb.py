@@ -86,6 +86,8 @@ def test_import_makes_a_run_every_reader_shows(tmp_path: Path) -> None:
     export = nexus("--root", str(root), "export", "my-exp", "--csv")
     assert export.returncode == 0 and f"my-exp,eval,12,{12 * 4096}," in export.stdout
     assert "validation/epoch_accuracy" in export.stdout
+    report = nexus("--root", str(root), "report", "my-exp")  # a run with no engine config: dashes, not None
+    assert report.returncode == 0 and "(eval every –, checkpoint every –)" in report.stdout, report.stdout[:1500]
 
 
 def test_names_and_taken_names(tmp_path: Path) -> None:

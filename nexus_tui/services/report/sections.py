@@ -42,6 +42,9 @@ def _shown(total: int, shown: int, what: str) -> str:
 
 
 def _value(v: Any) -> str:
+    """A config value as code; a value the run's config does not have is a dash, not `None`."""
+    if v is None:
+        return fmt.DASH
     return code(v if isinstance(v, str) else repr(v), 60)
 
 
