@@ -61,8 +61,9 @@ class ResultRow:
 
 def result_row(store: MetricStore, run: RunView) -> ResultRow:
     """best val loss, its PPL (the same number, read as perplexity), final H, steps, tokens, tok/s,
-    wall time (first to last training metric record; time spent paused counts, as the clock ran)."""
-    times, _ = store.series(run.name, "ce", x="time")
+    wall time (first to last training metric record; time spent paused counts, as the clock ran; a
+    loop that logs only `loss` is timed by its loss records, as the charts draw it)."""
+    times, _ = store.series(run.name, "ce" if len(run.series["ce"]) else "loss", x="time")
     wall = (times[-1] - times[0]) if len(times) > 1 else None
     best = run.best_val_loss
     return ResultRow(run.name, (best, best, run.ce, run.step or 0, run.tokens, run.tok_s, wall))

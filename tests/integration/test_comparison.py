@@ -169,3 +169,19 @@ def test_nexus_compare_names_every_run_asked_for_and_says_what_it_could_not_read
     assert any(line.startswith("warning: junk: ") and "no whole record" in line for line in lines), err
     assert any(line.startswith("warning: junk: ") and "no whole record" not in line for line in lines), err
     assert "\x1b" not in err and not any("warning: a:" in line for line in lines), err
+
+
+def test_a_loop_that_logs_only_loss_has_its_wall_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Most runs are people's own loops, which log `loss` and no pure CE: compare times them by their loss
+    records (its wall time read '–')."""
+    import nexus
+
+    root = tmp_path / "runs"
+    run = nexus.init(root=root, name="own", total_steps=3)
+    for step in range(1, 4):
+        run.log({"loss": 2.0 / step}, step=step)
+    run.finish(quiet=True)
+    assert main(["compare", "own", "--root", str(root)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| own "))
+    wall = row.strip("|").split("|")[-1].strip()
+    assert wall not in ("–", "") and wall.endswith("s"), row
