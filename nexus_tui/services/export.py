@@ -89,22 +89,37 @@ def _key(key: str) -> str:
     return safe
 
 
+MetricRow = tuple[int, int, "float | None", list[tuple[str, float]]]
+"""(step, tokens, finite time or None, [(key, value)...]): `MetricTable.rows_by_step`'s rows."""
+
+
+def _in_step_order(facts: RunFacts) -> Iterator[tuple[MetricRow | None, Any]]:
+    """A folded run's metric rows and eval records merged in step order, a step's metric before its
+    eval: (row, None) or (None, eval record). The one order every export format writes."""
+    evals = sorted(facts.evals)
+    i = 0
+    for row in facts.metrics.rows_by_step(METRIC_FIELDS):
+        while i < len(evals) and evals[i] < row[0]:
+            yield None, facts.evals[evals[i]]
+            i += 1
+        yield row, None
+        if i < len(evals) and evals[i] == row[0]:
+            yield None, facts.evals[evals[i]]
+            i += 1
+    for step in evals[i:]:
+        yield None, facts.evals[step]
+
+
 def facts_rows(facts: RunFacts) -> Iterator[Row]:
     """Every point of one folded run, in step order (a step's metric before its eval)."""
     name = safe_text(facts.name)
-    evals = sorted(facts.evals)
-    i = 0
-    for step, tokens, at, values in facts.metrics.rows_by_step(METRIC_FIELDS):
-        while i < len(evals) and evals[i] < step:
-            yield from record_rows(name, "eval", facts.evals[evals[i]])
-            i += 1
+    for row, ev in _in_step_order(facts):
+        if row is None:
+            yield from record_rows(name, "eval", ev)
+            continue
+        step, tokens, at, values = row
         for key, value in values:
             yield Row(name, "metric", step, tokens, at, _key(key), value)
-        if i < len(evals) and evals[i] == step:
-            yield from record_rows(name, "eval", facts.evals[step])
-            i += 1
-    for step in evals[i:]:
-        yield from record_rows(name, "eval", facts.evals[step])
 
 
 def rows(runs: Sequence[RunFacts]) -> Iterator[Row]:
@@ -131,7 +146,7 @@ def write_csv(out: io.TextIOBase | Any, points: Iterator[Row]) -> int:
     return n
 
 
-def csv_chunks(runs: Sequence[RunFacts], header: bool = True) -> Iterator[str]:
+def csv_chunks(runs: Sequence[RunFacts]) -> Iterator[str]:
     """The same text as `write_csv(out, rows(runs))`, as chunks of many lines, made a metric row at a
     time straight from the folded columns: no Row tuple or csv.writer call per point (a 1e6-step run
     is 7 million points). Run names and keys, the only text cells, are quoted by the csv module once
@@ -153,33 +168,26 @@ def csv_chunks(runs: Sequence[RunFacts], header: bool = True) -> Iterator[str]:
                 f"{'' if r.time is None else repr(r.time)},{text_cell(r.key)},{r.value!r}\n"
                 for r in record_rows(run, "eval", rec)]
 
-    if header:
-        yield ",".join(COLUMNS) + "\n"
+    yield ",".join(COLUMNS) + "\n"
     out: list[str] = []
     for facts in runs:
         run = safe_text(facts.name)
         name = text_cell(run)
         keys: dict[str, str] = {}
-        evals = sorted(facts.evals)
-        i = 0
-        for step, tokens, at, values in facts.metrics.rows_by_step(METRIC_FIELDS):
-            while i < len(evals) and evals[i] < step:
-                out += eval_lines(run, facts.evals[evals[i]])
-                i += 1
+        for row, ev in _in_step_order(facts):
+            if row is None:
+                out += eval_lines(run, ev)
+                continue
+            step, tokens, at, values = row
             head = f"{name},metric,{step},{'' if tokens is None else tokens},{'' if at is None else repr(at)},"
             for key, value in values:
                 cell = keys.get(key)
                 if cell is None:
                     cell = keys[key] = text_cell(_key(key))
                 out.append(f"{head}{cell},{value!r}\n")
-            if i < len(evals) and evals[i] == step:
-                out += eval_lines(run, facts.evals[step])
-                i += 1
             if len(out) >= 65536:
                 yield "".join(out)
                 out.clear()
-        for step in evals[i:]:
-            out += eval_lines(run, facts.evals[step])
     if out:
         yield "".join(out)
 
@@ -201,10 +209,14 @@ def parquet_table(points: Iterator[Row]) -> Any:
         raise ExportError(PARQUET_HINT) from e
     columns = list(zip(*points, strict=True)) or [() for _ in COLUMNS]
     cols = {c: list(values) for c, values in zip(COLUMNS, columns, strict=True)}
+    return pa.table(cols, schema=_parquet_schema(pa))
+
+
+def _parquet_schema(pa: Any) -> Any:
+    """The long table's Arrow schema: run, kind and key dictionary-encoded (they repeat)."""
     text = pa.dictionary(pa.int32(), pa.string())
-    schema = pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
-                        ("time", pa.float64()), ("key", text), ("value", pa.float64())])
-    return pa.table(cols, schema=schema)
+    return pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
+                      ("time", pa.float64()), ("key", text), ("value", pa.float64())])
 
 
 def _run_arrays(facts: RunFacts) -> dict[str, Any] | None:
@@ -277,9 +289,6 @@ def runs_parquet_table(runs: Sequence[RunFacts]) -> Any:
         for c in ("step", "tokens", "tokens_ok", "time", "time_ok", "value"):
             pieces[c].append(part[c])
     cat = {c: np.concatenate(v) if v else np.empty(0) for c, v in pieces.items()}
-    text = pa.dictionary(pa.int32(), pa.string())
-    schema = pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
-                        ("time", pa.float64()), ("key", text), ("value", pa.float64())])
     columns = [
         pa.DictionaryArray.from_arrays(pa.array(cat["run"], pa.int32()), pa.array(names or [""], pa.string())),
         pa.DictionaryArray.from_arrays(pa.array(cat["kind"], pa.int32()), pa.array(["metric", "eval"], pa.string())),
@@ -289,7 +298,7 @@ def runs_parquet_table(runs: Sequence[RunFacts]) -> Any:
         pa.DictionaryArray.from_arrays(pa.array(cat["key"], pa.int32()), pa.array(list(key_index) or [""], pa.string())),
         pa.array(cat["value"], pa.float64()),
     ]
-    return pa.Table.from_arrays(columns, schema=schema)
+    return pa.Table.from_arrays(columns, schema=_parquet_schema(pa))
 
 
 def write_parquet(path: Path, runs: Sequence[RunFacts]) -> int:
