@@ -39,6 +39,8 @@ MAX_COMMAND_BYTES = 64 * 1024
 """A command is small (the longest is a prompt): more than this is not a command."""
 MAX_PENDING = 32
 """Connections read at once; more are refused at once (select and the step stay cheap)."""
+COMMAND_TIMEOUT_S = 5.0
+"""How long a client waits, by default, for the engine to read its command (then it expires unapplied)."""
 TAKEN_GRACE_S = 1.0
 """How long past its deadline a client still waits for `taken` (the engine decided before it)."""
 WORK_TIMEOUT_S = 120.0
@@ -257,7 +259,7 @@ class ControlError(Exception):
     """The run did not take the command: not running, no socket, refused, or it said why."""
 
 
-def send_command(run_dir: str | Path, cmd: str, timeout: float = 5.0, **args: Any) -> dict[str, Any]:
+def send_command(run_dir: str | Path, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args: Any) -> dict[str, Any]:
     """Send one command to a run's engine and return its reply; raise ControlError if it fails.
 
     The command carries a deadline `timeout` s from now: an engine that reads it later (stopped,

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.commands import Command, as_args, command_error
+from nexus_core.control import COMMAND_TIMEOUT_S
 from nexus_core.errors import NexusError
 from nexus_core.lr_preview import lr_preview
 from nexus_core.protocol import RESUME, UNPAUSE, ControlError, send_command
 from nexus_tui.services.launch_args import LaunchError
 
 
-def send(run_dir: Path, command: Command, timeout: float = 5.0) -> dict[str, Any]:
+def send(run_dir: Path, command: Command, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
     """Send one typed command; raises ControlError with a one-line reason if it is out of its
     limits or the run refuses it (or has not read it within `timeout` s: it then never will). An
     engine started by an older Nexus knows `unpause` by its old name, `resume`: that one answer is
@@ -26,7 +27,7 @@ def send(run_dir: Path, command: Command, timeout: float = 5.0) -> dict[str, Any
     except ControlError as e:
         if command.name != UNPAUSE or "unknown command" not in str(e):
             raise
-    return send_command(run_dir, RESUME)
+    return send_command(run_dir, RESUME, timeout=timeout)
 
 
 def ramp_preview(

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core.commands import Command, Stop
+from nexus_core.control import COMMAND_TIMEOUT_S
 from nexus_core.engine_deps import engine_missing
 from nexus_core.protocol import (
     METRICS_FILE,
@@ -300,7 +301,7 @@ class Supervisor(Attaching):
             return path.resolve()
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
-    def send(self, name_or_dir: str | Path, command: Command, timeout: float = 5.0) -> dict[str, Any]:
+    def send(self, name_or_dir: str | Path, command: Command, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
         """Send one typed command to a run by name or folder (run_control.send)."""
         return run_control.send(self._resolve(name_or_dir), command, timeout)
 
