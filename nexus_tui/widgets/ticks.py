@@ -41,7 +41,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5, integer: bool = False) -> l
     # over; on a tie the finer): 1..1819 in three is 500, 1000, 1500, not a lone 1000.
     steps = [m * mag for m in (0.5, 1, 2, 5, 10)]
     if integer:  # steps count whole things: no tick at step 1.5
-        steps = sorted({max(1.0, round(c)) for c in steps if c >= 1 and abs(c - round(c)) < 1e-9} | {1.0})
+        steps = sorted({float(round(c)) for c in steps if c >= 1 and abs(c - round(c)) < 1e-9} | {1.0})
     step, best = steps[-1], None
     for candidate in steps:
         n = math.floor(hi / candidate + 1e-9) - math.ceil(lo / candidate - 1e-9) + 1
@@ -98,8 +98,7 @@ def axis(lo: float, hi: float, count: int = 5, integer: bool = False) -> tuple[l
         if float(value).is_integer() and abs(value) < 1e6:
             return ticks, [f"{value:.0f}"]
         if value and (abs(value) < 1e-2 or abs(value) >= 1e6):  # a constant LR reads 3e-4, as the others
-            mant, exp = f"{value:.3e}".split("e")
-            return ticks, [f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"]
+            return ticks, [_sci(value)]
         return ticks, [_short(value)]
     labels = tick_labels(ticks, integer)
     for digits in range(5, 13):
@@ -123,14 +122,13 @@ def log_axis(lo: float, hi: float, count: int = 5) -> tuple[list[float], list[st
         return axis(lo, hi, count)
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     best: tuple[int, list[float]] | None = None
-    for mults in ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
-        for every in (1, 2, 3, 5, 10):
-            if every > 1 and mults != (1,):
-                continue
-            ticks = [m * 10.0**k for k in range(first, last + 1) if k % every == 0 for m in mults]
-            ticks = [float(f"{t:.12g}") for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
-            if len(ticks) <= count + 1 and (best is None or abs(len(ticks) - count) < best[0]):
-                best = (abs(len(ticks) - count), ticks)
+    # Every k-th decade, or 1-2-5, or 1..9 within each decade.
+    grids = [((1,), every) for every in (1, 2, 3, 5, 10)] + [((1, 2, 5), 1), ((1, 2, 3, 4, 5, 6, 7, 8, 9), 1)]
+    for mults, every in grids:
+        ticks = [m * 10.0**k for k in range(first, last + 1) if k % every == 0 for m in mults]
+        ticks = [float(f"{t:.12g}") for t in ticks if lo * (1 - 1e-9) <= t <= hi * (1 + 1e-9)]
+        if len(ticks) <= count + 1 and (best is None or abs(len(ticks) - count) < best[0]):
+            best = (abs(len(ticks) - count), ticks)
     ticks = best[1] if best is not None else []
     if len(ticks) < 2:  # less than a decade and no round value inside twice: the linear rule's
         return axis(lo, hi, count)
@@ -144,5 +142,10 @@ def _log_label(value: float) -> str:
             return f"{value / size:g}{unit}"
     if 1e-2 <= value < 1e3:
         return f"{value:g}"
+    return _sci(value)
+
+
+def _sci(value: float) -> str:
+    """A value as a person writes it in scientific notation: 3e-4, 2.5e-5, 1e9 (up to 4 digits)."""
     mant, exp = f"{value:.3e}".split("e")
     return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
