@@ -31,7 +31,7 @@ from textual_plotext import PlotextPlot
 from nexus_tui.themes import RGB
 from nexus_tui.widgets.chart_dots import same_picture, screen_signature
 from nexus_tui.widgets.chart_strips import Row, matrix_rows, to_strips
-from nexus_tui.widgets.ticks import axis, flat_range, is_flat, log_axis
+from nexus_tui.widgets.ticks import flat_range, is_flat, x_ticks, y_ticks
 
 LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs
@@ -295,16 +295,13 @@ class MetricChart(PlotextPlot):
         if x_hi > x_lo:
             plt.xlim(x_lo, x_hi)
         self._chart_x = (x_lo, x_hi)
-        xt, xl = axis(x_lo, x_hi, max(2, (self.size.width or 40) // 14), spec.x_integer)
+        xt, xl = x_ticks(x_lo, x_hi, self.size.width or 40, spec.x_integer)
         plt.xticks(xt, xl)
         width = 6
-        count = max(2, (self.size.height or 12) // 4)
-        if not spec.log_y:
-            if is_flat(y_lo, y_hi):  # a constant (or an EMA of one, wobbling in its last bits)
-                plt.ylim(*flat_range((y_lo + y_hi) / 2))
-            yt, yl = axis(y_lo, y_hi, count)
-        else:  # round values (2, 3, 4, 5; 1e-4, 1e-3), placed by plotext on its log scale
-            yt, yl = log_axis(y_lo, y_hi, count)
+        if not spec.log_y and is_flat(y_lo, y_hi):  # a constant (or an EMA of one, wobbling in its last bits)
+            plt.ylim(*flat_range((y_lo + y_hi) / 2))
+        # On a log axis: round values (2, 3, 4, 5; 1e-4, 1e-3), placed by plotext on its log scale.
+        yt, yl = y_ticks(y_lo, y_hi, self.size.height or 12, spec.log_y)
         if yt:
             plt.yticks(yt, yl)
             width = max((len(t) for t in yl), default=6)

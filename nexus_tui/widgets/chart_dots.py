@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from nexus_tui.widgets.ticks import axis, flat_range, is_flat, log_axis
+from nexus_tui.widgets.ticks import flat_range, is_flat, x_ticks, y_ticks
 
 if TYPE_CHECKING:
     from nexus_tui.widgets.chart import ChartSpec
@@ -52,14 +52,14 @@ def screen_signature(spec: ChartSpec, width: int, height: int) -> tuple:
         (np.array([(x - x_lo) / x_span * cols for x, _ in pts]), np.array([(y - y_lo) / y_span * rows for _, y in pts]))
         for pts in curves
     )
-    x_ticks = axis(x_lo, x_hi, max(2, width // 14), spec.x_integer)[1]
-    y_ticks = (axis(y_lo, y_hi, max(2, height // 4))[1] if not spec.log_y
-               else log_axis(10**y_lo, 10**y_hi, max(2, height // 4))[1])
+    x_labels = x_ticks(x_lo, x_hi, width, spec.x_integer)[1]
+    data_lo, data_hi = (10**y_lo, 10**y_hi) if spec.log_y else (y_lo, y_hi)  # ys above are log10 on a log axis
+    y_labels = y_ticks(data_lo, data_hi, height, spec.log_y)[1]
     cursor = None if spec.cursor is None else (round((spec.cursor[0] - x_lo) / x_span * cols), spec.cursor[1])
     hlines = tuple((round(((math.log10(y) if spec.log_y and y > 0 else y) - y_lo) / y_span * rows), c)
                    for y, c in spec.hlines if math.isfinite(y))
     styles = tuple((c.color, c.marker, c.scatter) for c in spec.curves)
-    return (spec.title, spec.xlabel, spec.log_y, tuple(x_ticks), tuple(y_ticks), cursor, hlines, styles), dots
+    return (spec.title, spec.xlabel, spec.log_y, tuple(x_labels), tuple(y_labels), cursor, hlines, styles), dots
 
 
 def same_picture(a: tuple, b: tuple) -> bool:

@@ -149,3 +149,15 @@ def _sci(value: float) -> str:
     """A value as a person writes it in scientific notation: 3e-4, 2.5e-5, 1e9 (up to 4 digits)."""
     mant, exp = f"{value:.3e}".split("e")
     return f"{mant.rstrip('0').rstrip('.')}e{int(exp)}"
+
+
+def x_ticks(lo: float, hi: float, width: int, integer: bool) -> tuple[list[float], list[str]]:
+    """A chart's x axis at this width: a label every ~14 columns."""
+    return axis(lo, hi, max(2, width // 14), integer)
+
+
+def y_ticks(lo: float, hi: float, height: int, log: bool) -> tuple[list[float], list[str]]:
+    """A chart's y axis at this height (a label every ~4 rows), linear or log; the chart and its
+    picture signature (chart_dots.py) both ask here, so they agree on what is drawn."""
+    count = max(2, height // 4)
+    return log_axis(lo, hi, count) if log else axis(lo, hi, count)
