@@ -90,13 +90,13 @@ class RunsWatcher:
         self.poll_s = poll_s
         self.on_run_ready = on_run_ready
         self.prebuild = prebuild
+        """A child process building the caches of the runs' histories (prebuild.py): a history
+        without a usable cache waits for its word before decoding the file itself."""
         self.piped = piped
         """Whether a run's records are arriving through a live pipe (the supervisor's): then a file
         event does not read its metrics file again (the pipe already delivered what was written;
         at every write that was most of the dashboard's own CPU beside the charts); the poll does,
         every `poll_s`, for whatever the pipe dropped."""
-        """A child process building the caches of the runs' histories (prebuild.py): a history
-        without a usable cache waits for its word before decoding the file itself."""
         self._pending: set[str] = set()
         """Runs found without a status or metrics file yet: looked at again until one appears."""
         self._tails: dict[str, _Tail] = {}
@@ -192,7 +192,7 @@ class RunsWatcher:
         """File events for one run folder; without them the poll still finds its records. None for
         a run whose records come through a live pipe: its events would read nothing (see `piped`),
         and watchdog's handling of them (a status write is six) was a share of the dashboard's CPU."""
-        if self.piped is not None and self.piped(run_dir.name):
+        if self._is_piped(run_dir.name):
             return
         if self._observer is not None:
             with contextlib.suppress(Exception):
@@ -319,7 +319,7 @@ class RunsWatcher:
         run_dir = self.root / rel.parts[0]
         self._discover(run_dir)
         self._check_ready(run_dir)
-        if rel.parts[1] == METRICS_FILE and not (self.piped is not None and self.piped(run_dir.name)):
+        if rel.parts[1] == METRICS_FILE and not self._is_piped(run_dir.name):
             self.read(run_dir)
 
     def _folder_made(self, folder: Path) -> None:
@@ -334,8 +334,11 @@ class RunsWatcher:
         if _is_run(folder):
             self._discover(folder)
             self._check_ready(folder)
-            if not (self.piped is not None and self.piped(folder.name)):
+            if not self._is_piped(folder.name):
                 self.read(folder)
+
+    def _is_piped(self, name: str) -> bool:
+        return self.piped is not None and self.piped(name)
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(self.poll_s):
