@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         if e.name not in ENGINE_MODULES:
             raise
         message = missing_engine_message(e.name)  # a dashboard-only install (no `engine` extra)
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        print(f"error: {P.clean_text(message)}", file=sys.stderr, flush=True)
         _tell_pipe(args, message)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -177,7 +177,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = run_dir / P.METRICS_FILE
     _refuse_used(run_dir, metrics)  # before anything is created; again under the lock below
     if args.check:  # the dashboard's launch form asks this before it creates anything (torch-free)
-        print(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps")
+        print(P.clean_text(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps"))
         return 0
     from engine.distributed import launch_rank
 

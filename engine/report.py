@@ -186,7 +186,9 @@ class Reporter:
 
     @staticmethod
     def _print(line: str) -> None:
-        print(time.strftime("%H:%M:%S ") + line, flush=True)
+        # One line each, cleaned: text from a config (a corpus path holding a newline and a key) must
+        # never start a line of its own in engine.log.
+        print(time.strftime("%H:%M:%S ") + P.clean_text(line), flush=True)
 
     def close(self) -> None:
         """File everything queued (and, room allowing, everything held), then close the files."""

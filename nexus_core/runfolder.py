@@ -94,13 +94,13 @@ _BOOT = ("import sys; home, name = sys.argv[1:3]; del sys.argv[1:3]; sys.path.in
 """Run the engine package found in `home`, with nothing else added to sys.path (see engine_argv)."""
 
 
-def engine_home() -> str:
-    """The folder holding the `engine` package this process uses (installed, or the checkout)."""
+def engine_home(package: str = "engine") -> str:
+    """The folder holding the `package` this process uses (installed, or the checkout)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("engine")
+    spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise RuntimeError("the engine package is not importable from this Python")
+        raise RuntimeError(f"the {package} package is not importable from this Python")
     return str(Path(spec.origin).resolve().parent.parent)
 
 
@@ -112,5 +112,6 @@ def engine_argv(python: str, *args: str, module: str = "engine") -> list[str]:
     cwd, no PYTHON* variables, no user site; Python 3.4+, unlike 3.11's -P) leaves only the
     interpreter's own site-packages, and the boot line puts the folder of the engine this
     process imported in front. `-u`: -I drops PYTHONUNBUFFERED, and engine.log must stay live.
-    The literal module name stays in argv, so `ps` (and pid checks) still see `engine`."""
-    return [python, "-I", "-u", "-c", _BOOT, engine_home(), module, *args]
+    The literal module name stays in argv, so `ps` (and pid checks) still see `engine`.
+    Any of Nexus's own modules starts the same way (`module="nexus_tui.services.prebuild"`)."""
+    return [python, "-I", "-u", "-c", _BOOT, engine_home(module.split(".")[0]), module, *args]

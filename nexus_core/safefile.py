@@ -54,6 +54,32 @@ def open_regular(path: str | Path, max_bytes: int | None = None) -> BinaryIO:
         raise
 
 
+def open_append(path: str | Path) -> BinaryIO:
+    """`path` opened to append (created 0644 if missing), or UnsafeFileError: never through a symlink
+    (O_NOFOLLOW), never a FIFO/device (non-blocking open, fstat on the descriptor) and never a file
+    with a second hard link, so a planted `engine.log -> ~/.ssh/authorized_keys` cannot be written."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0), 0o644)
+    except IsADirectoryError:
+        raise UnsafeFileError(errno.EISDIR, "is a directory, not a file", str(path)) from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeFileError(errno.ELOOP, "is a symlink; refusing to write through it", str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
+        if st.st_nlink > 1:
+            raise UnsafeFileError(errno.EMLINK, "has another hard link; refusing to write through it", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "ab")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_bytes(path: str | Path, max_bytes: int = SMALL_FILE_BYTES) -> bytes:
     """A whole regular file of at most max_bytes (a file that grows past the cap while read is cut
     short and refused, never read without end)."""

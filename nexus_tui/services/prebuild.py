@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from nexus_core.runfolder import engine_argv
 
 STALL_S = 10.0
 """A child that says nothing for this long is stopped; the watcher decodes on its own."""
@@ -67,16 +68,16 @@ class Prebuild:
         names = [d.name for d in folders if worth_building(d)][:MAX_RUNS]
         if not names:
             return None
-        package_root = str(Path(__file__).resolve().parents[2])  # the child runs this very nexus_tui
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH"))
-                                                           if p)}
+        # Isolated like the engine (runfolder.engine_argv): a `numpy/` or `nexus_tui/` folder in the
+        # directory `nexus` was started from must never be imported by the child.
         try:
+            argv = engine_argv(sys.executable, str(Path(root).resolve()), *names, module="nexus_tui.services.prebuild")
             proc = subprocess.Popen(
-                [sys.executable, "-m", "nexus_tui.services.prebuild", str(Path(root).resolve()), *names],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                argv, cwd=str(Path(root).resolve()),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the terminal is the dashboard's, not the child's
             )
-        except OSError:
+        except (OSError, RuntimeError):
             return None
         return cls(proc, names)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexus_core.protocol import LOG_FILE
+from nexus_core.safefile import open_append
 from nexus_tui.services.engine_io import widen_pipe
 from nexus_tui.services.launch_args import LaunchError
 
@@ -60,7 +61,7 @@ def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: b
         widen_pipe(read_fd)
     argv, env = build(write_fd)
     try:
-        with open(run_dir / LOG_FILE, "ab") as log:
+        with open_append(run_dir / LOG_FILE) as log:  # a planted engine.log link is refused, never followed
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 pass_fds=() if write_fd is None else (write_fd,), start_new_session=True, cwd=cwd, env=env,
