@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from nexus_core.protocol import RecordDecoder  # noqa: E402
-from nexus_tui.services.downsample import downsample, ema_continue  # noqa: E402
-from nexus_tui.services.store import MetricStore  # noqa: E402
+from nexus_tui.curves.downsample import downsample, ema_continue  # noqa: E402
+from nexus_tui.history.store import MetricStore  # noqa: E402
 
 CHILD = r"""
 import os, sys, time

@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from textual.app import App, ComposeResult  # noqa: E402
 
-from nexus_tui.services.settings import Settings  # noqa: E402
-from nexus_tui.services.store import MetricStore  # noqa: E402
+from nexus_tui.history.store import MetricStore  # noqa: E402
+from nexus_tui.settings import Settings  # noqa: E402
 from nexus_tui.themes import PALETTES  # noqa: E402
 from nexus_tui.widgets.chart import MetricChart  # noqa: E402
 from nexus_tui.widgets.charts_panel import ChartsPanel  # noqa: E402

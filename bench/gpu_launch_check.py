@@ -10,8 +10,8 @@ import threading
 import time
 from pathlib import Path
 
-from nexus_tui.services.supervisor import Supervisor
-from nexus_tui.services.telemetry import Telemetry
+from nexus_tui.live.supervisor import Supervisor
+from nexus_tui.telemetry.sampler import Telemetry
 
 SCRIPT = """
 import os, time, torch, nexus

@@ -160,7 +160,7 @@ def section_live(ctx: Context) -> None:
 
 
 def _telemetry(ctx: Context, run: EngineRun) -> None:
-    from nexus_tui.services.telemetry import Telemetry
+    from nexus_tui.telemetry.sampler import Telemetry
 
     tel = Telemetry(interval=0.5)
     try:
@@ -195,7 +195,7 @@ def _telemetry(ctx: Context, run: EngineRun) -> None:
 
 def _held_memory(ctx: Context, run: EngineRun) -> int | None:
     """GPU memory NVML says the engine holds (on a CPU run: its RSS)."""
-    from nexus_tui.services.telemetry import Telemetry
+    from nexus_tui.telemetry.sampler import Telemetry
 
     tel = Telemetry()
     try:

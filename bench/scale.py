@@ -12,7 +12,7 @@ and measures, each in its own subprocess so peak RSS is that size's alone:
 - peak RSS of that app process (ru_maxrss), and its growth over an empty app; "private": its
   RssAnon at complete charts (memory it holds, without file pages of the cache it mapped); "child":
   the peak RSS of the prebuild child `nexus` starts to decode a history with no cache yet on the
-  other core (services/prebuild.py; the bench starts it as `nexus` does, before importing Textual).
+  other core (live/prebuild.py; the bench starts it as `nexus` does, before importing Textual).
 - redraw: the median cost of one charts-panel redraw plus the render of the four plotext charts,
   with 5 new metric records arriving between frames as from a live run.
 - live ingest: records/s from a real pipe (a child process writes the run's file into it) through the
@@ -108,7 +108,7 @@ def child_open(root: Path, n: int, t_start: float) -> None:
     sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
     prebuild = None
     try:  # as `nexus` does before it imports Textual (a checkout from before it has no prebuild)
-        from nexus_tui.services.prebuild import Prebuild
+        from nexus_tui.live.prebuild import Prebuild
 
         prebuild = Prebuild.start(root)
     except ImportError:
@@ -186,8 +186,8 @@ def child_ingest(path: Path, n: int) -> None:
     import threading
 
     sys.path.insert(0, os.environ.get("NEXUS_BENCH_CODE", str(ROOT)))
-    from nexus_tui.services import engine_io
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.history.store import MetricStore
+    from nexus_tui.live import engine_io
 
     store = MetricStore()
     r, w = os.pipe()

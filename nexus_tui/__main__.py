@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from nexus_core.text import clean_text  # frame waits for what is imported here
 
     if args.command == "runs":
-        from nexus_tui.services.runs_index import format_runs_table, scan_runs
+        from nexus_tui.documents.runs_index import format_runs_table, scan_runs
 
         try:
             table = format_runs_table(scan_runs(root))
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return _print_out(clean_text(table, multiline=True) + "\n")
 
     if args.command == "compare":
-        from nexus_tui.services.comparison import UnknownRunError, comparison_markdown, load_runs
+        from nexus_tui.documents.comparison import UnknownRunError, comparison_markdown, load_runs
 
         try:
             store, names = load_runs(root, args.runs, warn=_warn_run)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Long histories with no columnar cache yet start decoding in a child process now, on the other
     # core, while this one imports Textual and draws the first frame.
-    from nexus_tui.services.prebuild import Prebuild
+    from nexus_tui.live.prebuild import Prebuild
 
     prebuild = Prebuild.start(root)
     try:
@@ -127,8 +127,8 @@ def _warn_run(run: str, text: str) -> None:
 def _report(root: Path, names: list[str], output: str | None) -> int:
     """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
     from nexus_core.protocol import clean_text, describe_os_error
-    from nexus_tui.services.comparison import UnknownRunError
-    from nexus_tui.services.report.document import build_report
+    from nexus_tui.documents.comparison import UnknownRunError
+    from nexus_tui.documents.report.document import build_report
 
     try:
         text = build_report(root, names)
@@ -152,9 +152,9 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
 
 def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
     """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
-    from nexus_tui.services import export as X
-    from nexus_tui.services.comparison import UnknownRunError
-    from nexus_tui.services.report.document import (
+    from nexus_tui.documents import export as X
+    from nexus_tui.documents.comparison import UnknownRunError
+    from nexus_tui.documents.report.document import (
         load,  # the named runs, folded once, as the report folds them
     )
 
@@ -187,7 +187,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
 
 def _import_tb(root: Path, logdir: str, name: str | None) -> int:
     """`nexus import-tb`: one finished run folder, or one `error:` line, exit 2 and no folder."""
-    from nexus_tui.services.import_tb import ImportTBError, import_logdir
+    from nexus_tui.documents.import_tb import ImportTBError, import_logdir
 
     try:
         target, scalars = import_logdir(logdir, root, name)

@@ -6,6 +6,6 @@ service `hub.py` from its threads) into the store and widgets; its keys live in 
 """
 
 from nexus_tui.app.nexus_app import NexusApp, make_app
-from nexus_tui.services.settings import Settings
+from nexus_tui.settings import Settings
 
 __all__ = ["NexusApp", "Settings", "make_app"]

@@ -15,13 +15,13 @@ from textual.app import App
 
 from nexus_core.recordtypes import Record
 from nexus_tui.app import messages as msg
-from nexus_tui.columnar.columns import Piece
-from nexus_tui.services.prebuild import Prebuild
-from nexus_tui.services.store import MetricStore
-from nexus_tui.services.supervisor import Supervisor
-from nexus_tui.services.telemetry import Telemetry
-from nexus_tui.services.telemetry_view import GpuView, TelemetryView
-from nexus_tui.services.watcher import RunsWatcher
+from nexus_tui.history.columnar.columns import Piece
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.prebuild import Prebuild
+from nexus_tui.live.supervisor import Supervisor
+from nexus_tui.live.watcher import RunsWatcher
+from nexus_tui.telemetry.sampler import Telemetry
+from nexus_tui.telemetry.view import GpuView, TelemetryView
 from nexus_tui.themes import palette_for
 
 

@@ -17,7 +17,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:
     from nexus_core.recordtypes import Record
-    from nexus_tui.columnar.columns import Piece
+    from nexus_tui.history.columnar.columns import Piece
 
 
 class RecordsReceived(Message):

@@ -28,8 +28,8 @@ from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
-from nexus_tui.services.changes import Changes
-from nexus_tui.services.settings import config_dir, load_settings, save_settings
+from nexus_tui.history.changes import Changes
+from nexus_tui.settings import config_dir, load_settings, save_settings
 from nexus_tui.themes import palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
@@ -40,8 +40,8 @@ from nexus_tui.widgets.telemetry_pane import TelemetryPane
 
 if TYPE_CHECKING:
     from nexus_tui.app.hub import Services
-    from nexus_tui.services.prebuild import Prebuild
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.history.store import MetricStore
+    from nexus_tui.live.prebuild import Prebuild
 
 NARROW = 120
 REDRAW_S = 0.25
@@ -112,7 +112,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._services = services
         """Made on first use (`services`), normally right after the first frame."""
         self.prebuild = prebuild
-        """The child process `nexus` started to build long histories' caches (services/prebuild.py):
+        """The child process `nexus` started to build long histories' caches (live/prebuild.py):
         the runs watcher waits for its word before decoding a history itself."""
         self._dirty = True
         self._view_changed = True
@@ -227,7 +227,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     @on(msg.BatchReceived)
     def _batch(self, event: msg.BatchReceived) -> None:
-        from nexus_tui.services.bulk import set_loading
+        from nexus_tui.history.bulk import set_loading
 
         changed = self.store.ingest_batch(event.run_name, event.run_dir, event.pieces, event.loading)
         loaded = False
@@ -398,5 +398,5 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
 
 def make_app(root: Path, demo: bool = False, demo_steps: int = 0, prebuild: Prebuild | None = None) -> NexusApp:
-    """The app the CLI runs and the tests drive (`prebuild`: see `nexus_tui.services.prebuild`)."""
+    """The app the CLI runs and the tests drive (`prebuild`: see `nexus_tui.live.prebuild`)."""
     return NexusApp(Path(root), demo=demo, demo_steps=demo_steps, prebuild=prebuild)

@@ -25,8 +25,8 @@ from nexus_tui.widgets.run_table import RunTable
 if TYPE_CHECKING:
     from nexus_core.commands import Command
     from nexus_tui.app.hub import Services
-    from nexus_tui.services.settings import Settings
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.history.store import MetricStore
+    from nexus_tui.settings import Settings
 
 
 KEY_COMMAND_TIMEOUT_S = 60.0
@@ -218,7 +218,7 @@ class RunActions:
         def check(args: dict[str, Any]) -> str:
             if args.get("command"):
                 return ""  # a command is its own program: nothing of the engine's to check
-            from nexus_tui.services.launch_args import LaunchError
+            from nexus_tui.live.launch_args import LaunchError
 
             try:
                 self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
@@ -301,7 +301,7 @@ class RunActions:
     @work(thread=True, group="report", exclusive=True)
     def write_report(self, runs: list[str]) -> None:
         """Off the event loop: a long run's metrics file takes a while to read."""
-        from nexus_tui.services.report.document import save_report
+        from nexus_tui.documents.report.document import save_report
 
         try:
             path = save_report(self.root, runs)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nexus_tui.services.settings import X_AXES
+from nexus_tui.settings import X_AXES
 from nexus_tui.themes import next_theme
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel
 
 if TYPE_CHECKING:
-    from nexus_tui.services.settings import Settings
+    from nexus_tui.settings import Settings
 
 WINDOWS = (0, 100, 500, 2000, 10000)
 """The `w` key's cycle of x windows (last N steps; 0 is the whole run)."""

@@ -10,8 +10,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, SelectionList, Static
 
+from nexus_tui.curves import chartgrid
 from nexus_tui.screens.confirm import Dialog, FormDialog
-from nexus_tui.services import chartgrid
 
 
 def prompt(key: str) -> Text:

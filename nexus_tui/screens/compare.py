@@ -2,7 +2,7 @@
 
 "Which config won" is only a fair question at equal steps or equal tokens, and only meaningful next
 to what was changed; this screen puts the three side by side. The rows come from
-nexus_tui.services.comparison (this screen only draws them), and y takes them out of the terminal as markdown.
+nexus_tui.documents.comparison (this screen only draws them), and y takes them out of the terminal as markdown.
 Every cell is a rich Text of cleaned text: run names and config values are never parsed as markup.
 """
 
@@ -18,21 +18,21 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, SelectionList
 
-from nexus_tui.services import format as fmt
-from nexus_tui.services.comparison import (
+from nexus_tui import format as fmt
+from nexus_tui.curves.curves import CurveCache
+from nexus_tui.documents.comparison import (
     COLUMNS,
     comparison_markdown,
     config_differences,
     flatten,
     result_row,
 )
-from nexus_tui.services.curves import CurveCache
-from nexus_tui.services.report.document import write_new
+from nexus_tui.documents.report.document import write_new
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 if TYPE_CHECKING:
-    from nexus_tui.services.store import MetricStore, RunView
+    from nexus_tui.history.store import MetricStore, RunView
 
 __all__ = ["CompareScreen", "config_differences", "flatten"]
 

@@ -26,8 +26,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 from nexus_core.config import preset_names
 from nexus_core.names import RUN_NAME_RULE, command_base, free_run_name, next_free_name, run_name_ok
 from nexus_core.text import clean_text
+from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
-from nexus_tui.services import format as fmt
 
 OVERRIDE_RE = re.compile(r"^[a-z_]+\.[a-z_]+=.+$")
 MAX_RANKS = 64

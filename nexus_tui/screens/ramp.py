@@ -25,8 +25,8 @@ from textual.worker import get_current_worker
 
 from nexus_core.protocol import COMMAND_ARGS, RAMP
 from nexus_core.text import clean_text
+from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
-from nexus_tui.services import format as fmt
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
 Preview = Callable[[float, int, int, "str | None"], tuple[list[float], list[float]]]

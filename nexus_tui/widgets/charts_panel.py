@@ -25,10 +25,10 @@ from textual.containers import Grid, Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
-from nexus_tui.services import chartgrid
-from nexus_tui.services import format as fmt
-from nexus_tui.services.chart_summary import Forecasts, is_starting, loss_differs, starting_text
-from nexus_tui.services.settings import Settings
+from nexus_tui import format as fmt
+from nexus_tui.curves import chartgrid
+from nexus_tui.curves.chart_summary import Forecasts, is_starting, loss_differs, starting_text
+from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets import chart as chart_widget
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
@@ -37,8 +37,8 @@ from nexus_tui.widgets.inspect import readout
 from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
-    from nexus_tui.services.curves import CurveCache
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.curves.curves import CurveCache
+    from nexus_tui.history.store import MetricStore
 
 EMPTY_HINT = "no runs yet: press n to launch one, or run `nexus demo`"
 CHARTS = (("loss", "H, val ◆"), ("lr", "learning rate"), ("gnorm", "grad norm"), ("tok_s", "tokens/s"))
@@ -160,7 +160,7 @@ class ChartsPanel(ChartView, Vertical):
         """The prepared curves, made at the first curve drawn: their module (numpy) is imported after
         the first frame, which draws no curve."""
         if self._curve_cache is None:
-            from nexus_tui.services.curves import CurveCache
+            from nexus_tui.curves.curves import CurveCache
 
             self._curve_cache = CurveCache()
         return self._curve_cache

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus_tui.services import format as fmt
-from nexus_tui.services.chartgrid import title
+from nexus_tui import format as fmt
+from nexus_tui.curves.chartgrid import title
 
 SHOWN = (("ce", "H", fmt.loss), ("loss", "loss", fmt.loss), ("lr", "lr", fmt.lr), ("gnorm", "gnorm", None),
          ("tok_s", "tok/s", fmt.count))

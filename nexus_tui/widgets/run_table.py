@@ -18,12 +18,12 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
 
 from nexus_core.text import clean_text
-from nexus_tui.services import format as fmt
+from nexus_tui import format as fmt
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets.throttle import Throttle
 
 if TYPE_CHECKING:
-    from nexus_tui.services.store import RunView
+    from nexus_tui.history.store import RunView
 
 COLUMNS = (
     ("name", "Run"), ("model", "Model"), ("device", "Device"), ("state", "State"),

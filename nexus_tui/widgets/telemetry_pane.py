@@ -23,8 +23,8 @@ from textual.widgets import Static
 
 from nexus_core.text import clean_text
 from nexus_core.units import gib
-from nexus_tui.services import format as fmt
-from nexus_tui.services.telemetry_view import GpuView, TelemetryView
+from nexus_tui import format as fmt
+from nexus_tui.telemetry.view import GpuView, TelemetryView
 
 BARS = " ▁▂▃▄▅▆▇█"
 LABEL = 5

@@ -16,8 +16,8 @@ from textual.app import App
 
 from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.__main__ import main
+from nexus_tui.documents.comparison import COLUMNS, comparison_markdown, load_runs
 from nexus_tui.screens.compare import CompareScreen
-from nexus_tui.services.comparison import COLUMNS, comparison_markdown, load_runs
 from nexus_tui.themes import PALETTES
 
 SIDE_WORK = ["train.eval_every=3", "train.eval_batches=2", "train.ckpt_every=1000"]
@@ -130,8 +130,8 @@ def test_nexus_compare_of_long_runs_reads_them_as_columns_and_says_what_the_reco
     in the middle, the first time and again from the cache it left."""
     from support.runfolder import write_finished
 
-    from nexus_tui.columnar import cachefile
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.history.columnar import cachefile
+    from nexus_tui.history.store import MetricStore
 
     root = tmp_path / "runs"
     write_finished(root / "clean", 9000, eval_every=1000)

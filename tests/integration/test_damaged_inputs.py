@@ -26,8 +26,8 @@ from support.runfolder import snapshot
 
 from nexus_core import protocol as P
 from nexus_tui.app import NexusApp
-from nexus_tui.services.runs_index import summarize_run
-from nexus_tui.services.settings import load_settings
+from nexus_tui.documents.runs_index import summarize_run
+from nexus_tui.settings import load_settings
 from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 

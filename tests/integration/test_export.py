@@ -162,8 +162,8 @@ def test_the_fast_csv_and_parquet_are_the_row_by_row_tables_point_for_point(tmp_
     points); its text is exactly what csv.writer writes of every Row: on a resumed engine run, and on a
     hand-written run with what quoting and ordering can trip on (commas, quotes, a formula, an empty
     key, a non-finite value and time, evals before the first and after the last metric, extra keys)."""
-    from nexus_tui.services.export import csv_chunks, parquet_table, rows, runs_parquet_table, write_csv
-    from nexus_tui.services.report.document import load
+    from nexus_tui.documents.export import csv_chunks, parquet_table, rows, runs_parquet_table, write_csv
+    from nexus_tui.documents.report.document import load
 
     def comparable(row: dict[str, Any]) -> dict[str, Any]:
         return {k: "nan" if isinstance(v, float) and v != v else v for k, v in row.items()}  # NaN != NaN

@@ -16,7 +16,7 @@ from support.reporter import nexus_runs
 from torch.utils.tensorboard import SummaryWriter
 
 from nexus_core import protocol as P
-from nexus_tui.services.comparison import load_runs
+from nexus_tui.documents.comparison import load_runs
 
 STEPS = 12
 
@@ -185,8 +185,8 @@ def test_without_tensorboard_it_says_what_to_install(tmp_path: Path) -> None:
 
 async def test_the_dashboard_lists_an_imported_run(runs_root: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from nexus_tui import format as fmt
     from nexus_tui.app import NexusApp
-    from nexus_tui.services import format as fmt
     from nexus_tui.widgets.run_table import RunTable
 
     write_logdir(tmp_path / "tb")

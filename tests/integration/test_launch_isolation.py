@@ -16,7 +16,7 @@ import pytest
 from support.preset import TINY, TINY_OVERRIDES
 
 from nexus_core import protocol as P
-from nexus_tui.services.supervisor import Supervisor
+from nexus_tui.live.supervisor import Supervisor
 
 NEXUS = Path(sys.executable).parent / "nexus"
 

@@ -2,7 +2,8 @@
 
 test_border.py proves at run time (fresh interpreters) that torch and textual stay on their sides;
 this checks every import statement, including ones on paths no test imports, and the layers inside
-the dashboard (app > screens > widgets > themes > services > columnar; services headless).
+the dashboard (app > screens > widgets > themes > documents > live|curves|telemetry > history; all below
+themes headless).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from support.reporter import nexus_runs
 from support.runfolder import dead_pid
 
 from nexus_tui.app import NexusApp
-from nexus_tui.services.store import MetricStore
-from nexus_tui.services.watcher import RunsWatcher
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.watcher import RunsWatcher
 from nexus_tui.widgets.run_table import RunTable
 
 

@@ -95,8 +95,8 @@ async def test_garbage_on_a_real_pipe_leaves_the_app_up_with_warnings(runs_root:
 
 
 def test_a_damaged_metrics_file_is_reattached_with_every_whole_record(runs_root: Path) -> None:
-    from nexus_tui.services.store import MetricStore
-    from nexus_tui.services.supervisor import Supervisor
+    from nexus_tui.history.store import MetricStore
+    from nexus_tui.live.supervisor import Supervisor
 
     run = runs_root / "damaged"
     run.mkdir()

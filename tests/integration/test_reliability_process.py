@@ -154,7 +154,7 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
 
 DASHBOARD = textwrap.dedent("""
     import sys, time
-    from nexus_tui.services.supervisor import Supervisor
+    from nexus_tui.live.supervisor import Supervisor
     sup = Supervisor(sys.argv[1], lambda *a: None, lambda *a: None, lambda *a: None)
     sup.launch("tiny", name="lives", steps=100000, overrides=sys.argv[2:])
     print(sup.processes()["lives"], flush=True)
@@ -231,8 +231,8 @@ async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_contr
 
 def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(runs_root: Path) -> None:
     """A CPU allocation that really fails: an address-space limit and a batch far too big for it."""
-    from nexus_tui.services.store import MetricStore
-    from nexus_tui.services.supervisor import Supervisor
+    from nexus_tui.history.store import MetricStore
+    from nexus_tui.live.supervisor import Supervisor
 
     wrapper = runs_root.parent / "python-with-2gb"
     wrapper.write_text(f"#!/bin/sh\nulimit -v {2 * 2**20}\nexec {sys.executable} \"$@\"\n")

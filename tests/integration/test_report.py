@@ -23,12 +23,12 @@ from support.markdown import CONTROL, column, section, table
 from support.preset import sets
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
+from nexus_tui import format as fmt
 from nexus_tui.__main__ import main
-from nexus_tui.services import format as fmt
-from nexus_tui.services.comparison import comparison_markdown, load_runs
-from nexus_tui.services.forecast import forecast_final
-from nexus_tui.services.report.document import build_report
-from nexus_tui.services.report.safe import md
+from nexus_tui.curves.forecast import forecast_final
+from nexus_tui.documents.comparison import comparison_markdown, load_runs
+from nexus_tui.documents.report.document import build_report
+from nexus_tui.documents.report.safe import md
 
 SIDE_WORK = ["train.eval_every=3", "train.eval_batches=2", "train.sample_every=3", "train.sample_tokens=16",
              "train.ckpt_every=12"]

@@ -15,11 +15,11 @@ from support.runfolder import write_finished, write_run
 
 from nexus_core.protocol import METRICS_FILE
 from nexus_tui.__main__ import main
-from nexus_tui.columnar import cachefile
-from nexus_tui.services.export import rows, write_csv
-from nexus_tui.services.history import read_each_record
-from nexus_tui.services.report.document import load, report_markdown
-from nexus_tui.services.report.facts import load_facts
+from nexus_tui.documents.export import rows, write_csv
+from nexus_tui.documents.report.document import load, report_markdown
+from nexus_tui.documents.report.facts import load_facts
+from nexus_tui.history.columnar import cachefile
+from nexus_tui.history.reader import read_each_record
 
 NAMES = ("clean", "resumed", "damaged")
 
@@ -88,7 +88,7 @@ def test_report_and_export_of_long_runs_say_what_every_record_says(root: Path,
         # Each left a cache behind; only the clean ones are read from it (a damaged file is decoded
         # whole, so its warnings are told again).
         assert all(cachefile.cached_offset(root / n) for n in NAMES), time_
-    from nexus_tui.columnar import colcache
+    from nexus_tui.history.columnar import colcache
 
     assert colcache.load(root / "clean", clean_only=True) is not None
     assert colcache.load(root / "resumed", clean_only=True) is not None

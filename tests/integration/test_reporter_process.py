@@ -15,8 +15,8 @@ from support import ROOT
 from support.reporter import Script, command, nexus_runs
 
 from nexus_core import protocol as P
-from nexus_tui.services.engine_io import exit_code_of
-from nexus_tui.services.store import MetricStore
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.engine_io import exit_code_of
 
 
 def _metric_steps(script: Script) -> list[int]:

@@ -14,7 +14,7 @@ from support.preset import sets
 from support.runfolder import dead_pid
 
 from nexus_core.protocol import METRICS_FILE, STATUS_FILE, RecordWriter, write_status
-from nexus_tui.services.runs_index import format_runs_table, scan_runs
+from nexus_tui.documents.runs_index import format_runs_table, scan_runs
 
 
 def _metrics(run_dir: Path, steps: int, state: str | None = None) -> None:

@@ -19,10 +19,10 @@ from support.preset import TINY
 from support.runfolder import write_finished
 
 from nexus_core import protocol as P
-from nexus_tui.columnar import cachefile
-from nexus_tui.services.launch_args import LaunchError
-from nexus_tui.services.prebuild import Prebuild
-from nexus_tui.services.supervisor import Supervisor
+from nexus_tui.history.columnar import cachefile
+from nexus_tui.live.launch_args import LaunchError
+from nexus_tui.live.prebuild import Prebuild
+from nexus_tui.live.supervisor import Supervisor
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLANTEDKEY attacker@example"
 

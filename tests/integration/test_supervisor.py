@@ -21,8 +21,8 @@ from support.reporter import SCRIPTS
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
-from nexus_tui.services.store import MetricStore
-from nexus_tui.services.supervisor import LaunchError, Supervisor
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.supervisor import LaunchError, Supervisor
 
 OVERRIDES = [*(o for o in TINY_OVERRIDES if not o.startswith("train.threads=")),
              "train.eval_every=5", "train.eval_batches=2", "train.ckpt_every=1000"]

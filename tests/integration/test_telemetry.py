@@ -11,7 +11,7 @@ import time
 import pytest
 
 from nexus_core import protocol as P
-from nexus_tui.services.telemetry import Telemetry
+from nexus_tui.telemetry.sampler import Telemetry
 
 
 @pytest.fixture

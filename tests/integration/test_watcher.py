@@ -15,8 +15,8 @@ from support.preset import sets
 from support.records import metric
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
-from nexus_tui.services.store import MetricStore
-from nexus_tui.services.watcher import RunsWatcher
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.watcher import RunsWatcher
 
 
 class Seen:
@@ -145,7 +145,7 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
     the watcher's file events do not read the file again meanwhile; its poll still does, every
     `poll_s` (the backfill for what a full pipe dropped), to the run's last record."""
     from nexus_core.recordtypes import Metric
-    from nexus_tui.services.supervisor import Supervisor
+    from nexus_tui.live.supervisor import Supervisor
 
     piped = Seen()
     sup = Supervisor(runs_root, on_records=piped.on_records, on_exit=lambda *a: None, on_warning=piped.on_warning)

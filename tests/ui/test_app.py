@@ -243,8 +243,8 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
 
 async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Path) -> None:
     """Best val must be on screen at 80x24, not behind a sideways scroll."""
+    from nexus_tui import format as fmt
     from nexus_tui.app import messages as msg
-    from nexus_tui.services import format as fmt
 
     name = "tiny-transformer-1"
     recs = [{"type": "metric", "seq": s, "time": time.time(), "step": s, "tokens": s * 512, "loss": 3.0 / s,

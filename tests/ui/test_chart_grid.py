@@ -15,7 +15,7 @@ from textual.widgets import Input, SelectionList
 
 import nexus
 from nexus_tui.app import NexusApp
-from nexus_tui.services import chartgrid
+from nexus_tui.curves import chartgrid
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
 

@@ -8,8 +8,8 @@ from support.records import falling_run
 from textual.visual import Visual, visualize
 from textual_plotext import PlotextPlot
 
-from nexus_tui.services.settings import Settings
-from nexus_tui.services.store import MetricStore
+from nexus_tui.history.store import MetricStore
+from nexus_tui.settings import Settings
 from nexus_tui.themes import PALETTES
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.charts_panel import ChartsPanel

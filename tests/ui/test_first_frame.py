@@ -16,8 +16,8 @@ from pathlib import Path
 
 AFTER_THE_FIRST_FRAME = (
     "numpy", "msgpack", "watchdog", "psutil", "pynvml", "nexus_core.config", "nexus_core.control",
-    "nexus_core.protocol", "nexus_tui.app.hub", "nexus_tui.services.store", "nexus_tui.services.curves",
-    "nexus_tui.columnar",
+    "nexus_core.protocol", "nexus_tui.app.hub", "nexus_tui.history.store", "nexus_tui.curves.curves",
+    "nexus_tui.history.columnar",
 )
 
 PROBE = """

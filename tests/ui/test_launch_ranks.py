@@ -15,10 +15,10 @@ from support.reporter import SCRIPT
 from support.wait import pilot_wait_until
 
 from nexus_core.protocol import LOG_FILE, read_status
+from nexus_tui.live.supervisor import LaunchError, Supervisor
 from nexus_tui.screens.confirm import ConfirmScreen
 from nexus_tui.screens.launch import LaunchScreen
-from nexus_tui.services.supervisor import LaunchError, Supervisor
-from nexus_tui.services.telemetry import rank_processes
+from nexus_tui.telemetry.sampler import rank_processes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.run_table import RunTable
 

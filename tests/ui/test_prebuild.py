@@ -1,5 +1,5 @@
 """A long history with no columnar cache is decoded by a child process while the dashboard starts
-(`nexus_tui.services.prebuild`), and the real app then opens it from the cache the child wrote; a
+(`nexus_tui.live.prebuild`), and the real app then opens it from the cache the child wrote; a
 child that dies, falls silent or talks nonsense leaves the dashboard to decode the file itself. In
 every case the charts hold exactly the file's records."""
 
@@ -16,11 +16,11 @@ from support.wait import pilot_wait_until, wait_until
 
 from nexus_core.protocol import METRICS_FILE, read_records
 from nexus_tui.app import NexusApp
-from nexus_tui.columnar import cachefile
-from nexus_tui.columnar.fastdecode import ColumnDecoder
-from nexus_tui.services import prebuild as prebuild_module
-from nexus_tui.services.prebuild import Prebuild
-from nexus_tui.services.watcher import RunsWatcher
+from nexus_tui.history.columnar import cachefile
+from nexus_tui.history.columnar.fastdecode import ColumnDecoder
+from nexus_tui.live import prebuild as prebuild_module
+from nexus_tui.live.prebuild import Prebuild
+from nexus_tui.live.watcher import RunsWatcher
 from nexus_tui.widgets.log_pane import LogPane
 from nexus_tui.widgets.run_table import RunTable
 
@@ -105,7 +105,7 @@ async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Pat
     go = tmp_path / "go"
     gated = ("import os, sys, time\n"
              f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
-             "from nexus_tui.services.prebuild import main\n"
+             "from nexus_tui.live.prebuild import main\n"
              f"sys.exit(main([{str(long_root)!r}, 'long']))\n")
     proc = subprocess.Popen([sys.executable, "-c", gated], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     pre = Prebuild(proc, ["long"])

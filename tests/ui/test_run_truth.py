@@ -19,7 +19,7 @@ import nexus_core.state
 from nexus_core.runfolder import engine_argv
 from nexus_core.state import RunState
 from nexus_tui.app import NexusApp
-from nexus_tui.services.runs_index import format_runs_table, summarize_run
+from nexus_tui.documents.runs_index import format_runs_table, summarize_run
 from nexus_tui.widgets.run_table import RunTable
 
 QUIET = ["train.eval_every=100000", "train.ckpt_every=100000", "train.save_best=false"]
@@ -98,7 +98,7 @@ def test_a_run_found_before_its_status_is_ready_once_the_status_appears(runs_roo
     import time
 
     from nexus_core.runfolder import write_status
-    from nexus_tui.services.watcher import RunsWatcher
+    from nexus_tui.live.watcher import RunsWatcher
 
     found: list[str] = []
     ready: list[str] = []

@@ -8,12 +8,12 @@ from support.records import falling_run
 from textual.app import App
 from textual.widgets import DataTable, Input
 
+from nexus_tui.history.store import MetricStore
 from nexus_tui.screens.compare import CompareScreen
 from nexus_tui.screens.confirm import QuitScreen
 from nexus_tui.screens.generate import GenerateScreen
 from nexus_tui.screens.launch import LaunchScreen
 from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
-from nexus_tui.services.store import MetricStore
 from nexus_tui.themes import PALETTES
 
 

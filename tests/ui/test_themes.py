@@ -11,7 +11,7 @@ from support import ROOT
 from textual.color import Color
 
 from nexus_tui.app import NexusApp
-from nexus_tui.services.settings import load_settings
+from nexus_tui.settings import load_settings
 from nexus_tui.themes import MAX_THEME_BYTES, PALETTES, THEMES, builtin_themes, palette_for
 
 MINE = """

@@ -8,9 +8,9 @@ import time
 from support.pilot import Host
 from support.records import falling_run
 
-from nexus_tui.services import format as fmt
-from nexus_tui.services.settings import Settings
-from nexus_tui.services.store import MetricStore
+from nexus_tui import format as fmt
+from nexus_tui.history.store import MetricStore
+from nexus_tui.settings import Settings
 from nexus_tui.themes import PALETTES
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable

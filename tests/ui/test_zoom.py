@@ -11,7 +11,7 @@ from support.runfolder import write_finished
 from support.wait import pilot_wait_until
 
 from nexus_tui.app import NexusApp
-from nexus_tui.columnar import colcache
+from nexus_tui.history.columnar import colcache
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.charts_panel import ChartsPanel
 from nexus_tui.widgets.run_table import RunTable
@@ -115,7 +115,7 @@ async def test_a_history_is_charted_once_it_is_whole(runs_root: Path, tmp_path: 
     """A history read in many batches: the table says `loading N%` meanwhile, and no chart is ever
     handed a part of it (curves worked out and plotext builds for every batch slowed the open); the
     charts get the whole run once it is read, at once, not at the app's next redraw tick."""
-    from nexus_tui.services import watcher as watcher_module
+    from nexus_tui.live import watcher as watcher_module
 
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)

@@ -10,8 +10,8 @@ import pytest
 from support.runfolder import write_finished
 
 from nexus_core.protocol import METRICS_FILE
-from nexus_tui.columnar import cachefile, colcache
-from nexus_tui.columnar.fastdecode import ColumnDecoder
+from nexus_tui.history.columnar import cachefile, colcache
+from nexus_tui.history.columnar.fastdecode import ColumnDecoder
 
 
 @pytest.fixture

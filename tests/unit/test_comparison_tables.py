@@ -9,15 +9,15 @@ from support import ROOT
 from support.markdown import table_after
 
 from nexus_core.config import SHARED_MODEL_OPTIONS
-from nexus_tui.services.comparison import comparison_markdown, config_differences
-from nexus_tui.services.store import MetricStore
+from nexus_tui.documents.comparison import comparison_markdown, config_differences
+from nexus_tui.history.store import MetricStore
 
 
 def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None:
     """Through the real store: a run without evals reads as a dash and takes no part in the bold;
     two runs whose best val loss rounds to the same text are both bold."""
-    from nexus_tui.services.comparison import results, results_markdown
-    from nexus_tui.services.store import MetricStore
+    from nexus_tui.documents.comparison import results, results_markdown
+    from nexus_tui.history.store import MetricStore
 
     store = MetricStore()
     for seq_base, (name, val) in enumerate((("x", 2.00001), ("y", 2.00002), ("z", None), ("w", 3.5))):
@@ -118,9 +118,9 @@ def test_the_report_reads_an_old_flat_run_and_a_new_one_alike() -> None:
     """`nexus report`'s config row and loss note read a run from before the family tables (its hello
     config flat) the same as a new one: the hybrid's own options, the MTP heads that explain a loss gap."""
     from nexus_core.config import load_preset, read_toml
-    from nexus_tui.services.report.facts import RunFacts
-    from nexus_tui.services.report.sections import config_section, loss_columns_section
-    from nexus_tui.services.runs_index import RunSummary
+    from nexus_tui.documents.report.facts import RunFacts
+    from nexus_tui.documents.report.sections import config_section, loss_columns_section
+    from nexus_tui.documents.runs_index import RunSummary
 
     def facts(config: dict) -> RunFacts:
         return RunFacts("r", Path("r"), RunSummary("r", Path("r")), hellos=[{"type": "hello", "config": config}])

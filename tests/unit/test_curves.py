@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from nexus_tui.services.curves import BLOCK, FAN, CurveCache, Envelope
-from nexus_tui.services.downsample import downsample, ema_continue
-from nexus_tui.services.runview import Series
+from nexus_tui.curves.curves import BLOCK, FAN, CurveCache, Envelope
+from nexus_tui.curves.downsample import downsample, ema_continue
+from nexus_tui.history.runview import Series
 
 
 def _series(n: int, start: int = 1, nan_every: int = 0) -> Series:

@@ -9,11 +9,11 @@ from pathlib import Path
 from support.records import falling_run
 
 from nexus_core.state import ranks_device
+from nexus_tui.history.store import MetricStore
 from nexus_tui.screens.compare import config_differences, flatten
 from nexus_tui.screens.generate import parse_generate
 from nexus_tui.screens.launch import next_free_name, parse_launch
 from nexus_tui.screens.ramp import checkpoint_rows, parse_ramp
-from nexus_tui.services.store import MetricStore
 
 
 def test_parse_generate_limits() -> None:

@@ -10,7 +10,7 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nexus_tui.services.downsample import downsample, ema_continue
+from nexus_tui.curves.downsample import downsample, ema_continue
 
 
 def ema(ys: list[float], w: float) -> list[float]:

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordDecoder, RecordWriter
-from nexus_tui.columnar import colcache
-from nexus_tui.columnar.fastdecode import ColumnDecoder, MetricBlock, batch_records
-from nexus_tui.services.store import MetricStore
-from nexus_tui.services.watcher import RunsWatcher
+from nexus_tui.history.columnar import colcache
+from nexus_tui.history.columnar.fastdecode import ColumnDecoder, MetricBlock, batch_records
+from nexus_tui.history.store import MetricStore
+from nexus_tui.live.watcher import RunsWatcher
 
 STATE_FIELDS = ("state", "step", "tokens", "loss", "ce", "lr", "tok_s", "updated", "best_val_loss", "val_loss",
                 "total_steps", "start_step", "pid")
@@ -402,7 +402,7 @@ def test_a_cache_of_a_writers_own_keys_gives_the_same_series(tmp_path: Path, mon
 def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeypatch) -> None:
     """Read chunk by chunk (no cache yet), the columns are reserved for the whole file from how far
     the read has got, not grown by half again and again (up to half of them unused at the end)."""
-    from nexus_tui.services import watcher as watcher_module
+    from nexus_tui.live import watcher as watcher_module
 
     monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 16)
     monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
@@ -430,7 +430,7 @@ def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeyp
 def test_a_history_goes_to_the_app_in_few_large_batches(tmp_path: Path, monkeypatch) -> None:
     """The app's thread folds a history in batches of HISTORY_DELIVER_BYTES of the file (or of
     HISTORY_DELIVER_S), not one per chunk read: each batch also redraws the table."""
-    from nexus_tui.services import watcher as watcher_module
+    from nexus_tui.live import watcher as watcher_module
 
     monkeypatch.setattr(watcher_module, "READ_CHUNK", 1 << 14)
     monkeypatch.setattr(watcher_module, "HISTORY_DELIVER_BYTES", 1 << 16)

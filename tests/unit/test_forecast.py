@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from nexus_tui.services.forecast import forecast_final
+from nexus_tui.curves.forecast import forecast_final
 
 
 def _law(s: float, a: float = 1.4, b: float = 6.0, c: float = 0.45) -> float:

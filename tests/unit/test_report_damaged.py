@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from support.markdown import CONTROL, column, section, table
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter
-from nexus_tui.services.report.document import build_report
+from nexus_tui.documents.report.document import build_report
 
 
 def test_a_long_run_shows_spread_rows_with_its_best_and_last(tmp_path: Path) -> None:

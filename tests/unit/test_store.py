@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
-from nexus_tui.services.store import MetricStore
+from nexus_tui.history.store import MetricStore
 
 
 def _write_run(run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0,

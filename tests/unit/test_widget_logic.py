@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nexus_tui.services import format as fmt
-from nexus_tui.services.settings import Settings, load_settings, save_settings
+from nexus_tui import format as fmt
+from nexus_tui.settings import Settings, load_settings, save_settings
 from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
 
 PALETTE = PALETTES["nexus-dark"]

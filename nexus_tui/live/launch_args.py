@@ -1,0 +1,106 @@
+"""What to start, decided before anything starts: the engine's arguments, its environment, and the
+checks that refuse a bad launch while no folder exists yet.
+
+Pure functions over the run's settings (plus `check_train`, which asks the engine itself through an
+isolated `python -I ... --check`): the supervisor (`supervisor.py`) only spawns and follows what these
+return, so the rules for "is this launch valid, and how is it spelled" live in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from nexus_core.protocol import LIVE_STATES, clean_text, engine_argv
+from nexus_core.runfolder import pid_alive
+from nexus_core.schema import RUN_DIR_ENV
+from nexus_tui.live.engine_io import command_program, visible_devices
+
+MAX_RANKS = 64
+"""The most processes the form may ask torchrun for on one machine."""
+
+
+class LaunchError(Exception):
+    """A run could not be started or resumed; the message is one line that says what to fix."""
+
+
+def base_env(threads: int | None) -> dict[str, str]:
+    """The dashboard's environment for a child: unbuffered output, and the CPU threads it may use."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def train_args(
+    preset: str, run_dir: Path, device: str, steps: int | None, overrides: list[str] | None, nproc: int,
+) -> list[str]:
+    """`engine train` arguments for a new run; LaunchError for counts out of range."""
+    if not 1 <= nproc <= MAX_RANKS:
+        raise LaunchError(f"processes must be 1 to {MAX_RANKS}, got {nproc}")
+    if steps is not None and steps < 1:
+        raise LaunchError(f"steps must be at least 1, got {steps}")
+    args = ["train", "--preset", preset, "--run-dir", str(run_dir), "--device", device]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    for text in overrides or []:
+        args += ["--set", text]
+    return args
+
+
+def resume_args(
+    run_dir: Path, status: dict[str, Any], live: bool, lr: float | None, ramp_steps: int | None,
+    steps: int | None, from_ckpt: str | None, device: str | None,
+) -> tuple[list[str], str]:
+    """`engine resume` arguments and the device the run will use. LaunchError while the run is
+    still running (this dashboard follows it, or its status says so and its pid lives) or for half
+    a ramp."""
+    if live or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
+        raise LaunchError(f"run {run_dir.name!r} is still running: stop it before resuming it")
+    if (lr is None) != (ramp_steps is None):
+        raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
+    args = ["resume", "--run-dir", str(run_dir)]
+    if from_ckpt:
+        args += ["--from", str(from_ckpt)]
+    if steps is not None:
+        args += ["--steps", str(steps)]
+    if lr is not None:
+        args += ["--lr", repr(float(lr)), "--ramp-steps", str(int(ramp_steps or 0))]
+    if device:
+        args += ["--device", device]
+    run_device = device or (status.get("device") if isinstance(status.get("device"), str) else "cpu")
+    return args, run_device
+
+
+def check_train(python: str, args: list[str], cwd: Path) -> None:
+    """`python -m engine train ARGS --check` (isolated, like a real start): the engine validates the
+    preset, every override and the run folder with the same code a real start runs, without torch
+    and without creating anything (about half a second). LaunchError with the engine's one line if
+    it refuses."""
+    try:
+        out = subprocess.run(engine_argv(python, *args, "--check"), capture_output=True, text=True,
+                             timeout=60, cwd=cwd, env=base_env(None), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LaunchError(f"could not check the run's config: {e}") from None
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+        raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+
+
+def command_launch(argv: list[str], run_dir: Path, device: str) -> tuple[str, dict[str, str]]:
+    """The program to run for a user's command (no shell) and its environment: NEXUS_RUN_DIR naming
+    the new folder for the script's `nexus.init()`, CUDA_VISIBLE_DEVICES from `device` (cpu: none
+    visible). The metrics pipe's fd is added by the supervisor once it exists."""
+    try:
+        program = command_program(argv)
+    except ValueError as e:
+        raise LaunchError(str(e)) from None
+    env = base_env(None)
+    env[RUN_DIR_ENV] = str(run_dir)
+    if (visible := visible_devices(device)) is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
+    return program, env
