@@ -19,11 +19,13 @@ from pathlib import Path
 
 from engine import checkpoint as ckpt
 from engine.runlock import hold_run_folder, refuse_if_in_use
+from nexus_core import children
 from nexus_core import config as C
 from nexus_core import protocol as P
 from nexus_core.engine_deps import ENGINE_MODULES, missing_engine_message
 from nexus_core.errors import ConfigError, NexusError
 from nexus_core.names import RUN_NAME_RULE, run_name_ok
+from nexus_core.safefile import atomic_write
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
@@ -269,10 +271,10 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
     if args.command == "train" and not args.run_dir:
         rest += ["--run-dir", str(run_dir)]
     # Isolated like every engine launch (protocol.engine_argv): no worker imports from the cwd.
-    cmd = [sys.executable, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "--no-python", *P.engine_argv(sys.executable, *rest)]
+    cmd = [children.PYTHON, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "--no-python", *children.nexus_argv("engine", *rest)]
     sys.stdout.flush()
-    os.execv(sys.executable, cmd)
+    children.become(cmd, env=children.child_env())
 
 
 def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
@@ -306,9 +308,7 @@ def _check_source(cfg: C.Config) -> None:
 
 
 def _write_config(run_dir: Path, cfg: C.Config) -> None:
-    tmp = run_dir / (P.CONFIG_FILE + ".tmp")
-    tmp.write_text(cfg.to_toml())
-    tmp.replace(run_dir / P.CONFIG_FILE)
+    atomic_write(run_dir / P.CONFIG_FILE, cfg.to_toml(), within=run_dir)
 
 
 def _existing_run(run_dir: str, write: bool = False) -> Path:

@@ -16,7 +16,7 @@ import msgpack
 import msgspec
 
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
-from nexus_core.safefile import open_regular
+from nexus_core.safefile import open_append, open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
@@ -239,7 +239,7 @@ class RecordWriter:
     def __init__(self, path: str | Path, pipe_fd: int | None = None) -> None:
         self.path = Path(path)
         self.seq = count_records(self.path) if self.path.exists() else 0
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the writer
+        self._file = open_append(self.path, buffering=0)  # lives as long as the writer; never through a link or FIFO
         self._pipe = pipe_fd
         self.pipe_dropped = 0
         if pipe_fd is not None:

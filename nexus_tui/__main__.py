@@ -19,12 +19,12 @@ TORCH_COMMANDS = ("train", "resume", "generate", "eval")
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in ENGINE_COMMANDS:
-        from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
+        from nexus_core import children  # torch-free; only Nexus's engine is importable there
 
         if argv[0] in TORCH_COMMANDS and not {"-h", "--help"} & set(argv) and _engine_missing():
             return 2
 
-        os.execve(sys.executable, engine_argv(sys.executable, *argv), {**os.environ, "NEXUS_PROG": "nexus"})
+        children.become(children.nexus_argv("engine", *argv), env=children.child_env({"NEXUS_PROG": "nexus"}))
 
     parser = argparse.ArgumentParser(
         prog="nexus",
@@ -127,6 +127,7 @@ def _warn_run(run: str, text: str) -> None:
 def _report(root: Path, names: list[str], output: str | None) -> int:
     """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
     from nexus_core.protocol import clean_text, describe_os_error
+    from nexus_core.safefile import write_through
     from nexus_tui.documents.comparison import UnknownRunError
     from nexus_tui.documents.report.document import build_report
 
@@ -142,7 +143,7 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
     if output is None:
         return _print_out(text)
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        write_through(output, text)
     except OSError as e:
         print(clean_text(f"error: cannot write {output}: {e.strerror or e}"), file=sys.stderr)
         return 2
@@ -220,7 +221,9 @@ def _print_out(text: str) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         # Python would complain again flushing stdout at exit: point it at /dev/null first.
-        devnull = os.open(os.devnull, os.O_WRONLY)
+        from nexus_core.safefile import open_devnull_fd
+
+        devnull = open_devnull_fd()
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return 0

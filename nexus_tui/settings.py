@@ -7,15 +7,13 @@ Nexus reads a newer file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from nexus_core.safefile import read_json
+from nexus_core.safefile import atomic_write, read_json
 from nexus_core.text import clean_text
 
 X_AXES = ("step", "tokens", "time")
@@ -86,12 +84,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> str:
     path = path or settings_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(settings), f, indent=1)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(settings), indent=1), mode=0o600)
     except OSError as e:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
         return f"could not save settings to {path}: {e}"
     return ""

@@ -25,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nexus_core import children
 from nexus_core.commands import Command, Stop
 from nexus_core.control import COMMAND_TIMEOUT_S
 from nexus_core.engine_deps import engine_missing
@@ -83,7 +83,7 @@ class Supervisor(Attaching):
         on_records: OnRecords,
         on_exit: OnExit,
         on_warning: OnWarning,
-        python: str = sys.executable,
+        python: str = children.PYTHON,
         on_batch: Callable[[str, Path, list[Piece]], None] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
@@ -192,7 +192,7 @@ class Supervisor(Attaching):
 
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str, nproc: int = 1) -> None:
         """Start an engine: piped when it is one process, followed from its folder under torchrun."""
-        if self.python == sys.executable and (missing := engine_missing()):
+        if self.python == children.PYTHON and (missing := engine_missing()):
             raise LaunchError(missing)  # a dashboard-only install: say so before making a run folder
         cpu = not device.startswith(("cuda", "mps"))
         with self._lock:
