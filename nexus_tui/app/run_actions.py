@@ -175,6 +175,31 @@ class RunActions:
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return
+        if not run.live:
+            from nexus_core.trust import check
+
+            verdict = check(run.run_dir, "resume")
+            if verdict:
+                self._ask_trust(name, run.run_dir, verdict)
+                return
+        self._open_ramp(name, run)
+
+    def _ask_trust(self, name: str, run_dir: Path, verdict: Any) -> None:
+        """A foreign folder (nexus_core.trust) is resumed only after a yes that saw what it will
+        read and write."""
+        from nexus_tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            run = self.store.get(name)
+            if yes and run is not None:
+                self._open_ramp(name, run, trust=True)
+
+        details = [f"Why: {r}" for r in verdict.reasons]
+        details += [f"reads {r}" for r in verdict.reads] + [f"writes {w}" for w in verdict.writes]
+        self.push_screen(ConfirmScreen(f"Resume {name}? This folder is not yours to trust.", yes="Resume",
+                                       details=details), answered)
+
+    def _open_ramp(self, name: str, run: Any, trust: bool = False) -> None:
         sup = self.services.supervisor
 
         def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
@@ -192,7 +217,7 @@ class RunActions:
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
                                      total_steps=args["total_steps"] or None))
             else:
-                self._resume(run.run_dir, args)
+                self._resume(run.run_dir, args, trust)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
@@ -201,10 +226,10 @@ class RunActions:
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
-    def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+    def _resume(self, run_dir: Path, args: dict[str, Any], trust: bool = False) -> None:
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
-                                            args["total_steps"] or None, args["from_ckpt"])
+                                            args["total_steps"] or None, args["from_ckpt"], trust=trust)
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
 

@@ -45,6 +45,7 @@ from nexus_core.protocol import (
 )
 from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.history.columnar.fastdecode import Piece, batch_records
 from nexus_tui.live import run_control
 from nexus_tui.live.attach import POLL_S, Attaching
@@ -170,12 +171,17 @@ class Supervisor(Attaching):
         steps: int | None = None,
         from_ckpt: str | None = None,
         device: str | None = None,
+        trust: bool = False,
     ) -> None:
         """Start `python -m engine resume` on an existing run (latest checkpoint unless `from_ckpt`).
-        With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total."""
+        With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total. `trust`:
+        the user said yes to resuming a foreign folder (nexus_core.trust); without it the engine
+        refuses one."""
         run_dir = self._resolve(run_dir)
         args, run_device = resume_args(run_dir, read_status(run_dir) or {}, run_dir.name in self.live_runs(),
                                        lr, ramp_steps, steps, from_ckpt, device)
+        if trust:
+            args.append(TRUST_FLAG)
         self._spawn(run_dir.name, run_dir, args, run_device)
 
     def _free_name(self, preset: str) -> str:
