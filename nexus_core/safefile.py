@@ -71,6 +71,8 @@ def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
     except OSError as e:
         if e.errno == errno.ELOOP:
             raise UnsafeFileError(errno.ELOOP, "is a symlink; refusing to write through it", str(path)) from None
+        if e.errno == errno.ENXIO:  # a FIFO with no reader, or a socket, opened without blocking
+            raise UnsafeFileError(errno.ENXIO, "is a FIFO or socket, not a regular file", str(path)) from None
         raise
     try:
         st = os.fstat(fd)

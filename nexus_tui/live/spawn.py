@@ -13,7 +13,8 @@ from pathlib import Path
 
 from nexus_core import children
 from nexus_core.protocol import LOG_FILE
-from nexus_core.safefile import open_append
+from nexus_core.safefile import UnsafeFileError, describe_os_error, open_append
+from nexus_core.text import clean_text
 from nexus_tui.live.engine_io import widen_pipe
 from nexus_tui.live.launch_args import LaunchError
 
@@ -71,7 +72,8 @@ def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: b
             os.close(read_fd)
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
-        raise LaunchError(f"cannot start {what}: {e.strerror or e}") from None
+        said = describe_os_error(e) if isinstance(e, UnsafeFileError) else e.strerror or e  # which file, for a refusal
+        raise LaunchError(clean_text(f"cannot start {what}: {said}")) from None
     finally:
         if write_fd is not None:
             os.close(write_fd)  # the child has its copy; ours would hide the child's EOF

@@ -17,67 +17,29 @@ one command; the torch commands (`resume`, `generate`, `eval`) take the files th
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.engine import engine_env, run_engine
-from support.preset import TINY
+from support.engine import engine_env
+from support.hostile_folders import FILES, KINDS, canary, make_variant, snapshot, train_base
 
-CKPT = "checkpoints/step_000004"
-FILES = {
-    "metrics": "metrics.msgpack",
-    "status": "status",
-    "config": "config.toml",
-    "log": "engine.log",
-    "cache": ".nexus-cache/metrics.cols",
-    "meta": f"{CKPT}/meta.json",
-    "weights": f"{CKPT}/model.safetensors",
-    "tokenizer": "tokenizer.json",
-    "socket": "control.sock",
-    "view": ".nexus-view.json",
-}
-KINDS = ("link_out", "fifo", "directory", "dev_zero", "sparse", "lying")
-LIES: dict[str, bytes] = {
-    "metrics": b"\xdf\xff\xff\xff\xff" + b"\x00" * 64,  # a map claiming 4 billion keys
-    "status": b'{"pid": 1, "state": "running", "step": 1e400, "updated": "never"}',
-    "config": b'[data]\nsource = "/etc"\ntokenizer = "byte"\n[model]\nd_model = -1\n',
-    "log": b"\x1b]52;c;UFdORUQ=\x07\x1b[2J planted\n" * 10,
-    "cache": (b"NXCOLS1\n" + (60).to_bytes(8, "little")
-              + b'{"meta": {"version": 5}, "arrays": {"seq": [0, "<f8", 99]}}'),
-    "meta": b'{"step": 4, "optimizer": {"state": 7}, "format": 999, "name": "../../../etc"}',
-    "weights": b"\xff" * 8 + b"{}",
-    "tokenizer": b'{"model": {"type": "BPE", "vocab": 5}}',
-    "socket": b"not a socket",
-    "view": b'{"hidden": [' + b"[" * 50000 + b"]" * 50000 + b"]}",
-}
 PLANTED = ("numpy", "msgspec", "engine", "torch", "safetensors")
 DEADLINE_S = 120
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One real run (4 steps, a checkpoint at 4): the base every hostile variant is copied from."""
-    run = tmp_path_factory.mktemp("base") / "base"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "4", *TINY,
-                      "--set", "train.ckpt_every=4", "--set", "train.eval_every=0")
-    assert done.returncode == 0, done.stderr[-2000:]
-    (run / "engine.lock").unlink(missing_ok=True)
-    return run
+    return train_base(tmp_path_factory.mktemp("base"))
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> dict[str, Path]:
     """A runs root, a canary folder outside it (the target of every outward link), and a working
     directory holding planted packages that would write a marker if imported."""
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "canary").write_text("the user's own file\n")
-    (outside / "folder").mkdir()
-    (outside / "folder" / "canary").write_text("another\n")
+    outside = canary(tmp_path / "outside")
     cwd = tmp_path / "project"
     marker = tmp_path / "PLANTED_RAN"
     for package in PLANTED:
@@ -86,44 +48,6 @@ def world(tmp_path: Path) -> dict[str, Path]:
     root = tmp_path / "runs"
     root.mkdir()
     return {"root": root, "outside": outside, "cwd": cwd, "marker": marker}
-
-
-def _plant(path: Path, kind: str, what: str, outside: Path) -> None:
-    """Make `path` the hostile `kind` of file (the parent folder exists)."""
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-    if kind == "link_out":
-        os.symlink(outside / ("folder" if what == "cache" else "canary"), path)
-        if what == "cache":  # the cache's folder itself leads out
-            path.unlink()
-            shutil.rmtree(path.parent, ignore_errors=True)
-            os.symlink(outside / "folder", path.parent)
-    elif kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "dev_zero":
-        os.symlink("/dev/zero", path)
-    elif kind == "sparse":
-        with path.open("wb") as f:
-            f.truncate(8 << 30)
-    else:
-        path.write_bytes(LIES[what])
-
-
-def make_variant(base: Path, root: Path, what: str, kind: str, outside: Path) -> Path:
-    run = root / f"{what}-{kind}"
-    shutil.copytree(base, run, symlinks=True)
-    target = run / FILES[what]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _plant(target, kind, what, outside)
-    return run
-
-
-def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _nexus(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -142,7 +66,7 @@ def _check(done: subprocess.CompletedProcess, world: dict[str, Path], before: di
     assert done.returncode in (0, 1, 2), f"{what}: exit {done.returncode}: {out[-2000:]}"
     if done.returncode == 2:
         assert done.stderr.strip().splitlines()[-1].startswith("error: "), f"{what}: {done.stderr[-2000:]}"
-    assert _snapshot(world["outside"]) == before, f"{what}: wrote outside the run folder"
+    assert snapshot(world["outside"]) == before, f"{what}: wrote outside the run folder"
     assert not world["marker"].exists(), f"{what}: imported from the cwd: {world['marker'].read_text()}"
 
 
@@ -150,7 +74,7 @@ def _check(done: subprocess.CompletedProcess, world: dict[str, Path], before: di
 def test_the_documents_survive_every_hostile_file(trained: Path, world: dict[str, Path], kind: str) -> None:
     outside, root = world["outside"], world["root"]
     names = [make_variant(trained, root, what, kind, outside).name for what in FILES]
-    before = _snapshot(outside)
+    before = snapshot(outside)
     _check(_nexus("runs", "--root", str(root), cwd=world["cwd"]), world, before, f"{kind}: nexus runs")
     for command in (["compare"], ["report"], ["export", "--csv"]):
         left = list(names)
@@ -167,11 +91,11 @@ def test_the_documents_survive_every_hostile_file(trained: Path, world: dict[str
 ENGINE_FILES = ("metrics", "status", "config", "log", "meta", "weights", "tokenizer", "socket")
 
 
-@pytest.mark.parametrize("kind", ["link_out", "fifo", "dev_zero", "lying"])
+@pytest.mark.parametrize("kind", ["link_out", "fifo", "lying"])
 def test_the_engine_commands_survive_every_hostile_file(trained: Path, world: dict[str, Path], kind: str) -> None:
     outside, root = world["outside"], world["root"]
     runs = {what: make_variant(trained, root, what, kind, outside) for what in ENGINE_FILES}
-    before = _snapshot(outside)
+    before = snapshot(outside)
     tries: list[tuple[str, Callable[[Path], list[str]]]] = [
         ("resume", lambda r: ["resume", "--run-dir", str(r), "--steps", "5", "--threads", "1"]),
         ("generate", lambda r: ["generate", "--run-dir", str(r), "--tokens", "4", "--seed", "1"]),
@@ -186,7 +110,7 @@ def test_the_engine_commands_survive_every_hostile_file(trained: Path, world: di
 
 def test_import_tb_refuses_hostile_event_files(tmp_path: Path, world: dict[str, Path]) -> None:
     pytest.importorskip("tensorboard")
-    before = _snapshot(world["outside"])
+    before = snapshot(world["outside"])
     name = "events.out.tfevents.1700000000.host"
     cases: dict[str, Callable[[Path], None]] = {
         "fifo": lambda p: os.mkfifo(p),
