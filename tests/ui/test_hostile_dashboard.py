@@ -55,7 +55,7 @@ async def test_every_key_on_every_hostile_run(trained: Path, tmp_path: Path, kin
                     await pilot.pause()
                     await pilot.click("#go")
                     if kind == "lying":  # a regular file of escape codes: the resume goes on, and ends
-                        await pilot_wait_until(pilot, lambda: (r := app.store.get(name)) is not None and r.step >= 8
+                        await pilot_wait_until(pilot, lambda name=name: (r := app.store.get(name)) is not None and r.step >= 8
                                                and not app.services.live_runs(), 180, "the resumed run to finish")
                     else:
                         await pilot_wait_until(pilot, lambda: any("resume failed" in line and "engine.log" in line
