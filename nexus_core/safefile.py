@@ -233,18 +233,19 @@ def writing_through(path: str | Path) -> Iterator[BinaryIO]:
     followed (the link stays a link), a FIFO or device such as /dev/stdout is streamed into (never
     renamed over or unlinked), and a regular file (or a new one) is replaced atomically at the
     link's real target, keeping its mode, so a failed write leaves the old file whole."""
-    real = Path(os.path.realpath(path))
     try:
-        st: os.stat_result | None = os.stat(real)
+        st: os.stat_result | None = os.stat(path)  # through any links
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
         if stat.S_ISDIR(st.st_mode):
             raise UnsafeFileError(errno.EISDIR, "is a directory, not a file", str(path))
-        fd = os.open(real, os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        # Opened by the name given: /dev/stdout resolves to names like `pipe:[123]` that cannot be opened.
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
         with os.fdopen(fd, "wb") as f:
             yield f
         return
+    real = Path(os.path.realpath(path))
     with atomic_writer(real, mode=None if st is None else stat.S_IMODE(st.st_mode)) as f:
         yield f
 

@@ -78,3 +78,16 @@ def test_an_output_folder_is_one_error_line(runs: Path, tmp_path: Path, capsys: 
     assert main(["--root", str(runs), "export", "--csv", "plain", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "directory" in err[0], err
+
+
+@pytest.mark.parametrize("command", [["export", "--csv"], ["report"]])
+def test_dev_stdout_on_a_pipe_is_streamed_into(runs: Path, command: list[str]) -> None:
+    """`-o /dev/stdout` is a link to /proc/self/fd/1, here a pipe (`pipe:[N]`, no name to rename
+    over): the document arrives on the pipe and /dev/stdout stays what it was."""
+    from support.engine import run_nexus
+
+    before = os.readlink("/dev/stdout")
+    done = run_nexus("--root", str(runs), *command, "plain", "-o", "/dev/stdout")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(("run,", "# ")), done.stdout[:200]
+    assert os.readlink("/dev/stdout") == before
