@@ -16,7 +16,7 @@ import msgpack
 import msgspec
 
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
-from nexus_core.safefile import open_append, open_regular
+from nexus_core.safefile import data_end, open_append, open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 
 _TYPE_KEY = b"\xa4type"
@@ -217,7 +217,11 @@ def read_records(path: str | Path, offset: int = 0) -> ReadResult:
     records: list[Record] = []
     size = offset
     with open_regular(path) as f:  # a FIFO, a device or a folder is refused, never read forever
-        end = os.fstat(f.fileno()).st_size
+        full = os.fstat(f.fileno()).st_size
+        end = data_end(f, full)  # a planted sparse file is read up to its first hole, not for minutes
+        if end < full:
+            decoder.warnings.append(DecodeWarning(f"{full - end} bytes after a hole at byte {end} ignored "
+                                                  "(a sparse file is not a metrics file)", full - end))
         f.seek(offset)
         while size < end and (chunk := f.read(min(1 << 20, end - size))):
             size += len(chunk)

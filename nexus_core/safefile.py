@@ -297,3 +297,20 @@ def rewrite_in_place(path: str | Path, data: bytes) -> None:
         os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
+
+
+def data_end(f: BinaryIO, size: int) -> int:
+    """Where the file's data ends: its size, or the start of its first hole. A metrics file is
+    appended to, never seeked past its end, so it has no holes; a planted sparse file of gigabytes
+    is all hole, and reading its zeros took minutes. Readers stop at the first hole."""
+    seek_hole = getattr(os, "SEEK_HOLE", None)
+    if seek_hole is None:
+        return size
+    fd = f.fileno()
+    try:
+        at = os.lseek(fd, 0, os.SEEK_CUR)
+        hole = os.lseek(fd, 0, seek_hole)
+        os.lseek(fd, at, os.SEEK_SET)
+    except OSError:
+        return size
+    return min(size, hole)
