@@ -25,8 +25,9 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
+from nexus.shaping import json_safe
 from nexus.steering import Steering
-from nexus.writer import STEP, Writer, json_safe
+from nexus.writer import STEP, Writer
 from nexus_core import protocol as P
 
 ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
