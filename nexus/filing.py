@@ -57,13 +57,14 @@ class Filing:
             self._hold(record)
             self._failed(e)
 
-    def file_many(self, records: list[dict[str, Any]]) -> list[str]:
+    def file_many(self, records: list[dict[str, Any]]) -> list[tuple[Any, str]]:
         """File records in order, with one append when the disk takes them all (or hold them, behind
         any already held). A record with a value msgpack cannot hold is repaired key by key
-        (`shaping.repair`) and filed with the rest: the lines returned say which keys it cost."""
+        (`shaping.repair`) and filed with the rest: the (step, line) pairs returned say which keys
+        it cost."""
         if not records:
             return []
-        said: list[str] = []
+        said: list[tuple[Any, str]] = []
         if not self.backlog:
             try:
                 self.records.write_many(records)
@@ -77,13 +78,13 @@ class Filing:
         return said
 
     @staticmethod
-    def _packable(record: dict[str, Any], said: list[str]) -> dict[str, Any]:
+    def _packable(record: dict[str, Any], said: list[tuple[Any, str]]) -> dict[str, Any]:
         try:
             pack(record)
             return record
         except (OverflowError, TypeError, ValueError):
             fixed, lines = repair(record)
-            said.extend(f"step {record.get('step', '?')}: {line}" if "step" in record else line for line in lines)
+            said.extend((record.get("step"), line) for line in lines)
             return fixed
 
     def probe(self, force: bool = False) -> bool:

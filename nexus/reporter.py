@@ -25,7 +25,7 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
-from nexus.shaping import json_safe
+from nexus.shaping import json_safe, short
 from nexus.steering import Steering
 from nexus.writer import STEP, Writer
 from nexus_core import protocol as P
@@ -92,12 +92,23 @@ class Run(Steering):
         """Record numbers for a step (wandb's rules): without `step`, each call is a step of its own
         unless commit=False; with `step`, calls for the same step merge and are filed when a later step
         is logged, at step_end() or at finish(). Values: Python numbers, numpy scalars, one-element
-        tensors (read later, off this thread). Nested dicts become `a/b` keys. Never blocks."""
+        tensors (read later, off this thread). Nested dicts become `a/b` keys. Never blocks for long
+        (only while the writer catches up with a loop faster than it) and never raises: a value it
+        cannot record costs that key, with one warning (docs/RELIABILITY.md)."""
         if self._ended:
             self._warn_once("ended", "log() after finish() is ignored")
             return
+        try:
+            self._log(data, step, commit)
+        except Exception as e:  # noqa: BLE001 - the reporter never raises into the training loop
+            self._warn_once(f"log:{type(e).__name__}", f"log() could not record a call ({one_line(e)}); "
+                            "the loop goes on")
+
+    def _log(self, data: dict[str, Any], step: Any, commit: bool | None) -> None:
         if step is not None:
-            step = int(step)
+            step = self._checked_step(step)
+            if step is None:
+                return
             if step < self._last_committed:
                 self._warn_once("backwards", f"log(step={step}) is before step {self._last_committed} "
                                 "already filed: ignored (steps only go forward)")
@@ -105,11 +116,18 @@ class Run(Steering):
             if self._pending and step != self._step:
                 self._commit()
             self._step = step
+        if not isinstance(data, dict):
+            self._warn_once("data", f"log() takes a dict of values, not a {type(data).__name__}: ignored")
+            return
         pending = self._pending
         for key, value in data.items():
             if type(value) is dict:
-                for k, v in V.flatten(value, f"{key}/").items():
+                skipped: list[str] = []
+                for k, v in V.flatten(value, f"{key}/", skipped=skipped).items():
                     self._put_value(pending, k, v)
+                for name in skipped:
+                    self._warn_once(f"deep:{name}", f"key {name[:100]!r}: a dict nested past {V.MAX_DEPTH} levels "
+                                    "or containing itself; not followed")
                 continue
             got = V.grab(value)
             if got is None:
@@ -119,6 +137,19 @@ class Run(Steering):
         if commit is False or (commit is None and step is not None):
             return
         self._commit()
+
+    def _checked_step(self, step: Any) -> int | None:
+        """`step=` as an int the records can hold, else None with one warning (the call is refused:
+        its values belong to no step the records could name)."""
+        try:
+            got = int(step)
+        except (TypeError, ValueError, OverflowError):
+            got = None
+        if got is None or isinstance(step, bool) or not -(2**63) <= got < 2**63:
+            self._warn_once(f"step:{type(step).__name__}", f"log(step={short(step)[:60]}) refused: a step is a whole "
+                            "number within 64 bits; this call is not recorded")
+            return None
+        return got
 
     def _put_value(self, pending: dict[str, Any], key: str, value: Any) -> None:
         got = V.grab(value)

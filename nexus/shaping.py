@@ -55,9 +55,9 @@ def repair(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         except (OverflowError, TypeError, ValueError):
             fixed = _as_float(value)
             if fixed is None:
-                said.append(f"key {str(key)[:100]!r}: {_short(value)} fits no 64-bit number; not recorded")
+                said.append(f"key {str(key)[:100]!r}: {short(value)} fits no 64-bit number; not recorded")
                 continue
-            said.append(f"key {str(key)[:100]!r}: {_short(value)} is past 64 bits; recorded as {fixed:.6g}")
+            said.append(f"key {str(key)[:100]!r}: {short(value)} is past 64 bits; recorded as {fixed:.6g}")
             value = fixed
         out[str(key) if not isinstance(key, str) else key] = value
     return out, said
@@ -73,9 +73,12 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-def _short(value: Any) -> str:
+def short(value: Any) -> str:
+    """A value for a one-line warning (an int of thousands of digits is not printed whole)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value) if value.bit_length() <= 64 else f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (float, str)):
+        return repr(value)[:40]
     return f"a {type(value).__name__}"
 
 

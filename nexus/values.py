@@ -39,13 +39,24 @@ MAX_KEYS = 4000
 """Keys per record (the decoders' map limit is 4096, leaving room for the protocol's own fields)."""
 
 
-def flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """{"train": {"loss": x}} -> {"train/loss": x}; keys become text."""
+MAX_DEPTH = 32
+"""Nesting levels of a logged dict that become `a/b/...` keys; deeper ones (and cycles) are skipped."""
+
+
+def flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None, skipped: list[str] | None = None,
+            _path: tuple[int, ...] = ()) -> dict[str, Any]:
+    """{"train": {"loss": x}} -> {"train/loss": x}; keys become text. A dict that contains itself, or
+    nesting past MAX_DEPTH, is not followed: its key goes to `skipped` (the caller warns once)."""
     out = {} if out is None else out
+    path = (*_path, id(data))
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flatten(value, name + "/", out)
+            if id(value) in path or len(path) >= MAX_DEPTH:
+                if skipped is not None:
+                    skipped.append(name)
+                continue
+            flatten(value, name + "/", out, skipped, path)
         else:
             out[name] = value
     return out

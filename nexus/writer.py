@@ -240,14 +240,16 @@ class Writer:
             self._write_status()  # also keeps `updated` fresh while the loop is paused: it is alive
 
     def _file_many(self, records: list[dict[str, Any]]) -> None:
-        for text in self.filing.file_many(records):
-            self._warn(text)
+        for step, text in self.filing.file_many(records):
+            self._warn(text, f"step {step}: " if step is not None else "")
 
-    def _warn(self, text: str) -> None:
-        """One warning per distinct text, on stderr and as a log record (the dashboard's log)."""
+    def _warn(self, text: str, where: str = "") -> None:
+        """One warning per distinct text (the first `where` it happened, in front), on stderr and
+        as a log record (the dashboard's log)."""
         if text in self._warned_keys or len(self._warned_keys) > 1000:
             return
         self._warned_keys.add(text)
+        text = where + text
         print(f"nexus: {text}", file=sys.stderr, flush=True)
         self._file({"type": P.LOG, "level": "warning", "text": text, "time": time.time()})
 
