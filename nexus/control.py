@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from nexus_core.commands import HANDLER_LINES
 
 POLL_S = 0.2
 
@@ -83,14 +84,11 @@ class ControlThread:
             self.server.close()
 
 
-HANDLER_OF = {P.CHECKPOINT: "run.on_checkpoint(fn)", P.EVAL_NOW: "run.on_eval(fn)",
-              P.GENERATE: "run.on_sample(fn)", P.RAMP: "run.watch(optimizer)"}
-
-
 def why_not(name: str) -> str:
     """The refusal a run without a handler for `name` sends: what its script would need to add."""
-    if name in HANDLER_OF:
-        return f"this run has no {name} handler: its script would call {HANDLER_OF[name]}"
+    if name in HANDLER_LINES:
+        first = HANDLER_LINES[name].splitlines()[0]
+        return f"this run has no {name} handler: its script would add {first} (README, 'Bring your own loop')"
     return f"this run does not take {name!r}"
 
 

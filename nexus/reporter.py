@@ -30,8 +30,9 @@ from nexus.steering import Steering
 from nexus.writer import STEP, Writer
 from nexus_core import protocol as P
 
-ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
-"""Commands every reported run takes (acted on at step_end(), or at each committed log())."""
+ALWAYS = frozenset({P.PAUSE, P.RESUME, P.STOP})
+"""Commands every reported run takes (acted on at step_end(), or at each committed log()); the hello
+lists these names. `unpause`, the name older dashboards send for resume, is taken too, unlisted."""
 
 
 class Run(Steering):
@@ -43,8 +44,11 @@ class Run(Steering):
         self.dir = Path(run_dir)
         self.name = self.id = self.dir.name
         self.total_steps = total_steps
-        self.should_stop = False
-        """Set by a stop command (or a signal the script handles itself): end the loop, then finish()."""
+        self._should_stop = False
+        self._loop_reads_stop = False
+        """The script read `should_stop` (or an adapter acts on it): a stop command only sets it."""
+        self._stop_interrupt = False
+        """A stop command ended the script with a KeyboardInterrupt: its end is `stopped`, not killed."""
         self.paused = False
         self._start_step = start_step
         self._step = start_step
@@ -82,6 +86,20 @@ class Run(Steering):
         self._set_state(P.RUNNING, "resumed" if resumed else "")
 
     # -- logging ---------------------------------------------------------------------------------
+
+    @property
+    def should_stop(self) -> bool:
+        """Set by a stop command (or a signal the script handles itself): end the loop, then finish().
+        A script that reads it ends its loop itself on the dashboard's `s`; one that never does is
+        ended at its next log() by a KeyboardInterrupt, as W&B's stop does (steering.py)."""
+        if not self._loop_reads_stop:
+            self._loop_reads_stop = True
+            self._describe()  # the hello says so: the dashboard's stop dialog promises what happens
+        return self._should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self._should_stop = bool(value)
 
     @property
     def step(self) -> int:
@@ -204,13 +222,14 @@ class Run(Steering):
         """Like step_end(), yielding each command after the reporter acted on it (`cmd["cmd"]` is its
         name), for a loop that wants to react too: `for cmd in run.commands(): ...`."""
         self._steers = True
+        self._loop_reads_stop = True  # it sees the stop command itself
         if self._pending:
             self._commit()
         yield from self._drain()
 
     def _drain(self) -> Iterator[dict[str, Any]]:
         """Act on every queued command, holding here while paused; yield each after acting."""
-        while self._inbox or (self.paused and not self.should_stop):
+        while self._inbox or (self.paused and not self._should_stop):
             if self._inbox:
                 cmd = self._inbox.popleft()
                 self._do(cmd)
@@ -271,9 +290,11 @@ class Run(Steering):
             self._commit()
         if exit_code not in (None, 0):
             self._close(P.FAILED, f"finish(exit_code={exit_code})", int(exit_code))
+        elif self._stop_interrupt:
+            self._close(P.STOPPED, "stop command (KeyboardInterrupt at log(), handled by the script)", 0)
         elif self._hooks.signalled:
             self._close(P.STOPPED, f"{self._hooks.signalled}, handled by the script", 0)
-        elif self.should_stop:
+        elif self._should_stop:
             self._close(P.STOPPED, "stop command", 0)
         else:
             self._close(P.FINISHED, f"finished at step {self._done_step()}", 0)
@@ -294,6 +315,16 @@ class Run(Steering):
         if self._pending:
             self._commit()
         self._close(P.KILLED, signal_name, exit_code)
+
+    def _end_interrupted(self) -> None:
+        """An uncaught KeyboardInterrupt ended the script: the stop command's (`stopped`), or Ctrl-C's."""
+        if self._stop_interrupt:
+            if self._pending:
+                self._commit()
+            if not self._ended:
+                self._close(P.STOPPED, "stop command (KeyboardInterrupt at log())", 0)
+            return
+        self._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
 
     def _close(self, state: str, reason: str, exit_code: int) -> None:
         self._ended = True
@@ -318,7 +349,7 @@ class Run(Steering):
         if etype is None:
             self.finish()
         elif issubclass(etype, KeyboardInterrupt):
-            self._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+            self._end_interrupted()
         elif issubclass(etype, SystemExit):
             code = value.code
             self.finish(exit_code=code if isinstance(code, int) else (0 if code is None else 1))
@@ -330,6 +361,7 @@ class Run(Steering):
 
     def _supported(self) -> frozenset[str]:
         have = set(ALWAYS) | set(self._handlers)
+        have.add(P.UNPAUSE)  # taken, never listed (_describe)
         if self._lr is not None:
             have.add(P.RAMP)
         return frozenset(have)
@@ -355,7 +387,8 @@ class Run(Steering):
             "device": self._device, "params": self._params, "total_steps": self.total_steps or 0,
             "start_step": self._start_step - 1, "model": self._model or _model_of(self.config),
             "resumed_from": str(self.dir) if self._resumed else None, "source": "reporter",
-            "commands": sorted(self._supported() if self._control is not None else ()),
+            "commands": sorted(self._supported() - {P.UNPAUSE} if self._control is not None else ()),
+            "stop": "flag" if self._loop_reads_stop else "interrupt",
             "argv": [str(a)[:200] for a in sys.argv[:64]],
         }
         if self._meta:

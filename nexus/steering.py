@@ -1,13 +1,17 @@
 """What a run does with the commands its loop picks up between steps, and the handlers behind them.
 
 A mixin of `Run` (split from reporter.py so each file has one job): pause and resume flip the state,
-stop sets `should_stop`, checkpoint/eval/generate call the script's registered handlers and file what
+stop sets `should_stop` (or, for a script that never reads it, raises KeyboardInterrupt at its log(),
+as W&B's stop does), checkpoint/eval/generate call the script's registered handlers and file what
 they return as ckpt/eval/sample records. A handler that raises becomes an error line in the run's log;
 the loop goes on.
 """
 
 from __future__ import annotations
 
+import _thread
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +23,14 @@ from nexus_core import protocol as P
 
 
 class Steering:
-    """Needs from the Run: dir, paused, should_stop, _handlers, _state, _writer, _set_state,
+    """Needs from the Run: dir, paused, the stop flags, _handlers, _state, _writer, _set_state,
     _put_log, _describe, _done_step."""
 
     dir: Path
     paused: bool
-    should_stop: bool
+    _should_stop: bool
+    _loop_reads_stop: bool
+    _stop_interrupt: bool
     _handlers: dict[str, Callable[..., Any]]
     _state: str
     _writer: Any
@@ -62,21 +68,42 @@ class Steering:
         if name == P.PAUSE and not self.paused:
             self.paused = True
             self._set_state(P.PAUSED, "pause command")
-        elif name in (P.UNPAUSE, P.RESUME) and self.paused:
+        elif name in (P.RESUME, P.UNPAUSE) and self.paused:
             self.paused = False
             self._set_state(P.RUNNING, "resume command")
         elif name == P.STOP:
-            self.should_stop = True
+            self._should_stop = True
             if self.paused:
                 self.paused = False
                 self._set_state(P.RUNNING, "stop command")
-            self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
+            if self._loop_reads_stop:
+                self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
+            else:
+                self._interrupt_for_stop()
         elif name == P.CHECKPOINT:
             self._call(name, self._checkpoint)
         elif name == P.EVAL_NOW:
             self._call(name, self._eval)
         elif name == P.GENERATE:
             self._call(name, lambda: self._sample(cmd))
+
+    def _interrupt_for_stop(self) -> None:
+        """End a script that never reads `should_stop` the way W&B's stop does: a KeyboardInterrupt in
+        the main thread, here at its log(). Raised as SIGINT when Python handles that signal, so a
+        SIGINT handler of the script's own decides (it handles the stop itself); otherwise raised
+        directly. The end is recorded `stopped` (reporter.py, ending.py)."""
+        self._stop_interrupt = True
+        self._put_log("stop command: the script does not read run.should_stop, so it is ended at its log() "
+                      "with a KeyboardInterrupt, as W&B's stop does")
+        handler = signal.getsignal(signal.SIGINT)
+        main = threading.current_thread() is threading.main_thread()
+        if callable(handler):
+            if main:
+                signal.raise_signal(signal.SIGINT)  # the handler runs before this returns
+            else:
+                _thread.interrupt_main()
+        elif main:
+            raise KeyboardInterrupt("stop command from the dashboard")
 
     def _call(self, name: str, work: Callable[[], None]) -> None:
         try:

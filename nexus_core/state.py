@@ -191,8 +191,9 @@ class RunState:
         handler was up: nothing was lost) or crashed (with the tail of its log to say why)."""
         code = ev.exit_code
         self.exit_code = code
-        if self.state in (FAILED, KILLED):
-            return "state"  # the run said how it ended (an exception, a signal): that stands
+        if self.state in (FAILED, KILLED, STOPPED):
+            return "state"  # the run said how it ended (an exception, a signal, a stop): that stands
+            # (a reported script stopped from the dashboard dies of the KeyboardInterrupt it was sent)
         if code == -signal.SIGTERM:
             # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of it
             # means it came before the handler was up, e.g. quit-with-stop while torch still imported.

@@ -86,12 +86,15 @@ class RunActions:
         """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
         one is told so here instead of being sent a command it would refuse."""
         run = self.store.get(name)
-        offered = run.hello.get("commands") if run is not None else None
-        if isinstance(offered, list) and cmd not in offered:
-            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
-                        "(see README, 'Bring your own loop')", severity="warning")
-            return True
-        return False
+        hello = run.hello if run is not None else None
+        offered = hello.get("commands") if hello is not None else None
+        if not isinstance(offered, list) or cmd in offered or (cmd == "resume" and "unpause" in offered):
+            return False
+        from nexus_core.commands import refusal
+
+        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter"), severity="warning",
+                    markup=False, timeout=12)
+        return True
 
     @work(thread=True, group="commands")
     def send(self, name: str, command: Command) -> None:
@@ -114,9 +117,9 @@ class RunActions:
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            from nexus_core.commands import Pause, Unpause
+            from nexus_core.commands import Pause, Resume
 
-            command = Unpause() if run.state == PAUSED else Pause()
+            command = Resume() if run.state == PAUSED else Pause()
             if not self._lacks(name, command.name):
                 self.send(name, command)
 
@@ -144,9 +147,12 @@ class RunActions:
                 self.send(name, Stop())
 
         # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.live.run_control import stop_question
         from nexus_tui.screens.confirm import ConfirmScreen
 
-        self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
+        run = self.store.get(name)
+        hello = run.hello if run is not None and run.hello is not None else {}
+        self.push_screen(ConfirmScreen(stop_question(name, hello), yes="Stop"), answered)
 
     def action_generate(self) -> None:
         name = self._current()
