@@ -53,6 +53,8 @@ class Run(Steering):
         self._start_step = start_step
         self._step = start_step
         self._last_committed = start_step - 1
+        self._loop_step = 0
+        """The step a framework says its loop has done (`at_step`), when it counts its own."""
         self._pending: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._lr: LRControl | None = None
@@ -251,7 +253,16 @@ class Run(Steering):
             self._idle()
 
     def _done_step(self) -> int:
-        return max(self._last_committed, 0)
+        """The step a checkpoint, eval or sample taken now belongs to: the last one filed, or the
+        step the framework says it is at, when later (HF calls on_step_end before it logs the step)."""
+        return max(self._last_committed, self._loop_step, 0)
+
+    def at_step(self, step: int) -> None:
+        """For an adapter whose framework counts its own steps: the loop has done `step`, though its
+        values may be logged only after the step_end() that follows (a checkpoint the Trainer writes as
+        checkpoint-143 is then recorded at 143, not at the last step logged, 142)."""
+        if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 2**63:
+            self._loop_step = step
 
     # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 

@@ -10,6 +10,7 @@ the loop goes on.
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 import threading
 import time
@@ -118,11 +119,8 @@ class Steering:
             path = self._handlers[P.CHECKPOINT]()
         finally:
             self._set_state(before if before != P.CHECKPOINTING else P.RUNNING, "")
-        text = str(path) if path is not None else ""
-        if text and Path(text).is_absolute() and Path(text).resolve().is_relative_to(self.dir.resolve()):
-            text = str(Path(text).resolve().relative_to(self.dir.resolve()))
-        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": text, "best": False,
-                          "val_loss": None, "time": time.time()})
+        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": ckpt_path(path, self.dir),
+                          "best": False, "val_loss": None, "time": time.time()})
 
     def _eval(self) -> None:
         result = self._handlers[P.EVAL_NOW]()
@@ -150,3 +148,17 @@ class Steering:
         self._writer.put({"type": P.SAMPLE, "step": self._done_step(), "prompt": prompt, "text": str(text),
                           "requested": True, "time": time.time()})
 
+
+
+def ckpt_path(path: Any, run_dir: Path) -> str:
+    """A handler's checkpoint path as the ckpt record stores it, one way for every handler: relative
+    to the run folder when inside it, else absolute. A relative path is the handler's, relative to
+    the working directory (where the script opens it), never left relative to it in the record."""
+    if path is None or str(path) == "":
+        return ""
+    where = Path(os.path.abspath(os.fspath(path) if isinstance(path, os.PathLike) else str(path)))
+    home = Path(os.path.abspath(run_dir))
+    for a, b in ((where, home), (where.resolve(), home.resolve())):
+        if a.is_relative_to(b):
+            return str(a.relative_to(b))
+    return str(where)

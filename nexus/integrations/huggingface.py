@@ -96,6 +96,8 @@ class NexusCallback(TrainerCallback):
         """Every rank: the main process's `run.step_end()` (pause holds here; checkpoint/eval/sample run
         their handlers), and under DDP one broadcast that gives every rank the same flags and LR."""
         self._control, self._state = control, state
+        if self.run is not None and state.is_world_process_zero:
+            self.run.at_step(state.global_step)  # a checkpoint-N it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 

@@ -164,6 +164,8 @@ class NexusCallback(pl.Callback):
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Every rank: rank 0's `run.step_end()` (pause holds here; checkpoint/eval/sample run their
         handlers), and under DDP one broadcast that gives every rank the same decisions and LR."""
+        if self.run is not None and trainer.is_global_zero:
+            self.run.at_step(trainer.global_step)  # the step-N.ckpt it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 
@@ -213,7 +215,7 @@ class NexusCallback(pl.Callback):
 
     def _checkpoint(self) -> str:
         """Saved now, on every rank (`save_checkpoint` is a collective; rank 0 writes the file)."""
-        self._ckpt_path = str(self.run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
+        self._ckpt_path = str(self.run.dir.resolve() / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
         self._ask(Decision(save=True))
         return self._ckpt_path
 

@@ -276,3 +276,23 @@ def test_sync_returns_once_everything_queued_is_on_file(tmp_path: Path) -> None:
         assert on_file == list(range(1, 501))
     finally:
         writer.close()
+
+
+def test_a_checkpoint_path_is_stored_run_folder_relative_or_absolute_never_cwd_relative(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run under a relative root whose handler returns a path relative to the working directory
+    (Lightning's did: `runs/x/checkpoints/step-5.ckpt`): the record names it from the run folder; a
+    path outside the folder is stored absolute, so a reader started elsewhere still finds it."""
+    monkeypatch.chdir(tmp_path)
+    run = nexus.init(root="runs", name="rel")
+    paths = iter([Path("runs/rel/checkpoints/a.ckpt"), "elsewhere/b.ckpt"])
+    run.on_checkpoint(lambda: next(paths))
+    try:
+        for _ in range(2):
+            run.log({"loss": 1.0})
+            P.send_command(run.dir, "checkpoint", timeout=30)
+            run.step_end()
+    finally:
+        run.finish()
+    assert [c["path"] for c in _records(tmp_path / "runs" / "rel", P.CKPT)] == [
+        "checkpoints/a.ckpt", str(tmp_path / "elsewhere" / "b.ckpt")]
