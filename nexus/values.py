@@ -19,7 +19,8 @@ WELL_KNOWN: dict[str, str] = {
     "gnorm": "gnorm", "grad_norm": "gnorm", "train/grad_norm": "gnorm", "train/gnorm": "gnorm",
     "tok_s": "tok_s", "train/tok_s": "tok_s", "tokens_per_s": "tok_s",
     "step_s": "step_s", "mem": "mem",
-    "tokens": "tokens", "train/tokens": "tokens",
+    "tokens": "tokens", "train/tokens": "tokens", "num_input_tokens_seen": "tokens",
+    "train/num_input_tokens_seen": "tokens",
     # eval record
     "val_loss": "val_loss", "val/loss": "val_loss", "eval/loss": "val_loss", "eval_loss": "val_loss",
     "valid/loss": "val_loss", "validation/loss": "val_loss",
