@@ -68,3 +68,33 @@ async def test_every_key_on_an_unchanged_wandb_script(app: NexusApp, runs_root: 
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: table.get_cell(name, "state").plain.startswith("stopped"), 10,
                                "stopped in the table")
+
+
+@pytest.mark.slow
+async def test_every_key_on_a_plain_loop_that_handles_its_commands(app: NexusApp, runs_root: Path) -> None:
+    """tests/support/scripts/reported_loop.py: a plain PyTorch loop with checkpoint, eval and sample
+    handlers that reads run.should_stop. c, e and s do what it registered; the dialog says so."""
+    name = "plain-loop"
+    run_dir = runs_root / name
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.launch(name=name, device="cpu", command=[sys.executable, str(SCRIPTS / "reported_loop.py"), "steer"])
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get(name)) is not None and r.step > 3 and r,
+                                     90, "the loop's first steps")
+        await pilot_wait_until(pilot, lambda: (run.hello or {}).get("stop") == "flag", 30, "its hello: it reads the flag")
+        app.query_one(RunTable).select_run(name)
+
+        await pilot.press("c")
+        await pilot_wait_until(pilot, lambda: run.ckpts, 30, "a ckpt record")
+        assert (run_dir / run.ckpts[-1].path).is_file() and run.ckpts[-1].path.startswith("ckpt-")
+        await pilot.press("e")
+        await pilot_wait_until(pilot, lambda: run.best_val_loss == 0.5, 30, "the handler's eval")
+
+        await pilot.press("s")
+        assert isinstance(app.screen, ConfirmScreen)
+        question = app.screen.question
+        assert "should_stop" in question and "checkpoints" not in question, question
+        await pilot.press("y")
+        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60,
+                               "the loop stopped")
+        assert (run_dir / "loop-ended").is_file()  # its own check of should_stop ended it
+        assert read_status(run_dir)["reason"] == "stop command"
