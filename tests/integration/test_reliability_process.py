@@ -22,7 +22,7 @@ from support.wait import wait_until
 
 from engine import checkpoint as ckpt
 from nexus_core import protocol as P
-from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Stop, Resume
+from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Resume, Stop
 
 
 def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root: Path) -> None:

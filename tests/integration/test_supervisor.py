@@ -19,7 +19,7 @@ from support import ROOT
 from support.preset import TINY_OVERRIDES
 from support.reporter import SCRIPTS
 
-from nexus_core.commands import Generate, Pause, Stop, Resume
+from nexus_core.commands import Generate, Pause, Resume, Stop
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.supervisor import LaunchError, Supervisor
