@@ -296,3 +296,17 @@ def test_a_checkpoint_path_is_stored_run_folder_relative_or_absolute_never_cwd_r
         run.finish()
     assert [c["path"] for c in _records(tmp_path / "runs" / "rel", P.CKPT)] == [
         "checkpoints/a.ckpt", str(tmp_path / "elsewhere" / "b.ckpt")]
+
+
+@pytest.mark.parametrize("key", ["tokens", "train/tokens", "num_input_tokens_seen"])
+def test_a_loop_that_logs_tokens_gets_tok_s(tmp_path: Path, key: str) -> None:
+    """The dashboard's Tok/s column and chart: derived from the records' times when the loop logs
+    its token count under any of the names it is known by (HF's num_input_tokens_seen included)."""
+    run = nexus.init(root=tmp_path, name="tok")
+    for step in range(1, 6):
+        run.log({"loss": 1.0, key: step * 1000})
+        time.sleep(0.01)  # records a few ms apart: a rate to derive (its value is not asserted)
+    run.finish()
+    metrics = _records(run.dir, P.METRIC)
+    assert [m["tokens"] for m in metrics] == [1000, 2000, 3000, 4000, 5000]
+    assert metrics[0].get("tok_s") is None and all(m["tok_s"] > 0 for m in metrics[1:])
