@@ -199,7 +199,7 @@ class NexusCallback(pl.Callback):
         from nexus.ending import one_line
 
         if isinstance(exception, KeyboardInterrupt):
-            run._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+            run._end_interrupted()  # Ctrl-C: killed; the dashboard's stop: stopped
         else:
             run._end_as_failed(one_line(exception))
 
