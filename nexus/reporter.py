@@ -57,6 +57,9 @@ class Run(Steering):
         """The step a framework says its loop has done (`at_step`), when it counts its own."""
         self._pending: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
+        self._lacking: dict[str, str] = {}
+        """command -> what would make it work, for an adapter that knows better than "add a handler"
+        (HF without an eval set): the refusal the socket and the dashboard give (hello `lacking`)."""
         self._lr: LRControl | None = None
         self._idle: Callable[[], None] | None = None
         """Called about once a second while paused (nexus/ranks.py keeps the other ranks' collective alive)."""
@@ -76,7 +79,7 @@ class Run(Steering):
         self.summary = Summary(lambda: self._writer.last_values)
         try:
             self._control: ControlThread | None = ControlThread(self.dir, self._supported, self._immediate,
-                                                                lambda: self.step)
+                                                                lambda: self.step, self._lacking)
             self._writer.status["socket"] = self._control.socket_path
         except OSError as e:
             self._control = None
@@ -257,6 +260,12 @@ class Run(Steering):
         step the framework says it is at, when later (HF calls on_step_end before it logs the step)."""
         return max(self._last_committed, self._loop_step, 0)
 
+    def lacks(self, command: str, why: str) -> None:
+        """For an adapter: `command` cannot work on this run, and `why` says what would make it work
+        (the refusal quotes it instead of "add a handler")."""
+        self._lacking[command] = str(why)[:300]
+        self._describe()
+
     def at_step(self, step: int) -> None:
         """For an adapter whose framework counts its own steps: the loop has done `step`, though its
         values may be logged only after the step_end() that follows (a checkpoint the Trainer writes as
@@ -404,6 +413,8 @@ class Run(Steering):
         }
         if self._meta:
             fields["meta"] = json_safe(self._meta)
+        if self._lacking:
+            fields["lacking"] = {k: v for k, v in self._lacking.items() if k not in fields["commands"]}
         self._writer.describe = (self._version, fields)
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:

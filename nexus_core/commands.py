@@ -79,10 +79,12 @@ HANDLER_LINES: dict[str, str] = {
 reporter's own answer (nexus/control.py) both quote it."""
 
 
-def refusal(run: str, cmd: str, reported: bool) -> str:
-    """Why a run that lists its commands (hello `commands`) cannot take `cmd`, and what to do: for a
-    script reporting through `import nexus`, the lines to add; for another writer, that it does not
-    serve it."""
+def refusal(run: str, cmd: str, reported: bool, why: str = "") -> str:
+    """Why a run that lists its commands (hello `commands`) cannot take `cmd`, and what to do: what
+    its writer said (`why`, hello `lacking`: an adapter's "pass eval_dataset="); for a script
+    reporting through `import nexus`, the lines to add; for another writer, that it does not serve it."""
+    if why:
+        return f"{run} cannot {cmd}: {why}"
     lines = HANDLER_LINES.get(cmd)
     if reported and lines:
         return f"{run} cannot {cmd}: its script registers no {cmd} handler. Add (after nexus.init):\n{lines}"

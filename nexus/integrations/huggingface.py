@@ -87,6 +87,8 @@ class NexusCallback(TrainerCallback):
         self._can_eval = _has_eval_set(args)
         if self._can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the Trainer has no eval set: pass eval_dataset= to Trainer(...)")
         tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is not None and self._model is not None and hasattr(self._model, "generate"):
             self.tokenizer = tokenizer

@@ -158,6 +158,8 @@ class NexusCallback(pl.Callback):
         run.on_checkpoint(self._checkpoint)
         if can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the fit has no validation to run: define validation_step and pass val_dataloaders")
         if self._sample_fn is not None:
             run.on_sample(self._sample)
 

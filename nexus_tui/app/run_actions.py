@@ -92,7 +92,9 @@ class RunActions:
             return False
         from nexus_core.commands import refusal
 
-        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter"), severity="warning",
+        lacking = hello.get("lacking")
+        why = str(lacking.get(cmd) or "") if isinstance(lacking, dict) else ""
+        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter", why=why), severity="warning",
                     markup=False, timeout=12)
         return True
 

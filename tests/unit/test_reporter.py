@@ -310,3 +310,17 @@ def test_a_loop_that_logs_tokens_gets_tok_s(tmp_path: Path, key: str) -> None:
     metrics = _records(run.dir, P.METRIC)
     assert [m["tokens"] for m in metrics] == [1000, 2000, 3000, 4000, 5000]
     assert metrics[0].get("tok_s") is None and all(m["tok_s"] > 0 for m in metrics[1:])
+
+
+def test_an_adapter_says_what_would_make_a_key_work(tmp_path: Path) -> None:
+    """HF without an eval set: `e` is refused with what to pass the Trainer, not "add a handler"."""
+    run = nexus.init(root=tmp_path, name="lacking")
+    run.lacks("eval", "the Trainer has no eval set: pass eval_dataset= to Trainer(...)")
+    try:
+        with pytest.raises(P.ControlError, match="pass eval_dataset="):
+            P.send_command(run.dir, "eval", timeout=30)
+        run.log({"loss": 1.0})
+    finally:
+        run.finish()
+    hello = _records(run.dir, P.HELLO)[-1]
+    assert "eval" not in hello["commands"] and "eval_dataset" in hello["lacking"]["eval"]
