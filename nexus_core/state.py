@@ -163,6 +163,11 @@ class RunState:
         self.metric = rec
         self.step, self.tokens = rec.step, rec.tokens
         self.loss, self.ce, self.lr, self.tok_s = rec.loss, rec.ce, rec.lr, rec.tok_s
+        if rec.tok_s is None and last is not None and last.time is not None and rec.time is not None \
+                and rec.time > last.time and rec.tokens > last.tokens > 0:
+            # A writer that counts tokens but not their rate (a C or Rust loop): the rate between its
+            # last two metric records (readers that fold a block of records apply its last two).
+            self.tok_s = (rec.tokens - last.tokens) / (rec.time - last.time)
         if self.state == STARTING or (self.state not in LIVE_STATES and self.exit_code is None):
             self.state = RUNNING  # training (again: a metric after a final state means a resume)
         return "metrics"

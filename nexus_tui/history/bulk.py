@@ -95,7 +95,8 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
         rate.clear()  # as MetricStore._on_metric: a resume from an earlier step
     timed = np.flatnonzero(t != 0)[-RATE_WINDOW:]
     rate.extend(zip(t[timed].tolist(), step[timed].tolist(), strict=True))
-    run.apply(b.slice(len(b) - 1).records()[0])  # the reducer decides state, step, last values
+    for rec in b.slice(max(0, len(b) - 2)).records():  # the reducer decides state, step, last values
+        run.apply(rec)  # (the last two: a tok_s the writer did not log is their rate)
     seqs.mark += len(b)
     seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
     return Changes(["metrics"])
