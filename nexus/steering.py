@@ -93,11 +93,15 @@ class Steering:
         the main thread, here at its log(). Raised as SIGINT when Python handles that signal, so a
         SIGINT handler of the script's own decides (it handles the stop itself); otherwise raised
         directly. The end is recorded `stopped` (reporter.py, ending.py)."""
-        self._stop_interrupt = True
-        self._put_log("stop command: the script does not read run.should_stop, so it is ended at its log() "
-                      "with a KeyboardInterrupt, as W&B's stop does")
         handler = signal.getsignal(signal.SIGINT)
         main = threading.current_thread() is threading.main_thread()
+        if not callable(handler) and not main:  # SIGINT ignored and no main thread to raise in
+            self._put_log("stop command: run.should_stop is set, but the script never reads it and ignores "
+                          "SIGINT: it cannot be ended from here (SIGTERM ends it, recorded killed)", "warning")
+            return
+        self._stop_interrupt = True
+        self._put_log("stop command: the script does not read run.should_stop, so it is ended at its log() "
+                      "with a KeyboardInterrupt (or its own SIGINT handler), as W&B's stop does")
         if callable(handler):
             if main:
                 signal.raise_signal(signal.SIGINT)  # the handler runs before this returns
