@@ -79,7 +79,7 @@ class NexusCallback(TrainerCallback):
         set_total_steps(run, state.max_steps)
         self._model = kwargs.get("model")
         if self._model is not None:
-            run.watch(self._model)
+            run.watch(self._model, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             with contextlib.suppress(ValueError):  # an optimizer without float LRs: no ramps, said by the key
                 run.watch(optimizer)
