@@ -26,6 +26,7 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
+from nexus.media import Histogram
 from nexus.metricdefs import MetricDefs
 from nexus.richlog import rich_records
 from nexus.steering import Steering
@@ -185,8 +186,11 @@ class Run(Steering, WandbSurface):
         norms, hists = self._watch.take()
         for key, value in norms.items():
             self._pending.setdefault(key, value)
+        at = time.time()
         for key, value in hists.items():
-            self._rich(self._pending, key, value)
+            for record in Histogram(value)._records(self, key, self._step):
+                record["time"] = at
+                self._writer.put(record)
 
     def _learn_device(self, values: dict[str, Any]) -> None:
         for v in values.values():
