@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
+from nexus_core.recordtypes import Alert, Ckpt, Histogram, Log, Media, Sample, Table, Text
 from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
 from nexus_core.text import clean_text
@@ -20,6 +20,9 @@ from nexus_tui.history.columnar.growable import Grow
 from nexus_tui.history.series_keys import SERIES_KEYS
 
 MAX_SAMPLES = 500
+MAX_MEDIA = 2000
+MediaRecord = Text | Table | Histogram | Media
+"""What a run logged beyond numbers (nexus/media.py writes them; docs/PROTOCOL.md)."""
 MAX_LOGS = 2000
 MAX_ALERTS = 500
 MAX_EXTRA_SERIES = 256
@@ -157,6 +160,9 @@ class RunView(RunState):
     color: int
     """Stable index of this run (order first seen): pick its palette colour with color % len(palette)."""
     samples: list[Sample] = field(default_factory=list)
+    media: list[MediaRecord] = field(default_factory=list)
+    """What the run logged beyond numbers (text, tables, histograms, pictures), in step order, at most
+    MAX_MEDIA."""
     ckpts: list[Ckpt] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     logs: deque[Log] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
