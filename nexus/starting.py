@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ WANDB_IGNORED = frozenset({
 })
 """wandb.init keywords accepted (some read below), so `import nexus as wandb` runs unchanged scripts."""
 RESUMING = (True, "allow", "must", "auto")
+ROOT_ENV = "NEXUS_ROOT"
+"""Set by `nexus run`: the runs folder a script's init() writes into when it names no root."""
 
 
 def start(name: str | None = None, config: Any = None, dir: Any = None, root: Any = None,  # noqa: A002
@@ -56,7 +59,9 @@ def start(name: str | None = None, config: Any = None, dir: Any = None, root: An
             live.finish()
     if name is None and wandb_kwargs.get("id"):
         name = str(wandb_kwargs["id"])
-    path = choose_run_dir(name, root if root is not None else dir, run_dir, resume)
+    if root is None:  # `nexus run --root` beats wandb's dir= (where W&B keeps its own files, not the runs)
+        root = os.environ.get(ROOT_ENV) or dir
+    path = choose_run_dir(name, root, run_dir, resume)
     resumed = resume in RESUMING and (path / P.METRICS_FILE).exists()
     begin = last_step(path) if resumed else None
     old_config, old_summary = _previous(path) if resumed else ({}, {})

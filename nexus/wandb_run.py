@@ -193,6 +193,9 @@ class WandbSurface:
 
         self.log({key: Table(columns=columns, data=data, dataframe=dataframe)})  # type: ignore[attr-defined]
 
+    def _label(self, *args: Any, **kwargs: Any) -> None:
+        """wandb's private integration label (HF's callback sets it): nothing to label here."""
+
     def display(self, *args: Any, **kwargs: Any) -> bool:
         return False
 

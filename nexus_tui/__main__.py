@@ -18,6 +18,8 @@ TORCH_COMMANDS = ("train", "resume", "generate", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("run", "shim-path"):
+        return _run_with_shim(argv[1:]) if argv[0] == "run" else _print_out(str(_shim_dir()) + "\n")
     if argv and argv[0] in ENGINE_COMMANDS:
         from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
 
@@ -57,6 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
     imp.add_argument("--root", dest="sub_root", default=None, help="folder to put the run in (default: --root before it, ./runs)")
+    sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
+                   "and Lightning's W&B loggers) reports to Nexus", add_help=False)
+    sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
@@ -115,6 +120,47 @@ def main(argv: list[str] | None = None) -> int:
         if prebuild is not None:
             prebuild.close()
     return app.return_code or 0
+
+
+def _shim_dir() -> Path:
+    """nexus/shim, found without importing the reporter (numpy and all) into this process."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nexus")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]).resolve() / "shim" if locations else Path("nexus-not-installed")
+
+
+def _run_with_shim(argv: list[str]) -> int:
+    """`nexus run [--root R] [--name NAME] -- command...`: the command replaces this process with the
+    shim first on PYTHONPATH (so `import wandb` is Nexus) and, with --name, its run folder chosen."""
+    parser = argparse.ArgumentParser(prog="nexus run", description="Run a script that logs to W&B (or whose "
+                                     "libraries do) as a Nexus run, unchanged.")
+    parser.add_argument("--root", default="runs", help="the runs folder (default: ./runs)")
+    parser.add_argument("--name", help="the run's folder name (default: what the script's init() says)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- python train.py ...")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("error: nothing to run: nexus run -- python train.py", file=sys.stderr)
+        return 2
+    shim = _shim_dir()
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *parts]), "NEXUS_WANDB": "1",
+           "NEXUS_ROOT": str(Path(args.root).resolve())}
+    if args.name:
+        from nexus_core.protocol import RUN_DIR_ENV, check_run_name
+
+        if error := check_run_name(args.name):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        env[RUN_DIR_ENV] = str(Path(args.root) / args.name)
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as e:
+        print(f"error: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+        return 127
+    return 0  # not reached
 
 
 def _warn_run(run: str, text: str) -> None:
