@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument("--csv", action="store_true", help="CSV (to stdout, or -o FILE)")
     fmt.add_argument("--parquet", action="store_true", help="Parquet (needs -o FILE and pip install 'nexus[export]')")
     export.add_argument("-o", "--output", metavar="PATH", help="write here instead of to stdout")
+    export.add_argument("--wide", action="store_true", help="W&B's shape: one row per (run, step), one column per key")
+    export.add_argument("--meta", metavar="FILE", help="also write each run's config and summary as JSON to FILE")
     export.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     imp = sub.add_parser("import-tb", help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return _report(root, args.runs, args.output)
 
     if args.command == "export":
-        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output)
+        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta)
 
     if args.command == "import-tb":
         return _import_tb(root, args.logdir, args.name)
@@ -196,9 +198,12 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
     return 0
 
 
-def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
-    """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
+def _export(root: Path, names: list[str], kind: str, output: str | None, wide: bool = False,
+            meta: str | None = None) -> int:
+    """`nexus export`: every point, one long table (or wide, W&B's shape), config and summary with
+    --meta; any failure is one `error:` line and exit 2."""
     from nexus_tui.documents import export as X
+    from nexus_tui.documents import export_wide as W
     from nexus_tui.documents.comparison import UnknownRunError
     from nexus_tui.documents.report.document import (
         load,  # the named runs, folded once, as the report folds them
@@ -209,13 +214,29 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         return 2
     try:
         runs = load(root, names)
-        if kind == "parquet":
+        if meta is not None:
+            text = W.meta_json(runs)
+            X._atomic(Path(meta), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        if wide and kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = W.wide_parquet_table(runs)
+            X._atomic(Path(output), lambda tmp: pq.write_table(table, tmp))
+            count = table.num_rows
+        elif wide and output is not None:
+            def write(tmp: str) -> None:
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    W.write_wide_csv(f, runs)
+
+            X._atomic(Path(output), write)
+            count = len(W.wide_table(runs)[1])
+        elif kind == "parquet":
             count = X.write_parquet(Path(output), runs)
         elif output is not None:
             count = X.write_csv_file(Path(output), runs)
         else:
             try:
-                X.write_runs_csv(sys.stdout, runs)
+                (W.write_wide_csv if wide else X.write_runs_csv)(sys.stdout, runs)
                 sys.stdout.flush()
             except BrokenPipeError:
                 _print_out("")
@@ -227,7 +248,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         print(f"error: cannot {'write' if output else 'read'} {e.filename or output or 'a run folder'}: "
               f"{e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"wrote {count} points to {output}", file=sys.stderr)
+    print(f"wrote {count} {'rows' if wide else 'points'} to {output}", file=sys.stderr)
     return 0
 
 
