@@ -253,20 +253,23 @@ def _export(root: Path, names: list[str], kind: str, output: str | None, wide: b
 
 
 def _import_tb(root: Path, logdir: str, name: str | None) -> int:
-    """`nexus import-tb`: one finished run folder, or one `error:` line, exit 2 and no folder."""
+    """`nexus import-tb`: a finished run folder per run in LOGDIR, or one `error:` line, exit 2 and no folder."""
     from nexus_tui.documents.import_tb import ImportTBError, import_logdir
 
     try:
-        target, scalars = import_logdir(logdir, root, name)
+        imported = import_logdir(logdir, root, name)
     except ImportTBError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: cannot write {e.filename or root}: {e.strerror or e}", file=sys.stderr)
         return 2
-    steps = len(scalars.points)
-    torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
-    print(f"imported {steps} steps from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
+    for target, scalars in imported:
+        steps = len(scalars.points)
+        torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
+        kept = len(scalars.extra.records)
+        more = f" and {kept} histograms/images/texts" if kept else ""
+        print(f"imported {steps} steps{more} from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
     return 0
 
 
