@@ -19,6 +19,8 @@ import numpy as np
 from nexus_core import protocol as P
 from nexus_core.recordtypes import MAX_HISTOGRAM_BINS, MAX_TABLE_CELLS
 
+MAX_TABLE_COLUMNS = 1000
+
 
 class Sink(Protocol):
     """Where media records go: the run (its folder and its record queue)."""
@@ -93,9 +95,16 @@ class Table(WBValue):
         return list(range(len(self.data)))
 
     def _records(self, sink: Sink, key: str, step: int) -> list[dict[str, Any]]:
-        width = max(len(self.columns), 1)
-        rows = [[cell(v) for v in r] for r in self.data[: MAX_TABLE_CELLS // width]]
-        return [{"type": P.TABLE, "key": key, "columns": list(self.columns), "rows": rows, "step": step}]
+        """One table record, cut to what every reader decodes (MAX_TABLE_CELLS cells, half the
+        protocol's record size): a longer table keeps its first rows."""
+        import msgpack
+
+        columns = [str(c)[:200] for c in self.columns[:MAX_TABLE_COLUMNS]]
+        width = max(len(columns), 1)
+        rows = [[cell(v) for v in r[:MAX_TABLE_COLUMNS]] for r in self.data[: MAX_TABLE_CELLS // width]]
+        while rows and len(msgpack.packb(rows, use_bin_type=True)) > P.MAX_RECORD_BYTES // 2:
+            rows = rows[: len(rows) // 2]
+        return [{"type": P.TABLE, "key": key, "columns": columns, "rows": rows, "step": step}]
 
 
 class Histogram(WBValue):

@@ -195,7 +195,8 @@ class Media(Record, tag="media"):
     step: int = 0
 
 
-MAX_TABLE_CELLS = 100_000
+MAX_TABLE_CELLS = 60_000
+"""Cells a table record holds (readers decode at most 65 536 rows, and a record under 1 MiB)."""
 MAX_HISTOGRAM_BINS = 512
 
 AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert, Text, Table, Histogram, Media]  # noqa: UP007 - a runtime union for msgspec

@@ -132,3 +132,15 @@ def test_api_reads_runs_in_wandbs_wide_shape(tmp_path: Path) -> None:
     assert frame["val_loss"].isna().tolist() == [True, False, True]
     rows = list(found.scan_history(keys=["val_loss"]))
     assert [(r["_step"], r["val_loss"]) for r in rows] == [(2, 0.7)]
+
+
+def test_a_huge_table_is_cut_to_what_readers_decode(tmp_path: Path) -> None:
+    run = nexus.init(root=tmp_path, name="huge")
+    rows = [[i, "x" * 50] for i in range(200_000)]
+    run.log({"big": nexus.Table(columns=["i", "text"], data=rows), "loss": 1.0})
+    run.log({"after": nexus.Table(columns=["a"], data=[[1]])})
+    run.finish()
+    decoded = P.read_records(run.dir / P.METRICS_FILE)
+    tables = {r.key: r for r in decoded.records if r.type == P.TABLE}
+    assert not decoded.warnings and set(tables) == {"big", "after"}
+    assert 1000 <= len(tables["big"].rows) <= 30_000 and tables["big"].rows[0] == [0, "x" * 50]
