@@ -143,7 +143,9 @@ class Series:
             del column[at:]
 
     def column(self, x: str) -> Grow:
-        return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
+        """The x column for step | tokens | time (another name: step; a run maps a logged metric
+        as x with RunView.x_column)."""
+        return {"step": self.step, "tokens": self.tokens, "time": self.time}.get(x, self.step)
 
     @property
     def last(self) -> float | None:
@@ -176,6 +178,26 @@ class RunView(RunState):
 
     def __post_init__(self) -> None:
         self.label = clean_text(self.name, limit=LABEL_MAX)
+
+    def x_axes(self) -> list[str]:
+        """The logged metrics this run asked to be drawn against (define_metric's step_metric, e.g.
+        nanoGPT's `iter`, an epoch count) that it has logged."""
+        metrics = ((self.hello.meta or {}).get("metrics") if self.hello is not None else None) or {}
+        if not isinstance(metrics, dict):
+            return []
+        named = {d.get("step_metric") for d in metrics.values() if isinstance(d, dict)}
+        return sorted(x for x in named if isinstance(x, str) and x in self.series and len(self.series[x]))
+
+    def x_column(self, series: Series, x: str) -> Grow:
+        """`series`' x values on axis x: its own step/tokens/time, or for a logged metric (a
+        step_metric) that metric's latest value at or before each point's step (its first value
+        before it was logged); a metric this run never logged: the steps."""
+        if x in ("step", "tokens", "time") or x not in self.series or not len(self.series[x]):
+            return series.column(x)
+        by = self.series[x]
+        steps, by_steps, by_values = series.step.view, by.step.view, by.value.view
+        at = np.clip(np.searchsorted(by_steps, steps, side="right") - 1, 0, None)
+        return Grow(by_values[at])
 
     @property
     def steps_per_s(self) -> float | None:

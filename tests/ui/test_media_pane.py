@@ -54,3 +54,38 @@ async def test_media_tab_shows_table_histograms_image_and_text(app: NexusApp, ru
         assert "media · step 4 · image sample" in screen
         assert "media/sample_4_1.png 10×6 “a noisy picture”" in screen
         assert "epoch 3 done" in screen
+
+
+async def test_a_step_metric_is_offered_as_the_x_axis(app: NexusApp, runs_root: Path) -> None:
+    """nanoGPT's loop logs every 10 iterations with no step=, so its records' steps count logs; it
+    says define_metric("*", step_metric="iter"). Pressing x reaches `iter` and the loss is drawn
+    against the iterations, not the log count."""
+    from nexus_tui.widgets.charts_panel import ChartsPanel
+
+    run = wandb.init(root=runs_root, name="nanogpt", config={"lr": 6e-4})
+    wandb.define_metric("iter")
+    wandb.define_metric("*", step_metric="iter")
+    for it in range(0, 200, 10):
+        wandb.log({"iter": it, "train/loss": 4.0 - it / 100, "lr": 6e-4})
+    run.finish()
+    async with app.run_test(size=(160, 48)) as pilot:
+        panel = app.query_one(ChartsPanel)
+        await pilot_wait_until(pilot, lambda: any(len(c.xs) for c in panel.chart("loss").spec.curves), 30,
+                               "the loss curve")
+        seen = []
+        for _ in range(5):
+            await pilot.press("x")
+            seen.append(app.x_axis)
+            if app.x_axis == "iter":
+                break
+        assert seen == ["tokens", "time", "iter"]
+
+        def drawn() -> tuple[float, float] | None:
+            xs = [x for c in panel.chart("loss").spec.curves for x in c.xs]
+            return (min(xs), max(xs)) if xs else None
+
+        await pilot_wait_until(pilot, lambda: drawn() == (0.0, 190.0), 30, "the loss drawn over iter 0..190")
+        assert panel.chart("loss").spec.xlabel == "iter"
+        await pilot.press("x")
+        assert app.x_axis == "step"
+        await pilot_wait_until(pilot, lambda: drawn() == (1.0, 20.0), 30, "back to the log count")
