@@ -78,13 +78,11 @@ class ApiRun:
 
     @property
     def config(self) -> dict[str, Any]:
+        from nexus_core.config import ConfigError, read_toml
+
         try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
-        try:
-            return tomllib.loads(P.read_text(self.dir / P.CONFIG_FILE))
-        except (OSError, ValueError):
+            return read_toml(self.dir / P.CONFIG_FILE)
+        except ConfigError:
             hello = next(iter(P.iter_records(self.dir / P.METRICS_FILE, frozenset({P.HELLO}))), None)
             return dict(hello.config) if hello is not None else {}
 

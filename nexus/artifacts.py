@@ -19,14 +19,14 @@ from typing import Any
 
 from nexus.compat import skipped
 from nexus_core import protocol as P
-from nexus_core.safefile import copy_in, write_new
+from nexus_core.safefile import copy_in, open_regular, write_new
 
 MANIFEST = "manifest.json"
 
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:  # the run folder's own copy, just written by copy_in
+    with open_regular(path) as f:  # the run folder's own copy, just written by copy_in
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -4,7 +4,8 @@
 recordtypes.py: table, histogram, media); a picture or sound is saved under the run folder's media/
 through nexus_core/safefile.py (never over or through an existing file). Each type turns itself into
 records with `_records(sink, key, step)`; `richlog.py` decides which values need that.
-numpy is the only library used directly; torch tensors and PIL images are read through their methods.
+numpy (imported when a value needs it: `import nexus` stays light) is the only library used directly;
+torch tensors and PIL images are read through their methods.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nexus_core import protocol as P
 from nexus_core.recordtypes import MAX_HISTOGRAM_BINS, MAX_TABLE_CELLS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MAX_TABLE_COLUMNS = 1000
 
@@ -41,6 +43,7 @@ class WBValue:
 
 def as_array(value: Any) -> np.ndarray:
     """A tensor (any device), a list or an array as a numpy array (the one device read is here)."""
+    import numpy as np
     if hasattr(value, "detach") and hasattr(value, "cpu"):
         value = value.detach().float().cpu().numpy() if value.dtype.is_floating_point else value.detach().cpu().numpy()
     return np.asarray(value)
@@ -48,6 +51,7 @@ def as_array(value: Any) -> np.ndarray:
 
 def cell(value: Any) -> Any:
     """A table cell as msgpack holds it: numbers and text as they are, media by their kind."""
+    import numpy as np
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -111,6 +115,7 @@ class Histogram(WBValue):
     """wandb.Histogram(sequence, num_bins=64) or Histogram(np_histogram=(counts, edges))."""
 
     def __init__(self, sequence: Any = None, np_histogram: Any = None, num_bins: int = 64) -> None:
+        import numpy as np
         if np_histogram is not None:
             counts, edges = np_histogram
         else:
@@ -139,6 +144,7 @@ class _File(WBValue):
 
     def _encode(self) -> tuple[bytes, str]:
         """(bytes, suffix) for in-memory data."""
+        import numpy as np
         data = self.data
         if isinstance(data, bytes):
             return data, self.suffix
@@ -187,6 +193,7 @@ class Image(_File):
                 self.height, self.width = int(array.shape[0]), int(array.shape[1]) if array.ndim > 1 else 1
 
     def _pixels(self) -> np.ndarray:
+        import numpy as np
         array = as_array(self.data)
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
             array = np.transpose(array, (1, 2, 0))  # CHW (torch) -> HWC
@@ -201,6 +208,8 @@ class Image(_File):
 
     def _encode(self) -> tuple[bytes, str]:
         import io
+
+        import numpy as np
 
         data = self.data
         try:
@@ -228,6 +237,8 @@ class Audio(_File):
     def _encode(self) -> tuple[bytes, str]:
         import io
         import wave
+
+        import numpy as np
 
         if isinstance(self.data, bytes):
             return self.data, self.suffix
@@ -265,6 +276,7 @@ class Object3D(_File):
     suffix = ".json"
 
     def _encode(self) -> tuple[bytes, str]:
+        import numpy as np
         if isinstance(self.data, (bytes, str)) or hasattr(self.data, "read"):
             return super()._encode()
         import io

@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from nexus.media import Sink, Table, WBValue, as_array
 
 
@@ -43,6 +41,7 @@ def histogram(table: Table, value: str, title: str | None = None, split_table: b
 def line_series(xs: Sequence[Any], ys: Sequence[Sequence[Any]], keys: Sequence[str] | None = None,
                 title: str | None = None, xname: str | None = None, split_table: bool = False) -> Chart:
     """Several lines over shared (or per-line) xs, as one long table: line name, x, y."""
+    import numpy as np
     keys = list(keys) if keys is not None else [f"line_{i}" for i in range(len(ys))]
     per_line = len(xs) > 0 and isinstance(xs[0], (list, tuple, np.ndarray))
     rows = []
@@ -55,6 +54,7 @@ def line_series(xs: Sequence[Any], ys: Sequence[Sequence[Any]], keys: Sequence[s
 def confusion_matrix(probs: Any = None, y_true: Any = None, preds: Any = None, class_names: Sequence[str] | None = None,
                      title: str | None = None, split_table: bool = False) -> Chart:
     """Counts per (actual, predicted) pair, as wandb computes them."""
+    import numpy as np
     truth = as_array(y_true).astype(int).ravel()
     guess = as_array(preds).astype(int).ravel() if preds is not None else as_array(probs).argmax(axis=-1).ravel()
     n = int(max(truth.max(initial=-1), guess.max(initial=-1)) + 1)
@@ -67,6 +67,7 @@ def confusion_matrix(probs: Any = None, y_true: Any = None, preds: Any = None, c
 
 
 def _curve(kind: str, y_true: Any, y_probas: Any, labels: Sequence[str] | None, title: str | None) -> Chart:
+    import numpy as np
     truth = as_array(y_true).ravel()
     probas = as_array(y_probas)
     probas = probas.reshape(len(truth), -1)

@@ -21,6 +21,7 @@ from nexus.disabled import DisabledRun
 from nexus.folder import NexusError, choose_run_dir, last_step, metrics_fd
 from nexus.reporter import Run
 from nexus_core import protocol as P
+from nexus_core.config import ConfigError, read_toml
 
 WANDB_IGNORED = frozenset({
     "entity", "job_type", "id", "mode", "reinit", "settings", "save_code", "anonymous", "sync_tensorboard",
@@ -99,17 +100,13 @@ def _filtered(config: Any, kwargs: dict[str, Any]) -> Any:
 
 def _previous(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """A resumed folder's config.toml and summary.json (either may be missing or damaged: then {})."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
     config: dict[str, Any] = {}
     summary: dict[str, Any] = {}
-    try:
-        config = tomllib.loads(P.read_text(path / P.CONFIG_FILE))
-    except (OSError, ValueError) as e:
-        if not isinstance(e, FileNotFoundError):
-            skipped("the resumed run's config.toml", P.describe_os_error(e) if isinstance(e, OSError) else str(e))
+    if (path / P.CONFIG_FILE).exists():
+        try:
+            config = read_toml(path / P.CONFIG_FILE)
+        except ConfigError as e:
+            skipped("the resumed run's config.toml", str(e))
     try:
         got = P.read_json(path / "summary.json")
         summary = got if isinstance(got, dict) else {}

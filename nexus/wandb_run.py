@@ -169,8 +169,10 @@ class WandbSurface:
 
     def restore(self, name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> Any:
         """A file this run kept with save() (the newest copy), opened for reading; None if none."""
+        import io
+
         found = sorted((self.dir / P.FILES_DIR).glob(f"saved*/{name}"), key=lambda p: p.stat().st_mtime)
-        return open(found[-1]) if found else None  # noqa: SIM115 - wandb returns an open file
+        return io.TextIOWrapper(P.open_regular(found[-1]), encoding="utf-8") if found else None
 
     def _file_error(self, what: str, e: OSError, default: Any) -> Any:
         text = f"run.{what}: {P.describe_os_error(e)}; nothing kept"
