@@ -11,9 +11,10 @@ from typing import Any
 
 from rich.text import Text
 
+from nexus_core.recordtypes import Histogram, Media, Table
+from nexus_core.recordtypes import Text as TextRecord
 from nexus_core.text import clean_text
 from nexus_tui.history.mediaview import header, lines_of
-from nexus_tui.history.runview import MediaRecord
 from nexus_tui.widgets.reflow_log import ReflowLog
 
 
@@ -29,7 +30,7 @@ class MediaPane(ReflowLog):
         self.shown: list[str] = []
         """Every line written, plain (tests read what a person would see)."""
 
-    def add_media(self, run_name: str, color: str, record: MediaRecord) -> None:
+    def add_media(self, run_name: str, color: str, record: TextRecord | Table | Histogram | Media) -> None:
         """Show one record under a header in the run's colour (`color` as #rrggbb)."""
         top = header(clean_text(run_name, limit=80), record)
         self.add(Text(top, style=f"bold {color}"))
