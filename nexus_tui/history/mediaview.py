@@ -6,10 +6,13 @@ the layout is tested without a screen. Strings arrive cleaned by the store (clea
 
 from __future__ import annotations
 
+import math
+
 from nexus_core.recordtypes import Histogram, Media, Table, Text
 
 SHADES = " ▁▂▃▄▅▆▇█"
 MAX_ROWS = 20
+MAX_COLUMNS = 12
 MAX_CELL = 24
 
 
@@ -20,9 +23,10 @@ def header(run_label: str, rec: Text | Table | Histogram | Media) -> str:
 
 
 def table_lines(rec: Table, max_rows: int = MAX_ROWS) -> list[str]:
-    """The table as aligned text: a header row, a rule, at most max_rows rows (and how many more)."""
-    columns = [_cell(c) for c in rec.columns]
-    rows = [[_cell(v) for v in row] for row in rec.rows[:max_rows]]
+    """The table as aligned text: a header row, a rule, at most max_rows rows and MAX_COLUMNS columns
+    (and how many more of each)."""
+    columns = [_cell(c) for c in rec.columns[:MAX_COLUMNS]]
+    rows = [[_cell(v) for v in row[:MAX_COLUMNS]] for row in rec.rows[:max_rows]]
     width = max([len(columns)] + [len(r) for r in rows])
     columns += [""] * (width - len(columns))
     sizes = [max([len(columns[i])] + [len(r[i]) for r in rows if i < len(r)]) for i in range(width)]
@@ -32,6 +36,9 @@ def table_lines(rec: Table, max_rows: int = MAX_ROWS) -> list[str]:
               for r in rows]
     if len(rec.rows) > max_rows:
         lines.append(f"… {len(rec.rows) - max_rows} more rows")
+    wide = max([len(rec.columns)] + [len(r) for r in rec.rows[:max_rows]])
+    if wide > MAX_COLUMNS:
+        lines.append(f"… {wide - MAX_COLUMNS} more columns")
     return lines
 
 
@@ -50,10 +57,12 @@ def histogram_line(rec: Histogram, width: int = 32) -> str:
         return "(empty)"
     cells = [0.0] * width
     for i, c in enumerate(counts):
-        cells[min(width - 1, i * width // len(counts))] += max(float(c), 0.0)
+        if math.isfinite(c) and c > 0:  # a run folder is untrusted: NaN or negative counts draw nothing
+            cells[min(width - 1, i * width // len(counts))] += c
     top = max(cells) or 1.0
     bar = "".join(SHADES[round(c / top * (len(SHADES) - 1))] for c in cells)
-    return f"{bar} [{rec.edges[0]:.3g}, {rec.edges[-1]:.3g}] n={sum(counts):g}"
+    total = sum(c for c in counts if math.isfinite(c) and c > 0)
+    return f"{bar} [{rec.edges[0]:.3g}, {rec.edges[-1]:.3g}] n={total:g}"
 
 
 def media_line(rec: Media) -> str:
