@@ -135,6 +135,8 @@ class _File(WBValue):
 
     kind = "file"
     suffix = ".bin"
+    text_is_data = False
+    """A str is the content (Html), not a path to the file (Image, Audio...)."""
 
     def __init__(self, data_or_path: Any = None, caption: str | None = None, **kwargs: Any) -> None:
         self.data = data_or_path
@@ -158,7 +160,9 @@ class _File(WBValue):
         from nexus_core.safefile import copy_in, write_new
 
         data = self.data
-        if isinstance(data, (str, Path)) and self._is_path(data):
+        if isinstance(data, Path) or (isinstance(data, str) and not self.text_is_data):
+            if not Path(data).is_file():
+                raise FileNotFoundError(2, f"no file {str(data)[:200]!r} to keep as {self.kind}")
             target = sink._media_name(key, step, Path(data).suffix or self.suffix)
             copy_in(data, target)
         else:
@@ -167,9 +171,6 @@ class _File(WBValue):
             write_new(target, raw)
         return [{"type": P.MEDIA, "key": key, "kind": self.kind, "path": str(target.relative_to(sink.dir)),
                  "caption": self.caption, "width": self.width, "height": self.height, "step": step}]
-
-    def _is_path(self, data: Any) -> bool:
-        return isinstance(data, Path) or (len(data) < 4096 and "\n" not in data and Path(data).is_file())
 
 
 class Image(_File):
@@ -266,6 +267,7 @@ class Video(_File):
 class Html(_File):
     kind = "html"
     suffix = ".html"
+    text_is_data = True
 
     def __init__(self, data: Any = None, inject: bool = True, **kwargs: Any) -> None:
         super().__init__(data)
@@ -296,6 +298,7 @@ class Plotly(_File):
 
     kind = "plotly"
     suffix = ".json"
+    text_is_data = True
 
     def _encode(self) -> tuple[bytes, str]:
         to_json = getattr(self.data, "to_json", None)
