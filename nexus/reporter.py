@@ -26,9 +26,8 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
-from nexus.media import Histogram
 from nexus.metricdefs import MetricDefs
-from nexus.richlog import rich_records
+from nexus.richlog import rich_records, tensor_histogram
 from nexus.steering import Steering
 from nexus.wandb_run import WandbSurface
 from nexus.watching import ModelWatch
@@ -188,7 +187,7 @@ class Run(Steering, WandbSurface):
             self._pending.setdefault(key, value)
         at = time.time()
         for key, value in hists.items():
-            for record in Histogram(value)._records(self, key, self._step):
+            for record in tensor_histogram(key, value, self._step):
                 record["time"] = at
                 self._writer.put(record)
 

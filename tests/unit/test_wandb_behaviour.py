@@ -144,3 +144,27 @@ def test_a_huge_table_is_cut_to_what_readers_decode(tmp_path: Path) -> None:
     tables = {r.key: r for r in decoded.records if r.type == P.TABLE}
     assert not decoded.warnings and set(tables) == {"big", "after"}
     assert 1000 <= len(tables["big"].rows) <= 30_000 and tables["big"].rows[0] == [0, "x" * 50]
+
+
+def test_a_logged_tensor_becomes_a_histogram_without_a_read_on_the_training_thread(tmp_path: Path) -> None:
+    import threading
+
+    calls: list[tuple[str, bool]] = []
+
+    class Spy(torch.Tensor):
+        @classmethod
+        def __torch_function__(cls, func, types, args=(), kwargs=None):
+            calls.append((getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread()))
+            return super().__torch_function__(func, types, args, kwargs or {})
+
+    run = nexus.init(root=tmp_path, name="lazy-hist")
+    weights = torch.arange(100, dtype=torch.float32)
+    for step in range(3):
+        run.log({"weights": (weights + step).as_subclass(Spy)})
+    weights += 1000  # changed in place after log(): the histogram is of what was logged
+    on_main = {name for name, main in calls if main}
+    run.finish()
+    assert not on_main & {"cpu", "numpy", "item", "tolist", "__array__", "histc", "min", "max"}, on_main
+    hists = _records(run.dir, P.HISTOGRAM)
+    assert [h["step"] for h in hists] == [1, 2, 3] and all(sum(h["counts"]) == 100 for h in hists)
+    assert [(h["edges"][0], h["edges"][-1]) for h in hists] == [(0.0, 99.0), (1.0, 100.0), (2.0, 101.0)]
