@@ -29,6 +29,7 @@ from typing import Any
 
 from nexus import values as V
 from nexus.filing import Filing, write_status
+from nexus.richlog import LATER, later_records
 from nexus.shaping import step_records, toml_safe
 from nexus_core import protocol as P
 from nexus_core.units import as_num
@@ -212,6 +213,8 @@ class Writer:
                     self._warn(f"step {item.get('step')}: not recorded ({type(e).__name__}: {e})")
             elif kind == SYNC:
                 synced.append(item["done"])  # set once the records before it are filed, below
+            elif LATER in item:  # a logged tensor's histogram, taken here, off the training thread
+                batch.extend(later_records(item))
             else:
                 batch.append(item)
         self.filing.probe()  # records held for a full disk go first, once there is room
