@@ -499,3 +499,5 @@ def test_a_writer_without_tok_s_gets_the_same_derived_rate_either_way(tmp_path: 
     store, _ = fast(data, cuts)
     assert_same(store, plain(data, cuts))
     assert store.get("r").tok_s == pytest.approx(512 / 0.25)
+    rates = store.get("r").series["tok_s"]  # the chart too: every step after the first
+    assert len(rates) == 299 and np.allclose(rates.value.view, 512 / 0.25)
