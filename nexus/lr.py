@@ -2,8 +2,10 @@
 
 Every other observer reads the LR from the optimizer's groups or from the scheduler (`get_last_lr()`):
 HF's logged `learning_rate` and trainer_state.json, Lightning's LearningRateMonitor, wandb, and the
-optimizer and scheduler state saved in checkpoints. So between steps each group holds the LR its next
-step will use, ramp included, and a scheduler's `get_last_lr()` says the same.
+optimizer and scheduler state saved in checkpoints. So the groups hold the LR a step uses, ramp
+included, from the scheduler's step (or the ramp's start) before it until the scheduler's step after
+it, and a scheduler's `get_last_lr()` says the same: torch's convention, so a logger reading either at
+its usual place reads the LR the step really used.
 
 The difficulty is the script's scheduler, which reads `group["lr"]` back: the chainable ones (StepLR,
 ExponentialLR, CosineAnnealingLR's recursive form, ReduceLROnPlateau) compute the next LR from the one
@@ -168,14 +170,18 @@ class LRControl:
             self._raw = [float(g["lr"]) for g in groups]
             if hasattr(scheduler, "_last_lr"):
                 self._raw_last[id(scheduler)] = list(scheduler._last_lr)
-            lrs = self._effective()
-            self._write(lrs)
-            if hasattr(scheduler, "_last_lr"):
-                scheduler._last_lr = list(lrs)
+            self._write(self._effective())
 
     # -- the optimizer's hooks (training thread) ---------------------------------------------------
 
-    def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    @property
+    def pending(self) -> bool:
+        """A ramp was asked for and has not started yet."""
+        return self._pending is not None
+
+    def settle(self) -> None:
+        """Start a requested ramp now (training thread, between steps): the groups say at once what the
+        next step will use, so a logger reading them before that step is already right."""
         self._sync_raw()
         with self._lock:
             pending, self._pending = self._pending, None
@@ -190,6 +196,10 @@ class LRControl:
                 start = self.last_lr if self.last_lr is not None else max(self._written)
             self._ramp = (start, pending[0], pending[1], 0)
             self.active = True
+            self._write(self._effective())
+
+    def _pre(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self.settle()
         lrs = self._effective()
         self._write(lrs)
         self.last_lr = lrs[self._ref()]
@@ -205,7 +215,8 @@ class LRControl:
                 self.factor = target / peak if peak > 0 else 1.0
             else:
                 self._ramp = (start, target, steps, done)
-        self._write(self._effective())
+        # The groups keep the LR this step used until the scheduler steps (HF logs get_last_lr() in
+        # between) or the next step begins: torch's own convention.
 
     # -- the numbers -------------------------------------------------------------------------------
 
@@ -234,9 +245,14 @@ class LRControl:
         return [peak * r for r in self._ratios]
 
     def _write(self, lrs: list[float]) -> None:
+        """The groups, and each scheduler's get_last_lr(), say what the next step uses."""
         for g, lr in zip(self.optimizer.param_groups, lrs, strict=False):
             g["lr"] = lr
         self._written = list(lrs)
+        if not self._inside:
+            for scheduler in self.schedulers:
+                if hasattr(scheduler, "_last_lr"):
+                    scheduler._last_lr = list(lrs)
 
     def close(self) -> None:
         """Unhook: the groups keep the LR they hold (the ramped one), the schedulers step on their own."""

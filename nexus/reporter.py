@@ -149,6 +149,8 @@ class Run(Steering):
             if not self._device:
                 self._learn_device(values)
             lr = self._lr
+            if lr is not None and lr.pending:
+                lr.settle()  # a ramp asked for meanwhile: the groups show it before the next step
             used = (lr.last_lr, lr.active) if lr is not None and lr.last_lr is not None else None
             # Routing keys into metric/eval records is the writer thread's work (writer.STEP).
             self._writer.put({"type": STEP, "step": step, "time": time.time(), "values": values, "lr": used})
@@ -171,6 +173,8 @@ class Run(Steering):
         self._steers = True
         if self._pending:
             self._commit()
+        if self._lr is not None and self._lr.pending:
+            self._lr.settle()
         if self._inbox:
             self._act()
 
