@@ -1,7 +1,8 @@
 """A ramp sent over the real control socket to a real HF Trainer and a real Lightning fit (in this
 process, tiny models): the LR every step really used (read inside optimizer.step(), after Nexus's hook)
 is the LR the optimizer reported before the step, the one HF logs as `learning_rate` and Lightning's LearningRateMonitor logs, and the one saved optimizer state
-holds; the framework's scheduler keeps stepping (its shape continues, scaled from the target)."""
+holds; the framework's scheduler keeps stepping (its shape continues, scaled from the target). Each
+folder then passes `nexus check`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from support.reporter import command
 
 import nexus
 from nexus_core import protocol as P
+from nexus_core.check import check
 
 TARGET = 0.02
 RAMP_AT, RAMP_STEPS, STEPS = 6, 3, 24
@@ -100,6 +102,7 @@ def test_hugging_face_trainer_logs_and_saves_the_ramped_lr(tmp_path: Path) -> No
     run.finish()
     hellos = [r for r in P.read_records(run.dir / P.METRICS_FILE).records if r.type == P.HELLO]
     assert hellos[-1].lr_schedule and hellos[-1].lr_schedule["source"] == "LambdaLR"
+    assert (report := check(run.dir)).ok, report.summary()  # the folder keeps the protocol
 
 
 def test_lightning_fit_reports_the_ramped_lr(tmp_path: Path) -> None:
@@ -148,3 +151,4 @@ def test_lightning_fit_reports_the_ramped_lr(tmp_path: Path) -> None:
     assert len(monitor) >= STEPS - 2
     for step, lr in monitor.items():  # LearningRateMonitor reads the group before the step: its LR
         assert lr == pytest.approx(probe.used[step - 1])
+    assert (report := check(run.dir)).ok, report.summary()  # the folder keeps the protocol
