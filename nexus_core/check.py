@@ -143,7 +143,7 @@ def check(run_dir: str | Path, steer: bool = False, stop: bool = False, wait_s: 
     hello = _check_records(report)
     status = _check_status(report)
     commands = _commands(report, hello)
-    live = status is not None and status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))
+    live = status is not None and status.get("state") in LIVE_STATES and pid_alive(status.get("pid"), status.get("updated"))
     if live:
         check_socket(report, commands, steer, stop, wait_s)
     elif socket_exists(path):
@@ -295,7 +295,7 @@ def _check_status(report: Report) -> dict[str, Any] | None:
     if state in LIVE_STATES:
         if not _fits(status.get("updated"), (NUM,)):
             report.error("status-updated", f"{STATUS_FILE}: a live run's status needs 'updated' (unix time)")
-        if not pid_alive(status.get("pid")):
+        if not pid_alive(status.get("pid"), status.get("updated")):
             report.warn("status-dead", f"{STATUS_FILE} says {state} but pid {status.get('pid')} is gone: readers "
                                        "call the run crashed (write a final state before exiting)")
         elif _fits(status.get("updated"), (NUM,)) and time.time() - float(status["updated"]) > 10:
