@@ -1,5 +1,6 @@
-"""`nexus check RUN_DIR` (nexus_core/check.py): every folder Nexus writes passes, a live reporter's
-control socket included (pause and resume are answered and recorded, checkpoint and eval bring their
+"""`nexus check RUN_DIR` (nexus_core/check.py): every folder Nexus writes passes (the engine, live with
+every command and finished; the reporter, live and finished; the TensorBoard writer; a wandb-style
+script), the live ones' control socket included (pause and resume are answered and recorded, checkpoint and eval bring their
 records, stop ends it); a planted folder gets a few lines naming what is wrong, never a traceback.
 (The HF and Lightning folders are checked in test_ramp_frameworks.py, the C writer's in
 test_c_writer.py.)"""
@@ -17,8 +18,9 @@ from pathlib import Path
 import msgpack
 import pytest
 from support import ROOT
-from support.engine import run_engine_ok
+from support.engine import engine_env, run_engine_ok
 from support.preset import TINY
+from support.reporter import Script
 from support.wait import wait_until
 
 import nexus
@@ -38,6 +40,41 @@ def test_an_engine_run_passes(runs_root: Path) -> None:
     assert report.ok, report.summary()
     done = _nexus("check", str(run))
     assert done.returncode == 0 and done.stdout.strip().splitlines()[-1].startswith("ok: eng"), done.stdout
+
+
+def test_a_live_engine_run_passes_with_every_command(runs_root: Path) -> None:
+    run = runs_root / "live"
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "100000",
+                             *TINY], env=engine_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (P.read_status(run) or {}).get("state") == P.RUNNING, 120, "the engine training")
+        report = check(run, steer=True, stop=True)
+        assert report.ok and "control socket" in report.checked, report.summary()
+        assert proc.wait(120) == 0
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert (report := check(run)).ok and report.lines == [], report.summary()
+
+
+def test_the_tensorboard_writer_and_a_wandb_style_script_pass(runs_root: Path) -> None:
+    import torch
+
+    from nexus.integrations.tensorboard import SummaryWriter
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with SummaryWriter(str(runs_root / "tb")) as writer:
+        writer.watch(opt)
+        for step in range(1, 6):
+            opt.step()
+            writer.add_scalar("train/loss", 1.0 / step, step)
+            writer.add_text("notes", f"at {step}", step)
+    assert (report := check(runs_root / "tb")).ok and report.lines == [], report.summary()
+
+    wandb = Script(runs_root / "wb", "wandb")
+    assert wandb.wait() == 0, wandb.output()
+    assert (report := check(runs_root / "wb")).ok and report.lines == [], report.summary()
 
 
 def test_a_reporter_run_passes_live_and_finished(runs_root: Path) -> None:
