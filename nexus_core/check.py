@@ -21,6 +21,7 @@ import stat
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -253,11 +254,29 @@ def _check_record(report: Report, record: Any, index: int, where: str) -> tuple[
         report.warn("protocol", f"{where}: protocol {record['protocol']} is newer than {PROTOCOL_VERSION}")
     if kind == "state" and isinstance(record.get("state"), str) and record["state"] not in STATES:
         report.error("state-value", f"{where}: state {record['state']!r:.30} is not one of {' '.join(STATES)}")
+    if kind == "hello" and isinstance(record.get("lr_schedule"), dict):
+        _check_schedule(report, record["lr_schedule"], where)
     if kind == "hello" and isinstance(record.get("commands"), list):
         bad = [c for c in record["commands"] if not isinstance(c, str)]
         if bad:
             report.error("commands", f"{where}: hello 'commands' must be strings")
     return kind, record
+
+
+def _check_schedule(report: Report, schedule: dict[str, Any], where: str) -> None:
+    """hello `lr_schedule`: a `source` string, `step` ints (increasing) and `lr` positive numbers, as many."""
+    steps, lrs = schedule.get("step"), schedule.get("lr")
+    problem = ""
+    if not isinstance(schedule.get("source"), str):
+        problem = "'source' must be a string"
+    elif not isinstance(steps, list) or not isinstance(lrs, list) or len(steps) != len(lrs):
+        problem = "'step' and 'lr' must be arrays of the same length"
+    elif not all(_fits(x, (INT,)) for x in steps) or any(b <= a for a, b in pairwise(steps)):
+        problem = "'step' must be ints, increasing"
+    elif not all(_fits(x, (NUM,)) and x > 0 and x != float("inf") for x in lrs):
+        problem = "'lr' must be positive finite numbers"
+    if problem:
+        report.error("lr_schedule", f"{where} (hello): lr_schedule {problem}")
 
 
 # -- status --------------------------------------------------------------------------------------

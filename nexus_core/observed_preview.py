@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,11 @@ def _valid(schedule: dict[str, Any] | None) -> tuple[list[int], list[float], str
     if not isinstance(steps, list) or not isinstance(lrs, list) or len(steps) != len(lrs) or len(steps) < 2:
         return [], [], source
     pairs = [(int(s), float(v)) for s, v in zip(steps, lrs, strict=True)
-             if isinstance(s, int) and not isinstance(s, bool) and isinstance(v, (int, float)) and v >= 0]
+             if isinstance(s, int) and not isinstance(s, bool) and isinstance(v, (int, float))
+             and not isinstance(v, bool) and math.isfinite(v) and v > 0]
     pairs.sort()
+    if len(pairs) < 2:
+        return [], [], source or "unknown: its published schedule holds no usable point"
     return [p[0] for p in pairs], [p[1] for p in pairs], source
 
 

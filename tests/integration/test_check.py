@@ -158,3 +158,20 @@ def test_hostile_files_are_named_not_followed(runs_root: Path, plant: str) -> No
     report = check(run)
     assert not report.ok and 1 <= len(report.lines) <= 3, report.summary()
     assert any("metrics.msgpack" in line for line in report.lines), report.summary()
+
+
+def test_a_hostile_published_schedule_is_named_and_the_preview_says_unknown(runs_root: Path) -> None:
+    from nexus_core.observed_preview import observed_preview
+
+    run = runs_root / "sched"
+    run.mkdir()
+    now = time.time()
+    schedule = {"source": "evil\x1b[31m", "step": [1, 2, "x", 4], "lr": [float("nan"), float("inf"), 1.0, True]}
+    (run / "metrics.msgpack").write_bytes(_pack(
+        {"type": "hello", "seq": 0, "time": now, "protocol": 1, "pid": 1, "lr_schedule": schedule},
+        {"type": "metric", "seq": 1, "time": now, "step": 1, "lr": 0.01},
+        {"type": "metric", "seq": 2, "time": now, "step": 2, "lr": 0.01}))
+    report = check(run)
+    assert any("lr_schedule 'step' must be ints, increasing" in line for line in report.lines), report.summary()
+    steps, lrs, note = observed_preview(run, 0.02, 4, 20)
+    assert "assumes the LR stays at the target" in note and lrs[-1] == 0.02 and steps[-1] == 20
