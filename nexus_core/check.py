@@ -264,7 +264,7 @@ def _check_record(report: Report, record: Any, index: int, where: str) -> tuple[
 
 
 def _check_schedule(report: Report, schedule: dict[str, Any], where: str) -> None:
-    """hello `lr_schedule`: a `source` string, `step` ints (increasing) and `lr` positive numbers, as many."""
+    """hello `lr_schedule`: a `source` string, `step` ints (increasing) and `lr` numbers >= 0, as many."""
     steps, lrs = schedule.get("step"), schedule.get("lr")
     problem = ""
     if not isinstance(schedule.get("source"), str):
@@ -273,8 +273,8 @@ def _check_schedule(report: Report, schedule: dict[str, Any], where: str) -> Non
         problem = "'step' and 'lr' must be arrays of the same length"
     elif not all(_fits(x, (INT,)) for x in steps) or any(b <= a for a, b in pairwise(steps)):
         problem = "'step' must be ints, increasing"
-    elif not all(_fits(x, (NUM,)) and x > 0 and x != float("inf") for x in lrs):
-        problem = "'lr' must be positive finite numbers"
+    elif not all(_fits(x, (NUM,)) and 0 <= x < float("inf") for x in lrs):
+        problem = "'lr' must be finite numbers >= 0"
     if problem:
         report.error("lr_schedule", f"{where} (hello): lr_schedule {problem}")
 

@@ -79,7 +79,7 @@ def _valid(schedule: dict[str, Any] | None) -> tuple[list[int], list[float], str
         return [], [], source
     pairs = [(int(s), float(v)) for s, v in zip(steps, lrs, strict=True)
              if isinstance(s, int) and not isinstance(s, bool) and isinstance(v, (int, float))
-             and not isinstance(v, bool) and math.isfinite(v) and v > 0]
+             and not isinstance(v, bool) and math.isfinite(v) and v >= 0]
     pairs.sort()
     if len(pairs) < 2:
         return [], [], source or "unknown: its published schedule holds no usable point"
@@ -125,6 +125,8 @@ def observed_preview(run_dir: str | Path, target_lr: float, ramp_steps: int, ste
     if sched_steps:
         with contextlib.suppress(ZeroDivisionError):
             factor = target_lr / _at(sched_steps, sched_lrs, ramp_end)
+        if factor is None:
+            source = f"unknown: the {source} schedule is 0 where the ramp ends, so it cannot be scaled"
     for s in list(range(now + stride, end, stride)) + [end, ramp_end]:
         if s <= now:
             continue
