@@ -68,6 +68,13 @@ _FIELDS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
               "exit_code": ((INT,), False)},
     "log": {"level": ((STR,), False), "text": ((STR,), True)},
     "alert": {"kind": ((STR,), False), "step": ((INT,), False), "text": ((STR,), True), "level": ((STR,), False)},
+    "text": {"key": ((STR,), True), "text": ((STR,), True), "step": ((INT,), False)},
+    "table": {"key": ((STR,), True), "columns": ((LIST,), True), "rows": ((LIST,), True), "step": ((INT,), False),
+              "chart": ((STR,), False)},
+    "histogram": {"key": ((STR,), True), "edges": ((LIST,), True), "counts": ((LIST,), True),
+                  "step": ((INT,), False)},
+    "media": {"key": ((STR,), True), "kind": ((STR,), True), "path": ((STR,), False), "caption": ((STR,), False),
+              "width": ((INT, NIL), False), "height": ((INT, NIL), False), "step": ((INT,), False)},
 }
 _NUMERIC_EXTRA = frozenset({"metric", "eval"})
 """Types whose other keys are series: numbers (or nil)."""
@@ -234,7 +241,7 @@ def _check_record(report: Report, record: Any, index: int, where: str) -> tuple[
         report.error("seq", f"{where} ({kind}): seq is {seq}, must be {index} (0 for the first record, +1 each)")
     if not _fits(record.get("time"), (NUM,)):
         report.error("time", f"{where} ({kind}): 'time' must be a number (unix seconds)")
-    fields = _FIELDS[kind]
+    fields = _FIELDS.get(kind, {})  # a kind this checker does not know yet: the envelope only
     for name, (kinds, required) in fields.items():
         if name not in record:
             if required:

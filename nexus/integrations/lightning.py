@@ -152,7 +152,7 @@ class NexusCallback(pl.Callback):
         with contextlib.suppress(Exception):
             set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
                             else trainer.estimated_stepping_batches)
-        run.watch(pl_module)
+        run.watch(pl_module, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             configs = getattr(trainer, "lr_scheduler_configs", None) or ()
             schedulers = [c.scheduler for c in configs if innermost_optimizer(getattr(c.scheduler, "optimizer", None)) is optimizer]
