@@ -175,3 +175,17 @@ def test_a_hostile_published_schedule_is_named_and_the_preview_says_unknown(runs
     assert any("lr_schedule 'step' must be ints, increasing" in line for line in report.lines), report.summary()
     steps, lrs, note = observed_preview(run, 0.02, 4, 20)
     assert "assumes the LR stays at the target" in note and lrs[-1] == 0.02 and steps[-1] == 20
+
+
+def test_the_wandb_surfaces_folders_pass(tmp_path: Path) -> None:
+    """Every wandb call people use (text, tables, histograms, media, artifacts) leaves folders that
+    keep the protocol."""
+    env = {k: v for k, v in os.environ.items() if k != P.RUN_DIR_ENV}
+    script = Path(__file__).parents[1] / "support" / "scripts" / "wandb_calls.py"
+    done = subprocess.run([sys.executable, str(script), "nexus", str(tmp_path)], env={**env, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    folders = sorted(p.parent for p in tmp_path.rglob("metrics.msgpack"))
+    assert folders, done.stderr[-2000:]
+    for folder in folders:
+        report = check(folder)
+        assert report.ok and report.lines == [], report.summary()
