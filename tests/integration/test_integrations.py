@@ -207,7 +207,7 @@ def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(runs_root: Pat
 
 
 def test_summary_writer_alone(runs_root: Path) -> None:
-    """Without tensorboard=True: no event files, other add_* methods ignored (said once in the log);
+    """Without tensorboard=True: no event files, a value add_image cannot keep said once in the log;
     steps without global_step join the last step; an exception ends the run failed with its line."""
     from nexus.integrations.tensorboard import SummaryWriter
 
