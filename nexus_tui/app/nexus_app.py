@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from nexus_core.state import Exited, Launched
@@ -345,18 +345,21 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     def _redraw(self) -> None:
         if (not self._dirty or self._services is None or not isinstance(self.screen, Screen)
-                or self.screen is not self.screen_stack[0]):
-            return  # nothing new, the services not made yet (before the first frame), or a dialog on top
+                or not (self.screen is self.screen_stack[0] or isinstance(self.screen, ModalScreen))):
+            return  # nothing new, the services not made yet (before the first frame), or a full screen on top
+        # Under a dialog the table and charts go on: a dialog never freezes the state of what it acts on.
         live = not self._view_changed  # only new records: charts may wait for their next slot
         self._dirty = self._view_changed = False
         palette = palette_for(self.theme)
+        main = self.screen_stack[0]  # the dashboard, also while a dialog is on top of it
         try:
-            table = self.query_one(RunTable)
+            table = main.query_one(RunTable)
+            charts = main.query_one(ChartsPanel)
         except NoMatches:  # the app is closing: its widgets are gone before its timers
             return
         with self.batch_update():
             table.show_runs(self.store.runs(), palette, live=live)
-            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
+            charts.redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:
         try:

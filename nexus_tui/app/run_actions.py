@@ -37,6 +37,13 @@ BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
 
+def has_checkpoint(run: Any) -> bool:
+    """Whether a checkpoint of the run is still on disk (what resume can load), not merely recorded."""
+    from nexus_core.checkpoints import existing_steps
+
+    return run.run_dir is not None and bool(existing_steps(run.run_dir))
+
+
 class RunActions:
     """The run keys (pause, checkpoint, eval, generate, ramp/resume, stop, new, compare, report, quit):
     each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
@@ -66,7 +73,7 @@ class RunActions:
         run = self.store.get(name) if name else None
         if run is None or run.live:
             return ""
-        if run.ckpts:
+        if has_checkpoint(run):
             return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
         return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
 
@@ -94,8 +101,9 @@ class RunActions:
         return False
 
     @work(thread=True, group="commands")
-    def send(self, name: str, command: Command) -> None:
-        """Send a command off the event loop (a busy engine may take seconds to answer)."""
+    def send(self, name: str, command: Command, then: Command | None = None) -> None:
+        """Send a command off the event loop (a busy engine may take seconds to answer); `then`
+        goes after it once it was taken (a ramp on a paused run, then its unpause)."""
         from nexus_core.control import ControlError
 
         notice = threading.Timer(BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name)))
@@ -109,6 +117,13 @@ class RunActions:
         finally:
             notice.cancel()
         self.post_message(msg.CommandFinished(name, command.name))
+        if then is not None:
+            try:
+                self.services.supervisor.send(name, then, timeout=KEY_COMMAND_TIMEOUT_S)
+            except (ControlError, OSError, ValueError, KeyError) as e:
+                self.post_message(msg.CommandFinished(name, then.name, str(e) or type(e).__name__))
+                return
+            self.post_message(msg.CommandFinished(name, then.name))
 
     def action_pause(self) -> None:
         name = self._current()
@@ -138,7 +153,10 @@ class RunActions:
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
+            run = self.store.get(name)
+            if yes and run is not None and not run.live:  # it ended while the question was open
+                self.notify(f"{run.label} is already {run.state}: nothing to stop", markup=False)
+            elif yes:
                 from nexus_core.commands import Stop
 
                 self.send(name, Stop())
@@ -175,7 +193,12 @@ class RunActions:
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return
+        if not run.live and not has_checkpoint(run):
+            self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
+                        "(n starts a new run)", severity="warning", markup=False)
+            return
         sup = self.services.supervisor
+        opened_live = run.live
 
         def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
             return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
@@ -186,18 +209,23 @@ class RunActions:
         def answered(args: dict[str, Any] | None) -> None:
             if not args:
                 return
-            if run.live:
-                from nexus_core.commands import Ramp
+            # Act on what is true now, not when the dialog opened: the run may have ended meanwhile.
+            if opened_live and not run.live:
+                self.notify(f"{run.label} {run.state} while the dialog was open: nothing was sent "
+                            "(r again resumes it from a checkpoint)", severity="warning", markup=False)
+            elif run.live:
+                from nexus_core.commands import Ramp, Unpause
 
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                                     total_steps=args["total_steps"] or None))
+                                     total_steps=args["total_steps"] or None),
+                          then=Unpause() if args.get("unpause") and run.state == PAUSED else None)
             else:
                 self._resume(run.run_dir, args)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
-                            run.total_steps, preview, now)
+                            run.total_steps, preview, now, paused=run.state == PAUSED)
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")

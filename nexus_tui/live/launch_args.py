@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from nexus_core.checkpoints import resolve_checkpoint
+from nexus_core.errors import CheckpointError
 from nexus_core.protocol import LIVE_STATES, clean_text, engine_argv
 from nexus_core.runfolder import pid_alive
 from nexus_core.schema import RUN_DIR_ENV
@@ -56,12 +58,17 @@ def resume_args(
     steps: int | None, from_ckpt: str | None, device: str | None,
 ) -> tuple[list[str], str]:
     """`engine resume` arguments and the device the run will use. LaunchError while the run is
-    still running (this dashboard follows it, or its status says so and its pid lives) or for half
-    a ramp."""
+    still running (this dashboard follows it, or its status says so and its pid lives), for half
+    a ramp, or when the checkpoint asked for (the newest when None) does not exist: nothing starts,
+    so the run keeps the state it had (a crashed run stays crashed in every view)."""
     if live or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
         raise LaunchError(f"run {run_dir.name!r} is still running: stop it before resuming it")
     if (lr is None) != (ramp_steps is None):
         raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
+    try:  # before anything starts: a resume that can only fail must not turn the run into a new failure
+        resolve_checkpoint(run_dir, from_ckpt)
+    except CheckpointError as e:
+        raise LaunchError(f"cannot resume {run_dir.name}: {e}; n starts a new run") from None
     args = ["resume", "--run-dir", str(run_dir)]
     if from_ckpt:
         args += ["--from", str(from_ckpt)]
