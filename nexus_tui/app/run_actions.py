@@ -44,6 +44,13 @@ def has_checkpoint(run: Any) -> bool:
     return run.run_dir is not None and bool(existing_steps(run.run_dir))
 
 
+def newest_step(run: Any) -> int:
+    """The step of the run's newest checkpoint on disk (0 when none)."""
+    from nexus_core.checkpoints import existing_steps
+
+    return max(existing_steps(run.run_dir), default=0) if run.run_dir is not None else 0
+
+
 class RunActions:
     """The run keys (pause, checkpoint, eval, generate, ramp/resume, stop, new, compare, report, quit):
     each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
@@ -57,12 +64,29 @@ class RunActions:
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
+    ON_CHECKPOINT = {"e": "eval_now", "g": "generate"}
+    """Live-only keys that a stopped engine run's newest checkpoint can serve instead, as
+    `nexus eval`/`nexus generate` do headless."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """None (shown greyed, not run) for a live-only action on a run that is not live."""
+        if action in self.ON_CHECKPOINT.values() and self._checkpoint_run() is not None:
+            return True
         if action in self.LIVE_ONLY.values() and self._not_live():
             return None
         return True
+
+    def _checkpoint_run(self) -> Any:
+        """The highlighted run when it is an engine run that is not live and has a checkpoint on
+        disk (e and g then use its newest checkpoint), else None."""
+        try:
+            name = self.query_one(RunTable).highlighted
+        except Exception:  # noqa: BLE001 - asked before the table exists (first footer draw)
+            return None
+        run = self.store.get(name) if name else None
+        if run is None or run.live or run.hello is None or run.hello.get("source") == "reporter":
+            return None
+        return run if has_checkpoint(run) else None
 
     def _not_live(self) -> str:
         """'' when the highlighted run can take commands, else one line of what can be done instead."""
@@ -79,6 +103,8 @@ class RunActions:
 
     def on_key(self, event: events.Key) -> None:
         """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
+        if event.key in self.ON_CHECKPOINT and self._checkpoint_run() is not None:
+            return  # served by the newest checkpoint
         if event.key in self.LIVE_ONLY and len(self.screen_stack) == 1 and (why := self._not_live()):
             event.stop()
             self.notify(why, severity="warning", markup=False)
@@ -142,6 +168,10 @@ class RunActions:
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
+        if (run := self._checkpoint_run()) is not None:
+            self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
+            self.use_checkpoint(run.name, run.run_dir, "eval", [])
+            return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
 
@@ -167,6 +197,9 @@ class RunActions:
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
     def action_generate(self) -> None:
+        if (stopped := self._checkpoint_run()) is not None:
+            self._generate_from_checkpoint(stopped)
+            return
         name = self._current()
         if name is None or self._lacks(name, "generate"):
             return
@@ -183,6 +216,44 @@ class RunActions:
         from nexus_tui.screens.generate import GenerateScreen
 
         self.push_screen(GenerateScreen(name, prompt), answered)
+
+    def _generate_from_checkpoint(self, run: Any) -> None:
+        prompt = str((run.config.get("train") or {}).get("sample_prompt", "def "))
+        step = newest_step(run)
+
+        def answered(args: dict[str, Any] | None) -> None:
+            if args:
+                argv = ["--prompt", args["prompt"], "--tokens", str(args["tokens"]),
+                        "--temperature", repr(args["temperature"]), "--top-k", str(args["top_k"])]
+                self.notify(f"Sampling from {run.label}'s checkpoint at step {step}…", markup=False)
+                self.use_checkpoint(run.name, run.run_dir, "generate", argv, prompt=args["prompt"], step=step)
+                self.query_one("#side", TabbedContent).active = "tab-samples"
+
+        from nexus_tui.screens.generate import GenerateScreen
+
+        self.push_screen(GenerateScreen(run.name, prompt, from_step=step), answered)
+
+    @work(thread=True, group="checkpoint-use")
+    def use_checkpoint(self, name: str, run_dir: Path, verb: str, argv: list[str], prompt: str = "",
+                       step: int = 0) -> None:
+        """`generate`/`eval` on a stopped run's newest checkpoint, off the event loop (it loads torch)."""
+        try:
+            said = self.services.supervisor.use_checkpoint(run_dir, verb, argv)
+        except Exception as e:  # noqa: BLE001 - one line in the app, never a traceback
+            self.post_message(msg.CommandFinished(name, verb, str(e)))
+            return
+        self.call_from_thread(self._checkpoint_used, name, verb, said, prompt, step)
+
+    def _checkpoint_used(self, name: str, verb: str, said: str, prompt: str, step: int) -> None:
+        if verb == "generate":
+            from nexus_core.recordtypes import Sample
+            from nexus_tui.widgets.samples_pane import SamplesPane
+
+            self.query_one(SamplesPane).add_sample(name, self._color(name),
+                                                   Sample(text=said, step=step, prompt=prompt, requested=True))
+        else:
+            self.notify(f"{name}: {said}", timeout=10, markup=False)
+            self.log_line(name, f"eval: {said}")
 
     def action_ramp(self) -> None:
         name = self._current()

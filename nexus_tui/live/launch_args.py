@@ -98,6 +98,29 @@ def check_train(python: str, args: list[str], cwd: Path) -> None:
         raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
 
 
+CHECKPOINT_VERBS = ("generate", "eval")
+"""The engine's commands that use a stopped run's checkpoint without training (`nexus generate|eval`)."""
+
+
+def use_checkpoint(python: str, verb: str, run_dir: Path, args: list[str], cwd: Path, timeout: float = 600) -> str:
+    """`engine generate|eval --run-dir D --from latest ARGS` to the end, isolated like every engine:
+    what it printed, cleaned, or LaunchError with its one error line. The dashboard's `g` and `e` on
+    a run that is not live, so they do what `nexus generate`/`nexus eval` do headless."""
+    if verb not in CHECKPOINT_VERBS:
+        raise LaunchError(f"not a checkpoint command: {verb!r}")
+    argv = engine_argv(python, verb, "--run-dir", str(run_dir), "--from", "latest", *args)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                             env=base_env(None), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LaunchError(f"{verb} on {run_dir.name}'s checkpoint: {e}") from None
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+        raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+    return clean_text(out.stdout.strip(), multiline=True)
+
+
 def command_launch(argv: list[str], run_dir: Path, device: str) -> tuple[str, dict[str, str]]:
     """The program to run for a user's command (no shell) and its environment: NEXUS_RUN_DIR naming
     the new folder for the script's `nexus.init()`, CUDA_VISIBLE_DEVICES from `device` (cpu: none

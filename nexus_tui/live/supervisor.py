@@ -60,6 +60,7 @@ from nexus_tui.live.launch_args import (
     command_launch,
     resume_args,
     train_args,
+    use_checkpoint,
 )
 from nexus_tui.live.spawn import ManagedRun, start_in_session
 
@@ -177,6 +178,12 @@ class Supervisor(Attaching):
         args, run_device = resume_args(run_dir, read_status(run_dir) or {}, run_dir.name in self.live_runs(),
                                        lr, ramp_steps, steps, from_ckpt, device)
         self._spawn(run_dir.name, run_dir, args, run_device)
+
+    def use_checkpoint(self, run_dir: str | Path, verb: str, args: list[str]) -> str:
+        """`generate` or `eval` on a run's newest checkpoint, to the end (blocks: call off the event loop)."""
+        if self.python == sys.executable and (missing := engine_missing()):
+            raise LaunchError(missing)
+        return use_checkpoint(self.python, verb, self._resolve(run_dir), args, self.root.parent)
 
     def _free_name(self, preset: str) -> str:
         try:

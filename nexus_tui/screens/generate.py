@@ -51,15 +51,19 @@ class GenerateScreen(FormDialog[dict[str, Any] | None]):
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, run_name: str, prompt: str = "def ") -> None:
+    def __init__(self, run_name: str, prompt: str = "def ", from_step: int | None = None) -> None:
         super().__init__()
+        self.from_step = from_step
+        """A run that is not live samples from its newest checkpoint (this step's), as `nexus generate`."""
         self.run_name = run_name
         self.default_prompt = prompt
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Sample from {clean_text(self.run_name, limit=80)} (between steps; training is untouched)",
-                        classes="title", markup=False)
+            name = clean_text(self.run_name, limit=80)
+            title = (f"Sample from {name} (between steps; training is untouched)" if self.from_step is None
+                     else f"Sample from {name}'s newest checkpoint (step {self.from_step})")
+            yield Label(title, classes="title", markup=False)
             yield Field("prompt", Input(self.default_prompt, placeholder="prompt", id="prompt"))
             with Horizontal(classes="row"):
                 yield Field("tokens", Input("100", id="tokens", tooltip="tokens to generate"))

@@ -135,3 +135,28 @@ async def test_a_dialog_confirmed_after_its_run_ended_acts_on_what_is_true(app: 
         await pilot.pause(0.5)
         assert not any("stop failed" in m for m in said(app)), said(app)
         assert any("short is already stopped" in m for m in said(app)), said(app)
+
+
+@pytest.mark.slow
+async def test_e_and_g_on_a_finished_run_use_its_newest_checkpoint(app: NexusApp, finished_run: Path) -> None:
+    from nexus_tui.screens.generate import GenerateScreen
+    from nexus_tui.widgets.samples_pane import SamplesPane
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot_wait_until(pilot, lambda: (r := app.store.get("done")) and r.state == "finished", 30, "read")
+        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "done", 10, "highlighted")
+        assert app.check_action("eval_now", ()) is True and app.check_action("generate", ()) is True
+        assert app.check_action("pause", ()) is None  # still greyed: only a live run pauses
+        await pilot.press("e")
+        await pilot_wait_until(pilot, lambda: any("done: step_000012: val_loss" in m for m in said(app)), 120,
+                               "the eval of the newest checkpoint")
+        await pilot.press("g")
+        screen = app.screen
+        assert isinstance(screen, GenerateScreen)
+        assert "newest checkpoint (step 12)" in str(screen.query_one(".title").render())
+        screen.query_one("#tokens").value = "8"
+        await pilot.pause()
+        await pilot.click("#go")
+        samples = app.query_one(SamplesPane)
+        await pilot_wait_until(pilot, lambda: samples.count == 1, 120, "the sample in the pane")
+        assert not any("failed" in m for m in said(app)), said(app)
