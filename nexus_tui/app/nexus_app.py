@@ -55,18 +55,24 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "Nexus"
+    # The footer shows these in this order and cuts what does not fit: the essentials come first, so
+    # they survive 80 columns (? lists every key, with why one does not work on the selected run).
     BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("n", "new_run", "New"),
-        Binding("p", "pause", "Pause/resume"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "ramp", "Ramp"),
+        Binding("s", "stop", "Stop"),
+        Binding("q", "quit", "Quit"),
+        Binding("m", "compare", "Compare"),
         Binding("c", "checkpoint", "Ckpt"),
         Binding("e", "eval_now", "Eval"),
         Binding("g", "generate", "Generate"),
-        Binding("r", "ramp", "Ramp"),
-        Binding("s", "stop", "Stop"),
-        Binding("m", "compare", "Compare"),
         Binding("R", "report", "Report"),
         Binding("t", "cycle_theme", "Theme"),
-        Binding("q", "quit", "Quit"),
+        Binding("T", "show_tab('tab-telemetry')", "Telemetry tab", show=False),
+        Binding("S", "show_tab('tab-samples')", "Samples tab", show=False),
+        Binding("L", "show_tab('tab-log')", "Log tab", show=False),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
         Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
         Binding("right_square_bracket", "ema(0.1)", "EMA+", show=False),
@@ -155,7 +161,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
                     yield SamplesPane(id="samples")
                 with TabPane("Log", id="tab-log"):
                     yield LogPane(id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ? lists every key, ctrl+p still opens the palette
 
     def on_mount(self) -> None:
         self.theme = self.settings.theme if self.settings.theme in self.available_themes else "nexus-dark"

@@ -307,6 +307,15 @@ class RunActions:
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
 
+    def action_help(self) -> None:
+        """? and F1: every key, and whether it works on the highlighted run now (and why not)."""
+        if len(self.screen_stack) > 1:
+            return  # over a dialog, its own keys apply
+        from nexus_tui.app.key_help import key_help
+        from nexus_tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(*key_help(self)))
+
     def action_new_run(self) -> None:
         devices = self.services.devices()
 
