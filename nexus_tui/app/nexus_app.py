@@ -127,6 +127,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._started_at = time.time()
         self._replayed = False
         """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
+        self._follow: str | None = None
+        """A run just launched from the form: selected and scrolled to once its row exists."""
         self._stalled: set[str] = set()
         """Runs shown as stalled at the last check: silence alone changes the table."""
         self._theme_cycle, self._theme_warnings = register_themes(self, config_dir() / "themes")
@@ -229,7 +231,16 @@ class NexusApp(RunActions, ViewActions, App[None]):
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
         self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
-        self._dirty = True
+        self._dirty = self._view_changed = True
+        with contextlib.suppress(NoMatches):
+            charts = self.screen_stack[0].query_one(ChartsPanel)
+            if event.run_name in charts.pending:
+                charts.pending.remove(event.run_name)
+            table = self.screen_stack[0].query_one(RunTable)
+            if event.run_name not in table.marked:  # not the demo's (marked before they start): follow it
+                self._follow = event.run_name
+                if table.marked:  # the charts follow the marked runs: the new one joins them
+                    table.marked.add(event.run_name)
 
     @on(msg.BatchReceived)
     def _batch(self, event: msg.BatchReceived) -> None:
@@ -284,6 +295,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     @on(msg.CommandFinished)
     def _command_done(self, event: msg.CommandFinished) -> None:
+        if event.cmd == "launch":  # a refused launch is no longer coming
+            with contextlib.suppress(NoMatches, ValueError):
+                self.screen_stack[0].query_one(ChartsPanel).pending.remove(event.run_name)
         if event.error:
             self.notify(f"{event.run_name}: {event.cmd} failed: {event.error}", severity="error")
             self.log_line(event.run_name, f"{event.cmd} failed: {event.error}", "error")
@@ -365,6 +379,10 @@ class NexusApp(RunActions, ViewActions, App[None]):
             return
         with self.batch_update():
             table.show_runs(self.store.runs(), palette, live=live)
+            if self._follow is not None and self._follow in table.rows:  # a run just launched from the form
+                table.select_run(self._follow)
+                self._follow = None
+            charts.marked = bool(table.marked)
             charts.redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:

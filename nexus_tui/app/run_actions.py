@@ -385,6 +385,11 @@ class RunActions:
             name = next_free_name(self.root, f"demo-{label}")
             self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
             launches.append((preset, name, device, self.demo_steps, overrides))
+        from nexus_tui.widgets.charts_panel import ChartsPanel
+
+        self.query_one(ChartsPanel).pending = [name for _, name, *_ in launches]  # said until their rows exist
+        self.log_line("nexus", f"starting the demo: {' and '.join(n for _, n, *_ in launches)} (seconds: "
+                      "each checks its config, then imports torch)")
         self._launch_in_order(launches)  # baseline first in the table and in the first colour, every time
 
     def action_compare(self) -> None:

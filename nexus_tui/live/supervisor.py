@@ -62,6 +62,7 @@ from nexus_tui.live.launch_args import (
     train_args,
     use_checkpoint,
 )
+from nexus_tui.live.silent_exit import record_silent_exit
 from nexus_tui.live.spawn import ManagedRun, start_in_session
 
 OnRecords = Callable[[str, Path, list[Record]], None]
@@ -290,7 +291,9 @@ class Supervisor(Attaching):
                 return
             run.exited, run.exit_code = True, code
         try:
-            self.on_exit(run.name, code, log_tail(run.run_dir))
+            tail = log_tail(run.run_dir)
+            record_silent_exit(run.run_dir, code, tail)  # a run that died before any record: every view sees it
+            self.on_exit(run.name, code, tail)
         except Exception as e:  # noqa: BLE001
             self._warn(run.name, f"the dashboard failed to handle the run's exit: {e!r}")
 
