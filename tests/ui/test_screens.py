@@ -231,3 +231,16 @@ async def test_ramp_dialog_defaults_leave_room_after_the_ramp_and_every_field_ha
         await pilot.pause()
         labels = [str(w.render()) for w in app.screen.query(".field > Label")]
         assert labels == ["prompt", "tokens", "temperature", "top-k (0 = off)"], labels
+
+
+async def test_every_form_dialog_puts_cancel_first_and_its_action_on_the_right() -> None:
+    """One button order everywhere (the filter dialog had it the other way round)."""
+    from nexus_tui.screens.charts import ChartFilterScreen
+
+    for screen in (ChartFilterScreen(""), GenerateScreen("alpha", "To be")):
+        app = Host(screen)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            buttons = list(app.screen.query(".buttons Button"))
+            assert [b.id for b in buttons] == ["cancel", "go"], (type(screen).__name__, [b.id for b in buttons])
+            assert buttons[0].region.x < buttons[1].region.x
