@@ -52,6 +52,7 @@ class ChartsPanel(ChartView, Vertical):
     DEFAULT_CSS = """
     ChartsPanel { height: 1fr; }
     ChartsPanel #chart-options { height: auto; color: $text-muted; padding: 0 1; }
+    ChartsPanel.-narrow #chart-options { height: 1; }  /* 80x24: the charts need the rows; ? lists the keys */
     ChartsPanel #chart-legend { height: 1; padding: 0 1; }
     ChartsPanel #chart-forecast { height: 1; padding: 0 1; }
     ChartsPanel #chart-inspect { height: auto; max-height: 4; padding: 0 1; display: none; }
@@ -345,8 +346,8 @@ class ChartsPanel(ChartView, Vertical):
             for run in runs:
                 legend.append("● ", style=palette.hex(run.color))
                 legend.append(f"{run.label} ")
-            legend.append("· the marked runs (space unmarks)" if self.marked
-                          else "· the highlighted run (↑↓ picks; space marks runs to overlay)", style="dim")
+            legend.append("· marked (space unmarks)" if self.marked
+                          else "· highlighted (↑↓ picks, space marks to overlay)", style="dim")
         self.query_one("#chart-legend", Static).update(legend)
 
     def _set(self, selector: str, text: str) -> None:
@@ -358,7 +359,8 @@ class ChartsPanel(ChartView, Vertical):
             # One-line rows keep their size: no layout pass, unless the inspect block grew or shrank.
             lines = text.count("\n")
             self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
-                                                     or selector == "#chart-inspect" and not before)
+                                                     or selector == "#chart-inspect" and not before
+                                                     or selector == "#chart-options")  # it wraps: rare, and its height may change
 
     def relayout(self) -> None:
         """Redraw with the pages worked out again (the panel went narrow or wide)."""

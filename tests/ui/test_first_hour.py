@@ -35,7 +35,7 @@ async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(ap
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: table.row_count == 10, 30, "the old runs listed")
         await pilot.press("space", "down", "space")  # two runs marked: the charts follow them
-        await pilot_wait_until(pilot, lambda: "the marked runs" in legend(app), 10, "the legend")
+        await pilot_wait_until(pilot, lambda: "marked (space unmarks)" in legend(app), 10, "the legend")
         assert "old-" in legend(app)
         await pilot.press("n")
         await type_into(pilot, "#name", "fresh")
@@ -61,7 +61,7 @@ async def test_the_form_opens_at_its_first_field_and_the_legend_names_the_highli
     write_finished(runs_root / "one", 30, eval_every=10)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot_wait_until(pilot, lambda: "one" in legend(app), 30, "the legend")
-        assert "the highlighted run" in legend(app)
+        assert "highlighted (↑↓ picks" in legend(app)
         await pilot.press("n")
         screen = app.screen
         assert isinstance(screen, LaunchScreen)
@@ -105,3 +105,20 @@ async def test_a_command_that_dies_before_nexus_init_says_why_in_every_view(
         await pilot_wait_until(pilot, lambda: "early" in table.rows, 30, "the run after a restart")
         assert table.get_cell("early", "state").plain.startswith("crashed")
         assert "nothing_named_this" in again.store.get("early").reason
+
+
+async def test_the_options_bar_is_whole_at_160_columns(app: NexusApp, runs_root: Path) -> None:
+    from support.records import hello, metric
+    from support.runfolder import write_run
+
+    # A run with series of its own: the bar then names the page, the filter and the chooser too.
+    write_run(runs_root / "one", [hello("one", 30), *(metric(s, 3.0 - s / 100, **{"train/acc": s / 30, "val/f1": 0.5,
+                                                                                    "gnorm/embed": 1.0})
+                                                  for s in range(1, 31))])
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot_wait_until(pilot, lambda: "one" in legend(app), 30, "the run drawn")
+        panel = app.query_one(ChartsPanel)
+        bar = app.query_one("#chart-options")
+        text = panel.options_text().replace("\\[", "[")
+        assert bar.region.height * (bar.region.width - 2) >= len(text), (bar.region, len(text))
+        assert bar.region.height >= 2 or len(text) <= bar.region.width - 2
