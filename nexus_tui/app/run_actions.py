@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ KEY_COMMAND_TIMEOUT_S = 60.0
 """How long a command from a key waits for its run to read it: an engine reads commands between
 steps, and a step with an eval, a sample and a checkpoint on a loaded CPU takes seconds (at 5 s a
 person's Stop expired unapplied while the engine finished its step-50 eval)."""
+RESUME_WAIT_S = 60.0
+"""How long a Resume waits for the stopped run's process to be gone before it starts the new one."""
 BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
@@ -301,6 +304,12 @@ class RunActions:
 
     @work(thread=True, group="launch")
     def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+        # A run reads `stopped` from its last state record while its process still exits (final
+        # checkpoint, writer flush): Resume pressed then waits for it instead of failing "still running".
+        sup = self.services.supervisor
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while run_dir.name in sup.live_runs() and time.monotonic() < deadline:
+            time.sleep(0.1)
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
                                             args["total_steps"] or None, args["from_ckpt"])
