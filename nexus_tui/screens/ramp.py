@@ -154,7 +154,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                                                    tooltip="the LR the ramp ends at; the schedule goes on from there"))
                     yield Field("ramp steps", Input(str(ramp), id="ramp",
                                                     tooltip="steps to go linearly from the current LR to the target"))
-                    yield Field("total steps (blank = keep)",
+                    yield Field("total (blank = keep)",
                                 Input(str(new_total) if new_total else "", id="total",
                                       placeholder=f"now {self.total_steps}", tooltip="new total steps of the run"))
                 yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")

@@ -225,7 +225,7 @@ async def test_ramp_dialog_defaults_leave_room_after_the_ramp_and_every_field_ha
         await pilot.pause()
         assert app.screen.query_one("#ramp", Input).value == "7"
         labels = [str(w.render()) for w in app.screen.query(".field > Label")]
-        assert labels == ["target LR", "ramp steps", "total steps (blank = keep)"], labels
+        assert labels == ["target LR", "ramp steps", "total (blank = keep)"], labels
     app = Host(GenerateScreen("alpha", "To be"))
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
