@@ -45,7 +45,7 @@ async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(ap
         run = await pilot_wait_until(pilot, lambda: (r := app.store.get("fresh")) is not None and r.step > 2 and r, 120,
                                      "the new run training")
         await pilot_wait_until(pilot, lambda: table.highlighted == "fresh", 10, "the new run selected")
-        assert table.scroll_y > 0, "scrolled to the new run"
+        await pilot_wait_until(pilot, lambda: table.scroll_y > 0, 10, "the table scrolled to the new run")
         assert "fresh" in table.selected, "drawn beside the marked runs"
         await pilot_wait_until(pilot, lambda: "fresh" in legend(app), 10, "the new run in the legend")
         charts = app.query_one(ChartsPanel)
