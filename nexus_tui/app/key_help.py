@@ -58,11 +58,11 @@ def _status(app: Any, run: Any, action: str, what: str) -> tuple[str, str]:
     if action == "pause" and run.state == PAUSED:
         what = "go on (the run is paused)"
     if action in ("eval_now", "generate") and app._checkpoint_run() is not None:
-        from nexus_tui.app.run_actions import newest_step
+        from nexus_tui.app.checkpoint_actions import newest_step
 
         return f"{what}, from its newest checkpoint (step {newest_step(run)})", ""
     if action == "ramp" and not run.live:
-        from nexus_tui.app.run_actions import has_checkpoint
+        from nexus_tui.app.checkpoint_actions import has_checkpoint
 
         if run.hello is not None and run.hello.get("source") == "reporter":
             return what, "its own script reported it: run the script again with nexus.init(..., resume=True)"

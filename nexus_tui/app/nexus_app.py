@@ -26,6 +26,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
+from nexus_tui.app.checkpoint_actions import CheckpointActions
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
 from nexus_tui.history.changes import Changes
@@ -50,7 +51,7 @@ LIVE_SLACK_S = 5.0
 record that was on its way while the dashboard was starting)."""
 
 
-class NexusApp(RunActions, ViewActions, App[None]):
+class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
     """Watch and steer training runs."""
 
     CSS_PATH = "app.tcss"
