@@ -35,6 +35,7 @@ from nexus_tui.themes import palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
 from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.media_pane import MediaPane
 from nexus_tui.widgets.run_table import RunTable
 from nexus_tui.widgets.samples_pane import SamplesPane
 from nexus_tui.widgets.telemetry_pane import TelemetryPane
@@ -73,6 +74,7 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
         Binding("t", "cycle_theme", "Theme"),
         Binding("T", "show_tab('tab-telemetry')", "Telemetry tab", show=False),
         Binding("S", "show_tab('tab-samples')", "Samples tab", show=False),
+        Binding("M", "show_tab('tab-media')", "Media tab", show=False),
         Binding("L", "show_tab('tab-log')", "Log tab", show=False),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
         Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
@@ -162,6 +164,8 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
                     yield TelemetryPane(id="telemetry")
                 with TabPane("Samples", id="tab-samples"):
                     yield SamplesPane(id="samples")
+                with TabPane("Media", id="tab-media"):
+                    yield MediaPane(id="media")
                 with TabPane("Log", id="tab-log"):
                     yield LogPane(id="log")
         yield Footer(compact=True, show_command_palette=False)  # ? lists every key, ctrl+p still opens the palette
@@ -324,6 +328,8 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
         color = self._color(name)
         for record in changed.samples:
             self.query_one(SamplesPane).add_sample(name, color, record)
+        for media in changed.media:
+            self.query_one(MediaPane).add_media(name, color, media)
         for record in changed.logs:
             self.log_line(name, record.text, record.level, record.time)
         for record in changed.alerts:

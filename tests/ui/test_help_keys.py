@@ -61,7 +61,7 @@ async def test_question_mark_lists_the_keys_that_work_on_the_selected_run_and_wh
 
         # Keys for the side tabs; t says which theme is on.
         side = app.query_one("#side", TabbedContent)
-        for key, tab in (("L", "tab-log"), ("S", "tab-samples"), ("T", "tab-telemetry")):
+        for key, tab in (("L", "tab-log"), ("S", "tab-samples"), ("M", "tab-media"), ("T", "tab-telemetry")):
             await pilot.press(key)
             assert side.active == tab, key
         await pilot.press("t")
