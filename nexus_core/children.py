@@ -96,9 +96,12 @@ def run(argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], timeout
                           timeout=timeout, check=False)
 
 
-def become(argv: Sequence[str], *, env: Mapping[str, str]) -> NoReturn:
+def become(argv: Sequence[str], *, env: Mapping[str, str], search_path: bool = False) -> NoReturn:
     """Replace this process with `argv` (the `nexus train` console script becoming the isolated
-    engine; the engine becoming torchrun). The working directory is the person's own, on purpose:
-    they typed the command there and relative paths in it mean that folder."""
+    engine; the engine becoming torchrun; `nexus run CMD` becoming the person's command, found on
+    PATH with `search_path`). The working directory is the person's own, on purpose: they typed the
+    command there and relative paths in it mean that folder. OSError if it cannot be run."""
+    if search_path:
+        os.execvpe(argv[0], list(argv), dict(env))
     os.execve(argv[0], list(argv), dict(env))
 

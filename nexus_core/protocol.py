@@ -29,7 +29,7 @@ Commands (app -> engine) are msgpack maps with a "cmd" key, an "id" and a "deadl
 over the run's control socket (owner-only unix socket); the engine answers {"taken": id} when it
 reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
 Every argument is checked against COMMAND_ARGS (type and range), the one table the dialogs use too:
-  pause · unpause ("resume" before; still accepted) · checkpoint · eval · stop (checkpoint, then exit)
+  pause · resume ("unpause" from older clients; still accepted) · checkpoint · eval · stop
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
             target over ramp_steps, then follows the schedule stretched to total_steps
@@ -62,11 +62,15 @@ from nexus_core.recordtypes import (
     Ckpt,
     Eval,
     Hello,
+    Histogram,
     Log,
+    Media,
     Metric,
     Record,
     Sample,
     State,
+    Table,
+    Text,
     to_record,
 )
 from nexus_core.runfolder import engine_argv, engine_home, pid_alive, read_status, tail_bytes, write_status
@@ -95,15 +99,20 @@ from nexus_core.schema import (
     EVAL,
     EVAL_NOW,
     FAILED,
+    FILES_DIR,
     FINAL_STATES,
     FINISHED,
     GENERATE,
     HELLO,
+    HISTOGRAM,
     KILLED,
     LIVE_STATES,
     LOG,
     LOG_FILE,
     MAX_RECORD_BYTES,
+    MEDIA,
+    MEDIA_DIR,
+    MEDIA_TYPES,
     METRIC,
     METRICS_FILE,
     PAUSE,
@@ -121,6 +130,8 @@ from nexus_core.schema import (
     STATUS_FILE,
     STOP,
     STOPPED,
+    TABLE,
+    TEXT,
     UNPAUSE,
 )
 from nexus_core.text import clean_data, clean_text

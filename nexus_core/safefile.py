@@ -217,9 +217,15 @@ def atomic_write(path: str | Path, data: bytes | str, within: str | Path | None 
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 
+class ExistsError(UnsafeFileError, FileExistsError):
+    """write_new's refusal: something (a file, a planted link) is already at the path."""
+
+
 def write_new(path: str | Path, data: bytes | str, fsync: bool = False) -> None:
-    """Create `path` (FileExistsError if anything is there, a symlink included) and write `data`."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, _plain_mode())
+    """Create `path` and write `data` (str as UTF-8): O_EXCL and O_NOFOLLOW, so a media file, a
+    manifest, a report or a checkpoint's meta.json never overwrites, or writes through, something
+    planted (ExistsError, a FileExistsError, if anything is there, a symlink included)."""
+    fd = _create_new(path)
     with os.fdopen(fd, "wb") as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
         if fsync:
@@ -314,3 +320,24 @@ def data_end(f: BinaryIO, size: int) -> int:
     except OSError:
         return size
     return min(size, hole)
+
+
+def _create_new(path: str | Path) -> int:
+    """A descriptor of a new regular file at `path` (never through a symlink, never an existing file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, _plain_mode())
+    except FileExistsError:
+        raise ExistsError(errno.EEXIST, "already exists; refusing to overwrite it", str(path)) from None
+
+
+def copy_in(source: str | Path, path: str | Path, max_bytes: int | None = None) -> int:
+    """Copy a regular file (the script's own: a checkpoint, a code file) to a new file `path`, as
+    write_new does; returns the bytes copied. Refuses a FIFO or device source like open_regular."""
+    import shutil
+
+    with open_regular(source, max_bytes) as src:
+        fd = _create_new(path)
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            return dst.tell()

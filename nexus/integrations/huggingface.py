@@ -9,7 +9,8 @@
   sets `control.should_training_stop`, checkpoint sets `control.should_save` (the Trainer writes
   `output_dir/checkpoint-N` itself), eval sets `control.should_evaluate` (when there is an eval set).
 - a ramp goes through the Trainer's optimizer (`run.watch` on the torch optimizer under accelerate's
-  wrapper), composing with the Trainer's scheduler.
+  wrapper, with the Trainer's scheduler): the ramped LR is the one HF logs as `learning_rate` and saves
+  in trainer_state.json and the optimizer state; the schedule's future is published for the preview.
 - the `g` key samples with `model.generate` and the tokenizer (the Trainer's processing class, or
   `NexusCallback(tokenizer=...)`); without one the key is refused with the reason.
 - under DDP (torchrun) the main process reports and listens; at each step end every rank takes part
@@ -71,6 +72,8 @@ class NexusCallback(TrainerCallback):
         if self.run is None or self.run._ended:
             init = dict(self._init_kwargs)
             init.setdefault("config", _config_of(args, kwargs.get("model")))
+            if getattr(args, "run_name", None) and args.run_name != args.output_dir and "run_dir" not in init:
+                init.setdefault("name", args.run_name)  # documented: the run is named after args.run_name
             init.setdefault("model", getattr(getattr(kwargs.get("model"), "config", None), "model_type", None))
             if state.max_steps:
                 init.setdefault("total_steps", state.max_steps)
@@ -79,14 +82,16 @@ class NexusCallback(TrainerCallback):
         set_total_steps(run, state.max_steps)
         self._model = kwargs.get("model")
         if self._model is not None:
-            run.watch(self._model)
+            run.watch(self._model, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             with contextlib.suppress(ValueError):  # an optimizer without float LRs: no ramps, said by the key
-                run.watch(optimizer)
+                run.watch(optimizer, scheduler=kwargs.get("lr_scheduler"))
         run.on_checkpoint(self._checkpoint)
         self._can_eval = _has_eval_set(args)
         if self._can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the Trainer has no eval set: pass eval_dataset= to Trainer(...)")
         tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is not None and self._model is not None and hasattr(self._model, "generate"):
             self.tokenizer = tokenizer
@@ -96,6 +101,8 @@ class NexusCallback(TrainerCallback):
         """Every rank: the main process's `run.step_end()` (pause holds here; checkpoint/eval/sample run
         their handlers), and under DDP one broadcast that gives every rank the same flags and LR."""
         self._control, self._state = control, state
+        if self.run is not None and state.is_world_process_zero:
+            self.run.at_step(state.global_step)  # a checkpoint-N it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 

@@ -8,7 +8,8 @@
 - `NexusCallback` is the loop's `run.step_end()` in `on_train_batch_end`: pause holds the fit there,
   stop sets `trainer.should_stop`, checkpoint calls `trainer.save_checkpoint` into the run folder's
   `checkpoints/`, eval runs the validation loop right after this batch, a ramp goes through the
-  optimizer (composing with the LR scheduler). `NexusCallback(sample=fn)` with
+  optimizer and its LR scheduler (the ramped LR is the one in param_groups, which LearningRateMonitor
+  and saved optimizer state read). `NexusCallback(sample=fn)` with
   `fn(module, prompt, tokens, temperature, top_k) -> text` enables the `g` key.
 - under DDP (`strategy="ddp"`, torchrun or Lightning's own launcher) global rank 0 reports and listens;
   at each batch end every rank takes part in one small broadcast of what it decided (`nexus/ranks.py`):
@@ -151,19 +152,25 @@ class NexusCallback(pl.Callback):
         with contextlib.suppress(Exception):
             set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
                             else trainer.estimated_stepping_batches)
-        run.watch(pl_module)
+        run.watch(pl_module, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
+            configs = getattr(trainer, "lr_scheduler_configs", None) or ()
+            schedulers = [c.scheduler for c in configs if innermost_optimizer(getattr(c.scheduler, "optimizer", None)) is optimizer]
             with contextlib.suppress(ValueError):
-                run.watch(optimizer)
+                run.watch(optimizer, scheduler=schedulers[0] if schedulers else None)
         run.on_checkpoint(self._checkpoint)
         if can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the fit has no validation to run: define validation_step and pass val_dataloaders")
         if self._sample_fn is not None:
             run.on_sample(self._sample)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Every rank: rank 0's `run.step_end()` (pause holds here; checkpoint/eval/sample run their
         handlers), and under DDP one broadcast that gives every rank the same decisions and LR."""
+        if self.run is not None and trainer.is_global_zero:
+            self.run.at_step(trainer.global_step)  # the step-N.ckpt it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 
@@ -197,7 +204,7 @@ class NexusCallback(pl.Callback):
         from nexus.ending import one_line
 
         if isinstance(exception, KeyboardInterrupt):
-            run._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+            run._end_interrupted()  # Ctrl-C: killed; the dashboard's stop: stopped
         else:
             run._end_as_failed(one_line(exception))
 
@@ -213,7 +220,7 @@ class NexusCallback(pl.Callback):
 
     def _checkpoint(self) -> str:
         """Saved now, on every rank (`save_checkpoint` is a collective; rank 0 writes the file)."""
-        self._ckpt_path = str(self.run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
+        self._ckpt_path = str(self.run.dir.resolve() / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
         self._ask(Decision(save=True))
         return self._ckpt_path
 

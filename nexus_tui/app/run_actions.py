@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,9 @@ from textual import events, work
 from textual.widgets import TabbedContent
 
 from nexus_core.schema import PAUSED
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.app import messages as msg
+from nexus_tui.app.checkpoint_actions import has_checkpoint, newest_step
 from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
@@ -33,6 +36,8 @@ KEY_COMMAND_TIMEOUT_S = 60.0
 """How long a command from a key waits for its run to read it: an engine reads commands between
 steps, and a step with an eval, a sample and a checkpoint on a loaded CPU takes seconds (at 5 s a
 person's Stop expired unapplied while the engine finished its step-50 eval)."""
+RESUME_WAIT_S = 60.0
+"""How long a Resume waits for the stopped run's process to be gone before it starts the new one."""
 BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
@@ -50,9 +55,14 @@ class RunActions:
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
+    ON_CHECKPOINT = {"e": "eval_now", "g": "generate"}
+    """Live-only keys that a stopped engine run's newest checkpoint can serve instead, as
+    `nexus eval`/`nexus generate` do headless."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """None (shown greyed, not run) for a live-only action on a run that is not live."""
+        if action in self.ON_CHECKPOINT.values() and self._checkpoint_run() is not None:
+            return True
         if action in self.LIVE_ONLY.values() and self._not_live():
             return None
         return True
@@ -66,12 +76,14 @@ class RunActions:
         run = self.store.get(name) if name else None
         if run is None or run.live:
             return ""
-        if run.ckpts:
+        if has_checkpoint(run):
             return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
         return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
 
     def on_key(self, event: events.Key) -> None:
         """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
+        if event.key in self.ON_CHECKPOINT and self._checkpoint_run() is not None:
+            return  # served by the newest checkpoint
         if event.key in self.LIVE_ONLY and len(self.screen_stack) == 1 and (why := self._not_live()):
             event.stop()
             self.notify(why, severity="warning", markup=False)
@@ -86,16 +98,22 @@ class RunActions:
         """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
         one is told so here instead of being sent a command it would refuse."""
         run = self.store.get(name)
-        offered = run.hello.get("commands") if run is not None else None
-        if isinstance(offered, list) and cmd not in offered:
-            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
-                        "(see README, 'Bring your own loop')", severity="warning")
-            return True
-        return False
+        hello = run.hello if run is not None else None
+        offered = hello.get("commands") if hello is not None else None
+        if not isinstance(offered, list) or cmd in offered or (cmd == "resume" and "unpause" in offered):
+            return False
+        from nexus_core.commands import refusal
+
+        lacking = hello.get("lacking")
+        why = str(lacking.get(cmd) or "") if isinstance(lacking, dict) else ""
+        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter", why=why), severity="warning",
+                    markup=False, timeout=12)
+        return True
 
     @work(thread=True, group="commands")
-    def send(self, name: str, command: Command) -> None:
-        """Send a command off the event loop (a busy engine may take seconds to answer)."""
+    def send(self, name: str, command: Command, then: Command | None = None) -> None:
+        """Send a command off the event loop (a busy engine may take seconds to answer); `then`
+        goes after it once it was taken (a ramp on a paused run, then its unpause)."""
         from nexus_core.control import ControlError
 
         notice = threading.Timer(BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name)))
@@ -109,14 +127,21 @@ class RunActions:
         finally:
             notice.cancel()
         self.post_message(msg.CommandFinished(name, command.name))
+        if then is not None:
+            try:
+                self.services.supervisor.send(name, then, timeout=KEY_COMMAND_TIMEOUT_S)
+            except (ControlError, OSError, ValueError, KeyError) as e:
+                self.post_message(msg.CommandFinished(name, then.name, str(e) or type(e).__name__))
+                return
+            self.post_message(msg.CommandFinished(name, then.name))
 
     def action_pause(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
         if run is not None:
-            from nexus_core.commands import Pause, Unpause
+            from nexus_core.commands import Pause, Resume
 
-            command = Unpause() if run.state == PAUSED else Pause()
+            command = Resume() if run.state == PAUSED else Pause()
             if not self._lacks(name, command.name):
                 self.send(name, command)
 
@@ -127,6 +152,11 @@ class RunActions:
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
+        if (run := self._checkpoint_run()) is not None:
+            self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
+            self._when_trusted(run.name, run.run_dir, "eval", lambda trust: self.use_checkpoint(
+                run.name, run.run_dir, "eval", [TRUST_FLAG] if trust else []))
+            return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
 
@@ -138,17 +168,26 @@ class RunActions:
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
+            run = self.store.get(name)
+            if yes and run is not None and not run.live:  # it ended while the question was open
+                self.notify(f"{run.label} is already {run.state}: nothing to stop", markup=False)
+            elif yes:
                 from nexus_core.commands import Stop
 
                 self.send(name, Stop())
 
         # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.live.run_control import stop_question
         from nexus_tui.screens.confirm import ConfirmScreen
 
-        self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
+        run = self.store.get(name)
+        hello = run.hello if run is not None and run.hello is not None else {}
+        self.push_screen(ConfirmScreen(stop_question(name, hello), yes="Stop"), answered)
 
     def action_generate(self) -> None:
+        if (stopped := self._checkpoint_run()) is not None:
+            self._generate_from_checkpoint(stopped)
+            return
         name = self._current()
         if name is None or self._lacks(name, "generate"):
             return
@@ -156,7 +195,10 @@ class RunActions:
         prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
 
         def answered(args: dict[str, Any] | None) -> None:
-            if args:
+            if args and run is not None and not run.live:  # it ended while the dialog was open
+                self.notify(f"{run.label} is {run.state} now: nothing was sent (g again samples its newest "
+                            "checkpoint)", severity="warning", markup=False)
+            elif args:
                 from nexus_core.commands import Generate
 
                 self.send(name, Generate(**args))
@@ -175,35 +217,22 @@ class RunActions:
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return
-        if not run.live:
-            from nexus_core.trust import check
-
-            verdict = check(run.run_dir, "resume")
-            if verdict:
-                self._ask_trust(name, run.run_dir, verdict)
-                return
-        self._open_ramp(name, run)
-
-    def _ask_trust(self, name: str, run_dir: Path, verdict: Any) -> None:
-        """A foreign folder (nexus_core.trust) is resumed only after a yes that saw what it will
-        read and write."""
-        from nexus_tui.screens.confirm import ConfirmScreen
-
-        def answered(yes: bool | None) -> None:
-            run = self.store.get(name)
-            if yes and run is not None:
-                self._open_ramp(name, run, trust=True)
-
-        details = [f"Why: {r}" for r in verdict.reasons]
-        details += [f"reads {r}" for r in verdict.reads] + [f"writes {w}" for w in verdict.writes]
-        self.push_screen(ConfirmScreen(f"Resume {name}? This folder is not yours to trust.", yes="Resume",
-                                       details=details), answered)
+        if not run.live and not has_checkpoint(run):
+            self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
+                        "(n starts a new run)", severity="warning", markup=False)
+            return
+        if run.live:
+            self._open_ramp(name, run)
+        else:  # a foreign folder asks first (nexus_core.trust)
+            self._when_trusted(name, run.run_dir, "resume", lambda trust: self._open_ramp(name, run, trust))
 
     def _open_ramp(self, name: str, run: Any, trust: bool = False) -> None:
         sup = self.services.supervisor
+        opened_live = run.live
 
-        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
-            return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float], str]:
+            hello = run.hello.to_dict() if run.hello else None
+            return sup.noted_lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
 
         def now() -> tuple[int, float | None, int]:
             return run.step, run.lr, run.total_steps
@@ -211,27 +240,47 @@ class RunActions:
         def answered(args: dict[str, Any] | None) -> None:
             if not args:
                 return
-            if run.live:
-                from nexus_core.commands import Ramp
+            # Act on what is true now, not when the dialog opened: the run may have ended meanwhile.
+            if opened_live and not run.live:
+                self.notify(f"{run.label} {run.state} while the dialog was open: nothing was sent "
+                            "(r again resumes it from a checkpoint)", severity="warning", markup=False)
+            elif run.live:
+                from nexus_core.commands import Ramp, Resume
 
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                                     total_steps=args["total_steps"] or None))
+                                     total_steps=args["total_steps"] or None),
+                          then=Resume() if args.get("unpause") and run.state == PAUSED else None)
             else:
                 self._resume(run.run_dir, args, trust)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
-                            run.total_steps, preview, now)
+                            run.total_steps, preview, now, paused=run.state == PAUSED)
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
     def _resume(self, run_dir: Path, args: dict[str, Any], trust: bool = False) -> None:
+        # A run reads `stopped` from its last state record while its process still exits (final
+        # checkpoint, writer flush): Resume pressed then waits for it instead of failing "still running".
+        sup = self.services.supervisor
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while run_dir.name in sup.live_runs() and time.monotonic() < deadline:
+            time.sleep(0.1)
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
                                             args["total_steps"] or None, args["from_ckpt"], trust=trust)
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
+
+    def action_help(self) -> None:
+        """? and F1: every key, and whether it works on the highlighted run now (and why not)."""
+        if len(self.screen_stack) > 1:
+            return  # over a dialog, its own keys apply
+        from nexus_tui.app.key_help import key_help
+        from nexus_tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(*key_help(self)))
 
     def action_new_run(self) -> None:
         devices = self.services.devices()
@@ -302,6 +351,11 @@ class RunActions:
             name = next_free_name(self.root, f"demo-{label}")
             self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
             launches.append((preset, name, device, self.demo_steps, overrides))
+        from nexus_tui.widgets.charts_panel import ChartsPanel
+
+        self.query_one(ChartsPanel).pending = [name for _, name, *_ in launches]  # said until their rows exist
+        self.log_line("nexus", f"starting the demo: {' and '.join(n for _, n, *_ in launches)} (seconds: "
+                      "each checks its config, then imports torch)")
         self._launch_in_order(launches)  # baseline first in the table and in the first colour, every time
 
     def action_compare(self) -> None:

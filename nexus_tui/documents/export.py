@@ -22,7 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -311,9 +311,15 @@ def write_parquet(path: Path, runs: Sequence[RunFacts]) -> int:
 
 def write_csv_file(path: Path, runs: Sequence[RunFacts]) -> int:
     """Write the CSV to a path a person typed (see writing_through: a failed export leaves no half file)."""
+    return csv_through(path, lambda text: write_runs_csv(text, runs))
+
+
+def csv_through(path: Path, write: Callable[[Any], int]) -> int:
+    """`write(text file)` into an output path a person typed, through writing_through (a link kept,
+    a FIFO streamed into, a regular file replaced whole); returns what `write` returned."""
     with writing_through(path) as f:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
-        count = write_runs_csv(text, runs)
+        count = write(text)
         text.flush()
         text.detach()  # the binary file is writing_through's to close (or rename into place)
     return count
