@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from nexus_core.safefile import atomic_write, read_json
@@ -33,6 +33,8 @@ class Settings:
     """Log-scale y axis for loss/H/val loss."""
     window: int = 0
     """Show only the last N steps (0 = the whole run)."""
+    data_roots: list[str] = field(default_factory=list)
+    """Folders a run's corpus may come from without asking (nexus_core.trust reads this key too)."""
 
     def clean(self) -> Settings:
         """Clamp values read from a hand-edited file into range (ValueError for a non-finite one)."""
@@ -46,6 +48,8 @@ class Settings:
             self.x_axis = "step"
         self.window = min(max(int(self.window), 0), 10**9)  # int(inf) is OverflowError: caught by the loader
         self.log_scale = bool(self.log_scale)
+        roots = self.data_roots if isinstance(self.data_roots, list) else []
+        self.data_roots = [r for r in roots if isinstance(r, str) and r.strip()][:64]
         return self
 
 

@@ -62,3 +62,22 @@ def test_trust_foreign_lets_the_person_go_ahead(planted: tuple[Path, Path]) -> N
     done = run_nexus("eval", "--run-dir", str(run), "--batches", "1", "--trust-foreign", timeout=300)
     assert "not yours to trust" not in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_data_roots_in_the_settings_file_are_kept_by_the_dashboard(planted: tuple[Path, Path], tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from nexus_tui.settings import load_settings, save_settings, settings_path
+
+    run, secret = planted
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    path = settings_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"data_roots": [str(secret.parent)]}))
+    assert not check(run, "resume")
+    settings, said = load_settings(path)
+    settings.ema = 0.3  # the dashboard saves on any change: the user's data roots must survive it
+    assert said == "" and save_settings(settings, path) == ""
+    assert json.loads(path.read_text())["data_roots"] == [str(secret.parent)]
+    assert not check(run, "resume")
