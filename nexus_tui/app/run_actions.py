@@ -19,6 +19,7 @@ from textual import events, work
 from textual.widgets import TabbedContent
 
 from nexus_core.schema import PAUSED
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.app import messages as msg
 from nexus_tui.app.checkpoint_actions import has_checkpoint, newest_step
 from nexus_tui.themes import palette_for
@@ -153,7 +154,8 @@ class RunActions:
     def action_eval_now(self) -> None:
         if (run := self._checkpoint_run()) is not None:
             self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
-            self.use_checkpoint(run.name, run.run_dir, "eval", [])
+            self._when_trusted(run.name, run.run_dir, "eval", lambda trust: self.use_checkpoint(
+                run.name, run.run_dir, "eval", [TRUST_FLAG] if trust else []))
             return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
@@ -219,6 +221,12 @@ class RunActions:
             self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
                         "(n starts a new run)", severity="warning", markup=False)
             return
+        if run.live:
+            self._open_ramp(name, run)
+        else:  # a foreign folder asks first (nexus_core.trust)
+            self._when_trusted(name, run.run_dir, "resume", lambda trust: self._open_ramp(name, run, trust))
+
+    def _open_ramp(self, name: str, run: Any, trust: bool = False) -> None:
         sup = self.services.supervisor
         opened_live = run.live
 
@@ -243,7 +251,7 @@ class RunActions:
                                      total_steps=args["total_steps"] or None),
                           then=Resume() if args.get("unpause") and run.state == PAUSED else None)
             else:
-                self._resume(run.run_dir, args)
+                self._resume(run.run_dir, args, trust)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
@@ -252,7 +260,7 @@ class RunActions:
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
-    def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+    def _resume(self, run_dir: Path, args: dict[str, Any], trust: bool = False) -> None:
         # A run reads `stopped` from its last state record while its process still exits (final
         # checkpoint, writer flush): Resume pressed then waits for it instead of failing "still running".
         sup = self.services.supervisor
@@ -261,7 +269,7 @@ class RunActions:
             time.sleep(0.1)
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
-                                            args["total_steps"] or None, args["from_ckpt"])
+                                            args["total_steps"] or None, args["from_ckpt"], trust=trust)
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
 
