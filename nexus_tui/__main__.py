@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
     imp.add_argument("--root", dest="sub_root", default=None, help="folder to put the run in (default: --root before it, ./runs)")
+    from nexus_tui.jobs.cli import JOB_COMMANDS, add_parsers, run_cli
+
+    add_parsers(sub)  # queue, park, unpark, sweep
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
@@ -64,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from nexus_core.safefile import describe_os_error  # torch-free, and light: the dashboard's first
     from nexus_core.text import clean_text  # frame waits for what is imported here
+
+    if args.command in JOB_COMMANDS:
+        return run_cli(args, root)
 
     if args.command == "runs":
         from nexus_tui.documents.runs_index import format_runs_table, scan_runs

@@ -35,6 +35,9 @@ class Settings:
     """Log-scale y axis for loss/H/val loss."""
     window: int = 0
     """Show only the last N steps (0 = the whole run)."""
+    notify: str = ""
+    """Apprise URLs (space-separated: ntfy://, json://, slack://, mailto://...) told when a run ends,
+    crashes or alerts and when the queue drains; NEXUS_NOTIFY adds more."""
 
     def clean(self) -> Settings:
         """Clamp values read from a hand-edited file into range (ValueError for a non-finite one)."""
@@ -48,6 +51,8 @@ class Settings:
             self.x_axis = "step"
         self.window = min(max(int(self.window), 0), 10**9)  # int(inf) is OverflowError: caught by the loader
         self.log_scale = bool(self.log_scale)
+        if not isinstance(self.notify, str):
+            self.notify = ""
         return self
 
 
