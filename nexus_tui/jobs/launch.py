@@ -25,8 +25,9 @@ def device_text(kind: str, devices: list[int]) -> str:
 
 
 def threads_for(kind: str, job: Job, cpu_slots: int) -> int | None:
-    """CPU jobs share the cores by slot; an engine job that sets train.threads itself keeps it."""
-    if kind == "gpu" or any(a.startswith("train.threads=") for a in job.args):
+    """CPU jobs share the cores by slot; an engine job that sets train.threads itself keeps it, and a
+    resume keeps the run's own (a resumed run continues bit-exact only on the same thread count)."""
+    if kind == "gpu" or job.kind == "resume" or any(a.startswith("train.threads=") for a in job.args):
         return None
     return max(1, (os.cpu_count() or 1) * len(job.devices or [0]) // max(1, cpu_slots))
 

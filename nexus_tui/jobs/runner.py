@@ -222,11 +222,20 @@ def run_forever(root: str | Path, exit_when_idle: bool, on_event: OnEvent | None
     if fd is None:
         print("error: a queue runner is already working through this runs folder", file=sys.stderr)
         return 2
-    try:
-        Runner(root, on_event=on_event).run(exit_when_idle)
-    finally:
-        os.close(fd)
-    return 0
+    runner = Runner(root, on_event=on_event)
+    while True:
+        try:
+            runner.run(exit_when_idle)
+        finally:
+            os.close(fd)
+        # A job queued while this runner was deciding to leave found it alive and started none:
+        # look once more now the lock is free, and go on if there is work and no other runner took it.
+        try:
+            waiting = any(j.state == QUEUED for j in queuefile.read(root).jobs)
+        except queuefile.QueueError:
+            waiting = False
+        if not waiting or (fd := queuefile.hold_runner_lock(root)) is None:
+            return 0
 
 
 def ensure_runner(root: str | Path, python: str = sys.executable) -> bool:
