@@ -51,9 +51,9 @@ def _check_new(root: Path, name: str, doc: QueueDoc) -> None:
 
 def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int = 1, after: str = "",
         priority: int = 0, sweep: str = "", cwd: str | None = None, check: bool = True,
-        python: str = sys.executable) -> Job:
+        python: str = sys.executable, first: bool = False) -> Job:
     """Queue one job; with `check` a train job is first validated by the engine itself (`--check`)
-    and a command must exist. Returns the queued job."""
+    and a command must exist; `first` puts it before every other job. Returns the queued job."""
     root = Path(root)
     args = list(args)
     if not 1 <= gpus <= MAX_SLOTS:
@@ -87,7 +87,8 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
             except LaunchError as e:
                 raise JobError(str(e)) from None
         job = Job(id=doc.next_id, name=name, kind=kind, args=args, cwd=str(cwd or os.getcwd()), gpus=gpus,
-                  after=after, priority=priority, order=float(doc.next_id), added=time.time(), sweep=sweep)
+                  after=after, priority=priority, added=time.time(), sweep=sweep,
+                  order=min((j.order for j in doc.jobs), default=0.0) - 1.0 if first else float(doc.next_id))
         doc.next_id += 1
         doc.jobs.append(job)
     return job
@@ -111,7 +112,8 @@ def _edit(root: str | Path, refs: Iterable[str], change: str, value: int = 0) ->
         for ref in refs:
             job = find(doc, ref)
             if change in ("hold", "release", "cancel", "top") and not job.waiting:
-                raise JobError(f"job {job.id} ({job.name}) is {job.state}: only a waiting job can be {change}ed"
+                done = {"hold": "held", "release": "released", "cancel": "cancelled", "top": "moved to the top"}[change]
+                raise JobError(f"job {job.id} ({job.name}) is {job.state}: only a waiting job can be {done}"
                                + (" (stop or park the run instead)" if job.active else ""))
             if change == "hold":
                 job.state = HELD
@@ -198,6 +200,4 @@ def unpark(root: str | Path, run: str, gpus: int = 1) -> Job:
     if state != PARKED:
         raise JobError(f"run {run!r} is {state}, not parked" + ("" if state in LIVE_STATES else
                                                                     f": nexus resume --run-dir {run_dir} restarts it"))
-    job = add(root, "resume", [], name=run, gpus=gpus, check=False, cwd=str(Path(root).resolve().parent))
-    top(root, [str(job.id)])
-    return job
+    return add(root, "resume", [], name=run, gpus=gpus, check=False, cwd=str(Path(root).resolve().parent), first=True)

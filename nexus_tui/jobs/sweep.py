@@ -114,11 +114,13 @@ def run_name(sweep: str, values: dict[str, str], index: int) -> str:
 
 
 def sweep_values(args: list[str]) -> dict[str, str]:
-    """The `--set key=value` pairs in a job's engine arguments (the last one of a key wins)."""
+    """The `--set key=value` pairs in a job's engine arguments, the last one of a key winning and
+    placing it (a sweep's own keys come after the fixed ones, in the order they were swept)."""
     out: dict[str, str] = {}
     for flag, value in zip(args[:-1], args[1:], strict=True):
         if flag == "--set" and "=" in value:
             k, _, v = value.partition("=")
+            out.pop(k.strip(), None)
             out[k.strip()] = v.strip()
     return out
 
