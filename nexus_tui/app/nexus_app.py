@@ -26,6 +26,7 @@ from textual.widgets import Footer, TabbedContent, TabPane
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
+from nexus_tui.app.job_actions import JobActions
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
 from nexus_tui.history.changes import Changes
@@ -50,7 +51,7 @@ LIVE_SLACK_S = 5.0
 record that was on its way while the dashboard was starting)."""
 
 
-class NexusApp(RunActions, ViewActions, App[None]):
+class NexusApp(JobActions, RunActions, ViewActions, App[None]):
     """Watch and steer training runs."""
 
     CSS_PATH = "app.tcss"
@@ -68,6 +69,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         Binding("t", "cycle_theme", "Theme"),
         Binding("q", "quit", "Quit"),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
+        Binding("J", "queue", "Queue", show=False),
+        Binding("P", "park", "Park/unpark", show=False),
         Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
         Binding("right_square_bracket", "ema(0.1)", "EMA+", show=False),
         Binding("x", "cycle_x", "x axis", show=False),
@@ -183,6 +186,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._reattach()
         self.set_interval(1.0, self._sample_telemetry)
         self._sample_telemetry()
+        self.start_queue_runner()  # queued jobs go on whether or not this dashboard stays open
         if self.demo:
             self._launch_demo()
 

@@ -1,0 +1,106 @@
+"""The dashboard's jobs keys: `J` the queue screen, `P` park/unpark the highlighted run, the new-run
+form's "when a slot is free" / "after run X", and the queue runner started with the dashboard (it
+lives in its own session: closing the dashboard does not stop the box working through the queue).
+The work is `nexus_tui.jobs` (headless); this mixin reads the highlighted run and calls it off the
+event loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+
+from nexus_core.schema import PARK, PARKED
+from nexus_tui.app import messages as msg
+from nexus_tui.widgets.run_table import RunTable
+
+if TYPE_CHECKING:
+    from nexus_tui.history.store import MetricStore
+
+
+class JobActions:
+    """Mixed into NexusApp."""
+
+    root: Path
+    store: MetricStore
+
+    @work(thread=True, group="queue")
+    def start_queue_runner(self) -> None:
+        """A runner for this runs folder unless one works already (only when something is queued)."""
+        from nexus_tui.jobs import queuefile
+        from nexus_tui.jobs.runner import ensure_runner
+
+        try:
+            if any(j.state == "queued" for j in queuefile.read(self.root).jobs):
+                ensure_runner(self.root)
+        except queuefile.QueueError as e:
+            self.post_message(msg.WarningRaised(None, str(e)))
+
+    def action_queue(self) -> None:
+        from nexus_tui.screens.queue import QueueScreen
+
+        self.push_screen(QueueScreen(self.root))
+
+    def action_park(self) -> None:
+        """Park the highlighted live run (checkpoint, exit, its slot free), or unpark a parked one."""
+        name = self.query_one(RunTable).highlighted
+        run = self.store.get(name) if name else None
+        if run is None:
+            self.notify("No run selected", severity="warning")
+            return
+        if run.state == PARKED:
+            self._park_or_unpark(name, unpark=True)
+            return
+        if not run.live:
+            self.notify(f"run {run.label} is {run.state}: only a live run can be parked", severity="warning",
+                        markup=False)
+            return
+        offered = run.hello.get("commands") if run.hello is not None else None
+        if isinstance(offered, list) and PARK not in offered:
+            self.notify(f"{run.label} cannot be parked: its script does not resume (register a checkpoint "
+                        "handler and start with nexus.init(resume=...))", severity="warning", markup=False)
+            return
+        self._park_or_unpark(name, unpark=False)
+
+    @work(thread=True, group="queue")
+    def _park_or_unpark(self, name: str, unpark: bool) -> None:
+        from nexus_tui.jobs import ops, queuefile
+        from nexus_tui.jobs.runner import ensure_runner
+
+        try:
+            if unpark:
+                job = ops.unpark(self.root, name)
+                ensure_runner(self.root)
+                said = f"unparking {name}: queued as job {job.id}, it resumes when a slot is free"
+            else:
+                said = ops.park(self.root, name)
+        except (ops.JobError, queuefile.QueueError) as e:
+            self.post_message(msg.CommandFinished(name, "unpark" if unpark else "park", str(e)))
+            return
+        self.call_from_thread(self.notify, said, markup=False)
+
+    @work(thread=True, group="queue")
+    def queue_launch(self, args: dict[str, Any]) -> None:
+        """The new-run form's "when a slot is free" or "after run X": a queued job, not a process."""
+        from nexus_tui.jobs import ops, queuefile
+        from nexus_tui.jobs.runner import ensure_runner
+
+        when = str(args.get("when", ""))
+        after = when.removeprefix("after:") if when.startswith("after:") else ""
+        try:
+            if args.get("command"):
+                job = ops.add(self.root, "command", list(args["command"]), args.get("name", ""), after=after,
+                              check=False)
+            else:
+                job_args = ["--preset", args["preset"], *(["--steps", str(args["steps"])] if args.get("steps") else []),
+                            *(a for o in args.get("overrides") or [] for a in ("--set", o))]
+                job = ops.add(self.root, "train", job_args, args.get("name", ""), gpus=args.get("nproc") or 1,
+                              after=after, check=False)  # the form had the engine check it already
+            ensure_runner(self.root)
+        except (ops.JobError, queuefile.QueueError) as e:
+            self.post_message(msg.CommandFinished(str(args.get("name", "")), "queue", str(e)))
+            return
+        wait = f"after {after} ends" if after else "when a slot is free"
+        self.call_from_thread(self.notify, f"queued job {job.id}: {job.name} starts {wait} (J shows the queue)",
+                              markup=False)

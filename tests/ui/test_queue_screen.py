@@ -1,0 +1,106 @@
+"""The queue from the dashboard, pressed as a person presses it: the new-run form's "when a slot is
+free", the runner the dashboard starts working on after it is closed, the queue screen (J) after it
+is reopened, and its keys (hold, top, cancel)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.pilot import FORM_OVERRIDES, type_into
+from support.wait import pilot_wait_until, wait_until
+from textual.widgets import DataTable, Select
+
+from nexus_tui.app import NexusApp
+from nexus_tui.jobs import ops, queuefile
+from nexus_tui.screens.launch import LaunchScreen
+from nexus_tui.screens.queue import QueueScreen
+
+
+def jobs(root: Path) -> dict[str, object]:
+    return {j.name: j for j in queuefile.read(root).jobs}
+
+
+async def queue_from_form(pilot, app: NexusApp, name: str, *, command: str = "", steps: str = "") -> None:
+    await pilot.press("n")
+    assert isinstance(app.screen, LaunchScreen)
+    await type_into(pilot, "#name", name)
+    if command:
+        await type_into(pilot, "#command", command)
+    else:
+        await type_into(pilot, "#steps", steps)
+        await type_into(pilot, "#overrides", FORM_OVERRIDES)
+    app.screen.query_one("#when", Select).value = "queue"
+    await pilot.pause()
+    await pilot.click("#go")
+    await pilot_wait_until(pilot, lambda: name in jobs(app.root), 120, f"job {name} in the queue")
+
+
+def most_at_once(root: Path) -> int:
+    """The most jobs that ran at once, from the times the runner wrote (each start after the reaps
+    of its tick): no clock of the test's own."""
+    spans = [(j.started, j.ended) for j in queuefile.read(root).jobs if j.started is not None]
+    return max(sum(1 for s, e in spans if s <= start and (e is None or e > start)) for start, _ in spans)
+
+
+@pytest.mark.slow
+async def test_four_jobs_on_two_slots_go_on_with_the_dashboard_closed(
+        app: NexusApp, runs_root: Path, tmp_path: Path) -> None:
+    gate = tmp_path / "GATE"
+    hold_until_gate = f"sh -c 'while [ ! -e {gate} ]; do sleep 0.2; done'"
+    ops.set_slots(runs_root, 2)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await queue_from_form(pilot, app, "gate-a", command=hold_until_gate)
+        await queue_from_form(pilot, app, "gate-b", command=hold_until_gate)
+        await queue_from_form(pilot, app, "tiny-a", steps="6")
+        await queue_from_form(pilot, app, "tiny-b", steps="6")
+        # The runner the dashboard started takes two jobs (its two slots) and leaves two waiting.
+        await pilot_wait_until(pilot, lambda: all(jobs(runs_root)[n].state == "running" for n in ("gate-a", "gate-b")),
+                               120, "both gate jobs running")
+        assert jobs(runs_root)["tiny-a"].state == jobs(runs_root)["tiny-b"].state == "queued"
+        await pilot.press("J")
+        assert isinstance(app.screen, QueueScreen)
+        table = app.screen.query_one(DataTable)
+        await pilot_wait_until(pilot, lambda: table.row_count == 4, 10, "four jobs on the queue screen")
+        await pilot.press("escape")
+    # The dashboard is closed; the gates open; the box works through the rest of the queue alone.
+    assert queuefile.runner_alive(runs_root), "the runner outlives the dashboard"
+    gate.touch()
+    wait_until(lambda: all(j.state == "done" for j in jobs(runs_root).values()), 300,
+               "every job done with the dashboard closed")
+    assert most_at_once(runs_root) == 2
+    assert {jobs(runs_root)[n].outcome for n in ("tiny-a", "tiny-b")} == {"finished"}
+
+    again = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
+    async with again.run_test(size=(160, 48)) as pilot:
+        await pilot_wait_until(pilot, lambda: all((r := again.store.get(n)) is not None and r.state == "finished"
+                                                  for n in ("tiny-a", "tiny-b")), 60, "the queued runs in the table")
+        await pilot.press("J")
+        table = again.screen.query_one(DataTable)
+        await pilot_wait_until(pilot, lambda: table.row_count == 4, 10, "the queue as it is")
+        states = {str(table.get_row_at(i)[1]): str(table.get_row_at(i)[2]) for i in range(4)}
+        assert states == {"gate-a": "done", "gate-b": "done", "tiny-a": "done", "tiny-b": "done"}
+
+
+async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> None:
+    for name in ("one", "two", "three"):
+        ops.add(runs_root, "command", ["true"], name=name, check=False)
+    ops.hold(runs_root, ["one", "two", "three"])  # nothing starts while the keys are tried
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("J")
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        table = screen.query_one(DataTable)
+        await pilot_wait_until(pilot, lambda: table.row_count == 3, 10, "three jobs")
+        table.move_cursor(row=2)  # 'three'
+        await pilot.press("t")
+        await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs][0] == "three", 10, "three on top")
+        await pilot.press("x")
+        await pilot_wait_until(pilot, lambda: jobs(runs_root)["three"].state == "cancelled", 10, "three cancelled")
+        table.move_cursor(row=0)
+        first = screen.current()
+        assert first is not None and first.name == "one"
+        await pilot.press("h")  # held -> released: the dashboard's runner may start it now
+        await pilot_wait_until(pilot, lambda: jobs(runs_root)["one"].state != "held", 10, "one released")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, QueueScreen)
