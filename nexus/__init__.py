@@ -70,7 +70,7 @@ def init(name: str | None = None, config: Any = None, dir: str | os.PathLike[str
     new = Run(path, config=config, total_steps=int(total_steps) if total_steps else None,
               start_step=1 if start is None else start + 1, resumed=resumed and start is not None, model=model or "",
               meta={"project": project, "tags": list(tags) if tags else None, "notes": notes, "group": group},
-              pipe_fd=metrics_fd())
+              pipe_fd=metrics_fd(), resumable=resume in (True, "allow", "must", "auto"))
     run = new
     globals()["config"] = new.config
     summary = new.summary

@@ -13,6 +13,7 @@ from pathlib import Path
 from nexus_core.commands import Park
 from nexus_core.names import check_run_name, command_base, free_run_name
 from nexus_core.protocol import LIVE_STATES, METRICS_FILE, PARKED, ControlError
+from nexus_core.schema import CHECKPOINTS_DIR
 from nexus_tui.documents.runs_index import summarize_run
 from nexus_tui.jobs import queuefile
 from nexus_tui.jobs.model import CANCELLED, HELD, MAX_SLOTS, QUEUED, Job, Kind, QueueDoc, sort_key
@@ -51,9 +52,10 @@ def _check_new(root: Path, name: str, doc: QueueDoc) -> None:
 
 def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int = 1, after: str = "",
         priority: int = 0, sweep: str = "", cwd: str | None = None, check: bool = True,
-        python: str = sys.executable, first: bool = False) -> Job:
+        python: str = sys.executable, first: bool = False, existing: bool = False) -> Job:
     """Queue one job; with `check` a train job is first validated by the engine itself (`--check`)
-    and a command must exist; `first` puts it before every other job. Returns the queued job."""
+    and a command must exist; `first` puts it before every other job; `existing`: the run folder is
+    there already (a parked script's run, started again to continue it). Returns the queued job."""
     root = Path(root)
     args = list(args)
     if not 1 <= gpus <= MAX_SLOTS:
@@ -74,7 +76,7 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
                 raise JobError(str(e)) from None
     with queuefile.editing(root) as doc:
         name = name.strip() or _name_for(root, kind, args, doc)
-        if kind == "resume":
+        if kind == "resume" or existing:
             if name in _taken(doc):
                 raise JobError(f"run {name!r} is already queued or running")
         else:
@@ -184,7 +186,7 @@ def park(root: str | Path, run: str) -> str:
         run_control.send(run_dir, Park(), timeout=120.0)
     except ControlError as e:
         text = str(e)
-        if "park" in text and ("unknown" in text or "takes" in text or "no handler" in text or "handler" in text):
+        if "park" in text and ("does not take" in text or "unknown command" in text):
             raise JobError(f"run {run!r} cannot be parked: {text} (a script can be parked when it registered a "
                            "checkpoint handler and resumes with nexus.init(resume=...))") from None
         raise JobError(f"could not park {run!r}: {text}") from None
@@ -200,4 +202,12 @@ def unpark(root: str | Path, run: str, gpus: int = 1) -> Job:
     if state != PARKED:
         raise JobError(f"run {run!r} is {state}, not parked" + ("" if state in LIVE_STATES else
                                                                     f": nexus resume --run-dir {run_dir} restarts it"))
+    queued = [j for j in queuefile.read(root).jobs if j.name == run and j.kind == "command"]
+    if queued:  # a script the queue started: the same command again, which continues it (resume=)
+        script = queued[-1]
+        return add(root, "command", script.args, name=run, gpus=gpus, check=False, cwd=script.cwd, first=True,
+                   existing=True, sweep=script.sweep)
+    if not (run_dir / CHECKPOINTS_DIR / "latest").exists():
+        raise JobError(f"run {run!r} has no engine checkpoint and was not started by the queue, so the queue "
+                       "does not know its command: start its script again yourself (it continues with resume=)")
     return add(root, "resume", [], name=run, gpus=gpus, check=False, cwd=str(Path(root).resolve().parent), first=True)

@@ -204,3 +204,47 @@ def test_a_job_whose_program_vanished_fails_in_one_line(runs_root: Path, tmp_pat
     j = job(runs_root, "gone")
     assert j.state == "failed" and "command not found" in j.outcome and "\n" not in j.outcome
     assert_one_line_error(run_nexus("queue", "add", "--root", str(runs_root), "--", str(program)), "command not found")
+
+
+def test_a_script_that_resumes_is_parked_and_continues(runs_root: Path) -> None:
+    script = ROOT / "tests" / "support" / "scripts" / "parkable_loop.py"
+    run = runs_root / "script"
+    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "script", "--no-start", "--", sys.executable, str(script))
+    runner = start_runner(runs_root)
+    try:
+        wait_until(lambda: status_step(run) >= 3, 180, "the script reporting", proc=runner)
+        nexus_ok("park", "script", "--root", str(runs_root))
+        wait_until(lambda: (j := job(runs_root, "script")) is not None and j.state == "parked", 180,
+                   "the script parked", proc=runner)
+        saved = json.loads((run / "state.json").read_text())
+        nexus_ok("unpark", "script", "--root", str(runs_root), "--no-start")
+        wait_until(lambda: status_step(run) > saved["step"] + 3 and summarize_run(run).state == P.RUNNING, 180,
+                   "the script continued", proc=runner)
+        run_control.send(run, Stop(), timeout=120)
+        wait_until(lambda: len([j for j in queuefile.read(runs_root).jobs if j.state == "done"]) == 1, 120,
+                   "the continued script to end", proc=runner)
+    finally:
+        stop_runner(runner)
+    hellos = list(P.iter_records(run / P.METRICS_FILE, frozenset({P.HELLO})))
+    assert len(hellos) == 2 and hellos[1]["resumed_from"], "the second start continued the run"
+    # Its state went on from the park's checkpoint, not from the start: step s's loss is 0.999**s throughout.
+    by_step = {r["step"]: r["loss"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))}
+    assert max(by_step) > saved["step"] + 3
+    for step, loss in by_step.items():
+        assert loss == pytest.approx(0.999 ** step, rel=1e-9), step
+
+
+def test_a_script_without_resume_cannot_be_parked(runs_root: Path) -> None:
+    script = ROOT / "tests" / "support" / "scripts" / "reported_loop.py"
+    run = runs_root / "plain"
+    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "plain", "--no-start", "--",
+             sys.executable, str(script), "steer")
+    runner = start_runner(runs_root)
+    try:
+        wait_until(lambda: status_step(run) >= 3, 180, "the script reporting", proc=runner)
+        assert_one_line_error(run_nexus("park", "plain", "--root", str(runs_root)), "cannot be parked")
+        assert summarize_run(run).state == P.RUNNING
+        run_control.send(run, Stop(), timeout=120)
+        wait_until(lambda: job(runs_root, "plain").state == "done", 120, "the script to end", proc=runner)
+    finally:
+        stop_runner(runner)

@@ -11,6 +11,7 @@ from support.pilot import FORM_OVERRIDES, type_into
 from support.wait import pilot_wait_until, wait_until
 from textual.widgets import DataTable, Select
 
+from nexus_core.commands import Stop
 from nexus_tui.app import NexusApp
 from nexus_tui.jobs import ops, queuefile
 from nexus_tui.screens.launch import LaunchScreen
@@ -104,3 +105,46 @@ async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> Non
         await pilot_wait_until(pilot, lambda: jobs(runs_root)["one"].state != "held", 10, "one released")
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueScreen)
+
+
+@pytest.mark.slow
+async def test_p_parks_a_live_run_and_p_again_resumes_it(app: NexusApp, runs_root: Path) -> None:
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("n")
+        await type_into(pilot, "#name", "parkme")
+        await type_into(pilot, "#steps", "100000")
+        await type_into(pilot, "#overrides", FORM_OVERRIDES)
+        await pilot.click("#go")
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("parkme")) is not None and r.step > 3 and r,
+                                     120, "the run training")
+        await pilot.press("P")
+        await pilot_wait_until(pilot, lambda: run.state == "parked" and not app.services.live_runs(), 120,
+                               "the run parked (checkpointed, process ended)")
+        parked_at = run.step
+        assert (runs_root / "parkme" / "checkpoints" / f"step_{parked_at:06d}").is_dir()
+        await pilot.press("P")  # unpark: queued first, resumed by the runner as a slot is free
+        await pilot_wait_until(pilot, lambda: run.state == "running" and run.step > parked_at + 2, 180,
+                               "the run resumed from where it was parked")
+        assert run.start_step == parked_at
+        await pilot.press("s")
+        await pilot.press("y")
+        await pilot_wait_until(pilot, lambda: run.state == "stopped", 120, "the resumed run stopped")
+
+
+async def test_p_on_a_script_that_cannot_resume_says_so(app: NexusApp, runs_root: Path) -> None:
+    import sys
+
+    from support import ROOT
+
+    script = ROOT / "tests" / "support" / "scripts" / "reported_loop.py"
+    async with app.run_test(size=(160, 48)) as pilot:
+        app.launch(command=[sys.executable, str(script), "steer"], name="script", device="cpu")
+        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("script")) is not None and r.hello is not None
+                                     and r.live and r, 120, "the script reporting")
+        app.query_one("#runs").move_cursor(row=0)
+        await pilot.press("P")
+        said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+        await pilot_wait_until(pilot, lambda: any("cannot be parked" in m for m in said()), 10, "the refusal")
+        assert run.live, "nothing was sent to it"
+        app.services.supervisor.send("script", Stop())
+        await pilot_wait_until(pilot, lambda: not run.live, 60, "the script stopped")
