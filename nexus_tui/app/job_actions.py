@@ -37,6 +37,22 @@ class JobActions:
         except queuefile.QueueError as e:
             self.post_message(msg.WarningRaised(None, str(e)))
 
+    @work(thread=True, group="notify")
+    def tell(self, kind: str, text: str, run_name: str = "") -> None:
+        """Send a run's end or alert to the user's notification services (Apprise; none configured:
+        nothing). A queued run's end is the runner's to tell (it tells it with the dashboard closed
+        too), so it is not told twice."""
+        from nexus_tui.jobs import notify, queuefile
+
+        if kind == "ended" and run_name:
+            try:
+                if any(j.name == run_name for j in queuefile.read(self.root).jobs):
+                    return
+            except queuefile.QueueError:
+                pass
+        if err := notify.send(f"nexus: {kind}", text):
+            self.post_message(msg.WarningRaised(None, err))
+
     def action_queue(self) -> None:
         from nexus_tui.screens.queue import QueueScreen
 

@@ -259,6 +259,10 @@ class NexusApp(JobActions, RunActions, ViewActions, App[None]):
         self._dirty = True
         self.refresh_bindings()
         self._show_new(event.run_name, changed, news=self._replayed)
+        if run is not None and self._replayed and run.state in ("finished", "crashed", "failed"):
+            ended = f"{run.label}: {run.state} at step {run.step}" + (f" ({run.reason})" if run.reason else "")
+            self.notify(ended, title="Run ended", severity="error" if run.state != "finished" else "information")
+            self.tell("ended", ended, run.name)
 
     @on(msg.RunsAttached)
     def _attached(self, event: msg.RunsAttached) -> None:
@@ -320,6 +324,7 @@ class NexusApp(JobActions, RunActions, ViewActions, App[None]):
             if fresh:
                 self.query_one(AlertBar).raise_alert(text)
                 self.notify(text, title="Alert", severity="error", timeout=15)
+                self.tell("alert", text, name)
             self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
 
     def notify(

@@ -148,3 +148,38 @@ async def test_p_on_a_script_that_cannot_resume_says_so(app: NexusApp, runs_root
         assert run.live, "nothing was sent to it"
         app.services.supervisor.send("script", Stop())
         await pilot_wait_until(pilot, lambda: not run.live, 60, "the script stopped")
+
+
+async def test_a_run_that_ends_is_told_to_the_users_service(app: NexusApp, runs_root: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import json
+    import threading
+
+    got: list[dict] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("NEXUS_NOTIFY", f"json://127.0.0.1:{server.server_address[1]}/told")
+    try:
+        async with app.run_test(size=(160, 48)) as pilot:
+            await pilot.press("n")
+            await type_into(pilot, "#name", "short")
+            await type_into(pilot, "#steps", "3")
+            await type_into(pilot, "#overrides", FORM_OVERRIDES)
+            await pilot.click("#go")
+            await pilot_wait_until(pilot, lambda: any("short: finished" in m.get("message", "") for m in got), 180,
+                                   "the run's end told to the local endpoint")
+            said = [str(n.message) for n in app._notifications]
+            assert any("short: finished" in m for m in said), "and as a toast"
+    finally:
+        server.shutdown()
