@@ -19,7 +19,7 @@ from nexus_tui.jobs import ops, queuefile
 from nexus_tui.jobs.model import Job, QueueDoc, sort_key
 
 COLUMNS = ("id", "run", "state", "slots", "prio", "after", "kind", "outcome")
-HELP = "h hold/release · x cancel · u/d move up/down · t top · +/- priority · esc close"
+HELP = "h hold/release · x cancel · u/d move up/down · t top · +/- priority · w its sweep · esc close"
 
 
 def queue_rows(doc: QueueDoc) -> list[Job]:
@@ -47,6 +47,7 @@ class QueueScreen(ModalScreen[None]):
         Binding("t", "top", "Top"),
         Binding("plus,equals_sign", "priority(1)", "Priority+"),
         Binding("minus", "priority(-1)", "Priority-"),
+        Binding("w", "sweep", "Sweep view"),
     ]
 
     def __init__(self, root: Path) -> None:
@@ -97,6 +98,15 @@ class QueueScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_sweep(self) -> None:
+        job = self.current()
+        if job is None or not job.sweep:
+            self.notify("This job is not part of a sweep (nexus sweep makes them)", severity="warning")
+            return
+        from nexus_tui.screens.sweep import SweepScreen
+
+        self.app.push_screen(SweepScreen(self.root, job.sweep))
 
     def action_hold(self) -> None:
         if job := self.current():

@@ -183,3 +183,40 @@ async def test_a_run_that_ends_is_told_to_the_users_service(app: NexusApp, runs_
             assert any("short: finished" in m for m in said), "and as a toast"
     finally:
         server.shutdown()
+
+
+async def test_the_sweep_view_ranks_a_sweep_and_compares_it(app: NexusApp, runs_root: Path) -> None:
+    import subprocess
+    import sys
+
+    from support import ROOT
+    from support.engine import engine_env, run_nexus
+    from support.preset import TINY
+
+    from nexus_tui.screens.compare import CompareScreen
+    from nexus_tui.screens.sweep import SweepScreen
+
+    made = run_nexus("sweep", "--root", str(runs_root), "--name", "sw", "--steps", "3", "--grid",
+                     "optim.lr=1e-4,1e-2", *TINY, "--set", "train.eval_every=3", "--set", "train.ckpt_every=0",
+                     "--no-start")
+    assert made.returncode == 0, made.stderr
+    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
+                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("J")
+        queue = app.screen
+        assert isinstance(queue, QueueScreen)
+        await pilot_wait_until(pilot, lambda: queue.query_one(DataTable).row_count == 2, 10, "the sweep's jobs")
+        await pilot.press("w")
+        assert isinstance(app.screen, SweepScreen)
+        table = app.screen.query_one(DataTable)
+        await pilot_wait_until(pilot, lambda: table.row_count == 2, 10, "the ranked runs")
+        header = [str(c.label) for c in table.columns.values()]
+        assert header[:3] == ["#", "run", "optim.lr"]
+        best = [float(str(table.get_row_at(i)[3])) for i in range(2)]
+        assert best == sorted(best)
+        await pilot_wait_until(pilot, lambda: all(app.store.get(n) is not None for n in app.screen.runs), 60,
+                               "the sweep's runs in the store")
+        await pilot.press("m")
+        assert isinstance(app.screen, CompareScreen)
