@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexus_core.commands import Park
-from nexus_core.protocol import LIVE_STATES, PARKED, ControlError, engine_argv
+from nexus_core.protocol import LIVE_STATES, METRICS_FILE, PARKED, ControlError, engine_argv
 from nexus_core.runfolder import pid_alive
 from nexus_tui.documents.runs_index import summarize_run
 from nexus_tui.jobs import launch, queuefile
@@ -46,6 +46,10 @@ POLL_S = 1.0
 PARK_WAIT_S = 120.0
 """How long a park command may wait for the engine to read it."""
 
+NEVER = "never"
+"""`_blocked_by`'s answer for a job whose `after` run neither exists nor is queued (cancelled, failed
+to start): it would wait forever, so it fails, saying why."""
+
 OnEvent = Callable[[str, str], None]
 """(kind, text): 'started', 'ended', 'drained', 'warning'; the runner's log and notifications."""
 
@@ -67,7 +71,7 @@ def _blocked_by(job: Job, doc: QueueDoc, root: Path) -> str:
         return f"waiting for {job.after}"
     run_dir = root / job.after
     if not run_dir.is_dir():
-        return f"waiting for {job.after} (no such run yet)"
+        return NEVER  # nothing queued or running will make it: it cannot start
     if summarize_run(run_dir).state in LIVE_STATES:
         return f"waiting for {job.after}"
     return ""
@@ -121,7 +125,11 @@ class Runner:
             free = box.free(held)
             head: Job | None = None
             for job in sorted((j for j in doc.jobs if j.state == QUEUED), key=sort_key):
-                if _blocked_by(job, doc, self.root):
+                if (blocked := _blocked_by(job, doc, self.root)) == NEVER:
+                    job.state, job.ended = FAILED, time.time()
+                    job.outcome = f"the run it waits for, {job.after}, is neither queued nor in the runs folder"
+                    continue
+                if blocked:
                     continue
                 if job.gpus > len(box.slots):
                     job.state, job.outcome = FAILED, f"needs {job.gpus} slots; this box has {len(box.slots)}"
@@ -161,6 +169,12 @@ class Runner:
                 doc.next_id += 1
 
     def _start(self, job: Job, box: Box, doc: QueueDoc, result: TickResult) -> None:
+        metrics = self.root / job.name / METRICS_FILE
+        if job.kind == "train" and metrics.exists():  # made since it was queued (a launch, another queue)
+            job.state, job.outcome, job.devices, job.ended = (
+                FAILED, f"a run named {job.name} was made since it was queued: queue it again with another name",
+                [], time.time())
+            return
         try:
             proc = launch.start(job, self.root, self.python, box.kind, doc.cpu_slots)
         except LaunchError as e:

@@ -194,3 +194,22 @@ def test_sweep_grid_names_and_ranking() -> None:
         expand([parse_axis("optim.lr=1e-4:1e-2")])
     with pytest.raises(SweepError, match="section.key"):
         parse_axis("lr")
+
+
+def test_a_job_after_a_run_that_will_never_exist_fails_in_one_line(runs_root: Path) -> None:
+    ops.add(runs_root, "command", ["true"], name="first", check=False)
+    ops.add(runs_root, "command", ["true"], name="second", after="first", check=False)
+    ops.cancel(runs_root, ["first"])
+    Runner(runs_root, box=lambda n, pids: Box("cpu", [])).tick()  # no slot: nothing can start anyway
+    second = next(j for j in queuefile.read(runs_root).jobs if j.name == "second")
+    assert second.state == "failed" and "first" in second.outcome and "\n" not in second.outcome
+
+
+def test_a_name_taken_since_it_was_queued_fails_instead_of_writing_into_it(runs_root: Path) -> None:
+    ops.add(runs_root, "train", ["--preset", "tiny"], name="taken", check=False)
+    (runs_root / "taken").mkdir()
+    (runs_root / "taken" / "metrics.msgpack").write_bytes(b"someone else's run")
+    Runner(runs_root, box=lambda n, pids: Box("cpu", [0])).tick()
+    job = queuefile.read(runs_root).jobs[0]
+    assert job.state == "failed" and "was made since it was queued" in job.outcome
+    assert (runs_root / "taken" / "metrics.msgpack").read_bytes() == b"someone else's run"
