@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
+    demo.add_argument("--simulate-gpus", type=int, default=0, metavar="N",
+                      help="show N simulated GPUs (a driver stand-in built with gcc) on a machine without one")
     runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
     runs.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
     compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
@@ -111,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
     from nexus_tui.live.prebuild import Prebuild
 
     prebuild = Prebuild.start(root)
+    simulation = None
+    if getattr(args, "simulate_gpus", 0):
+        from nexus_tui.telemetry.simulate import Simulation, SimulationError
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nexus" / "simulated-gpus"
+        try:  # before the dashboard's telemetry looks for the driver: it finds the stand-in
+            simulation = Simulation(max(1, min(args.simulate_gpus, 8)), root, cache)
+        except (SimulationError, OSError) as e:
+            print(clean_text(f"error: {e}"), file=sys.stderr)
+            return 2
     try:
         from nexus_tui.app import make_app
 
@@ -120,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if prebuild is not None:
             prebuild.close()
+        if simulation is not None:
+            simulation.close()
     return app.return_code or 0
 
 

@@ -1,6 +1,8 @@
 /* A stand-in for the NVIDIA driver's libnvidia-ml.so.1, loaded by the real nvidia-ml-py, so the GPU
- * paths (the queue's free GPUs, the telemetry) are tested on machines without a GPU.
+ * paths (the queue's free GPUs, the telemetry) are tested, and `nexus demo --simulate-gpus N` shown,
+ * on machines without a GPU (built with gcc by nexus_tui/telemetry/simulate.py).
  *
+ * Without $NEXUS_FAKE_NVML, init fails as a missing driver does (NVML_ERROR_LIBRARY_NOT_FOUND).
  * Every call re-reads the text file named by $NEXUS_FAKE_NVML, so a test changes the GPUs by
  * rewriting it. Lines:
  *   gpu  NAME UTIL_PERCENT MEM_USED_BYTES MEM_TOTAL_BYTES TEMP_C POWER_MW POWER_LIMIT_MW
@@ -13,7 +15,8 @@
 #define MAX_GPUS 16
 #define MAX_PROCS 256
 typedef int nvmlReturn_t;
-enum { OK = 0, UNINITIALIZED = 1, INVALID_ARGUMENT = 2, NOT_SUPPORTED = 3, INSUFFICIENT_SIZE = 7 };
+enum { OK = 0, UNINITIALIZED = 1, INVALID_ARGUMENT = 2, NOT_SUPPORTED = 3, INSUFFICIENT_SIZE = 7,
+       LIBRARY_NOT_FOUND = 12 };
 
 typedef struct { char name[64]; unsigned util; unsigned long long used, total; unsigned temp, power, limit; } gpu_t;
 typedef struct { unsigned gpu, pid; unsigned long long used; } proc_t;
@@ -48,9 +51,14 @@ static gpu_t *dev(void *handle) {
     return (initialized && i >= 0 && i < n_gpus) ? &gpus[i] : NULL;
 }
 
-nvmlReturn_t nvmlInitWithFlags(unsigned flags) { (void)flags; initialized = 1; return OK; }
-nvmlReturn_t nvmlInit_v2(void) { initialized = 1; return OK; }
-nvmlReturn_t nvmlInit(void) { initialized = 1; return OK; }
+static nvmlReturn_t init(void) {
+    if (!getenv("NEXUS_FAKE_NVML")) return LIBRARY_NOT_FOUND;
+    initialized = 1;
+    return OK;
+}
+nvmlReturn_t nvmlInitWithFlags(unsigned flags) { (void)flags; return init(); }
+nvmlReturn_t nvmlInit_v2(void) { return init(); }
+nvmlReturn_t nvmlInit(void) { return init(); }
 nvmlReturn_t nvmlShutdown(void) { initialized = 0; return OK; }
 const char *nvmlErrorString(nvmlReturn_t r) { return r == OK ? "Success" : "fake NVML error"; }
 nvmlReturn_t nvmlSystemGetDriverVersion(char *out, unsigned len) { snprintf(out, len, "999.0-fake"); return OK; }
