@@ -50,6 +50,8 @@ class Job(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     pid: int | None = None
     devices: list[int] = []
     """The GPU indices (or CPU slot numbers) it holds while running."""
+    device: str = ""
+    """What it was started on (cuda:1, cuda, cpu)."""
     added: float = 0.0
     started: float | None = None
     ended: float | None = None

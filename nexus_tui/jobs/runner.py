@@ -103,6 +103,7 @@ class Runner:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         """Jobs this runner started: polled (and reaped) through their Popen."""
         self._was_busy = False
+        self._told_vanished = False
 
     def _ended(self, job: Job) -> tuple[bool, int | None]:
         proc = self._procs.get(job.id)
@@ -123,6 +124,13 @@ class Runner:
             box = self._box(doc.cpu_slots, [j.pid for j in doc.jobs if j.active and j.pid])
             held = [d for j in doc.jobs if j.active for d in j.devices]
             free = box.free(held)
+            if box.kind == "cpu" and any(j.active and j.device.startswith("cuda") for j in doc.jobs):
+                free = []  # the GPUs vanished under running jobs: start nothing on the CPU in their place
+                if not self._told_vanished:
+                    self.on_event("warning", f"the GPUs are gone ({box.note}); queued jobs wait until they are back")
+                self._told_vanished = True
+            else:
+                self._told_vanished = False
             head: Job | None = None
             for job in sorted((j for j in doc.jobs if j.state == QUEUED), key=sort_key):
                 if (blocked := _blocked_by(job, doc, self.root)) == NEVER:
@@ -183,6 +191,7 @@ class Runner:
             return
         self._procs[job.id] = proc
         job.state, job.pid, job.started, job.outcome = RUNNING, proc.pid, time.time(), ""
+        job.device = launch.device_text(box.kind, job.devices)
         result.started.append(job.name)
         self.on_event("started", f"{job.name} on {launch.device_text(box.kind, job.devices)}")
 

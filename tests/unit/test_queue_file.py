@@ -213,3 +213,17 @@ def test_a_name_taken_since_it_was_queued_fails_instead_of_writing_into_it(runs_
     job = queuefile.read(runs_root).jobs[0]
     assert job.state == "failed" and "was made since it was queued" in job.outcome
     assert (runs_root / "taken" / "metrics.msgpack").read_bytes() == b"someone else's run"
+
+
+def test_gpus_that_vanish_under_running_jobs_start_nothing_on_the_cpu(runs_root: Path) -> None:
+    ops.add(runs_root, "command", ["true"], name="queued", check=False)
+    with queuefile.editing(runs_root) as doc:
+        doc.jobs.append(Job(id=doc.next_id, name="on-gpu", kind="command", args=["true"], cwd="/", state="running",
+                            pid=os.getpid(), devices=[0], device="cuda:0", started=time.time()))
+        doc.next_id += 1
+    said: list[tuple[str, str]] = []
+    runner = Runner(runs_root, on_event=lambda k, t: said.append((k, t)),
+                    box=lambda n, pids: Box("cpu", [0, 1], note="no NVIDIA driver: Driver Not Loaded"))
+    assert runner.tick().started == []
+    assert next(j for j in queuefile.read(runs_root).jobs if j.name == "queued").state == QUEUED
+    assert said == [("warning", "the GPUs are gone (no NVIDIA driver: Driver Not Loaded); queued jobs wait until they are back")]
