@@ -93,7 +93,23 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
                   order=min((j.order for j in doc.jobs), default=0.0) - 1.0 if first else float(doc.next_id))
         doc.next_id += 1
         doc.jobs.append(job)
+        prune(doc)
     return job
+
+
+KEEP_ENDED = 1000
+"""Ended jobs kept in the queue (their outcome, a sweep's ranking); older ones are dropped as jobs
+are added, so the file never reaches model.MAX_JOBS."""
+
+
+def prune(doc: QueueDoc, keep: int = KEEP_ENDED) -> None:
+    """Drop the oldest ended jobs beyond `keep` (jobs of no sweep first)."""
+    ended = [j for j in doc.jobs if not (j.waiting or j.active)]
+    if len(ended) <= keep:
+        return
+    drop = sorted(ended, key=lambda j: (bool(j.sweep), j.ended or 0.0, j.id))[:len(ended) - keep]
+    gone = {j.id for j in drop}
+    doc.jobs = [j for j in doc.jobs if j.id not in gone]
 
 
 def find(doc: QueueDoc, ref: str) -> Job:

@@ -98,7 +98,16 @@ async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> Non
         await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs][0] == "three", 10, "three on top")
         await pilot.press("x")
         await pilot_wait_until(pilot, lambda: jobs(runs_root)["three"].state == "cancelled", 10, "three cancelled")
-        table.move_cursor(row=0)
+        await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs] == ["one", "two", "three"], 10,
+                               "the cancelled job below the waiting ones")
+        table.move_cursor(row=1)  # 'two'
+        await pilot.press("u")
+        await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs][:2] == ["two", "one"], 10, "two moved up")
+        await pilot_wait_until(pilot, lambda: (c := screen.current()) is not None and c.name == "two", 10,
+                               "the cursor stays on its job")
+        await pilot.press("plus")
+        await pilot_wait_until(pilot, lambda: jobs(runs_root)["two"].priority == 1, 10, "two's priority raised")
+        table.move_cursor(row=1)
         first = screen.current()
         assert first is not None and first.name == "one"
         await pilot.press("h")  # held -> released: the dashboard's runner may start it now

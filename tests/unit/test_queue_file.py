@@ -227,3 +227,13 @@ def test_gpus_that_vanish_under_running_jobs_start_nothing_on_the_cpu(runs_root:
     assert runner.tick().started == []
     assert next(j for j in queuefile.read(runs_root).jobs if j.name == "queued").state == QUEUED
     assert said == [("warning", "the GPUs are gone (no NVIDIA driver: Driver Not Loaded); queued jobs wait until they are back")]
+
+
+def test_old_ended_jobs_are_dropped_so_the_queue_never_fills(runs_root: Path) -> None:
+    for i in range(6):
+        ops.add(runs_root, "command", ["true"], name=f"j{i}", check=False, sweep="s" if i == 0 else "")
+    ops.cancel(runs_root, [f"j{i}" for i in range(5)])
+    with queuefile.editing(runs_root) as doc:
+        ops.prune(doc, keep=2)
+    left = [j.name for j in queuefile.read(runs_root).jobs]
+    assert left == ["j0", "j4", "j5"], "a sweep's job outlives others; waiting jobs are never dropped"
