@@ -24,6 +24,7 @@ from pathlib import Path
 from nexus_core.commands import Park
 from nexus_core.protocol import LIVE_STATES, METRICS_FILE, PARKED, ControlError, engine_argv
 from nexus_core.runfolder import pid_alive
+from nexus_core.text import clean_text
 from nexus_tui.documents.runs_index import summarize_run
 from nexus_tui.jobs import launch, queuefile
 from nexus_tui.jobs.model import (
@@ -241,7 +242,12 @@ class Runner:
 
 def run_forever(root: str | Path, exit_when_idle: bool, on_event: OnEvent | None = None) -> int:
     """`nexus queue run`: hold the runner lock and work through the queue. 2 if another runner holds it."""
-    fd = queuefile.hold_runner_lock(root)
+    try:
+        queuefile.read(root)  # a queue it would refuse is said now, in one line, not at each tick
+        fd = queuefile.hold_runner_lock(root)
+    except queuefile.QueueError as e:
+        print(f"error: {clean_text(e)}", file=sys.stderr)
+        return 2
     if fd is None:
         print("error: a queue runner is already working through this runs folder", file=sys.stderr)
         return 2

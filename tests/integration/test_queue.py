@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -248,3 +249,13 @@ def test_a_script_without_resume_cannot_be_parked(runs_root: Path) -> None:
         wait_until(lambda: job(runs_root, "plain").state == "done", 120, "the script to end", proc=runner)
     finally:
         stop_runner(runner)
+
+
+def test_the_cli_on_a_planted_queue_is_one_line(runs_root: Path, tmp_path: Path) -> None:
+    folder = runs_root / queuefile.QUEUE_DIR
+    folder.mkdir(mode=0o700)
+    planted = folder / queuefile.QUEUE_FILE
+    planted.write_text(json.dumps({"version": 1, "owner": os.getuid() + 1, "jobs": []}))
+    planted.chmod(0o600)
+    for args in (("queue", "ls"), ("queue", "run", "--exit-when-idle"), ("queue", "hold", "1")):
+        assert_one_line_error(run_nexus(*args, "--root", str(runs_root)), "belongs to uid .*move it aside")
