@@ -78,6 +78,23 @@ def _blocked_by(job: Job, doc: QueueDoc, root: Path) -> str:
     return ""
 
 
+def live_outside(root: Path, ours: set[str]) -> int:
+    """How many runs under `root` the queue did not start are live now (a live state in their status
+    file and their pid alive): on a box without GPUs each takes a CPU slot. Status files only: cheap."""
+    from nexus_core.runfolder import read_status
+
+    count = 0
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir() and d.name not in ours and not d.name.startswith(".")]
+    except OSError:
+        return 0
+    for d in folders:
+        status = read_status(d)
+        if status and status.get("state") in LIVE_STATES and pid_alive(status.get("pid"), status.get("updated")):
+            count += 1
+    return count
+
+
 def outcome_of(job: Job, root: Path, code: int | None) -> tuple[str, str]:
     """(job state, outcome) of an ended job: its run's state as `nexus runs` decides it."""
     run_dir = root / job.name
@@ -125,6 +142,8 @@ class Runner:
             box = self._box(doc.cpu_slots, [j.pid for j in doc.jobs if j.active and j.pid])
             held = [d for j in doc.jobs if j.active for d in j.devices]
             free = box.free(held)
+            if box.kind == "cpu":  # runs started outside the queue (a dashboard's n, a terminal) use CPU slots too
+                free = free[:max(0, len(free) - live_outside(self.root, {j.name for j in doc.jobs if j.active}))]
             if box.kind == "cpu" and any(j.active and j.device.startswith("cuda") for j in doc.jobs):
                 free = []  # the GPUs vanished under running jobs: start nothing on the CPU in their place
                 if not self._told_vanished:

@@ -237,3 +237,12 @@ def test_old_ended_jobs_are_dropped_so_the_queue_never_fills(runs_root: Path) ->
         ops.prune(doc, keep=2)
     left = [j.name for j in queuefile.read(runs_root).jobs]
     assert left == ["j0", "j4", "j5"], "a sweep's job outlives others; waiting jobs are never dropped"
+
+
+def test_a_run_started_outside_the_queue_takes_a_cpu_slot(runs_root: Path) -> None:
+    ops.add(runs_root, "command", ["true"], name="queued", check=False)
+    outside = runs_root / "by-hand"
+    outside.mkdir()
+    (outside / "status").write_text(json.dumps({"state": "running", "pid": os.getpid(), "updated": time.time()}))
+    assert Runner(runs_root, box=lambda n, pids: Box("cpu", [0])).tick().started == []
+    assert queuefile.read(runs_root).jobs[0].state == QUEUED
