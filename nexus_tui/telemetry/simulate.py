@@ -22,6 +22,11 @@ STATE_ENV = "NEXUS_FAKE_NVML"
 GiB = 1 << 30
 
 
+def simulated() -> bool:
+    """Whether this process shows simulated GPUs: they are for the eye, no run can use them."""
+    return bool(os.environ.get(STATE_ENV))
+
+
 class SimulationError(Exception):
     """The stand-in cannot be built (no C compiler); one line."""
 
