@@ -64,10 +64,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("sweep", help="queue a grid (or random draws) of runs: nexus sweep --preset tiny --grid optim.lr=1e-3,3e-3; nexus sweep show NAME")
-    p.add_argument("show", nargs="*", metavar="show NAME", help="rank a sweep's runs by best val loss")
+    p.add_argument("show", nargs="*", metavar="show NAME | -- COMMAND",
+                   help="`show NAME` ranks a sweep's runs by best val loss; after --, a command whose {key} each --grid fills")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2|KEY=LO:HI", help="a swept key (repeat for a grid)")
     p.add_argument("--random", type=int, default=0, metavar="N", help="N random draws instead of the whole grid")
+    p.add_argument("--zip", action="store_true", help="a list, not a grid: the i-th values of every --grid together")
     p.add_argument("--seed", type=int, default=0, help="the random draws' seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every run")
     p.add_argument("--steps", type=int, default=None)

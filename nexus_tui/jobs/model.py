@@ -59,6 +59,8 @@ class Job(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """How the run ended (its state: finished, stopped, parked, crashed...) or why it never started."""
     sweep: str = ""
     """The sweep it belongs to ('' for none)."""
+    values: dict[str, str] = {}
+    """A command sweep's values for this job (a train sweep's are its `--set` arguments)."""
 
     @property
     def waiting(self) -> bool:
@@ -108,6 +110,8 @@ def doc_problem(doc: QueueDoc) -> str:
             return f"job {job.id}'s arguments are too many, too long or hold a NUL"
         if job.kind == "command" and not job.args:
             return f"job {job.id} is a command with no program"
+        if len(job.values) > MAX_ARGS or any(len(k) + len(v) > MAX_ARG_CHARS for k, v in job.values.items()):
+            return f"job {job.id}'s sweep values are too many or too long"
         if "\0" in job.cwd or len(job.cwd) > MAX_ARG_CHARS:
             return f"job {job.id}'s working folder is not a path"
     return ""

@@ -52,7 +52,8 @@ def _check_new(root: Path, name: str, doc: QueueDoc) -> None:
 
 def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int = 1, after: str = "",
         priority: int = 0, sweep: str = "", cwd: str | None = None, check: bool = True,
-        python: str = sys.executable, first: bool = False, existing: bool = False) -> Job:
+        python: str = sys.executable, first: bool = False, existing: bool = False,
+        values: dict[str, str] | None = None) -> Job:
     """Queue one job; with `check` a train job is first validated by the engine itself (`--check`)
     and a command must exist; `first` puts it before every other job; `existing`: the run folder is
     there already (a parked script's run, started again to continue it). Returns the queued job."""
@@ -89,7 +90,7 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
             except LaunchError as e:
                 raise JobError(str(e)) from None
         job = Job(id=doc.next_id, name=name, kind=kind, args=args, cwd=str(cwd or os.getcwd()), gpus=gpus,
-                  after=after, priority=priority, added=time.time(), sweep=sweep,
+                  after=after, priority=priority, added=time.time(), sweep=sweep, values=dict(values or {}),
                   order=min((j.order for j in doc.jobs), default=0.0) - 1.0 if first else float(doc.next_id))
         doc.next_id += 1
         doc.jobs.append(job)
@@ -222,7 +223,7 @@ def unpark(root: str | Path, run: str, gpus: int = 1) -> Job:
     if queued:  # a script the queue started: the same command again, which continues it (resume=)
         script = queued[-1]
         return add(root, "command", script.args, name=run, gpus=gpus, check=False, cwd=script.cwd, first=True,
-                   existing=True, sweep=script.sweep)
+                   existing=True, sweep=script.sweep, values=script.values)
     if not (run_dir / CHECKPOINTS_DIR / "latest").exists():
         raise JobError(f"run {run!r} has no engine checkpoint and was not started by the queue, so the queue "
                        "does not know its command: start its script again yourself (it continues with resume=)")

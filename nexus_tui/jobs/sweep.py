@@ -32,13 +32,15 @@ class Axis:
     hi: float | None = None
 
 
-def parse_axis(text: str) -> Axis:
+def parse_axis(text: str, command: bool = False) -> Axis:
     """`optim.lr=1e-3,3e-3` (a list) or `optim.lr=1e-4:1e-2` (a range, for --random: log-uniform
-    when both ends are positive)."""
+    when both ends are positive). For a command's sweep the key is any name its `{name}` fills."""
     key, sep, rest = text.partition("=")
     key = key.strip()
-    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+", key) or not rest.strip():
-        raise SweepError(f"--grid {text!r}: write section.key=v1,v2,... or section.key=lo:hi")
+    pattern = r"[A-Za-z_][A-Za-z0-9_]*" + (r"(\.[A-Za-z_][A-Za-z0-9_]*)*" if command else r"(\.[A-Za-z_][A-Za-z0-9_]*)+")
+    if not sep or not re.fullmatch(pattern, key) or not rest.strip():
+        form = "name" if command else "section.key"
+        raise SweepError(f"--grid {text!r}: write {form}=v1,v2,... or {form}=lo:hi")
     if ":" in rest and "," not in rest:
         a, _, b = rest.partition(":")
         try:
@@ -54,13 +56,18 @@ def parse_axis(text: str) -> Axis:
     return Axis(key, values)
 
 
-def expand(axes: list[Axis], draws: int = 0, seed: int = 0) -> list[dict[str, str]]:
-    """The value sets: every combination of the lists (a grid), or `draws` random sets (ranges drawn
+def expand(axes: list[Axis], draws: int = 0, seed: int = 0, zipped: bool = False) -> list[dict[str, str]]:
+    """The value sets: every combination of the lists (a grid), the lists side by side (`zipped`: a
+    list of runs, the i-th value of each key together), or `draws` random sets (ranges drawn
     log-uniform or uniform, lists uniformly, no set twice). Keys in the order given."""
     if not axes:
         raise SweepError("a sweep needs at least one --grid key=values")
     if len({a.key for a in axes}) != len(axes):
         raise SweepError("a key is swept twice: give it one --grid")
+    if zipped:
+        if any(not a.values for a in axes) or len({len(a.values) for a in axes}) != 1:
+            raise SweepError("--zip pairs lists of one length: give every --grid the same number of values")
+        return [dict(zip([a.key for a in axes], vs, strict=True)) for vs in zip(*(a.values for a in axes), strict=True)]
     if draws <= 0:
         if ranged := [a.key for a in axes if not a.values]:
             raise SweepError(f"{ranged[0]} is a range: give --random N to draw from it")
@@ -94,6 +101,20 @@ def _draw(axis: Axis, rng: random.Random) -> str:
     else:
         value = rng.uniform(axis.lo, axis.hi)
     return f"{value:.3g}"
+
+
+def fill(template: list[str], values: dict[str, str]) -> list[str]:
+    """A command's arguments with each `{key}` replaced by its value (other braces left alone);
+    SweepError for a key the command never uses."""
+    unused = [k for k in values if not any("{" + k + "}" in a for a in template)]
+    if unused:
+        raise SweepError(f"the command never uses {{{unused[0]}}}: write it where the value goes, e.g. --lr {{{unused[0]}}}")
+    out = []
+    for arg in template:
+        for k, v in values.items():
+            arg = arg.replace("{" + k + "}", v)
+        out.append(arg)
+    return out
 
 
 def short(key: str) -> str:

@@ -259,3 +259,21 @@ def test_the_cli_on_a_planted_queue_is_one_line(runs_root: Path, tmp_path: Path)
     planted.chmod(0o600)
     for args in (("queue", "ls"), ("queue", "run", "--exit-when-idle"), ("queue", "hold", "1")):
         assert_one_line_error(run_nexus(*args, "--root", str(runs_root)), "belongs to uid .*move it aside")
+
+
+def test_a_command_sweep_fills_its_arguments_and_is_ranked(runs_root: Path) -> None:
+    script = ROOT / "tests" / "support" / "scripts" / "sweep_loop.py"
+    out = nexus_ok("sweep", "--root", str(runs_root), "--name", "cmd", "--grid", "lr=0.1,0.01,0.03", "--no-start",
+                   "--", sys.executable, str(script), "{lr}")
+    assert "queued 3 runs" in out
+    jobs = queuefile.read(runs_root).jobs
+    assert [j.args[-1] for j in jobs] == ["0.1", "0.01", "0.03"] and jobs[0].name == "cmd-lr0.1"
+    nexus_ok("queue", "slots", "2", "--root", str(runs_root))
+    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
+                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:]
+    shown = nexus_ok("sweep", "show", "cmd", "--root", str(runs_root)).splitlines()
+    assert shown[0].split()[:3] == ["#", "run", "lr"]
+    assert [line.split()[1] for line in shown[1:]] == ["cmd-lr0.01", "cmd-lr0.03", "cmd-lr0.1"]
+    assert_one_line_error(run_nexus("sweep", "--root", str(runs_root), "--grid", "lr=1,2", "--no-start", "--",
+                                    sys.executable, str(script), "1"), r"never uses \{lr\}")

@@ -194,6 +194,11 @@ def test_sweep_grid_names_and_ranking() -> None:
         expand([parse_axis("optim.lr=1e-4:1e-2")])
     with pytest.raises(SweepError, match="section.key"):
         parse_axis("lr")
+    paired = expand([parse_axis("optim.lr=1e-3,3e-3"), parse_axis("train.batch_size=8,16")], zipped=True)
+    assert paired == [{"optim.lr": "1e-3", "train.batch_size": "8"}, {"optim.lr": "3e-3", "train.batch_size": "16"}]
+    with pytest.raises(SweepError, match="same number"):
+        expand([parse_axis("optim.lr=1e-3,3e-3"), parse_axis("train.batch_size=8")], zipped=True)
+    assert parse_axis("lr=1,2", command=True).values == ("1", "2")
 
 
 def test_a_job_after_a_run_that_will_never_exist_fails_in_one_line(runs_root: Path) -> None:
