@@ -15,6 +15,7 @@ from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel
 
 if TYPE_CHECKING:
+    from nexus_tui.history.store import MetricStore
     from nexus_tui.settings import Settings
 
 WINDOWS = (0, 100, 500, 2000, 10000)
@@ -26,6 +27,7 @@ class ViewActions:
     chooser, alerts): they change what the charts show, never a run. Mixed into NexusApp."""
 
     settings: Settings
+    store: MetricStore
     _theme_cycle: list[str]
     ema: float
     x_axis: str
@@ -39,7 +41,10 @@ class ViewActions:
         self.ema = min(max(round(self.ema + delta, 2), 0.0), 0.99)
 
     def action_cycle_x(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)] if self.x_axis in X_AXES else "step"
+        """step -> tokens -> time -> each logged metric a run asked to be drawn against (define_metric's
+        step_metric: nanoGPT's `iter`, an epoch count) -> step."""
+        axes = [*X_AXES, *sorted({x for run in self.store.runs() for x in run.x_axes()} - set(X_AXES))]
+        self.x_axis = axes[(axes.index(self.x_axis) + 1) % len(axes)] if self.x_axis in axes else "step"
 
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale

@@ -26,12 +26,36 @@ from typing import Any
 
 import msgspec
 
-from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record, Sample, State, to_record
+from nexus_core.recordtypes import (
+    Alert,
+    Ckpt,
+    Eval,
+    Hello,
+    Histogram,
+    Log,
+    Media,
+    Metric,
+    Record,
+    Sample,
+    State,
+    Table,
+    Text,
+    to_record,
+)
 from nexus_core.schema import CRASHED
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
 from nexus_tui.history.changes import Changes
-from nexus_tui.history.runview import MAX_ALERTS, MAX_EXTRA_SERIES, MAX_SAMPLES, RunView, SeqFilter, Series
+from nexus_tui.history.runview import (
+    MAX_ALERTS,
+    MAX_EXTRA_SERIES,
+    MAX_MEDIA,
+    MAX_SAMPLES,
+    MediaRecord,
+    RunView,
+    SeqFilter,
+    Series,
+)
 from nexus_tui.history.series_keys import EVAL_KEYS, METRIC_KEYS, SERIES_KEYS, X_AXES
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
@@ -232,6 +256,10 @@ class MetricStore:
         _bounded_append(run.samples, rec, MAX_SAMPLES, late)
         return "samples"
 
+    def _on_media(self, run: RunView, rec: MediaRecord, seq: int | None, late: bool) -> str:
+        _bounded_append(run.media, rec, MAX_MEDIA, late)
+        return "media"
+
     def _on_ckpt(self, run: RunView, rec: Ckpt, seq: int | None, late: bool) -> str:
         run.apply(rec, late)
         _bounded_append(run.ckpts, rec, 10_000, late)
@@ -289,7 +317,7 @@ class MetricStore:
         return True
 
 
-def _bounded_append(items: list[Any], rec: Sample | Ckpt, limit: int, late: bool) -> None:
+def _bounded_append(items: list[Any], rec: Sample | Ckpt | MediaRecord, limit: int, late: bool) -> None:
     if late:
         items.insert(bisect.bisect_right([r.step for r in items], rec.step), rec)
     else:
@@ -312,6 +340,7 @@ _HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metri
     State.__struct_config__.tag: MetricStore._on_state,
     Log.__struct_config__.tag: MetricStore._on_log,
     Alert.__struct_config__.tag: MetricStore._on_alert,
+    **{c.__struct_config__.tag: MetricStore._on_media for c in (Text, Table, Histogram, Media)},
 }
 
 

@@ -268,7 +268,8 @@ class ColumnDecoder:
             _append(pieces, recs)
 
 
-_KNOWN = frozenset({"hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert"})
+_KNOWN = frozenset({"hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert", "text", "table", "histogram",
+                    "media"})
 
 
 def _append(pieces: list[Piece], piece: Piece) -> None:

@@ -1,0 +1,11 @@
+"""wandb.env: the setters HF's hyperparameter search calls; they set the variables wandb reads."""
+
+import os
+
+
+def set_entity(value: str, env: dict | None = None) -> None:
+    (os.environ if env is None else env)["WANDB_ENTITY"] = value
+
+
+def set_project(value: str, env: dict | None = None) -> None:
+    (os.environ if env is None else env)["WANDB_PROJECT"] = value
