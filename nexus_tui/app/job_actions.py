@@ -19,11 +19,48 @@ if TYPE_CHECKING:
     from nexus_tui.history.store import MetricStore
 
 
+QUEUE_WATCH_S = 2.0
+"""How often the dashboard re-reads the queue to tell what the runner did (a started job, an ended
+one, the queue drained): the runner runs in its own process, and the file is its only word."""
+
+
 class JobActions:
     """Mixed into NexusApp."""
 
     root: Path
     store: MetricStore
+    _queue_seen: dict[int, str] | None = None
+    """Each job's state at the last look (None: not looked yet, so nothing is news)."""
+
+    def watch_queue(self) -> None:
+        """Start telling the queue's news as toasts (the runner tells the user's services itself)."""
+        self.set_interval(QUEUE_WATCH_S, self._look_at_queue)
+
+    @work(thread=True, exclusive=True, group="queue-watch")
+    def _look_at_queue(self) -> None:
+        from nexus_tui.jobs import queuefile
+
+        try:
+            jobs = queuefile.read(self.root).jobs
+        except queuefile.QueueError:
+            return  # said once where the queue is used (the screen, the CLI); not every two seconds
+        now = {j.id: j.state for j in jobs}
+        before, self._queue_seen = self._queue_seen, now
+        if before is None:
+            return
+        for job in jobs:
+            was = before.get(job.id)
+            if was == job.state:
+                continue
+            if job.state == "running" and was in (None, "queued", "held"):
+                self.call_from_thread(self.notify, f"queue: {job.name} started on {job.device or 'its slot'}",
+                                      timeout=4)
+            elif job.state in ("done", "failed", "parked") and was in ("queued", "held", "running", "parking"):
+                self.call_from_thread(self.notify, f"queue: {job.name} {job.outcome or job.state}",
+                                      severity="error" if job.state == "failed" else "information")
+        busy = lambda states: any(s in ("queued", "running", "parking") for s in states.values())  # noqa: E731
+        if busy(before) and not busy(now):
+            self.call_from_thread(self.notify, "queue drained: every queued job has ended", title="Queue")
 
     @work(thread=True, group="queue")
     def start_queue_runner(self) -> None:

@@ -190,6 +190,7 @@ class NexusApp(JobActions, RunActions, ViewActions, App[None]):
         self.set_interval(1.0, self._sample_telemetry)
         self._sample_telemetry()
         self.start_queue_runner()  # queued jobs go on whether or not this dashboard stays open
+        self.watch_queue()
         if self.demo:
             self._launch_demo()
 

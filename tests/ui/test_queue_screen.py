@@ -110,8 +110,12 @@ async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> Non
         table.move_cursor(row=1)
         first = screen.current()
         assert first is not None and first.name == "one"
-        await pilot.press("h")  # held -> released: the dashboard's runner may start it now
+        await pilot.press("h")  # held -> released: the dashboard starts a runner, which runs it
         await pilot_wait_until(pilot, lambda: jobs(runs_root)["one"].state != "held", 10, "one released")
+        said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
+        await pilot_wait_until(pilot, lambda: any("queue drained" in m for m in said()), 60,
+                               "the drain told (two is still held: held jobs do not keep the queue busy)")
+        assert jobs(runs_root)["one"].state == "done"
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueScreen)
 
