@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
     imp.add_argument("--root", dest="sub_root", default=None, help="folder to put the run in (default: --root before it, ./runs)")
+    chk = sub.add_parser("check", help="check run folders against docs/PROTOCOL.md (records, status, hello, "
+                                       "and a live run's control socket); exit 1 if one breaks it")
+    chk.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (paths)")
+    chk.add_argument("--steer", action="store_true", help="a live run: also ask for a checkpoint and an eval")
+    chk.add_argument("--stop", action="store_true", help="a live run: also stop it (it must end `stopped`)")
     sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
                    "and Lightning's W&B loggers) reports to Nexus", add_help=False)
     sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
@@ -109,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "export":
         return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta)
+
+    if args.command == "check":
+        from nexus_core.check import check
+
+        failed = False
+        for run_dir in args.run_dirs:
+            report = check(Path(run_dir), steer=args.steer, stop=args.stop)
+            failed = failed or not report.ok
+            _print_out(clean_text("\n".join(report.summary()), multiline=True) + "\n")
+        return 1 if failed else 0
 
     if args.command == "import-tb":
         return _import_tb(root, args.logdir, args.name)

@@ -177,8 +177,9 @@ class RunActions:
             return
         sup = self.services.supervisor
 
-        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
-            return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float], str]:
+            hello = run.hello.to_dict() if run.hello else None
+            return sup.noted_lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
 
         def now() -> tuple[int, float | None, int]:
             return run.step, run.lr, run.total_steps

@@ -312,6 +312,14 @@ class Supervisor(Attaching):
         """The LR a ramped resume of this run would follow (run_control.ramp_preview)."""
         return run_control.ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt)
 
+    def noted_lr_preview(
+        self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
+        from_ckpt: str | None = None, hello: dict[str, Any] | None = None,
+    ) -> tuple[list[int], list[float], str]:
+        """(steps, LRs, what the preview assumes): the ramp dialog's preview of any run."""
+        got = run_control.noted_ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt, hello)
+        return got.steps, got.lrs, got.note
+
     # -- the whole fleet -------------------------------------------------------------------------
 
     def piping(self, name: str) -> bool:

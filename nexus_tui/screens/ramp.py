@@ -29,8 +29,8 @@ from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
 
-Preview = Callable[[float, int, int, "str | None"], tuple[list[float], list[float]]]
-"""(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs); may block (it runs the engine)."""
+Preview = Callable[[float, int, int, "str | None"], "tuple[list[int], list[float]] | tuple[list[int], list[float], str]"]
+"""(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs[, what it assumes]); may block."""
 Now = Callable[[], tuple[int, "float | None", int]]
 """The run as it is now: (step, LR, total steps), read again every second while the dialog is open."""
 NOW_EVERY_S = 1.0
@@ -79,6 +79,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
     RampScreen .row { height: auto; }
     RampScreen .row Input { width: 1fr; }
     RampScreen MetricChart { height: 3fr; min-height: 6; }
+    RampScreen #assumes { color: $text-muted; }
     RampScreen .buttons { dock: bottom; margin-top: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -98,6 +99,8 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         self.now = now
         self.preview_points = 0
         """Points in the last drawn preview (0 until the engine answered)."""
+        self.preview_note = ""
+        """What the last drawn preview assumes (a run Nexus did not write), shown under the chart."""
 
     def compose(self) -> ComposeResult:
         how = "ramp the live run from its current LR" if self.live else "restart from the chosen checkpoint"
@@ -126,6 +129,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                     yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
                 yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
                 yield MetricChart("LR preview", id="preview")
+                yield Label("", id="assumes", markup=False)
                 yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -185,18 +189,22 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         if get_current_worker().is_cancelled:
             return
         try:
-            steps, lrs = self.preview(target, ramp, total, ckpt)
+            got = self.preview(target, ramp, total, ckpt)
+            steps, lrs = got[0], got[1]
+            note = str(got[2]) if len(got) > 2 else ""
         except Exception as e:  # noqa: BLE001 - any failure is shown as one line, the dialog stays usable
             self.app.call_from_thread(self._show_error, f"preview failed: {e}")
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._draw_preview, list(steps), list(lrs))
+            self.app.call_from_thread(self._draw_preview, list(steps), list(lrs), note)
 
-    def _draw_preview(self, steps: list[float], lrs: list[float]) -> None:
+    def _draw_preview(self, steps: list[float], lrs: list[float], note: str = "") -> None:
         try:
             chart = self.query_one("#preview", MetricChart)
+            self.query_one("#assumes", Label).update(clean_text(note, limit=200))
         except NoMatches:
             return  # the dialog closed (or is closing) while the preview was computed
+        self.preview_note = note
         color = (244, 162, 89)
         spec = ChartSpec(title=f"LR preview: {fmt.lr(lrs[0] if lrs else None)} → …", xlabel="step")
         spec.curves.append(Curve(steps, lrs, color))
