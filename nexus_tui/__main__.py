@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train small language models and watch and steer them live in the terminal.",
         epilog="Headless engine commands: nexus train|resume|generate|eval --help",
     )
-    parser.add_argument("--root", default="runs", help="folder holding one folder per run (default: ./runs)")
+    parser.add_argument("--root", default=None, help="folder holding one folder per run (default: ./runs)")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
@@ -77,13 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "sub_root", None) or args.root)
+    given = getattr(args, "sub_root", None) or args.root
+    root = Path(given or "runs")
 
     from nexus_core.safefile import describe_os_error  # torch-free, and light: the dashboard's first
     from nexus_core.text import clean_text  # frame waits for what is imported here
 
     if args.command in JOB_COMMANDS:
         return run_cli(args, root)
+
+    if given and args.command in (None, "dashboard", "runs") and not root.is_dir():
+        # A folder named on purpose that is not there is a typo far more often than a wish: one line,
+        # nothing created. (`nexus demo --root DIR` makes it: it is about to start runs there.)
+        what = "is not a folder" if root.exists() else "does not exist"
+        print(clean_text(f"error: runs folder {root} {what}: check the path, or create it (mkdir -p {root}); "
+                         "`nexus demo --root DIR` creates it"), file=sys.stderr)
+        return 2
 
     if args.command == "runs":
         from nexus_tui.documents.runs_index import format_runs_table, scan_runs
@@ -130,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "demo" and _engine_missing():
         return 2
+    if not root.is_dir():
+        try:
+            root.mkdir(parents=given is None)  # ./runs on a fresh clone; a named folder's parent must exist
+        except OSError as e:
+            print(clean_text(f"error: cannot create runs folder {root}: {describe_os_error(e)}"), file=sys.stderr)
+            return 2
     # Long histories with no columnar cache yet start decoding in a child process now, on the other
     # core, while this one imports Textual and draws the first frame.
     from nexus_tui.live.prebuild import Prebuild

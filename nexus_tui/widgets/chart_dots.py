@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from nexus_tui.widgets.ticks import flat_range, is_flat, x_ticks, y_ticks
+from nexus_tui.curves.ticks import flat_range, is_flat, x_ticks, y_ticks
 
 if TYPE_CHECKING:
     from nexus_tui.widgets.chart import ChartSpec
