@@ -58,8 +58,11 @@ class JobActions:
             elif job.state in ("done", "failed", "parked") and was in ("queued", "held", "running", "parking"):
                 self.call_from_thread(self.notify, f"queue: {job.name} {job.outcome or job.state}",
                                       severity="error" if job.state == "failed" else "information")
-        busy = lambda states: any(s in ("queued", "running", "parking") for s in states.values())  # noqa: E731
-        if busy(before) and not busy(now):
+        # Drained: a job ended since the last look (it may have gone from held to done between two
+        # looks) and nothing is queued or running now.
+        ended = any(j.state in ("done", "failed", "parked") and before.get(j.id) in ("queued", "held", "running",
+                                                                                      "parking") for j in jobs)
+        if ended and not any(s in ("queued", "running", "parking") for s in now.values()):
             self.call_from_thread(self.notify, "queue drained: every queued job has ended", title="Queue")
 
     @work(thread=True, group="queue")

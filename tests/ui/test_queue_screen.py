@@ -110,6 +110,7 @@ async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> Non
         table.move_cursor(row=1)
         first = screen.current()
         assert first is not None and first.name == "one"
+        await pilot_wait_until(pilot, lambda: app._queue_seen is not None, 30, "the dashboard's first look at the queue")
         await pilot.press("h")  # held -> released: the dashboard starts a runner, which runs it
         await pilot_wait_until(pilot, lambda: jobs(runs_root)["one"].state != "held", 10, "one released")
         said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
