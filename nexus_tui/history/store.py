@@ -43,7 +43,7 @@ from nexus_core.recordtypes import (
     to_record,
 )
 from nexus_core.schema import CRASHED
-from nexus_core.state import Exited, Launched
+from nexus_core.state import Exited, Launched, derived_tok_s
 from nexus_core.text import clean_data, clean_text
 from nexus_tui.history.changes import Changes
 from nexus_tui.history.runview import (
@@ -216,6 +216,8 @@ class MetricStore:
         tokens = float(rec.tokens)
         t = rec.time or 0.0
         values = [(k, float(v)) for k in METRIC_KEYS if (v := getattr(rec, k)) is not None]
+        if rec.tok_s is None and not late and (rate := derived_tok_s(run.metric, rec)) is not None:
+            values.append(("tok_s", rate))  # a writer that counts tokens but not their rate
         if late:
             added = False
             for key, value in values:
