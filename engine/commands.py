@@ -93,6 +93,8 @@ def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
         return {"val_loss": trainer.evaluate()}
     elif name == P.STOP:
         trainer.request_stop("stop command")
+    elif name == P.PARK:
+        trainer.request_stop(P.PARK_REASON)  # checkpointed and stopped; readers show it `parked`
     elif name == P.RAMP:
         total = cmd.get("total_steps")
         text = trainer.ramp(float(cmd["target_lr"]), int(cmd["ramp_steps"]), total)

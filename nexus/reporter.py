@@ -48,7 +48,8 @@ class Run(Steering, WandbSurface):
 
     def __init__(self, run_dir: Path, config: Any = None, total_steps: int | None = None,
                  start_step: int = 1, resumed: bool = False, model: str = "", meta: dict[str, Any] | None = None,
-                 pipe_fd: int | None = None, previous_summary: dict[str, Any] | None = None) -> None:
+                 pipe_fd: int | None = None, previous_summary: dict[str, Any] | None = None,
+                 resumable: bool = False) -> None:
         self.dir = Path(run_dir)
         self.name = self.id = self.dir.name
         self.total_steps = total_steps
@@ -86,6 +87,9 @@ class Run(Steering, WandbSurface):
         self._watch: ModelWatch | None = None
         self._media_n = 0
         self._resumed = resumed
+        self._resumable = resumable
+        """The script continues a run it finds (init's resume=): with a checkpoint handler it can be parked."""
+        self._parked = False
         self._warned: set[str] = set()
         self._version = 0
         self.config = Config(config, on_change=self._describe)
@@ -388,7 +392,7 @@ class Run(Steering, WandbSurface):
         elif self._hooks.signalled:
             self._close(P.STOPPED, f"{self._hooks.signalled}, handled by the script", 0)
         elif self._should_stop:
-            self._close(P.STOPPED, "stop command", 0)
+            self._close(P.STOPPED, P.PARK_REASON if self._parked else "stop command", 0)
         else:
             self._close(P.FINISHED, f"finished at step {self._done_step()}", 0)
 
@@ -460,6 +464,8 @@ class Run(Steering, WandbSurface):
 
     def _supported(self) -> frozenset[str]:
         have = set(ALWAYS) | set(self._handlers)
+        if self._resumable and P.CHECKPOINT in self._handlers:
+            have.add(P.PARK)  # it saves when asked and continues from what it saved when started again
         have.add(P.UNPAUSE)  # taken, never listed (_describe)
         if self._lr is not None:
             have.add(P.RAMP)

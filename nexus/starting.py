@@ -74,7 +74,8 @@ def start(name: str | None = None, config: Any = None, dir: Any = None, root: An
     new = Run(path, config={**old_config, **Config(config).as_dict()},
               total_steps=int(total_steps) if total_steps else None,
               start_step=1 if begin is None else begin + 1, resumed=resumed and begin is not None, model=model or "",
-              meta=meta, pipe_fd=metrics_fd(), previous_summary=old_summary)
+              meta=meta, pipe_fd=metrics_fd(), previous_summary=old_summary,
+              resumable=resume in RESUMING)  # it continues what it finds: with a checkpoint handler, parkable
     return _publish(new)
 
 

@@ -32,6 +32,7 @@ class Steering:
     _should_stop: bool
     _loop_reads_stop: bool
     _stop_interrupt: bool
+    _parked: bool
     _handlers: dict[str, Callable[..., Any]]
     _state: str
     _writer: Any
@@ -81,6 +82,13 @@ class Steering:
                 self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
             else:
                 self._interrupt_for_stop()
+        elif name == P.PARK:
+            self._call(name, self._checkpoint)  # then end as a stop does, told as parked (`finish`)
+            self._parked = self._should_stop = True
+            if self.paused:
+                self.paused = False
+                self._set_state(P.RUNNING, "park command")
+            self._put_log("park command: checkpointed; run.should_stop is set, the loop ends when it next checks it")
         elif name == P.CHECKPOINT:
             self._call(name, self._checkpoint)
         elif name == P.EVAL_NOW:

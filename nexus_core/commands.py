@@ -47,6 +47,11 @@ class Stop(Command, tag="stop"):
     """Checkpoint, then exit."""
 
 
+class Park(Command, tag="park"):
+    """Checkpoint, then exit as `stopped` with reason `parked` (readers show `parked`): its GPU is
+    free, and `resume` later continues it exactly. A run that cannot resume refuses it."""
+
+
 class Generate(Command, tag="generate"):
     """The text arrives later as a `sample` record with requested=True."""
 
@@ -65,7 +70,7 @@ class Ramp(Command, tag="ramp"):
     total_steps: int | None = None
 
 
-AnyCommand = Union[Pause, Resume, Checkpoint, EvalNow, Stop, Generate, Ramp]  # noqa: UP007 - for msgspec
+AnyCommand = Union[Pause, Resume, Checkpoint, EvalNow, Stop, Park, Generate, Ramp]  # noqa: UP007 - for msgspec
 
 
 HANDLER_LINES: dict[str, str] = {

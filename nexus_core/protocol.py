@@ -30,6 +30,7 @@ over the run's control socket (owner-only unix socket); the engine answers {"tak
 reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
 Every argument is checked against COMMAND_ARGS (type and range), the one table the dialogs use too:
   pause · resume ("unpause" from older clients; still accepted) · checkpoint · eval · stop
+  park      checkpoint, then exit as `stopped` with reason "parked" (readers show `parked`)
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
             target over ramp_steps, then follows the schedule stretched to total_steps
@@ -115,6 +116,9 @@ from nexus_core.schema import (
     MEDIA_TYPES,
     METRIC,
     METRICS_FILE,
+    PARK,
+    PARK_REASON,
+    PARKED,
     PAUSE,
     PAUSED,
     PROTOCOL_VERSION,

@@ -26,17 +26,22 @@ STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, 
 STALLED = "stalled"
 """Never written by an engine: what a reader shows for a running run silent far beyond its usual pace
 (`RunState.stalled`)."""
+PARKED = "parked"
+"""Never written by an engine: a run that stopped for a `park` command (state `stopped` with reason
+PARK_REASON), checkpointed and waiting to be resumed when a slot is free. `RunState` decides it."""
+PARK_REASON = "parked"
+"""The reason an engine writes with its `stopped` state when a `park` command ended it."""
 LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
 FINAL_STATES = frozenset({FINISHED, CRASHED, STOPPED, FAILED, KILLED})
 
 # Commands (typed in commands.py), named as docs/PROTOCOL.md names them. `resume` lets a paused run
 # go on; UNPAUSE is the name a release of Nexus sent for it instead, still accepted from old clients
 # (the CLI's `nexus resume` is something else: it restarts a stopped run from a checkpoint).
-PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
-    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp",
+PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP, PARK = (
+    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp", "park",
 )
 UNPAUSE = "unpause"
-COMMANDS = frozenset({PAUSE, UNPAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP})
+COMMANDS = frozenset({PAUSE, UNPAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP, PARK})
 
 # The run folder.
 CONFIG_FILE = "config.toml"

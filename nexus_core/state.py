@@ -23,6 +23,8 @@ from nexus_core.schema import (
     FINISHED,
     KILLED,
     LIVE_STATES,
+    PARK_REASON,
+    PARKED,
     PAUSED,
     RUNNING,
     STALLED,
@@ -66,6 +68,13 @@ class Exited:
 
 
 Event = Record | Launched | Exited
+
+
+def decided_state(state: str, reason: str) -> str:
+    """The state a written (state, reason) pair means: `parked` for a run a `park` command stopped
+    (engines write `stopped`, so an older reader still reads it right), else the state itself. The
+    reducer and the status file's readers both ask here."""
+    return PARKED if state == STOPPED and reason == PARK_REASON else state
 
 
 def last_line(log_tail: str, limit: int = 200) -> str:
@@ -195,7 +204,7 @@ class RunState:
         return "eval"
 
     def _state(self, rec: State) -> str:
-        self.state, self.reason = rec.state, rec.reason
+        self.state, self.reason = decided_state(rec.state, rec.reason), rec.reason
         if rec.step is not None:
             self.step = rec.step
         if rec.exit_code is not None:
@@ -209,8 +218,8 @@ class RunState:
         handler was up: nothing was lost) or crashed (with the tail of its log to say why)."""
         code = ev.exit_code
         self.exit_code = code
-        if self.state in (FAILED, KILLED, STOPPED):
-            return "state"  # the run said how it ended (an exception, a signal, a stop): that stands
+        if self.state in (FAILED, KILLED, STOPPED, PARKED):
+            return "state"  # the run said how it ended (an exception, a signal, a stop, a park): that stands
             # (a reported script stopped from the dashboard dies of the KeyboardInterrupt it was sent)
         if code == -signal.SIGTERM:
             # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of it

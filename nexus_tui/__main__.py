@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
+    demo.add_argument("--simulate-gpus", type=int, default=0, metavar="N",
+                      help="show N simulated GPUs (a driver stand-in built with gcc) on a machine without one")
     runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
     runs.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
     compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
                    "and Lightning's W&B loggers) reports to Nexus", add_help=False)
     sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
+    from nexus_tui.jobs.cli import JOB_COMMANDS, add_parsers, run_cli
+
+    add_parsers(sub)  # queue, park, unpark, sweep
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
@@ -77,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from nexus_core.safefile import describe_os_error  # torch-free, and light: the dashboard's first
     from nexus_core.text import clean_text  # frame waits for what is imported here
+
+    if args.command in JOB_COMMANDS:
+        return run_cli(args, root)
 
     if given and args.command in (None, "dashboard", "runs") and not root.is_dir():
         # A folder named on purpose that is not there is a typo far more often than a wish: one line,
@@ -142,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     from nexus_tui.live.prebuild import Prebuild
 
     prebuild = Prebuild.start(root)
+    simulation = None
+    if getattr(args, "simulate_gpus", 0):
+        from nexus_tui.telemetry.simulate import Simulation, SimulationError
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nexus" / "simulated-gpus"
+        try:  # before the dashboard's telemetry looks for the driver: it finds the stand-in
+            simulation = Simulation(max(1, min(args.simulate_gpus, 8)), root, cache)
+        except (SimulationError, OSError) as e:
+            print(clean_text(f"error: {e}"), file=sys.stderr)
+            return 2
     try:
         from nexus_tui.app import make_app
 
@@ -151,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if prebuild is not None:
             prebuild.close()
+        if simulation is not None:
+            simulation.close()
     return app.return_code or 0
 
 

@@ -35,6 +35,9 @@ class Settings:
     """Show only the last N steps (0 = the whole run)."""
     data_roots: list[str] = field(default_factory=list)
     """Folders a run's corpus may come from without asking (nexus_core.trust reads this key too)."""
+    notify: str = ""
+    """Apprise URLs (space-separated: ntfy://, json://, slack://, mailto://...) told when a run ends,
+    crashes or alerts and when the queue drains; NEXUS_NOTIFY adds more."""
 
     def clean(self) -> Settings:
         """Clamp values read from a hand-edited file into range (ValueError for a non-finite one)."""
@@ -50,6 +53,8 @@ class Settings:
         self.log_scale = bool(self.log_scale)
         roots = self.data_roots if isinstance(self.data_roots, list) else []
         self.data_roots = [r for r in roots if isinstance(r, str) and r.strip()][:64]
+        if not isinstance(self.notify, str):
+            self.notify = ""
         return self
 
 

@@ -33,13 +33,13 @@ def python() -> str:
 def _no_engine_outlives_its_test(tmp_path: Path):
     """Engines start in their own session so they survive the dashboard; in tests that means a failed
     test could leave one training forever. Kill every engine whose command line names this test's
-    temp folder once the test is over."""
+    temp folder once the test is over (and every queue runner working through one of its runs folders)."""
     yield
     import psutil
 
     mark = str(tmp_path)
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info.get("cmdline") or []
-        if "engine" in cmd and any(mark in part for part in cmd):
+        if ("engine" in cmd or "nexus_tui.jobs.runner" in cmd) and any(mark in part for part in cmd):
             with contextlib.suppress(psutil.Error):
                 proc.kill()

@@ -111,8 +111,12 @@ class Services:
         return attached
 
     def devices(self) -> list[tuple[str, str]]:
-        """(value, label) choices for the launch form: cpu first, then each GPU."""
-        return self.telemetry.list_devices()
+        """(value, label) choices for the launch form: cpu first, then each GPU (not simulated ones:
+        `nexus demo --simulate-gpus` shows GPUs no run can use, so its runs stay on the CPU)."""
+        from nexus_tui.telemetry.simulate import simulated
+
+        listed = self.telemetry.list_devices()
+        return [d for d in listed if not d[0].startswith("cuda")] if simulated() else listed
 
     def live_runs(self) -> list[str]:
         """Runs this app launched that are still running (quitting asks what to do with them)."""

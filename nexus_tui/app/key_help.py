@@ -23,7 +23,11 @@ WHAT = {
     "compare": "compare the marked runs (space marks), else all", "checkpoint": "save a checkpoint now",
     "eval_now": "evaluate now", "generate": "sample text from the model", "report": "write the training report",
     "cycle_theme": "next colour theme",
+    "queue": "the queue: jobs waiting for a slot (hold, cancel, reorder, priority)",
+    "park": "park the run (checkpoint, end it, free its slot), or unpark a parked one",
 }
+SECTION = {"queue": "app", "park": "run"}
+"""Keys kept out of the footer whose place in the list is not the charts'."""
 
 
 def key_help(app: Any) -> tuple[str, list[KeyHelp]]:
@@ -41,7 +45,7 @@ def key_help(app: Any) -> tuple[str, list[KeyHelp]]:
         action = binding.action
         key = binding.key_display or app.get_key_display(binding)
         what = WHAT.get(action, binding.description)
-        section = "run" if action in NEEDS_RUN else ("charts" if not binding.show else "app")
+        section = "run" if action in NEEDS_RUN else SECTION.get(action) or ("charts" if not binding.show else "app")
         rows.append(KeyHelp(key, *_status(app, run, action, what), section=section))
     rows.sort(key=lambda r: ("run", "app", "charts").index(r.section))
     return subject, rows
@@ -51,6 +55,8 @@ def _status(app: Any, run: Any, action: str, what: str) -> tuple[str, str]:
     """(what the key does on this run, why it does not: '' when it works)."""
     if action == "compare" and not app.store.runs():
         return what, "no runs yet"
+    if action == "park":
+        return _park_status(run, what)
     if action not in NEEDS_RUN:
         return what, ""
     if run is None:
@@ -80,4 +86,20 @@ def _status(app: Any, run: Any, action: str, what: str) -> tuple[str, str]:
         if run.hello.get("source") != "reporter":
             return what, f"its writer does not list {cmd} in its hello's commands"
         return what, f"its script registers no handler for {cmd}"
+    return what, ""
+
+
+def _park_status(run: Any, what: str) -> tuple[str, str]:
+    """The park key's row: the same rules `JobActions.action_park` follows."""
+    from nexus_core.schema import PARK, PARKED
+
+    if run is None:
+        return what, "no run selected"
+    if run.state == PARKED:
+        return "unpark: resume it exactly when a slot is free", ""
+    if not run.live:
+        return what, f"{run.state}: only a live run can be parked"
+    offered = run.hello.get("commands") if run.hello is not None else None
+    if isinstance(offered, list) and PARK not in offered:
+        return what, "its script does not resume (a checkpoint handler and nexus.init(resume=...) make it parkable)"
     return what, ""

@@ -27,6 +27,7 @@ from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
 from nexus_tui.app.checkpoint_actions import CheckpointActions
+from nexus_tui.app.job_actions import JobActions
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
 from nexus_tui.history.changes import Changes
@@ -52,7 +53,7 @@ LIVE_SLACK_S = 5.0
 record that was on its way while the dashboard was starting)."""
 
 
-class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
+class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]):
     """Watch and steer training runs."""
 
     CSS_PATH = "app.tcss"
@@ -77,6 +78,8 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
         Binding("M", "show_tab('tab-media')", "Media tab", show=False),
         Binding("L", "show_tab('tab-log')", "Log tab", show=False),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
+        Binding("J", "queue", "Queue", show=False),
+        Binding("P", "park", "Park/unpark", show=False),
         Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
         Binding("right_square_bracket", "ema(0.1)", "EMA+", show=False),
         Binding("x", "cycle_x", "x axis", show=False),
@@ -196,6 +199,8 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
         self._reattach()
         self.set_interval(1.0, self._sample_telemetry)
         self._sample_telemetry()
+        self.start_queue_runner()  # queued jobs go on whether or not this dashboard stays open
+        self.watch_queue()
         if self.demo:
             self._launch_demo()
 
@@ -277,6 +282,10 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
         self._dirty = True
         self.refresh_bindings()
         self._show_new(event.run_name, changed, news=self._replayed)
+        if run is not None and self._replayed and run.state in ("finished", "crashed", "failed"):
+            ended = f"{run.label}: {run.state} at step {run.step}" + (f" ({run.reason})" if run.reason else "")
+            self.notify(ended, title="Run ended", severity="error" if run.state != "finished" else "information")
+            self.tell("ended", ended, run.name)
 
     @on(msg.RunsAttached)
     def _attached(self, event: msg.RunsAttached) -> None:
@@ -343,6 +352,7 @@ class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
             if fresh:
                 self.query_one(AlertBar).raise_alert(text)
                 self.notify(text, title="Alert", severity="error", timeout=15)
+                self.tell("alert", text, name)
             self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
 
     def notify(

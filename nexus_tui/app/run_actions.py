@@ -286,7 +286,9 @@ class RunActions:
         devices = self.services.devices()
 
         def answered(args: dict[str, Any] | None) -> None:
-            if args:
+            if args and args.get("when"):
+                self.queue_launch(args)  # type: ignore[attr-defined]  # JobActions, mixed in beside this
+            elif args:
                 self.launch(**args)
 
         def check(args: dict[str, Any]) -> str:

@@ -30,7 +30,7 @@ from nexus_core.protocol import (
 )
 from nexus_core.records import RecordDecoder
 from nexus_core.schema import STALLED
-from nexus_core.state import RunState
+from nexus_core.state import RunState, decided_state
 from nexus_core.units import as_int, as_num
 
 
@@ -62,7 +62,8 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
     every field is checked here, the one reader of it outside the engine."""
     state = status.get("state")
     if isinstance(state, str) and state in STATES:
-        s.state = state
+        reason = status.get("reason")
+        s.state = decided_state(state, reason if isinstance(reason, str) else "")
     s.step = as_int(status.get("step")) or s.step
     s.total_steps = as_int(status.get("total_steps")) or s.total_steps
     s.best_val_loss = as_num(status.get("best_val_loss"))

@@ -142,6 +142,8 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
                 yield Input("", id="overrides", placeholder="optim.name=muon model.n_layers=2")
                 yield Label("Or a command instead of the preset (reports with nexus.init())")
                 yield Input("", id="command", placeholder="python train.py --lr 3e-4")
+                yield Label("Start")
+                yield Select(self._when_options(), value="now", allow_blank=False, id="when")
             yield Static("", classes="error", id="error", markup=False)  # outside the scroll: always seen
             with Horizontal(classes="buttons"):  # docked at the bottom: reachable at any height
                 yield Button("Cancel", id="cancel")
@@ -152,6 +154,15 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
         # the name scrolled the preset and device out of sight on a short terminal.
         self.call_after_refresh(self.query_one("#launch-body", VerticalScroll).scroll_home, animate=False)
 
+    def _when_options(self) -> list[tuple[str, str]]:
+        """Now, when a slot is free (the queue), or after one of the runs here has ended."""
+        try:
+            runs = sorted(d.name for d in self.root.iterdir() if d.is_dir() and run_name_ok(d.name))[:200]
+        except OSError:
+            runs = []
+        return [("now", "now"), ("when a slot is free (queue)", "queue"),
+                *((f"after {fmt.plain(r)} ends", f"after:{r}") for r in runs)]
+
     def _submit(self) -> None:
         value = {w.id: w.value for w in self.query(Input)}
         args, error = parse_launch(
@@ -161,6 +172,8 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
         if args is None:
             self.query_one("#error", Static).update(clean_text(error))
             return
+        if (when := str(self.query_one("#when", Select).value)) != "now":
+            args["when"] = when  # queued, not started: the queue picks the device
         if self.check is None:
             self.dismiss(args)
             return
