@@ -11,7 +11,6 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -20,17 +19,14 @@ from engine.device import autocast, preserved_rng
 from engine.health import is_disk_full
 from engine.models import LanguageModel
 from engine.sampling import generate
+from engine.trainer_parts import TrainerParts
 from nexus_core import protocol as P
 from nexus_core.errors import CheckpointError
 from nexus_core.units import as_num
 
 
-class SideWork:
+class SideWork(TrainerParts):
     """evaluate, _sample, save and the checkpoint helpers; see the module docstring."""
-
-    cfg: Any
-    step: int
-    tokens: int
 
     def evaluate(self) -> float:
         """Held-out pure CE (no label smoothing, no MTP) on the same batches every time."""

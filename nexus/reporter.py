@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nexus import values as V
 from nexus.config import Config, Summary
@@ -282,7 +282,7 @@ class Run(Steering):
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, etype: Any, value: Any, tb: Any) -> bool:
+    def __exit__(self, etype: Any, value: Any, tb: Any) -> Literal[False]:
         if etype is None:
             self.finish()
         elif issubclass(etype, KeyboardInterrupt):

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from nexus_core.config_schema import (  # noqa: F401 - re-exported: the config's one import point
+from nexus_core.config_schema import (  # re-exported (see __all__)
     SECTIONS,
     SHARED_MODEL_OPTIONS,
     Config,
@@ -28,7 +28,7 @@ from nexus_core.config_schema import (  # noqa: F401 - re-exported: the config's
 )
 from nexus_core.errors import ConfigError
 from nexus_core.families import FLAT_KEYS, migrate, new_key
-from nexus_core.limits import (  # noqa: F401 - Range, check_fields and field_limits are read from here too
+from nexus_core.limits import (  # re-exported (see __all__)
     Range,
     check_fields,
     field_limits,
@@ -89,7 +89,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
     try:
-        return tomllib.loads(text)
+        table: dict[str, Any] = tomllib.loads(text)
+        return table
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     except RecursionError:
@@ -204,3 +205,28 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
             f"{origin}: {section_name}.{key} must be {want.__name__}, got {type(value).__name__} {value!r}"
         )
     setattr(section, key, value)
+
+# The config's one import point: its own functions and the schema's classes it re-exports.
+__all__ = [
+    "SECTIONS",
+    "SHARED_MODEL_OPTIONS",
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "all_sections",
+    "flatten",
+    "Range",
+    "check_fields",
+    "field_limits",
+    "subsections",
+    "preset_folders",
+    "preset_names",
+    "load_preset",
+    "read_toml",
+    "load_toml",
+    "from_mapping",
+    "apply_override",
+]

@@ -32,6 +32,7 @@ def was(flat_key: str) -> dict[str, str]:
     return {"was": flat_key}
 
 
+@dataclass  # no fields of its own: a dataclass so `fields()` of any family type-checks
 class FamilyOptions(Section):
     """The options one family reads; `family` is both the [model.<family>] table and model.family's value."""
 

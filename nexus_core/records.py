@@ -29,9 +29,9 @@ def pack(record: dict[str, Any] | Record) -> bytes:
     """One record as msgpack bytes, "type" first so a reader can find the next record after garbage."""
     if isinstance(record, Record):
         if record.extra:
-            return msgpack.packb(record.to_dict(), use_bin_type=True)
+            return bytes(msgpack.packb(record.to_dict(), use_bin_type=True))
         return msgspec.msgpack.encode(record)  # msgspec writes the tag field first
-    return msgpack.packb({"type": record["type"], **record}, use_bin_type=True)
+    return bytes(msgpack.packb({"type": record["type"], **record}, use_bin_type=True))
 
 
 def _decode(raw: bytes) -> Record:
@@ -103,6 +103,7 @@ class RecordDecoder:
             raw = bytes(self._pending[: end - self._base])
             try:
                 record: Record | None = _decode(raw)
+                kind: str | None = None
             except Exception:  # noqa: BLE001 - invalid fields, bad UTF-8, ...: not a valid record
                 record = None
                 kind = self._kind_of(raw)
@@ -112,9 +113,9 @@ class RecordDecoder:
             del self._pending[: end - self._base]
             self._base = end
             self._flush_garbage()
-            if record is None:
+            if kind is not None:  # a map with a "type" that is not a valid record
                 self._skip_invalid(raw, kind)
-            elif self._accept(record):
+            elif record is not None and self._accept(record):
                 out.append(record)
         return out
 

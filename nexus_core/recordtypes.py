@@ -12,7 +12,7 @@ For one release the Structs also answer the dict reads older code used (`rec["st
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Literal, Union, get_args
 
 import msgspec
 
@@ -21,7 +21,7 @@ from nexus_core.schema import STATES
 StateName = Literal[
     "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
 ]
-if set(StateName.__args__) != set(STATES):  # the schema and this type must say the same
+if set(get_args(StateName)) != set(STATES):  # the schema and this type must say the same
     raise ImportError("recordtypes.StateName and schema.STATES disagree")
 
 
@@ -54,11 +54,15 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
 
     def __contains__(self, key: object) -> bool:
         return key == "type" or key in self.extra or (
-            key in self.__struct_fields__ and getattr(self, key) is not None)  # type: ignore[operator]
+            key in self.__struct_fields__ and getattr(self, key) is not None)
 
     extra: ClassVar[Any] = MappingProxyType({})
     """Numeric keys beyond the kind's fields (metric and eval records: any series a writer logs,
     `train/acc`), filled in by the decoder; empty on every other record."""
+
+    def set_extra(self, extra: dict[str, float]) -> None:
+        """Give this record its extra numbers (a Metric or an Eval: the kinds that carry a __dict__)."""
+        self.__dict__["extra"] = extra
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the plain map it travels as ("type" first)."""
@@ -153,7 +157,7 @@ class Alert(Record, tag="alert"):
 
 
 AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert]  # noqa: UP007 - a runtime union for msgspec
-RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in AnyRecord.__args__}  # type: ignore[misc]
+RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in get_args(AnyRecord)}
 
 
 class _LenientMetric(Metric, tag="metric", forbid_unknown_fields=False):
@@ -195,7 +199,8 @@ def to_record(data: Any) -> Record | None:
     if not isinstance(data, dict):
         return None
     try:
-        return msgspec.convert(data, AnyRecord)
+        record: Record = msgspec.convert(data, AnyRecord)
+        return record
     except msgspec.ValidationError:
         pass
     try:
@@ -210,5 +215,5 @@ def with_extras(record: Record, plain: Any) -> Record:
         base = Metric if isinstance(record, Metric) else Eval
         record = base(**msgspec.structs.asdict(record))
         if extra := extras_of(record, plain):
-            record.extra = extra
+            record.set_extra(extra)
     return record

@@ -71,7 +71,7 @@ class Arg:
             return f"{cmd} {name} must be {want}, got {type(value).__name__} {value!r:.40}"
         if self.kind is float and (value != value or value in (float("inf"), float("-inf"))):
             return f"{cmd} {name} must be a finite number, got {value!r}"
-        size = len(value) if isinstance(value, str) else value
+        size: float = len(value) if isinstance(value, str) else value if isinstance(value, (int, float)) else 0.0
         what = "characters" if isinstance(value, str) else ""
         if (self.lo is not None and size < self.lo) or (self.hi is not None and size > self.hi):
             span = f"between {self.lo:g} and {self.hi:g}{' ' + what if what else ''}"

@@ -174,7 +174,7 @@ class NexusCallback(TrainerCallback):
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **options)
         finally:
             model.train(was_training)
-        return prompt + tokenizer.decode(out[0, ids.shape[-1]:], skip_special_tokens=True)
+        return prompt + str(tokenizer.decode(out[0, ids.shape[-1]:], skip_special_tokens=True))
 
 
 def _has_eval_set(args: Any) -> bool:
@@ -186,7 +186,7 @@ def _has_eval_set(args: Any) -> bool:
         frame = frame.f_back if frame is not None else None
         if frame is None:
             break
-        owner = frame.f_locals.get("self")
+        owner: Any = frame.f_locals.get("self")
         if hasattr(owner, "eval_dataset") and hasattr(owner, "callback_handler"):
             return owner.eval_dataset is not None
     return str(getattr(args, "eval_strategy", "no")).lower() not in ("no", "intervalstrategy.no")

@@ -23,11 +23,18 @@ from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from nexus_core.commands import Command
     from nexus_tui.app.hub import Services
     from nexus_tui.history.store import MetricStore
     from nexus_tui.settings import Settings
 
+    # The type checker sees the App this mixin is mixed into (its notify, query_one, push_screen...);
+    # at run time it is a plain class and NexusApp supplies the App.
+    _AppBase = App[None]
+else:
+    _AppBase = object
 
 KEY_COMMAND_TIMEOUT_S = 60.0
 """How long a command from a key waits for its run to read it: an engine reads commands between
@@ -37,7 +44,7 @@ BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
 
-class RunActions:
+class RunActions(_AppBase):
     """The run keys (pause, checkpoint, eval, generate, ramp/resume, stop, new, compare, report, quit):
     each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
 

@@ -66,7 +66,7 @@ class MetricBlock:
             seq = seqs[i] if seq_mask is None or seq_mask[i] else None
             rec = Metric(seq=seq, step=steps[i], tokens=tokens[i], **fields)
             if extra and (mine := {k: col[i] for k, col in extra.items() if k not in masks or masks[k][i]}):
-                rec.extra = mine
+                rec.set_extra(mine)
             out.append(rec)
         return out
 
