@@ -22,7 +22,7 @@ from typing import Any
 
 from nexus.config import Config, Summary
 from nexus.folder import NexusError, choose_run_dir, last_step, metrics_fd
-from nexus.reporter import Run
+from nexus.reporter import FINISHED_HOOKS, Run
 from nexus.values import WELL_KNOWN
 
 __all__ = ["AlertLevel", "Config", "NexusError", "Run", "Summary", "WELL_KNOWN", "alert", "config", "finish",
@@ -32,6 +32,16 @@ run: Run | None = None
 """The run of the last init() until it finishes (wandb.run)."""
 config: Config | None = None
 summary: Summary | None = None
+
+
+def _forget(finished: Run) -> None:
+    """`nexus.run` is None once that run finishes (wandb.run after run.finish())."""
+    global run
+    if run is finished:
+        run = None
+
+
+FINISHED_HOOKS.append(_forget)
 
 WANDB_IGNORED = frozenset({
     "entity", "job_type", "id", "mode", "reinit", "settings", "save_code", "anonymous", "sync_tensorboard",

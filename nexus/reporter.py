@@ -29,6 +29,10 @@ from nexus.steering import Steering
 from nexus.writer import STEP, Writer, json_safe
 from nexus_core import protocol as P
 
+FINISHED_HOOKS: list[Callable[[Run], None]] = []
+"""Called with each run that finishes: the package (`nexus/__init__`) clears `nexus.run` here, so
+this module never imports the package that imports it."""
+
 ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
 """Commands every reported run takes (acted on at step_end(), or at each committed log())."""
 
@@ -274,10 +278,8 @@ class Run(Steering):
         summary = json_safe({k: v for k, v in self.summary.as_dict().items() if not V.is_tensor(v)})
         if not self._writer.close(summary=summary):
             warn(f"run {self.name}: the disk did not take the last records in time")
-        import nexus
-
-        if nexus.run is self:
-            nexus.run = None
+        for hook in FINISHED_HOOKS:
+            hook(self)
 
     def __enter__(self) -> Run:
         return self

@@ -163,7 +163,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         return 2
     try:
         runs = load(root, names)
-        if kind == "parquet":
+        if kind == "parquet" and output is not None:  # (parquet with no output was refused above)
             count = X.write_parquet(Path(output), runs)
         elif output is not None:
             count = X.write_csv_file(Path(output), runs)

@@ -301,10 +301,10 @@ class NexusApp(RunActions, ViewActions, App[None]):
         if run is None:
             return
         color = self._color(name)
-        for record in changed.samples:
-            self.query_one(SamplesPane).add_sample(name, color, record)
-        for record in changed.logs:
-            self.log_line(name, record.text, record.level, record.time)
+        for sample in changed.samples:
+            self.query_one(SamplesPane).add_sample(name, color, sample)
+        for log in changed.logs:
+            self.log_line(name, log.text, log.level, log.time)
         for record in changed.alerts:
             step = "?" if record.step is None else record.step
             text = f"{run.label}: {record.kind or 'alert'} at step {step}: {record.text}"

@@ -49,11 +49,20 @@ class RunActions(_AppBase):
     each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
 
     root: Path
-    store: MetricStore
-    services: Services
     settings: Settings
     demo_overrides: list[str]
+    demo_steps: int
     ema: float
+
+    if TYPE_CHECKING:  # NexusApp's, declared for the type checker
+
+        @property
+        def store(self) -> MetricStore: ...
+
+        @property
+        def services(self) -> Services: ...
+
+        def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
@@ -93,7 +102,7 @@ class RunActions(_AppBase):
         """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
         one is told so here instead of being sent a command it would refuse."""
         run = self.store.get(name)
-        offered = run.hello.get("commands") if run is not None else None
+        offered = run.hello.get("commands") if run is not None and run.hello is not None else None
         if isinstance(offered, list) and cmd not in offered:
             self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
                         "(see README, 'Bring your own loop')", severity="warning")
@@ -120,7 +129,7 @@ class RunActions(_AppBase):
     def action_pause(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is not None:
+        if name and run is not None:
             from nexus_core.commands import Pause, Unpause
 
             command = Unpause() if run.state == PAUSED else Pause()
@@ -176,16 +185,17 @@ class RunActions(_AppBase):
     def action_ramp(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
+        if not name or run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
             return
-        if not run.live and run.hello.get("source") == "reporter":
+        run_dir = run.run_dir
+        if not run.live and run.hello is not None and run.hello.get("source") == "reporter":
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return
         sup = self.services.supervisor
 
-        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[float], list[float]]:
-            return sup.lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt)
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float]]:
+            return sup.lr_preview(run_dir, target, ramp, total, from_ckpt=ckpt)
 
         def now() -> tuple[int, float | None, int]:
             return run.step, run.lr, run.total_steps
@@ -199,7 +209,7 @@ class RunActions(_AppBase):
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
                                      total_steps=args["total_steps"] or None))
             else:
-                self._resume(run.run_dir, args)
+                self._resume(run_dir, args)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 

@@ -37,7 +37,7 @@ class Column:
     __slots__ = ("buf", "n")
 
     def __init__(self, dtype: type = np.float64) -> None:
-        self.buf = np.empty(1024, dtype=dtype)
+        self.buf: np.ndarray = np.empty(1024, dtype=dtype)
         self.n = 0
 
     def reserve(self, total: int) -> None:
@@ -152,7 +152,7 @@ class CachedCurve:
 
     def update(self, series: Series) -> None:
         if series.edits != self.edits or len(series) < self.n:
-            self.__init__(self.weight)  # type: ignore[misc] - start over from the whole series
+            CachedCurve.__init__(self, self.weight)  # start over from the whole series
             self.edits = series.edits
         if len(series) == self.n:
             return

@@ -21,15 +21,17 @@ import signal
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record, Sample, State, to_record
-from nexus_core.schema import CRASHED
+from nexus_core.schema import ALERT, CKPT, CRASHED, EVAL, HELLO, LOG, METRIC, SAMPLE, STATE
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
+from nexus_tui.history.bulk import ingest_pieces
 from nexus_tui.history.changes import Changes
 from nexus_tui.history.runview import MAX_ALERTS, MAX_EXTRA_SERIES, MAX_SAMPLES, RunView, SeqFilter, Series
 from nexus_tui.history.series_keys import EVAL_KEYS, METRIC_KEYS, SERIES_KEYS, X_AXES
@@ -124,8 +126,6 @@ class MetricStore:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
         the same result as `ingest` of the same records, a block of metric columns at a time.
         `loading`: how far a history read has got (sizes the columns once)."""
-        from nexus_tui.history.bulk import ingest_pieces
-
         with self._lock:
             return ingest_pieces(self, run_name, run_dir, pieces, loading)
 
@@ -151,8 +151,8 @@ class MetricStore:
         self._runs[name] = run
         self._seqs[name] = SeqFilter()
         self._hellos.pop(name, None)
-        for key in [k for k in self._cuts if k[0] == name]:
-            del self._cuts[key]
+        for cut in [k for k in self._cuts if k[0] == name]:
+            del self._cuts[cut]
         return run
 
     def apply_event(self, name: str, event: Launched | Exited, run_dir: str | Path | None = None) -> Changes:
@@ -303,15 +303,15 @@ def _copy(column: Any) -> array:
     return out
 
 
-_HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metric
-    Hello.__struct_config__.tag: MetricStore._on_hello,
-    Metric.__struct_config__.tag: MetricStore._on_metric,
-    Eval.__struct_config__.tag: MetricStore._on_eval,
-    Sample.__struct_config__.tag: MetricStore._on_sample,
-    Ckpt.__struct_config__.tag: MetricStore._on_ckpt,
-    State.__struct_config__.tag: MetricStore._on_state,
-    Log.__struct_config__.tag: MetricStore._on_log,
-    Alert.__struct_config__.tag: MetricStore._on_alert,
+_HANDLERS: dict[str, Callable[[MetricStore, RunView, Any, int | None, bool], str]] = {  # by record type
+    HELLO: MetricStore._on_hello,
+    METRIC: MetricStore._on_metric,
+    EVAL: MetricStore._on_eval,
+    SAMPLE: MetricStore._on_sample,
+    CKPT: MetricStore._on_ckpt,
+    STATE: MetricStore._on_state,
+    LOG: MetricStore._on_log,
+    ALERT: MetricStore._on_alert,
 }
 
 

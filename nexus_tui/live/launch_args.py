@@ -71,7 +71,7 @@ def resume_args(
         args += ["--lr", repr(float(lr)), "--ramp-steps", str(int(ramp_steps or 0))]
     if device:
         args += ["--device", device]
-    run_device = device or (status.get("device") if isinstance(status.get("device"), str) else "cpu")
+    run_device = device or (status["device"] if isinstance(status.get("device"), str) else "cpu")
     return args, run_device
 
 

@@ -27,9 +27,10 @@ from nexus_core.protocol import COMMAND_ARGS, RAMP
 from nexus_core.text import clean_text
 from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
-from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.chart import MetricChart
+from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
-Preview = Callable[[float, int, int, "str | None"], tuple[list[float], list[float]]]
+Preview = Callable[[float, int, int, "str | None"], tuple[list[int], list[float]]]
 """(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs); may block (it runs the engine)."""
 Now = Callable[[], tuple[int, "float | None", int]]
 """The run as it is now: (step, LR, total steps), read again every second while the dialog is open."""

@@ -176,7 +176,7 @@ class ColumnDecoder:
         slow = self._slow
         assert slow is not None
         held = getattr(slow, "_pending", None)
-        if held is None or getattr(slow, "_garbage", 1):
+        if held is None or getattr(slow, "_garbage", True):
             return False
         held = bytes(held)
         at = held.find(TYPE_KEY)
