@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from nexus_core.units import as_int, is_real
 
 POLL_S = 0.2
 
@@ -97,10 +98,9 @@ def why_not(name: str) -> str:
 def check_generate(cmd: dict[str, Any]) -> str:
     """The engine's own limits on a sample request (the protocol checked prompt and tokens)."""
     temperature, top_k = cmd.get("temperature", 0.8), cmd.get("top_k", 40)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not 0.0 <= temperature < float("inf"):
+    if not is_real(temperature) or not 0.0 <= temperature < float("inf"):
         return f"generate temperature must be 0 (greedy) or positive, got {temperature!r}"
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+    if as_int(top_k) is None or top_k < 0:
         return f"generate top_k must be 0 (off) or positive, got {top_k!r}"
     return ""
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from nexus_core.units import is_real
+
 
 class LRControl:
     """Hooks on one optimizer. `request(target, steps)` may be called from any thread; it takes effect
@@ -120,4 +122,4 @@ class LRControl:
 
 
 def _is_float(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return is_real(x)

@@ -27,7 +27,7 @@ from typing import Any
 from nexus import values as V
 from nexus.filing import Filing, write_status
 from nexus_core import protocol as P
-from nexus_core.units import as_num
+from nexus_core.units import as_int, as_num
 
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
@@ -229,7 +229,7 @@ class Writer:
         if "exit_code" in rec:
             self.status["exit_code"] = rec["exit_code"]
         total = rec.get("total_steps")
-        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+        if (as_int(total) or 0) > 0:
             self.status["total_steps"] = total  # a ramp moved the end of the run
         self._prev = None  # a pause is not a slow step
 

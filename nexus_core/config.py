@@ -35,6 +35,7 @@ from nexus_core.limits import (  # re-exported (see __all__)
     subsections,
 )
 from nexus_core.safefile import read_text
+from nexus_core.units import as_int, is_real
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -190,15 +191,15 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
         )
     current = getattr(section, key)
     want = type(current)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
+    if want is float and as_int(value) is not None:
         try:
             value = float(value)
         except OverflowError:
             raise ConfigError(f"{origin}: {section_name}.{key} is far too large for a number") from None
-    elif want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif want is str and is_real(value):
         value = str(value)
     if want is list and isinstance(value, list):
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        if not all(as_int(x) is not None for x in value):
             raise ConfigError(f"{origin}: {section_name}.{key} must be a list of integers")
     elif not isinstance(value, want) or (want is int and isinstance(value, bool)):
         raise ConfigError(

@@ -18,6 +18,7 @@ import msgspec
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
 from nexus_core.safefile import open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
+from nexus_core.units import is_real
 
 _TYPE_KEY = b"\xa4type"
 _TYPED = msgspec.msgpack.Decoder(AnyRecord)
@@ -252,7 +253,7 @@ class RecordWriter:
         A record the file refuses goes to the pipe as seq -1 unless `tell_failure` is False (a
         record held for a full disk, which the pipe heard of when it was first refused)."""
         at = record.get("time")
-        at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else time.time()
+        at = at if is_real(at) else time.time()
         record = {**record, "seq": self.seq, "time": at}
         data = pack(record)
         try:

@@ -12,17 +12,12 @@ For one release the Structs also answer the dict reads older code used (`rec["st
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Union, get_args
+from typing import Any, ClassVar, Union, get_args
 
 import msgspec
 
-from nexus_core.schema import STATES
-
-StateName = Literal[
-    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
-]
-if set(get_args(StateName)) != set(STATES):  # the schema and this type must say the same
-    raise ImportError("recordtypes.StateName and schema.STATES disagree")
+from nexus_core.schema import StateName
+from nexus_core.units import is_real
 
 
 class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False):
@@ -120,6 +115,14 @@ class Eval(Record, tag="eval", dict=True, forbid_unknown_fields=True):
     best: bool = False
 
 
+_POSITION = ("seq", "time", "step", "tokens")
+METRIC_VALUES: tuple[str, ...] = tuple(k for k in Metric.__struct_fields__ if k not in _POSITION)
+"""A metric record's standard numbers in the order Metric declares them (loss ... step_s, mem): the
+one table of metric keys, read by the columnar blocks, the store's series, export and the report."""
+EVAL_VALUES: tuple[str, ...] = tuple(k for k in Eval.__struct_fields__ if k not in (*_POSITION, "best"))
+"""An eval record's standard numbers (val_loss, val_ppl)."""
+
+
 class Sample(Record, tag="sample"):
     text: str
     step: int = 0
@@ -185,7 +188,7 @@ def extras_of(record: Record, plain: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in plain.items():
         if (isinstance(key, str) and key not in fields and key != "type" and 0 < len(key) <= MAX_EXTRA_KEY_LEN
-                and key.isprintable() and isinstance(value, (int, float)) and not isinstance(value, bool)):
+                and key.isprintable() and is_real(value)):
             out[key] = float(value)
             if len(out) >= MAX_EXTRA_KEYS:
                 break

@@ -3,6 +3,8 @@
 The full description of every record and command is in `engine/protocol/__init__.py`.
 """
 
+from typing import Literal, get_args
+
 PROTOCOL_VERSION = 1
 MAX_RECORD_BYTES = 1 << 20
 """A record larger than this is garbage, not data (the longest real one is a sample's text)."""
@@ -16,10 +18,13 @@ RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT})
 # Run states. finished/stopped/failed/killed/crashed are final: `failed` is an exception the writer saw
 # (the reporter's excepthook), `killed` a signal that ended the process (SIGTERM, SIGINT), `crashed`
 # a run that ended without saying so (readers decide it from a live state and a dead pid).
-STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED = (
-    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed",
-)
-STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED)
+# Declared once, as the type a state record's `state` field has (recordtypes.State); the names below
+# are its values.
+StateName = Literal[
+    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
+]
+STATES: tuple[StateName, ...] = get_args(StateName)
+STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED = STATES
 STALLED = "stalled"
 """Never written by an engine: what a reader shows for a running run silent far beyond its usual pace
 (`RunState.stalled`)."""

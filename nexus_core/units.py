@@ -1,9 +1,11 @@
-"""Byte counts as people read them: the one GiB formatter (telemetry, the launch form, the panes)."""
+"""Numbers from untrusted fields, asked one way (`as_int`, `as_num`, `is_real`: a bool is never a
+number here, though Python's bool is an int), and byte counts as people read them (the one GiB
+formatter: telemetry, the launch form, the panes)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 GIB = 1 << 30
 
@@ -21,6 +23,11 @@ def as_num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def is_real(value: Any) -> TypeGuard[int | float]:
+    """An int or a float and not a bool (NaN and infinities included: `as_num` refuses those)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def as_int(value: Any) -> int | None:

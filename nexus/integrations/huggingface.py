@@ -31,6 +31,7 @@ from transformers import TrainerCallback
 from nexus.integrations._common import innermost_optimizer, set_total_steps, start_run
 from nexus.ranks import Decision, RankSteering
 from nexus.reporter import Run
+from nexus_core.units import is_real
 
 SUMMARY_KEYS = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
                           "train_loss"})
@@ -123,7 +124,7 @@ class NexusCallback(TrainerCallback):
                 values[f"eval/{key[5:]}"] = value
             elif key == "epoch" and evaluating:
                 continue  # the train record of this step has it
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            elif is_real(value):
                 values[key] = value
         if values:
             run.log(values, step=state.global_step, commit=True)

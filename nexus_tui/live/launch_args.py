@@ -13,8 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from nexus_core.protocol import LIVE_STATES, clean_text, engine_argv
-from nexus_core.runfolder import pid_alive
+from nexus_core.protocol import clean_text, engine_argv
+from nexus_core.runfolder import status_live
 from nexus_core.schema import RUN_DIR_ENV
 from nexus_tui.live.engine_io import command_program, visible_devices
 
@@ -58,7 +58,7 @@ def resume_args(
     """`engine resume` arguments and the device the run will use. LaunchError while the run is
     still running (this dashboard follows it, or its status says so and its pid lives) or for half
     a ramp."""
-    if live or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
+    if live or status_live(status):
         raise LaunchError(f"run {run_dir.name!r} is still running: stop it before resuming it")
     if (lr is None) != (ramp_steps is None):
         raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")

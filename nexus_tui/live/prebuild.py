@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nexus_core.runfolder import engine_argv
+from nexus_core.units import is_real
 
 STALL_S = 10.0
 """A child that says nothing for this long is stopped; the watcher decodes on its own."""
@@ -106,7 +107,7 @@ class Prebuild:
         kind, run, what = line[0], line[1], line[2] if len(line) == 3 else None
         if kind == "done" and what is None:
             self.done.add(run)
-        elif kind == "progress" and isinstance(what, (int, float)) and not isinstance(what, bool):
+        elif kind == "progress" and is_real(what):
             self._progress[run] = min(1.0, max(0.0, float(what)))
         elif kind == "warning" and isinstance(what, str):
             self._warnings.setdefault(run, []).append(what)

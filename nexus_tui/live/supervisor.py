@@ -331,7 +331,7 @@ class Supervisor(Attaching):
         except Exception as e:  # noqa: BLE001 - whatever kept the stop from landing, SIGTERM stands in
             with self._lock:
                 run = self._runs.get(name)
-            if run is not None and run.pid and pid_alive(run.pid):
+            if run is not None and run.pid and pid_alive(run.pid, run.since):
                 with contextlib.suppress(OSError):
                     os.kill(run.pid, signal.SIGTERM)
                     run.terminated = True

@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, open_regular
 from nexus_core.recordtypes import Record
 from nexus_tui.history.columnar import colcache
-from nexus_tui.history.columnar.fastdecode import ColumnDecoder, Piece, batch_records
+from nexus_tui.history.columnar.fastdecode import READ_CHUNK, ColumnDecoder, Piece, batch_records
 from nexus_tui.live.prebuild import Prebuild
 
 OnRecords = Callable[[str, Path, list[Record]], None]
@@ -44,7 +44,6 @@ OnRunReady = Callable[[Path], None]
 RUN_FILES = frozenset({CONFIG_FILE, METRICS_FILE, STATUS_FILE, LOG_FILE})
 """A folder under the root becomes a run when one of these appears in it."""
 POLL_S = 2.0
-READ_CHUNK = 4 << 20
 DELIVER_CHUNK = 20_000
 HISTORY_DELIVER_S = 0.25
 HISTORY_DELIVER_BYTES = 8 << 20
