@@ -209,17 +209,6 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     # -- routing of service messages -------------------------------------------------------------
 
-    @on(msg.RecordsReceived)
-    def _records(self, event: msg.RecordsReceived) -> None:
-        changed = self.store.ingest(event.run_name, event.run_dir, event.records)
-        if changed:
-            self._dirty = True
-            self._show_new(event.run_name, changed)
-            if "hello" in changed:
-                self.services.track(event.run_name)
-            if changed & {"hello", "state", "ckpt"}:
-                self.refresh_bindings()  # the footer greys what the run can no longer take
-
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
         self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)

@@ -18,12 +18,12 @@ from nexus_tui.live.engine_io import exit_code_of
 from nexus_tui.live.spawn import ManagedRun
 
 if TYPE_CHECKING:
-    from nexus_core.recordtypes import Record
+    from nexus_tui.history.columnar.columns import Piece
 
 POLL_S = 1.0
 """How often attached runs' pids are checked."""
 HISTORY_CHUNK = 20_000
-"""Records per on_records call when replaying a file, so the UI thread gets breathing room."""
+"""Records per on_batch call when replaying a file, so the UI thread gets breathing room."""
 
 
 class Attaching:
@@ -42,7 +42,7 @@ class Attaching:
 
         def _resolve(self, name_or_dir: str | Path) -> Path: ...
 
-        def _deliver(self, run: ManagedRun, records: list[Record]) -> None: ...
+        def _deliver_pieces(self, run: ManagedRun, pieces: list[Piece]) -> None: ...
 
         def _warn(self, name: str, text: str) -> None: ...
 
@@ -52,7 +52,7 @@ class Attaching:
 
     def attach(self, run_dir: str | Path, feed_history: bool = True) -> bool:
         """Follow a run this dashboard did not launch. Its history (if `feed_history`) goes to
-        on_records now; new records come from the watcher. Returns whether its process is alive;
+        on_batch now; new records come from the watcher. Returns whether its process is alive;
         a dead run that still claims to be running is reported through on_exit at once."""
         run_dir = self._resolve(run_dir)
         name = run_dir.name
@@ -69,7 +69,7 @@ class Attaching:
                 result = ReadResult([], 0, [], 0)
             run = ManagedRun(name, run_dir, "", None)
             for i in range(0, len(result.records), HISTORY_CHUNK):
-                self._deliver(run, result.records[i : i + HISTORY_CHUNK])
+                self._deliver_pieces(run, [result.records[i : i + HISTORY_CHUNK]])
             for w in result.warnings:
                 self._warn(name, f"{METRICS_FILE}: {w.text}")
         pid = status.get("pid") if isinstance(status.get("pid"), int) else None
