@@ -44,10 +44,9 @@ else:  # pragma: no cover
 
 
 def preset_folders() -> list[Path]:
-    """Where presets live: nexus_core/presets, then engine/presets (kept one release for presets added
-    there before the move; found as files beside this package, never by importing the engine)."""
+    """Where presets live: nexus_core/presets (a list, so a user's own folder can join it)."""
     here = Path(str(resources.files("nexus_core")))
-    return [d for d in (here / "presets", here.parent / "engine" / "presets") if d.is_dir()]
+    return [d for d in (here / "presets",) if d.is_dir()]
 
 
 def _preset_files() -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """Names both sides agree on: protocol version, record types, states, commands, run-folder files.
 
-The full description of every record and command is in `engine/protocol/__init__.py`.
+The full description of every record and command is in docs/PROTOCOL.md (and `nexus_core/protocol.py`).
 """
 
 from typing import Literal, get_args

@@ -53,8 +53,6 @@ class RunSummary:
     """Why the state was overridden, or what could not be read."""
 
 
-engine_pid_alive = pid_alive
-"""Kept one release: the core's pid_alive does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
@@ -129,7 +127,7 @@ def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float 
         if keep_state is not None:  # the status file is newer than the last record about these
             s.state, s.pid, s.updated = keep_state[:3]
             s.step = max(s.step, keep_state[3])
-    if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
+    if s.state in LIVE_STATES and not pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
     elif s.state == RUNNING and _stalled(s, metrics, time.time() if now is None else now, stall_floor_s):

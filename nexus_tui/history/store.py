@@ -173,10 +173,6 @@ class MetricStore:
                 return changed
             return Changes([kind] if kind else [])
 
-    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> Changes:
-        """Kept one release: apply_event(name, Exited(exit_code, log_tail))."""
-        return self.apply_event(name, Exited(exit_code, log_tail))
-
     # -- one handler per record type -------------------------------------------------------------
 
     def _on_hello(self, run: RunView, rec: Hello, seq: int | None, late: bool) -> str:

@@ -20,6 +20,7 @@ from support.reporter import SCRIPTS
 
 from nexus_core.commands import Generate, Pause, Stop, Unpause
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
+from nexus_core.state import Exited
 from nexus_tui.history.columnar.fastdecode import Piece
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.supervisor import LaunchError, Supervisor
@@ -49,7 +50,7 @@ class Feed:
     def on_exit(self, name: str, code: int | None, tail: str) -> None:
         with self.lock:
             self.exits[name] = (code, tail, time.monotonic())
-            self.store.mark_exited(name, code, tail)
+            self.store.apply_event(name, Exited(code, tail))
 
     def on_warning(self, name: str, text: str) -> None:
         with self.lock:
