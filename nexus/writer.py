@@ -27,7 +27,7 @@ from typing import Any
 from nexus import values as V
 from nexus.filing import Filing, write_status
 from nexus_core import protocol as P
-from nexus_core.units import as_int, as_num
+from nexus_core.units import as_int, as_num, is_new_best
 
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
@@ -84,9 +84,10 @@ class Writer:
 
     # -- the training thread's side --------------------------------------------------------------
 
-    def put(self, record: dict[str, Any]) -> bool:
-        """Queue a record (never blocks); False, counted in `dropped`, when the queue is full."""
-        if len(self.queue) >= self.capacity:
+    def put(self, record: dict[str, Any], keep: bool = False) -> bool:
+        """Queue a record (never blocks); False, counted in `dropped`, when the queue is full, unless
+        `keep` (the engine's records: one a step, never dropped; a full disk holds them in memory)."""
+        if not keep and len(self.queue) >= self.capacity:
             self.dropped += 1
             return False
         self.queue.append(record)
@@ -242,7 +243,7 @@ class Writer:
                 self.best_val_loss = val
                 self.status["best_val_loss"] = val
         elif val is not None:
-            best = self.best_val_loss is None or val < self.best_val_loss
+            best = is_new_best(val, self.best_val_loss)
             rec["best"] = best
             if best:
                 self.best_val_loss = val

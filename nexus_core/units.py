@@ -33,3 +33,9 @@ def is_real(value: Any) -> TypeGuard[int | float]:
 def as_int(value: Any) -> int | None:
     """An int from an untrusted field (not a bool), else None."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def is_new_best(val: float | None, best: float | None) -> bool:
+    """The one best-val rule: a finite val loss below the best so far (None or inf: none yet) is the
+    new best. The engine, the reporter's writer, the readers' RunState and import-tb all ask here."""
+    return val is not None and math.isfinite(val) and (best is None or val < best)
