@@ -29,7 +29,7 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
 
     @property
     def type(self) -> str:
-        return self.__struct_config__.tag  # type: ignore[return-value]
+        return str(self.__struct_config__.tag)  # every kind is declared with a str tag
 
     # -- the dict reads of older code (one release) ---------------------------------------------
 

@@ -267,7 +267,7 @@ class NexusCallback(pl.Callback):
             type(pl_module).validation_step is not pl.LightningModule.validation_step
         source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
         has_data = source is None or not hasattr(source, "is_defined") or source.is_defined()
-        if original is None or not validates or not has_data or trainer.limit_val_batches == 0:
+        if loop is None or original is None or not validates or not has_data or trainer.limit_val_batches == 0:
             return False
 
         def should_check(*args: Any, **kwargs: Any) -> bool:
@@ -276,7 +276,7 @@ class NexusCallback(pl.Callback):
                 return True
             return bool(original(*args, **kwargs))
 
-        loop._should_check_val_fx = should_check  # type: ignore[union-attr]  # loop is set when original is
+        loop._should_check_val_fx = should_check
         self._patched = (loop, original)
         return True
 
