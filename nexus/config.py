@@ -95,9 +95,11 @@ class Summary(dict[str, Any]):
     """The run's final numbers: by default the last value of every logged key (filled in by the
     writer), plus whatever the script sets. Written to summary.json at finish()."""
 
-    def __init__(self, last_values: Callable[[], Mapping[str, Any]]) -> None:
+    def __init__(self, last_values: Callable[[], Mapping[str, Any]], previous: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self._last = last_values
+        self._previous = dict(previous or {})
+        """A resumed run's summary.json: kept under what this process logs and sets."""
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -112,10 +114,11 @@ class Summary(dict[str, Any]):
             self[key] = value
 
     def __missing__(self, key: str) -> Any:
-        return self._last()[key]
+        last = self._last()
+        return last[key] if key in last else self._previous[key]
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or key in self._last()
+        return dict.__contains__(self, key) or key in self._last() or key in self._previous
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self._last(), **self}
+        return {**self._previous, **self._last(), **self}

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -25,11 +26,15 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
+from nexus.metricdefs import MetricDefs
+from nexus.richlog import rich_records, tensor_histogram
 from nexus.steering import Steering
+from nexus.wandb_run import WandbSurface
+from nexus.watching import ModelWatch
 from nexus.writer import STEP, Writer, json_safe
 from nexus_core import protocol as P
 
-FINISHED_HOOKS: list[Callable[[Run], None]] = []
+FINISHED_HOOKS: list[Callable[[object], None]] = []
 """Called with each run that finishes: the package (`nexus/__init__`) clears `nexus.run` here, so
 this module never imports the package that imports it."""
 
@@ -37,12 +42,12 @@ ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
 """Commands every reported run takes (acted on at step_end(), or at each committed log())."""
 
 
-class Run(Steering):
+class Run(Steering, WandbSurface):
     """A run Nexus did not write, reporting into a run folder. Build it with `nexus.init()`."""
 
     def __init__(self, run_dir: Path, config: Any = None, total_steps: int | None = None,
                  start_step: int = 1, resumed: bool = False, model: str = "", meta: dict[str, Any] | None = None,
-                 pipe_fd: int | None = None) -> None:
+                 pipe_fd: int | None = None, previous_summary: dict[str, Any] | None = None) -> None:
         self.dir = Path(run_dir)
         self.name = self.id = self.dir.name
         self.total_steps = total_steps
@@ -64,13 +69,17 @@ class Run(Steering):
         self._params: int | None = None
         self._model = model
         self._meta = {k: v for k, v in (meta or {}).items() if v is not None}
+        self._meta.setdefault("started", time.time())
+        self._defs = MetricDefs()
+        self._watch: ModelWatch | None = None
+        self._media_n = 0
         self._resumed = resumed
         self._warned: set[str] = set()
         self._version = 0
         self.config = Config(config, on_change=self._describe)
         self._writer = Writer(self.dir, {"run": self.name, "total_steps": total_steps or 0, "step": start_step - 1,
                                          "source": "reporter"}, pipe_fd)
-        self.summary = Summary(lambda: self._writer.last_values)
+        self.summary = Summary(lambda: self._writer.last_values, previous_summary)
         try:
             self._control: ControlThread | None = ControlThread(self.dir, self._supported, self._immediate,
                                                                 lambda: self.step)
@@ -116,7 +125,7 @@ class Run(Steering):
                 continue
             got = V.grab(value)
             if got is None:
-                self._skip(key, value)
+                self._rich(pending, key if type(key) is str else str(key), value)
             else:
                 pending[key if type(key) is str else str(key)] = got
         if commit is False or (commit is None and step is not None):
@@ -126,17 +135,38 @@ class Run(Steering):
     def _put_value(self, pending: dict[str, Any], key: str, value: Any) -> None:
         got = V.grab(value)
         if got is None:
-            self._skip(key, value)
+            self._rich(pending, key, value)
         else:
             pending[key] = got
+
+    def _rich(self, pending: dict[str, Any], key: str, value: Any) -> None:
+        """Not a number: a bool as 0/1, text, a table, a histogram, a picture (richlog.py), else skipped."""
+        if type(value) is bool:
+            pending[key] = int(value)
+            return
+        try:
+            records = rich_records(self, key, value, self._step)
+        except (OSError, ValueError, TypeError, AttributeError, IndexError) as e:
+            self._warn_once(f"media:{key}", f"key {key[:100]!r}: a {type(value).__name__} could not be kept "
+                            f"({one_line(e)})")
+            return
+        if records is None:
+            self._skip(key, value)
+            return
+        at = time.time()
+        for record in records:
+            record["time"] = at
+            self._writer.put(record)
 
     def _skip(self, key: Any, value: Any) -> None:
         if f"skip:{key}" not in self._warned:
             self._warned.add(f"skip:{key}")
             self._put_log(f"key {str(key)[:100]!r}: a {type(value).__name__} is not a number (or a one-element "
-                          "tensor); it is not recorded", "warning")
+                          "tensor, text or a wandb data type); it is not recorded", "warning")
 
     def _commit(self) -> None:
+        if self._watch is not None and self._watch.due:
+            self._take_watched()
         values, self._pending = self._pending, {}
         step = self._step
         self._last_committed, self._step = step, step + 1
@@ -152,6 +182,18 @@ class Run(Steering):
             self._writer.put({"type": STEP, "step": step, "time": time.time(), "values": values, "lr": used})
         if not self._steers and self._inbox:
             self._act()
+
+    def _take_watched(self) -> None:
+        """A watched model's per-layer norms join this step; its histograms are filed beside it."""
+        assert self._watch is not None
+        norms, hists = self._watch.take()
+        for key, value in norms.items():
+            self._pending.setdefault(key, value)
+        at = time.time()
+        for key, value in hists.items():
+            for record in tensor_histogram(key, value, self._step):
+                record["time"] = at
+                self._writer.put(record)
 
     def _learn_device(self, values: dict[str, Any]) -> None:
         for v in values.values():
@@ -208,10 +250,16 @@ class Run(Steering):
 
     # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 
-    def watch(self, target: Any, *args: Any, **kwargs: Any) -> None:
+    def watch(self, target: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
+              idx: int | None = None, log_graph: bool = False) -> None:
         """Hand over a torch optimizer: `ramp` commands then change its LR (see nexus/lr.py for how it
         composes with the script's scheduler) and the records' `lr` is the LR each step really used.
-        A model (wandb.watch(model)) only tells the run its parameter count and device."""
+        A model (wandb.watch(model, log=..., log_freq=...)) tells the run its parameter count and device
+        and records per-layer gradient and/or parameter norms every log_freq steps (watching.py)."""
+        if isinstance(target, (list, tuple)):  # wandb.watch([model_a, model_b])
+            for one in target:
+                self.watch(one, criterion, log, log_freq, idx, log_graph)
+            return
         if hasattr(target, "param_groups"):
             if self._lr is not None:
                 self._lr.close()
@@ -219,6 +267,10 @@ class Run(Steering):
             params = [p for g in target.param_groups for p in g["params"]]
         elif hasattr(target, "parameters"):
             params = list(target.parameters())
+            if log is not None and hasattr(target, "named_parameters"):
+                if self._watch is not None:
+                    self._watch.close()
+                self._watch = ModelWatch(target, log, log_freq, log_graph)
         else:
             raise TypeError(f"run.watch() takes a torch optimizer or model, not {type(target).__name__}")
         self._params = sum(int(p.numel()) for p in params) or self._params
@@ -270,6 +322,12 @@ class Run(Steering):
     def _close(self, state: str, reason: str, exit_code: int) -> None:
         self._ended = True
         self._hooks.remove()
+        if self._watch is not None:
+            self._watch.close()
+        if self._defs.wants_summary() and self._writer.sync():
+            with contextlib.suppress(OSError, ValueError):
+                for key, value in self._defs.summarize(self.dir / P.METRICS_FILE).items():
+                    self.summary.setdefault(key, value)
         if self._control is not None:
             self._control.close()
         if self._lr is not None:

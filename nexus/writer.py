@@ -26,6 +26,7 @@ from typing import Any
 
 from nexus import values as V
 from nexus.filing import Filing, write_status
+from nexus.richlog import LATER, later_records
 from nexus_core import protocol as P
 from nexus_core.units import as_int, as_num, is_new_best
 
@@ -163,6 +164,8 @@ class Writer:
                 synced.append(item["done"])  # set once the records before it are filed, below
             elif item["type"] == STEP:
                 batch.extend(step_records(item))
+            elif LATER in item:  # a logged tensor's histogram, taken here, off the training thread
+                batch.extend(later_records(item))
             else:
                 batch.append(item)
         self._resolve(batch)

@@ -208,6 +208,7 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
 
 # The config's one import point: its own functions and the schema's classes it re-exports.
 __all__ = [
+    "ConfigError",
     "SECTIONS",
     "SHARED_MODEL_OPTIONS",
     "Config",

@@ -159,7 +159,54 @@ class Alert(Record, tag="alert"):
     text: str = ""
 
 
-AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert]  # noqa: UP007 - a runtime union for msgspec
+class Text(Record, tag="text"):
+    """A string the script logged under `key` (wandb.log({"note": "..."})), kept by step."""
+
+    key: str
+    text: str
+    step: int = 0
+
+
+class Table(Record, tag="table"):
+    """A wandb.Table (or a plot.* chart's data) at a step: column names and rows of plain cells
+    (numbers, text, None; anything else as its text), at most MAX_TABLE_CELLS cells."""
+
+    key: str
+    columns: list[str]
+    rows: list[list[Any]]
+    step: int = 0
+    chart: str = ""
+    """What wandb.plot.* drew from it ("line", "scatter", "bar", "confusion_matrix"...); "" for a table."""
+
+
+class Histogram(Record, tag="histogram"):
+    """A distribution at a step (wandb.Histogram, a logged tensor with more than one element, a
+    watched layer's gradients): `edges` has one more entry than `counts`."""
+
+    key: str
+    edges: list[float]
+    counts: list[float]
+    step: int = 0
+
+
+class Media(Record, tag="media"):
+    """A file the script logged (wandb.Image, Audio, Video, Html...): `path` is relative to the run
+    folder (under media/), `kind` says what it is; width/height for pictures."""
+
+    key: str
+    kind: str
+    path: str = ""
+    caption: str = ""
+    width: int | None = None
+    height: int | None = None
+    step: int = 0
+
+
+MAX_TABLE_CELLS = 60_000
+"""Cells a table record holds (readers decode at most 65 536 rows, and a record under 1 MiB)."""
+MAX_HISTOGRAM_BINS = 512
+
+AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert, Text, Table, Histogram, Media]  # noqa: UP007 - a runtime union for msgspec
 RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in get_args(AnyRecord)}
 
 
@@ -171,7 +218,8 @@ class _LenientEval(Eval, tag="eval", forbid_unknown_fields=False):
     """An eval map with keys beyond Eval's."""
 
 
-LENIENT_RECORD = Union[Hello, _LenientMetric, _LenientEval, Sample, Ckpt, State, Log, Alert]  # noqa: UP007
+LENIENT_RECORD = Union[Hello, _LenientMetric, _LenientEval, Sample, Ckpt, State, Log, Alert, Text, Table,  # noqa: UP007
+                       Histogram, Media]
 """What the decoder falls back to when AnyRecord refuses a map: Metric and Eval forbid unknown keys so
 the engine's records decode in one pass, and a map with more keys comes here (a newer writer's field,
 a reporter's own series)."""

@@ -117,3 +117,32 @@ def describe_os_error(e: OSError) -> str:
     """One line for an OSError from these readers: 'PATH: what is wrong'."""
     what = e.strerror or str(e)
     return f"{e.filename}: {what}" if e.filename else what
+
+
+def _create_new(path: str | Path) -> int:
+    """A descriptor of a new regular file at `path` (never through a symlink, never an existing file)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise UnsafeFileError(errno.EEXIST, "already exists; refusing to overwrite it", str(path)) from None
+
+
+def write_new(path: str | Path, data: bytes) -> None:
+    """Write `data` to a file that must not exist yet (O_EXCL, O_NOFOLLOW): a media file or a manifest
+    the reporter files under a run folder can never overwrite, or write through, something planted."""
+    fd = _create_new(path)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def copy_in(source: str | Path, path: str | Path, max_bytes: int | None = None) -> int:
+    """Copy a regular file (the script's own: a checkpoint, a code file) to a new file `path`, as
+    write_new does; returns the bytes copied. Refuses a FIFO or device source like open_regular."""
+    import shutil
+
+    with open_regular(source, max_bytes) as src:
+        fd = _create_new(path)
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            return dst.tell()

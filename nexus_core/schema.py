@@ -13,7 +13,10 @@ MAX_RECORD_BYTES = 1 << 20
 HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT = (
     "hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert",
 )
-RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT})
+# What a reporter logs beyond numbers (wandb.Table, wandb.Histogram, wandb.Image, a logged string).
+TEXT, TABLE, HISTOGRAM, MEDIA = "text", "table", "histogram", "media"
+MEDIA_TYPES = frozenset({TEXT, TABLE, HISTOGRAM, MEDIA})
+RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT}) | MEDIA_TYPES
 
 # Run states. finished/stopped/failed/killed/crashed are final: `failed` is an exception the writer saw
 # (the reporter's excepthook), `killed` a signal that ended the process (SIGTERM, SIGINT), `crashed`
@@ -46,6 +49,10 @@ LOG_FILE = "engine.log"
 STATUS_FILE = "status"
 CONTROL_SOCKET = "control.sock"
 CHECKPOINTS_DIR = "checkpoints"
+MEDIA_DIR = "media"
+"""Files a `media` record names (images, audio...), written by the reporter through nexus_core/safefile.py."""
+FILES_DIR = "files"
+"""wandb.save / log_code / log_artifact copies, each folder with a manifest.json of sha256 digests."""
 RUN_DIR_ENV = "NEXUS_RUN_DIR"
 """Set by whoever launches a script (the dashboard's launcher, a shell): the run folder the script's
 `nexus.init()` writes, with no arguments needed."""

@@ -18,6 +18,8 @@ TORCH_COMMANDS = ("train", "resume", "generate", "eval")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("run", "shim-path"):
+        return _run_with_shim(argv[1:]) if argv[0] == "run" else _print_out(str(_shim_dir()) + "\n")
     if argv and argv[0] in ENGINE_COMMANDS:
         from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
 
@@ -53,9 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     fmt.add_argument("--csv", action="store_true", help="CSV (to stdout, or -o FILE)")
     fmt.add_argument("--parquet", action="store_true", help="Parquet (needs -o FILE and pip install 'nexus[export]')")
     export.add_argument("-o", "--output", metavar="PATH", help="write here instead of to stdout")
+    export.add_argument("--wide", action="store_true", help="W&B's shape: one row per (run, step), one column per key")
+    export.add_argument("--meta", metavar="FILE", help="also write each run's config and summary as JSON to FILE")
     imp = sub.add_parser("import-tb", parents=[after], help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
+    sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
+                   "and Lightning's W&B loggers) reports to Nexus", add_help=False)
+    sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return _report(root, args.runs, args.output)
 
     if args.command == "export":
-        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output)
+        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta)
 
     if args.command == "import-tb":
         return _import_tb(root, args.logdir, args.name)
@@ -114,6 +121,47 @@ def main(argv: list[str] | None = None) -> int:
         if prebuild is not None:
             prebuild.close()
     return app.return_code or 0
+
+
+def _shim_dir() -> Path:
+    """nexus/shim, found without importing the reporter (numpy and all) into this process."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nexus")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]).resolve() / "shim" if locations else Path("nexus-not-installed")
+
+
+def _run_with_shim(argv: list[str]) -> int:
+    """`nexus run [--root R] [--name NAME] -- command...`: the command replaces this process with the
+    shim first on PYTHONPATH (so `import wandb` is Nexus) and, with --name, its run folder chosen."""
+    parser = argparse.ArgumentParser(prog="nexus run", description="Run a script that logs to W&B (or whose "
+                                     "libraries do) as a Nexus run, unchanged.")
+    parser.add_argument("--root", default="runs", help="the runs folder (default: ./runs)")
+    parser.add_argument("--name", help="the run's folder name (default: what the script's init() says)")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- python train.py ...")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        print("error: nothing to run: nexus run -- python train.py", file=sys.stderr)
+        return 2
+    shim = _shim_dir()
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *parts]), "NEXUS_WANDB": "1",
+           "NEXUS_ROOT": str(Path(args.root).resolve())}
+    if args.name:
+        from nexus_core.protocol import RUN_DIR_ENV, check_run_name
+
+        if error := check_run_name(args.name):
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        env[RUN_DIR_ENV] = str(Path(args.root) / args.name)
+    try:
+        os.execvpe(command[0], command, env)
+    except OSError as e:
+        print(f"error: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+        return 127
+    return 0  # not reached
 
 
 def _warn_run(run: str, text: str) -> None:
@@ -149,9 +197,12 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
     return 0
 
 
-def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
-    """`nexus export`: every point, one long table; any failure is one `error:` line and exit 2."""
+def _export(root: Path, names: list[str], kind: str, output: str | None, wide: bool = False,
+            meta: str | None = None) -> int:
+    """`nexus export`: every point, one long table (or wide, W&B's shape), config and summary with
+    --meta; any failure is one `error:` line and exit 2."""
     from nexus_tui.documents import export as X
+    from nexus_tui.documents import export_wide as W
     from nexus_tui.documents.comparison import UnknownRunError
     from nexus_tui.documents.report.document import (
         load,  # the named runs, folded once, as the report folds them
@@ -162,13 +213,29 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         return 2
     try:
         runs = load(root, names)
-        if kind == "parquet" and output is not None:  # (parquet with no output was refused above)
+        if meta is not None:
+            text = W.meta_json(runs)
+            X._atomic(Path(meta), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        if wide and kind == "parquet":
+            import pyarrow.parquet as pq
+
+            table = W.wide_parquet_table(runs)
+            X._atomic(Path(str(output)), lambda tmp: pq.write_table(table, tmp))  # parquet: output given (above)
+            count = table.num_rows
+        elif wide and output is not None:
+            def write(tmp: str) -> None:
+                with open(tmp, "w", encoding="utf-8", newline="") as f:
+                    W.write_wide_csv(f, runs)
+
+            X._atomic(Path(output), write)
+            count = len(W.wide_table(runs)[1])
+        elif kind == "parquet" and output is not None:  # (parquet with no output was refused above)
             count = X.write_parquet(Path(output), runs)
         elif output is not None:
             count = X.write_csv_file(Path(output), runs)
         else:
             try:
-                X.write_runs_csv(sys.stdout, runs)
+                (W.write_wide_csv if wide else X.write_runs_csv)(sys.stdout, runs)
                 sys.stdout.flush()
             except BrokenPipeError:
                 _print_out("")
@@ -180,25 +247,28 @@ def _export(root: Path, names: list[str], kind: str, output: str | None) -> int:
         print(f"error: cannot {'write' if output else 'read'} {e.filename or output or 'a run folder'}: "
               f"{e.strerror or e}", file=sys.stderr)
         return 2
-    print(f"wrote {count} points to {output}", file=sys.stderr)
+    print(f"wrote {count} {'rows' if wide else 'points'} to {output}", file=sys.stderr)
     return 0
 
 
 def _import_tb(root: Path, logdir: str, name: str | None) -> int:
-    """`nexus import-tb`: one finished run folder, or one `error:` line, exit 2 and no folder."""
+    """`nexus import-tb`: a finished run folder per run in LOGDIR, or one `error:` line, exit 2 and no folder."""
     from nexus_tui.documents.import_tb import ImportTBError, import_logdir
 
     try:
-        target, scalars = import_logdir(logdir, root, name)
+        imported = import_logdir(logdir, root, name)
     except ImportTBError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: cannot write {e.filename or root}: {e.strerror or e}", file=sys.stderr)
         return 2
-    steps = len(scalars.points)
-    torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
-    print(f"imported {steps} steps from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
+    for target, scalars in imported:
+        steps = len(scalars.points)
+        torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
+        kept = len(scalars.extra.records)
+        more = f" and {kept} histograms/images/texts" if kept else ""
+        print(f"imported {steps} steps{more} from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
     return 0
 
 

@@ -29,13 +29,15 @@ def set_total_steps(run: Run, total: Any) -> None:
         run._describe()  # a fresh hello carries it
 
 
-def file_sample(run: Run, prompt: str, text: str, requested: bool = False) -> None:
-    """A sample record not asked for through the `g` key (TensorBoard's add_text, say)."""
+def file_sample(run: Run, prompt: str, text: str, requested: bool = False, step: int | None = None) -> None:
+    """A sample record not asked for through the `g` key (TensorBoard's add_text, say), at `step`
+    (default: the last step filed)."""
     import time
 
     from nexus_core import protocol as P
 
-    run._writer.put({"type": P.SAMPLE, "step": run._done_step(), "prompt": prompt, "text": text,
+    at = run._done_step() if step is None else step
+    run._writer.put({"type": P.SAMPLE, "step": at, "prompt": prompt, "text": text,
                      "requested": requested, "time": time.time()})
 
 

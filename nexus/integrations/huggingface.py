@@ -72,6 +72,8 @@ class NexusCallback(TrainerCallback):
         if self.run is None or self.run._ended:
             init = dict(self._init_kwargs)
             init.setdefault("config", _config_of(args, kwargs.get("model")))
+            if getattr(args, "run_name", None) and args.run_name != args.output_dir and "run_dir" not in init:
+                init.setdefault("name", args.run_name)  # documented: the run is named after args.run_name
             init.setdefault("model", getattr(getattr(kwargs.get("model"), "config", None), "model_type", None))
             if state.max_steps:
                 init.setdefault("total_steps", state.max_steps)
@@ -80,7 +82,7 @@ class NexusCallback(TrainerCallback):
         set_total_steps(run, state.max_steps)
         self._model = kwargs.get("model")
         if self._model is not None:
-            run.watch(self._model)
+            run.watch(self._model, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             with contextlib.suppress(ValueError):  # an optimizer without float LRs: no ramps, said by the key
                 run.watch(optimizer)

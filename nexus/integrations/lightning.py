@@ -154,7 +154,7 @@ class NexusCallback(pl.Callback):
         with contextlib.suppress(Exception):
             set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
                             else trainer.estimated_stepping_batches)
-        run.watch(pl_module)
+        run.watch(pl_module, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             with contextlib.suppress(ValueError):
                 run.watch(optimizer)

@@ -85,14 +85,40 @@ class SummaryWriter:
 
     def add_text(self, tag: str, text_string: str, global_step: int | None = None,
                  walltime: float | None = None) -> None:
+        """A sample record when the tag names a sample, else a text record: at `global_step` (the
+        step its scalars are pending on), not the last step already filed."""
         if not self._closed:
             text = str(text_string)
+            step = self._step_of(global_step)
             if any(w in str(tag).lower() for w in SAMPLE_WORDS):
-                file_sample(self.run, str(tag), text)
+                file_sample(self.run, str(tag), text, step=step)
             else:
-                self.run._put_log(f"{tag}: {text}")
+                self._media(str(tag), text, step)
         if self._tb is not None:
             self._tb.add_text(tag, text_string, global_step, walltime)
+
+    def add_histogram(self, tag: str, values: Any, global_step: int | None = None, bins: Any = "tensorflow",
+                      walltime: float | None = None, max_bins: int | None = None) -> None:
+        """A histogram record at its step (64 bins, as wandb.Histogram)."""
+        if not self._closed:
+            from nexus.media import Histogram
+
+            self._media(str(tag), Histogram(values, num_bins=max_bins or 64), self._step_of(global_step))
+        if self._tb is not None:
+            self._tb.add_histogram(tag, values, global_step, bins, walltime, max_bins)
+
+    def add_image(self, tag: str, img_tensor: Any, global_step: int | None = None, walltime: float | None = None,
+                  dataformats: str = "CHW") -> None:
+        """A picture saved under the run folder's media/ (a media record at its step)."""
+        if not self._closed:
+            from nexus.media import Image, as_array
+
+            pixels = as_array(img_tensor)
+            if dataformats.upper() == "CHW" and pixels.ndim == 3:
+                pixels = pixels.transpose(1, 2, 0)
+            self._media(str(tag), Image(pixels), self._step_of(global_step))
+        if self._tb is not None:
+            self._tb.add_image(tag, img_tensor, global_step, walltime, dataformats)
 
     def add_hparams(self, hparam_dict: dict[str, Any], metric_dict: dict[str, Any],
                     hparam_domain_discrete: Any = None, run_name: str | None = None,
@@ -151,6 +177,22 @@ class SummaryWriter:
         return call
 
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _step_of(self, global_step: int | None) -> int:
+        if global_step is not None:
+            return int(global_step)
+        return self._step if self._step is not None else self.run.step
+
+    def _media(self, tag: str, value: Any, step: int) -> None:
+        from nexus.richlog import rich_records
+
+        try:
+            records = rich_records(self.run, tag, value, step) or []
+        except (OSError, ValueError, TypeError) as e:
+            self.run._put_log(f"{tag}: not kept ({e})", "warning")
+            return
+        for record in records:
+            self.run._put_media(record)
 
     def _log(self, values: dict[str, Any], global_step: int | None) -> None:
         if self._closed:

@@ -34,6 +34,7 @@ from nexus_tui.themes import palette_for, register_themes
 from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel, is_starting
 from nexus_tui.widgets.log_pane import LogPane
+from nexus_tui.widgets.media_pane import MediaPane
 from nexus_tui.widgets.run_table import RunTable
 from nexus_tui.widgets.samples_pane import SamplesPane
 from nexus_tui.widgets.telemetry_pane import TelemetryPane
@@ -153,6 +154,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
                     yield TelemetryPane(id="telemetry")
                 with TabPane("Samples", id="tab-samples"):
                     yield SamplesPane(id="samples")
+                with TabPane("Media", id="tab-media"):
+                    yield MediaPane(id="media")
                 with TabPane("Log", id="tab-log"):
                     yield LogPane(id="log")
         yield Footer()
@@ -292,6 +295,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         color = self._color(name)
         for sample in changed.samples:
             self.query_one(SamplesPane).add_sample(name, color, sample)
+        for media in changed.media:
+            self.query_one(MediaPane).add_media(name, color, media)
         for log in changed.logs:
             self.log_line(name, log.text, log.level, log.time)
         for record in changed.alerts:

@@ -17,6 +17,7 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 if TYPE_CHECKING:
     from textual.app import App
 
+    from nexus_tui.history.store import MetricStore
     from nexus_tui.settings import Settings
 
     _AppBase = App[None]  # the App this mixin is mixed into, for the type checker (see run_actions)
@@ -32,6 +33,10 @@ class ViewActions(_AppBase):
     chooser, alerts): they change what the charts show, never a run. Mixed into NexusApp."""
 
     settings: Settings
+    if TYPE_CHECKING:  # NexusApp's property
+
+        @property
+        def store(self) -> MetricStore: ...
     _theme_cycle: list[str]
     ema: float
     x_axis: str
@@ -45,7 +50,10 @@ class ViewActions(_AppBase):
         self.ema = min(max(round(self.ema + delta, 2), 0.0), 0.99)
 
     def action_cycle_x(self) -> None:
-        self.x_axis = X_AXES[(X_AXES.index(self.x_axis) + 1) % len(X_AXES)] if self.x_axis in X_AXES else "step"
+        """step -> tokens -> time -> each logged metric a run asked to be drawn against (define_metric's
+        step_metric: nanoGPT's `iter`, an epoch count) -> step."""
+        axes = [*X_AXES, *sorted({x for run in self.store.runs() for x in run.x_axes()} - set(X_AXES))]
+        self.x_axis = axes[(axes.index(self.x_axis) + 1) % len(axes)] if self.x_axis in axes else "step"
 
     def action_toggle_log(self) -> None:
         self.log_scale = not self.log_scale

@@ -12,6 +12,7 @@ the series' `edits` counter and the cached copy is rebuilt once.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -149,13 +150,14 @@ class CurveCache:
 
     def curve(
         self, run: str, key: str, series: Series, x: str, weight: float, last_n: int, buckets: int,
-        x_range: tuple[float, float] | None = None,
+        x_range: tuple[float, float] | None = None, x_column: Any = None,
     ) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]] | None]:
         """((raw x, raw y), (smoothed x, smoothed y) or None when weight is 0), each downsampled to
         about 2 * buckets points, from the points within the last `last_n` steps (0 = all) and, when
-        given, inside `x_range` (in the x axis' units as drawn): zoomed in far enough, every raw point."""
+        given, inside `x_range` (in the x axis' units as drawn): zoomed in far enough, every raw point.
+        `x_column`: the x values when x is a logged metric (RunView.x_column), else the series' own."""
         cached = self._entry(run, key, series, weight)
-        xs = series.column(x).view[: cached.n]
+        xs = (x_column if x_column is not None else series.column(x)).view[: cached.n]
         steps = series.step.view[: cached.n]
         start, stop = 0, cached.n
         if last_n and cached.n:

@@ -3,8 +3,11 @@ compare`, `nexus report`, `nexus export` and the dashboard show it like any othe
 
 TensorBoard's own reader parses the event files (EventAccumulator, every scalar kept: size guidance
 0), so Nexus never re-implements its format. Each folder under LOGDIR holding event files is read;
-a subfolder's tags are prefixed with its path (Keras writes `train/` and `validation/`), so
-`validation/epoch_loss` lands in the eval record. Per step, tags are routed the way the `nexus`
+folders of different runs (LOGDIR/a, LOGDIR/b) become different runs (`NAME-a`, `NAME-b`), while a
+run's Keras section folders are parts of it, their tags prefixed with the folder (Keras writes
+`train/` and `validation/`), so `validation/epoch_loss` lands in the eval record. hparams become the
+config, add_hparams' metrics the summary (summary.json), and histograms, images and text the same
+records `import nexus` writes for them (import_tb_extra.py). Per step, tags are routed the way the `nexus`
 reporter routes logged keys (nexus/values.py: `loss`, `train/loss` -> loss, `val/loss` -> val_loss,
 keys under val/eval/... sections -> the eval record, the rest kept as extra keys).
 
@@ -30,6 +33,7 @@ from nexus_core.names import check_run_name
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS
 from nexus_core.runfolder import write_status
 from nexus_core.units import is_new_best
+from nexus_tui.documents.import_tb_extra import Extra, read_hparams, read_media, run_key
 from nexus_tui.documents.report.safe import one_line
 
 TB_HINT = "reading TensorBoard logs needs tensorboard: pip install 'nexus[tensorboard]'"
@@ -47,6 +51,8 @@ class Scalars:
     files: int = 0
     torn: list[str] = field(default_factory=list)
     """Event files whose last record was cut off (a writer killed mid-write): the rest was read."""
+    extra: Extra = field(default_factory=Extra)
+    """hparams, summary, histograms, images, text."""
 
     def add(self, tag: str, step: int, wall: float, value: float) -> None:
         self.points.setdefault(step, {})[tag] = (wall, value)
@@ -84,23 +90,31 @@ def _check_file(path: str, errors: Any, pywrap: Any) -> bool:
             reader.file_handle.close()
 
 
-def read_logdir(logdir: Path) -> Scalars:
-    """Every scalar under `logdir` (plain `add_scalar` events and TF2's scalar tensors)."""
+def read_logdir(logdir: Path) -> dict[str, Scalars]:
+    """Every run under `logdir` (run key, "" for LOGDIR itself -> its scalars and the rest)."""
     event_accumulator, io_wrapper, (errors, pywrap) = _tb()
     if not logdir.is_dir():
         raise ImportTBError(f"{one_line(logdir)} is not a folder: give the TensorBoard log folder (--logdir)")
-    out = Scalars()
+    runs: dict[str, Scalars] = {}
     for sub in sorted(io_wrapper.GetLogdirSubdirectories(str(logdir))):
         files = sorted(p for p in os.listdir(sub) if io_wrapper.IsTensorFlowEventsFile(p))
+        key, prefix, hparams_folder = run_key(os.path.relpath(sub, logdir))
+        out = runs.setdefault(key, Scalars())
         for name in files:
             if _check_file(os.path.join(sub, name), errors, pywrap):
                 out.torn.append(name)
         out.files += len(files)
-        rel = os.path.relpath(sub, logdir)
-        prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-        acc = event_accumulator.EventAccumulator(sub, size_guidance={"scalars": 0, "tensors": 0})
+        read_hparams(sub, files, out.extra)
+        acc = event_accumulator.EventAccumulator(sub, size_guidance={"scalars": 0, "tensors": 0, "histograms": 0,
+                                                                     "images": 0})
         acc.Reload()
         tags = acc.Tags()
+        if hparams_folder:  # add_hparams' metric_dict: the run's summary, not a series
+            for tag in tags.get("scalars", []):
+                events = acc.Scalars(tag)
+                if events:
+                    out.extra.summary[_key(prefix + tag)] = events[-1].value
+            continue
         for tag in tags.get("scalars", []):
             for ev in acc.Scalars(tag):
                 out.add(prefix + tag, ev.step, ev.wall_time, ev.value)
@@ -113,11 +127,13 @@ def read_logdir(logdir: Path) -> Scalars:
                 arr = tensor_util.make_ndarray(ev.tensor_proto)
                 if arr.size == 1 and arr.dtype.kind in "iuf":
                     out.add(prefix + tag, ev.step, ev.wall_time, float(arr.reshape(-1)[0]))
-    if not out.files:
+        read_media(acc, prefix, out.extra)
+    if not sum(r.files for r in runs.values()):
         raise ImportTBError(f"no TensorBoard event files (events.out.tfevents.*) under {one_line(logdir)}")
-    if not out.points:
+    runs = {k: r for k, r in runs.items() if r.points or r.extra.records}
+    if not runs:
         raise ImportTBError(f"the event files under {one_line(logdir)} hold no scalars to import")
-    return out
+    return runs
 
 
 def _key(tag: str) -> str:
@@ -128,17 +144,24 @@ def _key(tag: str) -> str:
 
 def to_records(scalars: Scalars, name: str, logdir: Path) -> list[dict[str, Any]]:
     """hello, one metric and/or eval record per step, and a closing `finished` state."""
-    steps = sorted(scalars.points)
-    walls = [w for s in steps for w, _ in scalars.points[s].values()]
+    media: dict[int, list[dict[str, Any]]] = {}
+    for rec in scalars.extra.records:
+        media.setdefault(int(rec["step"]), []).append(rec)
+    steps = sorted(set(scalars.points) | set(media))
+    walls = [w for s in scalars.points for w, _ in scalars.points[s].values()] + [
+        float(r["time"]) for r in scalars.extra.records]
     out: list[dict[str, Any]] = [{
         "type": P.HELLO, "time": min(walls), "run": name, "source": "tensorboard", "total_steps": steps[-1],
         "start_step": 0, "model": "imported from TensorBoard", "corpus": "", "commands": [],
-        "meta": {"logdir": str(logdir)},
+        "meta": {"logdir": str(logdir)}, "config": dict(scalars.extra.config),
     }]
     best: float | None = None
     tokens: int | None = None
     for step in steps:
-        tags = scalars.points[step]
+        tags = scalars.points.get(step, {})
+        out += media.get(step, [])
+        if not tags:
+            continue
         values = {_key(tag): value for tag, (_, value) in tags.items()}
         at = min(w for w, _ in tags.values())
         metric, evals = route(values)
@@ -170,17 +193,32 @@ def _bounded(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in list(values.items())[:MAX_EXTRA_KEYS]}
 
 
-def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None) -> tuple[Path, Scalars]:
-    """Read `logdir`, then write root/NAME as a finished run. Raises ImportTBError for bad input or a
-    name that is taken, OSError when the folder cannot be written (nothing is left behind)."""
+def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None) -> list[tuple[Path, Scalars]]:
+    """Read `logdir`, then write each run in it as a finished run: root/NAME (one run), or
+    root/NAME-<folder> for each of several. Raises ImportTBError for bad input or a name that is
+    taken (before anything is written), OSError when a folder cannot be written (that run's
+    folder is not left half made)."""
     logdir, root = Path(logdir), Path(root)
-    name = name or _default_name(logdir)
-    if why := check_run_name(name):
+    base = name or _default_name(logdir)
+    if why := check_run_name(base):
         raise ImportTBError(f"{why}: pick one with --name")
+    runs = read_logdir(logdir)
+    named = {(base if len(runs) == 1 or not key else f"{base}-{key.replace('/', '-')}"[:64]): r
+             for key, r in sorted(runs.items())}
+    for run_name in named:
+        if why := check_run_name(run_name):
+            raise ImportTBError(f"{why}: pick one with --name")
+        if (root / run_name).exists():
+            raise ImportTBError(f"{one_line(root / run_name)} already exists: pick another name with --name")
+    return [(_write_run(root, run_name, scalars, logdir), scalars) for run_name, scalars in named.items()]
+
+
+def _write_run(root: Path, name: str, scalars: Scalars, logdir: Path) -> Path:
+    import json
+
+    from nexus_core.safefile import write_new
+
     target = root / name
-    if target.exists():
-        raise ImportTBError(f"{one_line(target)} already exists: pick another name with --name")
-    scalars = read_logdir(logdir)
     records = to_records(scalars, name, logdir.resolve())
     root.mkdir(parents=True, exist_ok=True)
     # Built one level down (root/.import-X/NAME), where neither `nexus runs` nor a live dashboard's
@@ -189,6 +227,12 @@ def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None)
     tmp = hidden / name
     try:
         tmp.mkdir()
+        if scalars.extra.files:
+            (tmp / P.MEDIA_DIR).mkdir()
+            for path, data in scalars.extra.files.items():
+                write_new(tmp / path, data)
+        if scalars.extra.summary:
+            write_new(tmp / "summary.json", json.dumps(scalars.extra.summary, indent=1, sort_keys=True).encode())
         writer = P.RecordWriter(tmp / P.METRICS_FILE)
         try:
             for rec in records:
@@ -203,7 +247,7 @@ def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None)
         os.rename(tmp, target)  # fails if the name was taken meanwhile: never merges into a run
     finally:
         shutil.rmtree(hidden, ignore_errors=True)
-    return target, scalars
+    return target
 
 
 def _default_name(logdir: Path) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nexus_core.recordtypes import Alert, Log, Sample
+from nexus_core.recordtypes import Alert, Histogram, Log, Media, Sample, Table, Text
 
 
 class Changes(set[str]):
@@ -21,6 +21,7 @@ class Changes(set[str]):
         self.samples: list[Sample] = []
         self.logs: list[Log] = []
         self.alerts: list[Alert] = []
+        self.media: list[Text | Table | Histogram | Media] = []
 
     def record(self, kind: str, rec: object) -> None:
         """Note that `rec` of `kind` was added (kinds other than the three shown as news just mark)."""
@@ -31,6 +32,8 @@ class Changes(set[str]):
             self.logs.append(rec)
         elif kind == "alerts" and isinstance(rec, Alert):
             self.alerts.append(rec)
+        elif kind == "media" and isinstance(rec, (Text, Table, Histogram, Media)):
+            self.media.append(rec)
 
     def merge(self, other: Changes) -> Changes:
         """Fold another ingest's changes into this one (lists kept in arrival order)."""
@@ -38,4 +41,5 @@ class Changes(set[str]):
         self.samples += other.samples
         self.logs += other.logs
         self.alerts += other.alerts
+        self.media += other.media
         return self

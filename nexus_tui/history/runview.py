@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nexus_core.recordtypes import Alert, Ckpt, Log, Sample
+from nexus_core.recordtypes import Alert, Ckpt, Histogram, Log, Media, Sample, Table, Text
 from nexus_core.schema import LIVE_STATES, PAUSED
 from nexus_core.state import RunState
 from nexus_core.text import clean_text
@@ -20,6 +20,9 @@ from nexus_tui.history.columnar.growable import Grow
 from nexus_tui.history.series_keys import SERIES_KEYS
 
 MAX_SAMPLES = 500
+MAX_MEDIA = 2000
+MediaRecord = Text | Table | Histogram | Media
+"""What a run logged beyond numbers (nexus/media.py writes them; docs/PROTOCOL.md)."""
 MAX_LOGS = 2000
 MAX_ALERTS = 500
 MAX_EXTRA_SERIES = 256
@@ -140,7 +143,9 @@ class Series:
             del column[at:]
 
     def column(self, x: str) -> Grow:
-        return {"step": self.step, "tokens": self.tokens, "time": self.time}[x]
+        """The x column for step | tokens | time (another name: step; a run maps a logged metric
+        as x with RunView.x_column)."""
+        return {"step": self.step, "tokens": self.tokens, "time": self.time}.get(x, self.step)
 
     @property
     def last(self) -> float | None:
@@ -157,6 +162,9 @@ class RunView(RunState):
     color: int
     """Stable index of this run (order first seen): pick its palette colour with color % len(palette)."""
     samples: list[Sample] = field(default_factory=list)
+    media: list[MediaRecord] = field(default_factory=list)
+    """What the run logged beyond numbers (text, tables, histograms, pictures), in step order, at most
+    MAX_MEDIA."""
     ckpts: list[Ckpt] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     logs: deque[Log] = field(default_factory=lambda: deque(maxlen=MAX_LOGS))
@@ -170,6 +178,26 @@ class RunView(RunState):
 
     def __post_init__(self) -> None:
         self.label = clean_text(self.name, limit=LABEL_MAX)
+
+    def x_axes(self) -> list[str]:
+        """The logged metrics this run asked to be drawn against (define_metric's step_metric, e.g.
+        nanoGPT's `iter`, an epoch count) that it has logged."""
+        metrics = ((self.hello.meta or {}).get("metrics") if self.hello is not None else None) or {}
+        if not isinstance(metrics, dict):
+            return []
+        named = {d.get("step_metric") for d in metrics.values() if isinstance(d, dict)}
+        return sorted(x for x in named if isinstance(x, str) and x in self.series and len(self.series[x]))
+
+    def x_column(self, series: Series, x: str) -> Grow:
+        """`series`' x values on axis x: its own step/tokens/time, or for a logged metric (a
+        step_metric) that metric's latest value at or before each point's step (its first value
+        before it was logged); a metric this run never logged: the steps."""
+        if x in ("step", "tokens", "time") or x not in self.series or not len(self.series[x]):
+            return series.column(x)
+        by = self.series[x]
+        steps, by_steps, by_values = series.step.view, by.step.view, by.value.view
+        at = np.clip(np.searchsorted(by_steps, steps, side="right") - 1, 0, None)
+        return Grow(by_values[at])
 
     @property
     def steps_per_s(self) -> float | None:

@@ -27,13 +27,33 @@ from typing import Any
 
 import msgspec
 
-from nexus_core.recordtypes import Alert, Ckpt, Eval, Hello, Log, Metric, Record, Sample, State, to_record
-from nexus_core.schema import ALERT, CKPT, CRASHED, EVAL, HELLO, LOG, METRIC, SAMPLE, STATE
+from nexus_core.recordtypes import (
+    Alert,
+    Ckpt,
+    Eval,
+    Hello,
+    Log,
+    Metric,
+    Record,
+    Sample,
+    State,
+    to_record,
+)
+from nexus_core.schema import ALERT, CKPT, CRASHED, EVAL, HELLO, LOG, MEDIA_TYPES, METRIC, SAMPLE, STATE
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_data, clean_text
 from nexus_tui.history.bulk import ingest_pieces
 from nexus_tui.history.changes import Changes
-from nexus_tui.history.runview import MAX_ALERTS, MAX_EXTRA_SERIES, MAX_SAMPLES, RunView, SeqFilter, Series
+from nexus_tui.history.runview import (
+    MAX_ALERTS,
+    MAX_EXTRA_SERIES,
+    MAX_MEDIA,
+    MAX_SAMPLES,
+    MediaRecord,
+    RunView,
+    SeqFilter,
+    Series,
+)
 from nexus_tui.history.series_keys import EVAL_KEYS, METRIC_KEYS, SERIES_KEYS, X_AXES
 
 __all__ = ["MetricStore", "RunView", "Series", "SERIES_KEYS", "X_AXES"]
@@ -228,6 +248,10 @@ class MetricStore:
         _bounded_append(run.samples, rec, MAX_SAMPLES, late)
         return "samples"
 
+    def _on_media(self, run: RunView, rec: MediaRecord, seq: int | None, late: bool) -> str:
+        _bounded_append(run.media, rec, MAX_MEDIA, late)
+        return "media"
+
     def _on_ckpt(self, run: RunView, rec: Ckpt, seq: int | None, late: bool) -> str:
         run.apply(rec, late)
         _bounded_append(run.ckpts, rec, 10_000, late)
@@ -285,7 +309,7 @@ class MetricStore:
         return True
 
 
-def _bounded_append(items: list[Any], rec: Sample | Ckpt, limit: int, late: bool) -> None:
+def _bounded_append(items: list[Any], rec: Sample | Ckpt | MediaRecord, limit: int, late: bool) -> None:
     if late:
         items.insert(bisect.bisect_right([r.step for r in items], rec.step), rec)
     else:
@@ -308,6 +332,7 @@ _HANDLERS: dict[str, Callable[[MetricStore, RunView, Any, int | None, bool], str
     STATE: MetricStore._on_state,
     LOG: MetricStore._on_log,
     ALERT: MetricStore._on_alert,
+    **{kind: MetricStore._on_media for kind in MEDIA_TYPES},
 }
 
 

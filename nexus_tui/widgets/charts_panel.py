@@ -66,7 +66,7 @@ class ChartsPanel(ChartView, Vertical):
     ema: reactive[float] = reactive(0.6, init=False)
     """EMA weight of the smoothed curves (0: raw). In the app, bound to NexusApp.ema (data_bind)."""
     x_axis: reactive[str] = reactive("step", init=False)
-    """step | tokens | time; bound to NexusApp.x_axis."""
+    """step | tokens | time | a logged metric a run named as step_metric; bound to NexusApp.x_axis."""
     log_scale: reactive[bool] = reactive(False, init=False)
     """Log y for the loss chart; bound to NexusApp.log_scale."""
     window: reactive[int] = reactive(0, init=False)
@@ -214,11 +214,13 @@ class ChartsPanel(ChartView, Vertical):
         """The raw curve, or the EMA over a faint raw one, from the cache: O(buckets) per redraw."""
         run = store.get(name)
         series = run.series.get(key) if run is not None else None
-        if series is None or not len(series):
+        if run is None or series is None or not len(series):
             return []
         o = self
         weight = o.ema if smooth else 0.0
-        (rx, ry), smoothed = self._cache().curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view)
+        x_column = run.x_column(series, o.x_axis) if o.x_axis not in X_LABELS else None
+        (rx, ry), smoothed = self._cache().curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view,
+                                                 x_column)
         if smoothed is None:
             return [Curve(rx, ry, color, marker, scatter)]
         return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
@@ -243,7 +245,7 @@ class ChartsPanel(ChartView, Vertical):
             self.x_view = None
         self._layout_grid(runs)
         self._set("#chart-options", self.options_text())
-        xlabel = X_LABELS.get(self.x_axis, "")
+        xlabel = X_LABELS.get(self.x_axis, self.x_axis)
         integer = self.x_axis != "time"
         cursor = (self.cursor, palette.forecast) if self.cursor is not None else None
         specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
@@ -351,7 +353,7 @@ class ChartsPanel(ChartView, Vertical):
             s = next((v for v in run.series.values() if len(v)), None) if not len(run.series["ce"]) else run.series["ce"]
             if s is None:
                 continue
-            xs, steps = s.column(x).view, s.step.view
+            xs, steps = run.x_column(s, x).view, s.step.view
             start = int(steps.searchsorted(steps[-1] - last_n, side="left")) if last_n else 0
             origin = xs[start] if x == "time" else 0.0
             lo, hi = min(lo, xs[start] - origin), max(hi, xs[-1] - origin)

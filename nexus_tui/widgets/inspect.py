@@ -22,10 +22,10 @@ def _at(series: Any, step: float) -> tuple[float, float] | None:
     return float(steps[j]), float(series.value.view[j])
 
 
-def nearest(series: Any, x_axis: str, x: float, window: int = 0) -> int | None:
+def nearest(series: Any, x_axis: str, x: float, window: int = 0, xs: Any = None) -> int | None:
     """Index of the series' point nearest to x (x in the axis' units as drawn: time is seconds
-    since the window's first point)."""
-    xs = series.column(x_axis).view
+    since the window's first point); `xs`: the x values when x is a logged metric."""
+    xs = series.column(x_axis).view if xs is None else xs
     if not len(xs):
         return None
     if x_axis == "time":
@@ -46,7 +46,7 @@ def readout(store: Any, runs: list[Any], x_axis: str, x: float, window: int = 0,
         ce = run.series["ce"]
         if not len(ce):  # a reporter's run may log only `loss`, or only its own keys
             ce = next((s for s in run.series.values() if len(s)), ce)
-        i = nearest(ce, x_axis, x, window)
+        i = nearest(ce, x_axis, x, window, run.x_column(ce, x_axis).view if hasattr(run, "x_column") else None)
         if i is None:
             continue
         step = float(ce.step.view[i])

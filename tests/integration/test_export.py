@@ -193,3 +193,36 @@ def test_the_fast_csv_and_parquet_are_the_row_by_row_tables_point_for_point(tmp_
         table, reference = runs_parquet_table(runs), parquet_table(rows(runs))
         assert table.schema == reference.schema and table.num_rows == count
         assert [comparable(r) for r in table.to_pylist()] == [comparable(r) for r in reference.to_pylist()], names
+
+
+def test_wide_export_is_wandbs_shape_with_config_and_summary(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--wide: one row per step, one column per key, the same values as the long table and as
+    nexus.Api's history(); --meta: config and summary per run."""
+    import json
+
+    import nexus
+
+    root = tmp_path / "runs"
+    run = nexus.init(root=root, name="wide", config={"lr": 0.1, "model": "mlp"})
+    for step in range(1, 5):
+        run.log({"train/loss": 1.0 / step, "acc": step / 10})
+        if step % 2 == 0:
+            run.log({"val/loss": 2.0 / step}, step=step + 1, commit=False)
+    run.summary["best"] = 0.25
+    run.finish()
+    out, meta = tmp_path / "wide.csv", tmp_path / "meta.json"
+    assert main(["--root", str(root), "export", "wide", "--csv", "--wide", "-o", str(out), "--meta", str(meta)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert list(rows[0])[:6] == ["run", "step", "tokens", "time", "loss", "acc"] and "val_loss" in rows[0]
+    history = nexus.Api(root).run("wide").history(pandas=False)
+    assert [int(r["step"]) for r in rows] == [h["_step"] for h in history]
+    for row, h in zip(rows, history, strict=True):
+        for key in ("loss", "acc", "val_loss"):
+            assert (float(row[key]) if row[key] else None) == h.get(key)
+    got = json.loads(meta.read_text())["wide"]
+    assert got["config"] == {"lr": 0.1, "model": "mlp"} and got["summary"]["best"] == 0.25
+    assert got["summary"]["acc"] == pytest.approx(0.4)
+    capsys.readouterr()

@@ -206,3 +206,40 @@ async def test_the_dashboard_lists_an_imported_run(runs_root: Path, tmp_path: Pa
         assert str(table.get_cell("old", "best")) == fmt.loss(f32(4.0 / 12))
         assert table.get_cell("old", "state").plain.startswith("finished")
         await pilot.pause()  # let the table's selection message land before the app shuts down
+
+
+def test_a_logdir_of_several_runs_with_hparams_histograms_images_and_text(tmp_path: Path) -> None:
+    """Two runs written by torch's SummaryWriter (each with add_hparams, add_histogram, add_image and
+    add_text) import as two runs: hparams as config, their metrics as summary, the rest as records."""
+    import json
+
+    logdir, root = tmp_path / "sweep", tmp_path / "runs"
+    rng = np.random.default_rng(0)
+    for run, lr in (("lr-small", 0.01), ("lr-big", 0.1)):
+        w = SummaryWriter(str(logdir / run))
+        for step in range(1, 4):
+            w.add_scalar("train/loss", lr / step, step)
+            w.add_histogram("weights", rng.normal(size=200), step)
+            w.add_text("notes", f"{run} at {step}", step)
+        w.add_image("picture", rng.random((3, 4, 5)), 3)
+        w.add_hparams({"lr": lr, "optimizer": "adam"}, {"hparam/final_loss": lr / 3})
+        w.close()
+    done = nexus("--root", str(root), "import-tb", str(logdir))
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["sweep-lr-big", "sweep-lr-small"]
+    assert done.stderr.count("imported 3 steps and 7 histograms/images/texts") == 2
+    for run, lr in (("lr-small", 0.01), ("lr-big", 0.1)):
+        folder = root / f"sweep-{run}"
+        recs = P.read_records(folder / P.METRICS_FILE).records
+        assert recs[0].config == {"lr": pytest.approx(lr), "optimizer": "adam"}
+        assert json.loads((folder / "summary.json").read_text()) == {"hparam/final_loss": pytest.approx(f32(lr / 3))}
+        assert [r.loss for r in recs if r.type == "metric"] == [f32(lr / s) for s in (1, 2, 3)]
+        assert not any("hparam" in k for r in recs if r.type == "metric" for k in r.extra)
+        texts = [(r.step, r.key, r.text) for r in recs if r.type == P.TEXT]
+        assert texts == [(s, "notes", f"{run} at {s}") for s in (1, 2, 3)]  # on its own step
+        hists = [r for r in recs if r.type == P.HISTOGRAM]
+        assert [h.step for h in hists] == [1, 2, 3] and all(sum(h.counts) == 200 for h in hists)
+        assert all(len(h.edges) == len(h.counts) + 1 and h.edges[0] < h.edges[-1] for h in hists)
+        (image,) = [r for r in recs if r.type == P.MEDIA]
+        assert image.step == 3 and (image.width, image.height) == (5, 4)
+        assert (folder / image.path).read_bytes().startswith(b"\x89PNG")

@@ -1,0 +1,1 @@
+"""wandb.sdk names libraries import (`from wandb.sdk.lib import RunDisabled`)."""
