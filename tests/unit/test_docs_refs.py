@@ -62,6 +62,10 @@ def _class_members() -> dict[str, set[str]]:
 
 
 CLASSES = _class_members()
+LIBRARY_NAMES = frozenset(name for module in ("rich.text", "textual.app", "textual.widgets", "msgspec", "numpy")
+                          for name in dir(importlib.import_module(module)))
+"""Class names the libraries also use (`Text.from_ansi` is Rich's Text, not the text record): a doc's
+`Text.x` is ambiguous, so such names are not checked as Nexus's."""
 
 
 def _exists(ref: str) -> bool:
@@ -108,7 +112,8 @@ def _refs(doc: Path) -> tuple[list[str], list[str]]:
     text = doc.read_text()
     paths = sorted({m.group(1) for m in PATH.finditer(text) if not SKIP_PATH.search(m.group(1))})
     symbols = sorted({s for m in SYMBOL.finditer(text) if (s := m.group(1)).rsplit(".", 1)[1] not in FILE_SUFFIXES})
-    symbols += sorted({f"{m.group(1)}.{m.group(2)}" for m in METHOD.finditer(text) if m.group(1) in CLASSES})
+    symbols += sorted({f"{m.group(1)}.{m.group(2)}" for m in METHOD.finditer(text)
+                       if m.group(1) in CLASSES and m.group(1) not in LIBRARY_NAMES})
     return paths, symbols
 
 
