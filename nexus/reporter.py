@@ -6,7 +6,8 @@
   (`control.py`): pause holds the loop right there, stop sets `should_stop`, checkpoint/eval/generate
   call the script's handlers and file what they return. A loop that never calls either gets the same
   check at each committed log().
-- ramps act inside optimizer.step() through hooks (`lr.py`), so they compose with any scheduler.
+- ramps set the LR in the optimizer's groups through its hooks and its schedulers' steps (`lr.py`), so
+  every logger sees them; the schedule's future is published for the ramp preview (`lr_schedule.py`).
 - the end is recorded by finish(), the excepthook, the signal handlers or atexit (`ending.py`).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from nexus.config import Config, Summary
 from nexus.control import ControlThread, warn
 from nexus.ending import EndHooks, one_line
 from nexus.lr import LRControl
+from nexus.lr_schedule import publish_future
 from nexus.metricdefs import MetricDefs
 from nexus.richlog import rich_records, tensor_histogram
 from nexus.steering import Steering
@@ -60,6 +63,9 @@ class Run(Steering, WandbSurface):
         self._pending: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
         self._lr: LRControl | None = None
+        self._schedule: dict[str, Any] | None = None
+        """The hello's `lr_schedule` (nexus/lr_schedule.py), once the first optimizer step sampled it."""
+        self._describing = threading.Lock()
         self._idle: Callable[[], None] | None = None
         """Called about once a second while paused (nexus/ranks.py keeps the other ranks' collective alive)."""
         self._steers = False
@@ -177,6 +183,8 @@ class Run(Steering, WandbSurface):
             if not self._device:
                 self._learn_device(values)
             lr = self._lr
+            if lr is not None and lr.pending:
+                lr.settle()  # a ramp asked for meanwhile: the groups show it before the next step
             used = (lr.last_lr, lr.active) if lr is not None and lr.last_lr is not None else None
             # Routing keys into metric/eval records is the writer thread's work (writer.STEP).
             self._writer.put({"type": STEP, "step": step, "time": time.time(), "values": values, "lr": used})
@@ -211,6 +219,8 @@ class Run(Steering, WandbSurface):
         self._steers = True
         if self._pending:
             self._commit()
+        if self._lr is not None and self._lr.pending:
+            self._lr.settle()
         if self._inbox:
             self._act()
 
@@ -251,9 +261,11 @@ class Run(Steering, WandbSurface):
     # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 
     def watch(self, target: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
-              idx: int | None = None, log_graph: bool = False) -> None:
+              idx: int | None = None, log_graph: bool = False, scheduler: Any = None) -> None:
         """Hand over a torch optimizer: `ramp` commands then change its LR (see nexus/lr.py for how it
         composes with the script's scheduler) and the records' `lr` is the LR each step really used.
+        `scheduler`: its LR scheduler (found by itself at the first step when not given); its future
+        is published for the dashboard's ramp preview.
         A model (wandb.watch(model, log=..., log_freq=...)) tells the run its parameter count and device
         and records per-layer gradient and/or parameter norms every log_freq steps (watching.py)."""
         if isinstance(target, (list, tuple)):  # wandb.watch([model_a, model_b])
@@ -263,7 +275,8 @@ class Run(Steering, WandbSurface):
         if hasattr(target, "param_groups"):
             if self._lr is not None:
                 self._lr.close()
-            self._lr = LRControl(target)
+            self._lr = LRControl(target, [scheduler] if scheduler is not None else (),
+                                 on_schedulers=self._schedule_found)
             params = [p for g in target.param_groups for p in g["params"]]
         elif hasattr(target, "parameters"):
             params = list(target.parameters())
@@ -276,6 +289,14 @@ class Run(Steering, WandbSurface):
         self._params = sum(int(p.numel()) for p in params) or self._params
         if params and not self._device:
             self._device = str(params[0].device)
+        self._describe()
+
+    def _schedule_found(self, control: LRControl) -> None:
+        """Training thread, at an optimizer step: publish the schedule's future in the hello."""
+        publish_future(control, self._step, self.total_steps, self._publish_schedule)
+
+    def _publish_schedule(self, schedule: dict[str, Any]) -> None:
+        self._schedule = schedule
         self._describe()
 
     def alert(self, title: str, text: str = "", level: Any = "INFO", wait_duration: Any = None) -> None:
@@ -376,8 +397,13 @@ class Run(Steering, WandbSurface):
         return {"text": text}
 
     def _describe(self) -> None:
-        """What the hello says, as of now; the writer files a fresh hello when this changes."""
-        self._version += 1
+        """What the hello says, as of now; the writer files a fresh hello when this changes (from the
+        training thread, and from the thread that samples the LR schedule)."""
+        with self._describing:
+            self._version += 1
+            self._writer.describe = (self._version, self._hello_fields())
+
+    def _hello_fields(self) -> dict[str, Any]:
         fields = {
             "run": self.name, "config": json_safe(self.config.as_dict()), "pid": os.getpid(),
             "device": self._device, "params": self._params, "total_steps": self.total_steps or 0,
@@ -388,7 +414,9 @@ class Run(Steering, WandbSurface):
         }
         if self._meta:
             fields["meta"] = json_safe(self._meta)
-        self._writer.describe = (self._version, fields)
+        if self._schedule is not None:
+            fields["lr_schedule"] = self._schedule
+        return fields
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
         self._state = state

@@ -44,6 +44,12 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
 
 
+def existing_steps(run_dir: str | Path) -> set[int]:
+    """The steps whose checkpoint is still on disk: `ckpt` records outlive the folders `keep_last`
+    deletes, so whatever offers a checkpoint to load asks here."""
+    return {int(p.name[len(PREFIX):]) for p in list_checkpoints(run_dir)}
+
+
 def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
     """The one resolver of a checkpoint name, for every command and the dashboard alike.
 

@@ -12,10 +12,12 @@ import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nexus_core.checkpoints import list_checkpoints, read_meta, resolve_checkpoint
 from nexus_core.config import Config, load_toml
 from nexus_core.errors import ConfigError, NexusError
+from nexus_core.observed_preview import is_foreign, observed_preview
 from nexus_core.records import RecordDecoder
 from nexus_core.runfolder import read_status, status_live, tail_bytes
 from nexus_core.schedule import Schedule, preview
@@ -32,6 +34,8 @@ class LrPreview:
     start_step: int
     steps: list[int]
     lrs: list[float]
+    note: str = ""
+    """What the preview assumes, in words (runs Nexus did not write: nexus_core/observed_preview.py)."""
 
 
 def run_config(run_dir: str | Path) -> Config:
@@ -72,11 +76,15 @@ def live_position(run_dir: Path, cfg: Config) -> tuple[int, float, int, float]:
 
 def lr_preview(
     run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
-    ckpt: str | None = None, points: int = 200,
+    ckpt: str | None = None, points: int = 200, hello: dict[str, Any] | None = None,
 ) -> LrPreview:
     """The LR schedule after a ramp to `target_lr` over `ramp_steps`, to `steps` (or the run's total).
-    Raises a NexusError (one line) for anything a person can fix."""
+    A run Nexus did not write is previewed from what it observed and published (`hello`: its newest
+    hello, when the caller holds it). Raises a NexusError (one line) for anything a person can fix."""
     run_dir = Path(run_dir)
+    if ckpt is None and is_foreign(run_dir):
+        xs, ys, note = observed_preview(run_dir, target_lr, ramp_steps, steps, points, hello)
+        return LrPreview(xs[0], xs, ys, note)
     cfg = run_config(run_dir)
     if not target_lr > 0:
         raise ConfigError(f"--lr must be positive, got {target_lr}")

@@ -91,6 +91,9 @@ class Hello(Record, tag="hello"):
     """The commands this run takes (None: all of them, as the engine does)."""
     argv: list[str] | None = None
     meta: dict[str, Any] | None = None
+    lr_schedule: dict[str, Any] | None = None
+    """The LR schedule's future, as the writer knows it: `source` (what it is, or "unknown: why"),
+    `step` and `lr` (the peak group's raw LR at those steps; empty when unknown)."""
 
 
 class Metric(Record, tag="metric", dict=True, forbid_unknown_fields=True):

@@ -59,6 +59,12 @@ class Exited:
 Event = Record | Launched | Exited
 
 
+def last_line(log_tail: str, limit: int = 200) -> str:
+    """The last non-blank line of a log tail (a traceback's last line is the exception), shortened."""
+    line = next((ln.strip() for ln in reversed(log_tail.splitlines()) if ln.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def exit_text(code: int | None) -> str:
     """Why a process ended, in words."""
     if code is None:
@@ -205,7 +211,9 @@ class RunState:
             done = self.total_steps > 0 and self.step >= self.total_steps
             self.state, self.reason = (FINISHED if done else STOPPED), "process exited"
         elif code != 0 and (self.live or code is not None):
-            self.state, self.reason, self.crash_tail = CRASHED, exit_text(code), ev.log_tail
+            said = last_line(ev.log_tail)  # why, in the alert itself: "exited with status 1" alone said nothing
+            self.state, self.crash_tail = CRASHED, ev.log_tail
+            self.reason = exit_text(code) + (f": {said}" if said else "")
         return "state"
 
     @property

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Train small language models and watch and steer them live in the terminal.",
         epilog="Headless engine commands: nexus train|resume|generate|eval --help",
     )
-    parser.add_argument("--root", default="runs", help="folder holding one folder per run (default: ./runs)")
+    parser.add_argument("--root", default=None, help="folder holding one folder per run (default: ./runs)")
     # `--root` after a command too (`nexus runs --root DIR`): declared once, shared by those commands.
     after = argparse.ArgumentParser(add_help=False)
     after.add_argument("--root", dest="sub_root", default=None, metavar="DIR",
@@ -60,16 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     imp = sub.add_parser("import-tb", parents=[after], help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
+    chk = sub.add_parser("check", help="check run folders against docs/PROTOCOL.md (records, status, hello, "
+                                       "and a live run's control socket); exit 1 if one breaks it")
+    chk.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (paths)")
+    chk.add_argument("--steer", action="store_true", help="a live run: also ask for a checkpoint and an eval")
+    chk.add_argument("--stop", action="store_true", help="a live run: also stop it (it must end `stopped`)")
     sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
                    "and Lightning's W&B loggers) reports to Nexus", add_help=False)
     sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
     for name in ENGINE_COMMANDS:
         sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
     args = parser.parse_args(argv)
-    root = Path(getattr(args, "sub_root", None) or args.root)
+    given = getattr(args, "sub_root", None) or args.root
+    root = Path(given or "runs")
 
     from nexus_core.safefile import describe_os_error  # torch-free, and light: the dashboard's first
     from nexus_core.text import clean_text  # frame waits for what is imported here
+
+    if given and args.command in (None, "dashboard", "runs") and not root.is_dir():
+        # A folder named on purpose that is not there is a typo far more often than a wish: one line,
+        # nothing created. (`nexus demo --root DIR` makes it: it is about to start runs there.)
+        what = "is not a folder" if root.exists() else "does not exist"
+        print(clean_text(f"error: runs folder {root} {what}: check the path, or create it (mkdir -p {root}); "
+                         "`nexus demo --root DIR` creates it"), file=sys.stderr)
+        return 2
 
     if args.command == "runs":
         from nexus_tui.documents.runs_index import format_runs_table, scan_runs
@@ -101,11 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "export":
         return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta)
 
+    if args.command == "check":
+        from nexus_core.check import check
+
+        failed = False
+        for run_dir in args.run_dirs:
+            result = check(Path(run_dir), steer=args.steer, stop=args.stop)
+            failed = failed or not result.ok
+            _print_out(clean_text("\n".join(result.summary()), multiline=True) + "\n")
+        return 1 if failed else 0
+
     if args.command == "import-tb":
         return _import_tb(root, args.logdir, args.name)
 
     if args.command == "demo" and _engine_missing():
         return 2
+    if not root.is_dir():
+        try:
+            root.mkdir(parents=given is None)  # ./runs on a fresh clone; a named folder's parent must exist
+        except OSError as e:
+            print(clean_text(f"error: cannot create runs folder {root}: {describe_os_error(e)}"), file=sys.stderr)
+            return 2
     # Long histories with no columnar cache yet start decoding in a child process now, on the other
     # core, while this one imports Textual and draws the first frame.
     from nexus_tui.live.prebuild import Prebuild

@@ -9,7 +9,8 @@
   sets `control.should_training_stop`, checkpoint sets `control.should_save` (the Trainer writes
   `output_dir/checkpoint-N` itself), eval sets `control.should_evaluate` (when there is an eval set).
 - a ramp goes through the Trainer's optimizer (`run.watch` on the torch optimizer under accelerate's
-  wrapper), composing with the Trainer's scheduler.
+  wrapper, with the Trainer's scheduler): the ramped LR is the one HF logs as `learning_rate` and saves
+  in trainer_state.json and the optimizer state; the schedule's future is published for the preview.
 - the `g` key samples with `model.generate` and the tokenizer (the Trainer's processing class, or
   `NexusCallback(tokenizer=...)`); without one the key is refused with the reason.
 - under DDP (torchrun) the main process reports and listens; at each step end every rank takes part
@@ -85,7 +86,7 @@ class NexusCallback(TrainerCallback):
             run.watch(self._model, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             with contextlib.suppress(ValueError):  # an optimizer without float LRs: no ramps, said by the key
-                run.watch(optimizer)
+                run.watch(optimizer, scheduler=kwargs.get("lr_scheduler"))
         run.on_checkpoint(self._checkpoint)
         self._can_eval = _has_eval_set(args)
         if self._can_eval:

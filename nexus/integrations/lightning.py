@@ -8,7 +8,8 @@
 - `NexusCallback` is the loop's `run.step_end()` in `on_train_batch_end`: pause holds the fit there,
   stop sets `trainer.should_stop`, checkpoint calls `trainer.save_checkpoint` into the run folder's
   `checkpoints/`, eval runs the validation loop right after this batch, a ramp goes through the
-  optimizer (composing with the LR scheduler). `NexusCallback(sample=fn)` with
+  optimizer and its LR scheduler (the ramped LR is the one in param_groups, which LearningRateMonitor
+  and saved optimizer state read). `NexusCallback(sample=fn)` with
   `fn(module, prompt, tokens, temperature, top_k) -> text` enables the `g` key.
 - under DDP (`strategy="ddp"`, torchrun or Lightning's own launcher) global rank 0 reports and listens;
   at each batch end every rank takes part in one small broadcast of what it decided (`nexus/ranks.py`):
@@ -156,8 +157,10 @@ class NexusCallback(pl.Callback):
                             else trainer.estimated_stepping_batches)
         run.watch(pl_module, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
+            configs = getattr(trainer, "lr_scheduler_configs", None) or ()
+            schedulers = [c.scheduler for c in configs if innermost_optimizer(getattr(c.scheduler, "optimizer", None)) is optimizer]
             with contextlib.suppress(ValueError):
-                run.watch(optimizer)
+                run.watch(optimizer, scheduler=schedulers[0] if schedulers else None)
         run.on_checkpoint(self._checkpoint)
         if can_eval:
             run.on_eval(self._evaluate)

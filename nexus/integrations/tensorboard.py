@@ -103,7 +103,12 @@ class SummaryWriter:
         if not self._closed:
             from nexus.media import Histogram
 
-            self._media(str(tag), Histogram(values, num_bins=max_bins or 64), self._step_of(global_step))
+            try:
+                histogram = Histogram(values, num_bins=max_bins or 64)
+            except (TypeError, ValueError, OverflowError) as e:
+                self._not_kept("add_histogram", e)
+            else:
+                self._media(str(tag), histogram, self._step_of(global_step))
         if self._tb is not None:
             self._tb.add_histogram(tag, values, global_step, bins, walltime, max_bins)
 
@@ -113,10 +118,15 @@ class SummaryWriter:
         if not self._closed:
             from nexus.media import Image, as_array
 
-            pixels = as_array(img_tensor)
-            if dataformats.upper() == "CHW" and pixels.ndim == 3:
-                pixels = pixels.transpose(1, 2, 0)
-            self._media(str(tag), Image(pixels), self._step_of(global_step))
+            try:
+                pixels = as_array(img_tensor)
+                if dataformats.upper() == "CHW" and pixels.ndim == 3:
+                    pixels = pixels.transpose(1, 2, 0)
+                image = Image(pixels)
+            except (TypeError, ValueError, OverflowError) as e:
+                self._not_kept("add_image", e)
+            else:
+                self._media(str(tag), image, self._step_of(global_step))
         if self._tb is not None:
             self._tb.add_image(tag, img_tensor, global_step, walltime, dataformats)
 
@@ -182,6 +192,12 @@ class SummaryWriter:
         if global_step is not None:
             return int(global_step)
         return self._step if self._step is not None else self.run.step
+
+    def _not_kept(self, name: str, error: Exception) -> None:
+        """A value the loop passed that Nexus cannot keep: said once per method, never raised."""
+        if name not in self._ignored:
+            self._ignored.add(name)
+            self.run._put_log(f"SummaryWriter.{name}: a value was not kept ({error})", "warning")
 
     def _media(self, tag: str, value: Any, step: int) -> None:
         from nexus.richlog import rich_records

@@ -20,12 +20,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.css.query import NoMatches
 from textual.reactive import reactive
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, TabbedContent, TabPane
 
 from nexus_core.state import Exited, Launched
 from nexus_core.text import clean_text
 from nexus_tui.app import messages as msg
+from nexus_tui.app.checkpoint_actions import CheckpointActions
 from nexus_tui.app.run_actions import RunActions
 from nexus_tui.app.view_actions import ViewActions
 from nexus_tui.history.changes import Changes
@@ -51,23 +52,30 @@ LIVE_SLACK_S = 5.0
 record that was on its way while the dashboard was starting)."""
 
 
-class NexusApp(RunActions, ViewActions, App[None]):
+class NexusApp(RunActions, CheckpointActions, ViewActions, App[None]):
     """Watch and steer training runs."""
 
     CSS_PATH = "app.tcss"
     TITLE = "Nexus"
+    # The footer shows these in this order and cuts what does not fit: the essentials come first, so
+    # they survive 80 columns (? lists every key, with why one does not work on the selected run).
     BINDINGS = [
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
         Binding("n", "new_run", "New"),
-        Binding("p", "pause", "Pause/resume"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "ramp", "Ramp"),
+        Binding("s", "stop", "Stop"),
+        Binding("q", "quit", "Quit"),
+        Binding("m", "compare", "Compare"),
         Binding("c", "checkpoint", "Ckpt"),
         Binding("e", "eval_now", "Eval"),
         Binding("g", "generate", "Generate"),
-        Binding("r", "ramp", "Ramp"),
-        Binding("s", "stop", "Stop"),
-        Binding("m", "compare", "Compare"),
         Binding("R", "report", "Report"),
         Binding("t", "cycle_theme", "Theme"),
-        Binding("q", "quit", "Quit"),
+        Binding("T", "show_tab('tab-telemetry')", "Telemetry tab", show=False),
+        Binding("S", "show_tab('tab-samples')", "Samples tab", show=False),
+        Binding("M", "show_tab('tab-media')", "Media tab", show=False),
+        Binding("L", "show_tab('tab-log')", "Log tab", show=False),
         Binding("a", "dismiss_alerts", "Dismiss alert", show=False),
         Binding("left_square_bracket", "ema(-0.1)", "EMA-", show=False),
         Binding("right_square_bracket", "ema(0.1)", "EMA+", show=False),
@@ -122,6 +130,8 @@ class NexusApp(RunActions, ViewActions, App[None]):
         self._started_at = time.time()
         self._replayed = False
         """Set when the start-up replay of the runs folder is done: exits seen after it are news."""
+        self._follow: str | None = None
+        """A run just launched from the form: selected and scrolled to once its row exists."""
         self._stalled: set[str] = set()
         """Runs shown as stalled at the last check: silence alone changes the table."""
         self._theme_cycle, self._theme_warnings = register_themes(self, config_dir() / "themes")
@@ -158,7 +168,7 @@ class NexusApp(RunActions, ViewActions, App[None]):
                     yield MediaPane(id="media")
                 with TabPane("Log", id="tab-log"):
                     yield LogPane(id="log")
-        yield Footer()
+        yield Footer(compact=True, show_command_palette=False)  # ? lists every key, ctrl+p still opens the palette
 
     def on_mount(self) -> None:
         self.theme = self.settings.theme if self.settings.theme in self.available_themes else "nexus-dark"
@@ -215,7 +225,16 @@ class NexusApp(RunActions, ViewActions, App[None]):
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
         self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
-        self._dirty = True
+        self._dirty = self._view_changed = True
+        with contextlib.suppress(NoMatches):
+            charts = self.screen_stack[0].query_one(ChartsPanel)
+            if event.run_name in charts.pending:
+                charts.pending.remove(event.run_name)
+            table = self.screen_stack[0].query_one(RunTable)
+            if event.run_name not in table.marked:  # not the demo's (marked before they start): follow it
+                self._follow = event.run_name
+                if table.marked:  # the charts follow the marked runs: the new one joins them
+                    table.marked.add(event.run_name)
 
     @on(msg.BatchReceived)
     def _batch(self, event: msg.BatchReceived) -> None:
@@ -270,6 +289,9 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     @on(msg.CommandFinished)
     def _command_done(self, event: msg.CommandFinished) -> None:
+        if event.cmd == "launch":  # a refused launch is no longer coming
+            with contextlib.suppress(NoMatches, ValueError):
+                self.screen_stack[0].query_one(ChartsPanel).pending.remove(event.run_name)
         if event.error:
             self.notify(f"{event.run_name}: {event.cmd} failed: {event.error}", severity="error")
             self.log_line(event.run_name, f"{event.cmd} failed: {event.error}", "error")
@@ -339,18 +361,25 @@ class NexusApp(RunActions, ViewActions, App[None]):
 
     def _redraw(self) -> None:
         if (not self._dirty or self._services is None or not isinstance(self.screen, Screen)
-                or self.screen is not self.screen_stack[0]):
-            return  # nothing new, the services not made yet (before the first frame), or a dialog on top
+                or not (self.screen is self.screen_stack[0] or isinstance(self.screen, ModalScreen))):
+            return  # nothing new, the services not made yet (before the first frame), or a full screen on top
+        # Under a dialog the table and charts go on: a dialog never freezes the state of what it acts on.
         live = not self._view_changed  # only new records: charts may wait for their next slot
         self._dirty = self._view_changed = False
         palette = palette_for(self.theme)
+        main = self.screen_stack[0]  # the dashboard, also while a dialog is on top of it
         try:
-            table = self.query_one(RunTable)
+            table = main.query_one(RunTable)
+            charts = main.query_one(ChartsPanel)
         except NoMatches:  # the app is closing: its widgets are gone before its timers
             return
         with self.batch_update():
             table.show_runs(self.store.runs(), palette, live=live)
-            self.query_one(ChartsPanel).redraw(self.store, table.selected, palette, live=live)
+            if self._follow is not None and self._follow in table.rows:  # a run just launched from the form
+                table.select_run(self._follow)
+                self._follow = None
+            charts.marked = bool(table.marked)
+            charts.redraw(self.store, table.selected, palette, live=live)
 
     def _sample_telemetry(self) -> None:
         try:

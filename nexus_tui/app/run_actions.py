@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from textual.widgets import TabbedContent
 
 from nexus_core.schema import PAUSED
 from nexus_tui.app import messages as msg
+from nexus_tui.app.checkpoint_actions import has_checkpoint, newest_step
 from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
@@ -40,6 +42,8 @@ KEY_COMMAND_TIMEOUT_S = 60.0
 """How long a command from a key waits for its run to read it: an engine reads commands between
 steps, and a step with an eval, a sample and a checkpoint on a loaded CPU takes seconds (at 5 s a
 person's Stop expired unapplied while the engine finished its step-50 eval)."""
+RESUME_WAIT_S = 60.0
+"""How long a Resume waits for the stopped run's process to be gone before it starts the new one."""
 BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
@@ -64,11 +68,22 @@ class RunActions(_AppBase):
 
         def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
 
+        def _checkpoint_run(self) -> Any: ...  # CheckpointActions'
+
+        def _generate_from_checkpoint(self, run: Any) -> None: ...
+
+        use_checkpoint: Any  # a Textual worker there (@work)
+
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
+    ON_CHECKPOINT = {"e": "eval_now", "g": "generate"}
+    """Live-only keys that a stopped engine run's newest checkpoint can serve instead, as
+    `nexus eval`/`nexus generate` do headless."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """None (shown greyed, not run) for a live-only action on a run that is not live."""
+        if action in self.ON_CHECKPOINT.values() and self._checkpoint_run() is not None:
+            return True
         if action in self.LIVE_ONLY.values() and self._not_live():
             return None
         return True
@@ -82,12 +97,14 @@ class RunActions(_AppBase):
         run = self.store.get(name) if name else None
         if run is None or run.live:
             return ""
-        if run.ckpts:
+        if has_checkpoint(run):
             return f"run {run.label} is {run.state}: r resumes it (from a checkpoint, with an LR ramp)"
         return f"run {run.label} is {run.state} and has no checkpoint: nothing to do (n starts a new run)"
 
     def on_key(self, event: events.Key) -> None:
         """A greyed key pressed anyway: say at once what is possible instead of doing nothing."""
+        if event.key in self.ON_CHECKPOINT and self._checkpoint_run() is not None:
+            return  # served by the newest checkpoint
         if event.key in self.LIVE_ONLY and len(self.screen_stack) == 1 and (why := self._not_live()):
             event.stop()
             self.notify(why, severity="warning", markup=False)
@@ -110,8 +127,9 @@ class RunActions(_AppBase):
         return False
 
     @work(thread=True, group="commands")
-    def send(self, name: str, command: Command) -> None:
-        """Send a command off the event loop (a busy engine may take seconds to answer)."""
+    def send(self, name: str, command: Command, then: Command | None = None) -> None:
+        """Send a command off the event loop (a busy engine may take seconds to answer); `then`
+        goes after it once it was taken (a ramp on a paused run, then its unpause)."""
         from nexus_core.control import ControlError
 
         notice = threading.Timer(BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name)))
@@ -125,6 +143,13 @@ class RunActions(_AppBase):
         finally:
             notice.cancel()
         self.post_message(msg.CommandFinished(name, command.name))
+        if then is not None:
+            try:
+                self.services.supervisor.send(name, then, timeout=KEY_COMMAND_TIMEOUT_S)
+            except (ControlError, OSError, ValueError, KeyError) as e:
+                self.post_message(msg.CommandFinished(name, then.name, str(e) or type(e).__name__))
+                return
+            self.post_message(msg.CommandFinished(name, then.name))
 
     def action_pause(self) -> None:
         name = self._current()
@@ -143,6 +168,10 @@ class RunActions(_AppBase):
             self.send(name, Checkpoint())
 
     def action_eval_now(self) -> None:
+        if (run := self._checkpoint_run()) is not None:
+            self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
+            self.use_checkpoint(run.name, run.run_dir, "eval", [])
+            return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
 
@@ -154,7 +183,10 @@ class RunActions(_AppBase):
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
+            run = self.store.get(name)
+            if yes and run is not None and not run.live:  # it ended while the question was open
+                self.notify(f"{run.label} is already {run.state}: nothing to stop", markup=False)
+            elif yes:
                 from nexus_core.commands import Stop
 
                 self.send(name, Stop())
@@ -165,6 +197,9 @@ class RunActions(_AppBase):
         self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
 
     def action_generate(self) -> None:
+        if (stopped := self._checkpoint_run()) is not None:
+            self._generate_from_checkpoint(stopped)
+            return
         name = self._current()
         if name is None or self._lacks(name, "generate"):
             return
@@ -172,7 +207,10 @@ class RunActions(_AppBase):
         prompt = str((run.config.get("train") or {}).get("sample_prompt", "def ")) if run else "def "
 
         def answered(args: dict[str, Any] | None) -> None:
-            if args:
+            if args and run is not None and not run.live:  # it ended while the dialog was open
+                self.notify(f"{run.label} is {run.state} now: nothing was sent (g again samples its newest "
+                            "checkpoint)", severity="warning", markup=False)
+            elif args:
                 from nexus_core.commands import Generate
 
                 self.send(name, Generate(**args))
@@ -192,10 +230,16 @@ class RunActions(_AppBase):
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return
+        if not run.live and not has_checkpoint(run):
+            self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
+                        "(n starts a new run)", severity="warning", markup=False)
+            return
         sup = self.services.supervisor
+        opened_live = run.live
 
-        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float]]:
-            return sup.lr_preview(run_dir, target, ramp, total, from_ckpt=ckpt)
+        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float], str]:
+            hello = run.hello.to_dict() if run.hello else None
+            return sup.noted_lr_preview(run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
 
         def now() -> tuple[int, float | None, int]:
             return run.step, run.lr, run.total_steps
@@ -203,27 +247,47 @@ class RunActions(_AppBase):
         def answered(args: dict[str, Any] | None) -> None:
             if not args:
                 return
-            if run.live:
-                from nexus_core.commands import Ramp
+            # Act on what is true now, not when the dialog opened: the run may have ended meanwhile.
+            if opened_live and not run.live:
+                self.notify(f"{run.label} {run.state} while the dialog was open: nothing was sent "
+                            "(r again resumes it from a checkpoint)", severity="warning", markup=False)
+            elif run.live:
+                from nexus_core.commands import Ramp, Unpause
 
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                                     total_steps=args["total_steps"] or None))
+                                     total_steps=args["total_steps"] or None),
+                          then=Unpause() if args.get("unpause") and run.state == PAUSED else None)
             else:
                 self._resume(run_dir, args)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
         screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
-                            run.total_steps, preview, now)
+                            run.total_steps, preview, now, paused=run.state == PAUSED)
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
     def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+        # A run reads `stopped` from its last state record while its process still exits (final
+        # checkpoint, writer flush): Resume pressed then waits for it instead of failing "still running".
+        sup = self.services.supervisor
+        deadline = time.monotonic() + RESUME_WAIT_S
+        while run_dir.name in sup.live_runs() and time.monotonic() < deadline:
+            time.sleep(0.1)
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
                                             args["total_steps"] or None, args["from_ckpt"])
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
+
+    def action_help(self) -> None:
+        """? and F1: every key, and whether it works on the highlighted run now (and why not)."""
+        if len(self.screen_stack) > 1:
+            return  # over a dialog, its own keys apply
+        from nexus_tui.app.key_help import key_help
+        from nexus_tui.screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(*key_help(self)))
 
     def action_new_run(self) -> None:
         devices = self.services.devices()
@@ -294,6 +358,11 @@ class RunActions(_AppBase):
             name = next_free_name(self.root, f"demo-{label}")
             self.query_one(RunTable).marked.add(name)  # both curves on the same charts from the start
             launches.append((preset, name, device, self.demo_steps, overrides))
+        from nexus_tui.widgets.charts_panel import ChartsPanel
+
+        self.query_one(ChartsPanel).pending = [name for _, name, *_ in launches]  # said until their rows exist
+        self.log_line("nexus", f"starting the demo: {' and '.join(n for _, n, *_ in launches)} (seconds: "
+                      "each checks its config, then imports torch)")
         self._launch_in_order(launches)  # baseline first in the table and in the first colour, every time
 
     def action_compare(self) -> None:

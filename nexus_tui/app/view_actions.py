@@ -45,6 +45,15 @@ class ViewActions(_AppBase):
 
     def action_cycle_theme(self) -> None:
         self.theme = next_theme(self.theme, self._theme_cycle)
+        at = self._theme_cycle.index(self.theme) + 1 if self.theme in self._theme_cycle else 0
+        self.notify(f"Theme: {self.theme}" + (f" ({at} of {len(self._theme_cycle)}; t for the next)" if at else ""),
+                    timeout=3)
+
+    def action_show_tab(self, tab: str) -> None:
+        """T, S, M, L: the side pane's Telemetry, Samples, Media and Log tabs (a crash's traceback is in Log)."""
+        from textual.widgets import TabbedContent
+
+        self.screen_stack[0].query_one("#side", TabbedContent).active = tab
 
     def action_ema(self, delta: float) -> None:
         self.ema = min(max(round(self.ema + delta, 2), 0.0), 0.99)

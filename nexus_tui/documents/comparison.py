@@ -8,6 +8,8 @@ textual-free: the CLI path loads runs straight from their metrics files.
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +45,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("final H", "final H (nats)", fmt.loss, "min"),
     Column("steps", "steps", lambda v: str(v or 0), None),
     Column("tokens", "tokens", fmt.count, None),
-    Column("tok/s", "tok/s", fmt.count, "max"),
-    Column("wall", "wall time", fmt.duration, "min"),
+    Column("tok/s", "tok/s (median)", fmt.count, "max"),
+    Column("wall", "time training", fmt.duration, "min"),
 )
 
 
@@ -59,14 +61,49 @@ class ResultRow:
         return [col.text(v) for col, v in zip(COLUMNS, self.values, strict=True)]
 
 
+IDLE_FLOOR_S = 60.0
+IDLE_FACTOR = 20.0
+"""A gap between training records longer than max(IDLE_FLOOR_S, IDLE_FACTOR x the median gap) is time
+the run was not training (stopped, then resumed hours later; a long pause): not wall time."""
+
+
+def active_seconds(times: Sequence[float]) -> float | None:
+    """Seconds spent training, from the times of a run's training records: the sum of the gaps
+    between them, less idle gaps (a run that trained ~70 s and was resumed a minute later is ~70 s,
+    not 2m28s). None with fewer than two records."""
+    ts = sorted(t for t in times if math.isfinite(t))
+    if len(ts) < 2:
+        return None
+    gaps = [b - a for a, b in zip(ts, ts[1:], strict=False)]
+    idle = max(IDLE_FLOOR_S, IDLE_FACTOR * statistics.median(gaps))
+    return sum(g for g in gaps if g <= idle)
+
+
+def median_of(values: Sequence[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return statistics.median(finite) if finite else None
+
+
+def ended_config(run: RunView) -> dict[str, Any]:
+    """The config the run ended with: its hello's, with the total a live ramp or a resume moved
+    (`train.steps`), so two runs both ramped to 400 do not read `400 vs 300`."""
+    config = dict(run.config or {})
+    train = config.get("train")
+    if isinstance(train, dict) and run.total_steps > 0 and train.get("steps") != run.total_steps:
+        config["train"] = {**train, "steps": run.total_steps}
+    return config
+
+
 def result_row(store: MetricStore, run: RunView) -> ResultRow:
-    """best val loss, its PPL (the same number, read as perplexity), final H, steps, tokens, tok/s,
-    wall time (first to last training metric record; time spent paused counts, as the clock ran; a
-    loop that logs only `loss` is timed by its loss records, as the charts draw it)."""
+    """best val loss, its PPL (the same number, read as perplexity), final H, steps, tokens, the
+    median tok/s (the last one is one noisy step), and the time spent training (`active_seconds`:
+    idle gaps such as the wait before a resume do not count; a loop that logs only `loss` is timed
+    by its loss records, as the charts draw it)."""
     times, _ = store.series(run.name, "ce" if len(run.series["ce"]) else "loss", x="time")
-    wall = (times[-1] - times[0]) if len(times) > 1 else None
+    _, tok_s = store.series(run.name, "tok_s")
     best = run.best_val_loss
-    return ResultRow(run.name, (best, best, run.ce, run.step or 0, run.tokens, run.tok_s, wall))
+    return ResultRow(run.name, (best, best, run.ce, run.step or 0, run.tokens, median_of(tok_s),
+                                active_seconds(times)))
 
 
 def results(store: MetricStore, names: Sequence[str]) -> list[ResultRow]:
@@ -179,7 +216,7 @@ def comparison_markdown(store: MetricStore, names: Sequence[str]) -> str:
         "",
         "### Config differences",
         "",
-        differences_markdown(shown, {r.name: r.config for r in runs}),
+        differences_markdown(shown, {r.name: ended_config(r) for r in runs}),
         "",
     ]
     return "\n".join(parts)

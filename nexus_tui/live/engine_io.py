@@ -12,6 +12,7 @@ import fcntl
 import os
 import select
 import shutil
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -132,11 +133,19 @@ def _drain(fd: int) -> bytes:
     return b"".join(chunks)
 
 
+BARE_PYTHONS = ("python", "python3")
+"""Command names that mean "Python" rather than one interpreter in particular."""
+
+
 def command_program(argv: list[str]) -> str:
-    """The executable a launched command runs, found on PATH as a shell would (but with no shell):
-    `python` is the user's python, never the dashboard's. Raises ValueError with what to fix."""
+    """The executable a launched command runs, found on PATH as a shell would (but with no shell).
+    A bare `python` or `python3` is the interpreter Nexus runs under (its venv has torch and the
+    reporter even when the venv is not activated: `make demo` never activates it); any other name
+    or a path (`python3.11`, `.venv/bin/python`) is used as given. Raises ValueError with what to fix."""
     if not argv or not argv[0].strip():
         raise ValueError("give a command to run, e.g. python train.py --lr 3e-4")
+    if argv[0] in BARE_PYTHONS and sys.executable:
+        return sys.executable
     found = shutil.which(argv[0])
     if found is None:
         raise ValueError(f"command not found: {argv[0]!r} (not an executable file, nor on PATH)")

@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from nexus_core.checkpoints import resolve_checkpoint
+from nexus_core.errors import CheckpointError
 from nexus_core.protocol import clean_text, engine_argv
 from nexus_core.runfolder import status_live
 from nexus_core.schema import RUN_DIR_ENV
@@ -56,12 +58,17 @@ def resume_args(
     steps: int | None, from_ckpt: str | None, device: str | None,
 ) -> tuple[list[str], str]:
     """`engine resume` arguments and the device the run will use. LaunchError while the run is
-    still running (this dashboard follows it, or its status says so and its pid lives) or for half
-    a ramp."""
+    still running (this dashboard follows it, or its status says so and its pid lives), for half
+    a ramp, or when the checkpoint asked for (the newest when None) does not exist: nothing starts,
+    so the run keeps the state it had (a crashed run stays crashed in every view)."""
     if live or status_live(status):
         raise LaunchError(f"run {run_dir.name!r} is still running: stop it before resuming it")
     if (lr is None) != (ramp_steps is None):
         raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
+    try:  # before anything starts: a resume that can only fail must not turn the run into a new failure
+        resolve_checkpoint(run_dir, from_ckpt)
+    except CheckpointError as e:
+        raise LaunchError(f"cannot resume {run_dir.name}: {e}; n starts a new run") from None
     args = ["resume", "--run-dir", str(run_dir)]
     if from_ckpt:
         args += ["--from", str(from_ckpt)]
@@ -89,6 +96,29 @@ def check_train(python: str, args: list[str], cwd: Path) -> None:
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
         raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+
+
+CHECKPOINT_VERBS = ("generate", "eval")
+"""The engine's commands that use a stopped run's checkpoint without training (`nexus generate|eval`)."""
+
+
+def use_checkpoint(python: str, verb: str, run_dir: Path, args: list[str], cwd: Path, timeout: float = 600) -> str:
+    """`engine generate|eval --run-dir D --from latest ARGS` to the end, isolated like every engine:
+    what it printed, cleaned, or LaunchError with its one error line. The dashboard's `g` and `e` on
+    a run that is not live, so they do what `nexus generate`/`nexus eval` do headless."""
+    if verb not in CHECKPOINT_VERBS:
+        raise LaunchError(f"not a checkpoint command: {verb!r}")
+    argv = engine_argv(python, verb, "--run-dir", str(run_dir), "--from", "latest", *args)
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                             env=base_env(None), stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LaunchError(f"{verb} on {run_dir.name}'s checkpoint: {e}") from None
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
+        raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+    return clean_text(out.stdout.strip(), multiline=True)
 
 
 def command_launch(argv: list[str], run_dir: Path, device: str) -> tuple[str, dict[str, str]]:

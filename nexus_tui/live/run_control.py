@@ -10,7 +10,7 @@ from typing import Any
 from nexus_core.commands import Command, as_args, command_error
 from nexus_core.control import COMMAND_TIMEOUT_S
 from nexus_core.errors import NexusError
-from nexus_core.lr_preview import lr_preview
+from nexus_core.lr_preview import LrPreview, lr_preview
 from nexus_core.protocol import RESUME, UNPAUSE, ControlError, send_command
 from nexus_tui.live.launch_args import LaunchError
 
@@ -34,8 +34,17 @@ def ramp_preview(
     run_dir: Path, target_lr: float, ramp_steps: int, steps: int | None = None, from_ckpt: str | None = None,
 ) -> tuple[list[int], list[float]]:
     """The LR a ramped resume would follow, computed in-process by the core (torch-free)."""
+    got = noted_ramp_preview(run_dir, target_lr, ramp_steps, steps, from_ckpt)
+    return got.steps, got.lrs
+
+
+def noted_ramp_preview(
+    run_dir: Path, target_lr: float, ramp_steps: int, steps: int | None = None, from_ckpt: str | None = None,
+    hello: dict[str, Any] | None = None,
+) -> LrPreview:
+    """The preview with what it assumes (`note`; a run Nexus did not write); `hello`: the run's newest."""
     try:
-        got = lr_preview(run_dir, float(target_lr), int(ramp_steps), None if steps is None else int(steps), from_ckpt)
+        return lr_preview(run_dir, float(target_lr), int(ramp_steps), None if steps is None else int(steps),
+                          from_ckpt, hello=hello)
     except NexusError as e:
         raise LaunchError(str(e)) from None
-    return got.steps, got.lrs

@@ -59,7 +59,9 @@ from nexus_tui.live.launch_args import (
     command_launch,
     resume_args,
     train_args,
+    use_checkpoint,
 )
+from nexus_tui.live.silent_exit import record_silent_exit
 from nexus_tui.live.spawn import ManagedRun, start_in_session
 
 OnBatch = Callable[[str, Path, list[Piece]], None]
@@ -175,6 +177,12 @@ class Supervisor(Attaching):
                                        lr, ramp_steps, steps, from_ckpt, device)
         self._spawn(run_dir.name, run_dir, args, run_device)
 
+    def use_checkpoint(self, run_dir: str | Path, verb: str, args: list[str]) -> str:
+        """`generate` or `eval` on a run's newest checkpoint, to the end (blocks: call off the event loop)."""
+        if self.python == sys.executable and (missing := engine_missing()):
+            raise LaunchError(missing)
+        return use_checkpoint(self.python, verb, self._resolve(run_dir), args, self.root.parent)
+
     def _free_name(self, preset: str) -> str:
         try:
             with self._lock:
@@ -271,7 +279,9 @@ class Supervisor(Attaching):
                 return
             run.exited, run.exit_code = True, code
         try:
-            self.on_exit(run.name, code, log_tail(run.run_dir))
+            tail = log_tail(run.run_dir)
+            record_silent_exit(run.run_dir, code, tail)  # a run that died before any record: every view sees it
+            self.on_exit(run.name, code, tail)
         except Exception as e:  # noqa: BLE001
             self._warn(run.name, f"the dashboard failed to handle the run's exit: {e!r}")
 
@@ -299,6 +309,14 @@ class Supervisor(Attaching):
     ) -> tuple[list[int], list[float]]:
         """The LR a ramped resume of this run would follow (run_control.ramp_preview)."""
         return run_control.ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt)
+
+    def noted_lr_preview(
+        self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
+        from_ckpt: str | None = None, hello: dict[str, Any] | None = None,
+    ) -> tuple[list[int], list[float], str]:
+        """(steps, LRs, what the preview assumes): the ramp dialog's preview of any run."""
+        got = run_control.noted_ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt, hello)
+        return got.steps, got.lrs, got.note
 
     # -- the whole fleet -------------------------------------------------------------------------
 

@@ -34,9 +34,9 @@ class ChartFilterScreen(FormDialog[str]):
             yield Label("Show charts whose name matches (regex, empty shows all)", classes="title")
             yield Input(self.current, placeholder="e.g. ^train/|acc", id="chart-filter")
             yield Static(id="error", classes="error", markup=False)
-            with Horizontal(classes="buttons"):
-                yield Button("Filter", variant="primary", id="go")
+            with Horizontal(classes="buttons"):  # Cancel, then the action on the right, as in every dialog
                 yield Button("Cancel", id="cancel")
+                yield Button("Filter", variant="primary", id="go")
 
     def _submit(self) -> None:
         text = self.query_one("#chart-filter", Input).value

@@ -24,6 +24,7 @@ from nexus_tui.documents.comparison import (
     COLUMNS,
     comparison_markdown,
     config_differences,
+    ended_config,
     flatten,
     result_row,
 )
@@ -149,7 +150,7 @@ class CompareScreen(Screen[None]):
         diff.add_column("key")
         for run in runs:
             diff.add_column(fmt_name(run, self.palette), key=run.name)
-        rows = config_differences({r.name: r.config for r in runs})
+        rows = config_differences({r.name: ended_config(r) for r in runs})
         for key, values in rows:
             diff.add_row(fmt.plain(key), *map(fmt.plain, values))
         if not rows and len(runs) > 1:

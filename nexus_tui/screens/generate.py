@@ -16,6 +16,7 @@ from textual.widgets import Button, Input, Label, Static
 from nexus_core.protocol import COMMAND_ARGS, GENERATE
 from nexus_core.text import clean_text
 from nexus_tui.screens.confirm import FormDialog
+from nexus_tui.screens.fields import Field
 
 
 def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
@@ -46,24 +47,28 @@ class GenerateScreen(FormDialog[dict[str, Any] | None]):
     DEFAULT_CSS = """
     GenerateScreen Input { width: 1fr; }
     GenerateScreen .row { height: auto; }
-    GenerateScreen .row Input { width: 19; }
+    GenerateScreen .row Field { width: 1fr; margin-right: 1; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, run_name: str, prompt: str = "def ") -> None:
+    def __init__(self, run_name: str, prompt: str = "def ", from_step: int | None = None) -> None:
         super().__init__()
+        self.from_step = from_step
+        """A run that is not live samples from its newest checkpoint (this step's), as `nexus generate`."""
         self.run_name = run_name
         self.default_prompt = prompt
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"Sample from {clean_text(self.run_name, limit=80)} (between steps; training is untouched)",
-                        classes="title", markup=False)
-            yield Input(self.default_prompt, placeholder="prompt", id="prompt")
+            name = clean_text(self.run_name, limit=80)
+            title = (f"Sample from {name} (between steps; training is untouched)" if self.from_step is None
+                     else f"Sample from {name}'s newest checkpoint (step {self.from_step})")
+            yield Label(title, classes="title", markup=False)
+            yield Field("prompt", Input(self.default_prompt, placeholder="prompt", id="prompt"))
             with Horizontal(classes="row"):
-                yield Input("100", placeholder="tokens", id="tokens", tooltip="tokens to generate")
-                yield Input("0.8", placeholder="temperature", id="temperature", tooltip="temperature")
-                yield Input("40", placeholder="top-k", id="top_k", tooltip="top-k (0 = off)")
+                yield Field("tokens", Input("100", id="tokens", tooltip="tokens to generate"))
+                yield Field("temperature", Input("0.8", id="temperature", tooltip="0 = always the likeliest token"))
+                yield Field("top-k (0 = off)", Input("40", id="top_k", tooltip="sample among the k likeliest"))
             yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")

@@ -147,6 +147,11 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
                 yield Button("Cancel", id="cancel")
                 yield Button("Launch", id="go", variant="primary")
 
+    def on_mount(self) -> None:
+        # The name has focus (Enter launches the defaults), but the form is read from its top: focusing
+        # the name scrolled the preset and device out of sight on a short terminal.
+        self.call_after_refresh(self.query_one("#launch-body", VerticalScroll).scroll_home, animate=False)
+
     def _submit(self) -> None:
         value = {w.id: w.value for w in self.query(Input)}
         args, error = parse_launch(

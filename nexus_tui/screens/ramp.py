@@ -23,18 +23,34 @@ from textual.css.query import NoMatches
 from textual.widgets import Button, DataTable, Input, Label, Static
 from textual.worker import get_current_worker
 
+from nexus_core.checkpoints import existing_steps
 from nexus_core.protocol import COMMAND_ARGS, RAMP
 from nexus_core.text import clean_text
 from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
+from nexus_tui.screens.fields import Field
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
-Preview = Callable[[float, int, int, "str | None"], tuple[list[int], list[float]]]
-"""(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs); may block (it runs the engine)."""
+Preview = Callable[[float, int, int, "str | None"], "tuple[list[int], list[float]] | tuple[list[int], list[float], str]"]
+"""(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs[, what it assumes]); may block."""
 Now = Callable[[], tuple[int, "float | None", int]]
 """The run as it is now: (step, LR, total steps), read again every second while the dialog is open."""
 NOW_EVERY_S = 1.0
+
+
+def default_ramp(resume_step: int, total: int) -> tuple[int, int]:
+    """A valid starting point for the dialog: (ramp steps, new total or 0 to keep the run's).
+
+    The ramp takes a quarter of what is left (at most 100 steps), so the schedule still has room to
+    decay after it; a finished run (nothing left) is offered half its length again, since resuming
+    it only makes sense with a new total. Never a ramp that ends past the total."""
+    new_total = 0
+    if total > 0 and total - resume_step <= 1:
+        new_total = resume_step + max(10, total // 2)
+    left = (new_total or total) - resume_step
+    ramp = max(1, min(100, left // 4)) if left > 1 else (100 if total <= 0 else 0)
+    return ramp, new_total
 
 
 def parse_ramp(target: str, ramp: str, total: str, at_step: int, run_total: int = 0) -> tuple[dict[str, Any] | None, str]:
@@ -78,15 +94,16 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
     RampScreen #ramp-body { height: 1fr; }
     RampScreen DataTable { height: 1fr; min-height: 3; }
     RampScreen .row { height: auto; }
-    RampScreen .row Input { width: 1fr; }
+    RampScreen .row Field { width: 1fr; margin-right: 1; }
     RampScreen MetricChart { height: 3fr; min-height: 6; }
+    RampScreen #assumes { color: $text-muted; }
     RampScreen .buttons { dock: bottom; margin-top: 0; }
     """
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
         self, run_name: str, live: bool, checkpoints: list[dict[str, Any]], step: int, current_lr: float | None,
-        total_steps: int, preview: Preview, now: Now | None = None,
+        total_steps: int, preview: Preview, now: Now | None = None, paused: bool = False,
     ) -> None:
         super().__init__()
         self.run_name = run_name
@@ -97,18 +114,29 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         self.total_steps = total_steps
         self.preview = preview
         self.now = now
+        self.paused = paused
+        """A paused live run: Apply also unpauses it (the key is Ramp/Resume: it should go on)."""
         self.preview_points = 0
         """Points in the last drawn preview (0 until the engine answered)."""
+        self.preview_note = ""
+        """What the last drawn preview assumes (a run Nexus did not write), shown under the chart."""
 
     def compose(self) -> ComposeResult:
-        how = "ramp the live run from its current LR" if self.live else "restart from the chosen checkpoint"
+        name = clean_text(self.run_name, limit=80)
+        if self.live:
+            title = f"Ramp the LR of {name} — live, from the step it is at" + (" (then unpause it)" if self.paused else "")
+        else:
+            title = f"Resume {name} from a checkpoint, with an LR ramp"
+        start = self.step if self.live or not self.checkpoints else int(self.checkpoints[0].get("step") or 0)
+        ramp, new_total = default_ramp(start, self.total_steps)
         with Vertical():
-            yield Label(f"Resume {clean_text(self.run_name, limit=80)} with an LR ramp — {how}", classes="title",
-                        markup=False)
+            yield Label(title, classes="title", markup=False)
             with VerticalScroll(id="ramp-body", can_focus=False):  # Tab goes field to field
                 table: DataTable = DataTable(cursor_type="row", id="ckpts")
                 table.styles.max_height = min(8, len(self.checkpoints) + 1)  # header + rows: no empty space
-                table.display = bool(self.checkpoints)  # an empty table's rows go to the chart instead
+                # A live ramp starts where the run is: a table to move through that changed nothing
+                # misled. An empty table's rows go to the chart instead.
+                table.display = bool(self.checkpoints) and not self.live
                 table.add_columns("step", "loss", "val loss", "best", "saved")
                 for c in self.checkpoints:
                     saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
@@ -117,24 +145,36 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                                          "★" if c.get("best") else "", saved)),
                         key=str(c.get("path", c.get("step"))),
                     )
-                if not self.checkpoints:
-                    yield Label("No checkpoints yet" + (" (the live run is ramped from where it is)" if self.live else ""))
+                if self.live:
+                    yield Label("The ramp starts at the run's current step (checkpoints load only when a "
+                                "stopped run resumes).")
+                elif not self.checkpoints:
+                    yield Label("No checkpoints on disk: nothing to resume from.")
+                else:
+                    yield Label("Checkpoint to resume from (↑↓ picks; only those still on disk):")
                 yield table
                 with Horizontal(classes="row"):
-                    yield Input(f"{(self.current_lr or 1e-3):.2e}", id="target", tooltip="target LR")
-                    fits = max(0, min(100, self.total_steps - self.step - 1))  # a default that is valid
-                    yield Input(str(fits), id="ramp", tooltip="ramp steps")
-                    yield Input("", id="total", placeholder=f"total (now {self.total_steps})", tooltip="new total steps")
+                    yield Field("target LR", Input(f"{(self.current_lr or 1e-3):.2e}", id="target",
+                                                   tooltip="the LR the ramp ends at; the schedule goes on from there"))
+                    yield Field("ramp steps", Input(str(ramp), id="ramp",
+                                                    tooltip="steps to go linearly from the current LR to the target"))
+                    yield Field("total (blank = keep)",
+                                Input(str(new_total) if new_total else "", id="total",
+                                      placeholder=f"now {self.total_steps}", tooltip="new total steps of the run"))
                 yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
                 yield MetricChart("LR preview", id="preview")
+                yield Label("", id="assumes", markup=False)
                 yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button("Apply ramp" if self.live else "Resume", id="go", variant="primary")
+                go = ("Apply and unpause" if self.paused else "Apply ramp") if self.live else "Resume"
+                yield Button(go, id="go", variant="primary")
 
     def on_mount(self) -> None:
         # A stopped run resumes from a checkpoint: pick it first; a live one ramps from where it is.
         (self.query_one("#ckpts") if self.checkpoints and not self.live else self.query_one("#target", Input)).focus()
+        if not self.live and not self.checkpoints:
+            self.query_one("#go", Button).disabled = True  # it could only fail
         self._update_preview()
         if self.now is not None:
             self.set_interval(NOW_EVERY_S, self._refresh_now)
@@ -147,7 +187,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
             return
         self.step, self.current_lr, self.total_steps = step, lr, total
         self.query_one("#now", Label).update(f"now: step {step}, LR {fmt.lr(lr)}")
-        self.query_one("#total", Input).placeholder = f"total (now {total})"
+        self.query_one("#total", Input).placeholder = f"now {total}"
         if self.live:  # a live ramp starts from where the run is now: redraw it from there
             self._update_preview()
 
@@ -156,7 +196,7 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         return int(ckpt["step"]) if ckpt and not self.live else self.step
 
     def _chosen(self) -> dict[str, Any] | None:
-        if not self.checkpoints:
+        if not self.checkpoints or self.live:
             return None
         table = self.query_one("#ckpts", DataTable)
         return self.checkpoints[min(table.cursor_row, len(self.checkpoints) - 1)]
@@ -186,20 +226,30 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         if get_current_worker().is_cancelled:
             return
         try:
-            steps, lrs = self.preview(target, ramp, total, ckpt)
+            got = self.preview(target, ramp, total, ckpt)
+            steps, lrs = got[0], got[1]
+            note = str(got[2]) if len(got) > 2 else ""
         except Exception as e:  # noqa: BLE001 - any failure is shown as one line, the dialog stays usable
             self.app.call_from_thread(self._show_error, f"preview failed: {e}")
             return
         if not get_current_worker().is_cancelled:
-            self.app.call_from_thread(self._draw_preview, list(steps), list(lrs))
+            self.app.call_from_thread(self._draw_preview, list(steps), list(lrs), note)
 
-    def _draw_preview(self, steps: list[float], lrs: list[float]) -> None:
+    def _draw_preview(self, steps: list[float], lrs: list[float], note: str = "") -> None:
         try:
             chart = self.query_one("#preview", MetricChart)
+            self.query_one("#assumes", Label).update(clean_text(note, limit=200))
         except NoMatches:
             return  # the dialog closed (or is closing) while the preview was computed
+        self.preview_note = note
         color = (244, 162, 89)
-        spec = ChartSpec(title=f"LR preview: {fmt.lr(lrs[0] if lrs else None)} → …", xlabel="step")
+        args, _ = self._args()
+        title = f"LR preview from step {int(steps[0]) if steps else self._resume_step()}: {fmt.lr(lrs[0] if lrs else None)}"
+        if args is not None:
+            end = args["total_steps"] or self.total_steps
+            title += (f" → {fmt.lr(args['target_lr'])} over {args['ramp_steps']} steps"
+                      + (f", then the schedule to step {end}" if end else ""))
+        spec = ChartSpec(title=title, xlabel="step")
         spec.curves.append(Curve(steps, lrs, color))
         chart.show(spec)
         self.preview_points = len(steps)
@@ -209,21 +259,30 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
             self.query_one("#error", Static).update(clean_text(text))
 
     def _submit(self) -> None:
+        if not self.live and not self.checkpoints:
+            self.query_one("#error", Static).update("no checkpoint on disk to resume from: Cancel, then n starts a new run")
+            return
         args, error = self._args()
         if args is None:
             self.query_one("#error", Static).update(error)
             return
         ckpt = self._chosen()
         args["from_ckpt"] = None if self.live or ckpt is None else ckpt.get("path")
+        if self.live and self.paused:
+            args["unpause"] = True
         self.dismiss(args)
 
 
 def checkpoint_rows(store: Any, run: Any) -> list[dict[str, Any]]:
-    """The run's checkpoints, newest first, each with the training loss at its step (from the store)."""
+    """The run's checkpoints still on disk, newest first, each with the training loss at its step (from
+    the store). A `ckpt` record outlives the folder `keep_last` deletes: offering it could only fail."""
     steps, losses = store.series(run.name, "ce", x="step")
     steps, losses = list(steps), list(losses)
+    on_disk = existing_steps(run.run_dir) if run.run_dir is not None else None
     rows = []
     for ckpt in reversed(run.ckpts):
+        if on_disk is not None and ckpt.step not in on_disk:
+            continue
         at = bisect.bisect_right(steps, ckpt.step) - 1
         rows.append({**ckpt.to_dict(), "loss": losses[at] if at >= 0 else None})
     return rows

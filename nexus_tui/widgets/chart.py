@@ -27,10 +27,10 @@ from textual.strip import Strip
 from textual.style import Style
 from textual_plotext import PlotextPlot
 
+from nexus_tui.curves.ticks import flat_range, is_flat, x_ticks, y_ticks
 from nexus_tui.widgets.chart_dots import same_picture, screen_signature
 from nexus_tui.widgets.chart_spec import ChartSpec
 from nexus_tui.widgets.chart_strips import Row, matrix_rows, to_strips
-from nexus_tui.widgets.ticks import flat_range, is_flat, x_ticks, y_ticks
 
 LIVE_REBUILD_S = 2.0
 """While only new records change a chart, it is rebuilt at most this often (a plotext build costs

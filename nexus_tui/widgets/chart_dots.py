@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 
+from nexus_tui.curves.ticks import flat_range, is_flat, x_ticks, y_ticks
 from nexus_tui.widgets.chart_spec import ChartSpec
-from nexus_tui.widgets.ticks import flat_range, is_flat, x_ticks, y_ticks
 
 
 def _finite_points(spec: ChartSpec) -> list[list[tuple[float, float]]]:

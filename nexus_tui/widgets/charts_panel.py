@@ -19,8 +19,9 @@ pages). Only the charts on the page are built, so a redraw stays O(width) howeve
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Grid, Vertical
 from textual.reactive import reactive
@@ -52,7 +53,9 @@ class ChartsPanel(ChartView, Vertical):
 
     DEFAULT_CSS = """
     ChartsPanel { height: 1fr; }
-    ChartsPanel #chart-options { height: 1; color: $text-muted; padding: 0 1; }
+    ChartsPanel #chart-options { height: auto; color: $text-muted; padding: 0 1; }
+    ChartsPanel.-narrow #chart-options { height: 1; }  /* 80x24: the charts need the rows; ? lists the keys */
+    ChartsPanel #chart-legend { height: 1; padding: 0 1; }
     ChartsPanel #chart-forecast { height: 1; padding: 0 1; }
     ChartsPanel #chart-inspect { height: auto; max-height: 4; padding: 0 1; display: none; }
     ChartsPanel #chart-inspect.-on { display: block; }
@@ -108,9 +111,16 @@ class ChartsPanel(ChartView, Vertical):
         """Every chart the shown runs could have: the standard four, then their extra series."""
         self.pages: list[list[str]] = [list(chartgrid.STANDARD)]
         self._extra: dict[str, MetricChart] = {}
+        self.pending: list[str] = []
+        """Runs asked for that have no row yet (the demo's, while their configs are checked): the
+        empty charts say they are coming instead of `no runs yet`."""
+        self.marked = False
+        """Whether the shown runs are the table's marked ones (else the highlighted run): the legend says which."""
+        self._legend: tuple = ()
 
     def compose(self) -> ComposeResult:
         yield Static(id="chart-options")
+        yield Static(id="chart-legend", markup=False)
         yield Static(id="chart-forecast", markup=False)
         yield Static(id="chart-inspect", markup=False)
         with Grid(id="chart-grid"):
@@ -288,11 +298,14 @@ class ChartsPanel(ChartView, Vertical):
             waiting = [r for r in runs if is_starting(r)]
             if waiting:
                 forecast_text = starting_text(waiting[0]) + (f" +{len(waiting) - 1} more" if len(waiting) > 1 else "")
+        elif not store.runs() and self.pending:
+            forecast_text = f"starting {', '.join(self.pending)}: checking the config, then importing torch…"
         elif not store.runs():
             forecast_text = EMPTY_HINT
         else:
             forecast_text = "no run selected: pick one in the table"
         self.forecast_text = forecast_text
+        self._show_legend(shown, palette)
         # H, the ETA and the "starting… Ns" count change with every record: read once a second.
         self._summary_throttle(lambda: self._set("#chart-forecast", forecast_text), live=live)
         on_page = set(self.page)
@@ -325,6 +338,22 @@ class ChartsPanel(ChartView, Vertical):
             if series is not None and len(series):
                 self._cache().warm(run.name, key, series, self.ema if smooth else 0.0)
 
+    def _show_legend(self, runs: list[Any], palette: ChartPalette) -> None:
+        """Which runs the charts show, in their colours, and how to change that."""
+        key = (tuple((r.label, r.color) for r in runs), self.marked, id(palette))
+        if key == self._legend:
+            return
+        self._legend = key
+        legend = Text()
+        if runs:
+            legend.append("showing ")
+            for run in runs:
+                legend.append("● ", style=palette.hex(run.color))
+                legend.append(f"{run.label} ")
+            legend.append("· marked (space unmarks)" if self.marked
+                          else "· highlighted (↑↓ picks, space marks to overlay)", style="dim")
+        self.query_one("#chart-legend", Static).update(legend)
+
     def _set(self, selector: str, text: str) -> None:
         """Update a text line only when it changed: an update re-lays out the panel (costly at a
         few frames a second while runs train)."""
@@ -334,7 +363,8 @@ class ChartsPanel(ChartView, Vertical):
             # One-line rows keep their size: no layout pass, unless the inspect block grew or shrank.
             lines = text.count("\n")
             self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
-                                                     or selector == "#chart-inspect" and not before)
+                                                     or selector == "#chart-inspect" and not before
+                                                     or selector == "#chart-options")  # it wraps: rare, and its height may change
 
     def relayout(self) -> None:
         """Redraw with the pages worked out again (the panel went narrow or wide)."""

@@ -57,7 +57,7 @@ def test_markdown_of_two_finished_runs(root: Path) -> None:
     text = comparison_markdown(store, names)
     results = table_after(text, "### Results")
     header, rows = results[0], results[1:]
-    assert header[0] == "run" and "best val loss (nats)" in header and "wall time" in header
+    assert header[0] == "run" and "best val loss (nats)" in header and "time training" in header
     assert [r[0] for r in rows] == ["a", "b"], "one row per run, in the order asked"
     col = header.index("best val loss (nats)")
     bests = {name: best_val(root / name) for name in ("a", "b")}

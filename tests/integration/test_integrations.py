@@ -48,16 +48,15 @@ def _pause_holds(script: Script, run_dir: Path, act: str, **args) -> dict:
 
 
 def _ramp(script: Script, run_dir: Path, start: float, target: float, scheduled: bool = True) -> None:
-    """The optimizer's LR goes to `target` (the records' lr is what its steps used) while the
-    framework's scheduler keeps its own value (lr_schedule; not in Lightning, whose training_step
-    reads the group's LR inside optimizer.step(), where the ramp's value is)."""
+    """The optimizer's LR goes to `target` (the records' lr is what its steps used), and the LR the
+    framework logs itself (HF's learning_rate, kept as lr_schedule) is the same ramped LR."""
     reply = command(run_dir, "ramp", target_lr=target, ramp_steps=3)
     assert f"{target:.4g}" in reply["text"]
     got = script.wait_for(lambda r: r["type"] == P.METRIC and math.isclose(r["lr"], target, rel_tol=1e-6))
     lrs = [m["lr"] for m in _metrics(script) if m["step"] <= got["step"]][-4:]
     assert lrs[0] == pytest.approx(start) and start < lrs[1] < lrs[2] < target, lrs  # linear, over 3 steps
     if scheduled:
-        assert math.isclose(got["lr_schedule"], start, rel_tol=1e-6)
+        assert math.isclose(got["lr_schedule"], target, rel_tol=1e-6)
 
 
 def _stop(script: Script, run_dir: Path) -> None:
@@ -208,7 +207,7 @@ def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(runs_root: Pat
 
 
 def test_summary_writer_alone(runs_root: Path) -> None:
-    """Without tensorboard=True: no event files, other add_* methods ignored (said once in the log);
+    """Without tensorboard=True: no event files, a value add_image cannot keep said once in the log;
     steps without global_step join the last step; an exception ends the run failed with its line."""
     from nexus.integrations.tensorboard import SummaryWriter
 

@@ -59,7 +59,7 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
             assert screen.query_one("#preview").region.height >= 6
             await pilot.click("#go")
             await pilot.pause()
-            assert app.answers == [{"target_lr": 1e-3, "ramp_steps": 100, "total_steps": 0,
+            assert app.answers == [{"target_lr": 1e-3, "ramp_steps": 40, "total_steps": 0,
                                     "from_ckpt": "checkpoints/step_000040"}], size
 
 
@@ -211,3 +211,36 @@ async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
         assert str(results.get_row("live")[4]) == "40" and str(results.get_row("done")[4]) == "80"
         live_x = max(max(c.xs) for c in chart.spec.curves if not c.scatter and max(c.xs) != 80)
         assert live_x == 40, "the live curve grew without pressing r"
+
+
+async def test_ramp_dialog_defaults_leave_room_after_the_ramp_and_every_field_has_a_label() -> None:
+    """A run stopped at step 12 of 40: the default ramp is a quarter of what is left (not every
+    remaining step: flat LR, then a one-step drop), and each field says what it is on screen."""
+    store = MetricStore()
+    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
+              "best": False, "val_loss": 2.0} for s in (6, 12)]
+    store.ingest("a", None, falling_run("a", 12) + ckpts)
+    app = Host(RampScreen("a", False, checkpoint_rows(store, store.get("a")), 12, 1e-3, 40, linear_ramp))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#ramp", Input).value == "7"
+        labels = [str(w.render()) for w in app.screen.query(".field > Label")]
+        assert labels == ["target LR", "ramp steps", "total (blank = keep)"], labels
+    app = Host(GenerateScreen("alpha", "To be"))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        labels = [str(w.render()) for w in app.screen.query(".field > Label")]
+        assert labels == ["prompt", "tokens", "temperature", "top-k (0 = off)"], labels
+
+
+async def test_every_form_dialog_puts_cancel_first_and_its_action_on_the_right() -> None:
+    """One button order everywhere (the filter dialog had it the other way round)."""
+    from nexus_tui.screens.charts import ChartFilterScreen
+
+    for screen in (ChartFilterScreen(""), GenerateScreen("alpha", "To be")):
+        app = Host(screen)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            buttons = list(app.screen.query(".buttons Button"))
+            assert [b.id for b in buttons] == ["cancel", "go"], (type(screen).__name__, [b.id for b in buttons])
+            assert buttons[0].region.x < buttons[1].region.x

@@ -128,7 +128,7 @@ async def test_charts_draw_inside_their_frame() -> None:
 
 
 def test_ticks_read_as_written_and_never_repeat() -> None:
-    from nexus_tui.widgets.ticks import axis, flat_range, is_flat
+    from nexus_tui.curves.ticks import axis, flat_range, is_flat
 
     assert axis(0.5, 0.5, 3) == ([0.5], ["0.5"])
     # An EMA of a constant wobbles in its last bits: still one tick, not three `0.500000`.
@@ -337,9 +337,9 @@ async def test_a_run_at_its_total_gets_no_forecast() -> None:
 async def test_a_log_axis_is_labelled_with_round_values() -> None:
     """log (l): a loss from 5.2 down to 1.9 is labelled 2, 3, 4, 5 on the log scale (plotext's own
     labels split the log range evenly: 5.19, 4.39, 3.71...); an LR over decades by powers of ten."""
+    from nexus_tui.curves.ticks import log_axis
     from nexus_tui.widgets.chart import MetricChart
     from nexus_tui.widgets.chart_spec import ChartSpec, Curve
-    from nexus_tui.widgets.ticks import log_axis
 
     assert log_axis(1.9, 5.19, 5) == ([2.0, 3.0, 4.0, 5.0], ["2", "3", "4", "5"])
     assert log_axis(1e-5, 3e-3, 4)[1] == ["1e-5", "1e-4", "1e-3"]

@@ -31,7 +31,7 @@ def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None
     assert [r[col] for r in rows[1:]] == ["**2.0000**", "**2.0000**", "–", "3.5000"]
     h = rows[0].index("final H (nats)")
     assert [r[h] for r in rows[1:]] == ["**4.0000**", "5.0000", "6.0000", "7.0000"]
-    tok = rows[0].index("tok/s")
+    tok = rows[0].index("tok/s (median)")
     assert all(not r[tok].startswith("**") for r in rows[1:]), "all equal: nothing wins"
 
 
@@ -133,3 +133,27 @@ def test_the_report_reads_an_old_flat_run_and_a_new_one_alike() -> None:
     assert "mtp_heads" not in new_text and "levels" not in new_text, "other families' options are not shown"
     mtp = loss_columns_section(facts(read_toml(fixtures / "mtp-275m.toml")))
     assert "3 MTP head(s) at weight `0.2`" in mtp, mtp
+
+
+def test_results_are_honest_median_throughput_active_time_and_the_config_each_run_ended_with() -> None:
+    """tok/s is the median (the last step's is noise), the time is time spent training (the idle wait
+    before a resume is left out), and the config differences use the total each run ended with (a
+    live ramp moved both to 400: no `train.steps 400 vs 300`)."""
+    from nexus_tui.documents.comparison import comparison_markdown, results, results_markdown
+
+    store = MetricStore()
+    for name, last_tok in (("a", 12_000.0), ("b", 5_000.0)):
+        recs = [{"type": "hello", "seq": 0, "time": 0.0, "run": name, "pid": 1, "total_steps": 300,
+                 "config": {"train": {"steps": 300}, "optim": {"lr": 1e-3}}}]
+        t = 1.0
+        for step in range(1, 71):
+            t += 1.0 if step != 36 else 3600.0  # an hour stopped, then resumed
+            recs.append({"type": "metric", "seq": step, "time": t, "step": step, "tokens": step * 64, "ce": 3.0,
+                         "tok_s": last_tok if step == 70 else 5_800.0})
+        recs.append({"type": "state", "seq": 71, "time": t, "state": "running", "step": 70, "total_steps": 400})
+        store.ingest(name, None, recs)
+    rows = table_after("#\n" + results_markdown(results(store, ["a", "b"])), "#")
+    tok, wall = rows[0].index("tok/s (median)"), rows[0].index("time training")
+    assert [r[tok] for r in rows[1:]] == ["5.8k", "5.8k"], rows
+    assert [r[wall] for r in rows[1:]] == ["1m08s", "1m08s"], rows
+    assert "train.steps" not in comparison_markdown(store, ["a", "b"])

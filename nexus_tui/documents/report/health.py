@@ -10,7 +10,7 @@ from collections import Counter
 
 from nexus_core.units import as_num
 from nexus_tui import format as fmt
-from nexus_tui.documents.comparison import markdown_table
+from nexus_tui.documents.comparison import active_seconds, markdown_table
 from nexus_tui.documents.report.facts import RunFacts
 from nexus_tui.documents.report.safe import block, md
 from nexus_tui.documents.report.sections import spread
@@ -36,7 +36,7 @@ def throughput_section(facts: RunFacts) -> str:
         ["tok/s (median, last)", f"{fmt.count(statistics.median(tok_s)) if tok_s else fmt.DASH}, "
                                  f"{fmt.count(tok_s[-1]) if tok_s else fmt.DASH}"],
         ["step time (median)", f"{statistics.median(step_s) * 1000:.1f} ms" if step_s else fmt.DASH],
-        ["wall time (first to last step)", fmt.duration(times[-1] - times[0]) if len(times) > 1 else fmt.DASH],
+        ["time training (idle gaps left out)", fmt.duration(active_seconds(times)) if len(times) > 1 else fmt.DASH],
         [f"peak memory ({mem_kind})", fmt.mib(max(mem)) if mem else fmt.DASH],
     ]
     seen = {}

@@ -10,6 +10,7 @@ import re
 import statistics
 from typing import Any
 
+from nexus_core.checkpoints import existing_steps
 from nexus_core.config import SHARED_MODEL_OPTIONS
 from nexus_core.families import FAMILY_OPTIONS
 from nexus_core.units import as_int, as_num
@@ -87,7 +88,9 @@ def config_section(facts: RunFacts) -> str:
 
 def checkpoint_rows(facts: RunFacts) -> list[dict[str, Any]]:
     """One row per eval or checkpoint step: the train loss and CE of that step's metric record, the
-    LR it trained with, the eval's val loss, and whether the checkpoint there is the best."""
+    LR it trained with, the eval's val loss, whether a checkpoint was saved there and is still on disk
+    (`keep_last` deletes old ones; their records stay), and whether it is the best."""
+    on_disk = existing_steps(facts.run_dir)
     rows = []
     for step in sorted(set(facts.evals) | set(facts.ckpts)):
         metric, ev, ck = facts.metrics.at(step) or {}, facts.evals.get(step, {}), facts.ckpts.get(step)
@@ -95,7 +98,7 @@ def checkpoint_rows(facts: RunFacts) -> list[dict[str, Any]]:
         rows.append({
             "step": step, "tokens": as_num(metric.get("tokens")) or as_num(ev.get("tokens")),
             "loss": as_num(metric.get("loss")), "ce": as_num(metric.get("ce")), "lr": as_num(metric.get("lr")),
-            "val_loss": val, "ckpt": ck is not None,
+            "val_loss": val, "ckpt": ck is not None, "kept": step in on_disk,
             "best": bool(ev.get("best") is True or (ck is not None and ck.get("best") is True)),
         })
     return rows
@@ -108,7 +111,7 @@ def checkpoint_table(facts: RunFacts) -> str:
     best = [i for i, r in enumerate(every) if r["best"]]
     rows = spread(every, keep=frozenset(best[-1:]))
     body = [[str(r["step"]), fmt.count(r["tokens"]), fmt.loss(r["loss"]), fmt.loss(r["ce"]), fmt.ppl(r["ce"]),
-             fmt.loss(r["val_loss"]), fmt.ppl(r["val_loss"]), fmt.lr(r["lr"]), "yes" if r["ckpt"] else "",
+             fmt.loss(r["val_loss"]), fmt.ppl(r["val_loss"]), fmt.lr(r["lr"]), ("yes" if r["kept"] else "deleted") if r["ckpt"] else "",
              "**best**" if r["best"] else ""] for r in rows]
     header = ["step", "tokens", "train loss", "train CE", "train PPL", "val loss", "val PPL", "LR", "ckpt", "best"]
     return markdown_table(header, body, [True] * 8 + [False, False]) + _shown(len(every), len(rows), "rows")

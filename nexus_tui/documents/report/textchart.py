@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import plotext as plt
 
 from nexus_tui.curves.downsample import downsample
+from nexus_tui.curves.ticks import x_ticks, y_ticks
 from nexus_tui.documents.report.safe import block, one_line
 
 WIDTH, HEIGHT = 78, 18
@@ -65,6 +66,17 @@ def _build(title: str, xlabel: str, drawn: list[tuple[Line, list[float], list[fl
         plt.theme("clear")
         plt.title(one_line(title, width - 4))
         plt.xlabel(one_line(xlabel))
+        # Round ticks, as the dashboard's charts have (curves/ticks.py): plotext's own split the
+        # range evenly (`1.0 100.8 200.5 300.2 400.0`, `0.00252`).
+        all_x = [x for _, xs, _ in drawn for x in xs]
+        all_y = [y for _, _, ys in drawn for y in ys]
+        integer = xlabel in ("step", "tokens")
+        x_at, x_text = x_ticks(min(all_x), max(all_x), width, integer)
+        y_at, y_text = y_ticks(min(all_y), max(all_y), height, False)
+        if x_at:
+            plt.xticks(x_at, x_text)
+        if y_at:
+            plt.yticks(y_at, y_text)
         for ln, xs, ys in drawn:
             xs, ys = downsample(xs, ys, width)
             label = one_line(ln.label, 40)
