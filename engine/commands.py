@@ -85,8 +85,8 @@ def dispatch(trainer: Steerable, cmd: dict[str, Any]) -> dict[str, Any]:
     name = cmd["cmd"]
     if name == P.PAUSE:
         trainer.pause("pause command")
-    elif name in (P.UNPAUSE, P.RESUME):  # RESUME: the command's old name, one release
-        trainer.unpause("unpause command")
+    elif name in (P.RESUME, P.UNPAUSE):  # UNPAUSE: the name older dashboards send
+        trainer.unpause("resume command")
     elif name == P.CHECKPOINT:
         return {"path": str(trainer.save("checkpoint command"))}
     elif name == P.EVAL_NOW:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from nexus_core.commands import HANDLER_LINES
 
 POLL_S = 0.2
 
@@ -29,7 +30,8 @@ class ControlThread:
     on this thread and returns the reply's extra fields (ramp), or None to queue it for the loop."""
 
     def __init__(self, run_dir: Path, supported: Callable[[], frozenset[str]],
-                 immediate: Callable[[dict[str, Any]], dict[str, Any] | None], step: Callable[[], int]) -> None:
+                 immediate: Callable[[dict[str, Any]], dict[str, Any] | None], step: Callable[[], int],
+                 lacking: dict[str, str] | None = None) -> None:
         self.server = P.CommandServer(run_dir)
         self.inbox: deque[dict[str, Any]] = deque()
         self.arrived = threading.Event()
@@ -37,6 +39,7 @@ class ControlThread:
         self._supported = supported
         self._immediate = immediate
         self._step = step
+        self._lacking = lacking if lacking is not None else {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="nexus-control", daemon=True)
         self._thread.start()
@@ -58,7 +61,7 @@ class ControlThread:
         name = cmd["cmd"]
         supported = self._supported()
         if name not in supported:
-            P.reply(conn, ok=False, error=why_not(name))
+            P.reply(conn, ok=False, error=why_not(name, self._lacking.get(name, "")))
             return
         # Its arguments were checked against the one limits table (schema.COMMAND_ARGS) as it was read.
         try:
@@ -80,14 +83,14 @@ class ControlThread:
             self.server.close()
 
 
-HANDLER_OF = {P.CHECKPOINT: "run.on_checkpoint(fn)", P.EVAL_NOW: "run.on_eval(fn)",
-              P.GENERATE: "run.on_sample(fn)", P.RAMP: "run.watch(optimizer)"}
-
-
-def why_not(name: str) -> str:
-    """The refusal a run without a handler for `name` sends: what its script would need to add."""
-    if name in HANDLER_OF:
-        return f"this run has no {name} handler: its script would call {HANDLER_OF[name]}"
+def why_not(name: str, why: str = "") -> str:
+    """The refusal a run without a handler for `name` sends: what would make it work (an adapter's
+    `why`), else what its script would need to add."""
+    if why:
+        return f"this run cannot {name}: {why}"
+    if name in HANDLER_LINES:
+        first = HANDLER_LINES[name].splitlines()[0]
+        return f"this run has no {name} handler: its script would add {first} (README, 'Bring your own loop')"
     return f"this run does not take {name!r}"
 
 

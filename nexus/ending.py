@@ -2,11 +2,13 @@
 
 - An exception that ends the script reaches `sys.excepthook`: the run is `failed`, with the
   exception's one-line message, then the previous hook prints the traceback as before.
-- SIGTERM: the run is `killed`, the records are flushed, then the previous disposition acts: by
+- SIGTERM and SIGHUP (a closed terminal): the run is `killed`, the records are flushed, then the previous disposition acts: by
   default the process dies of the signal as it would have; a handler of the script's own is called
   (it may end the loop cleanly: then finish() records `stopped`).
 - SIGINT: noted, then the previous handler runs (Python's raises KeyboardInterrupt). An uncaught
   KeyboardInterrupt reaches the excepthook: `killed`. Caught, and the script ends cleanly: `stopped`.
+  The dashboard's stop on a script that never reads `should_stop` raises SIGINT too (steering.py):
+  that end is `stopped` either way, its reason "stop command".
 - A script that ends without finish() is finished by an atexit hook.
 - Anything that leaves no end record (SIGKILL, the OOM killer, a power cut) is `crashed`: readers
   decide that from a live state in the status file and a dead pid.
@@ -30,6 +32,9 @@ class Run(Protocol):
     two form no import cycle)."""
 
     should_stop: bool
+    _stop_interrupt: bool
+
+    def _end_interrupted(self) -> None: ...
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None: ...
 
@@ -51,7 +56,7 @@ class EndHooks:
         sys.excepthook = self._excepthook
         self._prev_signals: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 prev = signal.getsignal(sig)
                 if prev is signal.SIG_IGN or prev is None:
                     continue  # ignored (nohup...) or set from C: leave it alone
@@ -63,7 +68,7 @@ class EndHooks:
         if os.getpid() == self.pid:  # not in a forked child
             with contextlib.suppress(Exception):
                 if issubclass(etype, KeyboardInterrupt):
-                    self.run._end_as_killed("SIGINT (KeyboardInterrupt)", -signal.SIGINT)
+                    self.run._end_interrupted()
                 else:
                     self.run._end_as_failed(one_line(value))
         self._prev_hook(etype, value, tb)
@@ -79,7 +84,8 @@ class EndHooks:
             os.kill(os.getpid(), signum)
             return
         if callable(prev):
-            self.signalled = name
+            if not (signum == signal.SIGINT and self.run._stop_interrupt):  # the stop command's own
+                self.signalled = name
             self.run.should_stop = True
             prev(signum, frame)  # the script's own handler, or Python's KeyboardInterrupt
             return

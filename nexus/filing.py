@@ -17,7 +17,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+from nexus.shaping import repair
 from nexus_core import protocol as P
+from nexus_core.records import pack
 
 ROOM_PROBE_S = 2.0
 """How often records held for a full disk are tried again."""
@@ -54,6 +56,36 @@ class Filing:
         except OSError as e:
             self._hold(record)
             self._failed(e)
+
+    def file_many(self, records: list[dict[str, Any]]) -> list[tuple[Any, str]]:
+        """File records in order, with one append when the disk takes them all (or hold them, behind
+        any already held). A record with a value msgpack cannot hold is repaired key by key
+        (`shaping.repair`) and filed with the rest: the (step, line) pairs returned say which keys
+        it cost."""
+        if not records:
+            return []
+        said: list[tuple[Any, str]] = []
+        if not self.backlog:
+            try:
+                self.records.write_many(records)
+                return said
+            except (OverflowError, TypeError, ValueError):
+                records = [self._packable(r, said) for r in records]
+            except OSError:
+                pass  # one at a time below: the ones the disk takes are filed, the first refused is held
+        for record in records:
+            self.file(self._packable(record, said))
+        return said
+
+    @staticmethod
+    def _packable(record: dict[str, Any], said: list[tuple[Any, str]]) -> dict[str, Any]:
+        try:
+            pack(record)
+            return record
+        except (OverflowError, TypeError, ValueError):
+            fixed, lines = repair(record)
+            said.extend((record.get("step"), line) for line in lines)
+            return fixed
 
     def probe(self, force: bool = False) -> bool:
         """At most every ROOM_PROBE_S (or now, when forced): file the held records, oldest first.

@@ -83,6 +83,8 @@ class RankSteering:
         self._sent = self._applied = 0  # ramp sequence numbers
         self._inside = False
         self._queued = Decision()
+        if run is not None:
+            run._loop_reads_stop = True  # the adapter's act() ends the fit on stop: no KeyboardInterrupt
         if not self.active:
             return
         if self.rank == 0:

@@ -31,18 +31,20 @@ from nexus.lr import LRControl
 from nexus.lr_schedule import publish_future
 from nexus.metricdefs import MetricDefs
 from nexus.richlog import rich_records, tensor_histogram
+from nexus.shaping import json_safe, short
 from nexus.steering import Steering
 from nexus.wandb_run import WandbSurface
 from nexus.watching import ModelWatch
-from nexus.writer import STEP, Writer, json_safe
+from nexus.writer import STEP, Writer
 from nexus_core import protocol as P
 
 FINISHED_HOOKS: list[Callable[[object], None]] = []
 """Called with each run that finishes: the package (`nexus/__init__`) clears `nexus.run` here, so
 this module never imports the package that imports it."""
 
-ALWAYS = frozenset({P.PAUSE, P.UNPAUSE, P.RESUME, P.STOP})
-"""Commands every reported run takes (acted on at step_end(), or at each committed log())."""
+ALWAYS = frozenset({P.PAUSE, P.RESUME, P.STOP})
+"""Commands every reported run takes (acted on at step_end(), or at each committed log()); the hello
+lists these names. `unpause`, the name older dashboards send for resume, is taken too, unlisted."""
 
 
 class Run(Steering, WandbSurface):
@@ -54,14 +56,22 @@ class Run(Steering, WandbSurface):
         self.dir = Path(run_dir)
         self.name = self.id = self.dir.name
         self.total_steps = total_steps
-        self.should_stop = False
-        """Set by a stop command (or a signal the script handles itself): end the loop, then finish()."""
+        self._should_stop = False
+        self._loop_reads_stop = False
+        """The script read `should_stop` (or an adapter acts on it): a stop command only sets it."""
+        self._stop_interrupt = False
+        """A stop command ended the script with a KeyboardInterrupt: its end is `stopped`, not killed."""
         self.paused = False
         self._start_step = start_step
         self._step = start_step
         self._last_committed = start_step - 1
+        self._loop_step = 0
+        """The step a framework says its loop has done (`at_step`), when it counts its own."""
         self._pending: dict[str, Any] = {}
         self._handlers: dict[str, Callable[..., Any]] = {}
+        self._lacking: dict[str, str] = {}
+        """command -> what would make it work, for an adapter that knows better than "add a handler"
+        (HF without an eval set): the refusal the socket and the dashboard give (hello `lacking`)."""
         self._lr: LRControl | None = None
         self._schedule: dict[str, Any] | None = None
         """The hello's `lr_schedule` (nexus/lr_schedule.py), once the first optimizer step sampled it."""
@@ -88,7 +98,7 @@ class Run(Steering, WandbSurface):
         self.summary = Summary(lambda: self._writer.last_values, previous_summary)
         try:
             self._control: ControlThread | None = ControlThread(self.dir, self._supported, self._immediate,
-                                                                lambda: self.step)
+                                                                lambda: self.step, self._lacking)
             self._writer.status["socket"] = self._control.socket_path
         except OSError as e:
             self._control = None
@@ -102,6 +112,20 @@ class Run(Steering, WandbSurface):
     # -- logging ---------------------------------------------------------------------------------
 
     @property
+    def should_stop(self) -> bool:
+        """Set by a stop command (or a signal the script handles itself): end the loop, then finish().
+        A script that reads it ends its loop itself on the dashboard's `s`; one that never does is
+        ended at its next log() by a KeyboardInterrupt, as W&B's stop does (steering.py)."""
+        if not self._loop_reads_stop:
+            self._loop_reads_stop = True
+            self._describe()  # the hello says so: the dashboard's stop dialog promises what happens
+        return self._should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self._should_stop = bool(value)
+
+    @property
     def step(self) -> int:
         """The step the next log() without `step=` goes to."""
         return self._step
@@ -110,12 +134,23 @@ class Run(Steering, WandbSurface):
         """Record numbers for a step (wandb's rules): without `step`, each call is a step of its own
         unless commit=False; with `step`, calls for the same step merge and are filed when a later step
         is logged, at step_end() or at finish(). Values: Python numbers, numpy scalars, one-element
-        tensors (read later, off this thread). Nested dicts become `a/b` keys. Never blocks."""
+        tensors (read later, off this thread). Nested dicts become `a/b` keys. Never blocks for long
+        (only while the writer catches up with a loop faster than it) and never raises: a value it
+        cannot record costs that key, with one warning (docs/RELIABILITY.md)."""
         if self._ended:
             self._warn_once("ended", "log() after finish() is ignored")
             return
+        try:
+            self._log(data, step, commit)
+        except Exception as e:  # noqa: BLE001 - the reporter never raises into the training loop
+            self._warn_once(f"log:{type(e).__name__}", f"log() could not record a call ({one_line(e)}); "
+                            "the loop goes on")
+
+    def _log(self, data: dict[str, Any], step: Any, commit: bool | None) -> None:
         if step is not None:
-            step = int(step)
+            step = self._checked_step(step)
+            if step is None:
+                return
             if step < self._last_committed:
                 self._warn_once("backwards", f"log(step={step}) is before step {self._last_committed} "
                                 "already filed: ignored (steps only go forward)")
@@ -123,11 +158,18 @@ class Run(Steering, WandbSurface):
             if self._pending and step != self._step:
                 self._commit()
             self._step = step
+        if not isinstance(data, dict):
+            self._warn_once("data", f"log() takes a dict of values, not a {type(data).__name__}: ignored")
+            return
         pending = self._pending
         for key, value in data.items():
             if type(value) is dict:
-                for k, v in V.flatten(value, f"{key}/").items():
+                skipped: list[str] = []
+                for k, v in V.flatten(value, f"{key}/", skipped=skipped).items():
                     self._put_value(pending, k, v)
+                for name in skipped:
+                    self._warn_once(f"deep:{name}", f"key {name[:100]!r}: a dict nested past {V.MAX_DEPTH} levels "
+                                    "or containing itself; not followed")
                 continue
             got = V.grab(value)
             if got is None:
@@ -137,6 +179,19 @@ class Run(Steering, WandbSurface):
         if commit is False or (commit is None and step is not None):
             return
         self._commit()
+
+    def _checked_step(self, step: Any) -> int | None:
+        """`step=` as an int the records can hold, else None with one warning (the call is refused:
+        its values belong to no step the records could name)."""
+        try:
+            got = int(step)
+        except (TypeError, ValueError, OverflowError):
+            got = None
+        if got is None or isinstance(step, bool) or not -(2**63) <= got < 2**63:
+            self._warn_once(f"step:{type(step).__name__}", f"log(step={short(step)[:60]}) refused: a step is a whole "
+                            "number within 64 bits; this call is not recorded")
+            return None
+        return got
 
     def _put_value(self, pending: dict[str, Any], key: str, value: Any) -> None:
         got = V.grab(value)
@@ -228,13 +283,14 @@ class Run(Steering, WandbSurface):
         """Like step_end(), yielding each command after the reporter acted on it (`cmd["cmd"]` is its
         name), for a loop that wants to react too: `for cmd in run.commands(): ...`."""
         self._steers = True
+        self._loop_reads_stop = True  # it sees the stop command itself
         if self._pending:
             self._commit()
         yield from self._drain()
 
     def _drain(self) -> Iterator[dict[str, Any]]:
         """Act on every queued command, holding here while paused; yield each after acting."""
-        while self._inbox or (self.paused and not self.should_stop):
+        while self._inbox or (self.paused and not self._should_stop):
             if self._inbox:
                 cmd = self._inbox.popleft()
                 self._do(cmd)
@@ -256,7 +312,22 @@ class Run(Steering, WandbSurface):
             self._idle()
 
     def _done_step(self) -> int:
-        return max(self._last_committed, 0)
+        """The step a checkpoint, eval or sample taken now belongs to: the last one filed, or the
+        step the framework says it is at, when later (HF calls on_step_end before it logs the step)."""
+        return max(self._last_committed, self._loop_step, 0)
+
+    def lacks(self, command: str, why: str) -> None:
+        """For an adapter: `command` cannot work on this run, and `why` says what would make it work
+        (the refusal quotes it instead of "add a handler")."""
+        self._lacking[command] = str(why)[:300]
+        self._describe()
+
+    def at_step(self, step: int) -> None:
+        """For an adapter whose framework counts its own steps: the loop has done `step`, though its
+        values may be logged only after the step_end() that follows (a checkpoint the Trainer writes as
+        checkpoint-143 is then recorded at 143, not at the last step logged, 142)."""
+        if isinstance(step, int) and not isinstance(step, bool) and 0 <= step < 2**63:
+            self._loop_step = step
 
     # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 
@@ -316,9 +387,11 @@ class Run(Steering, WandbSurface):
             self._commit()
         if exit_code not in (None, 0):
             self._close(P.FAILED, f"finish(exit_code={exit_code})", int(exit_code))
+        elif self._stop_interrupt:
+            self._close(P.STOPPED, "stop command (KeyboardInterrupt at log(), handled by the script)", 0)
         elif self._hooks.signalled:
             self._close(P.STOPPED, f"{self._hooks.signalled}, handled by the script", 0)
-        elif self.should_stop:
+        elif self._should_stop:
             self._close(P.STOPPED, "stop command", 0)
         else:
             self._close(P.FINISHED, f"finished at step {self._done_step()}", 0)
@@ -339,6 +412,16 @@ class Run(Steering, WandbSurface):
         if self._pending:
             self._commit()
         self._close(P.KILLED, signal_name, exit_code)
+
+    def _end_interrupted(self) -> None:
+        """An uncaught KeyboardInterrupt ended the script: the stop command's (`stopped`), or Ctrl-C's."""
+        if self._stop_interrupt:
+            if self._pending:
+                self._commit()
+            if not self._ended:
+                self._close(P.STOPPED, "stop command (KeyboardInterrupt at log())", 0)
+            return
+        self._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
 
     def _close(self, state: str, reason: str, exit_code: int) -> None:
         self._ended = True
@@ -367,7 +450,7 @@ class Run(Steering, WandbSurface):
         if etype is None:
             self.finish()
         elif issubclass(etype, KeyboardInterrupt):
-            self._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+            self._end_interrupted()
         elif issubclass(etype, SystemExit):
             code = value.code
             self.finish(exit_code=code if isinstance(code, int) else (0 if code is None else 1))
@@ -379,6 +462,7 @@ class Run(Steering, WandbSurface):
 
     def _supported(self) -> frozenset[str]:
         have = set(ALWAYS) | set(self._handlers)
+        have.add(P.UNPAUSE)  # taken, never listed (_describe)
         if self._lr is not None:
             have.add(P.RAMP)
         return frozenset(have)
@@ -409,11 +493,14 @@ class Run(Steering, WandbSurface):
             "device": self._device, "params": self._params, "total_steps": self.total_steps or 0,
             "start_step": self._start_step - 1, "model": self._model or _model_of(self.config),
             "resumed_from": str(self.dir) if self._resumed else None, "source": "reporter",
-            "commands": sorted(self._supported() if self._control is not None else ()),
+            "commands": sorted(self._supported() - {P.UNPAUSE} if self._control is not None else ()),
+            "stop": "flag" if self._loop_reads_stop else "interrupt",
             "argv": [str(a)[:200] for a in sys.argv[:64]],
         }
         if self._meta:
             fields["meta"] = json_safe(self._meta)
+        if self._lacking:
+            fields["lacking"] = {k: v for k, v in self._lacking.items() if k not in fields["commands"]}
         if self._schedule is not None:
             fields["lr_schedule"] = self._schedule
         return fields

@@ -1,13 +1,18 @@
 """What a run does with the commands its loop picks up between steps, and the handlers behind them.
 
 A mixin of `Run` (split from reporter.py so each file has one job): pause and resume flip the state,
-stop sets `should_stop`, checkpoint/eval/generate call the script's registered handlers and file what
+stop sets `should_stop` (or, for a script that never reads it, raises KeyboardInterrupt at its log(),
+as W&B's stop does), checkpoint/eval/generate call the script's registered handlers and file what
 they return as ckpt/eval/sample records. A handler that raises becomes an error line in the run's log;
 the loop goes on.
 """
 
 from __future__ import annotations
 
+import _thread
+import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,12 +24,14 @@ from nexus_core import protocol as P
 
 
 class Steering:
-    """Needs from the Run: dir, paused, should_stop, _handlers, _state, _writer, _set_state,
+    """Needs from the Run: dir, paused, the stop flags, _handlers, _state, _writer, _set_state,
     _put_log, _describe, _done_step."""
 
     dir: Path
     paused: bool
-    should_stop: bool
+    _should_stop: bool
+    _loop_reads_stop: bool
+    _stop_interrupt: bool
     _handlers: dict[str, Callable[..., Any]]
     _state: str
     _writer: Any
@@ -62,21 +69,46 @@ class Steering:
         if name == P.PAUSE and not self.paused:
             self.paused = True
             self._set_state(P.PAUSED, "pause command")
-        elif name in (P.UNPAUSE, P.RESUME) and self.paused:
+        elif name in (P.RESUME, P.UNPAUSE) and self.paused:
             self.paused = False
             self._set_state(P.RUNNING, "resume command")
         elif name == P.STOP:
-            self.should_stop = True
+            self._should_stop = True
             if self.paused:
                 self.paused = False
                 self._set_state(P.RUNNING, "stop command")
-            self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
+            if self._loop_reads_stop:
+                self._put_log("stop command: run.should_stop is set; the loop ends when it next checks it")
+            else:
+                self._interrupt_for_stop()
         elif name == P.CHECKPOINT:
             self._call(name, self._checkpoint)
         elif name == P.EVAL_NOW:
             self._call(name, self._eval)
         elif name == P.GENERATE:
             self._call(name, lambda: self._sample(cmd))
+
+    def _interrupt_for_stop(self) -> None:
+        """End a script that never reads `should_stop` the way W&B's stop does: a KeyboardInterrupt in
+        the main thread, here at its log(). Raised as SIGINT when Python handles that signal, so a
+        SIGINT handler of the script's own decides (it handles the stop itself); otherwise raised
+        directly. The end is recorded `stopped` (reporter.py, ending.py)."""
+        handler = signal.getsignal(signal.SIGINT)
+        main = threading.current_thread() is threading.main_thread()
+        if not callable(handler) and not main:  # SIGINT ignored and no main thread to raise in
+            self._put_log("stop command: run.should_stop is set, but the script never reads it and ignores "
+                          "SIGINT: it cannot be ended from here (SIGTERM ends it, recorded killed)", "warning")
+            return
+        self._stop_interrupt = True
+        self._put_log("stop command: the script does not read run.should_stop, so it is ended at its log() "
+                      "with a KeyboardInterrupt (or its own SIGINT handler), as W&B's stop does")
+        if callable(handler):
+            if main:
+                signal.raise_signal(signal.SIGINT)  # the handler runs before this returns
+            else:
+                _thread.interrupt_main()
+        elif main:
+            raise KeyboardInterrupt("stop command from the dashboard")
 
     def _call(self, name: str, work: Callable[[], None]) -> None:
         try:
@@ -91,11 +123,8 @@ class Steering:
             path = self._handlers[P.CHECKPOINT]()
         finally:
             self._set_state(before if before != P.CHECKPOINTING else P.RUNNING, "")
-        text = str(path) if path is not None else ""
-        if text and Path(text).is_absolute() and Path(text).resolve().is_relative_to(self.dir.resolve()):
-            text = str(Path(text).resolve().relative_to(self.dir.resolve()))
-        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": text, "best": False,
-                          "val_loss": None, "time": time.time()})
+        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": ckpt_path(path, self.dir),
+                          "best": False, "val_loss": None, "time": time.time()})
 
     def _eval(self) -> None:
         result = self._handlers[P.EVAL_NOW]()
@@ -123,3 +152,17 @@ class Steering:
         self._writer.put({"type": P.SAMPLE, "step": self._done_step(), "prompt": prompt, "text": str(text),
                           "requested": True, "time": time.time()})
 
+
+
+def ckpt_path(path: Any, run_dir: Path) -> str:
+    """A handler's checkpoint path as the ckpt record stores it, one way for every handler: relative
+    to the run folder when inside it, else absolute. A relative path is the handler's, relative to
+    the working directory (where the script opens it), never left relative to it in the record."""
+    if path is None or str(path) == "":
+        return ""
+    where = Path(os.path.abspath(os.fspath(path) if isinstance(path, os.PathLike) else str(path)))
+    home = Path(os.path.abspath(run_dir))
+    for a, b in ((where, home), (where.resolve(), home.resolve())):
+        if a.is_relative_to(b):
+            return str(a.relative_to(b))
+    return str(where)

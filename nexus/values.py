@@ -19,7 +19,8 @@ WELL_KNOWN: dict[str, str] = {
     "gnorm": "gnorm", "grad_norm": "gnorm", "train/grad_norm": "gnorm", "train/gnorm": "gnorm",
     "tok_s": "tok_s", "train/tok_s": "tok_s", "tokens_per_s": "tok_s",
     "step_s": "step_s", "mem": "mem",
-    "tokens": "tokens", "train/tokens": "tokens",
+    "tokens": "tokens", "train/tokens": "tokens", "num_input_tokens_seen": "tokens",
+    "train/num_input_tokens_seen": "tokens",
     # eval record
     "val_loss": "val_loss", "val/loss": "val_loss", "eval/loss": "val_loss", "eval_loss": "val_loss",
     "valid/loss": "val_loss", "validation/loss": "val_loss",
@@ -39,13 +40,24 @@ MAX_KEYS = 4000
 """Keys per record (the decoders' map limit is 4096, leaving room for the protocol's own fields)."""
 
 
-def flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
-    """{"train": {"loss": x}} -> {"train/loss": x}; keys become text."""
+MAX_DEPTH = 32
+"""Nesting levels of a logged dict that become `a/b/...` keys; deeper ones (and cycles) are skipped."""
+
+
+def flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None, skipped: list[str] | None = None,
+            _path: tuple[int, ...] = ()) -> dict[str, Any]:
+    """{"train": {"loss": x}} -> {"train/loss": x}; keys become text. A dict that contains itself, or
+    nesting past MAX_DEPTH, is not followed: its key goes to `skipped` (the caller warns once)."""
     out = {} if out is None else out
+    path = (*_path, id(data))
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flatten(value, name + "/", out)
+            if id(value) in path or len(path) >= MAX_DEPTH:
+                if skipped is not None:
+                    skipped.append(name)
+                continue
+            flatten(value, name + "/", out, skipped, path)
         else:
             out[name] = value
     return out
@@ -114,15 +126,39 @@ def resolve(values: list[Any]) -> list[float]:
 
 def route(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split one step's values into (metric fields, eval fields), well-known keys under their
-    standard names, protocol-owned names moved aside, every other key kept as logged."""
+    standard names, protocol-owned names moved aside, every other key kept as logged. A loop logs
+    the same keys step after step: the plan for a set of keys is made once and kept (`_PLANS`), and
+    a plan that keeps every key as it is returns `values` itself."""
+    keys = tuple(values)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = _plan(keys)
+    if plan is _AS_IS:
+        return values, {}
     metric: dict[str, Any] = {}
     evals: dict[str, Any] = {}
-    for key, value in values.items():
-        name, to_eval = _ROUTES.get(key) or _route(key)
-        if name != key and name in values:  # both `loss` and `train/loss` logged: each keeps its name
-            name, to_eval = _route_as_is(key)
+    for (name, to_eval), value in zip(plan, values.values(), strict=True):
         (evals if to_eval else metric)[name] = value
     return metric, evals
+
+
+_AS_IS: tuple[tuple[str, bool], ...] = ()
+"""The plan of a step whose every key is a metric recorded under its own name (the common case)."""
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, bool], ...]] = {}
+"""A step's keys -> (recorded name, goes to the eval record) per key, in order."""
+
+
+def _plan(keys: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
+    plan = []
+    for key in keys:
+        name, to_eval = _ROUTES.get(key) or _route(key)
+        if name != key and name in keys:  # both `loss` and `train/loss` logged: each keeps its name
+            name, to_eval = _route_as_is(key)
+        plan.append((name, to_eval))
+    kept = _AS_IS if all(name == key and not ev for key, (name, ev) in zip(keys, plan, strict=True)) else tuple(plan)
+    if len(_PLANS) < 10_000:
+        _PLANS[keys] = kept
+    return kept
 
 
 _ROUTES: dict[str, tuple[str, bool]] = {}

@@ -1,11 +1,14 @@
 """The reporter's writer thread: the only code that touches the run folder's files after init.
 
-The training thread only appends plain dicts to a bounded deque (a few hundred nanoseconds, no lock,
-no syscall). This thread wakes every FLUSH_S, reads every tensor value of the batch in one go
-(`values.resolve`), and files the records through the protocol's one RecordWriter (`filing.py`: a
-full disk holds them in memory, in order, until there is room), then rewrites the status file. A
-slow disk slows only this thread; when the deque is full the training thread drops the record and
-counts it (`Writer.put`), and this thread turns the count into an alert.
+The training thread only appends plain dicts to a deque (a few hundred nanoseconds, no lock, no
+syscall). This thread wakes every FLUSH_S, or at once while CHUNK or more wait, and files the queue
+in chunks: every tensor value of a chunk read in one go (`values.resolve`), the records shaped
+(`shaping.py`) and filed with one append through the protocol's one RecordWriter (`filing.py`: a
+full disk holds them in memory, in order, until there is room), then the status file. It files a few
+hundred thousand steps a second, so a tight loop of log() calls loses nothing: when the queue is
+full anyway, log() waits for the writer to catch up (`Writer.put`, backpressure); only a writer
+that makes no progress for BACKPRESSURE_S costs records, counted and turned into an alert. A value
+msgpack cannot hold costs that key only (`shaping.repair`), and no record can stop the thread.
 
 It is the engine's writer too (`engine/report.py` queues the engine's records here), so a run of the
 engine and a reported run are written by the same code.
@@ -27,20 +30,30 @@ from typing import Any
 from nexus import values as V
 from nexus.filing import Filing, write_status
 from nexus.richlog import LATER, later_records
+from nexus.shaping import step_records, toml_safe
 from nexus_core import protocol as P
 from nexus_core.units import as_int, as_num, is_new_best
 
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
 CAPACITY = 100_000
+"""Records waiting for the writer before log() waits for it (well under a second of filing)."""
+CHUNK = 4096
+"""Queue items filed per pass: enough for one append to carry many records, few enough that a
+state record or a sync is not held behind a long backlog's work."""
+BACKPRESSURE_S = 5.0
+"""How long log() waits, at most, for a writer that makes no progress before it drops a record."""
 SYNC = "_sync"
 """A queue marker, not a record: `sync()` waits until the writer has filed everything before it."""
-"""Records waiting for the disk before log() starts dropping (a few seconds of a very chatty loop)."""
 DROP_ALERT_EVERY_S = 10.0
 SUMMARY_FILE = "summary.json"
 STEP = "_step"
 """A queue item (never a record): one committed step's raw values, which the writer routes into a
-metric and/or an eval record (values.route), so the training thread does not."""
+metric and/or an eval record (shaping.step_records), so the training thread does not."""
+_OWN_FIELDS = ("type", "seq", "time", "step", "best")
+"""Record fields that are not a logged value (never in `last_values`)."""
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+"""Value types a record holds as they are: anything else may be a tensor to read."""
 
 
 class Writer:
@@ -75,6 +88,11 @@ class Writer:
         self._prev: tuple[float, int, float | None] | None = None
         """(time, step, tokens) of the last metric record, for step_s and tok_s."""
         self._wake = threading.Event()
+        self._room = threading.Event()
+        """Set by the writer after each pass: a log() waiting for room looks again."""
+        self._stuck = False
+        """log() gave up waiting for this writer: later full-queue records drop at once until it moves."""
+        self._warned_keys: set[str] = set()
         self._closing = False
         self._summary: dict[str, Any] | None = None
         self._thread = threading.Thread(target=self._loop, name="nexus-writer", daemon=True)
@@ -86,12 +104,34 @@ class Writer:
     # -- the training thread's side --------------------------------------------------------------
 
     def put(self, record: dict[str, Any], keep: bool = False) -> bool:
-        """Queue a record (never blocks); False, counted in `dropped`, when the queue is full, unless
-        `keep` (the engine's records: one a step, never dropped; a full disk holds them in memory)."""
-        if not keep and len(self.queue) >= self.capacity:
+        """Queue a record. A full queue waits for the writer to file half of it (backpressure: a loop
+        logging faster than the disk takes it slows down instead of losing steps); only a writer that
+        is not running, or made no progress for BACKPRESSURE_S, costs the record: False, counted in
+        `dropped`. `keep` (the engine's records, one a step): queued at once, never waited on nor dropped
+        (a full disk holds them in memory)."""
+        queue = self.queue
+        if not keep and len(queue) >= self.capacity and not self._wait_for_room():
             self.dropped += 1
             return False
-        self.queue.append(record)
+        queue.append(record)
+        return True
+
+    def _wait_for_room(self) -> bool:
+        """Wait until the queue is half empty; False when the writer is gone or stuck."""
+        if self._stuck or not self._thread.is_alive():
+            return False
+        low = self.capacity // 2
+        last, waited_since = len(self.queue), time.monotonic()
+        while len(self.queue) > low:
+            self._room.clear()
+            self._wake.set()
+            self._room.wait(0.05)
+            now = len(self.queue)
+            if now < last:
+                last, waited_since = now, time.monotonic()
+            elif time.monotonic() - waited_since > BACKPRESSURE_S or not self._thread.is_alive():
+                self._stuck = True  # not again until it moves (the writer clears this)
+                return False
         return True
 
     def sync(self, timeout: float = 30.0) -> bool:
@@ -143,60 +183,94 @@ class Writer:
 
     def _loop(self) -> None:
         while True:
-            self._wake.wait(self.flush_s)
-            self._wake.clear()
+            if len(self.queue) < CHUNK:
+                self._wake.wait(self.flush_s)
+                self._wake.clear()
             closing = self._closing
             try:
                 self._flush()
             except Exception as e:  # noqa: BLE001 - the reporter must never take the training down
                 print(f"nexus: the reporter's writer failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            self._stuck = False
+            self._room.set()
             if closing and not self.queue:
                 break
         self._write_summary()
         self._write_status()
 
     def _flush(self) -> None:
-        batch = []
+        """File one chunk of the queue. A record that cannot be noted costs only itself."""
+        queue = self.queue
+        items = [queue.popleft() for _ in range(min(len(queue), CHUNK))]
+        self._resolve(items)
+        batch: list[dict[str, Any]] = []
         synced: list[threading.Event] = []
-        for _ in range(min(len(self.queue), 20_000)):
-            item = self.queue.popleft()
-            if item["type"] == SYNC:
+        for item in items:
+            kind = item["type"]
+            if kind == STEP:
+                try:
+                    batch.extend(step_records(item))
+                except Exception as e:  # noqa: BLE001 - one odd step, not the rest of the chunk
+                    self._warn(f"step {item.get('step')}: not recorded ({type(e).__name__}: {e})")
+            elif kind == SYNC:
                 synced.append(item["done"])  # set once the records before it are filed, below
-            elif item["type"] == STEP:
-                batch.extend(step_records(item))
             elif LATER in item:  # a logged tensor's histogram, taken here, off the training thread
                 batch.extend(later_records(item))
             else:
                 batch.append(item)
-        self._resolve(batch)
         self.filing.probe()  # records held for a full disk go first, once there is room
         self._maybe_hello()
-        for rec in batch:
+        start = 0
+        for i, rec in enumerate(batch):
             kind = rec["type"]
-            if kind == P.METRIC:
-                self._note_metric(rec)
-            elif kind == P.EVAL:
-                self._note_eval(rec)
-            elif kind == P.STATE:
-                self._note_state(rec)
-                self._write_status()  # first: a reader that saw the record (pipe or file) finds it there too
-            self._file(rec)
+            try:
+                if kind == P.METRIC:
+                    self._note_metric(rec)
+                elif kind == P.EVAL:
+                    self._note_eval(rec)
+                elif kind == P.STATE:
+                    self._file_many(batch[start:i])
+                    start = i
+                    self._note_state(rec)
+                    self._write_status()  # first: a reader that saw the record (pipe or file) finds it there too
+            except Exception as e:  # noqa: BLE001 - a record the notes choke on is still filed
+                self._warn(f"a {kind} record: {type(e).__name__}: {e}")
+        self._file_many(batch[start:])
+        self._remember(batch)
         for done in synced:
             done.set()
         self._alert_drops()
         if time.monotonic() - self._status_at >= STATUS_EVERY_S:
             self._write_status()  # also keeps `updated` fresh while the loop is paused: it is alive
 
-    def _resolve(self, batch: list[dict[str, Any]]) -> None:
-        """Replace every tensor in the batch by its value, one device read per batch."""
+    def _file_many(self, records: list[dict[str, Any]]) -> None:
+        for step, text in self.filing.file_many(records):
+            self._warn(text, f"step {step}: " if step is not None else "")
+
+    def _warn(self, text: str, where: str = "") -> None:
+        """One warning per distinct text (the first `where` it happened, in front), on stderr and
+        as a log record (the dashboard's log)."""
+        if text in self._warned_keys or len(self._warned_keys) > 1000:
+            return
+        self._warned_keys.add(text)
+        text = where + text
+        print(f"nexus: {text}", file=sys.stderr, flush=True)
+        self._file({"type": P.LOG, "level": "warning", "text": text, "time": time.time()})
+
+    def _resolve(self, items: list[dict[str, Any]]) -> None:
+        """Replace every tensor in the chunk by its value, one device read per chunk."""
         where: list[tuple[dict[str, Any], str]] = []
         found: list[Any] = []
-        for rec in batch:
-            if rec["type"] in (P.METRIC, P.EVAL):
-                for key, value in rec.items():
-                    if V.is_tensor(value):
-                        where.append((rec, key))
-                        found.append(value)
+        plain = _PLAIN.issuperset
+        for item in items:
+            kind = item["type"]
+            values = item["values"] if kind == STEP else item if kind in (P.METRIC, P.EVAL) else None
+            if values is None or plain(map(type, values.values())):
+                continue
+            for key, value in values.items():
+                if V.is_tensor(value):
+                    where.append((values, key))
+                    found.append(value)
         if not found:
             return
         try:
@@ -204,26 +278,28 @@ class Writer:
         except Exception as e:  # noqa: BLE001 - a tensor that cannot be read is a lost value, not a dead run
             got = [math.nan] * len(found)
             print(f"nexus: could not read logged tensors: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        for (rec, key), value in zip(where, got, strict=True):
-            rec[key] = value
+        for (values, key), value in zip(where, got, strict=True):
+            values[key] = value
 
     def _note_metric(self, rec: dict[str, Any]) -> None:
         """Status fields from a metric record, and the speed a script did not log itself: `step_s`
         and (when it logs `tokens`) `tok_s` from the records' own times, as the engine reports them."""
-        at, step, tokens = rec["time"], rec["step"], as_num(rec.get("tokens"))
-        if self._prev is not None:
-            t0, s0, k0 = self._prev
-            if step > s0 and at > t0:
-                rec.setdefault("step_s", (at - t0) / (step - s0))
-                if tokens is not None and k0 is not None and tokens > k0:
-                    rec.setdefault("tok_s", (tokens - k0) / (at - t0))
-        self._prev = (at, step, tokens)
-        if "tokens" in rec:
+        at, step = rec["time"], rec["step"]
+        tokens = rec.get("tokens")
+        if tokens is not None:
+            tokens = as_num(tokens)
             self._tokens = rec["tokens"]
-        self.status["step"] = rec["step"]
-        if self._tokens is not None:
             self.status["tokens"] = self._tokens
-        self._remember(rec)
+        prev = self._prev
+        if prev is not None:
+            t0, s0, k0 = prev
+            if step > s0 and at > t0:
+                if "step_s" not in rec:
+                    rec["step_s"] = (at - t0) / (step - s0)
+                if tokens is not None and k0 is not None and tokens > k0 and "tok_s" not in rec:
+                    rec["tok_s"] = (tokens - k0) / (at - t0)
+        self._prev = (at, step, tokens)
+        self.status["step"] = step
 
     def _note_state(self, rec: dict[str, Any]) -> None:
         """The status says what the last state record says: state, step, why (a failed run's
@@ -251,12 +327,19 @@ class Writer:
             if best:
                 self.best_val_loss = val
                 self.status["best_val_loss"] = val
-        self._remember(rec)
 
-    def _remember(self, rec: dict[str, Any]) -> None:
-        for key, value in rec.items():
-            if key not in ("type", "seq", "time", "step", "best") and isinstance(value, (int, float)):
-                self.last_values[key] = value
+    def _remember(self, batch: list[dict[str, Any]]) -> None:
+        """`last_values` from a filed batch's metric and eval records: each key's last value, read
+        from the newest record back, so a chunk of records of one shape costs one set test each."""
+        last, seen = self.last_values, set(_OWN_FIELDS)
+        for rec in reversed(batch):
+            if rec["type"] not in (P.METRIC, P.EVAL) or seen.issuperset(rec.keys()):
+                continue
+            for key, value in rec.items():
+                if key not in seen:
+                    seen.add(key)
+                    if type(value) is float or type(value) is int:
+                        last[key] = value
 
     def _maybe_hello(self) -> None:
         if self.describe is None:  # the caller files its own hello
@@ -277,7 +360,7 @@ class Writer:
         self._write_status()
 
     def _file(self, rec: dict[str, Any]) -> None:
-        self.filing.file(rec)
+        self._file_many([rec])
 
     def _alert_drops(self) -> None:
         dropped = self.dropped
@@ -285,7 +368,8 @@ class Writer:
         if dropped > self._said_dropped and now - self._dropped_alert_at >= DROP_ALERT_EVERY_S:
             self._file({"type": P.ALERT, "kind": "dropped", "step": self.status.get("step", 0), "time": time.time(),
                         "text": f"{dropped - self._said_dropped} logged steps dropped ({dropped} in all): the "
-                                "reporter's queue was full because the disk did not keep up"})
+                                "reporter's queue was full and its writer thread was not running or made no progress "
+                                f"for {BACKPRESSURE_S:g} s"})
             self._said_dropped, self._dropped_alert_at = dropped, now
 
     # -- files beside the records ----------------------------------------------------------------
@@ -317,44 +401,3 @@ class Writer:
         with contextlib.suppress(OSError, TypeError, ValueError):
             tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
             tmp.replace(self.run_dir / SUMMARY_FILE)
-
-
-def step_records(item: dict[str, Any]) -> list[dict[str, Any]]:
-    """A committed step as its metric and eval records. With a watched optimizer, `lr` is the LR its
-    last step used; once a ramp changed it, the script's own `lr` is kept as `lr_schedule`."""
-    metric, evals = V.route(item["values"])
-    if item["lr"] is not None and metric:
-        last, ramped = item["lr"]
-        if ramped and "lr" in metric:
-            metric["lr_schedule"] = metric.pop("lr")
-        metric.setdefault("lr", last)
-    step, at = item["step"], item["time"]
-    out = []
-    if metric:
-        out.append({"type": P.METRIC, "step": step, "time": at, **metric})
-    if evals:
-        out.append({"type": P.EVAL, "step": step, "time": at, **evals})
-    return out
-
-
-def toml_safe(value: Any) -> Any:
-    """A config as TOML can hold it: None dropped, tuples as lists, anything else unknown as text."""
-    if isinstance(value, dict):
-        return {str(k): toml_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
-        return [toml_safe(v) for v in value if v is not None]
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def json_safe(value: Any) -> Any:
-    """A config or summary as msgpack and JSON can hold it (the hello carries the config)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    grabbed = V.grab(value)
-    return grabbed if isinstance(grabbed, (int, float)) else str(value)

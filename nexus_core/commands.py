@@ -4,10 +4,10 @@ Commands travel as msgpack maps with a "cmd" key over the run's control socket (
 dashboard builds them as these Structs and sends them with `as_args`; the dialogs check what a person
 typed with `command_error`. Their limits are schema.COMMAND_ARGS, the one table the engine checks too.
 
-Three words that used to be one: `resume` restarts a stopped run from a checkpoint (the CLI command
-and Supervisor.resume); `unpause` lets a paused run go on (this command, and the trainer's method of
-that name). The command was called "resume" before: engines still accept that name for one release,
-and the dashboard falls back to it for engines started by an older Nexus.
+One name per command, the one docs/PROTOCOL.md gives: `resume` lets a paused run go on. (A release
+of the dashboard sent `unpause` instead; engines and the reporter still accept it, and `send` falls
+back to it for a writer that knows only that name. The CLI's `nexus resume` and Supervisor.resume
+are a different thing: a stopped run restarted from a checkpoint.)
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ class Pause(Command, tag="pause"):
     pass
 
 
-class Unpause(Command, tag="unpause"):
-    pass
+class Resume(Command, tag="resume"):
+    """Let a paused run go on."""
 
 
 class Checkpoint(Command, tag="checkpoint"):
@@ -65,7 +65,30 @@ class Ramp(Command, tag="ramp"):
     total_steps: int | None = None
 
 
-AnyCommand = Union[Pause, Unpause, Checkpoint, EvalNow, Stop, Generate, Ramp]  # noqa: UP007 - for msgspec
+AnyCommand = Union[Pause, Resume, Checkpoint, EvalNow, Stop, Generate, Ramp]  # noqa: UP007 - for msgspec
+
+
+HANDLER_LINES: dict[str, str] = {
+    "checkpoint": "@run.on_checkpoint\ndef save():\n    torch.save(model.state_dict(), run.dir / 'model.pt')\n"
+                  "    return run.dir / 'model.pt'",
+    "eval": "@run.on_eval\ndef evaluate():\n    return val_loss(model)  # a number, or a dict of eval values",
+    "generate": "@run.on_sample\ndef sample(prompt, tokens, temperature, top_k):\n    return text",
+    "ramp": "run.watch(optimizer)",
+}
+"""What a reported script adds so that a key works on it: the dashboard's refusal and the
+reporter's own answer (nexus/control.py) both quote it."""
+
+
+def refusal(run: str, cmd: str, reported: bool, why: str = "") -> str:
+    """Why a run that lists its commands (hello `commands`) cannot take `cmd`, and what to do: what
+    its writer said (`why`, hello `lacking`: an adapter's "pass eval_dataset="); for a script
+    reporting through `import nexus`, the lines to add; for another writer, that it does not serve it."""
+    if why:
+        return f"{run} cannot {cmd}: {why}"
+    lines = HANDLER_LINES.get(cmd)
+    if reported and lines:
+        return f"{run} cannot {cmd}: its script registers no {cmd} handler. Add (after nexus.init):\n{lines}"
+    return f"{run} does not take {cmd} (its writer does not list it in its hello's commands)"
 
 
 def as_args(command: Command) -> dict[str, Any]:

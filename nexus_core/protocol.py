@@ -29,7 +29,7 @@ Commands (app -> engine) are msgpack maps with a "cmd" key, an "id" and a "deadl
 over the run's control socket (owner-only unix socket); the engine answers {"taken": id} when it
 reads one in time (else {"ok": False, "error": "expired: ..."}, not applied), then {"ok", "error"}.
 Every argument is checked against COMMAND_ARGS (type and range), the one table the dialogs use too:
-  pause · unpause ("resume" before; still accepted) · checkpoint · eval · stop (checkpoint, then exit)
+  pause · resume ("unpause" from older clients; still accepted) · checkpoint · eval · stop
   generate  prompt, tokens, temperature, top_k (the text arrives as a `sample` record)
   ramp      target_lr, ramp_steps, total_steps (optional): LR goes linearly from where it is to the
             target over ramp_steps, then follows the schedule stretched to total_steps

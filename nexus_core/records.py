@@ -244,6 +244,7 @@ class RecordWriter:
         self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the writer
         self._pipe = pipe_fd
         self.pipe_dropped = 0
+        self._packer = msgpack.Packer(use_bin_type=True)
         if pipe_fd is not None:
             os.set_blocking(pipe_fd, False)
 
@@ -266,6 +267,46 @@ class RecordWriter:
         self.seq += 1
         self._to_pipe(data)
         return record
+
+    def write_many(self, records: list[dict[str, Any]]) -> None:
+        """File many records with one append (then one pipe write): the writer thread's fast path, a
+        few hundred thousand records a second where one write() each manages half that. Each record
+        is stamped with its seq (and, lacking a numeric time, the time now) in place, so the records
+        must be the caller's own. All or nothing: on OSError none is filed and `seq` stays; a value
+        msgpack cannot hold raises its OverflowError/TypeError/ValueError before anything is written."""
+        if not records:
+            return
+        pack_one = self._packer.pack
+        parts = []
+        seq = self.seq
+        for record in records:
+            if next(iter(record)) != "type":  # "type" first: readers resync on it after garbage
+                record = {"type": record["type"], **record}
+            record["seq"] = seq
+            at = record.get("time")
+            if not isinstance(at, (int, float)) or isinstance(at, bool):
+                record["time"] = time.time()
+            parts.append(pack_one(record))
+            seq += 1
+        self._append(b"".join(parts))
+        self.seq = seq
+        if self._pipe is not None:
+            self._to_pipe_in_pieces(parts)
+
+    def _to_pipe_in_pieces(self, parts: list[bytes]) -> None:
+        """The pipe gets whole records in writes of at most PIPE_BUF bytes, which a pipe takes whole
+        or not at all: a full pipe drops those records (readers backfill them from the file by seq)
+        instead of leaving half a record in it."""
+        piece: list[bytes] = []
+        size = 0
+        for data in parts:
+            if piece and size + len(data) > select.PIPE_BUF:
+                self._to_pipe(b"".join(piece))
+                piece, size = [], 0
+            piece.append(data)
+            size += len(data)
+        if piece:
+            self._to_pipe(b"".join(piece))
 
     def tell_pipe(self, record: dict[str, Any]) -> None:
         """Send a record that is not filed (yet) to the pipe only, as seq -1 ("not in the file")."""

@@ -89,6 +89,12 @@ class Hello(Record, tag="hello"):
     """"reporter" for a run written by `nexus.init()`; "" for the engine."""
     commands: list[str] | None = None
     """The commands this run takes (None: all of them, as the engine does)."""
+    stop: str = ""
+    lacking: dict[str, str] | None = None
+    """command -> what would make it work on this run (a writer that knows, e.g. an adapter without
+    an eval set); the dashboard's refusal quotes it."""
+    """What `stop` does to this run (a reported script): "flag" (its loop reads should_stop and ends
+    itself) or "interrupt" (a KeyboardInterrupt at its next log()); "": the writer did not say."""
     argv: list[str] | None = None
     meta: dict[str, Any] | None = None
     lr_schedule: dict[str, Any] | None = None

@@ -34,12 +34,13 @@ STALLED = "stalled"
 LIVE_STATES = frozenset({STARTING, RUNNING, PAUSED, CHECKPOINTING})
 FINAL_STATES = frozenset({FINISHED, CRASHED, STOPPED, FAILED, KILLED})
 
-# Commands (typed in commands.py). `unpause` lets a paused run go on; RESUME is that command's old
-# name, still accepted for one release ("resume" now means only: restart a run from a checkpoint).
-PAUSE, UNPAUSE, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
-    "pause", "unpause", "checkpoint", "eval", "stop", "generate", "ramp",
+# Commands (typed in commands.py), named as docs/PROTOCOL.md names them. `resume` lets a paused run
+# go on; UNPAUSE is the name a release of Nexus sent for it instead, still accepted from old clients
+# (the CLI's `nexus resume` is something else: it restarts a stopped run from a checkpoint).
+PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP = (
+    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp",
 )
-RESUME = "resume"
+UNPAUSE = "unpause"
 COMMANDS = frozenset({PAUSE, UNPAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP})
 
 # The run folder.

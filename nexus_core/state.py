@@ -38,6 +38,16 @@ STALL_FACTOR = 20.0
 _GAPS = 32
 
 
+def derived_tok_s(last: Metric | None, rec: Metric) -> float | None:
+    """The tokens/s between two metric records, for a writer that counts tokens but does not log their
+    rate (a C or Rust loop): the one definition the run table and the tok_s chart both use."""
+    if last is None or last.time is None or rec.time is None or not rec.time > last.time:
+        return None
+    if not rec.tokens > last.tokens > 0:
+        return None
+    return (rec.tokens - last.tokens) / (rec.time - last.time)
+
+
 @dataclass(frozen=True)
 class Launched:
     """The dashboard started a process for the run: it is starting until its hello says more."""
@@ -170,6 +180,8 @@ class RunState:
         self.metric = rec
         self.step, self.tokens = rec.step, rec.tokens
         self.loss, self.ce, self.lr, self.tok_s = rec.loss, rec.ce, rec.lr, rec.tok_s
+        if rec.tok_s is None:
+            self.tok_s = derived_tok_s(last, rec)  # readers that fold a block apply its last two records
         if self.state == STARTING or (self.state not in LIVE_STATES and self.exit_code is None):
             self.state = RUNNING  # training (again: a metric after a final state means a resume)
         return "metrics"
@@ -198,8 +210,9 @@ class RunState:
         handler was up: nothing was lost) or crashed (with the tail of its log to say why)."""
         code = ev.exit_code
         self.exit_code = code
-        if self.state in (FAILED, KILLED):
-            return "state"  # the run said how it ended (an exception, a signal): that stands
+        if self.state in (FAILED, KILLED, STOPPED):
+            return "state"  # the run said how it ended (an exception, a signal, a stop): that stands
+            # (a reported script stopped from the dashboard dies of the KeyboardInterrupt it was sent)
         if code == -signal.SIGTERM:
             # SIGTERM is a stop request (the engine's own handler checkpoints and exits 0); dying of it
             # means it came before the handler was up, e.g. quit-with-stop while torch still imported.

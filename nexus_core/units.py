@@ -20,9 +20,12 @@ def gib(nbytes: Any, missing: str = "N/A") -> str:
 def as_num(value: Any) -> float | None:
     """A finite real number from an untrusted field (a status file, a hand-written record), else None:
     bools, strings, NaN and infinities are not numbers here."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int past what a float holds
+        return None
 
 
 def is_real(value: Any) -> TypeGuard[int | float]:

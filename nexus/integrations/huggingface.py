@@ -91,6 +91,8 @@ class NexusCallback(TrainerCallback):
         self._can_eval = _has_eval_set(args)
         if self._can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the Trainer has no eval set: pass eval_dataset= to Trainer(...)")
         tokenizer = self.tokenizer or kwargs.get("processing_class") or kwargs.get("tokenizer")
         if tokenizer is not None and self._model is not None and hasattr(self._model, "generate"):
             self.tokenizer = tokenizer
@@ -100,6 +102,8 @@ class NexusCallback(TrainerCallback):
         """Every rank: the main process's `run.step_end()` (pause holds here; checkpoint/eval/sample run
         their handlers), and under DDP one broadcast that gives every rank the same flags and LR."""
         self._control, self._state = control, state
+        if self.run is not None and state.is_world_process_zero:
+            self.run.at_step(state.global_step)  # a checkpoint-N it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 

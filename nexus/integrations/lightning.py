@@ -164,12 +164,16 @@ class NexusCallback(pl.Callback):
         run.on_checkpoint(self._checkpoint)
         if can_eval:
             run.on_eval(self._evaluate)
+        else:
+            run.lacks("eval", "the fit has no validation to run: define validation_step and pass val_dataloaders")
         if self._sample_fn is not None:
             run.on_sample(self._sample)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Every rank: rank 0's `run.step_end()` (pause holds here; checkpoint/eval/sample run their
         handlers), and under DDP one broadcast that gives every rank the same decisions and LR."""
+        if self.run is not None and trainer.is_global_zero:
+            self.run.at_step(trainer.global_step)  # the step-N.ckpt it asks for is recorded at N
         if self._ranks is not None:
             self._ranks.step_end()
 
@@ -203,7 +207,7 @@ class NexusCallback(pl.Callback):
         from nexus.ending import one_line
 
         if isinstance(exception, KeyboardInterrupt):
-            run._end_as_killed("SIGINT (KeyboardInterrupt)", -2)
+            run._end_interrupted()  # Ctrl-C: killed; the dashboard's stop: stopped
         else:
             run._end_as_failed(one_line(exception))
 
@@ -222,7 +226,7 @@ class NexusCallback(pl.Callback):
         run = self.run
         if run is None:  # registered only once a run is attached (on_train_start)
             raise RuntimeError("checkpoint asked for with no run attached")
-        self._ckpt_path = str(run.dir / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
+        self._ckpt_path = str(run.dir.resolve() / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
         self._ask(Decision(save=True))
         return self._ckpt_path
 

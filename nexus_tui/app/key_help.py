@@ -74,5 +74,10 @@ def _status(app: Any, run: Any, action: str, what: str) -> tuple[str, str]:
     cmd = RUN_COMMANDS.get(action)
     offered = run.hello.get("commands") if run.hello is not None else None
     if cmd and isinstance(offered, list) and cmd not in offered and not (cmd == "pause" and "unpause" in offered):
+        lacking = run.hello.get("lacking")
+        if isinstance(lacking, dict) and lacking.get(cmd):
+            return what, str(lacking[cmd])  # what its writer says would make it work (an adapter's)
+        if run.hello.get("source") != "reporter":
+            return what, f"its writer does not list {cmd} in its hello's commands"
         return what, f"its script registers no handler for {cmd}"
     return what, ""

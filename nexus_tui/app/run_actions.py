@@ -119,12 +119,18 @@ class RunActions(_AppBase):
         """A run that lists the commands it takes (hello `commands`: a reported run) and lacks this
         one is told so here instead of being sent a command it would refuse."""
         run = self.store.get(name)
-        offered = run.hello.get("commands") if run is not None and run.hello is not None else None
-        if isinstance(offered, list) and cmd not in offered:
-            self.notify(f"{name} does not take {cmd}: its script registers no handler for it "
-                        "(see README, 'Bring your own loop')", severity="warning")
-            return True
-        return False
+        hello = run.hello if run is not None else None
+        offered = hello.get("commands") if hello is not None else None
+        if hello is None or not isinstance(offered, list) or cmd in offered or \
+                (cmd == "resume" and "unpause" in offered):
+            return False
+        from nexus_core.commands import refusal
+
+        lacking = hello.get("lacking")
+        why = str(lacking.get(cmd) or "") if isinstance(lacking, dict) else ""
+        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter", why=why), severity="warning",
+                    markup=False, timeout=12)
+        return True
 
     @work(thread=True, group="commands")
     def send(self, name: str, command: Command, then: Command | None = None) -> None:
@@ -155,9 +161,9 @@ class RunActions(_AppBase):
         name = self._current()
         run = self.store.get(name) if name else None
         if name and run is not None:
-            from nexus_core.commands import Pause, Unpause
+            from nexus_core.commands import Pause, Resume
 
-            command = Unpause() if run.state == PAUSED else Pause()
+            command = Resume() if run.state == PAUSED else Pause()
             if not self._lacks(name, command.name):
                 self.send(name, command)
 
@@ -192,9 +198,12 @@ class RunActions(_AppBase):
                 self.send(name, Stop())
 
         # Screens are imported when first opened, not with the app: a faster first frame.
+        from nexus_tui.live.run_control import stop_question
         from nexus_tui.screens.confirm import ConfirmScreen
 
-        self.push_screen(ConfirmScreen(f"Stop {name}? It checkpoints, then exits.", yes="Stop"), answered)
+        run = self.store.get(name)
+        hello: Any = run.hello if run is not None and run.hello is not None else {}
+        self.push_screen(ConfirmScreen(stop_question(name, hello), yes="Stop"), answered)
 
     def action_generate(self) -> None:
         if (stopped := self._checkpoint_run()) is not None:
@@ -252,11 +261,11 @@ class RunActions(_AppBase):
                 self.notify(f"{run.label} {run.state} while the dialog was open: nothing was sent "
                             "(r again resumes it from a checkpoint)", severity="warning", markup=False)
             elif run.live:
-                from nexus_core.commands import Ramp, Unpause
+                from nexus_core.commands import Ramp, Resume
 
                 self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
                                      total_steps=args["total_steps"] or None),
-                          then=Unpause() if args.get("unpause") and run.state == PAUSED else None)
+                          then=Resume() if args.get("unpause") and run.state == PAUSED else None)
             else:
                 self._resume(run_dir, args)
 

@@ -65,4 +65,5 @@ class Forecasts:
             return title, None  # nothing left to forecast: the run is at its total
         value, low, high = guess
         eta = f" · ETA {fmt.duration(run.eta_s)}" if run.eta_s else ""
-        return f"{title} · forecast final val ≈ {value:.3f} ({low:.3f}–{high:.3f}){eta}", value
+        band = f"{low:.3f}–{high:.3f}" if low >= 0 else f"{low:.3f} to {high:.3f}"  # not "-1.2–-0.6"
+        return f"{title} · forecast final val ≈ {value:.3f} ({band}){eta}", value

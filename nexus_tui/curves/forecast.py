@@ -64,6 +64,12 @@ def forecast_final(
     _, c, a, b = min(fits)
     value = a + b * total_steps**-c
     noise = math.sqrt(best_sse / max(1, n - 3))  # residual scatter: the band is never thinner than that
-    low = max(0.0, min(min(preds), value) - noise)
-    high = min(max(max(preds), value) + noise, y[-1] + noise)
-    return max(0.0, value), low, max(high, value)
+    # A cross-entropy never goes below 0, so a curve that never did is not projected below it; a
+    # "val loss" that is already negative (a log-likelihood, a reward) has no such floor. Either way
+    # the band holds the value: low <= value <= high (a band read "0.000 (0.000–-0.622)" for a
+    # negative loss, the floor applied to the value and the low end but not to the high end).
+    floor = 0.0 if min(y) >= 0.0 else -math.inf
+    value = max(floor, value)
+    low = max(floor, min(min(preds), value) - noise)
+    high = max(min(max(max(preds), value) + noise, y[-1] + noise), value)
+    return value, min(low, value), high

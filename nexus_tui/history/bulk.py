@@ -85,7 +85,9 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
         return store.ingest(name, run_dir, block.records())
     if not len(fast):
         return Changes()
-    b = fast
+    b = _with_derived_tok_s(run, fast)
+    if b is None:
+        return store.ingest(name, run_dir, fast.records())
     step = b.step
     tokens = b.tokens if b.has_all("tokens") else np.where(b.present["tokens"], b.tokens, 0.0)
     t = b.time if b.has_all("time") else np.where(b.present["time"], b.time, 0.0)
@@ -109,10 +111,39 @@ def ingest_block(store: MetricStore, name: str, run_dir: str | Path | None, bloc
         rate.clear()  # as MetricStore._on_metric: a resume from an earlier step
     timed = np.flatnonzero(t != 0)[-RATE_WINDOW:]
     rate.extend(zip(t[timed].tolist(), step[timed].tolist(), strict=True))
-    run.apply(b.slice(len(b) - 1).records()[0])  # the reducer decides state, step, last values
+    for rec in fast.slice(max(0, len(fast) - 2)).records():  # the reducer decides state, step, last values
+        run.apply(rec)  # (the last two: a tok_s the writer did not log is their rate)
     seqs.mark += len(b)
     seqs.max_seen = max(seqs.max_seen, int(b.seq[-1]))
     return Changes(["metrics"])
+
+
+def _with_derived_tok_s(run: RunView, b: MetricBlock) -> MetricBlock | None:
+    """The block with tok_s filled in where its writer counted tokens but logged no rate, each row
+    from the one before it (the first from the run's last metric), as `derived_tok_s` does record by
+    record; None when the derived points would re-draw the series (the per-record path cuts it)."""
+    logged = b.present.get("tok_s")
+    if logged is not None and logged.all() or b.has_all("tok_s"):
+        return b
+    last = run.metric
+    tokens = np.where(b.present["tokens"], b.tokens, 0.0) if not b.has_all("tokens") else b.tokens
+    t = np.where(b.present["time"], b.time, np.nan) if not b.has_all("time") else b.time
+    prev_tokens = np.concatenate(([float(last.tokens) if last is not None else 0.0], tokens[:-1]))
+    prev_t = np.concatenate(([float(last.time) if last is not None and last.time is not None else np.nan], t[:-1]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (t > prev_t) & (tokens > prev_tokens) & (prev_tokens > 0)
+        rate = np.where(ok, (tokens - prev_tokens) / np.where(ok, t - prev_t, 1.0), np.nan)
+    ok &= ~logged if logged is not None else True
+    if not ok.any():
+        return b
+    series = run.series["tok_s"]
+    if len(series) and b.step[ok][0] <= series.step[-1]:
+        return None
+    values = dict(b.values)
+    values["tok_s"] = np.where(ok, rate, b.values["tok_s"])
+    present = dict(b.present)
+    present["tok_s"] = ok | (logged if logged is not None else False)
+    return MetricBlock(b.seq, b.step, b.tokens, b.time, values, present, b.extra, b.release)
 
 
 def _extra_keys(b: MetricBlock) -> list[str]:

@@ -109,5 +109,6 @@ def reduce_pieces(pieces: list[Piece]) -> RunState | None:
         times = (piece.time if piece.has_all("time") else piece.time[piece.present["time"]]).tolist()
         if times:  # apply()'s max, in stream order (the same answer for a NaN time)
             run.updated = reduce(max, times, *([] if run.updated is None else [run.updated]))
-        run.apply(piece.slice(len(piece) - 1).records()[0])
+        for rec in piece.slice(max(0, len(piece) - 2)).records():  # the last two: a derived tok_s
+            run.apply(rec)
     return run if seen else None

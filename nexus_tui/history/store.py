@@ -40,7 +40,7 @@ from nexus_core.recordtypes import (
     to_record,
 )
 from nexus_core.schema import ALERT, CKPT, CRASHED, EVAL, HELLO, LOG, MEDIA_TYPES, METRIC, SAMPLE, STATE
-from nexus_core.state import Exited, Launched
+from nexus_core.state import Exited, Launched, derived_tok_s
 from nexus_core.text import clean_data, clean_text
 from nexus_tui.history.bulk import ingest_pieces
 from nexus_tui.history.changes import Changes
@@ -208,6 +208,8 @@ class MetricStore:
         tokens = float(rec.tokens)
         t = rec.time or 0.0
         values = [(k, float(v)) for k in METRIC_KEYS if (v := getattr(rec, k)) is not None]
+        if rec.tok_s is None and not late and (rate := derived_tok_s(run.metric, rec)) is not None:
+            values.append(("tok_s", rate))  # a writer that counts tokens but not their rate
         if late:
             added = False
             for key, value in values:
@@ -226,11 +228,11 @@ class MetricStore:
                     s.append(step, tokens, t, value)
         if rec.extra:
             self._add_extras(run, rec, seq, late, tokens, t)
-        rate = run._rate
-        if rate and step < rate[-1][1]:
-            rate.clear()  # resumed from an earlier step: the old speed does not apply
+        window = run._rate
+        if window and step < window[-1][1]:
+            window.clear()  # resumed from an earlier step: the old speed does not apply
         if t:
-            rate.append((t, step))
+            window.append((t, step))
         return run.apply(rec)
 
     def _on_eval(self, run: RunView, rec: Eval, seq: int | None, late: bool) -> str:

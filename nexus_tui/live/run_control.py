@@ -17,17 +17,32 @@ from nexus_tui.live.launch_args import LaunchError
 
 def send(run_dir: Path, command: Command, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
     """Send one typed command; raises ControlError with a one-line reason if it is out of its
-    limits or the run refuses it (or has not read it within `timeout` s: it then never will). An
-    engine started by an older Nexus knows `unpause` by its old name, `resume`: that one answer is
-    retried with the old name."""
+    limits or the run refuses it (or has not read it within `timeout` s: it then never will). A
+    writer that knows `resume` only by the name a release of Nexus used, `unpause`, is asked again
+    with that name."""
     if error := command_error(command):
         raise ControlError(error)
     try:
         return send_command(run_dir, command.name, timeout=timeout, **as_args(command))
     except ControlError as e:
-        if command.name != UNPAUSE or "unknown command" not in str(e):
+        if command.name != RESUME or not ("unknown command" in str(e) or "not take" in str(e)):
             raise
-    return send_command(run_dir, RESUME, timeout=timeout)
+    return send_command(run_dir, UNPAUSE, timeout=timeout)
+
+
+def stop_question(name: str, hello: Any) -> str:
+    """The stop dialog's question, promising only what this run will do: the engine checkpoints, then
+    exits; a reported script ends its loop itself when it reads `should_stop` (hello `stop`: flag) or
+    is ended at its next log() by a KeyboardInterrupt (interrupt); another writer decides itself."""
+    how = hello.get("stop")
+    if hello.get("source") == "reporter" or how in ("flag", "interrupt"):
+        if how == "flag":
+            return f"Stop {name}? Its script ends its loop when it next checks run.should_stop (no checkpoint)."
+        return (f"Stop {name}? Its script is ended at its next log() by a KeyboardInterrupt, as W&B's stop "
+                "does (no checkpoint).")
+    if not hello.get("source") and hello.get("commands") is None:
+        return f"Stop {name}? It checkpoints, then exits."
+    return f"Stop {name}? Its program is asked to end early; what it saves is up to it."
 
 
 def ramp_preview(

@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from nexus_core.text import clean_text
@@ -115,12 +116,15 @@ class TelemetryPane(VerticalScroll):
         width = max(20, self.scrollable_content_region.width)
         if len(view.gpus) != self._gpu_count:
             self._rebuild_gpus(len(view.gpus))
-        error = self.query_one("#gpu-error", Static)
-        error.display = bool(view.gpu_error)
-        self._set(error, view.gpu_error)
-        for gpu in view.gpus:
-            self._set(self.query_one(f"#gpu-{gpu.index}-text", Static), gpu_lines(gpu, width))
-        self._set(self.query_one("#host", Static), host_lines(view, width))
+        try:
+            error = self.query_one("#gpu-error", Static)
+            error.display = bool(view.gpu_error)
+            self._set(error, view.gpu_error)
+            for gpu in view.gpus:
+                self._set(self.query_one(f"#gpu-{gpu.index}-text", Static), gpu_lines(gpu, width))
+            self._set(self.query_one("#host", Static), host_lines(view, width))
+        except NoMatches:  # not composed yet, or unmounting: the next sample draws it
+            return
 
     def _set(self, widget: Static, content: Text | str) -> None:
         """Update a block, re-laying out the pane only when its number of lines changed (a layout

@@ -241,7 +241,7 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
         assert out["step"][-1] == total and max(out["lr"]) == pytest.approx(0.02)
 
         P.send_command(run, P.RAMP, target_lr=0.02, ramp_steps=6, total_steps=total)
-        P.send_command(run, P.RESUME)  # unpause by its old name: engines accept it for one release
+        P.send_command(run, P.UNPAUSE)  # resume by the name older dashboards sent: engines still take it
         assert proc.wait(timeout=120) == 0
     finally:
         if proc.poll() is None:

@@ -90,7 +90,7 @@ def test_hugging_face_trainer(runs_root: Path) -> None:
 
         assert command(run_dir, "checkpoint")["ok"]
         ck = script.wait_for(lambda r: r["type"] == P.CKPT)
-        assert ck["path"].startswith("hf/checkpoint-")
+        assert ck["path"] == f"hf/checkpoint-{ck['step']}"  # the Trainer's folder is named by the record's step
         _wait_path(run_dir / ck["path"] / "trainer_state.json", script)
 
         assert command(run_dir, "eval")["ok"]
@@ -117,7 +117,7 @@ def test_lightning_fit(runs_root: Path) -> None:
 
         # a checkpoint taken while paused: the loop is held, save_checkpoint still runs
         ck = _pause_holds(script, run_dir, "checkpoint")
-        assert ck["path"].startswith("checkpoints/step-") and (run_dir / ck["path"]).is_file()
+        assert ck["path"] == f"checkpoints/step-{ck['step']}.ckpt" and (run_dir / ck["path"]).is_file()
         assert command(run_dir, "generate", prompt="the ", tokens=6, temperature=0.0, top_k=0)["ok"]
         sample = script.wait_for(lambda r: r["type"] == P.SAMPLE)
         assert sample["text"].startswith("the ") and len(sample["text"]) == 10

@@ -83,8 +83,9 @@ def _socket_path(run_dir: Path) -> Path:
 class HandServer:
     """Section 5 by hand: one msgpack map in, one out, per connection; refuses what it does not serve."""
 
-    def __init__(self, run_dir: Path, serves: set[str]) -> None:
+    def __init__(self, run_dir: Path, serves: set[str], on_cmd: Any = None) -> None:
         self.serves = serves
+        self.on_cmd = on_cmd
         self.received: list[dict[str, Any]] = []
         self.path = _socket_path(run_dir)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,6 +110,8 @@ class HandServer:
                 self.received.append(cmd)
                 ok = cmd.get("cmd") in self.serves
                 conn.sendall(msgpack.packb({"ok": ok, "error": "" if ok else "not served", "step": 3}))
+            if ok and self.on_cmd is not None:
+                self.on_cmd(cmd["cmd"])
 
     def close(self) -> None:
         self.done.set()
@@ -170,7 +173,13 @@ async def test_the_dashboard_steers_a_hand_written_run_only_with_what_it_serves(
         runs_root: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     run = _write_live(runs_root)
-    server = HandServer(run.dir, {"pause", "resume", "stop"})
+    def act(cmd: str) -> None:  # section 5's results: a state record, and the status says it too
+        state = {"pause": "paused", "resume": "running"}.get(cmd)
+        if state:
+            run.record("state", state=state, step=3)
+            run.status(state=state, step=3, total_steps=50)
+
+    server = HandServer(run.dir, {"pause", "resume", "stop"}, act)
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     try:
         async with app.run_test(size=(140, 40)) as pilot:
@@ -188,5 +197,16 @@ async def test_the_dashboard_steers_a_hand_written_run_only_with_what_it_serves(
             while not server.received and time.monotonic() < deadline:
                 await pilot.pause(0.1)
             assert [c["cmd"] for c in server.received] == ["pause"]
+            # Paused, p asks the writer to go on by the spec's one name, `resume` (the dashboard sent
+            # `unpause`, and refused this writer for not listing it).
+            deadline = time.monotonic() + 30
+            while app.store.get("live-rust").state != "paused" and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert app.store.get("live-rust").state == "paused"
+            await pilot.press("p")
+            deadline = time.monotonic() + 30
+            while len(server.received) < 2 and time.monotonic() < deadline:
+                await pilot.pause(0.1)
+            assert [c["cmd"] for c in server.received] == ["pause", "resume"], [n.message for n in app._notifications]
     finally:
         server.close()

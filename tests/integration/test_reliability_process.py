@@ -22,7 +22,7 @@ from support.wait import wait_until
 
 from engine import checkpoint as ckpt
 from nexus_core import protocol as P
-from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Stop, Unpause
+from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Resume, Stop
 
 
 def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root: Path) -> None:
@@ -214,7 +214,7 @@ async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_contr
             await until(lambda: any(s.get("requested") for s in app.store.get("lives").samples), "a sample")
             answer = sup.send("lives", Ramp(target_lr=2e-3, ramp_steps=5))
             assert "LR ramp" in answer["text"]
-            sup.send("lives", Unpause())
+            sup.send("lives", Resume())
             held = app.store.get("lives").step
             await until(lambda: app.store.get("lives").step >= held + 6, "training after the ramp")
             xs, lrs = app.store.series("lives", "lr")

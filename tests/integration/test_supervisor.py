@@ -18,7 +18,7 @@ from support import ROOT
 from support.preset import TINY_OVERRIDES
 from support.reporter import SCRIPTS
 
-from nexus_core.commands import Generate, Pause, Stop, Unpause
+from nexus_core.commands import Generate, Pause, Resume, Stop
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
 from nexus_core.state import Exited
 from nexus_tui.history.columnar.fastdecode import Piece
@@ -129,7 +129,7 @@ def test_pause_generate_resume_and_stop_on_shutdown(sup: Supervisor, feed: Feed)
     assert feed.step("p") == held  # paused: no steps
     sup.send("p", Generate(prompt="def ", tokens=8, temperature=0.0))
     feed.wait(lambda: any(s.get("requested") for s in feed.store.get("p").samples), timeout=120)
-    sup.send("p", Unpause())
+    sup.send("p", Resume())
     feed.wait(lambda: feed.step("p") > held + 2, timeout=120)
     left = sup.shutdown(stop_runs=True, timeout=60)
     assert left == []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -480,3 +481,23 @@ def test_cached_pages_given_back_after_the_copy_still_read_true(tmp_path: Path, 
     store.ingest_batch("r", run, pieces)
     assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
     assert all(np.array_equal(b.values["ce"], v, equal_nan=True) for b, v in zip(blocks, before, strict=True))
+
+
+@pytest.mark.parametrize("cuts", [[], [777], [50, 51, 3000, 9000]])
+def test_a_writer_without_tok_s_gets_the_same_derived_rate_either_way(tmp_path: Path, cuts: list[int]) -> None:
+    """A writer that logs tokens but not tok_s: the run's Tok/s is the rate of its last two metric
+    records, whichever path folded them (the bulk path applies a block's last two records)."""
+    path = tmp_path / METRICS_FILE
+    w = RecordWriter(path)
+    w.write({"type": "hello", "run": "r", "protocol": 1, "pid": 7, "total_steps": 500})
+    for step in range(1, 301):
+        w.write({"type": "metric", "step": step, "tokens": step * 512, "loss": 1.0, "time": 100.0 + step * 0.25})
+        if step % 97 == 0:
+            w.write({"type": "log", "level": "info", "text": f"at {step}", "time": 100.0 + step * 0.25})
+    w.close()
+    data = path.read_bytes()
+    store, _ = fast(data, cuts)
+    assert_same(store, plain(data, cuts))
+    assert store.get("r").tok_s == pytest.approx(512 / 0.25)
+    rates = store.get("r").series["tok_s"]  # the chart too: every step after the first
+    assert len(rates) == 299 and np.allclose(rates.value.view, 512 / 0.25)

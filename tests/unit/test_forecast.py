@@ -50,3 +50,25 @@ def test_a_finished_run_returns_its_last_value() -> None:
     assert forecast_final(steps, [3.0, 2.6, 2.4, 2.3, 2.25], 50) == (2.25, 2.25, 2.25)
     value, low, high = forecast_final(steps, [3.0, 2.6, float("inf"), 2.3, 2.25], 60)
     assert math.isfinite(value) and low <= value <= high <= 2.3 + 0.5
+
+
+def test_a_negative_loss_gets_a_band_that_holds_its_value() -> None:
+    """A script whose "val loss" is negative (a log-likelihood) read `0.000 (0.000–-0.622)`: the value
+    and the band's low end were floored at 0, its high end was not."""
+    steps = [50, 100, 150, 200, 250, 300]
+    got = forecast_final(steps, [_law(s, a=-1.0, b=2.0) for s in steps], 3000)
+    assert got is not None
+    value, low, high = got
+    assert low <= value <= high
+    assert value == pytest.approx(_law(3000, a=-1.0, b=2.0), abs=0.05) and value < 0
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_band_always_holds_the_value(seed: int) -> None:
+    rng = random.Random(seed)
+    a, b, c = rng.uniform(-3, 3), rng.uniform(0.1, 10), rng.uniform(0.05, 1.5)
+    steps = sorted(rng.sample(range(1, 2000), 8))
+    got = forecast_final(steps, [_law(s, a, b, c) + rng.gauss(0, 0.05) for s in steps], rng.randint(2000, 20000))
+    if got is not None:
+        value, low, high = got
+        assert low <= value <= high, got

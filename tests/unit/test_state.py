@@ -48,3 +48,26 @@ def test_plain_maps_become_records_or_nothing() -> None:
     assert to_record({"type": "metric", "step": 1, "loss": 2}) == Metric(step=1, loss=2.0)
     assert to_record({"type": "metric", "step": True}) is None
     assert to_record({"type": "newer-kind"}) is None and to_record([1]) is None
+
+
+def test_a_stopped_run_stays_stopped_whatever_its_exit_code() -> None:
+    """A reported script stopped from the dashboard dies of the KeyboardInterrupt it was sent; it said
+    `stopped` first, and that stands (it was shown crashed)."""
+    run = RunState()
+    run.apply(Hello(total_steps=100))
+    run.apply(Metric(step=5))
+    run.apply(State(state="stopped", step=5, reason="stop command (KeyboardInterrupt at log())", exit_code=0))
+    run.apply(Exited(-signal.SIGINT))
+    assert run.state == "stopped" and run.reason.startswith("stop command")
+
+
+def test_tokens_without_a_rate_give_a_derived_tok_s() -> None:
+    """A writer that logs tokens but not tok_s (a C or Rust loop) had no Tok/s in the run table."""
+    run = RunState()
+    run.apply(Hello(total_steps=100, time=0.0))
+    run.apply(Metric(step=1, tokens=1000, time=10.0))
+    assert run.tok_s is None
+    run.apply(Metric(step=2, tokens=3000, time=10.5))
+    assert run.tok_s == 4000.0
+    run.apply(Metric(step=3, tokens=5000, tok_s=123.0, time=11.0))
+    assert run.tok_s == 123.0  # the writer's own figure wins
