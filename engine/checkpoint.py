@@ -43,6 +43,7 @@ from nexus_core.config import flatten
 from nexus_core.errors import CheckpointError
 from nexus_core.families import migrate
 from nexus_core.protocol import UnsafeFileError, open_regular, pid_alive
+from nexus_core.safefile import check_inside, fresh_dir, write_new
 
 if TYPE_CHECKING:
     import torch
@@ -85,11 +86,12 @@ def save_checkpoint(
     """
     root = checkpoints_root(run_dir)
     root.mkdir(parents=True, exist_ok=True)
+    check_inside(run_dir, root)  # a planted `checkpoints -> ~/somewhere` is never written through
     name = step_name(int(meta["step"]))
     final = root / name
-    tmp = root / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp_name = f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(root / tmp_name, ignore_errors=True)
+    tmp = fresh_dir(root, tmp_name)  # made here, empty: safetensors' own writes into it are safe
     try:
         meta, best = _write_folder(tmp, model, optimizer, {**meta, "name": name}, best)
     except BaseException:
@@ -129,10 +131,7 @@ def _write_folder(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
 
     meta = {**meta, "format": FORMAT_VERSION, "optimizer": structure, "best": best, "finite": finite,
             "saved_at": time.time()}
-    with open(tmp / META_FILE, "w") as f:
-        json.dump(meta, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
+    write_new(tmp / META_FILE, json.dumps(meta, indent=1), fsync=True)
     return meta, best
 
 
@@ -309,11 +308,13 @@ def _read_tensors(path: Path, expand_aliases: bool = False) -> dict[str, torch.T
     if not path.exists():
         raise CheckpointError(f"checkpoint {path.parent} is incomplete: {path.name} is missing")
     try:
-        open_regular(path).close()  # safetensors would block forever opening a FIFO planted here
+        held = open_regular(path)  # safetensors would block forever opening a FIFO planted here
     except UnsafeFileError as e:
         raise CheckpointError(f"checkpoint {path.parent.name} is corrupt: {path.name} {e.strerror}") from None
+    # safetensors maps the file we checked (its descriptor), not whatever the name points to by then.
+    source = f"/proc/self/fd/{held.fileno()}" if os.path.isdir("/proc/self/fd") else str(path)
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
+        with held, safe_open(source, framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
             aliases = json.loads((f.metadata() or {}).get("aliases", "{}")) if expand_aliases else {}
     except (SafetensorError, OSError, ValueError) as e:

@@ -19,16 +19,22 @@ from pathlib import Path
 
 from engine import checkpoint as ckpt
 from engine.runlock import hold_run_folder, refuse_if_in_use
+from nexus_core import children
 from nexus_core import config as C
 from nexus_core import protocol as P
 from nexus_core.engine_deps import ENGINE_MODULES, missing_engine_message
 from nexus_core.errors import ConfigError, NexusError
 from nexus_core.names import RUN_NAME_RULE, run_name_ok
+from nexus_core.safefile import atomic_write
+from nexus_core.trust import TRUST_FLAG
+from nexus_core.trust import check as trust_check
 
 EXIT_USER_ERROR = 2
 PROG_ENV = "NEXUS_PROG"
 """Set by the `nexus` console script before it execs us, so messages name the command the user typed."""
 
+
+TRUST_HELP = "act on a run folder that is not yours or reads data from outside your data roots (see docs/SECURITY.md)"
 
 def prog() -> str:
     """The command a user would type to reach this engine: `nexus` when started through the console
@@ -65,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--steps", type=int, help="new total steps (extends the schedule)")
     resume.add_argument("--lr", type=float, help="target LR, reached linearly over --ramp-steps")
     resume.add_argument("--ramp-steps", type=int, help="steps of the linear LR ramp (0 = jump)")
+    resume.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
     _common(resume)
 
     gen = sub.add_parser("generate", help="print a sample from a checkpoint")
@@ -76,12 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, help="repeatable sample (default: a fresh one)")
     gen.add_argument("--from", dest="ckpt")
     gen.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: cpu)")
+    gen.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
 
     ev = sub.add_parser("eval", help="print held-out CE loss and perplexity of a checkpoint")
     ev.add_argument("--run-dir", required=True)
     ev.add_argument("--from", dest="ckpt")
     ev.add_argument("--batches", type=int, help="eval batches (default: the run's train.eval_batches)")
     ev.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps (default: cpu)")
+    ev.add_argument(TRUST_FLAG, action="store_true", help=TRUST_HELP)
 
     prev = sub.add_parser("lr-preview", help="print the LR a resume with a ramp would follow, as JSON")
     prev.add_argument("--run-dir", required=True)
@@ -208,7 +217,7 @@ def _refuse_used(run_dir: Path, metrics: Path, locked_by_us: bool = False) -> No
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir, write=True)
+    run_dir = _existing_run(args.run_dir, write=True, command="resume", trust=args.trust_foreign)
     rank = int(os.environ.get("RANK", "0")) if _under_torchrun() else 0
     if args.nproc <= 1 and rank == 0:  # under torchrun rank 0 holds it; with --nproc, rank 0 after the relaunch
         hold_run_folder(run_dir)
@@ -269,10 +278,10 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
     if args.command == "train" and not args.run_dir:
         rest += ["--run-dir", str(run_dir)]
     # Isolated like every engine launch (protocol.engine_argv): no worker imports from the cwd.
-    cmd = [sys.executable, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "--no-python", *P.engine_argv(sys.executable, *rest)]
+    cmd = [children.PYTHON, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
+           "--no-python", *children.nexus_argv("engine", *rest)]
     sys.stdout.flush()
-    os.execv(sys.executable, cmd)
+    children.become(cmd, env=children.child_env())
 
 
 def _apply_common(cfg: C.Config, args: argparse.Namespace) -> None:
@@ -306,17 +315,19 @@ def _check_source(cfg: C.Config) -> None:
 
 
 def _write_config(run_dir: Path, cfg: C.Config) -> None:
-    tmp = run_dir / (P.CONFIG_FILE + ".tmp")
-    tmp.write_text(cfg.to_toml())
-    tmp.replace(run_dir / P.CONFIG_FILE)
+    atomic_write(run_dir / P.CONFIG_FILE, cfg.to_toml(), within=run_dir)
 
 
-def _existing_run(run_dir: str, write: bool = False) -> Path:
+def _existing_run(run_dir: str, write: bool = False, command: str | None = None, trust: bool = False) -> Path:
+    """The run folder a command acts on; ConfigError when it is none, or (for `command`) when it is
+    foreign and the user did not say --trust-foreign (nexus_core.trust: a foreign folder is data)."""
     path = Path(run_dir)
     if not (path / P.CONFIG_FILE).exists():
         raise ConfigError(f"{path} is not a run folder (no {P.CONFIG_FILE}); check --run-dir")
     if write and not os.access(path, os.W_OK):
         raise ConfigError(f"run folder {path} is not writable")
+    if command is not None and not trust and (verdict := trust_check(path, command)):
+        raise ConfigError(P.clean_text(f"{path}: {verdict.line(command)}"))
     return path
 
 
@@ -328,7 +339,7 @@ def _run_config(run_dir: Path) -> C.Config:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir)
+    run_dir = _existing_run(args.run_dir, command="generate", trust=args.trust_foreign)
     cfg = _run_config(run_dir)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
     from engine.sampling import generate
@@ -340,7 +351,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    run_dir = _existing_run(args.run_dir)
+    run_dir = _existing_run(args.run_dir, command="eval", trust=args.trust_foreign)
     cfg = _run_config(run_dir)
     path = ckpt.resolve_checkpoint(run_dir, args.ckpt)
 

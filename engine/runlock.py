@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from nexus_core.errors import ConfigError
+from nexus_core.safefile import open_lock
 
 LOCK_FILE = "engine.lock"
 _held: list[int] = []
@@ -27,7 +28,7 @@ def hold_run_folder(run_dir: str | Path) -> None:
     The folder must exist. Taking a lock this process already holds is a no-op."""
     path = Path(run_dir) / LOCK_FILE
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fd = open_lock(path, create=True)
     except OSError as e:
         raise ConfigError(f"cannot lock the run folder {run_dir}: {e.strerror or e}") from None
     try:
@@ -49,7 +50,7 @@ def refuse_if_in_use(run_dir: str | Path) -> None:
     """The same refusal as hold_run_folder, without creating or writing anything: for the checks a
     command makes before it may write (so a refused command leaves the folder byte for byte)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = open_lock(Path(run_dir) / LOCK_FILE, create=False)
     except OSError:
         return
     try:
@@ -78,7 +79,7 @@ def _holder(fd: int) -> int | None:
 def folder_is_locked(run_dir: str | Path) -> bool:
     """Whether a live engine holds the run folder (a torch-free check for `nexus runs`)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        fd = open_lock(Path(run_dir) / LOCK_FILE, create=False)
     except OSError:
         return False
     try:

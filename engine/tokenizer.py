@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,7 +22,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from nexus_core.config import DataConfig
 from nexus_core.errors import DataError
-from nexus_core.safefile import open_regular, parse_json, read_json, read_text
+from nexus_core.safefile import atomic_write, atomic_writer, open_regular, parse_json, read_json, read_text
 
 TOKENIZER_MAX_BYTES = 256 << 20
 """A tokenizer.json larger than this is not one Nexus wrote (a 64k-token BPE is a few MB)."""
@@ -148,12 +147,11 @@ class BpeTokenizer:
 
     def save(self, run_dir: Path) -> None:
         """Write run_dir/tokenizer.json atomically (a crash mid-write must not leave a torn file that
-        a resume would then refuse); the temp name carries the pid so DDP ranks never share one."""
+        a resume would then refuse), through the file door (a unique temp name: DDP ranks never share
+        one; never written through a link out of the folder)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        tmp = run_dir / f"{TOKENIZER_FILE}.{os.getpid()}.tmp"
-        self.tok.save(str(tmp))
-        tmp.replace(run_dir / TOKENIZER_FILE)
+        atomic_write(run_dir / TOKENIZER_FILE, self.tok.to_str(pretty=True), within=run_dir)
 
 
 def load_or_train(cfg: DataConfig, run_dir: Path, texts: Callable[[], Iterable[str]]) -> Tokenizer:
@@ -230,14 +228,10 @@ def _save_token_cache(run_dir: Path, fingerprint: str, arrays: tuple[np.ndarray,
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / TOKEN_CACHE[2]).unlink(missing_ok=True)  # no stale vouching while arrays are replaced
     for name, a in zip(TOKEN_CACHE[:2], arrays, strict=True):
-        tmp = run_dir / f"{name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_writer(run_dir / name, within=run_dir) as fh:
             np.save(fh, a, allow_pickle=False)
-        tmp.replace(run_dir / name)
-    meta = run_dir / TOKEN_CACHE[2]
-    tmp = run_dir / f"{TOKEN_CACHE[2]}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}))
-    tmp.replace(meta)
+    meta = {"fingerprint": fingerprint, "train": len(arrays[0]), "val": len(arrays[1])}
+    atomic_write(run_dir / TOKEN_CACHE[2], json.dumps(meta), within=run_dir)
 
 
 def _first_line(e: BaseException) -> str:

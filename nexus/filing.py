@@ -10,7 +10,6 @@ False and whoever paused for it (the engine pauses a run on `disk_error`) may go
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from typing import Any
 from nexus.shaping import repair
 from nexus_core import protocol as P
 from nexus_core.records import pack
+from nexus_core.safefile import rewrite_in_place
 
 ROOM_PROBE_S = 2.0
 """How often records held for a full disk are tried again."""
@@ -144,14 +144,7 @@ def write_status(run_dir: Path, status: dict[str, Any]) -> str | None:
 def _rewrite_in_place(run_dir: Path, status: dict[str, Any]) -> bool:
     data = json.dumps({**status, "updated": time.time()}).encode()
     try:
-        fd = os.open(run_dir / P.STATUS_FILE, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        rewrite_in_place(run_dir / P.STATUS_FILE, data)
     except OSError:
         return False
-    try:
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)
+    return True

@@ -32,6 +32,7 @@ from nexus.filing import Filing, write_status
 from nexus.richlog import LATER, later_records
 from nexus.shaping import step_records, toml_safe
 from nexus_core import protocol as P
+from nexus_core.safefile import atomic_write
 from nexus_core.units import as_int, as_num, is_new_best
 
 FLUSH_S = 0.1
@@ -386,10 +387,8 @@ class Writer:
             import tomli_w
         except ImportError:  # a project dependency, but a script's bare environment may lack it
             return
-        tmp = self.run_dir / (P.CONFIG_FILE + ".tmp")
         try:
-            tmp.write_text(tomli_w.dumps(toml_safe(config)))
-            tmp.replace(self.run_dir / P.CONFIG_FILE)
+            atomic_write(self.run_dir / P.CONFIG_FILE, tomli_w.dumps(toml_safe(config)), within=self.run_dir)
         except (OSError, TypeError, ValueError) as e:
             print(f"nexus: cannot write {P.CONFIG_FILE}: {e}", file=sys.stderr, flush=True)
 
@@ -397,7 +396,6 @@ class Writer:
         summary = self._summary
         if summary is None:
             return
-        tmp = self.run_dir / (SUMMARY_FILE + ".tmp")
         with contextlib.suppress(OSError, TypeError, ValueError):
-            tmp.write_text(json.dumps(summary, indent=1, sort_keys=True, default=str))
-            tmp.replace(self.run_dir / SUMMARY_FILE)
+            text = json.dumps(summary, indent=1, sort_keys=True, default=str)
+            atomic_write(self.run_dir / SUMMARY_FILE, text, within=self.run_dir)

@@ -67,7 +67,7 @@ def load_preset(name: str) -> Config:
     files = _preset_files()
     if name not in files:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(files))}")
-    cfg = from_mapping(tomllib.loads(files[name].read_text()), origin=f"preset {name}")
+    cfg = from_mapping(tomllib.loads(read_text(files[name])), origin=f"preset {name}")
     cfg.preset = name
     return cfg
 

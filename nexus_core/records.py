@@ -16,7 +16,7 @@ import msgpack
 import msgspec
 
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
-from nexus_core.safefile import open_regular
+from nexus_core.safefile import data_end, open_append, open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
 from nexus_core.units import is_real
 
@@ -219,7 +219,11 @@ def read_records(path: str | Path, offset: int = 0) -> ReadResult:
     records: list[Record] = []
     size = offset
     with open_regular(path) as f:  # a FIFO, a device or a folder is refused, never read forever
-        end = os.fstat(f.fileno()).st_size
+        full = os.fstat(f.fileno()).st_size
+        end = data_end(f, full)  # a planted sparse file is read up to its first hole, not for minutes
+        if end < full:
+            decoder.warnings.append(DecodeWarning(f"{full - end} bytes after a hole at byte {end} ignored "
+                                                  "(a sparse file is not a metrics file)", full - end))
         f.seek(offset)
         while size < end and (chunk := f.read(min(1 << 20, end - size))):
             size += len(chunk)
@@ -241,7 +245,7 @@ class RecordWriter:
     def __init__(self, path: str | Path, pipe_fd: int | None = None) -> None:
         self.path = Path(path)
         self.seq = count_records(self.path) if self.path.exists() else 0
-        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - lives as long as the writer
+        self._file = open_append(self.path, buffering=0)  # lives as long as the writer; never through a link or FIFO
         self._pipe = pipe_fd
         self.pipe_dropped = 0
         self._packer = msgpack.Packer(use_bin_type=True)

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from nexus_core.safefile import open_regular, read_json
+from nexus_core.children import engine_argv, engine_home
+from nexus_core.safefile import atomic_write, open_regular, read_json, read_proc
 from nexus_core.schema import LIVE_STATES, STATUS_FILE
 from nexus_core.units import as_int, is_real
 
 
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
     """Atomically replace runs/NAME/status (JSON) so readers never see half a file."""
-    run_dir = Path(run_dir)
-    fd, tmp = tempfile.mkstemp(prefix=".status.", dir=run_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({**status, "updated": time.time()}, f, indent=1, sort_keys=True)
-        os.replace(tmp, run_dir / STATUS_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    text = json.dumps({**status, "updated": time.time()}, indent=1, sort_keys=True)
+    atomic_write(Path(run_dir) / STATUS_FILE, text, within=run_dir, mode=0o600)
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any] | None:
@@ -63,7 +54,7 @@ def pid_alive(pid: Any, updated: Any = None) -> bool:
         except psutil.Error:
             pass
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = read_proc(f"/proc/{pid}/cmdline")
     except OSError:
         return True
     return b"engine" in cmdline or b"nexus" in cmdline or b"python" in cmdline
@@ -92,35 +83,9 @@ def _pid_exists(pid: Any) -> bool:
     except PermissionError:
         return True
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
+        return read_proc(f"/proc/{pid}/stat").split(b") ", 1)[1][:1] != b"Z"
     except (OSError, IndexError):
         return True
 
 
-_BOOT = ("import sys; home, name = sys.argv[1:3]; del sys.argv[1:3]; sys.path.insert(0, home); "
-         "import runpy; runpy.run_module(name, run_name='__main__', alter_sys=True)")
-"""Run the engine package found in `home`, with nothing else added to sys.path (see engine_argv)."""
-
-
-def engine_home(package: str = "engine") -> str:
-    """The folder holding the `package` this process uses (installed, or the checkout)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
-        raise RuntimeError(f"the {package} package is not importable from this Python")
-    return str(Path(spec.origin).resolve().parent.parent)
-
-
-def engine_argv(python: str, *args: str, module: str = "engine") -> list[str]:
-    """The command line that runs `python -m engine ARGS` with only Nexus's own engine importable.
-
-    `python -m engine` puts the working directory first on sys.path, so a folder named `engine`
-    beside the runs (or in the user's project) would run instead of Nexus. `-I` (isolated: no
-    cwd, no PYTHON* variables, no user site; Python 3.4+, unlike 3.11's -P) leaves only the
-    interpreter's own site-packages, and the boot line puts the folder of the engine this
-    process imported in front. `-u`: -I drops PYTHONUNBUFFERED, and engine.log must stay live.
-    The literal module name stays in argv, so `ps` (and pid checks) still see `engine`.
-    Any of Nexus's own modules starts the same way (`module="nexus_tui.live.prebuild_child"`)."""
-    return [python, "-I", "-u", "-c", _BOOT, engine_home(module.split(".")[0]), module, *args]
+__all__ = ["engine_argv", "engine_home", "pid_alive", "read_status", "status_live", "tail_bytes", "write_status"]

@@ -21,12 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("run", "shim-path"):
         return _run_with_shim(argv[1:]) if argv[0] == "run" else _print_out(str(_shim_dir()) + "\n")
     if argv and argv[0] in ENGINE_COMMANDS:
-        from nexus_core.protocol import engine_argv  # torch-free; only Nexus's engine is importable there
+        from nexus_core import children  # torch-free; only Nexus's engine is importable there
 
         if argv[0] in TORCH_COMMANDS and not {"-h", "--help"} & set(argv) and _engine_missing():
             return 2
 
-        os.execve(sys.executable, engine_argv(sys.executable, *argv), {**os.environ, "NEXUS_PROG": "nexus"})
+        children.become(children.nexus_argv("engine", *argv), env=children.child_env({"NEXUS_PROG": "nexus"}))
 
     parser = argparse.ArgumentParser(
         prog="nexus",
@@ -187,7 +187,9 @@ def _run_with_shim(argv: list[str]) -> int:
             return 2
         env[RUN_DIR_ENV] = str(Path(args.root) / args.name)
     try:
-        os.execvpe(command[0], command, env)
+        from nexus_core import children
+
+        children.become(command, env=env, search_path=True)
     except OSError as e:
         print(f"error: cannot run {command[0]!r}: {e.strerror or e}", file=sys.stderr)
         return 127
@@ -204,6 +206,7 @@ def _warn_run(run: str, text: str) -> None:
 def _report(root: Path, names: list[str], output: str | None) -> int:
     """`nexus report`: one markdown document; a bad name or folder is one `error:` line and exit 2."""
     from nexus_core.protocol import clean_text, describe_os_error
+    from nexus_core.safefile import write_through
     from nexus_tui.documents.comparison import UnknownRunError
     from nexus_tui.documents.report.document import build_report
 
@@ -219,7 +222,7 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
     if output is None:
         return _print_out(text)
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        write_through(output, text)
     except OSError as e:
         print(clean_text(f"error: cannot write {output}: {e.strerror or e}"), file=sys.stderr)
         return 2
@@ -231,6 +234,7 @@ def _export(root: Path, names: list[str], kind: str, output: str | None, wide: b
             meta: str | None = None) -> int:
     """`nexus export`: every point, one long table (or wide, W&B's shape), config and summary with
     --meta; any failure is one `error:` line and exit 2."""
+    from nexus_core.safefile import write_through, writing_through
     from nexus_tui.documents import export as X
     from nexus_tui.documents import export_wide as W
     from nexus_tui.documents.comparison import UnknownRunError
@@ -245,19 +249,16 @@ def _export(root: Path, names: list[str], kind: str, output: str | None, wide: b
         runs = load(root, names)
         if meta is not None:
             text = W.meta_json(runs)
-            X._atomic(Path(meta), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            write_through(meta, text)
         if wide and kind == "parquet":
             import pyarrow.parquet as pq
 
             table = W.wide_parquet_table(runs)
-            X._atomic(Path(str(output)), lambda tmp: pq.write_table(table, tmp))  # parquet: output given (above)
+            with writing_through(str(output)) as f:  # parquet: an output was required above
+                pq.write_table(table, f)
             count = table.num_rows
         elif wide and output is not None:
-            def write(tmp: str) -> None:
-                with open(tmp, "w", encoding="utf-8", newline="") as f:
-                    W.write_wide_csv(f, runs)
-
-            X._atomic(Path(output), write)
+            X.csv_through(Path(output), lambda f: W.write_wide_csv(f, runs))
             count = len(W.wide_table(runs)[1])
         elif kind == "parquet" and output is not None:  # (parquet with no output was refused above)
             count = X.write_parquet(Path(output), runs)
@@ -319,7 +320,9 @@ def _print_out(text: str) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         # Python would complain again flushing stdout at exit: point it at /dev/null first.
-        devnull = os.open(os.devnull, os.O_WRONLY)
+        from nexus_core.safefile import open_devnull_fd
+
+        devnull = open_devnull_fd()
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     return 0

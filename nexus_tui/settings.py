@@ -7,15 +7,13 @@ Nexus reads a newer file.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import tempfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from nexus_core.safefile import read_json
+from nexus_core.safefile import atomic_write, read_json
 from nexus_core.text import clean_text
 
 X_AXES = ("step", "tokens", "time")
@@ -35,6 +33,8 @@ class Settings:
     """Log-scale y axis for loss/H/val loss."""
     window: int = 0
     """Show only the last N steps (0 = the whole run)."""
+    data_roots: list[str] = field(default_factory=list)
+    """Folders a run's corpus may come from without asking (nexus_core.trust reads this key too)."""
 
     def clean(self) -> Settings:
         """Clamp values read from a hand-edited file into range (ValueError for a non-finite one)."""
@@ -48,6 +48,8 @@ class Settings:
             self.x_axis = "step"
         self.window = min(max(int(self.window), 0), 10**9)  # int(inf) is OverflowError: caught by the loader
         self.log_scale = bool(self.log_scale)
+        roots = self.data_roots if isinstance(self.data_roots, list) else []
+        self.data_roots = [r for r in roots if isinstance(r, str) and r.strip()][:64]
         return self
 
 
@@ -86,12 +88,7 @@ def save_settings(settings: Settings, path: Path | None = None) -> str:
     path = path or settings_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(asdict(settings), f, indent=1)
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(settings), indent=1), mode=0o600)
     except OSError as e:
-        with contextlib.suppress(OSError, UnboundLocalError):
-            os.unlink(tmp)
         return f"could not save settings to {path}: {e}"
     return ""

@@ -13,9 +13,8 @@ wrong type, a colour Textual cannot parse, a taken name) skips that file with a 
 
 from __future__ import annotations
 
-import os
+import errno
 import re
-import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -26,6 +25,8 @@ import msgspec
 from textual.app import App
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
+
+from nexus_core.safefile import UnsafeFileError, read_bytes
 
 RGB = tuple[int, int, int]
 
@@ -138,16 +139,13 @@ def parse_theme(data: bytes, fallback: dict[bool, ChartPalette] | None = None) -
 def _read_small_regular(path: Path) -> bytes:
     """The bytes of a regular file of at most MAX_THEME_BYTES; never blocks on a FIFO or device."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        return read_bytes(path, MAX_THEME_BYTES)
+    except UnsafeFileError as e:
+        if e.errno == errno.EFBIG:
+            raise ThemeFileError(f"is bigger than {MAX_THEME_BYTES // 1024} KiB") from None
+        raise ThemeFileError("is not a regular file") from None
     except OSError as e:
         raise ThemeFileError(f"cannot be read ({e.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ThemeFileError("is not a regular file")
-        data = f.read(MAX_THEME_BYTES + 1)
-    if len(data) > MAX_THEME_BYTES:
-        raise ThemeFileError(f"is bigger than {MAX_THEME_BYTES // 1024} KiB")
-    return data
 
 
 def builtin_themes() -> list[NexusTheme]:

@@ -5,12 +5,14 @@ Mixed into NexusApp beside RunActions, whose keys ask `_checkpoint_run` first.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import work
 from textual.widgets import TabbedContent
 
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.app import messages as msg
 from nexus_tui.widgets.run_table import RunTable
 
@@ -66,14 +68,37 @@ class CheckpointActions(_AppBase):
             return None
         return run if has_checkpoint(run) else None
 
+    def _when_trusted(self, name: str, run_dir: Path, command: str, go: Callable[[bool], None]) -> None:
+        """`go(False)` at once for a folder of this user's; for a foreign one (nexus_core.trust: another
+        owner, or a corpus outside the run folder and the data roots) a confirm dialog first says why
+        and lists what `command` reads and writes, and only its yes calls `go(True)` (the command
+        then passes --trust-foreign)."""
+        from nexus_core.trust import check
+
+        verdict = check(run_dir, command)
+        if not verdict:
+            go(False)
+            return
+        from nexus_tui.screens.confirm import ConfirmScreen
+
+        details = [f"Why: {r}" for r in verdict.reasons]
+        details += [f"reads {r}" for r in verdict.reads] + [f"writes {w}" for w in verdict.writes]
+        verb = command.capitalize()
+        self.push_screen(ConfirmScreen(f"{verb} {name}? This folder is not yours to trust.", yes=verb,
+                                       details=details), lambda yes: go(True) if yes else None)
+
     def _generate_from_checkpoint(self, run: Any) -> None:
+        self._when_trusted(run.name, run.run_dir, "generate", lambda trust: self._generate_dialog(run, trust))
+
+    def _generate_dialog(self, run: Any, trust: bool) -> None:
         prompt = str((run.config.get("train") or {}).get("sample_prompt", "def "))
         step = newest_step(run)
 
         def answered(args: dict[str, Any] | None) -> None:
             if args:
                 argv = ["--prompt", args["prompt"], "--tokens", str(args["tokens"]),
-                        "--temperature", repr(args["temperature"]), "--top-k", str(args["top_k"])]
+                        "--temperature", repr(args["temperature"]), "--top-k", str(args["top_k"]),
+                        *([TRUST_FLAG] if trust else [])]
                 self.notify(f"Sampling from {run.label}'s checkpoint at step {step}…", markup=False)
                 self.use_checkpoint(run.name, run.run_dir, "generate", argv, prompt=args["prompt"], step=step)
                 self.query_one("#side", TabbedContent).active = "tab-samples"

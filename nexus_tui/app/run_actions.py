@@ -19,12 +19,15 @@ from textual import events, work
 from textual.widgets import TabbedContent
 
 from nexus_core.schema import PAUSED
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.app import messages as msg
 from nexus_tui.app.checkpoint_actions import has_checkpoint, newest_step
 from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from textual.app import App
 
     from nexus_core.commands import Command
@@ -73,6 +76,8 @@ class RunActions(_AppBase):
         def _generate_from_checkpoint(self, run: Any) -> None: ...
 
         use_checkpoint: Any  # a Textual worker there (@work)
+
+        def _when_trusted(self, name: str, run_dir: Path, command: str, go: Callable[[bool], None]) -> None: ...
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
@@ -176,7 +181,8 @@ class RunActions(_AppBase):
     def action_eval_now(self) -> None:
         if (run := self._checkpoint_run()) is not None:
             self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
-            self.use_checkpoint(run.name, run.run_dir, "eval", [])
+            self._when_trusted(run.name, run.run_dir, "eval", lambda trust: self.use_checkpoint(
+                run.name, run.run_dir, "eval", [TRUST_FLAG] if trust else []))
             return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
@@ -234,7 +240,6 @@ class RunActions(_AppBase):
         run = self.store.get(name) if name else None
         if not name or run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
             return
-        run_dir = run.run_dir
         if not run.live and run.hello is not None and run.hello.get("source") == "reporter":
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
@@ -243,12 +248,18 @@ class RunActions(_AppBase):
             self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
                         "(n starts a new run)", severity="warning", markup=False)
             return
+        if run.live:
+            self._open_ramp(name, run)
+        else:  # a foreign folder asks first (nexus_core.trust)
+            self._when_trusted(name, run.run_dir, "resume", lambda trust: self._open_ramp(name, run, trust))
+
+    def _open_ramp(self, name: str, run: Any, trust: bool = False) -> None:
         sup = self.services.supervisor
         opened_live = run.live
 
         def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float], str]:
             hello = run.hello.to_dict() if run.hello else None
-            return sup.noted_lr_preview(run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
+            return sup.noted_lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
 
         def now() -> tuple[int, float | None, int]:
             return run.step, run.lr, run.total_steps
@@ -267,7 +278,7 @@ class RunActions(_AppBase):
                                      total_steps=args["total_steps"] or None),
                           then=Resume() if args.get("unpause") and run.state == PAUSED else None)
             else:
-                self._resume(run_dir, args)
+                self._resume(run.run_dir, args, trust)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
@@ -276,7 +287,7 @@ class RunActions(_AppBase):
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
-    def _resume(self, run_dir: Path, args: dict[str, Any]) -> None:
+    def _resume(self, run_dir: Path, args: dict[str, Any], trust: bool = False) -> None:
         # A run reads `stopped` from its last state record while its process still exits (final
         # checkpoint, writer flush): Resume pressed then waits for it instead of failing "still running".
         sup = self.services.supervisor
@@ -285,7 +296,7 @@ class RunActions(_AppBase):
             time.sleep(0.1)
         try:
             self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
-                                            args["total_steps"] or None, args["from_ckpt"])
+                                            args["total_steps"] or None, args["from_ckpt"], trust=trust)
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from nexus_core.safefile import atomic_write, read_json
 from nexus_core.text import clean_text
 from nexus_tui.history.series_keys import SERIES_KEYS
 
@@ -81,11 +82,9 @@ def load_hidden(run_dir: Path | None) -> set[str]:
         return set()
     path = Path(run_dir) / VIEW_FILE
     try:
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             return set()
-        if path.stat().st_size > MAX_VIEW_BYTES:
-            raise ValueError("file too large")
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path, MAX_VIEW_BYTES, within=run_dir)
         hidden = data.get("hidden") if isinstance(data, dict) else None
         if not isinstance(hidden, list) or not all(isinstance(k, str) for k in hidden):
             raise ValueError('expected {"hidden": [chart keys]}')
@@ -100,9 +99,7 @@ def save_hidden(run_dir: Path | None, hidden: set[str]) -> None:
     if run_dir is None:
         return
     path = Path(run_dir) / VIEW_FILE
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text(json.dumps({"hidden": sorted(hidden)}), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write(path, json.dumps({"hidden": sorted(hidden)}), within=run_dir)
     except OSError as exc:
         log.warning("could not save the chart choice to %s: %s", path, exc)

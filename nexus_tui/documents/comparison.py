@@ -20,7 +20,7 @@ from nexus_core.families import FAMILY_SECTIONS, migrate, option_family
 from nexus_core.protocol import METRICS_FILE, clean_text
 from nexus_core.units import as_num
 from nexus_tui import format as fmt
-from nexus_tui.documents.report.safe import one_line
+from nexus_tui.documents.report.safe import md, one_line
 from nexus_tui.history.reader import read_history
 from nexus_tui.history.store import MetricStore, RunView
 
@@ -161,13 +161,15 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
 
 def _escape(text: str) -> str:
     """Run names and values come from run folders: no escape sequence or newline may reach the text,
-    and a pipe inside a cell would end the cell."""
-    return one_line(text, limit=200).replace("|", "\\|")
+    and no character that opens markup (`<img onerror=...>`, links, emphasis) or ends a table cell
+    (`|`): the report's one markdown escaper (report/safe.md), headings and cells alike."""
+    return md(text, limit=200)
 
 
 def _code(text: str) -> str:
-    """_escape() for the inside of a `code span`: a backtick would end it early."""
-    return _escape(text).replace("`", "'")
+    """A value for the inside of a `code span` (markup is inert there; backslashes are shown as
+    typed): a backtick would end the span early and a pipe the table cell."""
+    return one_line(text, limit=200).replace("`", "'").replace("|", "\\|")
 
 
 def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) -> str:
@@ -199,7 +201,7 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{_escape(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)] for key, values in rows]
+    body = [[f"`{_code(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)] for key, values in rows]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 

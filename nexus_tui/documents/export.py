@@ -19,17 +19,15 @@ text cell that a spreadsheet would read as a formula (=, +, -, @ first) gets a l
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
-import os
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from nexus_core.recordtypes import EVAL_VALUES, METRIC_VALUES
+from nexus_core.safefile import writing_through
 from nexus_core.units import as_int, as_num, is_real
 from nexus_tui.documents.report.facts import RunFacts
 from nexus_tui.documents.report.safe import one_line
@@ -303,36 +301,26 @@ def runs_parquet_table(runs: Sequence[RunFacts]) -> Any:
 
 
 def write_parquet(path: Path, runs: Sequence[RunFacts]) -> int:
+    """Write the Parquet table to a path a person typed (through a symlink, into a FIFO, as `tee`)."""
     table = runs_parquet_table(runs)
     import pyarrow.parquet as pq
 
-    _atomic(path, lambda tmp: pq.write_table(table, tmp))
+    with writing_through(path) as f:
+        pq.write_table(table, f)
     return table.num_rows
 
 
 def write_csv_file(path: Path, runs: Sequence[RunFacts]) -> int:
-    count = 0
+    """Write the CSV to a path a person typed (see writing_through: a failed export leaves no half file)."""
+    return csv_through(path, lambda text: write_runs_csv(text, runs))
 
-    def write(tmp: str) -> None:
-        nonlocal count
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            count = write_runs_csv(f, runs)
 
-    _atomic(path, write)
+def csv_through(path: Path, write: Callable[[Any], int]) -> int:
+    """`write(text file)` into an output path a person typed, through writing_through (a link kept,
+    a FIFO streamed into, a regular file replaced whole); returns what `write` returned."""
+    with writing_through(path) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        count = write(text)
+        text.flush()
+        text.detach()  # the binary file is writing_through's to close (or rename into place)
     return count
-
-
-def _atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file beside `path`, then rename: a failed export leaves no half file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    os.close(fd)
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as a plain open() would have made it, not mkstemp's 0600
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

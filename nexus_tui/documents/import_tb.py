@@ -32,6 +32,7 @@ from nexus_core import protocol as P
 from nexus_core.names import check_run_name
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS
 from nexus_core.runfolder import write_status
+from nexus_core.safefile import describe_os_error, open_regular
 from nexus_core.units import is_new_best
 from nexus_tui.documents.import_tb_extra import Extra, read_hparams, read_media, run_key
 from nexus_tui.documents.report.safe import one_line
@@ -67,9 +68,34 @@ def _tb() -> tuple[Any, Any, Any]:
     return event_accumulator, io_wrapper, (errors, pywrap_tensorflow)
 
 
+MAX_EVENT_RECORD = 256 << 20
+"""The largest event record read (TensorBoard's reader allocates a record's claimed length at once:
+a length field of 2**62 was a MemoryError)."""
+
+
+def _check_lengths(path: str) -> None:
+    """Walk the record lengths of one event file through the file door before TensorBoard's reader
+    sees it: a FIFO, device or folder named like an event file is refused (it would block or fail
+    deep inside TensorBoard), and so is a record claiming more than MAX_EVENT_RECORD bytes.
+    ImportTBError with one line."""
+    try:
+        with open_regular(path) as f:
+            n = 0
+            while len(head := f.read(12)) == 12:
+                length = int.from_bytes(head[:8], "little")
+                if length > MAX_EVENT_RECORD:
+                    raise ImportTBError(f"{one_line(path)} is not a readable TensorBoard event file (record {n + 1} "
+                                        f"claims {length} bytes, more than the {MAX_EVENT_RECORD} allowed)")
+                f.seek(length + 4, os.SEEK_CUR)
+                n += 1
+    except OSError as e:
+        raise ImportTBError(one_line(f"cannot read {describe_os_error(e)}")) from None
+
+
 def _check_file(path: str, errors: Any, pywrap: Any) -> bool:
     """Walk one event file's record framing (lengths and CRCs), which TensorBoard's reader would stop
     at silently. Raises ImportTBError for a corrupt file; True when only its last record is torn."""
+    _check_lengths(path)
     reader = pywrap.PyRecordReader_New(path)
     n = 0
     try:

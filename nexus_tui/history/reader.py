@@ -16,6 +16,7 @@ from functools import reduce
 from pathlib import Path
 
 from nexus_core.protocol import METRICS_FILE, open_regular, read_records
+from nexus_core.safefile import data_end
 from nexus_core.state import RunState
 from nexus_tui.history.columnar import cachefile, colcache
 from nexus_tui.history.columnar.columns import MetricBlock, Piece
@@ -61,7 +62,11 @@ def read_pieces(run_dir: Path) -> History:
     out = History()
     decoder = ColumnDecoder()
     with open_regular(run_dir / METRICS_FILE) as f:
-        size = os.fstat(f.fileno()).st_size
+        full = os.fstat(f.fileno()).st_size
+        size = data_end(f, full)  # a planted sparse file: up to its first hole, not gigabytes of zeros
+        if size < full:
+            out.warnings.append(f"{full - size} bytes after a hole at byte {size} ignored (a sparse file is "
+                                "not a metrics file)")
         history = size >= cachefile.MIN_FILE_BYTES
         cached = colcache.load(run_dir, clean_only=True) if history else None
         offset = 0

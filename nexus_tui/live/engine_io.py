@@ -12,12 +12,12 @@ import fcntl
 import os
 import select
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from nexus_core import children
 from nexus_core.protocol import (
     FINAL_STATES,
     FINISHED,
@@ -144,8 +144,8 @@ def command_program(argv: list[str]) -> str:
     or a path (`python3.11`, `.venv/bin/python`) is used as given. Raises ValueError with what to fix."""
     if not argv or not argv[0].strip():
         raise ValueError("give a command to run, e.g. python train.py --lr 3e-4")
-    if argv[0] in BARE_PYTHONS and sys.executable:
-        return sys.executable
+    if argv[0] in BARE_PYTHONS and children.PYTHON:
+        return children.PYTHON
     found = shutil.which(argv[0])
     if found is None:
         raise ValueError(f"command not found: {argv[0]!r} (not an executable file, nor on PATH)")

@@ -8,11 +8,10 @@ return, so the rules for "is this launch valid, and how is it spelled" live in o
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
+from nexus_core import children
 from nexus_core.checkpoints import resolve_checkpoint
 from nexus_core.errors import CheckpointError
 from nexus_core.protocol import clean_text, engine_argv
@@ -30,11 +29,7 @@ class LaunchError(Exception):
 
 def base_env(threads: int | None) -> dict[str, str]:
     """The dashboard's environment for a child: unbuffered output, and the CPU threads it may use."""
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return env
+    return children.child_env({"PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
 
 
 def train_args(
@@ -88,9 +83,8 @@ def check_train(python: str, args: list[str], cwd: Path) -> None:
     and without creating anything (about half a second). LaunchError with the engine's one line if
     it refuses."""
     try:
-        out = subprocess.run(engine_argv(python, *args, "--check"), capture_output=True, text=True,
-                             timeout=60, cwd=cwd, env=base_env(None), stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        out = children.run(engine_argv(python, *args, "--check"), cwd=cwd, env=base_env(None), timeout=60)
+    except (OSError, children.TimeoutExpired) as e:
         raise LaunchError(f"could not check the run's config: {e}") from None
     if out.returncode != 0:
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
@@ -110,9 +104,8 @@ def use_checkpoint(python: str, verb: str, run_dir: Path, args: list[str], cwd: 
         raise LaunchError(f"not a checkpoint command: {verb!r}")
     argv = engine_argv(python, verb, "--run-dir", str(run_dir), "--from", "latest", *args)
     try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
-                             env=base_env(None), stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        out = children.run(argv, cwd=cwd, env=base_env(None), timeout=timeout)
+    except (OSError, children.TimeoutExpired) as e:
         raise LaunchError(f"{verb} on {run_dir.name}'s checkpoint: {e}") from None
     if out.returncode != 0:
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]

@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nexus_core.runfolder import engine_argv
+from nexus_core import children
 from nexus_core.units import is_real
 
 STALL_S = 10.0
@@ -43,7 +41,7 @@ class Prebuild:
     """The parent's side: the child process and what it has said so far (read by a thread of its
     own, so nothing the child says is lost while nobody waits)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], names: list[str]) -> None:
+    def __init__(self, proc: children.Popen[bytes], names: list[str]) -> None:
         self.proc = proc
         self.names = frozenset(names)
         """The runs the child was asked to build (the only ones worth waiting for)."""
@@ -73,11 +71,11 @@ class Prebuild:
         # Isolated like the engine (runfolder.engine_argv): a `numpy/` or `nexus_tui/` folder in the
         # directory `nexus` was started from must never be imported by the child.
         try:
-            argv = engine_argv(sys.executable, str(Path(root).resolve()), *names, module="nexus_tui.live.prebuild_child")
-            proc = subprocess.Popen(
-                argv, cwd=str(Path(root).resolve()),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                start_new_session=True,  # a Ctrl-C in the terminal is the dashboard's, not the child's
+            home = Path(root).resolve()
+            argv = children.nexus_argv("nexus_tui.live.prebuild_child", str(home), *names)
+            proc = children.start(  # in its own session: a Ctrl-C in the terminal is the dashboard's
+                argv, cwd=home, env=children.child_env(), stdout=children.PIPE, stderr=children.DEVNULL,
+                new_session=True,
             )
         except (OSError, RuntimeError):
             return None
@@ -141,7 +139,7 @@ class Prebuild:
 
     def close(self) -> None:
         """Stop the child (the dashboard quits, or the child stalled); what it wrote stays valid."""
-        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        with contextlib.suppress(OSError, children.TimeoutExpired):
             if self.proc.poll() is None:
                 self.proc.kill()
             self.proc.wait(timeout=5)

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nexus_core import children
 from nexus_core.protocol import LOG_FILE
-from nexus_core.safefile import open_append
+from nexus_core.safefile import UnsafeFileError, describe_os_error, open_append
+from nexus_core.text import clean_text
 from nexus_tui.live.engine_io import widen_pipe
 from nexus_tui.live.launch_args import LaunchError
 
@@ -29,7 +30,7 @@ class ManagedRun:
     run_dir: Path
     device: str
     pid: int | None
-    proc: subprocess.Popen[bytes] | None = None
+    proc: children.Popen[bytes] | None = None
     reader: threading.Thread | None = None
     exited: bool = False
     exit_code: int | None = None
@@ -46,7 +47,7 @@ class ManagedRun:
         return not self.device.startswith(("cuda", "mps"))
 
 
-def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: bool) -> tuple[subprocess.Popen[bytes], int]:
+def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: bool) -> tuple[children.Popen[bytes], int]:
     """Popen `build(write fd or None)` in its own session (it keeps training when the dashboard
     quits or its terminal closes), stdout and stderr appended to the run's log (a stray print can
     never corrupt the records). Returns the process and the pipe's read end (-1 unpiped).
@@ -62,16 +63,17 @@ def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: b
     argv, env = build(write_fd)
     try:
         with open_append(run_dir / LOG_FILE) as log:  # a planted engine.log link is refused, never followed
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                pass_fds=() if write_fd is None else (write_fd,), start_new_session=True, cwd=cwd, env=env,
+            proc = children.start(
+                argv, cwd=cwd, env=env, stdout=log, stderr=children.STDOUT,
+                pass_fds=() if write_fd is None else (write_fd,), new_session=True,
             )
     except OSError as e:
         if write_fd is not None:
             os.close(read_fd)
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
-        raise LaunchError(f"cannot start {what}: {e.strerror or e}") from None
+        said = describe_os_error(e) if isinstance(e, UnsafeFileError) else e.strerror or e  # which file, for a refusal
+        raise LaunchError(clean_text(f"cannot start {what}: {said}")) from None
     finally:
         if write_fd is not None:
             os.close(write_fd)  # the child has its copy; ours would hide the child's EOF

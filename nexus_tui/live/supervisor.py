@@ -25,13 +25,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nexus_core import children
 from nexus_core.commands import Command, Stop
 from nexus_core.control import COMMAND_TIMEOUT_S
 from nexus_core.engine_deps import engine_missing
@@ -44,6 +44,7 @@ from nexus_core.protocol import (
     read_status,
 )
 from nexus_core.runfolder import pid_alive
+from nexus_core.trust import TRUST_FLAG
 from nexus_tui.history.columnar.fastdecode import Piece
 from nexus_tui.live import run_control
 from nexus_tui.live.attach import POLL_S, Attaching
@@ -84,7 +85,7 @@ class Supervisor(Attaching):
         on_batch: OnBatch,
         on_exit: OnExit,
         on_warning: OnWarning,
-        python: str = sys.executable,
+        python: str = children.PYTHON,
     ) -> None:
         self.root = Path(root).resolve()
         self.on_batch = on_batch
@@ -169,17 +170,22 @@ class Supervisor(Attaching):
         steps: int | None = None,
         from_ckpt: str | None = None,
         device: str | None = None,
+        trust: bool = False,
     ) -> None:
         """Start `python -m engine resume` on an existing run (latest checkpoint unless `from_ckpt`).
-        With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total."""
+        With `lr` and `ramp_steps` the LR ramps linearly to `lr`; `steps` is a new total. `trust`:
+        the user said yes to resuming a foreign folder (nexus_core.trust); without it the engine
+        refuses one."""
         run_dir = self._resolve(run_dir)
         args, run_device = resume_args(run_dir, read_status(run_dir) or {}, run_dir.name in self.live_runs(),
                                        lr, ramp_steps, steps, from_ckpt, device)
+        if trust:
+            args.append(TRUST_FLAG)
         self._spawn(run_dir.name, run_dir, args, run_device)
 
     def use_checkpoint(self, run_dir: str | Path, verb: str, args: list[str]) -> str:
         """`generate` or `eval` on a run's newest checkpoint, to the end (blocks: call off the event loop)."""
-        if self.python == sys.executable and (missing := engine_missing()):
+        if self.python == children.PYTHON and (missing := engine_missing()):
             raise LaunchError(missing)
         return use_checkpoint(self.python, verb, self._resolve(run_dir), args, self.root.parent)
 
@@ -197,7 +203,7 @@ class Supervisor(Attaching):
 
     def _spawn(self, name: str, run_dir: Path, args: list[str], device: str, nproc: int = 1) -> None:
         """Start an engine: piped when it is one process, followed from its folder under torchrun."""
-        if self.python == sys.executable and (missing := engine_missing()):
+        if self.python == children.PYTHON and (missing := engine_missing()):
             raise LaunchError(missing)  # a dashboard-only install: say so before making a run folder
         cpu = not device.startswith(("cuda", "mps"))
         with self._lock:

@@ -28,6 +28,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, open_regular
+from nexus_core.safefile import data_end
 from nexus_tui.history.columnar import colcache
 from nexus_tui.history.columnar.fastdecode import READ_CHUNK, ColumnDecoder, Piece
 from nexus_tui.live.prebuild import Prebuild
@@ -234,7 +235,7 @@ class RunsWatcher:
             held_bytes, last = 0, time.monotonic()
             try:
                 with open_regular(path) as f:  # a FIFO, device or folder planted there is refused
-                    size = os.fstat(f.fileno()).st_size
+                    size = data_end(f, os.fstat(f.fileno()).st_size)  # a sparse file: up to its first hole
                     f.seek(tail.offset)
                     while tail.offset < size and (chunk := f.read(min(READ_CHUNK, size - tail.offset))):
                         tail.offset += len(chunk)

@@ -61,14 +61,17 @@ class ConfirmScreen(Dialog[bool]):
 
     BINDINGS = [Binding("escape,n", "answer(False)", "No"), Binding("y", "answer(True)", "Yes")]
 
-    def __init__(self, question: str, yes: str = "Yes") -> None:
+    def __init__(self, question: str, yes: str = "Yes", details: list[str] | None = None) -> None:
         super().__init__()
         self.question = question
         self.yes = yes
+        self.details = details or []
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Label(clean_text(self.question), classes="title", markup=False)
+            for line in self.details:  # paths and reasons from a run folder: cleaned, never markup
+                yield Label(clean_text(line, limit=200), markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="no")
                 yield Button(self.yes, id="yes", variant="error")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from nexus_core import safefile
 from nexus_tui import format as fmt
 from nexus_tui.documents.comparison import run_dir_for
 from nexus_tui.documents.report.facts import RunFacts, load_facts
@@ -88,8 +89,7 @@ def write_new(folder: Path, prefix: str, text: str) -> Path:
     for n in range(1, 1000):
         path = folder / (f"{prefix}-{stamp}.md" if n == 1 else f"{prefix}-{stamp}-{n}.md")
         try:
-            with open(path, "x", encoding="utf-8") as f:
-                f.write(text)
+            safefile.write_new(path, text)  # never over a file, nor through a planted link
             return path
         except FileExistsError:
             continue

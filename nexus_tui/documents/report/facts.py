@@ -20,6 +20,7 @@ from typing import Any
 from nexus_core.families import migrate
 from nexus_core.protocol import LOG_FILE
 from nexus_core.recordtypes import Metric
+from nexus_core.runfolder import tail_bytes
 from nexus_core.units import as_int, as_num
 from nexus_tui.documents.report.metric_table import MetricFold, MetricTable
 from nexus_tui.documents.runs_index import RunSummary, summarize_run
@@ -198,11 +199,8 @@ def _fold(facts: RunFacts, fold: MetricFold, rec: Any, step: int) -> int:
 
 def _log_tail(path: Path, lines: int = 12, limit: int = 1 << 16) -> str:
     """The last lines of engine.log (read from its end: a long run's log can be large)."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - limit))
-            data = f.read().decode("utf-8", errors="replace")
-    except OSError:
+    raw = tail_bytes(path, limit)  # regular files only: a FIFO log never hangs a report
+    if raw is None:
         return ""
+    data = raw.decode("utf-8", errors="replace")
     return "\n".join(data.splitlines()[-lines:])

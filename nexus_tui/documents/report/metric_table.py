@@ -205,6 +205,8 @@ class MetricTable:
     def rows_by_step(self, keys: tuple[str, ...]) -> Iterator[tuple[int, int, float | None, list[tuple[str, float]]]]:
         """(step, tokens, finite time or None, [(key, value)...]) per row in step order: the fields in
         `keys` the row has, then its own extra keys: what `nexus export` writes of a metric record."""
+        if not len(self.step):
+            return  # no metric record stands (a file of garbage): the empty table has no columns
         order = self.order.tolist()
         steps, tokens = self.step.tolist(), self.tokens.tolist()
         times = self.values["time"].tolist()

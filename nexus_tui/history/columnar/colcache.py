@@ -16,10 +16,8 @@ import contextlib
 import hashlib
 import json
 import mmap
-import os
 import queue
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +28,7 @@ import numpy as np
 from nexus_core.protocol import METRICS_FILE
 from nexus_core.records import RecordDecoder, pack
 from nexus_core.recordtypes import Record
+from nexus_core.safefile import atomic_writer, open_regular, private_dir, scratch_file
 from nexus_tui.history.columnar.cachefile import (
     CACHE_DIR,
     CACHE_FILE,
@@ -43,8 +42,7 @@ from nexus_tui.history.columnar.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 
 __all__ = ["CACHE_DIR", "CACHE_FILE", "MIN_FILE_BYTES", "VERSION", "CacheBuilder", "cache_path", "load", "save"]
 
-HEAD_BYTES = 1 << 16
-TAIL_BYTES = 1 << 12
+HASH_CHUNK = 4 << 20
 _FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
 EXTRA = "x:"
 """Prefix of an extra key's column (and of its mask, `present_x:KEY`)."""
@@ -52,16 +50,21 @@ MAX_CACHED_EXTRAS = 64
 """A history with more keys of its own is not cached (each column is a temp file while it is built)."""
 
 
-def _digest(f: Any, start: int, size: int) -> str:
-    f.seek(start)
-    return hashlib.blake2b(f.read(size), digest_size=16).hexdigest()
-
-
 def fingerprint(path: Path, offset: int) -> dict[str, Any]:
-    """What ties a cache to the first `offset` bytes of the file at `path`."""
-    with open(path, "rb") as f:
-        return {"offset": offset, "head": _digest(f, 0, min(HEAD_BYTES, offset)),
-                "tail": _digest(f, max(0, offset - TAIL_BYTES), min(TAIL_BYTES, offset))}
+    """What ties a cache to the first `offset` bytes of the file at `path`: a hash of every one of
+    them (blake2b, ~0.2 s for 150 MB, against seconds to decode them), so a rewrite of any byte, of
+    the same length or not, is noticed. OSError if the file is not a regular file or is shorter."""
+    h = hashlib.blake2b(digest_size=16)
+    buf = bytearray(HASH_CHUNK)
+    left = offset
+    with open_regular(path, within=path.parent) as f:
+        while left > 0:
+            n = f.readinto(memoryview(buf)[: min(left, HASH_CHUNK)])  # type: ignore[attr-defined]  # a real file
+            if not n:
+                raise OSError(f"{path} is shorter than the {offset} bytes the cache covers")
+            h.update(memoryview(buf)[:n])
+            left -= n
+    return {"offset": offset, "blake2b": h.hexdigest()}
 
 
 def load(run_dir: Path, clean_only: bool = False) -> tuple[list[Piece], int] | None:
@@ -70,10 +73,12 @@ def load(run_dir: Path, clean_only: bool = False) -> tuple[list[Piece], int] | N
     `clean_only`: None also for a cache of bytes whose decode warned (garbage, a bad record)."""
     path = Path(run_dir) / METRICS_FILE
     try:
-        arrays, meta = _read(cache_path(run_dir))
+        arrays, meta = _read(cache_path(run_dir), run_dir)
         if meta.get("version") != VERSION or (clean_only and meta.get("clean") is not True):
             return None
-        offset = int(meta["offset"])
+        offset = meta["offset"]
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            return None
         if path.stat().st_size < offset or fingerprint(path, offset) != meta["fingerprint"]:
             return None
         pieces = _unpack(arrays, meta)
@@ -103,10 +108,11 @@ class _Pages:
         return release
 
 
-def _read(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _read(path: Path, run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """The arrays (read-only views of the mapped file) and the meta of a cache file (with the
-    mapping's `_Pages` under the key "pages")."""
-    with open(path, "rb") as f:
+    mapping's `_Pages` under the key "pages"). Regular files inside the run folder only: a FIFO
+    there never blocks, a link out of the folder is not followed."""
+    with open_regular(path, within=run_dir) as f:
         header = read_header(f)
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     arrays = {}
@@ -145,7 +151,26 @@ def _write(f: Any, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     f.truncate(at)  # the file reaches past the last array, empty ones included
 
 
+_EXACT = float(2**53)
+"""Steps and token counts are integers a float64 holds exactly (the decoder refuses others)."""
+
+
+def _check_values(cols: dict[str, np.ndarray], present: dict[str, np.ndarray]) -> None:
+    """The cache's columns checked as the decoder checks records: steps and token counts finite
+    integers within 2**53 (where present), masks as long as their columns. ValueError otherwise:
+    a NaN step must never reach an axis (it drew -9.2e18) or an export."""
+    for k in ("step", "tokens"):
+        c = cols[k]
+        if k in present:
+            c = c[present[k]]
+        if len(c) and not (np.isfinite(c).all() and (np.abs(c) <= _EXACT).all() and (c == np.floor(c)).all()):
+            raise ValueError(f"cached {k} column holds a value no record can")
+
+
 def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
+    for k in ("seq", "layout", "others", *_FIELDS):
+        if k not in z:
+            raise ValueError(f"cache has no {k} column")
     seq = z["seq"]
     cols = {k: z[k] for k in _FIELDS}
     extra = {k[len(EXTRA):]: z[k] for k in z if k.startswith(EXTRA)}
@@ -153,6 +178,9 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
     rows = len(seq)
     if any(len(c) != rows for c in (*cols.values(), *present.values(), *extra.values())):
         raise ValueError("columns of different lengths")
+    if len(z["layout"]) % 3:
+        raise ValueError("layout of a bad length")
+    _check_values(cols, present)
     others = _records(bytes(z["others"]), meta)
     if rows and int(seq[-1]) != meta["last_seq"]:
         raise ValueError("last seq does not match")
@@ -216,17 +244,9 @@ def save(run_dir: Path, pieces: list[Piece], offset: int, clean: bool = False) -
 def _replace_cache(run_dir: Path, arrays: dict[str, Any], meta: dict[str, Any]) -> None:
     """Write the cache to a temp file beside it and rename it into place: a reader (another
     dashboard) sees the old cache or the new one, never half of one. Raises OSError."""
-    folder = run_dir / CACHE_DIR
-    folder.mkdir(exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            _write(f, arrays, meta)
-        os.replace(tmp, folder / CACHE_FILE)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    folder = private_dir(run_dir, CACHE_DIR)  # a `.nexus-cache` link or FIFO is refused, not written through
+    with atomic_writer(folder / CACHE_FILE, within=run_dir, mode=0o600) as f:
+        _write(f, arrays, meta)
 
 
 def _packed(records: list[Record]) -> bytes:
@@ -308,10 +328,9 @@ class CacheBuilder:
 
     def _add_block(self, p: MetricBlock) -> None:
         if not self._files:
-            folder = self.run_dir / CACHE_DIR
-            folder.mkdir(exist_ok=True)
+            folder = private_dir(self.run_dir, CACHE_DIR)
             for name in ("seq", *_FIELDS, *(f"present_{k}" for k in ("seq", *_FIELDS))):
-                self._files[name] = tempfile.TemporaryFile(dir=folder, prefix=".column.")  # noqa: SIM115 - closed by close()
+                self._files[name] = scratch_file(folder)
         for key in p.extra:
             if EXTRA + key not in self._files:  # a key first met here: nothing in the rows before
                 if len(self._extras) >= MAX_CACHED_EXTRAS:
@@ -319,7 +338,7 @@ class CacheBuilder:
                 self._extras.append(EXTRA + key)
                 for name, fill in ((EXTRA + key, np.full(self.rows, np.nan)), (f"present_{EXTRA}{key}",
                                                                              np.zeros(self.rows, bool))):
-                    self._files[name] = tempfile.TemporaryFile(dir=self.run_dir / CACHE_DIR, prefix=".column.")  # noqa: SIM115
+                    self._files[name] = scratch_file(private_dir(self.run_dir, CACHE_DIR))
                     self._files[name].write(fill.tobytes())
                 self._partial.add(EXTRA + key) if self.rows else None
         cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
