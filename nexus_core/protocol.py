@@ -142,6 +142,9 @@ from nexus_core.text import clean_data, clean_text
 
 # The facade's names (the type checker treats only these as re-exported).
 __all__ = [
+    "PARK",
+    "PARK_REASON",
+    "PARKED",
     "READ_DEADLINE_S",
     "CommandServer",
     "ControlError",

@@ -16,7 +16,13 @@ from nexus_tui.app import messages as msg
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from nexus_tui.history.store import MetricStore
+
+    _AppBase = App[None]  # the App this mixin is mixed into (see run_actions.py)
+else:
+    _AppBase = object
 
 
 QUEUE_WATCH_S = 2.0
@@ -24,11 +30,15 @@ QUEUE_WATCH_S = 2.0
 one, the queue drained): the runner runs in its own process, and the file is its only word."""
 
 
-class JobActions:
+class JobActions(_AppBase):
     """Mixed into NexusApp."""
 
     root: Path
-    store: MetricStore
+
+    if TYPE_CHECKING:  # NexusApp's, declared for the type checker
+
+        @property
+        def store(self) -> MetricStore: ...
     _queue_seen: dict[int, str] | None = None
     """Each job's state at the last look (None: not looked yet, so nothing is news)."""
 
@@ -44,7 +54,7 @@ class JobActions:
             jobs = queuefile.read(self.root).jobs
         except queuefile.QueueError:
             return  # said once where the queue is used (the screen, the CLI); not every two seconds
-        now = {j.id: j.state for j in jobs}
+        now: dict[int, str] = {j.id: j.state for j in jobs}
         before, self._queue_seen = self._queue_seen, now
         if before is None:
             return

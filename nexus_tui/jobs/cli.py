@@ -21,7 +21,7 @@ def _root_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The jobs commands under `nexus`."""
     queue = sub.add_parser("queue", help="run jobs when a GPU (or CPU slot) is free: add, ls, hold, release, cancel, top, priority, slots, run")
     qsub = queue.add_subparsers(dest="queue_command", required=True)
@@ -62,7 +62,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     add_sweep_parser(sub)
 
 
-def add_sweep_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="queue a grid (or random draws) of runs: nexus sweep --preset tiny --grid optim.lr=1e-3,3e-3; nexus sweep show NAME")
     p.add_argument("show", nargs="*", metavar="show NAME | -- COMMAND",
                    help="`show NAME` ranks a sweep's runs by best val loss; after --, a command whose {key} each --grid fills")

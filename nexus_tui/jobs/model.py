@@ -5,14 +5,20 @@ of reaching the runner; `doc_problem` then holds it to the rules types cannot sa
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 import msgspec
 
 from nexus_core.names import check_run_name
 
-QUEUED, HELD, RUNNING, PARKING, DONE, FAILED, CANCELLED, PARKED = (
-    "queued", "held", "running", "parking", "done", "failed", "cancelled", "parked")
+QUEUED: Final = "queued"
+HELD: Final = "held"
+RUNNING: Final = "running"
+PARKING: Final = "parking"
+DONE: Final = "done"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+PARKED: Final = "parked"
 JobState = Literal["queued", "held", "running", "parking", "done", "failed", "cancelled", "parked"]
 WAITING = frozenset({QUEUED, HELD})
 """Not started yet: these can be reordered, held, released and cancelled."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nexus_core.names import check_run_name, command_base, free_run_name
 from nexus_core.text import clean_text
-from nexus_tui.jobs import ops, queuefile
+from nexus_tui.jobs import model, ops, queuefile
 from nexus_tui.jobs.sweep import (
     SweepError,
     expand,
@@ -29,8 +29,10 @@ def sweep_table(root: Path, name: str) -> tuple[list[str], list[tuple[str, dict[
     jobs = [j for j in queuefile.read(root).jobs if j.sweep == name and j.kind in ("train", "command")]
     if not jobs:
         raise ops.JobError(f"no sweep named {name!r} in the queue of {root}")
-    seen: set[str] = set()
-    jobs = [j for j in reversed(jobs) if not (j.name in seen or seen.add(j.name))][::-1]  # an unparked run once
+    newest: dict[str, model.Job] = {}
+    for j in reversed(jobs):  # an unparked run once: its newest job
+        newest.setdefault(j.name, j)
+    jobs = [j for j in jobs if newest[j.name] is j]
     values = [j.values or sweep_values(j.args) for j in jobs]
     keys = varied_keys(values)
     rows = []
