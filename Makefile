@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml setup.py
 demo: setup
 	$(VENV)/bin/nexus demo
 
-test: setup compat
+# lint first: a type error, a forbidden import or a ruff finding fails CI before the suite runs.
+test: setup compat lint
 	$(PY) -m pytest -q
 
 # The inner loop: tests/unit only (no engines, no child processes, no app), well under a minute.
@@ -38,6 +39,11 @@ gpu-check: setup
 compat: setup
 	$(VENV)/bin/vermin -q -t=3.10- --no-tips --violations --eval-annotations engine nexus_core nexus_tui nexus
 
+# Types (mypy; [tool.mypy] in pyproject.toml: strict on nexus_core and nexus, standard elsewhere),
+# ruff's checks, and the import contracts (import-linter; each contract states its reason).
+# TODO(lead): after the repo-wide `ruff format` commit, add to lint's recipe:
+#	$(VENV)/bin/ruff format --check engine nexus_core nexus_tui nexus tests bench examples
 lint: setup
+	$(VENV)/bin/mypy
 	$(VENV)/bin/ruff check engine nexus_core nexus_tui nexus tests bench examples
 	$(VENV)/bin/lint-imports

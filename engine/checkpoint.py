@@ -191,8 +191,6 @@ def _sweep_leftovers(root: Path) -> None:
         else:
             shutil.rmtree(p, ignore_errors=True)
 
-    return True
-
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Store each shared tensor once (safetensors refuses aliases); return the alias map too."""
@@ -200,7 +198,7 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     out: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
     for key, t in state.items():
-        ident = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        ident = (t.untyped_storage().data_ptr(), int(t.storage_offset()), tuple(int(n) for n in t.shape))
         if t.numel() and ident in seen:
             aliases[key] = seen[ident]
             continue
@@ -294,8 +292,9 @@ def load_checkpoint(
 
     model.load_state_dict(weights)
     state_keys = {k[len("model_state."):]: t for k, t in extras.items() if k.startswith("model_state.")}
-    if state_keys and hasattr(model, "load_state_tensors"):
-        model.load_state_tensors(state_keys)
+    load_state = getattr(model, "load_state_tensors", None)
+    if state_keys and callable(load_state):
+        load_state(state_keys)
     if optimizer is not None:
         _load_optimizer(ckpt_dir, optimizer, meta["optimizer"], extras)
     if restore_rng:

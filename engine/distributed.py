@@ -124,7 +124,7 @@ class Dist:
             if new_schedule:
                 from nexus_core.schedule import Schedule
 
-                trainer.schedule = Schedule.from_dict(box[0])
+                trainer.schedule = Schedule.from_dict(box[0] or {})
                 trainer.cfg.train.steps = trainer.schedule.total_steps
 
     def _stop_code(self, trainer: Any) -> int:

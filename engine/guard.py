@@ -51,8 +51,8 @@ def check_causality(model: LanguageModel, vocab_size: int, seq_len: int, device:
         model.train(was_training)
 
     tol = REL_TOL * max(1.0, float(logits[0].abs().max()))
-    for row, j in enumerate(cuts, start=1):
-        moved = (logits[row, :j] - logits[0, :j]).abs().amax(dim=-1) > tol
+    for cut_row, j in enumerate(cuts, start=1):
+        moved = (logits[cut_row, :j] - logits[0, :j]).abs().amax(dim=-1) > tol
         if bool(moved.any()):
             i = int(moved.nonzero()[0])
             raise ConfigError(

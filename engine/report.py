@@ -2,8 +2,8 @@
 (nexus/writer.py, the one writer of every run folder), and human lines in engine.log.
 
 Like torchtitan's metric loggers, the trainer calls one method per event and never cares who listens.
-Each method queues one record for the writer thread (a deque append: training never waits on the
-disk) and now and then prints a readable line to stdout (engine.log, never the data channel). The
+Each method queues one record for the writer thread (`Writer.put`, the reporter's entry point too,
+with `keep`: never dropped; training never waits on the disk) and now and then prints a readable line to stdout (engine.log, never the data channel). The
 writer files the records (a full disk holds them in memory until there is room: nexus/filing.py),
 streams them to the dashboard's pipe, and keeps the status file fresh. What is the engine's own
 here: its hello (the engine writes config.toml itself), the lines for people, and the disk errors the
@@ -107,7 +107,7 @@ class Reporter:
         it). Never dropped: the engine's records are one a step, and a full disk holds them in memory."""
         record = {"type": record_type, **fields}
         record.setdefault("time", time.time())
-        self.writer.queue.append(record)
+        self.writer.put(record, keep=True)  # the writer's one entry point, as the reporter's log()
         return record
 
     def sync(self) -> None:

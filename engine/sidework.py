@@ -11,7 +11,6 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -20,24 +19,21 @@ from engine.device import autocast, preserved_rng
 from engine.health import is_disk_full
 from engine.models import LanguageModel
 from engine.sampling import generate
+from engine.trainer_parts import TrainerParts
 from nexus_core import protocol as P
 from nexus_core.errors import CheckpointError
-from nexus_core.units import as_num
+from nexus_core.units import as_num, is_new_best
 
 
-class SideWork:
+class SideWork(TrainerParts):
     """evaluate, _sample, save and the checkpoint helpers; see the module docstring."""
-
-    cfg: Any
-    step: int
-    tokens: int
 
     def evaluate(self) -> float:
         """Held-out pure CE (no label smoothing, no MTP) on the same batches every time."""
         if not self.dist.is_main:  # the weights are the same on every rank: rank 0 alone evaluates
             return math.nan
         val_loss = held_out_ce(self.model, self._eval_data, self.device, self.amp)
-        best = math.isfinite(val_loss) and val_loss < self.best_val_loss
+        best = is_new_best(val_loss, self.best_val_loss)
         if best:
             self.best_val_loss = val_loss
         self.last_eval = (self.step, val_loss)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
 import torch
 
@@ -23,18 +22,15 @@ from engine import checkpoint as ckpt
 from engine.data import contiguous_streams, get_batch
 from engine.device import autocast, memory_bytes
 from engine.optim import group_grad_norms, set_lr_multiplier
+from engine.trainer_parts import TrainerParts
 from nexus_core.schedule import Schedule
 
 MAX_ROLLBACKS = 5
 """nan_policy=rollback halves the LR each time; after this many it pauses for a person instead."""
 
 
-class Stepping:
+class Stepping(TrainerParts):
     """`_train_step` and its helpers; see the module docstring."""
-
-    cfg: Any
-    step: int
-    tokens: int
 
     def _train_step(self) -> bool:
         """One optimizer step over grad_accum micro-batches; False when it was not taken (NaN)."""
@@ -66,7 +62,7 @@ class Stepping:
                 aux[key] += value.detach().float()
         params = [p for p in self.model.parameters() if p.grad is not None]
         # Global means under torchrun (the model's signals too: one bucket with the loss).
-        self.dist.average([p.grad for p in params], loss_sum, ce_sum, *aux.values())
+        self.dist.average([p.grad for p in params if p.grad is not None], loss_sum, ce_sum, *aux.values())
         groups = group_grad_norms(self.optimizer)
         gnorm_t = torch.nn.utils.get_total_norm(list(groups.values()))
         if self.cfg.optim.grad_clip > 0:

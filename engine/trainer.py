@@ -67,7 +67,7 @@ class Trainer(Stepping, SideWork):
         self.step = 0
         self.tokens = 0
         self.best_val_loss = math.inf
-        self.last_eval: tuple[int, float] | None = None
+        self.last_eval = None
         self.lr_scale = 1.0
         self.rollbacks = 0
         self.paused = False

@@ -41,7 +41,7 @@ from nexus.compat import (
 from nexus.config import Config, Summary
 from nexus.folder import NexusError
 from nexus.media import Audio, Histogram, Html, Image, Molecule, Object3D, Plotly, Table, Video, WBValue
-from nexus.reporter import Run
+from nexus.reporter import FINISHED_HOOKS, Run
 from nexus.session import (
     AlertLevel,
     alert,
@@ -76,6 +76,16 @@ run: Run | None = None
 """The run of the last init() until it finishes (wandb.run)."""
 config: Config | None = None
 summary: Summary | None = None
+
+
+def _forget(finished: object) -> None:
+    """`nexus.run` is None once that run finishes (wandb.run after run.finish())."""
+    global run
+    if run is finished:
+        run = None
+
+
+FINISHED_HOOKS.append(_forget)
 
 
 def init(name: str | None = None, config: Any = None, **kwargs: Any) -> Run:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from nexus_core.recordtypes import Eval, Hello, Metric
 
 SKIP = frozenset({"type", "seq", "time", "step", "best"})
 
@@ -84,7 +85,7 @@ class ApiRun:
             return read_toml(self.dir / P.CONFIG_FILE)
         except ConfigError:
             hello = next(iter(P.iter_records(self.dir / P.METRICS_FILE, frozenset({P.HELLO}))), None)
-            return dict(hello.config) if hello is not None else {}
+            return dict(hello.config or {}) if isinstance(hello, Hello) else {}
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -104,7 +105,7 @@ class ApiRun:
         (metric and eval records of one step merged). With `keys`, only rows that have all of them."""
         row: dict[str, Any] | None = None
         for rec in P.iter_records(self.dir / P.METRICS_FILE, frozenset({P.METRIC, P.EVAL})):
-            step = rec.step
+            step = rec.step if isinstance(rec, (Metric, Eval)) else 0
             if (min_step is not None and step < min_step) or (max_step is not None and step >= max_step):
                 continue
             if row is not None and row["_step"] != step:

@@ -91,7 +91,7 @@ def _as_dict(data: Any) -> dict[str, Any]:
     raise TypeError(f"config must be a mapping or an object with attributes, not {type(data).__name__}")
 
 
-class Summary(dict):
+class Summary(dict[str, Any]):
     """The run's final numbers: by default the last value of every logged key (filled in by the
     writer), plus whatever the script sets. Written to summary.json at finish()."""
 

@@ -7,9 +7,10 @@ A script switched off this way must still run to its end: `run.log`, `run.config
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nexus.config import Config
+from nexus.reporter import FINISHED_HOOKS
 
 
 class DisabledRun:
@@ -39,10 +40,8 @@ class DisabledRun:
 
     def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None:
         self._ended = True
-        import nexus
-
-        if nexus.run is self:
-            nexus.run = None
+        for hook in FINISHED_HOOKS:  # nexus.run is None again, as after a real run's finish()
+            hook(self)
 
     def commands(self) -> Any:
         return iter(())
@@ -55,7 +54,7 @@ class DisabledRun:
     def __enter__(self) -> DisabledRun:
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: Any) -> Literal[False]:
         self.finish()
         return False
 

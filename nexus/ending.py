@@ -24,10 +24,23 @@ import signal
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from nexus.reporter import Run
+
+class Run(Protocol):
+    """What the hooks use of `nexus.reporter.Run` (which imports this module: declared here so the
+    two form no import cycle)."""
+
+    should_stop: bool
+    _stop_interrupt: bool
+
+    def _end_interrupted(self) -> None: ...
+
+    def finish(self, exit_code: int | None = None, quiet: bool | None = None) -> None: ...
+
+    def _end_as_failed(self, text: str) -> None: ...
+
+    def _end_as_killed(self, signal_name: str, exit_code: int) -> None: ...
 
 
 class EndHooks:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nexus_core import protocol as P
+from nexus_core.units import as_int
 
 DEFAULT_ROOT = "runs"
 
@@ -57,7 +58,7 @@ def last_step(path: Path) -> int | None:
     last = None
     for r in P.iter_records(path / P.METRICS_FILE, frozenset({P.METRIC})):
         step = r.get("step")
-        if isinstance(step, int) and not isinstance(step, bool):
+        if as_int(step) is not None:
             last = step
     return last
 

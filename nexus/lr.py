@@ -40,6 +40,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from nexus_core.units import is_real
+
 _CONTROLS: weakref.WeakKeyDictionary[Any, LRControl] = weakref.WeakKeyDictionary()
 """Each adopted scheduler's control (not an attribute: a scheduler's state_dict() is its __dict__)."""
 _RAMPED: dict[type, type] = {}
@@ -152,7 +154,7 @@ class LRControl:
         if base is not None:
             scheduler.__class__ = base
 
-    def _scheduler_step(self, scheduler: Any, base: type, args: Any, kwargs: Any) -> Any:
+    def _scheduler_step(self, scheduler: Any, base: Any, args: Any, kwargs: Any) -> Any:
         """A wrapped scheduler's step(): its own step on the raw LRs, then the effective ones written."""
         if self._inside:  # SequentialLR, ChainedScheduler stepping their parts: the outer one wraps it all
             return base.step(scheduler, *args, **kwargs)
@@ -262,7 +264,7 @@ class LRControl:
             self._drop(scheduler)
 
 
-def ramped_scheduler(base: type) -> type:
+def ramped_scheduler(base: Any) -> type:
     """`base` with a step() that runs on the raw LRs of its control (one subclass per scheduler class;
     isinstance checks, state_dict() and load_state_dict() are the base class's; a pickled or copied
     one is a plain `base`, so torch.save(scheduler) never needs Nexus to load)."""
@@ -275,7 +277,7 @@ def ramped_scheduler(base: type) -> type:
             return control._scheduler_step(self, base, args, kwargs)
 
         def __reduce_ex__(self: Any, protocol: Any) -> Any:  # noqa: N807 - pickled, copied as the plain class
-            return copyreg._reconstructor, (base, object, None), dict(self.__dict__)
+            return copyreg._reconstructor, (base, object, None), dict(self.__dict__)  # type: ignore[attr-defined]
 
         cls = type(base.__name__, (base,), {"step": step, "__reduce_ex__": __reduce_ex__, "_nexus_base": base,
                                             "__module__": base.__module__, "__qualname__": base.__qualname__,
@@ -295,4 +297,4 @@ def _unwrap(scheduler: Any) -> Any:
 
 
 def _is_float(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    return is_real(x)

@@ -58,7 +58,7 @@ class MetricDefs:
         names = _logged_names()
         acc: dict[str, list[float]] = {}
         for rec in P.iter_records(metrics_file, frozenset({P.METRIC, P.EVAL})):
-            plain = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
+            plain = rec.to_dict()
             for key, value in plain.items():
                 if key in V.RESERVED or not isinstance(value, (int, float)) or isinstance(value, bool):
                     continue

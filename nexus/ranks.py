@@ -109,10 +109,9 @@ class RankSteering:
     def step_end(self) -> Decision:
         """The step end of every rank: rank 0 acts on its commands (a pause holds here), then every
         rank acts on what it decided. Returns the decision (`stop`: the loop should end)."""
-        run = self.run
-        live = run is not None and not run._ended
+        run = self.run if self.run is not None and not self.run._ended else None  # None: nothing live
         if not self.active:
-            if not live:
+            if run is None:
                 return Decision()
             run.step_end()
             decision = Decision(stop=run.should_stop)
@@ -124,7 +123,7 @@ class RankSteering:
                 decision = self._receive()
                 if not decision.more:
                     return decision
-        if live:
+        if run is not None:
             self._inside = True
             run._idle = self._tick
             try:
@@ -133,7 +132,7 @@ class RankSteering:
                 self._inside = False
                 run._idle = None
         queued, self._queued = self._queued, Decision()
-        return self._send(Decision(stop=live and run.should_stop, save=queued.save, evaluate=queued.evaluate))
+        return self._send(Decision(stop=run is not None and run.should_stop, save=queued.save, evaluate=queued.evaluate))
 
     def share(self, save: bool = False, evaluate: bool = False) -> None:
         """Rank 0's handlers: have every rank save / evaluate. Inside step_end() it happens at once on every
@@ -168,11 +167,12 @@ class RankSteering:
         values = [0.0] * SIZE
         values[MORE], values[STOP] = float(decision.more), float(decision.stop)
         values[SAVE], values[EVALUATE] = float(decision.save), float(decision.evaluate)
-        ramp = self._lr.take_request() if self._lr is not None else None
-        if ramp is not None:
+        lr = self._lr
+        ramp = lr.take_request() if lr is not None else None
+        if lr is not None and ramp is not None:
             self._sent += 1
             values[SEQ], values[TARGET], values[STEPS] = float(self._sent), ramp[0], float(ramp[1])
-            values[START] = self._lr.current()
+            values[START] = lr.current()
         tensor = torch.tensor(values, dtype=torch.float64, device=self._device)
         dist.broadcast(tensor, src=0, group=self._group)
         return self._apply(values)

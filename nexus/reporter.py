@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from nexus import values as V
 from nexus.config import Config, Summary
@@ -37,6 +37,10 @@ from nexus.wandb_run import WandbSurface
 from nexus.watching import ModelWatch
 from nexus.writer import STEP, Writer
 from nexus_core import protocol as P
+
+FINISHED_HOOKS: list[Callable[[object], None]] = []
+"""Called with each run that finishes: the package (`nexus/__init__`) clears `nexus.run` here, so
+this module never imports the package that imports it."""
 
 ALWAYS = frozenset({P.PAUSE, P.RESUME, P.STOP})
 """Commands every reported run takes (acted on at step_end(), or at each committed log()); the hello
@@ -440,15 +444,13 @@ class Run(Steering, WandbSurface):
         summary = json_safe({k: v for k, v in self.summary.as_dict().items() if not V.is_tensor(v)})
         if not self._writer.close(summary=summary):
             warn(f"run {self.name}: the disk did not take the last records in time")
-        import nexus
-
-        if nexus.run is self:
-            nexus.run = None
+        for hook in FINISHED_HOOKS:
+            hook(self)
 
     def __enter__(self) -> Run:
         return self
 
-    def __exit__(self, etype: Any, value: Any, tb: Any) -> bool:
+    def __exit__(self, etype: Any, value: Any, tb: Any) -> Literal[False]:
         if etype is None:
             self.finish()
         elif issubclass(etype, KeyboardInterrupt):

@@ -81,7 +81,7 @@ def grab(value: Any) -> Any:
         if getattr(value, "size", 0) != 1 or getattr(value.dtype, "kind", "") not in "iuf":
             return None
         return value.item()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):  # inline: the per-value hot path
         return value
     return None
 

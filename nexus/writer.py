@@ -33,7 +33,7 @@ from nexus.richlog import LATER, later_records
 from nexus.shaping import step_records, toml_safe
 from nexus_core import protocol as P
 from nexus_core.safefile import atomic_write
-from nexus_core.units import as_num
+from nexus_core.units import as_int, as_num, is_new_best
 
 FLUSH_S = 0.1
 STATUS_EVERY_S = 1.0
@@ -104,13 +104,14 @@ class Writer:
 
     # -- the training thread's side --------------------------------------------------------------
 
-    def put(self, record: dict[str, Any]) -> bool:
+    def put(self, record: dict[str, Any], keep: bool = False) -> bool:
         """Queue a record. A full queue waits for the writer to file half of it (backpressure: a loop
         logging faster than the disk takes it slows down instead of losing steps); only a writer that
         is not running, or made no progress for BACKPRESSURE_S, costs the record: False, counted in
-        `dropped`."""
+        `dropped`. `keep` (the engine's records, one a step): queued at once, never waited on nor dropped
+        (a full disk holds them in memory)."""
         queue = self.queue
-        if len(queue) >= self.capacity and not self._wait_for_room():
+        if not keep and len(queue) >= self.capacity and not self._wait_for_room():
             self.dropped += 1
             return False
         queue.append(record)
@@ -309,7 +310,7 @@ class Writer:
         if "exit_code" in rec:
             self.status["exit_code"] = rec["exit_code"]
         total = rec.get("total_steps")
-        if isinstance(total, int) and not isinstance(total, bool) and total > 0:
+        if (as_int(total) or 0) > 0:
             self.status["total_steps"] = total  # a ramp moved the end of the run
         self._prev = None  # a pause is not a slow step
 
@@ -322,7 +323,7 @@ class Writer:
                 self.best_val_loss = val
                 self.status["best_val_loss"] = val
         elif val is not None:
-            best = self.best_val_loss is None or val < self.best_val_loss
+            best = is_new_best(val, self.best_val_loss)
             rec["best"] = best
             if best:
                 self.best_val_loss = val

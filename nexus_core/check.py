@@ -19,14 +19,13 @@ import os
 import re
 import stat
 import time
-from collections import Counter
-from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
+from nexus_core.check_report import Report
 from nexus_core.check_socket import check_socket, kind_of, socket_exists
 from nexus_core.runfolder import pid_alive
 from nexus_core.safefile import UnsafeFileError, open_regular
@@ -43,8 +42,6 @@ from nexus_core.schema import (
 )
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-SHOWN = 3
-"""Findings of one kind shown in full; the rest are counted."""
 MAX_BYTES = 1 << 32
 """The largest records file read (4 GiB)."""
 WAIT_S = 15.0
@@ -94,43 +91,6 @@ _kind = kind_of
 def _fits(value: Any, kinds: tuple[str, ...]) -> bool:
     kind = _kind(value)
     return kind in kinds or (kind == INT and NUM in kinds)
-
-
-@dataclass
-class Report:
-    """What `check` found: errors (the folder breaks the spec) and warnings (allowed, but suspect)."""
-
-    run_dir: Path
-    errors: Counter[str] = field(default_factory=Counter)
-    warnings: Counter[str] = field(default_factory=Counter)
-    lines: list[str] = field(default_factory=list)
-    checked: list[str] = field(default_factory=list)
-    """What was checked and passed, in words (`nexus check` prints it)."""
-
-    def error(self, kind: str, text: str) -> None:
-        self.errors[kind] += 1
-        if self.errors[kind] <= SHOWN:
-            self.lines.append(f"error: {text}")
-
-    def warn(self, kind: str, text: str) -> None:
-        self.warnings[kind] += 1
-        if self.warnings[kind] <= SHOWN:
-            self.lines.append(f"warning: {text}")
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def summary(self) -> list[str]:
-        """The findings, a line for each kind's overflow, and the verdict."""
-        out = list(self.lines)
-        for kind, n in {**self.errors, **self.warnings}.items():
-            if n > SHOWN:
-                out.append(f"... and {n - SHOWN} more of: {kind}")
-        verdict = "ok" if self.ok else "FAILED"
-        out.append(f"{verdict}: {self.run_dir.name}: {sum(self.errors.values())} "
-                   f"errors, {sum(self.warnings.values())} warnings; checked {', '.join(self.checked) or 'nothing'}")
-        return out
 
 
 def check(run_dir: str | Path, steer: bool = False, stop: bool = False, wait_s: float = WAIT_S) -> Report:

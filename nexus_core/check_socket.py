@@ -15,22 +15,20 @@ import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgpack
 
+from nexus_core.check_report import Report
 from nexus_core.control import control_socket_path
 from nexus_core.safefile import open_regular
 from nexus_core.schema import METRICS_FILE
-
-if TYPE_CHECKING:
-    from nexus_core.check import Report
 
 MAX_BYTES = 1 << 32
 
 HARMLESS = frozenset({"checkpoint", "eval", "generate"})
 """Commands sent unlisted, to see them refused: harmless even where a run wrongly takes them."""
-_BAD_ARGS = {"ramp": {"target_lr": -1.0, "ramp_steps": 1}, "generate": {"tokens": 0}}
+_BAD_ARGS: dict[str, dict[str, Any]] = {"ramp": {"target_lr": -1.0, "ramp_steps": 1}, "generate": {"tokens": 0}}
 """A listed command with an argument out of its range: the run must refuse it."""
 
 def kind_of(value: Any) -> str:
@@ -134,7 +132,7 @@ def check_socket(report: Report, commands: frozenset[str], steer: bool, stop: bo
     if steer:
         for cmd, kind in (("checkpoint", "ckpt"), ("eval", "eval")):
             if cmd in commands and (got := ask(cmd)) is not None:
-                _expect(report, cmd, got, seen, lambda r, k=kind: r.get("type") == k, wait_s)
+                _expect(report, cmd, got, seen, _of_type(kind), wait_s)
     if stop and "stop" in commands and (got := ask("stop")) is not None:
         _expect(report, "stop", got, seen, lambda r: r.get("state") == "stopped", wait_s * 4)
     report.checked.append("control socket")
@@ -188,3 +186,7 @@ def _expect(report: Report, cmd: str, reply: dict[str, Any], seen: _Records, pre
     report.error("socket-effect", f"socket: {cmd} was answered ok but brought no record within {wait_s:g}s")
     return False
 
+
+def _of_type(kind: str) -> Callable[[dict[str, Any]], bool]:
+    """A test for records of this type."""
+    return lambda r: r.get("type") == kind

@@ -102,7 +102,8 @@ def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} {problem}")
     if meta["format"] > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}")
-    return meta
+    checked: dict[str, Any] = meta
+    return checked
 
 
 _META_TYPES: dict[str, tuple[type, ...]] = {

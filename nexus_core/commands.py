@@ -24,7 +24,7 @@ class Command(msgspec.Struct, kw_only=True, tag_field="cmd", forbid_unknown_fiel
 
     @property
     def name(self) -> str:
-        return self.__struct_config__.tag  # type: ignore[return-value]
+        return str(self.__struct_config__.tag)  # every kind is declared with a str tag
 
 
 class Pause(Command, tag="pause"):

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from nexus_core.config_schema import (  # noqa: F401 - re-exported: the config's one import point
+from nexus_core.config_schema import (  # re-exported (see __all__)
     SECTIONS,
     SHARED_MODEL_OPTIONS,
     Config,
@@ -28,13 +28,14 @@ from nexus_core.config_schema import (  # noqa: F401 - re-exported: the config's
 )
 from nexus_core.errors import ConfigError
 from nexus_core.families import FLAT_KEYS, migrate, new_key
-from nexus_core.limits import (  # noqa: F401 - Range, check_fields and field_limits are read from here too
+from nexus_core.limits import (  # re-exported (see __all__)
     Range,
     check_fields,
     field_limits,
     subsections,
 )
 from nexus_core.safefile import read_text
+from nexus_core.units import as_int, is_real
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,10 +44,9 @@ else:  # pragma: no cover
 
 
 def preset_folders() -> list[Path]:
-    """Where presets live: nexus_core/presets, then engine/presets (kept one release for presets added
-    there before the move; found as files beside this package, never by importing the engine)."""
+    """Where presets live: nexus_core/presets (a list, so a user's own folder can join it)."""
     here = Path(str(resources.files("nexus_core")))
-    return [d for d in (here / "presets", here.parent / "engine" / "presets") if d.is_dir()]
+    return [d for d in (here / "presets",) if d.is_dir()]
 
 
 def _preset_files() -> dict[str, Path]:
@@ -89,7 +89,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {p} is not UTF-8 text") from None
     try:
-        return tomllib.loads(text)
+        table: dict[str, Any] = tomllib.loads(text)
+        return table
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
     except RecursionError:
@@ -189,18 +190,44 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
         )
     current = getattr(section, key)
     want = type(current)
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
+    if want is float and as_int(value) is not None:
         try:
             value = float(value)
         except OverflowError:
             raise ConfigError(f"{origin}: {section_name}.{key} is far too large for a number") from None
-    elif want is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif want is str and is_real(value):
         value = str(value)
     if want is list and isinstance(value, list):
-        if not all(isinstance(x, int) and not isinstance(x, bool) for x in value):
+        if not all(as_int(x) is not None for x in value):
             raise ConfigError(f"{origin}: {section_name}.{key} must be a list of integers")
     elif not isinstance(value, want) or (want is int and isinstance(value, bool)):
         raise ConfigError(
             f"{origin}: {section_name}.{key} must be {want.__name__}, got {type(value).__name__} {value!r}"
         )
     setattr(section, key, value)
+
+# The config's one import point: its own functions and the schema's classes it re-exports.
+__all__ = [
+    "ConfigError",
+    "SECTIONS",
+    "SHARED_MODEL_OPTIONS",
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "all_sections",
+    "flatten",
+    "Range",
+    "check_fields",
+    "field_limits",
+    "subsections",
+    "preset_folders",
+    "preset_names",
+    "load_preset",
+    "read_toml",
+    "load_toml",
+    "from_mapping",
+    "apply_override",
+]

@@ -77,7 +77,8 @@ class ModelConfig(Section):
     @property
     def options(self) -> FamilyOptions:
         """The chosen family's own options: the [model.<family>] table."""
-        return getattr(self, self.family)
+        options: FamilyOptions = getattr(self, self.family)
+        return options
 
     def resolved_d_ff(self) -> int:
         if self.d_ff > 0:

@@ -13,13 +13,17 @@ read them), so old runs still resume, compare and report; each field names its f
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Protocol
 
 from nexus_core.errors import ConfigError
 from nexus_core.limits import Layers, R, Section, Weight
 
-if TYPE_CHECKING:
-    from nexus_core.config import ModelConfig
+
+class SharedModelOptions(Protocol):
+    """What a family's `fits` reads of the [model] table (config_schema.ModelConfig, which imports
+    this module: declared here, so the two form no import cycle)."""
+
+    n_layers: int
 
 MAX_HC_STREAMS = 4
 """Hyper-connection streams: n! permutations are mixed; 4 streams (24 permutations) is what mHC uses
@@ -32,12 +36,13 @@ def was(flat_key: str) -> dict[str, str]:
     return {"was": flat_key}
 
 
+@dataclass  # no fields of its own: a dataclass so `fields()` of any family type-checks
 class FamilyOptions(Section):
     """The options one family reads; `family` is both the [model.<family>] table and model.family's value."""
 
     family: ClassVar[str]
 
-    def fits(self, model: ModelConfig, name: str) -> None:
+    def fits(self, model: SharedModelOptions, name: str) -> None:
         """Checks against the shared model options (a layer index below n_layers)."""
 
 
@@ -57,7 +62,7 @@ class TransformerOptions(FamilyOptions):
     wavelet_layers: Layers = field(default_factory=list, metadata=was("wavelet_layers"))
     """Layers whose token mixing is a causal Haar-wavelet layer instead of attention."""
 
-    def fits(self, model: ModelConfig, name: str) -> None:
+    def fits(self, model: SharedModelOptions, name: str) -> None:
         bad = [i for i in self.wavelet_layers if not i < model.n_layers]
         if bad:
             raise ConfigError(
@@ -112,7 +117,7 @@ class EngramOptions(FamilyOptions):
         if not self.orders or len(set(self.orders)) != len(self.orders):
             raise ConfigError(f"{name}.orders {self.orders} must be distinct n-gram sizes in 2..{MAX_ENGRAM_ORDER}")
 
-    def fits(self, model: ModelConfig, name: str) -> None:
+    def fits(self, model: SharedModelOptions, name: str) -> None:
         if any(not i < model.n_layers for i in self.layers):
             raise ConfigError(f"{name}.layers {self.layers} must name layers in 0..{model.n_layers - 1}")
 

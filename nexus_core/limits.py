@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from nexus_core.errors import ConfigError
+from nexus_core.units import as_int, is_real
 
 INT64_MAX = 2**63 - 1
 MAX_STEPS = 10**10
@@ -133,7 +134,7 @@ def check_fields(section_name: str, section: Any) -> None:
             if not limits.holds(value):
                 raise ConfigError(f"{name} must be {limits.text()}, got {value}")
         elif kind is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_real(value):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number{'' if rng is None else ' ' + rng.text()}, "
@@ -150,4 +151,4 @@ def short(v: Any) -> str:
 
 
 def is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return as_int(v) is not None

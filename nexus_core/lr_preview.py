@@ -19,10 +19,11 @@ from nexus_core.config import Config, load_toml
 from nexus_core.errors import ConfigError, NexusError
 from nexus_core.observed_preview import is_foreign, observed_preview
 from nexus_core.records import RecordDecoder
-from nexus_core.runfolder import pid_alive, read_status, tail_bytes
+from nexus_core.runfolder import read_status, status_live, tail_bytes
 from nexus_core.schedule import Schedule, preview
-from nexus_core.schema import CONFIG_FILE, LIVE_STATES, METRICS_FILE
+from nexus_core.schema import CONFIG_FILE, METRICS_FILE
 from nexus_core.state import RunState
+from nexus_core.units import as_int
 
 TAIL_BYTES = 1 << 18
 """How much of the metrics file's end the preview reads: many metric records, and O(1) at any length."""
@@ -46,8 +47,7 @@ def run_config(run_dir: str | Path) -> Config:
 
 
 def is_live(run_dir: Path) -> bool:
-    status = read_status(run_dir) or {}
-    return status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))
+    return status_live(read_status(run_dir))
 
 
 def live_position(run_dir: Path, cfg: Config) -> tuple[int, float, int, float]:
@@ -65,7 +65,7 @@ def live_position(run_dir: Path, cfg: Config) -> tuple[int, float, int, float]:
     # A live ramp that moved the total rewrites the status, not the hello: the status wins.
     status_total = (read_status(run_dir) or {}).get("total_steps")
     candidates = (status_total, run.hello.total_steps if run.hello else None, cfg.train.steps)
-    total = next(t for t in candidates if isinstance(t, int) and not isinstance(t, bool) and t > 0)
+    total = next(n for n in map(as_int, candidates) if n is not None and n > 0)
     scale = 1.0
     done = list_checkpoints(run_dir)
     if done:

@@ -59,7 +59,8 @@ def _head(path: Path, size: int) -> bytes | None:
 def published_schedule(run_dir: Path, hello: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The newest `lr_schedule` the run published: from `hello` (the dashboard's), else its records."""
     if hello and isinstance(hello.get("lr_schedule"), dict):
-        return hello["lr_schedule"]
+        schedule: dict[str, Any] = hello["lr_schedule"]
+        return schedule
     found = None
     path = run_dir / METRICS_FILE
     for data in (_head(path, HEAD_BYTES), tail_bytes(path, TAIL_BYTES)):

@@ -18,6 +18,7 @@ import msgspec
 from nexus_core.recordtypes import LENIENT_RECORD, AnyRecord, Hello, Record, with_extras
 from nexus_core.safefile import data_end, open_append, open_regular
 from nexus_core.schema import _UNPACK_LIMITS, MAX_RECORD_BYTES, PROTOCOL_VERSION, RECORD_TYPES
+from nexus_core.units import is_real
 
 _TYPE_KEY = b"\xa4type"
 _TYPED = msgspec.msgpack.Decoder(AnyRecord)
@@ -29,9 +30,9 @@ def pack(record: dict[str, Any] | Record) -> bytes:
     """One record as msgpack bytes, "type" first so a reader can find the next record after garbage."""
     if isinstance(record, Record):
         if record.extra:
-            return msgpack.packb(record.to_dict(), use_bin_type=True)
+            return bytes(msgpack.packb(record.to_dict(), use_bin_type=True))
         return msgspec.msgpack.encode(record)  # msgspec writes the tag field first
-    return msgpack.packb({"type": record["type"], **record}, use_bin_type=True)
+    return bytes(msgpack.packb({"type": record["type"], **record}, use_bin_type=True))
 
 
 def _decode(raw: bytes) -> Record:
@@ -103,6 +104,7 @@ class RecordDecoder:
             raw = bytes(self._pending[: end - self._base])
             try:
                 record: Record | None = _decode(raw)
+                kind: str | None = None
             except Exception:  # noqa: BLE001 - invalid fields, bad UTF-8, ...: not a valid record
                 record = None
                 kind = self._kind_of(raw)
@@ -112,9 +114,9 @@ class RecordDecoder:
             del self._pending[: end - self._base]
             self._base = end
             self._flush_garbage()
-            if record is None:
+            if kind is not None:  # a map with a "type" that is not a valid record
                 self._skip_invalid(raw, kind)
-            elif self._accept(record):
+            elif record is not None and self._accept(record):
                 out.append(record)
         return out
 
@@ -256,7 +258,7 @@ class RecordWriter:
         A record the file refuses goes to the pipe as seq -1 unless `tell_failure` is False (a
         record held for a full disk, which the pipe heard of when it was first refused)."""
         at = record.get("time")
-        at = at if isinstance(at, (int, float)) and not isinstance(at, bool) else time.time()
+        at = at if is_real(at) else time.time()
         record = {**record, "seq": self.seq, "time": at}
         data = pack(record)
         try:

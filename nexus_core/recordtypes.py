@@ -12,17 +12,12 @@ For one release the Structs also answer the dict reads older code used (`rec["st
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, Union
+from typing import Any, ClassVar, Union, get_args
 
 import msgspec
 
-from nexus_core.schema import STATES
-
-StateName = Literal[
-    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
-]
-if set(StateName.__args__) != set(STATES):  # the schema and this type must say the same
-    raise ImportError("recordtypes.StateName and schema.STATES disagree")
+from nexus_core.schema import StateName
+from nexus_core.units import is_real
 
 
 class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False):
@@ -34,7 +29,7 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
 
     @property
     def type(self) -> str:
-        return self.__struct_config__.tag  # type: ignore[return-value]
+        return str(self.__struct_config__.tag)  # every kind is declared with a str tag
 
     # -- the dict reads of older code (one release) ---------------------------------------------
 
@@ -54,11 +49,15 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
 
     def __contains__(self, key: object) -> bool:
         return key == "type" or key in self.extra or (
-            key in self.__struct_fields__ and getattr(self, key) is not None)  # type: ignore[operator]
+            key in self.__struct_fields__ and getattr(self, key) is not None)
 
     extra: ClassVar[Any] = MappingProxyType({})
     """Numeric keys beyond the kind's fields (metric and eval records: any series a writer logs,
     `train/acc`), filled in by the decoder; empty on every other record."""
+
+    def set_extra(self, extra: dict[str, float]) -> None:
+        """Give this record its extra numbers (a Metric or an Eval: the kinds that carry a __dict__)."""
+        self.__dict__["extra"] = extra
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the plain map it travels as ("type" first)."""
@@ -123,6 +122,14 @@ class Eval(Record, tag="eval", dict=True, forbid_unknown_fields=True):
     val_loss: float | None = None
     val_ppl: float | None = None
     best: bool = False
+
+
+_POSITION = ("seq", "time", "step", "tokens")
+METRIC_VALUES: tuple[str, ...] = tuple(k for k in Metric.__struct_fields__ if k not in _POSITION)
+"""A metric record's standard numbers in the order Metric declares them (loss ... step_s, mem): the
+one table of metric keys, read by the columnar blocks, the store's series, export and the report."""
+EVAL_VALUES: tuple[str, ...] = tuple(k for k in Eval.__struct_fields__ if k not in (*_POSITION, "best"))
+"""An eval record's standard numbers (val_loss, val_ppl)."""
 
 
 class Sample(Record, tag="sample"):
@@ -209,7 +216,7 @@ MAX_TABLE_CELLS = 60_000
 MAX_HISTOGRAM_BINS = 512
 
 AnyRecord = Union[Hello, Metric, Eval, Sample, Ckpt, State, Log, Alert, Text, Table, Histogram, Media]  # noqa: UP007 - a runtime union for msgspec
-RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in AnyRecord.__args__}  # type: ignore[misc]
+RECORD_CLASSES: dict[str, type[Record]] = {c.__struct_config__.tag: c for c in get_args(AnyRecord)}
 
 
 class _LenientMetric(Metric, tag="metric", forbid_unknown_fields=False):
@@ -238,7 +245,7 @@ def extras_of(record: Record, plain: Any) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in plain.items():
         if (isinstance(key, str) and key not in fields and key != "type" and 0 < len(key) <= MAX_EXTRA_KEY_LEN
-                and key.isprintable() and isinstance(value, (int, float)) and not isinstance(value, bool)):
+                and key.isprintable() and is_real(value)):
             out[key] = float(value)
             if len(out) >= MAX_EXTRA_KEYS:
                 break
@@ -252,7 +259,8 @@ def to_record(data: Any) -> Record | None:
     if not isinstance(data, dict):
         return None
     try:
-        return msgspec.convert(data, AnyRecord)
+        record: Record = msgspec.convert(data, AnyRecord)
+        return record
     except msgspec.ValidationError:
         pass
     try:
@@ -267,5 +275,5 @@ def with_extras(record: Record, plain: Any) -> Record:
         base = Metric if isinstance(record, Metric) else Eval
         record = base(**msgspec.structs.asdict(record))
         if extra := extras_of(record, plain):
-            record.extra = extra
+            record.set_extra(extra)
     return record

@@ -10,7 +10,8 @@ from typing import Any
 
 from nexus_core.children import engine_argv, engine_home
 from nexus_core.safefile import atomic_write, open_regular, read_json, read_proc
-from nexus_core.schema import STATUS_FILE
+from nexus_core.schema import LIVE_STATES, STATUS_FILE
+from nexus_core.units import as_int, is_real
 
 
 def write_status(run_dir: str | Path, status: dict[str, Any]) -> None:
@@ -29,6 +30,14 @@ def read_status(run_dir: str | Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def status_live(status: dict[str, Any] | None) -> bool:
+    """Whether a run's status says it is live and its process is still the run's (`pid_alive` with
+    the status's own `updated` time, so a recycled pid does not count)."""
+    if not status or status.get("state") not in LIVE_STATES:
+        return False
+    return pid_alive(status.get("pid"), status.get("updated"))
+
+
 def pid_alive(pid: Any, updated: Any = None) -> bool:
     """Whether a process with this pid exists, is not a zombie we could reap, and is the run's rather
     than some program that got a recycled pid: it started before the run's status was last `updated`
@@ -37,7 +46,7 @@ def pid_alive(pid: Any, updated: Any = None) -> bool:
     checkpoint writer's lock all ask it."""
     if not _pid_exists(pid):
         return False
-    if isinstance(updated, (int, float)) and not isinstance(updated, bool):
+    if is_real(updated):
         import psutil  # only here: the rest of the core needs no psutil
 
         try:
@@ -65,7 +74,7 @@ def tail_bytes(path: str | Path, size: int) -> bytes | None:
 
 def _pid_exists(pid: Any) -> bool:
     """Whether a process with this pid exists (and is not a zombie we could reap)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+    if as_int(pid) is None or not 0 < pid < 2**31:
         return False  # a pid no kernel gives out (and os.kill overflows past a C int)
     try:
         os.kill(pid, 0)
@@ -79,4 +88,4 @@ def _pid_exists(pid: Any) -> bool:
         return True
 
 
-__all__ = ["engine_argv", "engine_home", "pid_alive", "read_status", "tail_bytes", "write_status"]
+__all__ = ["engine_argv", "engine_home", "pid_alive", "read_status", "status_live", "tail_bytes", "write_status"]

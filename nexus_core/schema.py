@@ -1,7 +1,9 @@
 """Names both sides agree on: protocol version, record types, states, commands, run-folder files.
 
-The full description of every record and command is in `engine/protocol/__init__.py`.
+The full description of every record and command is in docs/PROTOCOL.md (and `nexus_core/protocol.py`).
 """
+
+from typing import Literal, get_args
 
 PROTOCOL_VERSION = 1
 MAX_RECORD_BYTES = 1 << 20
@@ -19,10 +21,13 @@ RECORD_TYPES = frozenset({HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT})
 # Run states. finished/stopped/failed/killed/crashed are final: `failed` is an exception the writer saw
 # (the reporter's excepthook), `killed` a signal that ended the process (SIGTERM, SIGINT), `crashed`
 # a run that ended without saying so (readers decide it from a live state and a dead pid).
-STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED = (
-    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed",
-)
-STATES = (STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED)
+# Declared once, as the type a state record's `state` field has (recordtypes.State); the names below
+# are its values.
+StateName = Literal[
+    "starting", "running", "paused", "checkpointing", "finished", "crashed", "stopped", "failed", "killed"
+]
+STATES: tuple[StateName, ...] = get_args(StateName)
+STARTING, RUNNING, PAUSED, CHECKPOINTING, FINISHED, CRASHED, STOPPED, FAILED, KILLED = STATES
 STALLED = "stalled"
 """Never written by an engine: what a reader shows for a running run silent far beyond its usual pace
 (`RunState.stalled`)."""
@@ -84,7 +89,7 @@ class Arg:
             return f"{cmd} {name} must be {want}, got {type(value).__name__} {value!r:.40}"
         if self.kind is float and (value != value or value in (float("inf"), float("-inf"))):
             return f"{cmd} {name} must be a finite number, got {value!r}"
-        size = len(value) if isinstance(value, str) else value
+        size: float = len(value) if isinstance(value, str) else value if isinstance(value, (int, float)) else 0.0
         what = "characters" if isinstance(value, str) else ""
         if (self.lo is not None and size < self.lo) or (self.hi is not None and size > self.hi):
             span = f"between {self.lo:g} and {self.hi:g}{' ' + what if what else ''}"

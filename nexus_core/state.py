@@ -31,6 +31,7 @@ from nexus_core.schema import (
     STARTING,
     STOPPED,
 )
+from nexus_core.units import is_new_best
 
 STALL_FLOOR_S = 30.0
 """A running run is stalled after at least this long without a record (an eval or a slow step is not)."""
@@ -199,7 +200,7 @@ class RunState:
         if val is not None and math.isfinite(val):
             if not late:
                 self.val_loss = val
-            if self.best_val_loss is None or val < self.best_val_loss:
+            if is_new_best(val, self.best_val_loss):
                 self.best_val_loss = val
         return "eval"
 

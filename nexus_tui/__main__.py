@@ -34,23 +34,24 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Headless engine commands: nexus train|resume|generate|eval --help",
     )
     parser.add_argument("--root", default=None, help="folder holding one folder per run (default: ./runs)")
+    # `--root` after a command too (`nexus runs --root DIR`): declared once, shared by those commands.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--root", dest="sub_root", default=None, metavar="DIR",
+                       help="folder holding the runs (default: --root before the command, ./runs)")
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
     demo.add_argument("--simulate-gpus", type=int, default=0, metavar="N",
                       help="show N simulated GPUs (a driver stand-in built with gcc) on a machine without one")
-    runs = sub.add_parser("runs", help="list the runs with state, step, best val loss, device and pid")
-    runs.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: ./runs)")
-    compare = sub.add_parser("compare", help="print a markdown comparison of runs (results and config differences)")
+    sub.add_parser("runs", parents=[after], help="list the runs with state, step, best val loss, device and pid")
+    compare = sub.add_parser("compare", parents=[after], help="print a markdown comparison of runs (results and config differences)")
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
-    compare.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
     compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
-    report = sub.add_parser("report", help="write a markdown training report of runs (to stdout or -o FILE)")
+    report = sub.add_parser("report", parents=[after], help="write a markdown training report of runs (to stdout or -o FILE)")
     report.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of to stdout")
-    report.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
-    export = sub.add_parser("export", help="write every point of runs' series as CSV or Parquet (long table)")
+    export = sub.add_parser("export", parents=[after], help="write every point of runs' series as CSV or Parquet (long table)")
     export.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     fmt = export.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--csv", action="store_true", help="CSV (to stdout, or -o FILE)")
@@ -58,11 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("-o", "--output", metavar="PATH", help="write here instead of to stdout")
     export.add_argument("--wide", action="store_true", help="W&B's shape: one row per (run, step), one column per key")
     export.add_argument("--meta", metavar="FILE", help="also write each run's config and summary as JSON to FILE")
-    export.add_argument("--root", dest="sub_root", default=None, help="folder holding the runs (default: --root before it, ./runs)")
-    imp = sub.add_parser("import-tb", help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
+    imp = sub.add_parser("import-tb", parents=[after], help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
-    imp.add_argument("--root", dest="sub_root", default=None, help="folder to put the run in (default: --root before it, ./runs)")
     chk = sub.add_parser("check", help="check run folders against docs/PROTOCOL.md (records, status, hello, "
                                        "and a live run's control socket); exit 1 if one breaks it")
     chk.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (paths)")
@@ -129,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
         failed = False
         for run_dir in args.run_dirs:
-            report = check(Path(run_dir), steer=args.steer, stop=args.stop)
-            failed = failed or not report.ok
-            _print_out(clean_text("\n".join(report.summary()), multiline=True) + "\n")
+            result = check(Path(run_dir), steer=args.steer, stop=args.stop)
+            failed = failed or not result.ok
+            _print_out(clean_text("\n".join(result.summary()), multiline=True) + "\n")
         return 1 if failed else 0
 
     if args.command == "import-tb":
@@ -275,13 +274,13 @@ def _export(root: Path, names: list[str], kind: str, output: str | None, wide: b
             import pyarrow.parquet as pq
 
             table = W.wide_parquet_table(runs)
-            with writing_through(output) as f:
+            with writing_through(str(output)) as f:  # parquet: an output was required above
                 pq.write_table(table, f)
             count = table.num_rows
         elif wide and output is not None:
             X.csv_through(Path(output), lambda f: W.write_wide_csv(f, runs))
             count = len(W.wide_table(runs)[1])
-        elif kind == "parquet":
+        elif kind == "parquet" and output is not None:  # (parquet with no output was refused above)
             count = X.write_parquet(Path(output), runs)
         elif output is not None:
             count = X.write_csv_file(Path(output), runs)

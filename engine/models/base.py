@@ -41,7 +41,7 @@ class LanguageModel(nn.Module):
 
     config: ModelConfig
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> ModelOutput:
         raise NotImplementedError

@@ -157,7 +157,7 @@ class Engram(LanguageModel):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> ModelOutput:
         """Logits for every position; with targets [B, T] (targets[t] = token t+1) also loss and ce."""

@@ -46,10 +46,10 @@ class Hybrid(LanguageModel):
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         init_weights_(self, depth=cfg.n_layers)
         with torch.no_grad():
-            for block in self.ssm_blocks():
+            for mixer in self.ssm_mixers():
                 # out_proj writes into the residual stream like o_proj: same depth-scaled init.
-                nn.init.normal_(block.mixer.out_proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
-                block.mixer.reset_dt_()  # init_weights_ zeroed the dt bias
+                nn.init.normal_(mixer.out_proj.weight, std=0.02 / math.sqrt(2 * cfg.n_layers))
+                mixer.reset_dt_()  # init_weights_ zeroed the dt bias
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
 
@@ -58,11 +58,11 @@ class Hybrid(LanguageModel):
         h = cfg.hybrid
         return SelectiveSSM(cfg.d_model, d_state=h.ssm_state, expand=h.ssm_expand, d_conv=h.ssm_conv, chunk=h.ssm_chunk)
 
-    def ssm_blocks(self) -> list[Block]:
-        """The blocks whose mixer is a SelectiveSSM."""
-        return [b for b in self.blocks if isinstance(b.mixer, SelectiveSSM)]
+    def ssm_mixers(self) -> list[SelectiveSSM]:
+        """The blocks' mixers that are a SelectiveSSM."""
+        return [b.mixer for b in self.blocks if isinstance(b.mixer, SelectiveSSM)]
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> ModelOutput:
         """Logits for every position; with targets [B, T] (targets[t] = token t+1) also loss and ce."""

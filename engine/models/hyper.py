@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from typing import cast
 
 import torch
 from torch import nn
@@ -104,7 +105,7 @@ class HyperStreams(nn.Module):
         streams = self.expand(x)
         for _ in range(loop_count):
             for i, block in enumerate(blocks):
-                attn, mlp = sublayers(block)
+                attn, mlp = sublayers(cast(Block, block))  # a ModuleList is untyped: it holds Blocks
                 streams = self.layers[2 * i](streams, attn)
                 streams = self.layers[2 * i + 1](streams, mlp)
         return self.reduce(streams)

@@ -147,8 +147,9 @@ def init_weights_(model: nn.Module, depth: int, std: float = 0.02) -> None:
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=std)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
+            bias = getattr(module, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                nn.init.zeros_(bias)
     for name, p in model.named_parameters():
         if name.endswith(tuple(f"{n}.weight" for n in RESIDUAL_PROJ_NAMES)):
             nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * depth))

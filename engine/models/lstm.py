@@ -49,8 +49,8 @@ class LSTMLevel(nn.Module):
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
         with torch.no_grad():  # forget-gate bias 1: remember by default (Jozefowicz et al. 2015)
-            self.lstm.bias_ih_l0[d_model : 2 * d_model].fill_(1.0)
-            self.lstm.bias_hh_l0[d_model : 2 * d_model].zero_()
+            self.lstm.get_parameter("bias_ih_l0")[d_model : 2 * d_model].fill_(1.0)
+            self.lstm.get_parameter("bias_hh_l0")[d_model : 2 * d_model].zero_()
 
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None
@@ -93,7 +93,7 @@ class NestedLSTM(LanguageModel):
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> ModelOutput:
         """Logits [B, T, V]; in training mode also continues and then updates the carried state."""
@@ -125,9 +125,12 @@ class NestedLSTM(LanguageModel):
 
     def _surprise_loss(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean 1 - cos(surprise(h_t), embed(token t+1)) over positions with a target."""
+        head = self.surprise
+        if head is None:
+            raise ValueError("this model has no surprise head (lstm.surprise_weight is 0)")
         valid = targets >= 0
         want = self.embed(targets.clamp_min(0)).detach()
-        dist = 1.0 - F.cosine_similarity(self.surprise(h).float(), want.float(), dim=-1)
+        dist = 1.0 - F.cosine_similarity(head(h).float(), want.float(), dim=-1)
         return (dist * valid).sum() / valid.sum().clamp_min(1)
 
     # -- carried state ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ class _StepwiseScan(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: FunctionCtx, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
         C: torch.Tensor, D: torch.Tensor, h0: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,12 +78,12 @@ class _StepwiseScan(torch.autograd.Function):
             ht = torch.mul(a, h, out=hs[t]).addcmul_(B[:, t, :, None], du[:, t, None, :])
             torch.bmm(C[:, t, None, :], ht, out=ys[t])
             h = ht
-        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs)
+        ctx.save_for_backward(u, delta, A, B, C, D, h0, hs)  # type: ignore[arg-type]  # torch keeps a None (h0) as None
         return ys.view(T, b, d).transpose(0, 1) + u * D, hs[T - 1].transpose(1, 2).clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: FunctionCtx, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: FunctionCtx, dy: torch.Tensor, dh: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         u, delta, A, B, C, D, h0, hs = ctx.saved_tensors  # type: ignore[attr-defined]
         T, b, n, d = hs.shape
         At = A.t().contiguous()
@@ -284,7 +284,9 @@ class SelectiveSSM(nn.Module):
         """One token x [b, d_model] -> (y [b, d_model], next state); O(1) in the sequence length."""
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         window = torch.cat([state.conv, xi[:, :, None]], dim=-1)  # [b, d_inner, k]
-        u = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias)
+        bias = self.conv1d.bias
+        assert bias is not None  # built with bias=True
+        u = F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + bias)
         delta, A, B, C = self._ssm_inputs(u)
         h = torch.exp(delta[:, :, None] * A) * state.h + (delta * u)[:, :, None] * B[:, None, :]
         y = (h * C[:, None, :]).sum(-1) + self.D * u

@@ -57,7 +57,7 @@ class Transformer(LanguageModel):
                 x = block(x)
         return x
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
     ) -> ModelOutput:
         """Logits for every position; with targets [B, T] (targets[t] = token t+1) also loss and ce."""

@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 from nexus.integrations._common import innermost_optimizer, set_total_steps, start_run
 from nexus.ranks import Decision, RankSteering
 from nexus.reporter import Run
+from nexus_core.units import is_real
 
 SUMMARY_KEYS = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
                           "train_loss"})
@@ -130,7 +131,7 @@ class NexusCallback(TrainerCallback):
                 values[f"eval/{key[5:]}"] = value
             elif key == "epoch" and evaluating:
                 continue  # the train record of this step has it
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            elif is_real(value):
                 values[key] = value
         if values:
             run.log(values, step=state.global_step, commit=True)
@@ -181,7 +182,7 @@ class NexusCallback(TrainerCallback):
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **options)
         finally:
             model.train(was_training)
-        return prompt + tokenizer.decode(out[0, ids.shape[-1]:], skip_special_tokens=True)
+        return prompt + str(tokenizer.decode(out[0, ids.shape[-1]:], skip_special_tokens=True))
 
 
 def _has_eval_set(args: Any) -> bool:
@@ -193,7 +194,7 @@ def _has_eval_set(args: Any) -> bool:
         frame = frame.f_back if frame is not None else None
         if frame is None:
             break
-        owner = frame.f_locals.get("self")
+        owner: Any = frame.f_locals.get("self")
         if hasattr(owner, "eval_dataset") and hasattr(owner, "callback_handler"):
             return owner.eval_dataset is not None
     return str(getattr(args, "eval_strategy", "no")).lower() not in ("no", "intervalstrategy.no")

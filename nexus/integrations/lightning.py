@@ -35,9 +35,12 @@ try:
     from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the pre-2.0 package name
-    import pytorch_lightning as pl  # type: ignore[no-redef]
-    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment  # type: ignore[no-redef]
-    from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
+    import pytorch_lightning as pl  # type: ignore[no-redef,unused-ignore]
+    from pytorch_lightning.loggers.logger import (  # type: ignore[assignment,unused-ignore]
+        Logger,
+        rank_zero_experiment,
+    )
+    from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef,unused-ignore]
 
 EVAL_PREFIXES = ("val_", "val/", "valid", "validation", "eval", "test")
 
@@ -220,7 +223,10 @@ class NexusCallback(pl.Callback):
 
     def _checkpoint(self) -> str:
         """Saved now, on every rank (`save_checkpoint` is a collective; rank 0 writes the file)."""
-        self._ckpt_path = str(self.run.dir.resolve() / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
+        run = self.run
+        if run is None:  # registered only once a run is attached (on_train_start)
+            raise RuntimeError("checkpoint asked for with no run attached")
+        self._ckpt_path = str(run.dir.resolve() / "checkpoints" / f"step-{self._trainer.global_step}.ckpt")
         self._ask(Decision(save=True))
         return self._ckpt_path
 
@@ -243,14 +249,16 @@ class NexusCallback(pl.Callback):
             self._act(decision)
 
     def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int) -> str:
-        module = self._module
+        module, sample_fn = self._module, self._sample_fn
+        if sample_fn is None:  # the handler is registered only with a sample function
+            raise RuntimeError("generate asked for with no sample function")
         was_training = module.training
         module.eval()
         try:
             import torch
 
             with torch.no_grad():
-                return str(self._sample_fn(module, prompt, tokens, temperature, top_k))
+                return str(sample_fn(module, prompt, tokens, temperature, top_k))
         finally:
             module.train(was_training)
 
@@ -259,21 +267,21 @@ class NexusCallback(pl.Callback):
         each batch; ours says yes once when asked. False (no `e` key) when there is no val loop to
         run or this Lightning lacks the hook."""
         loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
-        original = getattr(loop, "_should_check_val_fx", None)
+        original: Any = getattr(loop, "_should_check_val_fx", None)
         if self._patched is not None:
             return True
         validates = callable(getattr(pl_module, "validation_step", None)) and \
             type(pl_module).validation_step is not pl.LightningModule.validation_step
         source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
         has_data = source is None or not hasattr(source, "is_defined") or source.is_defined()
-        if original is None or not validates or not has_data or trainer.limit_val_batches == 0:
+        if loop is None or original is None or not validates or not has_data or trainer.limit_val_batches == 0:
             return False
 
         def should_check(*args: Any, **kwargs: Any) -> bool:
             if self._validate_next:
                 self._validate_next = False
                 return True
-            return original(*args, **kwargs)
+            return bool(original(*args, **kwargs))
 
         loop._should_check_val_fx = should_check
         self._patched = (loop, original)

@@ -17,8 +17,14 @@ from nexus_tui.app import messages as msg
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from nexus_tui.app.hub import Services
     from nexus_tui.history.store import MetricStore
+
+    _AppBase = App[None]  # the App this mixin is mixed into, for the type checker (see run_actions)
+else:
+    _AppBase = object
 
 
 def has_checkpoint(run: Any) -> bool:
@@ -35,11 +41,20 @@ def newest_step(run: Any) -> int:
     return max(existing_steps(run.run_dir), default=0) if run.run_dir is not None else 0
 
 
-class CheckpointActions:
+class CheckpointActions(_AppBase):
     """The newest checkpoint of a run that is not live, for e and g. Mixed into NexusApp."""
 
-    store: MetricStore
-    services: Services
+    if TYPE_CHECKING:  # NexusApp's, declared for the type checker
+
+        @property
+        def store(self) -> MetricStore: ...
+
+        @property
+        def services(self) -> Services: ...
+
+        def _color(self, name: str) -> str: ...
+
+        def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
 
     def _checkpoint_run(self) -> Any:
         """The highlighted run when it is an engine run that is not live and has a checkpoint on

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from textual.app import App
 
-from nexus_core.recordtypes import Record
 from nexus_tui.app import messages as msg
 from nexus_tui.history.columnar.columns import Piece
 from nexus_tui.history.store import MetricStore
@@ -33,12 +32,11 @@ class Services:
         self.app = app
         self.store = MetricStore()
         self.supervisor = Supervisor(
-            self.root, on_records=self._on_records, on_exit=self._on_exit, on_warning=self._on_warning,
-            on_batch=self._on_batch,
+            self.root, on_batch=self._on_batch, on_exit=self._on_exit, on_warning=self._on_warning,
         )
         self.watcher = RunsWatcher(
-            self.root, on_records=self._on_records, on_new_run=self._on_new_run, on_warning=self._on_warning,
-            on_batch=self._on_batch, on_run_ready=self._on_run_ready, prebuild=prebuild,
+            self.root, on_batch=self._on_batch, on_new_run=self._on_new_run, on_warning=self._on_warning,
+            on_run_ready=self._on_run_ready, prebuild=prebuild,
             piped=self.supervisor.piping,
         )
         self.telemetry = Telemetry(defer=True)  # NVML and the first reading wait for start()
@@ -51,9 +49,6 @@ class Services:
         self._shut = False
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
-
-    def _on_records(self, run_name: str, run_dir: Path, records: list[Record]) -> None:
-        self.app.post_message(msg.RecordsReceived(run_name, Path(run_dir), records))
 
     def _on_batch(self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
         self.app.post_message(msg.BatchReceived(run_name, Path(run_dir), pieces, loading))

@@ -16,18 +16,7 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:
-    from nexus_core.recordtypes import Record
     from nexus_tui.history.columnar.columns import Piece
-
-
-class RecordsReceived(Message):
-    """A batch of records arrived from one run (pipe or metrics file)."""
-
-    def __init__(self, run_name: str, run_dir: Path, records: list[Record]) -> None:
-        super().__init__()
-        self.run_name = run_name
-        self.run_dir = Path(run_dir)
-        self.records = records
 
 
 class RunLaunched(Message):

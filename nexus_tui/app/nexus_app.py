@@ -227,17 +227,6 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
 
     # -- routing of service messages -------------------------------------------------------------
 
-    @on(msg.RecordsReceived)
-    def _records(self, event: msg.RecordsReceived) -> None:
-        changed = self.store.ingest(event.run_name, event.run_dir, event.records)
-        if changed:
-            self._dirty = True
-            self._show_new(event.run_name, changed)
-            if "hello" in changed:
-                self.services.track(event.run_name)
-            if changed & {"hello", "state", "ckpt"}:
-                self.refresh_bindings()  # the footer greys what the run can no longer take
-
     @on(msg.RunLaunched)
     def _launched(self, event: msg.RunLaunched) -> None:
         self.store.apply_event(event.run_name, Launched(time=time.time()), event.run_dir)
@@ -335,12 +324,12 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
         if run is None:
             return
         color = self._color(name)
-        for record in changed.samples:
-            self.query_one(SamplesPane).add_sample(name, color, record)
+        for sample in changed.samples:
+            self.query_one(SamplesPane).add_sample(name, color, sample)
         for media in changed.media:
             self.query_one(MediaPane).add_media(name, color, media)
-        for record in changed.logs:
-            self.log_line(name, record.text, record.level, record.time)
+        for log in changed.logs:
+            self.log_line(name, log.text, log.level, log.time)
         for record in changed.alerts:
             step = "?" if record.step is None else record.step
             text = f"{run.label}: {record.kind or 'alert'} at step {step}: {record.text}"

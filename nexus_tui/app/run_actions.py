@@ -26,11 +26,20 @@ from nexus_tui.themes import palette_for
 from nexus_tui.widgets.run_table import RunTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from textual.app import App
+
     from nexus_core.commands import Command
     from nexus_tui.app.hub import Services
     from nexus_tui.history.store import MetricStore
     from nexus_tui.settings import Settings
 
+    # The type checker sees the App this mixin is mixed into (its notify, query_one, push_screen...);
+    # at run time it is a plain class and NexusApp supplies the App.
+    _AppBase = App[None]
+else:
+    _AppBase = object
 
 KEY_COMMAND_TIMEOUT_S = 60.0
 """How long a command from a key waits for its run to read it: an engine reads commands between
@@ -42,16 +51,33 @@ BUSY_NOTICE_S = 2.0
 """A command not read by then is told as waiting, so a busy run does not look deaf."""
 
 
-class RunActions:
+class RunActions(_AppBase):
     """The run keys (pause, checkpoint, eval, generate, ramp/resume, stop, new, compare, report, quit):
     each reads the highlighted run and sends a typed command or opens a dialog. Mixed into NexusApp."""
 
     root: Path
-    store: MetricStore
-    services: Services
     settings: Settings
     demo_overrides: list[str]
+    demo_steps: int
     ema: float
+
+    if TYPE_CHECKING:  # NexusApp's, declared for the type checker
+
+        @property
+        def store(self) -> MetricStore: ...
+
+        @property
+        def services(self) -> Services: ...
+
+        def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
+
+        def _checkpoint_run(self) -> Any: ...  # CheckpointActions'
+
+        def _generate_from_checkpoint(self, run: Any) -> None: ...
+
+        use_checkpoint: Any  # a Textual worker there (@work)
+
+        def _when_trusted(self, name: str, run_dir: Path, command: str, go: Callable[[bool], None]) -> None: ...
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
@@ -100,7 +126,8 @@ class RunActions:
         run = self.store.get(name)
         hello = run.hello if run is not None else None
         offered = hello.get("commands") if hello is not None else None
-        if not isinstance(offered, list) or cmd in offered or (cmd == "resume" and "unpause" in offered):
+        if hello is None or not isinstance(offered, list) or cmd in offered or \
+                (cmd == "resume" and "unpause" in offered):
             return False
         from nexus_core.commands import refusal
 
@@ -138,7 +165,7 @@ class RunActions:
     def action_pause(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is not None:
+        if name and run is not None:
             from nexus_core.commands import Pause, Resume
 
             command = Resume() if run.state == PAUSED else Pause()
@@ -181,7 +208,7 @@ class RunActions:
         from nexus_tui.screens.confirm import ConfirmScreen
 
         run = self.store.get(name)
-        hello = run.hello if run is not None and run.hello is not None else {}
+        hello: Any = run.hello if run is not None and run.hello is not None else {}
         self.push_screen(ConfirmScreen(stop_question(name, hello), yes="Stop"), answered)
 
     def action_generate(self) -> None:
@@ -211,9 +238,9 @@ class RunActions:
     def action_ramp(self) -> None:
         name = self._current()
         run = self.store.get(name) if name else None
-        if run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
+        if not name or run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
             return
-        if not run.live and run.hello.get("source") == "reporter":
+        if not run.live and run.hello is not None and run.hello.get("source") == "reporter":
             self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
                         "again with nexus.init(..., resume=True)", severity="warning")
             return

@@ -15,19 +15,28 @@ from nexus_tui.widgets.alert_bar import AlertBar
 from nexus_tui.widgets.charts_panel import ChartsPanel
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from nexus_tui.history.store import MetricStore
     from nexus_tui.settings import Settings
+
+    _AppBase = App[None]  # the App this mixin is mixed into, for the type checker (see run_actions)
+else:
+    _AppBase = object
 
 WINDOWS = (0, 100, 500, 2000, 10000)
 """The `w` key's cycle of x windows (last N steps; 0 is the whole run)."""
 
 
-class ViewActions:
+class ViewActions(_AppBase):
     """The view keys (theme, EMA, x axis, log scale, window, zoom/pan/inspect, chart filter and
     chooser, alerts): they change what the charts show, never a run. Mixed into NexusApp."""
 
     settings: Settings
-    store: MetricStore
+    if TYPE_CHECKING:  # NexusApp's property
+
+        @property
+        def store(self) -> MetricStore: ...
     _theme_cycle: list[str]
     ema: float
     x_axis: str

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from nexus_tui.curves.downsample import downsample, ema_continue
+from nexus_tui.history.columnar.growable import Grow
 from nexus_tui.history.runview import Series
 
 BLOCK = 256
@@ -32,36 +33,6 @@ over, as between live frames): the temporaries stay ~0.5 MB instead of several c
 which is most of the peak memory of opening a million-step run."""
 
 
-class Column:
-    """A numeric buffer (float64 unless told) that grows by doubling (amortised O(1) per appended point)."""
-
-    __slots__ = ("buf", "n")
-
-    def __init__(self, dtype: type = np.float64) -> None:
-        self.buf = np.empty(1024, dtype=dtype)
-        self.n = 0
-
-    def reserve(self, total: int) -> None:
-        """Room for `total` values in one allocation (a whole history about to be smoothed)."""
-        if total > len(self.buf):
-            grown = np.empty(total, dtype=self.buf.dtype)
-            grown[: self.n] = self.buf[: self.n]
-            self.buf = grown
-
-    def extend(self, values: np.ndarray) -> None:
-        need = self.n + len(values)
-        if need > len(self.buf):
-            grown = np.empty(max(need, 2 * len(self.buf)), dtype=self.buf.dtype)
-            grown[: self.n] = self.buf[: self.n]
-            self.buf = grown
-        self.buf[self.n : need] = values
-        self.n = need
-
-    @property
-    def view(self) -> np.ndarray:
-        return self.buf[: self.n]
-
-
 class Envelope:
     """The indices of the min and max of each full block of a y column it does not own (the
     series' own buffer, or a smoothed copy), at several block sizes, extended as the column grows:
@@ -71,7 +42,7 @@ class Envelope:
     its real points, so a spike is always among them."""
 
     def __init__(self) -> None:
-        self.levels: list[Column] = [Column(np.int64)]
+        self.levels: list[Grow] = [Grow(dtype=np.int64)]
         """Per level, the (min, max) point indices of each full block, two per block, in block order."""
         self.n = 0
 
@@ -93,7 +64,7 @@ class Envelope:
             if groups == 0:
                 break
             if level == len(self.levels):
-                self.levels.append(Column(np.int64))
+                self.levels.append(Grow(dtype=np.int64))
             have = len(self.levels[level].view) // 2
             if groups > have:
                 pairs = below[have * FAN : groups * FAN].reshape(groups - have, FAN, 2)
@@ -144,7 +115,7 @@ class CachedCurve:
     n: int = 0
     edits: int = -1
     raw: Envelope = field(default_factory=Envelope)
-    smooth_y: Column = field(default_factory=lambda: Column(np.float32))
+    smooth_y: Grow = field(default_factory=lambda: Grow(dtype=np.float32))
     """The EMA as drawn: float32 (7 digits, more than a chart shows; half the memory of a copy of
     every smoothed series). The EMA itself runs in float64 and carries its state in `state`."""
     smooth: Envelope = field(default_factory=Envelope)
@@ -153,7 +124,7 @@ class CachedCurve:
 
     def update(self, series: Series) -> None:
         if series.edits != self.edits or len(series) < self.n:
-            self.__init__(self.weight)  # type: ignore[misc] - start over from the whole series
+            CachedCurve.__init__(self, self.weight)  # start over from the whole series
             self.edits = series.edits
         if len(series) == self.n:
             return
@@ -161,7 +132,7 @@ class CachedCurve:
         self.raw.update(ys)
         if self.weight > 0:
             if len(ys) - self.n > CHUNK:
-                self.smooth_y.reserve(len(ys))
+                self.smooth_y.reserve(len(ys) - self.smooth_y.n)
             for at in range(self.n, len(ys), CHUNK):
                 smoothed, self.state = ema_continue(ys[at : at + CHUNK], self.weight, self.state)
                 self.smooth_y.extend(smoothed)

@@ -18,7 +18,7 @@ _EMA_BLOCK = 128
 """Block length of the vectorised EMA: weight**-k for k < block must stay inside float64."""
 
 
-def downsample(xs: Sequence[float], ys: Sequence[float], buckets: int) -> tuple[list[float], list[float]]:
+def downsample(xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, buckets: int) -> tuple[list[float], list[float]]:
     """At most about 2 * `buckets` + 1 points: per equal x-range, the min and max of y (in x order),
     plus the last point. Short inputs come back unchanged (as lists); NaN values are never chosen as
     a bucket's min/max but a bucket holding only NaNs is dropped, so the chart shows a gap."""
@@ -61,7 +61,7 @@ def ema(ys: Sequence[float], weight: float) -> list[float]:
 
 
 def ema_continue(
-    ys: Sequence[float], weight: float, state: tuple[float, int] = (0.0, 0)
+    ys: Sequence[float] | np.ndarray, weight: float, state: tuple[float, int] = (0.0, 0)
 ) -> tuple[np.ndarray, tuple[float, int]]:
     """Debiased exponential moving average, as TensorBoard's smoothing slider computes it:
     s_n = w*s_{n-1} + (1-w)*y_n, shown as s_n / (1 - w**n), so the first points stay on the data

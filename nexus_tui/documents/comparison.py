@@ -148,7 +148,7 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
     "0s" both win, or the bold would point at a difference nobody can see); none win when every
     run shows the same text or fewer than two runs have a value."""
     column = COLUMNS[index]
-    have = [(i, r.values[index]) for i, r in enumerate(rows) if as_num(r.values[index]) is not None]
+    have = [(i, v) for i, r in enumerate(rows) if (v := r.values[index]) is not None and as_num(v) is not None]
     if column.better is None or len(have) < 2:
         return set()
     pick = min if column.better == "min" else max

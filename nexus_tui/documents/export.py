@@ -26,14 +26,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nexus_core.recordtypes import EVAL_VALUES, METRIC_VALUES
 from nexus_core.safefile import writing_through
-from nexus_core.units import as_int, as_num
+from nexus_core.units import as_int, as_num, is_real
 from nexus_tui.documents.report.facts import RunFacts
 from nexus_tui.documents.report.safe import one_line
 
 COLUMNS = ("run", "kind", "step", "tokens", "time", "key", "value")
-METRIC_FIELDS = ("loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem")
-EVAL_FIELDS = ("val_loss", "val_ppl")
+METRIC_FIELDS = METRIC_VALUES  # the record types' one table
+EVAL_FIELDS = EVAL_VALUES
 PARQUET_HINT = "Parquet needs pyarrow: pip install 'nexus[export]'"
 _FORMULA_START = ("=", "+", "-", "@")
 
@@ -68,7 +69,7 @@ def record_rows(run: str, kind: str, rec: Any) -> Iterator[Row]:
     tokens, at = as_int(getattr(rec, "tokens", None)), as_num(getattr(rec, "time", None))
     for key in METRIC_FIELDS if kind == "metric" else EVAL_FIELDS:
         value = getattr(rec, key, None)
-        if value.__class__ is float or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        if value.__class__ is float or is_real(value):
             yield Row(run, kind, step, tokens, at, key, float(value))
     for key, value in (getattr(rec, "extra", None) or {}).items():
         yield Row(run, kind, step, tokens, at, _key(key), float(value))

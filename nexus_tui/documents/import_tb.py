@@ -33,6 +33,7 @@ from nexus_core.names import check_run_name
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS
 from nexus_core.runfolder import write_status
 from nexus_core.safefile import describe_os_error, open_regular
+from nexus_core.units import is_new_best
 from nexus_tui.documents.import_tb_extra import Extra, read_hparams, read_media, run_key
 from nexus_tui.documents.report.safe import one_line
 
@@ -205,7 +206,7 @@ def to_records(scalars: Scalars, name: str, logdir: Path) -> list[dict[str, Any]
                 rec["tokens"] = tokens
             val = rec.get("val_loss")
             if isinstance(val, float) and math.isfinite(val):
-                rec["best"] = best is None or val < best
+                rec["best"] = is_new_best(val, best)
                 best = val if rec["best"] else best
             out.append(rec)
     out.append({"type": P.STATE, "time": max(walls), "state": P.FINISHED, "step": steps[-1],

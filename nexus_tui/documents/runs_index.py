@@ -53,8 +53,6 @@ class RunSummary:
     """Why the state was overridden, or what could not be read."""
 
 
-engine_pid_alive = pid_alive
-"""Kept one release: the core's pid_alive does the recycled-pid check itself."""
 
 
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
@@ -67,8 +65,8 @@ def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
     s.step = as_int(status.get("step")) or s.step
     s.total_steps = as_int(status.get("total_steps")) or s.total_steps
     s.best_val_loss = as_num(status.get("best_val_loss"))
-    s.device = status.get("device") if isinstance(status.get("device"), str) else s.device
-    s.model = status.get("model") if isinstance(status.get("model"), str) else s.model
+    s.device = status["device"] if isinstance(status.get("device"), str) else s.device
+    s.model = status["model"] if isinstance(status.get("model"), str) else s.model
     s.pid = as_int(status.get("pid"))
     s.updated = as_num(status.get("updated"))
 
@@ -130,7 +128,7 @@ def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float 
         if keep_state is not None:  # the status file is newer than the last record about these
             s.state, s.pid, s.updated = keep_state[:3]
             s.step = max(s.step, keep_state[3])
-    if s.state in LIVE_STATES and not engine_pid_alive(s.pid, s.updated):
+    if s.state in LIVE_STATES and not pid_alive(s.pid, s.updated):
         s.note = f"was {s.state}, but its process (pid {s.pid}) is gone"
         s.state = CRASHED
     elif s.state == RUNNING and _stalled(s, metrics, time.time() if now is None else now, stall_floor_s):
@@ -169,7 +167,7 @@ def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> 
         return "no runs yet: start one with `nexus demo`, or `nexus train --preset tiny --run-dir runs/first`"
     now = time.time() if now is None else now
     header = ("NAME", "STATE", "STEP", "BEST VAL", "DEVICE", "PID", "MODEL", "UPDATED")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     for s in summaries:
         step = f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step)
         best = f"{s.best_val_loss:.4f}" if s.best_val_loss is not None else "-"
@@ -180,7 +178,7 @@ def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> 
     right = {2, 3, 5}
     lines = []
     for r in rows:
-        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
-        lines.append("  ".join(cells).rstrip())
+        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(padded).rstrip())
     notes = [f"  {clean_text(s.name, limit=80)}: {clean_text(s.note)}" for s in summaries if s.note]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))

@@ -10,9 +10,10 @@ back for a resume, a missing step) is handed to `ingest` as records: rare, and r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,10 +21,23 @@ from nexus_core.protocol import STATES, read_status
 from nexus_core.recordtypes import State
 from nexus_tui.history.changes import Changes
 from nexus_tui.history.columnar.fastdecode import VALUE_KEYS, MetricBlock
-from nexus_tui.history.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, Series
+from nexus_tui.history.runview import MAX_EXTRA_SERIES, SERIES_KEYS, RunView, SeqFilter, Series
 
-if TYPE_CHECKING:
-    from nexus_tui.history.store import MetricStore
+
+class MetricStore(Protocol):
+    """What this module uses of `store.MetricStore`, which imports it: declared here, not imported,
+    so the two modules form no cycle (bulk is the store's helper, below it)."""
+
+    _runs: dict[str, RunView]
+    _seqs: dict[str, SeqFilter]
+    _lock: threading.RLock
+
+    def get(self, name: str) -> RunView | None: ...
+
+    def _view(self, name: str, run_dir: str | Path | None = None) -> RunView: ...
+
+    def ingest(self, run_name: str, run_dir: str | Path | None, records: list[Any]) -> Changes: ...
+
 
 RATE_WINDOW = 50
 

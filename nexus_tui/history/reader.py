@@ -20,10 +20,9 @@ from nexus_core.safefile import data_end
 from nexus_core.state import RunState
 from nexus_tui.history.columnar import cachefile, colcache
 from nexus_tui.history.columnar.columns import MetricBlock, Piece
-from nexus_tui.history.columnar.fastdecode import ColumnDecoder
+from nexus_tui.history.columnar.fastdecode import READ_CHUNK, ColumnDecoder
 from nexus_tui.history.store import MetricStore
 
-READ_CHUNK = 4 << 20
 NEWER_PROTOCOL = "stream speaks protocol"
 """The start of the warning one decoder gives once per stream (the fast path's per-record decoders
 would give it at every hello)."""

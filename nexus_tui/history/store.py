@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +32,17 @@ from nexus_core.recordtypes import (
     Ckpt,
     Eval,
     Hello,
-    Histogram,
     Log,
-    Media,
     Metric,
     Record,
     Sample,
     State,
-    Table,
-    Text,
     to_record,
 )
-from nexus_core.schema import CRASHED
+from nexus_core.schema import ALERT, CKPT, CRASHED, EVAL, HELLO, LOG, MEDIA_TYPES, METRIC, SAMPLE, STATE
 from nexus_core.state import Exited, Launched, derived_tok_s
 from nexus_core.text import clean_data, clean_text
+from nexus_tui.history.bulk import ingest_pieces
 from nexus_tui.history.changes import Changes
 from nexus_tui.history.runview import (
     MAX_ALERTS,
@@ -148,8 +146,6 @@ class MetricStore:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
         the same result as `ingest` of the same records, a block of metric columns at a time.
         `loading`: how far a history read has got (sizes the columns once)."""
-        from nexus_tui.history.bulk import ingest_pieces
-
         with self._lock:
             return ingest_pieces(self, run_name, run_dir, pieces, loading)
 
@@ -175,8 +171,8 @@ class MetricStore:
         self._runs[name] = run
         self._seqs[name] = SeqFilter()
         self._hellos.pop(name, None)
-        for key in [k for k in self._cuts if k[0] == name]:
-            del self._cuts[key]
+        for cut in [k for k in self._cuts if k[0] == name]:
+            del self._cuts[cut]
         return run
 
     def apply_event(self, name: str, event: Launched | Exited, run_dir: str | Path | None = None) -> Changes:
@@ -196,10 +192,6 @@ class MetricStore:
                     changed.record("alerts", alert)
                 return changed
             return Changes([kind] if kind else [])
-
-    def mark_exited(self, name: str, exit_code: int | None, log_tail: str = "") -> Changes:
-        """Kept one release: apply_event(name, Exited(exit_code, log_tail))."""
-        return self.apply_event(name, Exited(exit_code, log_tail))
 
     # -- one handler per record type -------------------------------------------------------------
 
@@ -236,11 +228,11 @@ class MetricStore:
                     s.append(step, tokens, t, value)
         if rec.extra:
             self._add_extras(run, rec, seq, late, tokens, t)
-        rate = run._rate
-        if rate and step < rate[-1][1]:
-            rate.clear()  # resumed from an earlier step: the old speed does not apply
+        window = run._rate
+        if window and step < window[-1][1]:
+            window.clear()  # resumed from an earlier step: the old speed does not apply
         if t:
-            rate.append((t, step))
+            window.append((t, step))
         return run.apply(rec)
 
     def _on_eval(self, run: RunView, rec: Eval, seq: int | None, late: bool) -> str:
@@ -333,16 +325,16 @@ def _copy(column: Any) -> array:
     return out
 
 
-_HANDLERS = {  # by tag: a metric with extra keys decodes as a subclass of Metric
-    Hello.__struct_config__.tag: MetricStore._on_hello,
-    Metric.__struct_config__.tag: MetricStore._on_metric,
-    Eval.__struct_config__.tag: MetricStore._on_eval,
-    Sample.__struct_config__.tag: MetricStore._on_sample,
-    Ckpt.__struct_config__.tag: MetricStore._on_ckpt,
-    State.__struct_config__.tag: MetricStore._on_state,
-    Log.__struct_config__.tag: MetricStore._on_log,
-    Alert.__struct_config__.tag: MetricStore._on_alert,
-    **{c.__struct_config__.tag: MetricStore._on_media for c in (Text, Table, Histogram, Media)},
+_HANDLERS: dict[str, Callable[[MetricStore, RunView, Any, int | None, bool], str]] = {  # by record type
+    HELLO: MetricStore._on_hello,
+    METRIC: MetricStore._on_metric,
+    EVAL: MetricStore._on_eval,
+    SAMPLE: MetricStore._on_sample,
+    CKPT: MetricStore._on_ckpt,
+    STATE: MetricStore._on_state,
+    LOG: MetricStore._on_log,
+    ALERT: MetricStore._on_alert,
+    **{kind: MetricStore._on_media for kind in MEDIA_TYPES},
 }
 
 

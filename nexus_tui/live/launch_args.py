@@ -14,8 +14,8 @@ from typing import Any
 from nexus_core import children
 from nexus_core.checkpoints import resolve_checkpoint
 from nexus_core.errors import CheckpointError
-from nexus_core.protocol import LIVE_STATES, clean_text, engine_argv
-from nexus_core.runfolder import pid_alive
+from nexus_core.protocol import clean_text, engine_argv
+from nexus_core.runfolder import status_live
 from nexus_core.schema import RUN_DIR_ENV
 from nexus_tui.live.engine_io import command_program, visible_devices
 
@@ -56,7 +56,7 @@ def resume_args(
     still running (this dashboard follows it, or its status says so and its pid lives), for half
     a ramp, or when the checkpoint asked for (the newest when None) does not exist: nothing starts,
     so the run keeps the state it had (a crashed run stays crashed in every view)."""
-    if live or (status.get("state") in LIVE_STATES and pid_alive(status.get("pid"))):
+    if live or status_live(status):
         raise LaunchError(f"run {run_dir.name!r} is still running: stop it before resuming it")
     if (lr is None) != (ramp_steps is None):
         raise LaunchError("an LR ramp needs both a target LR and the number of ramp steps")
@@ -73,7 +73,7 @@ def resume_args(
         args += ["--lr", repr(float(lr)), "--ramp-steps", str(int(ramp_steps or 0))]
     if device:
         args += ["--device", device]
-    run_device = device or (status.get("device") if isinstance(status.get("device"), str) else "cpu")
+    run_device = device or (status["device"] if isinstance(status.get("device"), str) else "cpu")
     return args, run_device
 
 

@@ -14,21 +14,22 @@ or leaves no usable cache (a folder that cannot take one, a file rewritten meanw
 decodes the file itself as it always could. Its lines are parsed, never trusted: anything that is
 not a line of ours is ignored.
 
-Nothing here imports numpy or the watcher at module level: the parent's side runs before the
-first frame.
+This module is the parent's side and imports neither numpy nor the watcher (it runs before the
+first frame; the watcher imports it). The child's side, which runs the watcher, is
+`nexus_tui.live.prebuild_child`: two modules, so neither imports the other.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from nexus_core import children
+from nexus_core.units import is_real
 
 STALL_S = 10.0
 """A child that says nothing for this long is stopped; the watcher decodes on its own."""
@@ -71,7 +72,7 @@ class Prebuild:
         # directory `nexus` was started from must never be imported by the child.
         try:
             home = Path(root).resolve()
-            argv = children.nexus_argv("nexus_tui.live.prebuild", str(home), *names)
+            argv = children.nexus_argv("nexus_tui.live.prebuild_child", str(home), *names)
             proc = children.start(  # in its own session: a Ctrl-C in the terminal is the dashboard's
                 argv, cwd=home, env=children.child_env(), stdout=children.PIPE, stderr=children.DEVNULL,
                 new_session=True,
@@ -104,12 +105,12 @@ class Prebuild:
         kind, run, what = line[0], line[1], line[2] if len(line) == 3 else None
         if kind == "done" and what is None:
             self.done.add(run)
-        elif kind == "progress" and isinstance(what, (int, float)) and not isinstance(what, bool):
+        elif kind == "progress" and is_real(what):
             self._progress[run] = min(1.0, max(0.0, float(what)))
         elif kind == "warning" and isinstance(what, str):
             self._warnings.setdefault(run, []).append(what)
 
-    def wait(self, name: str, on_progress: Callable[[float], None], on_warning: Callable[[str], None]) -> bool:
+    def wait(self, name: str, on_progress: Callable[[float], object], on_warning: Callable[[str], object]) -> bool:
         """Block until the child is done with `name` (True) or will not be (False: not one of its
         runs, it ended, or it said nothing for STALL_S and was stopped). Meanwhile its progress on
         `name` goes to `on_progress(fraction)`, and its warnings about `name` to `on_warning`."""
@@ -145,37 +146,3 @@ class Prebuild:
         with self._cond:
             self.ended = True
             self._cond.notify_all()
-
-
-# -- the child -------------------------------------------------------------------------------------
-
-
-def _say(*line: object) -> None:
-    """One line to the parent; a parent that has gone away does not stop the build."""
-    with contextlib.suppress(OSError, ValueError):
-        sys.stdout.write(json.dumps(line) + "\n")
-        sys.stdout.flush()
-
-
-def main(argv: list[str]) -> int:
-    """`python -m nexus_tui.live.prebuild ROOT NAME...`: build each named run's cache."""
-    from nexus_tui.live.watcher import RunsWatcher
-
-    root, names = Path(argv[0]), argv[1:]
-
-    def progress(name: str, run_dir: Path, pieces: list, loading: float | None) -> None:
-        if loading is not None:
-            _say("progress", name, round(loading, 4))
-
-    watcher = RunsWatcher(root, on_records=lambda *a: None, on_new_run=lambda d: None,
-                          on_warning=lambda name, text: _say("warning", name, text), on_batch=progress)
-    for name in names:
-        with contextlib.suppress(Exception):  # a run it cannot read is the dashboard's to report
-            watcher.read(root / name)
-        _say("done", name)
-    return 0
-
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-        sys.exit(main(sys.argv[1:]))

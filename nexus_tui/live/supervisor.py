@@ -4,7 +4,7 @@ Each launched run is `python -m engine train|resume ... --metrics-fd N` in its o
 keeps training when the dashboard quits, dies, or its terminal closes), with stdout/stderr appended to
 the run's engine.log (a stray print can never corrupt the records) and the write end of an os.pipe()
 as its metrics channel. One reader thread per run decodes the pipe, merges bursts into one
-`on_records` call per ~50 ms, and reports the process's exit with the tail of its log. Runs this
+`on_batch` call per ~50 ms (decoded pieces: metric columns and record lists), and reports the process's exit with the tail of its log. Runs this
 dashboard did not start (a terminal, a previous dashboard) are attached (`attach.py`): their history
 is read from metrics.msgpack, the watcher follows the file, and a poller notices within a second when
 their pid dies. Commands go over each run's control socket, so they work the same for both kinds.
@@ -43,10 +43,9 @@ from nexus_core.protocol import (
     free_run_name,
     read_status,
 )
-from nexus_core.recordtypes import Record
 from nexus_core.runfolder import pid_alive
 from nexus_core.trust import TRUST_FLAG
-from nexus_tui.history.columnar.fastdecode import Piece, batch_records
+from nexus_tui.history.columnar.fastdecode import Piece
 from nexus_tui.live import run_control
 from nexus_tui.live.attach import POLL_S, Attaching
 from nexus_tui.live.engine_io import (
@@ -66,7 +65,7 @@ from nexus_tui.live.launch_args import (
 from nexus_tui.live.silent_exit import record_silent_exit
 from nexus_tui.live.spawn import ManagedRun, start_in_session
 
-OnRecords = Callable[[str, Path, list[Record]], None]
+OnBatch = Callable[[str, Path, list[Piece]], None]
 OnExit = Callable[[str, "int | None", str], None]
 OnWarning = Callable[[str, str], None]
 
@@ -83,16 +82,14 @@ class Supervisor(Attaching):
     def __init__(
         self,
         root: str | Path,
-        on_records: OnRecords,
+        on_batch: OnBatch,
         on_exit: OnExit,
         on_warning: OnWarning,
         python: str = children.PYTHON,
-        on_batch: Callable[[str, Path, list[Piece]], None] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
-        self.on_records = on_records
         self.on_batch = on_batch
-        """Given, pipe records arrive as decoded pieces (metric columns in bulk); else as typed records."""
+        """Where a run's records go, as decoded pieces in stream order (metric columns in bulk)."""
         self.on_exit = on_exit
         self.on_warning = on_warning
         self.python = python
@@ -246,17 +243,8 @@ class Supervisor(Attaching):
 
     # -- following -------------------------------------------------------------------------------
 
-    def _deliver(self, run: ManagedRun, records: list[Record]) -> None:
-        if not records:
-            return
-        try:
-            self.on_records(run.name, run.run_dir, records)
-        except Exception as e:  # noqa: BLE001 - a broken handler must not stop the reader
-            self._warn(run.name, f"the dashboard failed to handle records: {e!r}")
-
     def _deliver_pieces(self, run: ManagedRun, pieces: list[Piece]) -> None:
-        if self.on_batch is None:
-            self._deliver(run, batch_records(pieces))
+        if not pieces:
             return
         try:
             self.on_batch(run.name, run.run_dir, pieces)
@@ -268,7 +256,7 @@ class Supervisor(Attaching):
             self.on_warning(name, text)
 
     def _read_pipe(self, run: ManagedRun, fd: int) -> None:
-        """Reader thread: batches to on_records until EOF or exit, then reports how the run ended."""
+        """Reader thread: batches to on_batch until EOF or exit, then reports how the run ended."""
         assert run.proc is not None
         proc = run.proc
         try:
@@ -355,7 +343,7 @@ class Supervisor(Attaching):
         except Exception as e:  # noqa: BLE001 - whatever kept the stop from landing, SIGTERM stands in
             with self._lock:
                 run = self._runs.get(name)
-            if run is not None and run.pid and pid_alive(run.pid):
+            if run is not None and run.pid and pid_alive(run.pid, run.since):
                 with contextlib.suppress(OSError):
                     os.kill(run.pid, signal.SIGTERM)
                     run.terminated = True

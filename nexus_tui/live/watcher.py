@@ -28,13 +28,11 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from nexus_core.protocol import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE, open_regular
-from nexus_core.recordtypes import Record
 from nexus_core.safefile import data_end
 from nexus_tui.history.columnar import colcache
-from nexus_tui.history.columnar.fastdecode import ColumnDecoder, Piece, batch_records
+from nexus_tui.history.columnar.fastdecode import READ_CHUNK, ColumnDecoder, Piece
 from nexus_tui.live.prebuild import Prebuild
 
-OnRecords = Callable[[str, Path, list[Record]], None]
 OnBatch = Callable[[str, Path, list[Piece], "float | None"], None]
 """(run name, run dir, pieces in stream order, loading: the fraction of a large history read so far,
 or None for records that are news)."""
@@ -45,8 +43,6 @@ OnRunReady = Callable[[Path], None]
 RUN_FILES = frozenset({CONFIG_FILE, METRICS_FILE, STATUS_FILE, LOG_FILE})
 """A folder under the root becomes a run when one of these appears in it."""
 POLL_S = 2.0
-READ_CHUNK = 4 << 20
-DELIVER_CHUNK = 20_000
 HISTORY_DELIVER_S = 0.25
 HISTORY_DELIVER_BYTES = 8 << 20
 """While a large history is read, its decoded pieces go to the app once this much of the file or
@@ -66,26 +62,23 @@ class _Tail:
 
 
 class RunsWatcher:
-    """Calls `on_new_run(run_dir)` once per run folder and `on_records(name, run_dir, records)` for
-    every new whole record, from the observer or poll thread. Warnings (garbage in a file, a file
+    """Calls `on_new_run(run_dir)` once per run folder and `on_batch(name, run_dir, pieces, loading)`
+    with every new whole record (decoded pieces: metric columns and record lists, in stream order), from the observer or poll thread. Warnings (garbage in a file, a file
     that shrank, no file events) go to `on_warning(name, text)`, name '' for the folder itself."""
 
     def __init__(
         self,
         root: str | Path,
-        on_records: OnRecords,
+        on_batch: OnBatch,
         on_new_run: OnNewRun,
         on_warning: OnWarning,
         poll_s: float = POLL_S,
-        on_batch: OnBatch | None = None,
         on_run_ready: OnRunReady | None = None,
         prebuild: Prebuild | None = None,
         piped: Callable[[str], bool] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
-        self.on_records = on_records
         self.on_batch = on_batch
-        """Given, records arrive as decoded pieces (metric columns in bulk); else as typed records."""
         self.on_new_run = on_new_run
         self.on_warning = on_warning
         self.poll_s = poll_s
@@ -293,15 +286,10 @@ class RunsWatcher:
         return delivered
 
     def _deliver(self, name: str, run_dir: Path, pieces: list[Piece], loading: float | None) -> int:
-        """Hand pieces on (as typed records when no on_batch was given); returns how many records."""
+        """Hand pieces on (empty ones too: they carry `loading`); returns how many records."""
         count = sum(len(p) for p in pieces)
         try:
-            if self.on_batch is not None:
-                self.on_batch(name, run_dir, pieces, loading)
-            elif pieces:
-                records = batch_records(pieces)
-                for i in range(0, len(records), DELIVER_CHUNK):
-                    self.on_records(name, run_dir, records[i : i + DELIVER_CHUNK])
+            self.on_batch(name, run_dir, pieces, loading)
         except Exception as e:  # noqa: BLE001
             self._warn(name, f"the dashboard failed to handle records: {e!r}")
         return count

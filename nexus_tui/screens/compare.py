@@ -30,7 +30,8 @@ from nexus_tui.documents.comparison import (
 )
 from nexus_tui.documents.report.document import write_new
 from nexus_tui.themes import ChartPalette
-from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.chart import MetricChart
+from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
 if TYPE_CHECKING:
     from nexus_tui.history.store import MetricStore, RunView

@@ -29,7 +29,8 @@ from nexus_core.text import clean_text
 from nexus_tui import format as fmt
 from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.screens.fields import Field
-from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.chart import MetricChart
+from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
 Preview = Callable[[float, int, int, "str | None"], "tuple[list[int], list[float]] | tuple[list[int], list[float], str]"]
 """(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs[, what it assumes]); may block."""

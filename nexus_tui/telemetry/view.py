@@ -20,7 +20,7 @@ class GpuView:
     power_limit: float | None = None
     sm_clock: float | None = None
     mem_clock: float | None = None
-    processes: list[tuple[int, str, float]] = field(default_factory=list)
+    processes: list[tuple[int, str, float | None]] = field(default_factory=list)
     """(pid, run name or '', GPU memory bytes)."""
     util_history: list[float] = field(default_factory=list)
     mem_history: list[float] = field(default_factory=list)
@@ -39,5 +39,5 @@ class TelemetryView:
     cpu_history: list[float] = field(default_factory=list)
     ram_history: list[float] = field(default_factory=list)
     """RAM used, percent of total."""
-    runs: list[tuple[str, str, float | None, float | None]] = field(default_factory=list)
+    runs: list[tuple[str, str, float | None, int | None]] = field(default_factory=list)
     """(run name, colour #rrggbb, CPU %, RSS bytes) for each live run process."""

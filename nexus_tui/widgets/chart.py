@@ -17,7 +17,6 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from rich.text import Text
 from textual import events
@@ -29,8 +28,8 @@ from textual.style import Style
 from textual_plotext import PlotextPlot
 
 from nexus_tui.curves.ticks import flat_range, is_flat, x_ticks, y_ticks
-from nexus_tui.themes import RGB
 from nexus_tui.widgets.chart_dots import same_picture, screen_signature
+from nexus_tui.widgets.chart_spec import ChartSpec
 from nexus_tui.widgets.chart_strips import Row, matrix_rows, to_strips
 
 LIVE_REBUILD_S = 2.0
@@ -45,40 +44,6 @@ LIVE_REBUILD_MAX_S = 6.0
 BUILD_COSTS_KEPT = 5
 """The live interval follows the median of this many recent builds' CPU time: one slow build (a
 garbage collection in it) does not hold a chart still for half a minute."""
-
-
-@dataclass
-class Curve:
-    """A line (or scatter) ready to draw."""
-
-    xs: Sequence[float]
-    ys: Sequence[float]
-    color: RGB
-    marker: str = "braille"
-    scatter: bool = False
-
-
-@dataclass
-class ChartSpec:
-    """Everything one redraw needs."""
-
-    title: str
-    curves: list[Curve] = field(default_factory=list)
-    xlabel: str = ""
-    log_y: bool = False
-    hlines: list[tuple[float, RGB]] = field(default_factory=list)
-    """Horizontal guide lines (the forecast), drawn behind the curves."""
-    x_range: tuple[float, float] | None = None
-    """The x window shown (zoomed); None: the data's own extent."""
-    x_integer: bool = True
-    """The x axis counts (steps, tokens): integer tick labels."""
-    cursor: tuple[float, RGB] | None = None
-    """The inspect cursor: a vertical line at this x."""
-
-    def signature(self) -> tuple:
-        """Everything a build depends on, to rebuild only when it changed."""
-        return (self.title, self.xlabel, self.log_y, tuple(self.hlines), self.x_range, self.x_integer, self.cursor,
-                tuple((tuple(c.xs), tuple(c.ys), c.color, c.marker, c.scatter) for c in self.curves))
 
 
 def _finite(xs: Sequence[float], ys: Sequence[float], log_y: bool) -> tuple[list[float], list[float]]:
@@ -206,7 +171,7 @@ class MetricChart(PlotextPlot):
         if not self._has_data():
             # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
-        return Text("\n").join(Text.assemble(*((seg.text, seg.style) for seg in strip)) for strip in self._drawn())
+        return Text("\n").join(Text.assemble(*((seg.text, seg.style or "") for seg in strip)) for strip in self._drawn())
 
     def render_lines(self, crop: Region) -> list[Strip]:
         lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
@@ -256,9 +221,9 @@ class MetricChart(PlotextPlot):
         plt.plotsize(width, height)
         plt._set_size(width, height)  # as PlotextPlot.render: plotsize alone does not always resize
         plt.theme(self._get_plotext_theme_name(self.app.theme))
-        plt._set_sizes()
-        plt._build_matrix()
-        return matrix_rows(plt.monitor.matrix)
+        plt._set_sizes()  # type: ignore[attr-defined]  # plotext's own build steps: private, untyped
+        plt._build_matrix()  # type: ignore[attr-defined]
+        return matrix_rows(plt.monitor.matrix)  # type: ignore[attr-defined]
 
     def _plot_spec(self, spec: ChartSpec) -> None:
         plt = self.plt

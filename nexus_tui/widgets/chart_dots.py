@@ -11,12 +11,9 @@ chart is rebuilt only when it would change on screen.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from nexus_tui.curves.ticks import flat_range, is_flat, x_ticks, y_ticks
-
-if TYPE_CHECKING:
-    from nexus_tui.widgets.chart import ChartSpec
+from nexus_tui.widgets.chart_spec import ChartSpec
 
 
 def _finite_points(spec: ChartSpec) -> list[list[tuple[float, float]]]:

@@ -18,6 +18,7 @@ pages). Only the charts on the page are built, so a redraw stays O(width) howeve
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -32,7 +33,8 @@ from nexus_tui.curves.chart_summary import Forecasts, is_starting, loss_differs,
 from nexus_tui.settings import Settings
 from nexus_tui.themes import ChartPalette
 from nexus_tui.widgets import chart as chart_widget
-from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+from nexus_tui.widgets.chart import MetricChart
+from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 from nexus_tui.widgets.chart_view import ChartView
 from nexus_tui.widgets.inspect import readout
 from nexus_tui.widgets.throttle import Throttle
@@ -101,7 +103,7 @@ class ChartsPanel(ChartView, Vertical):
         self._texts: dict[str, str] = {}
         self.filter_text = ""
         """The regex typed after `/` (empty: no filter)."""
-        self._pattern = None
+        self._pattern: re.Pattern[str] | None = None
         self.hidden: set[str] = set()
         """Charts the person took away (key f), saved beside the run folder they were chosen for."""
         self._view_dir = None
@@ -222,7 +224,7 @@ class ChartsPanel(ChartView, Vertical):
         """The raw curve, or the EMA over a faint raw one, from the cache: O(buckets) per redraw."""
         run = store.get(name)
         series = run.series.get(key) if run is not None else None
-        if series is None or not len(series):
+        if run is None or series is None or not len(series):
             return []
         o = self
         weight = o.ema if smooth else 0.0
@@ -283,7 +285,7 @@ class ChartsPanel(ChartView, Vertical):
                                                  scatter=True)
         forecast_text = ""
         if loading and not runs:
-            forecast_text = f"reading {loading[0].label}'s history… {int(loading[0].loading * 100)}%" + (
+            forecast_text = f"reading {loading[0].label}'s history… {int((loading[0].loading or 0) * 100)}%" + (
                 f" +{len(loading) - 1} more" if len(loading) > 1 else "")
         elif len(runs) == 1 and is_starting(runs[0]):
             forecast_text = starting_text(runs[0])

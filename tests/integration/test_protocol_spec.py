@@ -157,7 +157,7 @@ def test_nexus_runs_and_the_store_read_hand_written_runs(runs_root: Path) -> Non
     assert rows["live-rust"][1:3] == ["running", "3/50"]
 
     store = MetricStore()
-    watcher = RunsWatcher(runs_root, on_records=store.ingest, on_new_run=lambda d: None, on_warning=lambda n, t: None)
+    watcher = RunsWatcher(runs_root, on_batch=store.ingest_batch, on_new_run=lambda d: None, on_warning=lambda n, t: None)
     assert len(watcher.scan_existing()) == 5
     lstm = store.get("rust-lstm")
     assert lstm.state == "finished" and lstm.step == 20 and lstm.total_steps == 20 and lstm.model == "lstm"

@@ -107,7 +107,7 @@ def test_a_damaged_metrics_file_is_reattached_with_every_whole_record(runs_root:
     data = good[0] + good[1] + b"\x92\x01" + os.urandom(300) + b"".join(good[2:]) + good[1][:7]
     (run / P.METRICS_FILE).write_bytes(data)
     store, warnings = MetricStore(), []
-    sup = Supervisor(runs_root, store.ingest, lambda *a: None, lambda n, t: warnings.append(t))
+    sup = Supervisor(runs_root, store.ingest_batch, lambda *a: None, lambda n, t: warnings.append(t))
     assert sup.attach(run, feed_history=True) is False  # no live process behind it
     assert list(store.series("damaged", "loss")[0]) == [1, 2, 3, 4, 5]
     assert any("not records" in w for w in warnings) and any("torn" in w for w in warnings), warnings

@@ -238,7 +238,7 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
     wrapper.write_text(f"#!/bin/sh\nulimit -v {2 * 2**20}\nexec {sys.executable} \"$@\"\n")
     wrapper.chmod(0o755)
     store, exits, warnings = MetricStore(), {}, []
-    sup = Supervisor(runs_root, store.ingest, lambda n, c, t: exits.setdefault(n, (c, t)),
+    sup = Supervisor(runs_root, store.ingest_batch, lambda n, c, t: exits.setdefault(n, (c, t)),
                      lambda n, t: warnings.append(t), python=str(wrapper))
     overrides = [*TINY_OVERRIDES, "train.batch_size=65536", "train.eval_batches=1"]
     try:

@@ -15,6 +15,7 @@ from support import ROOT
 from support.reporter import Script, command, nexus_runs
 
 from nexus_core import protocol as P
+from nexus_core.state import Exited
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.engine_io import exit_code_of
 
@@ -124,7 +125,7 @@ def test_end_states_failed_killed_crashed_finished(runs_root: Path) -> None:
     store = MetricStore()
     for name, s in scripts.items():
         store.ingest(name, s.run_dir, s.records())
-        store.mark_exited(name, exit_code_of(s.run_dir))
+        store.apply_event(name, Exited(exit_code_of(s.run_dir)))
     states = {r.name: r.state for r in store.runs()}
     assert states == {"failed": "failed", "termed": "killed", "interrupted": "killed", "sigkilled": "crashed",
                       "wandb": "finished"}

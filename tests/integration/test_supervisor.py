@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support import ROOT
@@ -21,6 +20,8 @@ from support.reporter import SCRIPTS
 
 from nexus_core.commands import Generate, Pause, Resume, Stop
 from nexus_core.protocol import METRICS_FILE, ControlError, read_records, read_status
+from nexus_core.state import Exited
+from nexus_tui.history.columnar.fastdecode import Piece
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.supervisor import LaunchError, Supervisor
 
@@ -40,15 +41,16 @@ class Feed:
         self.exits: dict[str, tuple[int | None, str, float]] = {}
         self.warnings: list[tuple[str, str]] = []
 
-    def on_records(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+    def on_batch(self, name: str, run_dir: Path, pieces: list[Piece]) -> None:
+        """The dashboard's path: decoded pieces folded in bulk; `calls` counts records per call."""
         with self.lock:
-            self.calls.append((name, len(records)))
-            self.store.ingest(name, run_dir, records)
+            self.calls.append((name, sum(len(p) for p in pieces)))
+            self.store.ingest_batch(name, run_dir, pieces)
 
     def on_exit(self, name: str, code: int | None, tail: str) -> None:
         with self.lock:
             self.exits[name] = (code, tail, time.monotonic())
-            self.store.mark_exited(name, code, tail)
+            self.store.apply_event(name, Exited(code, tail))
 
     def on_warning(self, name: str, text: str) -> None:
         with self.lock:
@@ -75,7 +77,7 @@ def feed() -> Feed:
 
 @pytest.fixture
 def sup(runs_root: Path, feed: Feed):
-    s = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    s = Supervisor(runs_root, feed.on_batch, feed.on_exit, feed.on_warning)
     yield s
     for name in s.live_runs():  # never leave engines behind
         pid = s.processes().get(name)
@@ -251,7 +253,7 @@ def _cmdline(pid: int, timeout: float = 30.0) -> list[str]:
 
 
 def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Feed) -> None:
-    first = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    first = Supervisor(runs_root, feed.on_batch, feed.on_exit, feed.on_warning)
     first.launch("tiny", name="s1", steps=100_000, overrides=OVERRIDES)
     first.launch("tiny", name="s2", steps=100_000, overrides=OVERRIDES)
     pids = first.processes()
@@ -271,7 +273,7 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
         assert on_file[-1]["step"] > left_at["s1"] + 2 and feed.exits == {}
 
         second = Feed()
-        again = Supervisor(runs_root, second.on_records, second.on_exit, second.on_warning)
+        again = Supervisor(runs_root, second.on_batch, second.on_exit, second.on_warning)
         assert sorted(again.attach_all(feed_history=True)) == ["s1", "s2"]
         assert again.processes() == pids and second.step("s1") > left_at["s1"]
         again.send("s1", Stop())
@@ -287,7 +289,7 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
 
 def test_an_explicit_thread_count_is_not_overridden(runs_root: Path, feed: Feed) -> None:
     """The demo asks for one thread per run; the automatic share must not outvote it."""
-    sup = Supervisor(runs_root, feed.on_records, feed.on_exit, feed.on_warning)
+    sup = Supervisor(runs_root, feed.on_batch, feed.on_exit, feed.on_warning)
     sup.launch("tiny", name="one", steps=100_000, overrides=[*OVERRIDES, "train.threads=1"])
     try:
         pid = sup.processes()["one"]

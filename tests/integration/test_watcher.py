@@ -15,6 +15,7 @@ from support.preset import sets
 from support.records import metric
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, pack
+from nexus_tui.history.columnar.fastdecode import Piece, batch_records
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.watcher import RunsWatcher
 
@@ -27,10 +28,11 @@ class Seen:
         self.warnings: list[tuple[str, str]] = []
         self.store = MetricStore()
 
-    def on_records(self, name: str, run_dir: Path, records: list[dict[str, Any]]) -> None:
+    def on_batch(self, name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
+        """The dashboard's path: pieces folded in bulk (`records` keeps them as records to count)."""
         with self.lock:
-            self.records.setdefault(name, []).extend(records)
-            self.store.ingest(name, run_dir, records)
+            self.records.setdefault(name, []).extend(batch_records(pieces))
+            self.store.ingest_batch(name, run_dir, pieces, loading)
 
     def on_new_run(self, run_dir: Path) -> None:
         with self.lock:
@@ -54,7 +56,7 @@ class Seen:
 
 
 def _watcher(root: Path, seen: Seen, poll_s: float = 2.0) -> RunsWatcher:
-    return RunsWatcher(root, seen.on_records, seen.on_new_run, seen.on_warning, poll_s=poll_s)
+    return RunsWatcher(root, seen.on_batch, seen.on_new_run, seen.on_warning, poll_s=poll_s)
 
 
 def test_existing_history_then_live_appends(runs_root: Path) -> None:
@@ -148,9 +150,9 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
     from nexus_tui.live.supervisor import Supervisor
 
     piped = Seen()
-    sup = Supervisor(runs_root, on_records=piped.on_records, on_exit=lambda *a: None, on_warning=piped.on_warning)
+    sup = Supervisor(runs_root, on_batch=piped.on_batch, on_exit=lambda *a: None, on_warning=piped.on_warning)
     seen = Seen()
-    watcher = RunsWatcher(runs_root, seen.on_records, seen.on_new_run, seen.on_warning, poll_s=0.2,
+    watcher = RunsWatcher(runs_root, seen.on_batch, seen.on_new_run, seen.on_warning, poll_s=0.2,
                           piped=sup.piping)
     by_event: list[str] = []
     in_event = threading.local()

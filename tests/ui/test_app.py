@@ -231,8 +231,8 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
         charts = app.query_one(ChartsPanel)
         await pilot_wait_until(pilot, lambda: charts.forecast_text == EMPTY_HINT, 5, "the empty-folder hint")
         # What the launch worker posts the moment the engine is spawned, before its (slow) hello.
-        app.post_message(msg.RecordsReceived("fresh", runs_root / "fresh", [
-            {"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]))
+        app.post_message(msg.BatchReceived("fresh", runs_root / "fresh", [[
+            {"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]]))
         def counting_from_launch() -> bool:  # started 3 s ago; a loaded machine may draw it later
             m = re.match(r"fresh: starting… (\d+)s", charts.forecast_text)
             return m is not None and int(m.group(1)) >= 3
@@ -251,7 +251,7 @@ async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Pa
              "ce": 3.0 / s, "lr": 1e-3, "tok_s": 12345.0} for s in range(1, 6)]
     recs.append({"type": "eval", "seq": 6, "time": time.time(), "step": 5, "tokens": 2560, "val_loss": 1.2345})
     async with app.run_test(size=(80, 24)) as pilot:
-        app.post_message(msg.RecordsReceived(name, runs_root / name, recs))
+        app.post_message(msg.BatchReceived(name, runs_root / name, [recs]))
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: table.row_count == 1, 5, "the run in the table")
         await pilot.pause()

@@ -1,5 +1,5 @@
 """A long history with no columnar cache is decoded by a child process while the dashboard starts
-(`nexus_tui.live.prebuild`), and the real app then opens it from the cache the child wrote; a
+(`nexus_tui.live.prebuild_child`), and the real app then opens it from the cache the child wrote; a
 child that dies, falls silent or talks nonsense leaves the dashboard to decode the file itself. In
 every case the charts hold exactly the file's records."""
 
@@ -105,7 +105,7 @@ async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Pat
     go = tmp_path / "go"
     gated = ("import os, sys, time\n"
              f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
-             "from nexus_tui.live.prebuild import main\n"
+             "from nexus_tui.live.prebuild_child import main\n"
              f"sys.exit(main([{str(long_root)!r}, 'long']))\n")
     proc = subprocess.Popen([sys.executable, "-c", gated], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     pre = Prebuild(proc, ["long"])

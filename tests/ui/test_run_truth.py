@@ -107,7 +107,7 @@ def test_a_run_found_before_its_status_is_ready_once_the_status_appears(runs_roo
     def note(into: list[str]):
         return lambda run_dir: (into.append(Path(run_dir).name), changed.set())
 
-    w = RunsWatcher(runs_root, on_records=lambda *a: None, on_new_run=note(found),
+    w = RunsWatcher(runs_root, on_batch=lambda *a: None, on_new_run=note(found),
                     on_warning=lambda *a: None, poll_s=0.5, on_run_ready=note(ready))
     w.start()
     try:

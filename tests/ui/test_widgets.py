@@ -297,7 +297,8 @@ async def test_a_chart_built_by_someone_elses_repaint_shows_that_build(monkeypat
     Textual cached from the one before (the charts froze at steps 1-2 for minutes while the demo
     trained: the slot then found the new picture already 'drawn' and never repainted)."""
     from nexus_tui.widgets import chart as chart_module
-    from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+    from nexus_tui.widgets.chart import MetricChart
+    from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
     monkeypatch.setattr(chart_module, "LIVE_REBUILD_S", 600.0)  # a live spec surely waits for its slot
 
@@ -337,7 +338,8 @@ async def test_a_log_axis_is_labelled_with_round_values() -> None:
     """log (l): a loss from 5.2 down to 1.9 is labelled 2, 3, 4, 5 on the log scale (plotext's own
     labels split the log range evenly: 5.19, 4.39, 3.71...); an LR over decades by powers of ten."""
     from nexus_tui.curves.ticks import log_axis
-    from nexus_tui.widgets.chart import ChartSpec, Curve, MetricChart
+    from nexus_tui.widgets.chart import MetricChart
+    from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
     assert log_axis(1.9, 5.19, 5) == ([2.0, 3.0, 4.0, 5.0], ["2", "3", "4", "5"])
     assert log_axis(1e-5, 3e-3, 4)[1] == ["1e-5", "1e-4", "1e-3"]

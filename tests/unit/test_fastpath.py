@@ -218,7 +218,7 @@ def _read_history(run: Path, min_bytes: int, monkeypatch) -> tuple[MetricStore, 
         loads.append(loading)
         store.ingest_batch(name, run_dir, pieces)
 
-    watcher = RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None, on_batch=on_batch)
+    watcher = RunsWatcher(run.parent, on_batch, lambda d: None, lambda n, t: None)
     watcher.read(run)
     return store, loads
 
@@ -419,7 +419,7 @@ def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeyp
             batches.append(loading)
             store.ingest_batch(name, run_dir, pieces, loading)
 
-        RunsWatcher(run.parent, lambda *a: None, lambda d: None, lambda n, t: None, on_batch=on_batch).read(run)
+        RunsWatcher(run.parent, on_batch, lambda d: None, lambda n, t: None).read(run)
         assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
         series = store.get("r").series["ce"]
         assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000

@@ -126,8 +126,7 @@ def test_muon_params_are_hidden_projections_only() -> None:
 def test_init_keeps_ssm_specials() -> None:
     """The family-wide N(0, 0.02) init must not erase Mamba's A, D and dt initialisation."""
     model = _model()
-    for block in model.ssm_blocks():
-        ssm = block.mixer
+    for ssm in model.ssm_mixers():
         torch.testing.assert_close(ssm.A_log[0].exp(), torch.arange(1.0, 5.0))
         assert torch.equal(ssm.D.detach(), torch.ones_like(ssm.D))
         dt = F.softplus(ssm.dt_proj.bias.detach())
@@ -150,8 +149,8 @@ def test_a_few_steps_on_a_fixed_batch_reduce_the_loss() -> None:
         losses.append(out.loss.item())
     assert all(math.isfinite(v) for v in losses)
     assert losses[-1] < losses[0] - 0.2, losses
-    for block in model.ssm_blocks():  # the special tensors do train
-        assert block.mixer.A_log.grad is not None and block.mixer.A_log.grad.abs().sum() > 0
+    for ssm in model.ssm_mixers():  # the special tensors do train
+        assert ssm.A_log.grad is not None and ssm.A_log.grad.abs().sum() > 0
 
 
 def _expected_params(cfg: ModelConfig) -> int:
@@ -185,5 +184,5 @@ def test_muon_optimizer_routes_every_parameter_once() -> None:
     assert len(seen) == len(set(seen)) == len({id(p) for p in model.parameters()})
     muon_group = next(g for g in opt.param_groups if g["kind"] == "muon")
     assert {id(p) for p in muon_group["params"]} == {id(p) for _, p in model.muon_params()}
-    a_log = model.ssm_blocks()[0].mixer.A_log
+    a_log = model.ssm_mixers()[0].A_log
     assert any(a_log is p for g in opt.param_groups if g["kind"] == "adamw" for p in g["params"])

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nexus_core.protocol import METRICS_FILE, RecordWriter, read_records
+from nexus_core.state import Exited
 from nexus_tui.history.store import MetricStore
 
 
@@ -83,7 +84,7 @@ def test_resume_from_an_earlier_step_keeps_the_new_trajectory(tmp_path: Path) ->
     first = _write_run(tmp_path / "a", range(1, 51))
     store = MetricStore()
     store.ingest("a", tmp_path / "a", first)
-    store.mark_exited("a", 0, "")
+    store.apply_event("a", Exited(0, ""))
     second = _write_run(tmp_path / "a", range(31, 61), start_step=30, total=60, t0=100.0)
     assert second[0]["seq"] > first[-1]["seq"]  # same file, appended
     changed = store.ingest("a", tmp_path / "a", second)
@@ -134,7 +135,7 @@ def test_ingest_hands_back_exactly_the_news_it_added(tmp_path: Path) -> None:
                                         {"type": "log", "seq": 5, "level": "warning", "text": "two"}])
     assert [r.text for r in backfill.samples] == ["early"] and [r.text for r in backfill.logs] == ["two"]
     assert [r.text for r in store.get("r").samples] == ["early", "late"]  # the run's list is in step order
-    exited = store.mark_exited("r", -9, "Killed")
+    exited = store.apply_event("r", Exited(-9, "Killed"))
     assert [a.kind for a in exited.alerts] == ["crash"] and exited.alerts[0].time is not None
 
 
@@ -142,13 +143,13 @@ def test_a_killed_run_becomes_crashed_with_its_log_tail() -> None:
     store = MetricStore()
     store.ingest("r", None, [{"type": "hello", "seq": 0, "total_steps": 10},
                              {"type": "metric", "seq": 1, "step": 1, "loss": 2.0}])
-    assert store.mark_exited("r", -9, "Traceback...\nKilled") == {"state", "alerts"}
+    assert store.apply_event("r", Exited(-9, "Traceback...\nKilled")) == {"state", "alerts"}
     run = store.get("r")
     assert run.state == "crashed" and run.exit_code == -9 and "signal 9" in run.reason
     assert run.crash_tail.endswith("Killed") and run.alerts[-1]["kind"] == "crash"
     store.ingest("s", None, [{"type": "hello", "seq": 0, "total_steps": 3},
                              {"type": "metric", "seq": 1, "step": 3, "loss": 2.0}])
-    store.mark_exited("s", 0, "")
+    store.apply_event("s", Exited(0, ""))
     assert store.get("s").state == "finished"
     assert [r.color for r in store.runs()] == [0, 1]
 
@@ -180,13 +181,13 @@ def test_a_run_folder_deleted_and_recreated_under_the_same_name_starts_over(tmp_
 def test_sigterm_before_the_hello_reads_as_stopped_not_crashed() -> None:
     """The dashboard's quit-with-stop SIGTERMs an engine still importing torch: a stop, not a crash."""
     store = MetricStore()
-    assert store.mark_exited("t", -signal.SIGTERM, "") == {"state"}
+    assert store.apply_event("t", Exited(-signal.SIGTERM, "")) == {"state"}
     run = store.get("t")
     assert run.state == "stopped" and "SIGTERM before training started" in run.reason
     assert run.exit_code == -signal.SIGTERM and run.alerts == [] and run.crash_tail == ""
     store.ingest("f", None, [{"type": "hello", "seq": 0, "total_steps": 3},
                              {"type": "state", "seq": 1, "state": "finished", "step": 3, "exit_code": 0}])
-    store.mark_exited("f", -signal.SIGTERM, "")
+    store.apply_event("f", Exited(-signal.SIGTERM, ""))
     assert store.get("f").state == "finished", "a final state the run wrote stands"
 
 
@@ -209,5 +210,5 @@ def test_garbage_never_raises(records: list) -> None:
     run = store.get("g")
     assert run is not None
     _ = (run.eta_s, run.progress, store.series("g", "loss", "time"))
-    store.mark_exited("g", None, "")
+    store.apply_event("g", Exited(None, ""))
     assert store.ingest("g", None, "not a list") == set()  # type: ignore[arg-type]

@@ -151,7 +151,7 @@ def load_facts(run_dir: Path, name: str | None = None,
             continue
         metrics: list[Metric] = []  # a damaged stretch's metric records come as records: fold them in runs
         for rec in piece:
-            if rec.type == "metric":
+            if isinstance(rec, Metric):
                 metrics.append(rec)
                 step = rec.step
                 continue

@@ -49,10 +49,10 @@ def common_mark(runs: Sequence[RunFacts], axis: str) -> float | None:
     ends = []
     for f in runs:
         marks = [s if axis == "step" else as_num(f.evals[s].get("tokens")) for s in f.evals]
-        marks = [m for m in marks if m is not None]
-        if not marks:
+        found = [m for m in marks if m is not None]
+        if not found:
             return None
-        ends.append(max(marks))
+        ends.append(max(found))
     return min(ends) if ends else None
 
 

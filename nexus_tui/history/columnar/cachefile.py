@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 
 from nexus_core.safefile import open_regular, parse_json
 from nexus_core.schema import METRICS_FILE
+from nexus_core.units import as_int
 
 CACHE_DIR = ".nexus-cache"
 CACHE_FILE = "metrics.cols"
@@ -83,7 +84,8 @@ def cached_offset(run_dir: Path) -> int | None:
         offset = meta.get("offset") if meta.get("version") == VERSION else None
     except (OSError, ValueError):
         return None
-    return offset if isinstance(offset, int) and not isinstance(offset, bool) and offset >= 0 else None
+    n = as_int(offset)
+    return n if n is not None and n >= 0 else None
 
 
 def worth_building(run_dir: Path) -> bool:

@@ -59,7 +59,7 @@ def fingerprint(path: Path, offset: int) -> dict[str, Any]:
     left = offset
     with open_regular(path, within=path.parent) as f:
         while left > 0:
-            n = f.readinto(memoryview(buf)[: min(left, HASH_CHUNK)])
+            n = f.readinto(memoryview(buf)[: min(left, HASH_CHUNK)])  # type: ignore[attr-defined]  # a real file
             if not n:
                 raise OSError(f"{path} is shorter than the {offset} bytes the cache covers")
             h.update(memoryview(buf)[:n])

@@ -11,13 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nexus_core.recordtypes import Metric, Record
+from nexus_core.recordtypes import METRIC_VALUES, Metric, Record
+from nexus_tui.history.series_keys import METRIC_KEYS
 
-VALUE_KEYS = ("loss", "ce", "lr", "gnorm", "tok_s", "mem")
+VALUE_KEYS = METRIC_KEYS
 """The metric fields that become series (the store's METRIC_KEYS)."""
-BLOCK_KEYS = (*VALUE_KEYS, "step_s")
+BLOCK_KEYS = (*VALUE_KEYS, *(k for k in METRIC_VALUES if k not in VALUE_KEYS))
 """Every number field of a Metric besides step/tokens/time/seq: what a block holds, so its records
-are exactly the Metric structs RecordDecoder yields (step_s feeds no series, but the report reads it)."""
+are exactly the Metric structs RecordDecoder yields (step_s feeds no series, but the report reads it).
+The series first: this order is the cache file's column order (colcache), kept as it was."""
 COLUMN_FIELDS = ("step", "tokens", "time", "seq", *BLOCK_KEYS)
 
 
@@ -66,7 +68,7 @@ class MetricBlock:
             seq = seqs[i] if seq_mask is None or seq_mask[i] else None
             rec = Metric(seq=seq, step=steps[i], tokens=tokens[i], **fields)
             if extra and (mine := {k: col[i] for k, col in extra.items() if k not in masks or masks[k][i]}):
-                rec.extra = mine
+                rec.set_extra(mine)
             out.append(rec)
         return out
 

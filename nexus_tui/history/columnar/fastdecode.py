@@ -30,7 +30,7 @@ import numpy as np
 
 from nexus_core.records import DecodeWarning, RecordDecoder
 from nexus_core.recordtypes import Metric
-from nexus_core.schema import _UNPACK_LIMITS
+from nexus_core.schema import _UNPACK_LIMITS, RECORD_TYPES
 from nexus_tui.history.columnar.columns import (
     BLOCK_KEYS,
     COLUMN_FIELDS,
@@ -47,6 +47,8 @@ METRIC_TAG = b"\xa4type\xa6metric"
 TYPE_KEY = b"\xa4type"
 _OTHER_START = re.compile(rb"\xa4type(?!\xa6metric)")
 MAX_METRIC_BYTES = 4096
+READ_CHUNK = 4 << 20
+"""Bytes read from a metrics file per `ColumnDecoder.feed` (the history reader's and the watcher's)."""
 """A metric stretch whose records average more than this is not what the writer writes: slow path."""
 
 
@@ -176,7 +178,7 @@ class ColumnDecoder:
         slow = self._slow
         assert slow is not None
         held = getattr(slow, "_pending", None)
-        if held is None or getattr(slow, "_garbage", 1):
+        if held is None or getattr(slow, "_garbage", True):
             return False
         held = bytes(held)
         at = held.find(TYPE_KEY)
@@ -268,8 +270,7 @@ class ColumnDecoder:
             _append(pieces, recs)
 
 
-_KNOWN = frozenset({"hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert", "text", "table", "histogram",
-                    "media"})
+_KNOWN = RECORD_TYPES
 
 
 def _append(pieces: list[Piece], piece: Piece) -> None:

@@ -17,7 +17,9 @@ path's to read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from graphlib import CycleError, TopologicalSorter
+from typing import Any
 
 import numpy as np
 
@@ -152,7 +154,7 @@ def _columns(rows: np.ndarray, shape: Layout) -> tuple[dict[str, np.ndarray], di
     return cols, there, extras
 
 
-def _block(count: int, parts: list[tuple[np.ndarray | slice, tuple]]) -> MetricBlock | None:
+def _block(count: int, parts: Sequence[tuple[np.ndarray | slice, tuple[Any, ...]]]) -> MetricBlock | None:
     """One block from the columns of each shape's rows (`where` they sit in the stretch)."""
     if len(parts) == 1:
         cols, there, extras = parts[0][1]
@@ -217,7 +219,7 @@ def fixed_layout(buf: bytes, start: int, stop: int, count: int) -> MetricBlock |
     if starts is None:
         return None
     lengths = np.diff(starts, append=size)
-    parts = []
+    parts: list[tuple[np.ndarray, tuple[Any, ...]]] = []
     for length in np.unique(lengths).tolist():
         todo = np.flatnonzero(lengths == length)
         while len(todo):

@@ -1,4 +1,6 @@
-"""A float64 column that grows by chunks: numpy storage with the few list-like manners Series needs.
+"""A numeric column that grows by chunks (float64 unless told): numpy storage with the few list-like
+manners Series needs. The one growable column: the series (float64) and the curve caches (int64
+bucket summaries, the float32 EMA) all use it.
 
 `array('d')` appends one Python float at a time; a million-step run arrives in blocks of tens of
 thousands (the columnar decoder, the cache), so columns take whole numpy arrays in one copy, and
@@ -16,13 +18,13 @@ _MIN = 256
 
 
 class Grow:
-    """Growable float64 column. Indexing an int gives a float; a slice gives a numpy copy (safe to
+    """Growable numeric column (float64 unless `dtype` says otherwise). Indexing an int gives a float; a slice gives a numpy copy (safe to
     hand to another thread while the column keeps growing); `view` is the live numpy view."""
 
     __slots__ = ("buf", "n")
 
-    def __init__(self, values: Any = None) -> None:
-        self.buf = np.empty(_MIN, np.float64)
+    def __init__(self, values: Any = None, dtype: type = np.float64) -> None:
+        self.buf: np.ndarray = np.empty(_MIN, dtype)
         self.n = 0
         if values is not None:
             self.extend(values)
@@ -54,7 +56,7 @@ class Grow:
         if need > len(self.buf):
             # Half again what is needed: appends one at a time and block after block stay amortised
             # O(1); a bulk load that knows its size calls `reserve` first and gets no slack.
-            grown = np.empty(max(need + need // 2, _MIN), np.float64)
+            grown = np.empty(max(need + need // 2, _MIN), self.buf.dtype)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
 
@@ -62,7 +64,7 @@ class Grow:
         """Make room for `extra` more values in one allocation (a history about to be loaded)."""
         need = self.n + extra
         if need > len(self.buf):
-            grown = np.empty(need, np.float64)
+            grown = np.empty(need, self.buf.dtype)
             grown[: self.n] = self.buf[: self.n]
             self.buf = grown
 
@@ -74,7 +76,7 @@ class Grow:
         self.n = n + 1
 
     def extend(self, values: Any) -> None:
-        values = np.asarray(values, dtype=np.float64)
+        values = np.asarray(values, dtype=self.buf.dtype)
         self._room(len(values))
         self.buf[self.n : self.n + len(values)] = values
         self.n += len(values)
