@@ -97,6 +97,36 @@ def read_bytes(path: str | Path, max_bytes: int = SMALL_FILE_BYTES, within: str 
     return data
 
 
+def read_private(path: str | Path, max_bytes: int = SMALL_FILE_BYTES) -> bytes:
+    """A whole small file that only this user may have written (a file naming commands to run, such
+    as the job queue): never through a symlink (O_NOFOLLOW), never a FIFO or device, owned by this
+    uid and writable by nobody else, at most max_bytes. UnsafeFileError says which check failed
+    (errno ELOOP, EINVAL, EPERM or EFBIG); FileNotFoundError when it is missing."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UnsafeFileError(errno.ELOOP, "is a symlink; refusing to read through it", str(path)) from None
+        if e.errno == errno.EISDIR:
+            raise UnsafeFileError(errno.EINVAL, "is a directory, not a regular file", str(path)) from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
+        if st.st_uid != os.getuid() or st.st_mode & 0o022:
+            raise UnsafeFileError(errno.EPERM, f"was not written by this user alone (owner uid {st.st_uid}, "
+                                               f"mode {stat.S_IMODE(st.st_mode):o})", str(path))
+        if st.st_size > max_bytes:
+            raise UnsafeFileError(errno.EFBIG, f"is {st.st_size} bytes, more than the {max_bytes} allowed", str(path))
+        os.set_blocking(fd, True)
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise UnsafeFileError(errno.EFBIG, f"is more than the {max_bytes} bytes allowed", str(path))
+    return data
+
+
 def read_text(path: str | Path, max_bytes: int = SMALL_FILE_BYTES, within: str | Path | None = None) -> str:
     """read_bytes as UTF-8 (a leading BOM dropped); UnicodeDecodeError (a ValueError) if it is not."""
     return read_bytes(path, max_bytes, within).decode("utf-8-sig")
@@ -187,12 +217,14 @@ def _plain_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int | None = None) -> Iterator[BinaryIO]:
+def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int | None = None,
+                  fsync: bool = False) -> Iterator[BinaryIO]:
     """A binary file that becomes `path` when the block ends without error, in one rename: a reader
     sees the old file or the new one, never half of one, and a failure leaves the old file and no
     temp. The temp name is unique (mkstemp beside the target: no two writers, DDP ranks or threads,
     ever share one). `within`: refuse (UnsafeFileError) when the target's folder resolves outside it.
-    The new file's mode is `mode`, or what a plain open() would give."""
+    The new file's mode is `mode`, or what a plain open() would give. `fsync`: the data is on disk
+    before the rename (a file that names work still to do, such as the job queue, survives a crash)."""
     import tempfile
 
     path = Path(path)
@@ -204,6 +236,9 @@ def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int 
         os.fchmod(fd, _plain_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as f:
             yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -211,9 +246,10 @@ def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int 
         raise
 
 
-def atomic_write(path: str | Path, data: bytes | str, within: str | Path | None = None, mode: int | None = None) -> None:
+def atomic_write(path: str | Path, data: bytes | str, within: str | Path | None = None, mode: int | None = None,
+                 fsync: bool = False) -> None:
     """Replace `path` with `data` (str as UTF-8) atomically: see atomic_writer."""
-    with atomic_writer(path, within, mode) as f:
+    with atomic_writer(path, within, mode, fsync) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
 
 

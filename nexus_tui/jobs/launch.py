@@ -8,9 +8,9 @@ dashboard follows queued runs from their folders, as it follows runs started in 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
+from nexus_core import children
 from nexus_core.protocol import engine_argv
 from nexus_tui.jobs.model import Job
 from nexus_tui.live.launch_args import base_env, command_launch
@@ -57,7 +57,7 @@ def build(job: Job, root: Path, python: str, kind: str, cpu_slots: int) -> tuple
     return engine_argv(python, *args), env
 
 
-def start(job: Job, root: Path, python: str, kind: str, cpu_slots: int) -> subprocess.Popen[bytes]:
+def start(job: Job, root: Path, python: str, kind: str, cpu_slots: int) -> children.Popen[bytes]:
     """Start `job` in its own session; LaunchError (one line) when it cannot."""
     argv, env = build(job, root, python, kind, cpu_slots)
     cwd = Path(job.cwd) if job.kind == "command" and os.path.isdir(job.cwd) else root.parent

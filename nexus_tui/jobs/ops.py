@@ -5,11 +5,11 @@ each refusal is a `JobError` line that says what to do instead."""
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from nexus_core import children
 from nexus_core.commands import Park
 from nexus_core.names import check_run_name, command_base, free_run_name
 from nexus_core.protocol import LIVE_STATES, METRICS_FILE, PARKED, ControlError
@@ -52,7 +52,7 @@ def _check_new(root: Path, name: str, doc: QueueDoc) -> None:
 
 def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int = 1, after: str = "",
         priority: int = 0, sweep: str = "", cwd: str | None = None, check: bool = True,
-        python: str = sys.executable, first: bool = False, existing: bool = False,
+        python: str = children.PYTHON, first: bool = False, existing: bool = False,
         values: dict[str, str] | None = None) -> Job:
     """Queue one job; with `check` a train job is first validated by the engine itself (`--check`)
     and a command must exist; `first` puts it before every other job; `existing`: the run folder is

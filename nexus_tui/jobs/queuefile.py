@@ -20,12 +20,12 @@ import errno
 import fcntl
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 
+from nexus_core import safefile
 from nexus_tui.jobs.model import QueueDoc, doc_problem
 
 QUEUE_DIR = ".nexus-queue"
@@ -70,7 +70,7 @@ def _open_lock(root: str | Path, name: str) -> int:
     folder = _own_dir(root, create=True)
     assert folder is not None
     try:
-        return os.open(folder / name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        return safefile.open_lock(folder / name, create=True)  # 0600, never through a link
     except OSError as e:
         raise QueueError(f"cannot open the queue's lock {folder / name}: {e.strerror or e}") from None
 
@@ -94,22 +94,14 @@ def read(root: str | Path) -> QueueDoc:
         return QueueDoc(owner=os.getuid())
     path = folder / QUEUE_FILE
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        data = safefile.read_private(path, MAX_BYTES)  # no link, no FIFO, this uid's alone, capped
     except FileNotFoundError:
         return QueueDoc(owner=os.getuid())
+    except safefile.UnsafeFileError as e:
+        why = "it is not run; " if e.errno == errno.EPERM else ""
+        raise QueueError(f"the queue {path} {e.strerror}: {why}move it aside") from None
     except OSError as e:
-        why = "it is a link" if e.errno == errno.ELOOP else e.strerror or str(e)
-        raise QueueError(f"cannot read the queue {path}: {why}: move it aside") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise QueueError(f"the queue {path} is not a regular file: move it aside")
-        if st.st_uid != os.getuid() or st.st_mode & 0o022:
-            raise QueueError(f"the queue {path} was not written by this user alone (owner uid {st.st_uid}, "
-                             f"mode {stat.S_IMODE(st.st_mode):o}): it is not run; move it aside")
-        if st.st_size > MAX_BYTES:
-            raise QueueError(f"the queue {path} is {st.st_size} bytes, over {MAX_BYTES}: move it aside")
-        data = f.read(MAX_BYTES + 1)
+        raise QueueError(f"cannot read the queue {path}: {e.strerror or e}: move it aside") from None
     try:
         doc = msgspec.json.decode(data, type=QueueDoc)
     except msgspec.DecodeError as e:
@@ -126,16 +118,9 @@ def write(root: str | Path, doc: QueueDoc) -> None:
     folder = _own_dir(root, create=True)
     assert folder is not None
     data = msgspec.json.format(msgspec.json.encode(doc), indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=".queue.", dir=folder)  # mode 0600
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / QUEUE_FILE)
+        safefile.atomic_write(folder / QUEUE_FILE, data, mode=0o600, fsync=True)
     except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise QueueError(f"cannot write the queue in {folder}: {e.strerror or e}") from None
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nexus_core import children
 from nexus_core.commands import Park
 from nexus_core.protocol import LIVE_STATES, METRICS_FILE, PARKED, ControlError, engine_argv
 from nexus_core.runfolder import pid_alive
@@ -112,13 +112,13 @@ def outcome_of(job: Job, root: Path, code: int | None) -> tuple[str, str]:
 class Runner:
     """Works through one runs folder's queue. `tick` is one pass (tests call it directly)."""
 
-    def __init__(self, root: str | Path, python: str = sys.executable, on_event: OnEvent | None = None,
+    def __init__(self, root: str | Path, python: str = children.PYTHON, on_event: OnEvent | None = None,
                  box: Callable[[int, list[int]], Box] | None = None) -> None:
         self.root = Path(root).resolve()
         self.python = python
         self.on_event = on_event or (lambda kind, text: None)
         self._box = box or (lambda cpu_slots, pids: probe(cpu_slots, pids))
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._procs: dict[int, children.Popen[bytes]] = {}
         """Jobs this runner started: polled (and reaped) through their Popen."""
         self._was_busy = False
         self._told_vanished = False
@@ -286,7 +286,7 @@ def run_forever(root: str | Path, exit_when_idle: bool, on_event: OnEvent | None
             return 0
 
 
-def ensure_runner(root: str | Path, python: str = sys.executable) -> bool:
+def ensure_runner(root: str | Path, python: str = children.PYTHON) -> bool:
     """Start a detached runner (own session, exits when the queue is idle) unless one is working;
     True when one was started. Its log is `.nexus-queue/engine.log`."""
     root = Path(root).resolve()
@@ -294,7 +294,7 @@ def ensure_runner(root: str | Path, python: str = sys.executable) -> bool:
         return False
     argv = engine_argv(python, "--root", str(root), "--exit-when-idle", module="nexus_tui.jobs.runner")
     try:
-        start_in_session(queuefile.queue_dir(root), lambda _fd: (argv, dict(os.environ)), root.parent,
+        start_in_session(queuefile.queue_dir(root), lambda _fd: (argv, children.child_env()), root.parent,
                          "the queue runner", piped=False)
     except LaunchError:
         return False

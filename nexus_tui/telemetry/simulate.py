@@ -11,10 +11,12 @@ import hashlib
 import math
 import os
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
+
+from nexus_core import children, safefile
+from nexus_core.safefile import read_bytes
 
 SOURCE = Path(__file__).with_name("simulated_nvml.c")
 LIB = "libnvidia-ml.so.1"
@@ -33,7 +35,7 @@ class SimulationError(Exception):
 
 def build(folder: Path) -> Path:
     """Compile the stand-in into `folder` (once per source version); returns the library's path."""
-    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    digest = hashlib.sha256(read_bytes(SOURCE)).hexdigest()[:12]
     lib = folder / digest / LIB
     if lib.exists():
         return lib
@@ -42,8 +44,11 @@ def build(folder: Path) -> Path:
         raise SimulationError("simulated GPUs need a C compiler (gcc or cc) to build the driver stand-in")
     lib.parent.mkdir(parents=True, exist_ok=True)
     tmp = lib.with_suffix(".tmp")
-    done = subprocess.run([cc, "-shared", "-fPIC", "-O1", f"-Wl,-soname,{LIB}", "-o", str(tmp), str(SOURCE)],
-                          capture_output=True, text=True)
+    argv = [cc, "-shared", "-fPIC", "-O1", f"-Wl,-soname,{LIB}", "-o", str(tmp), str(SOURCE)]
+    try:
+        done = children.run(argv, cwd=lib.parent, env=children.child_env(), timeout=300)
+    except (OSError, children.TimeoutExpired) as e:
+        raise SimulationError(f"could not build the driver stand-in with {cc}: {e}") from None
     if done.returncode != 0:
         raise SimulationError(f"could not build the driver stand-in: {done.stderr.strip()[-300:]}")
     os.replace(tmp, lib)
@@ -56,9 +61,7 @@ def write_state(path: Path, gpus: list[tuple[str, float, int, int, float, float,
     lines = [f"gpu {n.replace(' ', '_')} {u:.0f} {used} {total} {t:.0f} {p * 1000:.0f} {lim * 1000:.0f}"
              for n, u, used, total, t, p, lim in gpus]
     lines += [f"proc {g} {pid} {used}" for g, pid, used in procs]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    safefile.atomic_write(path, "\n".join(lines) + "\n")  # the stand-in re-reads it: never half a file
 
 
 def preload(lib: Path, state: Path) -> None:

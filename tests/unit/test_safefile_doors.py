@@ -4,6 +4,7 @@ readers that stop at a sparse file's first hole (docs/SECURITY.md "The two doors
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from pathlib import Path
@@ -76,3 +77,28 @@ def test_readers_stop_at_a_sparse_files_first_hole(tmp_path: Path) -> None:
     assert any("after a hole" in w.text for w in got.warnings)
     with safefile.open_regular(path) as f:
         assert size <= safefile.data_end(f, path.stat().st_size) < path.stat().st_size
+
+
+def test_read_private_refuses_what_this_user_did_not_write_alone(tmp_path: Path) -> None:
+    """The queue's reader: a link, a FIFO, a file others may write, or one past the cap is refused
+    with a reason (the errno says which); a file of ours, mode 0600, is read whole."""
+    ours = tmp_path / "queue.json"
+    ours.write_bytes(b"{}")
+    ours.chmod(0o600)
+    assert safefile.read_private(ours) == b"{}"
+    link = tmp_path / "link.json"
+    link.symlink_to(ours)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo, 0o600)
+    shared = tmp_path / "shared.json"
+    shared.write_bytes(b"{}")
+    shared.chmod(0o622)
+    for path, code, words in [(link, "ELOOP", "symlink"), (fifo, "EINVAL", "FIFO"),
+                              (shared, "EPERM", "not written by this user alone")]:
+        with pytest.raises(safefile.UnsafeFileError, match=words) as e:
+            safefile.read_private(path)
+        assert e.value.errno == getattr(errno, code)
+    with pytest.raises(safefile.UnsafeFileError, match="more than the 1 allowed"):
+        safefile.read_private(ours, max_bytes=1)
+    with pytest.raises(FileNotFoundError):
+        safefile.read_private(tmp_path / "missing.json")
