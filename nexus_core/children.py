@@ -53,7 +53,7 @@ def engine_argv(python: str, *args: str, module: str = "engine") -> list[str]:
     interpreter's own site-packages, and the boot line puts the folder of the engine this
     process imported in front. `-u`: -I drops PYTHONUNBUFFERED, and engine.log must stay live.
     The literal module name stays in argv, so `ps` (and pid checks) still see `engine`.
-    Any of Nexus's own modules starts the same way (`module="nexus_tui.live.prebuild"`)."""
+    Any of Nexus's own modules starts the same way (`module="nexus_tui.live.prebuild_child"`)."""
     return [python, "-I", "-u", "-c", _BOOT, engine_home(module.split(".")[0]), module, *args]
 
 

@@ -2,7 +2,7 @@
 
 Engine jobs run isolated like every engine launch (`engine_argv`); a command runs with no shell,
 NEXUS_RUN_DIR naming its run folder, and CUDA_VISIBLE_DEVICES naming its GPUs. The process is made
-by `live/spawn.py` (the one process door): own session, output in the run's log, unpiped (the
+by `live/spawn.py` (through `nexus_core.children`, the process door): own session, output in the run's log, unpiped (the
 dashboard follows queued runs from their folders, as it follows runs started in a terminal)."""
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from nexus_tui.jobs.model import (
     QUEUED,
     RUNNING,
     Job,
+    JobState,
     QueueDoc,
     sort_key,
 )
@@ -95,7 +96,7 @@ def live_outside(root: Path, ours: set[str]) -> int:
     return count
 
 
-def outcome_of(job: Job, root: Path, code: int | None) -> tuple[str, str]:
+def outcome_of(job: Job, root: Path, code: int | None) -> tuple[JobState, str]:
     """(job state, outcome) of an ended job: its run's state as `nexus runs` decides it."""
     run_dir = root / job.name
     state = summarize_run(run_dir).state if run_dir.is_dir() else "unknown"

@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from nexus_core import children, safefile
@@ -56,7 +57,7 @@ def build(folder: Path) -> Path:
 
 
 def write_state(path: Path, gpus: list[tuple[str, float, int, int, float, float, float]],
-                procs: list[tuple[int, int, int]] = ()) -> None:
+                procs: Sequence[tuple[int, int, int]] = ()) -> None:
     """gpus: (name, util %, used B, total B, temp C, power W, limit W); procs: (gpu, pid, used B)."""
     lines = [f"gpu {n.replace(' ', '_')} {u:.0f} {used} {total} {t:.0f} {p * 1000:.0f} {lim * 1000:.0f}"
              for n, u, used, total, t, p, lim in gpus]
@@ -91,7 +92,9 @@ class Simulation:
         with contextlib.suppress(OSError):
             for d in sorted(self.root.iterdir()):
                 status = read_status(d) if d.is_dir() else None
-                pid = status.get("pid") if status else None
+                if not status:
+                    continue
+                pid = status.get("pid")
                 if isinstance(pid, int) and status.get("state") in ("starting", "running", "paused") and pid_alive(pid):
                     pids.append(pid)
         return pids
