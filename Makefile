@@ -41,9 +41,8 @@ compat: setup
 
 # Types (mypy; [tool.mypy] in pyproject.toml: strict on nexus_core and nexus, standard elsewhere),
 # ruff's checks, and the import contracts (import-linter; each contract states its reason).
-# TODO(lead): after the repo-wide `ruff format` commit, add to lint's recipe:
-#	$(VENV)/bin/ruff format --check engine nexus_core nexus_tui nexus tests bench examples
 lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/ruff check engine nexus_core nexus_tui nexus tests bench examples
+	$(VENV)/bin/ruff format --check engine nexus_core nexus_tui nexus tests bench examples
 	$(VENV)/bin/lint-imports

@@ -93,15 +93,27 @@ def main() -> None:
 
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores")
     secs, got = pipe_ingest(n, with_store=False)
-    print(f"pipe -> RecordDecoder:               {got:>9,} records in {secs:.2f}s = {got / secs:>9,.0f} records/s")
+    print(
+        f"pipe -> RecordDecoder:               {got:>9,} records in {secs:.2f}s = {got / secs:>9,.0f} records/s"
+    )
     secs, got = pipe_ingest(n, with_store=True)
-    print(f"pipe -> RecordDecoder -> MetricStore: {got:>9,} records in {secs:.2f}s = {got / secs:>9,.0f} records/s")
+    print(
+        f"pipe -> RecordDecoder -> MetricStore: {got:>9,} records in {secs:.2f}s = {got / secs:>9,.0f} records/s"
+    )
 
     store = MetricStore()
     for size in (1_000, 1_000_000):
         name = f"s{size}"
-        recs = [{"type": "metric", "seq": i, "step": i + 1, "loss": 3.0 + ((i * 7919) % 1000) / 1e4, "time": float(i)}
-                for i in range(size)]
+        recs = [
+            {
+                "type": "metric",
+                "seq": i,
+                "step": i + 1,
+                "loss": 3.0 + ((i * 7919) % 1000) / 1e4,
+                "time": float(i),
+            }
+            for i in range(size)
+        ]
         store.ingest(name, None, recs)
     for size in (1_000, 1_000_000):
         t = best_of(lambda size=size: prepare(store, f"s{size}", args.buckets))
@@ -125,8 +137,10 @@ def main() -> None:
         dx, dy = prepare(store, f"s{size}", args.buckets)
         t = best_of(lambda dx=dx, dy=dy: build(dx, dy))
         t_all = best_of(lambda size=size: build(*prepare(store, f"s{size}", args.buckets)))
-        print(f"plotext build, {size:>9,} points downsampled to {len(dx)}: {t * 1e3:8.2f} ms "
-              f"(prepare + build: {t_all * 1e3:.2f} ms)")
+        print(
+            f"plotext build, {size:>9,} points downsampled to {len(dx)}: {t * 1e3:8.2f} ms "
+            f"(prepare + build: {t_all * 1e3:.2f} ms)"
+        )
     for raw in (1_000, 100_000):
         xs, ys = store.series("s1000000", "loss")
         xs, ys = list(xs[:raw]), list(ys[:raw])

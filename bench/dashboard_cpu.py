@@ -59,7 +59,9 @@ async def measure(seconds: float, root: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose nexus_tui to measure (before/after)")
+    ap.add_argument(
+        "--code", type=Path, default=ROOT, help="the checkout whose nexus_tui to measure (before/after)"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(args.code.resolve()))
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, code from {args.code}")
@@ -68,8 +70,10 @@ def main() -> None:
         r = asyncio.run(measure(args.seconds, Path(tmp) / "runs"))
     if "error" in r:
         print(r["error"])
-    print(f"dashboard CPU while two demo runs train: {r['cpu_pct']:.1f}% of one core over {r['seconds']:.0f}s "
-          f"({r['records']} metric records arrived, {r['builds'] or 'n/a'} plotext builds)")
+    print(
+        f"dashboard CPU while two demo runs train: {r['cpu_pct']:.1f}% of one core over {r['seconds']:.0f}s "
+        f"({r['records']} metric records arrived, {r['builds'] or 'n/a'} plotext builds)"
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,19 @@ from nexus_tui.widgets.charts_panel import ChartsPanel  # noqa: E402
 
 def metric(seq: int, step: int) -> dict:
     loss = 3.0 / math.sqrt(step) + 0.01 * ((step * 7919) % 13)
-    return {"type": "metric", "seq": seq, "time": 1e9 + step * 0.07, "step": step, "tokens": step * 2048,
-            "loss": loss, "ce": loss, "lr": 1e-3, "gnorm": 0.7 + 1 / step, "tok_s": 3e4, "mem": 1e9}
+    return {
+        "type": "metric",
+        "seq": seq,
+        "time": 1e9 + step * 0.07,
+        "step": step,
+        "tokens": step * 2048,
+        "loss": loss,
+        "ce": loss,
+        "lr": 1e-3,
+        "gnorm": 0.7 + 1 / step,
+        "tok_s": 3e4,
+        "mem": 1e9,
+    }
 
 
 def build(n: int) -> MetricStore:
@@ -88,8 +99,10 @@ def main() -> None:
     args = ap.parse_args()
     for n in args.sizes:
         first, redraw, render = asyncio.run(measure(n, args.redraws))
-        print(f"{n:>9,} steps: first redraw {first * 1e3:8.1f} ms (builds the cache), "
-              f"then redraw {redraw * 1e3:6.1f} ms + plotext render of 4 charts {render * 1e3:6.1f} ms (median)")
+        print(
+            f"{n:>9,} steps: first redraw {first * 1e3:8.1f} ms (builds the cache), "
+            f"then redraw {redraw * 1e3:6.1f} ms + plotext render of 4 charts {render * 1e3:6.1f} ms (median)"
+        )
 
 
 if __name__ == "__main__":

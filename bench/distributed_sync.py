@@ -44,8 +44,9 @@ def _worker(rank: int, world: int, port: int, preset: str, iters: int) -> None:
     for p in params:
         p.grad = torch.randn_like(p)
     loss, ce = torch.tensor(3.0), torch.tensor(3.0)
-    trainer = SimpleNamespace(stop_reason="", paused=False, schedule=Schedule.from_config(cfg.schedule, 1000),
-                              cfg=cfg)
+    trainer = SimpleNamespace(
+        stop_reason="", paused=False, schedule=Schedule.from_config(cfg.schedule, 1000), cfg=cfg
+    )
 
     def timed(fn) -> float:
         for _ in range(5):
@@ -61,7 +62,9 @@ def _worker(rank: int, world: int, port: int, preset: str, iters: int) -> None:
     if rank == 0:
         n = sum(p.numel() for p in params)
         print(f"{preset}: {n:,} params, {world} processes (gloo, 1 thread each)")
-        print(f"  average (all-reduce grads + loss + ce): {avg * 1e3:8.3f} ms/step  ({n * 4 / avg / 1e9:.2f} GB/s)")
+        print(
+            f"  average (all-reduce grads + loss + ce): {avg * 1e3:8.3f} ms/step  ({n * 4 / avg / 1e9:.2f} GB/s)"
+        )
         print(f"  share_steering (all-reduce of 3 flags):{steer * 1e3:8.3f} ms/step")
     dist.destroy_process_group()
 

@@ -58,7 +58,9 @@ def plain_loop(cfg, root: Path) -> float:
         if step == WARMUP:
             start = time.perf_counter()
         for i in range(t.grad_accum):
-            x, y = get_batch(corpus.train, t.batch_size, cfg.model.seq_len, t.seed, step * t.grad_accum + i, device)
+            x, y = get_batch(
+                corpus.train, t.batch_size, cfg.model.seq_len, t.seed, step * t.grad_accum + i, device
+            )
             with autocast(device, amp):
                 loss = model(x, y).loss
             (loss / t.grad_accum).backward()
@@ -97,8 +99,10 @@ def main() -> None:
             plain.append(plain_loop(config(), Path(tmp)))
             nexus.append(nexus_loop(config(), Path(tmp), str(round_)))
     cfg = config()
-    print(f"preset {args.preset} on {args.device}, {args.threads} thread(s), {args.steps - WARMUP} timed steps of "
-          f"{cfg.train.batch_size * cfg.train.grad_accum * cfg.model.seq_len} tokens")
+    print(
+        f"preset {args.preset} on {args.device}, {args.threads} thread(s), {args.steps - WARMUP} timed steps of "
+        f"{cfg.train.batch_size * cfg.train.grad_accum * cfg.model.seq_len} tokens"
+    )
     print(f"plain PyTorch loop: {max(plain):10.0f} tok/s   (rounds: {', '.join(f'{v:.0f}' for v in plain)})")
     print(f"nexus Trainer loop: {max(nexus):10.0f} tok/s   (rounds: {', '.join(f'{v:.0f}' for v in nexus)})")
     print(f"ratio nexus/plain:  {max(nexus) / max(plain):10.3f}")

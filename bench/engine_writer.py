@@ -89,19 +89,28 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(3):
-            rows.append(("new (writer thread)", *time_reporter(Reporter, args.steps, Path(tmp) / f"new{i}", extra)))
+            rows.append(
+                ("new (writer thread)", *time_reporter(Reporter, args.steps, Path(tmp) / f"new{i}", extra))
+            )
             if args.old:
                 spec = importlib.util.spec_from_file_location("old_report", args.old)
                 old = importlib.util.module_from_spec(spec)
                 assert spec.loader is not None
                 spec.loader.exec_module(old)
                 plain = {k: float(v) for k, v in extra.items()}
-                rows.append(("old (synchronous)", *time_reporter(old.Reporter, args.steps, Path(tmp) / f"old{i}", plain)))
+                rows.append(
+                    (
+                        "old (synchronous)",
+                        *time_reporter(old.Reporter, args.steps, Path(tmp) / f"old{i}", plain),
+                    )
+                )
     print(f"{args.steps} metric records, each with 2 extra series; best of 3")
     for name in dict.fromkeys(r[0] for r in rows):
         mine = [r for r in rows if r[0] == name]
-        print(f"{name:22s} {min(r[1] for r in mine):7.1f} µs/step on the training thread "
-              f"(median {statistics.median(r[1] for r in mine):.1f}), close {min(r[2] for r in mine):.2f} s")
+        print(
+            f"{name:22s} {min(r[1] for r in mine):7.1f} µs/step on the training thread "
+            f"(median {statistics.median(r[1] for r in mine):.1f}), close {min(r[2] for r in mine):.2f} s"
+        )
     one, grouped = grad_norm_cost()
     print(f"grad norm, tiny model: clip_grad_norm_ {one:.0f} µs, per-group norms + clip {grouped:.0f} µs")
 

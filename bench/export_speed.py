@@ -20,8 +20,21 @@ def make_run(run: Path, steps: int) -> None:
     w = P.RecordWriter(run / P.METRICS_FILE)
     w.write({"type": "hello", "run": run.name, "total_steps": steps})
     for s in range(1, steps + 1):
-        w.write({"type": "metric", "step": s, "tokens": s * 4096, "loss": 3.0 / s, "ce": 2.9 / s, "lr": 1e-3,
-                 "gnorm": 1.0, "tok_s": 1e5, "step_s": 0.1, "mem": 1e9, "train/acc": s / steps})
+        w.write(
+            {
+                "type": "metric",
+                "step": s,
+                "tokens": s * 4096,
+                "loss": 3.0 / s,
+                "ce": 2.9 / s,
+                "lr": 1e-3,
+                "gnorm": 1.0,
+                "tok_s": 1e5,
+                "step_s": 0.1,
+                "mem": 1e9,
+                "train/acc": s / steps,
+            }
+        )
         if s % 100 == 0:
             w.write({"type": "eval", "step": s, "tokens": s * 4096, "val_loss": 2.0, "val_ppl": 7.0})
     w.write({"type": "state", "state": "finished", "step": steps})

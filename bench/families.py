@@ -34,10 +34,30 @@ PRESETS = ("tiny", "hybrid-tiny", "engram-tiny", "lstm-tiny")
 def train(preset: str, steps: int, threads: int, eval_batches: int, run_dir: Path) -> dict[str, float | str]:
     """One CLI run; returns the table row read back from its metrics file."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT))
-    args = [sys.executable, "-m", "engine", "train", "--preset", preset, "--steps", str(steps),
-            "--threads", str(threads), "--device", "cpu", "--run-dir", str(run_dir),
-            "--set", f"train.eval_every={steps}", "--set", f"train.eval_batches={eval_batches}",
-            "--set", "train.sample_every=0", "--set", "train.ckpt_every=0"]
+    args = [
+        sys.executable,
+        "-m",
+        "engine",
+        "train",
+        "--preset",
+        preset,
+        "--steps",
+        str(steps),
+        "--threads",
+        str(threads),
+        "--device",
+        "cpu",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        f"train.eval_every={steps}",
+        "--set",
+        f"train.eval_batches={eval_batches}",
+        "--set",
+        "train.sample_every=0",
+        "--set",
+        "train.ckpt_every=0",
+    ]
     t0 = time.perf_counter()
     done = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -62,11 +82,15 @@ def train(preset: str, steps: int, threads: int, eval_batches: int, run_dir: Pat
 
 
 def table(rows: list[dict[str, float | str]]) -> str:
-    lines = ["| preset | family | params | held-out CE (nats) | bits/byte | train CE (last 10) | tok/s | wall (s) |",
-             "|---|---|--:|--:|--:|--:|--:|--:|"]
+    lines = [
+        "| preset | family | params | held-out CE (nats) | bits/byte | train CE (last 10) | tok/s | wall (s) |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['preset']} | {r['family']} | {r['params']:,} | {r['val_ce']:.3f} | {r['bpb']:.3f} "
-                     f"| {r['train_ce']:.3f} | {r['tok_s']:,.0f} | {r['wall']:.0f} |")
+        lines.append(
+            f"| {r['preset']} | {r['family']} | {r['params']:,} | {r['val_ce']:.3f} | {r['bpb']:.3f} "
+            f"| {r['train_ce']:.3f} | {r['tok_s']:,.0f} | {r['wall']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -86,9 +110,11 @@ def main() -> None:
             rows.append(train(preset, args.steps, args.threads, args.eval_batches, base / preset))
             print(f"{preset}: done in {rows[-1]['wall']:.0f} s", file=sys.stderr, flush=True)
     tokens = rows[0]["tokens"]
-    print(f"{dt.date.today().isoformat()}, {platform.machine()} CPU with {os.cpu_count()} cores, "
-          f"{args.threads} torch threads; {args.steps} steps x {tokens // args.steps:,} tokens = {tokens:,} "
-          f"training tokens each; held-out CE over {args.eval_batches} batches at the last step.\n")
+    print(
+        f"{dt.date.today().isoformat()}, {platform.machine()} CPU with {os.cpu_count()} cores, "
+        f"{args.threads} torch threads; {args.steps} steps x {tokens // args.steps:,} tokens = {tokens:,} "
+        f"training tokens each; held-out CE over {args.eval_batches} batches at the last step.\n"
+    )
     print(table(rows))
 
 

@@ -62,8 +62,10 @@ def environment() -> tuple[bool, int, str, list[str]]:
     name = torch.cuda.get_device_name(0) if cuda else "cpu"
     if cuda:
         peak = S.peak_tflops(name)
-        lines.append(f"device 0: {name}, {gpus} GPU(s); bf16 dense peak "
-                     f"{f'{peak:.0f} TFLOP/s' if peak else 'unknown (no MFU)'}")
+        lines.append(
+            f"device 0: {name}, {gpus} GPU(s); bf16 dense peak "
+            f"{f'{peak:.0f} TFLOP/s' if peak else 'unknown (no MFU)'}"
+        )
     else:
         lines.append("no CUDA device: GPU-only checks are skipped, the rest runs a tiny CPU variant")
     return cuda, gpus, name, lines
@@ -77,11 +79,16 @@ def table(rows: list[tuple[str, str, str, str]], title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default="gpu-check-out", help="folder for table.md, results.json, engines.log")
+    parser.add_argument(
+        "--out", default="gpu-check-out", help="folder for table.md, results.json, engines.log"
+    )
     parser.add_argument("--only", help=f"comma-separated sections: {','.join(SECTIONS)}")
     parser.add_argument("--budget", type=float, default=440.0, help="seconds for all sections together")
-    parser.add_argument("--train-filter", default="", help="only the train runs whose label contains this, "
-                        "e.g. 'hybrid-6m (chunk 32) compiled'")
+    parser.add_argument(
+        "--train-filter",
+        default="",
+        help="only the train runs whose label contains this, e.g. 'hybrid-6m (chunk 32) compiled'",
+    )
     parser.add_argument("--runs", help="folder for the run folders (default: a temporary one)")
     args = parser.parse_args(argv)
     chosen = args.only.split(",") if args.only else list(SECTIONS)
@@ -117,18 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"   ({time.monotonic() - t0:.0f}s)", flush=True)
 
     total = time.monotonic() - start
-    title = f"gpu_check on {name} ({gpus} GPU) — {total:.0f}s" if cuda else f"gpu_check on CPU (no GPU) — {total:.0f}s"
+    title = (
+        f"gpu_check on {name} ({gpus} GPU) — {total:.0f}s"
+        if cuda
+        else f"gpu_check on CPU (no GPU) — {total:.0f}s"
+    )
     text = "\n".join(f"    {ln}" for ln in env_lines) + "\n\n" + table(ctx.rows, title)
     (out / "table.md").write_text(text)
-    (out / "results.json").write_text(json.dumps({"device": name, "gpus": gpus, "seconds": total,
-                                                  "env": env_lines, "rows": ctx.rows}, indent=1))
+    (out / "results.json").write_text(
+        json.dumps(
+            {"device": name, "gpus": gpus, "seconds": total, "env": env_lines, "rows": ctx.rows}, indent=1
+        )
+    )
     with open(out / "engines.log", "w") as f:
         for run in ctx.engines:
             f.write(f"\n===== {run.name} ({run.run_dir})\n{run.log_text()[-20000:]}")
     print("\n" + text, flush=True)
     failed = [r for r in ctx.rows if r[2] == "FAIL"]
-    print(f"{len(failed)} failed, {sum(r[2] == 'PASS' for r in ctx.rows)} passed, "
-          f"{sum(r[2] == 'SKIP' for r in ctx.rows)} skipped", flush=True)
+    print(
+        f"{len(failed)} failed, {sum(r[2] == 'PASS' for r in ctx.rows)} passed, "
+        f"{sum(r[2] == 'SKIP' for r in ctx.rows)} skipped",
+        flush=True,
+    )
     return 1 if failed else 0
 
 

@@ -56,8 +56,15 @@ class EngineRun:
         with open(self.log_path, "ab") as log:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
-            self.proc = subprocess.Popen(cmd, cwd=REPO, env=engine_env(), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=REPO,
+                env=engine_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     # -- records ---------------------------------------------------------------------------------
 
@@ -99,7 +106,9 @@ class EngineRun:
                 got = pred()
                 if got:
                     return got
-                raise CheckFailed(f"{what}: engine exited with code {self.proc.returncode} ({self.last_line()})")
+                raise CheckFailed(
+                    f"{what}: engine exited with code {self.proc.returncode} ({self.last_line()})"
+                )
             if time.monotonic() > end:
                 raise CheckFailed(f"{what}: not seen within {timeout:.0f}s")
             time.sleep(0.05)

@@ -34,8 +34,12 @@ def main() -> int:
     root = Path(tempfile.mkdtemp()) / "runs"
     root.mkdir()
     ended = threading.Event()
-    sup = Supervisor(root, lambda *a: None, lambda n, c, t: (print("exit", n, c, t[-300:]), ended.set()),
-                     lambda n, t: print("warn", n, t))
+    sup = Supervisor(
+        root,
+        lambda *a: None,
+        lambda n, c, t: (print("exit", n, c, t[-300:]), ended.set()),
+        lambda n, t: print("warn", n, t),
+    )
     sup.launch_command([sys.executable, "-c", SCRIPT], "gpu-cmd", "cuda:0")
     from nexus_core.protocol import read_status
 

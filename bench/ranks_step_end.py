@@ -53,8 +53,10 @@ def main() -> None:
         barrier = per_call(dist.barrier, calls)
         if run is not None:
             run.finish()
-            print(f"RankSteering.step_end: {shared:.0f} us/call on {dist.get_world_size()} ranks "
-                  f"(an empty barrier: {barrier:.0f} us)")
+            print(
+                f"RankSteering.step_end: {shared:.0f} us/call on {dist.get_world_size()} ranks "
+                f"(an empty barrier: {barrier:.0f} us)"
+            )
     dist.destroy_process_group()
 
 

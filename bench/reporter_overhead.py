@@ -26,8 +26,13 @@ import nexus  # noqa: E402 - after the path fix, so the bench runs from a checko
 
 def make(device: str, width: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.GELU(), torch.nn.Linear(width, width),
-                                torch.nn.GELU(), torch.nn.Linear(width, 1)).to(device)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(width, width),
+        torch.nn.GELU(),
+        torch.nn.Linear(width, width),
+        torch.nn.GELU(),
+        torch.nn.Linear(width, 1),
+    ).to(device)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
 
 
@@ -68,11 +73,20 @@ def writer_per_step(root: str, device: str, n: int = 5_000) -> float:
     timed on this thread so no other thread's share blurs it."""
     from nexus.writer import STEP, Writer
 
-    writer = Writer(Path(root) / "writer-bench", {}) if (Path(root) / "writer-bench").mkdir() is None else None
+    writer = (
+        Writer(Path(root) / "writer-bench", {}) if (Path(root) / "writer-bench").mkdir() is None else None
+    )
     loss = torch.ones((), device=device)
     for i in range(n):
-        writer.put({"type": STEP, "step": i, "time": time.time(), "lr": None,
-                    "values": {"loss": loss.detach(), "lr": 1e-3, "tokens": i, "train/acc": 0.5}})
+        writer.put(
+            {
+                "type": STEP,
+                "step": i,
+                "time": time.time(),
+                "lr": None,
+                "values": {"loss": loss.detach(), "lr": 1e-3, "tokens": i, "train/acc": 0.5},
+            }
+        )
     t0 = time.perf_counter()
     while writer.queue:  # a pass files at most one chunk
         writer._flush()
@@ -106,8 +120,10 @@ def main() -> int:
         writer_us = writer_per_step(root, args.device)
     p, r = statistics.median(plain), statistics.median(reported)
     step_us = (1 / r - 1 / p) * 1e6
-    print(f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU, 1 thread'}), "
-          f"MLP width {args.width}, batch {args.batch}, {args.blocks} x {args.steps} steps per loop")
+    print(
+        f"device {args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'CPU, 1 thread'}), "
+        f"MLP width {args.width}, batch {args.batch}, {args.blocks} x {args.steps} steps per loop"
+    )
     print(f"plain loop:      {p:9.1f} steps/s (median block; {min(plain):.1f}..{max(plain):.1f})")
     print(f"with reporter:   {r:9.1f} steps/s (median block; {min(reported):.1f}..{max(reported):.1f})")
     print(f"ratio:           {r / p:9.4f}  (goal >= 0.99)")

@@ -45,9 +45,17 @@ EVAL_EVERY = 10_000
 
 def metric_fields(step: int) -> dict:
     loss = 2.0 + 3.0 / math.sqrt(step) + 0.05 * math.sin(step * 0.37) + (0.8 if step % 99_991 == 0 else 0.0)
-    return {"step": step, "tokens": step * 4096, "loss": loss, "ce": loss - 0.01, "lr": 3e-4 * min(1.0, step / 2000),
-            "gnorm": 0.5 + 1.0 / math.sqrt(step), "tok_s": 30000.0 + (step % 17) * 10, "step_s": 0.13,
-            "mem": 1_500_000_000 + (step % 5) * 4096}
+    return {
+        "step": step,
+        "tokens": step * 4096,
+        "loss": loss,
+        "ce": loss - 0.01,
+        "lr": 3e-4 * min(1.0, step / 2000),
+        "gnorm": 0.5 + 1.0 / math.sqrt(step),
+        "tok_s": 30000.0 + (step % 17) * 10,
+        "step_s": 0.13,
+        "mem": 1_500_000_000 + (step % 5) * 4096,
+    }
 
 
 def write_run(run_dir: Path, n: int) -> None:
@@ -64,22 +72,47 @@ def write_run(run_dir: Path, n: int) -> None:
             stale.unlink()
     t = time.perf_counter()
     w = RecordWriter(run_dir / "metrics.msgpack")
-    w.write({"type": "hello", "run": run_dir.name, "protocol": 1, "config": {"train": {"steps": n}}, "pid": 1,
-             "device": "cpu", "params": 1_000_000, "total_steps": n, "start_step": 0, "model": "transformer",
-             "resumed_from": None})
+    w.write(
+        {
+            "type": "hello",
+            "run": run_dir.name,
+            "protocol": 1,
+            "config": {"train": {"steps": n}},
+            "pid": 1,
+            "device": "cpu",
+            "params": 1_000_000,
+            "total_steps": n,
+            "start_step": 0,
+            "model": "transformer",
+            "resumed_from": None,
+        }
+    )
     w.write({"type": "state", "state": "running", "step": 0, "reason": ""})
     for step in range(1, n + 1):
         w.write({"type": "metric", **metric_fields(step)})
         if step % EVAL_EVERY == 0:
             val = 2.1 + 3.0 / math.sqrt(step)
-            w.write({"type": "eval", "step": step, "tokens": step * 4096, "val_loss": val, "val_ppl": math.exp(val),
-                     "best": True})
-    w.write({"type": "state", "state": "finished", "step": n, "reason": "reached total_steps", "exit_code": 0})
+            w.write(
+                {
+                    "type": "eval",
+                    "step": step,
+                    "tokens": step * 4096,
+                    "val_loss": val,
+                    "val_ppl": math.exp(val),
+                    "best": True,
+                }
+            )
+    w.write(
+        {"type": "state", "state": "finished", "step": n, "reason": "reached total_steps", "exit_code": 0}
+    )
     w.close()
     write_status(run_dir, {"pid": 1, "state": "finished", "step": n, "total_steps": n, "device": "cpu"})
     done.write_text(f"{n}\n")
-    print(f"  wrote {n:,} steps in {time.perf_counter() - t:.1f}s "
-          f"({(run_dir / 'metrics.msgpack').stat().st_size / 1e6:.0f} MB)", file=sys.stderr)
+    print(
+        f"  wrote {n:,} steps in {time.perf_counter() - t:.1f}s "
+        f"({(run_dir / 'metrics.msgpack').stat().st_size / 1e6:.0f} MB)",
+        file=sys.stderr,
+    )
 
 
 # -- children: each prints one JSON line ------------------------------------------------------------------------
@@ -137,8 +170,9 @@ def child_open(root: Path, n: int, t_start: float) -> None:
                     chart = panel.chart(key)
                     if not any(len(c.xs) and c.xs[-1] == n for c in chart.spec.curves):
                         return False
-                    if hasattr(chart, "_chart_built") and (chart._chart_built is None
-                                                           or chart._chart_built[0] != chart._chart_sig):
+                    if hasattr(chart, "_chart_built") and (
+                        chart._chart_built is None or chart._chart_built[0] != chart._chart_sig
+                    ):
                         return False  # handed to the chart but not drawn yet (waiting for a live slot)
                 return True
 
@@ -194,10 +228,16 @@ def child_ingest(path: Path, n: int) -> None:
     if hasattr(engine_io, "widen_pipe"):  # the supervisor's pipe, as it sets it up
         engine_io.widen_pipe(r)
     writer = subprocess.Popen(
-        [sys.executable, "-c",
-         "import os,sys\nfd=int(sys.argv[1])\nwith open(sys.argv[2],'rb') as f:\n"
-         " while b:=f.read(1<<16):\n  v=memoryview(b)\n  while v: v=v[os.write(fd,v):]\n",
-         str(w), str(path)], pass_fds=(w,))
+        [
+            sys.executable,
+            "-c",
+            "import os,sys\nfd=int(sys.argv[1])\nwith open(sys.argv[2],'rb') as f:\n"
+            " while b:=f.read(1<<16):\n  v=memoryview(b)\n  while v: v=v[os.write(fd,v):]\n",
+            str(w),
+            str(path),
+        ],
+        pass_fds=(w,),
+    )
     os.close(w)
     first: list[float] = []
 
@@ -210,7 +250,9 @@ def child_ingest(path: Path, n: int) -> None:
             store.ingest_batch("live", None, batch)
 
     t0 = time.perf_counter()
-    engine_io.read_pipe(r, lambda: writer.poll() is not None, deliver, lambda text: None, threading.Event(), 0.05)
+    engine_io.read_pipe(
+        r, lambda: writer.poll() is not None, deliver, lambda text: None, threading.Event(), 0.05
+    )
     elapsed = time.perf_counter() - t0
     writer.wait()
     got = len(store.get("live").series["ce"])
@@ -229,8 +271,10 @@ def write_tb(logdir: Path, n: int) -> None:
     w = SummaryWriter(str(logdir))
     for step in range(1, n + 1):
         f = metric_fields(step)
-        vals = [Summary.Value(tag=k, simple_value=float(f[k]))
-                for k in ("tokens", "loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem")]
+        vals = [
+            Summary.Value(tag=k, simple_value=float(f[k]))
+            for k in ("tokens", "loss", "ce", "lr", "gnorm", "tok_s", "step_s", "mem")
+        ]
         if step % EVAL_EVERY == 0:
             vals.append(Summary.Value(tag="val_loss", simple_value=2.1 + 3.0 / math.sqrt(step)))
         w.file_writer.add_summary(Summary(value=vals), step)
@@ -253,7 +297,9 @@ def child_tb(logdir: Path) -> None:
 
 
 def run_child(args: list[str], env: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, __file__, *args], capture_output=True, text=True, env=env, timeout=1800
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode or not lines:
         return {"error": (proc.stderr.strip().splitlines() or ["no output"])[-1]}
@@ -265,12 +311,20 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--huge", action="store_true", help="also 1e7 steps (writing it takes minutes, once)")
     ap.add_argument("--no-tb", action="store_true", help="skip the TensorBoard peer")
-    ap.add_argument("--tb-max", type=int, default=1_000_000,
-                    help="the TensorBoard peer only up to this many steps (it loads 1e6 in ~100 s here)")
+    ap.add_argument(
+        "--tb-max",
+        type=int,
+        default=1_000_000,
+        help="the TensorBoard peer only up to this many steps (it loads 1e6 in ~100 s here)",
+    )
     ap.add_argument("--no-ingest", action="store_true")
     ap.add_argument("--dir", type=Path, default=Path("/tmp/nexus-scale"))
-    ap.add_argument("--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)")
-    ap.add_argument("--frames", type=int, default=0, help="only time the empty app's first frame, this many times")
+    ap.add_argument(
+        "--code", type=Path, default=ROOT, help="the checkout whose Nexus to measure (before/after)"
+    )
+    ap.add_argument(
+        "--frames", type=int, default=0, help="only time the empty app's first frame, this many times"
+    )
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -292,27 +346,41 @@ def main() -> None:
             tb_ok = False
             print("tensorboard not importable: no peer column (pip install tensorboard)")
     code = str(args.code.resolve())
-    env = {**os.environ, "XDG_CONFIG_HOME": str(args.dir / "config"), "PYTHONPATH": code, "NEXUS_BENCH_CODE": code,
-           "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(args.dir / "config"),
+        "PYTHONPATH": code,
+        "NEXUS_BENCH_CODE": code,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     print(f"code from {code}")
     empty = args.dir / "empty"
     empty.mkdir(parents=True, exist_ok=True)
     if args.frames:
-        frames = sorted(run_child(["--child", "open", str(empty), "0", repr(time.time())], env).get("first_frame_s",
-                                                                                                   float("nan"))
-                        for _ in range(args.frames))
-        print(f"empty app, first frame x{args.frames}: median {frames[len(frames) // 2]:.3f}s, "
-              f"min {frames[0]:.3f}s, max {frames[-1]:.3f}s ({' '.join(f'{f:.3f}' for f in frames)}; "
-              f"load {os.getloadavg()[0]:.1f})")
+        frames = sorted(
+            run_child(["--child", "open", str(empty), "0", repr(time.time())], env).get(
+                "first_frame_s", float("nan")
+            )
+            for _ in range(args.frames)
+        )
+        print(
+            f"empty app, first frame x{args.frames}: median {frames[len(frames) // 2]:.3f}s, "
+            f"min {frames[0]:.3f}s, max {frames[-1]:.3f}s ({' '.join(f'{f:.3f}' for f in frames)}; "
+            f"load {os.getloadavg()[0]:.1f})"
+        )
         return
     base = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
     base_rss = run_child(["--child", "open", str(empty), "0", repr(time.time())], env)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"empty app: first frame {base.get('first_frame_s', float('nan')):.2f}s / "
-          f"{base_rss.get('first_frame_s', float('nan')):.2f}s, peak RSS {base_rss.get('rss_mb', float('nan')):.0f} MB, "
-          f"private {base_rss.get('anon_mb', float('nan')):.0f} MB")
-    print(f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
-          f"{'private':>12} {'child':>7} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
+        f"empty app: first frame {base.get('first_frame_s', float('nan')):.2f}s / "
+        f"{base_rss.get('first_frame_s', float('nan')):.2f}s, peak RSS {base_rss.get('rss_mb', float('nan')):.0f} MB, "
+        f"private {base_rss.get('anon_mb', float('nan')):.0f} MB"
+    )
+    print(
+        f"{'steps':>10} {'open cold':>10} {'open warm':>10} {'first frame':>11} {'RSS cold/warm':>14} "
+        f"{'private':>12} {'child':>7} {'redraw':>8} {'ingest rec/s':>13} {'TB load':>8} {'TB/Nexus':>9}"
+    )
     for n in sizes:
         root = args.dir / f"runs-{n}"
         write_run(root / f"run{n}", n)
@@ -322,8 +390,11 @@ def main() -> None:
         if "error" in cold or "error" in warm:
             print(f"{n:>10,} open failed: {cold.get('error') or warm.get('error')}")
             continue
-        ingest = {} if args.no_ingest else run_child(
-            ["--child", "ingest", str(root / f"run{n}" / "metrics.msgpack"), str(n)], env)
+        ingest = (
+            {}
+            if args.no_ingest
+            else run_child(["--child", "ingest", str(root / f"run{n}" / "metrics.msgpack"), str(n)], env)
+        )
         tb = {}
         if tb_ok and n <= args.tb_max:
             logdir = args.dir / f"tb-{n}"
@@ -332,11 +403,13 @@ def main() -> None:
         rate = f"{ingest['ingest_rps']:>13,.0f}" if "ingest_rps" in ingest else f"{'-':>13}"
         tb_s = f"{tb['tb_s']:>7.2f}s" if "tb_s" in tb else f"{'-':>8}"
         ratio = f"{tb['tb_s'] / warm['open_s']:>8.1f}x" if "tb_s" in tb else f"{'-':>9}"
-        print(f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
-              f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {cold['anon_mb']:>4.0f}/{warm['anon_mb']:>4.0f} MB "
-              f"{cold['child_rss_mb']:>4.0f} MB "
-              f"{warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}  (load {os.getloadavg()[0]:.1f})",
-              flush=True)
+        print(
+            f"{n:>10,} {cold['open_s']:>9.2f}s {warm['open_s']:>9.2f}s {warm['first_frame_s']:>10.2f}s "
+            f"{cold['rss_mb']:>6.0f}/{warm['rss_mb']:>4.0f} MB {cold['anon_mb']:>4.0f}/{warm['anon_mb']:>4.0f} MB "
+            f"{cold['child_rss_mb']:>4.0f} MB "
+            f"{warm['redraw_ms']:>6.1f}ms {rate} {tb_s} {ratio}  (load {os.getloadavg()[0]:.1f})",
+            flush=True,
+        )
         if ingest and not ingest.get("ok", True):
             print(f"  ingest: {ingest}")
 

@@ -72,7 +72,9 @@ def preset_figures(name: str, overrides: dict[str, int] | None = None) -> float:
     t = best_of(step)
     tokens = cfg.train.batch_size * cfg.model.seq_len
     extra = " ".join(f"{k}={v}" for k, v in (overrides or {}).items())
-    print(f"  {name:12s} {extra:14s} {model.num_params():>9,d} params  {t * 1e3:7.1f} ms/step  {tokens / t:7.0f} tok/s")
+    print(
+        f"  {name:12s} {extra:14s} {model.num_params():>9,d} params  {t * 1e3:7.1f} ms/step  {tokens / t:7.0f} tok/s"
+    )
     return t
 
 

@@ -87,11 +87,15 @@ def main() -> int:
         loop_s, caller_cpu, finish_s, kept, lost = tight_loop(root, args.calls, args.keys)
     print("(wall-clock rates move with the machine's load; per-CPU-second rates much less)")
     print(f"bare RecordWriter:   {bare:10,.0f} records/s  {bare_cpu:10,.0f} per CPU s (one write() each)")
-    print(f"writer thread alone: {alone:10,.0f} steps/s    {alone_cpu:10,.0f} per CPU s, {args.keys} numbers a step "
-          f"({alone / bare:.2f}x / {alone_cpu / bare_cpu:.2f}x the bare writer)")
-    print(f"tight loop:          {args.calls:,} log() calls in {loop_s:.2f} s ({loop_s / args.calls * 1e6:.2f} us "
-          f"a call by the wall clock, {caller_cpu / args.calls * 1e6:.2f} us of the caller's CPU; the writer "
-          f"shares the GIL), finish {finish_s:.2f} s")
+    print(
+        f"writer thread alone: {alone:10,.0f} steps/s    {alone_cpu:10,.0f} per CPU s, {args.keys} numbers a step "
+        f"({alone / bare:.2f}x / {alone_cpu / bare_cpu:.2f}x the bare writer)"
+    )
+    print(
+        f"tight loop:          {args.calls:,} log() calls in {loop_s:.2f} s ({loop_s / args.calls * 1e6:.2f} us "
+        f"a call by the wall clock, {caller_cpu / args.calls * 1e6:.2f} us of the caller's CPU; the writer "
+        f"shares the GIL), finish {finish_s:.2f} s"
+    )
     print(f"records on file:     {kept:,}   lost {lost}")
     return 0 if lost == 0 else 1
 

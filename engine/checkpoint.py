@@ -112,8 +112,9 @@ def save_checkpoint(
     return final, best
 
 
-def _write_folder(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any],
-                  best: bool) -> tuple[dict[str, Any], bool]:
+def _write_folder(
+    tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, meta: dict[str, Any], best: bool
+) -> tuple[dict[str, Any], bool]:
     """The three files of a checkpoint into `tmp`; returns (meta as written, best)."""
     import torch
 
@@ -129,13 +130,21 @@ def _write_folder(tmp: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
         tensors[f"model_state.{key}"] = t.detach().to("cpu").contiguous()
     _save_tensors(tensors, tmp / OPTIM_FILE)
 
-    meta = {**meta, "format": FORMAT_VERSION, "optimizer": structure, "best": best, "finite": finite,
-            "saved_at": time.time()}
+    meta = {
+        **meta,
+        "format": FORMAT_VERSION,
+        "optimizer": structure,
+        "best": best,
+        "finite": finite,
+        "saved_at": time.time(),
+    }
     write_new(tmp / META_FILE, json.dumps(meta, indent=1), fsync=True)
     return meta, best
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def _save_tensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """safetensors' save_file, with its I/O failures as the OSError they are (a full disk is an
     alert the trainer knows, not an unknown SafetensorError)."""
     from safetensors import SafetensorError
@@ -162,7 +171,7 @@ def prune(run_dir: str | Path, keep_last: int) -> list[Path]:
     """Delete all but the newest `keep_last` checkpoints, always keeping the best and latest."""
     root = checkpoints_root(run_dir)
     done = list_checkpoints(run_dir)
-    keep = {p.name for p in done[-max(keep_last, 1):]}
+    keep = {p.name for p in done[-max(keep_last, 1) :]}
     for pointer in (BEST, LATEST):
         p = root / pointer
         if p.is_symlink():
@@ -235,7 +244,9 @@ def _plain(v: Any) -> Any:
         return {str(k): _plain(x) for k, x in v.items()}
     if v is None or isinstance(v, (bool, int, float, str)):
         return v
-    raise TypeError(f"optimizer state holds a {type(v).__name__}, which a checkpoint cannot store without pickle")
+    raise TypeError(
+        f"optimizer state holds a {type(v).__name__}, which a checkpoint cannot store without pickle"
+    )
 
 
 def _unplain(v: Any) -> Any:
@@ -278,20 +289,25 @@ def load_checkpoint(
     if config is not None:
         bad = config_mismatches(meta["config"], config)
         if bad:
-            raise CheckpointError(f"checkpoint {ckpt_dir.name} does not match this run's config: {'; '.join(bad)}")
+            raise CheckpointError(
+                f"checkpoint {ckpt_dir.name} does not match this run's config: {'; '.join(bad)}"
+            )
     weights = _read_tensors(ckpt_dir / MODEL_FILE, expand_aliases=True)
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     extra = sorted(set(weights) - set(own))
     shapes = sorted(k for k in set(own) & set(weights) if tuple(own[k].shape) != tuple(weights[k].shape))
     if missing or extra or shapes:
-        parts = [f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                 for label, keys in (("missing", missing), ("unexpected", extra), ("shape differs", shapes)) if keys]
+        parts = [
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", extra), ("shape differs", shapes))
+            if keys
+        ]
         raise CheckpointError(f"checkpoint {ckpt_dir.name} does not fit this model ({'; '.join(parts)})")
     extras = _read_tensors(ckpt_dir / OPTIM_FILE) if optimizer is not None or restore_rng else {}
 
     model.load_state_dict(weights)
-    state_keys = {k[len("model_state."):]: t for k, t in extras.items() if k.startswith("model_state.")}
+    state_keys = {k[len("model_state.") :]: t for k, t in extras.items() if k.startswith("model_state.")}
     load_state = getattr(model, "load_state_tensors", None)
     if state_keys and callable(load_state):
         load_state(state_keys)
@@ -318,16 +334,24 @@ def _read_tensors(path: Path, expand_aliases: bool = False) -> dict[str, torch.T
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
             aliases = json.loads((f.metadata() or {}).get("aliases", "{}")) if expand_aliases else {}
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {path.parent.name} is corrupt: {path.name} unreadable ({e})") from None
+        raise CheckpointError(
+            f"checkpoint {path.parent.name} is corrupt: {path.name} unreadable ({e})"
+        ) from None
     for alias, canonical in aliases.items():
         if canonical not in tensors:
-            raise CheckpointError(f"checkpoint {path.parent.name} is corrupt: alias {alias} -> missing {canonical}")
+            raise CheckpointError(
+                f"checkpoint {path.parent.name} is corrupt: alias {alias} -> missing {canonical}"
+            )
         tensors[alias] = tensors[canonical]
     return tensors
 
 
-def _load_optimizer(ckpt_dir: Path, optimizer: torch.optim.Optimizer, structure: dict[str, Any],
-                    tensors: dict[str, torch.Tensor]) -> None:
+def _load_optimizer(
+    ckpt_dir: Path,
+    optimizer: torch.optim.Optimizer,
+    structure: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     try:
         for pid, entries in structure["state"].items():
@@ -337,7 +361,9 @@ def _load_optimizer(ckpt_dir: Path, optimizer: torch.optim.Optimizer, structure:
         sd = {"state": state, "param_groups": _unplain(structure["param_groups"])}
         optimizer.load_state_dict(sd)
     except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {ckpt_dir.name}: optimizer state does not fit this run ({e})") from None
+        raise CheckpointError(
+            f"checkpoint {ckpt_dir.name}: optimizer state does not fit this run ({e})"
+        ) from None
 
 
 def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
@@ -351,8 +377,9 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
                 torch.cuda.set_rng_state(tensors[f"rng.cuda.{i}"], i)
 
 
-def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
-                       device: str = "cpu") -> tuple[Any, Any, torch.device]:
+def load_for_inference(
+    config: Any, run_dir: str | Path, ckpt_dir: str | Path, device: str = "cpu"
+) -> tuple[Any, Any, torch.device]:
     """(model in eval mode, tokenizer, device) from a run's config and one checkpoint, for
     `generate` and `eval`. Needs only the run's saved tokenizer, never the corpus."""
     from engine.device import resolve_device
@@ -361,7 +388,9 @@ def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
     from nexus_core.errors import DataError
 
     def no_texts() -> list[str]:
-        raise DataError(f"run folder {run_dir} has no tokenizer.json for its BPE tokenizer; it cannot be sampled")
+        raise DataError(
+            f"run folder {run_dir} has no tokenizer.json for its BPE tokenizer; it cannot be sampled"
+        )
 
     dev = resolve_device(device)
     tokenizer = load_or_train(config.data, Path(run_dir), no_texts)
@@ -370,4 +399,3 @@ def load_for_inference(config: Any, run_dir: str | Path, ckpt_dir: str | Path,
     load_checkpoint(ckpt_dir, model, None, config=config.to_dict(), restore_rng=False)
     model.eval()
     return model, tokenizer, dev
-

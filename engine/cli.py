@@ -34,7 +34,10 @@ PROG_ENV = "NEXUS_PROG"
 """Set by the `nexus` console script before it execs us, so messages name the command the user typed."""
 
 
-TRUST_HELP = "act on a run folder that is not yours or reads data from outside your data roots (see docs/SECURITY.md)"
+TRUST_HELP = (
+    "act on a run folder that is not yours or reads data from outside your data roots (see docs/SECURITY.md)"
+)
+
 
 def prog() -> str:
     """The command a user would type to reach this engine: `nexus` when started through the console
@@ -56,18 +59,28 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="start a new run")
     train.add_argument("--preset", help=f"a shipped preset: {', '.join(C.preset_names())} (default tiny)")
     train.add_argument("--config", help="a TOML config file, applied over the preset")
-    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override one value, e.g. --set optim.lr=1e-3 (repeatable)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one value, e.g. --set optim.lr=1e-3 (repeatable)",
+    )
     train.add_argument("--steps", type=int, help="total steps of the schedule (train.steps)")
     train.add_argument("--name", help="run name (default: the run folder's name)")
     train.add_argument("--run-dir", help="run folder (default: runs/NAME)")
-    train.add_argument("--check", action="store_true",
-                       help="only validate the config, overrides and run folder; create nothing, print ok")
+    train.add_argument(
+        "--check",
+        action="store_true",
+        help="only validate the config, overrides and run folder; create nothing, print ok",
+    )
     _common(train)
 
     resume = sub.add_parser("resume", help="continue a run from a checkpoint")
     resume.add_argument("--run-dir", required=True)
-    resume.add_argument("--from", dest="ckpt", help="checkpoint: latest (default), best, step_000200, 200 or a path")
+    resume.add_argument(
+        "--from", dest="ckpt", help="checkpoint: latest (default), best, step_000200, 200 or a path"
+    )
     resume.add_argument("--steps", type=int, help="new total steps (extends the schedule)")
     resume.add_argument("--lr", type=float, help="target LR, reached linearly over --ramp-steps")
     resume.add_argument("--ramp-steps", type=int, help="steps of the linear LR ramp (0 = jump)")
@@ -105,10 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N | mps")
     p.add_argument("--threads", type=int, help="torch CPU threads (0 = torch's default)")
-    p.add_argument("--stop-at", type=int, help="train only up to this step of the schedule, then checkpoint and exit")
+    p.add_argument(
+        "--stop-at", type=int, help="train only up to this step of the schedule, then checkpoint and exit"
+    )
     p.add_argument("--metrics-fd", type=int, help="also stream records to this inherited pipe fd")
-    p.add_argument("--nproc", type=int, default=1,
-                   help="processes for this one run (torchrun; one per GPU with --device cuda, gloo on the CPU)")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes for this one run (torchrun; one per GPU with --device cuda, gloo on the CPU)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,9 +169,23 @@ def _tell_pipe(args: argparse.Namespace | None, reason: str) -> None:
     if fd is None:
         return
     now = time.time()
-    alert = {"type": P.ALERT, "kind": "crash", "step": 0, "text": f"could not start: {reason}", "seq": -1, "time": now}
-    state = {"type": P.STATE, "state": P.FAILED, "step": 0, "reason": reason, "exit_code": EXIT_USER_ERROR,
-             "seq": -1, "time": now}
+    alert = {
+        "type": P.ALERT,
+        "kind": "crash",
+        "step": 0,
+        "text": f"could not start: {reason}",
+        "seq": -1,
+        "time": now,
+    }
+    state = {
+        "type": P.STATE,
+        "state": P.FAILED,
+        "step": 0,
+        "reason": reason,
+        "exit_code": EXIT_USER_ERROR,
+        "seq": -1,
+        "time": now,
+    }
     with contextlib.suppress(OSError):
         os.write(fd, P.pack(alert) + P.pack(state))
 
@@ -186,7 +219,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     metrics = run_dir / P.METRICS_FILE
     _refuse_used(run_dir, metrics)  # before anything is created; again under the lock below
     if args.check:  # the dashboard's launch form asks this before it creates anything (torch-free)
-        print(P.clean_text(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps"))
+        print(
+            P.clean_text(f"ok: {run_dir} would train {cfg.preset or 'a config'} for {cfg.train.steps} steps")
+        )
         return 0
     from engine.distributed import launch_rank
 
@@ -212,14 +247,18 @@ def _refuse_used(run_dir: Path, metrics: Path, locked_by_us: bool = False) -> No
     if not locked_by_us:
         refuse_if_in_use(run_dir)  # a live engine is named first: "already has metrics" would hide it
     if metrics.exists() and metrics.stat().st_size > 0:
-        raise ConfigError(f"run folder {run_dir} already has metrics: use `{prog()} resume "
-                          f"--run-dir {run_dir}`, or another --run-dir")
+        raise ConfigError(
+            f"run folder {run_dir} already has metrics: use `{prog()} resume "
+            f"--run-dir {run_dir}`, or another --run-dir"
+        )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run_dir = _existing_run(args.run_dir, write=True, command="resume", trust=args.trust_foreign)
     rank = int(os.environ.get("RANK", "0")) if _under_torchrun() else 0
-    if args.nproc <= 1 and rank == 0:  # under torchrun rank 0 holds it; with --nproc, rank 0 after the relaunch
+    if (
+        args.nproc <= 1 and rank == 0
+    ):  # under torchrun rank 0 holds it; with --nproc, rank 0 after the relaunch
         hold_run_folder(run_dir)
     cfg = _run_config(run_dir)
     _apply_common(cfg, args)
@@ -263,10 +302,14 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
     """`--nproc N`: replace this process by `torchrun --standalone --nproc-per-node N -m engine ...`
     with the same arguments (and the run folder made explicit, so every rank picks the same one)."""
     if _under_torchrun():
-        raise ConfigError("--nproc starts torchrun itself; under torchrun give --nproc-per-node to torchrun instead")
+        raise ConfigError(
+            "--nproc starts torchrun itself; under torchrun give --nproc-per-node to torchrun instead"
+        )
     if args.metrics_fd is not None:
-        raise ConfigError("--metrics-fd cannot reach torchrun's worker processes; leave it out and follow "
-                          f"{run_dir / P.METRICS_FILE} (the dashboard attaches to the run folder)")
+        raise ConfigError(
+            "--metrics-fd cannot reach torchrun's worker processes; leave it out and follow "
+            f"{run_dir / P.METRICS_FILE} (the dashboard attaches to the run folder)"
+        )
     rest, skip = [], False
     for a in args.argv:
         if skip:
@@ -278,8 +321,16 @@ def _relaunch_under_torchrun(args: argparse.Namespace, run_dir: Path) -> None:
     if args.command == "train" and not args.run_dir:
         rest += ["--run-dir", str(run_dir)]
     # Isolated like every engine launch (protocol.engine_argv): no worker imports from the cwd.
-    cmd = [children.PYTHON, "-I", "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.nproc}",
-           "--no-python", *children.nexus_argv("engine", *rest)]
+    cmd = [
+        children.PYTHON,
+        "-I",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        "--no-python",
+        *children.nexus_argv("engine", *rest),
+    ]
     sys.stdout.flush()
     children.become(cmd, env=children.child_env())
 
@@ -311,7 +362,9 @@ def _check_source(cfg: C.Config) -> None:
     if src != "stdlib" and not Path(src).expanduser().exists():
         from nexus_core.errors import DataError
 
-        raise DataError(f"data.source {src!r} does not exist; give 'stdlib', a text file, or a folder of text files")
+        raise DataError(
+            f"data.source {src!r} does not exist; give 'stdlib', a text file, or a folder of text files"
+        )
 
 
 def _write_config(run_dir: Path, cfg: C.Config) -> None:
@@ -345,7 +398,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from engine.sampling import generate
 
     model, tokenizer, device = ckpt.load_for_inference(cfg, run_dir, path, args.device or "cpu")
-    text = generate(model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, device, args.seed)
+    text = generate(
+        model, tokenizer, args.prompt, args.tokens, args.temperature, args.top_k, device, args.seed
+    )
     print(P.clean_text(args.prompt + text, multiline=True))  # a model can emit ESC bytes too
     return 0
 
@@ -366,9 +421,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batches must be at least 1, got {n}")
     batches = eval_batches(corpus.val, cfg.train.batch_size, cfg.model.seq_len, n, cfg.train.seed, device)
     ce = held_out_ce(model, batches, device, autocast_dtype(device, cfg.train.dtype))
-    print(f"{P.clean_text(path.name)}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
-          f"(pure CE over {n} batches of {cfg.train.batch_size}x{cfg.model.seq_len} tokens; "
-          f"unigram entropy {corpus.unigram_entropy:.3f})")
+    print(
+        f"{P.clean_text(path.name)}: val_loss {ce:.4f}  val_ppl {math.exp(min(ce, 700.0)):.3f}  "
+        f"(pure CE over {n} batches of {cfg.train.batch_size}x{cfg.model.seq_len} tokens; "
+        f"unigram entropy {corpus.unigram_entropy:.3f})"
+    )
     return 0
 
 

@@ -306,7 +306,7 @@ def get_batch(
     slice of them: the run sees exactly the batches of one process with the whole batch."""
     n = _windows(tokens, seq_len)
     offsets = torch.randint(0, n, (batch_size * world,), generator=_generator(seed, position, 0))
-    return _gather(tokens, offsets[rank * batch_size:(rank + 1) * batch_size], seq_len, device)
+    return _gather(tokens, offsets[rank * batch_size : (rank + 1) * batch_size], seq_len, device)
 
 
 def eval_batches(
@@ -327,8 +327,14 @@ def eval_batches(
 
 
 def contiguous_streams(
-    tokens: torch.Tensor, batch_size: int, seq_len: int, position: int, device: str | torch.device = "cpu",
-    *, rank: int = 0, world: int = 1,
+    tokens: torch.Tensor,
+    batch_size: int,
+    seq_len: int,
+    position: int,
+    device: str | torch.device = "cpu",
+    *,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch `position` of B contiguous streams: the corpus is cut into B equal parts and row b of
     batch s+1 starts where row b of batch s ended, so a stateful model's carried state stays valid.

@@ -92,7 +92,7 @@ class Dist:
             flat.div_(self.world)
             offset = 0
             for t in bucket:
-                t.copy_(flat[offset:offset + t.numel()].view_as(t))
+                t.copy_(flat[offset : offset + t.numel()].view_as(t))
                 offset += t.numel()
 
     def share_steering(self, trainer: Any) -> None:
@@ -106,8 +106,11 @@ class Dist:
             return
         schedule = trainer.schedule.to_dict() if self.is_main else None
         changed = self.is_main and schedule != self._sent_schedule
-        flags = torch.tensor([self._stop_code(trainer), int(self.is_main and trainer.paused), int(changed)],
-                             dtype=torch.int64, device=self.device)
+        flags = torch.tensor(
+            [self._stop_code(trainer), int(self.is_main and trainer.paused), int(changed)],
+            dtype=torch.int64,
+            device=self.device,
+        )
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         stop, paused, new_schedule = flags.tolist()
         if stop and not trainer.stop_reason:
@@ -131,7 +134,9 @@ class Dist:
         """0, or (rank + 1) * 256 + the signal number (0 for a stop command) of a stop this rank wants."""
         if not (trainer.stop_reason or self.pending_stop):
             return 0
-        signum = int(signal.Signals[self.pending_stop]) if self.pending_stop and not trainer.stop_reason else 0
+        signum = (
+            int(signal.Signals[self.pending_stop]) if self.pending_stop and not trainer.stop_reason else 0
+        )
         return (self.rank + 1) * 256 + signum
 
     def catch_signals(self) -> None:
@@ -188,8 +193,13 @@ def setup(device_spec: str) -> Dist:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     try:
-        dist.init_process_group(backend, rank=rank, world_size=world, timeout=TIMEOUT,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(
+            backend,
+            rank=rank,
+            world_size=world,
+            timeout=TIMEOUT,
+            device_id=device if device.type == "cuda" else None,
+        )
     except (RuntimeError, ValueError) as e:
         raise ConfigError(f"cannot join the torchrun process group ({backend}): {e}") from None
     world_ = Dist(device, world, rank, local, active=True)
@@ -212,12 +222,16 @@ def _device_for(spec: str, local_rank: int, world: int) -> torch.device:
     if spec in ("cuda", "auto") and torch.cuda.is_available():
         count = torch.cuda.device_count()
         if local_rank >= count:
-            raise ConfigError(f"torchrun started {local_rank + 1}+ processes on this machine but it has {count} "
-                              "CUDA device(s); lower --nproc-per-node")
+            raise ConfigError(
+                f"torchrun started {local_rank + 1}+ processes on this machine but it has {count} "
+                "CUDA device(s); lower --nproc-per-node"
+            )
         return torch.device("cuda", local_rank)
     if spec.startswith("cuda:") and world > 1:
-        raise ConfigError(f"--device {spec} pins every torchrun process to one GPU; give --device cuda "
-                          "(each process takes cuda:LOCAL_RANK) or cpu")
+        raise ConfigError(
+            f"--device {spec} pins every torchrun process to one GPU; give --device cuda "
+            "(each process takes cuda:LOCAL_RANK) or cpu"
+        )
     device = resolve_device(spec)
     if device.type == "mps":
         raise ConfigError("torchrun has no process-group backend for mps; use --device cpu or cuda")

@@ -32,8 +32,14 @@ class HealthWatch:
     One alert per kind per `cooldown` steps, so a rough patch is one line, not a flood.
     """
 
-    def __init__(self, window: int = 50, k: float = 4.0, gnorm_factor: float = 10.0,
-                 min_samples: int = 20, cooldown: int = 50) -> None:
+    def __init__(
+        self,
+        window: int = 50,
+        k: float = 4.0,
+        gnorm_factor: float = 10.0,
+        min_samples: int = 20,
+        cooldown: int = 50,
+    ) -> None:
         self.losses: deque[float] = deque(maxlen=window)
         self.gnorms: deque[float] = deque(maxlen=window)
         self.k, self.gnorm_factor, self.min_samples, self.cooldown = k, gnorm_factor, min_samples, cooldown
@@ -46,17 +52,24 @@ class HealthWatch:
             mean, std = statistics.fmean(self.losses), statistics.pstdev(self.losses)
             limit = mean + self.k * max(std, 1e-3 * abs(mean))
             if loss > limit and self._ready("spike", step):
-                out.append(("spike", f"loss {loss:.4f} above recent mean {mean:.4f} + {self.k:g} std ({limit:.4f})"))
+                out.append(
+                    ("spike", f"loss {loss:.4f} above recent mean {mean:.4f} + {self.k:g} std ({limit:.4f})")
+                )
             median = statistics.median(self.gnorms)
             if median > 0 and gnorm > self.gnorm_factor * median and self._ready("gnorm", step):
-                out.append(("gnorm", f"grad norm {gnorm:.3g} is {gnorm / median:.0f}x the recent median {median:.3g}"))
+                out.append(
+                    (
+                        "gnorm",
+                        f"grad norm {gnorm:.3g} is {gnorm / median:.0f}x the recent median {median:.3g}",
+                    )
+                )
         if math.isfinite(loss) and math.isfinite(gnorm):
             self.losses.append(loss)
             self.gnorms.append(gnorm)
         return out
 
     def _ready(self, kind: str, step: int) -> bool:
-        if step - self._last.get(kind, -10**9) < self.cooldown:
+        if step - self._last.get(kind, -(10**9)) < self.cooldown:
             return False
         self._last[kind] = step
         return True

@@ -63,12 +63,22 @@ class NexusOptimizer(torch.optim.Optimizer):
     def __init__(self, param_groups: list[dict[str, Any]]) -> None:
         for group in param_groups:
             if group.get("kind") not in self.KINDS:
-                raise ConfigError(f"param group kind must be one of {', '.join(self.KINDS)}; got {group.get('kind')!r}")
+                raise ConfigError(
+                    f"param group kind must be one of {', '.join(self.KINDS)}; got {group.get('kind')!r}"
+                )
             if group["kind"] == "muon" and any(p.ndim != 2 for p in group["params"]):
-                raise ConfigError("Muon only takes 2-D matrices; route 1-D and N-D parameters to adamw or lion")
+                raise ConfigError(
+                    "Muon only takes 2-D matrices; route 1-D and N-D parameters to adamw or lion"
+                )
             group.setdefault("base_lr", group["lr"])
-        defaults = {"weight_decay": 0.0, "betas": (0.9, 0.95), "eps": 1e-8, "momentum": 0.95,
-                    "nesterov": True, "ns_steps": 5}
+        defaults = {
+            "weight_decay": 0.0,
+            "betas": (0.9, 0.95),
+            "eps": 1e-8,
+            "momentum": 0.95,
+            "nesterov": True,
+            "ns_steps": 5,
+        }
         super().__init__(param_groups, defaults)
 
     @torch.no_grad()
@@ -156,10 +166,18 @@ def build_optimizer(model: LanguageModel, cfg: OptimConfig) -> NexusOptimizer:
             ("muon_no_decay", 0.0, [p for p in hidden if _no_decay_marked(p)]),
         ):
             if chosen:
-                groups.append({
-                    "name": name, "kind": "muon", "params": chosen, "lr": cfg.muon_lr, "weight_decay": wd,
-                    "momentum": cfg.muon_momentum, "nesterov": True, "ns_steps": cfg.muon_ns_steps,
-                })
+                groups.append(
+                    {
+                        "name": name,
+                        "kind": "muon",
+                        "params": chosen,
+                        "lr": cfg.muon_lr,
+                        "weight_decay": wd,
+                        "momentum": cfg.muon_momentum,
+                        "nesterov": True,
+                        "ns_steps": cfg.muon_ns_steps,
+                    }
+                )
     kind = cfg.fallback if cfg.name == "muon" else cfg.name
     groups += _decay_split(kind, rest, cfg)
     if not groups:
@@ -167,7 +185,9 @@ def build_optimizer(model: LanguageModel, cfg: OptimConfig) -> NexusOptimizer:
     return NexusOptimizer(groups)
 
 
-def _decay_split(kind: str, named: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig) -> list[dict[str, Any]]:
+def _decay_split(
+    kind: str, named: Iterable[tuple[str, nn.Parameter]], cfg: OptimConfig
+) -> list[dict[str, Any]]:
     """Two groups of `kind`: matrices/embeddings with weight decay, the rest without.
 
     The rest: vectors (norm gains, biases) and any tensor marked `_no_weight_decay` (Mamba's marker on
@@ -182,8 +202,17 @@ def _decay_split(kind: str, named: Iterable[tuple[str, nn.Parameter]], cfg: Opti
         ("no_decay", 0.0, [p for (_, p), yes in zip(named, decayed, strict=True) if not yes]),
     ):
         if chosen:
-            out.append({"name": f"{kind}_{suffix}", "kind": kind, "params": chosen, "lr": cfg.lr,
-                        "weight_decay": wd, "betas": betas, "eps": cfg.eps})
+            out.append(
+                {
+                    "name": f"{kind}_{suffix}",
+                    "kind": kind,
+                    "params": chosen,
+                    "lr": cfg.lr,
+                    "weight_decay": wd,
+                    "betas": betas,
+                    "eps": cfg.eps,
+                }
+            )
     return out
 
 

@@ -117,8 +117,10 @@ class Reporter:
 
     def hello(self, **fields: Any) -> None:
         self.emit(P.HELLO, protocol=P.PROTOCOL_VERSION, pid=os.getpid(), **fields)
-        self._print(f"hello: run {fields.get('run')} on {fields.get('device')}, {fields.get('params'):,} params, "
-                    f"steps {fields.get('start_step')}..{fields.get('total_steps')}")
+        self._print(
+            f"hello: run {fields.get('run')} on {fields.get('device')}, {fields.get('params'):,} params, "
+            f"steps {fields.get('start_step')}..{fields.get('total_steps')}"
+        )
 
     def metric(self, **fields: Any) -> None:
         """A step's numbers; extra keys (tensors welcome: the writer reads them off this thread) are
@@ -127,13 +129,17 @@ class Reporter:
         now = time.monotonic()
         if now - self._printed_at >= PRINT_EVERY_S:
             self._printed_at = now
-            self._print(f"step {fields['step']}: loss {fields['loss']:.4f} ce {fields['ce']:.4f} "
-                        f"lr {fields['lr']:.3g} gnorm {fields['gnorm']:.3g} {fields['tok_s']:.0f} tok/s")
+            self._print(
+                f"step {fields['step']}: loss {fields['loss']:.4f} ce {fields['ce']:.4f} "
+                f"lr {fields['lr']:.3g} gnorm {fields['gnorm']:.3g} {fields['tok_s']:.0f} tok/s"
+            )
 
     def eval(self, **fields: Any) -> None:
         self.emit(P.EVAL, **fields)
-        self._print(f"eval step {fields['step']}: val_loss {fields['val_loss']:.4f} "
-                    f"ppl {fields['val_ppl']:.2f}{' (best)' if fields.get('best') else ''}")
+        self._print(
+            f"eval step {fields['step']}: val_loss {fields['val_loss']:.4f} "
+            f"ppl {fields['val_ppl']:.2f}{' (best)' if fields.get('best') else ''}"
+        )
 
     def sample(self, **fields: Any) -> None:
         self.emit(P.SAMPLE, **fields)
@@ -141,10 +147,18 @@ class Reporter:
 
     def ckpt(self, **fields: Any) -> None:
         self.emit(P.CKPT, **fields)
-        self._print(f"checkpoint step {fields['step']}: {fields['path']}{' (best)' if fields.get('best') else ''}")
+        self._print(
+            f"checkpoint step {fields['step']}: {fields['path']}{' (best)' if fields.get('best') else ''}"
+        )
 
-    def state(self, state: str, step: int, reason: str = "", exit_code: int | None = None,
-              total_steps: int | None = None) -> None:
+    def state(
+        self,
+        state: str,
+        step: int,
+        reason: str = "",
+        exit_code: int | None = None,
+        total_steps: int | None = None,
+    ) -> None:
         fields: dict[str, Any] = {"state": state, "step": step, "reason": reason}
         if exit_code is not None:
             fields["exit_code"] = exit_code

@@ -65,8 +65,10 @@ def refuse_if_in_use(run_dir: str | Path) -> None:
 
 def _in_use(run_dir: str | Path, holder: int | None) -> str:
     who = f"engine pid {holder}" if holder else "another engine"
-    return (f"run folder {run_dir} is in use by {who} (one engine per folder): stop it first "
-            f"(`kill {holder or 'PID'}` checkpoints and exits), or give another --run-dir")
+    return (
+        f"run folder {run_dir} is in use by {who} (one engine per folder): stop it first "
+        f"(`kill {holder or 'PID'}` checkpoints and exits), or give another --run-dir"
+    )
 
 
 def _holder(fd: int) -> int | None:

@@ -37,16 +37,29 @@ class SideWork(TrainerParts):
         if best:
             self.best_val_loss = val_loss
         self.last_eval = (self.step, val_loss)
-        self.report.eval(step=self.step, tokens=self.tokens, val_loss=val_loss,
-                         val_ppl=math.exp(min(val_loss, 700.0)) if math.isfinite(val_loss) else val_loss, best=best)
+        self.report.eval(
+            step=self.step,
+            tokens=self.tokens,
+            val_loss=val_loss,
+            val_ppl=math.exp(min(val_loss, 700.0)) if math.isfinite(val_loss) else val_loss,
+            best=best,
+        )
         return val_loss
 
     def _sample(self, prompt: str, tokens: int, temperature: float, top_k: int, requested: bool) -> None:
         if not self.dist.is_main:
             return
         with preserved_rng(self.device):
-            text = generate(self.model, self.corpus.tokenizer, prompt, tokens, temperature, top_k,
-                            self.device, seed=self.cfg.train.seed + self.step)
+            text = generate(
+                self.model,
+                self.corpus.tokenizer,
+                prompt,
+                tokens,
+                temperature,
+                top_k,
+                self.device,
+                seed=self.cfg.train.seed + self.step,
+            )
         self.report.sample(step=self.step, prompt=prompt, text=text, requested=requested)
 
     def save(self, reason: str, final: bool = False) -> Path:
@@ -59,21 +72,35 @@ class SideWork(TrainerParts):
         val = self.last_eval[1] if self.last_eval and self.last_eval[0] == self.step else None
         best = val is not None and val == self.best_val_loss
         meta = {
-            "step": self.step, "tokens": self.tokens, "schedule": self.schedule.to_dict(),
-            "data_position": self.step * self.cfg.train.grad_accum, "val_loss": as_num(val),
-            "best_val_loss": as_num(self.best_val_loss), "lr": self._lr(), "lr_scale": self.lr_scale,
-            "config": self.cfg.to_dict(), "tokenizer": self.corpus.tokenizer.kind, "params": self.model.num_params(),
-            "wall_time": time.time(), "train_seconds": time.monotonic() - self.started, "reason": reason,
-            "torch": torch.__version__, "device": str(self.device), "world_size": self.dist.world,
+            "step": self.step,
+            "tokens": self.tokens,
+            "schedule": self.schedule.to_dict(),
+            "data_position": self.step * self.cfg.train.grad_accum,
+            "val_loss": as_num(val),
+            "best_val_loss": as_num(self.best_val_loss),
+            "lr": self._lr(),
+            "lr_scale": self.lr_scale,
+            "config": self.cfg.to_dict(),
+            "tokenizer": self.corpus.tokenizer.kind,
+            "params": self.model.num_params(),
+            "wall_time": time.time(),
+            "train_seconds": time.monotonic() - self.started,
+            "reason": reason,
+            "torch": torch.__version__,
+            "device": str(self.device),
+            "world_size": self.dist.world,
         }
         self.report.sync()  # the steps this checkpoint covers are on file before it is
         try:
-            path, best = ckpt.save_checkpoint(self.run_dir, self.model, self.optimizer, meta, best=best,
-                                              keep_last=self.cfg.train.keep_last)
+            path, best = ckpt.save_checkpoint(
+                self.run_dir, self.model, self.optimizer, meta, best=best, keep_last=self.cfg.train.keep_last
+            )
         except OSError as e:  # disk full, folder gone: the run itself is fine, keep it going
             self.report.alert("disk", self.step, f"checkpoint at step {self.step} failed: {e}")
             if is_disk_full(e):  # no room: pause (below) rather than train on with nothing saved
-                self.report.checkpoint_error = self.report.checkpoint_error or f"checkpoint failed: {e.strerror or e}"
+                self.report.checkpoint_error = (
+                    self.report.checkpoint_error or f"checkpoint failed: {e.strerror or e}"
+                )
             if not final:
                 self._set_state(before if before != P.CHECKPOINTING else P.RUNNING)
             raise CheckpointError(f"checkpoint at step {self.step} failed: {e}") from None
@@ -94,8 +121,12 @@ class SideWork(TrainerParts):
             self.save(reason, final)
 
 
-def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device,
-                amp: torch.dtype | None) -> float:
+def held_out_ce(
+    model: LanguageModel,
+    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    amp: torch.dtype | None,
+) -> float:
     """Mean pure next-token CE over `batches`, leaving the model's mode, carried state and the RNG
     exactly as they were (an eval must not change what training does next)."""
     carried = {k: v.clone() for k, v in model.state_tensors().items()}
@@ -114,4 +145,3 @@ def held_out_ce(model: LanguageModel, batches: list[tuple[torch.Tensor, torch.Te
             model.load_state_tensors(carried)
         model.train(was_training)
     return total / len(batches)
-

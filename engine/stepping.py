@@ -46,11 +46,26 @@ class Stepping(TrainerParts):
         for i in range(t.grad_accum):
             position = self.step * t.grad_accum + i
             if self.stateful:
-                x, y = contiguous_streams(self.corpus.train, t.batch_size, seq_len, position, self.device,
-                                          rank=self.dist.rank, world=self.dist.world)
+                x, y = contiguous_streams(
+                    self.corpus.train,
+                    t.batch_size,
+                    seq_len,
+                    position,
+                    self.device,
+                    rank=self.dist.rank,
+                    world=self.dist.world,
+                )
             else:
-                x, y = get_batch(self.corpus.train, t.batch_size, seq_len, t.seed, position, self.device,
-                                 rank=self.dist.rank, world=self.dist.world)
+                x, y = get_batch(
+                    self.corpus.train,
+                    t.batch_size,
+                    seq_len,
+                    t.seed,
+                    position,
+                    self.device,
+                    rank=self.dist.rank,
+                    world=self.dist.world,
+                )
             with autocast(self.device, self.amp):
                 out = self.forward(x, y, t.label_smoothing)
             (out.loss / t.grad_accum).backward()
@@ -82,9 +97,18 @@ class Stepping(TrainerParts):
         extra = {key: value / t.grad_accum if t.grad_accum > 1 else value for key, value in aux.items()}
         if signals and len(groups) > 1:  # one group: its norm is gnorm
             extra.update((f"gnorm/{name}", norm) for name, norm in groups.items())
-        self.report.metric(step=self.step, tokens=self.tokens, loss=loss, ce=ce, lr=lr, gnorm=gnorm,
-                           tok_s=self.tokens_per_step / step_s, step_s=step_s,
-                           mem=memory_bytes(self.device, self._process), **extra)
+        self.report.metric(
+            step=self.step,
+            tokens=self.tokens,
+            loss=loss,
+            ce=ce,
+            lr=lr,
+            gnorm=gnorm,
+            tok_s=self.tokens_per_step / step_s,
+            step_s=step_s,
+            mem=memory_bytes(self.device, self._process),
+            **extra,
+        )
         for kind, text in self.health.check(self.step, loss, gnorm):
             self.report.alert(kind, self.step, text)
         return True
@@ -114,7 +138,7 @@ class Stepping(TrainerParts):
             meta = ckpt.load_checkpoint(path, self.model, self.optimizer)
             self.step, self.tokens = int(meta["step"]), int(meta["tokens"])
             self.schedule = Schedule.from_dict(meta["schedule"])
-            self.lr_scale = float(meta.get("lr_scale", 1.0)) * 0.5 ** self.rollbacks
+            self.lr_scale = float(meta.get("lr_scale", 1.0)) * 0.5**self.rollbacks
             self.report.log(f"rolled back to {path.name}; LR scale now {self.lr_scale:g}", level="warning")
             return False
         self.pause(f"paused on a non-finite loss at step {self.step + 1}: lower the LR (ramp) or resume")

@@ -61,9 +61,21 @@ class ResumeSpec:
 class Trainer(Stepping, SideWork):
     """One run in one process. Build with a validated Config; `run()` returns the exit code."""
 
-    def __init__(self, cfg: Config, run_dir: str | Path, pipe_fd: int | None = None,
-                 stop_at: int | None = None, resume: ResumeSpec | None = None) -> None:
-        self.cfg, self.run_dir, self.pipe_fd, self.stop_at, self.resume = cfg, Path(run_dir), pipe_fd, stop_at, resume
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: str | Path,
+        pipe_fd: int | None = None,
+        stop_at: int | None = None,
+        resume: ResumeSpec | None = None,
+    ) -> None:
+        self.cfg, self.run_dir, self.pipe_fd, self.stop_at, self.resume = (
+            cfg,
+            Path(run_dir),
+            pipe_fd,
+            stop_at,
+            resume,
+        )
         self.step = 0
         self.tokens = 0
         self.best_val_loss = math.inf
@@ -131,15 +143,18 @@ class Trainer(Stepping, SideWork):
             self._load_resume(self.resume)
         self.dist.broadcast_module(self.model)
         if self.stop_at is not None and not self.step < self.stop_at <= self.schedule.total_steps:
-            raise ConfigError(f"--stop-at {self.stop_at} must be after step {self.step} "
-                              f"and at most the total {self.schedule.total_steps}")
+            raise ConfigError(
+                f"--stop-at {self.stop_at} must be after step {self.step} "
+                f"and at most the total {self.schedule.total_steps}"
+            )
         self.forward = torch.compile(self.model) if t.compile else self.model
         self.tokens_per_step = t.batch_size * t.grad_accum * cfg.model.seq_len * self.dist.world  # global
         self.stateful = bool(getattr(self.model, "wants_streams", False))  # carried state: contiguous streams
         self.first_step = self.step
         """Where this process started training (0, or the resumed step)."""
-        self._eval_data = eval_batches(self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches,
-                                       t.seed, self.device)
+        self._eval_data = eval_batches(
+            self.corpus.val, t.batch_size, cfg.model.seq_len, t.eval_batches, t.seed, self.device
+        )
 
     def _load_resume(self, spec: ResumeSpec) -> None:
         """Continue exactly where the checkpoint stopped; optionally re-warm the LR or extend the run."""
@@ -149,8 +164,11 @@ class Trainer(Stepping, SideWork):
         self.best_val_loss = best if best is not None else math.inf
         self.lr_scale = float(meta.get("lr_scale", 1.0))
         self.schedule = Schedule.from_dict(meta["schedule"])
-        self.resumed_from = str(spec.checkpoint.relative_to(self.run_dir.resolve())
-                                if spec.checkpoint.is_relative_to(self.run_dir.resolve()) else spec.checkpoint)
+        self.resumed_from = str(
+            spec.checkpoint.relative_to(self.run_dir.resolve())
+            if spec.checkpoint.is_relative_to(self.run_dir.resolve())
+            else spec.checkpoint
+        )
         total = spec.total_steps or self.schedule.total_steps
         now = self.schedule.multiplier(self.step)
         if spec.target_lr is not None:
@@ -160,8 +178,10 @@ class Trainer(Stepping, SideWork):
         elif total != self.schedule.total_steps:
             self.schedule = self.schedule.with_ramp(self.step, now, now, 0, total)
         if self.step >= self.schedule.total_steps:
-            raise ConfigError(f"the run already reached its total of {self.schedule.total_steps} steps; "
-                              "give --steps with a larger total to train on")
+            raise ConfigError(
+                f"the run already reached its total of {self.schedule.total_steps} steps; "
+                "give --steps with a larger total to train on"
+            )
         self.cfg.train.steps = self.schedule.total_steps
 
     # -- the life of a run -----------------------------------------------------------------------
@@ -169,11 +189,20 @@ class Trainer(Stepping, SideWork):
     def run(self) -> int:
         """Train until the total (or --stop-at, a stop command, SIGTERM); returns the exit code."""
         self.controller = distributed.controller(self.dist, self.run_dir)
-        self.report = distributed.reporter(self.dist, self.run_dir, self.pipe_fd, run=self.cfg.name,
-                               device=str(self.device), device_name=describe(self.device),
-                               model=self.cfg.model.family, total_steps=self.schedule.total_steps,
-                               socket=self.controller.socket_path, best_val_loss=as_num(self.best_val_loss),
-                               step=self.step, tokens=self.tokens)
+        self.report = distributed.reporter(
+            self.dist,
+            self.run_dir,
+            self.pipe_fd,
+            run=self.cfg.name,
+            device=str(self.device),
+            device_name=describe(self.device),
+            model=self.cfg.model.family,
+            total_steps=self.schedule.total_steps,
+            socket=self.controller.socket_path,
+            best_val_loss=as_num(self.best_val_loss),
+            step=self.step,
+            tokens=self.tokens,
+        )
         try:
             self._hello()
             code = self._loop()
@@ -197,20 +226,33 @@ class Trainer(Stepping, SideWork):
             self.report.close()
 
     def _hello(self) -> None:
-        self.report.hello(run=self.cfg.name, config=self.cfg.to_dict(), device=str(self.device),
-                          device_name=describe(self.device),
-                          params=self.model.num_params(), total_steps=self.schedule.total_steps,
-                          start_step=self.step, model=self.cfg.model.family, resumed_from=self.resumed_from,
-                          corpus=self.corpus.description, unigram_entropy=self.corpus.unigram_entropy,
-                          tokens_per_step=self.tokens_per_step, world_size=self.dist.world)
-        self.report.log(f"{self.model.num_params():,} params on {describe(self.device)}, "
-                        f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}")
+        self.report.hello(
+            run=self.cfg.name,
+            config=self.cfg.to_dict(),
+            device=str(self.device),
+            device_name=describe(self.device),
+            params=self.model.num_params(),
+            total_steps=self.schedule.total_steps,
+            start_step=self.step,
+            model=self.cfg.model.family,
+            resumed_from=self.resumed_from,
+            corpus=self.corpus.description,
+            unigram_entropy=self.corpus.unigram_entropy,
+            tokens_per_step=self.tokens_per_step,
+            world_size=self.dist.world,
+        )
+        self.report.log(
+            f"{self.model.num_params():,} params on {describe(self.device)}, "
+            f"{self.tokens_per_step} tokens a step; corpus {self.corpus.description}"
+        )
         if self.resumed_from:
             self.report.log(f"resumed from {self.resumed_from} at step {self.step}; LR now {self._lr():.4g}")
         if self._resume_ramp is not None and self._resume_ramp.target_lr is not None:
             # The same words as the `ramp` command's log line, so a reader finds both kinds of ramp.
-            self.report.log(f"LR ramp from {self._lr():.4g} to {self._resume_ramp.target_lr:.4g} over "
-                            f"{self._resume_ramp.ramp_steps} steps, total {self.schedule.total_steps} steps")
+            self.report.log(
+                f"LR ramp from {self._lr():.4g} to {self._resume_ramp.target_lr:.4g} over "
+                f"{self._resume_ramp.ramp_steps} steps, total {self.schedule.total_steps} steps"
+            )
         self._set_state(P.RUNNING)
 
     def _loop(self) -> int:
@@ -219,7 +261,9 @@ class Trainer(Stepping, SideWork):
             self._pause_if_disk_full()  # before the poll: under torchrun the poll shares rank 0's decisions
             self.controller.poll(self, 0.0)
             while self.paused and not self.stop_reason:
-                if self.paused_for_disk and self.dist.is_main and self.report.room_again():  # paused on a full disk: room is back
+                if (
+                    self.paused_for_disk and self.dist.is_main and self.report.room_again()
+                ):  # paused on a full disk: room is back
                     self.unpause("there is room to write again")  # before the poll, which shares it
                 self.controller.poll(self, 0.1)  # the writer keeps the status fresh meanwhile: alive
             if self.stop_reason:
@@ -280,8 +324,10 @@ class Trainer(Stepping, SideWork):
         target = target_lr / self.lr_scale / self.cfg.optim.lr
         self.schedule = self.schedule.with_ramp(self.step, now, target, ramp_steps, total_steps)
         self.cfg.train.steps = self.schedule.total_steps
-        text = (f"LR ramp from {self._lr():.4g} to {target_lr:.4g} over {ramp_steps} steps, "
-                f"total {self.schedule.total_steps} steps")
+        text = (
+            f"LR ramp from {self._lr():.4g} to {target_lr:.4g} over {ramp_steps} steps, "
+            f"total {self.schedule.total_steps} steps"
+        )
         self.report.log(text)
         self._set_state(self.state, text)  # the state record carries the new total to every reader
         return text
@@ -302,15 +348,21 @@ class Trainer(Stepping, SideWork):
         t, device = self.cfg.train, getattr(self, "device", None)
         if device is not None and device.type == "cuda":
             free, total = torch.cuda.mem_get_info(device)
-            held = f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated at peak, " \
-                   f"{free / 2**20:.0f} of {total / 2**20:.0f} MiB free on {device}"
+            held = (
+                f"{torch.cuda.max_memory_allocated(device) / 2**20:.0f} MiB allocated at peak, "
+                f"{free / 2**20:.0f} of {total / 2**20:.0f} MiB free on {device}"
+            )
         else:
-            held = f"process holds {self._process.memory_info().rss / 2**20:.0f} MiB, " \
-                   f"host has {psutil.virtual_memory().available / 2**20:.0f} MiB available"
+            held = (
+                f"process holds {self._process.memory_info().rss / 2**20:.0f} MiB, "
+                f"host has {psutil.virtual_memory().available / 2**20:.0f} MiB available"
+            )
         said = str(e).strip().splitlines()[0][:240] if str(e).strip() else type(e).__name__
-        return (f"out of memory in run {self.cfg.name!r} at step {self.step + 1}: batch_size {t.batch_size} "
-                f"x grad_accum {t.grad_accum} x seq_len {self.cfg.model.seq_len}; {held} ({said}); "
-                "lower train.batch_size (raise train.grad_accum to keep the tokens per step)")
+        return (
+            f"out of memory in run {self.cfg.name!r} at step {self.step + 1}: batch_size {t.batch_size} "
+            f"x grad_accum {t.grad_accum} x seq_len {self.cfg.model.seq_len}; {held} ({said}); "
+            "lower train.batch_size (raise train.grad_accum to keep the tokens per step)"
+        )
 
     def _restore_signals(self) -> None:
         for s, h in self._old_handlers.items():

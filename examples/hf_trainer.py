@@ -44,16 +44,39 @@ def main() -> None:
     torch.set_num_threads(1)
     tokenizer = char_tokenizer(TEXT)
     ids = tokenizer(TEXT)["input_ids"]
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=64))
-    targs = TrainingArguments(output_dir=args.out, max_steps=args.steps, per_device_train_batch_size=4,
-                              learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1,
-                              save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
-                              disable_tqdm=True, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=targs, train_dataset=Chunks(ids), eval_dataset=Chunks(ids[:200]),
-                      processing_class=tokenizer,
-                      callbacks=[NexusCallback()])  # 2
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    )
+    targs = TrainingArguments(
+        output_dir=args.out,
+        max_steps=args.steps,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=targs,
+        train_dataset=Chunks(ids),
+        eval_dataset=Chunks(ids[:200]),
+        processing_class=tokenizer,
+        callbacks=[NexusCallback()],
+    )  # 2
     trainer.train()
 
 

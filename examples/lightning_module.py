@@ -49,9 +49,12 @@ def sample(module: CharLSTM, prompt: str, tokens: int, temperature: float, top_k
     ids = [CHARS.index(c) for c in prompt if c in CHARS] or [0]
     for _ in range(tokens):
         logits = module(torch.tensor([ids]))[0, -1]
-        ids.append(int(logits.argmax()) if temperature == 0 else
-                   int(torch.multinomial(torch.softmax(logits / temperature, -1), 1)))
-    return prompt + "".join(CHARS[i] for i in ids[len(prompt):])
+        ids.append(
+            int(logits.argmax())
+            if temperature == 0
+            else int(torch.multinomial(torch.softmax(logits / temperature, -1), 1))
+        )
+    return prompt + "".join(CHARS[i] for i in ids[len(prompt) :])
 
 
 def loader(block: int = 32) -> DataLoader:
@@ -68,10 +71,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    trainer = pl.Trainer(max_steps=args.steps, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
-                         enable_checkpointing=False, val_check_interval=50, check_val_every_n_epoch=None,
-                         limit_val_batches=4,
-                         logger=NexusLogger(), callbacks=[NexusCallback(sample=sample)])  # 2
+    trainer = pl.Trainer(
+        max_steps=args.steps,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        val_check_interval=50,
+        check_val_every_n_epoch=None,
+        limit_val_batches=4,
+        logger=NexusLogger(),
+        callbacks=[NexusCallback(sample=sample)],
+    )  # 2
     trainer.fit(CharLSTM(len(CHARS)), loader(), loader())
 
 

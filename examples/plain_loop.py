@@ -58,8 +58,14 @@ for step in range(1, steps + 1):
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     sched.step()
-    run.log({"loss": loss, "grad_norm": gnorm, "tokens": step * batch * seq,
-             "lstm/hidden_norm": model.lstm.weight_hh_l0.norm()})  # tensors: never synced here
+    run.log(
+        {
+            "loss": loss,
+            "grad_norm": gnorm,
+            "tokens": step * batch * seq,
+            "lstm/hidden_norm": model.lstm.weight_hh_l0.norm(),
+        }
+    )  # tensors: never synced here
     run.step_end()  # (opt) commands act here; without it they act inside log()
     if run.should_stop:  # (opt) the s key
         break

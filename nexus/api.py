@@ -24,11 +24,19 @@ SKIP = frozenset({"type", "seq", "time", "step", "best"})
 
 
 class Api:
-    def __init__(self, root: str | Path | None = None, overrides: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, root: str | Path | None = None, overrides: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         self.root = Path(root) if root is not None else Path("runs")
 
-    def runs(self, path: str | None = None, filters: dict[str, Any] | None = None, order: str | None = None,
-             per_page: int = 50, **kwargs: Any) -> list[ApiRun]:
+    def runs(
+        self,
+        path: str | None = None,
+        filters: dict[str, Any] | None = None,
+        order: str | None = None,
+        per_page: int = 50,
+        **kwargs: Any,
+    ) -> list[ApiRun]:
         """Every run folder under root (a folder with records), oldest first."""
         base = self.root / path if path and (self.root / path).is_dir() else self.root
         found = []
@@ -99,8 +107,13 @@ class ApiRun:
             last.update({k: v for k, v in row.items() if not k.startswith("_")})
         return last
 
-    def scan_history(self, keys: list[str] | None = None, page_size: int = 1000, min_step: int | None = None,
-                     max_step: int | None = None) -> Iterator[dict[str, Any]]:
+    def scan_history(
+        self,
+        keys: list[str] | None = None,
+        page_size: int = 1000,
+        min_step: int | None = None,
+        max_step: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """One dict per step, in step order of the file: `_step`, `_timestamp` and each key logged then
         (metric and eval records of one step merged). With `keys`, only rows that have all of them."""
         row: dict[str, Any] | None = None
@@ -120,8 +133,14 @@ class ApiRun:
         if row is not None and _has(row, keys):
             yield _only(row, keys)
 
-    def history(self, samples: int = 500, keys: list[str] | None = None, x_axis: str = "_step",
-                pandas: bool = True, stream: str = "default") -> Any:
+    def history(
+        self,
+        samples: int = 500,
+        keys: list[str] | None = None,
+        x_axis: str = "_step",
+        pandas: bool = True,
+        stream: str = "default",
+    ) -> Any:
         """The wide table (W&B's shape): a pandas DataFrame, or a list of dicts with pandas=False.
         Unlike W&B, every row is returned (samples is not a cap)."""
         rows = list(self.scan_history(keys=keys))

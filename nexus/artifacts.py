@@ -61,9 +61,16 @@ def free_folder(base: Path, stem: str) -> Path:
 class Artifact:
     """wandb.Artifact(name, type): files and directories added, then `run.log_artifact(artifact)`."""
 
-    def __init__(self, name: str, type: str = "dataset", description: str | None = None,  # noqa: A002
-                 metadata: dict[str, Any] | None = None, incremental: bool = False, use_as: str | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        name: str,
+        type: str = "dataset",
+        description: str | None = None,  # noqa: A002
+        metadata: dict[str, Any] | None = None,
+        incremental: bool = False,
+        use_as: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self.name = str(name)
         self.type = str(type)
         self.description = description
@@ -77,8 +84,9 @@ class Artifact:
         """The folder it is kept in, once logged (or found by use_artifact)."""
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
 
-    def add_file(self, local_path: str | os.PathLike[str], name: str | None = None, is_tmp: bool = False,
-                 **kwargs: Any) -> None:
+    def add_file(
+        self, local_path: str | os.PathLike[str], name: str | None = None, is_tmp: bool = False, **kwargs: Any
+    ) -> None:
         self._files.append((Path(local_path), name or Path(local_path).name))
 
     def add_dir(self, local_path: str | os.PathLike[str], name: str | None = None, **kwargs: Any) -> None:
@@ -151,13 +159,22 @@ class RunFiles:
         self.base = run_dir / P.FILES_DIR
         self.say = say
 
-    def save(self, glob_str: str | os.PathLike[str] | None = None, base_path: str | None = None,
-             policy: str = "live") -> list[str]:
+    def save(
+        self,
+        glob_str: str | os.PathLike[str] | None = None,
+        base_path: str | None = None,
+        policy: str = "live",
+    ) -> list[str]:
         if glob_str is None:
             return []
         pattern = str(glob_str)
-        base = Path(base_path) if base_path else Path(pattern).parent if not any(
-            c in str(Path(pattern).parent) for c in "*?[") else Path(".")
+        base = (
+            Path(base_path)
+            if base_path
+            else Path(pattern).parent
+            if not any(c in str(Path(pattern).parent) for c in "*?[")
+            else Path(".")
+        )
         found = sorted(Path(p) for p in _glob(pattern) if Path(p).is_file())
         if not found:
             self.say(f"wandb.save({pattern!r}): no file matched; nothing kept")
@@ -168,9 +185,13 @@ class RunFiles:
         self.say(f"kept {len(manifest['files'])} file(s) in {folder.relative_to(self.base.parent)}")
         return [str(folder / name) for _, name in pairs]
 
-    def log_code(self, root: str | os.PathLike[str] | None = ".", name: str | None = None,
-                 include_fn: Callable[..., bool] | None = None, exclude_fn: Callable[..., bool] | None = None,
-                 ) -> Artifact | None:
+    def log_code(
+        self,
+        root: str | os.PathLike[str] | None = ".",
+        name: str | None = None,
+        include_fn: Callable[..., bool] | None = None,
+        exclude_fn: Callable[..., bool] | None = None,
+    ) -> Artifact | None:
         source = Path(root or ".")
         files = []
         for path in sorted(source.rglob("*")):
@@ -185,30 +206,55 @@ class RunFiles:
         artifact._files = files
         return self.log_artifact(artifact)
 
-    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
-                     aliases: list[str] | None = None, tags: list[str] | None = None) -> Artifact:
+    def log_artifact(
+        self,
+        artifact_or_path: Any,
+        name: str | None = None,
+        type: str | None = None,  # noqa: A002
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> Artifact:
         artifact = artifact_or_path
         if not isinstance(artifact, Artifact):
             path = Path(artifact_or_path)
             artifact = Artifact(name or path.name, type or "unspecified")
             (artifact.add_dir if path.is_dir() else artifact.add_file)(path)
-        stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in artifact.name).strip("._") or "artifact"
+        stem = (
+            "".join(c if c.isalnum() or c in "._-" else "_" for c in artifact.name).strip("._") or "artifact"
+        )
         versions = self.base / "artifacts" / stem
         n = 0
         while (versions / f"v{n}").exists():
             n += 1
         artifact.aliases = list(aliases or ["latest"])
-        manifest = keep_files(versions / f"v{n}", artifact._files, {
-            "kind": "artifact", "name": artifact.name, "type": artifact.type, "version": f"v{n}",
-            "description": artifact.description, "metadata": artifact.metadata, "aliases": artifact.aliases,
-            "references": artifact._references})
+        manifest = keep_files(
+            versions / f"v{n}",
+            artifact._files,
+            {
+                "kind": "artifact",
+                "name": artifact.name,
+                "type": artifact.type,
+                "version": f"v{n}",
+                "description": artifact.description,
+                "metadata": artifact.metadata,
+                "aliases": artifact.aliases,
+                "references": artifact._references,
+            },
+        )
         artifact.version, artifact.digest, artifact._local = f"v{n}", manifest["digest"], versions / f"v{n}"
-        self.say(f"artifact {artifact.name}:v{n} kept ({len(manifest['files'])} files, digest "
-                 f"{manifest['digest'][:12]})")
+        self.say(
+            f"artifact {artifact.name}:v{n} kept ({len(manifest['files'])} files, digest "
+            f"{manifest['digest'][:12]})"
+        )
         return artifact
 
-    def use_artifact(self, artifact_or_name: Any, type: str | None = None,  # noqa: A002
-                     aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+    def use_artifact(
+        self,
+        artifact_or_name: Any,
+        type: str | None = None,  # noqa: A002
+        aliases: list[str] | None = None,
+        use_as: str | None = None,
+    ) -> Artifact:
         if isinstance(artifact_or_name, Artifact):
             return artifact_or_name
         text = str(artifact_or_name).rsplit("/", 1)[-1]
@@ -249,4 +295,3 @@ def _inside(path: Path, base: Path) -> str:
         return path.resolve().relative_to(base.resolve()).as_posix()
     except ValueError:
         return path.name
-

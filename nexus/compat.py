@@ -65,13 +65,20 @@ def require(*args: Any, **kwargs: Any) -> None:
     """wandb.require("core") and friends: nothing to switch on."""
 
 
-def sweep(sweep: Any = None, entity: str | None = None, project: str | None = None, prior_runs: Any = None) -> str:
+def sweep(
+    sweep: Any = None, entity: str | None = None, project: str | None = None, prior_runs: Any = None
+) -> str:
     skipped("wandb.sweep()", "sweeps need W&B's server; the run trains with the config it is given")
     return "nexus-local-sweep"
 
 
-def agent(sweep_id: str, function: Callable[[], Any] | None = None, entity: str | None = None,
-          project: str | None = None, count: int | None = None) -> None:
+def agent(
+    sweep_id: str,
+    function: Callable[[], Any] | None = None,
+    entity: str | None = None,
+    project: str | None = None,
+    count: int | None = None,
+) -> None:
     """wandb.agent: with no sweep server, run the function once (count times, if given) as is."""
     skipped("wandb.agent()", "no sweep server: the function runs with the config it sets itself")
     if function is not None:
@@ -93,9 +100,12 @@ def termerror(string: str, **kwargs: Any) -> None:
 
 def mode_of(mode: Any, settings: Any) -> str:
     """The mode wandb would run in: the argument, the settings, then $WANDB_MODE."""
-    for value in (mode, getattr(settings, "mode", None) if settings is not None else None,
-                  os.environ.get("WANDB_MODE"), "disabled" if os.environ.get("WANDB_DISABLED", "").lower()
-                  in ("1", "true", "yes") else None):
+    for value in (
+        mode,
+        getattr(settings, "mode", None) if settings is not None else None,
+        os.environ.get("WANDB_MODE"),
+        "disabled" if os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes") else None,
+    ):
         if value:
             return str(value)
     return "online"

@@ -13,7 +13,9 @@ from typing import Any
 class Config:
     """Key/attribute access over a plain dict; `on_change` is called after every change."""
 
-    def __init__(self, data: Mapping[str, Any] | None = None, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, data: Mapping[str, Any] | None = None, on_change: Callable[[], None] | None = None
+    ) -> None:
         object.__setattr__(self, "_data", dict(_as_dict(data)))
         object.__setattr__(self, "_on_change", on_change or (lambda: None))
 
@@ -95,7 +97,9 @@ class Summary(dict[str, Any]):
     """The run's final numbers: by default the last value of every logged key (filled in by the
     writer), plus whatever the script sets. Written to summary.json at finish()."""
 
-    def __init__(self, last_values: Callable[[], Mapping[str, Any]], previous: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, last_values: Callable[[], Mapping[str, Any]], previous: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__()
         self._last = last_values
         self._previous = dict(previous or {})

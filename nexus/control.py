@@ -29,9 +29,14 @@ class ControlThread:
     `supported()` names the commands this run can carry out now; `immediate(cmd)` handles a command
     on this thread and returns the reply's extra fields (ramp), or None to queue it for the loop."""
 
-    def __init__(self, run_dir: Path, supported: Callable[[], frozenset[str]],
-                 immediate: Callable[[dict[str, Any]], dict[str, Any] | None], step: Callable[[], int],
-                 lacking: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        supported: Callable[[], frozenset[str]],
+        immediate: Callable[[dict[str, Any]], dict[str, Any] | None],
+        step: Callable[[], int],
+        lacking: dict[str, str] | None = None,
+    ) -> None:
         self.server = P.CommandServer(run_dir)
         self.inbox: deque[dict[str, Any]] = deque()
         self.arrived = threading.Event()

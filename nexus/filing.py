@@ -119,13 +119,20 @@ class Filing:
             self.disk_error = f"cannot write {P.METRICS_FILE}: {e.strerror or e}"
         if first:
             self._probed_at = time.monotonic()
-            print(f"nexus: {self.disk_error}; records wait in memory until there is room", file=sys.stderr,
-                  flush=True)
+            print(
+                f"nexus: {self.disk_error}; records wait in memory until there is room",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> None:
         if not self.probe(force=True):  # a last try: what is still held now is lost with the process
-            print(f"nexus: {len(self.backlog)} records could not be filed ({self.disk_error or 'no room'}); "
-                  "they reached the pipe only", file=sys.stderr, flush=True)
+            print(
+                f"nexus: {len(self.backlog)} records could not be filed ({self.disk_error or 'no room'}); "
+                "they reached the pipe only",
+                file=sys.stderr,
+                flush=True,
+            )
         self.records.close()
 
 

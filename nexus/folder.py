@@ -21,8 +21,9 @@ class NexusError(ValueError):
     """Something the script asked of nexus that cannot be done; the message says what to change."""
 
 
-def choose_run_dir(name: str | None, root: str | os.PathLike[str] | None, run_dir: str | os.PathLike[str] | None,
-                   resume: Any) -> Path:
+def choose_run_dir(
+    name: str | None, root: str | os.PathLike[str] | None, run_dir: str | os.PathLike[str] | None, resume: Any
+) -> Path:
     """The folder to write, created. A folder that already holds records is taken only with
     `resume` (True, "allow", "must"); `resume="must"` refuses a folder without records."""
     if run_dir is None and (env := os.environ.get(P.RUN_DIR_ENV)):

@@ -53,8 +53,12 @@ class LRControl:
     `on_schedulers(control)` is called on the training thread at the first step (schedulers searched)
     and whenever a later search finds another."""
 
-    def __init__(self, optimizer: Any, schedulers: Iterable[Any] = (),
-                 on_schedulers: Callable[[LRControl], None] | None = None) -> None:
+    def __init__(
+        self,
+        optimizer: Any,
+        schedulers: Iterable[Any] = (),
+        on_schedulers: Callable[[LRControl], None] | None = None,
+    ) -> None:
         groups = getattr(optimizer, "param_groups", None)
         if not groups or not all(_is_float(g.get("lr")) for g in groups):
             raise ValueError("run.watch() needs a torch optimizer whose param groups have a float lr")
@@ -84,7 +88,10 @@ class LRControl:
         self._inside = 0
         for scheduler in schedulers:
             self.adopt(scheduler)
-        self._handles = (optimizer.register_step_pre_hook(self._pre), optimizer.register_step_post_hook(self._post))
+        self._handles = (
+            optimizer.register_step_pre_hook(self._pre),
+            optimizer.register_step_post_hook(self._post),
+        )
 
     # -- requests (any thread) ---------------------------------------------------------------------
 
@@ -140,11 +147,17 @@ class LRControl:
         module = sys.modules.get("torch.optim.lr_scheduler")
         if module is None:
             return
-        kinds = tuple(k for k in (getattr(module, "LRScheduler", None), getattr(module, "ReduceLROnPlateau", None))
-                      if isinstance(k, type))
+        kinds = tuple(
+            k
+            for k in (getattr(module, "LRScheduler", None), getattr(module, "ReduceLROnPlateau", None))
+            if isinstance(k, type)
+        )
         groups = self.optimizer.param_groups
         for obj in gc.get_objects():
-            if issubclass(type(obj), kinds) and getattr(getattr(obj, "optimizer", None), "param_groups", None) is groups:
+            if (
+                issubclass(type(obj), kinds)
+                and getattr(getattr(obj, "optimizer", None), "param_groups", None) is groups
+            ):
                 self.adopt(obj)
 
     def _drop(self, scheduler: Any) -> None:
@@ -270,6 +283,7 @@ def ramped_scheduler(base: Any) -> type:
     one is a plain `base`, so torch.save(scheduler) never needs Nexus to load)."""
     cls = _RAMPED.get(base)
     if cls is None:
+
         def step(self: Any, *args: Any, **kwargs: Any) -> Any:
             control = _CONTROLS.get(self)
             if control is None:
@@ -279,9 +293,18 @@ def ramped_scheduler(base: Any) -> type:
         def __reduce_ex__(self: Any, protocol: Any) -> Any:  # noqa: N807 - pickled, copied as the plain class
             return copyreg._reconstructor, (base, object, None), dict(self.__dict__)  # type: ignore[attr-defined]
 
-        cls = type(base.__name__, (base,), {"step": step, "__reduce_ex__": __reduce_ex__, "_nexus_base": base,
-                                            "__module__": base.__module__, "__qualname__": base.__qualname__,
-                                            "__doc__": base.__doc__})
+        cls = type(
+            base.__name__,
+            (base,),
+            {
+                "step": step,
+                "__reduce_ex__": __reduce_ex__,
+                "_nexus_base": base,
+                "__module__": base.__module__,
+                "__qualname__": base.__qualname__,
+                "__doc__": base.__doc__,
+            },
+        )
         _RAMPED[base] = cls
     return cls
 
@@ -289,8 +312,12 @@ def ramped_scheduler(base: Any) -> type:
 def _unwrap(scheduler: Any) -> Any:
     """The torch scheduler under a wrapper (accelerate's AcceleratedScheduler keeps it as .scheduler)."""
     for _ in range(4):
-        if scheduler is None or hasattr(scheduler, "optimizer") and callable(getattr(scheduler, "get_last_lr", None)) \
-                and type(scheduler).__name__ != "AcceleratedScheduler":
+        if (
+            scheduler is None
+            or hasattr(scheduler, "optimizer")
+            and callable(getattr(scheduler, "get_last_lr", None))
+            and type(scheduler).__name__ != "AcceleratedScheduler"
+        ):
             return scheduler
         scheduler = getattr(scheduler, "scheduler", None)
     return None

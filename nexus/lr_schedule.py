@@ -52,7 +52,9 @@ def unknown_reason(control: LRControl) -> str:
 def snapshot(control: LRControl) -> tuple[list[Any], _Groups]:
     """Copies of the control's schedulers on a stand-in optimizer that holds the raw LRs (the training
     thread calls it, between two of its own steps)."""
-    groups = [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in control.optimizer.param_groups]
+    groups = [
+        {k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in control.optimizer.param_groups
+    ]
     for g, raw in zip(groups, control.raw_lrs(), strict=False):
         g["lr"] = raw
     stand_in = _Groups(groups)
@@ -68,7 +70,9 @@ def snapshot(control: LRControl) -> tuple[list[Any], _Groups]:
     return clones, stand_in
 
 
-def sample(clones: list[Any], stand_in: _Groups, steps: int, points: int = POINTS) -> tuple[list[int], list[float]]:
+def sample(
+    clones: list[Any], stand_in: _Groups, steps: int, points: int = POINTS
+) -> tuple[list[int], list[float]]:
     """(offsets, peak LRs): offset 0 is the LR of the step the copy was made at, offset i the LR the
     i-th optimizer step after it uses; at most `points` of them, the last one included."""
     every = max(1, math.ceil(steps / max(points - 1, 1)))
@@ -82,8 +86,9 @@ def sample(clones: list[Any], stand_in: _Groups, steps: int, points: int = POINT
     return offsets, lrs
 
 
-def publish_future(control: LRControl, first_step: int, total_steps: int | None,
-                   publish: Callable[[dict[str, Any]], None]) -> None:
+def publish_future(
+    control: LRControl, first_step: int, total_steps: int | None, publish: Callable[[dict[str, Any]], None]
+) -> None:
     """Sample the schedule from run step `first_step` (the step this optimizer step belongs to) to the
     run's end and hand `publish` the hello's `lr_schedule` map; never raises into the loop."""
     names = ", ".join(type(s).__name__ for s in control.schedulers)
@@ -94,7 +99,9 @@ def publish_future(control: LRControl, first_step: int, total_steps: int | None,
     try:
         clones, stand_in = snapshot(control)
     except Exception as e:  # noqa: BLE001 - a scheduler that cannot be copied: its future is unknown
-        publish({"source": f"unknown: {names} could not be copied ({type(e).__name__})", "step": [], "lr": []})
+        publish(
+            {"source": f"unknown: {names} could not be copied ({type(e).__name__})", "step": [], "lr": []}
+        )
         return
     span = total_steps - first_step if total_steps and total_steps > first_step else UNKNOWN_SPAN
     span = max(1, min(span, MAX_SPAN))
@@ -103,8 +110,13 @@ def publish_future(control: LRControl, first_step: int, total_steps: int | None,
         try:
             offsets, lrs = sample(clones, stand_in, span)
         except Exception as e:  # noqa: BLE001
-            publish({"source": f"unknown: {names} failed on a copy ({type(e).__name__}: {e})"[:300], "step": [],
-                     "lr": []})
+            publish(
+                {
+                    "source": f"unknown: {names} failed on a copy ({type(e).__name__}: {e})"[:300],
+                    "step": [],
+                    "lr": [],
+                }
+            )
             return
         publish({"source": names, "step": [first_step + o for o in offsets], "lr": lrs})
 

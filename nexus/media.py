@@ -44,14 +44,20 @@ class WBValue:
 def as_array(value: Any) -> np.ndarray:
     """A tensor (any device), a list or an array as a numpy array (the one device read is here)."""
     import numpy as np
+
     if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().float().cpu().numpy() if value.dtype.is_floating_point else value.detach().cpu().numpy()
+        value = (
+            value.detach().float().cpu().numpy()
+            if value.dtype.is_floating_point
+            else value.detach().cpu().numpy()
+        )
     return np.asarray(value)
 
 
 def cell(value: Any) -> Any:
     """A table cell as msgpack holds it: numbers and text as they are, media by their kind."""
     import numpy as np
+
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -66,9 +72,17 @@ def cell(value: Any) -> Any:
 class Table(WBValue):
     """wandb.Table: columns and rows; add_data/add_column/get_column as in wandb."""
 
-    def __init__(self, columns: Sequence[Any] | None = None, data: Any = None, rows: Any = None,
-                 dataframe: Any = None, dtype: Any = None, optional: Any = True, allow_mixed_types: bool = False,
-                 log_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        columns: Sequence[Any] | None = None,
+        data: Any = None,
+        rows: Any = None,
+        dataframe: Any = None,
+        dtype: Any = None,
+        optional: Any = True,
+        allow_mixed_types: bool = False,
+        log_mode: str | None = None,
+    ) -> None:
         if dataframe is not None:
             columns = [str(c) for c in dataframe.columns]
             data = dataframe.values.tolist()
@@ -77,8 +91,9 @@ class Table(WBValue):
             data = data.tolist()
         self.data: list[list[Any]] = [list(r) for r in (data or [])]
         width = len(self.data[0]) if self.data else 0
-        self.columns: list[str] = [str(c) for c in columns] if columns is not None else [
-            f"c{i}" for i in range(width)]
+        self.columns: list[str] = (
+            [str(c) for c in columns] if columns is not None else [f"c{i}" for i in range(width)]
+        )
 
     def add_data(self, *row: Any) -> None:
         self.data.append(list(row))
@@ -116,13 +131,16 @@ class Histogram(WBValue):
 
     def __init__(self, sequence: Any = None, np_histogram: Any = None, num_bins: int = 64) -> None:
         import numpy as np
+
         if np_histogram is not None:
             counts, edges = np_histogram
         else:
             values = as_array(sequence if sequence is not None else []).astype(float).ravel()
             values = values[np.isfinite(values)]
             bins = max(1, min(int(num_bins), MAX_HISTOGRAM_BINS))
-            counts, edges = np.histogram(values, bins=bins) if values.size else (np.zeros(1), np.array([0.0, 1.0]))
+            counts, edges = (
+                np.histogram(values, bins=bins) if values.size else (np.zeros(1), np.array([0.0, 1.0]))
+            )
         self.histogram = [float(c) for c in np.asarray(counts).ravel()[:MAX_HISTOGRAM_BINS]]
         self.bins = [float(e) for e in np.asarray(edges).ravel()[: len(self.histogram) + 1]]
 
@@ -147,6 +165,7 @@ class _File(WBValue):
     def _encode(self) -> tuple[bytes, str]:
         """(bytes, suffix) for in-memory data."""
         import numpy as np
+
         data = self.data
         if isinstance(data, bytes):
             return data, self.suffix
@@ -169,8 +188,18 @@ class _File(WBValue):
             raw, suffix = self._encode()
             target = sink._media_name(key, step, suffix)
             write_new(target, raw)
-        return [{"type": P.MEDIA, "key": key, "kind": self.kind, "path": str(target.relative_to(sink.dir)),
-                 "caption": self.caption, "width": self.width, "height": self.height, "step": step}]
+        return [
+            {
+                "type": P.MEDIA,
+                "key": key,
+                "kind": self.kind,
+                "path": str(target.relative_to(sink.dir)),
+                "caption": self.caption,
+                "width": self.width,
+                "height": self.height,
+                "step": step,
+            }
+        ]
 
 
 class Image(_File):
@@ -180,14 +209,28 @@ class Image(_File):
     kind = "image"
     suffix = ".png"
 
-    def __init__(self, data_or_path: Any = None, mode: str | None = None, caption: str | None = None,
-                 grouping: Any = None, classes: Any = None, boxes: Any = None, masks: Any = None,
-                 file_type: str | None = None, normalize: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        data_or_path: Any = None,
+        mode: str | None = None,
+        caption: str | None = None,
+        grouping: Any = None,
+        classes: Any = None,
+        boxes: Any = None,
+        masks: Any = None,
+        file_type: str | None = None,
+        normalize: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(data_or_path, caption)
         self.mode = mode
         self.normalize = normalize
         if not isinstance(data_or_path, (str, Path, bytes)) and data_or_path is not None:
-            if hasattr(data_or_path, "size") and hasattr(data_or_path, "mode") and hasattr(data_or_path, "save"):
+            if (
+                hasattr(data_or_path, "size")
+                and hasattr(data_or_path, "mode")
+                and hasattr(data_or_path, "save")
+            ):
                 self.width, self.height = data_or_path.size  # a PIL image
             else:
                 array = self._pixels()
@@ -195,6 +238,7 @@ class Image(_File):
 
     def _pixels(self) -> np.ndarray:
         import numpy as np
+
         array = as_array(self.data)
         if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
             array = np.transpose(array, (1, 2, 0))  # CHW (torch) -> HWC
@@ -219,7 +263,9 @@ class Image(_File):
             buffer = io.BytesIO()
             np.save(buffer, self._pixels())
             return buffer.getvalue(), ".npy"
-        picture = data if hasattr(data, "save") and hasattr(data, "mode") else PILImage.fromarray(self._pixels())
+        picture = (
+            data if hasattr(data, "save") and hasattr(data, "mode") else PILImage.fromarray(self._pixels())
+        )
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         return buffer.getvalue(), ".png"
@@ -231,7 +277,9 @@ class Audio(_File):
     kind = "audio"
     suffix = ".wav"
 
-    def __init__(self, data_or_path: Any = None, sample_rate: int | None = None, caption: str | None = None) -> None:
+    def __init__(
+        self, data_or_path: Any = None, sample_rate: int | None = None, caption: str | None = None
+    ) -> None:
         super().__init__(data_or_path, caption)
         self.sample_rate = int(sample_rate or 16000)
 
@@ -257,8 +305,14 @@ class Video(_File):
     kind = "video"
     suffix = ".mp4"
 
-    def __init__(self, data_or_path: Any = None, caption: str | None = None, fps: int | None = None,
-                 format: str | None = None, **kwargs: Any) -> None:  # noqa: A002 - wandb's name
+    def __init__(
+        self,
+        data_or_path: Any = None,
+        caption: str | None = None,
+        fps: int | None = None,
+        format: str | None = None,
+        **kwargs: Any,
+    ) -> None:  # noqa: A002 - wandb's name
         super().__init__(data_or_path, caption)
         if format:
             self.suffix = f".{format}"
@@ -279,6 +333,7 @@ class Object3D(_File):
 
     def _encode(self) -> tuple[bytes, str]:
         import numpy as np
+
         if isinstance(self.data, (bytes, str)) or hasattr(self.data, "read"):
             return super()._encode()
         import io

@@ -23,8 +23,16 @@ class MetricDefs:
     def __init__(self) -> None:
         self.defs: dict[str, dict[str, Any]] = {}
 
-    def define(self, name: str, step_metric: Any = None, step_sync: bool | None = None, hidden: bool | None = None,
-               summary: str | None = None, goal: str | None = None, overwrite: bool | None = None) -> dict[str, Any]:
+    def define(
+        self,
+        name: str,
+        step_metric: Any = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> dict[str, Any]:
         """Record one definition; an unknown summary word is dropped with the reason (never raises)."""
         entry: dict[str, Any] = {}
         if step_metric is not None:
@@ -69,8 +77,13 @@ class MetricDefs:
         for key, series in acc.items():
             words, goal = self._summaries_for(key)
             finite = [v for v in series if math.isfinite(v)] or [math.nan]
-            have = {"min": min(finite), "max": max(finite), "mean": sum(finite) / len(finite),
-                    "first": series[0], "last": series[-1]}
+            have = {
+                "min": min(finite),
+                "max": max(finite),
+                "mean": sum(finite) / len(finite),
+                "first": series[0],
+                "last": series[-1],
+            }
             have["best"] = have["max"] if goal == "maximize" else have["min"]
             got = {w: have[w] for w in words if w in have}
             if got:

@@ -72,7 +72,9 @@ class RankSteering:
     decision (set its framework's stop/save/eval flags), on every rank. `group`: a gloo group for the
     decisions (default: the default group under gloo, else one made for them)."""
 
-    def __init__(self, run: Run | None, optimizer: Any, act: Callable[[Decision], None], group: Any = None) -> None:
+    def __init__(
+        self, run: Run | None, optimizer: Any, act: Callable[[Decision], None], group: Any = None
+    ) -> None:
         self.run = run
         self._act = act
         self.rank, self.world = rank_and_world()
@@ -132,7 +134,9 @@ class RankSteering:
                 self._inside = False
                 run._idle = None
         queued, self._queued = self._queued, Decision()
-        return self._send(Decision(stop=run is not None and run.should_stop, save=queued.save, evaluate=queued.evaluate))
+        return self._send(
+            Decision(stop=run is not None and run.should_stop, save=queued.save, evaluate=queued.evaluate)
+        )
 
     def share(self, save: bool = False, evaluate: bool = False) -> None:
         """Rank 0's handlers: have every rank save / evaluate. Inside step_end() it happens at once on every
@@ -191,8 +195,9 @@ class RankSteering:
             self._applied = seq
             if self._lr is not None:
                 self._lr.begin(values[TARGET], int(values[STEPS]), values[START])
-        decision = Decision(stop=values[STOP] > 0, save=values[SAVE] > 0, evaluate=values[EVALUATE] > 0,
-                            more=values[MORE] > 0)
+        decision = Decision(
+            stop=values[STOP] > 0, save=values[SAVE] > 0, evaluate=values[EVALUATE] > 0, more=values[MORE] > 0
+        )
         if decision.stop or decision.save or decision.evaluate:
             self._act(decision)
         return decision

@@ -50,10 +50,19 @@ lists these names. `unpause`, the name older dashboards send for resume, is take
 class Run(Steering, WandbSurface):
     """A run Nexus did not write, reporting into a run folder. Build it with `nexus.init()`."""
 
-    def __init__(self, run_dir: Path, config: Any = None, total_steps: int | None = None,
-                 start_step: int = 1, resumed: bool = False, model: str = "", meta: dict[str, Any] | None = None,
-                 pipe_fd: int | None = None, previous_summary: dict[str, Any] | None = None,
-                 resumable: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        config: Any = None,
+        total_steps: int | None = None,
+        start_step: int = 1,
+        resumed: bool = False,
+        model: str = "",
+        meta: dict[str, Any] | None = None,
+        pipe_fd: int | None = None,
+        previous_summary: dict[str, Any] | None = None,
+        resumable: bool = False,
+    ) -> None:
         self.dir = Path(run_dir)
         self.name = self.id = self.dir.name
         self.total_steps = total_steps
@@ -97,12 +106,16 @@ class Run(Steering, WandbSurface):
         self._warned: set[str] = set()
         self._version = 0
         self.config = Config(config, on_change=self._describe)
-        self._writer = Writer(self.dir, {"run": self.name, "total_steps": total_steps or 0, "step": start_step - 1,
-                                         "source": "reporter"}, pipe_fd)
+        self._writer = Writer(
+            self.dir,
+            {"run": self.name, "total_steps": total_steps or 0, "step": start_step - 1, "source": "reporter"},
+            pipe_fd,
+        )
         self.summary = Summary(lambda: self._writer.last_values, previous_summary)
         try:
-            self._control: ControlThread | None = ControlThread(self.dir, self._supported, self._immediate,
-                                                                lambda: self.step, self._lacking)
+            self._control: ControlThread | None = ControlThread(
+                self.dir, self._supported, self._immediate, lambda: self.step, self._lacking
+            )
             self._writer.status["socket"] = self._control.socket_path
         except OSError as e:
             self._control = None
@@ -147,8 +160,9 @@ class Run(Steering, WandbSurface):
         try:
             self._log(data, step, commit)
         except Exception as e:  # noqa: BLE001 - the reporter never raises into the training loop
-            self._warn_once(f"log:{type(e).__name__}", f"log() could not record a call ({one_line(e)}); "
-                            "the loop goes on")
+            self._warn_once(
+                f"log:{type(e).__name__}", f"log() could not record a call ({one_line(e)}); the loop goes on"
+            )
 
     def _log(self, data: dict[str, Any], step: Any, commit: bool | None) -> None:
         if step is not None:
@@ -156,8 +170,11 @@ class Run(Steering, WandbSurface):
             if step is None:
                 return
             if step < self._last_committed:
-                self._warn_once("backwards", f"log(step={step}) is before step {self._last_committed} "
-                                "already filed: ignored (steps only go forward)")
+                self._warn_once(
+                    "backwards",
+                    f"log(step={step}) is before step {self._last_committed} "
+                    "already filed: ignored (steps only go forward)",
+                )
                 return
             if self._pending and step != self._step:
                 self._commit()
@@ -172,8 +189,11 @@ class Run(Steering, WandbSurface):
                 for k, v in V.flatten(value, f"{key}/", skipped=skipped).items():
                     self._put_value(pending, k, v)
                 for name in skipped:
-                    self._warn_once(f"deep:{name}", f"key {name[:100]!r}: a dict nested past {V.MAX_DEPTH} levels "
-                                    "or containing itself; not followed")
+                    self._warn_once(
+                        f"deep:{name}",
+                        f"key {name[:100]!r}: a dict nested past {V.MAX_DEPTH} levels "
+                        "or containing itself; not followed",
+                    )
                 continue
             got = V.grab(value)
             if got is None:
@@ -192,8 +212,11 @@ class Run(Steering, WandbSurface):
         except (TypeError, ValueError, OverflowError):
             got = None
         if got is None or isinstance(step, bool) or not -(2**63) <= got < 2**63:
-            self._warn_once(f"step:{type(step).__name__}", f"log(step={short(step)[:60]}) refused: a step is a whole "
-                            "number within 64 bits; this call is not recorded")
+            self._warn_once(
+                f"step:{type(step).__name__}",
+                f"log(step={short(step)[:60]}) refused: a step is a whole "
+                "number within 64 bits; this call is not recorded",
+            )
             return None
         return got
 
@@ -212,8 +235,10 @@ class Run(Steering, WandbSurface):
         try:
             records = rich_records(self, key, value, self._step)
         except (OSError, ValueError, TypeError, AttributeError, IndexError) as e:
-            self._warn_once(f"media:{key}", f"key {key[:100]!r}: a {type(value).__name__} could not be kept "
-                            f"({one_line(e)})")
+            self._warn_once(
+                f"media:{key}",
+                f"key {key[:100]!r}: a {type(value).__name__} could not be kept ({one_line(e)})",
+            )
             return
         if records is None:
             self._skip(key, value)
@@ -226,8 +251,11 @@ class Run(Steering, WandbSurface):
     def _skip(self, key: Any, value: Any) -> None:
         if f"skip:{key}" not in self._warned:
             self._warned.add(f"skip:{key}")
-            self._put_log(f"key {str(key)[:100]!r}: a {type(value).__name__} is not a number (or a one-element "
-                          "tensor, text or a wandb data type); it is not recorded", "warning")
+            self._put_log(
+                f"key {str(key)[:100]!r}: a {type(value).__name__} is not a number (or a one-element "
+                "tensor, text or a wandb data type); it is not recorded",
+                "warning",
+            )
 
     def _commit(self) -> None:
         if self._watch is not None and self._watch.due:
@@ -335,8 +363,16 @@ class Run(Steering, WandbSurface):
 
     # -- what the script hands over (handlers: nexus/steering.py) ------------------------------
 
-    def watch(self, target: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
-              idx: int | None = None, log_graph: bool = False, scheduler: Any = None) -> None:
+    def watch(
+        self,
+        target: Any,
+        criterion: Any = None,
+        log: str | None = "gradients",
+        log_freq: int = 1000,
+        idx: int | None = None,
+        log_graph: bool = False,
+        scheduler: Any = None,
+    ) -> None:
         """Hand over a torch optimizer: `ramp` commands then change its LR (see nexus/lr.py for how it
         composes with the script's scheduler) and the records' `lr` is the LR each step really used.
         `scheduler`: its LR scheduler (found by itself at the first step when not given); its future
@@ -350,8 +386,9 @@ class Run(Steering, WandbSurface):
         if hasattr(target, "param_groups"):
             if self._lr is not None:
                 self._lr.close()
-            self._lr = LRControl(target, [scheduler] if scheduler is not None else (),
-                                 on_schedulers=self._schedule_found)
+            self._lr = LRControl(
+                target, [scheduler] if scheduler is not None else (), on_schedulers=self._schedule_found
+            )
             params = [p for g in target.param_groups for p in g["params"]]
         elif hasattr(target, "parameters"):
             params = list(target.parameters())
@@ -377,8 +414,16 @@ class Run(Steering, WandbSurface):
     def alert(self, title: str, text: str = "", level: Any = "INFO", wait_duration: Any = None) -> None:
         """An alert on the dashboard's red bar and in the records (kind "user")."""
         level = str(getattr(level, "value", level)).upper()
-        self._writer.put({"type": P.ALERT, "kind": "user", "level": level, "step": self._done_step(),
-                          "text": f"{title}: {text}" if text else str(title), "time": time.time()})
+        self._writer.put(
+            {
+                "type": P.ALERT,
+                "kind": "user",
+                "level": level,
+                "step": self._done_step(),
+                "text": f"{title}: {text}" if text else str(title),
+                "time": time.time(),
+            }
+        )
 
     # -- the end ---------------------------------------------------------------------------------
 
@@ -406,8 +451,9 @@ class Run(Steering, WandbSurface):
         if self._pending:
             self._commit()
         self._put_log(text, "error")
-        self._writer.put({"type": P.ALERT, "kind": "crash", "step": self._done_step(), "text": text,
-                          "time": time.time()})
+        self._writer.put(
+            {"type": P.ALERT, "kind": "crash", "step": self._done_step(), "text": text, "time": time.time()}
+        )
         self._close(P.FAILED, text, 1)
 
     def _end_as_killed(self, signal_name: str, exit_code: int) -> None:
@@ -495,10 +541,16 @@ class Run(Steering, WandbSurface):
 
     def _hello_fields(self) -> dict[str, Any]:
         fields = {
-            "run": self.name, "config": json_safe(self.config.as_dict()), "pid": os.getpid(),
-            "device": self._device, "params": self._params, "total_steps": self.total_steps or 0,
-            "start_step": self._start_step - 1, "model": self._model or _model_of(self.config),
-            "resumed_from": str(self.dir) if self._resumed else None, "source": "reporter",
+            "run": self.name,
+            "config": json_safe(self.config.as_dict()),
+            "pid": os.getpid(),
+            "device": self._device,
+            "params": self._params,
+            "total_steps": self.total_steps or 0,
+            "start_step": self._start_step - 1,
+            "model": self._model or _model_of(self.config),
+            "resumed_from": str(self.dir) if self._resumed else None,
+            "source": "reporter",
             "commands": sorted(self._supported() - {P.UNPAUSE} if self._control is not None else ()),
             "stop": "flag" if self._loop_reads_stop else "interrupt",
             "argv": [str(a)[:200] for a in sys.argv[:64]],
@@ -513,8 +565,13 @@ class Run(Steering, WandbSurface):
 
     def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None:
         self._state = state
-        rec: dict[str, Any] = {"type": P.STATE, "state": state, "step": self._done_step(), "reason": reason,
-                               "time": time.time()}
+        rec: dict[str, Any] = {
+            "type": P.STATE,
+            "state": state,
+            "step": self._done_step(),
+            "reason": reason,
+            "time": time.time(),
+        }
         if exit_code is not None:
             rec["exit_code"] = exit_code
         self._writer.queue.append(rec)  # never dropped: a state change is what readers trust most

@@ -38,7 +38,9 @@ def tensor_histogram(key: str, value: Any, step: int) -> list[dict[str, Any]]:
     """A torch tensor as a queued reference (binned later, on the writer thread); anything else binned now."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(value, torch.Tensor):
-        return [{"type": P.HISTOGRAM, "key": key, "step": step, LATER: value.detach().clone()}]  # queued, no sync
+        return [
+            {"type": P.HISTOGRAM, "key": key, "step": step, LATER: value.detach().clone()}
+        ]  # queued, no sync
     return Histogram(value)._records(None, key, step)  # type: ignore[arg-type]
 
 
@@ -47,11 +49,21 @@ def later_records(item: dict[str, Any]) -> list[dict[str, Any]]:
     a tensor that cannot be read is a lost record, said in a log record, never a dead writer."""
     tensor = item.pop(LATER)
     try:
-        return [{**Histogram(tensor)._records(None, item["key"], item["step"])[0],  # type: ignore[arg-type]
-                 "time": item.get("time")}]
+        return [
+            {
+                **Histogram(tensor)._records(None, item["key"], item["step"])[0],  # type: ignore[arg-type]
+                "time": item.get("time"),
+            }
+        ]
     except Exception as e:  # noqa: BLE001 - the reporter must never take the training down
-        return [{"type": P.LOG, "level": "warning", "time": item.get("time"),
-                 "text": f"key {item['key'][:100]!r}: its tensor could not be read ({type(e).__name__}: {e})"}]
+        return [
+            {
+                "type": P.LOG,
+                "level": "warning",
+                "time": item.get("time"),
+                "text": f"key {item['key'][:100]!r}: its tensor could not be read ({type(e).__name__}: {e})",
+            }
+        ]
 
 
 def _numeric_array(value: Any) -> bool:

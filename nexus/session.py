@@ -25,7 +25,9 @@ def _current(what: str) -> Any:
     return nexus.run
 
 
-def log(data: dict[str, Any], step: int | None = None, commit: bool | None = None, sync: bool | None = None) -> None:
+def log(
+    data: dict[str, Any], step: int | None = None, commit: bool | None = None, sync: bool | None = None
+) -> None:
     """`nexus.run.log(...)`."""
     _current("log").log(data, step=step, commit=commit)
 
@@ -42,8 +44,14 @@ def alert(title: str, text: str = "", level: Any = AlertLevel.INFO, wait_duratio
     _current("alert").alert(title, text, level)
 
 
-def watch(models: Any, criterion: Any = None, log: str | None = "gradients", log_freq: int = 1000,
-          idx: int | None = None, log_graph: bool = False) -> None:
+def watch(
+    models: Any,
+    criterion: Any = None,
+    log: str | None = "gradients",
+    log_freq: int = 1000,
+    idx: int | None = None,
+    log_graph: bool = False,
+) -> None:
     """`nexus.run.watch(model_or_optimizer, log=..., log_freq=...)`."""
     _current("watch").watch(models, criterion, log, log_freq, idx, log_graph)
 
@@ -55,9 +63,18 @@ def unwatch(models: Any = None) -> None:
         nexus.run.unwatch(models)
 
 
-def define_metric(name: str, step_metric: Any = None, step_sync: bool | None = None, hidden: bool | None = None,
-                  summary: str | None = None, goal: str | None = None, overwrite: bool | None = None) -> Any:
-    return _current("define_metric").define_metric(name, step_metric, step_sync, hidden, summary, goal, overwrite)
+def define_metric(
+    name: str,
+    step_metric: Any = None,
+    step_sync: bool | None = None,
+    hidden: bool | None = None,
+    summary: str | None = None,
+    goal: str | None = None,
+    overwrite: bool | None = None,
+) -> Any:
+    return _current("define_metric").define_metric(
+        name, step_metric, step_sync, hidden, summary, goal, overwrite
+    )
 
 
 def save(glob_str: Any = None, base_path: str | None = None, policy: str = "live") -> Any:
@@ -69,13 +86,22 @@ def save(glob_str: Any = None, base_path: str | None = None, policy: str = "live
     return nexus.run.save(glob_str, base_path, policy)
 
 
-def log_artifact(artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
-                 aliases: list[str] | None = None, tags: list[str] | None = None) -> Any:
+def log_artifact(
+    artifact_or_path: Any,
+    name: str | None = None,
+    type: str | None = None,  # noqa: A002
+    aliases: list[str] | None = None,
+    tags: list[str] | None = None,
+) -> Any:
     return _current("log_artifact").log_artifact(artifact_or_path, name, type, aliases, tags)
 
 
-def use_artifact(artifact_or_name: Any, type: str | None = None, aliases: list[str] | None = None,  # noqa: A002
-                 use_as: str | None = None) -> Any:
+def use_artifact(
+    artifact_or_name: Any,
+    type: str | None = None,
+    aliases: list[str] | None = None,  # noqa: A002
+    use_as: str | None = None,
+) -> Any:
     return _current("use_artifact").use_artifact(artifact_or_name, type, aliases, use_as)
 
 

@@ -23,21 +23,50 @@ from nexus.reporter import Run
 from nexus_core import protocol as P
 from nexus_core.config import ConfigError, read_toml
 
-WANDB_IGNORED = frozenset({
-    "entity", "job_type", "id", "mode", "reinit", "settings", "save_code", "anonymous", "sync_tensorboard",
-    "monitor_gym", "config_exclude_keys", "config_include_keys", "allow_val_change", "force", "magic",
-    "tensorboard", "fork_from", "resume_from", "sweep_id",
-})
+WANDB_IGNORED = frozenset(
+    {
+        "entity",
+        "job_type",
+        "id",
+        "mode",
+        "reinit",
+        "settings",
+        "save_code",
+        "anonymous",
+        "sync_tensorboard",
+        "monitor_gym",
+        "config_exclude_keys",
+        "config_include_keys",
+        "allow_val_change",
+        "force",
+        "magic",
+        "tensorboard",
+        "fork_from",
+        "resume_from",
+        "sweep_id",
+    }
+)
 """wandb.init keywords accepted (some read below), so `import nexus as wandb` runs unchanged scripts."""
 RESUMING = (True, "allow", "must", "auto")
 ROOT_ENV = "NEXUS_ROOT"
 """Set by `nexus run`: the runs folder a script's init() writes into when it names no root."""
 
 
-def start(name: str | None = None, config: Any = None, dir: Any = None, root: Any = None,  # noqa: A002
-          total_steps: int | None = None, resume: Any = None, run_dir: Any = None, model: str | None = None,
-          project: str | None = None, tags: Any = None, notes: str | None = None, group: str | None = None,
-          **wandb_kwargs: Any) -> Run | DisabledRun:
+def start(
+    name: str | None = None,
+    config: Any = None,
+    dir: Any = None,
+    root: Any = None,  # noqa: A002
+    total_steps: int | None = None,
+    resume: Any = None,
+    run_dir: Any = None,
+    model: str | None = None,
+    project: str | None = None,
+    tags: Any = None,
+    notes: str | None = None,
+    group: str | None = None,
+    **wandb_kwargs: Any,
+) -> Run | DisabledRun:
     import nexus
 
     unknown = set(wandb_kwargs) - WANDB_IGNORED
@@ -66,16 +95,29 @@ def start(name: str | None = None, config: Any = None, dir: Any = None, root: An
     resumed = resume in RESUMING and (path / P.METRICS_FILE).exists()
     begin = last_step(path) if resumed else None
     old_config, old_summary = _previous(path) if resumed else ({}, {})
-    meta = {"project": project, "tags": list(tags) if tags else None, "notes": notes, "group": group,
-            "entity": wandb_kwargs.get("entity"), "job_type": wandb_kwargs.get("job_type"),
-            "sweep_id": wandb_kwargs.get("sweep_id")}
+    meta = {
+        "project": project,
+        "tags": list(tags) if tags else None,
+        "notes": notes,
+        "group": group,
+        "entity": wandb_kwargs.get("entity"),
+        "job_type": wandb_kwargs.get("job_type"),
+        "sweep_id": wandb_kwargs.get("sweep_id"),
+    }
     if meta["sweep_id"]:
         skipped("init(sweep_id=...)", "sweeps need W&B's server; the id is kept in the run's meta")
-    new = Run(path, config={**old_config, **Config(config).as_dict()},
-              total_steps=int(total_steps) if total_steps else None,
-              start_step=1 if begin is None else begin + 1, resumed=resumed and begin is not None, model=model or "",
-              meta=meta, pipe_fd=metrics_fd(), previous_summary=old_summary,
-              resumable=resume in RESUMING)  # it continues what it finds: with a checkpoint handler, parkable
+    new = Run(
+        path,
+        config={**old_config, **Config(config).as_dict()},
+        total_steps=int(total_steps) if total_steps else None,
+        start_step=1 if begin is None else begin + 1,
+        resumed=resumed and begin is not None,
+        model=model or "",
+        meta=meta,
+        pipe_fd=metrics_fd(),
+        previous_summary=old_summary,
+        resumable=resume in RESUMING,
+    )  # it continues what it finds: with a checkpoint handler, parkable
     return _publish(new)
 
 
@@ -114,4 +156,3 @@ def _previous(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     except (OSError, ValueError):
         pass
     return config, summary
-

@@ -38,6 +38,7 @@ class Steering:
     _writer: Any
 
     if TYPE_CHECKING:  # defined by Run
+
         def _set_state(self, state: str, reason: str = "", exit_code: int | None = None) -> None: ...
         def _put_log(self, text: str, level: str = "info") -> None: ...
         def _describe(self) -> None: ...
@@ -88,7 +89,9 @@ class Steering:
             if self.paused:
                 self.paused = False
                 self._set_state(P.RUNNING, "park command")
-            self._put_log("park command: checkpointed; run.should_stop is set, the loop ends when it next checks it")
+            self._put_log(
+                "park command: checkpointed; run.should_stop is set, the loop ends when it next checks it"
+            )
         elif name == P.CHECKPOINT:
             self._call(name, self._checkpoint)
         elif name == P.EVAL_NOW:
@@ -104,12 +107,17 @@ class Steering:
         handler = signal.getsignal(signal.SIGINT)
         main = threading.current_thread() is threading.main_thread()
         if not callable(handler) and not main:  # SIGINT ignored and no main thread to raise in
-            self._put_log("stop command: run.should_stop is set, but the script never reads it and ignores "
-                          "SIGINT: it cannot be ended from here (SIGTERM ends it, recorded killed)", "warning")
+            self._put_log(
+                "stop command: run.should_stop is set, but the script never reads it and ignores "
+                "SIGINT: it cannot be ended from here (SIGTERM ends it, recorded killed)",
+                "warning",
+            )
             return
         self._stop_interrupt = True
-        self._put_log("stop command: the script does not read run.should_stop, so it is ended at its log() "
-                      "with a KeyboardInterrupt (or its own SIGINT handler), as W&B's stop does")
+        self._put_log(
+            "stop command: the script does not read run.should_stop, so it is ended at its log() "
+            "with a KeyboardInterrupt (or its own SIGINT handler), as W&B's stop does"
+        )
         if callable(handler):
             if main:
                 signal.raise_signal(signal.SIGINT)  # the handler runs before this returns
@@ -131,8 +139,16 @@ class Steering:
             path = self._handlers[P.CHECKPOINT]()
         finally:
             self._set_state(before if before != P.CHECKPOINTING else P.RUNNING, "")
-        self._writer.put({"type": P.CKPT, "step": self._done_step(), "path": ckpt_path(path, self.dir),
-                          "best": False, "val_loss": None, "time": time.time()})
+        self._writer.put(
+            {
+                "type": P.CKPT,
+                "step": self._done_step(),
+                "path": ckpt_path(path, self.dir),
+                "best": False,
+                "val_loss": None,
+                "time": time.time(),
+            }
+        )
 
     def _eval(self) -> None:
         result = self._handlers[P.EVAL_NOW]()
@@ -149,17 +165,27 @@ class Steering:
         else:
             got = V.grab(result)
             if got is None:
-                raise TypeError(f"the eval handler returned a {type(result).__name__}, not a number or a dict")
+                raise TypeError(
+                    f"the eval handler returned a {type(result).__name__}, not a number or a dict"
+                )
             fields = {"val_loss": got}
         self._writer.put({"type": P.EVAL, "step": self._done_step(), "time": time.time(), **fields})
 
     def _sample(self, cmd: dict[str, Any]) -> None:
         prompt = str(cmd.get("prompt", ""))
-        text = self._handlers[P.GENERATE](prompt, int(cmd.get("tokens", 100)), float(cmd.get("temperature", 0.8)),
-                                          int(cmd.get("top_k", 40)))
-        self._writer.put({"type": P.SAMPLE, "step": self._done_step(), "prompt": prompt, "text": str(text),
-                          "requested": True, "time": time.time()})
-
+        text = self._handlers[P.GENERATE](
+            prompt, int(cmd.get("tokens", 100)), float(cmd.get("temperature", 0.8)), int(cmd.get("top_k", 40))
+        )
+        self._writer.put(
+            {
+                "type": P.SAMPLE,
+                "step": self._done_step(),
+                "prompt": prompt,
+                "text": str(text),
+                "requested": True,
+                "time": time.time(),
+            }
+        )
 
 
 def ckpt_path(path: Any, run_dir: Path) -> str:

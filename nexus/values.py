@@ -13,18 +13,39 @@ from typing import Any
 
 WELL_KNOWN: dict[str, str] = {
     # metric record: the dashboard's standard charts and table columns
-    "loss": "loss", "train/loss": "loss", "train_loss": "loss",
-    "ce": "ce", "train/ce": "ce",
-    "lr": "lr", "train/lr": "lr", "learning_rate": "lr", "train/learning_rate": "lr",
-    "gnorm": "gnorm", "grad_norm": "gnorm", "train/grad_norm": "gnorm", "train/gnorm": "gnorm",
-    "tok_s": "tok_s", "train/tok_s": "tok_s", "tokens_per_s": "tok_s",
-    "step_s": "step_s", "mem": "mem",
-    "tokens": "tokens", "train/tokens": "tokens", "num_input_tokens_seen": "tokens",
+    "loss": "loss",
+    "train/loss": "loss",
+    "train_loss": "loss",
+    "ce": "ce",
+    "train/ce": "ce",
+    "lr": "lr",
+    "train/lr": "lr",
+    "learning_rate": "lr",
+    "train/learning_rate": "lr",
+    "gnorm": "gnorm",
+    "grad_norm": "gnorm",
+    "train/grad_norm": "gnorm",
+    "train/gnorm": "gnorm",
+    "tok_s": "tok_s",
+    "train/tok_s": "tok_s",
+    "tokens_per_s": "tok_s",
+    "step_s": "step_s",
+    "mem": "mem",
+    "tokens": "tokens",
+    "train/tokens": "tokens",
+    "num_input_tokens_seen": "tokens",
     "train/num_input_tokens_seen": "tokens",
     # eval record
-    "val_loss": "val_loss", "val/loss": "val_loss", "eval/loss": "val_loss", "eval_loss": "val_loss",
-    "valid/loss": "val_loss", "validation/loss": "val_loss",
-    "val_ppl": "val_ppl", "val/ppl": "val_ppl", "eval/ppl": "val_ppl", "val/perplexity": "val_ppl",
+    "val_loss": "val_loss",
+    "val/loss": "val_loss",
+    "eval/loss": "val_loss",
+    "eval_loss": "val_loss",
+    "valid/loss": "val_loss",
+    "validation/loss": "val_loss",
+    "val_ppl": "val_ppl",
+    "val/ppl": "val_ppl",
+    "eval/ppl": "val_ppl",
+    "val/perplexity": "val_ppl",
     "eval/perplexity": "val_ppl",
 }
 """A logged key -> the standard name it is recorded under (docs/PROTOCOL.md lists the same table).
@@ -44,8 +65,13 @@ MAX_DEPTH = 32
 """Nesting levels of a logged dict that become `a/b/...` keys; deeper ones (and cycles) are skipped."""
 
 
-def flatten(data: Any, prefix: str = "", out: dict[str, Any] | None = None, skipped: list[str] | None = None,
-            _path: tuple[int, ...] = ()) -> dict[str, Any]:
+def flatten(
+    data: Any,
+    prefix: str = "",
+    out: dict[str, Any] | None = None,
+    skipped: list[str] | None = None,
+    _path: tuple[int, ...] = (),
+) -> dict[str, Any]:
     """{"train": {"loss": x}} -> {"train/loss": x}; keys become text. A dict that contains itself, or
     nesting past MAX_DEPTH, is not followed: its key goes to `skipped` (the caller warns once)."""
     out = {} if out is None else out
@@ -155,7 +181,11 @@ def _plan(keys: tuple[str, ...]) -> tuple[tuple[str, bool], ...]:
         if name != key and name in keys:  # both `loss` and `train/loss` logged: each keeps its name
             name, to_eval = _route_as_is(key)
         plan.append((name, to_eval))
-    kept = _AS_IS if all(name == key and not ev for key, (name, ev) in zip(keys, plan, strict=True)) else tuple(plan)
+    kept = (
+        _AS_IS
+        if all(name == key and not ev for key, (name, ev) in zip(keys, plan, strict=True))
+        else tuple(plan)
+    )
     if len(_PLANS) < 10_000:
         _PLANS[keys] = kept
     return kept
@@ -184,4 +214,3 @@ def is_eval(name: str) -> bool:
         return True
     head, sep, _ = name.partition("/")
     return bool(sep) and head in EVAL_SECTIONS
-

@@ -108,19 +108,30 @@ class WandbSurface:
     def settings(self) -> Any:
         from nexus.compat import Settings
 
-        return Settings(project=self.project, run_name=self.name, mode="offline", files_dir=str(self.dir / P.FILES_DIR))
+        return Settings(
+            project=self.project, run_name=self.name, mode="offline", files_dir=str(self.dir / P.FILES_DIR)
+        )
 
     def status(self) -> dict[str, Any]:
         return dict(self._writer.status)
 
     # -- define_metric --------------------------------------------------------------------------
 
-    def define_metric(self, name: str, step_metric: Any = None, step_sync: bool | None = None,
-                      hidden: bool | None = None, summary: str | None = None, goal: str | None = None,
-                      overwrite: bool | None = None) -> Any:
+    def define_metric(
+        self,
+        name: str,
+        step_metric: Any = None,
+        step_sync: bool | None = None,
+        hidden: bool | None = None,
+        summary: str | None = None,
+        goal: str | None = None,
+        overwrite: bool | None = None,
+    ) -> Any:
         entry = self._defs.define(name, step_metric, step_sync, hidden, summary, goal, overwrite)
         if entry.get("dropped"):
-            skipped(f"define_metric summary {entry['dropped']}", "not one of min, max, mean, first, last, best")
+            skipped(
+                f"define_metric summary {entry['dropped']}", "not one of min, max, mean, first, last, best"
+            )
         self._meta["metrics"] = self._defs.as_meta()
         self._describe()
         return _MetricHandle(str(name))
@@ -137,15 +148,22 @@ class WandbSurface:
         except OSError as e:
             return self._file_error("save", e, [])
 
-    def log_code(self, root: Any = ".", name: str | None = None, include_fn: Any = None,
-                 exclude_fn: Any = None) -> Any:
+    def log_code(
+        self, root: Any = ".", name: str | None = None, include_fn: Any = None, exclude_fn: Any = None
+    ) -> Any:
         try:
             return self._files.log_code(root, name, include_fn, exclude_fn)
         except OSError as e:
             return self._file_error("log_code", e, None)
 
-    def log_artifact(self, artifact_or_path: Any, name: str | None = None, type: str | None = None,  # noqa: A002
-                     aliases: list[str] | None = None, tags: list[str] | None = None) -> Any:
+    def log_artifact(
+        self,
+        artifact_or_path: Any,
+        name: str | None = None,
+        type: str | None = None,  # noqa: A002
+        aliases: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> Any:
         try:
             return self._files.log_artifact(artifact_or_path, name, type, aliases, tags)
         except OSError as e:
@@ -154,8 +172,13 @@ class WandbSurface:
     def log_model(self, path: Any, name: str | None = None, aliases: list[str] | None = None) -> Any:
         return self.log_artifact(path, name=name, type="model", aliases=aliases)
 
-    def use_artifact(self, artifact_or_name: Any, type: str | None = None,  # noqa: A002
-                     aliases: list[str] | None = None, use_as: str | None = None) -> Artifact:
+    def use_artifact(
+        self,
+        artifact_or_name: Any,
+        type: str | None = None,  # noqa: A002
+        aliases: list[str] | None = None,
+        use_as: str | None = None,
+    ) -> Artifact:
         return self._files.use_artifact(artifact_or_name, type, aliases, use_as)
 
     def use_model(self, name: str) -> str:
@@ -167,7 +190,9 @@ class WandbSurface:
     def link_model(self, *args: Any, **kwargs: Any) -> None:
         skipped("run.link_model()", "the model registry needs W&B's server")
 
-    def restore(self, name: str, run_path: str | None = None, replace: bool = False, root: str | None = None) -> Any:
+    def restore(
+        self, name: str, run_path: str | None = None, replace: bool = False, root: str | None = None
+    ) -> Any:
         """A file this run kept with save() (the newest copy), opened for reading; None if none."""
         import io
 
@@ -216,7 +241,9 @@ class WandbSurface:
         with contextlib.suppress(FileExistsError):
             folder.mkdir()
         if folder.is_symlink() or not folder.is_dir():
-            raise P.UnsafeFileError(20, "is not a plain folder; media are not written through it", str(folder))
+            raise P.UnsafeFileError(
+                20, "is not a plain folder; media are not written through it", str(folder)
+            )
         self._media_n += 1
         clean = "".join(c for c in suffix if c.isalnum() or c == ".")[:12] or ".bin"
         return folder / f"{file_stem(key)}_{step}_{self._media_n}{clean}"

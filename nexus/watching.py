@@ -16,8 +16,9 @@ WANTS = {"gradients": (True, False), "parameters": (False, True), "all": (True, 
 
 
 class ModelWatch:
-    def __init__(self, model: Any, log: str | None = "gradients", log_freq: int = 1000,
-                 log_graph: bool = False) -> None:
+    def __init__(
+        self, model: Any, log: str | None = "gradients", log_freq: int = 1000, log_graph: bool = False
+    ) -> None:
         self.model = model
         self.grads, self.params = WANTS.get(log, (True, False))
         self.histograms = log == "all"
@@ -45,6 +46,7 @@ class ModelWatch:
                 self.norms[f"grad_norm/{name}"] = g.norm()
                 if self.histograms:
                     self.grad_values[name] = g
+
         return hook
 
     def take(self) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -67,8 +67,14 @@ class Writer:
 
     `disk_error` and `blocked` (filing.py) tell the training thread that records wait for room."""
 
-    def __init__(self, run_dir: Path, status: dict[str, Any], pipe_fd: int | None = None,
-                 capacity: int = CAPACITY, flush_s: float = FLUSH_S) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        status: dict[str, Any],
+        pipe_fd: int | None = None,
+        capacity: int = CAPACITY,
+        flush_s: float = FLUSH_S,
+    ) -> None:
         self.run_dir = run_dir
         self.filing = Filing(run_dir / P.METRICS_FILE, pipe_fd)
         self.capacity = capacity
@@ -191,7 +197,11 @@ class Writer:
             try:
                 self._flush()
             except Exception as e:  # noqa: BLE001 - the reporter must never take the training down
-                print(f"nexus: the reporter's writer failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+                print(
+                    f"nexus: the reporter's writer failed: {type(e).__name__}: {e}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             self._stuck = False
             self._room.set()
             if closing and not self.queue:
@@ -278,7 +288,9 @@ class Writer:
             got = V.resolve(found)
         except Exception as e:  # noqa: BLE001 - a tensor that cannot be read is a lost value, not a dead run
             got = [math.nan] * len(found)
-            print(f"nexus: could not read logged tensors: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            print(
+                f"nexus: could not read logged tensors: {type(e).__name__}: {e}", file=sys.stderr, flush=True
+            )
         for (values, key), value in zip(where, got, strict=True):
             values[key] = value
 
@@ -305,8 +317,11 @@ class Writer:
     def _note_state(self, rec: dict[str, Any]) -> None:
         """The status says what the last state record says: state, step, why (a failed run's
         exception, a killed run's signal) and, at the end, the exit code."""
-        self.status.update(state=rec["state"], step=rec.get("step", self.status.get("step", 0)),
-                           reason=str(rec.get("reason", ""))[:500])
+        self.status.update(
+            state=rec["state"],
+            step=rec.get("step", self.status.get("step", 0)),
+            reason=str(rec.get("reason", ""))[:500],
+        )
         if "exit_code" in rec:
             self.status["exit_code"] = rec["exit_code"]
         total = rec.get("total_steps")
@@ -356,8 +371,15 @@ class Writer:
                 self.status[key] = fields[key]
         self._file({"type": P.HELLO, "protocol": P.PROTOCOL_VERSION, **fields, "time": time.time()})
         if self.status["state"] != P.STARTING:  # a re-hello: say the state again (hello means "starting")
-            self._file({"type": P.STATE, "state": self.status["state"], "step": self.status.get("step", 0),
-                        "reason": "run description updated", "time": time.time()})
+            self._file(
+                {
+                    "type": P.STATE,
+                    "state": self.status["state"],
+                    "step": self.status.get("step", 0),
+                    "reason": "run description updated",
+                    "time": time.time(),
+                }
+            )
         self._write_status()
 
     def _file(self, rec: dict[str, Any]) -> None:
@@ -367,10 +389,17 @@ class Writer:
         dropped = self.dropped
         now = time.monotonic()
         if dropped > self._said_dropped and now - self._dropped_alert_at >= DROP_ALERT_EVERY_S:
-            self._file({"type": P.ALERT, "kind": "dropped", "step": self.status.get("step", 0), "time": time.time(),
-                        "text": f"{dropped - self._said_dropped} logged steps dropped ({dropped} in all): the "
-                                "reporter's queue was full and its writer thread was not running or made no progress "
-                                f"for {BACKPRESSURE_S:g} s"})
+            self._file(
+                {
+                    "type": P.ALERT,
+                    "kind": "dropped",
+                    "step": self.status.get("step", 0),
+                    "time": time.time(),
+                    "text": f"{dropped - self._said_dropped} logged steps dropped ({dropped} in all): the "
+                    "reporter's queue was full and its writer thread was not running or made no progress "
+                    f"for {BACKPRESSURE_S:g} s",
+                }
+            )
             self._said_dropped, self._dropped_alert_at = dropped, now
 
     # -- files beside the records ----------------------------------------------------------------

@@ -47,42 +47,104 @@ MAX_BYTES = 1 << 32
 WAIT_S = 15.0
 """How long a live run gets to record what a command asked for."""
 
-INT, NUM, STR, BOOL, MAP, LIST, NIL = "int", "number", "str", "bool", "map", "array", "nil"  # as kind_of names them
+INT, NUM, STR, BOOL, MAP, LIST, NIL = (
+    "int",
+    "number",
+    "str",
+    "bool",
+    "map",
+    "array",
+    "nil",
+)  # as kind_of names them
 _FIELDS: dict[str, dict[str, tuple[tuple[str, ...], bool]]] = {
     # type -> field -> (allowed kinds, required)
-    "hello": {"protocol": ((INT,), True), "pid": ((INT,), True), "run": ((STR,), False), "config": ((MAP,), False),
-              "device": ((STR,), False), "params": ((INT, NIL), False), "total_steps": ((INT,), False),
-              "start_step": ((INT,), False), "model": ((STR,), False), "resumed_from": ((STR, NIL), False),
-              "commands": ((LIST,), False), "source": ((STR,), False), "argv": ((LIST, NIL), False),
-              "meta": ((MAP, NIL), False), "lr_schedule": ((MAP, NIL), False)},
+    "hello": {
+        "protocol": ((INT,), True),
+        "pid": ((INT,), True),
+        "run": ((STR,), False),
+        "config": ((MAP,), False),
+        "device": ((STR,), False),
+        "params": ((INT, NIL), False),
+        "total_steps": ((INT,), False),
+        "start_step": ((INT,), False),
+        "model": ((STR,), False),
+        "resumed_from": ((STR, NIL), False),
+        "commands": ((LIST,), False),
+        "source": ((STR,), False),
+        "argv": ((LIST, NIL), False),
+        "meta": ((MAP, NIL), False),
+        "lr_schedule": ((MAP, NIL), False),
+    },
     "metric": {"step": ((INT,), True), "tokens": ((INT,), False)},
     "eval": {"step": ((INT,), True), "tokens": ((INT,), False), "best": ((BOOL,), False)},
-    "sample": {"step": ((INT,), True), "prompt": ((STR,), False), "text": ((STR,), True),
-               "requested": ((BOOL,), False)},
-    "ckpt": {"step": ((INT,), True), "path": ((STR,), True), "best": ((BOOL,), False),
-             "val_loss": ((NUM, NIL), False)},
-    "state": {"state": ((STR,), True), "step": ((INT,), False), "reason": ((STR,), False),
-              "exit_code": ((INT,), False)},
+    "sample": {
+        "step": ((INT,), True),
+        "prompt": ((STR,), False),
+        "text": ((STR,), True),
+        "requested": ((BOOL,), False),
+    },
+    "ckpt": {
+        "step": ((INT,), True),
+        "path": ((STR,), True),
+        "best": ((BOOL,), False),
+        "val_loss": ((NUM, NIL), False),
+    },
+    "state": {
+        "state": ((STR,), True),
+        "step": ((INT,), False),
+        "reason": ((STR,), False),
+        "exit_code": ((INT,), False),
+    },
     "log": {"level": ((STR,), False), "text": ((STR,), True)},
-    "alert": {"kind": ((STR,), False), "step": ((INT,), False), "text": ((STR,), True), "level": ((STR,), False)},
+    "alert": {
+        "kind": ((STR,), False),
+        "step": ((INT,), False),
+        "text": ((STR,), True),
+        "level": ((STR,), False),
+    },
     "text": {"key": ((STR,), True), "text": ((STR,), True), "step": ((INT,), False)},
-    "table": {"key": ((STR,), True), "columns": ((LIST,), True), "rows": ((LIST,), True), "step": ((INT,), False),
-              "chart": ((STR,), False)},
-    "histogram": {"key": ((STR,), True), "edges": ((LIST,), True), "counts": ((LIST,), True),
-                  "step": ((INT,), False)},
-    "media": {"key": ((STR,), True), "kind": ((STR,), True), "path": ((STR,), False), "caption": ((STR,), False),
-              "width": ((INT, NIL), False), "height": ((INT, NIL), False), "step": ((INT,), False)},
+    "table": {
+        "key": ((STR,), True),
+        "columns": ((LIST,), True),
+        "rows": ((LIST,), True),
+        "step": ((INT,), False),
+        "chart": ((STR,), False),
+    },
+    "histogram": {
+        "key": ((STR,), True),
+        "edges": ((LIST,), True),
+        "counts": ((LIST,), True),
+        "step": ((INT,), False),
+    },
+    "media": {
+        "key": ((STR,), True),
+        "kind": ((STR,), True),
+        "path": ((STR,), False),
+        "caption": ((STR,), False),
+        "width": ((INT, NIL), False),
+        "height": ((INT, NIL), False),
+        "step": ((INT,), False),
+    },
 }
 _NUMERIC_EXTRA = frozenset({"metric", "eval"})
 """Types whose other keys are series: numbers (or nil)."""
 _STATUS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "pid": ((INT,), True), "state": ((STR,), True), "step": ((INT,), False), "reason": ((STR,), False),
-    "exit_code": ((INT, NIL), False), "total_steps": ((INT,), False), "updated": ((NUM,), False),
-    "device": ((STR,), False), "model": ((STR,), False), "run": ((STR,), False), "socket": ((STR,), False),
-    "source": ((STR,), False), "best_val_loss": ((NUM, NIL), False), "tokens": ((INT, NIL), False),
+    "pid": ((INT,), True),
+    "state": ((STR,), True),
+    "step": ((INT,), False),
+    "reason": ((STR,), False),
+    "exit_code": ((INT, NIL), False),
+    "total_steps": ((INT,), False),
+    "updated": ((NUM,), False),
+    "device": ((STR,), False),
+    "model": ((STR,), False),
+    "run": ((STR,), False),
+    "socket": ((STR,), False),
+    "source": ((STR,), False),
+    "best_val_loss": ((NUM, NIL), False),
+    "tokens": ((INT, NIL), False),
     "commands": ((LIST,), False),
 }
-
 
 
 _kind = kind_of
@@ -106,20 +168,30 @@ def check(run_dir: str | Path, steer: bool = False, stop: bool = False, wait_s: 
         report.error("folder", f"{path} is not a folder")
         return report
     if not NAME.match(path.resolve().name):
-        report.warn("name", f"the folder's name {path.resolve().name!r:.80} is not a run name "
-                            "(letters, digits, . _ -; 64 at most; not starting with . _ -)")
+        report.warn(
+            "name",
+            f"the folder's name {path.resolve().name!r:.80} is not a run name "
+            "(letters, digits, . _ -; 64 at most; not starting with . _ -)",
+        )
     hello = _check_records(report)
     status = _check_status(report)
     commands = _commands(report, hello)
-    live = status is not None and status.get("state") in LIVE_STATES and pid_alive(status.get("pid"), status.get("updated"))
+    live = (
+        status is not None
+        and status.get("state") in LIVE_STATES
+        and pid_alive(status.get("pid"), status.get("updated"))
+    )
     if live:
         check_socket(report, commands, steer, stop, wait_s)
     elif socket_exists(path):
-        report.warn("socket", "a control socket is left in a run that is not live: remove it when the run ends")
+        report.warn(
+            "socket", "a control socket is left in a run that is not live: remove it when the run ends"
+        )
     return report
 
 
 # -- records -------------------------------------------------------------------------------------
+
 
 def _check_records(report: Report) -> dict[str, Any] | None:
     path = report.run_dir / METRICS_FILE
@@ -135,21 +207,34 @@ def _check_records(report: Report) -> dict[str, Any] | None:
     except OSError as e:
         report.error("records", f"{METRICS_FILE} cannot be read: {e.strerror or e}")
         return None
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=MAX_RECORD_BYTES * 2,
-                                max_bin_len=MAX_RECORD_BYTES, max_str_len=MAX_RECORD_BYTES,
-                                max_array_len=65536, max_map_len=4096, max_ext_len=0)
+    unpacker = msgpack.Unpacker(
+        raw=False,
+        strict_map_key=False,
+        max_buffer_size=MAX_RECORD_BYTES * 2,
+        max_bin_len=MAX_RECORD_BYTES,
+        max_str_len=MAX_RECORD_BYTES,
+        max_array_len=65536,
+        max_map_len=4096,
+        max_ext_len=0,
+    )
     unpacker.feed(data)
     index, offset, hello, last_step = 0, 0, None, None
     while offset < len(data):
         try:
             record = unpacker.unpack()
         except msgpack.OutOfData:
-            report.warn("torn", f"the last {len(data) - offset} bytes are a torn record (a crash while "
-                                "writing; readers ignore it)")
+            report.warn(
+                "torn",
+                f"the last {len(data) - offset} bytes are a torn record (a crash while "
+                "writing; readers ignore it)",
+            )
             break
         except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
-            report.error("garbage", f"{METRICS_FILE} byte {offset}: not a msgpack record within the limits "
-                                    f"({type(e).__name__}: {str(e)[:80]}); the rest of the file is not checked")
+            report.error(
+                "garbage",
+                f"{METRICS_FILE} byte {offset}: not a msgpack record within the limits "
+                f"({type(e).__name__}: {str(e)[:80]}); the rest of the file is not checked",
+            )
             break
         end = unpacker.tell()
         where = f"record {index} (byte {offset})"
@@ -164,13 +249,19 @@ def _check_records(report: Report) -> dict[str, Any] | None:
                 hello = rec
             elif kind == "metric" and isinstance(rec.get("step"), int):
                 if last_step is not None and rec["step"] <= last_step:
-                    report.warn("steps", f"{where}: metric step {rec['step']} is not after {last_step} (readers "
-                                         "take it as a resume redrawing that stretch)")
+                    report.warn(
+                        "steps",
+                        f"{where}: metric step {rec['step']} is not after {last_step} (readers "
+                        "take it as a resume redrawing that stretch)",
+                    )
                 last_step = rec["step"]
         index, offset = index + 1, end
     if index == 0 and not report.errors:
-        report.error("records", f"{METRICS_FILE} holds no record: write a hello first (a run just started: "
-                                "check again in a second)")
+        report.error(
+            "records",
+            f"{METRICS_FILE} holds no record: write a hello first (a run just started: "
+            "check again in a second)",
+        )
     else:
         report.checked.append(f"{index} records")
     return hello
@@ -191,14 +282,18 @@ def _check_record(report: Report, record: Any, index: int, where: str) -> tuple[
         report.error("type", f"{where}: 'type' must be a string")
         return None
     if kind not in RECORD_TYPES:
-        report.warn("unknown-type", f"{where}: type {kind!r:.30} is not one of {' '.join(sorted(RECORD_TYPES))} "
-                                    "(readers skip it)")
+        report.warn(
+            "unknown-type",
+            f"{where}: type {kind!r:.30} is not one of {' '.join(sorted(RECORD_TYPES))} (readers skip it)",
+        )
         return kind, record
     seq = record.get("seq")
     if not isinstance(seq, int) or isinstance(seq, bool):
         report.error("seq", f"{where} ({kind}): 'seq' must be an int, the record's index in the file")
     elif seq != index:
-        report.error("seq", f"{where} ({kind}): seq is {seq}, must be {index} (0 for the first record, +1 each)")
+        report.error(
+            "seq", f"{where} ({kind}): seq is {seq}, must be {index} (0 for the first record, +1 each)"
+        )
     if not _fits(record.get("time"), (NUM,)):
         report.error("time", f"{where} ({kind}): 'time' must be a number (unix seconds)")
     fields = _FIELDS.get(kind, {})  # a kind this checker does not know yet: the envelope only
@@ -207,20 +302,26 @@ def _check_record(report: Report, record: Any, index: int, where: str) -> tuple[
             if required:
                 report.error(f"{kind}-{name}", f"{where} ({kind}): '{name}' is required")
         elif not _fits(record[name], kinds):
-            report.error(f"{kind}-{name}", f"{where} ({kind}): '{name}' must be {' or '.join(kinds)}, "
-                                           f"not {_kind(record[name])}")
+            report.error(
+                f"{kind}-{name}",
+                f"{where} ({kind}): '{name}' must be {' or '.join(kinds)}, not {_kind(record[name])}",
+            )
     if kind in _NUMERIC_EXTRA:
         for name, value in record.items():
             if name in fields or name in ("type", "seq", "time"):
                 continue
             if not _fits(value, (NUM, NIL)):
-                report.error(f"{kind}-value", f"{where} ({kind}): '{str(name)[:40]}' must be a number, not "
-                                              f"{_kind(value)}" + (" (booleans are never numbers)"
-                                                                   if isinstance(value, bool) else ""))
+                report.error(
+                    f"{kind}-value",
+                    f"{where} ({kind}): '{str(name)[:40]}' must be a number, not "
+                    f"{_kind(value)}" + (" (booleans are never numbers)" if isinstance(value, bool) else ""),
+                )
     if kind == "hello" and isinstance(record.get("protocol"), int) and record["protocol"] > PROTOCOL_VERSION:
         report.warn("protocol", f"{where}: protocol {record['protocol']} is newer than {PROTOCOL_VERSION}")
     if kind == "state" and isinstance(record.get("state"), str) and record["state"] not in STATES:
-        report.error("state-value", f"{where}: state {record['state']!r:.30} is not one of {' '.join(STATES)}")
+        report.error(
+            "state-value", f"{where}: state {record['state']!r:.30} is not one of {' '.join(STATES)}"
+        )
     if kind == "hello" and isinstance(record.get("lr_schedule"), dict):
         _check_schedule(report, record["lr_schedule"], where)
     if kind == "hello" and isinstance(record.get("commands"), list):
@@ -248,6 +349,7 @@ def _check_schedule(report: Report, schedule: dict[str, Any], where: str) -> Non
 
 # -- status --------------------------------------------------------------------------------------
 
+
 def _check_status(report: Report) -> dict[str, Any] | None:
     path = report.run_dir / STATUS_FILE
     try:
@@ -262,8 +364,11 @@ def _check_status(report: Report) -> dict[str, Any] | None:
     try:
         status = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        report.error("status", f"{STATUS_FILE} is not JSON ({str(e)[:80]}); replace it atomically (write a "
-                               "temporary file, rename it over)")
+        report.error(
+            "status",
+            f"{STATUS_FILE} is not JSON ({str(e)[:80]}); replace it atomically (write a "
+            "temporary file, rename it over)",
+        )
         return None
     if not isinstance(status, dict):
         report.error("status", f"{STATUS_FILE} must hold a JSON object, not {_kind(status)}")
@@ -273,8 +378,10 @@ def _check_status(report: Report) -> dict[str, Any] | None:
             if required:
                 report.error(f"status-{name}", f"{STATUS_FILE}: '{name}' is required")
         elif not _fits(status[name], kinds):
-            report.error(f"status-{name}", f"{STATUS_FILE}: '{name}' must be {' or '.join(kinds)}, "
-                                           f"not {_kind(status[name])}")
+            report.error(
+                f"status-{name}",
+                f"{STATUS_FILE}: '{name}' must be {' or '.join(kinds)}, not {_kind(status[name])}",
+            )
     state = status.get("state")
     if isinstance(state, str) and state not in STATES:
         report.error("status-state", f"{STATUS_FILE}: state {state!r:.30} is not one of {' '.join(STATES)}")
@@ -282,11 +389,17 @@ def _check_status(report: Report) -> dict[str, Any] | None:
         if not _fits(status.get("updated"), (NUM,)):
             report.error("status-updated", f"{STATUS_FILE}: a live run's status needs 'updated' (unix time)")
         if not pid_alive(status.get("pid"), status.get("updated")):
-            report.warn("status-dead", f"{STATUS_FILE} says {state} but pid {status.get('pid')} is gone: readers "
-                                       "call the run crashed (write a final state before exiting)")
+            report.warn(
+                "status-dead",
+                f"{STATUS_FILE} says {state} but pid {status.get('pid')} is gone: readers "
+                "call the run crashed (write a final state before exiting)",
+            )
         elif _fits(status.get("updated"), (NUM,)) and time.time() - float(status["updated"]) > 10:
-            report.warn("status-stale", f"{STATUS_FILE} was last updated {time.time() - status['updated']:.0f}s "
-                                        "ago: rewrite it about once a second while the run lives")
+            report.warn(
+                "status-stale",
+                f"{STATUS_FILE} was last updated {time.time() - status['updated']:.0f}s "
+                "ago: rewrite it about once a second while the run lives",
+            )
     elif state in FINAL_STATES and not _fits(status.get("exit_code"), (INT,)):
         report.warn("status-exit", f"{STATUS_FILE}: a final state should carry its 'exit_code'")
     report.checked.append("status")
@@ -300,6 +413,9 @@ def _commands(report: Report, hello: dict[str, Any] | None) -> frozenset[str]:
     names = frozenset(c for c in listed if isinstance(c, str))
     unknown = sorted(names - COMMANDS)
     if unknown:
-        report.error("commands", f"hello lists commands the protocol does not have: {', '.join(unknown)[:120]} "
-                                 f"(known: {', '.join(sorted(COMMANDS))})")
+        report.error(
+            "commands",
+            f"hello lists commands the protocol does not have: {', '.join(unknown)[:120]} "
+            f"(known: {', '.join(sorted(COMMANDS))})",
+        )
     return names & COMMANDS

@@ -44,6 +44,8 @@ class Report:
             if n > SHOWN:
                 out.append(f"... and {n - SHOWN} more of: {kind}")
         verdict = "ok" if self.ok else "FAILED"
-        out.append(f"{verdict}: {self.run_dir.name}: {sum(self.errors.values())} "
-                   f"errors, {sum(self.warnings.values())} warnings; checked {', '.join(self.checked) or 'nothing'}")
+        out.append(
+            f"{verdict}: {self.run_dir.name}: {sum(self.errors.values())} "
+            f"errors, {sum(self.warnings.values())} warnings; checked {', '.join(self.checked) or 'nothing'}"
+        )
         return out

@@ -28,8 +28,12 @@ MAX_BYTES = 1 << 32
 
 HARMLESS = frozenset({"checkpoint", "eval", "generate"})
 """Commands sent unlisted, to see them refused: harmless even where a run wrongly takes them."""
-_BAD_ARGS: dict[str, dict[str, Any]] = {"ramp": {"target_lr": -1.0, "ramp_steps": 1}, "generate": {"tokens": 0}}
+_BAD_ARGS: dict[str, dict[str, Any]] = {
+    "ramp": {"target_lr": -1.0, "ramp_steps": 1},
+    "generate": {"tokens": 0},
+}
 """A listed command with an argument out of its range: the run must refuse it."""
+
 
 def kind_of(value: Any) -> str:
     """The spec's name for a decoded value's type."""
@@ -57,7 +61,9 @@ def socket_exists(run_dir: Path) -> bool:
         return False
 
 
-def exchange(run_dir: Path, request: dict[str, Any], timeout: float = 5.0) -> tuple[dict[str, Any] | None, str]:
+def exchange(
+    run_dir: Path, request: dict[str, Any], timeout: float = 5.0
+) -> tuple[dict[str, Any] | None, str]:
     """One command over the raw socket: (the final reply map, "") or (None, what went wrong)."""
     path = control_socket_path(run_dir)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -101,8 +107,11 @@ def check_socket(report: Report, commands: frozenset[str], steer: bool, stop: bo
     run_dir = report.run_dir
     if not socket_exists(run_dir):
         if commands:
-            report.warn("socket", f"the run is live and lists commands but serves no control socket at "
-                                  f"{control_socket_path(run_dir)}")
+            report.warn(
+                "socket",
+                f"the run is live and lists commands but serves no control socket at "
+                f"{control_socket_path(run_dir)}",
+            )
         return
 
     def ask(cmd: str, **args: Any) -> dict[str, Any] | None:
@@ -118,15 +127,22 @@ def check_socket(report: Report, commands: frozenset[str], steer: bool, stop: bo
     for cmd in sorted(HARMLESS - commands):  # not listed: refused at once, with a reason
         got = ask(cmd)
         if got is not None and got["ok"]:
-            report.error("socket-unlisted", f"socket: {cmd} is not in the hello's commands but was answered ok")
+            report.error(
+                "socket-unlisted", f"socket: {cmd} is not in the hello's commands but was answered ok"
+            )
     for cmd, args in _BAD_ARGS.items():
         if cmd in commands:
             got = ask(cmd, **args)
             if got is not None and got["ok"]:
-                report.error("socket-args", f"socket: {cmd} with {args} (out of range) was answered ok; refuse it")
+                report.error(
+                    "socket-args", f"socket: {cmd} with {args} (out of range) was answered ok; refuse it"
+                )
     seen = _Records(run_dir)
-    paused = {"pause", "resume"} <= commands and (got := ask("pause")) is not None and \
-        _expect(report, "pause", got, seen, lambda r: r.get("state") == "paused", wait_s)
+    paused = (
+        {"pause", "resume"} <= commands
+        and (got := ask("pause")) is not None
+        and _expect(report, "pause", got, seen, lambda r: r.get("state") == "paused", wait_s)
+    )
     if paused and (got := ask("resume")) is not None:
         _expect(report, "resume", got, seen, lambda r: r.get("state") == "running", wait_s)
     if steer:
@@ -170,12 +186,20 @@ class _Records:
         return out
 
 
-def _expect(report: Report, cmd: str, reply: dict[str, Any], seen: _Records, pred: Callable[[dict[str, Any]], bool],
-            wait_s: float) -> bool:
+def _expect(
+    report: Report,
+    cmd: str,
+    reply: dict[str, Any],
+    seen: _Records,
+    pred: Callable[[dict[str, Any]], bool],
+    wait_s: float,
+) -> bool:
     """A listed command answered ok must bring its record within `wait_s`."""
     if not reply["ok"]:
-        report.error("socket-listed", f"socket: {cmd} is in the hello's commands but was refused: "
-                                      f"{str(reply.get('error'))[:120]}")
+        report.error(
+            "socket-listed",
+            f"socket: {cmd} is in the hello's commands but was refused: {str(reply.get('error'))[:120]}",
+        )
         return False
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

@@ -38,16 +38,20 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
         return []
     found = []
     for p in root.iterdir():
-        if (p.name.startswith(PREFIX) and p.name[len(PREFIX):].isdigit() and not p.is_symlink()
-                and (p / META_FILE).is_file()):  # meta.json is written last: without it, no checkpoint
+        if (
+            p.name.startswith(PREFIX)
+            and p.name[len(PREFIX) :].isdigit()
+            and not p.is_symlink()
+            and (p / META_FILE).is_file()
+        ):  # meta.json is written last: without it, no checkpoint
             found.append(p)
-    return sorted(found, key=lambda p: int(p.name[len(PREFIX):]))
+    return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
 
 def existing_steps(run_dir: str | Path) -> set[int]:
     """The steps whose checkpoint is still on disk: `ckpt` records outlive the folders `keep_last`
     deletes, so whatever offers a checkpoint to load asks here."""
-    return {int(p.name[len(PREFIX):]) for p in list_checkpoints(run_dir)}
+    return {int(p.name[len(PREFIX) :]) for p in list_checkpoints(run_dir)}
 
 
 def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
@@ -73,17 +77,19 @@ def resolve_checkpoint(run_dir: str | Path, which: str | None = None) -> Path:
     candidates = [root / which, run_dir / which, Path(which).expanduser()]
     if which.isdigit():
         candidates.insert(0, root / step_name(int(which)))
-    elif which.startswith(PREFIX) and which[len(PREFIX):].isdigit():
-        candidates.insert(0, root / step_name(int(which[len(PREFIX):])))  # step_60 = step_000060
+    elif which.startswith(PREFIX) and which[len(PREFIX) :].isdigit():
+        candidates.insert(0, root / step_name(int(which[len(PREFIX) :])))  # step_60 = step_000060
     for c in candidates:
         with contextlib.suppress(OSError, ValueError):
             if c.is_dir() and ((c / META_FILE).exists() or c.resolve().name.startswith(PREFIX)):
                 return c.resolve()
     names = [p.name for p in list_checkpoints(run_dir)]
     shown = ", ".join(names if len(names) <= 6 else [*names[:3], "...", *names[-3:]]) or "none"
-    example = int(names[-1][len(PREFIX):]) if names else 200
-    raise CheckpointError(f"checkpoint {which!r} not found in run {run_dir.name}; available: {shown} "
-                          f"(give latest, best, a step like {example}, a folder name or a path)")
+    example = int(names[-1][len(PREFIX) :]) if names else 200
+    raise CheckpointError(
+        f"checkpoint {which!r} not found in run {run_dir.name}; available: {shown} "
+        f"(give latest, best, a step like {example}, a folder name or a path)"
+    )
 
 
 def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -101,14 +107,22 @@ def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
     if problem:
         raise CheckpointError(f"checkpoint {ckpt_dir} is corrupt: {META_FILE} {problem}")
     if meta["format"] > FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {ckpt_dir} has format {meta['format']}; this Nexus reads up to {FORMAT_VERSION}"
+        )
     checked: dict[str, Any] = meta
     return checked
 
 
 _META_TYPES: dict[str, tuple[type, ...]] = {
-    "format": (int,), "step": (int,), "tokens": (int,), "schedule": (dict,), "optimizer": (dict, list),
-    "config": (dict,), "lr_scale": (int, float), "val_loss": (int, float, type(None)),
+    "format": (int,),
+    "step": (int,),
+    "tokens": (int,),
+    "schedule": (dict,),
+    "optimizer": (dict, list),
+    "config": (dict,),
+    "lr_scale": (int, float),
+    "val_loss": (int, float, type(None)),
     "best_val_loss": (int, float, type(None)),
 }
 """meta.json's keys that loading reads, with the types it reads them as (the first six are required)."""
@@ -129,7 +143,9 @@ def meta_problem(meta: Any) -> str:
             return f"has {key} = {str(value)[:40]!r} ({type(value).__name__}), not {'/'.join(t.__name__ for t in types)}"
     if meta["step"] < 0 or meta["tokens"] < 0 or meta["format"] < 1:
         return "has a negative step or tokens, or a format below 1"
-    if not all(isinstance(meta["config"].get(s, {}), dict) for s in ("model", "data", "optim", "schedule", "train")):
+    if not all(
+        isinstance(meta["config"].get(s, {}), dict) for s in ("model", "data", "optim", "schedule", "train")
+    ):
         return "has a config whose sections are not tables"
     if "lr_scale" in meta and not (math.isfinite(meta["lr_scale"]) and meta["lr_scale"] > 0):
         return f"has lr_scale = {meta['lr_scale']!r}, not a positive number"

@@ -29,8 +29,10 @@ STDOUT = subprocess.STDOUT
 Popen = subprocess.Popen
 TimeoutExpired = subprocess.TimeoutExpired
 
-_BOOT = ("import sys; home, name = sys.argv[1:3]; del sys.argv[1:3]; sys.path.insert(0, home); "
-         "import runpy; runpy.run_module(name, run_name='__main__', alter_sys=True)")
+_BOOT = (
+    "import sys; home, name = sys.argv[1:3]; del sys.argv[1:3]; sys.path.insert(0, home); "
+    "import runpy; runpy.run_module(name, run_name='__main__', alter_sys=True)"
+)
 """Run the module found in `home`, with nothing else added to sys.path (see nexus_argv)."""
 
 
@@ -78,22 +80,46 @@ def _cwd(cwd: str | Path) -> str:
 
 
 def start(
-    argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], stdin: Any = DEVNULL,
-    stdout: Any = None, stderr: Any = None, pass_fds: Sequence[int] = (), new_session: bool = False,
+    argv: Sequence[str],
+    *,
+    cwd: str | Path,
+    env: Mapping[str, str],
+    stdin: Any = DEVNULL,
+    stdout: Any = None,
+    stderr: Any = None,
+    pass_fds: Sequence[int] = (),
+    new_session: bool = False,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` (no shell) in `cwd` with exactly `env`. `new_session`: its own session, so it
     outlives the dashboard's terminal and a Ctrl-C there is not its. OSError if it cannot start."""
     return subprocess.Popen(
-        list(argv), cwd=_cwd(cwd), env=dict(env), stdin=stdin, stdout=stdout, stderr=stderr,
-        pass_fds=tuple(pass_fds), start_new_session=new_session, close_fds=True,
+        list(argv),
+        cwd=_cwd(cwd),
+        env=dict(env),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        pass_fds=tuple(pass_fds),
+        start_new_session=new_session,
+        close_fds=True,
     )
 
 
-def run(argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], *, cwd: str | Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
     """Run `argv` to its end (stdin closed, output captured as text) within `timeout` seconds;
     OSError or TimeoutExpired."""
-    return subprocess.run(list(argv), cwd=_cwd(cwd), env=dict(env), stdin=DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        list(argv),
+        cwd=_cwd(cwd),
+        env=dict(env),
+        stdin=DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def become(argv: Sequence[str], *, env: Mapping[str, str], search_path: bool = False) -> NoReturn:
@@ -104,4 +130,3 @@ def become(argv: Sequence[str], *, env: Mapping[str, str], search_path: bool = F
     if search_path:
         os.execvpe(argv[0], list(argv), dict(env))
     os.execve(argv[0], list(argv), dict(env))
-

@@ -75,7 +75,7 @@ AnyCommand = Union[Pause, Resume, Checkpoint, EvalNow, Stop, Park, Generate, Ram
 
 HANDLER_LINES: dict[str, str] = {
     "checkpoint": "@run.on_checkpoint\ndef save():\n    torch.save(model.state_dict(), run.dir / 'model.pt')\n"
-                  "    return run.dir / 'model.pt'",
+    "    return run.dir / 'model.pt'",
     "eval": "@run.on_eval\ndef evaluate():\n    return val_loss(model)  # a number, or a dict of eval values",
     "generate": "@run.on_sample\ndef sample(prompt, tokens, temperature, top_k):\n    return text",
     "ramp": "run.watch(optimizer)",

@@ -147,7 +147,9 @@ def apply_override(cfg: Config, text: str) -> Config:
     path, raw = text.split("=", 1)
     parts = [p.strip() for p in path.split(".")]
     if parts[0] not in SECTIONS:
-        raise ConfigError(f"override {text!r}: unknown section {parts[0]!r}; sections are {', '.join(SECTIONS)}")
+        raise ConfigError(
+            f"override {text!r}: unknown section {parts[0]!r}; sections are {', '.join(SECTIONS)}"
+        )
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -170,7 +172,9 @@ def _set_path(cfg: Config, path: list[str], value: Any, origin: str) -> None:
         if key not in subs:
             if key in field_limits(section):
                 raise ConfigError(f"{origin}: {name}.{key} is a value, not a table")
-            raise ConfigError(f"{origin}: unknown table {name}.{key}; tables: {', '.join(sorted(subs)) or 'none'}")
+            raise ConfigError(
+                f"{origin}: unknown table {name}.{key}; tables: {', '.join(sorted(subs)) or 'none'}"
+            )
         section, name = subs[key], f"{name}.{key}"
     _set_field(section, name, path[-1], value, origin)
     if len(path) == 3 and path[0] == "model":
@@ -180,8 +184,10 @@ def _set_path(cfg: Config, path: list[str], value: Any, origin: str) -> None:
 def _set_field(section: Any, section_name: str, key: str, value: Any, origin: str) -> None:
     subs = subsections(section)
     if key in subs:
-        raise ConfigError(f"{origin}: {section_name}.{key} is a table: set {section_name}.{key}.KEY, e.g. "
-                          f"{section_name}.{key}.{fields(subs[key])[0].name}")
+        raise ConfigError(
+            f"{origin}: {section_name}.{key} is a table: set {section_name}.{key}.KEY, e.g. "
+            f"{section_name}.{key}.{fields(subs[key])[0].name}"
+        )
     types = {f.name: f.type for f in fields(section) if f.name not in subs}
     if key not in types:
         tables = f"; tables: {', '.join(sorted(subs))}" if subs else ""
@@ -205,6 +211,7 @@ def _set_field(section: Any, section_name: str, key: str, value: Any, origin: st
             f"{origin}: {section_name}.{key} must be {want.__name__}, got {type(value).__name__} {value!r}"
         )
     setattr(section, key, value)
+
 
 # The config's one import point: its own functions and the schema's classes it re-exports.
 __all__ = [

@@ -87,12 +87,17 @@ class ModelConfig(Section):
 
     def rules(self, name: str) -> None:
         if self.n_heads % self.n_kv_heads:
-            raise ConfigError(f"{name}.n_heads ({self.n_heads}) must be divisible by {name}.n_kv_heads "
-                              f"({self.n_kv_heads})")
+            raise ConfigError(
+                f"{name}.n_heads ({self.n_heads}) must be divisible by {name}.n_kv_heads ({self.n_kv_heads})"
+            )
         if self.d_model % self.n_heads:
-            raise ConfigError(f"{name}.d_model ({self.d_model}) must be divisible by {name}.n_heads ({self.n_heads})")
+            raise ConfigError(
+                f"{name}.d_model ({self.d_model}) must be divisible by {name}.n_heads ({self.n_heads})"
+            )
         if (self.d_model // self.n_heads) % 2:
-            raise ConfigError(f"head size d_model/n_heads = {self.d_model // self.n_heads} must be even (rotary)")
+            raise ConfigError(
+                f"head size d_model/n_heads = {self.d_model // self.n_heads} must be even (rotary)"
+            )
         for family in FAMILIES:
             if family != self.family:
                 self._refuse_unread(family, name)
@@ -103,7 +108,9 @@ class ModelConfig(Section):
     def _refuse_unread(self, family: str, name: str) -> None:
         """An option of a family this run is not: one line naming the option and both families."""
         section, default = getattr(self, family), FAMILY_SECTIONS[family]()
-        changed = [f.name for f in fields(default) if getattr(section, f.name, None) != getattr(default, f.name)]
+        changed = [
+            f.name for f in fields(default) if getattr(section, f.name, None) != getattr(default, f.name)
+        ]
         keys = sorted(k for fam, k in self._given if fam == family) + changed
         if keys:
             key = keys[0]

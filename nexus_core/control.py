@@ -65,8 +65,10 @@ def _own_private_folder(folder: Path) -> None:
         folder.mkdir(mode=0o700, parents=True)
     st = os.lstat(folder)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise ControlError(f"the control-socket folder {folder} is not a folder of yours (owner uid {st.st_uid}): "
-                           "someone else may have made it; remove it or set TMPDIR to a private folder")
+        raise ControlError(
+            f"the control-socket folder {folder} is not a folder of yours (owner uid {st.st_uid}): "
+            "someone else may have made it; remove it or set TMPDIR to a private folder"
+        )
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(folder, 0o700)  # ours but open to others: close it before a socket goes in
 
@@ -186,8 +188,10 @@ class CommandServer:
             deadline = obj.get("deadline")
             late = time.time() - deadline if deadline is not None else 0.0
             if late > 0:
-                err = (f"expired: {obj['cmd']} arrived {late:.1f}s after its deadline; not applied "
-                       "(the run was busy or stopped)")
+                err = (
+                    f"expired: {obj['cmd']} arrived {late:.1f}s after its deadline; not applied "
+                    "(the run was busy or stopped)"
+                )
         if err:
             self._finish(pending, err)
             return None
@@ -260,7 +264,9 @@ class ControlError(Exception):
     """The run did not take the command: not running, no socket, refused, or it said why."""
 
 
-def send_command(run_dir: str | Path, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args: Any) -> dict[str, Any]:
+def send_command(
+    run_dir: str | Path, cmd: str, timeout: float = COMMAND_TIMEOUT_S, **args: Any
+) -> dict[str, Any]:
     """Send one command to a run's engine and return its reply; raise ControlError if it fails.
 
     The command carries a deadline `timeout` s from now: an engine that reads it later (stopped,
@@ -284,10 +290,15 @@ def send_command(run_dir: str | Path, cmd: str, timeout: float = COMMAND_TIMEOUT
             raise ControlError(f"cannot reach run {name}: {e.strerror}") from None
         uid = _peer_uid(sock)
         if uid is not None and uid != os.getuid():
-            raise ControlError(f"refused: the process answering at {path} is uid {uid}, not you; "
-                               "nothing was sent (someone else may have made that socket)")
-        sock.sendall(msgpack.packb({"cmd": cmd, **args, "id": uuid.uuid4().hex, "deadline": deadline},
-                                   use_bin_type=True))
+            raise ControlError(
+                f"refused: the process answering at {path} is uid {uid}, not you; "
+                "nothing was sent (someone else may have made that socket)"
+            )
+        sock.sendall(
+            msgpack.packb(
+                {"cmd": cmd, **args, "id": uuid.uuid4().hex, "deadline": deadline}, use_bin_type=True
+            )
+        )
         unpacker = msgpack.Unpacker(raw=False, **_UNPACK_LIMITS)
         taken = False
         while True:
@@ -297,10 +308,13 @@ def send_command(run_dir: str | Path, cmd: str, timeout: float = COMMAND_TIMEOUT
                 data = sock.recv(65536)
             except TimeoutError:
                 if taken:
-                    raise ControlError(f"run {name} took {cmd} but did not finish it within "
-                                       f"{WORK_TIMEOUT_S:g}s") from None
-                raise ControlError(f"run {name} did not answer within {timeout:g}s (busy or stopped); "
-                                   f"{cmd} was not applied and will not be (it expired)") from None
+                    raise ControlError(
+                        f"run {name} took {cmd} but did not finish it within {WORK_TIMEOUT_S:g}s"
+                    ) from None
+                raise ControlError(
+                    f"run {name} did not answer within {timeout:g}s (busy or stopped); "
+                    f"{cmd} was not applied and will not be (it expired)"
+                ) from None
             if not data:
                 raise ControlError(f"run {name} closed the connection without answering")
             unpacker.feed(data)

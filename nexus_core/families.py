@@ -25,6 +25,7 @@ class SharedModelOptions(Protocol):
 
     n_layers: int
 
+
 MAX_HC_STREAMS = 4
 """Hyper-connection streams: n! permutations are mixed; 4 streams (24 permutations) is what mHC uses
 and plenty for small models; more cost memory with no reported gain."""
@@ -55,7 +56,9 @@ class TransformerOptions(FamilyOptions):
     """Extra multi-token-prediction heads (head k predicts token t+1+k); 0 = off."""
     mtp_weight: Weight = field(default=0.3, metadata=was("mtp_weight"))
     """lambda in L = CE_main + (lambda / D) * sum_k CE_k."""
-    hc_streams: Annotated[int, R(0, MAX_HC_STREAMS, hint=" (0 = off)")] = field(default=0, metadata=was("hc_streams"))
+    hc_streams: Annotated[int, R(0, MAX_HC_STREAMS, hint=" (0 = off)")] = field(
+        default=0, metadata=was("hc_streams")
+    )
     """mHC-lite residual streams; 0 = plain residual."""
     loop_count: Annotated[int, R(1, 64)] = field(default=1, metadata=was("loop_count"))
     """Repeat the block stack this many times with shared weights."""
@@ -106,7 +109,8 @@ class EngramOptions(FamilyOptions):
     layers: Layers = field(default_factory=lambda: [1], metadata=was("engram_layers"))
     """The layers that get a memory before their block."""
     orders: Annotated[list[int], R(2, MAX_ENGRAM_ORDER)] = field(
-        default_factory=lambda: [2, 3], metadata=was("engram_orders"))
+        default_factory=lambda: [2, 3], metadata=was("engram_orders")
+    )
     """The n-gram sizes hashed (distinct)."""
     table_mult: Annotated[int, R(1, 1024)] = field(default=8, metadata=was("engram_table_mult"))
     """Each hashed n-gram table has about table_mult * vocab_size rows."""
@@ -115,7 +119,9 @@ class EngramOptions(FamilyOptions):
         if not self.layers:
             raise ConfigError(f"{name}.layers must name at least one layer")
         if not self.orders or len(set(self.orders)) != len(self.orders):
-            raise ConfigError(f"{name}.orders {self.orders} must be distinct n-gram sizes in 2..{MAX_ENGRAM_ORDER}")
+            raise ConfigError(
+                f"{name}.orders {self.orders} must be distinct n-gram sizes in 2..{MAX_ENGRAM_ORDER}"
+            )
 
     def fits(self, model: SharedModelOptions, name: str) -> None:
         if any(not i < model.n_layers for i in self.layers):
@@ -128,7 +134,8 @@ class LSTMOptions(FamilyOptions):
 
     family: ClassVar[str] = "lstm"
     levels: Annotated[list[int], R(1, 1 << 20)] = field(
-        default_factory=lambda: [1, 16, 256], metadata=was("lstm_levels"))
+        default_factory=lambda: [1, 16, 256], metadata=was("lstm_levels")
+    )
     """Update period (in steps) of each nested level."""
     surprise_weight: Weight = field(default=0.0, metadata=was("surprise_weight"))
     """Weight of the auxiliary loss 1 - cos(predicted, actual next hidden state); 0 = off."""
@@ -155,7 +162,9 @@ FAMILY_OPTIONS: dict[str, tuple[str, ...]] = {
 
 FLAT_KEYS: dict[str, tuple[str, str]] = {
     f.metadata["was"]: (family, f.name)
-    for family, cls in FAMILY_SECTIONS.items() for f in fields(cls) if "was" in f.metadata
+    for family, cls in FAMILY_SECTIONS.items()
+    for f in fields(cls)
+    if "was" in f.metadata
 }
 """An old flat [model] key -> (its family, its key in [model.<family>]): 'ssm_state' -> ('hybrid', 'ssm_state')."""
 

@@ -107,7 +107,9 @@ def field_limits(section: Any) -> dict[str, tuple[Any, Range | None, tuple[str, 
 
 def subsections(section: Any) -> dict[str, Any]:
     """The fields of a section that hold a section of their own: {name: that section}."""
-    return {f.name: getattr(section, f.name) for f in fields(section) if is_dataclass(getattr(section, f.name))}
+    return {
+        f.name: getattr(section, f.name) for f in fields(section) if is_dataclass(getattr(section, f.name))
+    }
 
 
 def check_fields(section_name: str, section: Any) -> None:
@@ -137,8 +139,9 @@ def check_fields(section_name: str, section: Any) -> None:
             if not is_real(value):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             if not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number{'' if rng is None else ' ' + rng.text()}, "
-                                  f"got {value}")
+                raise ConfigError(
+                    f"{name} must be a finite number{'' if rng is None else ' ' + rng.text()}, got {value}"
+                )
             if rng is not None and not rng.holds(value):
                 raise ConfigError(f"{name} must be {rng.text()}, got {value!r}")
         elif kind is str and not isinstance(value, str):

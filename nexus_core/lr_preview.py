@@ -60,8 +60,10 @@ def live_position(run_dir: Path, cfg: Config) -> tuple[int, float, int, float]:
         run.apply(record)
     metric = run.metric
     if metric is None or metric.lr is None or not metric.lr > 0:
-        raise ConfigError(f"run {run_dir.name} has no checkpoints and no training step yet: "
-                          "wait for its first step, then preview again")
+        raise ConfigError(
+            f"run {run_dir.name} has no checkpoints and no training step yet: "
+            "wait for its first step, then preview again"
+        )
     # A live ramp that moved the total rewrites the status, not the hello: the status wins.
     status_total = (read_status(run_dir) or {}).get("total_steps")
     candidates = (status_total, run.hello.total_steps if run.hello else None, cfg.train.steps)
@@ -75,8 +77,13 @@ def live_position(run_dir: Path, cfg: Config) -> tuple[int, float, int, float]:
 
 
 def lr_preview(
-    run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
-    ckpt: str | None = None, points: int = 200, hello: dict[str, Any] | None = None,
+    run_dir: str | Path,
+    target_lr: float,
+    ramp_steps: int,
+    steps: int | None = None,
+    ckpt: str | None = None,
+    points: int = 200,
+    hello: dict[str, Any] | None = None,
 ) -> LrPreview:
     """The LR schedule after a ramp to `target_lr` over `ramp_steps`, to `steps` (or the run's total).
     A run Nexus did not write is previewed from what it observed and published (`hello`: its newest

@@ -78,9 +78,16 @@ def _valid(schedule: dict[str, Any] | None) -> tuple[list[int], list[float], str
     steps, lrs = schedule.get("step"), schedule.get("lr")
     if not isinstance(steps, list) or not isinstance(lrs, list) or len(steps) != len(lrs) or len(steps) < 2:
         return [], [], source
-    pairs = [(int(s), float(v)) for s, v in zip(steps, lrs, strict=True)
-             if isinstance(s, int) and not isinstance(s, bool) and isinstance(v, (int, float))
-             and not isinstance(v, bool) and math.isfinite(v) and v >= 0]
+    pairs = [
+        (int(s), float(v))
+        for s, v in zip(steps, lrs, strict=True)
+        if isinstance(s, int)
+        and not isinstance(s, bool)
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(v)
+        and v >= 0
+    ]
     pairs.sort()
     if len(pairs) < 2:
         return [], [], source or "unknown: its published schedule holds no usable point"
@@ -98,22 +105,35 @@ def _at(steps: list[int], lrs: list[float], step: float) -> float:
     return lrs[i - 1] + (lrs[i] - lrs[i - 1]) * (step - s0) / (s1 - s0) if s1 > s0 else lrs[i]
 
 
-def observed_preview(run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
-                     points: int = 200, hello: dict[str, Any] | None = None) -> tuple[list[int], list[float], str]:
+def observed_preview(
+    run_dir: str | Path,
+    target_lr: float,
+    ramp_steps: int,
+    steps: int | None = None,
+    points: int = 200,
+    hello: dict[str, Any] | None = None,
+) -> tuple[list[int], list[float], str]:
     """(steps, LRs, what it assumes) of a ramp sent now. Raises ConfigError (one line) when the run has
     no step with an LR yet."""
     run_dir = Path(run_dir)
     if not target_lr > 0:
         raise ConfigError(f"the target LR must be positive, got {target_lr}")
     tail = _records(tail_bytes(run_dir / METRICS_FILE, TAIL_BYTES))
-    seen = [(r.step, float(r.lr)) for r in tail if r.type == "metric" and isinstance(getattr(r, "lr", None),
-                                                                                      (int, float))]
+    seen = [
+        (r.step, float(r.lr))
+        for r in tail
+        if r.type == "metric" and isinstance(getattr(r, "lr", None), (int, float))
+    ]
     if not seen:
-        raise ConfigError(f"run {run_dir.name} has logged no step with an lr yet: wait for its first step (a "
-                          "script shows its LR with run.watch(optimizer) or by logging 'lr')")
+        raise ConfigError(
+            f"run {run_dir.name} has logged no step with an lr yet: wait for its first step (a "
+            "script shows its LR with run.watch(optimizer) or by logging 'lr')"
+        )
     now, lr_now = seen[-1]
     status_total = (read_status(run_dir) or {}).get("total_steps")
-    total = steps or (status_total if isinstance(status_total, int) and not isinstance(status_total, bool) else 0)
+    total = steps or (
+        status_total if isinstance(status_total, int) and not isinstance(status_total, bool) else 0
+    )
     sched_steps, sched_lrs, source = _valid(published_schedule(run_dir, hello))
     end = max(total, now + ramp_steps + 1)
     every = max(1, len(seen) // OBSERVED_POINTS)

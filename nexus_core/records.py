@@ -147,10 +147,12 @@ class RecordDecoder:
             version = record.protocol
             if version > PROTOCOL_VERSION and not self._newer_warned:
                 self._newer_warned = True
-                self.warnings.append(DecodeWarning(
-                    f"stream speaks protocol {version}, this Nexus speaks {PROTOCOL_VERSION}: "
-                    "unknown fields are ignored; upgrade Nexus to see them"
-                ))
+                self.warnings.append(
+                    DecodeWarning(
+                        f"stream speaks protocol {version}, this Nexus speaks {PROTOCOL_VERSION}: "
+                        "unknown fields are ignored; upgrade Nexus to see them"
+                    )
+                )
         return True
 
     def _record_starts(self) -> Iterator[int]:
@@ -176,7 +178,7 @@ class RecordDecoder:
                 probe.skip()
             except Exception:  # noqa: BLE001 - not a record there
                 continue
-            if self._kind_of(bytes(self._pending[start:start + probe.tell()])) is not None:
+            if self._kind_of(bytes(self._pending[start : start + probe.tell()])) is not None:
                 return True
         return False
 
@@ -222,8 +224,13 @@ def read_records(path: str | Path, offset: int = 0) -> ReadResult:
         full = os.fstat(f.fileno()).st_size
         end = data_end(f, full)  # a planted sparse file is read up to its first hole, not for minutes
         if end < full:
-            decoder.warnings.append(DecodeWarning(f"{full - end} bytes after a hole at byte {end} ignored "
-                                                  "(a sparse file is not a metrics file)", full - end))
+            decoder.warnings.append(
+                DecodeWarning(
+                    f"{full - end} bytes after a hole at byte {end} ignored "
+                    "(a sparse file is not a metrics file)",
+                    full - end,
+                )
+            )
         f.seek(offset)
         while size < end and (chunk := f.read(min(1 << 20, end - size))):
             size += len(chunk)
@@ -245,7 +252,9 @@ class RecordWriter:
     def __init__(self, path: str | Path, pipe_fd: int | None = None) -> None:
         self.path = Path(path)
         self.seq = count_records(self.path) if self.path.exists() else 0
-        self._file = open_append(self.path, buffering=0)  # lives as long as the writer; never through a link or FIFO
+        self._file = open_append(
+            self.path, buffering=0
+        )  # lives as long as the writer; never through a link or FIFO
         self._pipe = pipe_fd
         self.pipe_dropped = 0
         self._packer = msgpack.Packer(use_bin_type=True)
@@ -334,7 +343,7 @@ class RecordWriter:
             while view and time.monotonic() < deadline:
                 select.select([], [self._pipe], [], 0.05)
                 with contextlib.suppress(BlockingIOError):
-                    view = view[os.write(self._pipe, view):]
+                    view = view[os.write(self._pipe, view) :]
             if view:
                 self._close_pipe()  # a half record went out: the reader will resync; stop using it
         except BlockingIOError:

@@ -48,8 +48,11 @@ class Record(msgspec.Struct, kw_only=True, tag_field="type", omit_defaults=False
         return default if value is None else value
 
     def __contains__(self, key: object) -> bool:
-        return key == "type" or key in self.extra or (
-            key in self.__struct_fields__ and getattr(self, key) is not None)
+        return (
+            key == "type"
+            or key in self.extra
+            or (key in self.__struct_fields__ and getattr(self, key) is not None)
+        )
 
     extra: ClassVar[Any] = MappingProxyType({})
     """Numeric keys beyond the kind's fields (metric and eval records: any series a writer logs,
@@ -227,8 +230,20 @@ class _LenientEval(Eval, tag="eval", forbid_unknown_fields=False):
     """An eval map with keys beyond Eval's."""
 
 
-LENIENT_RECORD = Union[Hello, _LenientMetric, _LenientEval, Sample, Ckpt, State, Log, Alert, Text, Table,  # noqa: UP007
-                       Histogram, Media]
+LENIENT_RECORD = Union[  # noqa: UP007 - a runtime union of Structs (msgspec's decode type)
+    Hello,
+    _LenientMetric,
+    _LenientEval,
+    Sample,
+    Ckpt,
+    State,
+    Log,
+    Alert,
+    Text,
+    Table,
+    Histogram,
+    Media,
+]
 """What the decoder falls back to when AnyRecord refuses a map: Metric and Eval forbid unknown keys so
 the engine's records decode in one pass, and a map with more keys comes here (a newer writer's field,
 a reporter's own series)."""
@@ -244,8 +259,14 @@ def extras_of(record: Record, plain: Any) -> dict[str, float]:
     fields = record.__struct_fields__
     out: dict[str, float] = {}
     for key, value in plain.items():
-        if (isinstance(key, str) and key not in fields and key != "type" and 0 < len(key) <= MAX_EXTRA_KEY_LEN
-                and key.isprintable() and is_real(value)):
+        if (
+            isinstance(key, str)
+            and key not in fields
+            and key != "type"
+            and 0 < len(key) <= MAX_EXTRA_KEY_LEN
+            and key.isprintable()
+            and is_real(value)
+        ):
             out[key] = float(value)
             if len(out) >= MAX_EXTRA_KEYS:
                 break

@@ -88,4 +88,12 @@ def _pid_exists(pid: Any) -> bool:
         return True
 
 
-__all__ = ["engine_argv", "engine_home", "pid_alive", "read_status", "status_live", "tail_bytes", "write_status"]
+__all__ = [
+    "engine_argv",
+    "engine_home",
+    "pid_alive",
+    "read_status",
+    "status_live",
+    "tail_bytes",
+    "write_status",
+]

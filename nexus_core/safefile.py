@@ -29,14 +29,21 @@ class UnsafeFileError(OSError):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
         if test(mode):
             return name
     return "not a regular file"
 
 
-def open_regular(path: str | Path, max_bytes: int | None = None, within: str | Path | None = None) -> BinaryIO:
+def open_regular(
+    path: str | Path, max_bytes: int | None = None, within: str | Path | None = None
+) -> BinaryIO:
     """`path` opened for binary reading, or UnsafeFileError if it is not a regular file (or is
     larger than max_bytes). Symlinks are followed, but to a regular file only, and, given `within`
     (the run folder), only while they stay inside it."""
@@ -51,7 +58,9 @@ def open_regular(path: str | Path, max_bytes: int | None = None, within: str | P
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
         if max_bytes is not None and st.st_size > max_bytes:
-            raise UnsafeFileError(errno.EFBIG, f"is {st.st_size} bytes, more than the {max_bytes} allowed", str(path))
+            raise UnsafeFileError(
+                errno.EFBIG, f"is {st.st_size} bytes, more than the {max_bytes} allowed", str(path)
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -70,7 +79,9 @@ def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
         raise UnsafeFileError(errno.EISDIR, "is a directory, not a file", str(path)) from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafeFileError(errno.ELOOP, "is a symlink; refusing to write through it", str(path)) from None
+            raise UnsafeFileError(
+                errno.ELOOP, "is a symlink; refusing to write through it", str(path)
+            ) from None
         if e.errno == errno.ENXIO:  # a FIFO with no reader, or a socket, opened without blocking
             raise UnsafeFileError(errno.ENXIO, "is a FIFO or socket, not a regular file", str(path)) from None
         raise
@@ -79,7 +90,9 @@ def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
         if st.st_nlink > 1:
-            raise UnsafeFileError(errno.EMLINK, "has another hard link; refusing to write through it", str(path))
+            raise UnsafeFileError(
+                errno.EMLINK, "has another hard link; refusing to write through it", str(path)
+            )
         os.set_blocking(fd, True)
         return os.fdopen(fd, "ab", buffering=buffering)
     except BaseException:
@@ -87,7 +100,9 @@ def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
         raise
 
 
-def read_bytes(path: str | Path, max_bytes: int = SMALL_FILE_BYTES, within: str | Path | None = None) -> bytes:
+def read_bytes(
+    path: str | Path, max_bytes: int = SMALL_FILE_BYTES, within: str | Path | None = None
+) -> bytes:
     """A whole regular file of at most max_bytes (a file that grows past the cap while read is cut
     short and refused, never read without end)."""
     with open_regular(path, max_bytes, within) as f:
@@ -107,7 +122,9 @@ def read_private(path: str | Path, max_bytes: int = SMALL_FILE_BYTES) -> bytes:
         fd = os.open(path, flags)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UnsafeFileError(errno.ELOOP, "is a symlink; refusing to read through it", str(path)) from None
+            raise UnsafeFileError(
+                errno.ELOOP, "is a symlink; refusing to read through it", str(path)
+            ) from None
         if e.errno == errno.EISDIR:
             raise UnsafeFileError(errno.EINVAL, "is a directory, not a regular file", str(path)) from None
         raise
@@ -116,10 +133,16 @@ def read_private(path: str | Path, max_bytes: int = SMALL_FILE_BYTES) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
         if st.st_uid != os.getuid() or st.st_mode & 0o022:
-            raise UnsafeFileError(errno.EPERM, f"was not written by this user alone (owner uid {st.st_uid}, "
-                                               f"mode {stat.S_IMODE(st.st_mode):o})", str(path))
+            raise UnsafeFileError(
+                errno.EPERM,
+                f"was not written by this user alone (owner uid {st.st_uid}, "
+                f"mode {stat.S_IMODE(st.st_mode):o})",
+                str(path),
+            )
         if st.st_size > max_bytes:
-            raise UnsafeFileError(errno.EFBIG, f"is {st.st_size} bytes, more than the {max_bytes} allowed", str(path))
+            raise UnsafeFileError(
+                errno.EFBIG, f"is {st.st_size} bytes, more than the {max_bytes} allowed", str(path)
+            )
         os.set_blocking(fd, True)
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -166,7 +189,9 @@ def check_inside(root: str | Path, path: str | Path) -> Path:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
-        raise UnsafeFileError(errno.EXDEV, f"leads outside {root} (to {real}); refusing to follow it", str(path))
+        raise UnsafeFileError(
+            errno.EXDEV, f"leads outside {root} (to {real}); refusing to follow it", str(path)
+        )
     return Path(real)
 
 
@@ -217,8 +242,9 @@ def _plain_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int | None = None,
-                  fsync: bool = False) -> Iterator[BinaryIO]:
+def atomic_writer(
+    path: str | Path, within: str | Path | None = None, mode: int | None = None, fsync: bool = False
+) -> Iterator[BinaryIO]:
     """A binary file that becomes `path` when the block ends without error, in one rename: a reader
     sees the old file or the new one, never half of one, and a failure leaves the old file and no
     temp. The temp name is unique (mkstemp beside the target: no two writers, DDP ranks or threads,
@@ -246,8 +272,13 @@ def atomic_writer(path: str | Path, within: str | Path | None = None, mode: int 
         raise
 
 
-def atomic_write(path: str | Path, data: bytes | str, within: str | Path | None = None, mode: int | None = None,
-                 fsync: bool = False) -> None:
+def atomic_write(
+    path: str | Path,
+    data: bytes | str,
+    within: str | Path | None = None,
+    mode: int | None = None,
+    fsync: bool = False,
+) -> None:
     """Replace `path` with `data` (str as UTF-8) atomically: see atomic_writer."""
     with atomic_writer(path, within, mode, fsync) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
@@ -328,13 +359,17 @@ def open_devnull_fd() -> int:
 def rewrite_in_place(path: str | Path, data: bytes) -> None:
     """Overwrite the regular file at `path` with `data` in place (for a folder where a rename cannot
     be made): never through a symlink, never a FIFO/device, never a file with a second hard link."""
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    fd = os.open(
+        path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
+    )
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
         if st.st_nlink > 1:
-            raise UnsafeFileError(errno.EMLINK, "has another hard link; refusing to write through it", str(path))
+            raise UnsafeFileError(
+                errno.EMLINK, "has another hard link; refusing to write through it", str(path)
+            )
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
     finally:

@@ -11,7 +11,14 @@ MAX_RECORD_BYTES = 1 << 20
 
 # Record types.
 HELLO, METRIC, EVAL, SAMPLE, CKPT, STATE, LOG, ALERT = (
-    "hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert",
+    "hello",
+    "metric",
+    "eval",
+    "sample",
+    "ckpt",
+    "state",
+    "log",
+    "alert",
 )
 # What a reporter logs beyond numbers (wandb.Table, wandb.Histogram, wandb.Image, a logged string).
 TEXT, TABLE, HISTOGRAM, MEDIA = "text", "table", "histogram", "media"
@@ -43,7 +50,14 @@ FINAL_STATES = frozenset({FINISHED, CRASHED, STOPPED, FAILED, KILLED})
 # go on; UNPAUSE is the name a release of Nexus sent for it instead, still accepted from old clients
 # (the CLI's `nexus resume` is something else: it restarts a stopped run from a checkpoint).
 PAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP, PARK = (
-    "pause", "resume", "checkpoint", "eval", "stop", "generate", "ramp", "park",
+    "pause",
+    "resume",
+    "checkpoint",
+    "eval",
+    "stop",
+    "generate",
+    "ramp",
+    "park",
 )
 UNPAUSE = "unpause"
 COMMANDS = frozenset({PAUSE, UNPAUSE, RESUME, CHECKPOINT, EVAL_NOW, STOP, GENERATE, RAMP, PARK})
@@ -76,20 +90,32 @@ class Arg:
     """One command argument's type and range: the single table both the dashboard's dialogs and the
     engine check against, so a value one side accepts the other never refuses (or crashes on)."""
 
-    def __init__(self, kind: type, lo: float | None = None, hi: float | None = None, required: bool = False,
-                 hint: str = "") -> None:
+    def __init__(
+        self,
+        kind: type,
+        lo: float | None = None,
+        hi: float | None = None,
+        required: bool = False,
+        hint: str = "",
+    ) -> None:
         self.kind, self.lo, self.hi, self.required, self.hint = kind, lo, hi, required, hint
 
     def error(self, cmd: str, name: str, value: object) -> str:
         """'' when `value` fits, else one line that says what would."""
         want = {int: "a whole number", float: "a number", str: "text"}[self.kind]
         if isinstance(value, bool) or not (
-                isinstance(value, int) if self.kind is int else
-                isinstance(value, (int, float)) if self.kind is float else isinstance(value, str)):
+            isinstance(value, int)
+            if self.kind is int
+            else isinstance(value, (int, float))
+            if self.kind is float
+            else isinstance(value, str)
+        ):
             return f"{cmd} {name} must be {want}, got {type(value).__name__} {value!r:.40}"
         if self.kind is float and (value != value or value in (float("inf"), float("-inf"))):
             return f"{cmd} {name} must be a finite number, got {value!r}"
-        size: float = len(value) if isinstance(value, str) else value if isinstance(value, (int, float)) else 0.0
+        size: float = (
+            len(value) if isinstance(value, str) else value if isinstance(value, (int, float)) else 0.0
+        )
         what = "characters" if isinstance(value, str) else ""
         if (self.lo is not None and size < self.lo) or (self.hi is not None and size > self.hi):
             span = f"between {self.lo:g} and {self.hi:g}{' ' + what if what else ''}"

@@ -233,7 +233,9 @@ class RunState:
             done = self.total_steps > 0 and self.step >= self.total_steps
             self.state, self.reason = (FINISHED if done else STOPPED), "process exited"
         elif code != 0 and (self.live or code is not None):
-            said = last_line(ev.log_tail)  # why, in the alert itself: "exited with status 1" alone said nothing
+            said = last_line(
+                ev.log_tail
+            )  # why, in the alert itself: "exited with status 1" alone said nothing
             self.state, self.crash_tail = CRASHED, ev.log_tail
             self.reason = exit_text(code) + (f": {said}" if said else "")
         return "state"

@@ -19,15 +19,17 @@ _ST = r"(?:\x07|\x1b\\|\x9c)"
 """String terminators: BEL, ESC \\, and the 8-bit ST."""
 
 _SEQUENCES = re.compile(
-    "|".join((
-        # OSC, DCS, SOS, PM, APC (7-bit and 8-bit introducers): everything up to a terminator, or to the
-        # end of the text when it never ends (a terminal would swallow all that follows).
-        rf"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*{_ST}?",
-        # CSI (ESC [ or 8-bit 0x9b): parameters, intermediates, one final byte.
-        r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?",
-        # Any other escape: ESC, intermediates, one final character.
-        r"\x1b[\x20-\x2f]*[\x30-\x7e]?",
-    ))
+    "|".join(
+        (
+            # OSC, DCS, SOS, PM, APC (7-bit and 8-bit introducers): everything up to a terminator, or to the
+            # end of the text when it never ends (a terminal would swallow all that follows).
+            rf"(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*{_ST}?",
+            # CSI (ESC [ or 8-bit 0x9b): parameters, intermediates, one final byte.
+            r"(?:\x1b\[|\x9b)[\x30-\x3f]*[\x20-\x2f]*[\x40-\x7e]?",
+            # Any other escape: ESC, intermediates, one final character.
+            r"\x1b[\x20-\x2f]*[\x30-\x7e]?",
+        )
+    )
 )
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
@@ -66,7 +68,9 @@ def clean_data(value: Any, depth: int = 0) -> Any:
     if isinstance(value, dict):
         if depth >= 32:
             return None
-        return {clean_text(k) if isinstance(k, str) else k: clean_data(v, depth + 1) for k, v in value.items()}
+        return {
+            clean_text(k) if isinstance(k, str) else k: clean_data(v, depth + 1) for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
         if depth >= 32:
             return None

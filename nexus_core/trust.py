@@ -25,8 +25,10 @@ from nexus_core.schema import CONFIG_FILE, LOG_FILE, METRICS_FILE, STATUS_FILE
 DATA_ROOTS_ENV = "NEXUS_DATA_ROOTS"
 TRUST_FLAG = "--trust-foreign"
 TOUCHES = {
-    "resume": ((CONFIG_FILE, "checkpoints/", "tokenizer.json", METRICS_FILE, "DATA"),
-               (METRICS_FILE, STATUS_FILE, LOG_FILE, "checkpoints/", "tokenizer.json", "tokens_*.npy", CONFIG_FILE)),
+    "resume": (
+        (CONFIG_FILE, "checkpoints/", "tokenizer.json", METRICS_FILE, "DATA"),
+        (METRICS_FILE, STATUS_FILE, LOG_FILE, "checkpoints/", "tokenizer.json", "tokens_*.npy", CONFIG_FILE),
+    ),
     "eval": ((CONFIG_FILE, "checkpoints/", "tokenizer.json", "DATA"), ()),
     "generate": ((CONFIG_FILE, "checkpoints/", "tokenizer.json"), ()),
 }
@@ -46,9 +48,11 @@ class Verdict:
 
     def line(self, command: str) -> str:
         """One line for the command line's refusal."""
-        return (f"run folder is not yours to trust ({'; '.join(self.reasons)}): `{command}` would read "
-                f"{', '.join(self.reads)} and write {', '.join(self.writes) or 'nothing'}; give {TRUST_FLAG} "
-                f"to go ahead")
+        return (
+            f"run folder is not yours to trust ({'; '.join(self.reasons)}): `{command}` would read "
+            f"{', '.join(self.reads)} and write {', '.join(self.writes) or 'nothing'}; give {TRUST_FLAG} "
+            f"to go ahead"
+        )
 
 
 def _config_dir() -> Path:
@@ -113,6 +117,8 @@ def check(run_dir: str | Path, command: str) -> Verdict:
         if not os.path.isabs(full):
             full = os.path.join(os.getcwd(), full)
         if not any(_inside(full, root) for root in data_roots(run_dir)):
-            reasons.append(f"its config reads data from {os.path.realpath(full)}, outside the run folder and "
-                           f"your data roots ({DATA_ROOTS_ENV})")
+            reasons.append(
+                f"its config reads data from {os.path.realpath(full)}, outside the run folder and "
+                f"your data roots ({DATA_ROOTS_ENV})"
+            )
     return Verdict(reasons, shown_reads, [str(run_dir / w) for w in writes])

@@ -36,45 +36,88 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help="folder holding one folder per run (default: ./runs)")
     # `--root` after a command too (`nexus runs --root DIR`): declared once, shared by those commands.
     after = argparse.ArgumentParser(add_help=False)
-    after.add_argument("--root", dest="sub_root", default=None, metavar="DIR",
-                       help="folder holding the runs (default: --root before the command, ./runs)")
+    after.add_argument(
+        "--root",
+        dest="sub_root",
+        default=None,
+        metavar="DIR",
+        help="folder holding the runs (default: --root before the command, ./runs)",
+    )
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
     demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
-    demo.add_argument("--simulate-gpus", type=int, default=0, metavar="N",
-                      help="show N simulated GPUs (a driver stand-in built with gcc) on a machine without one")
-    sub.add_parser("runs", parents=[after], help="list the runs with state, step, best val loss, device and pid")
-    compare = sub.add_parser("compare", parents=[after], help="print a markdown comparison of runs (results and config differences)")
+    demo.add_argument(
+        "--simulate-gpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="show N simulated GPUs (a driver stand-in built with gcc) on a machine without one",
+    )
+    sub.add_parser(
+        "runs", parents=[after], help="list the runs with state, step, best val loss, device and pid"
+    )
+    compare = sub.add_parser(
+        "compare",
+        parents=[after],
+        help="print a markdown comparison of runs (results and config differences)",
+    )
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
-    compare.add_argument("--markdown", action="store_true", help="GitHub markdown (the default and only format)")
-    report = sub.add_parser("report", parents=[after], help="write a markdown training report of runs (to stdout or -o FILE)")
+    compare.add_argument(
+        "--markdown", action="store_true", help="GitHub markdown (the default and only format)"
+    )
+    report = sub.add_parser(
+        "report", parents=[after], help="write a markdown training report of runs (to stdout or -o FILE)"
+    )
     report.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     report.add_argument("-o", "--output", metavar="FILE", help="write the report here instead of to stdout")
-    export = sub.add_parser("export", parents=[after], help="write every point of runs' series as CSV or Parquet (long table)")
+    export = sub.add_parser(
+        "export", parents=[after], help="write every point of runs' series as CSV or Parquet (long table)"
+    )
     export.add_argument("runs", nargs="+", metavar="RUN", help="run names under the root (or run folders)")
     fmt = export.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--csv", action="store_true", help="CSV (to stdout, or -o FILE)")
-    fmt.add_argument("--parquet", action="store_true", help="Parquet (needs -o FILE and pip install 'nexus[export]')")
+    fmt.add_argument(
+        "--parquet", action="store_true", help="Parquet (needs -o FILE and pip install 'nexus[export]')"
+    )
     export.add_argument("-o", "--output", metavar="PATH", help="write here instead of to stdout")
-    export.add_argument("--wide", action="store_true", help="W&B's shape: one row per (run, step), one column per key")
-    export.add_argument("--meta", metavar="FILE", help="also write each run's config and summary as JSON to FILE")
-    imp = sub.add_parser("import-tb", parents=[after], help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')")
+    export.add_argument(
+        "--wide", action="store_true", help="W&B's shape: one row per (run, step), one column per key"
+    )
+    export.add_argument(
+        "--meta", metavar="FILE", help="also write each run's config and summary as JSON to FILE"
+    )
+    imp = sub.add_parser(
+        "import-tb",
+        parents=[after],
+        help="make a TensorBoard log folder into a Nexus run (pip install 'nexus[tensorboard]')",
+    )
     imp.add_argument("logdir", metavar="LOGDIR", help="the folder TensorBoard was given as --logdir")
     imp.add_argument("--name", default=None, help="the run's name (default: the log folder's name)")
-    chk = sub.add_parser("check", help="check run folders against docs/PROTOCOL.md (records, status, hello, "
-                                       "and a live run's control socket); exit 1 if one breaks it")
+    chk = sub.add_parser(
+        "check",
+        help="check run folders against docs/PROTOCOL.md (records, status, hello, "
+        "and a live run's control socket); exit 1 if one breaks it",
+    )
     chk.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folders (paths)")
     chk.add_argument("--steer", action="store_true", help="a live run: also ask for a checkpoint and an eval")
     chk.add_argument("--stop", action="store_true", help="a live run: also stop it (it must end `stopped`)")
-    sub.add_parser("run", help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
-                   "and Lightning's W&B loggers) reports to Nexus", add_help=False)
-    sub.add_parser("shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)")
+    sub.add_parser(
+        "run",
+        help="nexus run [--name NAME] -- python train.py: `import wandb` in it (and in HF's "
+        "and Lightning's W&B loggers) reports to Nexus",
+        add_help=False,
+    )
+    sub.add_parser(
+        "shim-path", help="print the folder that makes `import wandb` Nexus (put it first on PYTHONPATH)"
+    )
     from nexus_tui.jobs.cli import JOB_COMMANDS, add_parsers, run_cli
 
     add_parsers(sub)  # queue, park, unpark, sweep
     for name in ENGINE_COMMANDS:
-        sub.add_parser(name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False)
+        sub.add_parser(
+            name, help=f"headless: python -m engine {name} (see nexus {name} --help)", add_help=False
+        )
     args = parser.parse_args(argv)
     given = getattr(args, "sub_root", None) or args.root
     root = Path(given or "runs")
@@ -89,8 +132,13 @@ def main(argv: list[str] | None = None) -> int:
         # A folder named on purpose that is not there is a typo far more often than a wish: one line,
         # nothing created. (`nexus demo --root DIR` makes it: it is about to start runs there.)
         what = "is not a folder" if root.exists() else "does not exist"
-        print(clean_text(f"error: runs folder {root} {what}: check the path, or create it (mkdir -p {root}); "
-                         "`nexus demo --root DIR` creates it"), file=sys.stderr)
+        print(
+            clean_text(
+                f"error: runs folder {root} {what}: check the path, or create it (mkdir -p {root}); "
+                "`nexus demo --root DIR` creates it"
+            ),
+            file=sys.stderr,
+        )
         return 2
 
     if args.command == "runs":
@@ -121,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         return _report(root, args.runs, args.output)
 
     if args.command == "export":
-        return _export(root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta)
+        return _export(
+            root, args.runs, "parquet" if args.parquet else "csv", args.output, args.wide, args.meta
+        )
 
     if args.command == "check":
         from nexus_core.check import check
@@ -142,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             root.mkdir(parents=given is None)  # ./runs on a fresh clone; a named folder's parent must exist
         except OSError as e:
-            print(clean_text(f"error: cannot create runs folder {root}: {describe_os_error(e)}"), file=sys.stderr)
+            print(
+                clean_text(f"error: cannot create runs folder {root}: {describe_os_error(e)}"),
+                file=sys.stderr,
+            )
             return 2
     # Long histories with no columnar cache yet start decoding in a child process now, on the other
     # core, while this one imports Textual and draws the first frame.
@@ -162,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from nexus_tui.app import make_app
 
-        app = make_app(root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0),
-                       prebuild=prebuild)
+        app = make_app(
+            root=root, demo=args.command == "demo", demo_steps=getattr(args, "steps", 0), prebuild=prebuild
+        )
         app.run()
     finally:
         if prebuild is not None:
@@ -185,8 +239,10 @@ def _shim_dir() -> Path:
 def _run_with_shim(argv: list[str]) -> int:
     """`nexus run [--root R] [--name NAME] -- command...`: the command replaces this process with the
     shim first on PYTHONPATH (so `import wandb` is Nexus) and, with --name, its run folder chosen."""
-    parser = argparse.ArgumentParser(prog="nexus run", description="Run a script that logs to W&B (or whose "
-                                     "libraries do) as a Nexus run, unchanged.")
+    parser = argparse.ArgumentParser(
+        prog="nexus run",
+        description="Run a script that logs to W&B (or whose libraries do) as a Nexus run, unchanged.",
+    )
     parser.add_argument("--root", default="runs", help="the runs folder (default: ./runs)")
     parser.add_argument("--name", help="the run's folder name (default: what the script's init() says)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- python train.py ...")
@@ -197,8 +253,12 @@ def _run_with_shim(argv: list[str]) -> int:
         return 2
     shim = _shim_dir()
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(shim), *parts]), "NEXUS_WANDB": "1",
-           "NEXUS_ROOT": str(Path(args.root).resolve())}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(shim), *parts]),
+        "NEXUS_WANDB": "1",
+        "NEXUS_ROOT": str(Path(args.root).resolve()),
+    }
     if args.name:
         from nexus_core.protocol import RUN_DIR_ENV, check_run_name
 
@@ -236,8 +296,10 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
         print(f"error: {clean_text(e)}", file=sys.stderr)
         return 2
     except OSError as e:  # a metrics file we may not (or must not) read: say which, no traceback
-        print(clean_text(f"error: cannot read {describe_os_error(e) if e.filename else f'a run folder: {e}'}"),
-              file=sys.stderr)
+        print(
+            clean_text(f"error: cannot read {describe_os_error(e) if e.filename else f'a run folder: {e}'}"),
+            file=sys.stderr,
+        )
         return 2
     if output is None:
         return _print_out(text)
@@ -250,8 +312,9 @@ def _report(root: Path, names: list[str], output: str | None) -> int:
     return 0
 
 
-def _export(root: Path, names: list[str], kind: str, output: str | None, wide: bool = False,
-            meta: str | None = None) -> int:
+def _export(
+    root: Path, names: list[str], kind: str, output: str | None, wide: bool = False, meta: str | None = None
+) -> int:
     """`nexus export`: every point, one long table (or wide, W&B's shape), config and summary with
     --meta; any failure is one `error:` line and exit 2."""
     from nexus_core.safefile import write_through, writing_through
@@ -295,8 +358,11 @@ def _export(root: Path, names: list[str], kind: str, output: str | None, wide: b
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: cannot {'write' if output else 'read'} {e.filename or output or 'a run folder'}: "
-              f"{e.strerror or e}", file=sys.stderr)
+        print(
+            f"error: cannot {'write' if output else 'read'} {e.filename or output or 'a run folder'}: "
+            f"{e.strerror or e}",
+            file=sys.stderr,
+        )
         return 2
     print(f"wrote {count} {'rows' if wide else 'points'} to {output}", file=sys.stderr)
     return 0
@@ -319,7 +385,10 @@ def _import_tb(root: Path, logdir: str, name: str | None) -> int:
         torn = f" (the cut-off last record of {', '.join(scalars.torn)} was left out)" if scalars.torn else ""
         kept = len(scalars.extra.records)
         more = f" and {kept} histograms/images/texts" if kept else ""
-        print(f"imported {steps} steps{more} from {scalars.files} event file(s) into {target}{torn}", file=sys.stderr)
+        print(
+            f"imported {steps} steps{more} from {scalars.files} event file(s) into {target}{torn}",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -78,14 +78,18 @@ def load_settings(path: Path | None = None) -> tuple[Settings, str]:
         return Settings(), ""
     except (OSError, ValueError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        return Settings(), clean_text(f"settings file {path} is unreadable ({reason}); using defaults", limit=300)
+        return Settings(), clean_text(
+            f"settings file {path} is unreadable ({reason}); using defaults", limit=300
+        )
     if not isinstance(data, dict):
         return Settings(), f"settings file {path} is not a JSON object; using defaults"
     known = {f.name for f in fields(Settings)}
     try:
         return Settings(**{k: v for k, v in data.items() if k in known}).clean(), ""
     except (TypeError, ValueError, OverflowError) as e:
-        return Settings(), clean_text(f"settings file {path} has a bad value ({e}); using defaults", limit=300)
+        return Settings(), clean_text(
+            f"settings file {path} has a bad value ({e}); using defaults", limit=300
+        )
 
 
 def save_settings(settings: Settings, path: Path | None = None) -> str:

@@ -155,7 +155,12 @@ def builtin_themes() -> list[NexusTheme]:
     except ModuleNotFoundError:  # an editable install made before themes/ was mapped: the checkout's
         folder = Path(__file__).resolve().parent.parent / "themes"
     found = [parse_theme(p.read_bytes()) for p in folder.iterdir() if p.name.endswith(".toml")]
-    found.sort(key=lambda t: (BUILTIN_ORDER.index(t.theme.name) if t.theme.name in BUILTIN_ORDER else 99, t.theme.name))
+    found.sort(
+        key=lambda t: (
+            BUILTIN_ORDER.index(t.theme.name) if t.theme.name in BUILTIN_ORDER else 99,
+            t.theme.name,
+        )
+    )
     if not found or found[0].theme.name != DEFAULT_THEME:
         raise RuntimeError(f"the built-in themes are missing from {folder}")
     return found

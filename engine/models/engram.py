@@ -108,7 +108,9 @@ class EngramMemory(nn.Module):
         self.head_dim = max(1, d // n_heads)
         mem_dim = self.head_dim * n_heads
         # Pure functions of the config: non-persistent, so checkpoints carry only learned tensors.
-        self.register_buffer("multipliers", hash_multipliers(layer, max(self.orders), cfg.vocab_size), persistent=False)
+        self.register_buffer(
+            "multipliers", hash_multipliers(layer, max(self.orders), cfg.vocab_size), persistent=False
+        )
         offsets = torch.tensor([0, *primes[:-1]], dtype=torch.int64).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
         self.primes = primes
@@ -119,8 +121,9 @@ class EngramMemory(nn.Module):
         self.query_norm = RMSNorm(d)
         self.conv_norm = RMSNorm(d)
         dilation = max(self.orders)
-        self.conv = nn.Conv1d(d, d, CONV_KERNEL, groups=d, bias=False, dilation=dilation,
-                              padding=(CONV_KERNEL - 1) * dilation)
+        self.conv = nn.Conv1d(
+            d, d, CONV_KERNEL, groups=d, bias=False, dilation=dilation, padding=(CONV_KERNEL - 1) * dilation
+        )
 
     def hash(self, idx: torch.Tensor) -> torch.Tensor:
         """Row ids [B, T, heads], each in [0, its head's prime)."""

@@ -56,7 +56,9 @@ class Hybrid(LanguageModel):
     @staticmethod
     def _ssm(cfg: ModelConfig) -> SelectiveSSM:
         h = cfg.hybrid
-        return SelectiveSSM(cfg.d_model, d_state=h.ssm_state, expand=h.ssm_expand, d_conv=h.ssm_conv, chunk=h.ssm_chunk)
+        return SelectiveSSM(
+            cfg.d_model, d_state=h.ssm_state, expand=h.ssm_expand, d_conv=h.ssm_conv, chunk=h.ssm_chunk
+        )
 
     def ssm_mixers(self) -> list[SelectiveSSM]:
         """The blocks' mixers that are a SelectiveSSM."""

@@ -111,7 +111,9 @@ class HyperStreams(nn.Module):
         return self.reduce(streams)
 
 
-def sublayers(block: Block) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+def sublayers(
+    block: Block,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
     """The two residual branches of a pre-norm Block, without their residual additions."""
     return (
         lambda h: block.drop(block.mixer(block.norm1(h))),

@@ -50,7 +50,9 @@ class Rotary(nn.Module):
         self.register_buffer("sin", sin, persistent=False)
 
     def _tables(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        inv_freq = 1.0 / (self.base ** (torch.arange(0, self.head_dim, 2, device=device).float() / self.head_dim))
+        inv_freq = 1.0 / (
+            self.base ** (torch.arange(0, self.head_dim, 2, device=device).float() / self.head_dim)
+        )
         angles = torch.outer(torch.arange(seq_len, device=device).float(), inv_freq)  # [T, D/2]
         return angles.cos(), angles.sin()
 

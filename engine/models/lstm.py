@@ -162,7 +162,9 @@ class NestedLSTM(LanguageModel):
             if key.startswith(GRAD_KEY):
                 name = key[len(GRAD_KEY) :]
                 if name not in params or params[name].shape != g.shape:
-                    raise ConfigError(f"saved LSTM state has a gradient for {name!r} that this model cannot hold")
+                    raise ConfigError(
+                        f"saved LSTM state has a gradient for {name!r} that this model cannot hold"
+                    )
                 self._stash[name] = g.to(device=device, dtype=params[name].dtype).clone()
 
     # -- multi-timescale updates -----------------------------------------------------------------

@@ -62,8 +62,14 @@ class _StepwiseScan(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: FunctionCtx, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
-        C: torch.Tensor, D: torch.Tensor, h0: torch.Tensor | None,
+        ctx: FunctionCtx,
+        u: torch.Tensor,
+        delta: torch.Tensor,
+        A: torch.Tensor,
+        B: torch.Tensor,
+        C: torch.Tensor,
+        D: torch.Tensor,
+        h0: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         b, T, d = u.shape
         n = A.shape[1]
@@ -103,7 +109,9 @@ class _StepwiseScan(torch.autograd.Function):
             torch.bmm(B[:, t, None, :], g, out=d_du[t])
             torch.bmm(g, duT[t], out=dB[t])
             torch.bmm(hs[t], dyT[t], out=dC[t])
-            torch.mul(At, delta[:, t, None, :], out=a).exp_()  # recomputed: cheaper than a saved [T, ...] copy
+            torch.mul(
+                At, delta[:, t, None, :], out=a
+            ).exp_()  # recomputed: cheaper than a saved [T, ...] copy
             torch.mul(g, a, out=carry)  # now dL/dh_{t-1}
             if t == 0 and h0 is None:
                 ddelta[0].zero_()
@@ -272,7 +280,9 @@ class SelectiveSSM(nn.Module):
                 y, _ = selective_scan_sequential(*args)
         return self.out_proj(y.to(z.dtype) * F.silu(z))
 
-    def init_state(self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None) -> SSMState:
+    def init_state(
+        self, batch: int, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
+    ) -> SSMState:
         """The state before the first token: nothing seen yet."""
         dtype = dtype or self.in_proj.weight.dtype
         return SSMState(

@@ -72,8 +72,9 @@ class Transformer(LanguageModel):
             loss = loss + weight * self._mtp_loss(h, targets, label_smoothing, aux)
         return ModelOutput(logits=logits, loss=loss, ce=ce, aux=aux)
 
-    def _mtp_loss(self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float,
-                  aux: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _mtp_loss(
+        self, h: torch.Tensor, targets: torch.Tensor, label_smoothing: float, aux: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         """Sum over k = 1..D of head k's CE against token t+1+k, i.e. targets shifted left by k;
         each head's pure CE goes into `aux` as `mtp/head<k>_ce`.
 

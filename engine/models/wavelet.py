@@ -52,12 +52,18 @@ def causal_window_means(v: torch.Tensor, lengths: list[int]) -> list[tuple[torch
         start, older_start = before(length), before(2 * length)
         n_recent = pos.clamp(max=length)
         n_older = (pos - length).clamp(min=1, max=length)
-        out.append((((s[:, 1:] - start) / n_recent).to(v.dtype), ((start - older_start) / n_older).to(v.dtype)))
+        out.append(
+            (((s[:, 1:] - start) / n_recent).to(v.dtype), ((start - older_start) / n_older).to(v.dtype))
+        )
     return out
 
 
 def haar_mix(
-    v: torch.Tensor, w_id: torch.Tensor, w_detail: list[torch.Tensor], w_coarse: torch.Tensor, lengths: list[int]
+    v: torch.Tensor,
+    w_id: torch.Tensor,
+    w_detail: list[torch.Tensor],
+    w_coarse: torch.Tensor,
+    lengths: list[int],
 ) -> torch.Tensor:
     """w_id * v + sum_L w_L * detail_L + w_coarse * approx_{L_max}, as `causal_window_means` defines
     them, in one pass: every term is a running-sum row S[max(t+1-n, 0)] times a [T, d] coefficient,

@@ -37,8 +37,16 @@ def file_sample(run: Run, prompt: str, text: str, requested: bool = False, step:
     from nexus_core import protocol as P
 
     at = run._done_step() if step is None else step
-    run._writer.put({"type": P.SAMPLE, "step": at, "prompt": prompt, "text": text,
-                     "requested": requested, "time": time.time()})
+    run._writer.put(
+        {
+            "type": P.SAMPLE,
+            "step": at,
+            "prompt": prompt,
+            "text": text,
+            "requested": requested,
+            "time": time.time(),
+        }
+    )
 
 
 WRAPPERS = frozenset({"AcceleratedOptimizer", "LightningOptimizer"})

@@ -34,8 +34,9 @@ from nexus.ranks import Decision, RankSteering
 from nexus.reporter import Run
 from nexus_core.units import is_real
 
-SUMMARY_KEYS = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos",
-                          "train_loss"})
+SUMMARY_KEYS = frozenset(
+    {"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos", "train_loss"}
+)
 """The one log the Trainer writes after its last step: the run's summary, not a step's values
 (its `train_loss` is the mean over the run, which would draw a false last point on the loss chart)."""
 
@@ -75,7 +76,9 @@ class NexusCallback(TrainerCallback):
             init.setdefault("config", _config_of(args, kwargs.get("model")))
             if getattr(args, "run_name", None) and args.run_name != args.output_dir and "run_dir" not in init:
                 init.setdefault("name", args.run_name)  # documented: the run is named after args.run_name
-            init.setdefault("model", getattr(getattr(kwargs.get("model"), "config", None), "model_type", None))
+            init.setdefault(
+                "model", getattr(getattr(kwargs.get("model"), "config", None), "model_type", None)
+            )
             if state.max_steps:
                 init.setdefault("total_steps", state.max_steps)
             self.run, self._owns = start_run(None, init)
@@ -116,8 +119,9 @@ class NexusCallback(TrainerCallback):
         if decision.evaluate:
             self._control.should_evaluate = True
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(
+        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         run = self.run
         if run is None or run._ended or not logs:
             return
@@ -182,7 +186,7 @@ class NexusCallback(TrainerCallback):
                 out = model.generate(ids, attention_mask=torch.ones_like(ids), **options)
         finally:
             model.train(was_training)
-        return prompt + str(tokenizer.decode(out[0, ids.shape[-1]:], skip_special_tokens=True))
+        return prompt + str(tokenizer.decode(out[0, ids.shape[-1] :], skip_special_tokens=True))
 
 
 def _has_eval_set(args: Any) -> bool:
@@ -205,9 +209,24 @@ def _config_of(args: Any, model: Any) -> dict[str, Any]:
     config: dict[str, Any] = {}
     with contextlib.suppress(Exception):
         full = args.to_dict()
-        keep = ("learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "max_steps",
-                "num_train_epochs", "weight_decay", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "seed",
-                "optim", "bf16", "fp16", "max_grad_norm", "output_dir", "run_name")
+        keep = (
+            "learning_rate",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "max_steps",
+            "num_train_epochs",
+            "weight_decay",
+            "lr_scheduler_type",
+            "warmup_steps",
+            "warmup_ratio",
+            "seed",
+            "optim",
+            "bf16",
+            "fp16",
+            "max_grad_norm",
+            "output_dir",
+            "run_name",
+        )
         config["train"] = {k: full[k] for k in keep if k in full and full[k] is not None}
     with contextlib.suppress(Exception):
         config["model"] = model.config.to_dict()

@@ -120,8 +120,9 @@ class NexusCallback(pl.Callback):
     """Steering for a Lightning fit (see the module docstring). Uses the `NexusLogger`'s run when the
     Trainer has one, else the current `nexus.run`, else starts one (with `init_kwargs`) and ends it."""
 
-    def __init__(self, run: Run | None = None, sample: Callable[..., str] | None = None,
-                 **init_kwargs: Any) -> None:
+    def __init__(
+        self, run: Run | None = None, sample: Callable[..., str] | None = None, **init_kwargs: Any
+    ) -> None:
         self.run = run
         self._sample_fn = sample
         self._init_kwargs = init_kwargs
@@ -153,23 +154,35 @@ class NexusCallback(pl.Callback):
         run = self.run
         self._has_logger = logger is not None
         with contextlib.suppress(Exception):
-            set_total_steps(run, trainer.max_steps if trainer.max_steps and trainer.max_steps > 0
-                            else trainer.estimated_stepping_batches)
+            set_total_steps(
+                run,
+                trainer.max_steps
+                if trainer.max_steps and trainer.max_steps > 0
+                else trainer.estimated_stepping_batches,
+            )
         run.watch(pl_module, log=None)  # its size and device only: no per-layer hooks
         if optimizer is not None:
             configs = getattr(trainer, "lr_scheduler_configs", None) or ()
-            schedulers = [c.scheduler for c in configs if innermost_optimizer(getattr(c.scheduler, "optimizer", None)) is optimizer]
+            schedulers = [
+                c.scheduler
+                for c in configs
+                if innermost_optimizer(getattr(c.scheduler, "optimizer", None)) is optimizer
+            ]
             with contextlib.suppress(ValueError):
                 run.watch(optimizer, scheduler=schedulers[0] if schedulers else None)
         run.on_checkpoint(self._checkpoint)
         if can_eval:
             run.on_eval(self._evaluate)
         else:
-            run.lacks("eval", "the fit has no validation to run: define validation_step and pass val_dataloaders")
+            run.lacks(
+                "eval", "the fit has no validation to run: define validation_step and pass val_dataloaders"
+            )
         if self._sample_fn is not None:
             run.on_sample(self._sample)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         """Every rank: rank 0's `run.step_end()` (pause holds here; checkpoint/eval/sample run their
         handlers), and under DDP one broadcast that gives every rank the same decisions and LR."""
         if self.run is not None and trainer.is_global_zero:
@@ -270,11 +283,19 @@ class NexusCallback(pl.Callback):
         original: Any = getattr(loop, "_should_check_val_fx", None)
         if self._patched is not None:
             return True
-        validates = callable(getattr(pl_module, "validation_step", None)) and \
-            type(pl_module).validation_step is not pl.LightningModule.validation_step
+        validates = (
+            callable(getattr(pl_module, "validation_step", None))
+            and type(pl_module).validation_step is not pl.LightningModule.validation_step
+        )
         source = getattr(getattr(loop, "val_loop", None), "_data_source", None)
         has_data = source is None or not hasattr(source, "is_defined") or source.is_defined()
-        if loop is None or original is None or not validates or not has_data or trainer.limit_val_batches == 0:
+        if (
+            loop is None
+            or original is None
+            or not validates
+            or not has_data
+            or trainer.limit_val_batches == 0
+        ):
             return False
 
         def should_check(*args: Any, **kwargs: Any) -> bool:

@@ -36,9 +36,20 @@ class SummaryWriter:
     (its last part) and the folder it goes in (the rest); default ./runs/<script>-<n>, or
     $NEXUS_RUN_DIR. `run`: report into this run instead (default: the current `nexus.run` if any)."""
 
-    def __init__(self, log_dir: str | os.PathLike[str] | None = None, comment: str = "", purge_step: int | None = None,
-                 max_queue: int = 10, flush_secs: int = 120, filename_suffix: str = "", *, run: Run | None = None,
-                 tensorboard: bool = False, total_steps: int | None = None, **init_kwargs: Any) -> None:
+    def __init__(
+        self,
+        log_dir: str | os.PathLike[str] | None = None,
+        comment: str = "",
+        purge_step: int | None = None,
+        max_queue: int = 10,
+        flush_secs: int = 120,
+        filename_suffix: str = "",
+        *,
+        run: Run | None = None,
+        tensorboard: bool = False,
+        total_steps: int | None = None,
+        **init_kwargs: Any,
+    ) -> None:
         if log_dir is not None and run is None and nexus.run is None:
             path = Path(log_dir)
             init_kwargs.setdefault("name", path.name)
@@ -53,9 +64,14 @@ class SummaryWriter:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter as TBWriter
 
-            self._tb = TBWriter(log_dir=str(log_dir) if log_dir is not None else str(self.run.dir), comment=comment,
-                                purge_step=purge_step, max_queue=max_queue, flush_secs=flush_secs,
-                                filename_suffix=filename_suffix)
+            self._tb = TBWriter(
+                log_dir=str(log_dir) if log_dir is not None else str(self.run.dir),
+                comment=comment,
+                purge_step=purge_step,
+                max_queue=max_queue,
+                flush_secs=flush_secs,
+                filename_suffix=filename_suffix,
+            )
 
     @property
     def should_stop(self) -> bool:
@@ -71,20 +87,33 @@ class SummaryWriter:
 
     # -- what TensorBoard code calls ------------------------------------------------------------
 
-    def add_scalar(self, tag: str, scalar_value: Any, global_step: int | None = None, walltime: float | None = None,
-                   new_style: bool = False, double_precision: bool = False) -> None:
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
         self._log({str(tag): scalar_value}, global_step)
         if self._tb is not None:
             self._tb.add_scalar(tag, scalar_value, global_step, walltime, new_style, double_precision)
 
-    def add_scalars(self, main_tag: str, tag_scalar_dict: dict[str, Any], global_step: int | None = None,
-                    walltime: float | None = None) -> None:
+    def add_scalars(
+        self,
+        main_tag: str,
+        tag_scalar_dict: dict[str, Any],
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
         self._log({f"{main_tag}/{k}": v for k, v in tag_scalar_dict.items()}, global_step)
         if self._tb is not None:
             self._tb.add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
 
-    def add_text(self, tag: str, text_string: str, global_step: int | None = None,
-                 walltime: float | None = None) -> None:
+    def add_text(
+        self, tag: str, text_string: str, global_step: int | None = None, walltime: float | None = None
+    ) -> None:
         """A sample record when the tag names a sample, else a text record: at `global_step` (the
         step its scalars are pending on), not the last step already filed."""
         if not self._closed:
@@ -97,8 +126,15 @@ class SummaryWriter:
         if self._tb is not None:
             self._tb.add_text(tag, text_string, global_step, walltime)
 
-    def add_histogram(self, tag: str, values: Any, global_step: int | None = None, bins: Any = "tensorflow",
-                      walltime: float | None = None, max_bins: int | None = None) -> None:
+    def add_histogram(
+        self,
+        tag: str,
+        values: Any,
+        global_step: int | None = None,
+        bins: Any = "tensorflow",
+        walltime: float | None = None,
+        max_bins: int | None = None,
+    ) -> None:
         """A histogram record at its step (64 bins, as wandb.Histogram)."""
         if not self._closed:
             from nexus.media import Histogram
@@ -112,8 +148,14 @@ class SummaryWriter:
         if self._tb is not None:
             self._tb.add_histogram(tag, values, global_step, bins, walltime, max_bins)
 
-    def add_image(self, tag: str, img_tensor: Any, global_step: int | None = None, walltime: float | None = None,
-                  dataformats: str = "CHW") -> None:
+    def add_image(
+        self,
+        tag: str,
+        img_tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        dataformats: str = "CHW",
+    ) -> None:
         """A picture saved under the run folder's media/ (a media record at its step)."""
         if not self._closed:
             from nexus.media import Image, as_array
@@ -130,9 +172,14 @@ class SummaryWriter:
         if self._tb is not None:
             self._tb.add_image(tag, img_tensor, global_step, walltime, dataformats)
 
-    def add_hparams(self, hparam_dict: dict[str, Any], metric_dict: dict[str, Any],
-                    hparam_domain_discrete: Any = None, run_name: str | None = None,
-                    global_step: int | None = None) -> None:
+    def add_hparams(
+        self,
+        hparam_dict: dict[str, Any],
+        metric_dict: dict[str, Any],
+        hparam_domain_discrete: Any = None,
+        run_name: str | None = None,
+        global_step: int | None = None,
+    ) -> None:
         if not self._closed:
             self.run.config.update(dict(hparam_dict))
             self.run.summary.update(dict(metric_dict))
@@ -180,8 +227,11 @@ class SummaryWriter:
                 return getattr(self._tb, name)(*args, **kwargs)
             if name not in self._ignored:
                 self._ignored.add(name)
-                self.run._put_log(f"SummaryWriter.{name} is not recorded by Nexus (tensorboard=True writes it "
-                                  "to TensorBoard event files too)", "warning")
+                self.run._put_log(
+                    f"SummaryWriter.{name} is not recorded by Nexus (tensorboard=True writes it "
+                    "to TensorBoard event files too)",
+                    "warning",
+                )
             return None
 
         return call

@@ -54,7 +54,9 @@ class CheckpointActions(_AppBase):
 
         def _color(self, name: str) -> str: ...
 
-        def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
+        def log_line(
+            self, source: str, text: str, level: str = "info", when: float | None = None
+        ) -> None: ...
 
     def _checkpoint_run(self) -> Any:
         """The highlighted run when it is an engine run that is not live and has a checkpoint on
@@ -84,8 +86,10 @@ class CheckpointActions(_AppBase):
         details = [f"Why: {r}" for r in verdict.reasons]
         details += [f"reads {r}" for r in verdict.reads] + [f"writes {w}" for w in verdict.writes]
         verb = command.capitalize()
-        self.push_screen(ConfirmScreen(f"{verb} {name}? This folder is not yours to trust.", yes=verb,
-                                       details=details), lambda yes: go(True) if yes else None)
+        self.push_screen(
+            ConfirmScreen(f"{verb} {name}? This folder is not yours to trust.", yes=verb, details=details),
+            lambda yes: go(True) if yes else None,
+        )
 
     def _generate_from_checkpoint(self, run: Any) -> None:
         self._when_trusted(run.name, run.run_dir, "generate", lambda trust: self._generate_dialog(run, trust))
@@ -96,9 +100,17 @@ class CheckpointActions(_AppBase):
 
         def answered(args: dict[str, Any] | None) -> None:
             if args:
-                argv = ["--prompt", args["prompt"], "--tokens", str(args["tokens"]),
-                        "--temperature", repr(args["temperature"]), "--top-k", str(args["top_k"]),
-                        *([TRUST_FLAG] if trust else [])]
+                argv = [
+                    "--prompt",
+                    args["prompt"],
+                    "--tokens",
+                    str(args["tokens"]),
+                    "--temperature",
+                    repr(args["temperature"]),
+                    "--top-k",
+                    str(args["top_k"]),
+                    *([TRUST_FLAG] if trust else []),
+                ]
                 self.notify(f"Sampling from {run.label}'s checkpoint at step {step}…", markup=False)
                 self.use_checkpoint(run.name, run.run_dir, "generate", argv, prompt=args["prompt"], step=step)
                 self.query_one("#side", TabbedContent).active = "tab-samples"
@@ -108,8 +120,9 @@ class CheckpointActions(_AppBase):
         self.push_screen(GenerateScreen(run.name, prompt, from_step=step), answered)
 
     @work(thread=True, group="checkpoint-use")
-    def use_checkpoint(self, name: str, run_dir: Path, verb: str, argv: list[str], prompt: str = "",
-                       step: int = 0) -> None:
+    def use_checkpoint(
+        self, name: str, run_dir: Path, verb: str, argv: list[str], prompt: str = "", step: int = 0
+    ) -> None:
         """`generate`/`eval` on a stopped run's newest checkpoint, off the event loop (it loads torch)."""
         try:
             said = self.services.supervisor.use_checkpoint(run_dir, verb, argv)
@@ -123,8 +136,9 @@ class CheckpointActions(_AppBase):
             from nexus_core.recordtypes import Sample
             from nexus_tui.widgets.samples_pane import SamplesPane
 
-            self.query_one(SamplesPane).add_sample(name, self._color(name),
-                                                   Sample(text=said, step=step, prompt=prompt, requested=True))
+            self.query_one(SamplesPane).add_sample(
+                name, self._color(name), Sample(text=said, step=step, prompt=prompt, requested=True)
+            )
         else:
             self.notify(f"{name}: {said}", timeout=10, markup=False)
             self.log_line(name, f"eval: {said}")

@@ -32,11 +32,18 @@ class Services:
         self.app = app
         self.store = MetricStore()
         self.supervisor = Supervisor(
-            self.root, on_batch=self._on_batch, on_exit=self._on_exit, on_warning=self._on_warning,
+            self.root,
+            on_batch=self._on_batch,
+            on_exit=self._on_exit,
+            on_warning=self._on_warning,
         )
         self.watcher = RunsWatcher(
-            self.root, on_batch=self._on_batch, on_new_run=self._on_new_run, on_warning=self._on_warning,
-            on_run_ready=self._on_run_ready, prebuild=prebuild,
+            self.root,
+            on_batch=self._on_batch,
+            on_new_run=self._on_new_run,
+            on_warning=self._on_warning,
+            on_run_ready=self._on_run_ready,
+            prebuild=prebuild,
             piped=self.supervisor.piping,
         )
         self.telemetry = Telemetry(defer=True)  # NVML and the first reading wait for start()
@@ -50,7 +57,9 @@ class Services:
 
     # -- thread callbacks: post, never touch widgets ---------------------------------------------
 
-    def _on_batch(self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
+    def _on_batch(
+        self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None
+    ) -> None:
         self.app.post_message(msg.BatchReceived(run_name, Path(run_dir), pieces, loading))
 
     def _on_exit(self, run_name: str, exit_code: int | None, log_tail: str = "") -> None:
@@ -131,22 +140,37 @@ class Services:
         gpus = []
         for g in snap.gpus:
             owners = {pid: name for name, p in snap.processes.items() for pid in p.pids or (p.pid,)}
-            gpus.append(GpuView(
-                index=g.index, name=g.name, util=g.util, mem_used=g.mem_used, mem_total=g.mem_total, temp=g.temp_c,
-                power=g.power_w, power_limit=g.power_limit_w, sm_clock=g.clock_sm_mhz, mem_clock=g.clock_mem_mhz,
-                processes=[(pid, owners.get(pid, ""), mem) for pid, mem in g.processes.items()],
-                util_history=self.telemetry.history_of(f"gpu{g.index}.util"),
-                mem_history=self.telemetry.history_of(f"gpu{g.index}.mem"),
-            ))
+            gpus.append(
+                GpuView(
+                    index=g.index,
+                    name=g.name,
+                    util=g.util,
+                    mem_used=g.mem_used,
+                    mem_total=g.mem_total,
+                    temp=g.temp_c,
+                    power=g.power_w,
+                    power_limit=g.power_limit_w,
+                    sm_clock=g.clock_sm_mhz,
+                    mem_clock=g.clock_mem_mhz,
+                    processes=[(pid, owners.get(pid, ""), mem) for pid, mem in g.processes.items()],
+                    util_history=self.telemetry.history_of(f"gpu{g.index}.util"),
+                    mem_history=self.telemetry.history_of(f"gpu{g.index}.mem"),
+                )
+            )
         runs = []
         for name, p in snap.processes.items():
             run = self.store.get(name)
             if p.alive:
                 runs.append((name, palette.hex(run.color) if run else "", p.cpu_percent, p.rss))
         return TelemetryView(
-            gpus=gpus, gpu_error=snap.gpu_error, cpu=snap.host.cpu_percent, ram_used=snap.host.ram_used,
-            ram_total=snap.host.ram_total, cpu_history=self.telemetry.history_of("host.cpu"),
-            ram_history=self.telemetry.history_of("host.ram"), runs=runs,
+            gpus=gpus,
+            gpu_error=snap.gpu_error,
+            cpu=snap.host.cpu_percent,
+            ram_used=snap.host.ram_used,
+            ram_total=snap.host.ram_total,
+            cpu_history=self.telemetry.history_of("host.cpu"),
+            ram_history=self.telemetry.history_of("host.ram"),
+            runs=runs,
         )
 
     def shutdown(self, stop_runs: bool) -> None:

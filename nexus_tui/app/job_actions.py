@@ -39,6 +39,7 @@ class JobActions(_AppBase):
 
         @property
         def store(self) -> MetricStore: ...
+
     _queue_seen: dict[int, str] | None = None
     """Each job's state at the last look (None: not looked yet, so nothing is news)."""
 
@@ -63,15 +64,27 @@ class JobActions(_AppBase):
             if was == job.state:
                 continue
             if job.state == "running" and was in (None, "queued", "held"):
-                self.call_from_thread(self.notify, f"queue: {job.name} started on {job.device or 'its slot'}",
-                                      timeout=4)
-            elif job.state in ("done", "failed", "parked") and was in ("queued", "held", "running", "parking"):
-                self.call_from_thread(self.notify, f"queue: {job.name} {job.outcome or job.state}",
-                                      severity="error" if job.state == "failed" else "information")
+                self.call_from_thread(
+                    self.notify, f"queue: {job.name} started on {job.device or 'its slot'}", timeout=4
+                )
+            elif job.state in ("done", "failed", "parked") and was in (
+                "queued",
+                "held",
+                "running",
+                "parking",
+            ):
+                self.call_from_thread(
+                    self.notify,
+                    f"queue: {job.name} {job.outcome or job.state}",
+                    severity="error" if job.state == "failed" else "information",
+                )
         # Drained: a job ended since the last look (it may have gone from held to done between two
         # looks) and nothing is queued or running now.
-        ended = any(j.state in ("done", "failed", "parked") and before.get(j.id) in ("queued", "held", "running",
-                                                                                      "parking") for j in jobs)
+        ended = any(
+            j.state in ("done", "failed", "parked")
+            and before.get(j.id) in ("queued", "held", "running", "parking")
+            for j in jobs
+        )
         if ended and not any(s in ("queued", "running", "parking") for s in now.values()):
             self.call_from_thread(self.notify, "queue drained: every queued job has ended", title="Queue")
 
@@ -119,13 +132,20 @@ class JobActions(_AppBase):
             self._park_or_unpark(name, unpark=True)
             return
         if not run.live:
-            self.notify(f"run {run.label} is {run.state}: only a live run can be parked", severity="warning",
-                        markup=False)
+            self.notify(
+                f"run {run.label} is {run.state}: only a live run can be parked",
+                severity="warning",
+                markup=False,
+            )
             return
         offered = run.hello.get("commands") if run.hello is not None else None
         if isinstance(offered, list) and PARK not in offered:
-            self.notify(f"{run.label} cannot be parked: its script does not resume (register a checkpoint "
-                        "handler and start with nexus.init(resume=...))", severity="warning", markup=False)
+            self.notify(
+                f"{run.label} cannot be parked: its script does not resume (register a checkpoint "
+                "handler and start with nexus.init(resume=...))",
+                severity="warning",
+                markup=False,
+            )
             return
         self._park_or_unpark(name, unpark=False)
 
@@ -156,17 +176,35 @@ class JobActions(_AppBase):
         after = when.removeprefix("after:") if when.startswith("after:") else ""
         try:
             if args.get("command"):
-                job = ops.add(self.root, "command", list(args["command"]), args.get("name", ""), after=after,
-                              check=False)
+                job = ops.add(
+                    self.root,
+                    "command",
+                    list(args["command"]),
+                    args.get("name", ""),
+                    after=after,
+                    check=False,
+                )
             else:
-                job_args = ["--preset", args["preset"], *(["--steps", str(args["steps"])] if args.get("steps") else []),
-                            *(a for o in args.get("overrides") or [] for a in ("--set", o))]
-                job = ops.add(self.root, "train", job_args, args.get("name", ""), gpus=args.get("nproc") or 1,
-                              after=after, check=False)  # the form had the engine check it already
+                job_args = [
+                    "--preset",
+                    args["preset"],
+                    *(["--steps", str(args["steps"])] if args.get("steps") else []),
+                    *(a for o in args.get("overrides") or [] for a in ("--set", o)),
+                ]
+                job = ops.add(
+                    self.root,
+                    "train",
+                    job_args,
+                    args.get("name", ""),
+                    gpus=args.get("nproc") or 1,
+                    after=after,
+                    check=False,
+                )  # the form had the engine check it already
             ensure_runner(self.root)
         except (ops.JobError, queuefile.QueueError) as e:
             self.post_message(msg.CommandFinished(str(args.get("name", "")), "queue", str(e)))
             return
         wait = f"after {after} ends" if after else "when a slot is free"
-        self.call_from_thread(self.notify, f"queued job {job.id}: {job.name} starts {wait} (J shows the queue)",
-                              markup=False)
+        self.call_from_thread(
+            self.notify, f"queued job {job.id}: {job.name} starts {wait} (J shows the queue)", markup=False
+        )

@@ -12,16 +12,28 @@ from nexus_core.schema import PAUSED
 from nexus_tui.screens.help import KeyHelp
 from nexus_tui.widgets.run_table import RunTable
 
-RUN_COMMANDS = {"pause": "pause", "checkpoint": "checkpoint", "eval_now": "eval", "generate": "generate",
-                "stop": "stop", "ramp": "ramp"}
+RUN_COMMANDS = {
+    "pause": "pause",
+    "checkpoint": "checkpoint",
+    "eval_now": "eval",
+    "generate": "generate",
+    "stop": "stop",
+    "ramp": "ramp",
+}
 """Run keys' actions and the command each sends (a reported run may lack a handler for it)."""
 NEEDS_RUN = {*RUN_COMMANDS, "report"}
 WHAT = {
-    "help": "this list of keys", "new_run": "start a run: a preset or your own command",
-    "pause": "pause the run (again: go on)", "ramp": "ramp the LR of a live run, or resume a stopped one",
-    "stop": "stop the run (it checkpoints first)", "quit": "quit (leave the runs training, or stop them)",
-    "compare": "compare the marked runs (space marks), else all", "checkpoint": "save a checkpoint now",
-    "eval_now": "evaluate now", "generate": "sample text from the model", "report": "write the training report",
+    "help": "this list of keys",
+    "new_run": "start a run: a preset or your own command",
+    "pause": "pause the run (again: go on)",
+    "ramp": "ramp the LR of a live run, or resume a stopped one",
+    "stop": "stop the run (it checkpoints first)",
+    "quit": "quit (leave the runs training, or stop them)",
+    "compare": "compare the marked runs (space marks), else all",
+    "checkpoint": "save a checkpoint now",
+    "eval_now": "evaluate now",
+    "generate": "sample text from the model",
+    "report": "write the training report",
     "cycle_theme": "next colour theme",
     "queue": "the queue: jobs waiting for a slot (hold, cancel, reorder, priority)",
     "park": "park the run (checkpoint, end it, free its slot), or unpark a parked one",
@@ -45,7 +57,9 @@ def key_help(app: Any) -> tuple[str, list[KeyHelp]]:
         action = binding.action
         key = binding.key_display or app.get_key_display(binding)
         what = WHAT.get(action, binding.description)
-        section = "run" if action in NEEDS_RUN else SECTION.get(action) or ("charts" if not binding.show else "app")
+        section = (
+            "run" if action in NEEDS_RUN else SECTION.get(action) or ("charts" if not binding.show else "app")
+        )
         rows.append(KeyHelp(key, *_status(app, run, action, what), section=section))
     rows.sort(key=lambda r: ("run", "app", "charts").index(r.section))
     return subject, rows
@@ -79,7 +93,12 @@ def _status(app: Any, run: Any, action: str, what: str) -> tuple[str, str]:
         return what, f"{run.state}: only a live run takes it"
     cmd = RUN_COMMANDS.get(action)
     offered = run.hello.get("commands") if run.hello is not None else None
-    if cmd and isinstance(offered, list) and cmd not in offered and not (cmd == "pause" and "unpause" in offered):
+    if (
+        cmd
+        and isinstance(offered, list)
+        and cmd not in offered
+        and not (cmd == "pause" and "unpause" in offered)
+    ):
         lacking = run.hello.get("lacking")
         if isinstance(lacking, dict) and lacking.get(cmd):
             return what, str(lacking[cmd])  # what its writer says would make it work (an adapter's)
@@ -101,5 +120,8 @@ def _park_status(run: Any, what: str) -> tuple[str, str]:
         return what, f"{run.state}: only a live run can be parked"
     offered = run.hello.get("commands") if run.hello is not None else None
     if isinstance(offered, list) and PARK not in offered:
-        return what, "its script does not resume (a checkpoint handler and nexus.init(resume=...) make it parkable)"
+        return (
+            what,
+            "its script does not resume (a checkpoint handler and nexus.init(resume=...) make it parkable)",
+        )
     return what, ""

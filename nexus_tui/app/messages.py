@@ -32,7 +32,9 @@ class BatchReceived(Message):
     """Decoded records from one run in stream order (metric columns and record lists); `loading` is
     how far a large history read has got (0..1), or None for news."""
 
-    def __init__(self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None) -> None:
+    def __init__(
+        self, run_name: str, run_dir: Path, pieces: list[Piece], loading: float | None = None
+    ) -> None:
         super().__init__()
         self.run_name = run_name
         self.run_dir = Path(run_dir)

@@ -108,8 +108,13 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
     """Only the last N steps (`w`; 0 the whole run)."""
 
     def __init__(
-        self, root: Path, demo: bool = False, demo_steps: int = 0, settings_path: Path | None = None,
-        services: Services | None = None, prebuild: Prebuild | None = None,
+        self,
+        root: Path,
+        demo: bool = False,
+        demo_steps: int = 0,
+        settings_path: Path | None = None,
+        services: Services | None = None,
+        prebuild: Prebuild | None = None,
     ) -> None:
         super().__init__()
         self.root = Path(root)
@@ -160,8 +165,9 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
         yield AlertBar(id="alerts")
         yield RunTable(id="runs")
         with Horizontal(id="body"):
-            yield ChartsPanel(id="charts").data_bind(NexusApp.ema, NexusApp.x_axis, NexusApp.log_scale,
-                                                      NexusApp.window)
+            yield ChartsPanel(id="charts").data_bind(
+                NexusApp.ema, NexusApp.x_axis, NexusApp.log_scale, NexusApp.window
+            )
             with TabbedContent(id="side"):
                 with TabPane("Telemetry", id="tab-telemetry"):
                     yield TelemetryPane(id="telemetry")
@@ -171,7 +177,9 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
                     yield MediaPane(id="media")
                 with TabPane("Log", id="tab-log"):
                     yield LogPane(id="log")
-        yield Footer(compact=True, show_command_palette=False)  # ? lists every key, ctrl+p still opens the palette
+        yield Footer(
+            compact=True, show_command_palette=False
+        )  # ? lists every key, ctrl+p still opens the palette
 
     def on_mount(self) -> None:
         self.theme = self.settings.theme if self.settings.theme in self.available_themes else "nexus-dark"
@@ -272,8 +280,12 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
         self.refresh_bindings()
         self._show_new(event.run_name, changed, news=self._replayed)
         if run is not None and self._replayed and run.state in ("finished", "crashed", "failed"):
-            ended = f"{run.label}: {run.state} at step {run.step}" + (f" ({run.reason})" if run.reason else "")
-            self.notify(ended, title="Run ended", severity="error" if run.state != "finished" else "information")
+            ended = f"{run.label}: {run.state} at step {run.step}" + (
+                f" ({run.reason})" if run.reason else ""
+            )
+            self.notify(
+                ended, title="Run ended", severity="error" if run.state != "finished" else "information"
+            )
             self.tell("ended", ended, run.name)
 
     @on(msg.RunsAttached)
@@ -293,8 +305,11 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
 
     @on(msg.CommandWaiting)
     def _command_waiting(self, event: msg.CommandWaiting) -> None:
-        self.notify(f"{event.run_name} is busy between steps (an eval, a sample or a checkpoint): "
-                    f"{event.cmd} acts as soon as it reads it", timeout=4)
+        self.notify(
+            f"{event.run_name} is busy between steps (an eval, a sample or a checkpoint): "
+            f"{event.cmd} acts as soon as it reads it",
+            timeout=4,
+        )
 
     @on(msg.CommandFinished)
     def _command_done(self, event: msg.CommandFinished) -> None:
@@ -345,14 +360,20 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
             self.log_line(name, text if fresh else f"(earlier) {text}", "error", when)
 
     def notify(
-        self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
         markup: bool = True,
     ) -> None:
         """Every toast, the app's and every screen's (Widget.notify calls this): cleaned of escape
         sequences and never parsed as markup, since messages carry run names and engine errors.
         `markup` is accepted for Textual's signature and ignored."""
-        super().notify(clean_text(message), title=clean_text(title), severity=severity, timeout=timeout,
-                       markup=False)
+        super().notify(
+            clean_text(message), title=clean_text(title), severity=severity, timeout=timeout, markup=False
+        )
 
     def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None:
         try:
@@ -370,8 +391,12 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
     # -- drawing ---------------------------------------------------------------------------------
 
     def _redraw(self) -> None:
-        if (not self._dirty or self._services is None or not isinstance(self.screen, Screen)
-                or not (self.screen is self.screen_stack[0] or isinstance(self.screen, ModalScreen))):
+        if (
+            not self._dirty
+            or self._services is None
+            or not isinstance(self.screen, Screen)
+            or not (self.screen is self.screen_stack[0] or isinstance(self.screen, ModalScreen))
+        ):
             return  # nothing new, the services not made yet (before the first frame), or a full screen on top
         # Under a dialog the table and charts go on: a dialog never freezes the state of what it acts on.
         live = not self._view_changed  # only new records: charts may wait for their next slot
@@ -427,9 +452,13 @@ class NexusApp(JobActions, RunActions, CheckpointActions, ViewActions, App[None]
         yield from super().get_system_commands(screen)
         for binding in self.BINDINGS:
             if isinstance(binding, Binding) and binding.action not in ("quit",):
-                yield SystemCommand(binding.description, f"key {binding.key}", lambda a=binding.action: self.run_action(a))
+                yield SystemCommand(
+                    binding.description, f"key {binding.key}", lambda a=binding.action: self.run_action(a)
+                )
 
 
-def make_app(root: Path, demo: bool = False, demo_steps: int = 0, prebuild: Prebuild | None = None) -> NexusApp:
+def make_app(
+    root: Path, demo: bool = False, demo_steps: int = 0, prebuild: Prebuild | None = None
+) -> NexusApp:
     """The app the CLI runs and the tests drive (`prebuild`: see `nexus_tui.live.prebuild`)."""
     return NexusApp(Path(root), demo=demo, demo_steps=demo_steps, prebuild=prebuild)

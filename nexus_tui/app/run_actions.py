@@ -69,7 +69,9 @@ class RunActions(_AppBase):
         @property
         def services(self) -> Services: ...
 
-        def log_line(self, source: str, text: str, level: str = "info", when: float | None = None) -> None: ...
+        def log_line(
+            self, source: str, text: str, level: str = "info", when: float | None = None
+        ) -> None: ...
 
         def _checkpoint_run(self) -> Any: ...  # CheckpointActions'
 
@@ -77,7 +79,9 @@ class RunActions(_AppBase):
 
         use_checkpoint: Any  # a Textual worker there (@work)
 
-        def _when_trusted(self, name: str, run_dir: Path, command: str, go: Callable[[bool], None]) -> None: ...
+        def _when_trusted(
+            self, name: str, run_dir: Path, command: str, go: Callable[[bool], None]
+        ) -> None: ...
 
     LIVE_ONLY = {"p": "pause", "c": "checkpoint", "e": "eval_now", "g": "generate", "s": "stop"}
     """Keys whose action only a live engine can take: greyed in the footer on other runs."""
@@ -126,15 +130,23 @@ class RunActions(_AppBase):
         run = self.store.get(name)
         hello = run.hello if run is not None else None
         offered = hello.get("commands") if hello is not None else None
-        if hello is None or not isinstance(offered, list) or cmd in offered or \
-                (cmd == "resume" and "unpause" in offered):
+        if (
+            hello is None
+            or not isinstance(offered, list)
+            or cmd in offered
+            or (cmd == "resume" and "unpause" in offered)
+        ):
             return False
         from nexus_core.commands import refusal
 
         lacking = hello.get("lacking")
         why = str(lacking.get(cmd) or "") if isinstance(lacking, dict) else ""
-        self.notify(refusal(name, cmd, reported=hello.get("source") == "reporter", why=why), severity="warning",
-                    markup=False, timeout=12)
+        self.notify(
+            refusal(name, cmd, reported=hello.get("source") == "reporter", why=why),
+            severity="warning",
+            markup=False,
+            timeout=12,
+        )
         return True
 
     @work(thread=True, group="commands")
@@ -143,7 +155,9 @@ class RunActions(_AppBase):
         goes after it once it was taken (a ramp on a paused run, then its unpause)."""
         from nexus_core.control import ControlError
 
-        notice = threading.Timer(BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name)))
+        notice = threading.Timer(
+            BUSY_NOTICE_S, lambda: self.post_message(msg.CommandWaiting(name, command.name))
+        )
         notice.daemon = True
         notice.start()
         try:
@@ -180,9 +194,17 @@ class RunActions(_AppBase):
 
     def action_eval_now(self) -> None:
         if (run := self._checkpoint_run()) is not None:
-            self.notify(f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False)
-            self._when_trusted(run.name, run.run_dir, "eval", lambda trust: self.use_checkpoint(
-                run.name, run.run_dir, "eval", [TRUST_FLAG] if trust else []))
+            self.notify(
+                f"Evaluating {run.label}'s newest checkpoint (step {newest_step(run)})…", markup=False
+            )
+            self._when_trusted(
+                run.name,
+                run.run_dir,
+                "eval",
+                lambda trust: self.use_checkpoint(
+                    run.name, run.run_dir, "eval", [TRUST_FLAG] if trust else []
+                ),
+            )
             return
         if (name := self._current()) and not self._lacks(name, "eval"):
             from nexus_core.commands import EvalNow
@@ -223,8 +245,12 @@ class RunActions(_AppBase):
 
         def answered(args: dict[str, Any] | None) -> None:
             if args and run is not None and not run.live:  # it ended while the dialog was open
-                self.notify(f"{run.label} is {run.state} now: nothing was sent (g again samples its newest "
-                            "checkpoint)", severity="warning", markup=False)
+                self.notify(
+                    f"{run.label} is {run.state} now: nothing was sent (g again samples its newest "
+                    "checkpoint)",
+                    severity="warning",
+                    markup=False,
+                )
             elif args:
                 from nexus_core.commands import Generate
 
@@ -241,12 +267,19 @@ class RunActions(_AppBase):
         if not name or run is None or run.run_dir is None or (run.live and self._lacks(name, "ramp")):
             return
         if not run.live and run.hello is not None and run.hello.get("source") == "reporter":
-            self.notify(f"{name} was reported by its own script: Nexus cannot resume it; run the script "
-                        "again with nexus.init(..., resume=True)", severity="warning")
+            self.notify(
+                f"{name} was reported by its own script: Nexus cannot resume it; run the script "
+                "again with nexus.init(..., resume=True)",
+                severity="warning",
+            )
             return
         if not run.live and not has_checkpoint(run):
-            self.notify(f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
-                        "(n starts a new run)", severity="warning", markup=False)
+            self.notify(
+                f"{run.label} is {run.state} and has no checkpoint on disk: nothing to resume from "
+                "(n starts a new run)",
+                severity="warning",
+                markup=False,
+            )
             return
         if run.live:
             self._open_ramp(name, run)
@@ -257,7 +290,9 @@ class RunActions(_AppBase):
         sup = self.services.supervisor
         opened_live = run.live
 
-        def preview(target: float, ramp: int, total: int, ckpt: str | None) -> tuple[list[int], list[float], str]:
+        def preview(
+            target: float, ramp: int, total: int, ckpt: str | None
+        ) -> tuple[list[int], list[float], str]:
             hello = run.hello.to_dict() if run.hello else None
             return sup.noted_lr_preview(run.run_dir, target, ramp, total, from_ckpt=ckpt, hello=hello)
 
@@ -269,21 +304,40 @@ class RunActions(_AppBase):
                 return
             # Act on what is true now, not when the dialog opened: the run may have ended meanwhile.
             if opened_live and not run.live:
-                self.notify(f"{run.label} {run.state} while the dialog was open: nothing was sent "
-                            "(r again resumes it from a checkpoint)", severity="warning", markup=False)
+                self.notify(
+                    f"{run.label} {run.state} while the dialog was open: nothing was sent "
+                    "(r again resumes it from a checkpoint)",
+                    severity="warning",
+                    markup=False,
+                )
             elif run.live:
                 from nexus_core.commands import Ramp, Resume
 
-                self.send(name, Ramp(target_lr=args["target_lr"], ramp_steps=args["ramp_steps"],
-                                     total_steps=args["total_steps"] or None),
-                          then=Resume() if args.get("unpause") and run.state == PAUSED else None)
+                self.send(
+                    name,
+                    Ramp(
+                        target_lr=args["target_lr"],
+                        ramp_steps=args["ramp_steps"],
+                        total_steps=args["total_steps"] or None,
+                    ),
+                    then=Resume() if args.get("unpause") and run.state == PAUSED else None,
+                )
             else:
                 self._resume(run.run_dir, args, trust)
 
         from nexus_tui.screens.ramp import RampScreen, checkpoint_rows
 
-        screen = RampScreen(name, run.live, checkpoint_rows(self.store, run), run.step, run.lr,
-                            run.total_steps, preview, now, paused=run.state == PAUSED)
+        screen = RampScreen(
+            name,
+            run.live,
+            checkpoint_rows(self.store, run),
+            run.step,
+            run.lr,
+            run.total_steps,
+            preview,
+            now,
+            paused=run.state == PAUSED,
+        )
         self.push_screen(screen, answered)
 
     @work(thread=True, group="launch")
@@ -295,8 +349,14 @@ class RunActions(_AppBase):
         while run_dir.name in sup.live_runs() and time.monotonic() < deadline:
             time.sleep(0.1)
         try:
-            self.services.supervisor.resume(run_dir, args["target_lr"], args["ramp_steps"],
-                                            args["total_steps"] or None, args["from_ckpt"], trust=trust)
+            self.services.supervisor.resume(
+                run_dir,
+                args["target_lr"],
+                args["ramp_steps"],
+                args["total_steps"] or None,
+                args["from_ckpt"],
+                trust=trust,
+            )
         except Exception as e:  # noqa: BLE001 - shown as one line; the dashboard keeps going
             self.post_message(msg.CommandFinished(run_dir.name, "resume", str(e)))
 
@@ -324,9 +384,14 @@ class RunActions(_AppBase):
             from nexus_tui.live.launch_args import LaunchError
 
             try:
-                self.services.supervisor.check_launch(args["preset"], args["name"], args["device"],
-                                                      args["steps"] or None, args["overrides"],
-                                                      nproc=args.get("nproc") or 1)
+                self.services.supervisor.check_launch(
+                    args["preset"],
+                    args["name"],
+                    args["device"],
+                    args["steps"] or None,
+                    args["overrides"],
+                    nproc=args.get("nproc") or 1,
+                )
             except LaunchError as e:
                 return str(e)
             return ""
@@ -336,8 +401,16 @@ class RunActions(_AppBase):
         self.push_screen(LaunchScreen(self.root, available_presets(), devices, check), answered)
 
     @work(thread=True, group="launch")
-    def launch(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
-               overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+    def launch(
+        self,
+        preset: str = "",
+        name: str = "",
+        device: str = "cpu",
+        steps: int = 0,
+        overrides: list[str] | None = None,
+        nproc: int = 1,
+        command: list[str] | None = None,
+    ) -> None:
         """Start an engine over `nproc` ranks, or a command using the reporter (spawning takes a
         moment; the UI keeps drawing)."""
         self._start_run(preset, name, device, steps, overrides, nproc, command)
@@ -348,8 +421,16 @@ class RunActions(_AppBase):
         for preset, name, device, steps, overrides in launches:
             self._start_run(preset, name, device, steps, overrides)
 
-    def _start_run(self, preset: str = "", name: str = "", device: str = "cpu", steps: int = 0,
-                   overrides: list[str] | None = None, nproc: int = 1, command: list[str] | None = None) -> None:
+    def _start_run(
+        self,
+        preset: str = "",
+        name: str = "",
+        device: str = "cpu",
+        steps: int = 0,
+        overrides: list[str] | None = None,
+        nproc: int = 1,
+        command: list[str] | None = None,
+    ) -> None:
         """`launch`'s work, on a worker thread."""
         sup = self.services.supervisor
         try:
@@ -382,9 +463,14 @@ class RunActions(_AppBase):
             launches.append((preset, name, device, self.demo_steps, overrides))
         from nexus_tui.widgets.charts_panel import ChartsPanel
 
-        self.query_one(ChartsPanel).pending = [name for _, name, *_ in launches]  # said until their rows exist
-        self.log_line("nexus", f"starting the demo: {' and '.join(n for _, n, *_ in launches)} (seconds: "
-                      "each checks its config, then imports torch)")
+        self.query_one(ChartsPanel).pending = [
+            name for _, name, *_ in launches
+        ]  # said until their rows exist
+        self.log_line(
+            "nexus",
+            f"starting the demo: {' and '.join(n for _, n, *_ in launches)} (seconds: "
+            "each checks its config, then imports torch)",
+        )
         self._launch_in_order(launches)  # baseline first in the table and in the first colour, every time
 
     def action_compare(self) -> None:
@@ -404,7 +490,9 @@ class RunActions(_AppBase):
             self.notify("No run selected: press n to start one", severity="warning")
             return
         runs = [self.store.get(n) for n in names]
-        self.write_report([str(r.run_dir) if r is not None and r.run_dir else n for r, n in zip(runs, names, strict=True)])
+        self.write_report(
+            [str(r.run_dir) if r is not None and r.run_dir else n for r, n in zip(runs, names, strict=True)]
+        )
 
     @work(thread=True, group="report", exclusive=True)
     def write_report(self, runs: list[str]) -> None:
@@ -414,7 +502,9 @@ class RunActions(_AppBase):
         try:
             path = save_report(self.root, runs)
         except Exception as e:  # noqa: BLE001 - a damaged folder must cost a notice, never the dashboard
-            self.call_from_thread(self.notify, f"Could not write the report: {e}", severity="error", markup=False)
+            self.call_from_thread(
+                self.notify, f"Could not write the report: {e}", severity="error", markup=False
+            )
             return
         self.call_from_thread(self.notify, f"Report saved to {path}", markup=False)
 

@@ -37,6 +37,7 @@ class ViewActions(_AppBase):
 
         @property
         def store(self) -> MetricStore: ...
+
     _theme_cycle: list[str]
     ema: float
     x_axis: str
@@ -46,8 +47,10 @@ class ViewActions(_AppBase):
     def action_cycle_theme(self) -> None:
         self.theme = next_theme(self.theme, self._theme_cycle)
         at = self._theme_cycle.index(self.theme) + 1 if self.theme in self._theme_cycle else 0
-        self.notify(f"Theme: {self.theme}" + (f" ({at} of {len(self._theme_cycle)}; t for the next)" if at else ""),
-                    timeout=3)
+        self.notify(
+            f"Theme: {self.theme}" + (f" ({at} of {len(self._theme_cycle)}; t for the next)" if at else ""),
+            timeout=3,
+        )
 
     def action_show_tab(self, tab: str) -> None:
         """T, S, M, L: the side pane's Telemetry, Samples, Media and Log tabs (a crash's traceback is in Log)."""

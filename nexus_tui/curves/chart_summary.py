@@ -50,7 +50,11 @@ class Forecasts:
         """A line under the options for one run: H, best val, the projected final val loss, ETA.
         (Chart titles are too narrow for it: plotext drops a title that does not fit.)"""
         # H when the run reports pure CE; a loop that logs only `loss` gets its loss (as the first chart does)
-        now = f"H {fmt.loss(run.ce)}" if run.ce is not None or run.loss is None else f"loss {fmt.loss(run.loss)}"
+        now = (
+            f"H {fmt.loss(run.ce)}"
+            if run.ce is not None or run.loss is None
+            else f"loss {fmt.loss(run.loss)}"
+        )
         title = f"{run.label}: {now} · best val ◆ {fmt.loss(run.best_val_loss)}"
         steps, vals = store.series(run.name, "val_loss", x="step")
         # The fit is pure Python over every eval: redo it only when an eval arrived or the total moved.

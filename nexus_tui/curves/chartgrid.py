@@ -90,7 +90,9 @@ def load_hidden(run_dir: Path | None) -> set[str]:
             raise ValueError('expected {"hidden": [chart keys]}')
         return set(hidden)
     except (OSError, ValueError) as exc:
-        log.warning("ignoring %s: %s (delete it to reset the chart choice)", path, clean_text(str(exc), limit=120))
+        log.warning(
+            "ignoring %s: %s (delete it to reset the chart choice)", path, clean_text(str(exc), limit=120)
+        )
         return set()
 
 

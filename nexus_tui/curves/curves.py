@@ -75,15 +75,17 @@ class Envelope:
                 rows = np.arange(len(pairs))
                 self.levels[level].extend(np.column_stack((lows[rows, lo], highs[rows, hi])).ravel())
 
-    def candidates(self, x: np.ndarray, y: np.ndarray, start: int, stop: int,
-                   buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    def candidates(
+        self, x: np.ndarray, y: np.ndarray, start: int, stop: int, buckets: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The points in [start, stop) that can be a bucket's min or max, in index order: the
         extremes of the coarsest level's blocks with PER_BUCKET blocks a bucket, those of finer
         blocks and then raw points toward the partial ends, plus `start` and the last point (they
         fix the x range and the number being watched)."""
         level = 0
-        while (level + 1 < len(self.levels)
-               and (stop - start) // (BLOCK * FAN ** (level + 1)) >= PER_BUCKET * max(1, buckets)):
+        while level + 1 < len(self.levels) and (stop - start) // (
+            BLOCK * FAN ** (level + 1)
+        ) >= PER_BUCKET * max(1, buckets):
             level += 1
         if (min(stop, self.n) - start) // BLOCK < 4:  # few blocks: the raw points are as cheap
             idx = np.arange(start, stop)
@@ -102,8 +104,11 @@ class Envelope:
         if last <= first:
             return self._indices(start, stop, level - 1)
         middle = np.sort(self.levels[level].view[2 * first : 2 * last].reshape(-1, 2), axis=1).ravel()
-        return [*self._indices(start, first * size, level - 1), middle,
-                *self._indices(last * size, stop, level - 1)]
+        return [
+            *self._indices(start, first * size, level - 1),
+            middle,
+            *self._indices(last * size, stop, level - 1),
+        ]
 
 
 @dataclass
@@ -149,8 +154,16 @@ class CurveCache:
         self._used: set[tuple[str, str, float]] = set()
 
     def curve(
-        self, run: str, key: str, series: Series, x: str, weight: float, last_n: int, buckets: int,
-        x_range: tuple[float, float] | None = None, x_column: Any = None,
+        self,
+        run: str,
+        key: str,
+        series: Series,
+        x: str,
+        weight: float,
+        last_n: int,
+        buckets: int,
+        x_range: tuple[float, float] | None = None,
+        x_column: Any = None,
     ) -> tuple[tuple[list[float], list[float]], tuple[list[float], list[float]] | None]:
         """((raw x, raw y), (smoothed x, smoothed y) or None when weight is 0), each downsampled to
         about 2 * buckets points, from the points within the last `last_n` steps (0 = all) and, when
@@ -169,8 +182,11 @@ class CurveCache:
             start = max(start, int(np.searchsorted(xs, lo + origin, side="left")))
             stop = min(stop, int(np.searchsorted(xs, hi + origin, side="right")))
         raw = _prepared(cached.raw, xs, series.value.view, start, stop, buckets, origin)
-        smooth = (_prepared(cached.smooth, xs, cached.smooth_y.view, start, stop, buckets, origin)
-                  if cached.weight > 0 else None)
+        smooth = (
+            _prepared(cached.smooth, xs, cached.smooth_y.view, start, stop, buckets, origin)
+            if cached.weight > 0
+            else None
+        )
         return raw, smooth
 
     def warm(self, run: str, key: str, series: Series, weight: float) -> None:
@@ -197,7 +213,13 @@ class CurveCache:
 
 
 def _prepared(
-    env: Envelope, x: np.ndarray, y: np.ndarray, start: int, stop: int, buckets: int, origin: float,
+    env: Envelope,
+    x: np.ndarray,
+    y: np.ndarray,
+    start: int,
+    stop: int,
+    buckets: int,
+    origin: float,
 ) -> tuple[list[float], list[float]]:
     if start >= stop:
         return [], []

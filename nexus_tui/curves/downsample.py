@@ -18,7 +18,9 @@ _EMA_BLOCK = 128
 """Block length of the vectorised EMA: weight**-k for k < block must stay inside float64."""
 
 
-def downsample(xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, buckets: int) -> tuple[list[float], list[float]]:
+def downsample(
+    xs: Sequence[float] | np.ndarray, ys: Sequence[float] | np.ndarray, buckets: int
+) -> tuple[list[float], list[float]]:
     """At most about 2 * `buckets` + 1 points: per equal x-range, the min and max of y (in x order),
     plus the last point. Short inputs come back unchanged (as lists); NaN values are never chosen as
     a bucket's min/max but a bucket holding only NaNs is dropped, so the chart shows a gap."""

@@ -40,7 +40,10 @@ def forecast_final(
     pts = sorted(
         (float(s), float(v))
         for s, v in zip(eval_steps, val_losses, strict=False)
-        if isinstance(s, (int, float)) and isinstance(v, (int, float)) and s > 0 and math.isfinite(v)
+        if isinstance(s, (int, float))
+        and isinstance(v, (int, float))
+        and s > 0
+        and math.isfinite(v)
         and math.isfinite(s)
     )
     if not isinstance(total_steps, (int, float)) or not math.isfinite(total_steps) or len(pts) < MIN_POINTS:

@@ -102,8 +102,9 @@ def result_row(store: MetricStore, run: RunView) -> ResultRow:
     times, _ = store.series(run.name, "ce" if len(run.series["ce"]) else "loss", x="time")
     _, tok_s = store.series(run.name, "tok_s")
     best = run.best_val_loss
-    return ResultRow(run.name, (best, best, run.ce, run.step or 0, run.tokens, median_of(tok_s),
-                                active_seconds(times)))
+    return ResultRow(
+        run.name, (best, best, run.ce, run.step or 0, run.tokens, median_of(tok_s), active_seconds(times))
+    )
 
 
 def results(store: MetricStore, names: Sequence[str]) -> list[ResultRow]:
@@ -133,8 +134,10 @@ def config_differences(configs: dict[str, Any]) -> list[tuple[str, list[str]]]:
         if key in SKIPPED_KEYS:
             continue
         applies = [_applies(flat[n].get("model.family"), key) for n in configs]
-        values = [repr(flat[n][key]) if ok and key in flat[n] else fmt.DASH
-                  for n, ok in zip(configs, applies, strict=True)]
+        values = [
+            repr(flat[n][key]) if ok and key in flat[n] else fmt.DASH
+            for n, ok in zip(configs, applies, strict=True)
+        ]
         if len({v for v, ok in zip(values, applies, strict=True) if ok}) > 1:
             out.append((key, values))
     return out
@@ -148,7 +151,9 @@ def _best_rows(rows: list[ResultRow], index: int) -> set[int]:
     "0s" both win, or the bold would point at a difference nobody can see); none win when every
     run shows the same text or fewer than two runs have a value."""
     column = COLUMNS[index]
-    have = [(i, v) for i, r in enumerate(rows) if (v := r.values[index]) is not None and as_num(v) is not None]
+    have = [
+        (i, v) for i, r in enumerate(rows) if (v := r.values[index]) is not None and as_num(v) is not None
+    ]
     if column.better is None or len(have) < 2:
         return set()
     pick = min if column.better == "min" else max
@@ -181,7 +186,9 @@ def markdown_table(header: list[str], rows: list[list[str]], right: list[bool]) 
         padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
         return "| " + " | ".join(padded) + " |"
 
-    rule = "| " + " | ".join(("-" * (w - 1) + ":") if r else "-" * w for w, r in zip(widths, right, strict=True))
+    rule = "| " + " | ".join(
+        ("-" * (w - 1) + ":") if r else "-" * w for w, r in zip(widths, right, strict=True)
+    )
     return "\n".join([line(header), rule + " |", *(line(r) for r in rows)])
 
 
@@ -201,7 +208,10 @@ def differences_markdown(names: list[str], configs: dict[str, Any]) -> str:
     rows = config_differences(configs)
     if not rows:
         return "_The configs are identical._" if len(names) > 1 else "_One run: nothing to compare._"
-    body = [[f"`{_code(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)] for key, values in rows]
+    body = [
+        [f"`{_code(key)}`", *(v if v == fmt.DASH else f"`{_code(v)}`" for v in values)]
+        for key, values in rows
+    ]
     return markdown_table(["config key", *map(_escape, names)], body, [False] * (len(names) + 1))
 
 
@@ -241,8 +251,9 @@ def run_dir_for(root: Path, name: str) -> Path:
     raise UnknownRunError(clean_text(f"no run named {name!r} under {root}/ ({hint})"))
 
 
-def load_runs(root: str | Path, names: Sequence[str],
-              warn: Callable[[str, str], None] | None = None) -> tuple[MetricStore, list[str]]:
+def load_runs(
+    root: str | Path, names: Sequence[str], warn: Callable[[str, str], None] | None = None
+) -> tuple[MetricStore, list[str]]:
     """A store holding the named runs' whole histories, and their names in the order given.
     Every name is checked before any file is read, so a typo costs nothing. `warn(run, text)` hears
     what reading a run skipped (a torn tail, garbage) and a run with no whole record at all."""

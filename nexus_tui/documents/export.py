@@ -139,8 +139,17 @@ def write_csv(out: io.TextIOBase | Any, points: Iterator[Row]) -> int:
     n = 0
     cell = _csv_cell
     for r in points:
-        writer.writerow((cell(r.run), r.kind, r.step, "" if r.tokens is None else r.tokens,
-                         "" if r.time is None else repr(r.time), cell(r.key), repr(r.value)))
+        writer.writerow(
+            (
+                cell(r.run),
+                r.kind,
+                r.step,
+                "" if r.tokens is None else r.tokens,
+                "" if r.time is None else repr(r.time),
+                cell(r.key),
+                repr(r.value),
+            )
+        )
         n += 1
     return n
 
@@ -163,9 +172,11 @@ def csv_chunks(runs: Sequence[RunFacts]) -> Iterator[str]:
         return cell
 
     def eval_lines(run: str, rec: Any) -> list[str]:
-        return [f"{text_cell(r.run)},{r.kind},{r.step},{'' if r.tokens is None else r.tokens},"
-                f"{'' if r.time is None else repr(r.time)},{text_cell(r.key)},{r.value!r}\n"
-                for r in record_rows(run, "eval", rec)]
+        return [
+            f"{text_cell(r.run)},{r.kind},{r.step},{'' if r.tokens is None else r.tokens},"
+            f"{'' if r.time is None else repr(r.time)},{text_cell(r.key)},{r.value!r}\n"
+            for r in record_rows(run, "eval", rec)
+        ]
 
     yield ",".join(COLUMNS) + "\n"
     out: list[str] = []
@@ -178,7 +189,9 @@ def csv_chunks(runs: Sequence[RunFacts]) -> Iterator[str]:
                 out += eval_lines(run, ev)
                 continue
             step, tokens, at, values = row
-            head = f"{name},metric,{step},{'' if tokens is None else tokens},{'' if at is None else repr(at)},"
+            head = (
+                f"{name},metric,{step},{'' if tokens is None else tokens},{'' if at is None else repr(at)},"
+            )
             for key, value in values:
                 cell = keys.get(key)
                 if cell is None:
@@ -214,8 +227,17 @@ def parquet_table(points: Iterator[Row]) -> Any:
 def _parquet_schema(pa: Any) -> Any:
     """The long table's Arrow schema: run, kind and key dictionary-encoded (they repeat)."""
     text = pa.dictionary(pa.int32(), pa.string())
-    return pa.schema([("run", text), ("kind", text), ("step", pa.int64()), ("tokens", pa.int64()),
-                      ("time", pa.float64()), ("key", text), ("value", pa.float64())])
+    return pa.schema(
+        [
+            ("run", text),
+            ("kind", text),
+            ("step", pa.int64()),
+            ("tokens", pa.int64()),
+            ("time", pa.float64()),
+            ("key", text),
+            ("value", pa.float64()),
+        ]
+    )
 
 
 def _run_arrays(facts: RunFacts) -> dict[str, Any] | None:
@@ -232,16 +254,27 @@ def _run_arrays(facts: RunFacts) -> dict[str, Any] | None:
     n, width = len(order), len(names)
     if width:
         values = np.column_stack([(m.values[k] if k in m.values else m.extra[k])[order] for k in names])
-        has = np.column_stack([np.ones(n, bool) if m.present.get(k) is None else m.present[k][order] for k in names])
+        has = np.column_stack(
+            [np.ones(n, bool) if m.present.get(k) is None else m.present[k][order] for k in names]
+        )
     else:
         values, has = np.empty((n, 0)), np.empty((n, 0), bool)
     keep = has.ravel()
     row = np.repeat(np.arange(n), width)[keep]
     times = m.values["time"][order] if "time" in m.values else np.full(n, np.nan)
-    time_ok = np.isfinite(times) & (np.ones(n, bool) if m.present.get("time") is None else m.present["time"][order])
-    cols = {"step": m.step[order][row], "tokens": m.tokens[order][row], "tokens_ok": np.ones(len(row), bool),
-            "time": times[row], "time_ok": time_ok[row], "key": np.tile(np.arange(width), n)[keep],
-            "value": values.ravel()[keep], "eval": np.zeros(len(row), bool)}
+    time_ok = np.isfinite(times) & (
+        np.ones(n, bool) if m.present.get("time") is None else m.present["time"][order]
+    )
+    cols = {
+        "step": m.step[order][row],
+        "tokens": m.tokens[order][row],
+        "tokens_ok": np.ones(len(row), bool),
+        "time": times[row],
+        "time_ok": time_ok[row],
+        "key": np.tile(np.arange(width), n)[keep],
+        "value": values.ravel()[keep],
+        "eval": np.zeros(len(row), bool),
+    }
     keys = [_key(k) for k in names]
     points = [r for step in sorted(facts.evals) for r in record_rows("", "eval", facts.evals[step])]
     if points:
@@ -249,13 +282,16 @@ def _run_arrays(facts: RunFacts) -> dict[str, Any] | None:
         for r in points:
             index.setdefault(r.key, len(index))
         keys = list(index)
-        evals = {"step": np.array([r.step for r in points], np.int64),
-                 "tokens": np.array([r.tokens or 0 for r in points], np.int64),
-                 "tokens_ok": np.array([r.tokens is not None for r in points]),
-                 "time": np.array([math.nan if r.time is None else r.time for r in points], np.float64),
-                 "time_ok": np.array([r.time is not None for r in points]),
-                 "key": np.array([index[r.key] for r in points], np.int64),
-                 "value": np.array([r.value for r in points], np.float64), "eval": np.ones(len(points), bool)}
+        evals = {
+            "step": np.array([r.step for r in points], np.int64),
+            "tokens": np.array([r.tokens or 0 for r in points], np.int64),
+            "tokens_ok": np.array([r.tokens is not None for r in points]),
+            "time": np.array([math.nan if r.time is None else r.time for r in points], np.float64),
+            "time_ok": np.array([r.time is not None for r in points]),
+            "key": np.array([index[r.key] for r in points], np.int64),
+            "value": np.array([r.value for r in points], np.float64),
+            "eval": np.ones(len(points), bool),
+        }
         both = {c: np.concatenate((cols[c], evals[c])) for c in cols}
         at = np.lexsort((both["eval"], both["step"]))  # stable: a step's metric fields keep their order
         cols = {c: v[at] for c, v in both.items()}
@@ -276,8 +312,9 @@ def runs_parquet_table(runs: Sequence[RunFacts]) -> Any:
         return parquet_table(rows(runs))
     names = [safe_text(f.name) for f in runs]
     key_index: dict[str, int] = {}
-    pieces: dict[str, list[Any]] = {c: [] for c in ("run", "kind", "step", "tokens", "tokens_ok", "time", "time_ok",
-                                                    "key", "value")}
+    pieces: dict[str, list[Any]] = {
+        c: [] for c in ("run", "kind", "step", "tokens", "tokens_ok", "time", "time_ok", "key", "value")
+    }
     for i, part in enumerate(parts):
         assert part is not None
         remap = np.array([key_index.setdefault(k, len(key_index)) for k in part["keys"]] or [0], np.int32)
@@ -289,12 +326,18 @@ def runs_parquet_table(runs: Sequence[RunFacts]) -> Any:
             pieces[c].append(part[c])
     cat = {c: np.concatenate(v) if v else np.empty(0) for c, v in pieces.items()}
     columns = [
-        pa.DictionaryArray.from_arrays(pa.array(cat["run"], pa.int32()), pa.array(names or [""], pa.string())),
-        pa.DictionaryArray.from_arrays(pa.array(cat["kind"], pa.int32()), pa.array(["metric", "eval"], pa.string())),
+        pa.DictionaryArray.from_arrays(
+            pa.array(cat["run"], pa.int32()), pa.array(names or [""], pa.string())
+        ),
+        pa.DictionaryArray.from_arrays(
+            pa.array(cat["kind"], pa.int32()), pa.array(["metric", "eval"], pa.string())
+        ),
         pa.array(cat["step"], pa.int64()),
         pa.array(cat["tokens"], pa.int64(), mask=~cat["tokens_ok"].astype(bool)),
         pa.array(cat["time"], pa.float64(), mask=~cat["time_ok"].astype(bool)),
-        pa.DictionaryArray.from_arrays(pa.array(cat["key"], pa.int32()), pa.array(list(key_index) or [""], pa.string())),
+        pa.DictionaryArray.from_arrays(
+            pa.array(cat["key"], pa.int32()), pa.array(list(key_index) or [""], pa.string())
+        ),
         pa.array(cat["value"], pa.float64()),
     ]
     return pa.Table.from_arrays(columns, schema=_parquet_schema(pa))

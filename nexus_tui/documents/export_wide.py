@@ -32,8 +32,12 @@ def wide_table(runs: Sequence[RunFacts]) -> tuple[list[str], list[list[Any]]]:
         for point in facts_rows(facts):
             row = at.get((point.run, point.step))
             if row is None:
-                row = at[(point.run, point.step)] = {"run": point.run, "step": point.step, "tokens": point.tokens,
-                                                     "time": point.time}
+                row = at[(point.run, point.step)] = {
+                    "run": point.run,
+                    "step": point.step,
+                    "tokens": point.tokens,
+                    "time": point.time,
+                }
                 rows.append(row)
             keys.setdefault(point.key, len(keys))
             row[point.key] = point.value

@@ -84,8 +84,10 @@ def _check_lengths(path: str) -> None:
             while len(head := f.read(12)) == 12:
                 length = int.from_bytes(head[:8], "little")
                 if length > MAX_EVENT_RECORD:
-                    raise ImportTBError(f"{one_line(path)} is not a readable TensorBoard event file (record {n + 1} "
-                                        f"claims {length} bytes, more than the {MAX_EVENT_RECORD} allowed)")
+                    raise ImportTBError(
+                        f"{one_line(path)} is not a readable TensorBoard event file (record {n + 1} "
+                        f"claims {length} bytes, more than the {MAX_EVENT_RECORD} allowed)"
+                    )
                 f.seek(length + 4, os.SEEK_CUR)
                 n += 1
     except OSError as e:
@@ -107,9 +109,10 @@ def _check_file(path: str, errors: Any, pywrap: Any) -> bool:
             except errors.DataLossError as e:
                 if "truncated record" in str(e) and n:
                     return True
-                raise ImportTBError(f"{one_line(path)} is not a readable TensorBoard event file "
-                                    f"(record {n + 1}: {'cut off' if 'truncated' in str(e) else 'checksum fails'})"
-                                    ) from e
+                raise ImportTBError(
+                    f"{one_line(path)} is not a readable TensorBoard event file "
+                    f"(record {n + 1}: {'cut off' if 'truncated' in str(e) else 'checksum fails'})"
+                ) from e
             n += 1
     finally:
         with contextlib.suppress(Exception):
@@ -131,8 +134,9 @@ def read_logdir(logdir: Path) -> dict[str, Scalars]:
                 out.torn.append(name)
         out.files += len(files)
         read_hparams(sub, files, out.extra)
-        acc = event_accumulator.EventAccumulator(sub, size_guidance={"scalars": 0, "tensors": 0, "histograms": 0,
-                                                                     "images": 0})
+        acc = event_accumulator.EventAccumulator(
+            sub, size_guidance={"scalars": 0, "tensors": 0, "histograms": 0, "images": 0}
+        )
         acc.Reload()
         tags = acc.Tags()
         if hparams_folder:  # add_hparams' metric_dict: the run's summary, not a series
@@ -175,12 +179,23 @@ def to_records(scalars: Scalars, name: str, logdir: Path) -> list[dict[str, Any]
         media.setdefault(int(rec["step"]), []).append(rec)
     steps = sorted(set(scalars.points) | set(media))
     walls = [w for s in scalars.points for w, _ in scalars.points[s].values()] + [
-        float(r["time"]) for r in scalars.extra.records]
-    out: list[dict[str, Any]] = [{
-        "type": P.HELLO, "time": min(walls), "run": name, "source": "tensorboard", "total_steps": steps[-1],
-        "start_step": 0, "model": "imported from TensorBoard", "corpus": "", "commands": [],
-        "meta": {"logdir": str(logdir)}, "config": dict(scalars.extra.config),
-    }]
+        float(r["time"]) for r in scalars.extra.records
+    ]
+    out: list[dict[str, Any]] = [
+        {
+            "type": P.HELLO,
+            "time": min(walls),
+            "run": name,
+            "source": "tensorboard",
+            "total_steps": steps[-1],
+            "start_step": 0,
+            "model": "imported from TensorBoard",
+            "corpus": "",
+            "commands": [],
+            "meta": {"logdir": str(logdir)},
+            "config": dict(scalars.extra.config),
+        }
+    ]
     best: float | None = None
     tokens: int | None = None
     for step in steps:
@@ -209,8 +224,15 @@ def to_records(scalars: Scalars, name: str, logdir: Path) -> list[dict[str, Any]
                 rec["best"] = is_new_best(val, best)
                 best = val if rec["best"] else best
             out.append(rec)
-    out.append({"type": P.STATE, "time": max(walls), "state": P.FINISHED, "step": steps[-1],
-                "reason": "imported from TensorBoard"})
+    out.append(
+        {
+            "type": P.STATE,
+            "time": max(walls),
+            "state": P.FINISHED,
+            "step": steps[-1],
+            "reason": "imported from TensorBoard",
+        }
+    )
     return out
 
 
@@ -219,7 +241,9 @@ def _bounded(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in list(values.items())[:MAX_EXTRA_KEYS]}
 
 
-def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None) -> list[tuple[Path, Scalars]]:
+def import_logdir(
+    logdir: str | Path, root: str | Path, name: str | None = None
+) -> list[tuple[Path, Scalars]]:
     """Read `logdir`, then write each run in it as a finished run: root/NAME (one run), or
     root/NAME-<folder> for each of several. Raises ImportTBError for bad input or a name that is
     taken (before anything is written), OSError when a folder cannot be written (that run's
@@ -229,8 +253,10 @@ def import_logdir(logdir: str | Path, root: str | Path, name: str | None = None)
     if why := check_run_name(base):
         raise ImportTBError(f"{why}: pick one with --name")
     runs = read_logdir(logdir)
-    named = {(base if len(runs) == 1 or not key else f"{base}-{key.replace('/', '-')}"[:64]): r
-             for key, r in sorted(runs.items())}
+    named = {
+        (base if len(runs) == 1 or not key else f"{base}-{key.replace('/', '-')}"[:64]): r
+        for key, r in sorted(runs.items())
+    }
     for run_name in named:
         if why := check_run_name(run_name):
             raise ImportTBError(f"{why}: pick one with --name")
@@ -258,18 +284,33 @@ def _write_run(root: Path, name: str, scalars: Scalars, logdir: Path) -> Path:
             for path, data in scalars.extra.files.items():
                 write_new(tmp / path, data)
         if scalars.extra.summary:
-            write_new(tmp / "summary.json", json.dumps(scalars.extra.summary, indent=1, sort_keys=True).encode())
+            write_new(
+                tmp / "summary.json", json.dumps(scalars.extra.summary, indent=1, sort_keys=True).encode()
+            )
         writer = P.RecordWriter(tmp / P.METRICS_FILE)
         try:
             for rec in records:
                 writer.write(rec)
         finally:
             writer.close()
-        evals = [r["val_loss"] for r in records if r["type"] == P.EVAL and "val_loss" in r
-                 and math.isfinite(r["val_loss"])]
-        write_status(tmp, {"state": P.FINISHED, "step": records[-1]["step"], "total_steps": records[-1]["step"],
-                           "best_val_loss": min(evals) if evals else None, "model": records[0]["model"],
-                           "device": "", "pid": None, "source": "tensorboard"})
+        evals = [
+            r["val_loss"]
+            for r in records
+            if r["type"] == P.EVAL and "val_loss" in r and math.isfinite(r["val_loss"])
+        ]
+        write_status(
+            tmp,
+            {
+                "state": P.FINISHED,
+                "step": records[-1]["step"],
+                "total_steps": records[-1]["step"],
+                "best_val_loss": min(evals) if evals else None,
+                "model": records[0]["model"],
+                "device": "",
+                "pid": None,
+                "source": "tensorboard",
+            },
+        )
         os.rename(tmp, target)  # fails if the name was taken meanwhile: never merges into a run
     finally:
         shutil.rmtree(hidden, ignore_errors=True)

@@ -83,8 +83,16 @@ def read_media(acc: Any, prefix: str, extra: Extra) -> None:
         for ev in acc.Histograms(tag):
             h = ev.histogram_value
             edges, counts = histogram(h.min, h.max, list(h.bucket_limit), list(h.bucket))
-            extra.records.append({"type": P.HISTOGRAM, "key": prefix + tag, "step": ev.step, "time": ev.wall_time,
-                                  "edges": edges, "counts": counts})
+            extra.records.append(
+                {
+                    "type": P.HISTOGRAM,
+                    "key": prefix + tag,
+                    "step": ev.step,
+                    "time": ev.wall_time,
+                    "edges": edges,
+                    "counts": counts,
+                }
+            )
     for tag in tags.get("images", []):
         for n, ev in enumerate(acc.Images(tag)):
             if len(extra.files) >= MAX_IMAGES:
@@ -93,8 +101,18 @@ def read_media(acc: Any, prefix: str, extra: Extra) -> None:
             stem = re.sub(r"[^A-Za-z0-9._-]+", "_", prefix + tag).strip("._")[:80] or "image"
             path = f"{P.MEDIA_DIR}/{stem}_{ev.step}_{len(extra.files) + n}{suffix}"
             extra.files[path] = ev.encoded_image_string
-            extra.records.append({"type": P.MEDIA, "key": prefix + tag, "kind": "image", "path": path,
-                                  "width": ev.width, "height": ev.height, "step": ev.step, "time": ev.wall_time})
+            extra.records.append(
+                {
+                    "type": P.MEDIA,
+                    "key": prefix + tag,
+                    "kind": "image",
+                    "path": path,
+                    "width": ev.width,
+                    "height": ev.height,
+                    "step": ev.step,
+                    "time": ev.wall_time,
+                }
+            )
     for tag in tags.get("tensors", []):
         plugin = acc.SummaryMetadata(tag).plugin_data.plugin_name
         if plugin not in ("text", "histograms"):
@@ -103,17 +121,36 @@ def read_media(acc: Any, prefix: str, extra: Extra) -> None:
         for ev in acc.Tensors(tag):
             arr = tensor_util.make_ndarray(ev.tensor_proto)
             if plugin == "text":
-                text = "\n".join(x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel())
-                extra.records.append({"type": P.TEXT, "key": key, "text": text[:MAX_TEXT], "step": ev.step,
-                                      "time": ev.wall_time})
+                text = "\n".join(
+                    x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x) for x in arr.ravel()
+                )
+                extra.records.append(
+                    {
+                        "type": P.TEXT,
+                        "key": key,
+                        "text": text[:MAX_TEXT],
+                        "step": ev.step,
+                        "time": ev.wall_time,
+                    }
+                )
             elif arr.ndim == 2 and arr.shape[1] == 3 and len(arr):  # TF2: [left, right, count] rows
                 edges = [float(arr[0, 0])] + [float(r) for r in arr[:, 1]]
                 edges, counts = _capped(edges, [float(c) for c in arr[:, 2]])
-                extra.records.append({"type": P.HISTOGRAM, "key": key, "step": ev.step, "time": ev.wall_time,
-                                      "edges": edges, "counts": counts})
+                extra.records.append(
+                    {
+                        "type": P.HISTOGRAM,
+                        "key": key,
+                        "step": ev.step,
+                        "time": ev.wall_time,
+                        "edges": edges,
+                        "counts": counts,
+                    }
+                )
 
 
-def histogram(lo: float, hi: float, limits: list[float], buckets: list[float]) -> tuple[list[float], list[float]]:
+def histogram(
+    lo: float, hi: float, limits: list[float], buckets: list[float]
+) -> tuple[list[float], list[float]]:
     """A legacy HistogramProto as (edges, counts): bucket i holds (limit[i-1], limit[i]]; the empty
     buckets at both ends dropped, the ends clamped to the data's min and max."""
     used = [i for i, c in enumerate(buckets) if c]

@@ -53,8 +53,6 @@ class RunSummary:
     """Why the state was overridden, or what could not be read."""
 
 
-
-
 def _from_status(s: RunSummary, status: dict[str, Any]) -> None:
     """The status file is JSON the engine replaces atomically, but any program could have written it:
     every field is checked here, the one reader of it outside the engine."""
@@ -112,8 +110,12 @@ def _stalled(s: RunSummary, path: Path, now: float, floor_s: float | None) -> bo
     return run.stalled(now, floor_s)
 
 
-def summarize_run(run_dir: Path, now: float | None = None, stall_floor_s: float | None = None,
-                  fold: Callable[[], RunState | None] | None = None) -> RunSummary:
+def summarize_run(
+    run_dir: Path,
+    now: float | None = None,
+    stall_floor_s: float | None = None,
+    fold: Callable[[], RunState | None] | None = None,
+) -> RunSummary:
     """One run folder's summary; never raises for a damaged folder (says so in `note`). `fold`: the
     metrics file's records through RunState (None: it holds none), from a caller that has them
     already (`nexus report` reads the file as columns); by default the file is read here."""
@@ -171,14 +173,24 @@ def format_runs_table(summaries: list[RunSummary], now: float | None = None) -> 
     for s in summaries:
         step = f"{s.step}/{s.total_steps}" if s.total_steps else str(s.step)
         best = f"{s.best_val_loss:.4f}" if s.best_val_loss is not None else "-"
-        cells = (s.name, s.state, step, best, s.device or "-", str(s.pid) if s.pid else "-", s.model or "-",
-                 _ago(s.updated, now))
+        cells = (
+            s.name,
+            s.state,
+            step,
+            best,
+            s.device or "-",
+            str(s.pid) if s.pid else "-",
+            s.model or "-",
+            _ago(s.updated, now),
+        )
         rows.append(tuple(clean_text(c, limit=80) for c in cells))  # folder names and fields are untrusted
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     right = {2, 3, 5}
     lines = []
     for r in rows:
-        padded = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         lines.append("  ".join(padded).rstrip())
     notes = [f"  {clean_text(s.name, limit=80)}: {clean_text(s.note)}" for s in summaries if s.note]
     return "\n".join(lines + (["", "notes:", *notes] if notes else []))

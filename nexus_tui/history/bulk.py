@@ -42,8 +42,9 @@ class MetricStore(Protocol):
 RATE_WINDOW = 50
 
 
-def ingest_pieces(store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any],
-                  loading: float | None = None) -> Changes:
+def ingest_pieces(
+    store: MetricStore, name: str, run_dir: str | Path | None, pieces: list[Any], loading: float | None = None
+) -> Changes:
     """Each piece in order: record lists through `ingest`, metric blocks in bulk. `loading`: how
     much of the file a history read has reached with this batch (0..1), to size the columns once."""
     changed = Changes()
@@ -66,8 +67,11 @@ def _reserve(run: RunView, rows: int, loading: float | None) -> None:
     copy each time, and up to half of it unused at the end): a history read batch by batch
     reserves, when a column would grow, what the whole file will hold at the rate so far
     (`loading` of it gave these rows); a batch of a whole history (the cache) reserves its rows."""
-    columns = {id(c): c for k in VALUE_KEYS for c in (run.series[k].step, run.series[k].tokens,
-                                                       run.series[k].time, run.series[k].value)}.values()
+    columns = {
+        id(c): c
+        for k in VALUE_KEYS
+        for c in (run.series[k].step, run.series[k].tokens, run.series[k].time, run.series[k].value)
+    }.values()
     for column in columns:
         if column.n + rows <= len(column.buf):
             continue
@@ -129,7 +133,9 @@ def _with_derived_tok_s(run: RunView, b: MetricBlock) -> MetricBlock | None:
     tokens = np.where(b.present["tokens"], b.tokens, 0.0) if not b.has_all("tokens") else b.tokens
     t = np.where(b.present["time"], b.time, np.nan) if not b.has_all("time") else b.time
     prev_tokens = np.concatenate(([float(last.tokens) if last is not None else 0.0], tokens[:-1]))
-    prev_t = np.concatenate(([float(last.time) if last is not None and last.time is not None else np.nan], t[:-1]))
+    prev_t = np.concatenate(
+        ([float(last.time) if last is not None and last.time is not None else np.nan], t[:-1])
+    )
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = (t > prev_t) & (tokens > prev_tokens) & (prev_tokens > 0)
         rate = np.where(ok, (tokens - prev_tokens) / np.where(ok, t - prev_t, 1.0), np.nan)
@@ -150,13 +156,23 @@ def _extra_keys(b: MetricBlock) -> list[str]:
     """The block's extra keys that give points to a series of their own, by their first record
     holding them (then as the records order them): the order the per-record path adds them in."""
     order = list(b.extra)
-    first = {k: (0 if b.has_all(k) else int(np.argmax(b.present[k]))) for k in order
-             if k not in SERIES_KEYS and (b.has_all(k) or b.present[k].any())}
+    first = {
+        k: (0 if b.has_all(k) else int(np.argmax(b.present[k])))
+        for k in order
+        if k not in SERIES_KEYS and (b.has_all(k) or b.present[k].any())
+    }
     return sorted(first, key=lambda k: (first[k], order.index(k)))
 
 
-def _extend(run: RunView, keys: Sequence[str], values: dict[str, np.ndarray], b: MetricBlock, step: np.ndarray,
-            tokens: np.ndarray, t: np.ndarray) -> None:
+def _extend(
+    run: RunView,
+    keys: Sequence[str],
+    values: dict[str, np.ndarray],
+    b: MetricBlock,
+    step: np.ndarray,
+    tokens: np.ndarray,
+    t: np.ndarray,
+) -> None:
     """Append each key's present points; the keys every record had share one set of x columns."""
     whole = [key for key in keys if b.has_all(key)]
     if whole:
@@ -221,8 +237,13 @@ def set_loading(store: MetricStore, name: str, run_dir: str | Path | None, loadi
             status = read_status(run_dir) if run_dir is not None else None
             if status and status.get("state") in STATES:  # as a state record, through the reducer
                 step, total = status.get("step"), status.get("total_steps")
-                run.apply(State(state=status["state"], step=step if type(step) is int else None,
-                                total_steps=total if type(total) is int and total > 0 else None))
+                run.apply(
+                    State(
+                        state=status["state"],
+                        step=step if type(step) is int else None,
+                        total_steps=total if type(total) is int and total > 0 else None,
+                    )
+                )
         was = run.loading
         run.loading = min(max(float(loading), 0.0), 1.0)
         return was is None or int(was * 100) != int(run.loading * 100)

@@ -17,8 +17,12 @@ MAX_CELL = 24
 
 
 def header(run_label: str, rec: Text | Table | Histogram | Media) -> str:
-    what = {"text": "text", "table": rec.chart if isinstance(rec, Table) and rec.chart else "table",
-            "histogram": "histogram", "media": getattr(rec, "kind", "media")}[rec.type]
+    what = {
+        "text": "text",
+        "table": rec.chart if isinstance(rec, Table) and rec.chart else "table",
+        "histogram": "histogram",
+        "media": getattr(rec, "kind", "media"),
+    }[rec.type]
     return f"▍{run_label} · step {rec.step} · {what} {rec.key}"
 
 
@@ -30,10 +34,14 @@ def table_lines(rec: Table, max_rows: int = MAX_ROWS) -> list[str]:
     width = max([len(columns)] + [len(r) for r in rows])
     columns += [""] * (width - len(columns))
     sizes = [max([len(columns[i])] + [len(r[i]) for r in rows if i < len(r)]) for i in range(width)]
-    lines = [" │ ".join(c.ljust(sizes[i]) for i, c in enumerate(columns)).rstrip(),
-             "─┼─".join("─" * s for s in sizes)]
-    lines += [" │ ".join(r[i].ljust(sizes[i]) if i < len(r) else " " * sizes[i] for i in range(width)).rstrip()
-              for r in rows]
+    lines = [
+        " │ ".join(c.ljust(sizes[i]) for i, c in enumerate(columns)).rstrip(),
+        "─┼─".join("─" * s for s in sizes),
+    ]
+    lines += [
+        " │ ".join(r[i].ljust(sizes[i]) if i < len(r) else " " * sizes[i] for i in range(width)).rstrip()
+        for r in rows
+    ]
     if len(rec.rows) > max_rows:
         lines.append(f"… {len(rec.rows) - max_rows} more rows")
     wide = max([len(rec.columns)] + [len(r) for r in rec.rows[:max_rows]])

@@ -65,8 +65,10 @@ def read_pieces(run_dir: Path) -> History:
         full = os.fstat(f.fileno()).st_size
         size = data_end(f, full)  # a planted sparse file: up to its first hole, not gigabytes of zeros
         if size < full:
-            out.warnings.append(f"{full - size} bytes after a hole at byte {size} ignored (a sparse file is "
-                                "not a metrics file)")
+            out.warnings.append(
+                f"{full - size} bytes after a hole at byte {size} ignored (a sparse file is "
+                "not a metrics file)"
+            )
         history = size >= cachefile.MIN_FILE_BYTES
         cached = colcache.load(run_dir, clean_only=True) if history else None
         offset = 0
@@ -89,8 +91,11 @@ def read_pieces(run_dir: Path) -> History:
         out.warnings.append(w.text)
     if torn:
         out.warnings.append(f"last record is torn ({torn} bytes): ignored")
-    if history and done - offset >= cachefile.MIN_FILE_BYTES and (
-            cached is not None or cachefile.cached_offset(run_dir) is None):
+    if (
+        history
+        and done - offset >= cachefile.MIN_FILE_BYTES
+        and (cached is not None or cachefile.cached_offset(run_dir) is None)
+    ):
         with contextlib.suppress(Exception):  # best effort: a read-only folder just has no cache
             colcache.save(run_dir, out.pieces, done, clean)
     return out

@@ -60,12 +60,20 @@ class Series:
 
     def _own(self) -> None:
         if self.shared:
-            self.step, self.tokens, self.time = Grow(self.step.view), Grow(self.tokens.view), Grow(self.time.view)
+            self.step, self.tokens, self.time = (
+                Grow(self.step.view),
+                Grow(self.tokens.view),
+                Grow(self.time.view),
+            )
             self.shared = False
 
     @staticmethod
     def extend_group(
-        group: list[Series], step: np.ndarray, tokens: np.ndarray, time: np.ndarray, values: list[np.ndarray],
+        group: list[Series],
+        step: np.ndarray,
+        tokens: np.ndarray,
+        time: np.ndarray,
+        values: list[np.ndarray],
     ) -> None:
         """Append a block to several series of one run at once, sharing their x columns when they
         all start empty or already share them; else each is extended on its own."""
@@ -75,8 +83,13 @@ class Series:
             for s in group:
                 s.step, s.tokens, s.time = x
                 s.shared = len(group) > 1
-        if all(s.step is first.step and s.tokens is first.tokens and s.time is first.time
-               and len(s.value) == len(first.step) for s in group):
+        if all(
+            s.step is first.step
+            and s.tokens is first.tokens
+            and s.time is first.time
+            and len(s.value) == len(first.step)
+            for s in group
+        ):
             first.step.extend(step)
             first.tokens.extend(tokens)
             first.time.extend(time)
@@ -87,8 +100,14 @@ class Series:
             s.extend(step, tokens, time, v)
 
     @staticmethod
-    def append_shared(group: list[Series], everyone: list[Series], step: float, tokens: float, time: float,
-                      values: list[float]) -> bool:
+    def append_shared(
+        group: list[Series],
+        everyone: list[Series],
+        step: float,
+        tokens: float,
+        time: float,
+        values: list[float],
+    ) -> bool:
         """Append one point to series that share their x columns, the x once, when `group` is every
         series sharing them (`everyone`: the run's) and they are in step; False (nothing done) if
         not, and the caller appends one by one (each then owns its x columns)."""
@@ -96,8 +115,13 @@ class Series:
         if not first.shared or (first.step and step <= first.step[-1]):
             return False
         n = len(first.step)
-        if any(s.step is not first.step or s.tokens is not first.tokens or s.time is not first.time
-               or len(s.value) != n for s in group):
+        if any(
+            s.step is not first.step
+            or s.tokens is not first.tokens
+            or s.time is not first.time
+            or len(s.value) != n
+            for s in group
+        ):
             return False
         if sum(1 for s in everyone if s.step is first.step) != len(group):
             return False

@@ -124,7 +124,12 @@ class MetricStore:
                 if seq is not None and seq < 0:
                     seq = None  # not from the file (the engine's "never started" note): no dedup
                 late = False
-                if seq is not None and isinstance(rec, Hello) and seqs.seen(seq) and self._restarted(run, seq, rec):
+                if (
+                    seq is not None
+                    and isinstance(rec, Hello)
+                    and seqs.seen(seq)
+                    and self._restarted(run, seq, rec)
+                ):
                     run, seqs = self._reset(run_name), self._seqs[run_name]
                     changed.add("hello")
                 if seq is not None:
@@ -141,8 +146,9 @@ class MetricStore:
                     changed.record(kind, rec)
         return changed
 
-    def ingest_batch(self, run_name: str, run_dir: str | Path | None, pieces: list[Any],
-                     loading: float | None = None) -> Changes:
+    def ingest_batch(
+        self, run_name: str, run_dir: str | Path | None, pieces: list[Any], loading: float | None = None
+    ) -> Changes:
         """Fold a decoded batch (metric columns and record lists, in stream order) into the run:
         the same result as `ingest` of the same records, a block of metric columns at a time.
         `loading`: how far a history read has got (sizes the columns once)."""
@@ -218,8 +224,12 @@ class MetricStore:
                 added |= self._add_extras(run, rec, seq, late, tokens, t)
             return "metrics" if added else ""
         group = [run.series[k] for k, _ in values]
-        if not (group and Series.append_shared(group, list(run.series.values()), step, tokens, t,
-                                                [v for _, v in values])):
+        if not (
+            group
+            and Series.append_shared(
+                group, list(run.series.values()), step, tokens, t, [v for _, v in values]
+            )
+        ):
             for key, value in values:
                 s = run.series[key]
                 if s.step and step <= s.step[-1]:
@@ -272,8 +282,9 @@ class MetricStore:
         self._add_alert(run, rec)
         return "alerts"
 
-    def _add_extras(self, run: RunView, rec: Metric | Eval, seq: int | None, late: bool, tokens: float,
-                    t: float) -> bool:
+    def _add_extras(
+        self, run: RunView, rec: Metric | Eval, seq: int | None, late: bool, tokens: float, t: float
+    ) -> bool:
         """A writer's own numbers (`record.extra`, e.g. a reporter's `train/acc`) as series named by
         their key, at most MAX_EXTRA_SERIES per run; a key that names one of ours is not taken."""
         added = False
@@ -292,7 +303,15 @@ class MetricStore:
         del run.alerts[:-MAX_ALERTS]
 
     def _add_point(
-        self, run: RunView, key: str, seq: int | None, late: bool, step: float, tokens: float, t: float, value: float
+        self,
+        run: RunView,
+        key: str,
+        seq: int | None,
+        late: bool,
+        step: float,
+        tokens: float,
+        t: float,
+        value: float,
     ) -> bool:
         """Append in order; a record newer than the series' last one with a step at or before its last
         step means a resume re-drawing that stretch, so the old points from there on are dropped."""

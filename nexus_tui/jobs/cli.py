@@ -23,25 +23,44 @@ def _root_arg(p: argparse.ArgumentParser) -> None:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """The jobs commands under `nexus`."""
-    queue = sub.add_parser("queue", help="run jobs when a GPU (or CPU slot) is free: add, ls, hold, release, cancel, top, priority, slots, run")
+    queue = sub.add_parser(
+        "queue",
+        help="run jobs when a GPU (or CPU slot) is free: add, ls, hold, release, cancel, top, priority, slots, run",
+    )
     qsub = queue.add_subparsers(dest="queue_command", required=True)
-    add = qsub.add_parser("add", help="queue a run: nexus queue add [--gpus N] [--after RUN] -- train --preset tiny ... | -- python train.py ...")
-    add.add_argument("--gpus", type=int, default=1, help="GPUs it needs (N > 1: one run over N ranks); CPU slots on a box without GPUs")
+    add = qsub.add_parser(
+        "add",
+        help="queue a run: nexus queue add [--gpus N] [--after RUN] -- train --preset tiny ... | -- python train.py ...",
+    )
+    add.add_argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="GPUs it needs (N > 1: one run over N ranks); CPU slots on a box without GPUs",
+    )
     add.add_argument("--after", default="", metavar="RUN", help="start only after this run has ended")
     add.add_argument("--name", default="", help="the run's name (default: after the preset or script)")
-    add.add_argument("--priority", type=int, default=0, help="higher starts first, and may park a lower running job")
+    add.add_argument(
+        "--priority", type=int, default=0, help="higher starts first, and may park a lower running job"
+    )
     add.add_argument("--hold", action="store_true", help="queue it held (nexus queue release starts it)")
     add.add_argument("--no-start", action="store_true", help="do not start a queue runner now")
     _root_arg(add)
     add.add_argument("job", nargs=argparse.REMAINDER, help="after --: `train ARGS` (the engine) or a command")
     ls = qsub.add_parser("ls", help="list the queue")
     _root_arg(ls)
-    for verb, text in (("hold", "keep waiting jobs from starting"), ("release", "let held jobs start"),
-                       ("cancel", "take waiting jobs out of the queue"), ("top", "put jobs before every other")):
+    for verb, text in (
+        ("hold", "keep waiting jobs from starting"),
+        ("release", "let held jobs start"),
+        ("cancel", "take waiting jobs out of the queue"),
+        ("top", "put jobs before every other"),
+    ):
         p = qsub.add_parser(verb, help=text)
         p.add_argument("jobs", nargs="+", metavar="JOB", help="job ids or run names")
         _root_arg(p)
-    prio = qsub.add_parser("priority", help="give jobs a priority (higher first; may park lower running jobs)")
+    prio = qsub.add_parser(
+        "priority", help="give jobs a priority (higher first; may park lower running jobs)"
+    )
     prio.add_argument("priority", type=int)
     prio.add_argument("jobs", nargs="+", metavar="JOB")
     _root_arg(prio)
@@ -51,7 +70,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     run = qsub.add_parser("run", help="work through the queue here, in the foreground (headless)")
     run.add_argument("--exit-when-idle", action="store_true", help="exit once nothing is queued or running")
     _root_arg(run)
-    park = sub.add_parser("park", help="checkpoint a run and end its process, freeing its GPU (nexus unpark resumes it)")
+    park = sub.add_parser(
+        "park", help="checkpoint a run and end its process, freeing its GPU (nexus unpark resumes it)"
+    )
     park.add_argument("run", metavar="RUN")
     _root_arg(park)
     unpark = sub.add_parser("unpark", help="resume a parked run exactly, as soon as a slot is free")
@@ -63,13 +84,30 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def add_sweep_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="queue a grid (or random draws) of runs: nexus sweep --preset tiny --grid optim.lr=1e-3,3e-3; nexus sweep show NAME")
-    p.add_argument("show", nargs="*", metavar="show NAME | -- COMMAND",
-                   help="`show NAME` ranks a sweep's runs by best val loss; after --, a command whose {key} each --grid fills")
+    p = sub.add_parser(
+        "sweep",
+        help="queue a grid (or random draws) of runs: nexus sweep --preset tiny --grid optim.lr=1e-3,3e-3; nexus sweep show NAME",
+    )
+    p.add_argument(
+        "show",
+        nargs="*",
+        metavar="show NAME | -- COMMAND",
+        help="`show NAME` ranks a sweep's runs by best val loss; after --, a command whose {key} each --grid fills",
+    )
     p.add_argument("--preset", default="tiny")
-    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2|KEY=LO:HI", help="a swept key (repeat for a grid)")
-    p.add_argument("--random", type=int, default=0, metavar="N", help="N random draws instead of the whole grid")
-    p.add_argument("--zip", action="store_true", help="a list, not a grid: the i-th values of every --grid together")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2|KEY=LO:HI",
+        help="a swept key (repeat for a grid)",
+    )
+    p.add_argument(
+        "--random", type=int, default=0, metavar="N", help="N random draws instead of the whole grid"
+    )
+    p.add_argument(
+        "--zip", action="store_true", help="a list, not a grid: the i-th values of every --grid together"
+    )
     p.add_argument("--seed", type=int, default=0, help="the random draws' seed")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed for every run")
     p.add_argument("--steps", type=int, default=None)
@@ -98,8 +136,19 @@ def format_queue(doc: QueueDoc, now: float | None = None) -> str:
     rows = [("id", "run", "state", "slots", "prio", "after", "kind", "since", "outcome")]
     for j in [*active, *waiting, *ended]:
         since = j.ended if j.ended else j.started if j.started else j.added
-        rows.append((str(j.id), j.name, j.state, ",".join(map(str, j.devices)) if j.active else str(j.gpus), str(j.priority),
-                     j.after or "-", j.kind, _age(since, now), j.outcome or "-"))
+        rows.append(
+            (
+                str(j.id),
+                j.name,
+                j.state,
+                ",".join(map(str, j.devices)) if j.active else str(j.gpus),
+                str(j.priority),
+                j.after or "-",
+                j.kind,
+                _age(since, now),
+                j.outcome or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     return "\n".join(lines) + f"\n{len(waiting)} waiting, {len(active)} running; cpu slots {doc.cpu_slots}\n"
@@ -164,7 +213,9 @@ def run_cli(args: argparse.Namespace, root: Path) -> int:
         if verb == "priority":
             jobs = ops.set_priority(root, args.jobs, args.priority)
         else:
-            jobs = {"hold": ops.hold, "release": ops.release, "cancel": ops.cancel, "top": ops.top}[verb](root, args.jobs)
+            jobs = {"hold": ops.hold, "release": ops.release, "cancel": ops.cancel, "top": ops.top}[verb](
+                root, args.jobs
+            )
         for job in jobs:
             print(clean_text(_describe(job)))
         if verb in ("release", "top", "priority"):

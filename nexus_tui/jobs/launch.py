@@ -61,6 +61,11 @@ def start(job: Job, root: Path, python: str, kind: str, cpu_slots: int) -> child
     """Start `job` in its own session; LaunchError (one line) when it cannot."""
     argv, env = build(job, root, python, kind, cpu_slots)
     cwd = Path(job.cwd) if job.kind == "command" and os.path.isdir(job.cwd) else root.parent
-    proc, _ = start_in_session(root / job.name, lambda _fd: (argv, env), cwd, argv[0] if job.kind == "command"
-                               else "the engine", piped=False)
+    proc, _ = start_in_session(
+        root / job.name,
+        lambda _fd: (argv, env),
+        cwd,
+        argv[0] if job.kind == "command" else "the engine",
+        piped=False,
+    )
     return proc

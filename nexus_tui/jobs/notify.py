@@ -41,8 +41,9 @@ def send(title: str, body: str, urls: list[str] | None = None) -> str:
     return "" if ok else "notify: a notification service did not accept the message"
 
 
-def notifier(also: Callable[[str, str], None] | None = None,
-             urls: list[str] | None = None) -> Callable[[str, str], None]:
+def notifier(
+    also: Callable[[str, str], None] | None = None, urls: list[str] | None = None
+) -> Callable[[str, str], None]:
     """An event handler for the runner: every event to `also` (its log), the ones people want to
     hear of (TOLD) to their services too."""
 

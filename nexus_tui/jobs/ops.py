@@ -50,10 +50,22 @@ def _check_new(root: Path, name: str, doc: QueueDoc) -> None:
         raise JobError(f"a run named {name!r} already exists: pick another name (or unpark/resume it)")
 
 
-def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int = 1, after: str = "",
-        priority: int = 0, sweep: str = "", cwd: str | None = None, check: bool = True,
-        python: str = children.PYTHON, first: bool = False, existing: bool = False,
-        values: dict[str, str] | None = None) -> Job:
+def add(
+    root: str | Path,
+    kind: Kind,
+    args: list[str],
+    name: str = "",
+    gpus: int = 1,
+    after: str = "",
+    priority: int = 0,
+    sweep: str = "",
+    cwd: str | None = None,
+    check: bool = True,
+    python: str = children.PYTHON,
+    first: bool = False,
+    existing: bool = False,
+    values: dict[str, str] | None = None,
+) -> Job:
     """Queue one job; with `check` a train job is first validated by the engine itself (`--check`)
     and a command must exist; `first` puts it before every other job; `existing`: the run folder is
     there already (a parked script's run, started again to continue it). Returns the queued job."""
@@ -65,12 +77,18 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
         raise JobError(f"--after: {err}")
     if kind == "train":
         if picked := [a for a in args if a.split("=", 1)[0] in QUEUE_PICKS]:
-            raise JobError(f"{picked[0].split('=', 1)[0]} is chosen by the queue (the run's name and its slots): leave it out")
+            raise JobError(
+                f"{picked[0].split('=', 1)[0]} is chosen by the queue (the run's name and its slots): leave it out"
+            )
     elif kind == "command":
         if not args:
             raise JobError("give a command to queue, e.g. nexus queue add -- python train.py --lr 3e-4")
         if check:
-            program = args[0] if "/" not in args[0] or os.path.isabs(args[0]) else os.path.join(cwd or os.getcwd(), args[0])
+            program = (
+                args[0]
+                if "/" not in args[0] or os.path.isabs(args[0])
+                else os.path.join(cwd or os.getcwd(), args[0])
+            )
             try:
                 command_program([program])
             except ValueError as e:
@@ -86,12 +104,25 @@ def add(root: str | Path, kind: Kind, args: list[str], name: str = "", gpus: int
             raise JobError(f"--after {after}: no such run, queued or in {root}")
         if check and kind == "train":
             try:
-                check_train(python, ["train", *args, "--run-dir", str(root / name), "--device", "cpu"], root.parent)
+                check_train(
+                    python, ["train", *args, "--run-dir", str(root / name), "--device", "cpu"], root.parent
+                )
             except LaunchError as e:
                 raise JobError(str(e)) from None
-        job = Job(id=doc.next_id, name=name, kind=kind, args=args, cwd=str(cwd or os.getcwd()), gpus=gpus,
-                  after=after, priority=priority, added=time.time(), sweep=sweep, values=dict(values or {}),
-                  order=min((j.order for j in doc.jobs), default=0.0) - 1.0 if first else float(doc.next_id))
+        job = Job(
+            id=doc.next_id,
+            name=name,
+            kind=kind,
+            args=args,
+            cwd=str(cwd or os.getcwd()),
+            gpus=gpus,
+            after=after,
+            priority=priority,
+            added=time.time(),
+            sweep=sweep,
+            values=dict(values or {}),
+            order=min((j.order for j in doc.jobs), default=0.0) - 1.0 if first else float(doc.next_id),
+        )
         doc.next_id += 1
         doc.jobs.append(job)
         prune(doc)
@@ -108,7 +139,7 @@ def prune(doc: QueueDoc, keep: int = KEEP_ENDED) -> None:
     ended = [j for j in doc.jobs if not (j.waiting or j.active)]
     if len(ended) <= keep:
         return
-    drop = sorted(ended, key=lambda j: (bool(j.sweep), j.ended or 0.0, j.id))[:len(ended) - keep]
+    drop = sorted(ended, key=lambda j: (bool(j.sweep), j.ended or 0.0, j.id))[: len(ended) - keep]
     gone = {j.id for j in drop}
     doc.jobs = [j for j in doc.jobs if j.id not in gone]
 
@@ -131,9 +162,16 @@ def _edit(root: str | Path, refs: Iterable[str], change: str, value: int = 0) ->
         for ref in refs:
             job = find(doc, ref)
             if change in ("hold", "release", "cancel", "top") and not job.waiting:
-                done = {"hold": "held", "release": "released", "cancel": "cancelled", "top": "moved to the top"}[change]
-                raise JobError(f"job {job.id} ({job.name}) is {job.state}: only a waiting job can be {done}"
-                               + (" (stop or park the run instead)" if job.active else ""))
+                done = {
+                    "hold": "held",
+                    "release": "released",
+                    "cancel": "cancelled",
+                    "top": "moved to the top",
+                }[change]
+                raise JobError(
+                    f"job {job.id} ({job.name}) is {job.state}: only a waiting job can be {done}"
+                    + (" (stop or park the run instead)" if job.active else "")
+                )
             if change == "hold":
                 job.state = HELD
             elif change == "release":
@@ -204,8 +242,10 @@ def park(root: str | Path, run: str) -> str:
     except ControlError as e:
         text = str(e)
         if "park" in text and ("does not take" in text or "unknown command" in text):
-            raise JobError(f"run {run!r} cannot be parked: {text} (a script can be parked when it registered a "
-                           "checkpoint handler and resumes with nexus.init(resume=...))") from None
+            raise JobError(
+                f"run {run!r} cannot be parked: {text} (a script can be parked when it registered a "
+                "checkpoint handler and resumes with nexus.init(resume=...))"
+            ) from None
         raise JobError(f"could not park {run!r}: {text}") from None
     return f"parking {run}: it checkpoints and exits; nexus unpark {run} resumes it when a slot is free"
 
@@ -217,14 +257,31 @@ def unpark(root: str | Path, run: str, gpus: int = 1) -> Job:
         raise JobError(f"no run named {run!r} in {root}")
     state = summarize_run(run_dir).state
     if state != PARKED:
-        raise JobError(f"run {run!r} is {state}, not parked" + ("" if state in LIVE_STATES else
-                                                                    f": nexus resume --run-dir {run_dir} restarts it"))
+        raise JobError(
+            f"run {run!r} is {state}, not parked"
+            + ("" if state in LIVE_STATES else f": nexus resume --run-dir {run_dir} restarts it")
+        )
     queued = [j for j in queuefile.read(root).jobs if j.name == run and j.kind == "command"]
     if queued:  # a script the queue started: the same command again, which continues it (resume=)
         script = queued[-1]
-        return add(root, "command", script.args, name=run, gpus=gpus, check=False, cwd=script.cwd, first=True,
-                   existing=True, sweep=script.sweep, values=script.values)
+        return add(
+            root,
+            "command",
+            script.args,
+            name=run,
+            gpus=gpus,
+            check=False,
+            cwd=script.cwd,
+            first=True,
+            existing=True,
+            sweep=script.sweep,
+            values=script.values,
+        )
     if not (run_dir / CHECKPOINTS_DIR / "latest").exists():
-        raise JobError(f"run {run!r} has no engine checkpoint and was not started by the queue, so the queue "
-                       "does not know its command: start its script again yourself (it continues with resume=)")
-    return add(root, "resume", [], name=run, gpus=gpus, check=False, cwd=str(Path(root).resolve().parent), first=True)
+        raise JobError(
+            f"run {run!r} has no engine checkpoint and was not started by the queue, so the queue "
+            "does not know its command: start its script again yourself (it continues with resume=)"
+        )
+    return add(
+        root, "resume", [], name=run, gpus=gpus, check=False, cwd=str(Path(root).resolve().parent), first=True
+    )

@@ -61,8 +61,10 @@ def _own_dir(root: str | Path, create: bool) -> Path | None:
     if not stat.S_ISDIR(st.st_mode):
         raise QueueError(f"{folder} is not a folder (a link or a file): move it aside")
     if st.st_uid != os.getuid() or st.st_mode & 0o022:
-        raise QueueError(f"{folder} is not this user's alone (owner uid {st.st_uid}, mode "
-                         f"{stat.S_IMODE(st.st_mode):o}): move it aside or chmod go-w it")
+        raise QueueError(
+            f"{folder} is not this user's alone (owner uid {st.st_uid}, mode "
+            f"{stat.S_IMODE(st.st_mode):o}): move it aside or chmod go-w it"
+        )
     return folder
 
 

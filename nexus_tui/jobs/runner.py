@@ -86,12 +86,18 @@ def live_outside(root: Path, ours: set[str]) -> int:
 
     count = 0
     try:
-        folders = [d for d in root.iterdir() if d.is_dir() and d.name not in ours and not d.name.startswith(".")]
+        folders = [
+            d for d in root.iterdir() if d.is_dir() and d.name not in ours and not d.name.startswith(".")
+        ]
     except OSError:
         return 0
     for d in folders:
         status = read_status(d)
-        if status and status.get("state") in LIVE_STATES and pid_alive(status.get("pid"), status.get("updated")):
+        if (
+            status
+            and status.get("state") in LIVE_STATES
+            and pid_alive(status.get("pid"), status.get("updated"))
+        ):
             count += 1
     return count
 
@@ -113,8 +119,13 @@ def outcome_of(job: Job, root: Path, code: int | None) -> tuple[JobState, str]:
 class Runner:
     """Works through one runs folder's queue. `tick` is one pass (tests call it directly)."""
 
-    def __init__(self, root: str | Path, python: str = children.PYTHON, on_event: OnEvent | None = None,
-                 box: Callable[[int, list[int]], Box] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        python: str = children.PYTHON,
+        on_event: OnEvent | None = None,
+        box: Callable[[int, list[int]], Box] | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
         self.python = python
         self.on_event = on_event or (lambda kind, text: None)
@@ -143,12 +154,18 @@ class Runner:
             box = self._box(doc.cpu_slots, [j.pid for j in doc.jobs if j.active and j.pid])
             held = [d for j in doc.jobs if j.active for d in j.devices]
             free = box.free(held)
-            if box.kind == "cpu":  # runs started outside the queue (a dashboard's n, a terminal) use CPU slots too
-                free = free[:max(0, len(free) - live_outside(self.root, {j.name for j in doc.jobs if j.active}))]
+            if (
+                box.kind == "cpu"
+            ):  # runs started outside the queue (a dashboard's n, a terminal) use CPU slots too
+                free = free[
+                    : max(0, len(free) - live_outside(self.root, {j.name for j in doc.jobs if j.active}))
+                ]
             if box.kind == "cpu" and any(j.active and j.device.startswith("cuda") for j in doc.jobs):
                 free = []  # the GPUs vanished under running jobs: start nothing on the CPU in their place
                 if not self._told_vanished:
-                    self.on_event("warning", f"the GPUs are gone ({box.note}); queued jobs wait until they are back")
+                    self.on_event(
+                        "warning", f"the GPUs are gone ({box.note}); queued jobs wait until they are back"
+                    )
                 self._told_vanished = True
             else:
                 self._told_vanished = False
@@ -156,7 +173,9 @@ class Runner:
             for job in sorted((j for j in doc.jobs if j.state == QUEUED), key=sort_key):
                 if (blocked := _blocked_by(job, doc, self.root)) == NEVER:
                     job.state, job.ended = FAILED, time.time()
-                    job.outcome = f"the run it waits for, {job.after}, is neither queued nor in the runs folder"
+                    job.outcome = (
+                        f"the run it waits for, {job.after}, is neither queued nor in the runs folder"
+                    )
                     continue
                 if blocked:
                     continue
@@ -166,7 +185,7 @@ class Runner:
                 if job.gpus > len(free):
                     head = job
                     break
-                job.devices, free = free[:job.gpus], free[job.gpus:]
+                job.devices, free = free[: job.gpus], free[job.gpus :]
                 self._start(job, box, doc, result)
             if head is not None:
                 self._preempt(head, doc, len(free), result)
@@ -192,17 +211,31 @@ class Runner:
             result.ended.append((job.name, job.outcome))
             self.on_event("ended", f"{job.name}: {job.outcome}")
             if job.state == JOB_PARKED and was_pushed:
-                doc.jobs.append(Job(id=doc.next_id, name=job.name, kind="resume", args=[], cwd=job.cwd,
-                                    gpus=job.gpus, priority=job.priority, order=job.order, added=time.time(),
-                                    sweep=job.sweep))
+                doc.jobs.append(
+                    Job(
+                        id=doc.next_id,
+                        name=job.name,
+                        kind="resume",
+                        args=[],
+                        cwd=job.cwd,
+                        gpus=job.gpus,
+                        priority=job.priority,
+                        order=job.order,
+                        added=time.time(),
+                        sweep=job.sweep,
+                    )
+                )
                 doc.next_id += 1
 
     def _start(self, job: Job, box: Box, doc: QueueDoc, result: TickResult) -> None:
         metrics = self.root / job.name / METRICS_FILE
         if job.kind == "train" and metrics.exists():  # made since it was queued (a launch, another queue)
             job.state, job.outcome, job.devices, job.ended = (
-                FAILED, f"a run named {job.name} was made since it was queued: queue it again with another name",
-                [], time.time())
+                FAILED,
+                f"a run named {job.name} was made since it was queued: queue it again with another name",
+                [],
+                time.time(),
+            )
             return
         try:
             proc = launch.start(job, self.root, self.python, box.kind, doc.cpu_slots)
@@ -220,8 +253,14 @@ class Runner:
         """Park running engine jobs of lower priority than `head`, lowest first, until it would fit."""
         if any(j.state == PARKING for j in doc.jobs):
             return  # one push at a time: wait for those slots to come free
-        lower = sorted((j for j in doc.jobs if j.state == RUNNING and j.priority < head.priority
-                        and j.kind in ("train", "resume")), key=lambda j: (j.priority, -(j.started or 0)))
+        lower = sorted(
+            (
+                j
+                for j in doc.jobs
+                if j.state == RUNNING and j.priority < head.priority and j.kind in ("train", "resume")
+            ),
+            key=lambda j: (j.priority, -(j.started or 0)),
+        )
         chosen: list[Job] = []
         for job in lower:
             if free >= head.gpus:
@@ -295,8 +334,13 @@ def ensure_runner(root: str | Path, python: str = children.PYTHON) -> bool:
         return False
     argv = engine_argv(python, "--root", str(root), "--exit-when-idle", module="nexus_tui.jobs.runner")
     try:
-        start_in_session(queuefile.queue_dir(root), lambda _fd: (argv, children.child_env()), root.parent,
-                         "the queue runner", piped=False)
+        start_in_session(
+            queuefile.queue_dir(root),
+            lambda _fd: (argv, children.child_env()),
+            root.parent,
+            "the queue runner",
+            piped=False,
+        )
     except LaunchError:
         return False
     return True

@@ -37,7 +37,9 @@ def parse_axis(text: str, command: bool = False) -> Axis:
     when both ends are positive). For a command's sweep the key is any name its `{name}` fills."""
     key, sep, rest = text.partition("=")
     key = key.strip()
-    pattern = r"[A-Za-z_][A-Za-z0-9_]*" + (r"(\.[A-Za-z_][A-Za-z0-9_]*)*" if command else r"(\.[A-Za-z_][A-Za-z0-9_]*)+")
+    pattern = r"[A-Za-z_][A-Za-z0-9_]*" + (
+        r"(\.[A-Za-z_][A-Za-z0-9_]*)*" if command else r"(\.[A-Za-z_][A-Za-z0-9_]*)+"
+    )
     if not sep or not re.fullmatch(pattern, key) or not rest.strip():
         form = "name" if command else "section.key"
         raise SweepError(f"--grid {text!r}: write {form}=v1,v2,... or {form}=lo:hi")
@@ -67,14 +69,20 @@ def expand(axes: list[Axis], draws: int = 0, seed: int = 0, zipped: bool = False
     if zipped:
         if any(not a.values for a in axes) or len({len(a.values) for a in axes}) != 1:
             raise SweepError("--zip pairs lists of one length: give every --grid the same number of values")
-        return [dict(zip([a.key for a in axes], vs, strict=True)) for vs in zip(*(a.values for a in axes), strict=True)]
+        return [
+            dict(zip([a.key for a in axes], vs, strict=True))
+            for vs in zip(*(a.values for a in axes), strict=True)
+        ]
     if draws <= 0:
         if ranged := [a.key for a in axes if not a.values]:
             raise SweepError(f"{ranged[0]} is a range: give --random N to draw from it")
         size = math.prod(len(a.values) for a in axes)
         if size > MAX_RUNS:
             raise SweepError(f"the grid is {size} runs; at most {MAX_RUNS} (use --random N)")
-        return [dict(zip([a.key for a in axes], combo, strict=False)) for combo in itertools.product(*(a.values for a in axes))]
+        return [
+            dict(zip([a.key for a in axes], combo, strict=False))
+            for combo in itertools.product(*(a.values for a in axes))
+        ]
     if draws > MAX_RUNS:
         raise SweepError(f"--random {draws}: at most {MAX_RUNS}")
     rng = random.Random(seed)
@@ -108,7 +116,9 @@ def fill(template: list[str], values: dict[str, str]) -> list[str]:
     SweepError for a key the command never uses."""
     unused = [k for k in values if not any("{" + k + "}" in a for a in template)]
     if unused:
-        raise SweepError(f"the command never uses {{{unused[0]}}}: write it where the value goes, e.g. --lr {{{unused[0]}}}")
+        raise SweepError(
+            f"the command never uses {{{unused[0]}}}: write it where the value goes, e.g. --lr {{{unused[0]}}}"
+        )
     out = []
     for arg in template:
         for k, v in values.items():
@@ -120,8 +130,14 @@ def fill(template: list[str], values: dict[str, str]) -> list[str]:
 def short(key: str) -> str:
     """A key's short form in a run name: its last part, with a few well-known ones shortened."""
     last = key.rsplit(".", 1)[-1]
-    return {"batch_size": "bs", "weight_decay": "wd", "warmup_steps": "wu", "n_layers": "L",
-            "d_model": "d", "n_heads": "h"}.get(last, last)
+    return {
+        "batch_size": "bs",
+        "weight_decay": "wd",
+        "warmup_steps": "wu",
+        "n_layers": "L",
+        "d_model": "d",
+        "n_heads": "h",
+    }.get(last, last)
 
 
 def run_name(sweep: str, values: dict[str, str], index: int) -> str:
@@ -154,6 +170,8 @@ def varied_keys(value_sets: list[dict[str, str]]) -> list[str]:
     return [k for k in keys if len({vs.get(k) for vs in value_sets}) > 1]
 
 
-def rank(rows: list[tuple[str, dict[str, str], float | None, str, int]]) -> list[tuple[str, dict[str, str], float | None, str, int]]:
+def rank(
+    rows: list[tuple[str, dict[str, str], float | None, str, int]],
+) -> list[tuple[str, dict[str, str], float | None, str, int]]:
     """(run, values, best val, state, step) rows, best val loss first; runs without one last."""
     return sorted(rows, key=lambda r: (r[2] is None, r[2] if r[2] is not None else 0.0, r[0]))

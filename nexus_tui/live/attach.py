@@ -110,4 +110,3 @@ class Attaching:
                 if not pid_alive(run.pid, run.since):
                     time.sleep(0.05)  # let its last state record reach the file
                     self._finish(run, exit_code_of(run.run_dir))
-

@@ -29,11 +29,18 @@ class LaunchError(Exception):
 
 def base_env(threads: int | None) -> dict[str, str]:
     """The dashboard's environment for a child: unbuffered output, and the CPU threads it may use."""
-    return children.child_env({"PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": str(threads)} if threads else {})})
+    return children.child_env(
+        {"PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    )
 
 
 def train_args(
-    preset: str, run_dir: Path, device: str, steps: int | None, overrides: list[str] | None, nproc: int,
+    preset: str,
+    run_dir: Path,
+    device: str,
+    steps: int | None,
+    overrides: list[str] | None,
+    nproc: int,
 ) -> list[str]:
     """`engine train` arguments for a new run; LaunchError for counts out of range."""
     if not 1 <= nproc <= MAX_RANKS:
@@ -49,8 +56,14 @@ def train_args(
 
 
 def resume_args(
-    run_dir: Path, status: dict[str, Any], live: bool, lr: float | None, ramp_steps: int | None,
-    steps: int | None, from_ckpt: str | None, device: str | None,
+    run_dir: Path,
+    status: dict[str, Any],
+    live: bool,
+    lr: float | None,
+    ramp_steps: int | None,
+    steps: int | None,
+    from_ckpt: str | None,
+    device: str | None,
 ) -> tuple[list[str], str]:
     """`engine resume` arguments and the device the run will use. LaunchError while the run is
     still running (this dashboard follows it, or its status says so and its pid lives), for half
@@ -89,14 +102,18 @@ def check_train(python: str, args: list[str], cwd: Path) -> None:
     if out.returncode != 0:
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
-        raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+        raise LaunchError(
+            clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})")
+        )
 
 
 CHECKPOINT_VERBS = ("generate", "eval")
 """The engine's commands that use a stopped run's checkpoint without training (`nexus generate|eval`)."""
 
 
-def use_checkpoint(python: str, verb: str, run_dir: Path, args: list[str], cwd: Path, timeout: float = 600) -> str:
+def use_checkpoint(
+    python: str, verb: str, run_dir: Path, args: list[str], cwd: Path, timeout: float = 600
+) -> str:
     """`engine generate|eval --run-dir D --from latest ARGS` to the end, isolated like every engine:
     what it printed, cleaned, or LaunchError with its one error line. The dashboard's `g` and `e` on
     a run that is not live, so they do what `nexus generate`/`nexus eval` do headless."""
@@ -110,7 +127,9 @@ def use_checkpoint(python: str, verb: str, run_dir: Path, args: list[str], cwd: 
     if out.returncode != 0:
         lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
         said = next((ln for ln in reversed(lines) if ln.startswith("error:")), lines[-1] if lines else "")
-        raise LaunchError(clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})"))
+        raise LaunchError(
+            clean_text(said.removeprefix("error: ") or f"the engine refused (exit {out.returncode})")
+        )
     return clean_text(out.stdout.strip(), multiline=True)
 
 

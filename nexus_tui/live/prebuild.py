@@ -74,7 +74,11 @@ class Prebuild:
             home = Path(root).resolve()
             argv = children.nexus_argv("nexus_tui.live.prebuild_child", str(home), *names)
             proc = children.start(  # in its own session: a Ctrl-C in the terminal is the dashboard's
-                argv, cwd=home, env=children.child_env(), stdout=children.PIPE, stderr=children.DEVNULL,
+                argv,
+                cwd=home,
+                env=children.child_env(),
+                stdout=children.PIPE,
+                stderr=children.DEVNULL,
                 new_session=True,
             )
         except (OSError, RuntimeError):
@@ -110,7 +114,9 @@ class Prebuild:
         elif kind == "warning" and isinstance(what, str):
             self._warnings.setdefault(run, []).append(what)
 
-    def wait(self, name: str, on_progress: Callable[[float], object], on_warning: Callable[[str], object]) -> bool:
+    def wait(
+        self, name: str, on_progress: Callable[[float], object], on_warning: Callable[[str], object]
+    ) -> bool:
         """Block until the child is done with `name` (True) or will not be (False: not one of its
         runs, it ended, or it said nothing for STALL_S and was stopped). Meanwhile its progress on
         `name` goes to `on_progress(fraction)`, and its warnings about `name` to `on_warning`."""

@@ -30,8 +30,12 @@ def main(argv: list[str]) -> int:
         if loading is not None:
             _say("progress", name, round(loading, 4))
 
-    watcher = RunsWatcher(root, on_batch=progress, on_new_run=lambda d: None,
-                          on_warning=lambda name, text: _say("warning", name, text))
+    watcher = RunsWatcher(
+        root,
+        on_batch=progress,
+        on_new_run=lambda d: None,
+        on_warning=lambda name, text: _say("warning", name, text),
+    )
     for name in names:
         with contextlib.suppress(Exception):  # a run it cannot read is the dashboard's to report
             watcher.read(root / name)

@@ -37,16 +37,24 @@ def stop_question(name: str, hello: Any) -> str:
     how = hello.get("stop")
     if hello.get("source") == "reporter" or how in ("flag", "interrupt"):
         if how == "flag":
-            return f"Stop {name}? Its script ends its loop when it next checks run.should_stop (no checkpoint)."
-        return (f"Stop {name}? Its script is ended at its next log() by a KeyboardInterrupt, as W&B's stop "
-                "does (no checkpoint).")
+            return (
+                f"Stop {name}? Its script ends its loop when it next checks run.should_stop (no checkpoint)."
+            )
+        return (
+            f"Stop {name}? Its script is ended at its next log() by a KeyboardInterrupt, as W&B's stop "
+            "does (no checkpoint)."
+        )
     if not hello.get("source") and hello.get("commands") is None:
         return f"Stop {name}? It checkpoints, then exits."
     return f"Stop {name}? Its program is asked to end early; what it saves is up to it."
 
 
 def ramp_preview(
-    run_dir: Path, target_lr: float, ramp_steps: int, steps: int | None = None, from_ckpt: str | None = None,
+    run_dir: Path,
+    target_lr: float,
+    ramp_steps: int,
+    steps: int | None = None,
+    from_ckpt: str | None = None,
 ) -> tuple[list[int], list[float]]:
     """The LR a ramped resume would follow, computed in-process by the core (torch-free)."""
     got = noted_ramp_preview(run_dir, target_lr, ramp_steps, steps, from_ckpt)
@@ -54,12 +62,22 @@ def ramp_preview(
 
 
 def noted_ramp_preview(
-    run_dir: Path, target_lr: float, ramp_steps: int, steps: int | None = None, from_ckpt: str | None = None,
+    run_dir: Path,
+    target_lr: float,
+    ramp_steps: int,
+    steps: int | None = None,
+    from_ckpt: str | None = None,
     hello: dict[str, Any] | None = None,
 ) -> LrPreview:
     """The preview with what it assumes (`note`; a run Nexus did not write); `hello`: the run's newest."""
     try:
-        return lr_preview(run_dir, float(target_lr), int(ramp_steps), None if steps is None else int(steps),
-                          from_ckpt, hello=hello)
+        return lr_preview(
+            run_dir,
+            float(target_lr),
+            int(ramp_steps),
+            None if steps is None else int(steps),
+            from_ckpt,
+            hello=hello,
+        )
     except NexusError as e:
         raise LaunchError(str(e)) from None

@@ -47,7 +47,9 @@ class ManagedRun:
         return not self.device.startswith(("cuda", "mps"))
 
 
-def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: bool) -> tuple[children.Popen[bytes], int]:
+def start_in_session(
+    run_dir: Path, build: Build, cwd: Path, what: str, piped: bool
+) -> tuple[children.Popen[bytes], int]:
     """Popen `build(write fd or None)` in its own session (it keeps training when the dashboard
     quits or its terminal closes), stdout and stderr appended to the run's log (a stray print can
     never corrupt the records). Returns the process and the pipe's read end (-1 unpiped).
@@ -64,15 +66,22 @@ def start_in_session(run_dir: Path, build: Build, cwd: Path, what: str, piped: b
     try:
         with open_append(run_dir / LOG_FILE) as log:  # a planted engine.log link is refused, never followed
             proc = children.start(
-                argv, cwd=cwd, env=env, stdout=log, stderr=children.STDOUT,
-                pass_fds=() if write_fd is None else (write_fd,), new_session=True,
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=log,
+                stderr=children.STDOUT,
+                pass_fds=() if write_fd is None else (write_fd,),
+                new_session=True,
             )
     except OSError as e:
         if write_fd is not None:
             os.close(read_fd)
         if created:
             shutil.rmtree(run_dir, ignore_errors=True)
-        said = describe_os_error(e) if isinstance(e, UnsafeFileError) else e.strerror or e  # which file, for a refusal
+        said = (
+            describe_os_error(e) if isinstance(e, UnsafeFileError) else e.strerror or e
+        )  # which file, for a refusal
         raise LaunchError(clean_text(f"cannot start {what}: {said}")) from None
     finally:
         if write_fd is not None:

@@ -138,7 +138,9 @@ class Supervisor(Attaching):
         check_train(self.python, args, self.root.parent)  # the engine's own rules, before any folder exists
         return name, run_dir, args
 
-    def launch_command(self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None) -> Path:
+    def launch_command(
+        self, argv: list[str], name: str, device: str = "cpu", cwd: str | Path | None = None
+    ) -> Path:
         """Start any program (`python train.py --lr 3e-4`, already split) as run root/NAME: no shell,
         the dashboard's own Python and paths untouched, NEXUS_RUN_DIR naming the new folder for the
         script's `nexus.init()`, the metrics pipe in NEXUS_METRICS_FD, CUDA_VISIBLE_DEVICES set
@@ -177,8 +179,16 @@ class Supervisor(Attaching):
         the user said yes to resuming a foreign folder (nexus_core.trust); without it the engine
         refuses one."""
         run_dir = self._resolve(run_dir)
-        args, run_device = resume_args(run_dir, read_status(run_dir) or {}, run_dir.name in self.live_runs(),
-                                       lr, ramp_steps, steps, from_ckpt, device)
+        args, run_device = resume_args(
+            run_dir,
+            read_status(run_dir) or {},
+            run_dir.name in self.live_runs(),
+            lr,
+            ramp_steps,
+            steps,
+            from_ckpt,
+            device,
+        )
         if trust:
             args.append(TRUST_FLAG)
         self._spawn(run_dir.name, run_dir, args, run_device)
@@ -219,12 +229,25 @@ class Supervisor(Attaching):
                 tail = ["--metrics-fd", str(fd)] if fd is not None else []
                 return engine_argv(self.python, *args, *tail), env
 
-            self._start(name, run_dir, build, device, self.root.parent, piped=nproc == 1,
-                        what=f"the engine ({self.python})")
+            self._start(
+                name,
+                run_dir,
+                build,
+                device,
+                self.root.parent,
+                piped=nproc == 1,
+                what=f"the engine ({self.python})",
+            )
 
     def _start(
-        self, name: str, run_dir: Path, build: Callable[[int | None], tuple[list[str], dict[str, str]]],
-        device: str, cwd: Path, what: str, piped: bool = True,
+        self,
+        name: str,
+        run_dir: Path,
+        build: Callable[[int | None], tuple[list[str], dict[str, str]]],
+        device: str,
+        cwd: Path,
+        what: str,
+        piped: bool = True,
     ) -> None:
         """Popen `build(write fd or None)` in its own session, output to the run's log; one thread
         reads its pipe (or, unpiped, waits for it: the watcher reads its records from the folder)."""
@@ -235,7 +258,9 @@ class Supervisor(Attaching):
                 proc, read_fd = start_in_session(run_dir, build, cwd, what, piped)
                 run = ManagedRun(name, run_dir, device, proc.pid, proc, piping=piped)
                 target, targs = (self._read_pipe, (run, read_fd)) if piped else (self._wait_unpiped, (run,))
-                run.reader = threading.Thread(target=target, args=targs, name=f"nexus-read-{name}", daemon=True)
+                run.reader = threading.Thread(
+                    target=target, args=targs, name=f"nexus-read-{name}", daemon=True
+                )
                 self._runs[name] = run
             finally:
                 self._opening.discard(name)  # registered (or failed): _runs answers from here on
@@ -260,8 +285,14 @@ class Supervisor(Attaching):
         assert run.proc is not None
         proc = run.proc
         try:
-            read_pipe(fd, lambda: proc.poll() is not None, lambda pieces: self._deliver_pieces(run, pieces),
-                      lambda text: self._warn(run.name, text), self._detach, BATCH_WINDOW_S)
+            read_pipe(
+                fd,
+                lambda: proc.poll() is not None,
+                lambda pieces: self._deliver_pieces(run, pieces),
+                lambda text: self._warn(run.name, text),
+                self._detach,
+                BATCH_WINDOW_S,
+            )
         finally:
             run.piping = False
         if self._detach.is_set() and proc.poll() is None:
@@ -286,7 +317,9 @@ class Supervisor(Attaching):
             run.exited, run.exit_code = True, code
         try:
             tail = log_tail(run.run_dir)
-            record_silent_exit(run.run_dir, code, tail)  # a run that died before any record: every view sees it
+            record_silent_exit(
+                run.run_dir, code, tail
+            )  # a run that died before any record: every view sees it
             self.on_exit(run.name, code, tail)
         except Exception as e:  # noqa: BLE001
             self._warn(run.name, f"the dashboard failed to handle the run's exit: {e!r}")
@@ -305,23 +338,36 @@ class Supervisor(Attaching):
             return path.resolve()
         raise ControlError(f"no run named {str(name_or_dir)!r} under {self.root}")
 
-    def send(self, name_or_dir: str | Path, command: Command, timeout: float = COMMAND_TIMEOUT_S) -> dict[str, Any]:
+    def send(
+        self, name_or_dir: str | Path, command: Command, timeout: float = COMMAND_TIMEOUT_S
+    ) -> dict[str, Any]:
         """Send one typed command to a run by name or folder (run_control.send)."""
         return run_control.send(self._resolve(name_or_dir), command, timeout)
 
     def lr_preview(
-        self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
+        self,
+        run_dir: str | Path,
+        target_lr: float,
+        ramp_steps: int,
+        steps: int | None = None,
         from_ckpt: str | None = None,
     ) -> tuple[list[int], list[float]]:
         """The LR a ramped resume of this run would follow (run_control.ramp_preview)."""
         return run_control.ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt)
 
     def noted_lr_preview(
-        self, run_dir: str | Path, target_lr: float, ramp_steps: int, steps: int | None = None,
-        from_ckpt: str | None = None, hello: dict[str, Any] | None = None,
+        self,
+        run_dir: str | Path,
+        target_lr: float,
+        ramp_steps: int,
+        steps: int | None = None,
+        from_ckpt: str | None = None,
+        hello: dict[str, Any] | None = None,
     ) -> tuple[list[int], list[float], str]:
         """(steps, LRs, what the preview assumes): the ramp dialog's preview of any run."""
-        got = run_control.noted_ramp_preview(self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt, hello)
+        got = run_control.noted_ramp_preview(
+            self._resolve(run_dir), target_lr, ramp_steps, steps, from_ckpt, hello
+        )
         return got.steps, got.lrs, got.note
 
     # -- the whole fleet -------------------------------------------------------------------------
@@ -373,8 +419,15 @@ class Supervisor(Attaching):
             # All at once, each patiently: an engine busy with an eval, a sample and a checkpoint
             # reads its socket only after them (seconds on a loaded CPU), and a stop it reads is
             # told as `stopped`, where SIGTERM's is `killed`.
-            stoppers = [threading.Thread(target=self._stop_one, args=(name, max(1.0, timeout * STOP_SEND_SHARE)),
-                                         name=f"nexus-stop-{name}", daemon=True) for name in self.live_runs()]
+            stoppers = [
+                threading.Thread(
+                    target=self._stop_one,
+                    args=(name, max(1.0, timeout * STOP_SEND_SHARE)),
+                    name=f"nexus-stop-{name}",
+                    daemon=True,
+                )
+                for name in self.live_runs()
+            ]
             for t in stoppers:
                 t.start()
             for t in stoppers:

@@ -207,7 +207,9 @@ class RunsWatcher:
             except OSError:
                 return 0
             if size < tail.offset:
-                self._warn(name, f"{METRICS_FILE} shrank from {tail.offset} to {size} bytes: reading it again")
+                self._warn(
+                    name, f"{METRICS_FILE} shrank from {tail.offset} to {size} bytes: reading it again"
+                )
                 tail = self._tails[name] = _Tail()
             if size == tail.offset:
                 return 0
@@ -219,8 +221,11 @@ class RunsWatcher:
             if history:
                 self._deliver(name, run_dir, [], 0.0)
                 if self.prebuild is not None:  # a run the child is decoding: its cache, once written
-                    self.prebuild.wait(name, lambda f: self._deliver(name, run_dir, [], f),
-                                       lambda text: self._warn(name, text))
+                    self.prebuild.wait(
+                        name,
+                        lambda f: self._deliver(name, run_dir, [], f),
+                        lambda text: self._warn(name, text),
+                    )
                 cached = colcache.load(run_dir, clean_only=True)
                 if cached is None and (cached := colcache.load(run_dir)) is not None:
                     clean = False  # a cache of a stretch that warned: so is its extension
@@ -253,7 +258,10 @@ class RunsWatcher:
                             continue
                         held += pieces
                         held_bytes += len(chunk)
-                        if held_bytes >= HISTORY_DELIVER_BYTES or time.monotonic() - last >= HISTORY_DELIVER_S:
+                        if (
+                            held_bytes >= HISTORY_DELIVER_BYTES
+                            or time.monotonic() - last >= HISTORY_DELIVER_S
+                        ):
                             delivered += self._deliver(name, run_dir, held, tail.offset / size)
                             held, held_bytes, last = [], 0, time.monotonic()
                     if held:

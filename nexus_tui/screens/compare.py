@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CompareScreen", "config_differences", "flatten"]
 
+
 class CompareScreen(Screen[None]):
     """Pick runs on the left; curves, config differences and results on the right."""
 
@@ -58,7 +59,11 @@ class CompareScreen(Screen[None]):
     """Live runs keep training while compared: the curves and results follow them at this pace."""
 
     def __init__(
-        self, store: MetricStore, palette: ChartPalette, chosen: list[str], ema_weight: float = 0.6,
+        self,
+        store: MetricStore,
+        palette: ChartPalette,
+        chosen: list[str],
+        ema_weight: float = 0.6,
         root: Path | None = None,
     ) -> None:
         super().__init__()
@@ -137,14 +142,19 @@ class CompareScreen(Screen[None]):
         shown = tuple((r.name, id(r.config)) for r in runs)
         if shown == self._shown:
             for run in runs:
-                for column, value in zip(list(results.columns)[1:], result_row(self.store, run).cells(), strict=True):
+                for column, value in zip(
+                    list(results.columns)[1:], result_row(self.store, run).cells(), strict=True
+                ):
                     results.update_cell(run.name, column, fmt.plain(value))
             return
         self._shown = shown
         results.clear()
         for run in runs:
-            results.add_row(fmt_name(run, self.palette), *map(fmt.plain, result_row(self.store, run).cells()),
-                            key=run.name)
+            results.add_row(
+                fmt_name(run, self.palette),
+                *map(fmt.plain, result_row(self.store, run).cells()),
+                key=run.name,
+            )
         diff = self.query_one("#diff", DataTable)
         diff.clear(columns=True)
         diff.add_column("key")
@@ -158,12 +168,16 @@ class CompareScreen(Screen[None]):
 
     def _draw_chart(self, runs: list[RunView]) -> None:
         chart = self.query_one("#compare-chart", MetricChart)
-        spec = ChartSpec(title=f"H (EMA {self.ema_weight:.2f}) and val loss ◆ by {self.x_axis}", xlabel=self.x_axis)
+        spec = ChartSpec(
+            title=f"H (EMA {self.ema_weight:.2f}) and val loss ◆ by {self.x_axis}", xlabel=self.x_axis
+        )
         for run in runs:
             color = self.palette.run(run.color)
             ce = run.series["ce"]
             if len(ce):
-                raw, smooth = self._cache.curve(run.name, "ce", ce, self.x_axis, self.ema_weight, 0, chart.buckets)
+                raw, smooth = self._cache.curve(
+                    run.name, "ce", ce, self.x_axis, self.ema_weight, 0, chart.buckets
+                )
                 spec.curves.append(Curve(*(smooth or raw), color))
             val = run.series["val_loss"]
             if len(val):

@@ -100,8 +100,10 @@ class QuitScreen(Dialog[str | None]):
         with Vertical():
             names = ", ".join(clean_text(n, limit=80) for n in self.live)
             yield Label(f"{len(self.live)} run(s) still training: {names}", classes="title", markup=False)
-            yield Label("Leave them training (the next `nexus` re-attaches them), or stop them "
-                        "(each saves a checkpoint first)?")
+            yield Label(
+                "Leave them training (the next `nexus` re-attaches them), or stop them "
+                "(each saves a checkpoint first)?"
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button("Stop runs", id="stop", variant="error")

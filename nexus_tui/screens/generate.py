@@ -19,7 +19,9 @@ from nexus_tui.screens.confirm import FormDialog
 from nexus_tui.screens.fields import Field
 
 
-def parse_generate(prompt: str, tokens: str, temperature: str, top_k: str) -> tuple[dict[str, Any] | None, str]:
+def parse_generate(
+    prompt: str, tokens: str, temperature: str, top_k: str
+) -> tuple[dict[str, Any] | None, str]:
     """The command's arguments, or None and a one-line reason (limits: protocol.COMMAND_ARGS)."""
     try:
         n = int(tokens)
@@ -61,14 +63,21 @@ class GenerateScreen(FormDialog[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical():
             name = clean_text(self.run_name, limit=80)
-            title = (f"Sample from {name} (between steps; training is untouched)" if self.from_step is None
-                     else f"Sample from {name}'s newest checkpoint (step {self.from_step})")
+            title = (
+                f"Sample from {name} (between steps; training is untouched)"
+                if self.from_step is None
+                else f"Sample from {name}'s newest checkpoint (step {self.from_step})"
+            )
             yield Label(title, classes="title", markup=False)
             yield Field("prompt", Input(self.default_prompt, placeholder="prompt", id="prompt"))
             with Horizontal(classes="row"):
                 yield Field("tokens", Input("100", id="tokens", tooltip="tokens to generate"))
-                yield Field("temperature", Input("0.8", id="temperature", tooltip="0 = always the likeliest token"))
-                yield Field("top-k (0 = off)", Input("40", id="top_k", tooltip="sample among the k likeliest"))
+                yield Field(
+                    "temperature", Input("0.8", id="temperature", tooltip="0 = always the likeliest token")
+                )
+                yield Field(
+                    "top-k (0 = off)", Input("40", id="top_k", tooltip="sample among the k likeliest")
+                )
             yield Static("", classes="error", id="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -76,7 +85,9 @@ class GenerateScreen(FormDialog[dict[str, Any] | None]):
 
     def _submit(self) -> None:
         values = {w.id: w.value for w in self.query(Input)}
-        args, error = parse_generate(values["prompt"], values["tokens"], values["temperature"], values["top_k"])
+        args, error = parse_generate(
+            values["prompt"], values["tokens"], values["temperature"], values["top_k"]
+        )
         if args is None:
             self.query_one("#error", Static).update(error)
             return

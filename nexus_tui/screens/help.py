@@ -50,10 +50,16 @@ class HelpScreen(Dialog[None]):
             table.add_column("does", width=32)
             table.add_column("on the selected run", width=28)
             for row in self.rows:
-                status = Text("✓ works", style="green") if not row.why_not else Text(f"✗ {row.why_not}", style="dim")
+                status = (
+                    Text("✓ works", style="green")
+                    if not row.why_not
+                    else Text(f"✗ {row.why_not}", style="dim")
+                )
                 table.add_row(Text(row.key, style="bold"), Text(row.what), status, height=None)
             yield table
-            yield Label("↑↓ scroll · Escape (or ?) closes · ctrl+p searches every command by name", markup=False)
+            yield Label(
+                "↑↓ scroll · Escape (or ?) closes · ctrl+p searches every command by name", markup=False
+            )
 
     def on_mount(self) -> None:
         self.query_one("#keys").focus()

@@ -42,7 +42,14 @@ def available_presets() -> list[str]:
 
 
 def parse_launch(
-    preset: str, device: str, name: str, steps: str, overrides: str, root: Path, nproc: str = "1", command: str = "",
+    preset: str,
+    device: str,
+    name: str,
+    steps: str,
+    overrides: str,
+    root: Path,
+    nproc: str = "1",
+    command: str = "",
 ) -> tuple[dict[str, Any] | None, str]:
     """The app's launch arguments, or None and what to fix. A command is split like a shell would
     (shlex) but never run by one; it takes the place of the preset, its steps and overrides."""
@@ -63,8 +70,10 @@ def parse_launch(
         except ValueError as e:
             return None, f"command: {e}"
         if steps.strip() or overrides.strip() or ranks > 1:
-            return None, ("steps, overrides and processes are for presets: give them to your command "
-                          "(e.g. torchrun --nproc-per-node 2 train.py)")
+            return None, (
+                "steps, overrides and processes are for presets: give them to your command "
+                "(e.g. torchrun --nproc-per-node 2 train.py)"
+            )
         return {"command": argv, "name": name, "device": device}, ""
     n = 0
     if steps.strip():
@@ -104,7 +113,11 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
     """Enter launches the defaults at once (on the preset's list, Enter would only open it)."""
 
     def __init__(
-        self, root: Path, presets: list[str], devices: list[tuple[str, str]], check: Check | None = None,
+        self,
+        root: Path,
+        presets: list[str],
+        devices: list[tuple[str, str]],
+        check: Check | None = None,
     ) -> None:
         super().__init__()
         self.root = root
@@ -123,11 +136,15 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             yield Static("New run", classes="title")
             with VerticalScroll(id="launch-body", can_focus=False):  # Tab goes field to field
                 yield Label("Preset (or your own script: type its command at the bottom)")
-                yield Select([(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset")
+                yield Select(
+                    [(p, p) for p in self.presets], value=self.presets[0], allow_blank=False, id="preset"
+                )
                 yield Label("Device")
                 yield Select(
-                    [(fmt.plain(label), value) for value, label in self.devices], value=self.devices[0][0],
-                    allow_blank=False, id="device",
+                    [(fmt.plain(label), value) for value, label in self.devices],
+                    value=self.devices[0][0],
+                    allow_blank=False,
+                    id="device",
                 )
                 yield Label("Name")
                 yield Input(self._suggested, id="name")
@@ -160,14 +177,23 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             runs = sorted(d.name for d in self.root.iterdir() if d.is_dir() and run_name_ok(d.name))[:200]
         except OSError:
             runs = []
-        return [("now", "now"), ("when a slot is free (queue)", "queue"),
-                *((f"after {fmt.plain(r)} ends", f"after:{r}") for r in runs)]
+        return [
+            ("now", "now"),
+            ("when a slot is free (queue)", "queue"),
+            *((f"after {fmt.plain(r)} ends", f"after:{r}") for r in runs),
+        ]
 
     def _submit(self) -> None:
         value = {w.id: w.value for w in self.query(Input)}
         args, error = parse_launch(
-            str(self.query_one("#preset", Select).value), str(self.query_one("#device", Select).value),
-            value["name"], value["steps"], value["overrides"], self.root, value["nproc"], value["command"],
+            str(self.query_one("#preset", Select).value),
+            str(self.query_one("#device", Select).value),
+            value["name"],
+            value["steps"],
+            value["overrides"],
+            self.root,
+            value["nproc"],
+            value["command"],
         )
         if args is None:
             self.query_one("#error", Static).update(clean_text(error))
@@ -206,8 +232,13 @@ class LaunchScreen(FormDialog[dict[str, Any] | None]):
             return  # the person's own name
         base = command_base(self.query_one("#command", Input).value)
         preset = self.query_one("#preset", Select).value
-        suggestion = (free_run_name(self.root, base) if base else
-                      next_free_name(self.root, str(preset)) if preset is not Select.BLANK else name.value)
+        suggestion = (
+            free_run_name(self.root, base)
+            if base
+            else next_free_name(self.root, str(preset))
+            if preset is not Select.BLANK
+            else name.value
+        )
         self._suggested = suggestion
         name.value = suggestion
 

@@ -80,8 +80,22 @@ class QueueScreen(ModalScreen[None]):
         table.clear()
         for j in self.jobs:
             slots = ",".join(map(str, j.devices)) if j.active else str(j.gpus)
-            table.add_row(*(fmt.plain(c) for c in (j.id, j.name, j.state, slots, j.priority, j.after or "-",
-                                                    j.kind, j.outcome or "-")), key=str(j.id))
+            table.add_row(
+                *(
+                    fmt.plain(c)
+                    for c in (
+                        j.id,
+                        j.name,
+                        j.state,
+                        slots,
+                        j.priority,
+                        j.after or "-",
+                        j.kind,
+                        j.outcome or "-",
+                    )
+                ),
+                key=str(j.id),
+            )
         if current is not None:
             for i, j in enumerate(self.jobs):
                 if j.id == current.id:
@@ -138,7 +152,9 @@ class QueueScreen(ModalScreen[None]):
             elif change == "priority":
                 ops.set_priority(self.root, [ref], value)
             else:
-                {"hold": ops.hold, "release": ops.release, "cancel": ops.cancel, "top": ops.top}[change](self.root, [ref])
+                {"hold": ops.hold, "release": ops.release, "cancel": ops.cancel, "top": ops.top}[change](
+                    self.root, [ref]
+                )
             if change in ("release", "top", "priority"):
                 ensure_runner(self.root)
         except (ops.JobError, queuefile.QueueError) as e:

@@ -32,7 +32,9 @@ from nexus_tui.screens.fields import Field
 from nexus_tui.widgets.chart import MetricChart
 from nexus_tui.widgets.chart_spec import ChartSpec, Curve
 
-Preview = Callable[[float, int, int, "str | None"], "tuple[list[int], list[float]] | tuple[list[int], list[float], str]"]
+Preview = Callable[
+    [float, int, int, "str | None"], "tuple[list[int], list[float]] | tuple[list[int], list[float], str]"
+]
 """(target_lr, ramp_steps, total_steps, checkpoint or None) -> (steps, lrs[, what it assumes]); may block."""
 Now = Callable[[], tuple[int, "float | None", int]]
 """The run as it is now: (step, LR, total steps), read again every second while the dialog is open."""
@@ -53,7 +55,9 @@ def default_ramp(resume_step: int, total: int) -> tuple[int, int]:
     return ramp, new_total
 
 
-def parse_ramp(target: str, ramp: str, total: str, at_step: int, run_total: int = 0) -> tuple[dict[str, Any] | None, str]:
+def parse_ramp(
+    target: str, ramp: str, total: str, at_step: int, run_total: int = 0
+) -> tuple[dict[str, Any] | None, str]:
     """The ramp arguments, or None and what to fix. total 0 = keep the run's total (`run_total`)."""
     try:
         lr = float(target)
@@ -78,8 +82,10 @@ def parse_ramp(target: str, ramp: str, total: str, at_step: int, run_total: int 
             return None, f"total steps ({n}) must be past the resume step ({at_step})"
     end = n or run_total
     if end and at_step + steps >= end:
-        return None, (f"the ramp ends at step {at_step + steps}, past the total of {end}: "
-                      "shorten the ramp or raise the total")
+        return None, (
+            f"the ramp ends at step {at_step + steps}, past the total of {end}: "
+            "shorten the ramp or raise the total"
+        )
     return {"target_lr": lr, "ramp_steps": steps, "total_steps": n}, ""
 
 
@@ -102,8 +108,16 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, run_name: str, live: bool, checkpoints: list[dict[str, Any]], step: int, current_lr: float | None,
-        total_steps: int, preview: Preview, now: Now | None = None, paused: bool = False,
+        self,
+        run_name: str,
+        live: bool,
+        checkpoints: list[dict[str, Any]],
+        step: int,
+        current_lr: float | None,
+        total_steps: int,
+        preview: Preview,
+        now: Now | None = None,
+        paused: bool = False,
     ) -> None:
         super().__init__()
         self.run_name = run_name
@@ -124,7 +138,9 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         name = clean_text(self.run_name, limit=80)
         if self.live:
-            title = f"Ramp the LR of {name} — live, from the step it is at" + (" (then unpause it)" if self.paused else "")
+            title = f"Ramp the LR of {name} — live, from the step it is at" + (
+                " (then unpause it)" if self.paused else ""
+            )
         else:
             title = f"Resume {name} from a checkpoint, with an LR ramp"
         start = self.step if self.live or not self.checkpoints else int(self.checkpoints[0].get("step") or 0)
@@ -139,28 +155,58 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
                 table.display = bool(self.checkpoints) and not self.live
                 table.add_columns("step", "loss", "val loss", "best", "saved")
                 for c in self.checkpoints:
-                    saved = time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
+                    saved = (
+                        time.strftime("%H:%M:%S", time.localtime(c["time"])) if c.get("time") else fmt.DASH
+                    )
                     table.add_row(
-                        *map(fmt.plain, (c.get("step", "?"), fmt.loss(c.get("loss")), fmt.loss(c.get("val_loss")),
-                                         "★" if c.get("best") else "", saved)),
+                        *map(
+                            fmt.plain,
+                            (
+                                c.get("step", "?"),
+                                fmt.loss(c.get("loss")),
+                                fmt.loss(c.get("val_loss")),
+                                "★" if c.get("best") else "",
+                                saved,
+                            ),
+                        ),
                         key=str(c.get("path", c.get("step"))),
                     )
                 if self.live:
-                    yield Label("The ramp starts at the run's current step (checkpoints load only when a "
-                                "stopped run resumes).")
+                    yield Label(
+                        "The ramp starts at the run's current step (checkpoints load only when a "
+                        "stopped run resumes)."
+                    )
                 elif not self.checkpoints:
                     yield Label("No checkpoints on disk: nothing to resume from.")
                 else:
                     yield Label("Checkpoint to resume from (↑↓ picks; only those still on disk):")
                 yield table
                 with Horizontal(classes="row"):
-                    yield Field("target LR", Input(f"{(self.current_lr or 1e-3):.2e}", id="target",
-                                                   tooltip="the LR the ramp ends at; the schedule goes on from there"))
-                    yield Field("ramp steps", Input(str(ramp), id="ramp",
-                                                    tooltip="steps to go linearly from the current LR to the target"))
-                    yield Field("total (blank = keep)",
-                                Input(str(new_total) if new_total else "", id="total",
-                                      placeholder=f"now {self.total_steps}", tooltip="new total steps of the run"))
+                    yield Field(
+                        "target LR",
+                        Input(
+                            f"{(self.current_lr or 1e-3):.2e}",
+                            id="target",
+                            tooltip="the LR the ramp ends at; the schedule goes on from there",
+                        ),
+                    )
+                    yield Field(
+                        "ramp steps",
+                        Input(
+                            str(ramp),
+                            id="ramp",
+                            tooltip="steps to go linearly from the current LR to the target",
+                        ),
+                    )
+                    yield Field(
+                        "total (blank = keep)",
+                        Input(
+                            str(new_total) if new_total else "",
+                            id="total",
+                            placeholder=f"now {self.total_steps}",
+                            tooltip="new total steps of the run",
+                        ),
+                    )
                 yield Label(f"now: step {self.step}, LR {fmt.lr(self.current_lr)}", id="now")
                 yield MetricChart("LR preview", id="preview")
                 yield Label("", id="assumes", markup=False)
@@ -172,7 +218,11 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def on_mount(self) -> None:
         # A stopped run resumes from a checkpoint: pick it first; a live one ramps from where it is.
-        (self.query_one("#ckpts") if self.checkpoints and not self.live else self.query_one("#target", Input)).focus()
+        (
+            self.query_one("#ckpts")
+            if self.checkpoints and not self.live
+            else self.query_one("#target", Input)
+        ).focus()
         if not self.live and not self.checkpoints:
             self.query_one("#go", Button).disabled = True  # it could only fail
         self._update_preview()
@@ -217,8 +267,9 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         if args is not None:
             chosen = self._chosen()
             ckpt = None if self.live or chosen is None else chosen.get("path")
-            self._compute_preview(args["target_lr"], args["ramp_steps"], args["total_steps"] or self.total_steps,
-                                  ckpt)
+            self._compute_preview(
+                args["target_lr"], args["ramp_steps"], args["total_steps"] or self.total_steps, ckpt
+            )
 
     @work(thread=True, exclusive=True, group="lr-preview")
     def _compute_preview(self, target: float, ramp: int, total: int, ckpt: str | None) -> None:
@@ -247,8 +298,9 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
         title = f"LR preview from step {int(steps[0]) if steps else self._resume_step()}: {fmt.lr(lrs[0] if lrs else None)}"
         if args is not None:
             end = args["total_steps"] or self.total_steps
-            title += (f" → {fmt.lr(args['target_lr'])} over {args['ramp_steps']} steps"
-                      + (f", then the schedule to step {end}" if end else ""))
+            title += f" → {fmt.lr(args['target_lr'])} over {args['ramp_steps']} steps" + (
+                f", then the schedule to step {end}" if end else ""
+            )
         spec = ChartSpec(title=title, xlabel="step")
         spec.curves.append(Curve(steps, lrs, color))
         chart.show(spec)
@@ -260,7 +312,9 @@ class RampScreen(FormDialog[dict[str, Any] | None]):
 
     def _submit(self) -> None:
         if not self.live and not self.checkpoints:
-            self.query_one("#error", Static).update("no checkpoint on disk to resume from: Cancel, then n starts a new run")
+            self.query_one("#error", Static).update(
+                "no checkpoint on disk to resume from: Cancel, then n starts a new run"
+            )
             return
         args, error = self._args()
         if args is None:

@@ -39,7 +39,9 @@ class SweepScreen(ModalScreen[None]):
         with Vertical():
             yield Static(fmt.plain(f"Sweep {self.sweep}"), classes="title")
             yield DataTable(id="sweep", cursor_type="row", zebra_stripes=True)
-            yield Static("ranked by best val loss · m compare them · esc close", id="sweep-note", markup=False)
+            yield Static(
+                "ranked by best val loss · m compare them · esc close", id="sweep-note", markup=False
+            )
 
     def on_mount(self) -> None:
         self.reload()
@@ -59,7 +61,14 @@ class SweepScreen(ModalScreen[None]):
         table.clear()
         self.runs = [r[0] for r in rows]
         for i, (run, values, best, state, step) in enumerate(rows):
-            cells: list[Any] = [i + 1, run, *(values[k] for k in keys), "-" if best is None else f"{best:.4f}", state, step]
+            cells: list[Any] = [
+                i + 1,
+                run,
+                *(values[k] for k in keys),
+                "-" if best is None else f"{best:.4f}",
+                state,
+                step,
+            ]
             table.add_row(*(fmt.plain(c) for c in cells), key=run)
 
     def action_close(self) -> None:

@@ -190,8 +190,12 @@ class Telemetry:
             self.gpu_error = f"NVIDIA driver not usable ({e}): GPU telemetry off"
             return
         count = _nv(pynvml.nvmlDeviceGetCount) or 0
-        self._handles = [h for i in range(count) if (h := _nv(pynvml.nvmlDeviceGetHandleByIndex, i)) is not None]
-        self._names = [_text(_nv(pynvml.nvmlDeviceGetName, h) or f"GPU {i}") for i, h in enumerate(self._handles)]
+        self._handles = [
+            h for i in range(count) if (h := _nv(pynvml.nvmlDeviceGetHandleByIndex, i)) is not None
+        ]
+        self._names = [
+            _text(_nv(pynvml.nvmlDeviceGetName, h) or f"GPU {i}") for i, h in enumerate(self._handles)
+        ]
         if not self._handles:
             self.gpu_error = "the NVIDIA driver reports no GPUs: GPU telemetry off"
 
@@ -213,7 +217,10 @@ class Telemetry:
         fan = _nv(pynvml.nvmlDeviceGetFanSpeed, handle)
         g.fan = float(fan) if fan is not None else None
         by_pid = {pid: name for name, pids in self._families.items() for pid in pids}
-        for getter in (pynvml.nvmlDeviceGetComputeRunningProcesses, pynvml.nvmlDeviceGetGraphicsRunningProcesses):
+        for getter in (
+            pynvml.nvmlDeviceGetComputeRunningProcesses,
+            pynvml.nvmlDeviceGetGraphicsRunningProcesses,
+        ):
             for p in _nv(getter, handle) or ():
                 used = getattr(p, "usedGpuMemory", None)
                 used = int(used) if isinstance(used, int) and used >= 0 else None  # N/A is a huge sentinel
@@ -261,8 +268,9 @@ class Telemetry:
             except psutil.Error:
                 self._known.pop(member.pid, None)
         self._families[name] = tuple(pids) or (pid,)
-        return ProcessSample(name, pid, alive=alive, cpu_percent=cpu, rss=rss, threads=threads,
-                             pids=self._families[name])
+        return ProcessSample(
+            name, pid, alive=alive, cpu_percent=cpu, rss=rss, threads=threads, pids=self._families[name]
+        )
 
     # -- sampling --------------------------------------------------------------------------------
 
@@ -273,15 +281,22 @@ class Telemetry:
         load = None
         with contextlib.suppress(OSError, AttributeError):
             load = os.getloadavg()[0]
-        host = HostSample(cpu_percent=psutil.cpu_percent(None), cpu_count=psutil.cpu_count() or 1,
-                          ram_used=int(vm.total - vm.available), ram_total=int(vm.total), load1=load)
+        host = HostSample(
+            cpu_percent=psutil.cpu_percent(None),
+            cpu_count=psutil.cpu_count() or 1,
+            ram_used=int(vm.total - vm.available),
+            ram_total=int(vm.total),
+            load1=load,
+        )
         with self._lock:
             procs = {name: self._process(name, p) for name, p in self._tracked.items()}
             family = {pid for pids in self._families.values() for pid in pids}
             for gone in set(self._known) - family:
                 del self._known[gone]
             gpus = [self._gpu(i, h) for i, h in enumerate(self._handles)]
-            snap = TelemetrySnapshot(time=time.time(), host=host, gpus=gpus, processes=procs, gpu_error=self.gpu_error)
+            snap = TelemetrySnapshot(
+                time=time.time(), host=host, gpus=gpus, processes=procs, gpu_error=self.gpu_error
+            )
             if remember:
                 self._remember(snap)
         return snap
@@ -303,7 +318,10 @@ class Telemetry:
         put("host.ram", 100.0 * snap.host.ram_used / snap.host.ram_total if snap.host.ram_total else None)
         for g in snap.gpus:
             put(f"gpu{g.index}.util", g.util)
-            put(f"gpu{g.index}.mem", 100.0 * g.mem_used / g.mem_total if g.mem_used is not None and g.mem_total else None)
+            put(
+                f"gpu{g.index}.mem",
+                100.0 * g.mem_used / g.mem_total if g.mem_used is not None and g.mem_total else None,
+            )
             put(f"gpu{g.index}.temp", g.temp_c)
             put(f"gpu{g.index}.power", g.power_w)
         for p in snap.processes.values():
@@ -357,4 +375,3 @@ class Telemetry:
             mem = f" ({gib(g.mem_free, '?')}/{gib(g.mem_total, '?')} GiB free)" if g.mem_total else ""
             out.append((f"cuda:{g.index}", f"cuda:{g.index} {g.name}{mem}"))
         return out
-

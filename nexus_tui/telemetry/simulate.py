@@ -56,11 +56,16 @@ def build(folder: Path) -> Path:
     return lib
 
 
-def write_state(path: Path, gpus: list[tuple[str, float, int, int, float, float, float]],
-                procs: Sequence[tuple[int, int, int]] = ()) -> None:
+def write_state(
+    path: Path,
+    gpus: list[tuple[str, float, int, int, float, float, float]],
+    procs: Sequence[tuple[int, int, int]] = (),
+) -> None:
     """gpus: (name, util %, used B, total B, temp C, power W, limit W); procs: (gpu, pid, used B)."""
-    lines = [f"gpu {n.replace(' ', '_')} {u:.0f} {used} {total} {t:.0f} {p * 1000:.0f} {lim * 1000:.0f}"
-             for n, u, used, total, t, p, lim in gpus]
+    lines = [
+        f"gpu {n.replace(' ', '_')} {u:.0f} {used} {total} {t:.0f} {p * 1000:.0f} {lim * 1000:.0f}"
+        for n, u, used, total, t, p, lim in gpus
+    ]
     lines += [f"proc {g} {pid} {used}" for g, pid, used in procs]
     safefile.atomic_write(path, "\n".join(lines) + "\n")  # the stand-in re-reads it: never half a file
 
@@ -95,7 +100,11 @@ class Simulation:
                 if not status:
                     continue
                 pid = status.get("pid")
-                if isinstance(pid, int) and status.get("state") in ("starting", "running", "paused") and pid_alive(pid):
+                if (
+                    isinstance(pid, int)
+                    and status.get("state") in ("starting", "running", "paused")
+                    and pid_alive(pid)
+                ):
                     pids.append(pid)
         return pids
 

@@ -115,7 +115,8 @@ class MetricChart(PlotextPlot):
 
     def _dots(self, spec: ChartSpec) -> tuple:
         return (self.size.width, self.size.height, self.app.theme), screen_signature(
-            spec, self.size.width or 40, self.size.height or 12)
+            spec, self.size.width or 40, self.size.height or 12
+        )
 
     def _same_as_drawn(self, spec: ChartSpec) -> bool:
         assert self._drawn_dots is not None
@@ -171,7 +172,9 @@ class MetricChart(PlotextPlot):
         if not self._has_data():
             # Nothing to plot (the first frame, no run selected): the title alone, no plotext build.
             return Text(self.spec.title.center(self.size.width or 0), style="bold")
-        return Text("\n").join(Text.assemble(*((seg.text, seg.style or "") for seg in strip)) for strip in self._drawn())
+        return Text("\n").join(
+            Text.assemble(*((seg.text, seg.style or "") for seg in strip)) for strip in self._drawn()
+        )
 
     def render_lines(self, crop: Region) -> list[Strip]:
         lines = self._drawn() if self._has_data() else None  # once a frame, not once a line
@@ -186,7 +189,11 @@ class MetricChart(PlotextPlot):
     def render_line(self, y: int) -> Strip:
         if self._lines is None:
             return super().render_line(y)  # the title, through render()
-        return self._lines[y] if y < len(self._lines) else Strip.blank(self.size.width, self.visual_style.rich_style)
+        return (
+            self._lines[y]
+            if y < len(self._lines)
+            else Strip.blank(self.size.width, self.visual_style.rich_style)
+        )
 
     def _drawn(self) -> list[Strip]:
         """The chart's lines: built with plotext when the spec, size or theme changed since the last

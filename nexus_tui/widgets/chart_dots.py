@@ -21,7 +21,12 @@ def _finite_points(spec: ChartSpec) -> list[list[tuple[float, float]]]:
     for c in spec.curves:
         pts = []
         for x, y in zip(c.xs, c.ys, strict=False):
-            if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)) or (spec.log_y and y <= 0):
+            if (
+                x is None
+                or y is None
+                or not (math.isfinite(x) and math.isfinite(y))
+                or (spec.log_y and y <= 0)
+            ):
                 continue
             pts.append((float(x), math.log10(y) if spec.log_y else float(y)))
         out.append(pts)
@@ -35,8 +40,11 @@ def screen_signature(spec: ChartSpec, width: int, height: int) -> tuple:
     curves = _finite_points(spec)
     xs = [x for pts in curves for x, _ in pts]
     ys = [y for pts in curves for _, y in pts]
-    ys += [math.log10(y) if spec.log_y else y for y, _ in spec.hlines
-           if math.isfinite(y) and (y > 0 or not spec.log_y)]
+    ys += [
+        math.log10(y) if spec.log_y else y
+        for y, _ in spec.hlines
+        if math.isfinite(y) and (y > 0 or not spec.log_y)
+    ]
     if not xs:
         return ("empty", spec.title), ()
     x_lo, x_hi = spec.x_range if spec.x_range is not None else (min(xs), max(xs))
@@ -46,17 +54,34 @@ def screen_signature(spec: ChartSpec, width: int, height: int) -> tuple:
     cols, rows = max(1, 2 * (width - 10)), max(1, 4 * (height - 4))
     x_span, y_span = (x_hi - x_lo) or 1.0, (y_hi - y_lo) or 1.0
     dots = tuple(
-        (np.array([(x - x_lo) / x_span * cols for x, _ in pts]), np.array([(y - y_lo) / y_span * rows for _, y in pts]))
+        (
+            np.array([(x - x_lo) / x_span * cols for x, _ in pts]),
+            np.array([(y - y_lo) / y_span * rows for _, y in pts]),
+        )
         for pts in curves
     )
     x_labels = x_ticks(x_lo, x_hi, width, spec.x_integer)[1]
-    data_lo, data_hi = (10**y_lo, 10**y_hi) if spec.log_y else (y_lo, y_hi)  # ys above are log10 on a log axis
+    data_lo, data_hi = (
+        (10**y_lo, 10**y_hi) if spec.log_y else (y_lo, y_hi)
+    )  # ys above are log10 on a log axis
     y_labels = y_ticks(data_lo, data_hi, height, spec.log_y)[1]
     cursor = None if spec.cursor is None else (round((spec.cursor[0] - x_lo) / x_span * cols), spec.cursor[1])
-    hlines = tuple((round(((math.log10(y) if spec.log_y and y > 0 else y) - y_lo) / y_span * rows), c)
-                   for y, c in spec.hlines if math.isfinite(y))
+    hlines = tuple(
+        (round(((math.log10(y) if spec.log_y and y > 0 else y) - y_lo) / y_span * rows), c)
+        for y, c in spec.hlines
+        if math.isfinite(y)
+    )
     styles = tuple((c.color, c.marker, c.scatter) for c in spec.curves)
-    return (spec.title, spec.xlabel, spec.log_y, tuple(x_labels), tuple(y_labels), cursor, hlines, styles), dots
+    return (
+        spec.title,
+        spec.xlabel,
+        spec.log_y,
+        tuple(x_labels),
+        tuple(y_labels),
+        cursor,
+        hlines,
+        styles,
+    ), dots
 
 
 def same_picture(a: tuple, b: tuple) -> bool:

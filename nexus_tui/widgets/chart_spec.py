@@ -41,5 +41,13 @@ class ChartSpec:
 
     def signature(self) -> tuple:
         """Everything a build depends on, to rebuild only when it changed."""
-        return (self.title, self.xlabel, self.log_y, tuple(self.hlines), self.x_range, self.x_integer, self.cursor,
-                tuple((tuple(c.xs), tuple(c.ys), c.color, c.marker, c.scatter) for c in self.curves))
+        return (
+            self.title,
+            self.xlabel,
+            self.log_y,
+            tuple(self.hlines),
+            self.x_range,
+            self.x_integer,
+            self.cursor,
+            tuple((tuple(c.xs), tuple(c.ys), c.color, c.marker, c.scatter) for c in self.curves),
+        )

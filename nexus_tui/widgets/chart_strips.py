@@ -40,9 +40,13 @@ def cell_style(colors: Colors) -> RichStyle:
     if found is None:
         code = plotext_ut.colors_to_ansi(*colors)
         spans = Text.from_ansi(f"{code}x{plotext_ut.ansi_end}").spans
-        found = _DECODED[colors] = RichStyle.combine(
-            s.style if isinstance(s.style, RichStyle) else RichStyle.parse(s.style) for s in spans
-        ) if spans else RichStyle.null()
+        found = _DECODED[colors] = (
+            RichStyle.combine(
+                s.style if isinstance(s.style, RichStyle) else RichStyle.parse(s.style) for s in spans
+            )
+            if spans
+            else RichStyle.null()
+        )
     return found
 
 

@@ -218,8 +218,16 @@ class ChartsPanel(ChartView, Vertical):
         )
 
     def _curves(
-        self, store: MetricStore, name: str, key: str, color: tuple[int, int, int], palette: ChartPalette,
-        buckets: int, smooth: bool, marker: str = "braille", scatter: bool = False,
+        self,
+        store: MetricStore,
+        name: str,
+        key: str,
+        color: tuple[int, int, int],
+        palette: ChartPalette,
+        buckets: int,
+        smooth: bool,
+        marker: str = "braille",
+        scatter: bool = False,
     ) -> list[Curve]:
         """The raw curve, or the EMA over a faint raw one, from the cache: O(buckets) per redraw."""
         run = store.get(name)
@@ -229,8 +237,9 @@ class ChartsPanel(ChartView, Vertical):
         o = self
         weight = o.ema if smooth else 0.0
         x_column = run.x_column(series, o.x_axis) if o.x_axis not in X_LABELS else None
-        (rx, ry), smoothed = self._cache().curve(name, key, series, o.x_axis, weight, o.window, buckets, self.x_view,
-                                                 x_column)
+        (rx, ry), smoothed = self._cache().curve(
+            name, key, series, o.x_axis, weight, o.window, buckets, self.x_view, x_column
+        )
         if smoothed is None:
             return [Curve(rx, ry, color, marker, scatter)]
         return [Curve(rx, ry, palette.faint, marker), Curve(*smoothed, color, marker)]
@@ -258,15 +267,23 @@ class ChartsPanel(ChartView, Vertical):
         xlabel = X_LABELS.get(self.x_axis, self.x_axis)
         integer = self.x_axis != "time"
         cursor = (self.cursor, palette.forecast) if self.cursor is not None else None
-        specs = {key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
-                 for key, title in CHARTS}
+        specs = {
+            key: ChartSpec(title=title, xlabel=xlabel, x_range=self.x_view, x_integer=integer, cursor=cursor)
+            for key, title in CHARTS
+        }
         specs["loss"].log_y = self.log_scale
         if runs and not any(len(r.series["ce"]) for r in runs):
             specs["loss"].title = "loss, val ◆"  # runs that report no pure CE: their loss is drawn there
         extras = [k for k in self.page if k not in specs]
         for key in extras:
-            specs[key] = ChartSpec(title=chartgrid.title(key), xlabel=xlabel, x_range=self.x_view,
-                                   x_integer=integer, cursor=cursor, log_y=self.log_scale)
+            specs[key] = ChartSpec(
+                title=chartgrid.title(key),
+                xlabel=xlabel,
+                x_range=self.x_view,
+                x_integer=integer,
+                cursor=cursor,
+                log_y=self.log_scale,
+            )
         for run in runs:
             color = palette.run(run.color)
             for key in ("lr", "gnorm", "tok_s"):
@@ -280,13 +297,18 @@ class ChartsPanel(ChartView, Vertical):
             main = "ce" if len(run.series["ce"]) else "loss"
             specs["loss"].curves += self._curves(store, run.name, main, color, palette, buckets, True)
             if main == "ce" and self._loss_differs(store, run.name):
-                specs["loss"].curves += self._curves(store, run.name, "loss", color, palette, buckets, False, "dot")
-            specs["loss"].curves += self._curves(store, run.name, "val_loss", color, palette, buckets, False, "◆",
-                                                 scatter=True)
+                specs["loss"].curves += self._curves(
+                    store, run.name, "loss", color, palette, buckets, False, "dot"
+                )
+            specs["loss"].curves += self._curves(
+                store, run.name, "val_loss", color, palette, buckets, False, "◆", scatter=True
+            )
         forecast_text = ""
         if loading and not runs:
-            forecast_text = f"reading {loading[0].label}'s history… {int((loading[0].loading or 0) * 100)}%" + (
-                f" +{len(loading) - 1} more" if len(loading) > 1 else "")
+            forecast_text = (
+                f"reading {loading[0].label}'s history… {int((loading[0].loading or 0) * 100)}%"
+                + (f" +{len(loading) - 1} more" if len(loading) > 1 else "")
+            )
         elif len(runs) == 1 and is_starting(runs[0]):
             forecast_text = starting_text(runs[0])
         elif len(runs) == 1:
@@ -297,7 +319,9 @@ class ChartsPanel(ChartView, Vertical):
             forecast_text = f"{len(runs)} runs marked (space marks/unmarks)"
             waiting = [r for r in runs if is_starting(r)]
             if waiting:
-                forecast_text = starting_text(waiting[0]) + (f" +{len(waiting) - 1} more" if len(waiting) > 1 else "")
+                forecast_text = starting_text(waiting[0]) + (
+                    f" +{len(waiting) - 1} more" if len(waiting) > 1 else ""
+                )
         elif not store.runs() and self.pending:
             forecast_text = f"starting {', '.join(self.pending)}: checking the config, then importing torch…"
         elif not store.runs():
@@ -314,8 +338,11 @@ class ChartsPanel(ChartView, Vertical):
                 self.chart(key).show(spec, live=live)
         if self._curve_cache is not None:
             self._curve_cache.sweep()
-        self.inspect_text = (readout(store, runs, self.x_axis, self.cursor, self.window, extras)
-                             if self.cursor is not None else "")
+        self.inspect_text = (
+            readout(store, runs, self.x_axis, self.cursor, self.window, extras)
+            if self.cursor is not None
+            else ""
+        )
         self._set("#chart-inspect", self.inspect_text)
         self.query_one("#chart-inspect", Static).set_class(bool(self.inspect_text), "-on")
 
@@ -350,8 +377,12 @@ class ChartsPanel(ChartView, Vertical):
             for run in runs:
                 legend.append("● ", style=palette.hex(run.color))
                 legend.append(f"{run.label} ")
-            legend.append("· marked (space unmarks)" if self.marked
-                          else "· highlighted (↑↓ picks, space marks to overlay)", style="dim")
+            legend.append(
+                "· marked (space unmarks)"
+                if self.marked
+                else "· highlighted (↑↓ picks, space marks to overlay)",
+                style="dim",
+            )
         self.query_one("#chart-legend", Static).update(legend)
 
     def _set(self, selector: str, text: str) -> None:
@@ -362,9 +393,14 @@ class ChartsPanel(ChartView, Vertical):
             self._texts[selector] = text
             # One-line rows keep their size: no layout pass, unless the inspect block grew or shrank.
             lines = text.count("\n")
-            self.query_one(selector, Static).update(text, layout=before is None or before.count("\n") != lines
-                                                     or selector == "#chart-inspect" and not before
-                                                     or selector == "#chart-options")  # it wraps: rare, and its height may change
+            self.query_one(selector, Static).update(
+                text,
+                layout=before is None
+                or before.count("\n") != lines
+                or selector == "#chart-inspect"
+                and not before
+                or selector == "#chart-options",
+            )  # it wraps: rare, and its height may change
 
     def relayout(self) -> None:
         """Redraw with the pages worked out again (the panel went narrow or wide)."""
@@ -380,7 +416,11 @@ class ChartsPanel(ChartView, Vertical):
         lo, hi = float("inf"), float("-inf")
         x, last_n = self.x_axis, self.window
         for run in runs:
-            s = next((v for v in run.series.values() if len(v)), None) if not len(run.series["ce"]) else run.series["ce"]
+            s = (
+                next((v for v in run.series.values() if len(v)), None)
+                if not len(run.series["ce"])
+                else run.series["ce"]
+            )
             if s is None:
                 continue
             xs, steps = run.x_column(s, x).view, s.step.view

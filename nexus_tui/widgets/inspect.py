@@ -9,8 +9,13 @@ from typing import Any
 from nexus_tui import format as fmt
 from nexus_tui.curves.chartgrid import title
 
-SHOWN = (("ce", "H", fmt.loss), ("loss", "loss", fmt.loss), ("lr", "lr", fmt.lr), ("gnorm", "gnorm", None),
-         ("tok_s", "tok/s", fmt.count))
+SHOWN = (
+    ("ce", "H", fmt.loss),
+    ("loss", "loss", fmt.loss),
+    ("lr", "lr", fmt.lr),
+    ("gnorm", "gnorm", None),
+    ("tok_s", "tok/s", fmt.count),
+)
 
 
 def _at(series: Any, step: float) -> tuple[float, float] | None:
@@ -46,7 +51,9 @@ def readout(store: Any, runs: list[Any], x_axis: str, x: float, window: int = 0,
         ce = run.series["ce"]
         if not len(ce):  # a reporter's run may log only `loss`, or only its own keys
             ce = next((s for s in run.series.values() if len(s)), ce)
-        i = nearest(ce, x_axis, x, window, run.x_column(ce, x_axis).view if hasattr(run, "x_column") else None)
+        i = nearest(
+            ce, x_axis, x, window, run.x_column(ce, x_axis).view if hasattr(run, "x_column") else None
+        )
         if i is None:
             continue
         step = float(ce.step.view[i])

@@ -29,7 +29,9 @@ class LogPane(ReflowLog):
         self.lines_written: list[str] = []
         """Plain text of each line (what tests and a copy command read)."""
 
-    def add_line(self, source: str, text: str, level: str = "info", color: str = "", when: float | None = None) -> None:
+    def add_line(
+        self, source: str, text: str, level: str = "info", color: str = "", when: float | None = None
+    ) -> None:
         """One line: HH:MM:SS source level text. `source` is a run name or 'nexus'. Both are cleaned
         here (escape sequences, control characters) whatever the caller passed: this is where run
         text becomes screen text. Long lines wrap; they are never cut."""

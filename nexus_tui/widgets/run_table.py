@@ -27,9 +27,16 @@ if TYPE_CHECKING:
     from nexus_tui.history.store import RunView
 
 COLUMNS = (
-    ("name", "Run"), ("model", "Model"), ("device", "Device"), ("state", "State"),
-    ("step", "Step/Total"), ("eta", "ETA"), ("loss", "Loss"), ("ce", "H"),
-    ("best", "Best val"), ("tok_s", "Tok/s"),
+    ("name", "Run"),
+    ("model", "Model"),
+    ("device", "Device"),
+    ("state", "State"),
+    ("step", "Step/Total"),
+    ("eta", "ETA"),
+    ("loss", "Loss"),
+    ("ce", "H"),
+    ("best", "Best val"),
+    ("tok_s", "Tok/s"),
 )
 
 DROP_ORDER = ("model", "device", "eta", "tok_s")
@@ -37,8 +44,16 @@ DROP_ORDER = ("model", "device", "eta", "tok_s")
 state, step, loss/H and best val always stay (at 80x24 nobody should scroll sideways to see them)."""
 
 STATE_STYLES = {
-    "running": "bold green", "paused": "bold yellow", "checkpointing": "cyan", "starting": "dim",
-    "finished": "blue", "crashed": "bold red", "stalled": "bold yellow reverse", "stopped": "dim", "failed": "bold red", "killed": "magenta",
+    "running": "bold green",
+    "paused": "bold yellow",
+    "checkpointing": "cyan",
+    "starting": "dim",
+    "finished": "blue",
+    "crashed": "bold red",
+    "stalled": "bold yellow reverse",
+    "stopped": "dim",
+    "failed": "bold red",
+    "killed": "magenta",
 }
 
 
@@ -58,9 +73,21 @@ def row_cells(run: RunView, palette: ChartPalette, marked: bool) -> list[Any]:
     total = run.total_steps or 0
     step = f"{run.step or 0}/{total}" if total else str(run.step or 0)
     return [
-        name, fmt.plain(run.model or fmt.DASH), fmt.plain(run.device or fmt.DASH), state, fmt.plain(step),
-        *map(fmt.plain, (fmt.duration(None if loading is not None else run.eta_s), fmt.loss(run.loss),
-                         fmt.loss(run.ce), fmt.loss(run.best_val_loss), fmt.count(run.tok_s))),
+        name,
+        fmt.plain(run.model or fmt.DASH),
+        fmt.plain(run.device or fmt.DASH),
+        state,
+        fmt.plain(step),
+        *map(
+            fmt.plain,
+            (
+                fmt.duration(None if loading is not None else run.eta_s),
+                fmt.loss(run.loss),
+                fmt.loss(run.ce),
+                fmt.loss(run.best_val_loss),
+                fmt.count(run.tok_s),
+            ),
+        ),
     ]
 
 
@@ -130,8 +157,10 @@ class RunTable(DataTable):
         room = self.scrollable_content_region.width
         if room <= 0:  # not laid out yet
             return tuple(keys)
-        widths = {key: max(cell_len(label), self._content.get(key, 0)) + 2 * self.cell_padding
-                  for key, label in COLUMNS}
+        widths = {
+            key: max(cell_len(label), self._content.get(key, 0)) + 2 * self.cell_padding
+            for key, label in COLUMNS
+        }
         for key in DROP_ORDER:
             if sum(widths[k] for k in keys) <= room:
                 break
@@ -171,9 +200,16 @@ class RunTable(DataTable):
         routine = live and self._palette is palette and all(run.name in self._runs for run in runs)
         if routine:  # a state, a name, a model or a device that changed is shown at once
             for run in runs:
-                cells = dict(zip((key for key, _ in COLUMNS), row_cells(run, palette, run.name in self.marked),
-                                 strict=True))
-                if any(key in self._shown and self._drawn.get((run.name, key)) != cells[key] for key in URGENT):
+                cells = dict(
+                    zip(
+                        (key for key, _ in COLUMNS),
+                        row_cells(run, palette, run.name in self.marked),
+                        strict=True,
+                    )
+                )
+                if any(
+                    key in self._shown and self._drawn.get((run.name, key)) != cells[key] for key in URGENT
+                ):
                     routine = False
                     break
         self._throttle(lambda: self._show(runs, palette), live=routine)
@@ -193,7 +229,9 @@ class RunTable(DataTable):
                 if run in fresh:
                     self.add_row(*self._cells(run), key=run.name)
                     continue
-                shown = [c for (key, _), c in zip(COLUMNS, cells[run.name], strict=True) if key in self._shown]
+                shown = [
+                    c for (key, _), c in zip(COLUMNS, cells[run.name], strict=True) if key in self._shown
+                ]
                 for key, value in zip(self._shown, shown, strict=True):
                     if self._drawn.get((run.name, key)) != value:  # an update repaints the table
                         self._drawn[(run.name, key)] = value

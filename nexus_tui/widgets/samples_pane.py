@@ -40,7 +40,7 @@ class SamplesPane(ReflowLog):
         body = Text()
         body.append(prompt, style="bold")
         # Generated text may start with the prompt or not, depending on the engine; show it once.
-        body.append(text[len(prompt):] if prompt and text.startswith(prompt) else text)
+        body.append(text[len(prompt) :] if prompt and text.startswith(prompt) else text)
         self.add(header)
         self.add(body)
         self.add(Text(""))

@@ -64,8 +64,13 @@ def gpu_lines(gpu: GpuView, width: int = 40) -> Text:
     t.append(f"GPU{gpu.index} {clean_text(gpu.name)}".strip(), style="bold")
     _row(t, "util", _n(gpu.util, ".0f", "%"), gpu.util_history, width)
     _row(t, "mem", f"{gib(gpu.mem_used)}/{gib(gpu.mem_total)} GiB", gpu.mem_history, width)
-    _row(t, "temp", f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
-         None, width)
+    _row(
+        t,
+        "temp",
+        f"{_n(gpu.temp, '.0f', '°C')}  power {_n(gpu.power, '.0f')}/{_n(gpu.power_limit, '.0f')} W",
+        None,
+        width,
+    )
     _row(t, "clk", f"sm {_n(gpu.sm_clock)}  mem {_n(gpu.mem_clock)} MHz", None, width)
     for pid, run, mem in gpu.processes:
         t.append("\n  ")

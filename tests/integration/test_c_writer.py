@@ -22,13 +22,22 @@ def test_the_c_writer_passes_nexus_check_live_and_after(tmp_path: Path, runs_roo
     run = runs_root / "cw"
     proc = start(binary, run, step_ms=10)
     try:
-        wait_until(lambda: P.read_status(run) and (P.read_status(run) or {}).get("state") == P.RUNNING, 60,
-                   "the C writer running")
+        wait_until(
+            lambda: P.read_status(run) and (P.read_status(run) or {}).get("state") == P.RUNNING,
+            60,
+            "the C writer running",
+        )
         report = check(run, steer=True)
         assert report.ok and report.lines == [], report.summary()
         assert "control socket" in report.checked
-        done = subprocess.run([sys.executable, "-m", "nexus_tui", "check", "--stop", str(run)], capture_output=True,
-                              text=True, timeout=180, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        done = subprocess.run(
+            [sys.executable, "-m", "nexus_tui", "check", "--stop", str(run)],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert proc.wait(60) == 0
     finally:

@@ -29,8 +29,14 @@ from nexus_core.check import check
 
 
 def _nexus(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nexus_tui", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_an_engine_run_passes(runs_root: Path) -> None:
@@ -44,8 +50,13 @@ def test_an_engine_run_passes(runs_root: Path) -> None:
 
 def test_a_live_engine_run_passes_with_every_command(runs_root: Path) -> None:
     run = runs_root / "live"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "100000",
-                             *TINY], env=engine_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "100000", *TINY],
+        env=engine_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_until(lambda: (P.read_status(run) or {}).get("state") == P.RUNNING, 120, "the engine training")
         report = check(run, steer=True, stop=True)
@@ -92,8 +103,11 @@ def test_a_reporter_run_passes_live_and_finished(runs_root: Path) -> None:
 
     worker = threading.Thread(target=loop, daemon=True)
     worker.start()
-    wait_until(lambda: (run.dir / "metrics.msgpack").stat().st_size > 0 and P.read_status(run.dir), 60,
-               "the first records")
+    wait_until(
+        lambda: (run.dir / "metrics.msgpack").stat().st_size > 0 and P.read_status(run.dir),
+        60,
+        "the first records",
+    )
     try:
         report = check(run.dir, steer=True, stop=True)
         assert report.ok, report.summary()
@@ -115,25 +129,35 @@ def test_a_planted_folder_gets_a_line_for_each_thing_wrong(runs_root: Path) -> N
     bad = runs_root / "bad"
     bad.mkdir()
     now = time.time()
-    data = _pack(
-        {"type": "metric", "seq": 0, "time": now, "step": 1},                      # not a hello first
-        {"seq": 1, "type": "hello", "time": now, "protocol": 1},                    # type not first, no pid
-        {"type": "metric", "seq": 5, "time": now, "step": 2, "loss": True},        # seq skips, a bool loss
-        {"type": "state", "seq": 3, "time": "now", "state": "sleeping"},           # time a string, bad state
-        {"type": "hello", "seq": 4, "time": now, "protocol": 1, "pid": 1, "commands": ["pause", "fly"]},
-    ) + b"\xc1\xc1garbage"
+    data = (
+        _pack(
+            {"type": "metric", "seq": 0, "time": now, "step": 1},  # not a hello first
+            {"seq": 1, "type": "hello", "time": now, "protocol": 1},  # type not first, no pid
+            {"type": "metric", "seq": 5, "time": now, "step": 2, "loss": True},  # seq skips, a bool loss
+            {"type": "state", "seq": 3, "time": "now", "state": "sleeping"},  # time a string, bad state
+            {"type": "hello", "seq": 4, "time": now, "protocol": 1, "pid": 1, "commands": ["pause", "fly"]},
+        )
+        + b"\xc1\xc1garbage"
+    )
     (bad / "metrics.msgpack").write_bytes(data)
     (bad / "status").write_text(json.dumps({"state": "running", "pid": "12"}))
     report = check(bad)
     text = "\n".join(report.summary())
     assert not report.ok
-    for expected in ("record 0 (byte 0): the first record must be a hello, not 'metric'",
-                     "record 1 (byte", "its first key must be 'type'", "'pid' is required",
-                     "seq is 5, must be 2", "'loss' must be a number, not bool (booleans are never numbers)",
-                     "'time' must be a number", "state 'sleeping' is not one of",
-                     "hello lists commands the protocol does not have: fly",
-                     "not a msgpack record within the limits", "status: 'pid' must be int, not str",
-                     "a live run's status needs 'updated'"):
+    for expected in (
+        "record 0 (byte 0): the first record must be a hello, not 'metric'",
+        "record 1 (byte",
+        "its first key must be 'type'",
+        "'pid' is required",
+        "seq is 5, must be 2",
+        "'loss' must be a number, not bool (booleans are never numbers)",
+        "'time' must be a number",
+        "state 'sleeping' is not one of",
+        "hello lists commands the protocol does not have: fly",
+        "not a msgpack record within the limits",
+        "status: 'pid' must be int, not str",
+        "a live run's status needs 'updated'",
+    ):
         assert expected in text, (expected, text)
     assert len(report.summary()) < 20, text
 
@@ -166,13 +190,22 @@ def test_a_hostile_published_schedule_is_named_and_the_preview_says_unknown(runs
     run = runs_root / "sched"
     run.mkdir()
     now = time.time()
-    schedule = {"source": "evil\x1b[31m", "step": [1, 2, "x", 4], "lr": [float("nan"), float("inf"), 1.0, True]}
-    (run / "metrics.msgpack").write_bytes(_pack(
-        {"type": "hello", "seq": 0, "time": now, "protocol": 1, "pid": 1, "lr_schedule": schedule},
-        {"type": "metric", "seq": 1, "time": now, "step": 1, "lr": 0.01},
-        {"type": "metric", "seq": 2, "time": now, "step": 2, "lr": 0.01}))
+    schedule = {
+        "source": "evil\x1b[31m",
+        "step": [1, 2, "x", 4],
+        "lr": [float("nan"), float("inf"), 1.0, True],
+    }
+    (run / "metrics.msgpack").write_bytes(
+        _pack(
+            {"type": "hello", "seq": 0, "time": now, "protocol": 1, "pid": 1, "lr_schedule": schedule},
+            {"type": "metric", "seq": 1, "time": now, "step": 1, "lr": 0.01},
+            {"type": "metric", "seq": 2, "time": now, "step": 2, "lr": 0.01},
+        )
+    )
     report = check(run)
-    assert any("lr_schedule 'step' must be ints, increasing" in line for line in report.lines), report.summary()
+    assert any("lr_schedule 'step' must be ints, increasing" in line for line in report.lines), (
+        report.summary()
+    )
     steps, lrs, note = observed_preview(run, 0.02, 4, 20)
     assert "assumes the LR stays at the target" in note and lrs[-1] == 0.02 and steps[-1] == 20
 
@@ -182,8 +215,14 @@ def test_the_wandb_surfaces_folders_pass(tmp_path: Path) -> None:
     keep the protocol."""
     env = {k: v for k, v in os.environ.items() if k != P.RUN_DIR_ENV}
     script = Path(__file__).parents[1] / "support" / "scripts" / "wandb_calls.py"
-    done = subprocess.run([sys.executable, str(script), "nexus", str(tmp_path)], env={**env, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, str(script), "nexus", str(tmp_path)],
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
     folders = sorted(p.parent for p in tmp_path.rglob("metrics.msgpack"))
     assert folders, done.stderr[-2000:]
     for folder in folders:

@@ -23,34 +23,56 @@ from nexus_core import protocol as P
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One tiny run with an eval and a checkpoint at its last step, shared by the tests below."""
     run = tmp_path_factory.mktemp("runs") / "cli-run"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.eval_every=6",
-                      "--set", "train.ckpt_every=3")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "6",
+        *TINY,
+        "--set",
+        "train.eval_every=6",
+        "--set",
+        "train.ckpt_every=3",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return run
 
 
-@pytest.mark.parametrize(("args", "pattern"), [
-    (["train", "--preset", "nope"], r"unknown preset 'nope'; choose one of: .*tiny"),
-    (["train", "--set", "optim.lrr=1"], r"unknown key optim\.lrr"),
-    (["train", "--set", "nonsense"], r"must look like section\.key=value"),
-    (["train", "--set", "train.steps=many"], r"train\.steps must be int"),
-    (["train", "--set", "model.n_heads=4", "--set", "model.n_kv_heads=3"],
-     r"n_heads \(4\) must be divisible by model\.n_kv_heads \(3\)"),
-    (["train", "--set", "data.source=/no/such/corpus"], r"data\.source '/no/such/corpus' does not exist"),
-    (["train", "--config", "/no/such.toml"], r"config file /no/such\.toml does not exist"),
-    (["train", "--device", "gpu"], r"train\.device must be auto, cpu, cuda"),
-    (["train", "--steps"], r"expected one argument"),
-    (["train", "--bogus"], r"unrecognized arguments: --bogus"),
-    (["resume", "--run-dir", "/no/such/run"], r"not a run folder"),
-    (["fly"], r"invalid choice: 'fly'"),
-    (["train", "--metrics-fd", "97"], r"--metrics-fd 97 is not an open file descriptor"),
-    (["train", "--steps", "10", "--stop-at", "11"], r"--stop-at 11 is past the schedule's 10 steps"),
-    (["train", "--set", "model.hybrid.ssm_state=8"],
-     r"model\.hybrid\.ssm_state = 8 is read only by the hybrid family, and model\.family is transformer: remove it"),
-    (["train", "--preset", "hybrid-tiny", "--set", "model.mtp_heads=2"],
-     r"model\.transformer\.mtp_heads = 2 is read only by the transformer family, and model\.family is hybrid"),
-    (["train", "--set", "model.hybrid.nope=1"], r"unknown key model\.hybrid\.nope; known keys: attn_every"),
-])
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["train", "--preset", "nope"], r"unknown preset 'nope'; choose one of: .*tiny"),
+        (["train", "--set", "optim.lrr=1"], r"unknown key optim\.lrr"),
+        (["train", "--set", "nonsense"], r"must look like section\.key=value"),
+        (["train", "--set", "train.steps=many"], r"train\.steps must be int"),
+        (
+            ["train", "--set", "model.n_heads=4", "--set", "model.n_kv_heads=3"],
+            r"n_heads \(4\) must be divisible by model\.n_kv_heads \(3\)",
+        ),
+        (["train", "--set", "data.source=/no/such/corpus"], r"data\.source '/no/such/corpus' does not exist"),
+        (["train", "--config", "/no/such.toml"], r"config file /no/such\.toml does not exist"),
+        (["train", "--device", "gpu"], r"train\.device must be auto, cpu, cuda"),
+        (["train", "--steps"], r"expected one argument"),
+        (["train", "--bogus"], r"unrecognized arguments: --bogus"),
+        (["resume", "--run-dir", "/no/such/run"], r"not a run folder"),
+        (["fly"], r"invalid choice: 'fly'"),
+        (["train", "--metrics-fd", "97"], r"--metrics-fd 97 is not an open file descriptor"),
+        (["train", "--steps", "10", "--stop-at", "11"], r"--stop-at 11 is past the schedule's 10 steps"),
+        (
+            ["train", "--set", "model.hybrid.ssm_state=8"],
+            r"model\.hybrid\.ssm_state = 8 is read only by the hybrid family, and model\.family is transformer: remove it",
+        ),
+        (
+            ["train", "--preset", "hybrid-tiny", "--set", "model.mtp_heads=2"],
+            r"model\.transformer\.mtp_heads = 2 is read only by the transformer family, and model\.family is hybrid",
+        ),
+        (
+            ["train", "--set", "model.hybrid.nope=1"],
+            r"unknown key model\.hybrid\.nope; known keys: attn_every",
+        ),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str) -> None:
     if args[0] == "train":
         args = ["train", "--run-dir", str(tmp_path / "r"), *args[1:]]
@@ -62,16 +84,33 @@ def test_user_errors_are_one_line(tmp_path: Path, args: list[str], pattern: str)
 def test_missing_data_file_in_a_config(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[data]\nsource = "/nowhere/text.txt"\n')
-    assert_one_line_error(run_engine("train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")),
-                          r"data\.source '/nowhere/text\.txt' does not exist")
+    assert_one_line_error(
+        run_engine("train", "--config", str(cfg), "--run-dir", str(tmp_path / "r")),
+        r"data\.source '/nowhere/text\.txt' does not exist",
+    )
 
 
 def test_family_options_through_the_cli_land_in_their_table(tmp_path: Path) -> None:
     """`--set model.hybrid.KEY` and the old flat `--set model.KEY` both set the hybrid's table; the run
     folder's config.toml and the hello record hold it there, and --check agrees before anything exists."""
     run = tmp_path / "h"
-    args = ["--preset", "hybrid-tiny", "--run-dir", str(run), "--steps", "2", *TINY, "--set", "model.n_layers=2",
-            "--set", "model.hybrid.ssm_state=4", "--set", "model.ssm_chunk=2", "--set", "train.eval_every=0"]
+    args = [
+        "--preset",
+        "hybrid-tiny",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "2",
+        *TINY,
+        "--set",
+        "model.n_layers=2",
+        "--set",
+        "model.hybrid.ssm_state=4",
+        "--set",
+        "model.ssm_chunk=2",
+        "--set",
+        "train.eval_every=0",
+    ]
     check = run_engine("train", "--check", *args)
     assert check.returncode == 0 and check.stdout.startswith("ok: "), check.stderr
     assert not run.exists()
@@ -137,8 +176,10 @@ def test_checkpoint_of_another_config_lists_the_keys(trained: Path, tmp_path: Pa
     shutil.copytree(trained, run, symlinks=True)
     config = run / P.CONFIG_FILE
     config.write_text(config.read_text().replace("d_model = 32", "d_model = 64"))
-    assert_one_line_error(run_engine("resume", "--run-dir", str(run), "--steps", "9"),
-                          r"does not match this run's config: model\.d_model: checkpoint 32, config 64")
+    assert_one_line_error(
+        run_engine("resume", "--run-dir", str(run), "--steps", "9"),
+        r"does not match this run's config: model\.d_model: checkpoint 32, config 64",
+    )
 
 
 def test_generate_prints_a_sample(trained: Path) -> None:
@@ -169,7 +210,9 @@ def test_lr_preview_is_json_and_torch_free(trained: Path) -> None:
         " '--steps', '20', '--points', '15'])\n"
         "print(rc, 'torch' in sys.modules, round(time.perf_counter() - t, 3), file=sys.stderr)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=engine_env(), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=engine_env(), capture_output=True, text=True, timeout=60
+    )
     rc, torch_loaded, seconds = done.stderr.split()
     assert rc == "0" and torch_loaded == "False", done.stderr
     out = json.loads(done.stdout)
@@ -185,29 +228,52 @@ def test_lr_preview_needs_a_checkpoint(tmp_path: Path) -> None:
     run = tmp_path / "empty"
     run.mkdir()
     (run / P.CONFIG_FILE).write_text('name = "empty"\n')
-    assert_one_line_error(run_engine("lr-preview", "--run-dir", str(run), "--lr", "1e-3", "--ramp-steps", "5"),
-                          r"has no checkpoints")
+    assert_one_line_error(
+        run_engine("lr-preview", "--run-dir", str(run), "--lr", "1e-3", "--ramp-steps", "5"),
+        r"has no checkpoints",
+    )
 
 
 def test_resume_flags_are_checked(trained: Path) -> None:
-    assert_one_line_error(run_engine("resume", "--run-dir", str(trained), "--lr", "1e-3"),
-                          r"--lr needs --ramp-steps")
-    assert_one_line_error(run_engine("resume", "--run-dir", str(trained), "--from", "step_000999"),
-                          r"checkpoint 'step_000999' not found .* available: step_000003, step_000006")
+    assert_one_line_error(
+        run_engine("resume", "--run-dir", str(trained), "--lr", "1e-3"), r"--lr needs --ramp-steps"
+    )
+    assert_one_line_error(
+        run_engine("resume", "--run-dir", str(trained), "--from", "step_000999"),
+        r"checkpoint 'step_000999' not found .* available: step_000003, step_000006",
+    )
 
 
 def test_a_refused_start_is_told_on_the_pipe(tmp_path: Path) -> None:
     """A launcher reading only the pipe learns why the run never started."""
     read_fd, write_fd = os.pipe()
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "nope", "--run-dir",
-                             str(tmp_path / "r"), "--metrics-fd", str(write_fd)],
-                            env=engine_env(), pass_fds=(write_fd,), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "train",
+            "--preset",
+            "nope",
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--metrics-fd",
+            str(write_fd),
+        ],
+        env=engine_env(),
+        pass_fds=(write_fd,),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     os.close(write_fd)
     _, err = proc.communicate(timeout=60)
     with os.fdopen(read_fd, "rb") as pipe:
         records = P.RecordDecoder().feed(pipe.read())
     assert proc.returncode == 2 and err.startswith("error: unknown preset")
-    assert [(r["type"], r.get("kind") or r.get("state")) for r in records] == [("alert", "crash"), ("state", "failed")]
+    assert [(r["type"], r.get("kind") or r.get("state")) for r in records] == [
+        ("alert", "crash"),
+        ("state", "failed"),
+    ]
     assert "unknown preset 'nope'" in records[0]["text"] and "unknown preset 'nope'" in records[1]["reason"]
 
 
@@ -215,10 +281,28 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
     """A live run with no checkpoint yet: the preview starts at its current step and LR, and the LR
     the engine then follows after the same `ramp` command is the previewed curve."""
     run = tmp_path / "live"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "5000", *TINY,
-                             "--set", "train.ckpt_every=100000", "--set", "train.eval_every=100000",
-                             "--set", "schedule.warmup_steps=4"],
-                            env=engine_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "train",
+            "--run-dir",
+            str(run),
+            "--steps",
+            "5000",
+            *TINY,
+            "--set",
+            "train.ckpt_every=100000",
+            "--set",
+            "train.eval_every=100000",
+            "--set",
+            "schedule.warmup_steps=4",
+        ],
+        env=engine_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while ((P.read_status(run) or {}).get("step") or 0) < 3:
@@ -231,8 +315,19 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
         assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
         last = [r for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))][-1]
         total = last["step"] + 40  # a new, short total: the run finishes soon after the ramp
-        done = run_engine("lr-preview", "--run-dir", str(run), "--lr", "0.02", "--ramp-steps", "6",
-                          "--steps", str(total), "--points", "100")
+        done = run_engine(
+            "lr-preview",
+            "--run-dir",
+            str(run),
+            "--lr",
+            "0.02",
+            "--ramp-steps",
+            "6",
+            "--steps",
+            str(total),
+            "--points",
+            "100",
+        )
         assert done.returncode == 0, done.stderr
         out = json.loads(done.stdout)
         assert out["start_step"] == out["step"][0] == last["step"], "starts where the run is, not at step 0"
@@ -257,9 +352,19 @@ def test_lr_preview_of_a_live_run_without_checkpoints_matches_the_ramp_it_gets(t
 
 def test_through_the_nexus_script_advice_names_nexus(trained: Path) -> None:
     """`nexus train` execs the engine: its advice must say `nexus resume`, a command the user can paste."""
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--run-dir", str(trained), *TINY],
-                          env=engine_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "train", "--run-dir", str(trained), *TINY],
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(done, r"already has metrics: use `nexus resume --run-dir")
-    bad = subprocess.run([sys.executable, "-m", "nexus_tui", "train", "--steps", "many"],
-                         env=engine_env(), capture_output=True, text=True, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "train", "--steps", "many"],
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(bad, r"\(see: nexus train --help\)")

@@ -15,8 +15,12 @@ from nexus_tui.screens.launch import next_free_name
 
 def test_a_root_that_does_not_exist_is_one_error_line_and_nothing_is_created(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "x"
-    for args in (["--root", str(missing), "runs"], ["runs", "--root", str(missing)],
-                 ["--root", str(missing), "dashboard"], ["--root", str(missing)]):
+    for args in (
+        ["--root", str(missing), "runs"],
+        ["runs", "--root", str(missing)],
+        ["--root", str(missing), "dashboard"],
+        ["--root", str(missing)],
+    ):
         done = run_nexus(*args, cwd=tmp_path)
         assert_one_line_error(done, r"runs folder .*nowhere/x does not exist")
         assert not (tmp_path / "nowhere").exists(), args

@@ -32,9 +32,24 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compare") / "runs"
     procs = []
     for name, extra in RUNS.items():
-        cmd = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--steps", "6",
-               "--run-dir", str(root / name), *sets(*SIDE_WORK, *extra)]
-        procs.append(subprocess.Popen(cmd, env=engine_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+        cmd = [
+            sys.executable,
+            "-m",
+            "engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "6",
+            "--run-dir",
+            str(root / name),
+            *sets(*SIDE_WORK, *extra),
+        ]
+        procs.append(
+            subprocess.Popen(
+                cmd, env=engine_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        )
     try:
         for p in procs:
             _, err = p.communicate(timeout=180)
@@ -78,10 +93,17 @@ def test_markdown_of_two_finished_runs(root: Path) -> None:
 
 
 def test_cli_prints_markdown_without_torch_or_textual(root: Path) -> None:
-    check = ("import sys; from nexus_tui.__main__ import main; rc = main(sys.argv[1:]); "
-             "assert not {'torch', 'textual'} & set(sys.modules), 'imported torch or textual'; sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", check, "compare", "a", "b", "--root", str(root), "--markdown"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    check = (
+        "import sys; from nexus_tui.__main__ import main; rc = main(sys.argv[1:]); "
+        "assert not {'torch', 'textual'} & set(sys.modules), 'imported torch or textual'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, "compare", "a", "b", "--root", str(root), "--markdown"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     store, names = load_runs(root, ["a", "b"])
     assert done.stdout == comparison_markdown(store, names)
@@ -124,7 +146,8 @@ async def test_y_copies_and_saves_the_markdown(root: Path, tmp_path: Path) -> No
 
 
 def test_nexus_compare_of_long_runs_reads_them_as_columns_and_says_what_the_records_say(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`nexus compare` reads a run the dashboard's way (columnar decode, the cache where it matches):
     the same markdown as folding every record one by one, on a clean long run and on one with garbage
     in the middle, the first time and again from the cache it left."""
@@ -151,7 +174,8 @@ def test_nexus_compare_of_long_runs_reads_them_as_columns_and_says_what_the_reco
 
 
 def test_nexus_compare_names_every_run_asked_for_and_says_what_it_could_not_read(
-        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A run with no whole record yet (just started, or only garbage) still has its row, by name, and
     stderr says why it is empty; what a damaged run's reading skipped is said there too, one line each,
     while stdout stays the pasteable markdown."""
@@ -162,7 +186,9 @@ def test_nexus_compare_names_every_run_asked_for_and_says_what_it_could_not_read
     assert main(["--root", str(root), "compare", "a", "fresh", "junk"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("## Comparing a, fresh, junk\n"), out
-    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [
+        line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line
+    ]
     assert rows[:4] == ["run", "a", "fresh", "junk"], out
     lines = err.splitlines()
     assert any(line.startswith("warning: fresh: ") and "no whole record" in line for line in lines), err
@@ -171,7 +197,9 @@ def test_nexus_compare_names_every_run_asked_for_and_says_what_it_could_not_read
     assert "\x1b" not in err and not any("warning: a:" in line for line in lines), err
 
 
-def test_a_loop_that_logs_only_loss_has_its_wall_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_loop_that_logs_only_loss_has_its_wall_time(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Most runs are people's own loops, which log `loss` and no pure CE: compare times them by their loss
     records (its wall time read '–')."""
     import nexus

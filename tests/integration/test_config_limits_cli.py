@@ -34,14 +34,26 @@ from support.engine import assert_one_line_error, run_nexus
 )
 def test_the_cli_refuses_in_one_line_before_any_folder(tmp_path: Path, override: str, says: str) -> None:
     run_dir = tmp_path / "runs" / "r"
-    done = run_nexus("train", "--preset", "tiny", "--run-dir", str(run_dir), "--device", "cpu", "--set", override,
-                     cwd=tmp_path)
+    done = run_nexus(
+        "train",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--set",
+        override,
+        cwd=tmp_path,
+    )
     assert_one_line_error(done, says)
     assert not run_dir.exists() and not (tmp_path / "runs").exists()
 
 
 def test_a_config_file_with_nan_is_refused_the_same_way(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text("[optim]\nbeta2 = nan\n[train]\nsample_top_k = -1\n")
-    done = run_nexus("train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(tmp_path / "r"), cwd=tmp_path)
+    done = run_nexus(
+        "train", "--config", str(tmp_path / "c.toml"), "--run-dir", str(tmp_path / "r"), cwd=tmp_path
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: optim.beta2 must be a finite number")
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

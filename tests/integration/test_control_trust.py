@@ -28,8 +28,17 @@ NOBODY = 65534
 
 @pytest.fixture
 def live(runs_root: Path):
-    eng = Engine(runs_root / "live", "train", "--steps", "100000", "--set", "train.ckpt_every=100000",
-                 "--set", "train.eval_every=0", *TINY)
+    eng = Engine(
+        runs_root / "live",
+        "train",
+        "--steps",
+        "100000",
+        "--set",
+        "train.ckpt_every=100000",
+        "--set",
+        "train.eval_every=0",
+        *TINY,
+    )
     eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 3)
     yield eng
     with contextlib.suppress(OSError):
@@ -77,24 +86,29 @@ def test_a_trickling_client_never_freezes_training(live: Engine) -> None:
     wait_until(lambda: _step(live) > held + 10, 60, "steps while a client trickles its command")
     t.join(60)
     reply = msgpack.unpackb(answer[0]) if answer and answer[0] else {}
-    assert reply.get("ok") is False and f"within {control.READ_DEADLINE_S:g}s" in reply.get("error", ""), reply
+    assert reply.get("ok") is False and f"within {control.READ_DEADLINE_S:g}s" in reply.get("error", ""), (
+        reply
+    )
     assert not [r for r in live.of("state") if r["state"] == P.PAUSED]
 
 
-@pytest.mark.parametrize(("cmd", "args", "said"), [
-    (P.RAMP, {"target_lr": 1e39, "ramp_steps": 5}, "target_lr must be between"),
-    (P.RAMP, {"target_lr": float("nan"), "ramp_steps": 5}, "finite"),
-    (P.RAMP, {"target_lr": float("inf"), "ramp_steps": 5}, "finite"),
-    (P.RAMP, {"target_lr": 1e-3, "ramp_steps": True}, "ramp_steps must be a whole number, got bool"),
-    (P.RAMP, {"target_lr": 1e-3, "ramp_steps": 5, "total_steps": 2**62}, "total_steps must be between"),
-    (P.RAMP, {"target_lr": 1e-3}, "ramp needs ramp_steps"),
-    (P.GENERATE, {"tokens": -5}, "tokens must be between 1"),
-    (P.GENERATE, {"temperature": -1.0}, "temperature must be between 0"),
-    (P.GENERATE, {"top_k": -3}, "top_k must be between 0"),
-    (P.GENERATE, {"top_k": True}, "top_k must be a whole number, got bool"),
-    (P.GENERATE, {"prompt": 5}, "prompt must be text"),
-    (P.PAUSE, {"evil": 1}, "pause takes no argument 'evil'"),
-])
+@pytest.mark.parametrize(
+    ("cmd", "args", "said"),
+    [
+        (P.RAMP, {"target_lr": 1e39, "ramp_steps": 5}, "target_lr must be between"),
+        (P.RAMP, {"target_lr": float("nan"), "ramp_steps": 5}, "finite"),
+        (P.RAMP, {"target_lr": float("inf"), "ramp_steps": 5}, "finite"),
+        (P.RAMP, {"target_lr": 1e-3, "ramp_steps": True}, "ramp_steps must be a whole number, got bool"),
+        (P.RAMP, {"target_lr": 1e-3, "ramp_steps": 5, "total_steps": 2**62}, "total_steps must be between"),
+        (P.RAMP, {"target_lr": 1e-3}, "ramp needs ramp_steps"),
+        (P.GENERATE, {"tokens": -5}, "tokens must be between 1"),
+        (P.GENERATE, {"temperature": -1.0}, "temperature must be between 0"),
+        (P.GENERATE, {"top_k": -3}, "top_k must be between 0"),
+        (P.GENERATE, {"top_k": True}, "top_k must be a whole number, got bool"),
+        (P.GENERATE, {"prompt": 5}, "prompt must be text"),
+        (P.PAUSE, {"evil": 1}, "pause takes no argument 'evil'"),
+    ],
+)
 def test_every_argument_is_checked_before_ok(runs_root: Path, cmd: str, args: dict, said: str) -> None:
     server = P.CommandServer(runs_root)
     taken: list = []
@@ -110,8 +124,12 @@ def test_every_argument_is_checked_before_ok(runs_root: Path, cmd: str, args: di
 
 
 def test_a_live_run_survives_every_bad_argument(live: Engine) -> None:
-    for cmd, args in [(P.RAMP, {"target_lr": 1e39, "ramp_steps": 0}), (P.GENERATE, {"tokens": -1}),
-                      (P.GENERATE, {"temperature": float("inf")}), (P.RAMP, {"target_lr": 1e-3, "ramp_steps": False})]:
+    for cmd, args in [
+        (P.RAMP, {"target_lr": 1e39, "ramp_steps": 0}),
+        (P.GENERATE, {"tokens": -1}),
+        (P.GENERATE, {"temperature": float("inf")}),
+        (P.RAMP, {"target_lr": 1e-3, "ramp_steps": False}),
+    ]:
         with pytest.raises(P.ControlError):
             P.send_command(live.run_dir, cmd, **args)
     held = _step(live)
@@ -125,7 +143,9 @@ def _long_run_dir(base: Path) -> Path:
     return deep
 
 
-def test_the_tmpdir_socket_folder_must_be_ours_and_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_tmpdir_socket_folder_must_be_ours_and_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))  # the engine's too
     (tmp_path / "tmp").mkdir()
@@ -158,8 +178,10 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 """A python another user may run (the venv's may sit in root's home)."""
 
 
-@pytest.mark.skipif(os.getuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
-                    reason="needs root and a system python to run a server as another user")
+@pytest.mark.skipif(
+    os.getuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+    reason="needs root and a system python to run a server as another user",
+)
 def test_the_client_refuses_a_server_of_another_user() -> None:
     base = Path(tempfile.mkdtemp(prefix="nexus-peer-", dir="/tmp"))
     os.chmod(base, 0o777)
@@ -168,10 +190,16 @@ def test_the_client_refuses_a_server_of_another_user() -> None:
     os.chmod(run, 0o777)
     path = P.control_socket_path(run)
     answer = msgpack.packb({"taken": True}) + msgpack.packb({"ok": True, "error": ""})
-    code = ("import socket,sys;s=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);print('up',flush=True);"
-            "c,_=s.accept();c.recv(65536);c.sendall(bytes.fromhex(sys.argv[2]));c.close()")
-    srv = subprocess.Popen([SYSTEM_PYTHON, "-I", "-c", code, str(path), answer.hex()], stdout=subprocess.PIPE,
-                           text=True, preexec_fn=lambda: os.setuid(NOBODY))
+    code = (
+        "import socket,sys;s=socket.socket(socket.AF_UNIX);s.bind(sys.argv[1]);s.listen(1);print('up',flush=True);"
+        "c,_=s.accept();c.recv(65536);c.sendall(bytes.fromhex(sys.argv[2]));c.close()"
+    )
+    srv = subprocess.Popen(
+        [SYSTEM_PYTHON, "-I", "-c", code, str(path), answer.hex()],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.setuid(NOBODY),
+    )
     try:
         assert srv.stdout.readline().strip() == "up"
         with pytest.raises(P.ControlError, match=f"is uid {NOBODY}, not you; nothing was sent"):

@@ -43,8 +43,14 @@ def one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
 
 
 def nexus(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nexus_tui", *args], env=engine_env(), capture_output=True,
-                          text=True, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_tui", *args],
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 def fifo(path: Path) -> None:
@@ -62,7 +68,11 @@ def directory(path: Path) -> None:
     path.mkdir()
 
 
-PLANTS = {"fifo": (fifo, "FIFO"), "dev-zero": (dev_zero, "character device"), "directory": (directory, "directory")}
+PLANTS = {
+    "fifo": (fifo, "FIFO"),
+    "dev-zero": (dev_zero, "character device"),
+    "directory": (directory, "directory"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +94,24 @@ def copy(trained: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("plant", PLANTS)
-def test_a_metrics_file_that_is_not_a_file_is_one_line_for_runs_compare_and_resume(copy: Path, plant: str) -> None:
+def test_a_metrics_file_that_is_not_a_file_is_one_line_for_runs_compare_and_resume(
+    copy: Path, plant: str
+) -> None:
     make, word = PLANTS[plant]
     make(copy / P.METRICS_FILE)
     listed = nexus("--root", str(copy.parent), "runs")  # the status file answers: metrics not read
-    assert listed.returncode == 0 and "copy" in listed.stdout and "Traceback" not in listed.stderr, listed.stderr
+    assert listed.returncode == 0 and "copy" in listed.stdout and "Traceback" not in listed.stderr, (
+        listed.stderr
+    )
     (copy / P.STATUS_FILE).unlink()  # now `nexus runs` must read the metrics file, and must not hang
     listed = nexus("--root", str(copy.parent), "runs")
     assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
     assert re.search(rf"copy: cannot read {P.METRICS_FILE}: is (a |an )?{word}", listed.stdout), listed.stdout
     compared = nexus("compare", "--root", str(copy.parent), "copy")
     one_line_error(compared, rf"{P.METRICS_FILE}: is (a |an )?{word}")
-    one_line_error(run_engine("resume", "--run-dir", str(copy), "--steps", "6", "--threads", "1", timeout=120), word)
+    one_line_error(
+        run_engine("resume", "--run-dir", str(copy), "--steps", "6", "--threads", "1", timeout=120), word
+    )
     assert summarize_run(copy).note  # the reader the dashboard's picker uses says why too
 
 
@@ -111,7 +127,9 @@ def test_a_status_file_that_is_not_a_small_json_file_is_ignored(copy: Path, plan
         PLANTS[plant][0](status)
     assert P.read_status(copy) is None
     listed = nexus("--root", str(copy.parent), "runs")
-    assert listed.returncode == 0 and "copy" in listed.stdout and "Traceback" not in listed.stderr, listed.stderr
+    assert listed.returncode == 0 and "copy" in listed.stdout and "Traceback" not in listed.stderr, (
+        listed.stderr
+    )
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -121,15 +139,21 @@ def _meta_path(run: Path) -> Path:
     return (run / "checkpoints" / "latest").resolve() / "meta.json"
 
 
-@pytest.mark.parametrize("damage, pattern", [
-    (lambda m: {**m, "step": "abc"}, r"step = 'abc' \(str\), not int"),
-    (lambda m: {**m, "config": 5}, r"config = '5' \(int\), not dict"),
-    (lambda m: {**m, "tokens": True}, r"tokens = 'True' \(bool\)"),
-    (lambda m: {**m, "config": {**m["config"], "model": [1, 2]}}, r"sections are not tables"),
-    (lambda m: [m], r"is a JSON list"),
-    (lambda m: "[" * 100_000 + "]" * 100_000, r"nested too deeply"),
-    (lambda m: json.dumps(m).replace('"lr_scale": 1.0', '"lr_scale": Infinity'), r"Infinity is not a JSON number"),
-])
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        (lambda m: {**m, "step": "abc"}, r"step = 'abc' \(str\), not int"),
+        (lambda m: {**m, "config": 5}, r"config = '5' \(int\), not dict"),
+        (lambda m: {**m, "tokens": True}, r"tokens = 'True' \(bool\)"),
+        (lambda m: {**m, "config": {**m["config"], "model": [1, 2]}}, r"sections are not tables"),
+        (lambda m: [m], r"is a JSON list"),
+        (lambda m: "[" * 100_000 + "]" * 100_000, r"nested too deeply"),
+        (
+            lambda m: json.dumps(m).replace('"lr_scale": 1.0', '"lr_scale": Infinity'),
+            r"Infinity is not a JSON number",
+        ),
+    ],
+)
 def test_a_checkpoint_meta_of_the_wrong_types_is_one_line(copy: Path, damage, pattern: str) -> None:
     meta_path = _meta_path(copy)
     damaged = damage(json.loads(meta_path.read_text()))
@@ -142,9 +166,13 @@ def test_a_checkpoint_meta_of_the_wrong_types_is_one_line(copy: Path, damage, pa
 @pytest.mark.parametrize("plant", ["fifo", "dev-zero"])
 def test_a_fifo_or_device_for_a_tensor_file_is_one_line(copy: Path, plant: str) -> None:
     PLANTS[plant][0](_meta_path(copy).parent / "model.safetensors")
-    one_line_error(run_engine("resume", "--run-dir", str(copy), "--threads", "1", timeout=120),
-                   rf"model.safetensors is (a |an )?{PLANTS[plant][1]}")
-    one_line_error(run_engine("eval", "--run-dir", str(copy), "--batches", "1", timeout=120), PLANTS[plant][1])
+    one_line_error(
+        run_engine("resume", "--run-dir", str(copy), "--threads", "1", timeout=120),
+        rf"model.safetensors is (a |an )?{PLANTS[plant][1]}",
+    )
+    one_line_error(
+        run_engine("eval", "--run-dir", str(copy), "--batches", "1", timeout=120), PLANTS[plant][1]
+    )
 
 
 # -- configs and names ---------------------------------------------------------------------------
@@ -159,12 +187,16 @@ def test_toml_with_a_bom_is_read_and_nested_too_deep_is_one_line(tmp_path: Path)
     assert P.read_status(run)["step"] == 2
     deep = tmp_path / "deep.toml"
     deep.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    one_line_error(run_engine("train", "--run-dir", str(tmp_path / "runs" / "deep"), "--config", str(deep), *TINY),
-                   r"nested too deeply")
+    one_line_error(
+        run_engine("train", "--run-dir", str(tmp_path / "runs" / "deep"), "--config", str(deep), *TINY),
+        r"nested too deeply",
+    )
     planted = tmp_path / "fifo.toml"
     os.mkfifo(planted)
-    one_line_error(run_engine("train", "--run-dir", str(tmp_path / "runs" / "f"), "--config", str(planted), *TINY),
-                   r"FIFO")
+    one_line_error(
+        run_engine("train", "--run-dir", str(tmp_path / "runs" / "f"), "--config", str(planted), *TINY),
+        r"FIFO",
+    )
     assert not (tmp_path / "runs" / "deep").exists() and not (tmp_path / "runs" / "f").exists()
 
 
@@ -184,8 +216,17 @@ def test_a_300_character_run_name_is_one_line_everywhere(tmp_path: Path) -> None
 # -- the dashboard -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("content", [b'{"ema": Infinity}', b'{"window": 1e400}', b'{"ema": NaN, "theme": [1]}',
-                                     b"\x00garbage{{", b'{"theme": {"a": 1}}', b"[" * 100_000])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"ema": Infinity}',
+        b'{"window": 1e400}',
+        b'{"ema": NaN, "theme": [1]}',
+        b"\x00garbage{{",
+        b'{"theme": {"a": 1}}',
+        b"[" * 100_000,
+    ],
+)
 def test_settings_with_infinity_or_garbage_give_defaults_and_one_line(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "settings.json"
     path.write_bytes(content)
@@ -199,9 +240,13 @@ def test_settings_with_infinity_or_garbage_give_defaults_and_one_line(tmp_path: 
 
 async def test_the_dashboard_starts_over_damaged_folders_and_settings(tmp_path: Path, copy: Path) -> None:
     root = copy.parent
-    for name, target, plant in (("m-fifo", P.METRICS_FILE, fifo), ("m-zero", P.METRICS_FILE, dev_zero),
-                                ("m-dir", P.METRICS_FILE, directory), ("s-fifo", P.STATUS_FILE, fifo),
-                                ("log-fifo", P.LOG_FILE, fifo)):
+    for name, target, plant in (
+        ("m-fifo", P.METRICS_FILE, fifo),
+        ("m-zero", P.METRICS_FILE, dev_zero),
+        ("m-dir", P.METRICS_FILE, directory),
+        ("s-fifo", P.STATUS_FILE, fifo),
+        ("log-fifo", P.LOG_FILE, fifo),
+    ):
         d = root / name
         shutil.copytree(copy, d, symlinks=True)
         plant(d / target)
@@ -228,10 +273,21 @@ async def test_the_dashboard_starts_over_damaged_folders_and_settings(tmp_path: 
 def test_nexus_runs_into_a_closed_pipe_and_with_its_own_root(copy: Path) -> None:
     for i in range(1500):  # ~150 kB of listing: more than a pipe holds, so the writer meets the closed end
         (copy.parent / f"more-{i:04d}").mkdir()
-        P.write_status(copy.parent / f"more-{i:04d}", {"state": "finished", "step": i, "total_steps": 9999,
-                                                       "device": "cpu", "model": "transformer"})
-    proc = subprocess.run(f"{sys.executable} -m nexus_tui runs --root {copy.parent} | head -1", shell=True,
-                          env=engine_env(), capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert proc.stdout.startswith("NAME") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
+        P.write_status(
+            copy.parent / f"more-{i:04d}",
+            {"state": "finished", "step": i, "total_steps": 9999, "device": "cpu", "model": "transformer"},
+        )
+    proc = subprocess.run(
+        f"{sys.executable} -m nexus_tui runs --root {copy.parent} | head -1",
+        shell=True,
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert (
+        proc.stdout.startswith("NAME") and "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+    ), proc.stderr
     listed = nexus("runs", "--root", str(copy.parent))
     assert listed.returncode == 0 and "copy" in listed.stdout, listed.stderr

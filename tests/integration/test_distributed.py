@@ -25,7 +25,17 @@ DIST = [*TINY, "--set", "schedule.warmup_steps=2", "--device", "cpu"]
 
 
 def torchrun(python: str, *args: str) -> list[str]:
-    return [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "engine", *args]
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "engine",
+        *args,
+    ]
 
 
 def run(cmd: list[str], env: dict[str, str], log: Path, timeout: float = 120.0) -> int:
@@ -46,12 +56,40 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("dist")
     one, two = root / "one", root / "two"
     common = ["--steps", "16", *DIST, "--set", "train.eval_every=8", "--set", "train.ckpt_every=4"]
-    assert run([python, "-m", "engine", "train", "--run-dir", str(one), *common, "--set", "train.batch_size=8"],
-               env, root / "one.log") == 0, (root / "one.log").read_text()[-2000:]
-    assert run(torchrun(python, "train", "--run-dir", str(two), *common, "--set", "train.batch_size=4", "--stop-at",
-                        "8"), env, root / "two.log") == 0, (root / "two.log").read_text()[-2000:]
-    assert run(torchrun(python, "resume", "--run-dir", str(two), "--threads", "1", "--device", "cpu"),
-               env, root / "two-resume.log") == 0, (root / "two-resume.log").read_text()[-2000:]
+    assert (
+        run(
+            [python, "-m", "engine", "train", "--run-dir", str(one), *common, "--set", "train.batch_size=8"],
+            env,
+            root / "one.log",
+        )
+        == 0
+    ), (root / "one.log").read_text()[-2000:]
+    assert (
+        run(
+            torchrun(
+                python,
+                "train",
+                "--run-dir",
+                str(two),
+                *common,
+                "--set",
+                "train.batch_size=4",
+                "--stop-at",
+                "8",
+            ),
+            env,
+            root / "two.log",
+        )
+        == 0
+    ), (root / "two.log").read_text()[-2000:]
+    assert (
+        run(
+            torchrun(python, "resume", "--run-dir", str(two), "--threads", "1", "--device", "cpu"),
+            env,
+            root / "two-resume.log",
+        )
+        == 0
+    ), (root / "two-resume.log").read_text()[-2000:]
     return one, two
 
 
@@ -66,9 +104,13 @@ def test_torchrun_run_reports_once_from_rank_0(pair: tuple[Path, Path]) -> None:
     assert sum(m["loss"] for m in metrics[-4:]) / 4 < metrics[0]["loss"] - 0.3
     assert [c["step"] for c in records(two, P.CKPT)] == [4, 8, 12, 16]  # once per interval, by rank 0
     assert sorted(p.name for p in (two / "checkpoints").iterdir() if not p.is_symlink()) == [
-        "step_000008", "step_000012", "step_000016"]  # keep_last 3
-    assert [(s["state"], s["step"]) for s in records(two, P.STATE) if s["state"] in ("stopped", "finished")] == [
-        ("stopped", 8), ("finished", 16)]
+        "step_000008",
+        "step_000012",
+        "step_000016",
+    ]  # keep_last 3
+    assert [
+        (s["state"], s["step"]) for s in records(two, P.STATE) if s["state"] in ("stopped", "finished")
+    ] == [("stopped", 8), ("finished", 16)]
     status = P.read_status(two)
     assert status is not None and status["state"] == "finished" and status["step"] == 16
 
@@ -85,12 +127,17 @@ def test_two_ranks_train_like_one_process_with_the_whole_batch(pair: tuple[Path,
         assert a["lr"] == pytest.approx(b["lr"], rel=1e-12)
 
 
-def _launch(python: str, env: dict[str, str], run_dir: Path, *args: str,
-            nproc_flag: bool = False) -> tuple[subprocess.Popen, Path]:
+def _launch(
+    python: str, env: dict[str, str], run_dir: Path, *args: str, nproc_flag: bool = False
+) -> tuple[subprocess.Popen, Path]:
     """torchrun directly, or `python -m engine train --nproc 2` (which becomes torchrun in place)."""
     log = run_dir.parent / f"{run_dir.name}.log"
     engine_args = ["train", "--run-dir", str(run_dir), *DIST, *args]
-    cmd = [python, "-m", "engine", *engine_args, "--nproc", "2"] if nproc_flag else torchrun(python, *engine_args)
+    cmd = (
+        [python, "-m", "engine", *engine_args, "--nproc", "2"]
+        if nproc_flag
+        else torchrun(python, *engine_args)
+    )
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
     return proc, log
@@ -101,20 +148,35 @@ def _last_step(run_dir: Path) -> int:
     return metrics[-1]["step"] if metrics else 0
 
 
-def test_pause_and_ramp_over_the_socket_reach_both_ranks(runs_root: Path, python: str, engine_env: dict) -> None:
+def test_pause_and_ramp_over_the_socket_reach_both_ranks(
+    runs_root: Path, python: str, engine_env: dict
+) -> None:
     run_dir = runs_root / "steered"
-    proc, log = _launch(python, engine_env, run_dir, "--steps", "400", "--set", "train.eval_every=1000",
-                        "--set", "train.ckpt_every=0")
+    proc, log = _launch(
+        python,
+        engine_env,
+        run_dir,
+        "--steps",
+        "400",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.ckpt_every=0",
+    )
     try:
         wait_until(lambda: _last_step(run_dir) >= 3, what="three steps", proc=proc, log=log)
         assert P.send_command(run_dir, P.PAUSE, timeout=30)["ok"]
-        wait_until(lambda: (P.read_status(run_dir) or {}).get("state") == "paused", what="paused", proc=proc, log=log)
+        wait_until(
+            lambda: (P.read_status(run_dir) or {}).get("state") == "paused", what="paused", proc=proc, log=log
+        )
         held = _last_step(run_dir)
         time.sleep(1.5)
         assert _last_step(run_dir) == held  # no step while paused (rank 1 alone cannot step: it needs rank 0)
         # The ramp shortens the run: a rank that missed the new total would train on alone and the
         # run would hang or fail instead of finishing with exit 0 at the new total.
-        reply = P.send_command(run_dir, P.RAMP, timeout=30, target_lr=1e-3, ramp_steps=2, total_steps=held + 4)
+        reply = P.send_command(
+            run_dir, P.RAMP, timeout=30, target_lr=1e-3, ramp_steps=2, total_steps=held + 4
+        )
         assert reply["ok"], reply
         assert P.send_command(run_dir, P.RESUME, timeout=30)["ok"]
         assert proc.wait(timeout=60) == 0, log.read_text()[-2000:]  # torchrun: 0 only if both ranks exit 0
@@ -129,11 +191,22 @@ def test_pause_and_ramp_over_the_socket_reach_both_ranks(runs_root: Path, python
 
 
 @pytest.mark.parametrize("how", ["stop command", "SIGTERM to rank 1"])
-def test_a_stop_reaches_both_ranks_at_the_same_step(runs_root: Path, python: str, engine_env: dict,
-                                                     how: str) -> None:
+def test_a_stop_reaches_both_ranks_at_the_same_step(
+    runs_root: Path, python: str, engine_env: dict, how: str
+) -> None:
     run_dir = runs_root / "stopped"
-    proc, log = _launch(python, engine_env, run_dir, "--steps", "400", "--set", "train.eval_every=1000",
-                        "--set", "train.ckpt_every=0", nproc_flag=how == "stop command")
+    proc, log = _launch(
+        python,
+        engine_env,
+        run_dir,
+        "--steps",
+        "400",
+        "--set",
+        "train.eval_every=1000",
+        "--set",
+        "train.ckpt_every=0",
+        nproc_flag=how == "stop command",
+    )
     try:
         wait_until(lambda: _last_step(run_dir) >= 2, what="two steps", proc=proc, log=log)
         if how == "stop command":
@@ -148,7 +221,9 @@ def test_a_stop_reaches_both_ranks_at_the_same_step(runs_root: Path, python: str
         if proc.poll() is None:
             proc.kill()
     last = records(run_dir, P.STATE)[-1]
-    assert last["state"] == ("stopped" if how == "stop command" else "killed"), last  # a signal's stop: killed
+    assert last["state"] == ("stopped" if how == "stop command" else "killed"), (
+        last
+    )  # a signal's stop: killed
     assert ("SIGTERM on rank 1" if how != "stop command" else "stop command") in last["reason"]
     assert [c["step"] for c in records(run_dir, P.CKPT)] == [last["step"]]  # one final checkpoint, rank 0's
     assert [m["step"] for m in records(run_dir, P.METRIC)] == list(range(1, last["step"] + 1))
@@ -189,5 +264,7 @@ def test_rank_slices_make_up_the_global_batch() -> None:
         streams = contiguous_streams(tokens, 6, 16, position)
         split = [contiguous_streams(tokens, 2, 16, position, rank=r, world=3) for r in range(3)]
         assert torch.equal(torch.cat([s[0] for s in split]), streams[0])
-    assert not torch.equal(get_batch(tokens, 3, 16, 1337, 0, rank=0, world=2)[0],
-                           get_batch(tokens, 3, 16, 1337, 0, rank=1, world=2)[0])
+    assert not torch.equal(
+        get_batch(tokens, 3, 16, 1337, 0, rank=0, world=2)[0],
+        get_batch(tokens, 3, 16, 1337, 0, rank=1, world=2)[0],
+    )

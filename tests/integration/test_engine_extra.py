@@ -34,8 +34,12 @@ def env(tmp_path: Path) -> dict[str, str]:
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(NO_TORCH)
-    return {**os.environ, "PYTHONPATH": str(hook), "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(hook),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -47,7 +51,9 @@ def test_the_hook_really_hides_torch(env: dict[str, str], tmp_path: Path) -> Non
     assert done.returncode != 0 and "No module named 'torch'" in done.stderr
 
 
-def test_watching_works_without_torch_and_training_says_what_to_install(env: dict[str, str], tmp_path: Path) -> None:
+def test_watching_works_without_torch_and_training_says_what_to_install(
+    env: dict[str, str], tmp_path: Path
+) -> None:
     # A run written by the torch-free reporter, in the same torch-less interpreter.
     script = textwrap.dedent(
         """
@@ -112,8 +118,9 @@ def test_dashboard_without_torch_lists_runs_and_refuses_a_launch_with_a_notifica
     done = run([sys.executable, "-c", DASHBOARD], env, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     notes = [line for line in done.stdout.splitlines() if line.startswith("NOTE ") and "torch" in line]
-    assert notes and all(note.endswith("launch failed: training needs torch: pip install 'nexus[engine]'")
-                         for note in notes), done.stdout
+    assert notes and all(
+        note.endswith("launch failed: training needs torch: pip install 'nexus[engine]'") for note in notes
+    ), done.stdout
     assert not any((tmp_path / "runs").glob("demo-*")), "no run folder for a launch that could not start"
 
 
@@ -121,7 +128,10 @@ def test_the_engine_itself_says_the_same_line_without_torch(env: dict[str, str],
     """`python -m engine train` run directly (or by a launcher with another interpreter) in a
     torch-less environment: the arguments and config are checked, then the same one line."""
     code = "import sys; from engine.cli import main; sys.exit(main(sys.argv[1:]))"
-    done = run([sys.executable, "-c", code, "train", "--preset", "tiny", "--run-dir", "runs/e", "--steps", "1"],
-               env, tmp_path)
+    done = run(
+        [sys.executable, "-c", code, "train", "--preset", "tiny", "--run-dir", "runs/e", "--steps", "1"],
+        env,
+        tmp_path,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [LINE], done.stderr

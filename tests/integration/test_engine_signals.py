@@ -21,8 +21,14 @@ STEPS = 6
 def tiny(name: str, family: str = "transformer", **options: object) -> Config:
     """The test preset on the CPU for STEPS steps, no side work, with the family's own options
     ([model.<family>]) given as a person would: overrides."""
-    sets = [f"model.family={family}", "train.device=cpu", "train.ckpt_every=0", "train.eval_every=0",
-            f"train.steps={STEPS}", *(f"model.{family}.{k}={v!r}" for k, v in options.items())]
+    sets = [
+        f"model.family={family}",
+        "train.device=cpu",
+        "train.ckpt_every=0",
+        "train.eval_every=0",
+        f"train.steps={STEPS}",
+        *(f"model.{family}.{k}={v!r}" for k, v in options.items()),
+    ]
     return config(*sets, name=name)
 
 
@@ -54,7 +60,9 @@ def test_mtp_heads_and_param_groups_are_series_of_their_own(runs_root: Path) -> 
     assert metrics[-1].extra["mtp/head1_ce"] != metrics[0].extra["mtp/head1_ce"]
     # The main loss is CE + mtp_weight/D * sum of the heads' (smoothing off): the pieces add up.
     last = metrics[-1]
-    want = last.ce + cfg.model.transformer.mtp_weight / 2 * (last.extra["mtp/head1_ce"] + last.extra["mtp/head2_ce"])
+    want = last.ce + cfg.model.transformer.mtp_weight / 2 * (
+        last.extra["mtp/head1_ce"] + last.extra["mtp/head2_ce"]
+    )
     assert last.loss == pytest.approx(want, rel=1e-4)
 
 
@@ -95,7 +103,9 @@ def mtp_run(runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return runs_root / "mtpgrid"
 
 
-async def test_the_grid_charts_an_engine_runs_mtp_head(runs_root: Path, mtp_run: Path, tmp_path: Path) -> None:
+async def test_the_grid_charts_an_engine_runs_mtp_head(
+    runs_root: Path, mtp_run: Path, tmp_path: Path
+) -> None:
     from nexus_tui.app import NexusApp
     from nexus_tui.widgets.charts_panel import ChartsPanel
 

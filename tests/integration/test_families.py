@@ -16,17 +16,38 @@ from safetensors import safe_open
 
 from nexus_core import protocol as P
 
-SMALL = ["--set", "model.d_model=32", "--set", "model.n_layers=2", "--set", "model.seq_len=32",
-         "--set", "train.batch_size=4", "--set", "data.max_bytes=200000", "--threads", "1",
-         "--set", "schedule.warmup_steps=2", "--set", "train.eval_every=4", "--set", "train.eval_batches=4",
-         "--set", "train.sample_every=0", "--set", "train.ckpt_every=0"]
+SMALL = [
+    "--set",
+    "model.d_model=32",
+    "--set",
+    "model.n_layers=2",
+    "--set",
+    "model.seq_len=32",
+    "--set",
+    "train.batch_size=4",
+    "--set",
+    "data.max_bytes=200000",
+    "--threads",
+    "1",
+    "--set",
+    "schedule.warmup_steps=2",
+    "--set",
+    "train.eval_every=4",
+    "--set",
+    "train.eval_batches=4",
+    "--set",
+    "train.sample_every=0",
+    "--set",
+    "train.ckpt_every=0",
+]
 STEPS = 16
 HALF = STEPS // 2
 
 
 def _start(python: str, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([python, "-m", "engine", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [python, "-m", "engine", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _wait(proc: subprocess.Popen) -> None:
@@ -43,8 +64,10 @@ def _straight_and_split(root: Path, python: str, env: dict, args: list[str]) -> 
     """Train STEPS straight, and HALF + resume + HALF in a second folder, with the same options."""
     straight, split = root / "straight", root / "split"
     common = ["train", "--steps", str(STEPS), *SMALL, *args]
-    procs = [_start(python, env, *common, "--run-dir", str(straight)),
-             _start(python, env, *common, "--run-dir", str(split), "--stop-at", str(HALF))]
+    procs = [
+        _start(python, env, *common, "--run-dir", str(straight)),
+        _start(python, env, *common, "--run-dir", str(split), "--stop-at", str(HALF)),
+    ]
     for proc in procs:
         _wait(proc)
     assert max(_records(split, P.METRIC)) == HALF, "--stop-at must stop the first half at step N"
@@ -88,9 +111,16 @@ def test_transformer_option_variants_train_and_resume_exactly(
     runs_root: Path, python: str, engine_env: dict
 ) -> None:
     """All four variants in one model (each is cheap; three processes instead of twelve)."""
-    variants = ["--set", "model.transformer.mtp_heads=2", "--set", "model.transformer.hc_streams=2",
-                "--set", "model.transformer.loop_count=2",
-                "--set", "model.transformer.wavelet_layers=[1]"]
+    variants = [
+        "--set",
+        "model.transformer.mtp_heads=2",
+        "--set",
+        "model.transformer.hc_streams=2",
+        "--set",
+        "model.transformer.loop_count=2",
+        "--set",
+        "model.transformer.wavelet_layers=[1]",
+    ]
     straight, split = _straight_and_split(runs_root, python, engine_env, ["--preset", "tiny", *variants])
     _assert_same_training(straight, split)
     metrics = _records(straight, P.METRIC)

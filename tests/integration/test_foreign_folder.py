@@ -22,8 +22,20 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     secret = tmp_path_factory.mktemp("home") / "id_ed25519"
     secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n" + "A" * 4000 + "\n")
     run = tmp_path_factory.mktemp("shared") / "runs" / "planted"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "6", "--stop-at", "4", *TINY,
-                      "--set", "train.ckpt_every=4", "--set", "train.eval_every=0")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "6",
+        "--stop-at",
+        "4",
+        *TINY,
+        "--set",
+        "train.ckpt_every=4",
+        "--set",
+        "train.eval_every=0",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     config = (run / P.CONFIG_FILE).read_text()
     assert 'source = "stdlib"' in config
@@ -40,15 +52,18 @@ def test_the_verdict_names_the_outside_corpus_and_the_files(planted: tuple[Path,
     assert not check(run, "generate"), "generate reads no corpus: nothing foreign about it"
 
 
-def test_data_roots_the_user_names_make_the_corpus_trusted(planted: tuple[Path, Path],
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_roots_the_user_names_make_the_corpus_trusted(
+    planted: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run, secret = planted
     monkeypatch.setenv(DATA_ROOTS_ENV, str(secret.parent))
     assert not check(run, "resume")
 
 
 @pytest.mark.parametrize("command", ["resume", "eval"])
-def test_the_command_line_refuses_a_foreign_folder_unless_told(planted: tuple[Path, Path], command: str) -> None:
+def test_the_command_line_refuses_a_foreign_folder_unless_told(
+    planted: tuple[Path, Path], command: str
+) -> None:
     run, secret = planted
     before = (run / P.METRICS_FILE).read_bytes()
     done = run_nexus(command, "--run-dir", str(run), timeout=180)
@@ -64,8 +79,9 @@ def test_trust_foreign_lets_the_person_go_ahead(planted: tuple[Path, Path]) -> N
     assert "Traceback" not in done.stderr
 
 
-def test_data_roots_in_the_settings_file_are_kept_by_the_dashboard(planted: tuple[Path, Path], tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_data_roots_in_the_settings_file_are_kept_by_the_dashboard(
+    planted: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import json
 
     from nexus_tui.settings import load_settings, save_settings, settings_path

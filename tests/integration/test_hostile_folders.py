@@ -54,13 +54,22 @@ def _nexus(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     """The `nexus` console script, as a person runs it, from `cwd`, under the deadline."""
     script = Path(sys.executable).with_name("nexus")
     try:
-        return subprocess.run([str(script), *args], cwd=cwd, env={**engine_env(), "PYTHONPATH": ""},
-                              capture_output=True, text=True, timeout=DEADLINE_S, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [str(script), *args],
+            cwd=cwd,
+            env={**engine_env(), "PYTHONPATH": ""},
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail(f"`nexus {' '.join(args)}` hung (no answer in {DEADLINE_S} s)")
 
 
-def _check(done: subprocess.CompletedProcess, world: dict[str, Path], before: dict[str, bytes], what: str) -> None:
+def _check(
+    done: subprocess.CompletedProcess, world: dict[str, Path], before: dict[str, bytes], what: str
+) -> None:
     out = done.stdout + done.stderr
     assert "Traceback" not in out, f"{what}: {out[-3000:]}"
     assert done.returncode in (0, 1, 2), f"{what}: exit {done.returncode}: {out[-2000:]}"
@@ -92,7 +101,9 @@ ENGINE_FILES = ("metrics", "status", "config", "log", "meta", "weights", "tokeni
 
 
 @pytest.mark.parametrize("kind", ["link_out", "fifo", "lying"])
-def test_the_engine_commands_survive_every_hostile_file(trained: Path, world: dict[str, Path], kind: str) -> None:
+def test_the_engine_commands_survive_every_hostile_file(
+    trained: Path, world: dict[str, Path], kind: str
+) -> None:
     outside, root = world["outside"], world["root"]
     runs = {what: make_variant(trained, root, what, kind, outside) for what in ENGINE_FILES}
     before = snapshot(outside)
@@ -122,8 +133,9 @@ def test_import_tb_refuses_hostile_event_files(tmp_path: Path, world: dict[str, 
         logdir = tmp_path / f"tb-{case}"
         logdir.mkdir()
         make(logdir / name)
-        done = _nexus("import-tb", str(logdir), "--root", str(world["root"]), "--name", f"tb-{case}",
-                      cwd=world["cwd"])
+        done = _nexus(
+            "import-tb", str(logdir), "--root", str(world["root"]), "--name", f"tb-{case}", cwd=world["cwd"]
+        )
         _check(done, world, before, f"import-tb {case}")
         assert done.returncode == 2, f"import-tb {case} should be refused: {done.stderr}"
         assert not (world["root"] / f"tb-{case}").exists()

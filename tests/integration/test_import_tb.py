@@ -46,8 +46,14 @@ def write_logdir(logdir: Path) -> None:
 
 
 def nexus(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nexus_tui", *args], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_import_makes_a_run_every_reader_shows(tmp_path: Path) -> None:
@@ -87,7 +93,9 @@ def test_import_makes_a_run_every_reader_shows(tmp_path: Path) -> None:
     assert export.returncode == 0 and f"my-exp,eval,12,{12 * 4096}," in export.stdout
     assert "validation/epoch_accuracy" in export.stdout
     report = nexus("--root", str(root), "report", "my-exp")  # a run with no engine config: dashes, not None
-    assert report.returncode == 0 and "(eval every –, checkpoint every –)" in report.stdout, report.stdout[:1500]
+    assert report.returncode == 0 and "(eval every –, checkpoint every –)" in report.stdout, report.stdout[
+        :1500
+    ]
 
 
 def test_names_and_taken_names(tmp_path: Path) -> None:
@@ -128,9 +136,13 @@ def test_damaged_logdirs_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
     (empty / "notes.txt").write_text("no events here")
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
-    cases = [(flipped, "not a readable TensorBoard event file"), (junk, "not a readable TensorBoard event file"),
-             (empty, "no TensorBoard event files"), (a_file, "is not a folder"),
-             (tmp_path / "missing", "is not a folder")]
+    cases = [
+        (flipped, "not a readable TensorBoard event file"),
+        (junk, "not a readable TensorBoard event file"),
+        (empty, "no TensorBoard event files"),
+        (a_file, "is not a folder"),
+        (tmp_path / "missing", "is not a folder"),
+    ]
     for logdir, words in cases:
         done = nexus("--root", str(root), "import-tb", str(logdir), "--name", "x")
         assert done.returncode == 2, (logdir, done.stderr)
@@ -174,17 +186,25 @@ def test_tensorboard_summary_writer_scalars_import(tmp_path: Path) -> None:
 
 def test_without_tensorboard_it_says_what_to_install(tmp_path: Path) -> None:
     write_logdir(tmp_path / "tb")
-    block = ("import sys; sys.modules['tensorboard'] = None; from nexus_tui.__main__ import main; "
-             "sys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", block, "--root", str(tmp_path / "runs"), "import-tb",
-                           str(tmp_path / "tb")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    block = (
+        "import sys; sys.modules['tensorboard'] = None; from nexus_tui.__main__ import main; "
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", block, "--root", str(tmp_path / "runs"), "import-tb", str(tmp_path / "tb")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert done.stderr.startswith("error: ") and "pip install 'nexus[tensorboard]'" in done.stderr
     assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
 
 
-async def test_the_dashboard_lists_an_imported_run(runs_root: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_dashboard_lists_an_imported_run(
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from nexus_tui import format as fmt
     from nexus_tui.app import NexusApp
     from nexus_tui.widgets.run_table import RunTable
@@ -232,7 +252,9 @@ def test_a_logdir_of_several_runs_with_hparams_histograms_images_and_text(tmp_pa
         folder = root / f"sweep-{run}"
         recs = P.read_records(folder / P.METRICS_FILE).records
         assert recs[0].config == {"lr": pytest.approx(lr), "optimizer": "adam"}
-        assert json.loads((folder / "summary.json").read_text()) == {"hparam/final_loss": pytest.approx(f32(lr / 3))}
+        assert json.loads((folder / "summary.json").read_text()) == {
+            "hparam/final_loss": pytest.approx(f32(lr / 3))
+        }
         assert [r.loss for r in recs if r.type == "metric"] == [f32(lr / s) for s in (1, 2, 3)]
         assert not any("hparam" in k for r in recs if r.type == "metric" for k in r.extra)
         texts = [(r.step, r.key, r.text) for r in recs if r.type == P.TEXT]

@@ -27,7 +27,9 @@ def _metrics(script: Script) -> list[dict]:
 def _wait_path(path: Path, script: Script, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        assert time.monotonic() < deadline and script.proc.poll() is None, f"{path} never appeared:\n{script.output()}"
+        assert time.monotonic() < deadline and script.proc.poll() is None, (
+            f"{path} never appeared:\n{script.output()}"
+        )
         time.sleep(0.05)
 
 
@@ -68,8 +70,10 @@ def _stop(script: Script, run_dir: Path) -> None:
 
 
 def test_importing_nexus_imports_no_framework() -> None:
-    code = ("import sys, nexus, nexus.integrations, nexus.integrations.tensorboard; "
-            "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'tensorboard') if m in sys.modules))")
+    code = (
+        "import sys, nexus, nexus.integrations, nexus.integrations.tensorboard; "
+        "print(sorted(m for m in ('torch', 'transformers', 'lightning', 'tensorboard') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
@@ -83,14 +87,18 @@ def test_hugging_face_trainer(runs_root: Path) -> None:
         assert {"checkpoint", "eval", "generate", "stop", "pause"} <= set(hello["commands"])
         assert hello["total_steps"] == 100_000 and hello["config"]["model"]["hidden_size"] == 32
         first = script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
-        assert first["loss"] > 0 and first["gnorm"] > 0 and math.isclose(first["lr"], 1e-3) and "epoch" in first
+        assert (
+            first["loss"] > 0 and first["gnorm"] > 0 and math.isclose(first["lr"], 1e-3) and "epoch" in first
+        )
 
         sample = _pause_holds(script, run_dir, "generate", prompt="the ", tokens=5, temperature=0.0, top_k=0)
         assert sample["text"].startswith("the ") and sample["requested"] is True
 
         assert command(run_dir, "checkpoint")["ok"]
         ck = script.wait_for(lambda r: r["type"] == P.CKPT)
-        assert ck["path"] == f"hf/checkpoint-{ck['step']}"  # the Trainer's folder is named by the record's step
+        assert (
+            ck["path"] == f"hf/checkpoint-{ck['step']}"
+        )  # the Trainer's folder is named by the record's step
         _wait_path(run_dir / ck["path"] / "trainer_state.json", script)
 
         assert command(run_dir, "eval")["ok"]
@@ -139,7 +147,9 @@ def test_tensorboard_summary_writer(runs_root: Path) -> None:
     run_dir = runs_root / "tb"
     script = Script(run_dir, "tb", LOOPS)
     try:
-        hello = script.wait_for(lambda r: r["type"] == P.HELLO and "ramp" in r.get("commands", ()) and r["config"])
+        hello = script.wait_for(
+            lambda r: r["type"] == P.HELLO and "ramp" in r.get("commands", ()) and r["config"]
+        )
         assert hello["config"] == {"lr": 0.05, "batch": 16}
         first = script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
         # add_scalar's tag and add_scalars' main/sub keys, one record per global_step
@@ -178,8 +188,9 @@ def _end(run_dir: Path) -> dict:
     return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.STATE][-1]
 
 
-def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(runs_root: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No tokenizer: `g` is refused with the reason (the dashboard greys it); no eval set: `e` too,
     since the Trainer would raise mid-run. A run that reaches max_steps ends finished."""
     pytest.importorskip("transformers")
@@ -192,17 +203,28 @@ def test_trainer_without_tokenizer_or_eval_set_refuses_those_keys(runs_root: Pat
     ids = char_tokenizer(TEXT)(TEXT)["input_ids"]
     model = GPT2LMHeadModel(GPT2Config(vocab_size=40, n_embd=32, n_layer=2, n_head=2, n_positions=64))
     run_dir = runs_root / "hf-plain"
-    args = TrainingArguments(output_dir=str(runs_root / "out"), max_steps=3, per_device_train_batch_size=2,
-                             logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-                             disable_tqdm=True)
-    Trainer(model=model, args=args, train_dataset=Chunks(ids[:200]),
-            callbacks=[NexusCallback(run_dir=run_dir)]).train()
+    args = TrainingArguments(
+        output_dir=str(runs_root / "out"),
+        max_steps=3,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    Trainer(
+        model=model, args=args, train_dataset=Chunks(ids[:200]), callbacks=[NexusCallback(run_dir=run_dir)]
+    ).train()
     hello = _hello(run_dir)
     assert "generate" not in hello["commands"] and "eval" not in hello["commands"]
     assert {"checkpoint", "ramp", "stop"} <= set(hello["commands"]) and hello["model"] == "gpt2"
     assert _end(run_dir)["state"] == P.FINISHED
-    assert [r["step"] for r in (x.to_dict() for x in P.read_records(run_dir / P.METRICS_FILE).records)
-            if r["type"] == P.METRIC] == [1, 2, 3]  # the end-of-training summary is not a step
+    assert [
+        r["step"]
+        for r in (x.to_dict() for x in P.read_records(run_dir / P.METRICS_FILE).records)
+        if r["type"] == P.METRIC
+    ] == [1, 2, 3]  # the end-of-training summary is not a step
     assert "train_runtime" in (run_dir / "summary.json").read_text()
 
 
@@ -222,8 +244,10 @@ def test_summary_writer_alone(runs_root: Path) -> None:
     run_dir = runs_root / "tb-alone"
     records = [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records]
     metrics = [r for r in records if r["type"] == P.METRIC]
-    assert [(m["step"], m.get("a"), m.get("b"), m.get("x/y")) for m in metrics] == \
-        [(5, 1.0, 2.0, None), (6, None, None, 3)]
+    assert [(m["step"], m.get("a"), m.get("b"), m.get("x/y")) for m in metrics] == [
+        (5, 1.0, 2.0, None),
+        (6, None, None, 3),
+    ]
     assert len([r for r in records if r["type"] == P.LOG and "add_image" in r["text"]]) == 1
     assert _end(run_dir)["state"] == P.FAILED and "bad batch" in _end(run_dir)["reason"]
     assert not list(run_dir.glob("events.out.tfevents*"))
@@ -233,18 +257,23 @@ def test_summary_writer_alone(runs_root: Path) -> None:
 def test_examples_run_to_the_end(runs_root: Path, example: str) -> None:
     pytest.importorskip("transformers" if example.startswith("hf") else "lightning")
     run_dir = runs_root / example.removesuffix(".py")
-    out = subprocess.run([sys.executable, str(ROOT / "examples" / example), "--steps", "5"], capture_output=True,
-                         text=True, timeout=240, cwd=runs_root,
-                         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                              P.RUN_DIR_ENV: str(run_dir)})
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example), "--steps", "5"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=runs_root,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", P.RUN_DIR_ENV: str(run_dir)},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     end = _end(run_dir)
     assert end["state"] == P.FINISHED and end["step"] == 5
     assert len([r for r in P.read_records(run_dir / P.METRICS_FILE).records if r.type == P.METRIC]) == 5
 
 
-def test_lightning_failure_ends_the_run_failed_with_its_reason(runs_root: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lightning_failure_ends_the_run_failed_with_its_reason(
+    runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("lightning")
     monkeypatch.syspath_prepend(str(ROOT / "examples"))
     import lightning.pytorch as pl
@@ -259,9 +288,16 @@ def test_lightning_failure_ends_the_run_failed_with_its_reason(runs_root: Path,
             return super().training_step(batch, batch_idx)
 
     run_dir = runs_root / "pl-fails"
-    trainer = pl.Trainer(max_steps=10, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False,
-                         logger=NexusLogger(run_dir=run_dir), callbacks=[NexusCallback()])
+    trainer = pl.Trainer(
+        max_steps=10,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=NexusLogger(run_dir=run_dir),
+        callbacks=[NexusCallback()],
+    )
     with pytest.raises(ValueError):
         trainer.fit(Breaks(len(CHARS)), loader())
     end = _end(run_dir)

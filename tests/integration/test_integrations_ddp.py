@@ -27,6 +27,7 @@ DEADLINE = 240.0
 
 # -- the ranks' side ------------------------------------------------------------------------------
 
+
 class Lines:
     """This rank's `rank-R.txt`: the LR each optimizer step used, and the weights after it."""
 
@@ -37,7 +38,9 @@ class Lines:
 
     def hook(self, optimizer: Any) -> None:
         """Registered after Nexus's pre-hook, so it sees the LR the update really uses."""
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: setattr(self, "lr", opt.param_groups[0]["lr"]))
+        optimizer.register_step_pre_hook(
+            lambda opt, args, kwargs: setattr(self, "lr", opt.param_groups[0]["lr"])
+        )
 
     def write(self, step: int) -> None:
         import torch
@@ -56,15 +59,36 @@ def hf_worker(run_dir: Path) -> None:
     from nexus.integrations._common import innermost_optimizer
     from nexus.integrations.huggingface import NexusCallback
 
-    args = TrainingArguments(output_dir=str(run_dir / "hf"), max_steps=STEPS, per_device_train_batch_size=2,
-                             per_device_eval_batch_size=2, learning_rate=1e-3, lr_scheduler_type="constant",
-                             logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True,
-                             ddp_backend="gloo", disable_tqdm=True, dataloader_num_workers=0, seed=0)
+    args = TrainingArguments(
+        output_dir=str(run_dir / "hf"),
+        max_steps=STEPS,
+        per_device_train_batch_size=2,
+        per_device_eval_batch_size=2,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        ddp_backend="gloo",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     tokenizer = char_tokenizer(TEXT)
     ids = tokenizer(TEXT)["input_ids"]
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=64))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    )
     lines = Lines(run_dir, args.process_index, model.parameters)
 
     class Record(TrainerCallback):
@@ -75,8 +99,14 @@ def hf_worker(run_dir: Path) -> None:
             lines.write(state.global_step)
             time.sleep(0.05)  # keeps the record count modest: the test reads the whole file while it waits
 
-    trainer = Trainer(model=model, args=args, train_dataset=Chunks(ids), eval_dataset=Chunks(ids[:200]),
-                      processing_class=tokenizer, callbacks=[NexusCallback(), Record()])
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Chunks(ids),
+        eval_dataset=Chunks(ids[:200]),
+        processing_class=tokenizer,
+        callbacks=[NexusCallback(), Record()],
+    )
     trainer.train()
     (run_dir / f"loop-ended-{args.process_index}").write_text(str(trainer.state.global_step))
 
@@ -102,10 +132,21 @@ def lightning_worker(run_dir: Path) -> None:
             lines.write(trainer.global_step)
             time.sleep(0.05)
 
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", devices=2, strategy="ddp", log_every_n_steps=1,
-                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                         limit_val_batches=2, check_val_every_n_epoch=10_000, num_sanity_val_steps=0,
-                         logger=NexusLogger(), callbacks=[NexusCallback(), Record()])
+    trainer = pl.Trainer(
+        max_steps=STEPS,
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=2,
+        check_val_every_n_epoch=10_000,
+        num_sanity_val_steps=0,
+        logger=NexusLogger(),
+        callbacks=[NexusCallback(), Record()],
+    )
     trainer.fit(module, loader(), loader())
     (run_dir / f"loop-ended-{rank}").write_text(str(trainer.global_step))
 
@@ -184,11 +225,30 @@ class Ranks:
         run_dir.mkdir(parents=True)
         self.log_path = run_dir.parent / f"{run_dir.name}.out"
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", P.RUN_DIR_ENV: str(run_dir),
-               "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                      "--nproc-per-node", "2", __file__, mode], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=run_dir.parent, start_new_session=True)
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "PYTHONUNBUFFERED": "1",
+            P.RUN_DIR_ENV: str(run_dir),
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc-per-node",
+                "2",
+                __file__,
+                mode,
+            ],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir.parent,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
@@ -203,7 +263,9 @@ class Ranks:
                 value = got()
                 if value:
                     return value
-                raise AssertionError(f"the ranks exited ({self.proc.returncode}) before {what}:\n{self.output()}")
+                raise AssertionError(
+                    f"the ranks exited ({self.proc.returncode}) before {what}:\n{self.output()}"
+                )
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {what} within {timeout:g}s:\n{self.output()}")
             time.sleep(0.1)
@@ -263,7 +325,10 @@ def pause_holds_both(r: Ranks, act: str, **args: Any) -> dict[str, Any]:
     done = r.record(f"the {act} record", lambda x: x["type"] == kind)
     assert r.last_steps() == held and P.read_status(r.run_dir)["state"] == P.PAUSED
     command(r.run_dir, "resume")
-    r.record("running again", lambda x: x["type"] == P.STATE and x["state"] == P.RUNNING and x["seq"] > paused["seq"])
+    r.record(
+        "running again",
+        lambda x: x["type"] == P.STATE and x["state"] == P.RUNNING and x["seq"] > paused["seq"],
+    )
     r.until("both ranks stepping again", lambda: min(r.last_steps()) > max(held) + 1)
     return done
 
@@ -273,16 +338,21 @@ def same_lr_and_weights(r: Ranks, target: float) -> None:
     included) and hold the same weights."""
     reply = command(r.run_dir, "ramp", target_lr=target, ramp_steps=3)
     assert "every rank" in reply["text"]
-    got = r.record("a step at the target LR", lambda x: x["type"] == P.METRIC and math.isclose(x["lr"], target))
+    got = r.record(
+        "a step at the target LR", lambda x: x["type"] == P.METRIC and math.isclose(x["lr"], target)
+    )
     r.until("both ranks past the ramp", lambda: min(r.last_steps()) >= got["step"] + 2)
     zero, one = r.lines(0), r.lines(1)
     n = min(len(zero), len(one))
     assert [s for s, _, _ in zero[:n]] == [s for s, _, _ in one[:n]]
     assert [lr for _, lr, _ in zero[:n]] == [lr for _, lr, _ in one[:n]]  # the very same numbers
-    assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for (_, _, a), (_, _, b) in zip(zero[:n], one[:n], strict=True))
+    assert all(
+        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+        for (_, _, a), (_, _, b) in zip(zero[:n], one[:n], strict=True)
+    )
     lrs = [lr for _, lr, _ in zero[:n]]
     at = lrs.index(target)
-    assert lrs[at - 3] < lrs[at - 2] < lrs[at - 1] < target, lrs[at - 4:at + 1]  # linear, over 3 steps
+    assert lrs[at - 3] < lrs[at - 2] < lrs[at - 1] < target, lrs[at - 4 : at + 1]  # linear, over 3 steps
 
 
 def stop_ends_both(r: Ranks) -> None:
@@ -306,9 +376,13 @@ def test_hugging_face_trainer_on_two_ranks(ranks) -> None:
     # a checkpoint asked for while paused: saved after the resume, by both ranks (each its RNG state)
     ck = pause_holds_both(r, "checkpoint")
     assert ck["path"].startswith("hf/checkpoint-")
-    r.until("the checkpoint's files from both ranks",
-            lambda: all((r.run_dir / ck["path"] / f).is_file() for f in ("trainer_state.json", "rng_state_0.pth",
-                                                                          "rng_state_1.pth")))
+    r.until(
+        "the checkpoint's files from both ranks",
+        lambda: all(
+            (r.run_dir / ck["path"] / f).is_file()
+            for f in ("trainer_state.json", "rng_state_0.pth", "rng_state_1.pth")
+        ),
+    )
     pause_holds_both(r, "generate", prompt="the ", tokens=4, temperature=0.0, top_k=0)  # rank 0 alone samples
 
     command(r.run_dir, "eval")  # the eval loop gathers across ranks: both must run it
@@ -345,8 +419,11 @@ def test_plain_loop_pause_outlasts_the_group_timeout(ranks) -> None:
     r.record("the paused state", lambda x: x["type"] == P.STATE and x["state"] == P.PAUSED)
     held = r.last_steps()
     start = time.monotonic()
-    r.until("10 s of pause (the group's collectives time out after 6)",
-            lambda: time.monotonic() - start > 10 or r.proc.poll() is not None, timeout=60)
+    r.until(
+        "10 s of pause (the group's collectives time out after 6)",
+        lambda: time.monotonic() - start > 10 or r.proc.poll() is not None,
+        timeout=60,
+    )
     assert r.proc.poll() is None, r.output()
     assert r.last_steps() == held
     command(r.run_dir, "resume")

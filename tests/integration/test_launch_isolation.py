@@ -40,7 +40,9 @@ def planted(tmp_path: Path) -> tuple[Path, Path]:
 def test_the_dashboard_launches_only_the_installed_engine(planted: tuple[Path, Path]) -> None:
     project, marker = planted
     exits: dict = {}
-    sup = Supervisor(project / "runs", lambda *a: None, lambda n, c, t: exits.setdefault(n, c), lambda *a: None)
+    sup = Supervisor(
+        project / "runs", lambda *a: None, lambda n, c, t: exits.setdefault(n, c), lambda *a: None
+    )
     sup.launch("tiny", name="safe", steps=3, overrides=TINY_OVERRIDES)  # its cwd is the project folder
     deadline = time.monotonic() + 120
     while "safe" not in exits and time.monotonic() < deadline:
@@ -57,10 +59,17 @@ def test_the_dashboard_launches_only_the_installed_engine(planted: tuple[Path, P
 def test_nexus_train_from_a_folder_with_a_planted_engine(planted: tuple[Path, Path], nproc: int) -> None:
     project, marker = planted
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([str(NEXUS), "train", "--run-dir", "runs/r", "--steps", "2", "--nproc", str(nproc),
-                           *TINY], cwd=project, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=240)
+    done = subprocess.run(
+        [str(NEXUS), "train", "--run-dir", "runs/r", "--steps", "2", "--nproc", str(nproc), *TINY],
+        cwd=project,
+        env={**env, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert not marker.exists(), "the planted engine (or torch) ran"
-    hellos = [r for r in P.read_records(project / "runs" / "r" / P.METRICS_FILE).records if r["type"] == P.HELLO]
+    hellos = [
+        r for r in P.read_records(project / "runs" / "r" / P.METRICS_FILE).records if r["type"] == P.HELLO
+    ]
     assert hellos and hellos[0]["world_size"] == nproc

@@ -42,16 +42,25 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path: Path) -> None:
     """The same forbidden-import contracts, over a tiny tree where the core imports the engine and
     the dashboard imports torch: lint-imports must fail and name both."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    config["contracts"] = [c for c in config["contracts"]  # the ones between top-level packages
-                           if c["type"] == "forbidden" and all("." not in m for m in c["source_modules"])]
+    config["contracts"] = [
+        c
+        for c in config["contracts"]  # the ones between top-level packages
+        if c["type"] == "forbidden" and all("." not in m for m in c["source_modules"])
+    ]
     assert len(config["contracts"]) >= 3
     (tmp_path / "pyproject.toml").write_text(tomli_w.dumps({"tool": {"importlinter": config}}))
     src = tmp_path / "src"
-    for pkg, body in (("nexus_core", "import engine.trainer\n"), ("engine", ""), ("nexus_tui", "import torch\n")):
+    for pkg, body in (
+        ("nexus_core", "import engine.trainer\n"),
+        ("engine", ""),
+        ("nexus_tui", "import torch\n"),
+    ):
         (src / pkg).mkdir(parents=True)
         (src / pkg / "__init__.py").write_text("")
         (src / pkg / "trainer.py").write_text("")
         (src / pkg / "leak.py").write_text(body)
     out = _lint(tmp_path, extra_path=src)
     assert out.returncode != 0, out.stdout
-    assert "nexus_core.leak -> engine.trainer" in out.stdout and "nexus_tui.leak -> torch" in out.stdout, out.stdout
+    assert "nexus_core.leak -> engine.trainer" in out.stdout and "nexus_tui.leak -> torch" in out.stdout, (
+        out.stdout
+    )

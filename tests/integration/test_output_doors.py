@@ -26,8 +26,9 @@ def runs(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", [["report"], ["compare"]])
-def test_a_hostile_run_name_is_escaped_in_headings_and_cells(runs: Path, command: list[str],
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_hostile_run_name_is_escaped_in_headings_and_cells(
+    runs: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--root", str(runs), *command, HOSTILE, "plain"]) == 0
     text = capsys.readouterr().out
     outside_code = re.sub(r"`[^`\n]*`", "", re.sub(r"```text\n.*?\n```", "", text, flags=re.S))
@@ -41,7 +42,9 @@ def test_a_hostile_run_name_is_escaped_in_headings_and_cells(runs: Path, command
 
 
 @pytest.mark.parametrize("command", [["export", "--csv"], ["report"]])
-def test_an_output_link_is_written_through_and_stays_a_link(runs: Path, tmp_path: Path, command: list[str]) -> None:
+def test_an_output_link_is_written_through_and_stays_a_link(
+    runs: Path, tmp_path: Path, command: list[str]
+) -> None:
     target = tmp_path / "kept" / "out.txt"
     target.parent.mkdir()
     target.write_text("old\n")
@@ -56,7 +59,9 @@ def test_an_output_link_is_written_through_and_stays_a_link(runs: Path, tmp_path
 
 
 @pytest.mark.parametrize("command", [["export", "--csv"], ["report"]])
-def test_an_output_fifo_is_streamed_into_not_renamed_over(runs: Path, tmp_path: Path, command: list[str]) -> None:
+def test_an_output_fifo_is_streamed_into_not_renamed_over(
+    runs: Path, tmp_path: Path, command: list[str]
+) -> None:
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got: list[bytes] = []
@@ -74,7 +79,9 @@ def test_an_output_fifo_is_streamed_into_not_renamed_over(runs: Path, tmp_path: 
     assert got and got[0].startswith((b"run,", b"# "))
 
 
-def test_an_output_folder_is_one_error_line(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_output_folder_is_one_error_line(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--root", str(runs), "export", "--csv", "plain", "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "directory" in err[0], err

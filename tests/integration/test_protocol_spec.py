@@ -49,11 +49,26 @@ class HandRun:
 def _write_finished(root: Path) -> None:
     run = HandRun(root / "rust-lstm", dead_pid())
     run.status(state="starting")
-    run.record("hello", protocol=1, pid=run.pid, total_steps=20, config={"lr": 0.003, "hidden": 512},
-               model="lstm", device="cuda:0", commands=[])
+    run.record(
+        "hello",
+        protocol=1,
+        pid=run.pid,
+        total_steps=20,
+        config={"lr": 0.003, "hidden": 512},
+        model="lstm",
+        device="cuda:0",
+        commands=[],
+    )
     run.record("state", state="running", step=0, reason="")
     for step in range(1, 21):
-        run.record("metric", step=step, tokens=step * 1024, loss=3.0 - step * 0.1, lr=0.003, **{"train/acc": step / 20})
+        run.record(
+            "metric",
+            step=step,
+            tokens=step * 1024,
+            loss=3.0 - step * 0.1,
+            lr=0.003,
+            **{"train/acc": step / 20},
+        )
         if step % 10 == 0:
             run.record("eval", step=step, val_loss=3.2 - step * 0.1, **{"val/acc": step / 25})
     run.record("state", state="finished", step=20, reason="done", exit_code=0)
@@ -157,7 +172,9 @@ def test_nexus_runs_and_the_store_read_hand_written_runs(runs_root: Path) -> Non
     assert rows["live-rust"][1:3] == ["running", "3/50"]
 
     store = MetricStore()
-    watcher = RunsWatcher(runs_root, on_batch=store.ingest_batch, on_new_run=lambda d: None, on_warning=lambda n, t: None)
+    watcher = RunsWatcher(
+        runs_root, on_batch=store.ingest_batch, on_new_run=lambda d: None, on_warning=lambda n, t: None
+    )
     assert len(watcher.scan_existing()) == 5
     lstm = store.get("rust-lstm")
     assert lstm.state == "finished" and lstm.step == 20 and lstm.total_steps == 20 and lstm.model == "lstm"
@@ -170,9 +187,11 @@ def test_nexus_runs_and_the_store_read_hand_written_runs(runs_root: Path) -> Non
 
 
 async def test_the_dashboard_steers_a_hand_written_run_only_with_what_it_serves(
-        runs_root: Path, tmp_path: Path, monkeypatch) -> None:
+    runs_root: Path, tmp_path: Path, monkeypatch
+) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     run = _write_live(runs_root)
+
     def act(cmd: str) -> None:  # section 5's results: a state record, and the status says it too
         state = {"pause": "paused", "resume": "running"}.get(cmd)
         if state:
@@ -207,6 +226,8 @@ async def test_the_dashboard_steers_a_hand_written_run_only_with_what_it_serves(
             deadline = time.monotonic() + 30
             while len(server.received) < 2 and time.monotonic() < deadline:
                 await pilot.pause(0.1)
-            assert [c["cmd"] for c in server.received] == ["pause", "resume"], [n.message for n in app._notifications]
+            assert [c["cmd"] for c in server.received] == ["pause", "resume"], [
+                n.message for n in app._notifications
+            ]
     finally:
         server.close()

@@ -36,9 +36,15 @@ def nexus_ok(*args: str) -> str:
 
 
 def start_runner(root: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "nexus_tui", "queue", "run", "--root", str(root)],
-                            env=engine_env(), cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--root", str(root)],
+        env=engine_env(),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def stop_runner(proc: subprocess.Popen) -> str:
@@ -58,7 +64,9 @@ def status_step(run: Path) -> int:
 
 def losses(run: Path) -> dict[int, tuple[float, float]]:
     """step -> (loss, lr), a resume's records replacing the stretch it re-trained."""
-    return {r["step"]: (r["loss"], r["lr"]) for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))}
+    return {
+        r["step"]: (r["loss"], r["lr"]) for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))
+    }
 
 
 def pause_then(run: Path, command, what: str) -> None:
@@ -69,8 +77,21 @@ def pause_then(run: Path, command, what: str) -> None:
 
 def test_a_parked_run_continues_bit_exact(runs_root: Path) -> None:
     run = runs_root / "p"
-    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "p", "--no-start", "--",
-             "train", "--steps", LONG, *TINY, *QUIET)
+    nexus_ok(
+        "queue",
+        "add",
+        "--root",
+        str(runs_root),
+        "--name",
+        "p",
+        "--no-start",
+        "--",
+        "train",
+        "--steps",
+        LONG,
+        *TINY,
+        *QUIET,
+    )
     runner = start_runner(runs_root)
     try:
         wait_until(lambda: status_step(run) >= 3, 180, "the queued run to train", proc=runner)
@@ -78,8 +99,12 @@ def test_a_parked_run_continues_bit_exact(runs_root: Path) -> None:
         wait_until(lambda: (P.read_status(run) or {}).get("state") == P.PAUSED, 120, "the run paused")
         said = nexus_ok("park", "p", "--root", str(runs_root))
         assert "parking p" in said
-        wait_until(lambda: (j := job(runs_root, "p")) is not None and j.state == "parked", 180,
-                   "the runner to see the run parked", proc=runner)
+        wait_until(
+            lambda: (j := job(runs_root, "p")) is not None and j.state == "parked",
+            180,
+            "the runner to see the run parked",
+            proc=runner,
+        )
         assert summarize_run(run).state == P.PARKED
         assert "parked" in nexus_ok("runs", "--root", str(runs_root))
         k = status_step(run)
@@ -87,18 +112,28 @@ def test_a_parked_run_continues_bit_exact(runs_root: Path) -> None:
 
         nexus_ok("unpark", "p", "--root", str(runs_root), "--no-start")  # the runner here resumes it
         target = k + 20
-        wait_until(lambda: status_step(run) >= target and summarize_run(run).state == P.RUNNING, 240,
-                   "the unparked run to train on", proc=runner)
+        wait_until(
+            lambda: status_step(run) >= target and summarize_run(run).state == P.RUNNING,
+            240,
+            "the unparked run to train on",
+            proc=runner,
+        )
         pause_then(run, Stop(), "the resumed run")
-        wait_until(lambda: (j := job(runs_root, "p", "resume")) is not None and j.state == "done", 180,
-                   "the resumed run to end", proc=runner)
+        wait_until(
+            lambda: (j := job(runs_root, "p", "resume")) is not None and j.state == "done",
+            180,
+            "the resumed run to end",
+            proc=runner,
+        )
     finally:
         stop_runner(runner)
     hellos = list(P.iter_records(run / P.METRICS_FILE, frozenset({P.HELLO})))
     assert hellos[-1]["start_step"] == k, "unpark resumed from the parked step"
 
     straight = runs_root / "straight"
-    run_engine_ok("train", "--run-dir", str(straight), "--steps", LONG, "--stop-at", str(target), *TINY, *QUIET)
+    run_engine_ok(
+        "train", "--run-dir", str(straight), "--steps", LONG, "--stop-at", str(target), *TINY, *QUIET
+    )
     a, b = losses(straight), losses(run)
     for step in range(1, target + 1):
         assert b[step][0] == pytest.approx(a[step][0], abs=1e-6), step
@@ -107,18 +142,58 @@ def test_a_parked_run_continues_bit_exact(runs_root: Path) -> None:
 
 def test_a_priority_job_parks_a_lower_one(runs_root: Path) -> None:
     low, high = runs_root / "low", runs_root / "high"
-    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "low", "--no-start", "--",
-             "train", "--steps", LONG, *TINY, *QUIET)
+    nexus_ok(
+        "queue",
+        "add",
+        "--root",
+        str(runs_root),
+        "--name",
+        "low",
+        "--no-start",
+        "--",
+        "train",
+        "--steps",
+        LONG,
+        *TINY,
+        *QUIET,
+    )
     runner = start_runner(runs_root)
     try:
         wait_until(lambda: status_step(low) >= 2, 180, "the low-priority run to train", proc=runner)
-        nexus_ok("queue", "add", "--root", str(runs_root), "--name", "high", "--priority", "5", "--no-start",
-                 "--", "train", "--steps", "4", *TINY, *QUIET)
-        wait_until(lambda: summarize_run(high).state == P.FINISHED if high.is_dir() else False, 240,
-                   "the priority job to run and finish", proc=runner)
+        nexus_ok(
+            "queue",
+            "add",
+            "--root",
+            str(runs_root),
+            "--name",
+            "high",
+            "--priority",
+            "5",
+            "--no-start",
+            "--",
+            "train",
+            "--steps",
+            "4",
+            *TINY,
+            *QUIET,
+        )
+        wait_until(
+            lambda: summarize_run(high).state == P.FINISHED if high.is_dir() else False,
+            240,
+            "the priority job to run and finish",
+            proc=runner,
+        )
         assert job(runs_root, "low", "train").state == "parked"
-        wait_until(lambda: (j := job(runs_root, "low", "resume")) is not None and j.state == "running"
-                   and summarize_run(low).state == P.RUNNING, 240, "the parked run to resume after it", proc=runner)
+        wait_until(
+            lambda: (
+                (j := job(runs_root, "low", "resume")) is not None
+                and j.state == "running"
+                and summarize_run(low).state == P.RUNNING
+            ),
+            240,
+            "the parked run to resume after it",
+            proc=runner,
+        )
         pause_then(low, Stop(), "the resumed run")
         wait_until(lambda: job(runs_root, "low", "resume").state == "done", 180, "the resumed run to end")
     finally:
@@ -130,15 +205,39 @@ def test_a_priority_job_parks_a_lower_one(runs_root: Path) -> None:
 
 
 def test_a_sweep_of_six_runs_is_ranked(runs_root: Path) -> None:
-    out = nexus_ok("sweep", "--root", str(runs_root), "--name", "lrs", "--preset", "tiny", "--steps", "3",
-                   "--grid", "optim.lr=1e-4,3e-4,1e-3", "--grid", "train.batch_size=2,4",
-                   *TINY, "--set", "train.eval_every=3", "--set", "train.ckpt_every=0", "--no-start")
+    out = nexus_ok(
+        "sweep",
+        "--root",
+        str(runs_root),
+        "--name",
+        "lrs",
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--grid",
+        "optim.lr=1e-4,3e-4,1e-3",
+        "--grid",
+        "train.batch_size=2,4",
+        *TINY,
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "train.ckpt_every=0",
+        "--no-start",
+    )
     assert "queued 6 runs" in out
     names = [j.name for j in queuefile.read(runs_root).jobs]
     assert names[0] == "lrs-lr1e-4-bs2" and len(names) == 6
     nexus_ok("queue", "slots", "2", "--root", str(runs_root))
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
-                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root", str(runs_root)],
+        env=engine_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     shown = nexus_ok("sweep", "show", "lrs", "--root", str(runs_root)).splitlines()
     assert shown[0].split()[:4] == ["#", "run", "optim.lr", "train.batch_size"]
@@ -152,7 +251,10 @@ def test_a_sweep_of_six_runs_is_ranked(runs_root: Path) -> None:
 def test_a_bad_sweep_value_is_one_line(runs_root: Path) -> None:
     done = run_nexus("sweep", "--root", str(runs_root), "--grid", "optim.lr=1e-3,-5", "--no-start")
     assert_one_line_error(done, r"optim.lr=-5 would be refused")
-    assert not (runs_root / queuefile.QUEUE_DIR / queuefile.QUEUE_FILE).exists() or not queuefile.read(runs_root).jobs
+    assert (
+        not (runs_root / queuefile.QUEUE_DIR / queuefile.QUEUE_FILE).exists()
+        or not queuefile.read(runs_root).jobs
+    )
 
 
 class _Hook(http.server.BaseHTTPRequestHandler):
@@ -180,11 +282,29 @@ def hook():
 
 def test_the_queue_tells_a_real_endpoint_through_apprise(runs_root: Path, hook) -> None:
     url, got = hook
-    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "told", "--no-start", "--",
-             "train", "--steps", "2", *TINY, *QUIET)
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
-                           str(runs_root)], env={**engine_env(), notify.NOTIFY_ENV: url}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    nexus_ok(
+        "queue",
+        "add",
+        "--root",
+        str(runs_root),
+        "--name",
+        "told",
+        "--no-start",
+        "--",
+        "train",
+        "--steps",
+        "2",
+        *TINY,
+        *QUIET,
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root", str(runs_root)],
+        env={**engine_env(), notify.NOTIFY_ENV: url},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     bodies = [m.get("message", "") for m in got]
     assert any("told: finished" in b for b in bodies), got
@@ -199,31 +319,62 @@ def test_a_job_whose_program_vanished_fails_in_one_line(runs_root: Path, tmp_pat
     program.chmod(0o755)
     ops.add(runs_root, "command", [str(program)], name="gone")
     program.unlink()
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
-                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root", str(runs_root)],
+        env=engine_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stdout, done.stdout
     j = job(runs_root, "gone")
     assert j.state == "failed" and "command not found" in j.outcome and "\n" not in j.outcome
-    assert_one_line_error(run_nexus("queue", "add", "--root", str(runs_root), "--", str(program)), "command not found")
+    assert_one_line_error(
+        run_nexus("queue", "add", "--root", str(runs_root), "--", str(program)), "command not found"
+    )
 
 
 def test_a_script_that_resumes_is_parked_and_continues(runs_root: Path) -> None:
     script = ROOT / "tests" / "support" / "scripts" / "parkable_loop.py"
     run = runs_root / "script"
-    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "script", "--no-start", "--", sys.executable, str(script))
+    nexus_ok(
+        "queue",
+        "add",
+        "--root",
+        str(runs_root),
+        "--name",
+        "script",
+        "--no-start",
+        "--",
+        sys.executable,
+        str(script),
+    )
     runner = start_runner(runs_root)
     try:
         wait_until(lambda: status_step(run) >= 3, 180, "the script reporting", proc=runner)
         nexus_ok("park", "script", "--root", str(runs_root))
-        wait_until(lambda: (j := job(runs_root, "script")) is not None and j.state == "parked", 180,
-                   "the script parked", proc=runner)
+        wait_until(
+            lambda: (j := job(runs_root, "script")) is not None and j.state == "parked",
+            180,
+            "the script parked",
+            proc=runner,
+        )
         saved = json.loads((run / "state.json").read_text())
         nexus_ok("unpark", "script", "--root", str(runs_root), "--no-start")
-        wait_until(lambda: status_step(run) > saved["step"] + 3 and summarize_run(run).state == P.RUNNING, 180,
-                   "the script continued", proc=runner)
+        wait_until(
+            lambda: status_step(run) > saved["step"] + 3 and summarize_run(run).state == P.RUNNING,
+            180,
+            "the script continued",
+            proc=runner,
+        )
         run_control.send(run, Stop(), timeout=120)
-        wait_until(lambda: len([j for j in queuefile.read(runs_root).jobs if j.state == "done"]) == 1, 120,
-                   "the continued script to end", proc=runner)
+        wait_until(
+            lambda: len([j for j in queuefile.read(runs_root).jobs if j.state == "done"]) == 1,
+            120,
+            "the continued script to end",
+            proc=runner,
+        )
     finally:
         stop_runner(runner)
     hellos = list(P.iter_records(run / P.METRICS_FILE, frozenset({P.HELLO})))
@@ -232,14 +383,25 @@ def test_a_script_that_resumes_is_parked_and_continues(runs_root: Path) -> None:
     by_step = {r["step"]: r["loss"] for r in P.iter_records(run / P.METRICS_FILE, frozenset({P.METRIC}))}
     assert max(by_step) > saved["step"] + 3
     for step, loss in by_step.items():
-        assert loss == pytest.approx(0.999 ** step, rel=1e-9), step
+        assert loss == pytest.approx(0.999**step, rel=1e-9), step
 
 
 def test_a_script_without_resume_cannot_be_parked(runs_root: Path) -> None:
     script = ROOT / "tests" / "support" / "scripts" / "reported_loop.py"
     run = runs_root / "plain"
-    nexus_ok("queue", "add", "--root", str(runs_root), "--name", "plain", "--no-start", "--",
-             sys.executable, str(script), "steer")
+    nexus_ok(
+        "queue",
+        "add",
+        "--root",
+        str(runs_root),
+        "--name",
+        "plain",
+        "--no-start",
+        "--",
+        sys.executable,
+        str(script),
+        "steer",
+    )
     runner = start_runner(runs_root)
     try:
         wait_until(lambda: status_step(run) >= 3, 180, "the script reporting", proc=runner)
@@ -263,17 +425,48 @@ def test_the_cli_on_a_planted_queue_is_one_line(runs_root: Path, tmp_path: Path)
 
 def test_a_command_sweep_fills_its_arguments_and_is_ranked(runs_root: Path) -> None:
     script = ROOT / "tests" / "support" / "scripts" / "sweep_loop.py"
-    out = nexus_ok("sweep", "--root", str(runs_root), "--name", "cmd", "--grid", "lr=0.1,0.01,0.03", "--no-start",
-                   "--", sys.executable, str(script), "{lr}")
+    out = nexus_ok(
+        "sweep",
+        "--root",
+        str(runs_root),
+        "--name",
+        "cmd",
+        "--grid",
+        "lr=0.1,0.01,0.03",
+        "--no-start",
+        "--",
+        sys.executable,
+        str(script),
+        "{lr}",
+    )
     assert "queued 3 runs" in out
     jobs = queuefile.read(runs_root).jobs
     assert [j.args[-1] for j in jobs] == ["0.1", "0.01", "0.03"] and jobs[0].name == "cmd-lr0.1"
     nexus_ok("queue", "slots", "2", "--root", str(runs_root))
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
-                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root", str(runs_root)],
+        env=engine_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:]
     shown = nexus_ok("sweep", "show", "cmd", "--root", str(runs_root)).splitlines()
     assert shown[0].split()[:3] == ["#", "run", "lr"]
     assert [line.split()[1] for line in shown[1:]] == ["cmd-lr0.01", "cmd-lr0.03", "cmd-lr0.1"]
-    assert_one_line_error(run_nexus("sweep", "--root", str(runs_root), "--grid", "lr=1,2", "--no-start", "--",
-                                    sys.executable, str(script), "1"), r"never uses \{lr\}")
+    assert_one_line_error(
+        run_nexus(
+            "sweep",
+            "--root",
+            str(runs_root),
+            "--grid",
+            "lr=1,2",
+            "--no-start",
+            "--",
+            sys.executable,
+            str(script),
+            "1",
+        ),
+        r"never uses \{lr\}",
+    )

@@ -30,7 +30,9 @@ class Probe:
         self.raw: list[float] = []
 
     def hook(self, run: nexus.Run, optimizer: torch.optim.Optimizer) -> None:
-        def pre(opt: Any, args: Any, kwargs: Any) -> None:  # registered after Nexus's: sees what the step uses
+        def pre(
+            opt: Any, args: Any, kwargs: Any
+        ) -> None:  # registered after Nexus's: sees what the step uses
             self.used.append(opt.param_groups[0]["lr"])
             assert run._lr is not None
             self.raw.append(run._lr.raw_lrs()[0])
@@ -47,10 +49,10 @@ class Probe:
         assert used[:k] == pytest.approx(raw[:k])
         start = used[k - 1]
         ramp = [start + (TARGET - start) * i / RAMP_STEPS for i in range(1, RAMP_STEPS + 1)]
-        assert used[k:k + RAMP_STEPS] == pytest.approx(ramp)
+        assert used[k : k + RAMP_STEPS] == pytest.approx(ramp)
         factor = TARGET / raw[k + RAMP_STEPS - 1]
-        after = [r * factor for r in raw[k + RAMP_STEPS:]]
-        assert used[k + RAMP_STEPS:] == pytest.approx(after) and len(set(after)) > 3  # the schedule moved on
+        after = [r * factor for r in raw[k + RAMP_STEPS :]]
+        assert used[k + RAMP_STEPS :] == pytest.approx(after) and len(set(after)) > 3  # the schedule moved on
 
 
 def _ramp(run: nexus.Run) -> None:
@@ -83,15 +85,37 @@ def test_hugging_face_trainer_logs_and_saves_the_ramped_lr(tmp_path: Path) -> No
                 _ramp(run)
 
     tokenizer = char_tokenizer(TEXT)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=64))
-    args = TrainingArguments(output_dir=str(tmp_path / "out"), max_steps=STEPS, per_device_train_batch_size=2,
-                             learning_rate=1e-3, lr_scheduler_type="linear", warmup_steps=4, logging_steps=1,
-                             save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-                             dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=Chunks(tokenizer(TEXT)["input_ids"]),
-                      callbacks=[Steer(), NexusCallback(run=run)])
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    )
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=STEPS,
+        per_device_train_batch_size=2,
+        learning_rate=1e-3,
+        lr_scheduler_type="linear",
+        warmup_steps=4,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Chunks(tokenizer(TEXT)["input_ids"]),
+        callbacks=[Steer(), NexusCallback(run=run)],
+    )
     trainer.train()
     probe.check()
     logged = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
@@ -135,14 +159,23 @@ def test_lightning_fit_reports_the_ramped_lr(tmp_path: Path) -> None:
                 probe.hook(run, run._lr.optimizer)
             probe.before(run._lr.optimizer)
 
-        def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        def on_train_batch_end(
+            self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int
+        ) -> None:
             if trainer.global_step == RAMP_AT:
                 _ramp(run)
 
     data = torch.utils.data.TensorDataset(torch.randn(64, 4), torch.randn(64, 1))
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False, logger=NexusLogger(run=run),
-                         callbacks=[Steer(), NexusCallback(run=run), LearningRateMonitor("step")])
+    trainer = pl.Trainer(
+        max_steps=STEPS,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        logger=NexusLogger(run=run),
+        callbacks=[Steer(), NexusCallback(run=run), LearningRateMonitor("step")],
+    )
     trainer.fit(Tiny(), torch.utils.data.DataLoader(data, batch_size=2))
     probe.check()
     run.finish()

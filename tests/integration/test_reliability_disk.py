@@ -24,15 +24,29 @@ INF = resource.RLIM_INFINITY
 
 def _limit_files_to(size: int):
     """preexec_fn: a soft file-size limit (the hard one stays unlimited so it can be raised later)."""
+
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, INF))
+
     return apply
 
 
 def test_full_disk_alerts_pauses_loses_nothing_and_the_run_goes_on(runs_root: Path) -> None:
     run = runs_root / "full"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.eval_every=6",
-                      "--set", "train.ckpt_every=1000", "--set", "train.save_best=false")  # phase 2 fills metrics
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "6",
+        *TINY,
+        "--set",
+        "train.eval_every=6",
+        "--set",
+        "train.ckpt_every=1000",
+        "--set",
+        "train.save_best=false",
+    )  # phase 2 fills metrics
     assert done.returncode == 0, done.stderr[-2000:]
     before = snapshot(run)
     size = (run / P.METRICS_FILE).stat().st_size
@@ -51,7 +65,9 @@ def test_full_disk_alerts_pauses_loses_nothing_and_the_run_goes_on(runs_root: Pa
         assert alerts and "File too large" in alerts[0]["text"]
         assert ckpt.resolve_checkpoint(run).name == "step_000006", "latest still the last whole checkpoint"
         assert [p.name for p in ckpt.list_checkpoints(run)] == ["step_000006"], "the temp folder never counts"
-        wait_until(lambda: P.read_status(run)["state"] == "paused", 60, "the status file")  # written after the pipe
+        wait_until(
+            lambda: P.read_status(run)["state"] == "paused", 60, "the status file"
+        )  # written after the pipe
 
         # 2. Room for a few records only: the metrics file fills, the run pauses again.
         resource.prlimit(eng.pid, resource.RLIMIT_FSIZE, ((run / P.METRICS_FILE).stat().st_size + 1500, INF))
@@ -86,7 +102,9 @@ def test_full_disk_alerts_pauses_loses_nothing_and_the_run_goes_on(runs_root: Pa
     assert held, "some records met the full disk (the pipe heard of them at once, as seq -1)"
     assert set(range(1, last + 1)) == set(steps), "and every one was filed later, once there was room"
     old = len(P.RecordDecoder().feed(before[P.METRICS_FILE]))
-    assert [r for r in eng.records if r["seq"] >= 0] == result.records[old:], "the file holds all that was filed"
+    assert [r for r in eng.records if r["seq"] >= 0] == result.records[old:], (
+        "the file holds all that was filed"
+    )
     assert ckpt.read_meta(ckpt.resolve_checkpoint(run))["step"] == last
     done = run_engine("resume", "--run-dir", str(run), "--stop-at", str(last + 2), "--threads", "1")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -129,12 +147,16 @@ def test_a_disk_that_stays_full_never_ends_the_run_and_room_resumes_it(runs_root
         assert status["step"] == paused["step"]
         # Paused for good while the disk stays full: it outlives many probes and keeps its status fresh.
         first = status["updated"]
-        wait_until(lambda: P.read_status(run)["updated"] > first + 3 * report.ROOM_PROBE_S, 60, "a fresh status")
+        wait_until(
+            lambda: P.read_status(run)["updated"] > first + 3 * report.ROOM_PROBE_S, 60, "a fresh status"
+        )
         assert eng.proc.poll() is None and P.read_status(run)["state"] == "paused"
         assert not [r for r in eng.records if r["type"] == "state" and r["state"] == "crashed"]
 
         resource.prlimit(eng.pid, resource.RLIMIT_FSIZE, (INF, INF))  # room again, and no command sent
-        eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3 and r["seq"] >= 0, 60)
+        eng.wait_for(
+            lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3 and r["seq"] >= 0, 60
+        )
         # The status follows the pipe by a flush or a probe (and a checkpoint held for room may be
         # written first): wait for it to say running, not for one moment to.
         wait_until(lambda: P.read_status(run)["state"] == "running", 120, "the status to say running")

@@ -65,7 +65,9 @@ for c in chunks:
 """
 
 
-async def test_garbage_on_a_real_pipe_leaves_the_app_up_with_warnings(runs_root: Path, tmp_path: Path) -> None:
+async def test_garbage_on_a_real_pipe_leaves_the_app_up_with_warnings(
+    runs_root: Path, tmp_path: Path
+) -> None:
     from nexus_tui.app import NexusApp
     from nexus_tui.widgets.log_pane import LogPane
 
@@ -86,8 +88,12 @@ async def test_garbage_on_a_real_pipe_leaves_the_app_up_with_warnings(runs_root:
         xs, ys = app.store.series("hostile", "loss")
         assert list(xs) == [1, 3] and list(ys) == [3.0, 2.5], "good records around the garbage all arrived"
         text = "\n".join(str(line) for line in app.query_one(LogPane).lines_written)
-        for warning in ("bytes that were not records", "unknown type 'telepathy'", "protocol 99",
-                        "ended inside a record"):
+        for warning in (
+            "bytes that were not records",
+            "unknown type 'telepathy'",
+            "protocol 99",
+            "ended inside a record",
+        ):
             assert warning in text, (warning, text[-2000:])
         assert not run.live and run.state != "running", "its end is shown from the exit status"
         await pilot.press("a")  # the app still answers keys
@@ -100,10 +106,37 @@ def test_a_damaged_metrics_file_is_reattached_with_every_whole_record(runs_root:
 
     run = runs_root / "damaged"
     run.mkdir()
-    good = [_rec("hello", 0, run="damaged", protocol=1, pid=1, device="cpu", params=1, total_steps=9,
-                 start_step=0, model="transformer", config={})]
-    good += [_rec("metric", i, step=i, tokens=8 * i, loss=3.0 - 0.1 * i, ce=3.0, lr=1e-3, gnorm=1.0,
-                  tok_s=1.0, step_s=0.1, mem=1) for i in range(1, 6)]
+    good = [
+        _rec(
+            "hello",
+            0,
+            run="damaged",
+            protocol=1,
+            pid=1,
+            device="cpu",
+            params=1,
+            total_steps=9,
+            start_step=0,
+            model="transformer",
+            config={},
+        )
+    ]
+    good += [
+        _rec(
+            "metric",
+            i,
+            step=i,
+            tokens=8 * i,
+            loss=3.0 - 0.1 * i,
+            ce=3.0,
+            lr=1e-3,
+            gnorm=1.0,
+            tok_s=1.0,
+            step_s=0.1,
+            mem=1,
+        )
+        for i in range(1, 6)
+    ]
     data = good[0] + good[1] + b"\x92\x01" + os.urandom(300) + b"".join(good[2:]) + good[1][:7]
     (run / P.METRICS_FILE).write_bytes(data)
     store, warnings = MetricStore(), []
@@ -135,7 +168,11 @@ def copy(trained: Path, tmp_path: Path) -> Path:
 
 def test_bad_names_and_paths_are_one_line_and_touch_nothing(tmp_path: Path, copy: Path) -> None:
     runs = copy.parent
-    for name, pattern in (("../escape", r"--name '\.\./escape'"), ("a/b", r"--name 'a/b'"), ("..", r"--name '\.\.'")):
+    for name, pattern in (
+        ("../escape", r"--name '\.\./escape'"),
+        ("a/b", r"--name 'a/b'"),
+        ("..", r"--name '\.\.'"),
+    ):
         before = snapshot(tmp_path)
         done = run_engine("train", "--name", name, *TINY)
         _one_line_error(done, pattern)
@@ -194,8 +231,10 @@ def _foreign_checkpoint(run: Path) -> str:
 def test_a_bad_checkpoint_is_one_line_and_nothing_is_overwritten(copy: Path, damage) -> None:
     pattern = damage(copy)
     before = snapshot(copy)
-    for args in (["resume", "--run-dir", str(copy), "--steps", "8", "--threads", "1"],
-                 ["eval", "--run-dir", str(copy), "--batches", "1"]):
+    for args in (
+        ["resume", "--run-dir", str(copy), "--steps", "8", "--threads", "1"],
+        ["eval", "--run-dir", str(copy), "--batches", "1"],
+    ):
         _one_line_error(run_engine(*args), pattern)
         assert snapshot(copy) == before, f"{args[0]} changed the run folder"
 
@@ -236,9 +275,13 @@ def test_pickles_beside_or_instead_of_a_checkpoint_are_never_loaded(copy: Path, 
     (fake / "model.pt").write_bytes(payload)
     from engine import checkpoint as ckpt
 
-    assert [p.name for p in ckpt.list_checkpoints(copy)] == ["step_000004"], "a folder without meta.json is no checkpoint"
+    assert [p.name for p in ckpt.list_checkpoints(copy)] == ["step_000004"], (
+        "a folder without meta.json is no checkpoint"
+    )
 
-    _one_line_error(run_engine("eval", "--run-dir", str(copy), "--from", "99"), r"incomplete: meta\.json is missing")
+    _one_line_error(
+        run_engine("eval", "--run-dir", str(copy), "--from", "99"), r"incomplete: meta\.json is missing"
+    )
     done = run_engine("resume", "--run-dir", str(copy), "--steps", "8", "--stop-at", "5", "--threads", "1")
     assert done.returncode == 0, done.stderr[-2000:]  # loaded latest, beside four pickles
     assert P.read_status(copy)["step"] == 5

@@ -27,8 +27,9 @@ from nexus_core.commands import Checkpoint, Generate, Pause, Ramp, Resume, Stop
 
 def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root: Path) -> None:
     run = runs_root / "killed"
-    eng = Engine(run, "train", "--steps", "200", *TINY, "--set", "train.ckpt_every=3",
-                 "--set", "train.eval_every=1000")
+    eng = Engine(
+        run, "train", "--steps", "200", *TINY, "--set", "train.ckpt_every=3", "--set", "train.eval_every=1000"
+    )
     try:
         eng.wait_for(lambda r: r["type"] == "ckpt" and r["step"] >= 6)
         time.sleep(random.uniform(0.0, 0.05))  # somewhere inside a later step
@@ -49,19 +50,30 @@ def test_sigkill_mid_step_keeps_every_whole_record_and_resume_goes_on(runs_root:
     records = file_records(run).records
     hellos = [r for r in records if r["type"] == "hello"]
     assert hellos[-1]["start_step"] == good and hellos[-1]["resumed_from"].endswith(ckpt.step_name(good))
-    after = [r["step"] for r in records[records.index(hellos[-1]):] if r["type"] == "metric"]
+    after = [r["step"] for r in records[records.index(hellos[-1]) :] if r["type"] == "metric"]
     assert after == list(range(good + 1, good + 5)), "continues from the latest good checkpoint"
     assert [r["state"] for r in records if r["type"] == "state"][-1] == "stopped"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_while_training_or_paused_checkpoints_and_exits_zero(runs_root: Path, sig: signal.Signals) -> None:
+def test_interrupt_while_training_or_paused_checkpoints_and_exits_zero(
+    runs_root: Path, sig: signal.Signals
+) -> None:
     """SIGINT (Ctrl-C) while training; SIGTERM (preemption) while paused: a checkpoint of the last
     step, the state `killed` naming the signal (as a reported run's), exit 0. Also: the engine listens
     on no network port, only on its owner-only unix socket."""
     run = runs_root / sig.name
-    eng = Engine(run, "train", "--steps", "100000", *TINY, "--set", "train.ckpt_every=0",
-                 "--set", "train.eval_every=100000")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "100000",
+        *TINY,
+        "--set",
+        "train.ckpt_every=0",
+        "--set",
+        "train.eval_every=100000",
+    )
     try:
         eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 2)
         import psutil
@@ -106,8 +118,19 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
     rng = random.Random(7)
     mid_write = 0
     for round_ in range(3):
-        args = ["--steps", "100000", *TINY, "--set", "train.ckpt_every=1", "--set", "train.eval_every=1",
-                "--set", "train.eval_batches=1", "--set", "train.keep_last=2"]
+        args = [
+            "--steps",
+            "100000",
+            *TINY,
+            "--set",
+            "train.ckpt_every=1",
+            "--set",
+            "train.eval_every=1",
+            "--set",
+            "train.eval_batches=1",
+            "--set",
+            "train.keep_last=2",
+        ]
         eng = Engine(run, "train", *args) if round_ == 0 else Engine(run, "resume", "--threads", "1")
         try:
             eng.wait_for(lambda r: r["type"] == "ckpt")
@@ -121,9 +144,16 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
                             time.sleep(rng.uniform(0, 0.001))
                         break
                     skip -= 1
-                    wait_until(lambda root=root, pid=eng.pid: not any(
-                        p.name.startswith(".tmp-") and p.name.endswith(f"-{pid}") for p in root.iterdir()),
-                        10, "the write to end")
+                    wait_until(
+                        lambda root=root, pid=eng.pid: (
+                            not any(
+                                p.name.startswith(".tmp-") and p.name.endswith(f"-{pid}")
+                                for p in root.iterdir()
+                            )
+                        ),
+                        10,
+                        "the write to end",
+                    )
             eng.proc.send_signal(signal.SIGKILL)
             eng.finish()
         finally:
@@ -145,11 +175,19 @@ def test_kill_during_checkpoint_writes_never_corrupts_latest_or_best(runs_root: 
     print(f"killed 3 engines during checkpoint writes; {mid_write} left a temp folder behind")
     assert mid_write >= 1, "the kills did land inside checkpoint writes"
     leftovers = [p.name for p in ckpt.checkpoints_root(run).iterdir() if p.name.startswith(".")]
-    done = run_engine("resume", "--run-dir", str(run), "--stop-at", str(int(ckpt.read_meta(latest)["step"]) + 1),
-                      "--threads", "1")
+    done = run_engine(
+        "resume",
+        "--run-dir",
+        str(run),
+        "--stop-at",
+        str(int(ckpt.read_meta(latest)["step"]) + 1),
+        "--threads",
+        "1",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert not any(p.name in leftovers for p in ckpt.checkpoints_root(run).iterdir()), \
+    assert not any(p.name in leftovers for p in ckpt.checkpoints_root(run).iterdir()), (
         "a later save sweeps the temp folders of dead writers"
+    )
 
 
 DASHBOARD = textwrap.dedent("""
@@ -163,20 +201,29 @@ DASHBOARD = textwrap.dedent("""
 
 
 def _rate(run: Path, since: float, until: float) -> float:
-    times = [r["time"] for r in file_records(run).records if r["type"] == "metric" and since <= r["time"] < until]
+    times = [
+        r["time"] for r in file_records(run).records if r["type"] == "metric" and since <= r["time"] < until
+    ]
     return len(times) / (until - since)
 
 
-async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_control(runs_root: Path,
-                                                                                    tmp_path: Path) -> None:
+async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_control(
+    runs_root: Path, tmp_path: Path
+) -> None:
     """A real dashboard process (the Supervisor that launched the run) is SIGKILLed with its whole
     process group, as a closed terminal would; the run trains on at full speed; a new app
     (Textual, Pilot) re-attaches it with its full history and can pause, checkpoint, generate, ramp."""
     from nexus_tui.app import NexusApp
 
     overrides = [*TINY_OVERRIDES, "train.eval_every=100000", "train.ckpt_every=0"]
-    dash = subprocess.Popen([sys.executable, "-c", DASHBOARD, str(runs_root), *overrides], env=engine_env(),
-                            stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    dash = subprocess.Popen(
+        [sys.executable, "-c", DASHBOARD, str(runs_root), *overrides],
+        env=engine_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
     pid = int(dash.stdout.readline())
     run = runs_root / "lives"
     try:
@@ -194,14 +241,17 @@ async def test_runs_outlive_a_killed_dashboard_and_the_next_one_takes_full_contr
 
         app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
         async with app.run_test(size=(120, 40)) as pilot:
+
             async def until(check, what: str, timeout: float = 30.0) -> None:
                 deadline = time.monotonic() + timeout
                 while not check():
                     assert time.monotonic() < deadline, f"timed out waiting for {what}"
                     await pilot.pause(0.1)
 
-            await until(lambda: app.store.get("lives") is not None and app.store.get("lives").step > killed_step,
-                        "the re-attached run's live records")
+            await until(
+                lambda: app.store.get("lives") is not None and app.store.get("lives").step > killed_step,
+                "the re-attached run's live records",
+            )
             xs, _ = app.store.series("lives", "loss")
             assert list(xs[:killed_step]) == list(range(1, killed_step + 1)), "full history"
             sup = app.services.supervisor
@@ -235,11 +285,16 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
     from nexus_tui.live.supervisor import Supervisor
 
     wrapper = runs_root.parent / "python-with-2gb"
-    wrapper.write_text(f"#!/bin/sh\nulimit -v {2 * 2**20}\nexec {sys.executable} \"$@\"\n")
+    wrapper.write_text(f'#!/bin/sh\nulimit -v {2 * 2**20}\nexec {sys.executable} "$@"\n')
     wrapper.chmod(0o755)
     store, exits, warnings = MetricStore(), {}, []
-    sup = Supervisor(runs_root, store.ingest_batch, lambda n, c, t: exits.setdefault(n, (c, t)),
-                     lambda n, t: warnings.append(t), python=str(wrapper))
+    sup = Supervisor(
+        runs_root,
+        store.ingest_batch,
+        lambda n, c, t: exits.setdefault(n, (c, t)),
+        lambda n, t: warnings.append(t),
+        python=str(wrapper),
+    )
     overrides = [*TINY_OVERRIDES, "train.batch_size=65536", "train.eval_batches=1"]
     try:
         sup.launch("tiny", name="oom", steps=10, overrides=overrides)
@@ -258,15 +313,31 @@ def test_out_of_memory_is_one_line_with_the_figures_and_the_dashboard_shows_it(r
     print(run.reason)
 
 
-
 def test_nan_skip_policy_moves_past_bad_batches_and_never_saves_a_nan_best(runs_root: Path) -> None:
     """nan_policy=skip (pause and rollback are tested in test_trainer.py): an LR of 1e30 breaks every
     step after the first; none is applied, the first is an alert (the rest are counted, not one alert
     each: see test_trainer.py), the run ends, `best` stays finite."""
     run = runs_root / "nan-skip"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "optim.lr=1e30",
-                      "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0",
-                      "--set", "train.nan_policy=skip", "--set", "train.eval_every=1", "--set", "train.ckpt_every=1")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "6",
+        *TINY,
+        "--set",
+        "optim.lr=1e30",
+        "--set",
+        "schedule.name=constant",
+        "--set",
+        "schedule.warmup_steps=0",
+        "--set",
+        "train.nan_policy=skip",
+        "--set",
+        "train.eval_every=1",
+        "--set",
+        "train.ckpt_every=1",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     records = file_records(run).records
     nan_steps = [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "nan"]

@@ -30,8 +30,13 @@ from nexus_tui.documents.comparison import comparison_markdown, load_runs
 from nexus_tui.documents.report.document import build_report
 from nexus_tui.documents.report.safe import md
 
-SIDE_WORK = ["train.eval_every=3", "train.eval_batches=2", "train.sample_every=3", "train.sample_tokens=16",
-             "train.ckpt_every=12"]
+SIDE_WORK = [
+    "train.eval_every=3",
+    "train.eval_batches=2",
+    "train.sample_every=3",
+    "train.sample_tokens=16",
+    "train.ckpt_every=12",
+]
 """Over the test preset: evals, samples and checkpoints often enough that every section has rows."""
 STEPS, STOP_AT, RAMP_LR, RAMP_STEPS = 30, 15, 1e-2, 6
 
@@ -42,8 +47,13 @@ def _engine(root: Path, name: str, *args: str, extra: tuple[str, ...] = ()) -> s
     run_dir.mkdir(parents=True, exist_ok=True)
     overrides = sets(*SIDE_WORK, *extra) if args[0] == "train" else []
     with open(run_dir / "engine.log", "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "engine", *args, "--run-dir", str(run_dir), "--threads", "1",
-                                 *overrides], env=engine_env(), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine", *args, "--run-dir", str(run_dir), "--threads", "1", *overrides],
+            env=engine_env(),
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _evals(run_dir: Path) -> int:
@@ -58,15 +68,35 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("report") / "runs"
     procs = {
         "fin": _engine(root, "fin", "train", "--preset", "tiny", "--steps", str(STEPS)),
-        "ramp": _engine(root, "ramp", "train", "--preset", "tiny", "--steps", str(STEPS), "--stop-at", str(STOP_AT),
-                        extra=("model.mtp_heads=1",)),
-        "crash": _engine(root, "crash", "train", "--preset", "tiny", "--steps", "100000",
-                         extra=("train.label_smoothing=0.1",)),
+        "ramp": _engine(
+            root,
+            "ramp",
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            str(STEPS),
+            "--stop-at",
+            str(STOP_AT),
+            extra=("model.mtp_heads=1",),
+        ),
+        "crash": _engine(
+            root,
+            "crash",
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "100000",
+            extra=("train.label_smoothing=0.1",),
+        ),
     }
     try:
         deadline = time.monotonic() + 180
         while _evals(root / "crash") < 5:  # killed mid-run, with enough evals for a forecast
-            assert procs["crash"].poll() is None and time.monotonic() < deadline, (root / "crash/engine.log").read_text()
+            assert procs["crash"].poll() is None and time.monotonic() < deadline, (
+                root / "crash/engine.log"
+            ).read_text()
             time.sleep(0.1)
         procs["crash"].send_signal(signal.SIGKILL)
         procs["crash"].wait(30)
@@ -136,8 +166,9 @@ def test_finished_run_every_section_from_its_records(root: Path) -> None:
     vsteps, vals = sorted(evals), [evals[s]["val_loss"] for s in sorted(evals)]
     assert f"final val loss **{fmt.loss(vals[-1])}** at step {STEPS}" in forecast
     rows = table(forecast)
-    for frac, made, used, value in zip((0.25, 0.5, 0.75), *[column(rows, c) for c in ("made at", "evals", "forecast")],
-                                       strict=True):
+    for frac, made, used, value in zip(
+        (0.25, 0.5, 0.75), *[column(rows, c) for c in ("made at", "evals", "forecast")], strict=True
+    ):
         upto = int(frac * STEPS)
         assert made == f"{frac:.0%} (step {upto})"
         seen = [(s, v) for s, v in zip(vsteps, vals, strict=True) if s <= upto]
@@ -175,14 +206,16 @@ def test_resumed_run_shows_its_ramp_and_the_comparable_loss(root: Path) -> None:
     assert what[2].startswith(f"resumed from checkpoints/step\\_{STOP_AT:06d} at step {STOP_AT}")
     ramp_row = events[1 + 3]
     assert ramp_row[0] == str(STOP_AT) and ramp_row[3].startswith(
-        f"LR ramp from {metrics[STOP_AT + 1]['lr']:.4g} to {RAMP_LR:.4g} over {RAMP_STEPS} steps")
+        f"LR ramp from {metrics[STOP_AT + 1]['lr']:.4g} to {RAMP_LR:.4g} over {RAMP_STEPS} steps"
+    )
     assert what[-1] == f"finished: trained {STEPS} steps"
 
     lr = section(text, "Learning rate", "ramp")
     assert "LR by step (1 ramp)" in chart_block(lr)
     first, last = metrics[STOP_AT + 1]["lr"], metrics[STOP_AT + RAMP_STEPS]["lr"]
-    assert (f"the records show LR {first:.2e} at step {STOP_AT + 1} and {last:.2e} at step "
-            f"{STOP_AT + RAMP_STEPS}") in lr
+    assert (
+        f"the records show LR {first:.2e} at step {STOP_AT + 1} and {last:.2e} at step {STOP_AT + RAMP_STEPS}"
+    ) in lr
     assert last > 2 * first, "the ramp raised the LR"
 
     gaps = [r["loss"] - r["ce"] for r in metrics.values()]
@@ -211,7 +244,9 @@ def test_crashed_run_says_so_with_its_step_and_log(root: Path) -> None:
     steps = sorted(evals)
     got = forecast_final(steps, [evals[s]["val_loss"] for s in steps], 100000)
     assert got is not None, "five falling evals give a forecast"
-    assert f"at step 100000: **{fmt.loss(got[0])}** (band {fmt.loss(got[1])} – {fmt.loss(got[2])})" in forecast
+    assert (
+        f"at step 100000: **{fmt.loss(got[0])}** (band {fmt.loss(got[1])} – {fmt.loss(got[2])})" in forecast
+    )
     assert "|" not in forecast, "no backtest before the run has finished"
 
 
@@ -249,19 +284,32 @@ def _body(text: str) -> str:
 
 def test_cli_writes_the_report_without_torch_or_textual(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.md"
-    check = ("import sys; from nexus_tui.__main__ import main; rc = main(sys.argv[1:]); "
-             "assert not {'torch', 'textual'} & set(sys.modules), 'imported torch or textual'; sys.exit(rc)")
-    done = subprocess.run([sys.executable, "-c", check, "report", "fin", "ramp", "--root", str(root), "-o", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    check = (
+        "import sys; from nexus_tui.__main__ import main; rc = main(sys.argv[1:]); "
+        "assert not {'torch', 'textual'} & set(sys.modules), 'imported torch or textual'; sys.exit(rc)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", check, "report", "fin", "ramp", "--root", str(root), "-o", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert _body(out.read_text()) == _body(build_report(root, ["fin", "ramp"]))
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "--root", str(root), "report", str(root / "fin")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "--root", str(root), "report", str(root / "fin")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and _body(done.stdout) == _body(build_report(root, ["fin"]))
 
 
-def test_cli_unknown_run_or_folder_is_one_error_line(root: Path, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_unknown_run_or_folder_is_one_error_line(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--root", str(root), "report", "fin", "nope"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("error: ") and err.count("\n") == 1 and "nope" in err
@@ -279,21 +327,31 @@ def test_cli_unknown_run_or_folder_is_one_error_line(root: Path, tmp_path: Path,
 EVIL = "\x1b]52;c;aGk=\x07\x1b[2J[bold red]boom[/] | cell\nnext\r\x9b31m\u202e`tick` *em* <b>x</b>"
 
 
-def test_escape_sequences_and_markup_in_a_run_folder_are_made_safe(root: Path, tmp_path: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_escape_sequences_and_markup_in_a_run_folder_are_made_safe(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     evil_root = tmp_path / "runs"
     name = "evil\x1b[31m[b]|x"
     shutil.copytree(root / "fin", evil_root / name)
     shutil.copytree(root / "fin", evil_root / "plain")
     writer = RecordWriter(evil_root / name / METRICS_FILE)
-    hello = {**records(root / "fin", "hello")[-1], "device": EVIL, "corpus": EVIL, "start_step": STEPS,
-             "resumed_from": EVIL}
+    hello = {
+        **records(root / "fin", "hello")[-1],
+        "device": EVIL,
+        "corpus": EVIL,
+        "start_step": STEPS,
+        "resumed_from": EVIL,
+    }
     hello["config"] = {**hello["config"], "data": {**hello["config"]["data"], "source": EVIL}}
-    for rec in (hello, {"type": "sample", "step": STEPS, "prompt": EVIL, "text": EVIL, "requested": True},
-                {"type": "alert", "kind": EVIL, "step": STEPS, "text": EVIL},
-                {"type": "log", "level": "warning", "text": EVIL}, {"type": "log", "text": "LR ramp " + EVIL},
-                {"type": "metric", "step": STEPS + 1, "tokens": 1, "loss": 1.0, "ce": 1.0, "lr": 1e-3, "mem": 1.0},
-                {"type": "state", "state": "stopped", "step": STEPS + 1, "reason": EVIL}):
+    for rec in (
+        hello,
+        {"type": "sample", "step": STEPS, "prompt": EVIL, "text": EVIL, "requested": True},
+        {"type": "alert", "kind": EVIL, "step": STEPS, "text": EVIL},
+        {"type": "log", "level": "warning", "text": EVIL},
+        {"type": "log", "text": "LR ramp " + EVIL},
+        {"type": "metric", "step": STEPS + 1, "tokens": 1, "loss": 1.0, "ce": 1.0, "lr": 1e-3, "mem": 1.0},
+        {"type": "state", "state": "stopped", "step": STEPS + 1, "reason": EVIL},
+    ):
         writer.write({k: v for k, v in rec.items() if k not in ("seq", "time")})
     writer.close()
     assert main(["--root", str(evil_root), "report", name, "plain"]) == 0
@@ -347,4 +405,3 @@ async def _wait_file(pilot, folder: Path, count: int) -> list[Path]:
         assert time.monotonic() < deadline, "no report file appeared"
         await pilot.pause(0.1)
     return found
-

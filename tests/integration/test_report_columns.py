@@ -40,8 +40,12 @@ def _resumed(run_dir: Path) -> None:
     recs.append(hello("resumed", 6000, start_step=2500, resumed_from="checkpoints/step_002500", pid=3))
     recs.append(hello("resumed", 6000, start_step=2200, resumed_from="checkpoints/step_002200", pid=4))
     for s in range(2201, 6001):
-        m = metric(s, math.nan if s == 4000 else 1.8 + 1 / math.sqrt(s), tokens=s * 4096,
-                   **({"train/acc": s / 6000} if s % 3 == 0 else {}))
+        m = metric(
+            s,
+            math.nan if s == 4000 else 1.8 + 1 / math.sqrt(s),
+            tokens=s * 4096,
+            **({"train/acc": s / 6000} if s % 3 == 0 else {}),
+        )
         if s % 11 == 0:
             del m["ce"]
         recs.append(m)
@@ -72,13 +76,18 @@ def _csv(runs: list) -> str:
     return out.getvalue()
 
 
-def test_report_and_export_of_long_runs_say_what_every_record_says(root: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_and_export_of_long_runs_say_what_every_record_says(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     each = [load_facts(root / n, n, read_each_record) for n in NAMES]
     want_md, want_csv = report_markdown(each, now=0), _csv(each)
     assert "bytes that were not records" in want_md and "last record is torn" in want_md
-    redrawn = [line for line in want_csv.splitlines() if line.startswith("resumed,metric,2900,") and ",loss," in line]
-    assert len(redrawn) == 1 and redrawn[0].endswith(f",loss,{1.8 + 1 / math.sqrt(2900)!r}")  # the last resume's
+    redrawn = [
+        line for line in want_csv.splitlines() if line.startswith("resumed,metric,2900,") and ",loss," in line
+    ]
+    assert len(redrawn) == 1 and redrawn[0].endswith(
+        f",loss,{1.8 + 1 / math.sqrt(2900)!r}"
+    )  # the last resume's
     for time_ in ("first", "again"):
         runs = load(root, NAMES)
         assert report_markdown(runs, now=0) == want_md, time_

@@ -46,7 +46,9 @@ def test_controls_of_a_plain_loop(runs_root: Path) -> None:
         assert len(_metric_steps(script)) == held
         assert P.read_status(run_dir)["state"] == P.PAUSED
         assert command(run_dir, "resume")["ok"]
-        script.wait_for(lambda r: r["type"] == P.STATE and r["state"] == P.RUNNING and r["seq"] > paused["seq"])
+        script.wait_for(
+            lambda r: r["type"] == P.STATE and r["state"] == P.RUNNING and r["seq"] > paused["seq"]
+        )
         script.wait_for(lambda r: r["type"] == P.METRIC and r["step"] > paused["step"])
 
         # checkpoint and generate call the script's handlers; their results come back as records
@@ -61,8 +63,14 @@ def test_controls_of_a_plain_loop(runs_root: Path) -> None:
         # used_lr is what SGD really applied, measured from the weights by the script itself
         reply = command(run_dir, "ramp", target_lr=0.25, ramp_steps=4)
         assert "0.25" in reply["text"]
-        script.wait_for(lambda r: r["type"] == P.METRIC and math.isclose(r["lr"], 0.25) and r["step"] > 0
-                        and len([m for m in script.records(P.METRIC) if math.isclose(m["lr"], 0.25)]) >= 3)
+        script.wait_for(
+            lambda r: (
+                r["type"] == P.METRIC
+                and math.isclose(r["lr"], 0.25)
+                and r["step"] > 0
+                and len([m for m in script.records(P.METRIC) if math.isclose(m["lr"], 0.25)]) >= 3
+            )
+        )
         lrs = [(m["lr"], m["used_lr"]) for m in script.records(P.METRIC)]
         start = next(i for i, (lr, _) in enumerate(lrs) if not math.isclose(lr, 0.05))
         ramp = [lr for lr, _ in lrs[start : start + 5]]
@@ -90,19 +98,35 @@ def _final(script: Script) -> dict | None:
 
 
 def test_end_states_failed_killed_crashed_finished(runs_root: Path) -> None:
-    scripts = {name: Script(runs_root / name, mode) for name, mode in
-               (("failed", "fail"), ("termed", "forever"), ("interrupted", "forever"), ("sigkilled", "forever"),
-                ("wandb", "wandb"))}
+    scripts = {
+        name: Script(runs_root / name, mode)
+        for name, mode in (
+            ("failed", "fail"),
+            ("termed", "forever"),
+            ("interrupted", "forever"),
+            ("sigkilled", "forever"),
+            ("wandb", "wandb"),
+        )
+    }
     try:
-        for name, sig in (("termed", signal.SIGTERM), ("interrupted", signal.SIGINT), ("sigkilled", signal.SIGKILL)):
+        for name, sig in (
+            ("termed", signal.SIGTERM),
+            ("interrupted", signal.SIGINT),
+            ("sigkilled", signal.SIGKILL),
+        ):
             scripts[name].wait_for(lambda r: r["type"] == P.METRIC and r["step"] >= 3)
             scripts[name].proc.send_signal(sig)
         codes = {name: s.wait() for name, s in scripts.items()}
     finally:
         for s in scripts.values():
             s.kill()
-    assert codes == {"failed": 1, "termed": -signal.SIGTERM, "interrupted": -signal.SIGINT,
-                     "sigkilled": -signal.SIGKILL, "wandb": 0}
+    assert codes == {
+        "failed": 1,
+        "termed": -signal.SIGTERM,
+        "interrupted": -signal.SIGINT,
+        "sigkilled": -signal.SIGKILL,
+        "wandb": 0,
+    }
 
     failed = _final(scripts["failed"])
     assert failed["state"] == P.FAILED and failed["exit_code"] == 1
@@ -118,8 +142,13 @@ def test_end_states_failed_killed_crashed_finished(runs_root: Path) -> None:
     assert scripts["wandb"].records(P.EVAL)[-1]["val/acc"] == pytest.approx(1.0)
 
     rows = nexus_runs(runs_root)
-    assert {n: r[1] for n, r in rows.items()} == {"failed": "failed", "termed": "killed", "interrupted": "killed",
-                                                  "sigkilled": "crashed", "wandb": "finished"}
+    assert {n: r[1] for n, r in rows.items()} == {
+        "failed": "failed",
+        "termed": "killed",
+        "interrupted": "killed",
+        "sigkilled": "crashed",
+        "wandb": "finished",
+    }
 
     # the dashboard's store, fed the files and then told each process ended, agrees
     store = MetricStore()
@@ -127,8 +156,13 @@ def test_end_states_failed_killed_crashed_finished(runs_root: Path) -> None:
         store.ingest(name, s.run_dir, s.records())
         store.apply_event(name, Exited(exit_code_of(s.run_dir)))
     states = {r.name: r.state for r in store.runs()}
-    assert states == {"failed": "failed", "termed": "killed", "interrupted": "killed", "sigkilled": "crashed",
-                      "wandb": "finished"}
+    assert states == {
+        "failed": "failed",
+        "termed": "killed",
+        "interrupted": "killed",
+        "sigkilled": "crashed",
+        "wandb": "finished",
+    }
     assert store.get("failed").reason == "ValueError: bad batch shape at step 5"
 
 
@@ -161,8 +195,11 @@ def test_a_full_disk_holds_a_scripts_records_until_there_is_room(tmp_path: Path)
     room = 6000  # the hello and a few dozen metric records
     env = {**os.environ, "PYTHONPATH": str(ROOT), P.RUN_DIR_ENV: str(run_dir)}
     proc = subprocess.Popen(
-        [sys.executable, "-c", FULL_DISK_SCRIPT, str(go), str(waiting)], env=env, stderr=subprocess.PIPE,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY)))
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(go), str(waiting)],
+        env=env,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (room, resource.RLIM_INFINITY)),
+    )
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(line.decode() for line in proc.stderr), daemon=True)
     reader.start()
@@ -172,7 +209,9 @@ def test_a_full_disk_holds_a_scripts_records_until_there_is_room(tmp_path: Path)
             time.sleep(0.05)
         assert waiting.exists(), "the script did not reach step 200"
         # The writer thread files behind the loop: wait until it has met the limit and said so.
-        while "records wait in memory until there is room" not in "".join(said) and time.monotonic() < deadline:
+        while (
+            "records wait in memory until there is room" not in "".join(said) and time.monotonic() < deadline
+        ):
             if proc.poll() is not None:
                 break
             time.sleep(0.05)

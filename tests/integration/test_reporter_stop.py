@@ -24,8 +24,13 @@ def _logged(run_dir: Path) -> int:
 
 def _start(runs_root: Path, name: str, mode: str) -> Script:
     script = Script(runs_root / name, mode, script=LOOP)
-    wait_until(lambda: _logged(script.run_dir) >= 5, 120, "the loop's first steps", proc=script.proc,
-               log=script.log_path)
+    wait_until(
+        lambda: _logged(script.run_dir) >= 5,
+        120,
+        "the loop's first steps",
+        proc=script.proc,
+        log=script.log_path,
+    )
     return script
 
 

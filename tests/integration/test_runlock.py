@@ -17,16 +17,23 @@ from nexus_core import protocol as P
 
 
 def _train(run: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "100000",
-                             *TINY], env=engine_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "train", "--run-dir", str(run), "--steps", "100000", *TINY],
+        env=engine_env(),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_two_trains_at_once_one_wins_the_other_is_one_line_naming_it(runs_root: Path) -> None:
     run = runs_root / "race"
     a, b = _train(run), _train(run)  # started together: both pass every check made before the lock
     try:
-        loser = wait_until(lambda: next((p for p in (a, b) if p.poll() is not None), None), 120, "one to be refused")
+        loser = wait_until(
+            lambda: next((p for p in (a, b) if p.poll() is not None), None), 120, "one to be refused"
+        )
         winner = b if loser is a else a
         err = loser.stderr.read().strip()
         assert loser.returncode == 2
@@ -44,8 +51,11 @@ def test_two_trains_at_once_one_wins_the_other_is_one_line_naming_it(runs_root: 
         assert said.returncode == 2 and f"in use by engine pid {winner.pid}" in said.stderr
         assert said.stderr.strip().count("\n") == 0, said.stderr
         assert winner.poll() is None
-        assert all(r["pid"] == winner.pid for r in P.read_records(run / P.METRICS_FILE).records
-                   if r["type"] == P.HELLO)
+        assert all(
+            r["pid"] == winner.pid
+            for r in P.read_records(run / P.METRICS_FILE).records
+            if r["type"] == P.HELLO
+        )
         assert (run / P.METRICS_FILE).stat().st_size >= before
     finally:
         for p in (a, b):

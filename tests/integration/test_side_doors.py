@@ -28,7 +28,8 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPLANTEDKEY attacker@example"
 
 
 def test_the_decoding_child_never_imports_from_the_working_directory(
-        runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "PLANTED_RAN"
     project = tmp_path / "project"
     for package in ("numpy", "nexus_tui", "msgspec"):
@@ -50,8 +51,20 @@ def test_the_decoding_child_never_imports_from_the_working_directory(
 @pytest.mark.parametrize("link", ["symlink", "hard link"])
 def test_resume_never_appends_through_a_planted_log_link(runs_root: Path, tmp_path: Path, link: str) -> None:
     run = runs_root / "planted"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "8", "--stop-at", "4", *TINY,
-                      "--set", "train.ckpt_every=4", "--set", "train.eval_every=0")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "8",
+        "--stop-at",
+        "4",
+        *TINY,
+        "--set",
+        "train.ckpt_every=4",
+        "--set",
+        "train.eval_every=0",
+    )
     assert done.returncode == 0, done.stderr
     victim = tmp_path / "authorized_keys"
     victim.write_text("ssh-ed25519 AAAA the-users-own-key\n")
@@ -77,8 +90,18 @@ def test_a_config_path_with_a_newline_never_starts_a_line_in_the_log(tmp_path: P
     corpus.mkdir()
     (corpus / "a.txt").write_text("the quick brown fox jumps over the lazy dog. " * 400)
     run = tmp_path / "runs" / "r"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "2", *TINY, "--set", "train.eval_every=0",
-                      "--set", f"data.source={json.dumps(str(corpus))}")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "2",
+        *TINY,
+        "--set",
+        "train.eval_every=0",
+        "--set",
+        f"data.source={json.dumps(str(corpus))}",
+    )
     out = done.stdout + done.stderr
     assert "corpus" in out, out
     for line in out.splitlines():

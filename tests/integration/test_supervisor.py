@@ -25,8 +25,12 @@ from nexus_tui.history.columnar.fastdecode import Piece
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.supervisor import LaunchError, Supervisor
 
-OVERRIDES = [*(o for o in TINY_OVERRIDES if not o.startswith("train.threads=")),
-             "train.eval_every=5", "train.eval_batches=2", "train.ckpt_every=1000"]
+OVERRIDES = [
+    *(o for o in TINY_OVERRIDES if not o.startswith("train.threads=")),
+    "train.eval_every=5",
+    "train.eval_batches=2",
+    "train.ckpt_every=1000",
+]
 """The test preset as the supervisor's overrides, with an eval every 5 steps and no checkpoints until the
 end. Without its thread count: the supervisor shares the cores among CPU runs itself, as tested here."""
 
@@ -86,7 +90,9 @@ def sup(runs_root: Path, feed: Feed):
     s.shutdown(stop_runs=False)
 
 
-def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, feed: Feed, runs_root: Path) -> None:
+def test_train_to_the_end_then_preview_and_resume_with_a_ramp(
+    sup: Supervisor, feed: Feed, runs_root: Path
+) -> None:
     run_dir = sup.launch("tiny", name="a", steps=10, overrides=OVERRIDES)
     assert run_dir == runs_root.resolve() / "a"
     assert sup.live_runs() == ["a"] and sup.processes()["a"] > 0
@@ -112,8 +118,13 @@ def test_train_to_the_end_then_preview_and_resume_with_a_ramp(sup: Supervisor, f
         sup.lr_preview("a", target_lr=-1.0, ramp_steps=4, steps=16)
 
     sup.resume("a", lr=1e-3, ramp_steps=4, steps=16)
-    feed.wait(lambda: feed.exits["a"][0] is not None and feed.store.get("a").state == "finished"
-              and feed.store.get("a").step == 16)
+    feed.wait(
+        lambda: (
+            feed.exits["a"][0] is not None
+            and feed.store.get("a").state == "finished"
+            and feed.store.get("a").step == 16
+        )
+    )
     xs, _ = feed.store.series("a", "loss")
     assert list(xs) == list(range(1, 17))
     assert feed.store.get("a").start_step == 10 and feed.warnings == []
@@ -159,8 +170,10 @@ def test_quit_with_stop_right_after_a_launch_reads_as_stopped(sup: Supervisor, f
     started = time.monotonic()
     left = sup.shutdown(stop_runs=True, timeout=240)
     log = sup.root / "q" / "engine.log"
-    assert left == [], (f"after {time.monotonic() - started:.1f}s; warnings {feed.warnings}; status "
-                        f"{read_status(sup.root / 'q')}; log: {log.read_text()[-1500:] if log.exists() else None}")
+    assert left == [], (
+        f"after {time.monotonic() - started:.1f}s; warnings {feed.warnings}; status "
+        f"{read_status(sup.root / 'q')}; log: {log.read_text()[-1500:] if log.exists() else None}"
+    )
     code, _, _ = feed.exits["q"]
     assert code in (-signal.SIGTERM, 0), code
     run = feed.store.get("q")
@@ -204,15 +217,31 @@ def test_bad_input_is_one_clear_line(sup: Supervisor, feed: Feed) -> None:
         sup.send("nobody", Pause())
 
 
-def test_attach_follows_a_run_started_from_a_terminal(sup: Supervisor, feed: Feed, runs_root: Path,
-                                                      engine_env: dict[str, str]) -> None:
+def test_attach_follows_a_run_started_from_a_terminal(
+    sup: Supervisor, feed: Feed, runs_root: Path, engine_env: dict[str, str]
+) -> None:
     run_dir = runs_root / "outside"
-    args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
-            "--device", "cpu", "--steps", "100000", "--threads", "1"]
+    args = [
+        sys.executable,
+        "-m",
+        "engine",
+        "train",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        "100000",
+        "--threads",
+        "1",
+    ]
     for o in OVERRIDES:
         args += ["--set", o]
-    proc = subprocess.Popen(args, env=engine_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            cwd=ROOT)
+    proc = subprocess.Popen(
+        args, env=engine_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -266,7 +295,9 @@ def test_runs_survive_the_dashboard_and_are_reattached(runs_root: Path, feed: Fe
         left_at = {n: feed.step(n) for n in ("s1", "s2")}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            on_file = [r for r in read_records(runs_root / "s1" / METRICS_FILE).records if r["type"] == "metric"]
+            on_file = [
+                r for r in read_records(runs_root / "s1" / METRICS_FILE).records if r["type"] == "metric"
+            ]
             if on_file[-1]["step"] > left_at["s1"] + 2:
                 break
             time.sleep(0.2)

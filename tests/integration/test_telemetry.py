@@ -16,7 +16,9 @@ from nexus_tui.telemetry.sampler import Telemetry
 
 @pytest.fixture
 def busy_child():
-    proc = subprocess.Popen([sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<30: pass"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import time\nt=time.time()\nwhile time.time()-t<30: pass"]
+    )
     yield proc
     proc.kill()
     proc.wait()

@@ -22,8 +22,21 @@ from nexus_core.config import Config
 
 def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path) -> None:
     run = runs_root / "piped"
-    eng = Engine(run, "train", "--steps", "12", *TINY, "--set", "train.eval_every=6",
-                 "--set", "train.sample_every=6", "--set", "train.ckpt_every=6", "--set", "train.sample_tokens=8")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "12",
+        *TINY,
+        "--set",
+        "train.eval_every=6",
+        "--set",
+        "train.sample_every=6",
+        "--set",
+        "train.ckpt_every=6",
+        "--set",
+        "train.sample_tokens=8",
+    )
     assert eng.finish() == 0, eng.tail()
 
     kinds = [r["type"] for r in eng.records]
@@ -36,7 +49,9 @@ def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path) -> Non
     assert all(math.isfinite(r["loss"]) and r["tok_s"] > 0 and r["mem"] > 0 for r in eng.of("metric"))
     assert [r["step"] for r in eng.of("eval")] == [6, 12]
     assert all(abs(r["val_ppl"] - math.exp(r["val_loss"])) < 1e-6 * r["val_ppl"] for r in eng.of("eval"))
-    assert [r["step"] for r in eng.of("sample")] == [6, 12] and not any(r["requested"] for r in eng.of("sample"))
+    assert [r["step"] for r in eng.of("sample")] == [6, 12] and not any(
+        r["requested"] for r in eng.of("sample")
+    )
     assert [r["path"] for r in eng.of("ckpt")] == ["checkpoints/step_000006", "checkpoints/step_000012"]
     states = [r["state"] for r in eng.of("state")]
     assert states[0] == "running" and states[-1] == "finished" and "checkpointing" in states
@@ -52,9 +67,23 @@ def test_records_stream_over_the_pipe_and_match_the_file(runs_root: Path) -> Non
 
 def test_commands_pause_resume_generate_ramp_stop(runs_root: Path) -> None:
     run = runs_root / "steered"
-    eng = Engine(run, "train", "--steps", "100000", *TINY, "--set", "train.eval_every=100000",
-                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=0",
-                 "--set", "schedule.name=constant", "--set", "schedule.warmup_steps=0")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "100000",
+        *TINY,
+        "--set",
+        "train.eval_every=100000",
+        "--set",
+        "train.sample_every=0",
+        "--set",
+        "train.ckpt_every=0",
+        "--set",
+        "schedule.name=constant",
+        "--set",
+        "schedule.warmup_steps=0",
+    )
     try:
         eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= 3)
 
@@ -76,7 +105,9 @@ def test_commands_pause_resume_generate_ramp_stop(runs_root: Path) -> None:
         assert ev["step"] == paused["step"] and ev["val_loss"] == answer["val_loss"]
 
         P.send_command(run, "resume")
-        eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "running" and r["step"] == paused["step"])
+        eng.wait_for(
+            lambda r: r["type"] == "state" and r["state"] == "running" and r["step"] == paused["step"]
+        )
         eng.wait_for(lambda r: r["type"] == "metric" and r["step"] >= paused["step"] + 3)
 
         lr0 = eng.of("metric")[-1]["lr"]
@@ -136,9 +167,23 @@ def test_dead_reader_does_not_stop_training(runs_root: Path, python: str, engine
     run = runs_root / "orphan"
     read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        [python, "-m", "engine", "train", "--run-dir", str(run), "--metrics-fd", str(write_fd),
-         "--steps", "30", *TINY], env=engine_env, pass_fds=(write_fd,),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            python,
+            "-m",
+            "engine",
+            "train",
+            "--run-dir",
+            str(run),
+            "--metrics-fd",
+            str(write_fd),
+            "--steps",
+            "30",
+            *TINY,
+        ],
+        env=engine_env,
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     os.close(write_fd)
     os.close(read_fd)  # the dashboard died before the first record
@@ -154,17 +199,39 @@ def test_tiny_preset_learns_context(runs_root: Path, python: str, engine_env: di
     run = runs_root / "learner"
     t0 = time.monotonic()
     done = subprocess.run(
-        [python, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run), "--steps", "150",
-         "--set", "train.eval_every=150", "--set", "train.sample_every=0", "--set", "train.ckpt_every=0",
-         "--set", "train.batch_size=8"],
-        env=engine_env, capture_output=True, text=True, timeout=600,
+        [
+            python,
+            "-m",
+            "engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(run),
+            "--steps",
+            "150",
+            "--set",
+            "train.eval_every=150",
+            "--set",
+            "train.sample_every=0",
+            "--set",
+            "train.ckpt_every=0",
+            "--set",
+            "train.batch_size=8",
+        ],
+        env=engine_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     seconds = time.monotonic() - t0
     assert done.returncode == 0, done.stderr[-2000:]
     records = P.read_records(run / P.METRICS_FILE).records
     entropy = next(r for r in records if r["type"] == "hello")["unigram_entropy"]
     val = [r for r in records if r["type"] == "eval"][-1]["val_loss"]
-    print(f"tiny preset, 150 steps in {seconds:.0f} s: held-out CE {val:.3f} vs unigram entropy {entropy:.3f}")
+    print(
+        f"tiny preset, 150 steps in {seconds:.0f} s: held-out CE {val:.3f} vs unigram entropy {entropy:.3f}"
+    )
     assert val < entropy - 0.5
 
 
@@ -189,8 +256,18 @@ def test_nan_pauses_the_run_by_default(runs_root: Path) -> None:
 
 def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path) -> None:
     run = runs_root / "nan-rollback"
-    eng = Engine(run, "train", "--steps", "50", *TINY, *BLOW_UP, "--set", "train.ckpt_every=1",
-                 "--set", "train.nan_policy=rollback")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "50",
+        *TINY,
+        *BLOW_UP,
+        "--set",
+        "train.ckpt_every=1",
+        "--set",
+        "train.nan_policy=rollback",
+    )
     try:
         eng.wait_for(lambda r: r["type"] == "state" and r["state"] == "paused", timeout=120)
         P.send_command(run, "stop")
@@ -199,9 +276,14 @@ def test_nan_rollback_reloads_and_halves_the_lr(runs_root: Path) -> None:
         if eng.proc.poll() is None:
             eng.proc.kill()
     rollbacks = [r["text"] for r in eng.of("log") if r["text"].startswith("rolled back")]
-    assert rollbacks[:2] == ["rolled back to step_000001; LR scale now 0.5", "rolled back to step_000001; LR scale now 0.25"]
+    assert rollbacks[:2] == [
+        "rolled back to step_000001; LR scale now 0.5",
+        "rolled back to step_000001; LR scale now 0.25",
+    ]
     assert len(rollbacks) == 5, "after 5 rollbacks it pauses for a person"
-    assert [r["step"] for r in eng.of("alert") if r["kind"] == "nan"] == [2] * 6, "each retry of step 2 failed"
+    assert [r["step"] for r in eng.of("alert") if r["kind"] == "nan"] == [2] * 6, (
+        "each retry of step 2 failed"
+    )
 
 
 def _tiny_config(**train: object) -> Config:
@@ -225,11 +307,19 @@ def test_an_exception_in_the_loop_is_a_failed_state_with_its_message(tmp_path: P
     records = P.read_records(tmp_path / "crash" / P.METRICS_FILE).records
     assert [r["step"] for r in records if r["type"] == "metric"] == [1, 2, 3]
     final = [r for r in records if r["type"] == "state"][-1]
-    assert final["state"] == "failed" and final["exit_code"] == 1 and final["reason"] == "RuntimeError: boom in forward"
+    assert (
+        final["state"] == "failed"
+        and final["exit_code"] == 1
+        and final["reason"] == "RuntimeError: boom in forward"
+    )
     assert any(r["type"] == "log" and r["level"] == "error" and "boom" in r["text"] for r in records)
     assert any(r["type"] == "alert" and r["kind"] == "crash" and "boom" in r["text"] for r in records)
     status = P.read_status(tmp_path / "crash")
-    assert status["state"] == "failed" and status["step"] == 3 and status["reason"] == "RuntimeError: boom in forward"
+    assert (
+        status["state"] == "failed"
+        and status["step"] == 3
+        and status["reason"] == "RuntimeError: boom in forward"
+    )
     assert not P.control_socket_path(tmp_path / "crash").exists()
 
 
@@ -242,8 +332,9 @@ def test_failed_checkpoint_is_an_alert_and_training_goes_on(tmp_path: Path) -> N
     assert Trainer(_tiny_config(steps=6, ckpt_every=2), run).run() == 0
     records = P.read_records(run / P.METRICS_FILE).records
     assert [r["step"] for r in records if r["type"] == "metric"] == list(range(1, 7))
-    assert [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "disk"] == [2, 4, 6, 6], \
+    assert [r["step"] for r in records if r["type"] == "alert" and r["kind"] == "disk"] == [2, 4, 6, 6], (
         "each periodic checkpoint failed, and the end of the run tried once more"
+    )
     assert [r for r in records if r["type"] == "state"][-1]["state"] == "finished"
 
 
@@ -266,7 +357,9 @@ def test_nan_skip_alerts_the_first_bad_batch_then_at_most_once_per_interval(tmp_
     assert alerts[1:] and all(g >= 10 for g in gaps), gaps
     assert len(alerts) <= 3 < len(skipped)
     later = [s for s in skipped if alerts[0]["step"] < s <= alerts[1]["step"]]
-    assert f"({len(later)} bad batches skipped since the alert at step {alerts[0]['step']}" in alerts[1]["text"]
+    assert (
+        f"({len(later)} bad batches skipped since the alert at step {alerts[0]['step']}" in alerts[1]["text"]
+    )
     assert trainer.skips.total == len(skipped)
     assert [r["step"] for r in records if r["type"] == "eval"] == [25], "eval_every=0: only the final eval"
 
@@ -286,8 +379,19 @@ def test_health_watch_flags_spikes_and_gnorm_escalation() -> None:
 def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path) -> None:
     """`best` must be the best val loss seen, not the best that happened to fall on a checkpoint step."""
     run = runs_root / "best"
-    eng = Engine(run, "train", "--steps", "16", *TINY, "--set", "train.eval_every=4",
-                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=100")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "16",
+        *TINY,
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.sample_every=0",
+        "--set",
+        "train.ckpt_every=100",
+    )
     assert eng.finish() == 0, eng.tail()
     evals = eng.of("eval")
     bests = [r["step"] for r in evals if r["best"]]
@@ -300,15 +404,30 @@ def test_every_new_best_eval_is_checkpointed_as_best(runs_root: Path) -> None:
 
 def test_save_best_off_checkpoints_only_on_schedule(runs_root: Path) -> None:
     run = runs_root / "nobest"
-    eng = Engine(run, "train", "--steps", "8", *TINY, "--set", "train.eval_every=4",
-                 "--set", "train.sample_every=0", "--set", "train.ckpt_every=100", "--set", "train.save_best=false")
+    eng = Engine(
+        run,
+        "train",
+        "--steps",
+        "8",
+        *TINY,
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.sample_every=0",
+        "--set",
+        "train.ckpt_every=100",
+        "--set",
+        "train.save_best=false",
+    )
     assert eng.finish() == 0, eng.tail()
     assert [r["step"] for r in eng.of("ckpt")] == [8]  # only the end of the run
 
 
 def test_deterministic_kernels_switch_on() -> None:
-    code = ("import os, torch; from engine.device import use_deterministic_kernels; use_deterministic_kernels(); "
-            "print(torch.are_deterministic_algorithms_enabled(), os.environ['CUBLAS_WORKSPACE_CONFIG'])")
+    code = (
+        "import os, torch; from engine.device import use_deterministic_kernels; use_deterministic_kernels(); "
+        "print(torch.are_deterministic_algorithms_enabled(), os.environ['CUBLAS_WORKSPACE_CONFIG'])"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", ":4096:8"], out.stderr
 

@@ -18,11 +18,23 @@ SCRIPT = Path(__file__).parents[1] / "support" / "scripts" / "wandb_calls.py"
 
 
 def _run(which: str, folder: Path) -> dict[str, dict]:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_DIR": str(folder),
-           "WANDB_CONFIG_DIR": str(folder / ".config"), "WANDB_CACHE_DIR": str(folder / ".cache")}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(folder),
+        "WANDB_CONFIG_DIR": str(folder / ".config"),
+        "WANDB_CACHE_DIR": str(folder / ".cache"),
+    }
     env.pop(P.RUN_DIR_ENV, None)
-    done = subprocess.run([sys.executable, str(SCRIPT), which, str(folder)], env=env, capture_output=True,
-                          text=True, timeout=240, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), which, str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert rows, f"{which}: no output\n{done.stderr[-3000:]}"
     return {r["call"]: r for r in rows}
@@ -35,8 +47,11 @@ def test_every_call_runs_on_nexus_side_by_side_with_wandb(tmp_path: Path) -> Non
     real = _run("wandb", tmp_path / "w")
     ours = _run("nexus", tmp_path / "n")
     assert len(ours) == len(real) == 49
-    table = "\n".join(f"{name:38} wandb: {'ok' if real[name]['ok'] else real[name]['error'][:50]:52} "
-                      f"nexus: {'ok' if r['ok'] else r['error']}" for name, r in ours.items())
+    table = "\n".join(
+        f"{name:38} wandb: {'ok' if real[name]['ok'] else real[name]['error'][:50]:52} "
+        f"nexus: {'ok' if r['ok'] else r['error']}"
+        for name, r in ours.items()
+    )
     raised = [name for name, r in ours.items() if not r["ok"]]
     assert not raised, f"calls that raise under Nexus:\n{table}"
 
@@ -62,4 +77,6 @@ def test_every_call_runs_on_nexus_side_by_side_with_wandb(tmp_path: Path) -> Non
     assert summary["best"] == 0.1 and summary["final"] == 0.2
     assert set(summary["loss"]) == {"min"} and summary["loss"]["min"] <= 0.7
     assert sorted(p.name for p in (tmp_path / "n").iterdir() if (p / P.METRICS_FILE).exists()) == [
-        "calls", "wandb_calls-1"]  # the sweep run; mode="disabled" wrote nothing
+        "calls",
+        "wandb_calls-1",
+    ]  # the sweep run; mode="disabled" wrote nothing

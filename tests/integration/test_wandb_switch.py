@@ -20,21 +20,40 @@ NEXUS = Path(sys.executable).parent / "nexus"
 def _nexus_run(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "NEXUS_"))}
     env.update(WANDB_MODE="offline", OMP_NUM_THREADS="1")  # were the real wandb imported, it stays offline
-    return subprocess.run([str(NEXUS), "run", "--root", str(tmp_path / "runs"), "--", sys.executable,
-                           str(SCRIPTS / "wandb_loggers.py"), mode], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=280, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [
+            str(NEXUS),
+            "run",
+            "--root",
+            str(tmp_path / "runs"),
+            "--",
+            sys.executable,
+            str(SCRIPTS / "wandb_loggers.py"),
+            mode,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _records(run_dir: Path) -> list:
     return list(P.read_records(run_dir / P.METRICS_FILE).records)
 
 
-@pytest.mark.parametrize("mode,name,project,step_key", [
-    ("hf", "hf-wandb", "huggingface", "train/global_step"),
-    ("lightning", "pl-wandb", "drop-in", "trainer/global_step"),
-])
-def test_wandb_loggers_run_unchanged_through_nexus_run(tmp_path: Path, mode: str, name: str, project: str,
-                                                       step_key: str) -> None:
+@pytest.mark.parametrize(
+    "mode,name,project,step_key",
+    [
+        ("hf", "hf-wandb", "huggingface", "train/global_step"),
+        ("lightning", "pl-wandb", "drop-in", "trainer/global_step"),
+    ],
+)
+def test_wandb_loggers_run_unchanged_through_nexus_run(
+    tmp_path: Path, mode: str, name: str, project: str, step_key: str
+) -> None:
     pytest.importorskip("transformers" if mode == "hf" else "lightning")
     done = _nexus_run(tmp_path, mode)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -52,8 +71,15 @@ def test_wandb_loggers_run_unchanged_through_nexus_run(tmp_path: Path, mode: str
 
 def test_nexus_run_says_what_is_wrong_in_one_line(tmp_path: Path) -> None:
     done = subprocess.run([str(NEXUS), "run"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-    assert done.returncode == 2 and done.stderr.strip() == "error: nothing to run: nexus run -- python train.py"
-    done = subprocess.run([str(NEXUS), "run", "--", "no-such-program-here"], capture_output=True, text=True,
-                          timeout=60, cwd=tmp_path)
+    assert (
+        done.returncode == 2 and done.stderr.strip() == "error: nothing to run: nexus run -- python train.py"
+    )
+    done = subprocess.run(
+        [str(NEXUS), "run", "--", "no-such-program-here"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 127 and done.stderr.startswith("error: cannot run 'no-such-program-here'")
     assert "Traceback" not in done.stderr

@@ -49,7 +49,9 @@ class Seen:
                 if what():
                     return
             time.sleep(0.02)
-        raise AssertionError(f"timed out; seen {[(k, len(v)) for k, v in self.records.items()]} {self.warnings}")
+        raise AssertionError(
+            f"timed out; seen {[(k, len(v)) for k, v in self.records.items()]} {self.warnings}"
+        )
 
     def count(self, name: str) -> int:
         return len(self.records.get(name, []))
@@ -89,8 +91,9 @@ def test_a_torn_record_waits_for_its_other_half(runs_root: Path) -> None:
     try:
         run = runs_root / "torn"
         run.mkdir()
-        data = (pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0})
-                + pack({**metric(2, tokens=128, tok_s=10.0), "seq": 1, "time": 2.0}))
+        data = pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0}) + pack(
+            {**metric(2, tokens=128, tok_s=10.0), "seq": 1, "time": 2.0}
+        )
         cut = len(data) - 7
         with open(run / METRICS_FILE, "ab", buffering=0) as f:
             f.write(data[:cut])
@@ -109,7 +112,9 @@ def test_garbage_and_a_shrinking_file_are_warnings_not_errors(runs_root: Path) -
     watcher = _watcher(runs_root, seen, poll_s=0.2)
     run = runs_root / "odd"
     run.mkdir()
-    (run / METRICS_FILE).write_bytes(b"\xc1\xc1 not msgpack at all " + pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0}))
+    (run / METRICS_FILE).write_bytes(
+        b"\xc1\xc1 not msgpack at all " + pack({**metric(1, tokens=64, tok_s=10.0), "seq": 0, "time": 1.0})
+    )
     watcher.start()
     try:
         seen.wait(lambda: seen.count("odd") == 1)  # found by the poll (created before the watch)
@@ -126,8 +131,21 @@ def test_a_real_engine_run_started_outside_is_picked_up(runs_root: Path, engine_
     watcher.start()
     try:
         run_dir = runs_root / "cli"
-        args = [sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
-                "--device", "cpu", "--steps", "6", *sets("train.eval_every=3", "train.eval_batches=2")]
+        args = [
+            sys.executable,
+            "-m",
+            "engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(run_dir),
+            "--device",
+            "cpu",
+            "--steps",
+            "6",
+            *sets("train.eval_every=3", "train.eval_batches=2"),
+        ]
         done = subprocess.run(args, env=engine_env, cwd=ROOT, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr
         seen.wait(lambda: seen.store.get("cli") is not None and seen.store.get("cli").state == "finished")
@@ -141,8 +159,9 @@ def test_a_real_engine_run_started_outside_is_picked_up(runs_root: Path, engine_
         watcher.stop()
 
 
-def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_write(runs_root: Path,
-                                                                                    tmp_path: Path) -> None:
+def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_write(
+    runs_root: Path, tmp_path: Path
+) -> None:
     """A run the supervisor launched with a metrics pipe: every record arrives through the pipe, and
     the watcher's file events do not read the file again meanwhile; its poll still does, every
     `poll_s` (the backfill for what a full pipe dropped), to the run's last record."""
@@ -152,8 +171,9 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
     piped = Seen()
     sup = Supervisor(runs_root, on_batch=piped.on_batch, on_exit=lambda *a: None, on_warning=piped.on_warning)
     seen = Seen()
-    watcher = RunsWatcher(runs_root, seen.on_batch, seen.on_new_run, seen.on_warning, poll_s=0.2,
-                          piped=sup.piping)
+    watcher = RunsWatcher(
+        runs_root, seen.on_batch, seen.on_new_run, seen.on_warning, poll_s=0.2, piped=sup.piping
+    )
     by_event: list[str] = []
     in_event = threading.local()
     event, read = watcher._event, watcher.read
@@ -172,16 +192,18 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
 
     watcher._event, watcher.read = on_event, reading  # type: ignore[method-assign]
     go = tmp_path / "go"
-    script = ("import os, time, nexus\n"
-              "run = nexus.init(total_steps=300)\n"
-              f"while not os.path.exists({str(go)!r} + '.start'):\n"
-              "    time.sleep(0.02)\n"
-              "for step in range(1, 301):\n"
-              "    nexus.log({'loss': 1.0 / step}, step=step, commit=True)\n"
-              "    time.sleep(0.002)\n"
-              f"while not os.path.exists({str(go)!r}):\n"
-              "    time.sleep(0.02)\n"
-              "nexus.finish()\n")
+    script = (
+        "import os, time, nexus\n"
+        "run = nexus.init(total_steps=300)\n"
+        f"while not os.path.exists({str(go)!r} + '.start'):\n"
+        "    time.sleep(0.02)\n"
+        "for step in range(1, 301):\n"
+        "    nexus.log({'loss': 1.0 / step}, step=step, commit=True)\n"
+        "    time.sleep(0.002)\n"
+        f"while not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.02)\n"
+        "nexus.finish()\n"
+    )
     watcher.start()
     try:
         run_dir = sup.launch_command([sys.executable, "-c", script], "piped", cwd=tmp_path)
@@ -190,8 +212,12 @@ def test_a_run_whose_records_come_through_its_pipe_is_not_read_again_at_every_wr
         piped.wait(lambda: sum(isinstance(r, Metric) for r in piped.records.get("piped", [])) == 300, 60)
         assert sup.piping("piped")
         assert by_event == [], "file events read the file again while its pipe delivered every record"
-        seen.wait(lambda: seen.store.get("piped") is not None and len(seen.store.get("piped").series["loss"]) == 300,
-                  60)  # the poll read it all the same
+        seen.wait(
+            lambda: (
+                seen.store.get("piped") is not None and len(seen.store.get("piped").series["loss"]) == 300
+            ),
+            60,
+        )  # the poll read it all the same
         go.touch()
         piped.wait(lambda: not sup.piping("piped"), 60)
         seen.wait(lambda: seen.store.get("piped").state == "finished", 60)  # and the last record, after it

@@ -26,8 +26,14 @@ def engine_env() -> dict[str, str]:
 
 def run_engine(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """`python -m engine ARGS` to the end, output captured."""
-    return subprocess.run([sys.executable, "-m", "engine", *args], env=engine_env(), capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        env=engine_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def run_engine_ok(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -37,10 +43,19 @@ def run_engine_ok(*args: str, timeout: float = 300, cwd: Path = ROOT) -> subproc
     return done
 
 
-def run_nexus(*args: str, timeout: float = 120, cwd: Path = ROOT, text: bool = True) -> subprocess.CompletedProcess:
+def run_nexus(
+    *args: str, timeout: float = 120, cwd: Path = ROOT, text: bool = True
+) -> subprocess.CompletedProcess:
     """`nexus ARGS` (as `python -m nexus_tui`) to the end, output captured, stdin closed."""
-    return subprocess.run([sys.executable, "-m", "nexus_tui", *args], env=engine_env(), capture_output=True,
-                          text=text, timeout=timeout, cwd=cwd, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_tui", *args],
+        env=engine_env(),
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
@@ -55,16 +70,31 @@ def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> No
 class Engine:
     """A child engine (`train` or `resume`) whose metrics pipe the test reads with RecordDecoder."""
 
-    def __init__(self, run_dir: Path, command: str, *args: str,
-                 preexec_fn: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, command: str, *args: str, preexec_fn: Callable[[], None] | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.log_path = run_dir.parent / f"{run_dir.name}.{command}.log"
         read_fd, write_fd = os.pipe()
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", command, "--run-dir", str(run_dir), "--metrics-fd", str(write_fd),
-             *args], env=engine_env(), pass_fds=(write_fd,), stdout=self.log, stderr=subprocess.STDOUT,
-            preexec_fn=preexec_fn, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "engine",
+                command,
+                "--run-dir",
+                str(run_dir),
+                "--metrics-fd",
+                str(write_fd),
+                *args,
+            ],
+            env=engine_env(),
+            pass_fds=(write_fd,),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+            cwd=ROOT,
         )
         os.close(write_fd)
         self.fd = read_fd

@@ -30,8 +30,11 @@ LIES: dict[str, bytes] = {
     "status": b'{"pid": 1, "state": "running", "step": 1e400, "updated": "never"}',
     "config": b'[data]\nsource = "/etc"\ntokenizer = "byte"\n[model]\nd_model = -1\n',
     "log": b"\x1b]52;c;UFdORUQ=\x07\x1b[2J planted\n" * 10,
-    "cache": (b"NXCOLS1\n" + (60).to_bytes(8, "little")
-              + b'{"meta": {"version": 5}, "arrays": {"seq": [0, "<f8", 99]}}'),
+    "cache": (
+        b"NXCOLS1\n"
+        + (60).to_bytes(8, "little")
+        + b'{"meta": {"version": 5}, "arrays": {"seq": [0, "<f8", 99]}}'
+    ),
     "meta": b'{"step": 4, "optimizer": {"state": 7}, "format": 999, "name": "../../../etc"}',
     "weights": b"\xff" * 8 + b"{}",
     "tokenizer": b'{"model": {"type": "BPE", "vocab": 5}}',
@@ -39,11 +42,22 @@ LIES: dict[str, bytes] = {
     "view": b'{"hidden": [' + b"[" * 50000 + b"]" * 50000 + b"]}",
 }
 
+
 def train_base(folder: Path) -> Path:
     """One real run (4 steps, a checkpoint at 4): the base every hostile variant is copied from."""
     run = folder / "base"
-    done = run_engine("train", "--run-dir", str(run), "--steps", "4", *TINY,
-                      "--set", "train.ckpt_every=4", "--set", "train.eval_every=0")
+    done = run_engine(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "4",
+        *TINY,
+        "--set",
+        "train.ckpt_every=4",
+        "--set",
+        "train.eval_every=0",
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (run / "engine.lock").unlink(missing_ok=True)
     return run
@@ -94,5 +108,3 @@ def make_variant(base: Path, root: Path, what: str, kind: str, outside: Path) ->
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-

@@ -24,7 +24,11 @@ def _toml_value(value: object) -> str:
 
 def _overrides(path: Path) -> list[str]:
     table = read_toml(path)
-    return [f"{section}.{key}={_toml_value(value)}" for section, keys in table.items() for key, value in keys.items()]
+    return [
+        f"{section}.{key}={_toml_value(value)}"
+        for section, keys in table.items()
+        for key, value in keys.items()
+    ]
 
 
 TINY_OVERRIDES: list[str] = _overrides(PRESET)

@@ -26,8 +26,13 @@ class Script:
         self.log_path = run_dir.parent / f"{run_dir.name}.out"
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", P.RUN_DIR_ENV: str(run_dir)}
         self.log = open(self.log_path, "wb")  # noqa: SIM115 - closed in wait()
-        self.proc = subprocess.Popen([sys.executable, str(script), mode], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=run_dir.parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), mode],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=run_dir.parent,
+        )
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
         path = self.run_dir / P.METRICS_FILE
@@ -42,9 +47,12 @@ class Script:
             for r in self.records():
                 if pred(r):
                     return r
-            if time.monotonic() > deadline or (self.proc.poll() is not None and not any(pred(r) for r in self.records())):
-                raise AssertionError(f"no such record within {timeout:g}s (exit {self.proc.poll()}); log:\n"
-                                     + self.output())
+            if time.monotonic() > deadline or (
+                self.proc.poll() is not None and not any(pred(r) for r in self.records())
+            ):
+                raise AssertionError(
+                    f"no such record within {timeout:g}s (exit {self.proc.poll()}); log:\n" + self.output()
+                )
             time.sleep(0.05)
 
     def output(self) -> str:
@@ -70,8 +78,14 @@ def command(run_dir: Path, cmd: str, **args: Any) -> dict[str, Any]:
 
 def nexus_runs(root: Path) -> dict[str, list[str]]:
     """`nexus runs` as a subprocess: name -> the row's cells."""
-    out = subprocess.run([sys.executable, "-m", "nexus_tui", "--root", str(root), "runs"], capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "--root", str(root), "runs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines()[1:] if line.strip() and not line.startswith(" ")]
     return {r[0]: r for r in rows if r and r[0] != "notes:"}

@@ -15,7 +15,9 @@ from nexus_core.protocol import METRICS_FILE, RecordWriter, write_status
 from support.records import evaluation, finished, hello, metric
 
 
-def write_run(run_dir: Path, records: Iterable[dict[str, Any]], status: dict[str, Any] | None = None) -> list[dict]:
+def write_run(
+    run_dir: Path, records: Iterable[dict[str, Any]], status: dict[str, Any] | None = None
+) -> list[dict]:
     """Append records to run_dir's metrics file (creating the folder) and, if given, write its status
     file; returns the records as written (with `seq` and `time`)."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -39,7 +41,9 @@ def write_finished(run_dir: Path, steps: int, spike_at: int = 1234, eval_every: 
         if step % eval_every == 0:
             records.append(evaluation(step, 2.2, tokens=step * 4096, val_ppl=9.0))
     records.append(finished(steps))
-    return write_run(run_dir, records, status={"pid": 1, "state": "finished", "step": steps, "total_steps": steps})
+    return write_run(
+        run_dir, records, status={"pid": 1, "state": "finished", "step": steps, "total_steps": steps}
+    )
 
 
 def dead_pid() -> int:

@@ -12,8 +12,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], timeout: float = 60.0, what: str = "condition", poll: float = 0.05,
-               proc: subprocess.Popen | None = None, log: Path | None = None) -> T:
+def wait_until(
+    check: Callable[[], T],
+    timeout: float = 60.0,
+    what: str = "condition",
+    poll: float = 0.05,
+    proc: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> T:
     """Call check() until it returns something truthy and return that; AssertionError after timeout, or
     as soon as `proc` (the process whose work is awaited) has exited without it. The message quotes the
     end of `log` when given."""
@@ -38,8 +44,9 @@ def _file_tail(log: Path | None) -> str:
         return ""
 
 
-async def pilot_wait_until(pilot: Any, check: Callable[[], T], timeout: float = 60.0, what: str = "condition",
-                           poll: float = 0.05) -> T:
+async def pilot_wait_until(
+    pilot: Any, check: Callable[[], T], timeout: float = 60.0, what: str = "condition", poll: float = 0.05
+) -> T:
     """wait_until for a Textual app under Pilot: the app keeps running between checks (engines start in
     seconds on a loaded machine). A miss quotes the app's last log lines when it has a `#log`."""
     deadline = time.monotonic() + timeout

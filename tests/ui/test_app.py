@@ -40,9 +40,15 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await type_into(pilot, "#steps", "100000")
         await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("e2e")) is not None and r.step > 5 and r, 90,
-                             "the launched run's first metrics")
-        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).row_count == 1, 5, "the run in the table")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("e2e")) is not None and r.step > 5 and r,
+            90,
+            "the launched run's first metrics",
+        )
+        await pilot_wait_until(
+            pilot, lambda: app.query_one(RunTable).row_count == 1, 5, "the run in the table"
+        )
         charts = app.query_one(ChartsPanel)
         await pilot_wait_until(pilot, lambda: charts.chart("loss").spec.curves, 5, "a loss curve")
         assert app.query_one(RunTable).selected == ["e2e"]
@@ -54,7 +60,9 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await pilot.pause(1.0)
         assert run.step == held
         await pilot.press("p")
-        await pilot_wait_until(pilot, lambda: run.state == "running" and run.step > held + 3, 20, "steps after resume")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "running" and run.step > held + 3, 20, "steps after resume"
+        )
 
         # c checkpoints: a ckpt record arrives.
         await pilot.press("c")
@@ -76,7 +84,9 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await type_into(pilot, "#target", "2e-2")
         await type_into(pilot, "#ramp", "20")
         await pilot.click("#go")
-        await pilot_wait_until(pilot, lambda: run.lr is not None and run.lr > 1.9e-2, 30, "the LR to reach the ramp target")
+        await pilot_wait_until(
+            pilot, lambda: run.lr is not None and run.lr > 1.9e-2, 30, "the LR to reach the ramp target"
+        )
         lrs = list(app.store.series("e2e", "lr")[1])
         top = next(i for i, v in enumerate(lrs) if v > 1.9e-2)
         rise = lrs[top - 15 : top + 1]  # a linear ramp from ~3e-3 over 20 steps, not a jump
@@ -94,7 +104,9 @@ async def test_launch_pause_checkpoint_generate_ramp_compare_stop(app: NexusApp)
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.click("#yes")
-        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the run stopped")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the run stopped"
+        )
         assert app.query_one(RunTable).get_cell("e2e", "state").plain.startswith("stopped")
 
 
@@ -104,14 +116,22 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
     app = NexusApp(runs_root, demo=True, demo_steps=100000, settings_path=tmp_path / "s.json")
     app.demo_overrides = FORM_OVERRIDES.split()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot_wait_until(pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs")
+        await pilot_wait_until(
+            pilot, lambda: len([r for r in app.store.runs() if r.step > 2]) == 2, 120, "two live demo runs"
+        )
         # In the order asked for, every time: the baseline is the first row and the first colour.
-        assert [(r.name, r.color) for r in app.store.runs()] == [("demo-baseline-1", 0), ("demo-contrast-1", 1)]
+        assert [(r.name, r.color) for r in app.store.runs()] == [
+            ("demo-baseline-1", 0),
+            ("demo-contrast-1", 1),
+        ]
         table = app.query_one(RunTable)
         assert [str(table.coordinate_to_cell_key((i, 0)).row_key.value) for i in range(2)] == [
-            "demo-baseline-1", "demo-contrast-1"]
+            "demo-baseline-1",
+            "demo-contrast-1",
+        ]
         assert app.store.get("demo-contrast-1").config["optim"]["name"] in ("muon",) or "hybrid" in str(
-            app.store.get("demo-contrast-1").config.get("preset"))
+            app.store.get("demo-contrast-1").config.get("preset")
+        )
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen)
         await pilot.click("#stop")
@@ -120,7 +140,9 @@ async def test_demo_launches_two_runs_and_quit_asks(runs_root: Path, tmp_path: P
 
 
 @pytest.mark.slow
-async def test_a_run_that_cannot_start_raises_the_alert_bar_with_why_and_log_tail(app: NexusApp, tmp_path: Path) -> None:
+async def test_a_run_that_cannot_start_raises_the_alert_bar_with_why_and_log_tail(
+    app: NexusApp, tmp_path: Path
+) -> None:
     from nexus_tui.widgets.alert_bar import AlertBar
     from nexus_tui.widgets.log_pane import LogPane
 
@@ -136,8 +158,12 @@ async def test_a_run_that_cannot_start_raises_the_alert_bar_with_why_and_log_tai
         log = app.query_one(LogPane).lines_written
         assert any("binary or empty" in line and "error" in line for line in log), log[-5:]
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed"),
-                       5, "the failed state in the table (the engine said why)")
+        await pilot_wait_until(
+            pilot,
+            lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed"),
+            5,
+            "the failed state in the table (the engine said why)",
+        )
         await pilot.press("a")
         assert not bar.has_class("-active")
 
@@ -149,21 +175,44 @@ async def test_a_run_left_training_comes_back_with_history_and_control(
     """A run started outside this dashboard (a terminal, or a dashboard that quit leaving it
     training): the app replays its whole history, pauses it with p, and sees it die."""
     run_dir = runs_root / "left"
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "train", "--preset", "tiny", "--run-dir", str(run_dir),
-                             "--steps", "100000", *sets(*APP_SIDE_WORK)], env=engine_env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "train",
+            "--preset",
+            "tiny",
+            "--run-dir",
+            str(run_dir),
+            "--steps",
+            "100000",
+            *sets(*APP_SIDE_WORK),
+        ],
+        env=engine_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 90
         while ((read_status(run_dir) or {}).get("step") or 0) < 5:
             assert proc.poll() is None and time.monotonic() < deadline, "the engine did not start training"
             time.sleep(0.1)
         async with app.run_test(size=(120, 40)) as pilot:
-            run = await pilot_wait_until(pilot, lambda: (r := app.store.get("left")) is not None and r.step >= 5 and r, 30,
-                                 "the run's history")
+            run = await pilot_wait_until(
+                pilot,
+                lambda: (r := app.store.get("left")) is not None and r.step >= 5 and r,
+                30,
+                "the run's history",
+            )
             steps = app.store.series("left", "loss")[0]
             assert steps[0] == 1 and len(steps) >= 5, "the whole history, from step 1"
             await pilot_wait_until(pilot, lambda: "left" in app.services.live_runs(), 20, "the run attached")
-            await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "left", 5, "the run in the table")
+            await pilot_wait_until(
+                pilot, lambda: app.query_one(RunTable).highlighted == "left", 5, "the run in the table"
+            )
 
             await pilot.press("p")
             await pilot_wait_until(pilot, lambda: run.state == "paused", 30, "state paused")
@@ -183,17 +232,25 @@ async def test_a_run_left_training_comes_back_with_history_and_control(
         # A later dashboard finds the dead run still claiming "paused": crashed, after its history.
         again = NexusApp(runs_root, settings_path=runs_root.parent / "settings2.json")
         async with again.run_test(size=(120, 40)) as pilot:
-            await pilot_wait_until(pilot, lambda: (r := again.store.get("left")) is not None and r.state == "crashed", 30,
-                           "the dead run crashed on a fresh start")
+            await pilot_wait_until(
+                pilot,
+                lambda: (r := again.store.get("left")) is not None and r.state == "crashed",
+                30,
+                "the dead run crashed on a fresh start",
+            )
             await pilot.pause(0.5)
             assert again.store.get("left").state == "crashed" and not again.services.live_runs()
-            assert not again.query_one(AlertBar).has_class("-active"), "found dead on start: listed, not shouted"
+            assert not again.query_one(AlertBar).has_class("-active"), (
+                "found dead on start: listed, not shouted"
+            )
     finally:
         if proc.poll() is None:
             proc.kill()
 
 
-async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(app: NexusApp, runs_root: Path) -> None:
+async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(
+    app: NexusApp, runs_root: Path
+) -> None:
     """A NaN alert replayed from a run's file is old news: the log pane lists it, the red bar stays
     down. An alert appended while the dashboard watches raises the bar."""
     from nexus_tui.widgets.alert_bar import AlertBar
@@ -202,16 +259,20 @@ async def test_alerts_from_history_are_listed_and_only_live_ones_raise_the_bar(a
     run_dir = runs_root / "old"
     run_dir.mkdir()
     long_ago = time.time() - 86400
-    history = [{"type": "hello", "run": "old", "pid": 0, "total_steps": 10, "config": {}},
-               {"type": "metric", "step": 1, "tokens": 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3},
-               {"type": "alert", "kind": "nan", "step": 1, "text": "loss is NaN"},
-               {"type": "state", "state": "stopped", "step": 1}]
+    history = [
+        {"type": "hello", "run": "old", "pid": 0, "total_steps": 10, "config": {}},
+        {"type": "metric", "step": 1, "tokens": 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3},
+        {"type": "alert", "kind": "nan", "step": 1, "text": "loss is NaN"},
+        {"type": "state", "state": "stopped", "step": 1},
+    ]
     with open(run_dir / METRICS_FILE, "wb") as f:
         for seq, rec in enumerate(history):
             f.write(pack({**rec, "seq": seq, "time": long_ago + seq}))
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.query_one(LogPane)
-        await pilot_wait_until(pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 30, "the old alert")
+        await pilot_wait_until(
+            pilot, lambda: any("nan at step 1" in line for line in log.lines_written), 30, "the old alert"
+        )
         bar = app.query_one(AlertBar)
         assert not bar.has_class("-active") and not bar.alerts
 
@@ -231,8 +292,14 @@ async def test_an_empty_runs_folder_says_what_to_do_and_a_starting_run_says_star
         charts = app.query_one(ChartsPanel)
         await pilot_wait_until(pilot, lambda: charts.forecast_text == EMPTY_HINT, 5, "the empty-folder hint")
         # What the launch worker posts the moment the engine is spawned, before its (slow) hello.
-        app.post_message(msg.BatchReceived("fresh", runs_root / "fresh", [[
-            {"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]]))
+        app.post_message(
+            msg.BatchReceived(
+                "fresh",
+                runs_root / "fresh",
+                [[{"type": "state", "state": "starting", "step": 0, "time": time.time() - 3}]],
+            )
+        )
+
         def counting_from_launch() -> bool:  # started 3 s ago; a loaded machine may draw it later
             m = re.match(r"fresh: starting… (\d+)s", charts.forecast_text)
             return m is not None and int(m.group(1)) >= 3
@@ -247,9 +314,23 @@ async def test_the_run_table_fits_an_80x24_terminal(app: NexusApp, runs_root: Pa
     from nexus_tui.app import messages as msg
 
     name = "tiny-transformer-1"
-    recs = [{"type": "metric", "seq": s, "time": time.time(), "step": s, "tokens": s * 512, "loss": 3.0 / s,
-             "ce": 3.0 / s, "lr": 1e-3, "tok_s": 12345.0} for s in range(1, 6)]
-    recs.append({"type": "eval", "seq": 6, "time": time.time(), "step": 5, "tokens": 2560, "val_loss": 1.2345})
+    recs = [
+        {
+            "type": "metric",
+            "seq": s,
+            "time": time.time(),
+            "step": s,
+            "tokens": s * 512,
+            "loss": 3.0 / s,
+            "ce": 3.0 / s,
+            "lr": 1e-3,
+            "tok_s": 12345.0,
+        }
+        for s in range(1, 6)
+    ]
+    recs.append(
+        {"type": "eval", "seq": 6, "time": time.time(), "step": 5, "tokens": 2560, "val_loss": 1.2345}
+    )
     async with app.run_test(size=(80, 24)) as pilot:
         app.post_message(msg.BatchReceived(name, runs_root / name, [recs]))
         table = app.query_one(RunTable)
@@ -272,14 +353,23 @@ async def test_s_on_a_busy_run_waits_for_it_and_says_so(app: NexusApp, runs_root
         app.launch(name="busy", device="cpu", command=[sys.executable, str(SCRIPTS / "busy_engine.py")])
         run_dir = runs_root / "busy"
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: (run_dir / "listening").exists() and "busy" in table.rows
-                               and app.store.get("busy").state == "running", 60, "the stand-in running")
+        await pilot_wait_until(
+            pilot,
+            lambda: (
+                (run_dir / "listening").exists()
+                and "busy" in table.rows
+                and app.store.get("busy").state == "running"
+            ),
+            60,
+            "the stand-in running",
+        )
         table.select_run("busy")
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
         said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
         await pilot_wait_until(pilot, lambda: any("busy is busy" in m for m in said()), 30, "the busy notice")
-        await pilot_wait_until(pilot, lambda: any("stop sent" in m or "failed" in m for m in said()), 60,
-                               "the stop's answer")
+        await pilot_wait_until(
+            pilot, lambda: any("stop sent" in m or "failed" in m for m in said()), 60, "the stop's answer"
+        )
         assert (run_dir / "got-stop").exists() and not any("failed" in m for m in said()), said()

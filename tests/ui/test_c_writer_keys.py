@@ -32,8 +32,12 @@ async def test_every_key_steers_the_c_writer(tmp_path: Path, runs_root: Path) ->
     said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
     try:
         async with app.run_test(size=(120, 40)) as pilot:
-            run = await pilot_wait_until(pilot, lambda: (r := app.store.get("cw")) is not None and r.live
-                                         and r.step >= 3 and r, 60, "the C writer live in the dashboard")
+            run = await pilot_wait_until(
+                pilot,
+                lambda: (r := app.store.get("cw")) is not None and r.live and r.step >= 3 and r,
+                60,
+                "the C writer live in the dashboard",
+            )
             table = app.query_one(RunTable)
             table.select_run("cw")
             await pilot_wait_until(pilot, lambda: table.highlighted == "cw", 10, "cw highlighted")
@@ -44,11 +48,17 @@ async def test_every_key_steers_the_c_writer(tmp_path: Path, runs_root: Path) ->
             await pilot.press("p")
             # A spec-following writer lists `resume`: the key resumes it, or (a dashboard that still
             # sends the old name) says at once that it cannot, and the run is resumed by its spec name.
-            await pilot_wait_until(pilot, lambda: run.state == P.RUNNING or any("does not take" in m for m in said()),
-                                   30, "resumed, or told why not")
+            await pilot_wait_until(
+                pilot,
+                lambda: run.state == P.RUNNING or any("does not take" in m for m in said()),
+                30,
+                "resumed, or told why not",
+            )
             if run.state != P.RUNNING:
                 P.send_command(run_dir, "resume")
-            await pilot_wait_until(pilot, lambda: run.state == P.RUNNING and run.step > held, 30, "training again")
+            await pilot_wait_until(
+                pilot, lambda: run.state == P.RUNNING and run.step > held, 30, "training again"
+            )
 
             await pilot.press("c")
             await pilot_wait_until(pilot, lambda: run.ckpts, 30, "the checkpoint record")
@@ -57,8 +67,12 @@ async def test_every_key_steers_the_c_writer(tmp_path: Path, runs_root: Path) ->
             await pilot_wait_until(pilot, lambda: _records(run_dir, P.EVAL), 30, "the eval record")
 
             await pilot.press("g")
-            await pilot_wait_until(pilot, lambda: any("cw does not take generate" in m for m in said()), 10,
-                                   "generate refused at the key")
+            await pilot_wait_until(
+                pilot,
+                lambda: any("cw does not take generate" in m for m in said()),
+                10,
+                "generate refused at the key",
+            )
             assert len(app.screen_stack) == 1, "no generate dialog"
 
             await pilot.press("r")
@@ -70,8 +84,14 @@ async def test_every_key_steers_the_c_writer(tmp_path: Path, runs_root: Path) ->
             screen.query_one("#ramp").value = "5"
             await pilot.pause()
             await pilot.click("#go")
-            await pilot_wait_until(pilot, lambda: any(math.isclose(m.get("lr", 0), 0.05, rel_tol=1e-9)
-                                                      for m in _records(run_dir, P.METRIC)), 30, "the LR at 0.05")
+            await pilot_wait_until(
+                pilot,
+                lambda: any(
+                    math.isclose(m.get("lr", 0), 0.05, rel_tol=1e-9) for m in _records(run_dir, P.METRIC)
+                ),
+                30,
+                "the LR at 0.05",
+            )
 
             await pilot.press("s")
             assert isinstance(app.screen, ConfirmScreen)

@@ -16,8 +16,13 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 
 
 async def test_option_keys_reach_the_charts_and_are_remembered(runs_root: Path, tmp_path: Path) -> None:
-    write_run(runs_root / "done", [*falling_run("done", 300, total=300),
-                                   {"type": "state", "state": "finished", "step": 300, "time": 2000.0}])
+    write_run(
+        runs_root / "done",
+        [
+            *falling_run("done", 300, total=300),
+            {"type": "state", "state": "finished", "step": 300, "time": 2000.0},
+        ],
+    )
     settings = tmp_path / "settings.json"
     app = NexusApp(runs_root, settings_path=settings)
     async with app.run_test(size=(160, 48)) as pilot:

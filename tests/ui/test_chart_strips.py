@@ -17,8 +17,15 @@ from nexus_tui.widgets.charts_panel import ChartsPanel
 
 def cells(strips) -> list[list[tuple]]:
     """Each cell's character and what a terminal shows of its style."""
-    return [[(ch, s.color, s.bgcolor, s.bold, s.dim, s.italic, s.underline, s.reverse)
-             for seg in strip for s in (seg.style,) for ch in seg.text] for strip in strips]
+    return [
+        [
+            (ch, s.color, s.bgcolor, s.bold, s.dim, s.italic, s.underline, s.reverse)
+            for seg in strip
+            for s in (seg.style,)
+            for ch in seg.text
+        ]
+        for strip in strips
+    ]
 
 
 async def test_strips_show_the_cells_the_ansi_canvas_showed() -> None:
@@ -39,8 +46,14 @@ async def test_strips_show_the_cells_the_ansi_canvas_showed() -> None:
                 drawn = chart._drawn()
                 assert len(drawn) == chart.size.height
                 chart._plot_spec(chart.spec)  # plotext's build changes its data: a fresh figure
-                ansi = Visual.to_strips(chart, visualize(chart, PlotextPlot.render(chart)), chart.size.width,
-                                        chart.size.height, chart.visual_style)
+                ansi = Visual.to_strips(
+                    chart,
+                    visualize(chart, PlotextPlot.render(chart)),
+                    chart.size.width,
+                    chart.size.height,
+                    chart.visual_style,
+                )
                 assert cells(drawn) == cells(ansi), (theme, chart.id)
-                assert any("\u2800" < ch <= "\u28ff" for row in cells(drawn)
-                           for ch, *_ in row), "a curve is drawn"
+                assert any("\u2800" < ch <= "\u28ff" for row in cells(drawn) for ch, *_ in row), (
+                    "a curve is drawn"
+                )

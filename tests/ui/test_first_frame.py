@@ -15,8 +15,17 @@ import sys
 from pathlib import Path
 
 AFTER_THE_FIRST_FRAME = (
-    "numpy", "msgpack", "watchdog", "psutil", "pynvml", "nexus_core.config", "nexus_core.control",
-    "nexus_core.protocol", "nexus_tui.app.hub", "nexus_tui.history.store", "nexus_tui.curves.curves",
+    "numpy",
+    "msgpack",
+    "watchdog",
+    "psutil",
+    "pynvml",
+    "nexus_core.config",
+    "nexus_core.control",
+    "nexus_core.protocol",
+    "nexus_tui.app.hub",
+    "nexus_tui.history.store",
+    "nexus_tui.curves.curves",
     "nexus_tui.history.columnar",
 )
 
@@ -31,8 +40,13 @@ print(json.dumps(sorted(m for m in sys.modules)))
 
 
 def test_the_app_is_built_without_the_data_path_or_the_services(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(tmp_path / "runs")], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     loaded = set(json.loads(out))
     early = [m for m in AFTER_THE_FIRST_FRAME if m in loaded]
     assert not early, f"imported before the first frame: {early}"

@@ -28,7 +28,9 @@ def legend(app: NexusApp) -> str:
 
 
 @pytest.mark.slow
-async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(app: NexusApp, runs_root: Path) -> None:
+async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(
+    app: NexusApp, runs_root: Path
+) -> None:
     for i in range(10):  # more runs than the table shows: the new one lands below its fold
         write_finished(runs_root / f"old-{i}", 30, eval_every=10)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -42,14 +44,20 @@ async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(ap
         await type_into(pilot, "#steps", "100000")
         await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("fresh")) is not None and r.step > 2 and r, 120,
-                                     "the new run training")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("fresh")) is not None and r.step > 2 and r,
+            120,
+            "the new run training",
+        )
         await pilot_wait_until(pilot, lambda: table.highlighted == "fresh", 10, "the new run selected")
         await pilot_wait_until(pilot, lambda: table.scroll_y > 0, 10, "the table scrolled to the new run")
         assert "fresh" in table.selected, "drawn beside the marked runs"
         await pilot_wait_until(pilot, lambda: "fresh" in legend(app), 10, "the new run in the legend")
         charts = app.query_one(ChartsPanel)
-        await pilot_wait_until(pilot, lambda: len(charts.chart("loss").spec.curves) >= 3 * 2, 20, "its curve drawn")
+        await pilot_wait_until(
+            pilot, lambda: len(charts.chart("loss").spec.curves) >= 3 * 2, 20, "its curve drawn"
+        )
         from nexus_core.commands import Stop
 
         app.services.supervisor.send("fresh", Stop())
@@ -57,7 +65,8 @@ async def test_a_run_launched_from_the_form_is_selected_scrolled_to_and_drawn(ap
 
 
 async def test_the_form_opens_at_its_first_field_and_the_legend_names_the_highlighted_run(
-        app: NexusApp, runs_root: Path) -> None:
+    app: NexusApp, runs_root: Path
+) -> None:
     write_finished(runs_root / "one", 30, eval_every=10)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot_wait_until(pilot, lambda: "one" in legend(app), 30, "the legend")
@@ -78,15 +87,22 @@ async def test_the_demo_says_it_is_starting_before_its_runs_have_rows(app: Nexus
         charts = app.query_one(ChartsPanel)
         charts.pending = ["demo-baseline-1", "demo-contrast-1"]  # what _launch_demo sets before its launches
         app._dirty = True
-        await pilot_wait_until(pilot, lambda: charts.forecast_text.startswith("starting demo-baseline-1, demo-contrast-1"),
-                               10, "the starting line")
+        await pilot_wait_until(
+            pilot,
+            lambda: charts.forecast_text.startswith("starting demo-baseline-1, demo-contrast-1"),
+            10,
+            "the starting line",
+        )
 
 
 @pytest.mark.slow
 async def test_a_command_that_dies_before_nexus_init_says_why_in_every_view(
-        app: NexusApp, runs_root: Path, tmp_path: Path) -> None:
+    app: NexusApp, runs_root: Path, tmp_path: Path
+) -> None:
     script = tmp_path / "train.py"
-    script.write_text("import sys\nprint('python is', sys.executable, flush=True)\nimport nothing_named_this\n")
+    script.write_text(
+        "import sys\nprint('python is', sys.executable, flush=True)\nimport nothing_named_this\n"
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("n")
         await type_into(pilot, "#name", "early")
@@ -112,9 +128,16 @@ async def test_the_options_bar_is_whole_at_160_columns(app: NexusApp, runs_root:
     from support.runfolder import write_run
 
     # A run with series of its own: the bar then names the page, the filter and the chooser too.
-    write_run(runs_root / "one", [hello("one", 30), *(metric(s, 3.0 - s / 100, **{"train/acc": s / 30, "val/f1": 0.5,
-                                                                                    "gnorm/embed": 1.0})
-                                                  for s in range(1, 31))])
+    write_run(
+        runs_root / "one",
+        [
+            hello("one", 30),
+            *(
+                metric(s, 3.0 - s / 100, **{"train/acc": s / 30, "val/f1": 0.5, "gnorm/embed": 1.0})
+                for s in range(1, 31)
+            ),
+        ],
+    )
     async with app.run_test(size=(160, 40)) as pilot:
         await pilot_wait_until(pilot, lambda: "one" in legend(app), 30, "the run drawn")
         panel = app.query_one(ChartsPanel)

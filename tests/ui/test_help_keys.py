@@ -20,8 +20,18 @@ from nexus_tui.widgets.run_table import RunTable
 @pytest.fixture
 def finished_run(runs_root: Path) -> Path:
     run = runs_root / "done"
-    run_engine_ok("train", "--run-dir", str(run), "--steps", "6", *TINY, "--set", "train.ckpt_every=3",
-                  "--set", "train.eval_every=0")
+    run_engine_ok(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "6",
+        *TINY,
+        "--set",
+        "train.ckpt_every=3",
+        "--set",
+        "train.eval_every=0",
+    )
     return run
 
 
@@ -36,9 +46,12 @@ def rows_of(app: NexusApp) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.slow
 async def test_question_mark_lists_the_keys_that_work_on_the_selected_run_and_why_not(
-        app: NexusApp, finished_run: Path) -> None:
+    app: NexusApp, finished_run: Path
+) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "done", 30, "the run read")
+        await pilot_wait_until(
+            pilot, lambda: app.query_one(RunTable).highlighted == "done", 30, "the run read"
+        )
         # The footer keeps the essentials at 80 columns, Quit and Compare included.
         shown = {k.key: k.region for k in app.query(FooterKey)}
         for key in ("question_mark", "n", "p", "r", "s", "q", "m"):

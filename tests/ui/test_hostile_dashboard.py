@@ -26,8 +26,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["link_out", "fifo", "lying"])
-async def test_every_key_on_every_hostile_run(trained: Path, tmp_path: Path, kind: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_every_key_on_every_hostile_run(
+    trained: Path, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     outside = canary(tmp_path / "outside")
     root = tmp_path / "runs"
@@ -38,7 +39,9 @@ async def test_every_key_on_every_hostile_run(trained: Path, tmp_path: Path, kin
     app = NexusApp(root, settings_path=tmp_path / "settings.json")
     async with app.run_test(size=(140, 45)) as pilot:
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: table.row_count >= len(names) - 1, 60, "the readable runs listed")
+        await pilot_wait_until(
+            pilot, lambda: table.row_count >= len(names) - 1, 60, "the readable runs listed"
+        )
         for row in range(table.row_count):
             table.move_cursor(row=row)
             await pilot.pause()
@@ -55,12 +58,26 @@ async def test_every_key_on_every_hostile_run(trained: Path, tmp_path: Path, kin
                     await pilot.pause()
                     await pilot.click("#go")
                     if kind == "lying":  # a regular file of escape codes: the resume goes on, and ends
-                        await pilot_wait_until(pilot, lambda name=name: (r := app.store.get(name)) is not None and r.step >= 8
-                                               and not app.services.live_runs(), 180, "the resumed run to finish")
+                        await pilot_wait_until(
+                            pilot,
+                            lambda name=name: (
+                                (r := app.store.get(name)) is not None
+                                and r.step >= 8
+                                and not app.services.live_runs()
+                            ),
+                            180,
+                            "the resumed run to finish",
+                        )
                     else:
-                        await pilot_wait_until(pilot, lambda: any("resume failed" in line and "engine.log" in line
-                                                                  for line in app.query_one("#log").lines_written),
-                                               60, "the refused log said in one line")
+                        await pilot_wait_until(
+                            pilot,
+                            lambda: any(
+                                "resume failed" in line and "engine.log" in line
+                                for line in app.query_one("#log").lines_written
+                            ),
+                            60,
+                            "the refused log said in one line",
+                        )
                 else:
                     await pilot.press("escape")
             await pilot_wait_until(pilot, lambda: len(app.screen_stack) == 1, 10, "back on the main screen")

@@ -28,11 +28,14 @@ LOOP = SCRIPT
 def test_command_gets_its_folder_gpu_and_log_without_a_shell(runs_root: Path, tmp_path: Path) -> None:
     exits: list[tuple[str, int | None, str]] = []
     done = threading.Event()
-    sup = Supervisor(runs_root, lambda *a: None, lambda n, c, t: (exits.append((n, c, t)), done.set()),
-                     lambda *a: None)
-    script = ("import os, pathlib; d = pathlib.Path(os.environ['NEXUS_RUN_DIR']); "
-              "import sys; (d / 'seen').write_text('|'.join([os.environ['CUDA_VISIBLE_DEVICES'], os.getcwd(), *sys.argv[1:]])); "
-              "print('to the log'); raise SystemExit(3)")
+    sup = Supervisor(
+        runs_root, lambda *a: None, lambda n, c, t: (exits.append((n, c, t)), done.set()), lambda *a: None
+    )
+    script = (
+        "import os, pathlib; d = pathlib.Path(os.environ['NEXUS_RUN_DIR']); "
+        "import sys; (d / 'seen').write_text('|'.join([os.environ['CUDA_VISIBLE_DEVICES'], os.getcwd(), *sys.argv[1:]])); "
+        "print('to the log'); raise SystemExit(3)"
+    )
     run_dir = sup.launch_command([sys.executable, "-c", script, "$HOME;", "*"], "cmd", "cuda:1", cwd=tmp_path)
     assert done.wait(60), "the command's exit"
     assert (run_dir / "seen").read_text() == f"1|{tmp_path}|$HOME;|*"  # no shell expanded them
@@ -55,18 +58,28 @@ async def test_two_cpu_ranks_from_the_form(app) -> None:  # noqa: F811
         await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await type_into(pilot, "#nproc", "2")
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("ranks")) is not None and r.step > 3 and r, 180,
-                             "the two-rank run's metrics (from its folder)")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("ranks")) is not None and r.step > 3 and r,
+            180,
+            "the two-rank run's metrics (from its folder)",
+        )
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: table.row_count == 1, 10, "one row for the run")
-        await pilot_wait_until(pilot, lambda: str(table.get_cell("ranks", "device")) == "cpu×2", 10, "both ranks' devices")
+        await pilot_wait_until(
+            pilot, lambda: str(table.get_cell("ranks", "device")) == "cpu×2", 10, "both ranks' devices"
+        )
         assert run.hello is not None and run.hello.world_size == 2
 
         # Telemetry counts both ranks: rank 0 reported its pid; its launcher's children are the ranks.
         ranks = [p.pid for p in rank_processes(psutil.Process(run.pid))]
         assert len(ranks) == 2 and run.pid in ranks
-        await pilot_wait_until(pilot, lambda: set(app.services.telemetry.snapshot().processes.get("ranks", _NONE).pids)
-                       == set(ranks), 20, "both ranks in the telemetry")
+        await pilot_wait_until(
+            pilot,
+            lambda: set(app.services.telemetry.snapshot().processes.get("ranks", _NONE).pids) == set(ranks),
+            20,
+            "both ranks in the telemetry",
+        )
 
         # Pause reaches the run (rank 0's socket; every rank holds at the same step), then stop ends every rank.
         await pilot.press("p")
@@ -76,7 +89,9 @@ async def test_two_cpu_ranks_from_the_form(app) -> None:  # noqa: F811
         await pilot.press("s")
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.click("#yes")
-        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "the run stopped")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "the run stopped"
+        )
         await pilot_wait_until(pilot, lambda: not any(_running(p) for p in ranks), 30, "every rank gone")
         assert run.exit_code in (None, 0)
 
@@ -88,8 +103,12 @@ async def test_command_from_the_form_streams_and_stops(app, runs_root: Path) -> 
         await type_into(pilot, "#name", "loop")
         await type_into(pilot, "#command", f"'{sys.executable}' {LOOP} steer")
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("loop")) is not None and r.step > 5 and r, 90,
-                             "the script's records")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("loop")) is not None and r.step > 5 and r,
+            90,
+            "the script's records",
+        )
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: table.row_count == 1, 10, "the run in the table")
         assert run.loss is not None
@@ -101,8 +120,12 @@ async def test_command_from_the_form_streams_and_stops(app, runs_root: Path) -> 
 
         await pilot.press("s")
         await pilot.click("#yes")
-        await pilot_wait_until(pilot, lambda: not app.services.live_runs() and run.state in ("stopped", "finished"), 60,
-                       "the script stopped")
+        await pilot_wait_until(
+            pilot,
+            lambda: not app.services.live_runs() and run.state in ("stopped", "finished"),
+            60,
+            "the script stopped",
+        )
         assert (runs_root / "loop" / "loop-ended").exists()
 
 
@@ -111,11 +134,23 @@ async def test_command_crash_is_reported(app, runs_root: Path) -> None:  # noqa:
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch(name="bad", device="cpu", command=[sys.executable, str(LOOP), "fail"])
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: "bad" in table.rows and table.get_cell("bad", "state").plain.startswith("failed")
-                       and not app.services.live_runs(), 90, "the failed state (the reporter's excepthook)")
+        await pilot_wait_until(
+            pilot,
+            lambda: (
+                "bad" in table.rows
+                and table.get_cell("bad", "state").plain.startswith("failed")
+                and not app.services.live_runs()
+            ),
+            90,
+            "the failed state (the reporter's excepthook)",
+        )
         bar = app.query_one(AlertBar)
-        await pilot_wait_until(pilot, lambda: any("bad: crash" in a and "bad batch shape" in a for a in bar.alerts), 10,
-                       "the crash alert")
+        await pilot_wait_until(
+            pilot,
+            lambda: any("bad: crash" in a and "bad batch shape" in a for a in bar.alerts),
+            10,
+            "the crash alert",
+        )
         assert "bad batch shape" in (runs_root / "bad" / LOG_FILE).read_text()
 
 

@@ -41,8 +41,12 @@ async def test_a_long_log_line_wraps_whole_at_every_width(app: NexusApp) -> None
         await pilot_wait_until(pilot, lambda: log.lines, what="the line drawn")
         for size in ((80, 24), (160, 48), (100, 30), (80, 24)):
             await pilot.resize_terminal(*size)
-            await pilot_wait_until(pilot, lambda: FIX in visible_text(log).replace("\n", ""), 10,
-                           f"the whole line visible at {size}")
+            await pilot_wait_until(
+                pilot,
+                lambda: FIX in visible_text(log).replace("\n", ""),
+                10,
+                f"the whole line visible at {size}",
+            )
             assert max(strip.cell_length for strip in log.lines) <= log.scrollable_content_region.width
 
 
@@ -58,7 +62,12 @@ async def test_the_layout_follows_each_resize_at_once(app: NexusApp) -> None:
             await pilot.pause()
             assert app.size == (width, height)
             assert panel.has_class("-narrow") is narrow, f"after the resize to {width}x{height}"
-            await pilot_wait_until(pilot, lambda n=narrow: (side.outer_size.width == 34) is n, 5, f"the side pane at {width}x{height}")
+            await pilot_wait_until(
+                pilot,
+                lambda n=narrow: (side.outer_size.width == 34) is n,
+                5,
+                f"the side pane at {width}x{height}",
+            )
             if not narrow:
                 assert side.outer_size.width == wide_side
         # A dialog open during the resize must not take the layout class with it.
@@ -66,7 +75,9 @@ async def test_the_layout_follows_each_resize_at_once(app: NexusApp) -> None:
         await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen), 10, "the launch form")
         await pilot.resize_terminal(80, 24)
         await pilot.press("escape")
-        await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 10, "the form to close")
+        await pilot_wait_until(
+            pilot, lambda: not isinstance(app.screen, LaunchScreen), 10, "the form to close"
+        )
         await pilot.pause()
         assert panel.has_class("-narrow") and side.outer_size.width == 34
 
@@ -89,7 +100,9 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("n")
-        form = await pilot_wait_until(pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen, 10, "the form")
+        form = await pilot_wait_until(
+            pilot, lambda: isinstance(app.screen, LaunchScreen) and app.screen, 10, "the form"
+        )
         go = form.query_one("#go", Button)
         await pilot.pause()
         assert on_screen(app, go), f"Launch at {go.region} is not visible in {app.screen.region}"
@@ -99,7 +112,12 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
                 break
             await pilot.press("tab")
         assert overrides.has_focus
-        await pilot_wait_until(pilot, lambda: on_screen(app, overrides) and on_screen(app, go), 10, "the field scrolled into view")
+        await pilot_wait_until(
+            pilot,
+            lambda: on_screen(app, overrides) and on_screen(app, go),
+            10,
+            "the field scrolled into view",
+        )
 
         # Refused by the engine's own rules (a key that does not exist, a value out of range): the
         # form stays open with the engine's line, and no folder appears.
@@ -111,7 +129,9 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
             overrides.focus()
             await pilot.press("enter")
             error = form.query_one("#error", Static)
-            await pilot_wait_until(pilot, lambda s=said, e=error: s in str(e.render()), 120, f"the engine's refusal of {bad}")
+            await pilot_wait_until(
+                pilot, lambda s=said, e=error: s in str(e.render()), 120, f"the engine's refusal of {bad}"
+            )
             assert isinstance(app.screen, LaunchScreen) and on_screen(app, error)
             assert not (runs_root / "refused").exists()
 
@@ -121,18 +141,32 @@ async def test_at_80x24_the_launch_form_scrolls_and_launch_refuses_a_bad_overrid
         overrides.focus()
         await pilot.press("enter")
         try:
-            await pilot_wait_until(pilot, lambda: not isinstance(app.screen, LaunchScreen), 120, "the form to close")
+            await pilot_wait_until(
+                pilot, lambda: not isinstance(app.screen, LaunchScreen), 120, "the form to close"
+            )
         except AssertionError as e:
-            raise AssertionError(f"{e}; the form says {str(form.query_one('#error', Static).render())!r}") from None
-        await pilot_wait_until(pilot, lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"), 240,
-                       "the launched run to finish")
+            raise AssertionError(
+                f"{e}; the form says {str(form.query_one('#error', Static).render())!r}"
+            ) from None
+        await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("ok-run")) and r.state in ("finished", "stopped"),
+            240,
+            "the launched run to finish",
+        )
 
 
-async def test_a_launch_the_engine_would_refuse_is_one_line_and_creates_nothing(app: NexusApp, runs_root: Path) -> None:
+async def test_a_launch_the_engine_would_refuse_is_one_line_and_creates_nothing(
+    app: NexusApp, runs_root: Path
+) -> None:
     """The launch path itself (not only the form) asks the engine first: 4 kv heads do not divide 3."""
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch("tiny", "bad", "cpu", 10, ["model.n_heads=3"])
         log = app.query_one(LogPane)
-        await pilot_wait_until(pilot, lambda: any("launch failed" in line and "n_heads" in line for line in log.lines_written),
-                       60, "the refusal in the log")
+        await pilot_wait_until(
+            pilot,
+            lambda: any("launch failed" in line and "n_heads" in line for line in log.lines_written),
+            60,
+            "the refusal in the log",
+        )
         assert not (runs_root / "bad").exists() and "bad" not in app.store

@@ -20,8 +20,12 @@ def _logged_run(root: Path) -> None:
     rng = np.random.default_rng(0)
     for step in range(1, 4):
         wandb.log({"loss": 1.0 / step, "weights": rng.normal(size=500) * step, "note": f"epoch {step} done"})
-    wandb.log({"preds": wandb.Table(columns=["prompt", "completion"], data=[["2+2", "4"], ["3+5", "8"]]),
-               "sample": wandb.Image(rng.random((6, 10, 3)), caption="a noisy picture")})
+    wandb.log(
+        {
+            "preds": wandb.Table(columns=["prompt", "completion"], data=[["2+2", "4"], ["3+5", "8"]]),
+            "sample": wandb.Image(rng.random((6, 10, 3)), caption="a noisy picture"),
+        }
+    )
     run.finish()
 
 
@@ -44,8 +48,12 @@ async def test_media_tab_shows_table_histograms_image_and_text(app: NexusApp, ru
         def on_screen() -> str:
             return "\n".join(line.text for line in pane.lines)
 
-        await pilot_wait_until(pilot, lambda: pane.region.width > 0 and "epoch 3 done" in on_screen(), 30,
-                               f"the Media tab drawn ({len(pane.lines)} lines, {pane.region})")
+        await pilot_wait_until(
+            pilot,
+            lambda: pane.region.width > 0 and "epoch 3 done" in on_screen(),
+            30,
+            f"the Media tab drawn ({len(pane.lines)} lines, {pane.region})",
+        )
         screen = on_screen()
         assert "media · step 4 · table preds" in screen
         assert "prompt │ completion" in screen and "3+5    │ 8" in screen
@@ -70,8 +78,9 @@ async def test_a_step_metric_is_offered_as_the_x_axis(app: NexusApp, runs_root: 
     run.finish()
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await pilot_wait_until(pilot, lambda: any(len(c.xs) for c in panel.chart("loss").spec.curves), 30,
-                               "the loss curve")
+        await pilot_wait_until(
+            pilot, lambda: any(len(c.xs) for c in panel.chart("loss").spec.curves), 30, "the loss curve"
+        )
         seen = []
         for _ in range(5):
             await pilot.press("x")

@@ -76,19 +76,28 @@ async def open_whole(app: NexusApp, name: str = "long") -> tuple[list[float], li
 
         def whole() -> bool:
             run = app.store.get(name) if app._services is not None else None
-            return (run is not None and run.loading is None and table.row_count > 0
-                    and table.get_cell(name, "state").plain == "finished")
+            return (
+                run is not None
+                and run.loading is None
+                and table.row_count > 0
+                and table.get_cell(name, "state").plain == "finished"
+            )
 
         await pilot_wait_until(pilot, whole, 60, "the whole history")
         series = app.store.get(name).series["loss"]
         await pilot.press("q")  # quitting stops the child, had it anything left to do
-        await pilot_wait_until(pilot, lambda: app.prebuild is None or app.prebuild.proc.poll() is not None, 30,
-                               "the child stopped")
+        await pilot_wait_until(
+            pilot,
+            lambda: app.prebuild is None or app.prebuild.proc.poll() is not None,
+            30,
+            "the child stopped",
+        )
         return series.step.view.tolist(), series.value.view.tolist()
 
 
-async def test_the_child_decodes_a_long_history_and_the_app_opens_it_whole(long_root: Path, tmp_path: Path,
-                                                                         decoded: list[int]) -> None:
+async def test_the_child_decodes_a_long_history_and_the_app_opens_it_whole(
+    long_root: Path, tmp_path: Path, decoded: list[int]
+) -> None:
     pre = Prebuild.start(long_root)  # as `nexus` does before it imports Textual
     assert pre is not None and pre.names == {"long"}
     app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
@@ -99,14 +108,17 @@ async def test_the_child_decodes_a_long_history_and_the_app_opens_it_whole(long_
     assert Prebuild.start(long_root) is None  # nothing left worth a child
 
 
-async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Path, tmp_path: Path,
-                                                                  decoded: list[int]) -> None:
+async def test_the_app_shows_loading_while_it_waits_for_the_child(
+    long_root: Path, tmp_path: Path, decoded: list[int]
+) -> None:
     """The child starts only once the app shows the run loading, so the app is surely waiting for it."""
     go = tmp_path / "go"
-    gated = ("import os, sys, time\n"
-             f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
-             "from nexus_tui.live.prebuild_child import main\n"
-             f"sys.exit(main([{str(long_root)!r}, 'long']))\n")
+    gated = (
+        "import os, sys, time\n"
+        f"while not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+        "from nexus_tui.live.prebuild_child import main\n"
+        f"sys.exit(main([{str(long_root)!r}, 'long']))\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", gated], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     pre = Prebuild(proc, ["long"])
     app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
@@ -129,8 +141,9 @@ async def test_the_app_shows_loading_while_it_waits_for_the_child(long_root: Pat
     assert sum(decoded) == 0 and "long" in pre.done
 
 
-async def test_a_child_that_dies_leaves_the_app_to_decode_the_file(long_root: Path, tmp_path: Path,
-                                                                   decoded: list[int]) -> None:
+async def test_a_child_that_dies_leaves_the_app_to_decode_the_file(
+    long_root: Path, tmp_path: Path, decoded: list[int]
+) -> None:
     pre = Prebuild.start(long_root)
     assert pre is not None
     pre.proc.kill()
@@ -143,13 +156,16 @@ async def test_a_child_that_dies_leaves_the_app_to_decode_the_file(long_root: Pa
 
 
 async def test_a_silent_or_babbling_child_is_stopped_and_the_app_decodes(
-        long_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded: list[int]) -> None:
+    long_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoded: list[int]
+) -> None:
     """Lines that are not the child's (not JSON, wrong shapes, a `done` for another run, a progress
     that is no number) are ignored; silence past STALL_S stops the child."""
     monkeypatch.setattr(prebuild_module, "STALL_S", 0.5)
-    babble = ("print('not json'); print('[\"done\"]'); print('[\"done\", 5]'); print('{\"done\": \"long\"}');"
-              "print('[\"progress\", \"long\", \"half\"]'); print('[\"done\", \"other\"]');"
-              "import sys, time; sys.stdout.flush(); time.sleep(120)")
+    babble = (
+        "print('not json'); print('[\"done\"]'); print('[\"done\", 5]'); print('{\"done\": \"long\"}');"
+        'print(\'["progress", "long", "half"]\'); print(\'["done", "other"]\');'
+        "import sys, time; sys.stdout.flush(); time.sleep(120)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", babble], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     pre = Prebuild(proc, ["long"])
     app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
@@ -161,24 +177,32 @@ async def test_a_silent_or_babbling_child_is_stopped_and_the_app_decodes(
 
 
 async def test_garbage_in_a_long_history_is_reported_once_and_every_whole_record_kept(
-        long_root: Path, tmp_path: Path, decoded: list[int]) -> None:
+    long_root: Path, tmp_path: Path, decoded: list[int]
+) -> None:
     path = long_root / "long" / METRICS_FILE
     data = path.read_bytes()
     middle = data.index(b"\xa4type\xa6metric", len(data) // 2) - 1  # a record's map header
     path.write_bytes(data[:middle] + b"\xc1garbage\xc1" + data[middle:])
     pre = Prebuild.start(long_root)
     assert pre is not None
-    wait_until(lambda: "long" in pre.done, 60, "the child done")  # its warning is not lost though nobody waited
+    wait_until(
+        lambda: "long" in pre.done, 60, "the child done"
+    )  # its warning is not lost though nobody waited
     app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=pre)
     async with app.run_test(size=(160, 48)) as pilot:
+
         def whole() -> bool:
             run = app.store.get("long") if app._services is not None else None
             return run is not None and run.loading is None and run.state == "finished"
 
         await pilot_wait_until(pilot, whole, 60, "the whole history")
         log = app.query_one(LogPane)
-        await pilot_wait_until(pilot, lambda: any("skipped 9 bytes" in line for line in log.lines_written), 30,
-                               "the garbage warning")
+        await pilot_wait_until(
+            pilot,
+            lambda: any("skipped 9 bytes" in line for line in log.lines_written),
+            30,
+            "the garbage warning",
+        )
         series = app.store.get("long").series["loss"]
         assert (series.step.view.tolist(), series.value.view.tolist()) == file_losses(long_root / "long")
         assert sum("skipped 9 bytes" in line for line in log.lines_written) == 1
@@ -186,7 +210,8 @@ async def test_garbage_in_a_long_history_is_reported_once_and_every_whole_record
 
 
 def test_the_nexus_command_starts_the_child_before_the_dashboard_and_stops_it_after(
-        long_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    long_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`nexus --root R` (the CLI's own entry point): the app it runs was handed a child already at
     work on the long history, and the child is gone when the command returns."""
     from nexus_tui.__main__ import main
@@ -206,7 +231,9 @@ def test_the_nexus_command_starts_the_child_before_the_dashboard_and_stops_it_af
     assert main(["--root", str(long_root)]) == 0 and seen[1] is None  # cached now: no child
 
 
-async def test_an_app_that_ends_without_q_stops_its_child_and_threads(long_root: Path, tmp_path: Path) -> None:
+async def test_an_app_that_ends_without_q_stops_its_child_and_threads(
+    long_root: Path, tmp_path: Path
+) -> None:
     """However the dashboard ends (here a test closing it, as a signal would), its service threads
     stop and a child still at work is stopped: nothing of it keeps running in the background."""
     never = tmp_path / "never"
@@ -214,8 +241,12 @@ async def test_an_app_that_ends_without_q_stops_its_child_and_threads(long_root:
     proc = subprocess.Popen([sys.executable, "-c", quiet], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     app = NexusApp(long_root, settings_path=tmp_path / "settings.json", prebuild=Prebuild(proc, ["long"]))
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot_wait_until(pilot, lambda: app._services is not None and app.services.watcher._poller is not None,
-                               30, "the services")
+        await pilot_wait_until(
+            pilot,
+            lambda: app._services is not None and app.services.watcher._poller is not None,
+            30,
+            "the services",
+        )
         poller = app.services.watcher._poller
         assert poller is not None and poller.is_alive() and proc.poll() is None
     assert proc.wait(timeout=30) is not None

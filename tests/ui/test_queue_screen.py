@@ -46,7 +46,8 @@ def most_at_once(root: Path) -> int:
 
 @pytest.mark.slow
 async def test_four_jobs_on_two_slots_go_on_with_the_dashboard_closed(
-        app: NexusApp, runs_root: Path, tmp_path: Path) -> None:
+    app: NexusApp, runs_root: Path, tmp_path: Path
+) -> None:
     gate = tmp_path / "GATE"
     hold_until_gate = f"sh -c 'while [ ! -e {gate} ]; do sleep 0.2; done'"
     ops.set_slots(runs_root, 2)
@@ -56,8 +57,12 @@ async def test_four_jobs_on_two_slots_go_on_with_the_dashboard_closed(
         await queue_from_form(pilot, app, "tiny-a", steps="6")
         await queue_from_form(pilot, app, "tiny-b", steps="6")
         # The runner the dashboard started takes two jobs (its two slots) and leaves two waiting.
-        await pilot_wait_until(pilot, lambda: all(jobs(runs_root)[n].state == "running" for n in ("gate-a", "gate-b")),
-                               120, "both gate jobs running")
+        await pilot_wait_until(
+            pilot,
+            lambda: all(jobs(runs_root)[n].state == "running" for n in ("gate-a", "gate-b")),
+            120,
+            "both gate jobs running",
+        )
         assert jobs(runs_root)["tiny-a"].state == jobs(runs_root)["tiny-b"].state == "queued"
         await pilot.press("J")
         assert isinstance(app.screen, QueueScreen)
@@ -67,15 +72,24 @@ async def test_four_jobs_on_two_slots_go_on_with_the_dashboard_closed(
     # The dashboard is closed; the gates open; the box works through the rest of the queue alone.
     assert queuefile.runner_alive(runs_root), "the runner outlives the dashboard"
     gate.touch()
-    wait_until(lambda: all(j.state == "done" for j in jobs(runs_root).values()), 300,
-               "every job done with the dashboard closed")
+    wait_until(
+        lambda: all(j.state == "done" for j in jobs(runs_root).values()),
+        300,
+        "every job done with the dashboard closed",
+    )
     assert most_at_once(runs_root) == 2
     assert {jobs(runs_root)[n].outcome for n in ("tiny-a", "tiny-b")} == {"finished"}
 
     again = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     async with again.run_test(size=(160, 48)) as pilot:
-        await pilot_wait_until(pilot, lambda: all((r := again.store.get(n)) is not None and r.state == "finished"
-                                                  for n in ("tiny-a", "tiny-b")), 60, "the queued runs in the table")
+        await pilot_wait_until(
+            pilot,
+            lambda: all(
+                (r := again.store.get(n)) is not None and r.state == "finished" for n in ("tiny-a", "tiny-b")
+            ),
+            60,
+            "the queued runs in the table",
+        )
         await pilot.press("J")
         table = again.screen.query_one(DataTable)
         await pilot_wait_until(pilot, lambda: table.row_count == 4, 10, "the queue as it is")
@@ -97,25 +111,45 @@ async def test_queue_keys_hold_top_cancel(app: NexusApp, runs_root: Path) -> Non
         await pilot.press("t")
         await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs][0] == "three", 10, "three on top")
         await pilot.press("x")
-        await pilot_wait_until(pilot, lambda: jobs(runs_root)["three"].state == "cancelled", 10, "three cancelled")
-        await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs] == ["one", "two", "three"], 10,
-                               "the cancelled job below the waiting ones")
+        await pilot_wait_until(
+            pilot, lambda: jobs(runs_root)["three"].state == "cancelled", 10, "three cancelled"
+        )
+        await pilot_wait_until(
+            pilot,
+            lambda: [j.name for j in screen.jobs] == ["one", "two", "three"],
+            10,
+            "the cancelled job below the waiting ones",
+        )
         table.move_cursor(row=1)  # 'two'
         await pilot.press("u")
-        await pilot_wait_until(pilot, lambda: [j.name for j in screen.jobs][:2] == ["two", "one"], 10, "two moved up")
-        await pilot_wait_until(pilot, lambda: (c := screen.current()) is not None and c.name == "two", 10,
-                               "the cursor stays on its job")
+        await pilot_wait_until(
+            pilot, lambda: [j.name for j in screen.jobs][:2] == ["two", "one"], 10, "two moved up"
+        )
+        await pilot_wait_until(
+            pilot,
+            lambda: (c := screen.current()) is not None and c.name == "two",
+            10,
+            "the cursor stays on its job",
+        )
         await pilot.press("plus")
-        await pilot_wait_until(pilot, lambda: jobs(runs_root)["two"].priority == 1, 10, "two's priority raised")
+        await pilot_wait_until(
+            pilot, lambda: jobs(runs_root)["two"].priority == 1, 10, "two's priority raised"
+        )
         table.move_cursor(row=1)
         first = screen.current()
         assert first is not None and first.name == "one"
-        await pilot_wait_until(pilot, lambda: app._queue_seen is not None, 30, "the dashboard's first look at the queue")
+        await pilot_wait_until(
+            pilot, lambda: app._queue_seen is not None, 30, "the dashboard's first look at the queue"
+        )
         await pilot.press("h")  # held -> released: the dashboard starts a runner, which runs it
         await pilot_wait_until(pilot, lambda: jobs(runs_root)["one"].state != "held", 10, "one released")
         said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
-        await pilot_wait_until(pilot, lambda: any("queue drained" in m for m in said()), 60,
-                               "the drain told (two is still held: held jobs do not keep the queue busy)")
+        await pilot_wait_until(
+            pilot,
+            lambda: any("queue drained" in m for m in said()),
+            60,
+            "the drain told (two is still held: held jobs do not keep the queue busy)",
+        )
         assert jobs(runs_root)["one"].state == "done"
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueScreen)
@@ -129,16 +163,28 @@ async def test_p_parks_a_live_run_and_p_again_resumes_it(app: NexusApp, runs_roo
         await type_into(pilot, "#steps", "100000")
         await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("parkme")) is not None and r.step > 3 and r,
-                                     120, "the run training")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("parkme")) is not None and r.step > 3 and r,
+            120,
+            "the run training",
+        )
         await pilot.press("P")
-        await pilot_wait_until(pilot, lambda: run.state == "parked" and not app.services.live_runs(), 120,
-                               "the run parked (checkpointed, process ended)")
+        await pilot_wait_until(
+            pilot,
+            lambda: run.state == "parked" and not app.services.live_runs(),
+            120,
+            "the run parked (checkpointed, process ended)",
+        )
         parked_at = run.step
         assert (runs_root / "parkme" / "checkpoints" / f"step_{parked_at:06d}").is_dir()
         await pilot.press("P")  # unpark: queued first, resumed by the runner as a slot is free
-        await pilot_wait_until(pilot, lambda: run.state == "running" and run.step > parked_at + 2, 180,
-                               "the run resumed from where it was parked")
+        await pilot_wait_until(
+            pilot,
+            lambda: run.state == "running" and run.step > parked_at + 2,
+            180,
+            "the run resumed from where it was parked",
+        )
         assert run.start_step == parked_at
         await pilot.press("s")
         await pilot.press("y")
@@ -153,8 +199,12 @@ async def test_p_on_a_script_that_cannot_resume_says_so(app: NexusApp, runs_root
     script = ROOT / "tests" / "support" / "scripts" / "reported_loop.py"
     async with app.run_test(size=(160, 48)) as pilot:
         app.launch(command=[sys.executable, str(script), "steer"], name="script", device="cpu")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("script")) is not None and r.hello is not None
-                                     and r.live and r, 120, "the script reporting")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("script")) is not None and r.hello is not None and r.live and r,
+            120,
+            "the script reporting",
+        )
         app.query_one("#runs").move_cursor(row=0)
         await pilot.press("P")
         said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
@@ -164,8 +214,9 @@ async def test_p_on_a_script_that_cannot_resume_says_so(app: NexusApp, runs_root
         await pilot_wait_until(pilot, lambda: not run.live, 60, "the script stopped")
 
 
-async def test_a_run_that_ends_is_told_to_the_users_service(app: NexusApp, runs_root: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_run_that_ends_is_told_to_the_users_service(
+    app: NexusApp, runs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import http.server
     import json
     import threading
@@ -191,8 +242,12 @@ async def test_a_run_that_ends_is_told_to_the_users_service(app: NexusApp, runs_
             await type_into(pilot, "#steps", "3")
             await type_into(pilot, "#overrides", FORM_OVERRIDES)
             await pilot.click("#go")
-            await pilot_wait_until(pilot, lambda: any("short: finished" in m.get("message", "") for m in got), 180,
-                                   "the run's end told to the local endpoint")
+            await pilot_wait_until(
+                pilot,
+                lambda: any("short: finished" in m.get("message", "") for m in got),
+                180,
+                "the run's end told to the local endpoint",
+            )
             said = [str(n.message) for n in app._notifications]
             assert any("short: finished" in m for m in said), "and as a toast"
     finally:
@@ -210,18 +265,40 @@ async def test_the_sweep_view_ranks_a_sweep_and_compares_it(app: NexusApp, runs_
     from nexus_tui.screens.compare import CompareScreen
     from nexus_tui.screens.sweep import SweepScreen
 
-    made = run_nexus("sweep", "--root", str(runs_root), "--name", "sw", "--steps", "3", "--grid",
-                     "optim.lr=1e-4,1e-2", *TINY, "--set", "train.eval_every=3", "--set", "train.ckpt_every=0",
-                     "--no-start")
+    made = run_nexus(
+        "sweep",
+        "--root",
+        str(runs_root),
+        "--name",
+        "sw",
+        "--steps",
+        "3",
+        "--grid",
+        "optim.lr=1e-4,1e-2",
+        *TINY,
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "train.ckpt_every=0",
+        "--no-start",
+    )
     assert made.returncode == 0, made.stderr
-    done = subprocess.run([sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root",
-                           str(runs_root)], env=engine_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "queue", "run", "--exit-when-idle", "--root", str(runs_root)],
+        env=engine_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.press("J")
         queue = app.screen
         assert isinstance(queue, QueueScreen)
-        await pilot_wait_until(pilot, lambda: queue.query_one(DataTable).row_count == 2, 10, "the sweep's jobs")
+        await pilot_wait_until(
+            pilot, lambda: queue.query_one(DataTable).row_count == 2, 10, "the sweep's jobs"
+        )
         await pilot.press("w")
         assert isinstance(app.screen, SweepScreen)
         table = app.screen.query_one(DataTable)
@@ -230,7 +307,11 @@ async def test_the_sweep_view_ranks_a_sweep_and_compares_it(app: NexusApp, runs_
         assert header[:3] == ["#", "run", "optim.lr"]
         best = [float(str(table.get_row_at(i)[3])) for i in range(2)]
         assert best == sorted(best)
-        await pilot_wait_until(pilot, lambda: all(app.store.get(n) is not None for n in app.screen.runs), 60,
-                               "the sweep's runs in the store")
+        await pilot_wait_until(
+            pilot,
+            lambda: all(app.store.get(n) is not None for n in app.screen.runs),
+            60,
+            "the sweep's runs in the store",
+        )
         await pilot.press("m")
         assert isinstance(app.screen, CompareScreen)

@@ -26,15 +26,25 @@ def said(app: NexusApp) -> list[str]:
 
 
 async def test_r_on_a_crashed_run_without_a_checkpoint_opens_no_dialog_and_keeps_it_crashed(
-        app: NexusApp, runs_root: Path) -> None:
+    app: NexusApp, runs_root: Path
+) -> None:
     run_dir = runs_root / "died"
-    write_run(run_dir, [hello("died", 300), *(metric(s) for s in range(1, 9))],
-              status={"pid": dead_pid(), "state": "running", "step": 8, "total_steps": 300})
+    write_run(
+        run_dir,
+        [hello("died", 300), *(metric(s) for s in range(1, 9))],
+        status={"pid": dead_pid(), "state": "running", "step": 8, "total_steps": 300},
+    )
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: "died" in table.rows and table.highlighted == "died", 30, "the run listed")
-        await pilot_wait_until(pilot, lambda: table.get_cell("died", "state").plain.startswith("crashed"), 10,
-                               "crashed in the table")
+        await pilot_wait_until(
+            pilot, lambda: "died" in table.rows and table.highlighted == "died", 30, "the run listed"
+        )
+        await pilot_wait_until(
+            pilot,
+            lambda: table.get_cell("died", "state").plain.startswith("crashed"),
+            10,
+            "crashed in the table",
+        )
         await pilot.press("r")
         await pilot.pause()
         assert not isinstance(app.screen, RampScreen), "a dialog whose Resume can only fail"
@@ -55,19 +65,38 @@ async def test_r_on_a_crashed_run_without_a_checkpoint_opens_no_dialog_and_keeps
 def finished_run(runs_root: Path) -> Path:
     """12 steps to the end, a checkpoint every 4, only the last two kept (step 4's folder deleted)."""
     run = runs_root / "done"
-    run_engine_ok("train", "--run-dir", str(run), "--steps", "12", *TINY, "--set", "train.ckpt_every=4",
-                  "--set", "train.keep_last=2", "--set", "train.eval_every=4", "--set", "train.save_best=false")
+    run_engine_ok(
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "12",
+        *TINY,
+        "--set",
+        "train.ckpt_every=4",
+        "--set",
+        "train.keep_last=2",
+        "--set",
+        "train.eval_every=4",
+        "--set",
+        "train.save_best=false",
+    )
     assert [p.name for p in list_checkpoints(run)] == ["step_000008", "step_000012"]
     return run
 
 
 @pytest.mark.slow
 async def test_a_finished_run_resumes_with_a_valid_default_and_only_checkpoints_on_disk(
-        app: NexusApp, finished_run: Path, runs_root: Path) -> None:
+    app: NexusApp, finished_run: Path, runs_root: Path
+) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         table = app.query_one(RunTable)
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("done")) and r.state == "finished" and r, 30,
-                                     "the finished run read")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("done")) and r.state == "finished" and r,
+            30,
+            "the finished run read",
+        )
         await pilot_wait_until(pilot, lambda: table.highlighted == "done", 10, "highlighted")
         assert [c.step for c in run.ckpts] == [4, 8, 12]  # the records still name step 4
         await pilot.press("r")
@@ -84,8 +113,11 @@ async def test_a_finished_run_resumes_with_a_valid_default_and_only_checkpoints_
         await pilot.press("escape")
     report = run_nexus("report", str(finished_run), "-o", str(runs_root / "r.md"))
     assert report.returncode == 0, report.stderr
-    ckpt_rows = {cells[0]: cells[8] for line in (runs_root / "r.md").read_text().splitlines()
-                 if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 10 and cells[0].isdigit()}
+    ckpt_rows = {
+        cells[0]: cells[8]
+        for line in (runs_root / "r.md").read_text().splitlines()
+        if len(cells := [c.strip() for c in line.strip("|").split("|")]) == 10 and cells[0].isdigit()
+    }
     assert ckpt_rows["4"] == "deleted" and ckpt_rows["8"] == ckpt_rows["12"] == "yes", ckpt_rows
 
 
@@ -93,9 +125,15 @@ async def test_a_finished_run_resumes_with_a_valid_default_and_only_checkpoints_
 async def test_a_live_run_ramps_from_where_it_is_and_apply_on_a_paused_one_unpauses_it(app: NexusApp) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch("tiny", "live", "cpu", 100000, [*TINY_OVERRIDES, *APP_SIDE_WORK])
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("live")) is not None and r.step > 3 and r, 120,
-                                     "the run training")
-        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "live", 10, "highlighted")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("live")) is not None and r.step > 3 and r,
+            120,
+            "the run training",
+        )
+        await pilot_wait_until(
+            pilot, lambda: app.query_one(RunTable).highlighted == "live", 10, "highlighted"
+        )
         await pilot.press("c")
         await pilot_wait_until(pilot, lambda: run.ckpts, 60, "a checkpoint")
         await pilot.press("p")
@@ -110,8 +148,12 @@ async def test_a_live_run_ramps_from_where_it_is_and_apply_on_a_paused_one_unpau
         screen.query_one("#ramp").value = "5"
         await pilot.pause()
         await pilot.click("#go")
-        await pilot_wait_until(pilot, lambda: run.state == "running" and run.lr is not None and run.lr > 1.9e-2, 60,
-                               "unpaused, and the LR at the ramp's target")
+        await pilot_wait_until(
+            pilot,
+            lambda: run.state == "running" and run.lr is not None and run.lr > 1.9e-2,
+            60,
+            "unpaused, and the LR at the ramp's target",
+        )
         app.services.supervisor.send("live", __import__("nexus_core.commands", fromlist=["Stop"]).Stop())
         await pilot_wait_until(pilot, lambda: not app.services.live_runs(), 120, "stopped")
 
@@ -120,17 +162,29 @@ async def test_a_live_run_ramps_from_where_it_is_and_apply_on_a_paused_one_unpau
 async def test_a_dialog_confirmed_after_its_run_ended_acts_on_what_is_true(app: NexusApp) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch("tiny", "short", "cpu", 100000, [*TINY_OVERRIDES, *APP_SIDE_WORK])
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("short")) is not None and r.step > 2 and r, 120,
-                                     "the run training")
-        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "short", 10, "highlighted")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("short")) is not None and r.step > 2 and r,
+            120,
+            "the run training",
+        )
+        await pilot_wait_until(
+            pilot, lambda: app.query_one(RunTable).highlighted == "short", 10, "highlighted"
+        )
         await pilot.press("s")  # the stop confirmation is open...
         from nexus_core.commands import Stop
 
         app.services.supervisor.send("short", Stop())  # ...while the run ends by other means
-        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "stopped")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 120, "stopped"
+        )
         table = app.screen_stack[0].query_one(RunTable)  # the dashboard under the open dialog
-        await pilot_wait_until(pilot, lambda: table.get_cell("short", "state").plain.startswith("stopped"), 10,
-                               "the row under the open dialog to read stopped")
+        await pilot_wait_until(
+            pilot,
+            lambda: table.get_cell("short", "state").plain.startswith("stopped"),
+            10,
+            "the row under the open dialog to read stopped",
+        )
         await pilot.press("y")
         await pilot.pause(0.5)
         assert not any("stop failed" in m for m in said(app)), said(app)
@@ -143,13 +197,21 @@ async def test_e_and_g_on_a_finished_run_use_its_newest_checkpoint(app: NexusApp
     from nexus_tui.widgets.samples_pane import SamplesPane
 
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot_wait_until(pilot, lambda: (r := app.store.get("done")) and r.state == "finished", 30, "read")
-        await pilot_wait_until(pilot, lambda: app.query_one(RunTable).highlighted == "done", 10, "highlighted")
+        await pilot_wait_until(
+            pilot, lambda: (r := app.store.get("done")) and r.state == "finished", 30, "read"
+        )
+        await pilot_wait_until(
+            pilot, lambda: app.query_one(RunTable).highlighted == "done", 10, "highlighted"
+        )
         assert app.check_action("eval_now", ()) is True and app.check_action("generate", ()) is True
         assert app.check_action("pause", ()) is None  # still greyed: only a live run pauses
         await pilot.press("e")
-        await pilot_wait_until(pilot, lambda: any("done: step_000012: val_loss" in m for m in said(app)), 120,
-                               "the eval of the newest checkpoint")
+        await pilot_wait_until(
+            pilot,
+            lambda: any("done: step_000012: val_loss" in m for m in said(app)),
+            120,
+            "the eval of the newest checkpoint",
+        )
         await pilot.press("g")
         screen = app.screen
         assert isinstance(screen, GenerateScreen)

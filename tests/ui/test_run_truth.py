@@ -42,13 +42,28 @@ async def test_a_run_started_outside_is_stalled_then_running_then_crashed(
     monkeypatch.setattr(nexus_core.state, "STALL_FLOOR_S", 1.0)  # the floor, low: no long sleep
     app = NexusApp(runs_root, settings_path=tmp_path / "settings.json")
     run_dir = runs_root / "outside"
-    args = ["train", "--preset", "tiny", "--run-dir", str(run_dir), "--device", "cpu", "--steps", "1000000",
-            *sets(*QUIET)]
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(run_dir),
+        "--device",
+        "cpu",
+        "--steps",
+        "1000000",
+        *sets(*QUIET),
+    ]
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot_wait_until(pilot, lambda: app._replayed, 30, "the start-up scan")
         # From outside the dashboard: it finds the folder (config.toml) seconds before the status file.
-        proc = subprocess.Popen(engine_argv(sys.executable, *args), env=engine_env, start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            engine_argv(sys.executable, *args),
+            env=engine_env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             await pilot_wait_until(pilot, lambda: _state(app, "outside") == "running", 180, "running")
             run = app.store.get("outside")
@@ -56,7 +71,12 @@ async def test_a_run_started_outside_is_stalled_then_running_then_crashed(
 
             os.kill(proc.pid, signal.SIGSTOP)  # alive, silent: stalled, with no ETA
             await pilot_wait_until(pilot, lambda: _state(app, "outside") == "stalled", 90, "stalled")
-            assert run.eta_s is None and str(app.query_one(RunTable).get_cell("outside", "eta")) in ("", "-", "–", "—")
+            assert run.eta_s is None and str(app.query_one(RunTable).get_cell("outside", "eta")) in (
+                "",
+                "-",
+                "–",
+                "—",
+            )
             s = summarize_run(run_dir, stall_floor_s=1.0)
             assert s.state == "stalled" and f"pid {proc.pid} lives" in s.note
             assert "stalled" in format_runs_table([s])
@@ -107,10 +127,17 @@ def test_a_run_found_before_its_status_is_ready_once_the_status_appears(runs_roo
     def note(into: list[str]):
         return lambda run_dir: (into.append(Path(run_dir).name), changed.set())
 
-    w = RunsWatcher(runs_root, on_batch=lambda *a: None, on_new_run=note(found),
-                    on_warning=lambda *a: None, poll_s=0.5, on_run_ready=note(ready))
+    w = RunsWatcher(
+        runs_root,
+        on_batch=lambda *a: None,
+        on_new_run=note(found),
+        on_warning=lambda *a: None,
+        poll_s=0.5,
+        on_run_ready=note(ready),
+    )
     w.start()
     try:
+
         def wait(check, what: str) -> None:
             deadline = time.monotonic() + 30
             while not check():

@@ -29,7 +29,9 @@ class Host(App[None]):
         self.push_screen(self.to_push, self.answers.append)
 
 
-def linear_ramp(target: float, ramp: int, total: int, ckpt: str | None = None) -> tuple[list[float], list[float]]:
+def linear_ramp(
+    target: float, ramp: int, total: int, ckpt: str | None = None
+) -> tuple[list[float], list[float]]:
     """A stand-in for the engine's schedule in the preview: a straight ramp, then flat."""
     xs = [float(x) for x in range(0, total, max(1, total // 50))]
     return xs, [target * min(1.0, x / max(ramp, 1)) for x in xs]
@@ -39,8 +41,18 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
     """At 80x24 and 100x30 Resume and Cancel are inside the screen and the dialog (not clipped by it),
     the table and the chart keep their minimum rows, and clicking Resume answers with the checkpoint."""
     store = MetricStore()
-    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
-              "best": s == 20, "val_loss": 2.0} for s in range(4, 44, 4)]
+    ckpts = [
+        {
+            "type": "ckpt",
+            "seq": 500 + s,
+            "time": 1000.0 + s,
+            "step": s,
+            "path": f"checkpoints/step_{s:06d}",
+            "best": s == 20,
+            "val_loss": 2.0,
+        }
+        for s in range(4, 44, 4)
+    ]
     store.ingest("a", None, falling_run("a", 40) + ckpts)
     rows = checkpoint_rows(store, store.get("a"))
     for size in ((80, 24), (100, 30)):
@@ -52,15 +64,26 @@ async def test_ramp_dialog_buttons_stay_on_screen_at_small_sizes() -> None:
             for button in ("#go", "#cancel"):
                 region = screen.query_one(button).region
                 assert region.area > 0 and screen.region.contains_region(region), (size, button, region)
-                assert dialog.content_region.contains_region(region), (size, button, region, dialog.content_region)
+                assert dialog.content_region.contains_region(region), (
+                    size,
+                    button,
+                    region,
+                    dialog.content_region,
+                )
                 widget, _ = screen.get_widget_at(*region.center)
                 assert widget is screen.query_one(button), f"{button} is covered at {size}"
             assert screen.query_one("#ckpts").region.height >= 3
             assert screen.query_one("#preview").region.height >= 6
             await pilot.click("#go")
             await pilot.pause()
-            assert app.answers == [{"target_lr": 1e-3, "ramp_steps": 40, "total_steps": 0,
-                                    "from_ckpt": "checkpoints/step_000040"}], size
+            assert app.answers == [
+                {
+                    "target_lr": 1e-3,
+                    "ramp_steps": 40,
+                    "total_steps": 0,
+                    "from_ckpt": "checkpoints/step_000040",
+                }
+            ], size
 
 
 async def test_ramp_dialog_by_keys_alone() -> None:
@@ -68,8 +91,18 @@ async def test_ramp_dialog_by_keys_alone() -> None:
     older one), Tab goes straight to the target LR, then the ramp, then the total (no stop on the
     scrolling body between them), and Enter resumes; a live run's dialog opens on the target LR."""
     store = MetricStore()
-    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
-              "best": False, "val_loss": 2.0} for s in (20, 40)]
+    ckpts = [
+        {
+            "type": "ckpt",
+            "seq": 500 + s,
+            "time": 1000.0 + s,
+            "step": s,
+            "path": f"checkpoints/step_{s:06d}",
+            "best": False,
+            "val_loss": 2.0,
+        }
+        for s in (20, 40)
+    ]
     store.ingest("a", None, falling_run("a", 40) + ckpts)
     rows = checkpoint_rows(store, store.get("a"))
     app = Host(RampScreen("a", False, rows, 40, 1e-3, 200, linear_ramp))
@@ -78,8 +111,9 @@ async def test_ramp_dialog_by_keys_alone() -> None:
         assert app.screen.focused is app.screen.query_one("#ckpts")
         await pilot.press("down", "tab", "ctrl+u", *"2e-3", "tab", "ctrl+u", *"50", "tab", *"400", "enter")
         await pilot.pause()
-        assert app.answers == [{"target_lr": 2e-3, "ramp_steps": 50, "total_steps": 400,
-                                "from_ckpt": "checkpoints/step_000020"}]
+        assert app.answers == [
+            {"target_lr": 2e-3, "ramp_steps": 50, "total_steps": 400, "from_ckpt": "checkpoints/step_000020"}
+        ]
     app = Host(RampScreen("a", True, rows, 40, 1e-3, 200, linear_ramp))
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
@@ -101,21 +135,26 @@ async def test_generate_dialog_shows_error_then_returns_args() -> None:
 
 
 async def test_launch_form_defaults_to_tiny_and_returns_launch_args(tmp_path: Path) -> None:
-    screen = LaunchScreen(tmp_path, ["gpt-275m", "small", "tiny"], [("cpu", "cpu (2 cores)"), ("cuda:0", "cuda:0 X")])
+    screen = LaunchScreen(
+        tmp_path, ["gpt-275m", "small", "tiny"], [("cpu", "cpu (2 cores)"), ("cuda:0", "cuda:0 X")]
+    )
     app = Host(screen)
     async with app.run_test(size=(100, 40)) as pilot:
         assert screen.query_one("#name", Input).value == "tiny-1"
         screen.query_one("#overrides", Input).value = "optim.lr=1e-3"
         await pilot.click("#go")
         await pilot.pause()
-        assert app.answers == [{"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0,
-                                "overrides": ["optim.lr=1e-3"]}]
+        assert app.answers == [
+            {"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0, "overrides": ["optim.lr=1e-3"]}
+        ]
     app = Host(LaunchScreen(tmp_path, ["gpt-275m", "tiny"], [("cpu", "cpu (2 cores)")]))
     async with app.run_test(size=(100, 40)) as pilot:
         await pilot.pause()
         await pilot.press("enter")  # n, then Enter: the safe default launches
         await pilot.pause()
-        assert app.answers == [{"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0, "overrides": []}]
+        assert app.answers == [
+            {"preset": "tiny", "name": "tiny-1", "device": "cpu", "steps": 0, "overrides": []}
+        ]
 
 
 async def test_launch_form_names_a_command_run_after_its_script(tmp_path: Path) -> None:
@@ -192,7 +231,9 @@ async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
     """No key pressed: the curves and the results row of the live run move on by themselves, and
     the finished run stays as it was."""
     store = MetricStore()
-    done = falling_run("done", 80, total=80) + [{"type": "state", "seq": 10_000, "state": "finished", "step": 80}]
+    done = falling_run("done", 80, total=80) + [
+        {"type": "state", "seq": 10_000, "state": "finished", "step": 80}
+    ]
     store.ingest("done", None, done)
     store.ingest("live", None, falling_run("live", 20, total=200))
     screen = CompareScreen(store, PALETTES["nexus-dark"], ["done", "live"])
@@ -204,8 +245,18 @@ async def test_compare_follows_a_live_run_beside_a_finished_one() -> None:
         assert str(results.get_row("live")[4]) == "20" and str(results.get_row("done")[4]) == "80"
         chart = screen.query_one("#compare-chart")
         assert len(chart.spec.curves) == 4, "two runs: an H curve and val diamonds each"
-        more = [{"type": "metric", "seq": 1000 + s, "time": 2000.0 + s, "step": s, "tokens": s * 512, "loss": 1.0,
-                 "ce": 1.0} for s in range(21, 41)]
+        more = [
+            {
+                "type": "metric",
+                "seq": 1000 + s,
+                "time": 2000.0 + s,
+                "step": s,
+                "tokens": s * 512,
+                "loss": 1.0,
+                "ce": 1.0,
+            }
+            for s in range(21, 41)
+        ]
         store.ingest("live", None, more)
         await pilot.pause(0.4)
         assert str(results.get_row("live")[4]) == "40" and str(results.get_row("done")[4]) == "80"
@@ -217,8 +268,18 @@ async def test_ramp_dialog_defaults_leave_room_after_the_ramp_and_every_field_ha
     """A run stopped at step 12 of 40: the default ramp is a quarter of what is left (not every
     remaining step: flat LR, then a one-step drop), and each field says what it is on screen."""
     store = MetricStore()
-    ckpts = [{"type": "ckpt", "seq": 500 + s, "time": 1000.0 + s, "step": s, "path": f"checkpoints/step_{s:06d}",
-              "best": False, "val_loss": 2.0} for s in (6, 12)]
+    ckpts = [
+        {
+            "type": "ckpt",
+            "seq": 500 + s,
+            "time": 1000.0 + s,
+            "step": s,
+            "path": f"checkpoints/step_{s:06d}",
+            "best": False,
+            "val_loss": 2.0,
+        }
+        for s in (6, 12)
+    ]
     store.ingest("a", None, falling_run("a", 12) + ckpts)
     app = Host(RampScreen("a", False, checkpoint_rows(store, store.get("a")), 12, 1e-3, 40, linear_ramp))
     async with app.run_test(size=(100, 40)) as pilot:
@@ -242,5 +303,8 @@ async def test_every_form_dialog_puts_cancel_first_and_its_action_on_the_right()
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
             buttons = list(app.screen.query(".buttons Button"))
-            assert [b.id for b in buttons] == ["cancel", "go"], (type(screen).__name__, [b.id for b in buttons])
+            assert [b.id for b in buttons] == ["cancel", "go"], (
+                type(screen).__name__,
+                [b.id for b in buttons],
+            )
             assert buttons[0].region.x < buttons[1].region.x

@@ -26,13 +26,16 @@ def pane_text(app: NexusApp) -> str:
 
 
 @pytest.mark.parametrize("size", [(160, 48), (80, 24)])
-async def test_two_simulated_gpus_with_a_runs_memory(app: NexusApp, tmp_path: Path, size: tuple[int, int],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_two_simulated_gpus_with_a_runs_memory(
+    app: NexusApp, tmp_path: Path, size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
     try:
         gpus = FakeGpus(tmp_path / "nvml")
     except RuntimeError as e:  # pragma: no cover - gcc is on CI's machines
         pytest.skip(str(e))
-    gpus.write([("Sim A", 87, 9 * GiB, 24 * GiB, 71, 300, 450), ("Sim B", 12, 2 * GiB, 24 * GiB, 44, 90, 450)])
+    gpus.write(
+        [("Sim A", 87, 9 * GiB, 24 * GiB, 71, 300, 450), ("Sim B", 12, 2 * GiB, 24 * GiB, 44, 90, 450)]
+    )
     gpus.preload()
     monkeypatch.setenv(STATE_ENV, str(gpus.state))
     async with app.run_test(size=size) as pilot:
@@ -41,14 +44,25 @@ async def test_two_simulated_gpus_with_a_runs_memory(app: NexusApp, tmp_path: Pa
         await type_into(pilot, "#steps", "100000")
         await type_into(pilot, "#overrides", FORM_OVERRIDES)
         await pilot.click("#go")
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get("ongpu")) is not None and r.pid and r.step > 0
-                                     and r, 120, "the run training")
-        gpus.write([("Sim A", 87, 9 * GiB, 24 * GiB, 71, 300, 450), ("Sim B", 12, 7 * GiB, 24 * GiB, 44, 90, 450)],
-                   [(1, run.pid, 5 * GiB)])
-        await pilot_wait_until(pilot, lambda: "GPU0 Sim A" in pane_text(app) and "GPU1 Sim B" in pane_text(app), 30,
-                               "both GPUs drawn")
-        await pilot_wait_until(pilot, lambda: "ongpu" in pane_text(app).split("GPU1", 1)[-1], 30,
-                               "the run's memory beside GPU1")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get("ongpu")) is not None and r.pid and r.step > 0 and r,
+            120,
+            "the run training",
+        )
+        gpus.write(
+            [("Sim A", 87, 9 * GiB, 24 * GiB, 71, 300, 450), ("Sim B", 12, 7 * GiB, 24 * GiB, 44, 90, 450)],
+            [(1, run.pid, 5 * GiB)],
+        )
+        await pilot_wait_until(
+            pilot,
+            lambda: "GPU0 Sim A" in pane_text(app) and "GPU1 Sim B" in pane_text(app),
+            30,
+            "both GPUs drawn",
+        )
+        await pilot_wait_until(
+            pilot, lambda: "ongpu" in pane_text(app).split("GPU1", 1)[-1], 30, "the run's memory beside GPU1"
+        )
         text = pane_text(app)
         assert "9.0/24.0 GiB" in text or "9/24" in text.replace(".0", ""), text
         app.services.supervisor.send("ongpu", Stop())

@@ -39,7 +39,9 @@ async def feed(pilot) -> None:
     app.store.ingest("beta", None, falling_run("beta", 120, total=400))
     pane = app.query_one(SamplesPane)
     pane.add_sample("alpha", "#4ea8de", Sample(step=100, prompt="def ", text="def se(f, x):\n    retu"))
-    pane.add_sample("alpha", "#4ea8de", Sample(step=200, prompt="def ", text="def set(self, x):\n    return x"))
+    pane.add_sample(
+        "alpha", "#4ea8de", Sample(step=200, prompt="def ", text="def set(self, x):\n    return x")
+    )
     app.query_one(AlertBar).raise_alert("beta: nan at step 77: loss is NaN")
     app.query_one("#side", TabbedContent).active = "tab-samples"
     app._dirty = True
@@ -61,7 +63,9 @@ async def feed_then_log_scale(pilot) -> None:
 
 
 def test_dashboard_light_theme_log_scale(snap_compare, tmp_path: Path) -> None:
-    assert snap_compare(make_app(tmp_path, "nexus-light"), terminal_size=(120, 40), run_before=feed_then_log_scale)
+    assert snap_compare(
+        make_app(tmp_path, "nexus-light"), terminal_size=(120, 40), run_before=feed_then_log_scale
+    )
 
 
 async def feed_then_generate(pilot) -> None:
@@ -74,4 +78,6 @@ async def feed_then_generate(pilot) -> None:
 
 
 def test_generate_dialog(snap_compare, tmp_path: Path) -> None:
-    assert snap_compare(make_app(tmp_path, "nexus-contrast"), terminal_size=(100, 30), run_before=feed_then_generate)
+    assert snap_compare(
+        make_app(tmp_path, "nexus-contrast"), terminal_size=(100, 30), run_before=feed_then_generate
+    )

@@ -31,8 +31,12 @@ async def test_every_key_on_an_unchanged_wandb_script(app: NexusApp, runs_root: 
     said = lambda: [str(n.message) for n in app._notifications]  # noqa: E731
     async with app.run_test(size=(120, 40)) as pilot:
         app.launch(name=name, device="cpu", command=[sys.executable, str(SCRIPTS / "wandb_loop.py"), "plain"])
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get(name)) is not None and r.step > 3 and r,
-                                     90, "the script's first steps")
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get(name)) is not None and r.step > 3 and r,
+            90,
+            "the script's first steps",
+        )
         app.query_one(RunTable).select_run(name)
 
         # p holds the loop inside its log(); p again lets it go on (the spec's `resume`).
@@ -42,12 +46,15 @@ async def test_every_key_on_an_unchanged_wandb_script(app: NexusApp, runs_root: 
         await pilot.pause(1.0)
         assert _logged(run_dir) <= held + 1 and run.state == "paused"
         await pilot.press("p")
-        await pilot_wait_until(pilot, lambda: run.state == "running" and _logged(run_dir) > held + 3, 30,
-                               "steps after resume")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "running" and _logged(run_dir) > held + 3, 30, "steps after resume"
+        )
 
         # c and e: refused at the key, at once, with the lines the script would add; nothing is sent.
         await pilot.press("c")
-        await pilot_wait_until(pilot, lambda: any("@run.on_checkpoint" in m for m in said()), 5, "the c refusal")
+        await pilot_wait_until(
+            pilot, lambda: any("@run.on_checkpoint" in m for m in said()), 5, "the c refusal"
+        )
         await pilot.press("e")
         await pilot_wait_until(pilot, lambda: any("@run.on_eval" in m for m in said()), 5, "the e refusal")
         assert not [r for r in read_records(run_dir / METRICS_FILE).records if r.type in ("ckpt", "eval")]
@@ -59,8 +66,9 @@ async def test_every_key_on_an_unchanged_wandb_script(app: NexusApp, runs_root: 
         question = app.screen.question
         assert "KeyboardInterrupt" in question and "checkpoints" not in question, question
         await pilot.press("y")
-        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60,
-                               "the script stopped")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the script stopped"
+        )
         status = read_status(run_dir)
         assert status["state"] == "stopped" and "stop command" in status["reason"]
         # It ended inside the log() of the step the stop reached (not at the end of its 10**7 steps):
@@ -71,8 +79,12 @@ async def test_every_key_on_an_unchanged_wandb_script(app: NexusApp, runs_root: 
         assert max(r.step for r in records if r.type == "metric") == status["step"]
         assert _logged(run_dir) == status["step"] - 1
         table = app.query_one(RunTable)
-        await pilot_wait_until(pilot, lambda: table.get_cell(name, "state").plain.startswith("stopped"), 10,
-                               "stopped in the table")
+        await pilot_wait_until(
+            pilot,
+            lambda: table.get_cell(name, "state").plain.startswith("stopped"),
+            10,
+            "stopped in the table",
+        )
 
 
 @pytest.mark.slow
@@ -82,10 +94,18 @@ async def test_every_key_on_a_plain_loop_that_handles_its_commands(app: NexusApp
     name = "plain-loop"
     run_dir = runs_root / name
     async with app.run_test(size=(120, 40)) as pilot:
-        app.launch(name=name, device="cpu", command=[sys.executable, str(SCRIPTS / "reported_loop.py"), "steer"])
-        run = await pilot_wait_until(pilot, lambda: (r := app.store.get(name)) is not None and r.step > 3 and r,
-                                     90, "the loop's first steps")
-        await pilot_wait_until(pilot, lambda: (run.hello or {}).get("stop") == "flag", 30, "its hello: it reads the flag")
+        app.launch(
+            name=name, device="cpu", command=[sys.executable, str(SCRIPTS / "reported_loop.py"), "steer"]
+        )
+        run = await pilot_wait_until(
+            pilot,
+            lambda: (r := app.store.get(name)) is not None and r.step > 3 and r,
+            90,
+            "the loop's first steps",
+        )
+        await pilot_wait_until(
+            pilot, lambda: (run.hello or {}).get("stop") == "flag", 30, "its hello: it reads the flag"
+        )
         app.query_one(RunTable).select_run(name)
 
         await pilot.press("c")
@@ -99,7 +119,8 @@ async def test_every_key_on_a_plain_loop_that_handles_its_commands(app: NexusApp
         question = app.screen.question
         assert "should_stop" in question and "checkpoints" not in question, question
         await pilot.press("y")
-        await pilot_wait_until(pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60,
-                               "the loop stopped")
+        await pilot_wait_until(
+            pilot, lambda: run.state == "stopped" and not app.services.live_runs(), 60, "the loop stopped"
+        )
         assert (run_dir / "loop-ended").is_file()  # its own check of should_stop ended it
         assert read_status(run_dir)["reason"] == "stop command"

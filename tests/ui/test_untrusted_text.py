@@ -36,9 +36,12 @@ from nexus_tui.widgets.samples_pane import SamplesPane
 
 pytestmark = pytest.mark.timeout(240)
 
+
 def assert_clean(text: str, where: str) -> None:
     bad = FORBIDDEN.search(SGR.sub("", text))
-    assert bad is None, f"{where}: control character {bad.group()!r} at {bad.start()}: {text[max(0, bad.start() - 40):bad.start() + 40]!r}"
+    assert bad is None, (
+        f"{where}: control character {bad.group()!r} at {bad.start()}: {text[max(0, bad.start() - 40) : bad.start() + 40]!r}"
+    )
     for payload in PAYLOADS:
         assert payload not in text, f"{where}: escape-sequence payload {payload!r} shown"
 
@@ -47,8 +50,15 @@ def rendered(app: NexusApp) -> str:
     """The bytes the terminal would get for the current screen (toasts and dialogs included), as
     App.export_screenshot renders them, but kept as terminal output instead of SVG."""
     width, height = app.size
-    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
-                      color_system="truecolor", legacy_windows=False, safe_box=False)
+    console = Console(
+        width=width,
+        height=height,
+        file=io.StringIO(),
+        force_terminal=True,
+        color_system="truecolor",
+        legacy_windows=False,
+        safe_box=False,
+    )
     update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
     console.print(update)
     return console.file.getvalue()
@@ -68,23 +78,76 @@ def plant_run(root: Path, name: str = EVIL, pid: int = 0) -> Path:
     run_dir = root / name
     run_dir.mkdir(parents=True)
     writer = RecordWriter(run_dir / METRICS_FILE)
-    writer.write({"type": "hello", "run": EVIL, "protocol": 1, "pid": 0, "device": "cpu" + OSC_CLIP,
-                  "model": BAD_MARKUP + OSC_TITLE, "params": 10, "total_steps": 10, "start_step": 0,
-                  "config": {"name": EVIL, "model": {"family": "transformer", "n_layers": 1},
-                             "data": {"source": BAD_MARKUP + CSI}, "train": {"sample_prompt": OSC_TITLE + "def "}}})
+    writer.write(
+        {
+            "type": "hello",
+            "run": EVIL,
+            "protocol": 1,
+            "pid": 0,
+            "device": "cpu" + OSC_CLIP,
+            "model": BAD_MARKUP + OSC_TITLE,
+            "params": 10,
+            "total_steps": 10,
+            "start_step": 0,
+            "config": {
+                "name": EVIL,
+                "model": {"family": "transformer", "n_layers": 1},
+                "data": {"source": BAD_MARKUP + CSI},
+                "train": {"sample_prompt": OSC_TITLE + "def "},
+            },
+        }
+    )
     for step in range(1, 4):
-        writer.write({"type": "metric", "step": step, "tokens": step * 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3,
-                      "gnorm": 1.0, "tok_s": 100.0, "step_s": 0.1, "mem": 1})
+        writer.write(
+            {
+                "type": "metric",
+                "step": step,
+                "tokens": step * 64,
+                "loss": 3.0,
+                "ce": 3.0,
+                "lr": 1e-3,
+                "gnorm": 1.0,
+                "tok_s": 100.0,
+                "step_s": 0.1,
+                "mem": 1,
+            }
+        )
     writer.write({"type": "eval", "step": 3, "tokens": 192, "val_loss": 2.9, "val_ppl": 18.0, "best": True})
-    writer.write({"type": "sample", "step": 3, "prompt": "def " + OSC_TITLE, "text": "def " + OSC_TITLE + CSI + C1
-                  + BAD_MARKUP + "\nsecond line", "requested": False})
-    writer.write({"type": "ckpt", "step": 3, "path": "checkpoints/" + BAD_MARKUP, "best": True, "val_loss": 2.9})
+    writer.write(
+        {
+            "type": "sample",
+            "step": 3,
+            "prompt": "def " + OSC_TITLE,
+            "text": "def " + OSC_TITLE + CSI + C1 + BAD_MARKUP + "\nsecond line",
+            "requested": False,
+        }
+    )
+    writer.write(
+        {"type": "ckpt", "step": 3, "path": "checkpoints/" + BAD_MARKUP, "best": True, "val_loss": 2.9}
+    )
     writer.write({"type": "log", "level": "warning", "text": "warned " + EVIL})
-    writer.write({"type": "state", "state": final, "step": 3, "reason": f"{final} " + EVIL,
-                  "exit_code": None if pid else 0})
+    writer.write(
+        {
+            "type": "state",
+            "state": final,
+            "step": 3,
+            "reason": f"{final} " + EVIL,
+            "exit_code": None if pid else 0,
+        }
+    )
     writer.close()
-    write_status(run_dir, {"state": final, "pid": pid, "step": 3, "total_steps": 10, "device": "cpu" + OSC_CLIP,
-                           "model": BAD_MARKUP, "best_val_loss": 2.9})
+    write_status(
+        run_dir,
+        {
+            "state": final,
+            "pid": pid,
+            "step": 3,
+            "total_steps": 10,
+            "device": "cpu" + OSC_CLIP,
+            "model": BAD_MARKUP,
+            "best_val_loss": 2.9,
+        },
+    )
     return run_dir
 
 
@@ -107,12 +170,18 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     assert_clean(rendered(app), "main screen")
 
     writer = RecordWriter(app.root / name / METRICS_FILE)
-    writer.write({"type": "alert", "kind": "nan" + CSI, "step": 4, "text": "boom " + EVIL})  # live: bar + toast
+    writer.write(
+        {"type": "alert", "kind": "nan" + CSI, "step": 4, "text": "boom " + EVIL}
+    )  # live: bar + toast
     writer.close()
     bar = app.query_one(AlertBar)
     await pilot_wait_until(pilot, lambda: bar.alerts, 30, "the live alert")
-    await pilot.press("p")  # a command with no engine listening: it fails, and the failure is a toast naming the run
-    await pilot_wait_until(pilot, lambda: any("failed" in str(n.message) for n in app._notifications), 30, "the failure toast")
+    await pilot.press(
+        "p"
+    )  # a command with no engine listening: it fails, and the failure is a toast naming the run
+    await pilot_wait_until(
+        pilot, lambda: any("failed" in str(n.message) for n in app._notifications), 30, "the failure toast"
+    )
     await pilot.pause(0.3)
     for note in app._notifications:
         assert_clean(str(note.message) + str(note.title), "a notification")
@@ -131,7 +200,9 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     await pilot_wait_until(pilot, lambda: isinstance(app.screen, GenerateScreen), 10, "the generate dialog")
     assert_clean(rendered(app), "generate dialog")
     await pilot.press("escape")
-    await pilot_wait_until(pilot, lambda: not isinstance(app.screen, GenerateScreen), 10, "the dialog to close")
+    await pilot_wait_until(
+        pilot, lambda: not isinstance(app.screen, GenerateScreen), 10, "the dialog to close"
+    )
     await pilot.press("m")
     await pilot_wait_until(pilot, lambda: isinstance(app.screen, CompareScreen), 10, "the compare screen")
     await pilot.pause(0.5)
@@ -141,7 +212,9 @@ async def visit_everything(pilot, app: NexusApp, name: str) -> None:
     assert app.is_running
 
 
-async def test_a_planted_run_folder_cannot_drive_the_terminal_or_crash_the_app(app: NexusApp, runs_root: Path) -> None:
+async def test_a_planted_run_folder_cannot_drive_the_terminal_or_crash_the_app(
+    app: NexusApp, runs_root: Path
+) -> None:
     # A live process stands in for the run's engine (started before the status is written, so
     # pid_alive takes it for the run's); no control socket answers, so every command fails.
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
@@ -165,8 +238,13 @@ async def test_a_planted_run_folder_cannot_drive_the_terminal_or_crash_the_app(a
 
 
 def nexus(*args: str, root: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "nexus_tui", "--root", str(root), *args], env=engine_env(),
-                          capture_output=True, timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "nexus_tui", "--root", str(root), *args],
+        env=engine_env(),
+        capture_output=True,
+        timeout=120,
+        cwd=ROOT,
+    )
 
 
 def assert_clean_bytes(data: bytes, where: str, payloads: bool = True) -> None:
@@ -199,21 +277,40 @@ def test_nexus_runs_and_compare_print_no_control_bytes(runs_root: Path) -> None:
 
 
 @pytest.mark.slow
-async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(app: NexusApp, runs_root: Path) -> None:
+async def test_a_real_run_named_with_markup_is_shown_and_steered_safely(
+    app: NexusApp, runs_root: Path
+) -> None:
     name = '[link="x]y[@click=app.quit]' + OSC_TITLE
     # The engine refuses to name a run so (nexus_core.names); a run folder renamed or copied under
     # that name afterwards is what reaches the dashboard.
-    done = run_engine("train", "--preset", "tiny", "--run-dir", str(runs_root / "real"), "--steps", "3", *TINY,
-                      "--set", "train.eval_every=3", "--set", "train.ckpt_every=3", timeout=200)
+    done = run_engine(
+        "train",
+        "--preset",
+        "tiny",
+        "--run-dir",
+        str(runs_root / "real"),
+        "--steps",
+        "3",
+        *TINY,
+        "--set",
+        "train.eval_every=3",
+        "--set",
+        "train.ckpt_every=3",
+        timeout=200,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (runs_root / "real").rename(runs_root / name)
     async with app.run_test(size=(160, 48)) as pilot:
         table = app.query_one(RunTable)
         await pilot_wait_until(pilot, lambda: name in table.rows, 60, "the real run in the table")
-        await pilot_wait_until(pilot, lambda: app.store.get(name).state in ("finished", "stopped"), 60, "its final state")
+        await pilot_wait_until(
+            pilot, lambda: app.store.get(name).state in ("finished", "stopped"), 60, "its final state"
+        )
         table.select_run(name)
         await pilot.press("p")  # not live: the greyed key's toast names the run (and says r resumes it)
-        await pilot_wait_until(pilot, lambda: any("resumes it" in str(n.message) for n in app._notifications), 30, "a toast")
+        await pilot_wait_until(
+            pilot, lambda: any("resumes it" in str(n.message) for n in app._notifications), 30, "a toast"
+        )
         await pilot.pause(0.3)
         assert_clean(rendered(app), "main screen, real run")
         await pilot.press("r")  # the resume dialog names the run and lists its checkpoint

@@ -31,8 +31,11 @@ async def test_run_table_rows_update_in_place_and_marking_selects() -> None:
         assert str(table.get_cell("alpha", "loss")) == fmt.loss(5.0 / math.sqrt(30))
         assert str(table.get_cell("beta", "model")) == "transformer"
         table.move_cursor(row=1)
-        store.ingest("alpha", None, [{"type": "metric", "seq": 999, "time": 2000.0, "step": 31, "tokens": 1,
-                                       "loss": 0.5, "ce": 0.5}])
+        store.ingest(
+            "alpha",
+            None,
+            [{"type": "metric", "seq": 999, "time": 2000.0, "step": 31, "tokens": 1, "loss": 0.5, "ce": 0.5}],
+        )
         table.show_runs(store.runs(), PALETTE)
         assert table.row_count == 2 and table.cursor_row == 1  # updated, not rebuilt
         assert str(table.get_cell("alpha", "step")) == "31/40"
@@ -57,12 +60,17 @@ async def test_run_table_fits_80_columns_by_dropping_the_least_useful() -> None:
         table.move_cursor(row=1)
         shown = [str(c.key.value) for c in table.ordered_columns]
         assert {"name", "state", "step", "loss", "ce", "best"} <= set(shown) and "model" not in shown
-        assert sum(c.get_render_width(table) for c in table.ordered_columns) <= table.scrollable_content_region.width
+        assert (
+            sum(c.get_render_width(table) for c in table.ordered_columns)
+            <= table.scrollable_content_region.width
+        )
         assert table.virtual_size.width <= table.scrollable_content_region.width, "no sideways scroll"
         assert str(table.get_cell("b", "best")) == fmt.loss(5.0 / math.sqrt(10) + 0.1)
         await pilot.resize_terminal(160, 24)
         await pilot.pause()
-        assert [str(c.key.value) for c in table.ordered_columns][:3] == ["name", "model", "device"], "all back"
+        assert [str(c.key.value) for c in table.ordered_columns][:3] == ["name", "model", "device"], (
+            "all back"
+        )
         assert str(table.get_cell("b", "model")) == "transformer" and table.highlighted == "b", "cursor kept"
         table.show_runs(store.runs(), PALETTE)
         assert table.row_count == 2
@@ -185,8 +193,21 @@ async def test_live_table_updates_are_throttled_but_never_lost() -> None:
         assert str(table.get_cell("alpha", "step")) == "10/1000"
         seq = 100
         for step in range(11, 41):  # a burst of live records, each followed by a live redraw
-            store.ingest("alpha", None, [{"type": "metric", "seq": seq, "time": 2000.0 + step, "step": step,
-                                          "tokens": step, "loss": 1.0, "ce": 1.0}])
+            store.ingest(
+                "alpha",
+                None,
+                [
+                    {
+                        "type": "metric",
+                        "seq": seq,
+                        "time": 2000.0 + step,
+                        "step": step,
+                        "tokens": step,
+                        "loss": 1.0,
+                        "ce": 1.0,
+                    }
+                ],
+            )
             seq += 1
             table.show_runs(store.runs(), PALETTE, live=True)
         deadline = _time.monotonic() + 30
@@ -217,10 +238,26 @@ async def test_a_live_record_that_changes_no_dot_rebuilds_no_chart(monkeypatch) 
 
         def live(step: int, gnorm: float) -> None:
             nonlocal seq
-            store.ingest("long", None, [{"type": "metric", "seq": seq, "time": 1000.0 + step, "step": step,
-                                         "tokens": step * 512, "loss": 5.0 / math.sqrt(step),
-                                         "ce": 5.0 / math.sqrt(step), "lr": 1e-3, "gnorm": gnorm,
-                                         "tok_s": 4000.0 + step, "step_s": 0.1, "mem": 1e8}])
+            store.ingest(
+                "long",
+                None,
+                [
+                    {
+                        "type": "metric",
+                        "seq": seq,
+                        "time": 1000.0 + step,
+                        "step": step,
+                        "tokens": step * 512,
+                        "loss": 5.0 / math.sqrt(step),
+                        "ce": 5.0 / math.sqrt(step),
+                        "lr": 1e-3,
+                        "gnorm": gnorm,
+                        "tok_s": 4000.0 + step,
+                        "step_s": 0.1,
+                        "mem": 1e8,
+                    }
+                ],
+            )
             seq += 1
             panel.redraw(store, ["long"], PALETTE, live=True)
 
@@ -251,9 +288,10 @@ async def test_a_slow_chart_is_rebuilt_live_less_often_but_at_once_for_a_person(
         await pilot.pause()
         chart = panel.chart("loss")
         assert chart.builds == 1 and chart.build_cost is not None and chart.build_cost > 0
-        assert chart.live_interval == min(chart_module.LIVE_REBUILD_MAX_S,
-                                          max(chart_module.LIVE_REBUILD_S,
-                                              chart.build_cost / chart_module.LIVE_BUILD_SHARE))
+        assert chart.live_interval == min(
+            chart_module.LIVE_REBUILD_MAX_S,
+            max(chart_module.LIVE_REBUILD_S, chart.build_cost / chart_module.LIVE_BUILD_SHARE),
+        )
         chart._build_costs.clear()
         chart._build_costs.extend([0.006, 0.004, 0.2])  # one slow build among quick ones: the pace stays
         assert chart.build_cost == 0.006 and chart.live_interval == chart_module.LIVE_REBUILD_S
@@ -273,8 +311,20 @@ async def test_a_state_change_reaches_the_table_at_once_even_live() -> None:
         table.show_runs(store.runs(), PALETTE)
         await pilot.pause()
         table.show_runs(store.runs(), PALETTE, live=True)  # takes the live slot
-        store.ingest("alpha", None, [{"type": "state", "seq": 500, "time": 3000.0, "state": "finished",
-                                      "step": 10, "reason": "done"}])
+        store.ingest(
+            "alpha",
+            None,
+            [
+                {
+                    "type": "state",
+                    "seq": 500,
+                    "time": 3000.0,
+                    "state": "finished",
+                    "step": 10,
+                    "reason": "done",
+                }
+            ],
+        )
         table.show_runs(store.runs(), PALETTE, live=True)
         assert str(table.get_cell("alpha", "state")).startswith("finished")
 
@@ -304,7 +354,9 @@ async def test_a_chart_built_by_someone_elses_repaint_shows_that_build(monkeypat
 
     def spec(last: int) -> ChartSpec:
         xs = list(range(1, last + 1))
-        return ChartSpec(title="lr", xlabel="step", curves=[Curve(xs, [1e-3 * x for x in xs], (200, 100, 50))])
+        return ChartSpec(
+            title="lr", xlabel="step", curves=[Curve(xs, [1e-3 * x for x in xs], (200, 100, 50))]
+        )
 
     chart = MetricChart("lr")
     async with Host(chart).run_test(size=(100, 24)) as pilot:
@@ -347,7 +399,13 @@ async def test_a_log_axis_is_labelled_with_round_values() -> None:
     chart = MetricChart("loss")
     async with Host(chart).run_test(size=(60, 20)) as pilot:
         xs = list(range(1, 400))
-        chart.show(ChartSpec(title="loss", log_y=True, curves=[Curve(xs, [5.19 * x ** -0.17 for x in xs], (200, 90, 40))]))
+        chart.show(
+            ChartSpec(
+                title="loss", log_y=True, curves=[Curve(xs, [5.19 * x**-0.17 for x in xs], (200, 90, 40))]
+            )
+        )
         await pilot.pause()
-        labels = [line.plain.split("┤")[0].strip() for line in chart.render().split("\n") if "┤" in line.plain]
+        labels = [
+            line.plain.split("┤")[0].strip() for line in chart.render().split("\n") if "┤" in line.plain
+        ]
         assert labels and set(labels) <= {"2", "3", "4", "5"}, labels

@@ -34,7 +34,9 @@ def ce_curve(panel: ChartsPanel):
 async def test_keys_zoom_pan_and_inspect_all_charts_together(app: NexusApp) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await pilot_wait_until(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
+        await pilot_wait_until(
+            pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn"
+        )
         assert panel.x_view is None
         await pilot.press("plus")
         lo, hi = panel.x_view
@@ -57,8 +59,9 @@ async def test_keys_zoom_pan_and_inspect_all_charts_together(app: NexusApp) -> N
         assert list(xs) == inside, "zoomed in, every raw point is drawn"
         # The inspect cursor: exact values of every series at that step, the same line on all charts.
         await pilot.press("i")
-        assert panel.cursor is not None and all(panel.chart(k).spec.cursor is not None for k in
-                                                 ("loss", "lr", "gnorm", "tok_s"))
+        assert panel.cursor is not None and all(
+            panel.chart(k).spec.cursor is not None for k in ("loss", "lr", "gnorm", "tok_s")
+        )
         step = int(round(panel.cursor))
         text = panel.inspect_text
         assert f"long: step {step:,}" in text, text
@@ -69,10 +72,14 @@ async def test_keys_zoom_pan_and_inspect_all_charts_together(app: NexusApp) -> N
         assert panel.cursor is None and panel.inspect_text == ""
 
 
-async def test_the_wheel_zooms_at_the_mouse_and_a_redraw_with_nothing_new_builds_nothing(app: NexusApp) -> None:
+async def test_the_wheel_zooms_at_the_mouse_and_a_redraw_with_nothing_new_builds_nothing(
+    app: NexusApp,
+) -> None:
     async with app.run_test(size=(160, 48)) as pilot:
         panel = app.query_one(ChartsPanel)
-        await pilot_wait_until(pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn")
+        await pilot_wait_until(
+            pilot, lambda: panel.extent is not None and panel.extent[1] == STEPS, 30, "the run drawn"
+        )
         await pilot.pause(0.5)
         chart = panel.chart("loss")
         builds = chart.builds
@@ -89,8 +96,9 @@ async def test_the_wheel_zooms_at_the_mouse_and_a_redraw_with_nothing_new_builds
         assert chart.builds > builds
 
 
-async def test_a_large_history_says_loading_and_never_running(runs_root: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_large_history_says_loading_and_never_running(
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setattr(colcache, "MIN_FILE_BYTES", 1)
     write_finished(runs_root / "done", 2000)
@@ -106,12 +114,15 @@ async def test_a_large_history_says_loading_and_never_running(runs_root: Path, t
 
         await pilot_wait_until(pilot, finished, 30, "the finished run")
         # The cache is written after the history is handed on (the open does not wait for the disk).
-        await pilot_wait_until(pilot, colcache.cache_path(runs_root / "done").exists, 30, "the columnar cache")
+        await pilot_wait_until(
+            pilot, colcache.cache_path(runs_root / "done").exists, 30, "the columnar cache"
+        )
     assert "running" not in seen, seen
 
 
-async def test_a_history_is_charted_once_it_is_whole(runs_root: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_history_is_charted_once_it_is_whole(
+    runs_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A history read in many batches: the table says `loading N%` meanwhile, and no chart is ever
     handed a part of it (curves worked out and plotext builds for every batch slowed the open); the
     charts get the whole run once it is read, at once, not at the app's next redraw tick."""
@@ -136,8 +147,11 @@ async def test_a_history_is_charted_once_it_is_whole(runs_root: Path, tmp_path: 
 
         def charted() -> bool:
             run = app.store.get("done") if app._services is not None else None
-            return (run is not None and run.loading is None
-                    and any(len(c.xs) and c.xs[-1] == 2000 for c in panel.chart("loss").spec.curves))
+            return (
+                run is not None
+                and run.loading is None
+                and any(len(c.xs) and c.xs[-1] == 2000 for c in panel.chart("loss").spec.curves)
+            )
 
         await pilot_wait_until(pilot, charted, 30, "the whole run charted")
     assert handed and set(handed) == {2000.0}, sorted(set(handed))[:5]

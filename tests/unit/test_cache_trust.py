@@ -34,13 +34,13 @@ def _rewrite(path: Path, change) -> None:
     """Edit a cache file's JSON header (and maybe its bytes) in place, as an attacker would."""
     data = bytearray(path.read_bytes())
     size = int.from_bytes(data[8:16], "little")
-    header = json.loads(data[16:16 + size])
+    header = json.loads(data[16 : 16 + size])
     change(header, data)
     new = json.dumps(header).encode()
     first = min(at for at, _, _ in header["arrays"].values())
     assert 16 + len(new) <= first
     data[8:16] = len(new).to_bytes(8, "little")
-    data[16:16 + len(new)] = new
+    data[16 : 16 + len(new)] = new
     path.write_bytes(bytes(data))
 
 
@@ -52,6 +52,7 @@ def _steps(pieces) -> np.ndarray:
 def test_a_header_naming_another_dtype_is_not_used(run: Path, dtype: str) -> None:
     def change(header, _data) -> None:
         header["arrays"]["step"][1] = dtype
+
     _rewrite(cachefile.cache_path(run), change)
     assert colcache.load(run) is None
     assert cachefile.cached_offset(run) is None
@@ -62,7 +63,8 @@ def test_a_header_naming_another_dtype_is_not_used(run: Path, dtype: str) -> Non
 def test_steps_no_record_can_hold_are_not_used(run: Path, bad: float) -> None:
     def change(header, data) -> None:
         at = header["arrays"]["step"][0]
-        data[at + 8 * 100:at + 8 * 101] = struct.pack("<d", bad)
+        data[at + 8 * 100 : at + 8 * 101] = struct.pack("<d", bad)
+
     _rewrite(cachefile.cache_path(run), change)
     assert colcache.load(run) is None
     steps = _steps(read_pieces(run).pieces)
@@ -77,6 +79,7 @@ def test_columns_that_disagree_or_reach_past_the_file_are_not_used(run: Path, fi
             spec[0] = 1 << 40
         else:
             spec[2] -= 1
+
     _rewrite(cachefile.cache_path(run), change)
     assert colcache.load(run) is None
 
@@ -87,7 +90,7 @@ def test_a_same_length_rewrite_in_the_middle_of_the_records_is_noticed(run: Path
     middle = len(data) // 2
     at = data.index(b"loss", middle) + 5  # a float64 value after the key: same length, new value
     assert data[at - 1] == 0xCB
-    data[at:at + 8] = struct.pack(">d", 123.0)
+    data[at : at + 8] = struct.pack(">d", 123.0)
     path.write_bytes(bytes(data))
     assert colcache.load(run) is None, "the cache still claims the rewritten bytes"
 
@@ -97,8 +100,9 @@ def test_a_fifo_where_the_cache_is_never_blocks(run: Path) -> None:
     cache.unlink()
     os.mkfifo(cache)
     result: list[object] = []
-    t = threading.Thread(target=lambda: result.append((colcache.load(run), cachefile.cached_offset(run))),
-                         daemon=True)
+    t = threading.Thread(
+        target=lambda: result.append((colcache.load(run), cachefile.cached_offset(run))), daemon=True
+    )
     t.start()
     t.join(60)
     assert not t.is_alive(), "reading a FIFO cache blocked"

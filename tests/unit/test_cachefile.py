@@ -41,14 +41,17 @@ def test_a_cache_of_the_whole_file_is_enough_until_the_file_grows_by_a_cache_wor
     assert cachefile.worth_building(run)
 
 
-@pytest.mark.parametrize("content", [
-    b"",
-    b"NXCOLS1\n",
-    b"NXCOLS1\n" + (1 << 40).to_bytes(8, "little"),  # a header "of a terabyte"
-    b"NXCOLS1\n" + (5).to_bytes(8, "little") + b"[1,2]",
-    b"NXCOLS1\n" + (2).to_bytes(8, "little") + b"{}",
-    b"PK\x03\x04 not a cache",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"NXCOLS1\n",
+        b"NXCOLS1\n" + (1 << 40).to_bytes(8, "little"),  # a header "of a terabyte"
+        b"NXCOLS1\n" + (5).to_bytes(8, "little") + b"[1,2]",
+        b"NXCOLS1\n" + (2).to_bytes(8, "little") + b"{}",
+        b"PK\x03\x04 not a cache",
+    ],
+)
 def test_a_damaged_or_foreign_cache_counts_as_none(run: Path, content: bytes) -> None:
     cachefile.cache_path(run).parent.mkdir()
     cachefile.cache_path(run).write_bytes(content)

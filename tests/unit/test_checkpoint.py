@@ -40,8 +40,13 @@ def _trained(cfg: Config, steps: int = 2) -> tuple[torch.nn.Module, torch.optim.
 
 
 def _meta(cfg: Config, step: int, **extra) -> dict:
-    return {"step": step, "tokens": step * 32, "schedule": Schedule.from_config(cfg.schedule, 10).to_dict(),
-            "config": cfg.to_dict(), **extra}
+    return {
+        "step": step,
+        "tokens": step * 32,
+        "schedule": Schedule.from_config(cfg.schedule, 10).to_dict(),
+        "config": cfg.to_dict(),
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("optim", ["adamw", "muon", "lion"])
@@ -94,7 +99,9 @@ def test_pointers_pruning_and_best(tmp_path: Path) -> None:
     assert ckpt.resolve_checkpoint(tmp_path).name == "step_000040"
     assert ckpt.resolve_checkpoint(tmp_path, "best").name == "step_000010"
     assert ckpt.resolve_checkpoint(tmp_path, "30").name == "step_000030"
-    assert not [p for p in ckpt.checkpoints_root(tmp_path).iterdir() if p.name.startswith(".")], "no temp left"
+    assert not [p for p in ckpt.checkpoints_root(tmp_path).iterdir() if p.name.startswith(".")], (
+        "no temp left"
+    )
 
 
 def test_saving_the_same_step_twice_replaces_it(tmp_path: Path) -> None:

@@ -21,8 +21,18 @@ def test_bold_marks_the_best_shown_value_and_missing_values_are_dashes() -> None
 
     store = MetricStore()
     for seq_base, (name, val) in enumerate((("x", 2.00001), ("y", 2.00002), ("z", None), ("w", 3.5))):
-        recs = [{"type": "hello", "seq": 0, "time": 1.0, "config": {"optim": {"lr": 1e-3}}},
-                {"type": "metric", "seq": 1, "time": 2.0, "step": 1, "tokens": 64, "ce": 4.0 + seq_base, "tok_s": 100.0}]
+        recs = [
+            {"type": "hello", "seq": 0, "time": 1.0, "config": {"optim": {"lr": 1e-3}}},
+            {
+                "type": "metric",
+                "seq": 1,
+                "time": 2.0,
+                "step": 1,
+                "tokens": 64,
+                "ce": 4.0 + seq_base,
+                "tok_s": 100.0,
+            },
+        ]
         if val is not None:
             recs.append({"type": "eval", "seq": 2, "time": 3.0, "step": 1, "tokens": 64, "val_loss": val})
         store.ingest(name, None, recs)
@@ -69,7 +79,9 @@ def test_which_family_reads_a_key_comes_from_the_config_structure() -> None:
     for family in FAMILY_OPTIONS:
         keys = flatten(Config(model=ModelConfig(family=family)).validate().to_dict())
         model_keys = {k for k in keys if k.startswith("model.")}
-        assert {k for k in model_keys if option_family(k) is None} == {f"model.{k}" for k in SHARED_MODEL_OPTIONS}
+        assert {k for k in model_keys if option_family(k) is None} == {
+            f"model.{k}" for k in SHARED_MODEL_OPTIONS
+        }
         assert {k.rsplit(".", 1)[1] for k in model_keys if option_family(k)} == set(FAMILY_OPTIONS[family])
         assert all(option_family(k) in (None, family) for k in keys), "only its own table is written"
 
@@ -81,14 +93,20 @@ def test_an_old_flat_run_lines_up_with_a_new_one() -> None:
     from nexus_core.config import read_toml
 
     old = read_toml(ROOT / "tests/fixtures/flat_config/hybrid-tiny.toml")
-    store = preset_store({"new": ("hybrid-tiny", ["model.vocab_size=256"]),
-                          "new16": ("hybrid-tiny", ["model.vocab_size=256", "model.hybrid.ssm_state=16"])})
+    store = preset_store(
+        {
+            "new": ("hybrid-tiny", ["model.vocab_size=256"]),
+            "new16": ("hybrid-tiny", ["model.vocab_size=256", "model.hybrid.ssm_state=16"]),
+        }
+    )
     configs = {"old": old, "new": store.get("new").config}
     added = ("train.signals_every", ["–", "1"])  # an option added since: the old run had none
     assert config_differences(configs) == [added]
     configs["new16"] = store.get("new16").config
-    assert config_differences(configs) == [("model.hybrid.ssm_state", ["8", "8", "16"]),
-                                           ("train.signals_every", ["–", "1", "1"])]
+    assert config_differences(configs) == [
+        ("model.hybrid.ssm_state", ["8", "8", "16"]),
+        ("train.signals_every", ["–", "1", "1"]),
+    ]
 
 
 def test_transformer_vs_hybrid_lists_family_not_the_options_only_one_reads() -> None:
@@ -103,8 +121,13 @@ def test_transformer_vs_hybrid_lists_family_not_the_options_only_one_reads() -> 
 
 
 def test_hybrids_with_different_ssm_state_show_it_and_a_transformer_reads_dash() -> None:
-    store = preset_store({"h8": ("hybrid-tiny", []), "h16": ("hybrid-tiny", ["model.hybrid.ssm_state=16"]),
-                          "t": ("tiny", ["model.transformer.mtp_heads=2"])})
+    store = preset_store(
+        {
+            "h8": ("hybrid-tiny", []),
+            "h16": ("hybrid-tiny", ["model.hybrid.ssm_state=16"]),
+            "t": ("tiny", ["model.transformer.mtp_heads=2"]),
+        }
+    )
     rows = diff_rows(store, ["h8", "h16"])
     assert rows == {"model.hybrid.ssm_state": ["`8`", "`16`"]}, "the one key that differs, nothing else"
     rows = diff_rows(store, ["h8", "h16", "t"])
@@ -123,12 +146,17 @@ def test_the_report_reads_an_old_flat_run_and_a_new_one_alike() -> None:
     from nexus_tui.documents.runs_index import RunSummary
 
     def facts(config: dict) -> RunFacts:
-        return RunFacts("r", Path("r"), RunSummary("r", Path("r")), hellos=[{"type": "hello", "config": config}])
+        return RunFacts(
+            "r", Path("r"), RunSummary("r", Path("r")), hellos=[{"type": "hello", "config": config}]
+        )
 
     fixtures = ROOT / "tests/fixtures/flat_config"
     new = load_preset("hybrid-tiny")
     new.model.vocab_size = 256
-    old_text, new_text = config_section(facts(read_toml(fixtures / "hybrid-tiny.toml"))), config_section(facts(new.to_dict()))
+    old_text, new_text = (
+        config_section(facts(read_toml(fixtures / "hybrid-tiny.toml"))),
+        config_section(facts(new.to_dict())),
+    )
     assert old_text == new_text and "ssm_state=`8`" in new_text and "attn_every=`4`" in new_text
     assert "mtp_heads" not in new_text and "levels" not in new_text, "other families' options are not shown"
     mtp = loss_columns_section(facts(read_toml(fixtures / "mtp-275m.toml")))
@@ -143,14 +171,34 @@ def test_results_are_honest_median_throughput_active_time_and_the_config_each_ru
 
     store = MetricStore()
     for name, last_tok in (("a", 12_000.0), ("b", 5_000.0)):
-        recs = [{"type": "hello", "seq": 0, "time": 0.0, "run": name, "pid": 1, "total_steps": 300,
-                 "config": {"train": {"steps": 300}, "optim": {"lr": 1e-3}}}]
+        recs = [
+            {
+                "type": "hello",
+                "seq": 0,
+                "time": 0.0,
+                "run": name,
+                "pid": 1,
+                "total_steps": 300,
+                "config": {"train": {"steps": 300}, "optim": {"lr": 1e-3}},
+            }
+        ]
         t = 1.0
         for step in range(1, 71):
             t += 1.0 if step != 36 else 3600.0  # an hour stopped, then resumed
-            recs.append({"type": "metric", "seq": step, "time": t, "step": step, "tokens": step * 64, "ce": 3.0,
-                         "tok_s": last_tok if step == 70 else 5_800.0})
-        recs.append({"type": "state", "seq": 71, "time": t, "state": "running", "step": 70, "total_steps": 400})
+            recs.append(
+                {
+                    "type": "metric",
+                    "seq": step,
+                    "time": t,
+                    "step": step,
+                    "tokens": step * 64,
+                    "ce": 3.0,
+                    "tok_s": last_tok if step == 70 else 5_800.0,
+                }
+            )
+        recs.append(
+            {"type": "state", "seq": 71, "time": t, "state": "running", "step": 70, "total_steps": 400}
+        )
         store.ingest(name, None, recs)
     rows = table_after("#\n" + results_markdown(results(store, ["a", "b"])), "#")
     tok, wall = rows[0].index("tok/s (median)"), rows[0].index("time training")

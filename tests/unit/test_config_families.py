@@ -59,14 +59,29 @@ def test_each_family_has_exactly_one_table_named_after_it() -> None:
 @pytest.mark.parametrize(
     ("family", "table", "check"),
     [
-        ("transformer", "mtp_heads = 2\nmtp_weight = 0.5\nhc_streams = 2\nloop_count = 2\nwavelet_layers = [1]",
-         lambda m: (m.transformer.mtp_heads, m.transformer.loop_count, m.transformer.wavelet_layers) == (2, 2, [1])),
-        ("hybrid", "attn_every = 2\nattn_offset = 1\nssm_state = 4\nssm_chunk = 1",
-         lambda m: (m.hybrid.attn_every, m.hybrid.ssm_state, m.hybrid.ssm_chunk) == (2, 4, 1)),
-        ("engram", "layers = [0, 3]\norders = [2, 4]\ntable_mult = 2",
-         lambda m: (m.engram.layers, m.engram.orders, m.engram.table_mult) == ([0, 3], [2, 4], 2)),
-        ("lstm", "levels = [1, 2]\nsurprise_weight = 0.1",
-         lambda m: (m.lstm.levels, m.lstm.surprise_weight) == ([1, 2], 0.1)),
+        (
+            "transformer",
+            "mtp_heads = 2\nmtp_weight = 0.5\nhc_streams = 2\nloop_count = 2\nwavelet_layers = [1]",
+            lambda m: (
+                (m.transformer.mtp_heads, m.transformer.loop_count, m.transformer.wavelet_layers)
+                == (2, 2, [1])
+            ),
+        ),
+        (
+            "hybrid",
+            "attn_every = 2\nattn_offset = 1\nssm_state = 4\nssm_chunk = 1",
+            lambda m: (m.hybrid.attn_every, m.hybrid.ssm_state, m.hybrid.ssm_chunk) == (2, 4, 1),
+        ),
+        (
+            "engram",
+            "layers = [0, 3]\norders = [2, 4]\ntable_mult = 2",
+            lambda m: (m.engram.layers, m.engram.orders, m.engram.table_mult) == ([0, 3], [2, 4], 2),
+        ),
+        (
+            "lstm",
+            "levels = [1, 2]\nsurprise_weight = 0.1",
+            lambda m: (m.lstm.levels, m.lstm.surprise_weight) == ([1, 2], 0.1),
+        ),
     ],
 )
 def test_each_family_table_loads_and_round_trips(tmp_path: Path, family: str, table: str, check) -> None:
@@ -85,18 +100,44 @@ def test_each_family_table_loads_and_round_trips(tmp_path: Path, family: str, ta
 @pytest.mark.parametrize(
     ("preset", "overrides", "says"),
     [
-        ("tiny", ["model.hybrid.ssm_state=8"],
-         "model.hybrid.ssm_state = 8 is read only by the hybrid family, and model.family is transformer"),
-        ("tiny", ["model.hybrid.ssm_chunk=32"], "model.hybrid.ssm_chunk = 32 is read only by the hybrid family"),
+        (
+            "tiny",
+            ["model.hybrid.ssm_state=8"],
+            "model.hybrid.ssm_state = 8 is read only by the hybrid family, and model.family is transformer",
+        ),
+        (
+            "tiny",
+            ["model.hybrid.ssm_chunk=32"],
+            "model.hybrid.ssm_chunk = 32 is read only by the hybrid family",
+        ),
         ("tiny", ["model.ssm_chunk=32"], "model.hybrid.ssm_chunk = 32 is read only by the hybrid family"),
         ("tiny", ["model.engram_layers=[0]"], "model.engram.layers = [0] is read only by the engram family"),
-        ("hybrid-tiny", ["model.transformer.mtp_heads=2"],
-         "model.transformer.mtp_heads = 2 is read only by the transformer family, and model.family is hybrid"),
-        ("hybrid-tiny", ["model.hc_streams=2"], "model.transformer.hc_streams = 2 is read only by the transformer"),
-        ("lstm-tiny", ["model.loop_count=2"], "model.transformer.loop_count = 2 is read only by the transformer"),
+        (
+            "hybrid-tiny",
+            ["model.transformer.mtp_heads=2"],
+            "model.transformer.mtp_heads = 2 is read only by the transformer family, and model.family is hybrid",
+        ),
+        (
+            "hybrid-tiny",
+            ["model.hc_streams=2"],
+            "model.transformer.hc_streams = 2 is read only by the transformer",
+        ),
+        (
+            "lstm-tiny",
+            ["model.loop_count=2"],
+            "model.transformer.loop_count = 2 is read only by the transformer",
+        ),
         ("engram-tiny", ["model.wavelet_layers=[1]"], "model.transformer.wavelet_layers = [1] is read only"),
-        ("tiny", ["model.lstm.surprise_weight=0.1"], "model.lstm.surprise_weight = 0.1 is read only by the lstm"),
-        ("hybrid-tiny", ["model.family=transformer"], "model.hybrid.attn_every = 4 is read only by the hybrid"),
+        (
+            "tiny",
+            ["model.lstm.surprise_weight=0.1"],
+            "model.lstm.surprise_weight = 0.1 is read only by the lstm",
+        ),
+        (
+            "hybrid-tiny",
+            ["model.family=transformer"],
+            "model.hybrid.attn_every = 4 is read only by the hybrid",
+        ),
     ],
 )
 def test_an_option_the_family_does_not_read_is_one_line_naming_both(
@@ -109,7 +150,10 @@ def test_an_option_the_family_does_not_read_is_one_line_naming_both(
 
 
 def test_the_family_may_be_chosen_before_or_after_its_options() -> None:
-    for order in (["model.family=hybrid", "model.hybrid.ssm_state=4"], ["model.hybrid.ssm_state=4", "model.family=hybrid"]):
+    for order in (
+        ["model.family=hybrid", "model.hybrid.ssm_state=4"],
+        ["model.hybrid.ssm_state=4", "model.family=hybrid"],
+    ):
         assert _validated(*order).model.hybrid.ssm_state == 4
 
 
@@ -169,17 +213,30 @@ def test_an_old_run_config_loads_even_with_options_its_family_never_read(tmp_pat
     path.write_text(text)
     cfg = C.load_toml(path).validate()
     assert cfg.model.family == "transformer" and cfg.model.hybrid == F.HybridOptions()
-    with pytest.raises(ConfigError, match=r"model.ssm_state \(now model.hybrid.ssm_state\) = 32 is read only by the "
-                                          r"hybrid family, and model.family is transformer"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.ssm_state \(now model.hybrid.ssm_state\) = 32 is read only by the "
+        r"hybrid family, and model.family is transformer",
+    ):
         C.from_mapping(tomllib.loads(text), origin=str(path))
     assert C.from_mapping(tomllib.loads((FLAT / "tiny.toml").read_text())).validate(), "all defaults: fine"
 
 
 def test_migrate_leaves_what_it_does_not_know_alone() -> None:
-    for value in (None, 3, [], {}, {"model": 3}, {"model": {"family": "rnn", "ssm_state": 1}},
-                  {"model": {"d_model": 8}}, {"optim": {"lr": 1}}):
+    for value in (
+        None,
+        3,
+        [],
+        {},
+        {"model": 3},
+        {"model": {"family": "rnn", "ssm_state": 1}},
+        {"model": {"d_model": 8}},
+        {"optim": {"lr": 1}},
+    ):
         assert F.migrate(value) == value
-    assert F.migrate({"model": {"ssm_state": 8}}) == {"model": {}}, "no family said: the old default, transformer"
+    assert F.migrate({"model": {"ssm_state": 8}}) == {"model": {}}, (
+        "no family said: the old default, transformer"
+    )
     moved = F.migrate({"model": {"family": "hybrid", "ssm_state": 8, "hybrid": {"ssm_conv": 2}}})
     assert moved == {"model": {"family": "hybrid", "hybrid": {"ssm_state": 8, "ssm_conv": 2}}}
 

@@ -35,8 +35,25 @@ def _numeric_fields() -> list[tuple[str, str, type]]:
 
 
 NUMERIC = _numeric_fields()
-NASTY = [math.nan, math.inf, -math.inf, 1e39, -1e39, 1e308, -1.0, -1, 0, 0.0, 1, 2**31, 2**63 - 1, 2**63, 2**70,
-         -(2**63) - 1, 5e-324]
+NASTY = [
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e39,
+    -1e39,
+    1e308,
+    -1.0,
+    -1,
+    0,
+    0.0,
+    1,
+    2**31,
+    2**63 - 1,
+    2**63,
+    2**70,
+    -(2**63) - 1,
+    5e-324,
+]
 
 
 def _toml(v: float | int) -> str:
@@ -49,8 +66,12 @@ def _toml(v: float | int) -> str:
 
 def test_every_numeric_field_declares_its_limits() -> None:
     """The whole class, not the examples: no int or float field is left without a Range."""
-    bare = [f"{s}.{k}" for s, part in C.all_sections(C.Config())
-            for k, (kind, rng, ch) in C.field_limits(part).items() if kind in (int, float, list) and not ch and rng is None]
+    bare = [
+        f"{s}.{k}"
+        for s, part in C.all_sections(C.Config())
+        for k, (kind, rng, ch) in C.field_limits(part).items()
+        if kind in (int, float, list) and not ch and rng is None
+    ]
     assert bare == [] and len(NUMERIC) > 40
     assert {s for s, _, _ in NUMERIC} >= {"model.transformer", "model.hybrid", "model.engram", "model.lstm"}
 
@@ -58,8 +79,11 @@ def test_every_numeric_field_declares_its_limits() -> None:
 @settings(max_examples=300, deadline=None)
 @given(
     field=st.sampled_from(NUMERIC),
-    value=st.one_of(st.sampled_from(NASTY), st.floats(allow_nan=True, allow_infinity=True),
-                    st.integers(min_value=-(2**1100), max_value=2**1100)),
+    value=st.one_of(
+        st.sampled_from(NASTY),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(min_value=-(2**1100), max_value=2**1100),
+    ),
     preset=st.sampled_from(C.preset_names()),
 )
 def test_no_numeric_value_gets_past_validation_unless_it_is_sane(field, value, preset) -> None:

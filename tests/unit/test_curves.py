@@ -50,7 +50,9 @@ def test_cached_curve_grows_by_appends_and_matches_a_fresh_computation() -> None
     values = np.array(series.value)
     smoothed = ema_continue(list(values), 0.8)[0]
     # The drawn EMA is stored float32: equal to 7 digits.
-    assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-6), "each point is the EMA at its step"
+    assert sy == pytest.approx([smoothed[int(x) - 1] for x in sx], rel=1e-6), (
+        "each point is the EMA at its step"
+    )
     assert len(rx) <= 2 * 100 + 1 and rx[-1] == series.step[-1], "bounded, and the last point is kept"
     assert min(ry) == values.min() and max(ry) == values.max(), "spikes survive the block summaries"
     # Every bucket's extremes are those of the raw points in it (the block summaries lose nothing).
@@ -75,7 +77,9 @@ def test_window_and_time_axis() -> None:
     cache = CurveCache()
     (rx, _), smooth = cache.curve("r", "lr", series, "time", 0.0, 500, 64)
     assert smooth is None
-    assert 0.0 <= rx[0] < 10 and rx[-1] == pytest.approx(500.0), "the last 500 steps, seconds from the first shown"
+    assert 0.0 <= rx[0] < 10 and rx[-1] == pytest.approx(500.0), (
+        "the last 500 steps, seconds from the first shown"
+    )
     cache.sweep()
     cache.sweep()
     assert not cache._curves, "curves no redraw asked for are dropped"
@@ -110,8 +114,9 @@ def test_a_curve_warmed_batch_by_batch_draws_as_one_worked_out_at_once() -> None
     assert len(warm._curves) == 2, "warmed curves survive the sweep of a redraw that did not draw them"
     fresh = CurveCache()
     for weight in (0.0, 0.6):
-        assert warm.curve("r", "ce", growing, "step", weight, 0, 60) == fresh.curve("r", "ce", whole, "step", weight,
-                                                                                   0, 60)
+        assert warm.curve("r", "ce", growing, "step", weight, 0, 60) == fresh.curve(
+            "r", "ce", whole, "step", weight, 0, 60
+        )
 
 
 def _long_series(n: int, seed: int = 0) -> tuple[Series, np.ndarray]:

@@ -27,8 +27,13 @@ def test_parse_generate_limits() -> None:
 def test_parse_launch(tmp_path: Path) -> None:
     (tmp_path / "taken").mkdir()
     args, err = parse_launch("tiny", "cpu", "r1", "", "optim.name=muon model.n_layers=2", tmp_path)
-    assert err == "" and args == {"preset": "tiny", "name": "r1", "device": "cpu", "steps": 0,
-                                  "overrides": ["optim.name=muon", "model.n_layers=2"]}
+    assert err == "" and args == {
+        "preset": "tiny",
+        "name": "r1",
+        "device": "cpu",
+        "steps": 0,
+        "overrides": ["optim.name=muon", "model.n_layers=2"],
+    }
     assert "already exists" in parse_launch("tiny", "cpu", "taken", "", "", tmp_path)[1]
     assert "name:" in parse_launch("tiny", "cpu", "../x", "", "", tmp_path)[1]
     assert "section.key=value" in parse_launch("tiny", "cpu", "r2", "", "lr=3", tmp_path)[1]
@@ -48,12 +53,31 @@ def test_parse_ramp() -> None:
 
 def test_checkpoint_rows_carry_the_loss_at_their_step() -> None:
     store = MetricStore()
-    store.ingest("a", None, falling_run("a", 40) + [
-        {"type": "ckpt", "seq": 500, "time": 1.0, "step": 20, "path": "checkpoints/step_000020", "best": True,
-         "val_loss": 1.5},
-        {"type": "ckpt", "seq": 501, "time": 2.0, "step": 40, "path": "checkpoints/step_000040", "best": False,
-         "val_loss": None},
-    ])
+    store.ingest(
+        "a",
+        None,
+        falling_run("a", 40)
+        + [
+            {
+                "type": "ckpt",
+                "seq": 500,
+                "time": 1.0,
+                "step": 20,
+                "path": "checkpoints/step_000020",
+                "best": True,
+                "val_loss": 1.5,
+            },
+            {
+                "type": "ckpt",
+                "seq": 501,
+                "time": 2.0,
+                "step": 40,
+                "path": "checkpoints/step_000040",
+                "best": False,
+                "val_loss": None,
+            },
+        ],
+    )
     rows = checkpoint_rows(store, store.get("a"))
     assert [r["step"] for r in rows] == [40, 20]
     assert rows[1]["loss"] == store.series("a", "ce")[1][19]
@@ -71,10 +95,17 @@ def test_parse_launch_processes_and_command(tmp_path: Path) -> None:
     assert err == "" and args is not None
     assert args["nproc"] == 2 and args["device"] == "cuda"  # torchrun gives each rank cuda:LOCAL_RANK
     assert "nproc" not in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="1")[0]
-    assert "processes must be a whole number" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="two")[1]
+    assert (
+        "processes must be a whole number"
+        in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="two")[1]
+    )
     assert "1 to 64" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, nproc="0")[1]
-    got, err = parse_launch("tiny", "cuda:1", "r1", "", "", tmp_path, command="python 'my train.py' --lr 3e-4")
-    assert got == {"command": ["python", "my train.py", "--lr", "3e-4"], "name": "r1", "device": "cuda:1"}, err
+    got, err = parse_launch(
+        "tiny", "cuda:1", "r1", "", "", tmp_path, command="python 'my train.py' --lr 3e-4"
+    )
+    assert got == {"command": ["python", "my train.py", "--lr", "3e-4"], "name": "r1", "device": "cuda:1"}, (
+        err
+    )
     assert "command:" in parse_launch("tiny", "cpu", "r1", "", "", tmp_path, command="python 'oops")[1]
     assert "for presets" in parse_launch("tiny", "cpu", "r1", "10", "", tmp_path, command="python t.py")[1]
 

@@ -28,8 +28,11 @@ shared/ (the team's notes beside the repository, not in it)."""
 FILE_SUFFIXES = frozenset({"log", "lock", "py", "toml", "json", "msgpack", "sock", "md", "txt"})
 """`engine.log`, `engine.lock`: a run folder's files, named like a module but not one."""
 
-_FILES = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
-          if p.is_file() and not any(part.startswith(".") or part in ("build", "dist") for part in p.parts)]
+_FILES = [
+    p.relative_to(ROOT).as_posix()
+    for p in ROOT.rglob("*")
+    if p.is_file() and not any(part.startswith(".") or part in ("build", "dist") for part in p.parts)
+]
 
 
 METHOD = re.compile(r"`([A-Z]\w+)\.(\w+)(?:\(\))?`")
@@ -54,16 +57,29 @@ def _class_members() -> dict[str, set[str]]:
                     elif isinstance(item, ast.Assign):
                         names.update(t.id for t in item.targets if isinstance(t, ast.Name))
                 for sub in ast.walk(node):  # and what its methods set: self.x = ...
-                    targets = sub.targets if isinstance(sub, ast.Assign) else \
-                        [sub.target] if isinstance(sub, ast.AnnAssign) else []
-                    names.update(t.attr for t in targets if isinstance(t, ast.Attribute)
-                                 and isinstance(t.value, ast.Name) and t.value.id == "self")
+                    targets = (
+                        sub.targets
+                        if isinstance(sub, ast.Assign)
+                        else [sub.target]
+                        if isinstance(sub, ast.AnnAssign)
+                        else []
+                    )
+                    names.update(
+                        t.attr
+                        for t in targets
+                        if isinstance(t, ast.Attribute)
+                        and isinstance(t.value, ast.Name)
+                        and t.value.id == "self"
+                    )
     return members
 
 
 CLASSES = _class_members()
-LIBRARY_NAMES = frozenset(name for module in ("rich.text", "textual.app", "textual.widgets", "msgspec", "numpy")
-                          for name in dir(importlib.import_module(module)))
+LIBRARY_NAMES = frozenset(
+    name
+    for module in ("rich.text", "textual.app", "textual.widgets", "msgspec", "numpy")
+    for name in dir(importlib.import_module(module))
+)
 """Class names the libraries also use (`Text.from_ansi` is Rich's Text, not the text record): a doc's
 `Text.x` is ambiguous, so such names are not checked as Nexus's."""
 
@@ -111,9 +127,16 @@ def _inherited(cls: str, member: str) -> bool:
 def _refs(doc: Path) -> tuple[list[str], list[str]]:
     text = doc.read_text()
     paths = sorted({m.group(1) for m in PATH.finditer(text) if not SKIP_PATH.search(m.group(1))})
-    symbols = sorted({s for m in SYMBOL.finditer(text) if (s := m.group(1)).rsplit(".", 1)[1] not in FILE_SUFFIXES})
-    symbols += sorted({f"{m.group(1)}.{m.group(2)}" for m in METHOD.finditer(text)
-                       if m.group(1) in CLASSES and m.group(1) not in LIBRARY_NAMES})
+    symbols = sorted(
+        {s for m in SYMBOL.finditer(text) if (s := m.group(1)).rsplit(".", 1)[1] not in FILE_SUFFIXES}
+    )
+    symbols += sorted(
+        {
+            f"{m.group(1)}.{m.group(2)}"
+            for m in METHOD.finditer(text)
+            if m.group(1) in CLASSES and m.group(1) not in LIBRARY_NAMES
+        }
+    )
     return paths, symbols
 
 
@@ -134,10 +157,14 @@ def test_every_symbol_a_doc_names_exists(doc: Path) -> None:
 def test_the_check_finds_a_dead_reference(tmp_path: Path) -> None:
     """The same scan over a doc with a moved test file and a renamed function reports both."""
     doc = tmp_path / "X.md"
-    doc.write_text("See `tests/unit/test_nowhere.py`, `nexus_core.runfolder.pid_alive_v2` and "
-                   "`MetricStore.ingest_records`; `nexus_core.runfolder.pid_alive`, `MetricStore.ingest_batch` "
-                   "and history/store.py are fine.")
+    doc.write_text(
+        "See `tests/unit/test_nowhere.py`, `nexus_core.runfolder.pid_alive_v2` and "
+        "`MetricStore.ingest_records`; `nexus_core.runfolder.pid_alive`, `MetricStore.ingest_batch` "
+        "and history/store.py are fine."
+    )
     paths, symbols = _refs(doc)
     assert [p for p in paths if not _exists(p)] == ["tests/unit/test_nowhere.py"]
-    assert sorted(s for s in symbols if not _resolves(s)) == ["MetricStore.ingest_records",
-                                                             "nexus_core.runfolder.pid_alive_v2"]
+    assert sorted(s for s in symbols if not _resolves(s)) == [
+        "MetricStore.ingest_records",
+        "nexus_core.runfolder.pid_alive_v2",
+    ]

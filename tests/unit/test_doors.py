@@ -22,19 +22,39 @@ DOORS = {
     "nexus_core/children.py": "the process door itself",
 }
 EXEMPT: dict[tuple[str, str], str] = {
-    ("nexus_tui/themes.py", "builtin_themes"):
-        "reads the themes shipped inside the package (importlib.resources), never a run folder",
-    ("nexus/artifacts.py", "new_file"):
-        "a scratch file in a TemporaryDirectory the reporter just made (W&B's Artifact.new_file), never a run folder",
+    (
+        "nexus_tui/themes.py",
+        "builtin_themes",
+    ): "reads the themes shipped inside the package (importlib.resources), never a run folder",
+    (
+        "nexus/artifacts.py",
+        "new_file",
+    ): "a scratch file in a TemporaryDirectory the reporter just made (W&B's Artifact.new_file), never a run folder",
 }
 """(module, enclosing function) -> why a banned call is allowed there."""
 
 BANNED_METHODS = {"open", "read_text", "read_bytes", "write_text", "write_bytes"}
 BANNED_ATTRS = {
-    ("os", "open"), ("os", "fdopen"), ("io", "open"), ("os", "system"), ("os", "popen"), ("sys", "executable"),
-    ("os", "execv"), ("os", "execve"), ("os", "execvp"), ("os", "execvpe"), ("os", "execl"), ("os", "execlp"),
-    ("os", "spawnv"), ("os", "spawnve"), ("os", "posix_spawn"), ("os", "posix_spawnp"), ("os", "fork"),
-    ("tempfile", "mkstemp"), ("tempfile", "NamedTemporaryFile"), ("tempfile", "TemporaryFile"),
+    ("os", "open"),
+    ("os", "fdopen"),
+    ("io", "open"),
+    ("os", "system"),
+    ("os", "popen"),
+    ("sys", "executable"),
+    ("os", "execv"),
+    ("os", "execve"),
+    ("os", "execvp"),
+    ("os", "execvpe"),
+    ("os", "execl"),
+    ("os", "execlp"),
+    ("os", "spawnv"),
+    ("os", "spawnve"),
+    ("os", "posix_spawn"),
+    ("os", "posix_spawnp"),
+    ("os", "fork"),
+    ("tempfile", "mkstemp"),
+    ("tempfile", "NamedTemporaryFile"),
+    ("tempfile", "TemporaryFile"),
 }
 BANNED_MODULES = {"subprocess", "pty", "multiprocessing"}
 
@@ -80,8 +100,10 @@ def violations(source: str, rel: str) -> list[str]:
             f = node.func
             if isinstance(f, ast.Name) and f.id == "open":
                 say(node, "open() (open run-folder files through nexus_core.safefile)")
-            elif isinstance(f, ast.Attribute) and f.attr in BANNED_METHODS and not (
-                isinstance(f.value, ast.Name) and f.value.id in ("os", "io", "sys", "wave")
+            elif (
+                isinstance(f, ast.Attribute)
+                and f.attr in BANNED_METHODS
+                and not (isinstance(f.value, ast.Name) and f.value.id in ("os", "io", "sys", "wave"))
             ):
                 say(node, f".{f.attr}() (open run-folder files through nexus_core.safefile)")
             self.generic_visit(node)
@@ -104,19 +126,22 @@ def test_no_module_opens_files_or_starts_processes_outside_the_doors() -> None:
     assert not found, "outside the doors (docs/SECURITY.md):\n" + "\n".join(found)
 
 
-@pytest.mark.parametrize("code", [
-    "f = open('runs/x/status')",
-    "from pathlib import Path\nPath('a').read_text()",
-    "p.write_bytes(b'')",
-    "import os\nfd = os.open('x', os.O_RDONLY)",
-    "import subprocess",
-    "from subprocess import Popen",
-    "import sys\nargv = [sys.executable]",
-    "import os\nos.execv('/bin/sh', ['sh'])",
-    "from os import open as o",
-    "import tempfile\ntempfile.mkstemp()",
-    "def save(p):\n    with p.open('w') as f:\n        f.write('x')",
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "f = open('runs/x/status')",
+        "from pathlib import Path\nPath('a').read_text()",
+        "p.write_bytes(b'')",
+        "import os\nfd = os.open('x', os.O_RDONLY)",
+        "import subprocess",
+        "from subprocess import Popen",
+        "import sys\nargv = [sys.executable]",
+        "import os\nos.execv('/bin/sh', ['sh'])",
+        "from os import open as o",
+        "import tempfile\ntempfile.mkstemp()",
+        "def save(p):\n    with p.open('w') as f:\n        f.write('x')",
+    ],
+)
 def test_the_rule_catches_a_new_bare_open_or_child(code: str) -> None:
     assert violations(code, "nexus_tui/new_module.py"), code
 

@@ -27,8 +27,16 @@ torch.set_num_threads(1)
 
 def _cfg(**kw: object) -> ModelConfig:
     base = dict(
-        family="engram", vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=24,
-        layers=[1], orders=[2, 3], table_mult=4,
+        family="engram",
+        vocab_size=64,
+        d_model=32,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        seq_len=24,
+        layers=[1],
+        orders=[2, 3],
+        table_mult=4,
     )
     base.update(kw)
     return model_config(**base)  # type: ignore[arg-type]

@@ -22,34 +22,89 @@ from nexus_tui.history.columnar.fastdecode import ColumnDecoder, MetricBlock, ba
 from nexus_tui.history.store import MetricStore
 from nexus_tui.live.watcher import RunsWatcher
 
-STATE_FIELDS = ("state", "step", "tokens", "loss", "ce", "lr", "tok_s", "updated", "best_val_loss", "val_loss",
-                "total_steps", "start_step", "pid")
+STATE_FIELDS = (
+    "state",
+    "step",
+    "tokens",
+    "loss",
+    "ce",
+    "lr",
+    "tok_s",
+    "updated",
+    "best_val_loss",
+    "val_loss",
+    "total_steps",
+    "start_step",
+    "pid",
+)
 
 
 def _metric(step: int, **extra: Any) -> dict[str, Any]:
     loss = 2.0 + 1.0 / step
-    return {"type": "metric", "step": step, "tokens": step * 4096, "loss": loss, "ce": loss - 0.01, "lr": 3e-4,
-            "gnorm": 0.5 + (step % 7) / 10, "tok_s": 30000.0 + step, "step_s": 0.1, "mem": 1_500_000_000 + step,
-            **extra}
+    return {
+        "type": "metric",
+        "step": step,
+        "tokens": step * 4096,
+        "loss": loss,
+        "ce": loss - 0.01,
+        "lr": 3e-4,
+        "gnorm": 0.5 + (step % 7) / 10,
+        "tok_s": 30000.0 + step,
+        "step_s": 0.1,
+        "mem": 1_500_000_000 + step,
+        **extra,
+    }
 
 
 def write_run(path: Path, steps: int, resume_at: int | None = None) -> None:
     """A realistic file: hello, metrics (step widths crossing 128/256), evals, a sample whose text
     holds the bytes of a record start, a NaN loss, a resume that re-draws steps, a final state."""
     w = RecordWriter(path)
-    w.write({"type": "hello", "run": "r", "protocol": 1, "config": {}, "pid": 7, "total_steps": steps,
-             "start_step": 0, "model": "transformer", "device": "cpu"})
+    w.write(
+        {
+            "type": "hello",
+            "run": "r",
+            "protocol": 1,
+            "config": {},
+            "pid": 7,
+            "total_steps": steps,
+            "start_step": 0,
+            "model": "transformer",
+            "device": "cpu",
+        }
+    )
     w.write({"type": "state", "state": "running", "step": 0, "reason": ""})
     for step in range(1, steps + 1):
         w.write(_metric(step, loss=math.nan) if step == 5 else _metric(step))
         if step % 40 == 0:
-            w.write({"type": "eval", "step": step, "tokens": step * 4096, "val_loss": 2.5 - step / 1000,
-                     "val_ppl": 12.0, "best": True})
+            w.write(
+                {
+                    "type": "eval",
+                    "step": step,
+                    "tokens": step * 4096,
+                    "val_loss": 2.5 - step / 1000,
+                    "val_ppl": 12.0,
+                    "best": True,
+                }
+            )
         if step == 60:
-            w.write({"type": "sample", "step": step, "prompt": "x", "text": "ᄤtype\xa6metric \x8c\xa4type ok"})
+            w.write(
+                {"type": "sample", "step": step, "prompt": "x", "text": "ᄤtype\xa6metric \x8c\xa4type ok"}
+            )
         if resume_at is not None and step == resume_at:
-            w.write({"type": "hello", "run": "r", "protocol": 1, "config": {}, "pid": 8, "total_steps": steps,
-                     "start_step": step - 20, "model": "transformer", "device": "cpu"})
+            w.write(
+                {
+                    "type": "hello",
+                    "run": "r",
+                    "protocol": 1,
+                    "config": {},
+                    "pid": 8,
+                    "total_steps": steps,
+                    "start_step": step - 20,
+                    "model": "transformer",
+                    "device": "cpu",
+                }
+            )
             for again in range(step - 20, step + 1):
                 w.write(_metric(again, gnorm=9.0))
     w.write({"type": "state", "state": "finished", "step": steps, "reason": "done", "exit_code": 0})
@@ -120,8 +175,11 @@ def test_a_clean_file_takes_the_fast_path_and_matches(tmp_path: Path) -> None:
     assert len(store.get("r").series["ce"]) == 300 and store.get("r").state == "finished"
 
 
-@settings(max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     garbage=st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=1, max_size=40)), max_size=4),
     torn=st.integers(0, 200),
@@ -277,8 +335,9 @@ def test_a_stale_or_damaged_cache_is_ignored_and_rebuilt(tmp_path: Path, monkeyp
     assert colcache.load(run) is not None and colcache.load(run)[1] == len(original)
 
 
-def test_a_folder_with_only_its_metrics_file_opens_without_writing_where_it_cannot(tmp_path: Path,
-                                                                                  monkeypatch) -> None:
+def test_a_folder_with_only_its_metrics_file_opens_without_writing_where_it_cannot(
+    tmp_path: Path, monkeypatch
+) -> None:
     run = _folder(tmp_path, 200)
     (run / colcache.CACHE_DIR).write_text("a file where the cache folder would go")
     store, _ = _read_history(run, 1, monkeypatch)
@@ -313,8 +372,12 @@ def test_a_reporter_run_with_its_own_keys_takes_the_fast_path(tmp_path: Path) ->
     run = nexus.init(run_dir=tmp_path / "rep", total_steps=3000)
     try:
         for step in range(1, 3001):
-            data: dict[str, Any] = {"loss": 2.0 + 1.0 / step, "train/acc": step / 3000, "grad/clip": step % 300,
-                                    "lr": 1e-3}
+            data: dict[str, Any] = {
+                "loss": 2.0 + 1.0 / step,
+                "train/acc": step / 3000,
+                "grad/clip": step % 300,
+                "lr": 1e-3,
+            }
             if step % 10 == 0:
                 data["train/ppl"] = 7.5 - step / 1000
             nexus.log(data, step=step)
@@ -331,13 +394,19 @@ def test_a_reporter_run_with_its_own_keys_takes_the_fast_path(tmp_path: Path) ->
     assert series["grad/clip"].value[299] == 0.0 and series["train/ppl"].last == 7.5 - 3.0
 
 
-_EXTRA_KEYS = st.sampled_from(["train/acc", "a", "x" * 40, "", "bad\x1bkey", "val_loss", "tokens_seen", "é/ü"])
-_EXTRA_VALUES = st.one_of(st.floats(allow_nan=True), st.integers(-(2**63), 2**64 - 1), st.booleans(), st.none(),
-                          st.just("text"))
+_EXTRA_KEYS = st.sampled_from(
+    ["train/acc", "a", "x" * 40, "", "bad\x1bkey", "val_loss", "tokens_seen", "é/ü"]
+)
+_EXTRA_VALUES = st.one_of(
+    st.floats(allow_nan=True), st.integers(-(2**63), 2**64 - 1), st.booleans(), st.none(), st.just("text")
+)
 
 
-@settings(max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)), deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("FASTPATH_EXAMPLES", 60)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(
     extras=st.lists(st.dictionaries(_EXTRA_KEYS, _EXTRA_VALUES, max_size=3), min_size=1, max_size=5),
     every=st.integers(1, 7),
@@ -347,7 +416,9 @@ _EXTRA_VALUES = st.one_of(st.floats(allow_nan=True), st.integers(-(2**63), 2**64
 def test_extra_keys_give_the_same_series_either_way(tmp_path: Path, extras, every, garbage, cuts) -> None:
     """Any mix of a writer's own keys (odd names, bools, nil, huge ints, text, keys named like ours),
     on some records, in a file with garbage: the same records and the same store by both paths."""
-    path = tmp_path / f"x{os.getpid()}-{abs(hash((repr(extras), every, tuple(garbage), tuple(cuts))))}.msgpack"
+    path = (
+        tmp_path / f"x{os.getpid()}-{abs(hash((repr(extras), every, tuple(garbage), tuple(cuts))))}.msgpack"
+    )
     w = RecordWriter(path)
     for step in range(1, 160):
         w.write(_metric(step, **(extras[step % len(extras)] if step % every == 0 else {})))
@@ -388,7 +459,9 @@ def test_a_cache_of_a_writers_own_keys_gives_the_same_series(tmp_path: Path, mon
     assert blocks and set(blocks[0].extra) == {"train/acc", "eval/x", "warmup"}, "the keys are columns"
     from_cache, _ = _read_history(run, 1, monkeypatch)
     assert_same(from_cache, expected)
-    assert len(from_cache.get("r").series["eval/x"]) == 39 and from_cache.get("r").series["val/acc"].last == 0.25
+    assert (
+        len(from_cache.get("r").series["eval/x"]) == 39 and from_cache.get("r").series["val/acc"].last == 0.25
+    )
     w = RecordWriter(run / METRICS_FILE)
     for step in range(400, 420):
         w.write(_metric(step, **{"train/acc": 1.0, "late": 3}))
@@ -422,7 +495,9 @@ def test_a_history_read_in_chunks_sizes_its_columns_once(tmp_path: Path, monkeyp
         RunsWatcher(run.parent, on_batch, lambda d: None, lambda n, t: None).read(run)
         assert_same(store, plain((run / METRICS_FILE).read_bytes(), []))
         series = store.get("r").series["ce"]
-        assert len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+        assert (
+            len(series) == 3000 and len(series.step.buf) <= 1.1 * 3000 and len(series.value.buf) <= 1.1 * 3000
+        )
         chunks = -(-(run / METRICS_FILE).stat().st_size // (1 << 16))
         # The start (0.0), one batch per HISTORY_DELIVER_BYTES of the file, and the end (None).
         assert len(batches) == (chunks + 2 if per_batch == 1 << 16 else 3), batches
@@ -460,7 +535,15 @@ def test_records_after_a_bulk_history_keep_one_set_of_x_columns(tmp_path: Path) 
     series = store.get("r").series
     assert all(series[k].step is series["ce"].step for k in ("loss", "lr", "gnorm", "tok_s", "mem"))
     assert_same(store, reference)
-    partial = {"type": "metric", "seq": 20_000, "time": 6000.0, "step": 400, "tokens": 1, "loss": 1.0, "ce": 1.0}
+    partial = {
+        "type": "metric",
+        "seq": 20_000,
+        "time": 6000.0,
+        "step": 400,
+        "tokens": 1,
+        "loss": 1.0,
+        "ce": 1.0,
+    }
     store.ingest("r", None, [partial])
     reference.ingest("r", None, [partial])
     assert_same(store, reference)
@@ -484,14 +567,18 @@ def test_cached_pages_given_back_after_the_copy_still_read_true(tmp_path: Path, 
 
 
 @pytest.mark.parametrize("cuts", [[], [777], [50, 51, 3000, 9000]])
-def test_a_writer_without_tok_s_gets_the_same_derived_rate_either_way(tmp_path: Path, cuts: list[int]) -> None:
+def test_a_writer_without_tok_s_gets_the_same_derived_rate_either_way(
+    tmp_path: Path, cuts: list[int]
+) -> None:
     """A writer that logs tokens but not tok_s: the run's Tok/s is the rate of its last two metric
     records, whichever path folded them (the bulk path applies a block's last two records)."""
     path = tmp_path / METRICS_FILE
     w = RecordWriter(path)
     w.write({"type": "hello", "run": "r", "protocol": 1, "pid": 7, "total_steps": 500})
     for step in range(1, 301):
-        w.write({"type": "metric", "step": step, "tokens": step * 512, "loss": 1.0, "time": 100.0 + step * 0.25})
+        w.write(
+            {"type": "metric", "step": step, "tokens": step * 512, "loss": 1.0, "time": 100.0 + step * 0.25}
+        )
         if step % 97 == 0:
             w.write({"type": "log", "level": "info", "text": f"at {step}", "time": 100.0 + step * 0.25})
     w.close()

@@ -68,7 +68,9 @@ def test_the_band_always_holds_the_value(seed: int) -> None:
     rng = random.Random(seed)
     a, b, c = rng.uniform(-3, 3), rng.uniform(0.1, 10), rng.uniform(0.05, 1.5)
     steps = sorted(rng.sample(range(1, 2000), 8))
-    got = forecast_final(steps, [_law(s, a, b, c) + rng.gauss(0, 0.05) for s in steps], rng.randint(2000, 20000))
+    got = forecast_final(
+        steps, [_law(s, a, b, c) + rng.gauss(0, 0.05) for s in steps], rng.randint(2000, 20000)
+    )
     if got is not None:
         value, low, high = got
         assert low <= value <= high, got

@@ -34,8 +34,15 @@ def test_every_registered_family_is_causal(family: str) -> None:
     check_causality(build_model(cfg), cfg.vocab_size, cfg.seq_len, "cpu")
 
 
-@pytest.mark.parametrize("opts", [{"wavelet_layers": [0, 1]}, {"hc_streams": 2}, {"hc_streams": 3, "wavelet_layers": [1]},
-                                  {"mtp_heads": 1, "loop_count": 2}])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        {"wavelet_layers": [0, 1]},
+        {"hc_streams": 2},
+        {"hc_streams": 3, "wavelet_layers": [1]},
+        {"mtp_heads": 1, "loop_count": 2},
+    ],
+)
 def test_transformer_variants_are_causal(opts: dict) -> None:
     torch.manual_seed(0)
     cfg = tiny("transformer", **opts)
@@ -48,9 +55,14 @@ def test_a_causal_toy_passes_so_the_toy_itself_is_sound() -> None:
     check_causality(Leaky(cfg, 0), cfg.vocab_size, cfg.seq_len, "cpu")
 
 
-@pytest.mark.parametrize(("shift", "where"), [(1, "position 11 changed when token 12"),
-                                             (5, "position 7 changed when token 12"),
-                                             (None, "position 0 changed when token 12")])
+@pytest.mark.parametrize(
+    ("shift", "where"),
+    [
+        (1, "position 11 changed when token 12"),
+        (5, "position 7 changed when token 12"),
+        (None, "position 0 changed when token 12"),
+    ],
+)
 def test_models_that_see_the_future_fail_naming_the_family(shift: int | None, where: str) -> None:
     torch.manual_seed(0)
     cfg = tiny("leaky")

@@ -22,8 +22,15 @@ torch.set_num_threads(1)
 
 def _cfg(**kw: object) -> ModelConfig:
     base = dict(
-        family="hybrid", vocab_size=64, d_model=32, n_layers=3, n_heads=4, n_kv_heads=2, seq_len=24,
-        ssm_state=4, ssm_chunk=4,
+        family="hybrid",
+        vocab_size=64,
+        d_model=32,
+        n_layers=3,
+        n_heads=4,
+        n_kv_heads=2,
+        seq_len=24,
+        ssm_state=4,
+        ssm_chunk=4,
     )
     base.update(kw)
     return model_config(**base)  # type: ignore[arg-type]
@@ -74,8 +81,11 @@ def test_bad_options_give_one_line_config_errors(override: dict[str, int], messa
 def test_a_transformer_option_on_a_hybrid_is_refused_at_build_too() -> None:
     cfg = _cfg()
     cfg.transformer.mtp_heads = 2
-    with pytest.raises(ConfigError, match="model.transformer.mtp_heads = 2 is read only by the transformer family, "
-                                          "and model.family is hybrid") as err:
+    with pytest.raises(
+        ConfigError,
+        match="model.transformer.mtp_heads = 2 is read only by the transformer family, "
+        "and model.family is hybrid",
+    ) as err:
         build_model(cfg)
     assert "\n" not in str(err.value)
 
@@ -117,7 +127,9 @@ def test_muon_params_are_hidden_projections_only() -> None:
             assert word not in name, f"{name} must stay with AdamW/Lion"
     ssm_expected = {f"blocks.{i}.mixer.{p}.weight" for i in (0, 2) for p in ("in_proj", "x_proj", "out_proj")}
     attn_expected = {f"blocks.1.mixer.{p}.weight" for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
-    mlp_expected = {f"blocks.{i}.mlp.{p}.weight" for i in range(3) for p in ("gate_proj", "up_proj", "down_proj")}
+    mlp_expected = {
+        f"blocks.{i}.mlp.{p}.weight" for i in range(3) for p in ("gate_proj", "up_proj", "down_proj")
+    }
     assert set(muon) == ssm_expected | attn_expected | mlp_expected
     # A_log is 2-D, so a plain "every 2-D block matrix" rule would have taken it.
     assert model.blocks[0].mixer.A_log.ndim == 2

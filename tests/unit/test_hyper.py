@@ -133,7 +133,9 @@ def test_streams_train_and_hc_weights_get_gradients() -> None:
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         if step == 0:
-            assert model.hc.layers[0].phi.grad.abs().max() > 0 and model.hc.layers[0].alpha.grad.abs().max() > 0
+            assert (
+                model.hc.layers[0].phi.grad.abs().max() > 0 and model.hc.layers[0].alpha.grad.abs().max() > 0
+            )
         opt.step()
         losses.append(out.ce.item())
     assert losses[-1] < 0.5 * losses[0], losses

@@ -30,8 +30,11 @@ def find_cycle(*packages: str, excused: frozenset[str] = frozenset()) -> list[st
     graph = grimp.build_graph(*packages, cache_dir=None)
 
     def imported_by(m: str) -> set[str]:
-        return {i for i in graph.find_modules_directly_imported_by(m)
-                if not (i in excused and m.startswith(i + "."))}
+        return {
+            i
+            for i in graph.find_modules_directly_imported_by(m)
+            if not (i in excused and m.startswith(i + "."))
+        }
 
     sorter = TopologicalSorter({m: imported_by(m) for m in graph.modules})
     try:
@@ -53,8 +56,11 @@ def test_a_hidden_cycle_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
     (pkg / "store.py").write_text("from cyclepkg.bulk import fold\n")
-    hidden = ("def fold():\n    from cyclepkg.store import x\n" if how == "inside a function" else
-              "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cyclepkg.store import x\n")
+    hidden = (
+        "def fold():\n    from cyclepkg.store import x\n"
+        if how == "inside a function"
+        else "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from cyclepkg.store import x\n"
+    )
     (pkg / "bulk.py").write_text(hidden)
     monkeypatch.syspath_prepend(str(tmp_path))
     try:

@@ -41,13 +41,15 @@ def _warmup_cosine(o: torch.optim.Optimizer) -> Any:
 
 
 SCHEDULERS: dict[str, Callable[[torch.optim.Optimizer], Any]] = {
-    "StepLR": lambda o: Sched.StepLR(o, step_size=3, gamma=0.5),              # chainable: reads group lr
+    "StepLR": lambda o: Sched.StepLR(o, step_size=3, gamma=0.5),  # chainable: reads group lr
     "ExponentialLR": lambda o: Sched.ExponentialLR(o, gamma=0.9),
-    "LambdaLR": lambda o: Sched.LambdaLR(o, lambda s: 1.0 / (1 + s)),         # closed form: overwrites it
-    "CosineAnnealingLR": lambda o: Sched.CosineAnnealingLR(o, T_max=40),      # recursive form
+    "LambdaLR": lambda o: Sched.LambdaLR(o, lambda s: 1.0 / (1 + s)),  # closed form: overwrites it
+    "CosineAnnealingLR": lambda o: Sched.CosineAnnealingLR(o, T_max=40),  # recursive form
     "OneCycleLR": lambda o: Sched.OneCycleLR(o, max_lr=0.1, total_steps=40, cycle_momentum=False),
     "HF warmup-cosine": _warmup_cosine,
-    "SequentialLR": lambda o: Sched.SequentialLR(o, [Sched.LinearLR(o, 0.1, 1.0, 3), Sched.StepLR(o, 4, 0.5)], [3]),
+    "SequentialLR": lambda o: Sched.SequentialLR(
+        o, [Sched.LinearLR(o, 0.1, 1.0, 3), Sched.StepLR(o, 4, 0.5)], [3]
+    ),
 }
 
 
@@ -173,7 +175,9 @@ def test_the_schedules_future_is_published_in_the_hello(tmp_path: Path) -> None:
     assert got["source"] == "LambdaLR"
     assert got["step"][0] == 1 and got["step"][-1] == 40
     assert got["lr"] == pytest.approx([expected[s - 1] for s in got["step"]])
-    assert w.grad is not None and opt.param_groups[0]["lr"] == pytest.approx(expected[1])  # the live one moved on
+    assert w.grad is not None and opt.param_groups[0]["lr"] == pytest.approx(
+        expected[1]
+    )  # the live one moved on
     run.finish()
 
 
@@ -185,5 +189,7 @@ def test_a_loop_without_a_scheduler_says_its_future_is_unknown(tmp_path: Path) -
     run.log({"loss": 1.0})
     wait_until(lambda: _hello(run.dir).get("lr_schedule"), 60, "a hello with the schedule")
     got = _hello(run.dir)["lr_schedule"]
-    assert got["source"].startswith("unknown: no torch LR scheduler") and got["step"] == [] and got["lr"] == []
+    assert (
+        got["source"].startswith("unknown: no torch LR scheduler") and got["step"] == [] and got["lr"] == []
+    )
     run.finish()

@@ -13,17 +13,37 @@ from nexus_tui.history.store import MetricStore
 def test_hostile_media_records_are_drawn_bounded_and_clean() -> None:
     store = MetricStore()
     evil = "\x1b]52;c;aGk=\x07\x1b[2J[red]boom[/red]"
-    changed = store.ingest("r", None, [
-        {"type": "hello", "run": "r"},
-        {"type": "table", "key": evil, "columns": [f"c{i}" for i in range(3000)],
-         "rows": [[evil] * 3000 for _ in range(50)], "step": 1},
-        {"type": "histogram", "key": "h", "edges": [0.0, 1.0, 2.0, 3.0], "counts": [math.nan, -5.0, math.inf],
-         "step": 2},
-        {"type": "histogram", "key": "h2", "edges": [], "counts": [], "step": 3},
-        {"type": "text", "key": "t", "text": f"line one\n{evil}", "step": 4},
-        {"type": "media", "key": "img", "kind": "image", "path": f"../../{evil}", "step": 5},
-        {"type": "table", "key": "bad", "columns": "not a list", "rows": [], "step": 6},  # refused at decode
-    ])
+    changed = store.ingest(
+        "r",
+        None,
+        [
+            {"type": "hello", "run": "r"},
+            {
+                "type": "table",
+                "key": evil,
+                "columns": [f"c{i}" for i in range(3000)],
+                "rows": [[evil] * 3000 for _ in range(50)],
+                "step": 1,
+            },
+            {
+                "type": "histogram",
+                "key": "h",
+                "edges": [0.0, 1.0, 2.0, 3.0],
+                "counts": [math.nan, -5.0, math.inf],
+                "step": 2,
+            },
+            {"type": "histogram", "key": "h2", "edges": [], "counts": [], "step": 3},
+            {"type": "text", "key": "t", "text": f"line one\n{evil}", "step": 4},
+            {"type": "media", "key": "img", "kind": "image", "path": f"../../{evil}", "step": 5},
+            {
+                "type": "table",
+                "key": "bad",
+                "columns": "not a list",
+                "rows": [],
+                "step": 6,
+            },  # refused at decode
+        ],
+    )
     run = store.get("r")
     assert [r.type for r in run.media] == ["table", "histogram", "histogram", "text", "media"]
     assert [r.type for r in changed.media] == ["table", "histogram", "histogram", "text", "media"]

@@ -41,7 +41,9 @@ class TinyLM(LanguageModel):
         self.norm = nn.RMSNorm(d)
         self.head = nn.Linear(d, VOCAB, bias=False)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0) -> ModelOutput:  # type: ignore[override]
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, label_smoothing: float = 0.0
+    ) -> ModelOutput:  # type: ignore[override]
         x = self.embed(idx)
         x = self.norm(x + self.down(F.gelu(self.up(x))))
         logits = self.head(x)
@@ -167,7 +169,9 @@ def test_lion_first_step_is_minus_lr_sign_g_and_momentum_is_scaled_grad() -> Non
         w = nn.Parameter(torch.randn(6, 5, generator=torch.Generator().manual_seed(0)))
         w0 = w.detach().clone()
         g = gscale * torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
-        opt = NexusOptimizer([{"kind": "lion", "params": [w], "lr": lr, "betas": LION_BETAS, "weight_decay": 0.0}])
+        opt = NexusOptimizer(
+            [{"kind": "lion", "params": [w], "lr": lr, "betas": LION_BETAS, "weight_decay": 0.0}]
+        )
         w.grad = g.clone()
         opt.step()
         assert torch.equal(w.detach(), w0 - lr * torch.sign(g))
@@ -176,7 +180,9 @@ def test_lion_first_step_is_minus_lr_sign_g_and_momentum_is_scaled_grad() -> Non
 
 def test_lion_weight_decay_is_decoupled() -> None:
     w = nn.Parameter(torch.full((3, 3), 2.0))
-    opt = NexusOptimizer([{"kind": "lion", "params": [w], "lr": 0.1, "betas": LION_BETAS, "weight_decay": 0.5}])
+    opt = NexusOptimizer(
+        [{"kind": "lion", "params": [w], "lr": 0.1, "betas": LION_BETAS, "weight_decay": 0.5}]
+    )
     w.grad = torch.ones(3, 3)
     opt.step()
     assert torch.allclose(w.detach(), torch.full((3, 3), 2.0 * (1 - 0.05) - 0.1))
@@ -186,8 +192,9 @@ def test_adamw_matches_torch_adamw() -> None:
     torch.manual_seed(0)
     a = nn.Parameter(torch.randn(7, 5))
     b = nn.Parameter(a.detach().clone())
-    ours = NexusOptimizer([{"kind": "adamw", "params": [a], "lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8,
-                            "weight_decay": 0.1}])
+    ours = NexusOptimizer(
+        [{"kind": "adamw", "params": [a], "lr": 1e-2, "betas": (0.9, 0.95), "eps": 1e-8, "weight_decay": 0.1}]
+    )
     ref = torch.optim.AdamW([b], lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, foreach=False)
     for i in range(10):
         g = torch.randn(7, 5, generator=torch.Generator().manual_seed(i))
@@ -200,8 +207,19 @@ def test_adamw_matches_torch_adamw() -> None:
 def test_muon_update_is_orthogonal_and_scaled_for_tall_matrices() -> None:
     for shape, scale in (((24, 64), 1.0), ((64, 16), 2.0)):
         w = nn.Parameter(torch.zeros(*shape))
-        opt = NexusOptimizer([{"kind": "muon", "params": [w], "lr": 0.02, "momentum": 0.95,
-                               "nesterov": True, "ns_steps": 5, "weight_decay": 0.0}])
+        opt = NexusOptimizer(
+            [
+                {
+                    "kind": "muon",
+                    "params": [w],
+                    "lr": 0.02,
+                    "momentum": 0.95,
+                    "nesterov": True,
+                    "ns_steps": 5,
+                    "weight_decay": 0.0,
+                }
+            ]
+        )
         w.grad = torch.randn(*shape, generator=torch.Generator().manual_seed(5))
         opt.step()
         s = torch.linalg.svdvals(w.detach() / (-0.02 * scale))
@@ -224,8 +242,16 @@ def _is_plain(x: Any) -> bool:
 
 def _to_files(sd: dict[str, Any]) -> tuple[bytes, str]:
     """What a checkpoint writer does: tensors to safetensors, everything else to JSON."""
-    tensors = {f"{pid}.{k}": v for pid, st in sd["state"].items() for k, v in st.items() if isinstance(v, torch.Tensor)}
-    plain = {str(pid): {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)} for pid, st in sd["state"].items()}
+    tensors = {
+        f"{pid}.{k}": v
+        for pid, st in sd["state"].items()
+        for k, v in st.items()
+        if isinstance(v, torch.Tensor)
+    }
+    plain = {
+        str(pid): {k: v for k, v in st.items() if not isinstance(v, torch.Tensor)}
+        for pid, st in sd["state"].items()
+    }
     return st_save(tensors), json.dumps({"state": plain, "param_groups": sd["param_groups"]})
 
 
@@ -289,7 +315,9 @@ def test_real_model_families_route_hidden_matrices_to_muon_only() -> None:
     assert "transformer" in _REGISTRY
     for family in sorted(_REGISTRY):
         torch.manual_seed(0)
-        cfg = ModelConfig(family=family, vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, seq_len=16)
+        cfg = ModelConfig(
+            family=family, vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, seq_len=16
+        )
         model = build_model(cfg)
         opt = build_optimizer(model, OptimConfig(name="muon"))
         names = {id(p): n for n, p in model.named_parameters()}
@@ -326,10 +354,14 @@ def test_muon_groups_decay_by_muon_weight_decay_only(muon_wd: float) -> None:
     model = _model()
     cfg = OptimConfig(name="muon", lr=1e-2, muon_lr=0.02, weight_decay=0.1, muon_weight_decay=muon_wd)
     opt = build_optimizer(model, cfg)
-    assert {g["kind"]: g["weight_decay"] for g in opt.param_groups if g["kind"] == "muon"} == {"muon": muon_wd}
+    assert {g["kind"]: g["weight_decay"] for g in opt.param_groups if g["kind"] == "muon"} == {
+        "muon": muon_wd
+    }
     before = _zero_grad_step(model, opt)
     for name in ("up.weight", "down.weight"):  # Muon: W *= 1 - muon_lr * muon_weight_decay
-        torch.testing.assert_close(dict(model.named_parameters())[name].detach(), before[name] * (1 - 0.02 * muon_wd))
+        torch.testing.assert_close(
+            dict(model.named_parameters())[name].detach(), before[name] * (1 - 0.02 * muon_wd)
+        )
     # The AdamW matrices still shrink by their own weight_decay.
     torch.testing.assert_close(model.embed.weight.detach(), before["embed.weight"] * (1 - 1e-2 * 0.1))
 
@@ -361,12 +393,26 @@ def test_ssm_a_log_and_d_are_not_decayed_in_a_real_hybrid(name: str) -> None:
     from engine.models.base import build_model
 
     torch.manual_seed(0)
-    cfg = model_config("hybrid", vocab_size=256, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
-                       seq_len=16, attn_every=2, attn_offset=1, ssm_state=4)
+    cfg = model_config(
+        "hybrid",
+        vocab_size=256,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        n_kv_heads=1,
+        seq_len=16,
+        attn_every=2,
+        attn_offset=1,
+        ssm_state=4,
+    )
     model = build_model(cfg)
     opt = build_optimizer(model, OptimConfig(name=name, weight_decay=0.1, muon_weight_decay=0.1))
-    wd = {n: g["weight_decay"] for n, p in model.named_parameters() for g in opt.param_groups
-          if any(q is p for q in g["params"])}
+    wd = {
+        n: g["weight_decay"]
+        for n, p in model.named_parameters()
+        for g in opt.param_groups
+        if any(q is p for q in g["params"])
+    }
     marked = [n for n in wd if n.endswith(("mixer.A_log", "mixer.D"))]
     assert len(marked) == 2 and all(wd[n] == 0.0 for n in marked), {n: wd[n] for n in marked}
     assert wd["blocks.0.mixer.in_proj.weight"] == 0.1

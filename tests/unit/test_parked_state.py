@@ -15,12 +15,16 @@ from nexus_tui.documents.runs_index import summarize_run
 
 def test_a_park_is_parked_and_stays_so_after_the_exit() -> None:
     run = RunState()
-    run.apply(Hello(run="r", protocol=1, config={}, pid=1, device="cpu", params=1, total_steps=10, start_step=0))
+    run.apply(
+        Hello(run="r", protocol=1, config={}, pid=1, device="cpu", params=1, total_steps=10, start_step=0)
+    )
     run.apply(State(state=STOPPED, step=4, reason=PARK_REASON, exit_code=0))
     assert run.state == PARKED and not run.live
     run.apply(Exited(0))
     assert run.state == PARKED
-    run.apply(Hello(run="r", protocol=1, config={}, pid=2, device="cpu", params=1, total_steps=10, start_step=4))
+    run.apply(
+        Hello(run="r", protocol=1, config={}, pid=2, device="cpu", params=1, total_steps=10, start_step=4)
+    )
     assert run.state == "starting", "unparked: it resumes"
 
 
@@ -32,6 +36,17 @@ def test_a_plain_stop_is_still_stopped() -> None:
 def test_the_status_file_reader_says_parked(tmp_path: Path) -> None:
     run = tmp_path / "r"
     run.mkdir()
-    (run / "status").write_text(json.dumps({"state": STOPPED, "reason": PARK_REASON, "step": 4, "pid": 1,
-                                            "total_steps": 10, "model": "m", "best_val_loss": 1.0}))
+    (run / "status").write_text(
+        json.dumps(
+            {
+                "state": STOPPED,
+                "reason": PARK_REASON,
+                "step": 4,
+                "pid": 1,
+                "total_steps": 10,
+                "model": "m",
+                "best_val_loss": 1.0,
+            }
+        )
+    )
     assert summarize_run(run).state == PARKED

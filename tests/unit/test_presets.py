@@ -15,8 +15,12 @@ from nexus_core import config as C
 torch.set_num_threads(1)  # one thread is faster for models this small, and fair to a shared 2-core box
 
 REFERENCE = {  # preset -> (min, max) parameters as the engine builds it
-    "hybrid-6m": (5e6, 7e6), "hybrid-6m-bpe1000": (5e6, 7e6), "engram-275m": (2.2e8, 2.9e8),
-    "mtp-275m": (2.2e8, 2.9e8), "wavelet-275m": (2.0e8, 2.9e8), "lstm-nested-1m": (1.0e6, 1.4e6),
+    "hybrid-6m": (5e6, 7e6),
+    "hybrid-6m-bpe1000": (5e6, 7e6),
+    "engram-275m": (2.2e8, 2.9e8),
+    "mtp-275m": (2.2e8, 2.9e8),
+    "wavelet-275m": (2.0e8, 2.9e8),
+    "lstm-nested-1m": (1.0e6, 1.4e6),
 }
 
 
@@ -79,9 +83,23 @@ def test_the_reference_presets_carry_the_reported_settings() -> None:
     assert C.load_preset("hybrid-6m-bpe1000").data.bpe_vocab == 1000
     for name in ("engram-275m", "mtp-275m", "wavelet-275m"):
         cfg = C.load_preset(name)
-        assert (cfg.optim.name, cfg.optim.fallback, cfg.optim.lr, cfg.optim.muon_lr) == ("muon", "lion", 0.012, 0.012)
-        assert (cfg.schedule.name, cfg.schedule.decay_fraction, cfg.train.label_smoothing) == ("wsd", 0.2, 0.1)
-        assert (cfg.model.seq_len, cfg.train.batch_size, cfg.data.bpe_vocab, cfg.optim.grad_clip) == (1024, 2, 4096, 1.0)
+        assert (cfg.optim.name, cfg.optim.fallback, cfg.optim.lr, cfg.optim.muon_lr) == (
+            "muon",
+            "lion",
+            0.012,
+            0.012,
+        )
+        assert (cfg.schedule.name, cfg.schedule.decay_fraction, cfg.train.label_smoothing) == (
+            "wsd",
+            0.2,
+            0.1,
+        )
+        assert (cfg.model.seq_len, cfg.train.batch_size, cfg.data.bpe_vocab, cfg.optim.grad_clip) == (
+            1024,
+            2,
+            4096,
+            1.0,
+        )
     assert C.load_preset("engram-275m").model.engram.layers == [0, 19]
     assert C.load_preset("mtp-275m").model.transformer.mtp_heads == 3
     assert C.load_preset("wavelet-275m").model.transformer.wavelet_layers == list(range(20))

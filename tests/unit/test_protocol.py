@@ -106,7 +106,9 @@ def test_oversized_length_header_is_garbage_not_a_hang() -> None:
     noise=st.lists(st.binary(max_size=64), min_size=0, max_size=20),
     cuts=st.lists(st.integers(1, 97), min_size=1, max_size=10),
 )
-def test_decoder_never_raises_and_keeps_clean_records(steps: list[int], noise: list[bytes], cuts: list[int]) -> None:
+def test_decoder_never_raises_and_keeps_clean_records(
+    steps: list[int], noise: list[bytes], cuts: list[int]
+) -> None:
     """Random garbage between real records, fed in random chunk sizes: the reader never raises,
     yields only well-formed records, and every record not touched by garbage comes through."""
     parts = []
@@ -201,7 +203,9 @@ def test_malformed_commands_get_a_reason(tmp_path: Path) -> None:
             P.send_command(tmp_path, "bogus")
         t.join()
         assert results == []
-        assert "ramp target_lr must be between" in P.check_command({"cmd": "ramp", "target_lr": -1, "ramp_steps": 3})
+        assert "ramp target_lr must be between" in P.check_command(
+            {"cmd": "ramp", "target_lr": -1, "ramp_steps": 3}
+        )
         assert P.check_command(["not", "a", "map"])
     finally:
         server.close()
@@ -250,8 +254,17 @@ def test_records_are_typed_once_unknown_fields_ignored_bad_fields_skipped() -> N
 def test_extra_numeric_keys_of_metric_and_eval_records_are_kept() -> None:
     """Any numeric key a writer logs beyond the kind's fields is a series of its own (record.extra),
     and survives a round trip; strings, bools, lists and unprintable names are not series."""
-    raw = {"type": "metric", "seq": 0, "step": 3, "loss": 2.0, "train/acc": 0.5, "surprise/l1": 1,
-           "flag": True, "note": "x", "bad\x1bkey": 1.0}
+    raw = {
+        "type": "metric",
+        "seq": 0,
+        "step": 3,
+        "loss": 2.0,
+        "train/acc": 0.5,
+        "surprise/l1": 1,
+        "flag": True,
+        "note": "x",
+        "bad\x1bkey": 1.0,
+    }
     (rec,) = P.RecordDecoder().feed(P.pack(raw))
     assert rec.step == 3 and dict(rec.extra) == {"train/acc": 0.5, "surprise/l1": 1.0}
     assert rec["train/acc"] == 0.5 and "train/acc" in rec

@@ -20,8 +20,15 @@ from nexus_tui.jobs.sweep import SweepError, expand, parse_axis, rank, run_name,
 
 def _planted(root: Path, marker: Path, **changes: object) -> Path:
     """A queue file holding a command that would create `marker`, written as a planter would."""
-    doc = {"version": 1, "owner": os.getuid(), "next_id": 2, "cpu_slots": 1, "jobs": [
-        {"id": 1, "name": "planted", "kind": "command", "args": ["touch", str(marker)], "cwd": str(root)}]}
+    doc = {
+        "version": 1,
+        "owner": os.getuid(),
+        "next_id": 2,
+        "cpu_slots": 1,
+        "jobs": [
+            {"id": 1, "name": "planted", "kind": "command", "args": ["touch", str(marker)], "cwd": str(root)}
+        ],
+    }
     doc.update(changes)
     folder = root / queuefile.QUEUE_DIR
     folder.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -83,15 +90,36 @@ def test_a_shared_queue_folder_is_refused(runs_root: Path, tmp_path: Path) -> No
     _never_runs(runs_root, marker, "not this user's alone")
 
 
-@pytest.mark.parametrize("damage, pattern", [
-    ("{not json", "damaged"),
-    (json.dumps({"version": 1, "owner": os.getuid(), "jobs": [], "surprise": 1}), "damaged"),
-    (json.dumps({"version": 1, "owner": os.getuid(), "next_id": 2, "jobs": [
-        {"id": 1, "name": "../../etc", "kind": "train", "args": [], "cwd": "/"}]}), "run name"),
-    (json.dumps({"version": 1, "owner": os.getuid(), "next_id": 2, "jobs": [
-        {"id": 1, "name": "a", "kind": "shell", "args": ["rm"], "cwd": "/"}]}), "damaged"),
-    (json.dumps({"version": 9, "owner": os.getuid()}), "version 9"),
-])
+@pytest.mark.parametrize(
+    "damage, pattern",
+    [
+        ("{not json", "damaged"),
+        (json.dumps({"version": 1, "owner": os.getuid(), "jobs": [], "surprise": 1}), "damaged"),
+        (
+            json.dumps(
+                {
+                    "version": 1,
+                    "owner": os.getuid(),
+                    "next_id": 2,
+                    "jobs": [{"id": 1, "name": "../../etc", "kind": "train", "args": [], "cwd": "/"}],
+                }
+            ),
+            "run name",
+        ),
+        (
+            json.dumps(
+                {
+                    "version": 1,
+                    "owner": os.getuid(),
+                    "next_id": 2,
+                    "jobs": [{"id": 1, "name": "a", "kind": "shell", "args": ["rm"], "cwd": "/"}],
+                }
+            ),
+            "damaged",
+        ),
+        (json.dumps({"version": 9, "owner": os.getuid()}), "version 9"),
+    ],
+)
 def test_a_damaged_queue_is_one_line_and_left_in_place(runs_root: Path, damage: str, pattern: str) -> None:
     folder = runs_root / queuefile.QUEUE_DIR
     folder.mkdir(parents=True, mode=0o700)
@@ -164,8 +192,19 @@ def test_the_head_job_waits_for_enough_slots(runs_root: Path) -> None:
     ops.add(runs_root, "command", ["true"], name="small", check=False)
     with queuefile.editing(runs_root) as doc:
         # One of the two slots is held by a live job (this test's own process).
-        doc.jobs.append(Job(id=doc.next_id, name="running", kind="command", args=["true"], cwd="/",
-                            state="running", pid=os.getpid(), devices=[0], started=time.time()))
+        doc.jobs.append(
+            Job(
+                id=doc.next_id,
+                name="running",
+                kind="command",
+                args=["true"],
+                cwd="/",
+                state="running",
+                pid=os.getpid(),
+                devices=[0],
+                started=time.time(),
+            )
+        )
         doc.next_id += 1
     result = Runner(runs_root, box=lambda n, pids: Box("cpu", [0, 1])).tick()
     assert result.started == [], "'small' must wait behind 'big', which needs both slots"
@@ -188,14 +227,19 @@ def test_sweep_grid_names_and_ranking() -> None:
     drawn = expand([parse_axis("optim.lr=1e-4:1e-2")], draws=5, seed=1)
     assert len(drawn) == 5 and all(1e-4 <= float(d["optim.lr"]) <= 1e-2 for d in drawn)
     assert expand([parse_axis("optim.lr=1e-4:1e-2")], draws=5, seed=1) == drawn, "seeded"
-    ranked = rank([("a", {}, 2.0, "finished", 3), ("b", {}, None, "queued", 0), ("c", {}, 1.0, "finished", 3)])
+    ranked = rank(
+        [("a", {}, 2.0, "finished", 3), ("b", {}, None, "queued", 0), ("c", {}, 1.0, "finished", 3)]
+    )
     assert [r[0] for r in ranked] == ["c", "a", "b"]
     with pytest.raises(SweepError, match="--random"):
         expand([parse_axis("optim.lr=1e-4:1e-2")])
     with pytest.raises(SweepError, match="section.key"):
         parse_axis("lr")
     paired = expand([parse_axis("optim.lr=1e-3,3e-3"), parse_axis("train.batch_size=8,16")], zipped=True)
-    assert paired == [{"optim.lr": "1e-3", "train.batch_size": "8"}, {"optim.lr": "3e-3", "train.batch_size": "16"}]
+    assert paired == [
+        {"optim.lr": "1e-3", "train.batch_size": "8"},
+        {"optim.lr": "3e-3", "train.batch_size": "16"},
+    ]
     with pytest.raises(SweepError, match="same number"):
         expand([parse_axis("optim.lr=1e-3,3e-3"), parse_axis("train.batch_size=8")], zipped=True)
     assert parse_axis("lr=1,2", command=True).values == ("1", "2")
@@ -223,15 +267,35 @@ def test_a_name_taken_since_it_was_queued_fails_instead_of_writing_into_it(runs_
 def test_gpus_that_vanish_under_running_jobs_start_nothing_on_the_cpu(runs_root: Path) -> None:
     ops.add(runs_root, "command", ["true"], name="queued", check=False)
     with queuefile.editing(runs_root) as doc:
-        doc.jobs.append(Job(id=doc.next_id, name="on-gpu", kind="command", args=["true"], cwd="/", state="running",
-                            pid=os.getpid(), devices=[0], device="cuda:0", started=time.time()))
+        doc.jobs.append(
+            Job(
+                id=doc.next_id,
+                name="on-gpu",
+                kind="command",
+                args=["true"],
+                cwd="/",
+                state="running",
+                pid=os.getpid(),
+                devices=[0],
+                device="cuda:0",
+                started=time.time(),
+            )
+        )
         doc.next_id += 1
     said: list[tuple[str, str]] = []
-    runner = Runner(runs_root, on_event=lambda k, t: said.append((k, t)),
-                    box=lambda n, pids: Box("cpu", [0, 1], note="no NVIDIA driver: Driver Not Loaded"))
+    runner = Runner(
+        runs_root,
+        on_event=lambda k, t: said.append((k, t)),
+        box=lambda n, pids: Box("cpu", [0, 1], note="no NVIDIA driver: Driver Not Loaded"),
+    )
     assert runner.tick().started == []
     assert next(j for j in queuefile.read(runs_root).jobs if j.name == "queued").state == QUEUED
-    assert said == [("warning", "the GPUs are gone (no NVIDIA driver: Driver Not Loaded); queued jobs wait until they are back")]
+    assert said == [
+        (
+            "warning",
+            "the GPUs are gone (no NVIDIA driver: Driver Not Loaded); queued jobs wait until they are back",
+        )
+    ]
 
 
 def test_old_ended_jobs_are_dropped_so_the_queue_never_fills(runs_root: Path) -> None:
@@ -248,6 +312,8 @@ def test_a_run_started_outside_the_queue_takes_a_cpu_slot(runs_root: Path) -> No
     ops.add(runs_root, "command", ["true"], name="queued", check=False)
     outside = runs_root / "by-hand"
     outside.mkdir()
-    (outside / "status").write_text(json.dumps({"state": "running", "pid": os.getpid(), "updated": time.time()}))
+    (outside / "status").write_text(
+        json.dumps({"state": "running", "pid": os.getpid(), "updated": time.time()})
+    )
     assert Runner(runs_root, box=lambda n, pids: Box("cpu", [0])).tick().started == []
     assert queuefile.read(runs_root).jobs[0].state == QUEUED

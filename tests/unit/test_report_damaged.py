@@ -21,12 +21,18 @@ def test_a_long_run_shows_spread_rows_with_its_best_and_last(tmp_path: Path) -> 
     run = tmp_path / "runs" / "long"
     run.mkdir(parents=True)
     writer = RecordWriter(run / METRICS_FILE)
-    writer.write({"type": "hello", "config": {}, "total_steps": 5000, "start_step": 0, "model": "transformer"})
+    writer.write(
+        {"type": "hello", "config": {}, "total_steps": 5000, "start_step": 0, "model": "transformer"}
+    )
     best_step = 1230
     for step in range(10, 5001, 10):
         val = 1.0 if step == best_step else 3.0 - step / 10000
-        writer.write({"type": "metric", "step": step, "tokens": step * 64, "loss": val, "ce": val, "lr": 1e-3})
-        writer.write({"type": "eval", "step": step, "tokens": step * 64, "val_loss": val, "best": step == best_step})
+        writer.write(
+            {"type": "metric", "step": step, "tokens": step * 64, "loss": val, "ce": val, "lr": 1e-3}
+        )
+        writer.write(
+            {"type": "eval", "step": step, "tokens": step * 64, "val_loss": val, "best": step == best_step}
+        )
     writer.close()
     text = build_report(tmp_path / "runs", ["long"])
     checkpoints = section(text, "Checkpoints", "long")
@@ -39,16 +45,31 @@ def test_a_long_run_shows_spread_rows_with_its_best_and_last(tmp_path: Path) -> 
 
 _INT = st.integers(-(2**63), 2**63 - 1)
 """What msgpack can hold (the engine never writes more)."""
-_ANY = st.one_of(st.none(), st.booleans(), _INT, st.floats(), st.text(max_size=12),
-                 st.lists(_INT, max_size=2), st.dictionaries(st.text(max_size=3), _INT, max_size=2))
-_FIELDS = {"hello": ("config", "total_steps", "start_step", "resumed_from", "params", "device", "pid"),
-           "metric": ("step", "tokens", "loss", "ce", "lr", "tok_s", "step_s", "mem"),
-           "eval": ("step", "tokens", "val_loss", "best"), "sample": ("step", "prompt", "text", "requested"),
-           "ckpt": ("step", "path", "best"), "state": ("state", "step", "reason"), "log": ("level", "text"),
-           "alert": ("kind", "step", "text")}
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    _INT,
+    st.floats(),
+    st.text(max_size=12),
+    st.lists(_INT, max_size=2),
+    st.dictionaries(st.text(max_size=3), _INT, max_size=2),
+)
+_FIELDS = {
+    "hello": ("config", "total_steps", "start_step", "resumed_from", "params", "device", "pid"),
+    "metric": ("step", "tokens", "loss", "ce", "lr", "tok_s", "step_s", "mem"),
+    "eval": ("step", "tokens", "val_loss", "best"),
+    "sample": ("step", "prompt", "text", "requested"),
+    "ckpt": ("step", "path", "best"),
+    "state": ("state", "step", "reason"),
+    "log": ("level", "text"),
+    "alert": ("kind", "step", "text"),
+}
 _STEP = st.one_of(st.integers(0, 40), _ANY)
-_RECORD = st.sampled_from(sorted(_FIELDS)).flatmap(lambda t: st.fixed_dictionaries(
-    {"type": st.just(t)}, optional={k: (_STEP if k == "step" else _ANY) for k in _FIELDS[t]}))
+_RECORD = st.sampled_from(sorted(_FIELDS)).flatmap(
+    lambda t: st.fixed_dictionaries(
+        {"type": st.just(t)}, optional={k: (_STEP if k == "step" else _ANY) for k in _FIELDS[t]}
+    )
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

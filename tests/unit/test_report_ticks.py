@@ -13,7 +13,9 @@ def test_text_chart_ticks_are_round() -> None:
     ys = [4.8e-4 + (2.52e-3 - 4.8e-4) * i / 399 for i in range(400)]
     text = chart("LR by step", "step", [Line("LR", xs, ys, "•")])
     lines = text.splitlines()
-    x_labels = next(ln for ln in reversed(lines) if re.search(r"\d", ln) and "┤" not in ln and "step" not in ln)
+    x_labels = next(
+        ln for ln in reversed(lines) if re.search(r"\d", ln) and "┤" not in ln and "step" not in ln
+    )
     assert x_labels.split() == ["100", "200", "300", "400"], x_labels
     y_labels = [ln.split("┤")[0].strip() for ln in lines if "┤" in ln]
     assert y_labels and all(re.fullmatch(r"\d(\.\d)?e-\d", y) for y in y_labels), y_labels

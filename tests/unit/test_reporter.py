@@ -19,26 +19,56 @@ from nexus_core import protocol as P
 
 
 def _records(run_dir: Path, kind: str | None = None) -> list[dict]:
-    return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if kind is None or r.type == kind]
+    return [
+        r.to_dict()
+        for r in P.read_records(run_dir / P.METRICS_FILE).records
+        if kind is None or r.type == kind
+    ]
 
 
 def test_keys_go_to_standard_names_or_keep_their_own() -> None:
-    metric, evals = route({"train/loss": 1.0, "learning_rate": 0.1, "train/acc": 0.5, "val/loss": 2.0,
-                           "val/acc": 0.4, "eval_bleu": 9.0, "step": 3, "loss": 7.0})
+    metric, evals = route(
+        {
+            "train/loss": 1.0,
+            "learning_rate": 0.1,
+            "train/acc": 0.5,
+            "val/loss": 2.0,
+            "val/acc": 0.4,
+            "eval_bleu": 9.0,
+            "step": 3,
+            "loss": 7.0,
+        }
+    )
     assert metric == {"train/loss": 1.0, "lr": 0.1, "train/acc": 0.5, "user/step": 3, "loss": 7.0}
     assert evals == {"val_loss": 2.0, "val/acc": 0.4, "eval_bleu": 9.0}
 
 
 def test_log_takes_numbers_numpy_tensors_and_nested_dicts(tmp_path: Path) -> None:
     run = nexus.init(root=tmp_path, name="values", config={"hidden": 64}, total_steps=3)
-    run.log({"loss": torch.tensor(2.5), "np": np.float32(1.5), "n": np.int64(7), "flag": True, "text": "x",
-             "vec": torch.ones(3), "train": {"acc": 0.25}})
+    run.log(
+        {
+            "loss": torch.tensor(2.5),
+            "np": np.float32(1.5),
+            "n": np.int64(7),
+            "flag": True,
+            "text": "x",
+            "vec": torch.ones(3),
+            "train": {"acc": 0.25},
+        }
+    )
     run.log({"loss": 2.0}, step=5)
     run.log({"val/loss": 3.0}, step=5)
     run.finish()
     metrics = _records(run.dir, P.METRIC)
-    assert metrics[0]["step"] == 1 and metrics[0]["loss"] == 2.5 and metrics[0]["np"] == 1.5 and metrics[0]["n"] == 7
-    assert metrics[0]["train/acc"] == 0.25 and metrics[0]["flag"] == 1 and not {"text", "vec"} & set(metrics[0])
+    assert (
+        metrics[0]["step"] == 1
+        and metrics[0]["loss"] == 2.5
+        and metrics[0]["np"] == 1.5
+        and metrics[0]["n"] == 7
+    )
+    assert (
+        metrics[0]["train/acc"] == 0.25 and metrics[0]["flag"] == 1 and not {"text", "vec"} & set(metrics[0])
+    )
     assert [m["step"] for m in metrics] == [1, 5] and _records(run.dir, P.EVAL)[0]["val_loss"] == 3.0
     # wandb keeps text and a many-element tensor too: as a text record and a histogram at their step
     assert [(t["key"], t["text"], t["step"]) for t in _records(run.dir, P.TEXT)] == [("text", "x", 1)]
@@ -54,7 +84,9 @@ def test_tensors_are_never_read_on_the_training_thread(tmp_path: Path) -> None:
     class Spy(torch.Tensor):
         @classmethod
         def __torch_function__(cls, func, types, args=(), kwargs=None):
-            calls.append((getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread()))
+            calls.append(
+                (getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread())
+            )
             return super().__torch_function__(func, types, args, kwargs or {})
 
     run = nexus.init(root=tmp_path, name="lazy")
@@ -115,7 +147,9 @@ def test_a_tight_loop_keeps_every_record(tmp_path: Path) -> None:
     metrics = _records(run.dir, P.METRIC)
     assert len(metrics) == n and run._writer.dropped == 0
     assert [m["step"] for m in metrics[:3]] == [1, 2, 3] and metrics[-1]["step"] == n
-    assert metrics[-1]["tokens"] == n - 1 and not [a for a in _records(run.dir, P.ALERT) if a["kind"] == "dropped"]
+    assert metrics[-1]["tokens"] == n - 1 and not [
+        a for a in _records(run.dir, P.ALERT) if a["kind"] == "dropped"
+    ]
 
 
 def test_a_full_queue_makes_log_wait_for_the_writer_instead_of_dropping(tmp_path: Path) -> None:
@@ -135,8 +169,10 @@ def test_a_writer_that_is_not_running_drops_counts_and_alerts_without_waiting(tm
 
     writer = Writer(tmp_path, {"run": "w"}, capacity=5)
     writer.describe = None
-    kept = [writer.put({"type": STEP, "step": i, "time": 1.0, "values": {"loss": 1.0}, "lr": None})
-            for i in range(1, 11)]
+    kept = [
+        writer.put({"type": STEP, "step": i, "time": 1.0, "values": {"loss": 1.0}, "lr": None})
+        for i in range(1, 11)
+    ]
     assert kept == [True] * 5 + [False] * 5 and writer.dropped == 5
     writer.close()  # never started: the caller files what was queued, and the alert
     assert [m["step"] for m in _records(tmp_path, P.METRIC)] == [1, 2, 3, 4, 5]
@@ -165,7 +201,10 @@ def test_an_exception_in_a_with_block_is_failed(tmp_path: Path) -> None:
         raise RuntimeError("CUDA error: device-side assert triggered")
     end = _records(run.dir, P.STATE)[-1]
     assert (end["state"], end["reason"], end["exit_code"]) == (
-        P.FAILED, "RuntimeError: CUDA error: device-side assert triggered", 1)
+        P.FAILED,
+        "RuntimeError: CUDA error: device-side assert triggered",
+        1,
+    )
     assert math.isfinite(_records(run.dir, P.METRIC)[0]["loss"])
 
 
@@ -227,7 +266,8 @@ def test_sync_returns_once_everything_queued_is_on_file(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_path_is_stored_run_folder_relative_or_absolute_never_cwd_relative(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run under a relative root whose handler returns a path relative to the working directory
     (Lightning's did: `runs/x/checkpoints/step-5.ckpt`): the record names it from the run folder; a
     path outside the folder is stored absolute, so a reader started elsewhere still finds it."""
@@ -243,7 +283,9 @@ def test_a_checkpoint_path_is_stored_run_folder_relative_or_absolute_never_cwd_r
     finally:
         run.finish()
     assert [c["path"] for c in _records(tmp_path / "runs" / "rel", P.CKPT)] == [
-        "checkpoints/a.ckpt", str(tmp_path / "elsewhere" / "b.ckpt")]
+        "checkpoints/a.ckpt",
+        str(tmp_path / "elsewhere" / "b.ckpt"),
+    ]
 
 
 @pytest.mark.parametrize("key", ["tokens", "train/tokens", "num_input_tokens_seen"])

@@ -13,15 +13,20 @@ from nexus_core import protocol as P
 
 
 def _records(run_dir: Path, kind: str | None = None) -> list[dict]:
-    return [r.to_dict() for r in P.read_records(run_dir / P.METRICS_FILE).records if kind is None or r.type == kind]
+    return [
+        r.to_dict()
+        for r in P.read_records(run_dir / P.METRICS_FILE).records
+        if kind is None or r.type == kind
+    ]
 
 
 def _warnings(run_dir: Path) -> list[str]:
     return [r["text"] for r in _records(run_dir, P.LOG) if r.get("level") == "warning"]
 
 
-def test_a_step_past_64_bits_is_refused_and_the_writer_files_on(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_step_past_64_bits_is_refused_and_the_writer_files_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """log(step=2**64) used to kill the writer thread: every later record, `finished` included, was
     lost and `nexus runs` called the finished script crashed."""
     run = nexus.init(root=tmp_path, name="huge-step")
@@ -65,7 +70,9 @@ def test_deep_and_self_containing_dicts_never_raise(tmp_path: Path) -> None:
         deep = {"d": deep}
     loop: dict = {"acc": 0.75}
     loop["self"] = loop
-    run = nexus.init(root=tmp_path, name="deep", config={"nested": deep, "loop": loop, "big": 2**64, "bigger": 10**400})
+    run = nexus.init(
+        root=tmp_path, name="deep", config={"nested": deep, "loop": loop, "big": 2**64, "bigger": 10**400}
+    )
     run.log({"loss": 1.0, "deep": deep, "train": loop, "ok": {"a": {"b": 2.0}}})
     run.config.update({"more": loop})
     run.log({"loss": 0.5})

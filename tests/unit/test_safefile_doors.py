@@ -93,8 +93,11 @@ def test_read_private_refuses_what_this_user_did_not_write_alone(tmp_path: Path)
     shared = tmp_path / "shared.json"
     shared.write_bytes(b"{}")
     shared.chmod(0o622)
-    for path, code, words in [(link, "ELOOP", "symlink"), (fifo, "EINVAL", "FIFO"),
-                              (shared, "EPERM", "not written by this user alone")]:
+    for path, code, words in [
+        (link, "ELOOP", "symlink"),
+        (fifo, "EINVAL", "FIFO"),
+        (shared, "EPERM", "not written by this user alone"),
+    ]:
         with pytest.raises(safefile.UnsafeFileError, match=words) as e:
             safefile.read_private(path)
         assert e.value.errno == getattr(errno, code)

@@ -99,8 +99,12 @@ def test_empty_and_over_long_prompts_work() -> None:
 
 @pytest.mark.parametrize(
     ("kw", "word"),
-    [({"max_new_tokens": -1}, "tokens"), ({"temperature": -0.5}, "temperature"),
-     ({"temperature": float("nan")}, "temperature"), ({"top_k": -3}, "top-k")],
+    [
+        ({"max_new_tokens": -1}, "tokens"),
+        ({"temperature": -0.5}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_k": -3}, "top-k"),
+    ],
 )
 def test_bad_parameters_raise_one_clear_line(kw: dict, word: str) -> None:
     with pytest.raises(ConfigError, match=word) as info:
@@ -131,7 +135,9 @@ class CarriedState(Transformer):
 
 def test_carried_state_is_reset_for_sampling_and_restored_after() -> None:
     torch.manual_seed(0)
-    model = CarriedState(ModelConfig(vocab_size=256, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, seq_len=16))
+    model = CarriedState(
+        ModelConfig(vocab_size=256, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, seq_len=16)
+    )
     for _ in range(5):
         model(torch.zeros(1, 4, dtype=torch.long))
     seen: list[float] = []

@@ -16,22 +16,59 @@ from nexus_core.state import Exited
 from nexus_tui.history.store import MetricStore
 
 
-def _write_run(run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0,
-               pid: int = 4242) -> list[dict]:
+def _write_run(
+    run_dir: Path, steps: range, start_step: int = 0, total: int = 100, t0: float = 0.0, pid: int = 4242
+) -> list[dict]:
     """Append a hello and one metric per step (eval every 10) with the engine's own writer."""
     run_dir.mkdir(parents=True, exist_ok=True)
     w = RecordWriter(run_dir / METRICS_FILE)
-    out = [w.write({"type": "hello", "run": run_dir.name, "protocol": 1, "config": {"model": {"d_model": 32}},
-                    "pid": pid, "device": "cpu", "params": 1234, "total_steps": total,
-                    "start_step": start_step, "model": "transformer", "resumed_from": None})]
+    out = [
+        w.write(
+            {
+                "type": "hello",
+                "run": run_dir.name,
+                "protocol": 1,
+                "config": {"model": {"d_model": 32}},
+                "pid": pid,
+                "device": "cpu",
+                "params": 1234,
+                "total_steps": total,
+                "start_step": start_step,
+                "model": "transformer",
+                "resumed_from": None,
+            }
+        )
+    ]
     for s in steps:
-        rec = w.write({"type": "metric", "step": s, "tokens": s * 512, "loss": 5.0 / (s + 1) + 1, "ce": 4.0 / (s + 1) + 1,
-                       "lr": 1e-3, "gnorm": 0.5, "tok_s": 1000.0, "step_s": 0.5, "mem": 1e6})
+        rec = w.write(
+            {
+                "type": "metric",
+                "step": s,
+                "tokens": s * 512,
+                "loss": 5.0 / (s + 1) + 1,
+                "ce": 4.0 / (s + 1) + 1,
+                "lr": 1e-3,
+                "gnorm": 0.5,
+                "tok_s": 1000.0,
+                "step_s": 0.5,
+                "mem": 1e6,
+            }
+        )
         rec["time"] = t0 + s * 0.5  # a deterministic clock for the ETA
         out.append(rec)
         if s % 10 == 0:
-            out.append(w.write({"type": "eval", "step": s, "tokens": s * 512, "val_loss": 3.0 - s / 100,
-                                "val_ppl": math.exp(3.0 - s / 100), "best": True}))
+            out.append(
+                w.write(
+                    {
+                        "type": "eval",
+                        "step": s,
+                        "tokens": s * 512,
+                        "val_loss": 3.0 - s / 100,
+                        "val_ppl": math.exp(3.0 - s / 100),
+                        "best": True,
+                    }
+                )
+            )
     w.close()
     return out
 
@@ -43,7 +80,13 @@ def test_ingest_builds_the_view(tmp_path: Path) -> None:
     assert changed == {"hello", "metrics", "eval"}
     run = store.get("a")
     assert run is not None and run.color == 0
-    assert (run.model, run.device, run.pid, run.total_steps, run.params) == ("transformer", "cpu", 4242, 100, 1234)
+    assert (run.model, run.device, run.pid, run.total_steps, run.params) == (
+        "transformer",
+        "cpu",
+        4242,
+        100,
+        1234,
+    )
     assert run.config == {"model": {"d_model": 32}}
     assert run.step == 40 and run.tokens == 40 * 512 and run.state == "running"
     assert math.isclose(run.loss, 5.0 / 41 + 1) and math.isclose(run.ce, 4.0 / 41 + 1)
@@ -122,17 +165,25 @@ def test_ingest_hands_back_exactly_the_news_it_added(tmp_path: Path) -> None:
     lists: records seen before give nothing back, a backfilled sample comes back once, and a crash
     on exit comes back as its alert."""
     store = MetricStore()
-    first = [{"type": "hello", "seq": 0, "total_steps": 10},
-             {"type": "log", "seq": 1, "level": "info", "text": "one"},
-             {"type": "sample", "seq": 3, "step": 7, "prompt": "p", "text": "late"},
-             {"type": "alert", "seq": 4, "kind": "spike", "step": 7, "text": "spiked"}]
+    first = [
+        {"type": "hello", "seq": 0, "total_steps": 10},
+        {"type": "log", "seq": 1, "level": "info", "text": "one"},
+        {"type": "sample", "seq": 3, "step": 7, "prompt": "p", "text": "late"},
+        {"type": "alert", "seq": 4, "kind": "spike", "step": 7, "text": "spiked"},
+    ]
     got = store.ingest("r", None, first)
     assert [r.text for r in got.logs] == ["one"] and [r.text for r in got.samples] == ["late"]
     assert [r.kind for r in got.alerts] == ["spike"]
     again = store.ingest("r", None, first)  # the same records from the file after the pipe
     assert not again and not again.logs and not again.samples and not again.alerts
-    backfill = store.ingest("r", None, [{"type": "sample", "seq": 2, "step": 3, "prompt": "p", "text": "early"},
-                                        {"type": "log", "seq": 5, "level": "warning", "text": "two"}])
+    backfill = store.ingest(
+        "r",
+        None,
+        [
+            {"type": "sample", "seq": 2, "step": 3, "prompt": "p", "text": "early"},
+            {"type": "log", "seq": 5, "level": "warning", "text": "two"},
+        ],
+    )
     assert [r.text for r in backfill.samples] == ["early"] and [r.text for r in backfill.logs] == ["two"]
     assert [r.text for r in store.get("r").samples] == ["early", "late"]  # the run's list is in step order
     exited = store.apply_event("r", Exited(-9, "Killed"))
@@ -141,14 +192,23 @@ def test_ingest_hands_back_exactly_the_news_it_added(tmp_path: Path) -> None:
 
 def test_a_killed_run_becomes_crashed_with_its_log_tail() -> None:
     store = MetricStore()
-    store.ingest("r", None, [{"type": "hello", "seq": 0, "total_steps": 10},
-                             {"type": "metric", "seq": 1, "step": 1, "loss": 2.0}])
+    store.ingest(
+        "r",
+        None,
+        [
+            {"type": "hello", "seq": 0, "total_steps": 10},
+            {"type": "metric", "seq": 1, "step": 1, "loss": 2.0},
+        ],
+    )
     assert store.apply_event("r", Exited(-9, "Traceback...\nKilled")) == {"state", "alerts"}
     run = store.get("r")
     assert run.state == "crashed" and run.exit_code == -9 and "signal 9" in run.reason
     assert run.crash_tail.endswith("Killed") and run.alerts[-1]["kind"] == "crash"
-    store.ingest("s", None, [{"type": "hello", "seq": 0, "total_steps": 3},
-                             {"type": "metric", "seq": 1, "step": 3, "loss": 2.0}])
+    store.ingest(
+        "s",
+        None,
+        [{"type": "hello", "seq": 0, "total_steps": 3}, {"type": "metric", "seq": 1, "step": 3, "loss": 2.0}],
+    )
     store.apply_event("s", Exited(0, ""))
     assert store.get("s").state == "finished"
     assert [r.color for r in store.runs()] == [0, 1]
@@ -161,7 +221,9 @@ def test_a_run_folder_deleted_and_recreated_under_the_same_name_starts_over(tmp_
     store.ingest("other", None, _write_run(tmp_path / "other", range(1, 3)))
     store.ingest("r", run_dir, _write_run(run_dir, range(1, 31)))
     assert store.get("r").step == 30 and math.isclose(store.get("r").best_val_loss, 2.7)
-    assert store.ingest("r", run_dir, read_records(run_dir / METRICS_FILE).records) == set(), "a replay changes nothing"
+    assert store.ingest("r", run_dir, read_records(run_dir / METRICS_FILE).records) == set(), (
+        "a replay changes nothing"
+    )
     loss = store.get("r").series["loss"]
     edits = loss.edits
     shutil.rmtree(run_dir)
@@ -185,8 +247,14 @@ def test_sigterm_before_the_hello_reads_as_stopped_not_crashed() -> None:
     run = store.get("t")
     assert run.state == "stopped" and "SIGTERM before training started" in run.reason
     assert run.exit_code == -signal.SIGTERM and run.alerts == [] and run.crash_tail == ""
-    store.ingest("f", None, [{"type": "hello", "seq": 0, "total_steps": 3},
-                             {"type": "state", "seq": 1, "state": "finished", "step": 3, "exit_code": 0}])
+    store.ingest(
+        "f",
+        None,
+        [
+            {"type": "hello", "seq": 0, "total_steps": 3},
+            {"type": "state", "seq": 1, "state": "finished", "step": 3, "exit_code": 0},
+        ],
+    )
     store.apply_event("f", Exited(-signal.SIGTERM, ""))
     assert store.get("f").state == "finished", "a final state the run wrote stands"
 
@@ -196,8 +264,28 @@ _junk = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
-_field = st.sampled_from(["type", "seq", "step", "tokens", "loss", "ce", "lr", "time", "state", "text", "path",
-                          "val_loss", "config", "total_steps", "pid", "start_step", "kind", "exit_code"])
+_field = st.sampled_from(
+    [
+        "type",
+        "seq",
+        "step",
+        "tokens",
+        "loss",
+        "ce",
+        "lr",
+        "time",
+        "state",
+        "text",
+        "path",
+        "val_loss",
+        "config",
+        "total_steps",
+        "pid",
+        "start_step",
+        "kind",
+        "exit_code",
+    ]
+)
 _type = st.sampled_from(["hello", "metric", "eval", "sample", "ckpt", "state", "log", "alert", "???"])
 
 

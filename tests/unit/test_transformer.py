@@ -94,7 +94,9 @@ def test_without_mtp_or_label_smoothing_loss_equals_ce(opts: dict) -> None:
     out = Transformer(cfg)(*batch(cfg))
     assert out.loss is not None and out.ce is not None
     assert out.loss.item() == out.ce.item()
-    assert out.ce.item() == pytest.approx(F.cross_entropy(out.logits.flatten(0, 1), batch(cfg)[1].flatten()).item())
+    assert out.ce.item() == pytest.approx(
+        F.cross_entropy(out.logits.flatten(0, 1), batch(cfg)[1].flatten()).item()
+    )
 
 
 def test_label_smoothing_raises_loss_and_leaves_ce_unchanged() -> None:
@@ -158,8 +160,15 @@ def test_muon_params_are_exactly_the_hidden_matrices(tie: bool) -> None:
     model = Transformer(small(mtp_heads=1, tie_embeddings=tie))
     names = {name for name, _ in model.muon_params()}
     assert all(p.ndim == 2 for _, p in model.muon_params())
-    per_block = {"mixer.q_proj.weight", "mixer.k_proj.weight", "mixer.v_proj.weight", "mixer.o_proj.weight",
-                 "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"}
+    per_block = {
+        "mixer.q_proj.weight",
+        "mixer.k_proj.weight",
+        "mixer.v_proj.weight",
+        "mixer.o_proj.weight",
+        "mlp.gate_proj.weight",
+        "mlp.up_proj.weight",
+        "mlp.down_proj.weight",
+    }
     want = {f"blocks.{i}.{n}" for i in range(2) for n in per_block} | {f"mtp_blocks.0.{n}" for n in per_block}
     assert names == want
     assert not any(p is model.embed.weight or p is model.head.weight for _, p in model.muon_params())
@@ -172,7 +181,9 @@ def test_lm_losses_ignores_minus_one_targets() -> None:
     masked = tgt.clone()
     masked[:, -2:] = -1
     loss, ce = lm_losses(logits, masked)
-    assert loss.item() == pytest.approx(F.cross_entropy(logits[:, :3].flatten(0, 1), tgt[:, :3].flatten()).item())
+    assert loss.item() == pytest.approx(
+        F.cross_entropy(logits[:, :3].flatten(0, 1), tgt[:, :3].flatten()).item()
+    )
     assert not ce.requires_grad
 
 

@@ -19,8 +19,9 @@ def _records(run_dir: Path, kind: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("how", ["argument", "env", "settings"])
-def test_disabled_writes_nothing_and_takes_every_call(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       how: str) -> None:
+def test_disabled_writes_nothing_and_takes_every_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     if how == "env":
         monkeypatch.setenv("WANDB_MODE", "disabled")
@@ -154,7 +155,9 @@ def test_a_logged_tensor_becomes_a_histogram_without_a_read_on_the_training_thre
     class Spy(torch.Tensor):
         @classmethod
         def __torch_function__(cls, func, types, args=(), kwargs=None):
-            calls.append((getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread()))
+            calls.append(
+                (getattr(func, "__name__", str(func)), threading.current_thread() is threading.main_thread())
+            )
             return super().__torch_function__(func, types, args, kwargs or {})
 
     run = nexus.init(root=tmp_path, name="lazy-hist")

@@ -19,7 +19,9 @@ torch.set_num_threads(1)
 
 
 def small(**kw: object) -> ModelConfig:
-    base = dict(vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=16, wavelet_layers=[0, 1])
+    base = dict(
+        vocab_size=16, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, seq_len=16, wavelet_layers=[0, 1]
+    )
     base.update(kw)
     return model_config(**base)  # type: ignore[arg-type]
 
@@ -78,7 +80,9 @@ def test_all_wavelet_transformer_passes_the_guard_and_has_no_attention() -> None
     assert all(isinstance(b.mixer, CausalHaarMixer) for b in model.blocks)
     check_causality(model, cfg.vocab_size, cfg.seq_len, "cpu")
     mixed = build_model(small(wavelet_layers=[1]))
-    assert not isinstance(mixed.blocks[0].mixer, CausalHaarMixer) and isinstance(mixed.blocks[1].mixer, CausalHaarMixer)
+    assert not isinstance(mixed.blocks[0].mixer, CausalHaarMixer) and isinstance(
+        mixed.blocks[1].mixer, CausalHaarMixer
+    )
 
 
 def test_muon_never_gets_the_wavelet_gains() -> None:

@@ -12,7 +12,6 @@ from nexus_tui.themes import PALETTES, THEMES, next_theme, palette_for
 PALETTE = PALETTES["nexus-dark"]
 
 
-
 def test_format_never_prints_none_or_nan() -> None:
     assert fmt.loss(None) == fmt.DASH and fmt.loss(float("nan")) == "NaN" and fmt.loss(1.23456) == "1.2346"
     assert fmt.count(1234) == "1.2k" and fmt.count(3.4e6) == "3.4M" and fmt.count(None) == fmt.DASH

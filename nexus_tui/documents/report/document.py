@@ -55,10 +55,12 @@ def load(root: str | Path, names: Sequence[str]) -> list[RunFacts]:
 
 def run_markdown(facts: RunFacts) -> str:
     s = facts.summary
-    head = (f"## Run {md(facts.name)}\n\n**{md(s.state)}** at step {facts.last_step} of {facts.total_steps}; "
-            f"{md(facts.hello.get('model') or s.model or fmt.DASH)} on "
-            f"{md(facts.hello.get('device') or s.device or fmt.DASH)}; "
-            f"best val loss {fmt.loss(s.best_val_loss)}; folder {code(facts.run_dir)}.")
+    head = (
+        f"## Run {md(facts.name)}\n\n**{md(s.state)}** at step {facts.last_step} of {facts.total_steps}; "
+        f"{md(facts.hello.get('model') or s.model or fmt.DASH)} on "
+        f"{md(facts.hello.get('device') or s.device or fmt.DASH)}; "
+        f"best val loss {fmt.loss(s.best_val_loss)}; folder {code(facts.run_dir)}."
+    )
     parts = [head]
     for title, section in RUN_SECTIONS:
         parts += [f"### {title}", section(facts)]
@@ -69,9 +71,11 @@ def report_markdown(runs: Sequence[RunFacts], now: float | None = None) -> str:
     """One GitHub-flavoured markdown document; it reads as plain text too."""
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() if now is None else now))
     names = ", ".join(md(f.name) for f in runs)
-    parts = [f"# Training report: {names}",
-             f"_Written by `nexus report` on {when} from {len(runs)} run folder(s). Losses are in nats; "
-             "PPL = exp(CE)._"]
+    parts = [
+        f"# Training report: {names}",
+        f"_Written by `nexus report` on {when} from {len(runs)} run folder(s). Losses are in nats; "
+        "PPL = exp(CE)._",
+    ]
     if len(runs) > 1:
         parts.append(comparison_section(runs).rstrip("\n"))
     parts += [run_markdown(f).rstrip("\n") for f in runs]

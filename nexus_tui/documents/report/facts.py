@@ -134,8 +134,9 @@ def _event_text(rec: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def load_facts(run_dir: Path, name: str | None = None,
-               read: Callable[[Path], History] = read_pieces) -> RunFacts:
+def load_facts(
+    run_dir: Path, name: str | None = None, read: Callable[[Path], History] = read_pieces
+) -> RunFacts:
     """Read and fold one run folder. Raises OSError when its metrics file cannot be read.
     `read`: how the file is read (history.read_each_record: record by record, to check the columns)."""
     history = read(run_dir)
@@ -163,8 +164,14 @@ def load_facts(run_dir: Path, name: str | None = None,
             fold.add_records(metrics)
     facts.metrics = fold.table()
     if facts.summary.state == "crashed" and not any(e.text.startswith("crashed") for e in facts.events):
-        facts.events.append(Event(facts.last_step, facts.summary.updated, "state",
-                                  f"crashed: {facts.summary.note or 'no closing record'}"))
+        facts.events.append(
+            Event(
+                facts.last_step,
+                facts.summary.updated,
+                "state",
+                f"crashed: {facts.summary.note or 'no closing record'}",
+            )
+        )
     facts.log_tail = _log_tail(run_dir / LOG_FILE)
     return facts
 
@@ -192,8 +199,9 @@ def _fold(facts: RunFacts, fold: MetricFold, rec: Any, step: int) -> int:
         step = at
     event = _event_text(rec)
     if event is not None:
-        facts.events.append(Event(at if kind == "alert" and at is not None else step,
-                                  as_num(rec.get("time")), *event))
+        facts.events.append(
+            Event(at if kind == "alert" and at is not None else step, as_num(rec.get("time")), *event)
+        )
     return step
 
 

@@ -15,8 +15,12 @@ from nexus_tui.documents.report.facts import RunFacts
 from nexus_tui.documents.report.safe import block, md
 from nexus_tui.documents.report.sections import spread
 
-GPU_KEYS = {"gpu_temp": "GPU temperature (°C)", "temp_c": "GPU temperature (°C)",
-            "gpu_power": "GPU power (W)", "power_w": "GPU power (W)"}
+GPU_KEYS = {
+    "gpu_temp": "GPU temperature (°C)",
+    "temp_c": "GPU temperature (°C)",
+    "gpu_power": "GPU power (W)",
+    "power_w": "GPU power (W)",
+}
 """Telemetry fields a metric record could carry. None does today (NVML is read live by the dashboard
 and not written to the run folder), so the report says so instead of inventing numbers."""
 
@@ -33,10 +37,16 @@ def throughput_section(facts: RunFacts) -> str:
     mem_kind = "CUDA max allocated" if device.startswith("cuda") else "process RSS"
     rows = [
         ["tokens seen", fmt.count(max(_values(facts, "tokens"), default=None))],
-        ["tok/s (median, last)", f"{fmt.count(statistics.median(tok_s)) if tok_s else fmt.DASH}, "
-                                 f"{fmt.count(tok_s[-1]) if tok_s else fmt.DASH}"],
+        [
+            "tok/s (median, last)",
+            f"{fmt.count(statistics.median(tok_s)) if tok_s else fmt.DASH}, "
+            f"{fmt.count(tok_s[-1]) if tok_s else fmt.DASH}",
+        ],
         ["step time (median)", f"{statistics.median(step_s) * 1000:.1f} ms" if step_s else fmt.DASH],
-        ["time training (idle gaps left out)", fmt.duration(active_seconds(times)) if len(times) > 1 else fmt.DASH],
+        [
+            "time training (idle gaps left out)",
+            fmt.duration(active_seconds(times)) if len(times) > 1 else fmt.DASH,
+        ],
         [f"peak memory ({mem_kind})", fmt.mib(max(mem)) if mem else fmt.DASH],
     ]
     seen = {}
@@ -47,8 +57,10 @@ def throughput_section(facts: RunFacts) -> str:
     rows += [[label, text] for label, text in seen.items()]
     out = markdown_table(["measure", "value"], rows, [False, True])
     if not seen:
-        out += ("\n\nGPU temperature and power: not recorded. The dashboard reads them live (NVML), but no "
-                "record in the run folder carries them.")
+        out += (
+            "\n\nGPU temperature and power: not recorded. The dashboard reads them live (NVML), but no "
+            "record in the run folder carries them."
+        )
     return out
 
 
@@ -63,13 +75,21 @@ def stability_section(facts: RunFacts) -> str:
         f"crash: {'none' if state != 'crashed' and not kinds['crash'] else 'yes'}",
         f"alerts: {sum(kinds.values())}",
     ]
-    lines = [f"Final state: **{md(state)}** at step {facts.last_step} of {facts.total_steps}"
-             f" ({len(facts.metrics)} steps recorded). " + "; ".join(verdict) + "."]
+    lines = [
+        f"Final state: **{md(state)}** at step {facts.last_step} of {facts.total_steps}"
+        f" ({len(facts.metrics)} steps recorded). " + "; ".join(verdict) + "."
+    ]
     if facts.summary.note:
         lines.append(f"\nNote: {md(facts.summary.note, 200)}.")
     if facts.alerts:
-        body = [[fmt.DASH if (s := as_num(a.get("step"))) is None else f"{s:.0f}", md(a.get("kind"), 20),
-                 md(a.get("text", ""), 160)] for a in spread(facts.alerts, 100)]
+        body = [
+            [
+                fmt.DASH if (s := as_num(a.get("step"))) is None else f"{s:.0f}",
+                md(a.get("kind"), 20),
+                md(a.get("text", ""), 160),
+            ]
+            for a in spread(facts.alerts, 100)
+        ]
         lines += ["", markdown_table(["step", "alert", "text"], body, [True, False, False])]
     if state == "crashed" and facts.log_tail:
         lines += ["", "The end of engine.log:", "", "```text", block(facts.log_tail), "```"]

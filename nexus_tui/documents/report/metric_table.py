@@ -54,8 +54,15 @@ def _records_block(recs: list[Metric]) -> tuple[MetricBlock, np.ndarray, np.ndar
         if not mask.all():
             present[key] = mask
     steps, tokens = _exact([r.step for r in recs]), _exact([r.tokens for r in recs])
-    block = MetricBlock(np.full(n, -1, np.int64), steps.astype(np.float64), tokens.astype(np.float64),
-                        values.pop("time"), values, present, extra)
+    block = MetricBlock(
+        np.full(n, -1, np.int64),
+        steps.astype(np.float64),
+        tokens.astype(np.float64),
+        values.pop("time"),
+        values,
+        present,
+        extra,
+    )
     return block, steps, tokens
 
 
@@ -102,8 +109,13 @@ class MetricFold:
         tokens = np.concatenate(self._tokens)[rows]
         values = {"time": merged.time[rows], **{k: merged.values[k][rows] for k in BLOCK_KEYS}}
         present = {k: m[rows] for k, m in merged.present.items() if k != "seq"}
-        return MetricTable(steps, tokens, values, {k: c[rows] for k, c in merged.extra.items()},
-                           {k: m for k, m in present.items() if not m.all()})
+        return MetricTable(
+            steps,
+            tokens,
+            values,
+            {k: c[rows] for k, c in merged.extra.items()},
+            {k: m for k, m in present.items() if not m.all()},
+        )
 
 
 @dataclass
@@ -202,7 +214,9 @@ class MetricTable:
                 out[key] = float(col[row])
         return out
 
-    def rows_by_step(self, keys: tuple[str, ...]) -> Iterator[tuple[int, int, float | None, list[tuple[str, float]]]]:
+    def rows_by_step(
+        self, keys: tuple[str, ...]
+    ) -> Iterator[tuple[int, int, float | None, list[tuple[str, float]]]]:
         """(step, tokens, finite time or None, [(key, value)...]) per row in step order: the fields in
         `keys` the row has, then its own extra keys: what `nexus export` writes of a metric record."""
         if not len(self.step):

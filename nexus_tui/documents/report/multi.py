@@ -41,7 +41,9 @@ def reading(facts: RunFacts, axis: str, mark: float) -> Reading:
     if best is None:
         return Reading(facts.name, None, None, None, None)
     ev, metric = facts.evals[best], facts.metrics.at(best) or {}
-    return Reading(facts.name, best, as_num(ev.get("tokens")), as_num(ev.get("val_loss")), as_num(metric.get("ce")))
+    return Reading(
+        facts.name, best, as_num(ev.get("tokens")), as_num(ev.get("val_loss")), as_num(metric.get("ce"))
+    )
 
 
 def common_mark(runs: Sequence[RunFacts], axis: str) -> float | None:
@@ -64,13 +66,21 @@ def equal_table(runs: Sequence[RunFacts], axis: str) -> str:
     have = [r.val_loss for r in got if r.val_loss is not None]
     best = fmt.loss(min(have)) if have else None
     winner = best if len({fmt.loss(v) for v in have}) > 1 else None
-    body = [[md(r.name), fmt.DASH if r.step is None else str(r.step), fmt.count(r.tokens),
-             f"**{fmt.loss(r.val_loss)}**" if fmt.loss(r.val_loss) == winner else fmt.loss(r.val_loss),
-             fmt.loss(r.ce)] for r in got]
+    body = [
+        [
+            md(r.name),
+            fmt.DASH if r.step is None else str(r.step),
+            fmt.count(r.tokens),
+            f"**{fmt.loss(r.val_loss)}**" if fmt.loss(r.val_loss) == winner else fmt.loss(r.val_loss),
+            fmt.loss(r.ce),
+        ]
+        for r in got
+    ]
     what = f"step {mark:.0f}" if axis == "step" else f"{fmt.count(mark)} tokens"
     head = f"At {what} (the last eval every run reached), lowest val loss in bold:\n\n"
-    return head + markdown_table(["run", "eval step", "tokens", "val loss", "train CE"], body,
-                                 [False, True, True, True, True])
+    return head + markdown_table(
+        ["run", "eval step", "tokens", "val loss", "train CE"], body, [False, True, True, True, True]
+    )
 
 
 def overlay_charts(runs: Sequence[RunFacts]) -> str:
@@ -82,9 +92,13 @@ def overlay_charts(runs: Sequence[RunFacts]) -> str:
         by_tokens.append(Line(f.name, *f.series("val_loss", x="tokens"), point))
         xs, ce = f.series("ce")
         train.append(Line(f.name, xs, ema(ce, EMA_WEIGHT) if ce else [], line))
-    return "\n\n".join([chart("val loss by step", "step", by_step),
-                        chart("val loss by tokens", "tokens", by_tokens),
-                        chart(f"train H (EMA {EMA_WEIGHT}) by step", "step", train)])
+    return "\n\n".join(
+        [
+            chart("val loss by step", "step", by_step),
+            chart("val loss by tokens", "tokens", by_tokens),
+            chart(f"train H (EMA {EMA_WEIGHT}) by step", "step", train),
+        ]
+    )
 
 
 def comparison_section(runs: Sequence[RunFacts]) -> str:
@@ -93,9 +107,21 @@ def comparison_section(runs: Sequence[RunFacts]) -> str:
     for f in runs:
         store.ingest_batch(f.name, f.run_dir, f.pieces)
     compared = comparison_markdown(store, [f.name for f in runs]).rstrip("\n")
-    return "\n".join([
-        compared, "",
-        "### Curves overlaid", "", overlay_charts(runs), "",
-        "### At equal steps", "", equal_table(runs, "step"), "",
-        "### At equal tokens", "", equal_table(runs, "tokens"), "",
-    ])
+    return "\n".join(
+        [
+            compared,
+            "",
+            "### Curves overlaid",
+            "",
+            overlay_charts(runs),
+            "",
+            "### At equal steps",
+            "",
+            equal_table(runs, "step"),
+            "",
+            "### At equal tokens",
+            "",
+            equal_table(runs, "tokens"),
+            "",
+        ]
+    )

@@ -71,16 +71,34 @@ def config_section(facts: RunFacts) -> str:
     rows = [
         ["model", f"{md(family or fmt.DASH)}, {fmt.count(as_int(hello.get('params')))} parameters"],
         ["model options", _opts(facts, "model", model_keys)],
-        ["data", _opts(facts, "data", ["source", "tokenizer", *(["bpe_vocab"] if tokenizer == "bpe" else []),
-                                       "val_fraction", "max_bytes"])],
+        [
+            "data",
+            _opts(
+                facts,
+                "data",
+                [
+                    "source",
+                    "tokenizer",
+                    *(["bpe_vocab"] if tokenizer == "bpe" else []),
+                    "val_fraction",
+                    "max_bytes",
+                ],
+            ),
+        ],
         ["corpus", md(hello.get("corpus") or fmt.DASH, 100)],
         ["optimizer", _opts(facts, "optim", optim_keys)],
         ["schedule", _opts(facts, "schedule", ["name", "warmup_steps", "min_lr_ratio", "decay_fraction"])],
-        ["batch", _opts(facts, "train", ["batch_size", "grad_accum", "label_smoothing"])
-         + f"; {fmt.count(as_int(hello.get('tokens_per_step')))} tokens a step"
-         + f" over {as_int(hello.get('world_size')) or 1} process(es)"],
-        ["steps", f"{facts.total_steps} (eval every {_value(facts.option('train', 'eval_every'))}, "
-                  f"checkpoint every {_value(facts.option('train', 'ckpt_every'))})"],
+        [
+            "batch",
+            _opts(facts, "train", ["batch_size", "grad_accum", "label_smoothing"])
+            + f"; {fmt.count(as_int(hello.get('tokens_per_step')))} tokens a step"
+            + f" over {as_int(hello.get('world_size')) or 1} process(es)",
+        ],
+        [
+            "steps",
+            f"{facts.total_steps} (eval every {_value(facts.option('train', 'eval_every'))}, "
+            f"checkpoint every {_value(facts.option('train', 'ckpt_every'))})",
+        ],
         ["device", md(hello.get("device_name") or hello.get("device") or fmt.DASH, 80)],
     ]
     return "\n".join(f"- **{what}**: {text}" for what, text in rows)
@@ -95,12 +113,19 @@ def checkpoint_rows(facts: RunFacts) -> list[dict[str, Any]]:
     for step in sorted(set(facts.evals) | set(facts.ckpts)):
         metric, ev, ck = facts.metrics.at(step) or {}, facts.evals.get(step, {}), facts.ckpts.get(step)
         val = as_num(ev.get("val_loss"))
-        rows.append({
-            "step": step, "tokens": as_num(metric.get("tokens")) or as_num(ev.get("tokens")),
-            "loss": as_num(metric.get("loss")), "ce": as_num(metric.get("ce")), "lr": as_num(metric.get("lr")),
-            "val_loss": val, "ckpt": ck is not None, "kept": step in on_disk,
-            "best": bool(ev.get("best") is True or (ck is not None and ck.get("best") is True)),
-        })
+        rows.append(
+            {
+                "step": step,
+                "tokens": as_num(metric.get("tokens")) or as_num(ev.get("tokens")),
+                "loss": as_num(metric.get("loss")),
+                "ce": as_num(metric.get("ce")),
+                "lr": as_num(metric.get("lr")),
+                "val_loss": val,
+                "ckpt": ck is not None,
+                "kept": step in on_disk,
+                "best": bool(ev.get("best") is True or (ck is not None and ck.get("best") is True)),
+            }
+        )
     return rows
 
 
@@ -110,20 +135,47 @@ def checkpoint_table(facts: RunFacts) -> str:
         return "_No evals or checkpoints yet._"
     best = [i for i, r in enumerate(every) if r["best"]]
     rows = spread(every, keep=frozenset(best[-1:]))
-    body = [[str(r["step"]), fmt.count(r["tokens"]), fmt.loss(r["loss"]), fmt.loss(r["ce"]), fmt.ppl(r["ce"]),
-             fmt.loss(r["val_loss"]), fmt.ppl(r["val_loss"]), fmt.lr(r["lr"]), ("yes" if r["kept"] else "deleted") if r["ckpt"] else "",
-             "**best**" if r["best"] else ""] for r in rows]
-    header = ["step", "tokens", "train loss", "train CE", "train PPL", "val loss", "val PPL", "LR", "ckpt", "best"]
+    body = [
+        [
+            str(r["step"]),
+            fmt.count(r["tokens"]),
+            fmt.loss(r["loss"]),
+            fmt.loss(r["ce"]),
+            fmt.ppl(r["ce"]),
+            fmt.loss(r["val_loss"]),
+            fmt.ppl(r["val_loss"]),
+            fmt.lr(r["lr"]),
+            ("yes" if r["kept"] else "deleted") if r["ckpt"] else "",
+            "**best**" if r["best"] else "",
+        ]
+        for r in rows
+    ]
+    header = [
+        "step",
+        "tokens",
+        "train loss",
+        "train CE",
+        "train PPL",
+        "val loss",
+        "val PPL",
+        "LR",
+        "ckpt",
+        "best",
+    ]
     return markdown_table(header, body, [True] * 8 + [False, False]) + _shown(len(every), len(rows), "rows")
 
 
 def loss_chart(facts: RunFacts) -> str:
     steps, ce = facts.series("ce")
     vs, val = facts.series("val_loss")
-    return chart(f"train H (EMA {EMA_WEIGHT}) and val loss by step", "step", [
-        Line(f"train H, EMA {EMA_WEIGHT}", steps, ema(ce, EMA_WEIGHT) if ce else [], "•"),
-        Line("val loss", vs, val, "◆", scatter=True),
-    ])
+    return chart(
+        f"train H (EMA {EMA_WEIGHT}) and val loss by step",
+        "step",
+        [
+            Line(f"train H, EMA {EMA_WEIGHT}", steps, ema(ce, EMA_WEIGHT) if ce else [], "•"),
+            Line("val loss", vs, val, "◆", scatter=True),
+        ],
+    )
 
 
 def ramps(facts: RunFacts) -> list[tuple[int, str]]:
@@ -140,8 +192,14 @@ def lr_section(facts: RunFacts) -> str:
         span = re.search(r"over (\d+) steps", text)
         end = step + max(1, int(span.group(1))) if span else step + 1
         after = [(s, v) for s, v in zip(steps, lrs, strict=True) if step < s <= end]
-        seen = (f"; the records show LR {fmt.lr(after[0][1])} at step {after[0][0]:.0f} and "
-                f"{fmt.lr(after[-1][1])} at step {after[-1][0]:.0f}") if after else ""
+        seen = (
+            (
+                f"; the records show LR {fmt.lr(after[0][1])} at step {after[0][0]:.0f} and "
+                f"{fmt.lr(after[-1][1])} at step {after[-1][0]:.0f}"
+            )
+            if after
+            else ""
+        )
         out.append(f"- Ramp at step {step}: {md(text, 200)}{seen}.")
     return "\n".join(out).rstrip("\n")
 
@@ -160,8 +218,12 @@ def samples_section(facts: RunFacts) -> str:
         mark = " (asked)" if s.get("requested") is True else ""
         body.append([f"{step}{mark}", fmt.loss(val), md(s.get("text", ""), SAMPLE_CHARS)])
     head = f"Prompt: {code(next(iter(prompts)), 80)}." if len(prompts) == 1 else "Prompts differ per row."
-    return (head + "\n\n" + markdown_table(["step", "val loss", "sample"], body, [True, True, False])
-            + _shown(len(facts.samples), len(shown), "samples"))
+    return (
+        head
+        + "\n\n"
+        + markdown_table(["step", "val loss", "sample"], body, [True, True, False])
+        + _shown(len(facts.samples), len(shown), "samples")
+    )
 
 
 def forecast_section(facts: RunFacts) -> str:
@@ -173,12 +235,16 @@ def forecast_section(facts: RunFacts) -> str:
     elif steps:
         now = forecast_at(steps, val, steps[-1], total)
         if now.value is None:
-            lines.append(f"No forecast: {len(steps)} eval(s) (at least {MIN_POINTS} needed), or the val "
-                         "loss is not coming down.")
+            lines.append(
+                f"No forecast: {len(steps)} eval(s) (at least {MIN_POINTS} needed), or the val "
+                "loss is not coming down."
+            )
         else:
-            lines.append(f"Forecast of the val loss at step {total}: **{fmt.loss(now.value)}** "
-                         f"(band {fmt.loss(now.low)} – {fmt.loss(now.high)}), from {now.points} evals up to "
-                         f"step {now.upto}.")
+            lines.append(
+                f"Forecast of the val loss at step {total}: **{fmt.loss(now.value)}** "
+                f"(band {fmt.loss(now.low)} – {fmt.loss(now.high)}), from {now.points} evals up to "
+                f"step {now.upto}."
+            )
     else:
         return "_No evals yet: nothing to forecast._"
     tests = backtests(steps, val, total) if facts.finished else []
@@ -189,11 +255,27 @@ def forecast_section(facts: RunFacts) -> str:
             inside = fmt.DASH if b.inside is None else ("yes" if b.inside else "no")
             error = fmt.DASH if b.error is None else f"{b.error:+.4f}"
             band = fmt.DASH if f.low is None else f"{fmt.loss(f.low)} – {fmt.loss(f.high)}"
-            body.append([f"{b.fraction:.0%} (step {f.upto})", str(f.points), fmt.loss(f.value), band,
-                         fmt.loss(b.truth), error, inside])
-        lines += ["", "How the forecast made part way through compares with the final val loss:", "",
-                  markdown_table(["made at", "evals", "forecast", "band", "final", "error", "in band"], body,
-                                 [False, True, True, False, True, True, False])]
+            body.append(
+                [
+                    f"{b.fraction:.0%} (step {f.upto})",
+                    str(f.points),
+                    fmt.loss(f.value),
+                    band,
+                    fmt.loss(b.truth),
+                    error,
+                    inside,
+                ]
+            )
+        lines += [
+            "",
+            "How the forecast made part way through compares with the final val loss:",
+            "",
+            markdown_table(
+                ["made at", "evals", "forecast", "band", "final", "error", "in band"],
+                body,
+                [False, True, True, False, True, True, False],
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -204,11 +286,18 @@ def loss_columns_section(facts: RunFacts) -> str:
     smoothing = as_num(facts.option("train", "label_smoothing")) or 0.0
     gaps = facts.metrics.gaps("loss", "ce")
     gap = statistics.median(gaps) if gaps else None
-    why = ([f"{mtp} MTP head(s) at weight {_value(facts.option('model', 'transformer.mtp_weight'))}"] if mtp else []) + (
-        [f"label smoothing {smoothing:g}"] if smoothing else [])
+    why = (
+        [f"{mtp} MTP head(s) at weight {_value(facts.option('model', 'transformer.mtp_weight'))}"]
+        if mtp
+        else []
+    ) + ([f"label smoothing {smoothing:g}"] if smoothing else [])
     measured = f" (median gap over {len(gaps)} steps: {gap:+.4f} nats)" if gap is not None else ""
     if why or (gap is not None and abs(gap) > 1e-4):
         cause = " and ".join(why) if why else "auxiliary terms of this model family"
-        return (f"The train **loss** includes {cause}, so it is not comparable across runs{measured}. "
-                "Compare **train CE** (H) and **val loss**: both are the pure next-token cross-entropy.")
-    return f"The train loss is the pure cross-entropy{measured}: train loss, train CE and val loss all compare."
+        return (
+            f"The train **loss** includes {cause}, so it is not comparable across runs{measured}. "
+            "Compare **train CE** (H) and **val loss**: both are the pure next-token cross-entropy."
+        )
+    return (
+        f"The train loss is the pure cross-entropy{measured}: train loss, train CE and val loss all compare."
+    )

@@ -58,8 +58,9 @@ def chart(title: str, xlabel: str, lines: Sequence[Line], width: int = WIDTH, he
     return "```text\n" + "\n".join(lines_out).strip("\n") + "\n```"
 
 
-def _build(title: str, xlabel: str, drawn: list[tuple[Line, list[float], list[float]]], width: int,
-           height: int) -> str:
+def _build(
+    title: str, xlabel: str, drawn: list[tuple[Line, list[float], list[float]]], width: int, height: int
+) -> str:
     with _LOCK:
         plt.clear_figure()
         plt.plotsize(width, height)

@@ -40,7 +40,16 @@ from nexus_tui.history.columnar.cachefile import (
 )
 from nexus_tui.history.columnar.fastdecode import BLOCK_KEYS, MetricBlock, Piece
 
-__all__ = ["CACHE_DIR", "CACHE_FILE", "MIN_FILE_BYTES", "VERSION", "CacheBuilder", "cache_path", "load", "save"]
+__all__ = [
+    "CACHE_DIR",
+    "CACHE_FILE",
+    "MIN_FILE_BYTES",
+    "VERSION",
+    "CacheBuilder",
+    "cache_path",
+    "load",
+    "save",
+]
 
 HASH_CHUNK = 4 << 20
 _FIELDS = ("step", "tokens", "time", *BLOCK_KEYS)
@@ -105,6 +114,7 @@ class _Pages:
                 if stop > start:
                     with contextlib.suppress(ValueError, OSError):  # closed, or no madvise here
                         self.mapped.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
         return release
 
 
@@ -120,8 +130,11 @@ def _read(path: Path, run_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, A
         if at < 0 or count < 0 or at + count * np.dtype(dtype).itemsize > len(mapped):
             raise ValueError("array out of the file")
         arrays[name] = np.frombuffer(mapped, dtype, count, at)
-    spans = {name: (at, np.dtype(dtype).itemsize) for name, (at, dtype, _) in header["arrays"].items()
-             if name not in ("layout", "others")}
+    spans = {
+        name: (at, np.dtype(dtype).itemsize)
+        for name, (at, dtype, _) in header["arrays"].items()
+        if name not in ("layout", "others")
+    }
     return arrays, {**header["meta"], "pages": _Pages(mapped, spans) if hasattr(mapped, "madvise") else None}
 
 
@@ -173,8 +186,8 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
             raise ValueError(f"cache has no {k} column")
     seq = z["seq"]
     cols = {k: z[k] for k in _FIELDS}
-    extra = {k[len(EXTRA):]: z[k] for k in z if k.startswith(EXTRA)}
-    present = {k[len("present_"):].removeprefix(EXTRA): z[k] for k in z if k.startswith("present_")}
+    extra = {k[len(EXTRA) :]: z[k] for k in z if k.startswith(EXTRA)}
+    present = {k[len("present_") :].removeprefix(EXTRA): z[k] for k in z if k.startswith("present_")}
     rows = len(seq)
     if any(len(c) != rows for c in (*cols.values(), *present.values(), *extra.values())):
         raise ValueError("columns of different lengths")
@@ -190,11 +203,18 @@ def _unpack(z: dict[str, np.ndarray], meta: dict[str, Any]) -> list[Piece]:
             raise ValueError("layout out of range")
         if kind == 0:
             pages = meta.get("pages")
-            pieces.append(MetricBlock(seq[a:b], cols["step"][a:b], cols["tokens"][a:b], cols["time"][a:b],
-                                      {k: cols[k][a:b] for k in BLOCK_KEYS},
-                                      {k: m[a:b] for k, m in present.items() if not m[a:b].all()},
-                                      {k: c[a:b] for k, c in extra.items()},
-                                      release=pages.releaser(a, b) if pages is not None else None))
+            pieces.append(
+                MetricBlock(
+                    seq[a:b],
+                    cols["step"][a:b],
+                    cols["tokens"][a:b],
+                    cols["time"][a:b],
+                    {k: cols[k][a:b] for k in BLOCK_KEYS},
+                    {k: m[a:b] for k, m in present.items() if not m[a:b].all()},
+                    {k: c[a:b] for k, c in extra.items()},
+                    release=pages.releaser(a, b) if pages is not None else None,
+                )
+            )
         else:
             pieces.append(list(others[a:b]))
     return pieces
@@ -223,8 +243,11 @@ def save(run_dir: Path, pieces: list[Piece], offset: int, clean: bool = False) -
         "others": np.frombuffer(_packed(others), np.uint8),
     }
     for k in _FIELDS:
-        arrays[k] = getattr(merged, k) if k in ("step", "tokens", "time") and merged is not None else (
-            merged.values[k] if merged is not None else np.empty(0))
+        arrays[k] = (
+            getattr(merged, k)
+            if k in ("step", "tokens", "time") and merged is not None
+            else (merged.values[k] if merged is not None else np.empty(0))
+        )
     if merged is not None:
         if len(merged.extra) > MAX_CACHED_EXTRAS:
             return False
@@ -233,8 +256,14 @@ def save(run_dir: Path, pieces: list[Piece], offset: int, clean: bool = False) -
         for k, m in merged.present.items():
             arrays[f"present_{EXTRA + k if k in merged.extra else k}"] = m
     try:
-        meta = {"version": VERSION, "offset": offset, "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
-                "last_seq": int(arrays["seq"][-1]) if rows else None, "others": len(others), "clean": clean}
+        meta = {
+            "version": VERSION,
+            "offset": offset,
+            "fingerprint": fingerprint(run_dir / METRICS_FILE, offset),
+            "last_seq": int(arrays["seq"][-1]) if rows else None,
+            "others": len(others),
+            "clean": clean,
+        }
         _replace_cache(run_dir, arrays, meta)
     except (OSError, ValueError, TypeError):
         return False
@@ -297,7 +326,9 @@ class CacheBuilder:
         self._queue.put(pieces)
 
     def _write_loop(self) -> None:
-        while (pieces := self._queue.get()) is not None:  # keeps taking them, failed or not: add never blocks for good
+        while (
+            pieces := self._queue.get()
+        ) is not None:  # keeps taking them, failed or not: add never blocks for good
             try:
                 self._spill(pieces)
             except Exception:  # noqa: BLE001 - the cache is best effort; the decode goes on without it
@@ -336,28 +367,33 @@ class CacheBuilder:
                 if len(self._extras) >= MAX_CACHED_EXTRAS:
                     raise _TooWide
                 self._extras.append(EXTRA + key)
-                for name, fill in ((EXTRA + key, np.full(self.rows, np.nan)), (f"present_{EXTRA}{key}",
-                                                                             np.zeros(self.rows, bool))):
+                for name, fill in (
+                    (EXTRA + key, np.full(self.rows, np.nan)),
+                    (f"present_{EXTRA}{key}", np.zeros(self.rows, bool)),
+                ):
                     self._files[name] = scratch_file(private_dir(self.run_dir, CACHE_DIR))
                     self._files[name].write(fill.tobytes())
                 self._partial.add(EXTRA + key) if self.rows else None
         cols = {"seq": p.seq.astype(np.int64), "step": p.step, "tokens": p.tokens, "time": p.time, **p.values}
         for name in self._extras:
-            key = name[len(EXTRA):]
+            key = name[len(EXTRA) :]
             cols[name] = p.extra.get(key, np.full(len(p), np.nan))
         masks = {**p.present, **{EXTRA + k: m for k, m in p.present.items() if k in p.extra}}
         for name in self._extras:
-            if name[len(EXTRA):] not in p.extra:
+            if name[len(EXTRA) :] not in p.extra:
                 masks[name] = np.zeros(len(p), bool)
         for name, column in cols.items():
             # The array's own buffer, not a bytes copy of it.
-            self._files[name].write(np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).data)
+            self._files[name].write(
+                np.ascontiguousarray(column, np.float64 if name != "seq" else np.int64).data
+            )
         for name in cols:
             mask = masks.get(name)
             if mask is not None and not mask.all():
                 self._partial.add(name)
             self._files[f"present_{name}"].write(
-                np.ascontiguousarray(mask if mask is not None else np.ones(len(p), bool), bool).data)
+                np.ascontiguousarray(mask if mask is not None else np.ones(len(p), bool), bool).data
+            )
         self.layout.append((0, self.rows, self.rows + len(p)))
         self.rows += len(p)
         self.last_seq = int(p.seq[-1])
@@ -370,12 +406,19 @@ class CacheBuilder:
             self.close()
             return False
         try:
-            meta = {"version": VERSION, "offset": offset,
-                    "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset), "last_seq": self.last_seq,
-                    "others": len(self.others), "clean": clean}
+            meta = {
+                "version": VERSION,
+                "offset": offset,
+                "fingerprint": fingerprint(self.run_dir / METRICS_FILE, offset),
+                "last_seq": self.last_seq,
+                "others": len(self.others),
+                "clean": clean,
+            }
             names = ["seq", *_FIELDS, *self._extras, *(f"present_{k}" for k in sorted(self._partial))]
-            small = {"layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
-                     "others": np.frombuffer(_packed(self.others), np.uint8)}
+            small = {
+                "layout": np.array(self.layout, dtype=np.int64).reshape(-1, 3),
+                "others": np.frombuffer(_packed(self.others), np.uint8),
+            }
             spilled = {name: _Spilled(self._files.get(name), name, self.rows) for name in names}
             _replace_cache(self.run_dir, {**spilled, **small}, meta)
         except (OSError, ValueError, TypeError):
@@ -404,6 +447,8 @@ class _Spilled:
 
     def __init__(self, source: Any, name: str, rows: int) -> None:
         self.source = source
-        self.dtype = np.dtype(np.int64 if name == "seq" else bool if name.startswith("present_") else np.float64)
+        self.dtype = np.dtype(
+            np.int64 if name == "seq" else bool if name.startswith("present_") else np.float64
+        )
         self.size = rows if source is not None else 0
         self.nbytes = self.size * self.dtype.itemsize

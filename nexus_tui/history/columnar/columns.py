@@ -49,9 +49,15 @@ class MetricBlock:
 
     def slice(self, start: int, stop: int | None = None) -> MetricBlock:
         s = slice(start, stop)
-        return MetricBlock(self.seq[s], self.step[s], self.tokens[s], self.time[s],
-                           {k: v[s] for k, v in self.values.items()}, {k: v[s] for k, v in self.present.items()},
-                           {k: v[s] for k, v in self.extra.items()})
+        return MetricBlock(
+            self.seq[s],
+            self.step[s],
+            self.tokens[s],
+            self.time[s],
+            {k: v[s] for k, v in self.values.items()},
+            {k: v[s] for k, v in self.present.items()},
+            {k: v[s] for k, v in self.extra.items()},
+        )
 
     def records(self) -> list[Record]:
         """The block as the typed records RecordDecoder yields: Metric structs with the fields each
@@ -59,7 +65,11 @@ class MetricBlock:
         cols = {"time": self.time, **self.values}
         lists = {k: v.tolist() for k, v in cols.items()}
         masks = {k: m.tolist() for k, m in self.present.items()}
-        seqs, steps, tokens = self.seq.tolist(), self.step.astype(np.int64).tolist(), self.tokens.astype(np.int64).tolist()
+        seqs, steps, tokens = (
+            self.seq.tolist(),
+            self.step.astype(np.int64).tolist(),
+            self.tokens.astype(np.int64).tolist(),
+        )
         seq_mask = masks.get("seq")
         extra = {k: v.tolist() for k, v in self.extra.items()}
         out: list[Record] = []
@@ -85,9 +95,12 @@ class MetricBlock:
         present = {k: np.concatenate([mask(b, k) for b in blocks]) for k in keys}
         present = {k: m for k, m in present.items() if not m.all()}
         return MetricBlock(
-            np.concatenate([b.seq for b in blocks]), np.concatenate([b.step for b in blocks]),
-            np.concatenate([b.tokens for b in blocks]), np.concatenate([b.time for b in blocks]),
-            {k: np.concatenate([b.values[k] for b in blocks]) for k in BLOCK_KEYS}, present,
+            np.concatenate([b.seq for b in blocks]),
+            np.concatenate([b.step for b in blocks]),
+            np.concatenate([b.tokens for b in blocks]),
+            np.concatenate([b.time for b in blocks]),
+            {k: np.concatenate([b.values[k] for b in blocks]) for k in BLOCK_KEYS},
+            present,
             {k: np.concatenate([b.extra.get(k, np.full(len(b), np.nan)) for b in blocks]) for k in extras},
         )
 

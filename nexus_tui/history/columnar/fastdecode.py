@@ -91,8 +91,14 @@ def _block(recs: list[_Metric]) -> MetricBlock:
     if any((np.abs(cols[k]) > _EXACT).any() for k in ("step", "tokens", "seq")):
         raise _NotClean  # past float64's exact integers: the per-record path keeps them exact
     seq = np.where(present["seq"], cols["seq"], -1) if "seq" in present else cols["seq"]
-    return MetricBlock(seq.astype(np.int64), cols["step"].copy(), cols["tokens"].copy(), cols["time"].copy(),
-                       {k: cols[k].copy() for k in BLOCK_KEYS}, present)
+    return MetricBlock(
+        seq.astype(np.int64),
+        cols["step"].copy(),
+        cols["tokens"].copy(),
+        cols["time"].copy(),
+        {k: cols[k].copy() for k in BLOCK_KEYS},
+        present,
+    )
 
 
 def _header_at(buf: bytes | bytearray, at: int) -> int:

@@ -26,8 +26,18 @@ import numpy as np
 from nexus_core.recordtypes import MAX_EXTRA_KEY_LEN, MAX_EXTRA_KEYS, Metric
 from nexus_tui.history.columnar.columns import BLOCK_KEYS, COLUMN_FIELDS, MetricBlock
 
-_FIXED = {0xCA: (4, ">f4"), 0xCB: (8, ">f8"), 0xCC: (1, ">u1"), 0xCD: (2, ">u2"), 0xCE: (4, ">u4"),
-          0xCF: (8, ">u8"), 0xD0: (1, ">i1"), 0xD1: (2, ">i2"), 0xD2: (4, ">i4"), 0xD3: (8, ">i8")}
+_FIXED = {
+    0xCA: (4, ">f4"),
+    0xCB: (8, ">f8"),
+    0xCC: (1, ">u1"),
+    0xCD: (2, ">u2"),
+    0xCE: (4, ">u4"),
+    0xCF: (8, ">u8"),
+    0xD0: (1, ">i1"),
+    0xD1: (2, ">i2"),
+    0xD2: (4, ">i4"),
+    0xD3: (8, ">i8"),
+}
 """msgpack numbers with a one-byte header and a fixed-width big-endian payload."""
 _FIELDS = frozenset(Metric.__struct_fields__)
 _EXACT = float(2**53)
@@ -90,7 +100,10 @@ def _layout(rec: bytes) -> Layout | None:
             continue
         extra = key not in _FIELDS
         if extra:
-            if not (0 < len(key) <= MAX_EXTRA_KEY_LEN and key.isprintable()) or len(extras) >= MAX_EXTRA_KEYS - 1:
+            if (
+                not (0 < len(key) <= MAX_EXTRA_KEY_LEN and key.isprintable())
+                or len(extras) >= MAX_EXTRA_KEYS - 1
+            ):
                 return None  # RecordDecoder would drop or stop at it: its call
             extras.append(key)
         if head in _FIXED:
@@ -118,7 +131,9 @@ def _layout(rec: bytes) -> Layout | None:
     return structure, fields, extras
 
 
-def _columns(rows: np.ndarray, shape: Layout) -> tuple[dict[str, np.ndarray], dict[str, bool], list[str]] | None:
+def _columns(
+    rows: np.ndarray, shape: Layout
+) -> tuple[dict[str, np.ndarray], dict[str, bool], list[str]] | None:
     """Rows of one shape as columns (float64; seq int64), whether each field is there at all, and
     the extra keys in order; None when they hold what this path refuses."""
     count = len(rows)
@@ -160,8 +175,15 @@ def _block(count: int, parts: Sequence[tuple[np.ndarray | slice, tuple[Any, ...]
         cols, there, extras = parts[0][1]
         present = {k: np.zeros(count, bool) for k, ok in there.items() if not ok}
         seq = np.full(count, -1, np.int64) if "seq" in present else cols["seq"]
-        return MetricBlock(seq, cols["step"], cols["tokens"], cols["time"], {k: cols[k] for k in BLOCK_KEYS},
-                           present, {k: cols[k] for k in extras})
+        return MetricBlock(
+            seq,
+            cols["step"],
+            cols["tokens"],
+            cols["time"],
+            {k: cols[k] for k in BLOCK_KEYS},
+            present,
+            {k: cols[k] for k in extras},
+        )
     # One order of the extra keys that is each shape's own order (RecordDecoder keeps each record's).
     sorter: TopologicalSorter[str] = TopologicalSorter()
     for _, (_, _, extras) in parts:
@@ -179,8 +201,15 @@ def _block(count: int, parts: Sequence[tuple[np.ndarray | slice, tuple[Any, ...]
             mask[k][where] = there[k]
     present = {k: m for k, m in mask.items() if not m.all()}
     seq = np.where(mask["seq"], full["seq"], -1).astype(np.int64)
-    return MetricBlock(seq, full["step"], full["tokens"], full["time"], {k: full[k] for k in BLOCK_KEYS},
-                       present, {k: full[k] for k in order})
+    return MetricBlock(
+        seq,
+        full["step"],
+        full["tokens"],
+        full["time"],
+        {k: full[k] for k in BLOCK_KEYS},
+        present,
+        {k: full[k] for k in order},
+    )
 
 
 def _starts(data: np.ndarray, count: int) -> np.ndarray | None:

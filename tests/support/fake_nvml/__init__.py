@@ -21,7 +21,9 @@ class FakeGpus:
         except simulate.SimulationError as e:
             raise RuntimeError(str(e)) from None
 
-    def write(self, gpus: list[tuple[str, int, int, int, int, int, int]], procs: list[tuple[int, int, int]] = ()) -> None:
+    def write(
+        self, gpus: list[tuple[str, int, int, int, int, int, int]], procs: list[tuple[int, int, int]] = ()
+    ) -> None:
         """gpus: (name, util %, used B, total B, temp C, power W, limit W); procs: (gpu, pid, used B)."""
         simulate.write_state(self.state, gpus, list(procs))
 
@@ -36,5 +38,7 @@ class FakeGpus:
         simulate.preload(self.lib, self.state)
 
 
-TWO_GPUS = [("NVIDIA RTX 4090", 0, 1 << 30, 24 << 30, 40, 60, 450),
-            ("NVIDIA RTX 4090", 0, 1 << 30, 24 << 30, 41, 61, 450)]
+TWO_GPUS = [
+    ("NVIDIA RTX 4090", 0, 1 << 30, 24 << 30, 40, 60, 450),
+    ("NVIDIA RTX 4090", 0, 1 << 30, 24 << 30, 41, 61, 450),
+]

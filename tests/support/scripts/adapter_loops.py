@@ -34,15 +34,39 @@ def hf() -> None:
 
     tokenizer = char_tokenizer(TEXT)
     ids = tokenizer(TEXT)["input_ids"]
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=64))
-    args = TrainingArguments(output_dir=str(RUN_DIR / "hf"), max_steps=STEPS, per_device_train_batch_size=4,
-                             learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
-                             eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
-                             dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, train_dataset=Chunks(ids), eval_dataset=Chunks(ids[:100]),
-                      processing_class=tokenizer, callbacks=[Slow(), NexusCallback()])
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    )
+    args = TrainingArguments(
+        output_dir=str(RUN_DIR / "hf"),
+        max_steps=STEPS,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        lr_scheduler_type="constant",
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=Chunks(ids),
+        eval_dataset=Chunks(ids[:100]),
+        processing_class=tokenizer,
+        callbacks=[Slow(), NexusCallback()],
+    )
     trainer.train()
     (RUN_DIR / "loop-ended").write_text(str(trainer.state.global_step))
 
@@ -58,10 +82,19 @@ def lightning() -> None:
         def on_train_batch_end(self, *args):
             time.sleep(0.02)
 
-    trainer = pl.Trainer(max_steps=STEPS, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=2,
-                         check_val_every_n_epoch=10_000, num_sanity_val_steps=0,
-                         logger=NexusLogger(), callbacks=[Slow(), NexusCallback(sample=sample)])
+    trainer = pl.Trainer(
+        max_steps=STEPS,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=2,
+        check_val_every_n_epoch=10_000,
+        num_sanity_val_steps=0,
+        logger=NexusLogger(),
+        callbacks=[Slow(), NexusCallback(sample=sample)],
+    )
     trainer.fit(CharLSTM(len(CHARS)), loader(), loader())
     (RUN_DIR / "loop-ended").write_text(str(trainer.global_step))
 
@@ -73,7 +106,9 @@ def tb() -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with SummaryWriter(tensorboard=True) as writer:  # the run folder: NEXUS_RUN_DIR; event files there too
         writer.watch(opt)
-        writer.run.on_checkpoint(lambda: torch.save(model.state_dict(), RUN_DIR / "model.pt") or RUN_DIR / "model.pt")
+        writer.run.on_checkpoint(
+            lambda: torch.save(model.state_dict(), RUN_DIR / "model.pt") or RUN_DIR / "model.pt"
+        )
         writer.run.on_eval(lambda: {"loss": 0.5})
         writer.add_hparams({"lr": 0.05, "batch": 16}, {"hparam/final": 0.0})
         for step in range(1, STEPS):

@@ -25,10 +25,34 @@ def term(*_: object) -> None:
 signal.signal(signal.SIGTERM, term)
 server = CommandServer(run)
 writer = RecordWriter(run / METRICS_FILE)
-writer.write({"type": "hello", "run": run.name, "protocol": 1, "pid": os.getpid(), "device": "cpu", "model": "busy",
-              "params": 1, "total_steps": 100, "start_step": 0, "config": {}})
-writer.write({"type": "metric", "step": 1, "tokens": 64, "loss": 3.0, "ce": 3.0, "lr": 1e-3, "gnorm": 1.0,
-              "tok_s": 100.0, "step_s": 0.1, "mem": 1})
+writer.write(
+    {
+        "type": "hello",
+        "run": run.name,
+        "protocol": 1,
+        "pid": os.getpid(),
+        "device": "cpu",
+        "model": "busy",
+        "params": 1,
+        "total_steps": 100,
+        "start_step": 0,
+        "config": {},
+    }
+)
+writer.write(
+    {
+        "type": "metric",
+        "step": 1,
+        "tokens": 64,
+        "loss": 3.0,
+        "ce": 3.0,
+        "lr": 1e-3,
+        "gnorm": 1.0,
+        "tok_s": 100.0,
+        "step_s": 0.1,
+        "mem": 1,
+    }
+)
 (run / "listening").touch()
 select.select([server._sock], [], [])  # a client is connecting, while this engine is busy
 time.sleep(8)  # with its step's eval, sample and checkpoint: its socket is read between steps

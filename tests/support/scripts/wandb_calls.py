@@ -29,8 +29,16 @@ ctx: dict = {}
 
 
 def first_init():
-    ctx["run"] = wandb.init(project="drop-in", name="calls", config={"lr": 0.1, "layers": 2}, tags=["a", "b"],
-                            notes="side by side", group="g1", job_type="train", dir=".")
+    ctx["run"] = wandb.init(
+        project="drop-in",
+        name="calls",
+        config={"lr": 0.1, "layers": 2},
+        tags=["a", "b"],
+        notes="side by side",
+        group="g1",
+        job_type="train",
+        dir=".",
+    )
 
 
 def log_tensor():
@@ -61,25 +69,58 @@ CALLS = [
     ("summary set", lambda: wandb.run.summary.__setitem__("best", 0.1)),
     ("summary.update", lambda: ctx["run"].summary.update({"final": 0.2})),
     ("define_metric step", lambda: wandb.define_metric("iter")),
-    ("define_metric step_metric summary", lambda: wandb.define_metric("loss", step_metric="iter", summary="min")),
+    (
+        "define_metric step_metric summary",
+        lambda: wandb.define_metric("loss", step_metric="iter", summary="min"),
+    ),
     ("define_metric glob", lambda: wandb.define_metric("val/*", step_metric="iter")),
     ("Table", lambda: wandb.log({"table": wandb.Table(columns=["a", "b"], data=[[1, "x"], [2, "y"]])})),
     ("Table.add_data", lambda: wandb.Table(columns=["p", "q"]).add_data(1, 2)),
     ("Image", lambda: wandb.log({"img": wandb.Image(np.random.rand(8, 8, 3), caption="noise")})),
     ("Histogram", lambda: wandb.log({"hist": wandb.Histogram(np.random.randn(200))})),
     ("Html", lambda: wandb.log({"html": wandb.Html("<b>hi</b>")})),
-    ("plot.line", lambda: wandb.log({"pl": wandb.plot.line(
-        wandb.Table(columns=["x", "y"], data=[[1, 2], [2, 3]]), "x", "y", title="t")})),
-    ("plot.scatter", lambda: wandb.log({"ps": wandb.plot.scatter(
-        wandb.Table(columns=["x", "y"], data=[[1, 2], [2, 3]]), "x", "y")})),
-    ("plot.bar", lambda: wandb.log({"pb": wandb.plot.bar(
-        wandb.Table(columns=["l", "v"], data=[["a", 2], ["b", 3]]), "l", "v")})),
-    ("plot.histogram", lambda: wandb.log({"ph": wandb.plot.histogram(
-        wandb.Table(columns=["v"], data=[[1.0], [2.0]]), "v")})),
-    ("plot.line_series", lambda: wandb.log({"pls": wandb.plot.line_series(
-        xs=[0, 1, 2], ys=[[1, 2, 3], [3, 2, 1]], keys=["up", "down"], title="two")})),
-    ("plot.confusion_matrix", lambda: wandb.log({"cm": wandb.plot.confusion_matrix(
-        y_true=[0, 1, 1], preds=[0, 1, 0], class_names=["n", "p"])})),
+    (
+        "plot.line",
+        lambda: wandb.log(
+            {
+                "pl": wandb.plot.line(
+                    wandb.Table(columns=["x", "y"], data=[[1, 2], [2, 3]]), "x", "y", title="t"
+                )
+            }
+        ),
+    ),
+    (
+        "plot.scatter",
+        lambda: wandb.log(
+            {"ps": wandb.plot.scatter(wandb.Table(columns=["x", "y"], data=[[1, 2], [2, 3]]), "x", "y")}
+        ),
+    ),
+    (
+        "plot.bar",
+        lambda: wandb.log(
+            {"pb": wandb.plot.bar(wandb.Table(columns=["l", "v"], data=[["a", 2], ["b", 3]]), "l", "v")}
+        ),
+    ),
+    (
+        "plot.histogram",
+        lambda: wandb.log({"ph": wandb.plot.histogram(wandb.Table(columns=["v"], data=[[1.0], [2.0]]), "v")}),
+    ),
+    (
+        "plot.line_series",
+        lambda: wandb.log(
+            {
+                "pls": wandb.plot.line_series(
+                    xs=[0, 1, 2], ys=[[1, 2, 3], [3, 2, 1]], keys=["up", "down"], title="two"
+                )
+            }
+        ),
+    ),
+    (
+        "plot.confusion_matrix",
+        lambda: wandb.log(
+            {"cm": wandb.plot.confusion_matrix(y_true=[0, 1, 1], preds=[0, 1, 0], class_names=["n", "p"])}
+        ),
+    ),
     ("save", lambda: wandb.save("notes.txt")),
     ("Settings", lambda: wandb.Settings(mode="offline")),
     ("login", lambda: wandb.login(anonymous="never", key="x" * 40, verify=False)),

@@ -20,12 +20,31 @@ def hf() -> None:
 
     tokenizer = char_tokenizer(TEXT)
     ids = tokenizer(TEXT)["input_ids"]
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                         max_position_embeddings=64))
-    args = TrainingArguments(output_dir="hf-out", run_name="hf-wandb", max_steps=6, per_device_train_batch_size=4,
-                             learning_rate=1e-3, logging_steps=1, save_strategy="no", eval_strategy="no",
-                             report_to="wandb", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
+    )
+    args = TrainingArguments(
+        output_dir="hf-out",
+        run_name="hf-wandb",
+        max_steps=6,
+        per_device_train_batch_size=4,
+        learning_rate=1e-3,
+        logging_steps=1,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="wandb",
+        use_cpu=True,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
     Trainer(model=model, args=args, train_dataset=Chunks(ids)).train()
 
 
@@ -35,9 +54,17 @@ def lightning() -> None:
     from lightning_module import CHARS, CharLSTM, loader
 
     logger = WandbLogger(name="pl-wandb", project="drop-in", log_model=False)
-    trainer = pl.Trainer(max_steps=6, accelerator="cpu", log_every_n_steps=1, enable_progress_bar=False,
-                         enable_checkpointing=False, enable_model_summary=False, limit_val_batches=2,
-                         num_sanity_val_steps=0, logger=logger)
+    trainer = pl.Trainer(
+        max_steps=6,
+        accelerator="cpu",
+        log_every_n_steps=1,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        limit_val_batches=2,
+        num_sanity_val_steps=0,
+        logger=logger,
+    )
     trainer.fit(CharLSTM(len(CHARS)), loader(), loader())
 
 

@@ -16,6 +16,7 @@ import nexus as wandb
 mode = sys.argv[1]
 stop = False
 if mode == "own-sigint":
+
     def on_sigint(signum, frame):  # noqa: ANN001, ANN201 - a script's own handler, as people write them
         global stop
         stop = True
