@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         help="folder holding the runs (default: --root before the command, ./runs)",
     )
     sub = parser.add_subparsers(dest="command")
-    sub.add_parser("dashboard", help="open the dashboard on the runs folder (the default)")
-    demo = sub.add_parser("demo", help="open the dashboard and launch two contrasting CPU/GPU demo runs")
+    sub.add_parser("dashboard", parents=[after], help="open the dashboard on the runs folder (the default)")
+    demo = sub.add_parser(
+        "demo", parents=[after], help="open the dashboard and launch two contrasting CPU/GPU demo runs"
+    )
     demo.add_argument("--steps", type=int, default=0, help="steps per demo run (default: the presets')")
     demo.add_argument(
         "--simulate-gpus",

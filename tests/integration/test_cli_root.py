@@ -19,6 +19,7 @@ def test_a_root_that_does_not_exist_is_one_error_line_and_nothing_is_created(tmp
         ["--root", str(missing), "runs"],
         ["runs", "--root", str(missing)],
         ["--root", str(missing), "dashboard"],
+        ["dashboard", "--root", str(missing)],
         ["--root", str(missing)],
     ):
         done = run_nexus(*args, cwd=tmp_path)
