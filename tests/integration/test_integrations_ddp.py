@@ -371,7 +371,8 @@ def test_hugging_face_trainer_on_two_ranks(ranks) -> None:
     hello = r.record("the hello", lambda x: x["type"] == P.HELLO and "ramp" in x.get("commands", ()))
     assert {"checkpoint", "eval", "generate", "stop", "pause"} <= set(hello["commands"])
     r.record("step 3", lambda x: x["type"] == P.METRIC and x["step"] >= 3)
-    assert len(r.records(P.HELLO)) == 1  # rank 0 alone reports
+    # rank 0 alone reports (a hello is filed again when what it says changes: its LR schedule, a key)
+    assert len({h["pid"] for h in r.records(P.HELLO)}) == 1
 
     # a checkpoint asked for while paused: saved after the resume, by both ranks (each its RNG state)
     ck = pause_holds_both(r, "checkpoint")
