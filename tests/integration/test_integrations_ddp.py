@@ -9,6 +9,7 @@ step: the step, the LR the step used (seen by a step pre-hook after Nexus's) and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -290,6 +291,14 @@ class Ranks:
         return tuple((self.lines(r) or [(0, 0.0, 0.0)])[-1][0] for r in (0, 1))  # type: ignore[return-value]
 
     def close(self) -> None:
+        """End torchrun and its ranks: torchrun starts each worker in a session of its own, so killing
+        torchrun's group alone left a failed test's ranks training on (seen in CI)."""
+        import psutil
+
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
