@@ -68,6 +68,16 @@ def open_regular(
         raise
 
 
+def _check_writable(fd: int, path: str | Path) -> None:
+    """UnsafeFileError unless the open descriptor is a regular file with no second hard link (a
+    planted hard link to a user's file must not be written through)."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
+    if st.st_nlink > 1:
+        raise UnsafeFileError(errno.EMLINK, "has another hard link; refusing to write through it", str(path))
+
+
 def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
     """`path` opened to append (created 0644 if missing), or UnsafeFileError: never through a symlink
     (O_NOFOLLOW), never a FIFO/device (non-blocking open, fstat on the descriptor) and never a file
@@ -86,13 +96,7 @@ def open_append(path: str | Path, buffering: int = -1) -> BinaryIO:
             raise UnsafeFileError(errno.ENXIO, "is a FIFO or socket, not a regular file", str(path)) from None
         raise
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
-        if st.st_nlink > 1:
-            raise UnsafeFileError(
-                errno.EMLINK, "has another hard link; refusing to write through it", str(path)
-            )
+        _check_writable(fd, path)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "ab", buffering=buffering)
     except BaseException:
@@ -363,13 +367,7 @@ def rewrite_in_place(path: str | Path, data: bytes) -> None:
         path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0)
     )
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnsafeFileError(errno.EINVAL, f"is {_kind(st.st_mode)}, not a regular file", str(path))
-        if st.st_nlink > 1:
-            raise UnsafeFileError(
-                errno.EMLINK, "has another hard link; refusing to write through it", str(path)
-            )
+        _check_writable(fd, path)
         os.pwrite(fd, data, 0)
         os.ftruncate(fd, len(data))
     finally:
