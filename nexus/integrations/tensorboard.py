@@ -225,13 +225,11 @@ class SummaryWriter:
         def call(*args: Any, **kwargs: Any) -> Any:
             if self._tb is not None:
                 return getattr(self._tb, name)(*args, **kwargs)
-            if name not in self._ignored:
-                self._ignored.add(name)
-                self.run._put_log(
-                    f"SummaryWriter.{name} is not recorded by Nexus (tensorboard=True writes it "
-                    "to TensorBoard event files too)",
-                    "warning",
-                )
+            self._say_once(
+                name,
+                f"SummaryWriter.{name} is not recorded by Nexus (tensorboard=True writes it "
+                "to TensorBoard event files too)",
+            )
             return None
 
         return call
@@ -243,11 +241,15 @@ class SummaryWriter:
             return int(global_step)
         return self._step if self._step is not None else self.run.step
 
-    def _not_kept(self, name: str, error: Exception) -> None:
-        """A value the loop passed that Nexus cannot keep: said once per method, never raised."""
+    def _say_once(self, name: str, text: str) -> None:
+        """A warning about method `name` in the run's log, once per method (never raised)."""
         if name not in self._ignored:
             self._ignored.add(name)
-            self.run._put_log(f"SummaryWriter.{name}: a value was not kept ({error})", "warning")
+            self.run._put_log(text, "warning")
+
+    def _not_kept(self, name: str, error: Exception) -> None:
+        """A value the loop passed that Nexus cannot keep."""
+        self._say_once(name, f"SummaryWriter.{name}: a value was not kept ({error})")
 
     def _media(self, tag: str, value: Any, step: int) -> None:
         from nexus.richlog import rich_records
